@@ -1,0 +1,1 @@
+//! REST endpoints: turning requests into Store calls and Store results into responses.

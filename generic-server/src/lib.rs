@@ -1,0 +1,31 @@
+//! The API machinery shared by every server in the delegation chain.
+//!
+//! A server (aggregator, kube-core-server, apiextensions) is a [`Handler`] that
+//! serves what it owns and hands everything else to its delegate. This crate owns
+//! what they have in common: parsing a request into [`RequestInfo`], the
+//! `metav1.Status` error type, content negotiation, the generic registry
+//! [`registry::Store`] driven by a per-resource [`registry::Strategy`], the
+//! [`storage::Storage`] contract and its backends, discovery documents,
+//! authentication, and the TLS listener. It knows nothing about any particular
+//! resource: built-in types live in kube-core-server, CRDs in apiextensions.
+
+pub mod authn;
+pub mod body;
+pub mod discovery;
+pub mod endpoints;
+pub mod handler;
+pub mod meta;
+pub mod negotiation;
+pub mod openapi;
+pub mod patch;
+pub mod protobuf;
+pub mod registry;
+pub mod request_info;
+pub mod selectors;
+pub mod serve;
+pub mod status;
+pub mod storage;
+
+pub use handler::{Handler, NotFoundHandler, Request, Response};
+pub use request_info::RequestInfo;
+pub use status::StatusError;

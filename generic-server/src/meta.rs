@@ -1,0 +1,264 @@
+//! Reading and writing the `metadata` of objects held as JSON values, and the
+//! ObjectMeta validation every resource shares.
+
+use serde_json::{Map, Value};
+
+use crate::status::Cause;
+
+pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata").and_then(Value::as_object)
+}
+
+/// The object's metadata map, created if absent or not an object.
+pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.is_object() {
+        *obj = Value::Object(Map::new());
+    }
+    let map = obj.as_object_mut().expect("made an object above");
+    let entry = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    entry.as_object_mut().expect("made an object above")
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    metadata(obj).and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn name(obj: &Value) -> &str {
+    meta_str(obj, "name")
+}
+pub fn namespace(obj: &Value) -> &str {
+    meta_str(obj, "namespace")
+}
+pub fn uid(obj: &Value) -> &str {
+    meta_str(obj, "uid")
+}
+pub fn resource_version(obj: &Value) -> &str {
+    meta_str(obj, "resourceVersion")
+}
+
+pub fn set_meta(obj: &mut Value, field: &str, value: Value) {
+    metadata_mut(obj).insert(field.to_string(), value);
+}
+
+pub fn remove_meta(obj: &mut Value, field: &str) {
+    metadata_mut(obj).remove(field);
+}
+
+pub fn labels(obj: &Value) -> Map<String, Value> {
+    metadata(obj).and_then(|m| m.get("labels")).and_then(Value::as_object).cloned().unwrap_or_default()
+}
+
+pub fn finalizers(obj: &Value) -> Vec<String> {
+    metadata(obj)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// RFC 3339 with second precision in UTC, as metav1.Time serializes.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+const DNS1123_LABEL_MAX: usize = 63;
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+
+pub fn is_dns1123_label(s: &str) -> Option<String> {
+    let ok_chars = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric();
+    if s.len() > DNS1123_LABEL_MAX {
+        return Some(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+    }
+    if !ok_chars {
+        return Some("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into());
+    }
+    None
+}
+
+pub fn is_dns1123_subdomain(s: &str) -> Option<String> {
+    if s.len() > DNS1123_SUBDOMAIN_MAX {
+        return Some(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+    }
+    let ok = !s.is_empty()
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && part.as_bytes()[0].is_ascii_alphanumeric()
+                && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
+        });
+    if !ok {
+        return Some("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into());
+    }
+    None
+}
+
+/// A name for a path segment: upstream's path-segment check shared by all names.
+pub fn path_segment_problem(name: &str) -> Option<String> {
+    if name == "." || name == ".." {
+        return Some(format!("may not be '{name}'"));
+    }
+    for bad in ["/", "%"] {
+        if name.contains(bad) {
+            return Some(format!("may not contain '{bad}'"));
+        }
+    }
+    None
+}
+
+fn qualified_name_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Some("prefix part must be non-empty".into());
+        }
+        if let Some(m) = is_dns1123_subdomain(p) {
+            return Some(format!("prefix part {m}"));
+        }
+    }
+    if name.is_empty() || name.len() > 63 {
+        return Some("name part must be non-empty and no more than 63 characters".into());
+    }
+    let b = name.as_bytes();
+    let ok = b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric();
+    if !ok {
+        return Some("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
+    }
+    None
+}
+
+fn label_value_problem(v: &str) -> Option<String> {
+    if v.is_empty() {
+        return None;
+    }
+    if v.len() > 63 {
+        return Some("must be no more than 63 characters".into());
+    }
+    let b = v.as_bytes();
+    let ok = b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric();
+    if !ok {
+        return Some("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into());
+    }
+    None
+}
+
+/// How a resource's names are checked: most use DNS subdomains, some labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    Dns1123Subdomain,
+    Dns1123Label,
+    /// Only the path-segment rule (names such as those of RBAC objects).
+    PathSegment,
+}
+
+impl NameRule {
+    pub fn problem(self, name: &str) -> Option<String> {
+        match self {
+            NameRule::Dns1123Subdomain => is_dns1123_subdomain(name),
+            NameRule::Dns1123Label => is_dns1123_label(name),
+            NameRule::PathSegment => None,
+        }
+        .or_else(|| path_segment_problem(name))
+    }
+}
+
+/// ObjectMeta validation shared by all resources (upstream's ValidateObjectMeta).
+pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let name = name(obj);
+    let generate_name = meta_str(obj, "generateName");
+    if name.is_empty() {
+        if generate_name.is_empty() {
+            causes.push(Cause::required("metadata.name", "name or generateName is required"));
+        }
+    } else if let Some(m) = rule.problem(name) {
+        causes.push(Cause::invalid("metadata.name", &Value::String(name.into()), &m));
+    }
+    let ns = namespace(obj);
+    if namespaced {
+        if ns.is_empty() {
+            causes.push(Cause::required("metadata.namespace", ""));
+        } else if let Some(m) = is_dns1123_label(ns) {
+            causes.push(Cause::invalid("metadata.namespace", &Value::String(ns.into()), &m));
+        }
+    } else if !ns.is_empty() {
+        causes.push(Cause::forbidden("metadata.namespace", "not allowed on this type"));
+    }
+    if let Some(m) = metadata(obj) {
+        if let Some(labels) = m.get("labels") {
+            match labels.as_object() {
+                Some(l) => {
+                    for (k, v) in l {
+                        if let Some(p) = qualified_name_problem(k) {
+                            causes.push(Cause::invalid("metadata.labels", &Value::String(k.clone()), &p));
+                        }
+                        match v.as_str() {
+                            Some(s) => {
+                                if let Some(p) = label_value_problem(s) {
+                                    causes.push(Cause::invalid("metadata.labels", v, &p));
+                                }
+                            }
+                            None if v.is_null() => {}
+                            None => causes.push(Cause::invalid("metadata.labels", v, "must be a string")),
+                        }
+                    }
+                }
+                None if labels.is_null() => {}
+                None => causes.push(Cause::invalid("metadata.labels", labels, "must be a map of strings")),
+            }
+        }
+        if let Some(ann) = m.get("annotations").and_then(Value::as_object) {
+            let mut total = 0usize;
+            for (k, v) in ann {
+                if let Some(p) = qualified_name_problem(k) {
+                    causes.push(Cause::invalid("metadata.annotations", &Value::String(k.clone()), &p));
+                }
+                total += k.len() + v.as_str().map(str::len).unwrap_or(0);
+            }
+            if total > 256 * 1024 {
+                causes.push(Cause {
+                    reason: "FieldValueTooLong",
+                    message: "Too long: must have at most 262144 bytes".into(),
+                    field: "metadata.annotations".into(),
+                });
+            }
+        }
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names() {
+        assert!(is_dns1123_subdomain("my-app.example").is_none());
+        assert!(is_dns1123_subdomain("My-App").is_some());
+        assert!(is_dns1123_label("a.b").is_some());
+        assert!(NameRule::PathSegment.problem("a/b").is_some());
+    }
+
+    #[test]
+    fn object_meta() {
+        let ok = json!({"metadata": {"name": "x", "namespace": "default", "labels": {"app": "web", "example.com/tier": "a_b"}}});
+        assert!(validate_object_meta(&ok, true, NameRule::Dns1123Subdomain).is_empty());
+        let bad = json!({"metadata": {"name": "X_", "labels": {"-bad": "v"}}});
+        let causes = validate_object_meta(&bad, true, NameRule::Dns1123Subdomain);
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, vec!["metadata.name", "metadata.namespace", "metadata.labels"]);
+    }
+}

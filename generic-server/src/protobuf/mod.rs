@@ -1,0 +1,1 @@
+//! Protobuf (application/vnd.kubernetes.protobuf) for built-in types.

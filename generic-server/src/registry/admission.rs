@@ -1,0 +1,31 @@
+//! Admission: checks that run on every write after decoding and before storage,
+//! across resources (NamespaceLifecycle is the first). Plugins are supplied by
+//! the binary, so a Store never knows which are configured.
+
+use serde_json::Value;
+
+use crate::status::StatusError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+pub struct AdmissionAttributes<'a> {
+    pub operation: Operation,
+    pub group: &'a str,
+    pub version: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub object: Option<&'a Value>,
+    pub dry_run: bool,
+}
+
+#[async_trait::async_trait]
+pub trait Admission: Send + Sync {
+    async fn admit(&self, attrs: &AdmissionAttributes<'_>) -> Result<(), StatusError>;
+}

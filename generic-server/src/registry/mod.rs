@@ -1,0 +1,165 @@
+//! The generic registry: one [`Store`] per resource, which does everything every
+//! resource needs (metadata, optimistic concurrency, dry run, finalizers,
+//! selectors, tables), and asks the resource's [`Strategy`] only what differs.
+//! A new resource is a Strategy and a registration, never a new handler.
+
+pub mod admission;
+pub mod store;
+pub mod table;
+pub mod typed;
+
+use serde_json::Value;
+
+pub use admission::{Admission, AdmissionAttributes, Operation};
+pub use store::{ListOptions, Store, WriteOptions};
+pub use table::TableColumn;
+
+use crate::meta::NameRule;
+use crate::status::{Cause, StatusError};
+
+/// What discovery, routing and storage keys need to know about a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceInfo {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    /// The plural, lower-case resource name used in URLs.
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    /// Where objects live in storage, without trailing slash, e.g.
+    /// "/registry/configmaps" or "/registry/apps.example.com/widgets".
+    pub key_root: String,
+    pub subresources: Vec<Subresource>,
+}
+
+impl ResourceInfo {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+    pub fn has_subresource(&self, sub: &Subresource) -> bool {
+        self.subresources.contains(sub)
+    }
+}
+
+/// Subresources the generic Store serves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subresource {
+    /// `/status`: writes change only `.status`; writes to the main resource keep
+    /// the stored status.
+    Status,
+    /// `/scale`: an autoscaling/v1 Scale view of the replica fields.
+    Scale(ScalePaths),
+}
+
+/// Where the replica counts and label selector of a scalable resource live, as
+/// dotted JSON paths (the form CRDs use: ".spec.replicas").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
+
+/// The result of decoding a client's object into the resource's canonical form.
+pub struct Decoded {
+    pub object: Value,
+    /// JSON paths (".spec.foo") of fields the type does not have; they were
+    /// dropped. fieldValidation decides whether this is a warning or an error.
+    pub unknown_fields: Vec<String>,
+}
+
+/// Per-resource behaviour, after upstream's RESTCreateStrategy,
+/// RESTUpdateStrategy and TableConvertor. Everything has a default, so a
+/// resource states only what differs.
+pub trait Strategy: Send + Sync + 'static {
+    /// Decodes the client's JSON into the stored form: typed resources go through
+    /// their struct, dropping unknown fields; others pass through.
+    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
+        Ok(Decoded { object, unknown_fields: Vec::new() })
+    }
+
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1123Subdomain
+    }
+
+    /// Whether metadata.generation is maintained (bumped on spec changes).
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+
+    /// Clears what a client may not set on create (for example status).
+    fn prepare_for_create(&self, _object: &mut Value) {}
+
+    /// Adjusts an update before validation (for example keeps the stored status).
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// Fills upstream's defaults.
+    fn default(&self, _object: &mut Value) {}
+
+    /// Resource-specific validation on create (ObjectMeta is checked by Store).
+    fn validate(&self, _object: &Value) -> Vec<Cause> {
+        Vec::new()
+    }
+
+    /// Resource-specific validation on update: immutable fields and the rest.
+    fn validate_update(&self, new: &Value, _old: &Value) -> Vec<Cause> {
+        self.validate(new)
+    }
+
+    /// Whether a PUT of a missing object creates it.
+    fn allow_create_on_update(&self) -> bool {
+        false
+    }
+
+    /// Whether a PUT without resourceVersion is accepted (last writer wins).
+    fn allow_unconditional_update(&self) -> bool {
+        true
+    }
+
+    /// Field selector labels beyond metadata.name and metadata.namespace, with
+    /// their values for this object.
+    fn field_labels(&self, _object: &Value) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// The field selector labels this resource supports beyond metadata.*.
+    fn supported_field_labels(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Table columns, in order; `priority > 0` columns are shown by `-o wide`.
+    fn table_columns(&self) -> Vec<TableColumn> {
+        table::default_columns()
+    }
+
+    /// One row's cells, one per column.
+    fn table_row(&self, object: &Value) -> Vec<Value> {
+        table::default_row(object)
+    }
+
+    /// The type name the strategic merge patch facts are keyed by (for example
+    /// "io.k8s.api.core.v1.Pod"); None means strategic merge patch is refused.
+    fn strategic_merge_type(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Called after a create commits (allocators record what they handed out).
+    fn after_create(&self, _object: &Value) {}
+
+    /// Called after an object is removed from storage (allocators release).
+    fn after_delete(&self, _object: &Value) {}
+}
+
+/// A strategy with every default: an untyped resource with only ObjectMeta rules.
+pub struct DefaultStrategy;
+impl Strategy for DefaultStrategy {}

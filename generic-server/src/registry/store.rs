@@ -1,0 +1,765 @@
+//! The generic registry Store (upstream's genericregistry.Store): the one
+//! implementation of get, list, create, update, patch and delete that every
+//! resource uses, parameterised by [`ResourceInfo`] and a [`Strategy`].
+//!
+//! It owns object metadata (uid, creationTimestamp, generation,
+//! resourceVersion, deletionTimestamp), optimistic concurrency, dry run,
+//! finalizers and admission. It must not know about HTTP or any resource type.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+use super::{Admission, AdmissionAttributes, Operation, ResourceInfo, ScalePaths, Strategy, Subresource};
+use crate::meta;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{Cause, StatusError};
+use crate::storage::{KeyValue, Storage, StorageError};
+
+type Result<T> = std::result::Result<T, StatusError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    Ignore,
+    #[default]
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(s: Option<&str>) -> Result<Self> {
+        match s.unwrap_or("") {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            "Strict" => Ok(FieldValidation::Strict),
+            other => Err(StatusError::bad_request(format!(
+                "fieldValidation parameter unsupported: {other:?}. Supported values: Ignore, Warn, Strict"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub label_selector: LabelSelector,
+    pub field_selector: FieldSelector,
+    pub limit: usize,
+    pub continue_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+}
+
+/// The outcome of a write: the object as stored (or as it would be, under dry
+/// run) and the warnings for the client's Warning header.
+#[derive(Debug)]
+pub struct WriteResult {
+    pub object: Value,
+    pub warnings: Vec<String>,
+    pub created: bool,
+}
+
+#[derive(Debug)]
+pub enum DeleteResult {
+    /// Removed from storage; holds the last state.
+    Deleted(Value),
+    /// Finalizers remain: marked with deletionTimestamp, still stored.
+    Pending(Value),
+}
+
+pub struct Store {
+    pub info: ResourceInfo,
+    pub strategy: Arc<dyn Strategy>,
+    storage: Arc<dyn Storage>,
+    admission: Vec<Arc<dyn Admission>>,
+}
+
+/// How many times a write retries when the stored object changed underneath and
+/// the client did not ask for a specific resourceVersion.
+const MAX_RETRIES: usize = 16;
+const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn storage_err(e: StorageError) -> StatusError {
+    match e {
+        StorageError::Unavailable(m) => StatusError::service_unavailable(m),
+        other => StatusError::internal(other),
+    }
+}
+
+impl Store {
+    pub fn new(info: ResourceInfo, strategy: Arc<dyn Strategy>, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
+        Store { info, strategy, storage, admission }
+    }
+
+    pub fn key(&self, namespace: &str, name: &str) -> String {
+        if self.info.namespaced {
+            format!("{}/{}/{}", self.info.key_root, namespace, name)
+        } else {
+            format!("{}/{}", self.info.key_root, name)
+        }
+    }
+
+    fn prefix(&self, namespace: &str) -> String {
+        if self.info.namespaced && !namespace.is_empty() {
+            format!("{}/{}/", self.info.key_root, namespace)
+        } else {
+            format!("{}/", self.info.key_root)
+        }
+    }
+
+    fn not_found(&self, name: &str) -> StatusError {
+        StatusError::not_found(&self.info.group, &self.info.plural, name)
+    }
+
+    /// Decodes a stored value, stamping the resourceVersion it was stored at.
+    fn decode_stored(&self, kv: &KeyValue) -> Result<Value> {
+        let mut v: Value = serde_json::from_slice(&kv.value).map_err(StatusError::internal)?;
+        meta::set_meta(&mut v, "resourceVersion", json!(kv.mod_revision.to_string()));
+        Ok(v)
+    }
+
+    fn encode(&self, obj: &Value) -> Result<Bytes> {
+        let mut o = obj.clone();
+        meta::remove_meta(&mut o, "resourceVersion");
+        Ok(Bytes::from(serde_json::to_vec(&o).map_err(StatusError::internal)?))
+    }
+
+    async fn admit(&self, op: Operation, subresource: &str, namespace: &str, name: &str, object: Option<&Value>, dry_run: bool) -> Result<()> {
+        let attrs = AdmissionAttributes {
+            operation: op,
+            group: &self.info.group,
+            version: &self.info.version,
+            resource: &self.info.plural,
+            subresource,
+            namespace,
+            name,
+            object,
+            dry_run,
+        };
+        for a in &self.admission {
+            a.admit(&attrs).await?;
+        }
+        Ok(())
+    }
+
+    async fn current(&self, namespace: &str, name: &str) -> Result<Option<(KeyValue, Value)>> {
+        match self.storage.get(&self.key(namespace, name)).await.map_err(storage_err)? {
+            Some(kv) => {
+                let v = self.decode_stored(&kv)?;
+                Ok(Some((kv, v)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Value> {
+        match self.current(namespace, name).await? {
+            Some((_, v)) => Ok(v),
+            None => Err(self.not_found(name)),
+        }
+    }
+
+    fn field_set(&self, obj: &Value) -> Vec<(&'static str, String)> {
+        let mut f = vec![("metadata.name", meta::name(obj).to_string())];
+        if self.info.namespaced {
+            f.push(("metadata.namespace", meta::namespace(obj).to_string()));
+        }
+        f.extend(self.strategy.field_labels(obj));
+        f
+    }
+
+    /// Rejects field selectors on fields the resource does not index, as upstream.
+    pub fn check_field_selector(&self, sel: &FieldSelector) -> Result<()> {
+        for (k, _, _) in &sel.0 {
+            let known = k == "metadata.name"
+                || (self.info.namespaced && k == "metadata.namespace")
+                || self.strategy.supported_field_labels().contains(&k.as_str());
+            if !known {
+                return Err(StatusError::bad_request(format!(
+                    "field label not supported: {k}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn matches(&self, obj: &Value, opts: &ListOptions) -> bool {
+        opts.label_selector.matches(&meta::labels(obj)) && opts.field_selector.matches(&self.field_set(obj))
+    }
+
+    /// Lists objects as a `<Kind>List`, honouring selectors and limit/continue.
+    pub async fn list(&self, namespace: &str, opts: &ListOptions) -> Result<Value> {
+        self.check_field_selector(&opts.field_selector)?;
+        let prefix = self.prefix(namespace);
+        let mut start_after = match &opts.continue_token {
+            Some(t) => Some(decode_continue(t, &prefix)?),
+            None => None,
+        };
+        let filtering = !opts.label_selector.is_empty() || !opts.field_selector.is_empty();
+        let mut items = Vec::new();
+        let mut revision = 0;
+        let mut next: Option<String> = None;
+        let mut remaining: Option<u64> = None;
+        loop {
+            let want = if opts.limit == 0 { 0 } else { opts.limit - items.len() };
+            let page = self.storage.list(&prefix, start_after.as_deref(), want).await.map_err(storage_err)?;
+            if revision == 0 {
+                revision = page.revision;
+            }
+            let last_key = page.items.last().map(|kv| kv.key.clone());
+            for kv in &page.items {
+                let obj = self.decode_stored(kv)?;
+                if self.matches(&obj, opts) {
+                    items.push(obj);
+                }
+            }
+            if page.remaining == 0 {
+                break;
+            }
+            start_after = last_key.clone();
+            if opts.limit > 0 && items.len() >= opts.limit {
+                next = last_key;
+                if !filtering {
+                    remaining = Some(page.remaining);
+                }
+                break;
+            }
+        }
+        let mut list_meta = Map::new();
+        list_meta.insert("resourceVersion".into(), json!(revision.to_string()));
+        if let Some(k) = next {
+            list_meta.insert("continue".into(), json!(encode_continue(revision, &k[prefix.len()..])));
+            if let Some(r) = remaining {
+                list_meta.insert("remainingItemCount".into(), json!(r));
+            }
+        }
+        Ok(json!({
+            "kind": self.info.list_kind(),
+            "apiVersion": self.info.api_version(),
+            "metadata": list_meta,
+            "items": items,
+        }))
+    }
+
+    /// The checks every write of a new state shares: decode through the type,
+    /// fieldValidation, ObjectMeta and the strategy's validation.
+    fn decode_checked(&self, obj: Value, opts: &WriteOptions, warnings: &mut Vec<String>) -> Result<Value> {
+        let decoded = self.strategy.decode(obj)?;
+        if !decoded.unknown_fields.is_empty() {
+            match opts.field_validation {
+                FieldValidation::Ignore => {}
+                FieldValidation::Warn => {
+                    warnings.extend(decoded.unknown_fields.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.'))));
+                }
+                FieldValidation::Strict => {
+                    let list: Vec<String> =
+                        decoded.unknown_fields.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.'))).collect();
+                    return Err(StatusError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+                }
+            }
+        }
+        Ok(decoded.object)
+    }
+
+    fn invalid(&self, name: &str, causes: Vec<Cause>) -> StatusError {
+        StatusError::invalid(&self.info.group, &self.info.kind, name, causes)
+    }
+
+    /// Checks kind and apiVersion of a body against this resource.
+    pub fn check_type(&self, obj: &Value) -> Result<()> {
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        if (!kind.is_empty() && kind != self.info.kind) || (!api_version.is_empty() && api_version != self.info.api_version()) {
+            return Err(StatusError::bad_request(format!(
+                "the API version in the data ({api_version}) does not match the expected API version ({})",
+                self.info.api_version()
+            ))
+            .with_kind_mismatch(kind, &self.info.kind));
+        }
+        Ok(())
+    }
+
+    fn set_type(&self, obj: &mut Value) {
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("apiVersion".into(), json!(self.info.api_version()));
+            m.insert("kind".into(), json!(self.info.kind));
+        }
+    }
+
+    pub async fn create(&self, namespace: &str, obj: Value, opts: &WriteOptions) -> Result<WriteResult> {
+        if !obj.is_object() {
+            return Err(StatusError::bad_request("the body of the request must be a JSON object"));
+        }
+        self.check_type(&obj)?;
+        let mut warnings = Vec::new();
+        let mut obj = self.decode_checked(obj, opts, &mut warnings)?;
+        self.set_type(&mut obj);
+        if !meta::resource_version(&obj).is_empty() {
+            return Err(StatusError::bad_request("resourceVersion should not be set on objects to be created"));
+        }
+        let body_ns = meta::namespace(&obj).to_string();
+        if self.info.namespaced {
+            if !body_ns.is_empty() && body_ns != namespace {
+                return Err(StatusError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            meta::set_meta(&mut obj, "namespace", json!(namespace));
+        } else {
+            meta::remove_meta(&mut obj, "namespace");
+        }
+        let generate = meta::name(&obj).is_empty() && !meta::meta_str(&obj, "generateName").is_empty();
+        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            meta::remove_meta(&mut obj, field);
+        }
+        meta::set_meta(&mut obj, "uid", json!(uuid::Uuid::new_v4().to_string()));
+        meta::set_meta(&mut obj, "creationTimestamp", json!(meta::now_rfc3339()));
+        if self.strategy.tracks_generation() {
+            meta::set_meta(&mut obj, "generation", json!(1));
+        } else {
+            meta::remove_meta(&mut obj, "generation");
+        }
+        self.strategy.prepare_for_create(&mut obj);
+        self.strategy.default(&mut obj);
+
+        let mut attempt = 0;
+        loop {
+            if generate {
+                let base = meta::meta_str(&obj, "generateName").to_string();
+                meta::set_meta(&mut obj, "name", json!(generated_name(&base)));
+            }
+            let name = meta::name(&obj).to_string();
+            let mut causes = meta::validate_object_meta(&obj, self.info.namespaced, self.strategy.name_rule());
+            causes.extend(self.strategy.validate(&obj));
+            if !causes.is_empty() {
+                return Err(self.invalid(&name, causes));
+            }
+            self.admit(Operation::Create, "", namespace, &name, Some(&obj), opts.dry_run).await?;
+            let key = self.key(namespace, &name);
+            if opts.dry_run {
+                if self.storage.get(&key).await.map_err(storage_err)?.is_some() {
+                    return Err(StatusError::already_exists(&self.info.group, &self.info.plural, &name));
+                }
+                return Ok(WriteResult { object: obj, warnings, created: true });
+            }
+            match self.storage.create(&key, self.encode(&obj)?).await {
+                Ok(rev) => {
+                    meta::set_meta(&mut obj, "resourceVersion", json!(rev.to_string()));
+                    self.strategy.after_create(&obj);
+                    return Ok(WriteResult { object: obj, warnings, created: true });
+                }
+                Err(StorageError::AlreadyExists(_)) if generate && attempt < 8 => attempt += 1,
+                Err(StorageError::AlreadyExists(_)) => {
+                    return Err(StatusError::already_exists(&self.info.group, &self.info.plural, &name))
+                }
+                Err(e) => return Err(storage_err(e)),
+            }
+        }
+    }
+
+    /// Read-modify-write of one object (upstream's GuaranteedUpdate): `mutate`
+    /// turns the current object into the desired one; it is re-run on the fresh
+    /// state when another writer got there first, unless the desired state named
+    /// a resourceVersion, which then conflicts.
+    pub async fn update_with<F>(&self, namespace: &str, name: &str, subresource: Option<&Subresource>, opts: &WriteOptions, mut mutate: F) -> Result<WriteResult>
+    where
+        F: FnMut(Option<&Value>) -> Result<Value> + Send,
+    {
+        for _ in 0..MAX_RETRIES {
+            let current = self.current(namespace, name).await?;
+            let Some((kv, old)) = current else {
+                if subresource.is_none() && self.strategy.allow_create_on_update() {
+                    let new = mutate(None)?;
+                    self.check_name(&new, name)?;
+                    return self.create(namespace, new, opts).await;
+                }
+                return Err(self.not_found(name));
+            };
+            let new = mutate(Some(&old))?;
+            if !new.is_object() {
+                return Err(StatusError::bad_request("the body of the request must be a JSON object"));
+            }
+            self.check_type(&new)?;
+            self.check_name(&new, name)?;
+            let requested_rv = meta::resource_version(&new).to_string();
+            if !requested_rv.is_empty() && requested_rv != meta::resource_version(&old) {
+                return Err(StatusError::stale_update(&self.info.group, &self.info.plural, name));
+            }
+            if requested_rv.is_empty() && !self.strategy.allow_unconditional_update() {
+                return Err(self.invalid(name, vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")]));
+            }
+            let mut warnings = Vec::new();
+            let mut new = self.decode_checked(new, opts, &mut warnings)?;
+            self.set_type(&mut new);
+            if let Some(err) = self.check_namespace(&new, namespace) {
+                return Err(err);
+            }
+            self.merge_for_update(&mut new, &old, subresource);
+            let mut causes = meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule());
+            causes.extend(self.strategy.validate_update(&new, &old));
+            if !causes.is_empty() {
+                return Err(self.invalid(name, causes));
+            }
+            let sub = match subresource {
+                Some(Subresource::Status) => "status",
+                Some(Subresource::Scale(_)) => "scale",
+                None => "",
+            };
+            self.admit(Operation::Update, sub, namespace, name, Some(&new), opts.dry_run).await?;
+            if without_rv(&new) == without_rv(&old) {
+                // Nothing changed: upstream does not write, and keeps the version.
+                return Ok(WriteResult { object: old, warnings, created: false });
+            }
+            if opts.dry_run {
+                return Ok(WriteResult { object: new, warnings, created: false });
+            }
+            let finished = !meta::meta_str(&new, "deletionTimestamp").is_empty() && !self.pending_finalizers(&new);
+            if finished {
+                return match self.storage.delete(&kv.key, Some(kv.mod_revision)).await {
+                    Ok((_, _)) => {
+                        self.strategy.after_delete(&new);
+                        Ok(WriteResult { object: new, warnings, created: false })
+                    }
+                    Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
+                    Err(StorageError::Conflict { .. }) => Err(StatusError::stale_update(&self.info.group, &self.info.plural, name)),
+                    Err(StorageError::NotFound(_)) => Err(self.not_found(name)),
+                    Err(e) => Err(storage_err(e)),
+                };
+            }
+            match self.storage.update(&kv.key, self.encode(&new)?, kv.mod_revision).await {
+                Ok(rev) => {
+                    meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
+                    return Ok(WriteResult { object: new, warnings, created: false });
+                }
+                Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
+                Err(StorageError::Conflict { .. }) => {
+                    return Err(StatusError::stale_update(&self.info.group, &self.info.plural, name))
+                }
+                Err(StorageError::NotFound(_)) => return Err(self.not_found(name)),
+                Err(e) => return Err(storage_err(e)),
+            }
+        }
+        Err(StatusError::conflict(&self.info.group, &self.info.plural, name, "too many concurrent updates, please retry"))
+    }
+
+    fn check_name(&self, obj: &Value, name: &str) -> Result<()> {
+        let body_name = meta::name(obj);
+        if !body_name.is_empty() && body_name != name {
+            return Err(StatusError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_namespace(&self, obj: &Value, namespace: &str) -> Option<StatusError> {
+        let ns = meta::namespace(obj);
+        if self.info.namespaced && !ns.is_empty() && ns != namespace {
+            return Some(StatusError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        None
+    }
+
+    /// Carries over what a client cannot change with an update, and applies the
+    /// status-subresource split.
+    fn merge_for_update(&self, new: &mut Value, old: &Value, subresource: Option<&Subresource>) {
+        match subresource {
+            Some(Subresource::Status) => {
+                // Only status moves; everything else stays as stored.
+                let status = new.get("status").cloned();
+                let mut merged = old.clone();
+                if let Some(m) = merged.as_object_mut() {
+                    match status {
+                        Some(s) => m.insert("status".into(), s),
+                        None => m.remove("status"),
+                    };
+                }
+                *new = merged;
+            }
+            _ => {
+                if self.info.has_subresource(&Subresource::Status) {
+                    if let Some(m) = new.as_object_mut() {
+                        match old.get("status") {
+                            Some(s) => m.insert("status".into(), s.clone()),
+                            None => m.remove("status"),
+                        };
+                    }
+                }
+                self.strategy.prepare_for_update(new, old);
+            }
+        }
+        let name = meta::name(old).to_string();
+        meta::set_meta(new, "name", json!(name));
+        if self.info.namespaced {
+            meta::set_meta(new, "namespace", json!(meta::namespace(old)));
+        } else {
+            meta::remove_meta(new, "namespace");
+        }
+        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            match meta::metadata(old).and_then(|m| m.get(field)).cloned() {
+                Some(v) => meta::set_meta(new, field, v),
+                None => meta::remove_meta(new, field),
+            }
+        }
+        meta::set_meta(new, "resourceVersion", json!(meta::resource_version(old)));
+        if subresource.is_none() {
+            self.strategy.default(new);
+        }
+        if self.strategy.tracks_generation() && spec_changed(new, old) {
+            let g = meta::metadata(old).and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
+            meta::set_meta(new, "generation", json!(g + 1));
+        }
+    }
+
+    pub async fn update(&self, namespace: &str, name: &str, obj: Value, subresource: Option<&Subresource>, opts: &WriteOptions) -> Result<WriteResult> {
+        self.update_with(namespace, name, subresource, opts, |_| Ok(obj.clone())).await
+    }
+
+    fn pending_finalizers(&self, obj: &Value) -> bool {
+        !meta::finalizers(obj).is_empty()
+    }
+
+    pub async fn delete(&self, namespace: &str, name: &str, opts: &DeleteOptions) -> Result<DeleteResult> {
+        for _ in 0..MAX_RETRIES {
+            let Some((kv, obj)) = self.current(namespace, name).await? else {
+                return Err(self.not_found(name));
+            };
+            if let Some(uid) = &opts.precondition_uid {
+                if uid != meta::uid(&obj) {
+                    return Err(StatusError::conflict(&self.info.group, &self.info.plural, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&obj))));
+                }
+            }
+            if let Some(rv) = &opts.precondition_resource_version {
+                if rv != meta::resource_version(&obj) {
+                    return Err(StatusError::conflict(&self.info.group, &self.info.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta::resource_version(&obj))));
+                }
+            }
+            self.admit(Operation::Delete, "", namespace, name, Some(&obj), opts.dry_run).await?;
+            if self.pending_finalizers(&obj) {
+                if !meta::meta_str(&obj, "deletionTimestamp").is_empty() {
+                    return Ok(DeleteResult::Pending(obj));
+                }
+                let mut marked = obj.clone();
+                meta::set_meta(&mut marked, "deletionTimestamp", json!(meta::now_rfc3339()));
+                meta::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
+                if opts.dry_run {
+                    return Ok(DeleteResult::Pending(marked));
+                }
+                match self.storage.update(&kv.key, self.encode(&marked)?, kv.mod_revision).await {
+                    Ok(rev) => {
+                        meta::set_meta(&mut marked, "resourceVersion", json!(rev.to_string()));
+                        return Ok(DeleteResult::Pending(marked));
+                    }
+                    Err(StorageError::Conflict { .. }) => continue,
+                    Err(StorageError::NotFound(_)) => return Err(self.not_found(name)),
+                    Err(e) => return Err(storage_err(e)),
+                }
+            }
+            if opts.dry_run {
+                return Ok(DeleteResult::Deleted(obj));
+            }
+            match self.storage.delete(&kv.key, Some(kv.mod_revision)).await {
+                Ok(_) => {
+                    self.strategy.after_delete(&obj);
+                    return Ok(DeleteResult::Deleted(obj));
+                }
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(StorageError::NotFound(_)) => return Err(self.not_found(name)),
+                Err(e) => return Err(storage_err(e)),
+            }
+        }
+        Err(StatusError::conflict(&self.info.group, &self.info.plural, name, "too many concurrent updates, please retry"))
+    }
+
+    /// Deletes every object matching `list_opts`; returns the list of what was
+    /// deleted (or marked for deletion), as upstream.
+    pub async fn delete_collection(&self, namespace: &str, list_opts: &ListOptions, opts: &DeleteOptions) -> Result<Value> {
+        let mut list = self.list(namespace, &ListOptions { limit: 0, continue_token: None, ..list_opts.clone() }).await?;
+        let mut gone = Vec::new();
+        if let Some(items) = list.get("items").and_then(Value::as_array) {
+            for item in items {
+                match self.delete(meta::namespace(item), meta::name(item), opts).await {
+                    Ok(DeleteResult::Deleted(v)) | Ok(DeleteResult::Pending(v)) => gone.push(v),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        list["items"] = Value::Array(gone);
+        Ok(list)
+    }
+
+    fn scale_paths(&self) -> Option<&ScalePaths> {
+        self.info.subresources.iter().find_map(|s| match s {
+            Subresource::Scale(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The autoscaling/v1 Scale view of an object.
+    pub fn to_scale(&self, obj: &Value) -> Result<Value> {
+        let paths = self.scale_paths().ok_or_else(|| self.not_found(meta::name(obj)))?;
+        let spec = get_path(obj, &paths.spec_replicas).and_then(Value::as_i64).unwrap_or(0);
+        let status = get_path(obj, &paths.status_replicas).and_then(Value::as_i64).unwrap_or(0);
+        let mut scale_status = json!({"replicas": status});
+        if let Some(sel_path) = &paths.label_selector {
+            if let Some(sel) = get_path(obj, sel_path) {
+                let s = match sel {
+                    Value::String(s) => s.clone(),
+                    other => LabelSelector::from_object(other).to_string(),
+                };
+                scale_status["selector"] = json!(s);
+            }
+        }
+        let m = meta::metadata(obj).cloned().unwrap_or_default();
+        let mut sm = Map::new();
+        for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+            if let Some(v) = m.get(f) {
+                sm.insert(f.into(), v.clone());
+            }
+        }
+        Ok(json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": sm,
+            "spec": {"replicas": spec},
+            "status": scale_status,
+        }))
+    }
+
+    /// Writes `spec.replicas` from a Scale; returns the new Scale.
+    pub async fn update_scale<F>(&self, namespace: &str, name: &str, opts: &WriteOptions, mut scale_of: F) -> Result<Value>
+    where
+        F: FnMut(Value) -> Result<Value> + Send,
+    {
+        let paths = self.scale_paths().cloned().ok_or_else(|| self.not_found(name))?;
+        let result = self
+            .update_with(namespace, name, None, opts, |old| {
+                let old = old.ok_or_else(|| self.not_found(name))?;
+                let current_scale = self.to_scale(old)?;
+                let scale = scale_of(current_scale)?;
+                let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+                if replicas < 0 {
+                    return Err(StatusError::invalid("autoscaling", "Scale", name, vec![Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")]));
+                }
+                let mut new = old.clone();
+                set_path(&mut new, &paths.spec_replicas, json!(replicas));
+                let rv = meta::resource_version(&scale);
+                meta::set_meta(&mut new, "resourceVersion", json!(rv));
+                Ok(new)
+            })
+            .await?;
+        self.to_scale(&result.object)
+    }
+}
+
+impl StatusError {
+    fn with_kind_mismatch(self, _got: &str, _want: &str) -> Self {
+        self
+    }
+}
+
+fn without_rv(v: &Value) -> Value {
+    let mut v = v.clone();
+    meta::remove_meta(&mut v, "resourceVersion");
+    v
+}
+
+/// Whether anything outside metadata and status changed: upstream bumps
+/// generation exactly then.
+fn spec_changed(new: &Value, old: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut m = v.as_object().cloned().unwrap_or_default();
+        m.remove("metadata");
+        m.remove("status");
+        m
+    };
+    strip(new) != strip(old)
+}
+
+fn generated_name(base: &str) -> String {
+    let base = if base.len() > 58 { &base[..58] } else { base };
+    let mut rng = rand::rng();
+    let suffix: String = (0..5).map(|_| GENERATE_NAME_CHARS[rng.random_range(0..GENERATE_NAME_CHARS.len())] as char).collect();
+    format!("{base}{suffix}")
+}
+
+/// Reads a dotted JSON path such as ".spec.replicas".
+pub fn get_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).try_fold(obj, |v, k| v.get(k))
+}
+
+pub fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let parts: Vec<&str> = path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).collect();
+    let mut cur = obj;
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let m = cur.as_object_mut().expect("made an object above");
+        if i == parts.len() - 1 {
+            m.insert((*p).to_string(), value);
+            return;
+        }
+        cur = m.entry((*p).to_string()).or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// Continue tokens as upstream shapes them: base64 of
+/// {"v":"meta.k8s.io/v1","rv":N,"start":"<key after the prefix>\u0000"}.
+fn encode_continue(rv: u64, start_after: &str) -> String {
+    let t = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{start_after}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE.encode(t.to_string())
+}
+
+fn decode_continue(token: &str, prefix: &str) -> Result<String> {
+    let bad = || StatusError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if v.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
+        return Err(bad());
+    }
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    let start = start.trim_end_matches('\u{0}');
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok(format!("{prefix}{start}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let t = encode_continue(42, "ns/name");
+        assert_eq!(decode_continue(&t, "/registry/x/").unwrap(), "/registry/x/ns/name");
+        assert!(decode_continue("not-base64!", "/p/").is_err());
+    }
+
+    #[test]
+    fn paths() {
+        let mut v = json!({});
+        set_path(&mut v, ".spec.replicas", json!(3));
+        assert_eq!(get_path(&v, ".spec.replicas"), Some(&json!(3)));
+    }
+}

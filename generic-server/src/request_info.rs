@@ -1,0 +1,211 @@
+//! Parsing a request path and method into upstream's RequestInfo: what is being
+//! asked (verb) of which resource. Authorization, admission and routing all read
+//! this one value rather than re-parsing paths.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    pub is_resource_request: bool,
+    pub path: String,
+    /// Upstream's verbs: get, list, watch, create, update, patch, delete,
+    /// deletecollection; for non-resource requests the lower-cased method.
+    pub verb: String,
+    /// "api" or "apis"
+    pub api_prefix: String,
+    pub api_group: String,
+    pub api_version: String,
+    pub namespace: String,
+    pub resource: String,
+    pub subresource: String,
+    pub name: String,
+    pub parts: Vec<String>,
+}
+
+impl RequestInfo {
+    pub fn group_version(&self) -> String {
+        if self.api_group.is_empty() {
+            self.api_version.clone()
+        } else {
+            format!("{}/{}", self.api_group, self.api_version)
+        }
+    }
+}
+
+/// Subresources of a namespace that stay on the namespace resource itself.
+const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
+
+/// Splits a query string into its decoded parameters (the last value wins).
+pub fn query_params(query: Option<&str>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    if let Some(q) = query {
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            out.insert(percent_decode(k), percent_decode(v));
+        }
+    }
+    out
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestInfo {
+    let mut info = RequestInfo {
+        path: path.to_string(),
+        verb: method.as_str().to_ascii_lowercase(),
+        ..Default::default()
+    };
+    let mut parts: Vec<String> =
+        path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+    info.parts = parts.clone();
+    if parts.is_empty() || (parts[0] != "api" && parts[0] != "apis") {
+        return info;
+    }
+    info.api_prefix = parts.remove(0);
+    if info.api_prefix == "apis" {
+        if parts.is_empty() {
+            return info;
+        }
+        info.api_group = parts.remove(0);
+    }
+    if parts.is_empty() {
+        return info;
+    }
+    info.api_version = parts.remove(0);
+    if parts.is_empty() {
+        return info;
+    }
+    info.is_resource_request = true;
+
+    let params = query_params(query);
+    let mut watch_prefix = false;
+    if parts[0] == "watch" {
+        watch_prefix = true;
+        parts.remove(0);
+        if parts.is_empty() {
+            info.is_resource_request = false;
+            return info;
+        }
+    }
+    info.verb = match *method {
+        http::Method::POST => "create",
+        http::Method::GET | http::Method::HEAD => "get",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "",
+    }
+    .to_string();
+    if watch_prefix {
+        info.verb = "watch".into();
+    }
+
+    if parts[0] == "namespaces" {
+        if parts.len() > 1 {
+            info.namespace = parts[1].clone();
+            if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2].as_str()) {
+                parts.drain(0..2);
+            }
+        }
+    }
+    info.resource = parts[0].clone();
+    if parts.len() >= 2 {
+        info.name = parts[1].clone();
+    }
+    if parts.len() >= 3 {
+        info.subresource = parts[2].clone();
+    }
+
+    if info.name.is_empty() && info.verb == "get" {
+        let watching = matches!(params.get("watch").map(String::as_str), Some("1") | Some("true"));
+        info.verb = if watching { "watch".into() } else { "list".into() };
+    }
+    if info.name.is_empty() && info.verb == "delete" {
+        info.verb = "deletecollection".into();
+    }
+    if info.verb == "get" {
+        if let Some(w) = params.get("watch") {
+            if w == "1" || w == "true" {
+                info.verb = "watch".into();
+            }
+        }
+    }
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(m: &str, path: &str) -> RequestInfo {
+        let (path, q) = path.split_once('?').map(|(a, b)| (a, Some(b))).unwrap_or((path, None));
+        parse(&m.parse().unwrap(), path, q)
+    }
+
+    #[test]
+    fn core_namespaced() {
+        let i = p("GET", "/api/v1/namespaces/default/pods/web");
+        assert!(i.is_resource_request);
+        assert_eq!((i.verb.as_str(), i.namespace.as_str(), i.resource.as_str(), i.name.as_str()), ("get", "default", "pods", "web"));
+        let i = p("GET", "/api/v1/namespaces/default/pods?watch=true");
+        assert_eq!(i.verb, "watch");
+        let i = p("DELETE", "/api/v1/namespaces/default/pods");
+        assert_eq!(i.verb, "deletecollection");
+        let i = p("PUT", "/api/v1/namespaces/default/pods/web/status");
+        assert_eq!((i.verb.as_str(), i.subresource.as_str()), ("update", "status"));
+    }
+
+    #[test]
+    fn namespaces_themselves() {
+        let i = p("GET", "/api/v1/namespaces/foo");
+        assert_eq!((i.resource.as_str(), i.name.as_str(), i.namespace.as_str()), ("namespaces", "foo", "foo"));
+        let i = p("PUT", "/api/v1/namespaces/foo/finalize");
+        assert_eq!((i.resource.as_str(), i.subresource.as_str()), ("namespaces", "finalize"));
+        let i = p("GET", "/api/v1/namespaces");
+        assert_eq!((i.verb.as_str(), i.resource.as_str()), ("list", "namespaces"));
+    }
+
+    #[test]
+    fn groups_and_non_resource() {
+        let i = p("POST", "/apis/apps/v1/namespaces/ns/deployments");
+        assert_eq!((i.api_group.as_str(), i.api_version.as_str(), i.verb.as_str()), ("apps", "v1", "create"));
+        let i = p("GET", "/apis/apps/v1");
+        assert!(!i.is_resource_request);
+        let i = p("GET", "/healthz");
+        assert!(!i.is_resource_request);
+        assert_eq!(i.verb, "get");
+        let i = p("GET", "/api/v1/watch/namespaces/ns/pods");
+        assert_eq!((i.verb.as_str(), i.namespace.as_str(), i.resource.as_str()), ("watch", "ns", "pods"));
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("a%3Db%2Cc"), "a=b,c");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        let q = query_params(Some("labelSelector=app%3Dweb&limit=5"));
+        assert_eq!(q["labelSelector"], "app=web");
+    }
+}

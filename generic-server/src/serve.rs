@@ -1,0 +1,1 @@
+//! The TLS listener and the filter chain in front of the first server.

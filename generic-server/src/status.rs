@@ -1,0 +1,229 @@
+//! `metav1.Status` errors: every failure a client sees carries upstream's reason
+//! and code so that client libraries classify it the same way.
+
+use serde_json::{json, Value};
+
+use crate::body;
+use crate::handler::Response;
+use crate::request_info::RequestInfo;
+
+/// One field-level cause of an Invalid error, as in `metav1.StatusCause`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cause {
+    /// Upstream's cause types: FieldValueRequired, FieldValueInvalid, ...
+    pub reason: &'static str,
+    pub message: String,
+    pub field: String,
+}
+
+impl Cause {
+    pub fn required(field: impl Into<String>, detail: &str) -> Self {
+        let msg = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
+        Cause { reason: "FieldValueRequired", message: msg, field: field.into() }
+    }
+    pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Self {
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            Value::Null => "null".into(),
+            other => other.to_string(),
+        };
+        Cause {
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {shown}: {detail}"),
+            field: field.into(),
+        }
+    }
+    pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
+        Cause { reason: "FieldValueForbidden", message: format!("Forbidden: {detail}"), field: field.into() }
+    }
+    pub fn not_supported(field: impl Into<String>, value: &Value, allowed: &[&str]) -> Self {
+        let quoted: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+        let shown = match value {
+            Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        Cause {
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {shown}: supported values: {}", quoted.join(", ")),
+            field: field.into(),
+        }
+    }
+    pub fn duplicate(field: impl Into<String>, value: &Value) -> Self {
+        Cause { reason: "FieldValueDuplicate", message: format!("Duplicate value: {value}"), field: field.into() }
+    }
+    pub fn immutable(field: impl Into<String>, value: &Value) -> Self {
+        Cause::invalid(field, value, "field is immutable")
+    }
+    /// The message as upstream prints it in the aggregate: "field: detail".
+    pub fn full_message(&self) -> String {
+        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+    /// Seconds for a Retry-After header (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.reason, self.code, self.message)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+fn qualified(group: &str, resource: &str) -> String {
+    if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
+}
+
+impl StatusError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        StatusError { code, reason, message: message.into(), details: None, retry_after: None }
+    }
+
+    fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
+        let mut d = serde_json::Map::new();
+        if !name.is_empty() {
+            d.insert("name".into(), json!(name));
+        }
+        if !group.is_empty() {
+            d.insert("group".into(), json!(group));
+        }
+        d.insert("kind".into(), json!(kind));
+        self.details = Some(Value::Object(d));
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+    }
+    pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(group, resource)))
+            .with_details(name, group, resource)
+    }
+    pub fn not_found_resource_type(info: &RequestInfo) -> Self {
+        let _ = info;
+        Self::new(404, "NotFound", "the server could not find the requested resource")
+    }
+    pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
+        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(group, resource)))
+            .with_details(name, group, resource)
+    }
+    pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(group, resource)),
+        )
+        .with_details(name, group, resource)
+    }
+    pub fn stale_update(group: &str, resource: &str, name: &str) -> Self {
+        Self::conflict(
+            group,
+            resource,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+    pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let what = if name.is_empty() {
+            qualified(group, resource)
+        } else {
+            format!("{} {name:?}", qualified(group, resource))
+        };
+        Self::new(403, "Forbidden", format!("{what} is forbidden: {why}")).with_details(name, group, resource)
+    }
+    pub fn method_not_supported(group: &str, resource: &str, verb: &str) -> Self {
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("{verb} is not supported on resources of kind {:?}", qualified(group, resource)),
+        )
+        .with_details("", group, resource)
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type:?}"))
+    }
+    pub fn not_acceptable(accept: &str) -> Self {
+        Self::new(406, "NotAcceptable", format!("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {accept:?}"))
+    }
+    pub fn too_large() -> Self {
+        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+    }
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+    pub fn service_unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
+
+    /// 422 Invalid with field causes, message formatted as upstream's
+    /// `Kind "name" is invalid: [a, b]`.
+    pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
+        let parts: Vec<String> = causes.iter().map(Cause::full_message).collect();
+        let joined = if parts.len() == 1 { parts[0].clone() } else { format!("[{}]", parts.join(", ")) };
+        let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let mut e = Self::new(422, "Invalid", format!("{gk} {name:?} is invalid: {joined}")).with_details(name, group, kind);
+        if let Some(Value::Object(d)) = e.details.as_mut() {
+            let cs: Vec<Value> = causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .collect();
+            d.insert("causes".into(), Value::Array(cs));
+        }
+        e
+    }
+
+    pub fn to_status(&self) -> Value {
+        let mut v = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            v["details"] = d.clone();
+        }
+        v
+    }
+
+    pub fn into_response(self) -> Response {
+        let mut b = http::Response::builder()
+            .status(self.code)
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(s) = self.retry_after {
+            b = b.header(http::header::RETRY_AFTER, s.to_string());
+        }
+        let bytes = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        b.body(body::full(bytes)).unwrap_or_else(|_| http::Response::new(body::empty()))
+    }
+}
+
+/// A successful Status, as returned by delete of a collection or some deletes.
+pub fn success_status(details: Option<Value>) -> Value {
+    let mut v = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"});
+    if let Some(d) = details {
+        v["details"] = d;
+    }
+    v
+}
+
+pub type Result<T> = std::result::Result<T, StatusError>;

@@ -1,0 +1,69 @@
+//! The storage contract the registry Store is written against, and its backends.
+//!
+//! Values are opaque bytes (JSON of the object without its resourceVersion); the
+//! backend owns revisions. A revision is a store-wide counter (etcd's
+//! mod_revision): every write gets the next one, and it is what clients see as
+//! resourceVersion. This module must not know about objects, metadata or HTTP.
+
+pub mod embedded;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Bytes,
+    pub mod_revision: u64,
+    pub create_revision: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListResult {
+    pub items: Vec<KeyValue>,
+    /// The store revision the list was read at.
+    pub revision: u64,
+    /// How many keys under the prefix come after the last item returned.
+    pub remaining: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("key not found: {0}")]
+    NotFound(String),
+    #[error("key exists: {0}")]
+    AlreadyExists(String),
+    /// The key's mod_revision was not the one expected; carries what is there now.
+    #[error("revision mismatch on {key}")]
+    Conflict { key: String, current: Option<KeyValue> },
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+#[async_trait]
+pub trait Storage: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// Keys under `prefix` (which should end in '/'), in key order, starting after
+    /// `start_after` if given, at most `limit` (0 = all).
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult>;
+
+    /// Creates `key`; fails with AlreadyExists if present. Returns the new revision.
+    async fn create(&self, key: &str, value: Bytes) -> Result<u64>;
+
+    /// Replaces `key` if its mod_revision is `expected`; otherwise Conflict (or
+    /// NotFound if it is gone). Returns the new revision.
+    async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64>;
+
+    /// Deletes `key`, if `expected` is given only when its mod_revision matches.
+    /// Returns the value deleted and the revision of the deletion.
+    async fn delete(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)>;
+
+    async fn count(&self, prefix: &str) -> Result<u64>;
+
+    async fn current_revision(&self) -> Result<u64>;
+}
