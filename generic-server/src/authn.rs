@@ -16,7 +16,11 @@ pub struct UserInfo {
 
 impl UserInfo {
     pub fn anonymous() -> Self {
-        UserInfo { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()], ..Default::default() }
+        UserInfo {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+            ..Default::default()
+        }
     }
 }
 

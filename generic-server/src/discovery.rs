@@ -74,7 +74,10 @@ pub fn resource_list(group: &str, version: &ApiVersion) -> Value {
 }
 
 /// (name, kind, group, version, verbs) of a subresource.
-fn subresource_facts(r: &ResourceInfo, s: &Subresource) -> (&'static str, String, &'static str, &'static str, Vec<&'static str>) {
+fn subresource_facts(
+    r: &ResourceInfo,
+    s: &Subresource,
+) -> (&'static str, String, &'static str, &'static str, Vec<&'static str>) {
     match s {
         Subresource::Status => ("status", r.kind.clone(), "", "", vec!["get", "patch", "update"]),
         Subresource::Scale(_) => ("scale", "Scale".into(), "autoscaling", "v1", vec!["get", "patch", "update"]),

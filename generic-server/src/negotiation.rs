@@ -60,10 +60,14 @@ pub fn negotiate(accept: Option<&str>, allow_table: bool, allow_discovery: bool)
             (Some("Table"), Some("meta.k8s.io")) if allow_table && json_like => {
                 return Some(Output::Table(m.param("v").unwrap_or("v1").to_string()));
             }
-            (Some("PartialObjectMetadata") | Some("PartialObjectMetadataList"), Some("meta.k8s.io")) if allow_table && json_like => {
+            (Some("PartialObjectMetadata") | Some("PartialObjectMetadataList"), Some("meta.k8s.io"))
+                if allow_table && json_like =>
+            {
                 return Some(Output::PartialObjectMetadata(m.param("v").unwrap_or("v1").to_string()));
             }
-            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io")) | (None, Some("apidiscovery.k8s.io")) if allow_discovery && json_like => {
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io")) | (None, Some("apidiscovery.k8s.io"))
+                if allow_discovery && json_like =>
+            {
                 let v = m.param("v").unwrap_or("v2");
                 if v == "v2" || v == "v2beta1" {
                     return Some(Output::AggregatedDiscovery(v.to_string()));

@@ -72,11 +72,8 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestInfo {
-    let mut info = RequestInfo {
-        path: path.to_string(),
-        verb: method.as_str().to_ascii_lowercase(),
-        ..Default::default()
-    };
+    let mut info =
+        RequestInfo { path: path.to_string(), verb: method.as_str().to_ascii_lowercase(), ..Default::default() };
     let mut parts: Vec<String> =
         path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
     info.parts = parts.clone();
@@ -168,7 +165,10 @@ mod tests {
     fn core_namespaced() {
         let i = p("GET", "/api/v1/namespaces/default/pods/web");
         assert!(i.is_resource_request);
-        assert_eq!((i.verb.as_str(), i.namespace.as_str(), i.resource.as_str(), i.name.as_str()), ("get", "default", "pods", "web"));
+        assert_eq!(
+            (i.verb.as_str(), i.namespace.as_str(), i.resource.as_str(), i.name.as_str()),
+            ("get", "default", "pods", "web")
+        );
         let i = p("GET", "/api/v1/namespaces/default/pods?watch=true");
         assert_eq!(i.verb, "watch");
         let i = p("DELETE", "/api/v1/namespaces/default/pods");

@@ -100,10 +100,12 @@ impl LabelSelector {
                 check_kv(s, k, v)?;
                 Requirement::Equals(k.trim().into(), v.trim().into())
             } else if let Some((k, v)) = part.split_once('>') {
-                let n = v.trim().parse().map_err(|_| bad(s, "for 'Gt', 'Lt' operators, the value must be an integer"))?;
+                let n =
+                    v.trim().parse().map_err(|_| bad(s, "for 'Gt', 'Lt' operators, the value must be an integer"))?;
                 Requirement::Greater(k.trim().into(), n)
             } else if let Some((k, v)) = part.split_once('<') {
-                let n = v.trim().parse().map_err(|_| bad(s, "for 'Gt', 'Lt' operators, the value must be an integer"))?;
+                let n =
+                    v.trim().parse().map_err(|_| bad(s, "for 'Gt', 'Lt' operators, the value must be an integer"))?;
                 Requirement::Less(k.trim().into(), n)
             } else {
                 if !valid_key(part) {

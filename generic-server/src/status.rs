@@ -27,11 +27,7 @@ impl Cause {
             Value::Null => "null".into(),
             other => other.to_string(),
         };
-        Cause {
-            reason: "FieldValueInvalid",
-            message: format!("Invalid value: {shown}: {detail}"),
-            field: field.into(),
-        }
+        Cause { reason: "FieldValueInvalid", message: format!("Invalid value: {shown}: {detail}"), field: field.into() }
     }
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
         Cause { reason: "FieldValueForbidden", message: format!("Forbidden: {detail}"), field: field.into() }
@@ -56,7 +52,11 @@ impl Cause {
     }
     /// The message as upstream prints it in the aggregate: "field: detail".
     pub fn full_message(&self) -> String {
-        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
+        if self.field.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.field, self.message)
+        }
     }
 }
 
@@ -79,7 +79,11 @@ impl std::fmt::Display for StatusError {
 impl std::error::Error for StatusError {}
 
 fn qualified(group: &str, resource: &str) -> String {
-    if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 impl StatusError {
@@ -178,12 +182,11 @@ impl StatusError {
         let parts: Vec<String> = causes.iter().map(Cause::full_message).collect();
         let joined = if parts.len() == 1 { parts[0].clone() } else { format!("[{}]", parts.join(", ")) };
         let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let mut e = Self::new(422, "Invalid", format!("{gk} {name:?} is invalid: {joined}")).with_details(name, group, kind);
+        let mut e =
+            Self::new(422, "Invalid", format!("{gk} {name:?} is invalid: {joined}")).with_details(name, group, kind);
         if let Some(Value::Object(d)) = e.details.as_mut() {
-            let cs: Vec<Value> = causes
-                .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-                .collect();
+            let cs: Vec<Value> =
+                causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
             d.insert("causes".into(), Value::Array(cs));
         }
         e
@@ -206,9 +209,7 @@ impl StatusError {
     }
 
     pub fn into_response(self) -> Response {
-        let mut b = http::Response::builder()
-            .status(self.code)
-            .header(http::header::CONTENT_TYPE, "application/json");
+        let mut b = http::Response::builder().status(self.code).header(http::header::CONTENT_TYPE, "application/json");
         if let Some(s) = self.retry_after {
             b = b.header(http::header::RETRY_AFTER, s.to_string());
         }

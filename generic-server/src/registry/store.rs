@@ -100,7 +100,12 @@ fn storage_err(e: StorageError) -> StatusError {
 }
 
 impl Store {
-    pub fn new(info: ResourceInfo, strategy: Arc<dyn Strategy>, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
+    pub fn new(
+        info: ResourceInfo,
+        strategy: Arc<dyn Strategy>,
+        storage: Arc<dyn Storage>,
+        admission: Vec<Arc<dyn Admission>>,
+    ) -> Self {
         Store { info, strategy, storage, admission }
     }
 
@@ -137,7 +142,15 @@ impl Store {
         Ok(Bytes::from(serde_json::to_vec(&o).map_err(StatusError::internal)?))
     }
 
-    async fn admit(&self, op: Operation, subresource: &str, namespace: &str, name: &str, object: Option<&Value>, dry_run: bool) -> Result<()> {
+    async fn admit(
+        &self,
+        op: Operation,
+        subresource: &str,
+        namespace: &str,
+        name: &str,
+        object: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<()> {
         let attrs = AdmissionAttributes {
             operation: op,
             group: &self.info.group,
@@ -188,9 +201,7 @@ impl Store {
                 || (self.info.namespaced && k == "metadata.namespace")
                 || self.strategy.supported_field_labels().contains(&k.as_str());
             if !known {
-                return Err(StatusError::bad_request(format!(
-                    "field label not supported: {k}"
-                )));
+                return Err(StatusError::bad_request(format!("field label not supported: {k}")));
             }
         }
         Ok(())
@@ -262,11 +273,16 @@ impl Store {
             match opts.field_validation {
                 FieldValidation::Ignore => {}
                 FieldValidation::Warn => {
-                    warnings.extend(decoded.unknown_fields.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.'))));
+                    warnings.extend(
+                        decoded.unknown_fields.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.'))),
+                    );
                 }
                 FieldValidation::Strict => {
-                    let list: Vec<String> =
-                        decoded.unknown_fields.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.'))).collect();
+                    let list: Vec<String> = decoded
+                        .unknown_fields
+                        .iter()
+                        .map(|f| format!("unknown field {:?}", f.trim_start_matches('.')))
+                        .collect();
                     return Err(StatusError::bad_request(format!("strict decoding error: {}", list.join(", "))));
                 }
             }
@@ -282,7 +298,9 @@ impl Store {
     pub fn check_type(&self, obj: &Value) -> Result<()> {
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-        if (!kind.is_empty() && kind != self.info.kind) || (!api_version.is_empty() && api_version != self.info.api_version()) {
+        if (!kind.is_empty() && kind != self.info.kind)
+            || (!api_version.is_empty() && api_version != self.info.api_version())
+        {
             return Err(StatusError::bad_request(format!(
                 "the API version in the data ({api_version}) does not match the expected API version ({})",
                 self.info.api_version()
@@ -374,7 +392,14 @@ impl Store {
     /// turns the current object into the desired one; it is re-run on the fresh
     /// state when another writer got there first, unless the desired state named
     /// a resourceVersion, which then conflicts.
-    pub async fn update_with<F>(&self, namespace: &str, name: &str, subresource: Option<&Subresource>, opts: &WriteOptions, mut mutate: F) -> Result<WriteResult>
+    pub async fn update_with<F>(
+        &self,
+        namespace: &str,
+        name: &str,
+        subresource: Option<&Subresource>,
+        opts: &WriteOptions,
+        mut mutate: F,
+    ) -> Result<WriteResult>
     where
         F: FnMut(Option<&Value>) -> Result<Value> + Send,
     {
@@ -399,7 +424,10 @@ impl Store {
                 return Err(StatusError::stale_update(&self.info.group, &self.info.plural, name));
             }
             if requested_rv.is_empty() && !self.strategy.allow_unconditional_update() {
-                return Err(self.invalid(name, vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")]));
+                return Err(self.invalid(
+                    name,
+                    vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
+                ));
             }
             let mut warnings = Vec::new();
             let mut new = self.decode_checked(new, opts, &mut warnings)?;
@@ -434,7 +462,9 @@ impl Store {
                         Ok(WriteResult { object: new, warnings, created: false })
                     }
                     Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
-                    Err(StorageError::Conflict { .. }) => Err(StatusError::stale_update(&self.info.group, &self.info.plural, name)),
+                    Err(StorageError::Conflict { .. }) => {
+                        Err(StatusError::stale_update(&self.info.group, &self.info.plural, name))
+                    }
                     Err(StorageError::NotFound(_)) => Err(self.not_found(name)),
                     Err(e) => Err(storage_err(e)),
                 };
@@ -452,7 +482,12 @@ impl Store {
                 Err(e) => return Err(storage_err(e)),
             }
         }
-        Err(StatusError::conflict(&self.info.group, &self.info.plural, name, "too many concurrent updates, please retry"))
+        Err(StatusError::conflict(
+            &self.info.group,
+            &self.info.plural,
+            name,
+            "too many concurrent updates, please retry",
+        ))
     }
 
     fn check_name(&self, obj: &Value, name: &str) -> Result<()> {
@@ -526,7 +561,14 @@ impl Store {
         }
     }
 
-    pub async fn update(&self, namespace: &str, name: &str, obj: Value, subresource: Option<&Subresource>, opts: &WriteOptions) -> Result<WriteResult> {
+    pub async fn update(
+        &self,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        subresource: Option<&Subresource>,
+        opts: &WriteOptions,
+    ) -> Result<WriteResult> {
         self.update_with(namespace, name, subresource, opts, |_| Ok(obj.clone())).await
     }
 
@@ -541,7 +583,15 @@ impl Store {
             };
             if let Some(uid) = &opts.precondition_uid {
                 if uid != meta::uid(&obj) {
-                    return Err(StatusError::conflict(&self.info.group, &self.info.plural, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&obj))));
+                    return Err(StatusError::conflict(
+                        &self.info.group,
+                        &self.info.plural,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            meta::uid(&obj)
+                        ),
+                    ));
                 }
             }
             if let Some(rv) = &opts.precondition_resource_version {
@@ -583,13 +633,24 @@ impl Store {
                 Err(e) => return Err(storage_err(e)),
             }
         }
-        Err(StatusError::conflict(&self.info.group, &self.info.plural, name, "too many concurrent updates, please retry"))
+        Err(StatusError::conflict(
+            &self.info.group,
+            &self.info.plural,
+            name,
+            "too many concurrent updates, please retry",
+        ))
     }
 
     /// Deletes every object matching `list_opts`; returns the list of what was
     /// deleted (or marked for deletion), as upstream.
-    pub async fn delete_collection(&self, namespace: &str, list_opts: &ListOptions, opts: &DeleteOptions) -> Result<Value> {
-        let mut list = self.list(namespace, &ListOptions { limit: 0, continue_token: None, ..list_opts.clone() }).await?;
+    pub async fn delete_collection(
+        &self,
+        namespace: &str,
+        list_opts: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<Value> {
+        let mut list =
+            self.list(namespace, &ListOptions { limit: 0, continue_token: None, ..list_opts.clone() }).await?;
         let mut gone = Vec::new();
         if let Some(items) = list.get("items").and_then(Value::as_array) {
             for item in items {
@@ -643,7 +704,13 @@ impl Store {
     }
 
     /// Writes `spec.replicas` from a Scale; returns the new Scale.
-    pub async fn update_scale<F>(&self, namespace: &str, name: &str, opts: &WriteOptions, mut scale_of: F) -> Result<Value>
+    pub async fn update_scale<F>(
+        &self,
+        namespace: &str,
+        name: &str,
+        opts: &WriteOptions,
+        mut scale_of: F,
+    ) -> Result<Value>
     where
         F: FnMut(Value) -> Result<Value> + Send,
     {
@@ -655,7 +722,12 @@ impl Store {
                 let scale = scale_of(current_scale)?;
                 let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
                 if replicas < 0 {
-                    return Err(StatusError::invalid("autoscaling", "Scale", name, vec![Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")]));
+                    return Err(StatusError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        name,
+                        vec![Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")],
+                    ));
                 }
                 let mut new = old.clone();
                 set_path(&mut new, &paths.spec_replicas, json!(replicas));
@@ -695,7 +767,8 @@ fn spec_changed(new: &Value, old: &Value) -> bool {
 fn generated_name(base: &str) -> String {
     let base = if base.len() > 58 { &base[..58] } else { base };
     let mut rng = rand::rng();
-    let suffix: String = (0..5).map(|_| GENERATE_NAME_CHARS[rng.random_range(0..GENERATE_NAME_CHARS.len())] as char).collect();
+    let suffix: String =
+        (0..5).map(|_| GENERATE_NAME_CHARS[rng.random_range(0..GENERATE_NAME_CHARS.len())] as char).collect();
     format!("{base}{suffix}")
 }
 
@@ -728,7 +801,11 @@ fn encode_continue(rv: u64, start_after: &str) -> String {
 }
 
 fn decode_continue(token: &str, prefix: &str) -> Result<String> {
-    let bad = || StatusError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        StatusError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(token)
         .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))

@@ -28,7 +28,11 @@ impl TableColumn {
         }
     }
     pub const fn age_column() -> Self {
-        TableColumn::new("Age", "string", "CreationTimestamp is a timestamp representing the server time when this object was created.")
+        TableColumn::new(
+            "Age",
+            "string",
+            "CreationTimestamp is a timestamp representing the server time when this object was created.",
+        )
     }
     pub const fn wide(mut self) -> Self {
         self.priority = 1;

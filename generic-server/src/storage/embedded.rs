@@ -91,7 +91,13 @@ impl Storage for EmbeddedStorage {
         let start_after = start_after.map(str::to_string);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
-            let revision = txn.open_table(META).map_err(internal)?.get(REVISION).map_err(internal)?.map(|g| g.value()).unwrap_or(0);
+            let revision = txn
+                .open_table(META)
+                .map_err(internal)?
+                .get(REVISION)
+                .map_err(internal)?
+                .map(|g| g.value())
+                .unwrap_or(0);
             let t = txn.open_table(OBJECTS).map_err(internal)?;
             let start = start_after.clone().unwrap_or_else(|| prefix.clone());
             let mut items = Vec::new();
