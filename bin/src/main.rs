@@ -1,1 +1,164 @@
-fn main() {}
+//! The `kube-apiserver` binary: flags named as upstream's, certificates and the
+//! admin kubeconfig for the embedded default, and the wiring of the delegation
+//! chain filters -> aggregator -> kube-core-server -> apiextensions -> 404.
+
+mod kubeconfig;
+mod pki;
+mod wiring;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use generic_server::authn::TokenFile;
+use generic_server::serve::{self, Authentication, Filters, VersionInfo};
+
+/// The API level this server implements, reported by /version.
+const KUBE_MAJOR: &str = "1";
+const KUBE_MINOR: &str = "33";
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "kube-apiserver", about = "A Kubernetes API server", version)]
+pub struct Options {
+    /// Directory for the embedded store, certificates and the admin kubeconfig.
+    #[arg(long, default_value = "./kube-apiserver-data")]
+    pub data_dir: PathBuf,
+    /// The port for HTTPS; 0 picks a free one.
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: IpAddr,
+    /// Extra subject alternative names for the generated serving certificate.
+    #[arg(long = "tls-san", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+    /// Serving certificate (PEM); replaces the generated one.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Serving key (PEM), with --tls-cert-file.
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA bundle that client certificates are verified against; replaces the generated CA.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Static bearer tokens: CSV lines token,user,uid,"group1,group2".
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Whether requests without credentials are served as system:anonymous.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+    /// The CIDR that service cluster IPs are allocated from.
+    #[arg(long, default_value = "10.0.0.0/24")]
+    pub service_cluster_ip_range: String,
+}
+
+fn main() {
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let opts = Options::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kube-apiserver: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(opts, started)) {
+        eprintln!("kube-apiserver: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+async fn run(opts: Options, started: Instant) -> Result<(), String> {
+    std::fs::create_dir_all(&opts.data_dir).map_err(|e| format!("creating {}: {e}", opts.data_dir.display()))?;
+    let data_dir = opts.data_dir.canonicalize().map_err(|e| e.to_string())?;
+
+    let mut sans = vec!["127.0.0.1".to_string(), "::1".to_string(), "localhost".to_string()];
+    if !opts.bind_address.is_unspecified() && !opts.bind_address.is_loopback() {
+        sans.push(opts.bind_address.to_string());
+    }
+    sans.extend(opts.tls_sans.iter().cloned());
+    sans.dedup();
+    let pki = pki::load_or_create(&data_dir.join("pki"), &sans)?;
+
+    let (cert_pem, key_pem) = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
+        (Some(c), Some(k)) => (read(c)?, read(k)?),
+        (None, None) => (pki.serving.cert.clone().into_bytes(), pki.serving.key.clone().into_bytes()),
+        _ => return Err("--tls-cert-file and --tls-private-key-file go together".into()),
+    };
+    let client_ca = match &opts.client_ca_file {
+        Some(f) => read(f)?,
+        None => pki.ca.cert.clone().into_bytes(),
+    };
+    let tls = serve::tls_config(&cert_pem, &key_pem, Some(&client_ca))?;
+
+    let tokens = match &opts.token_auth_file {
+        Some(f) => Some(TokenFile::load(f)?),
+        None => None,
+    };
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(opts.bind_address, opts.secure_port))
+        .await
+        .map_err(|e| format!("listening on {}:{}: {e}", opts.bind_address, opts.secure_port))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let chain = wiring::build_chain(&opts, &data_dir, local.port()).await?;
+    let filters = Arc::new(Filters {
+        chain,
+        authn: Authentication { tokens, anonymous: opts.anonymous_auth },
+        version: VersionInfo {
+            major: KUBE_MAJOR.into(),
+            minor: KUBE_MINOR.into(),
+            git_version: format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0"),
+        },
+        ready_checks: Vec::new(),
+    });
+
+    let host = match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_string(),
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let url = format!("https://{host}:{}", local.port());
+    let kubeconfig_path = data_dir.join("admin.kubeconfig");
+    let kc = kubeconfig::render(&url, &pki.ca.cert, &pki.admin.cert, &pki.admin.key)?;
+    std::fs::write(&kubeconfig_path, kc).map_err(|e| format!("writing {}: {e}", kubeconfig_path.display()))?;
+
+    let server = tokio::spawn(serve::serve_tls(listener, Arc::new(tls), filters));
+    tracing::info!(
+        "kube-apiserver ready: url={url} kubeconfig={} (started in {} ms)",
+        kubeconfig_path.display(),
+        started.elapsed().as_millis()
+    );
+    tokio::select! {
+        _ = server => Err("the listener stopped".into()),
+        _ = shutdown_signal() => Ok(()),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,1 +1,411 @@
-//! REST endpoints: turning requests into Store calls and Store results into responses.
+//! REST endpoints (upstream's endpoints/handlers and APIInstaller): the one
+//! [`ResourceServer`] that turns a resource request into a call on the right
+//! [`Store`] and the result into a response in the negotiated form. A server in
+//! the chain owns a ResourceServer with its Stores installed; requests for
+//! anything it does not hold go to its delegate.
+
+mod output;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::discovery::{self, ApiGroup, ApiVersion};
+use crate::handler::{DynHandler, Handler, Request, Response};
+use crate::negotiation::{self, BodyFormat};
+use crate::registry::store::{DeleteOptions, DeleteResult, FieldValidation, ListOptions, WriteOptions};
+use crate::registry::{ResourceInfo, Store, Subresource};
+use crate::request_info::{query_params, RequestInfo};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{success_status, StatusError};
+
+pub use output::{respond, respond_value, Responder};
+
+type Result<T> = std::result::Result<T, StatusError>;
+type StoreKey = (String, String, String);
+
+/// Serves the resources whose Stores are installed in it; delegates the rest.
+pub struct ResourceServer {
+    stores: RwLock<HashMap<StoreKey, Arc<Store>>>,
+    /// Group names in the order they were first installed, for discovery.
+    group_order: RwLock<Vec<String>>,
+    delegate: DynHandler,
+}
+
+impl ResourceServer {
+    pub fn new(delegate: DynHandler) -> Self {
+        ResourceServer { stores: RwLock::default(), group_order: RwLock::default(), delegate }
+    }
+
+    pub fn install(&self, store: Arc<Store>) {
+        let i = &store.info;
+        let key = (i.group.clone(), i.version.clone(), i.plural.clone());
+        {
+            let mut order = self.group_order.write().unwrap_or_else(|e| e.into_inner());
+            if !order.contains(&i.group) {
+                order.push(i.group.clone());
+            }
+        }
+        self.stores.write().unwrap_or_else(|e| e.into_inner()).insert(key, store);
+    }
+
+    pub fn uninstall(&self, group: &str, version: &str, plural: &str) {
+        self.stores.write().unwrap_or_else(|e| e.into_inner()).remove(&(group.into(), version.into(), plural.into()));
+    }
+
+    pub fn store(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Store>> {
+        self.stores.read().unwrap_or_else(|e| e.into_inner()).get(&(group.into(), version.into(), plural.into())).cloned()
+    }
+
+    pub fn stores(&self) -> Vec<Arc<Store>> {
+        self.stores.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// The groups installed here, versions and resources in a stable order.
+    pub fn own_groups(&self) -> Vec<ApiGroup> {
+        let stores = self.stores.read().unwrap_or_else(|e| e.into_inner());
+        let order = self.group_order.read().unwrap_or_else(|e| e.into_inner());
+        let mut groups = Vec::new();
+        for g in order.iter() {
+            let mut versions: Vec<ApiVersion> = Vec::new();
+            let mut infos: Vec<&ResourceInfo> = stores.values().map(|s| &s.info).filter(|i| &i.group == g).collect();
+            infos.sort_by(|a, b| (&a.version, &a.plural).cmp(&(&b.version, &b.plural)));
+            for i in infos {
+                match versions.iter_mut().find(|v| v.version == i.version) {
+                    Some(v) => v.resources.push(i.clone()),
+                    None => versions.push(ApiVersion { version: i.version.clone(), resources: vec![i.clone()] }),
+                }
+            }
+            versions.sort_by(|a, b| version_priority(&b.version).cmp(&version_priority(&a.version)));
+            if !versions.is_empty() {
+                groups.push(ApiGroup { name: g.clone(), versions, priority: 0 });
+            }
+        }
+        groups
+    }
+
+    pub fn delegate(&self) -> &DynHandler {
+        &self.delegate
+    }
+
+    /// Serves group and group-version discovery for what is installed here.
+    fn discovery(&self, req: &Request, info: &RequestInfo) -> Option<Response> {
+        if req.method() != http::Method::GET {
+            return None;
+        }
+        let groups = self.own_groups();
+        let group = groups.iter().find(|g| g.name == info.api_group)?;
+        let is_core = info.api_prefix == "api";
+        if is_core != group.name.is_empty() {
+            return None;
+        }
+        if info.api_version.is_empty() {
+            if is_core {
+                return None;
+            }
+            return Some(respond_value(req, 200, &discovery::group(group)));
+        }
+        let version = group.versions.iter().find(|v| v.version == info.api_version)?;
+        Some(respond_value(req, 200, &discovery::resource_list(&group.name, version)))
+    }
+}
+
+/// Upstream's version ordering: GA > beta > alpha, higher numbers first.
+pub fn version_priority(v: &str) -> (u8, u32, u32) {
+    let rest = match v.strip_prefix('v') {
+        Some(r) => r,
+        None => return (0, 0, 0),
+    };
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let major = digits.parse().unwrap_or(0);
+    let tail = &rest[digits.len()..];
+    if tail.is_empty() {
+        return (3, major, 0);
+    }
+    let minor = |t: &str| t.parse().unwrap_or(0);
+    if let Some(t) = tail.strip_prefix("beta") {
+        return (2, major, minor(t));
+    }
+    if let Some(t) = tail.strip_prefix("alpha") {
+        return (1, major, minor(t));
+    }
+    (0, 0, 0)
+}
+
+#[async_trait::async_trait]
+impl Handler for ResourceServer {
+    async fn handle(&self, req: Request) -> Response {
+        let Some(info) = req.extensions().get::<RequestInfo>().cloned() else {
+            return self.delegate.handle(req).await;
+        };
+        if !info.is_resource_request {
+            if let Some(resp) = self.discovery(&req, &info) {
+                return resp;
+            }
+            return self.delegate.handle(req).await;
+        }
+        let Some(store) = self.store(&info.api_group, &info.api_version, &info.resource) else {
+            return self.delegate.handle(req).await;
+        };
+        match serve_resource(&store, &req, &info).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    fn api_groups(&self) -> Vec<ApiGroup> {
+        let mut groups = self.own_groups();
+        groups.extend(self.delegate.api_groups());
+        groups
+    }
+
+    fn openapi_schemas(&self) -> Vec<discovery::OpenApiPart> {
+        self.delegate.openapi_schemas()
+    }
+}
+
+/// Query parameters of a resource request.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn dry_run(&self) -> Result<bool> {
+        match self.get("dryRun") {
+            None => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(StatusError::bad_request(format!(
+                "Invalid dry run value: {other:?}: supported values: \"All\""
+            ))),
+        }
+    }
+
+    fn write_options(&self) -> Result<WriteOptions> {
+        Ok(WriteOptions { dry_run: self.dry_run()?, field_validation: FieldValidation::parse(self.get("fieldValidation"))? })
+    }
+
+    fn list_options(&self) -> Result<ListOptions> {
+        let limit = match self.get("limit") {
+            Some(l) => l.parse::<i64>().map_err(|_| StatusError::bad_request(format!("invalid limit {l:?}")))?.max(0) as usize,
+            None => 0,
+        };
+        Ok(ListOptions {
+            label_selector: LabelSelector::parse(self.get("labelSelector").unwrap_or(""))?,
+            field_selector: FieldSelector::parse(self.get("fieldSelector").unwrap_or(""))?,
+            limit,
+            continue_token: self.get("continue").map(str::to_string),
+        })
+    }
+}
+
+/// Decodes a request body (JSON, YAML or protobuf) into a JSON value.
+pub fn decode_body(req: &Request) -> Result<Value> {
+    let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let body: &Bytes = req.body();
+    match negotiation::body_format(ct) {
+        Some(BodyFormat::Json) => serde_json::from_slice(body)
+            .map_err(|e| StatusError::bad_request(format!("error decoding request body: json parse error: {e}"))),
+        Some(BodyFormat::Yaml) => {
+            let v: Value = serde_yaml::from_slice(body)
+                .map_err(|e| StatusError::bad_request(format!("error decoding request body: yaml parse error: {e}")))?;
+            Ok(v)
+        }
+        Some(BodyFormat::Protobuf) => crate::protobuf::decode(body),
+        None => Err(StatusError::unsupported_media_type(ct.unwrap_or(""))),
+    }
+}
+
+fn subresource_of(store: &Store, info: &RequestInfo) -> Result<Option<Subresource>> {
+    if info.subresource.is_empty() {
+        return Ok(None);
+    }
+    let found = store.info.subresources.iter().find(|s| {
+        matches!((s, info.subresource.as_str()), (Subresource::Status, "status") | (Subresource::Scale(_), "scale"))
+    });
+    match found {
+        Some(s) => Ok(Some(s.clone())),
+        None => Err(StatusError::not_found_resource_type(info)),
+    }
+}
+
+async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -> Result<Response> {
+    let params = Params(query_params(req.uri().query()));
+    let ns = info.namespace.as_str();
+    if store.info.namespaced && ns.is_empty() && !matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") {
+        // A namespaced object addressed without a namespace does not exist.
+        return Err(StatusError::not_found_resource_type(info));
+    }
+    // A cluster-scoped resource never has a namespace in its path.
+    if !store.info.namespaced && info.parts.get(2).map(String::as_str) == Some("namespaces") && store.info.plural != "namespaces" {
+        return Err(StatusError::not_found_resource_type(info));
+    }
+    let ns = if store.info.namespaced { ns } else { "" };
+    let sub = subresource_of(store, info)?;
+    let responder = Responder { store: store.clone(), req };
+    match info.verb.as_str() {
+        "get" => {
+            let obj = store.get(ns, &info.name).await?;
+            match sub {
+                Some(Subresource::Scale(_)) => Ok(respond_value(req, 200, &store.to_scale(&obj)?)),
+                _ => Ok(responder.object(200, &obj, &[])),
+            }
+        }
+        "list" => {
+            let opts = params.list_options()?;
+            let list = store.list(ns, &opts).await?;
+            Ok(responder.list(200, &list))
+        }
+        "watch" => Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "watch")),
+        "create" => {
+            if !info.name.is_empty() || sub.is_some() {
+                return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "create"));
+            }
+            let opts = params.write_options()?;
+            let obj = decode_body(req)?;
+            let r = store.create(ns, obj, &opts).await?;
+            Ok(responder.object(201, &r.object, &r.warnings))
+        }
+        "update" => {
+            let opts = params.write_options()?;
+            let obj = decode_body(req)?;
+            if let Some(Subresource::Scale(_)) = sub {
+                let scale = store.update_scale(ns, &info.name, &opts, |_| Ok(obj.clone())).await?;
+                return Ok(respond_value(req, 200, &scale));
+            }
+            let r = store.update(ns, &info.name, obj, sub.as_ref(), &opts).await?;
+            Ok(responder.object(if r.created { 201 } else { 200 }, &r.object, &r.warnings))
+        }
+        "patch" => {
+            let opts = params.write_options()?;
+            let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let kind = PatchKind::from_content_type(ct, store)?;
+            let patch = req.body().clone();
+            if let Some(Subresource::Scale(_)) = sub {
+                let scale = store
+                    .update_scale(ns, &info.name, &opts, |current| kind.apply(&current, &patch, Some("io.k8s.api.autoscaling.v1.Scale")))
+                    .await?;
+                return Ok(respond_value(req, 200, &scale));
+            }
+            let smp_type = store.strategy.strategic_merge_type();
+            let r = store
+                .update_with(ns, &info.name, sub.as_ref(), &opts, |current| match current {
+                    Some(c) => kind.apply(c, &patch, smp_type),
+                    None => Err(StatusError::not_found(&store.info.group, &store.info.plural, &info.name)),
+                })
+                .await?;
+            Ok(responder.object(200, &r.object, &r.warnings))
+        }
+        "delete" => {
+            if sub.is_some() {
+                return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "delete"));
+            }
+            let opts = delete_options(req, &params)?;
+            match store.delete(ns, &info.name, &opts).await? {
+                DeleteResult::Deleted(obj) => {
+                    let details = json!({
+                        "name": info.name,
+                        "group": store.info.group,
+                        "kind": store.info.plural,
+                        "uid": crate::meta::uid(&obj),
+                    });
+                    Ok(respond_value(req, 200, &success_status(Some(details))))
+                }
+                DeleteResult::Pending(obj) => Ok(responder.object(202, &obj, &[])),
+            }
+        }
+        "deletecollection" => {
+            let opts = delete_options(req, &params)?;
+            let list_opts = params.list_options()?;
+            let list = store.delete_collection(ns, &list_opts, &opts).await?;
+            Ok(responder.list(200, &list))
+        }
+        other => Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, other)),
+    }
+}
+
+/// DeleteOptions from the body (if any) and the query, query winning as upstream.
+fn delete_options(req: &Request, params: &Params) -> Result<DeleteOptions> {
+    let mut opts = DeleteOptions::default();
+    if !req.body().is_empty() {
+        let body = decode_body(req)?;
+        if let Some(p) = body.get("preconditions") {
+            opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
+            opts.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+        }
+        if let Some(d) = body.get("dryRun").and_then(Value::as_array) {
+            for v in d {
+                match v.as_str() {
+                    Some("All") => opts.dry_run = true,
+                    other => {
+                        return Err(StatusError::bad_request(format!(
+                            "Invalid dry run value: {:?}: supported values: \"All\"",
+                            other.unwrap_or("")
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    if params.dry_run()? {
+        opts.dry_run = true;
+    }
+    Ok(opts)
+}
+
+/// The patch types upstream accepts.
+enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+}
+
+impl PatchKind {
+    fn from_content_type(ct: &str, store: &Store) -> Result<Self> {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        match essence {
+            "application/json-patch+json" => Ok(PatchKind::Json),
+            "application/merge-patch+json" => Ok(PatchKind::Merge),
+            "application/strategic-merge-patch+json" if store.strategy.strategic_merge_type().is_some() => {
+                Ok(PatchKind::Strategic)
+            }
+            _ => Err(StatusError::unsupported_media_type(ct)),
+        }
+    }
+
+    fn apply(&self, current: &Value, patch: &[u8], smp_type: Option<&str>) -> Result<Value> {
+        let mut patched = match self {
+            PatchKind::Json => crate::patch::json_patch(current, patch)?,
+            PatchKind::Merge => crate::patch::merge_patch(current, patch)?,
+            PatchKind::Strategic => {
+                crate::patch::strategic_merge_patch(current, patch, smp_type.unwrap_or_default())?
+            }
+        };
+        // A patch that drops the resourceVersion is unconditional; one that sets
+        // it is checked against the stored object by the Store.
+        if crate::meta::resource_version(&patched).is_empty() {
+            crate::meta::remove_meta(&mut patched, "resourceVersion");
+        } else if crate::meta::resource_version(&patched) == crate::meta::resource_version(current) {
+            crate::meta::remove_meta(&mut patched, "resourceVersion");
+            // Keep it only when the client stated it: compare with the patch.
+            if patch_states_resource_version(patch) {
+                crate::meta::set_meta(&mut patched, "resourceVersion", json!(crate::meta::resource_version(current)));
+            }
+        }
+        Ok(patched)
+    }
+}
+
+fn patch_states_resource_version(patch: &[u8]) -> bool {
+    match serde_json::from_slice::<Value>(patch) {
+        Ok(Value::Object(m)) => m.get("metadata").and_then(|m| m.get("resourceVersion")).is_some(),
+        Ok(Value::Array(ops)) => ops.iter().any(|op| {
+            op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+                && op.get("op").and_then(Value::as_str) != Some("test")
+        }),
+        _ => false,
+    }
+}

@@ -1,0 +1,162 @@
+//! Writing results in the form the client negotiated: JSON, YAML, protobuf,
+//! Table or PartialObjectMetadata.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::body;
+use crate::handler::{Request, Response};
+use crate::negotiation::{self, Output};
+use crate::registry::Store;
+use crate::request_info::query_params;
+use crate::status::StatusError;
+
+fn accept(req: &Request) -> Option<&str> {
+    req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok())
+}
+
+/// Whether protobuf is the client's first choice and the value can be encoded.
+fn wants_protobuf(req: &Request) -> bool {
+    let Some(a) = accept(req) else { return false };
+    negotiation::parse_accept(a).first().is_some_and(|m| m.essence == "application/vnd.kubernetes.protobuf")
+}
+
+/// Serializes `value` as JSON, YAML or protobuf, by the Accept header.
+pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], output: &Output) -> Response {
+    let mut b = http::Response::builder().status(code);
+    for w in warnings {
+        let text = format!("299 - {:?}", w);
+        if let Ok(h) = http::HeaderValue::from_str(&text) {
+            b = b.header("Warning", h);
+        }
+    }
+    let (ct, bytes) = match output {
+        Output::Yaml => match serde_yaml::to_string(value) {
+            Ok(s) => ("application/yaml".to_string(), s.into_bytes()),
+            Err(e) => return StatusError::internal(e).into_response(),
+        },
+        Output::Table(_) | Output::PartialObjectMetadata(_) => {
+            let ct = accept(req).and_then(|a| first_json_param_form(a)).unwrap_or("application/json".into());
+            (ct, serde_json::to_vec(value).unwrap_or_default())
+        }
+        Output::AggregatedDiscovery(v) => (
+            format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
+            serde_json::to_vec(value).unwrap_or_default(),
+        ),
+        Output::Json => {
+            if wants_protobuf(req) {
+                if let Ok(pb) = crate::protobuf::encode(value) {
+                    let resp = b.header(http::header::CONTENT_TYPE, "application/vnd.kubernetes.protobuf").body(body::full(pb));
+                    return resp.unwrap_or_else(|_| http::Response::new(body::empty()));
+                }
+            }
+            ("application/json".to_string(), serde_json::to_vec(value).unwrap_or_default())
+        }
+    };
+    b.header(http::header::CONTENT_TYPE, ct)
+        .body(body::full(bytes))
+        .unwrap_or_else(|_| http::Response::new(body::empty()))
+}
+
+/// The content type to answer a Table/PartialObjectMetadata request with: the
+/// Accept entry that asked for it.
+fn first_json_param_form(accept: &str) -> Option<String> {
+    negotiation::parse_accept(accept).into_iter().find(|m| m.param("as").is_some()).map(|m| {
+        let mut s = "application/json".to_string();
+        for (k, v) in &m.params {
+            s.push_str(&format!(";{k}={v}"));
+        }
+        s
+    })
+}
+
+/// A value that has no table form (Status, Scale, discovery).
+pub fn respond_value(req: &Request, code: u16, value: &Value) -> Response {
+    match negotiation::negotiate(accept(req), false, false) {
+        Some(o) => respond(req, code, value, &[], &o),
+        None => respond(req, code, value, &[], &Output::Json),
+    }
+}
+
+/// Writes objects of one Store's resource, which may be asked for as a Table.
+pub struct Responder<'a> {
+    pub store: Arc<Store>,
+    pub req: &'a Request,
+}
+
+impl Responder<'_> {
+    fn output(&self) -> Result<Output, StatusError> {
+        let a = accept(self.req);
+        negotiation::negotiate(a, true, false).ok_or_else(|| StatusError::not_acceptable(a.unwrap_or("")))
+    }
+
+    fn include_object(&self) -> String {
+        query_params(self.req.uri().query()).get("includeObject").cloned().unwrap_or_else(|| "Metadata".into())
+    }
+
+    pub fn object(&self, code: u16, obj: &Value, warnings: &[String]) -> Response {
+        match self.output() {
+            Ok(Output::Table(v)) => {
+                let table = self.table(&v, std::slice::from_ref(obj), Map::new());
+                respond(self.req, code, &table, warnings, &Output::Table(v))
+            }
+            Ok(Output::PartialObjectMetadata(v)) => {
+                respond(self.req, code, &partial(&v, obj), warnings, &Output::PartialObjectMetadata(v))
+            }
+            Ok(o) => respond(self.req, code, obj, warnings, &o),
+            Err(e) => e.into_response(),
+        }
+    }
+
+    pub fn list(&self, code: u16, list: &Value) -> Response {
+        let items: &[Value] = list.get("items").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+        let list_meta = list.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+        match self.output() {
+            Ok(Output::Table(v)) => {
+                let table = self.table(&v, items, list_meta);
+                respond(self.req, code, &table, &[], &Output::Table(v))
+            }
+            Ok(Output::PartialObjectMetadata(v)) => {
+                let parts: Vec<Value> = items.iter().map(|i| partial(&v, i)).collect();
+                let out = json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": list_meta, "items": parts});
+                respond(self.req, code, &out, &[], &Output::PartialObjectMetadata(v))
+            }
+            Ok(o) => respond(self.req, code, list, &[], &o),
+            Err(e) => e.into_response(),
+        }
+    }
+
+    fn table(&self, version: &str, items: &[Value], list_meta: Map<String, Value>) -> Value {
+        let strategy = &self.store.strategy;
+        let columns: Vec<Value> = strategy.table_columns().iter().map(|c| c.to_json()).collect();
+        let include = self.include_object();
+        let rows: Vec<Value> = items
+            .iter()
+            .map(|obj| {
+                let mut row = json!({"cells": strategy.table_row(obj)});
+                match include.as_str() {
+                    "None" => {}
+                    "Object" => row["object"] = obj.clone(),
+                    _ => row["object"] = partial(version, obj),
+                }
+                row
+            })
+            .collect();
+        json!({
+            "kind": "Table",
+            "apiVersion": format!("meta.k8s.io/{version}"),
+            "metadata": list_meta,
+            "columnDefinitions": columns,
+            "rows": rows,
+        })
+    }
+}
+
+fn partial(version: &str, obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
