@@ -5,6 +5,7 @@
 //! anything it does not hold go to its delegate.
 
 mod output;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -167,7 +168,7 @@ impl Handler for ResourceServer {
 }
 
 /// Query parameters of a resource request.
-struct Params(HashMap<String, String>);
+pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
     fn get(&self, k: &str) -> Option<&str> {
@@ -259,7 +260,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             let list = store.list(ns, &opts).await?;
             Ok(responder.list(200, &list))
         }
-        "watch" => Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "watch")),
+        "watch" => watch::serve(store, req, info, &params).await,
         "create" => {
             if !info.name.is_empty() || sub.is_some() {
                 return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "create"));

@@ -128,32 +128,45 @@ impl Responder<'_> {
     }
 
     fn table(&self, version: &str, items: &[Value], list_meta: Map<String, Value>) -> Value {
-        let strategy = &self.store.strategy;
-        let columns: Vec<Value> = strategy.table_columns().iter().map(|c| c.to_json()).collect();
-        let include = self.include_object();
-        let rows: Vec<Value> = items
-            .iter()
-            .map(|obj| {
-                let mut row = json!({"cells": strategy.table_row(obj)});
-                match include.as_str() {
-                    "None" => {}
-                    "Object" => row["object"] = obj.clone(),
-                    _ => row["object"] = partial(version, obj),
-                }
-                row
-            })
-            .collect();
-        json!({
-            "kind": "Table",
-            "apiVersion": format!("meta.k8s.io/{version}"),
-            "metadata": list_meta,
-            "columnDefinitions": columns,
-            "rows": rows,
-        })
+        table(&self.store, version, items, list_meta, &self.include_object(), true)
     }
 }
 
-fn partial(version: &str, obj: &Value) -> Value {
+/// A meta.k8s.io Table of `items`; `with_columns` false leaves out the column
+/// definitions (later events of a watch, as upstream's NoHeaders).
+pub(super) fn table(
+    store: &Store,
+    version: &str,
+    items: &[Value],
+    list_meta: Map<String, Value>,
+    include_object: &str,
+    with_columns: bool,
+) -> Value {
+    let strategy = &store.strategy;
+    let columns: Vec<Value> =
+        if with_columns { strategy.table_columns().iter().map(|c| c.to_json()).collect() } else { Vec::new() };
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|obj| {
+            let mut row = json!({"cells": strategy.table_row(obj)});
+            match include_object {
+                "None" => {}
+                "Object" => row["object"] = obj.clone(),
+                _ => row["object"] = partial(version, obj),
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": list_meta,
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+pub(super) fn partial(version: &str, obj: &Value) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": format!("meta.k8s.io/{version}"),

@@ -94,6 +94,7 @@ const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn storage_err(e: StorageError) -> StatusError {
     match e {
+        StorageError::Compacted(oldest) => StatusError::gone(format!("The resourceVersion for the provided list is too old (oldest available {oldest}).")),
         StorageError::Unavailable(m) => StatusError::service_unavailable(m),
         other => StatusError::internal(other),
     }
@@ -737,6 +738,128 @@ impl Store {
             })
             .await?;
         self.to_scale(&result.object)
+    }
+}
+
+/// One event of a watch, in the object form clients see.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectEvent {
+    /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
+    pub event_type: &'static str,
+    pub object: Value,
+}
+
+pub type ObjectEventStream = futures::stream::BoxStream<'static, ObjectEvent>;
+
+/// Where a watch starts, from its resourceVersion and sendInitialEvents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchStart {
+    /// Synthetic ADDED events for every current object, then changes; with
+    /// `bookmark` a BOOKMARK marking the end of the initial events.
+    WithInitialEvents { bookmark: bool },
+    /// Changes after this revision.
+    After(u64),
+}
+
+impl WatchStart {
+    /// Upstream's rules: unset or "0" sends the current state first; a number
+    /// starts after it; sendInitialEvents=true asks for the closing bookmark.
+    pub fn parse(resource_version: Option<&str>, send_initial_events: Option<bool>) -> Result<Self> {
+        match (resource_version.unwrap_or(""), send_initial_events) {
+            ("" | "0", None | Some(true)) => {
+                Ok(WatchStart::WithInitialEvents { bookmark: send_initial_events == Some(true) })
+            }
+            ("", Some(false)) | ("0", Some(false)) => Ok(WatchStart::After(0)),
+            (rv, Some(true)) => Err(StatusError::bad_request(format!(
+                "sendInitialEvents is only supported with resourceVersion unset or \"0\", got {rv:?}"
+            ))),
+            (rv, _) => rv
+                .parse::<u64>()
+                .map(WatchStart::After)
+                .map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv}"))),
+        }
+    }
+}
+
+impl Store {
+    fn bookmark(&self, revision: u64, initial_end: bool) -> ObjectEvent {
+        let mut meta = json!({"resourceVersion": revision.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        ObjectEvent {
+            event_type: "BOOKMARK",
+            object: json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta}),
+        }
+    }
+
+    /// Watches objects matching `opts` (selectors) from `start`. A selector
+    /// match that ends is a DELETED event to this watcher, one that begins an
+    /// ADDED, as upstream. A too-old revision yields one ERROR event (410).
+    pub async fn watch(self: &Arc<Self>, namespace: &str, opts: &ListOptions, start: WatchStart) -> Result<ObjectEventStream> {
+        use futures::StreamExt;
+        self.check_field_selector(&opts.field_selector)?;
+        let prefix = self.prefix(namespace);
+        let (initial, after, closing) = match start {
+            WatchStart::WithInitialEvents { bookmark } => {
+                let list = self.list(namespace, &ListOptions { limit: 0, continue_token: None, ..opts.clone() }).await?;
+                let rev: u64 = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let items: Vec<ObjectEvent> = list
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(|o| ObjectEvent { event_type: "ADDED", object: o.clone() }).collect())
+                    .unwrap_or_default();
+                (items, rev, bookmark.then(|| self.bookmark(rev, true)))
+            }
+            WatchStart::After(rev) => (Vec::new(), rev, None),
+        };
+        let changes = match self.storage.watch(&prefix, after).await {
+            Ok(s) => s,
+            Err(StorageError::Compacted(oldest)) => {
+                let e = StatusError::gone(format!("too old resource version: {after} ({oldest})"));
+                return Ok(futures::stream::iter(vec![ObjectEvent { event_type: "ERROR", object: e.to_status() }]).boxed());
+            }
+            Err(e) => return Err(storage_err(e)),
+        };
+        let store = self.clone();
+        let opts = opts.clone();
+        let changes = changes
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .filter_map(move |r| {
+                let out = r.ok().and_then(|e| store.to_object_event(&e, &opts));
+                futures::future::ready(out)
+            });
+        Ok(futures::stream::iter(initial).chain(futures::stream::iter(closing)).chain(changes).boxed())
+    }
+
+    fn to_object_event(&self, e: &crate::storage::WatchEvent, opts: &ListOptions) -> Option<ObjectEvent> {
+        use crate::storage::EventType;
+        let decode = |kv: &KeyValue| self.decode_stored(kv).ok();
+        let prev = e.prev.as_ref().and_then(decode);
+        let prev_matched = prev.as_ref().is_some_and(|p| self.matches(p, opts));
+        match e.event_type {
+            EventType::Delete => {
+                let obj = decode(&e.kv)?;
+                prev_matched.then_some(ObjectEvent { event_type: "DELETED", object: obj })
+            }
+            EventType::Put => {
+                let obj = decode(&e.kv)?;
+                let matched = self.matches(&obj, opts);
+                let event_type = match (prev.is_some(), prev_matched, matched) {
+                    (_, true, true) => "MODIFIED",
+                    (_, false, true) => "ADDED",
+                    (true, true, false) => "DELETED",
+                    _ => return None,
+                };
+                Some(ObjectEvent { event_type, object: obj })
+            }
+        }
+    }
+
+    /// A BOOKMARK at the store's current revision.
+    pub async fn current_bookmark(&self) -> Result<ObjectEvent> {
+        let rev = self.storage.current_revision().await.map_err(storage_err)?;
+        Ok(self.bookmark(rev, false))
     }
 }
 

@@ -1,28 +1,56 @@
-//! The embedded backend: a single redb file holding the current objects and the
-//! store revision. Every write is one ACID transaction, so a crash never leaves an
-//! object half-written and the revision never goes backwards.
+//! The embedded backend: a single redb file holding the current objects, the
+//! store revision and an event log indexed by revision. Every write is one ACID
+//! transaction that also appends its event, so a crash never leaves an object
+//! half-written, the revision never goes backwards, and watchers resuming from a
+//! revision see every change after it (while it is inside the retained window).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use redb::{Database, ReadableTable, TableDefinition};
+use tokio::sync::broadcast;
 
-use super::{KeyValue, ListResult, Result, Storage, StorageError};
+use super::{EventType, KeyValue, ListResult, Result, Storage, StorageError, WatchEvent, WatchStream};
 
 /// key -> (mod_revision, create_revision, value)
 const OBJECTS: TableDefinition<&str, (u64, u64, &[u8])> = TableDefinition::new("objects");
+/// revision -> (type 0 put / 1 delete, key, value, create_revision, prev value, prev mod_revision; prev_rev 0 = none)
+const EVENTS: TableDefinition<u64, (u8, &str, &[u8], u64, &[u8], u64)> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
+/// Events at or below this revision have been dropped from the log.
+const COMPACTED: &str = "compacted";
+
+/// How many events the log keeps; older resourceVersions get 410 Gone.
+const EVENT_WINDOW: u64 = 100_000;
+/// Live events buffered per watcher before it counts as too slow and is cut off.
+const WATCH_BUFFER: usize = 10_000;
 
 #[derive(Clone)]
 pub struct EmbeddedStorage {
     db: Arc<Database>,
+    events: broadcast::Sender<Arc<WatchEvent>>,
+    /// Held from the start of a write transaction until its event is broadcast,
+    /// so events reach watchers in revision order.
+    write_lock: Arc<std::sync::Mutex<()>>,
 }
 
 fn internal(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(e.to_string())
+}
+
+type Objects<'t> = redb::Table<'t, &'static str, (u64, u64, &'static [u8])>;
+
+fn kv(key: &str, v: (u64, u64, &[u8])) -> KeyValue {
+    KeyValue { key: key.to_string(), mod_revision: v.0, create_revision: v.1, value: Bytes::copy_from_slice(v.2) }
+}
+
+fn meta_value(txn: &redb::ReadTransaction, name: &str) -> Result<u64> {
+    let meta = txn.open_table(META).map_err(internal)?;
+    Ok(meta.get(name).map_err(internal)?.map(|g| g.value()).unwrap_or(0))
 }
 
 impl EmbeddedStorage {
@@ -31,10 +59,12 @@ impl EmbeddedStorage {
         let txn = db.begin_write().map_err(internal)?;
         {
             txn.open_table(OBJECTS).map_err(internal)?;
+            txn.open_table(EVENTS).map_err(internal)?;
             txn.open_table(META).map_err(internal)?;
         }
         txn.commit().map_err(internal)?;
-        Ok(EmbeddedStorage { db: Arc::new(db) })
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        Ok(EmbeddedStorage { db: Arc::new(db), events, write_lock: Arc::default() })
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>
@@ -46,32 +76,56 @@ impl EmbeddedStorage {
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(internal)?
     }
 
-    /// Runs `f` in a write transaction that also bumps the store revision; `f`
-    /// gets the new revision. The transaction commits only if `f` succeeds.
+    /// Runs `f` in a write transaction at the next revision; `f` returns its
+    /// result and the event to log. Commits only if `f` succeeds, then publishes
+    /// the event to watchers.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut redb::Table<&str, (u64, u64, &[u8])>, u64) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Objects<'_>, u64) -> Result<(T, WatchEvent)> + Send + 'static,
     {
+        let events = self.events.clone();
+        let lock = self.write_lock.clone();
         self.blocking(move |db| {
+            let _order = lock.lock().unwrap_or_else(|e| e.into_inner());
             let txn = db.begin_write().map_err(internal)?;
-            let out = {
+            let (out, event) = {
                 let mut meta = txn.open_table(META).map_err(internal)?;
                 let rev = meta.get(REVISION).map_err(internal)?.map(|g| g.value()).unwrap_or(0) + 1;
                 let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-                let out = f(&mut objects, rev)?;
+                let (out, event) = f(&mut objects, rev)?;
+                let mut log = txn.open_table(EVENTS).map_err(internal)?;
+                let (prev_value, prev_rev): (&[u8], u64) =
+                    event.prev.as_ref().map(|p| (p.value.as_ref(), p.mod_revision)).unwrap_or((&[], 0));
+                let kind = match event.event_type {
+                    EventType::Put => 0u8,
+                    EventType::Delete => 1u8,
+                };
+                log.insert(rev, (kind, event.kv.key.as_str(), event.kv.value.as_ref(), event.kv.create_revision, prev_value, prev_rev))
+                    .map_err(internal)?;
+                if rev > EVENT_WINDOW && rev % 1024 == 0 {
+                    let floor = rev - EVENT_WINDOW;
+                    log.retain_in(..=floor, |_, _| false).map_err(internal)?;
+                    meta.insert(COMPACTED, floor).map_err(internal)?;
+                }
                 meta.insert(REVISION, rev).map_err(internal)?;
-                out
+                (out, event)
             };
             txn.commit().map_err(internal)?;
+            // No receivers is fine: nobody is watching.
+            let _ = events.send(Arc::new(event));
             Ok(out)
         })
         .await
     }
 }
 
-fn kv(key: &str, v: (u64, u64, &[u8])) -> KeyValue {
-    KeyValue { key: key.to_string(), mod_revision: v.0, create_revision: v.1, value: Bytes::copy_from_slice(v.2) }
+fn put_event(key: &str, value: &Bytes, rev: u64, create: u64, prev: Option<KeyValue>) -> WatchEvent {
+    WatchEvent {
+        event_type: EventType::Put,
+        kv: KeyValue { key: key.to_string(), value: value.clone(), mod_revision: rev, create_revision: create },
+        prev,
+    }
 }
 
 #[async_trait]
@@ -91,13 +145,7 @@ impl Storage for EmbeddedStorage {
         let start_after = start_after.map(str::to_string);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
-            let revision = txn
-                .open_table(META)
-                .map_err(internal)?
-                .get(REVISION)
-                .map_err(internal)?
-                .map(|g| g.value())
-                .unwrap_or(0);
+            let revision = meta_value(&txn, REVISION)?;
             let t = txn.open_table(OBJECTS).map_err(internal)?;
             let start = start_after.clone().unwrap_or_else(|| prefix.clone());
             let mut items = Vec::new();
@@ -129,7 +177,7 @@ impl Storage for EmbeddedStorage {
                 return Err(StorageError::AlreadyExists(key));
             }
             t.insert(key.as_str(), (rev, rev, value.as_ref())).map_err(internal)?;
-            Ok(rev)
+            Ok((rev, put_event(&key, &value, rev, rev, None)))
         })
         .await
     }
@@ -144,8 +192,9 @@ impl Storage for EmbeddedStorage {
             if current.mod_revision != expected {
                 return Err(StorageError::Conflict { key, current: Some(current) });
             }
-            t.insert(key.as_str(), (rev, current.create_revision, value.as_ref())).map_err(internal)?;
-            Ok(rev)
+            let create = current.create_revision;
+            t.insert(key.as_str(), (rev, create, value.as_ref())).map_err(internal)?;
+            Ok((rev, put_event(&key, &value, rev, create, Some(current))))
         })
         .await
     }
@@ -161,22 +210,89 @@ impl Storage for EmbeddedStorage {
                 return Err(StorageError::Conflict { key, current: Some(current) });
             }
             t.remove(key.as_str()).map_err(internal)?;
-            Ok((current, rev))
+            let event = WatchEvent {
+                event_type: EventType::Delete,
+                kv: KeyValue { mod_revision: rev, ..current.clone() },
+                prev: Some(current.clone()),
+            };
+            Ok(((current, rev), event))
         })
         .await
     }
 
     async fn count(&self, prefix: &str) -> Result<u64> {
-        Ok(self.list(prefix, None, 1).await.map(|l| l.items.len() as u64 + l.remaining)?)
+        self.list(prefix, None, 1).await.map(|l| l.items.len() as u64 + l.remaining)
     }
 
     async fn current_revision(&self) -> Result<u64> {
         self.blocking(|db| {
             let txn = db.begin_read().map_err(internal)?;
-            let meta = txn.open_table(META).map_err(internal)?;
-            Ok(meta.get(REVISION).map_err(internal)?.map(|g| g.value()).unwrap_or(0))
+            meta_value(&txn, REVISION)
         })
         .await
+    }
+
+    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream> {
+        // Subscribe before reading the log so nothing committed in between is
+        // missed; duplicates are dropped by revision below.
+        let live = self.events.subscribe();
+        let p = prefix.to_string();
+        let backlog = self
+            .blocking(move |db| {
+                let txn = db.begin_read().map_err(internal)?;
+                let compacted = meta_value(&txn, COMPACTED)?;
+                if after < compacted {
+                    return Err(StorageError::Compacted(compacted + 1));
+                }
+                let log = txn.open_table(EVENTS).map_err(internal)?;
+                let mut out = Vec::new();
+                for entry in log.range(after + 1..).map_err(internal)? {
+                    let (rev, v) = entry.map_err(internal)?;
+                    let (kind, key, value, create, prev_value, prev_rev) = v.value();
+                    if !key.starts_with(p.as_str()) {
+                        continue;
+                    }
+                    let rev = rev.value();
+                    let kv = KeyValue { key: key.to_string(), value: Bytes::copy_from_slice(value), mod_revision: rev, create_revision: create };
+                    let prev = (prev_rev != 0).then(|| KeyValue {
+                        key: key.to_string(),
+                        value: Bytes::copy_from_slice(prev_value),
+                        mod_revision: prev_rev,
+                        create_revision: create,
+                    });
+                    let event_type = if kind == 1 { EventType::Delete } else { EventType::Put };
+                    out.push(WatchEvent { event_type, kv, prev });
+                }
+                Ok(out)
+            })
+            .await?;
+        let last = backlog.last().map(|e| e.revision()).unwrap_or(after);
+        let prefix = prefix.to_string();
+        let live = futures::stream::unfold(live, |mut rx| async move {
+            match rx.recv().await {
+                Ok(e) => Some((Ok(e), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Some((Err(StorageError::Unavailable("watcher fell behind".into())), rx))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .filter_map(move |r| {
+            let keep = match &r {
+                Ok(e) => e.revision() > last && e.kv.key.starts_with(prefix.as_str()),
+                Err(_) => true,
+            };
+            futures::future::ready(keep.then(|| r.map(|e| (*e).clone())))
+        });
+        // After an error (the watcher fell behind) the stream ends.
+        let live = live.scan(false, |failed, r| {
+            if *failed {
+                return futures::future::ready(None);
+            }
+            *failed = r.is_err();
+            futures::future::ready(Some(r))
+        });
+        Ok(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed())
     }
 }
 
@@ -208,5 +324,24 @@ mod tests {
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
         assert_eq!(s.current_revision().await.unwrap(), r4);
         assert!(s.get("/registry/a/y").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn watch_replays_the_log_then_follows_live_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
+        let r1 = s.create("/registry/a/x", Bytes::from_static(b"1")).await.unwrap();
+        s.create("/registry/b/other", Bytes::from_static(b"-")).await.unwrap();
+        let r2 = s.update("/registry/a/x", Bytes::from_static(b"2"), r1).await.unwrap();
+        let mut w = s.watch("/registry/a/", r1).await.unwrap();
+        let e = w.next().await.unwrap().unwrap();
+        assert_eq!((e.event_type, e.revision(), e.kv.value.as_ref()), (EventType::Put, r2, b"2".as_ref()));
+        assert_eq!(e.prev.map(|p| p.value), Some(Bytes::from_static(b"1")));
+        let (_, r3) = s.delete("/registry/a/x", None).await.unwrap();
+        let e = w.next().await.unwrap().unwrap();
+        assert_eq!((e.event_type, e.revision(), e.kv.value.as_ref()), (EventType::Delete, r3, b"2".as_ref()));
+        let r4 = s.create("/registry/a/z", Bytes::from_static(b"z")).await.unwrap();
+        let e = w.next().await.unwrap().unwrap();
+        assert_eq!((e.revision(), e.kv.key.as_str()), (r4, "/registry/a/z"));
     }
 }

@@ -36,6 +36,9 @@ pub enum StorageError {
     /// The key's mod_revision was not the one expected; carries what is there now.
     #[error("revision mismatch on {key}")]
     Conflict { key: String, current: Option<KeyValue> },
+    /// The requested revision is older than the retained history.
+    #[error("required revision has been compacted (oldest available {0})")]
+    Compacted(u64),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     #[error("storage error: {0}")]
@@ -43,6 +46,32 @@ pub enum StorageError {
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Put,
+    Delete,
+}
+
+/// One change, as etcd reports it with prev_kv: for a Put `kv` is the new value
+/// and `prev` the old one (None on create); for a Delete `kv` holds the value
+/// that was deleted, with `mod_revision` set to the revision of the deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub event_type: EventType,
+    pub kv: KeyValue,
+    pub prev: Option<KeyValue>,
+}
+
+impl WatchEvent {
+    pub fn revision(&self) -> u64 {
+        self.kv.mod_revision
+    }
+}
+
+/// A stream of changes in revision order. It ends (or yields an error) when the
+/// watcher fell too far behind; the client then relists.
+pub type WatchStream = futures::stream::BoxStream<'static, Result<WatchEvent>>;
 
 #[async_trait]
 pub trait Storage: Send + Sync {
@@ -66,4 +95,7 @@ pub trait Storage: Send + Sync {
     async fn count(&self, prefix: &str) -> Result<u64>;
 
     async fn current_revision(&self) -> Result<u64>;
+
+    /// Changes under `prefix` with revisions after `after`, then live ones.
+    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream>;
 }

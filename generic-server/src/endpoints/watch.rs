@@ -1,0 +1,101 @@
+//! The watch endpoint: a long-running response streaming one JSON event a line
+//! over chunked HTTP/1.1 or an HTTP/2 stream, until timeoutSeconds or the client
+//! goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::json;
+
+use super::{output::table, Params};
+use crate::body::{self, BoxError};
+use crate::handler::{Request, Response};
+use crate::negotiation::{self, Output};
+use crate::registry::store::{ListOptions, WatchStart};
+use crate::registry::Store;
+use crate::request_info::RequestInfo;
+use crate::status::StatusError;
+
+/// Upstream's --min-request-timeout: a watch with no timeoutSeconds ends after
+/// a while so that clients rebalance; they resume from their last version.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+
+pub async fn serve(store: &Arc<Store>, req: &Request, info: &RequestInfo, params: &Params) -> Result<Response, StatusError> {
+    let mut opts: ListOptions = params.list_options()?;
+    if !info.name.is_empty() {
+        opts.field_selector.0.push(("metadata.name".into(), true, info.name.clone()));
+    }
+    let send_initial = match params.get("sendInitialEvents") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => return Err(StatusError::bad_request(format!("invalid sendInitialEvents value: {other:?}"))),
+    };
+    let start = WatchStart::parse(params.get("resourceVersion"), send_initial)?;
+    let timeout = match params.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| StatusError::bad_request(format!("invalid timeoutSeconds {t:?}")))?),
+        None => DEFAULT_TIMEOUT,
+    };
+    let bookmarks = params.get("allowWatchBookmarks") == Some("true");
+    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let output = negotiation::negotiate(accept, true, false).ok_or_else(|| StatusError::not_acceptable(accept.unwrap_or("")))?;
+    let include_object = params.get("includeObject").unwrap_or("Metadata").to_string();
+    let ns = if store.info.namespaced { info.namespace.as_str() } else { "" };
+    let mut events = store.watch(ns, &opts, start).await?;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(64);
+    let store = store.clone();
+    let form = output.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        let mut first_row = true;
+        loop {
+            let event = tokio::select! {
+                e = events.next() => match e {
+                    Some(e) => e,
+                    None => break,
+                },
+                _ = ticker.tick(), if bookmarks => match store.current_bookmark().await {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                },
+                _ = &mut deadline => break,
+                _ = tx.closed() => break,
+            };
+            if event.event_type == "BOOKMARK" && !bookmarks {
+                continue;
+            }
+            let object = match (&form, event.event_type) {
+                (_, "BOOKMARK" | "ERROR") => event.object,
+                (Output::Table(v), _) => {
+                    let t = table(&store, v, std::slice::from_ref(&event.object), Default::default(), &include_object, first_row);
+                    first_row = false;
+                    t
+                }
+                (Output::PartialObjectMetadata(v), _) => super::output::partial(v, &event.object),
+                _ => event.object,
+            };
+            let mut line = serde_json::to_vec(&json!({"type": event.event_type, "object": object})).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Ok(Bytes::from(line))).await.is_err() {
+                break;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let content_type = match &output {
+        Output::Table(v) => format!("application/json;as=Table;v={v};g=meta.k8s.io"),
+        _ => "application/json".to_string(),
+    };
+    http::Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CACHE_CONTROL, "no-cache, private")
+        .body(body::stream(stream))
+        .map_err(StatusError::internal)
+}
