@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use generic_server::authn::TokenFile;
-use generic_server::serve::{self, Authentication, Filters, VersionInfo};
+use generic_server::filters::{self, Authentication, FilterConfig, VersionInfo};
+use generic_server::serve;
 
 /// The API level this server implements, reported by /version.
 const KUBE_MAJOR: &str = "1";
@@ -114,8 +115,9 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
     let chain = wiring::build_chain(&opts, &data_dir, local.port()).await?;
-    let filters = Arc::new(Filters {
+    let service = filters::build(
         chain,
+        FilterConfig {
         authn: Authentication { tokens, anonymous: opts.anonymous_auth },
         version: VersionInfo {
             major: KUBE_MAJOR.into(),
@@ -123,7 +125,8 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
             git_version: format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0"),
         },
         ready_checks: Vec::new(),
-    });
+        },
+    );
 
     let host = match local.ip() {
         ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_string(),
@@ -136,7 +139,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let kc = kubeconfig::render(&url, &pki.ca.cert, &pki.admin.cert, &pki.admin.key)?;
     std::fs::write(&kubeconfig_path, kc).map_err(|e| format!("writing {}: {e}", kubeconfig_path.display()))?;
 
-    let server = tokio::spawn(serve::serve_tls(listener, Arc::new(tls), filters));
+    let server = tokio::spawn(serve::serve_tls(listener, Arc::new(tls), service));
     tracing::info!(
         "kube-apiserver ready: url={url} kubeconfig={} (started in {} ms)",
         kubeconfig_path.display(),

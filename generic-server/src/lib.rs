@@ -13,6 +13,7 @@ pub mod authn;
 pub mod body;
 pub mod discovery;
 pub mod endpoints;
+pub mod filters;
 pub mod handler;
 pub mod meta;
 pub mod negotiation;
