@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::discovery::{self, ApiGroup, ApiVersion};
 use crate::handler::{DynHandler, Handler, Request, Response};
 use crate::negotiation::{self, BodyFormat};
-use crate::registry::store::{DeleteOptions, DeleteResult, FieldValidation, ListOptions, WriteOptions};
+use crate::registry::store::{read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, WriteOptions};
 use crate::registry::{ResourceInfo, Store, Subresource};
 use crate::request_info::{query_params, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -189,16 +189,27 @@ impl Params {
         Ok(WriteOptions { dry_run: self.dry_run()?, field_validation: FieldValidation::parse(self.get("fieldValidation"))? })
     }
 
+    /// Selectors, limit and continue, and for a list (not a watch, which has
+    /// its own resourceVersion rules) the freshness it asks for.
     fn list_options(&self) -> Result<ListOptions> {
+        let mut opts = self.selector_options()?;
+        opts.freshness =
+            read_freshness(self.get("resourceVersion"), self.get("resourceVersionMatch"), opts.continue_token.is_some())?;
+        Ok(opts)
+    }
+
+    fn selector_options(&self) -> Result<ListOptions> {
         let limit = match self.get("limit") {
             Some(l) => l.parse::<i64>().map_err(|_| StatusError::bad_request(format!("invalid limit {l:?}")))?.max(0) as usize,
             None => 0,
         };
+        let continue_token = self.get("continue").map(str::to_string);
         Ok(ListOptions {
             label_selector: LabelSelector::parse(self.get("labelSelector").unwrap_or(""))?,
             field_selector: FieldSelector::parse(self.get("fieldSelector").unwrap_or(""))?,
             limit,
-            continue_token: self.get("continue").map(str::to_string),
+            continue_token,
+            ..ListOptions::default()
         })
     }
 }
@@ -249,7 +260,8 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
     let responder = Responder { store: store.clone(), req };
     match info.verb.as_str() {
         "get" => {
-            let obj = store.get(ns, &info.name).await?;
+            let freshness = read_freshness(params.get("resourceVersion"), None, false)?;
+            let obj = store.get_at(ns, &info.name, freshness).await?;
             match sub {
                 Some(Subresource::Scale(_)) => Ok(respond_value(req, 200, &store.to_scale(&obj)?)),
                 _ => Ok(responder.object(200, &obj, &[])),

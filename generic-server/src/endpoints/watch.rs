@@ -24,7 +24,11 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 
 pub async fn serve(store: &Arc<Store>, req: &Request, info: &RequestInfo, params: &Params) -> Result<Response, StatusError> {
-    let mut opts: ListOptions = params.list_options()?;
+    let mut opts: ListOptions = params.selector_options()?;
+    match params.get("resourceVersionMatch") {
+        None | Some("NotOlderThan") => {}
+        Some(m) => return Err(StatusError::bad_request(format!("resourceVersionMatch {m:?} is not supported for watch"))),
+    }
     if !info.name.is_empty() {
         opts.field_selector.0.push(("metadata.name".into(), true, info.name.clone()));
     }

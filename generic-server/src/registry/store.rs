@@ -17,7 +17,7 @@ use super::{Admission, AdmissionAttributes, Operation, ResourceInfo, ScalePaths,
 use crate::meta;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{Cause, StatusError};
-use crate::storage::{KeyValue, Storage, StorageError};
+use crate::storage::{Freshness, KeyValue, Storage, StorageError};
 
 type Result<T> = std::result::Result<T, StatusError>;
 
@@ -48,12 +48,46 @@ pub struct WriteOptions {
     pub field_validation: FieldValidation,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ListOptions {
     pub label_selector: LabelSelector,
     pub field_selector: FieldSelector,
     pub limit: usize,
     pub continue_token: Option<String>,
+    pub freshness: Freshness,
+}
+
+impl Default for ListOptions {
+    fn default() -> Self {
+        ListOptions {
+            label_selector: LabelSelector::default(),
+            field_selector: FieldSelector::default(),
+            limit: 0,
+            continue_token: None,
+            freshness: Freshness::Consistent,
+        }
+    }
+}
+
+/// A list's or get's resourceVersion and resourceVersionMatch, checked as
+/// upstream checks them, as the freshness the read needs.
+pub fn read_freshness(resource_version: Option<&str>, rv_match: Option<&str>, continuing: bool) -> Result<Freshness> {
+    let rv = resource_version.unwrap_or("");
+    if continuing && !rv.is_empty() && rv != "0" {
+        return Err(StatusError::bad_request("specifying resource version is not allowed when using continue"));
+    }
+    let parse = |rv: &str| rv.parse::<u64>().map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv}")));
+    match (rv, rv_match.unwrap_or("")) {
+        ("", "") => Ok(Freshness::Consistent),
+        ("", m) => Err(StatusError::bad_request(format!("resourceVersionMatch {m:?} is forbidden unless resourceVersion is provided"))),
+        ("0", "" | "NotOlderThan") => Ok(Freshness::Any),
+        ("0", "Exact") => Err(StatusError::bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"")),
+        (rv, "" | "NotOlderThan") => Ok(Freshness::NotOlderThan(parse(rv)?)),
+        // An exact past state is only what the store holds now; older ones the
+        // embedded store does not keep, which upstream reports as expired.
+        (rv, "Exact") => Ok(Freshness::NotOlderThan(parse(rv)?)),
+        (_, m) => Err(StatusError::bad_request(format!("unsupported resourceVersionMatch value {m:?}; supported values: Exact, NotOlderThan"))),
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -180,8 +214,12 @@ impl Store {
     }
 
     pub async fn get(&self, namespace: &str, name: &str) -> Result<Value> {
-        match self.current(namespace, name).await? {
-            Some((_, v)) => Ok(v),
+        self.get_at(namespace, name, Freshness::Consistent).await
+    }
+
+    pub async fn get_at(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Value> {
+        match self.storage.get_at(&self.key(namespace, name), freshness).await.map_err(storage_err)? {
+            Some(kv) => self.decode_stored(&kv),
             None => Err(self.not_found(name)),
         }
     }
@@ -227,7 +265,7 @@ impl Store {
         let mut remaining: Option<u64> = None;
         loop {
             let want = if opts.limit == 0 { 0 } else { opts.limit - items.len() };
-            let page = self.storage.list(&prefix, start_after.as_deref(), want).await.map_err(storage_err)?;
+            let page = self.storage.list_at(&prefix, start_after.as_deref(), want, opts.freshness).await.map_err(storage_err)?;
             if revision == 0 {
                 revision = page.revision;
             }
@@ -759,6 +797,8 @@ pub enum WatchStart {
     WithInitialEvents { bookmark: bool },
     /// Changes after this revision.
     After(u64),
+    /// Changes from now on, with no initial state.
+    Now,
 }
 
 impl WatchStart {
@@ -769,7 +809,7 @@ impl WatchStart {
             ("" | "0", None | Some(true)) => {
                 Ok(WatchStart::WithInitialEvents { bookmark: send_initial_events == Some(true) })
             }
-            ("", Some(false)) | ("0", Some(false)) => Ok(WatchStart::After(0)),
+            ("", Some(false)) | ("0", Some(false)) => Ok(WatchStart::Now),
             (rv, Some(true)) => Err(StatusError::bad_request(format!(
                 "sendInitialEvents is only supported with resourceVersion unset or \"0\", got {rv:?}"
             ))),
@@ -802,7 +842,8 @@ impl Store {
         let prefix = self.prefix(namespace);
         let (initial, after, closing) = match start {
             WatchStart::WithInitialEvents { bookmark } => {
-                let list = self.list(namespace, &ListOptions { limit: 0, continue_token: None, ..opts.clone() }).await?;
+                let list_opts = ListOptions { limit: 0, continue_token: None, freshness: Freshness::Any, ..opts.clone() };
+                let list = self.list(namespace, &list_opts).await?;
                 let rev: u64 = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0);
                 let items: Vec<ObjectEvent> = list
                     .get("items")
@@ -812,6 +853,7 @@ impl Store {
                 (items, rev, bookmark.then(|| self.bookmark(rev, true)))
             }
             WatchStart::After(rev) => (Vec::new(), rev, None),
+            WatchStart::Now => (Vec::new(), self.storage.current_revision().await.map_err(storage_err)?, None),
         };
         let changes = match self.storage.watch(&prefix, after).await {
             Ok(s) => s,

@@ -5,7 +5,9 @@
 //! mod_revision): every write gets the next one, and it is what clients see as
 //! resourceVersion. This module must not know about objects, metadata or HTTP.
 
+pub mod cacher;
 pub mod embedded;
+pub mod etcd;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -73,6 +75,17 @@ impl WatchEvent {
 /// watcher fell too far behind; the client then relists.
 pub type WatchStream = futures::stream::BoxStream<'static, Result<WatchEvent>>;
 
+/// How fresh a read must be (a list's or get's resourceVersion semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// resourceVersion unset: the latest committed state.
+    Consistent,
+    /// resourceVersion "0": any state the server has (the watch cache's).
+    Any,
+    /// resourceVersionMatch=NotOlderThan: a state at or after this revision.
+    NotOlderThan(u64),
+}
+
 #[async_trait]
 pub trait Storage: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
@@ -98,4 +111,15 @@ pub trait Storage: Send + Sync {
 
     /// Changes under `prefix` with revisions after `after`, then live ones.
     async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream>;
+
+    /// `get` at a freshness; a backend that always reads the latest state
+    /// satisfies every freshness, which is the default.
+    async fn get_at(&self, key: &str, _freshness: Freshness) -> Result<Option<KeyValue>> {
+        self.get(key).await
+    }
+
+    /// `list` at a freshness; the default reads the latest state.
+    async fn list_at(&self, prefix: &str, start_after: Option<&str>, limit: usize, _freshness: Freshness) -> Result<ListResult> {
+        self.list(prefix, start_after, limit).await
+    }
 }
