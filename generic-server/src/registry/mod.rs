@@ -153,6 +153,18 @@ pub trait Strategy: Send + Sync + 'static {
         None
     }
 
+    /// Whether deletion has to wait: the Store marks the object with a
+    /// deletionTimestamp instead of removing it while this holds, and removes it
+    /// once an update makes it false. Upstream waits on metadata.finalizers;
+    /// namespaces also wait on spec.finalizers.
+    fn pending_finalizers(&self, object: &Value) -> bool {
+        !crate::meta::finalizers(object).is_empty()
+    }
+
+    /// Adjusts an object as it is marked for deletion (a namespace turns
+    /// Terminating).
+    fn prepare_for_delete(&self, _object: &mut Value) {}
+
     /// Called after a create commits (allocators record what they handed out).
     fn after_create(&self, _object: &Value) {}
 

@@ -612,7 +612,7 @@ impl Store {
     }
 
     fn pending_finalizers(&self, obj: &Value) -> bool {
-        !meta::finalizers(obj).is_empty()
+        self.strategy.pending_finalizers(obj)
     }
 
     pub async fn delete(&self, namespace: &str, name: &str, opts: &DeleteOptions) -> Result<DeleteResult> {
@@ -646,6 +646,7 @@ impl Store {
                 let mut marked = obj.clone();
                 meta::set_meta(&mut marked, "deletionTimestamp", json!(meta::now_rfc3339()));
                 meta::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
+                self.strategy.prepare_for_delete(&mut marked);
                 if opts.dry_run {
                     return Ok(DeleteResult::Pending(marked));
                 }
