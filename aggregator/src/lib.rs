@@ -4,7 +4,9 @@
 //! reports, and will proxy APIService-registered groups to their backends.
 //! Everything it does not own goes to its delegate.
 
+use generic_server::body;
 use generic_server::discovery;
+use generic_server::openapi::OpenApiCache;
 use generic_server::endpoints::respond;
 use generic_server::handler::{DynHandler, Handler, Request, Response};
 use generic_server::negotiation::{self, Output};
@@ -12,11 +14,49 @@ use generic_server::status::StatusError;
 
 pub struct Aggregator {
     delegate: DynHandler,
+    openapi: OpenApiCache,
 }
 
 impl Aggregator {
     pub fn new(delegate: DynHandler) -> Self {
-        Aggregator { delegate }
+        Aggregator { delegate, openapi: OpenApiCache::new() }
+    }
+
+    /// /openapi/v2, /openapi/v3 and /openapi/v3/<group-version>, with ETags.
+    fn openapi(&self, req: &Request) -> Option<Response> {
+        let path = req.uri().path().trim_end_matches('/');
+        if req.method() != http::Method::GET || !(path == "/openapi/v2" || path.starts_with("/openapi/v3")) {
+            return None;
+        }
+        let rendered = self.openapi.render(&self.delegate.openapi_schemas());
+        let (bytes, etag) = match path {
+            "/openapi/v2" => (rendered.v2.clone(), rendered.v2_etag.clone()),
+            "/openapi/v3" => (rendered.v3_index.clone(), rendered.v3_index_etag.clone()),
+            p => match rendered.v3_document(p.trim_start_matches("/openapi/v3/")) {
+                Some((b, e)) => (b.clone(), e.clone()),
+                None => return Some(StatusError::new(404, "NotFound", "the server could not find the requested resource").into_response()),
+            },
+        };
+        let quoted = format!("\"{etag}\"");
+        let not_modified = req
+            .headers()
+            .get(http::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == quoted));
+        let versioned = req.uri().query().is_some_and(|q| q.contains("hash="));
+        let builder = http::Response::builder()
+            .header(http::header::ETAG, quoted)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::CACHE_CONTROL,
+                if versioned { "public, immutable" } else { "no-cache, private" },
+            );
+        let resp = if not_modified {
+            builder.status(304).body(body::empty())
+        } else {
+            builder.status(200).body(body::full(bytes))
+        };
+        Some(resp.unwrap_or_else(|_| http::Response::new(body::empty())))
     }
 
     fn root_discovery(&self, req: &Request) -> Option<Response> {
@@ -47,6 +87,9 @@ impl Aggregator {
 impl Handler for Aggregator {
     async fn handle(&self, req: Request) -> Response {
         if let Some(resp) = self.root_discovery(&req) {
+            return resp;
+        }
+        if let Some(resp) = self.openapi(&req) {
             return resp;
         }
         self.delegate.handle(req).await

@@ -15,7 +15,7 @@ pub async fn build_chain(_opts: &Options, data_dir: &Path, _port: u16) -> Result
         Arc::new(EmbeddedStorage::open(&data_dir.join("state.redb")).map_err(|e| format!("opening the store: {e}"))?);
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler = apiextensions::new_server(not_found);
-    let core = Arc::new(generic_server::endpoints::ResourceServer::new(apiext));
+    let core = Arc::new(generic_server::endpoints::ResourceServer::new(apiext).with_openapi(generic_server::openapi::builtin_schemas));
     for (kind, plural, namespaced) in [("Namespace", "namespaces", false), ("ConfigMap", "configmaps", true)] {
         let info = ResourceInfo {
             group: String::new(),

@@ -119,12 +119,10 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
         info.verb = "watch".into();
     }
 
-    if parts[0] == "namespaces" {
-        if parts.len() > 1 {
-            info.namespace = parts[1].clone();
-            if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2].as_str()) {
-                parts.drain(0..2);
-            }
+    if parts[0] == "namespaces" && parts.len() > 1 {
+        info.namespace = parts[1].clone();
+        if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2].as_str()) {
+            parts.drain(0..2);
         }
     }
     info.resource = parts[0].clone();

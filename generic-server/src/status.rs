@@ -65,7 +65,8 @@ pub struct StatusError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: errors travel in every Result, so the common path stays small.
+    pub details: Option<Box<Value>>,
     /// Seconds for a Retry-After header (429, 503).
     pub retry_after: Option<u64>,
 }
@@ -100,7 +101,7 @@ impl StatusError {
             d.insert("group".into(), json!(group));
         }
         d.insert("kind".into(), json!(kind));
-        self.details = Some(Value::Object(d));
+        self.details = Some(Box::new(Value::Object(d)));
         self
     }
 
@@ -184,7 +185,7 @@ impl StatusError {
         let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
         let mut e =
             Self::new(422, "Invalid", format!("{gk} {name:?} is invalid: {joined}")).with_details(name, group, kind);
-        if let Some(Value::Object(d)) = e.details.as_mut() {
+        if let Some(Value::Object(d)) = e.details.as_deref_mut() {
             let cs: Vec<Value> =
                 causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
             d.insert("causes".into(), Value::Array(cs));
@@ -203,7 +204,7 @@ impl StatusError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            v["details"] = d.clone();
+            v["details"] = (**d).clone();
         }
         v
     }

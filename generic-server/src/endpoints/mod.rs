@@ -28,8 +28,12 @@ type Result<T> = std::result::Result<T, StatusError>;
 type StoreKey = (String, String, String);
 
 /// Serves the resources whose Stores are installed in it; delegates the rest.
+/// Produces the OpenAPI parts for a server's resources.
+pub type OpenApiSource = fn(&[ResourceInfo]) -> Vec<discovery::OpenApiPart>;
+
 pub struct ResourceServer {
     stores: RwLock<HashMap<StoreKey, Arc<Store>>>,
+    openapi: Option<OpenApiSource>,
     /// Group names in the order they were first installed, for discovery.
     group_order: RwLock<Vec<String>>,
     delegate: DynHandler,
@@ -37,7 +41,13 @@ pub struct ResourceServer {
 
 impl ResourceServer {
     pub fn new(delegate: DynHandler) -> Self {
-        ResourceServer { stores: RwLock::default(), group_order: RwLock::default(), delegate }
+        ResourceServer { stores: RwLock::default(), openapi: None, group_order: RwLock::default(), delegate }
+    }
+
+    /// Has this server contribute OpenAPI documents for its resources.
+    pub fn with_openapi(mut self, source: OpenApiSource) -> Self {
+        self.openapi = Some(source);
+        self
     }
 
     pub fn install(&self, store: Arc<Store>) {
@@ -79,7 +89,7 @@ impl ResourceServer {
                     None => versions.push(ApiVersion { version: i.version.clone(), resources: vec![i.clone()] }),
                 }
             }
-            versions.sort_by(|a, b| version_priority(&b.version).cmp(&version_priority(&a.version)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(&v.version)));
             if !versions.is_empty() {
                 groups.push(ApiGroup { name: g.clone(), versions, priority: 0 });
             }
@@ -163,7 +173,16 @@ impl Handler for ResourceServer {
     }
 
     fn openapi_schemas(&self) -> Vec<discovery::OpenApiPart> {
-        self.delegate.openapi_schemas()
+        let mut parts = match self.openapi {
+            Some(source) => {
+                let mut infos: Vec<ResourceInfo> = self.stores().iter().map(|s| s.info.clone()).collect();
+                infos.sort_by(|a, b| (&a.group, &a.version, &a.plural).cmp(&(&b.group, &b.version, &b.plural)));
+                source(&infos)
+            }
+            None => Vec::new(),
+        };
+        parts.extend(self.delegate.openapi_schemas());
+        parts
     }
 }
 

@@ -37,7 +37,7 @@ pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], out
             Err(e) => return StatusError::internal(e).into_response(),
         },
         Output::Table(_) | Output::PartialObjectMetadata(_) => {
-            let ct = accept(req).and_then(|a| first_json_param_form(a)).unwrap_or("application/json".into());
+            let ct = accept(req).and_then(first_json_param_form).unwrap_or_else(|| "application/json".into());
             (ct, serde_json::to_vec(value).unwrap_or_default())
         }
         Output::AggregatedDiscovery(v) => (

@@ -9,10 +9,15 @@
 //!   recovered from k8s-pb alone: `volume_id` is `volumeID`, `cluster_i_ps` is
 //!   `clusterIPs`) and whether a field is required (not an `Option`).
 //!
-//! Fields are matched by name with case, `_`, `-` and `$` ignored. A field with
-//! no k8s-openapi counterpart (a type newer than the k8s-openapi feature in use)
-//! takes the first word of its doc comment when that word is the field's name
-//! (upstream comments start with the JSON name), else lowerCamelCase.
+//! Messages are matched to definitions by full name (`api.core.v1.Pod` and
+//! `io.k8s.api.core.v1.Pod`), else by type name in the newest version of the same
+//! group (for API versions k8s-openapi no longer has). Fields are matched by name
+//! with case, `_`, `-` and `$` ignored; embedded Go structs (`json:",inline"`,
+//! such as Volume's VolumeSource) are recognised as message fields the parent's
+//! definition lacks while having the child's fields. A field with no k8s-openapi
+//! counterpart (newer than the k8s-openapi feature in use) takes the first word
+//! of its doc comment when that word is the field's name (upstream comments start
+//! with the JSON or Go name), else lowerCamelCase.
 //!
 //! Only std is used, so the generator runs inside the ordinary test binary:
 //! `tests::schema_table_is_up_to_date` regenerates and compares, and rewrites the
@@ -222,7 +227,7 @@ fn parse_k8s_pb(root: &Path) -> (BTreeMap<String, PbMessage>, BTreeMap<String, S
             } else if current.is_some() && t.starts_with("///") {
                 if doc_first.is_none() {
                     let w = t.trim_start_matches('/').split_whitespace().next().unwrap_or("");
-                    doc_first = Some(w.trim_end_matches([',', '.', ':']).to_string());
+                    doc_first = Some(w.trim_matches(['`', ',', '.', ':']).to_string());
                 }
             } else if let Some(a) = t.strip_prefix("#[prost(").and_then(|r| r.strip_suffix(")]")) {
                 pending_attr = Some(a.to_string());
@@ -300,35 +305,145 @@ fn parse_k8s_openapi(root: &Path) -> HashMap<String, OaType> {
     out
 }
 
+/// Splits a trailing API version (v1, v2beta1, v1alpha3) off a normalized
+/// definition prefix; returns the rest and a priority (GA > beta > alpha, then
+/// higher numbers).
+/// A candidate definition's rank: same group, then version priority.
+type Rank = (bool, (u32, u32, u32));
+
+fn split_version_suffix(head: &str) -> Option<(&str, (u32, u32, u32))> {
+    let digits = |s: &str| s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let n = digits(head);
+    let base = &head[..head.len() - n];
+    let pre = base.strip_suffix("alpha").map(|r| (1, r)).or_else(|| base.strip_suffix("beta").map(|r| (2, r)));
+    let (stage, minor, rest) = match pre {
+        Some((stage, r)) if n > 0 => (stage, head[base.len()..].parse().ok()?, r),
+        _ => (3, 0, head),
+    };
+    let m = digits(rest);
+    if m == 0 {
+        return None;
+    }
+    let major = rest[rest.len() - m..].parse().ok()?;
+    let group = rest[..rest.len() - m].strip_suffix('v')?;
+    Some((group, (major, stage, minor)))
+}
+
+/// How many of `child`'s fields (expanding, `depth` levels deep, message fields the
+/// definition lacks, which may be inline themselves) the definition `d` has.
+fn coverage(messages: &BTreeMap<String, PbMessage>, child: &str, d: &OaType, depth: u32) -> (usize, usize) {
+    let (mut found, mut total) = (0, 0);
+    for c in messages.get(child).map(|m| &m.fields[..]).unwrap_or(&[]) {
+        if d.fields.contains_key(&normalize(&c.rust_name)) {
+            found += 1;
+            total += 1;
+        } else if let (Some(m), true) = (&c.msg, depth > 0) {
+            let (f, t) = coverage(messages, m, d, depth - 1);
+            found += f;
+            total += t.max(1);
+        } else {
+            total += 1;
+        }
+    }
+    (found, total)
+}
+
+fn type_name(full: &str) -> &str {
+    full.rsplit('.').next().unwrap_or(full)
+}
+
 /// Builds the schema text. Returns it plus a list of notes (fields whose JSON
 /// names were guessed) for review.
 pub fn generate(k8s_pb: &Path, k8s_openapi: &Path) -> (String, Vec<String>) {
     let (messages, module_versions) = parse_k8s_pb(k8s_pb);
     let oa = parse_k8s_openapi(k8s_openapi);
+    let own_def = |name: &str| -> Option<&OaType> { oa.get(&normalize(&format!("io.k8s.{name}"))) };
+    let similar_def = |name: &str| -> Option<&OaType> {
+        // The same type name in the newest version of the same group, else of any group.
+        let tn = normalize(type_name(name));
+        let group = name.rsplitn(3, '.').nth(2).map(normalize).unwrap_or_default();
+        let mut best: Option<(Rank, &String, &OaType)> = None;
+        for (k, v) in &oa {
+            let Some(head) = k.strip_suffix(&tn) else { continue };
+            let Some((prefix, prio)) = split_version_suffix(head) else { continue };
+            let rank = (prefix.ends_with(&group), prio);
+            let better = match &best {
+                None => true,
+                Some((br, bk, _)) => rank > *br || (rank == *br && k < *bk),
+            };
+            if better {
+                best = Some((rank, k, v));
+            }
+        }
+        best.map(|(_, _, v)| v)
+    };
+    let def_for = |name: &str| -> Option<&OaType> { own_def(name).or_else(|| similar_def(name)) };
+
+    // Inline (embedded, `json:",inline"`) message fields: their fields appear in the
+    // parent's JSON object. A message field is inline when the parent's definition
+    // lacks it but has (nearly) all of the child's fields. The child's fields are
+    // then named from the parent's definition (VolumeSource has none of its own).
+    let mut inline: HashMap<(String, u32), bool> = HashMap::new();
+    // child message -> parent definitions that name its fields
+    let mut extra_defs: HashMap<String, Vec<&OaType>> = HashMap::new();
+    for pass in 0..2 {
+        for (name, msg) in &messages {
+            let mut defs: Vec<&OaType> = def_for(name).into_iter().collect();
+            if pass == 1 {
+                defs.extend(extra_defs.get(name).into_iter().flatten().copied());
+            }
+            for f in &msg.fields {
+                let (Some(child), "opt") = (&f.msg, f.card) else { continue };
+                let nf = normalize(&f.rust_name);
+                if defs.is_empty() || defs.iter().any(|d| d.fields.contains_key(&nf)) {
+                    continue;
+                }
+                let covered = |d: &OaType| {
+                    let (found, total) = coverage(&messages, child, d, 3);
+                    total > 0 && found * 4 >= total * 3
+                };
+                if let Some(d) = defs.iter().find(|d| covered(d)) {
+                    if inline.insert((name.clone(), f.tag), true).is_none() {
+                        extra_defs.entry(child.clone()).or_default().push(d);
+                    }
+                }
+            }
+        }
+    }
+
     let mut notes = vec![];
     let mut out = String::new();
-    out.push_str("# Generated by generic-server/src/protobuf/gen.rs from the k8s-pb and k8s-openapi sources; do not edit.\n");
+    out.push_str(
+        "# Generated by generic-server/src/protobuf/gen.rs from the k8s-pb and k8s-openapi sources; do not edit.\n",
+    );
     out.push_str("# G <apiVersion> <module>: the messages of <module> are the kinds of <apiVersion>\n");
-    out.push_str("# M <message>; F <tag> <jsonName> <type> <opt|rep|map> [<message type>] [req]\n");
+    out.push_str("# M <message>; F <tag> <jsonName> <type> <opt|rep|map> [<message type>] [req] [inline]\n");
     for (module, version) in &module_versions {
         let _ = writeln!(out, "G {version} {module}");
     }
     for (name, msg) in &messages {
         let _ = writeln!(out, "M {name}");
-        let key = normalize(&format!("io.k8s.{name}"));
-        let oa_ty = oa.get(&key);
+        let mut defs: Vec<&OaType> = def_for(name).into_iter().collect();
+        defs.extend(extra_defs.get(name).into_iter().flatten().copied());
         let mut fields = msg.fields.clone();
         fields.sort_by_key(|f| f.tag);
         for f in fields {
             let nf = normalize(&f.rust_name);
-            let (json, req) = match oa_ty.and_then(|t| t.fields.get(&nf)) {
+            let is_inline = inline.contains_key(&(name.clone(), f.tag));
+            let (json, req) = match defs.iter().find_map(|d| d.fields.get(&nf)) {
                 Some((j, r)) => (j.clone(), *r),
                 None => {
                     let guess = match &f.doc_first_word {
                         Some(w) if normalize(w) == nf => go_to_json_name(w),
                         _ => lower_camel(&f.rust_name),
                     };
-                    notes.push(format!("{name}.{} -> {guess}{}", f.rust_name, if oa_ty.is_none() { " (no type)" } else { "" }));
+                    if !is_inline {
+                        notes.push(format!(
+                            "{name}.{} -> {guess}{}",
+                            f.rust_name,
+                            if defs.is_empty() { " (no type)" } else { "" }
+                        ));
+                    }
                     (guess, false)
                 }
             };
@@ -338,6 +453,9 @@ pub fn generate(k8s_pb: &Path, k8s_openapi: &Path) -> (String, Vec<String>) {
             }
             if req {
                 out.push_str(" req");
+            }
+            if is_inline {
+                out.push_str(" inline");
             }
             out.push('\n');
         }

@@ -17,8 +17,11 @@ use super::{EventType, KeyValue, ListResult, Result, Storage, StorageError, Watc
 
 /// key -> (mod_revision, create_revision, value)
 const OBJECTS: TableDefinition<&str, (u64, u64, &[u8])> = TableDefinition::new("objects");
-/// revision -> (type 0 put / 1 delete, key, value, create_revision, prev value, prev mod_revision; prev_rev 0 = none)
-const EVENTS: TableDefinition<u64, (u8, &str, &[u8], u64, &[u8], u64)> = TableDefinition::new("events");
+/// An event log row: (type 0 put / 1 delete, key, value, create_revision, prev
+/// value, prev mod_revision; 0 = no prev).
+type EventRow = (u8, &'static str, &'static [u8], u64, &'static [u8], u64);
+/// revision -> event
+const EVENTS: TableDefinition<u64, EventRow> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 /// Events at or below this revision have been dropped from the log.

@@ -1,0 +1,514 @@
+//! The storage contract: one suite of async fns taking `Arc<dyn Storage>`, run
+//! against the embedded (redb) backend and against etcd (a private etcd per test,
+//! see support/etcd.rs). Below them, etcd-only tests: key layout under
+//! --etcd-prefix, compaction (the embedded window is 100k events, too many to
+//! write in a unit test), leases, and etcd stopping and returning under a watch.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use generic_server::storage::{EventType, Storage, StorageError, WatchEvent, WatchStream};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+async fn next(w: &mut WatchStream) -> WatchEvent {
+    match tokio::time::timeout(WAIT, w.next()).await {
+        Ok(Some(Ok(e))) => e,
+        Ok(Some(Err(e))) => panic!("watch error: {e}"),
+        Ok(None) => panic!("watch ended"),
+        Err(_) => panic!("no watch event within {WAIT:?}"),
+    }
+}
+
+/// Asserts nothing arrives on the watch for a moment.
+async fn quiet(w: &mut WatchStream) {
+    if let Ok(got) = tokio::time::timeout(Duration::from_millis(500), w.next()).await {
+        panic!("unexpected watch item: {got:?}");
+    }
+}
+
+// ---------------------------------------------------------------- the contract
+
+async fn crud(s: Arc<dyn Storage>) {
+    assert!(s.get("/registry/configmaps/ns/a").await.unwrap().is_none());
+    let r1 = s.create("/registry/configmaps/ns/a", b("1")).await.unwrap();
+    assert!(matches!(s.create("/registry/configmaps/ns/a", b("x")).await, Err(StorageError::AlreadyExists(_))));
+    let got = s.get("/registry/configmaps/ns/a").await.unwrap().unwrap();
+    assert_eq!(got.key, "/registry/configmaps/ns/a");
+    assert_eq!((got.value, got.mod_revision, got.create_revision), (b("1"), r1, r1));
+    assert_eq!(s.current_revision().await.unwrap(), r1);
+
+    let r2 = s.create("/registry/configmaps/ns/b", b("2")).await.unwrap();
+    assert!(r2 > r1);
+    let r3 = s.update("/registry/configmaps/ns/a", b("3"), r1).await.unwrap();
+    assert!(r3 > r2);
+    let got = s.get("/registry/configmaps/ns/a").await.unwrap().unwrap();
+    assert_eq!((got.value, got.mod_revision, got.create_revision), (b("3"), r3, r1));
+    assert_eq!(s.current_revision().await.unwrap(), r3);
+
+    let (old, r4) = s.delete("/registry/configmaps/ns/a", None).await.unwrap();
+    assert!(r4 > r3);
+    assert_eq!(
+        (old.key.as_str(), old.value, old.mod_revision, old.create_revision),
+        ("/registry/configmaps/ns/a", b("3"), r3, r1)
+    );
+    assert!(s.get("/registry/configmaps/ns/a").await.unwrap().is_none());
+    assert!(matches!(s.delete("/registry/configmaps/ns/a", None).await, Err(StorageError::NotFound(_))));
+    assert!(matches!(s.update("/registry/configmaps/ns/a", b("4"), r3).await, Err(StorageError::NotFound(_))));
+    assert_eq!(s.current_revision().await.unwrap(), r4);
+
+    // Re-creating gives a new create_revision.
+    let r5 = s.create("/registry/configmaps/ns/a", b("5")).await.unwrap();
+    let got = s.get("/registry/configmaps/ns/a").await.unwrap().unwrap();
+    assert_eq!((got.mod_revision, got.create_revision), (r5, r5));
+}
+
+async fn cas_conflicts(s: Arc<dyn Storage>) {
+    let r1 = s.create("/registry/pods/ns/p", b("v1")).await.unwrap();
+    let r2 = s.update("/registry/pods/ns/p", b("v2"), r1).await.unwrap();
+    // A stale update: Conflict carrying what is there now.
+    match s.update("/registry/pods/ns/p", b("stale"), r1).await {
+        Err(StorageError::Conflict { key, current: Some(current) }) => {
+            assert_eq!(key, "/registry/pods/ns/p");
+            assert_eq!((current.value, current.mod_revision, current.create_revision), (b("v2"), r2, r1));
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    // 0 is never a key's revision.
+    assert!(matches!(s.update("/registry/pods/ns/p", b("x"), 0).await, Err(StorageError::Conflict { .. })));
+    // A stale guarded delete: Conflict, and the key stays.
+    match s.delete("/registry/pods/ns/p", Some(r1)).await {
+        Err(StorageError::Conflict { current: Some(current), .. }) => assert_eq!(current.mod_revision, r2),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(s.get("/registry/pods/ns/p").await.unwrap().unwrap().value, b("v2"));
+    let (old, _) = s.delete("/registry/pods/ns/p", Some(r2)).await.unwrap();
+    assert_eq!(old.value, b("v2"));
+    assert!(matches!(s.delete("/registry/pods/ns/p", Some(r2)).await, Err(StorageError::NotFound(_))));
+
+    // Concurrent read-modify-write loops lose no increment.
+    s.create("/registry/counters/ns/c", b("0")).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                loop {
+                    let cur = s.get("/registry/counters/ns/c").await.unwrap().unwrap();
+                    let n: u64 = std::str::from_utf8(&cur.value).unwrap().parse().unwrap();
+                    match s.update("/registry/counters/ns/c", b(&(n + 1).to_string()), cur.mod_revision).await {
+                        Ok(_) => break,
+                        Err(StorageError::Conflict { .. }) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(s.get("/registry/counters/ns/c").await.unwrap().unwrap().value, b("40"));
+}
+
+async fn list_paging_and_count(s: Arc<dyn Storage>) {
+    for name in ["e", "a", "c", "b", "d"] {
+        s.create(&format!("/registry/secrets/ns/{name}"), b(name)).await.unwrap();
+    }
+    // Neighbours that a sloppy prefix would pick up.
+    s.create("/registry/secrets/ns2/z", b("other")).await.unwrap();
+    s.create("/registry/secretsx/ns/a", b("other")).await.unwrap();
+    let rev = s.create("/registry/secret", b("other")).await.unwrap();
+
+    let all = s.list("/registry/secrets/ns/", None, 0).await.unwrap();
+    let keys: Vec<_> = all.items.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "/registry/secrets/ns/a",
+            "/registry/secrets/ns/b",
+            "/registry/secrets/ns/c",
+            "/registry/secrets/ns/d",
+            "/registry/secrets/ns/e"
+        ]
+    );
+    assert_eq!((all.remaining, all.revision), (0, rev));
+    assert_eq!(all.items[2].value, b("c"));
+
+    let p1 = s.list("/registry/secrets/ns/", None, 2).await.unwrap();
+    assert_eq!(
+        p1.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
+        ["/registry/secrets/ns/a", "/registry/secrets/ns/b"]
+    );
+    assert_eq!((p1.remaining, p1.revision), (3, rev));
+    let p2 = s.list("/registry/secrets/ns/", Some(&p1.items[1].key), 2).await.unwrap();
+    assert_eq!(
+        p2.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
+        ["/registry/secrets/ns/c", "/registry/secrets/ns/d"]
+    );
+    assert_eq!(p2.remaining, 1);
+    let p3 = s.list("/registry/secrets/ns/", Some(&p2.items[1].key), 2).await.unwrap();
+    assert_eq!(p3.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), ["/registry/secrets/ns/e"]);
+    assert_eq!(p3.remaining, 0);
+    // start_after a key that no longer exists still continues after it.
+    let p = s.list("/registry/secrets/ns/", Some("/registry/secrets/ns/bb"), 0).await.unwrap();
+    assert_eq!(p.items.first().map(|kv| kv.key.as_str()), Some("/registry/secrets/ns/c"));
+
+    let across = s.list("/registry/secrets/", None, 0).await.unwrap();
+    assert_eq!(across.items.len(), 6);
+    assert!(s.list("/registry/nothing/", None, 0).await.unwrap().items.is_empty());
+
+    assert_eq!(s.count("/registry/secrets/ns/").await.unwrap(), 5);
+    assert_eq!(s.count("/registry/secrets/").await.unwrap(), 6);
+    assert_eq!(s.count("/registry/nothing/").await.unwrap(), 0);
+
+    // The list revision moves with writes.
+    let r = s.delete("/registry/secrets/ns/a", None).await.unwrap().1;
+    let after = s.list("/registry/secrets/ns/", None, 1).await.unwrap();
+    assert_eq!((after.revision, after.remaining, after.items[0].key.as_str()), (r, 3, "/registry/secrets/ns/b"));
+}
+
+async fn watch_replay_then_live(s: Arc<dyn Storage>) {
+    let r1 = s.create("/registry/a/ns/x", b("1")).await.unwrap();
+    let r2 = s.update("/registry/a/ns/x", b("2"), r1).await.unwrap();
+    let r3 = s.create("/registry/a/ns/y", b("y")).await.unwrap();
+
+    // From r1: replays r2 and r3, then follows live writes.
+    let mut w = s.watch("/registry/a/", r1).await.unwrap();
+    let e = next(&mut w).await;
+    assert_eq!(
+        (e.event_type, e.revision(), e.kv.key.as_str(), e.kv.value.clone()),
+        (EventType::Put, r2, "/registry/a/ns/x", b("2"))
+    );
+    assert_eq!(e.kv.create_revision, r1);
+    let prev = e.prev.expect("update has prev");
+    assert_eq!((prev.value, prev.mod_revision), (b("1"), r1));
+    let e = next(&mut w).await;
+    assert_eq!((e.event_type, e.revision(), e.kv.create_revision), (EventType::Put, r3, r3));
+    assert!(e.prev.is_none(), "create has no prev");
+
+    let (_, r4) = s.delete("/registry/a/ns/x", None).await.unwrap();
+    let e = next(&mut w).await;
+    assert_eq!(
+        (e.event_type, e.revision(), e.kv.key.as_str(), e.kv.value.clone()),
+        (EventType::Delete, r4, "/registry/a/ns/x", b("2"))
+    );
+    assert_eq!(e.prev.map(|p| (p.value, p.mod_revision)), Some((b("2"), r2)));
+
+    let r5 = s.create("/registry/a/ns/z", b("z")).await.unwrap();
+    let e = next(&mut w).await;
+    assert_eq!((e.event_type, e.revision(), e.kv.key.as_str()), (EventType::Put, r5, "/registry/a/ns/z"));
+
+    // From the current revision: nothing old, only what comes next.
+    let mut w2 = s.watch("/registry/a/", r5).await.unwrap();
+    quiet(&mut w2).await;
+    let r6 = s.update("/registry/a/ns/z", b("zz"), r5).await.unwrap();
+    assert_eq!(next(&mut w2).await.revision(), r6);
+    assert_eq!(next(&mut w).await.revision(), r6);
+
+    // From 0: the whole retained history, in order.
+    let mut w3 = s.watch("/registry/a/", 0).await.unwrap();
+    let mut revs = Vec::new();
+    for _ in 0..6 {
+        revs.push(next(&mut w3).await.revision());
+    }
+    assert_eq!(revs, [r1, r2, r3, r4, r5, r6]);
+}
+
+async fn watch_prefix_isolation(s: Arc<dyn Storage>) {
+    let start = s.current_revision().await.unwrap();
+    let mut wa = s.watch("/registry/a/", start).await.unwrap();
+    let mut wns = s.watch("/registry/a/ns1/", start).await.unwrap();
+    s.create("/registry/ab/ns1/x", b("-")).await.unwrap();
+    s.create("/registry/b/ns1/x", b("-")).await.unwrap();
+    s.create("/registry/a", b("-")).await.unwrap();
+    let r_ns2 = s.create("/registry/a/ns2/x", b("-")).await.unwrap();
+    let r_ns1 = s.create("/registry/a/ns1/x", b("-")).await.unwrap();
+    s.create("/registry/a/ns10/x", b("-")).await.unwrap();
+
+    let e = next(&mut wa).await;
+    assert_eq!((e.revision(), e.kv.key.as_str()), (r_ns2, "/registry/a/ns2/x"));
+    let e = next(&mut wa).await;
+    assert_eq!((e.revision(), e.kv.key.as_str()), (r_ns1, "/registry/a/ns1/x"));
+    let e = next(&mut wa).await;
+    assert_eq!(e.kv.key, "/registry/a/ns10/x");
+    let e = next(&mut wns).await;
+    assert_eq!((e.revision(), e.kv.key.as_str()), (r_ns1, "/registry/a/ns1/x"));
+    quiet(&mut wns).await;
+    quiet(&mut wa).await;
+}
+
+/// Runs every contract fn against one backend kind.
+macro_rules! contract_tests {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn crud() {
+                let bk = $make;
+                super::crud(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn cas_conflicts() {
+                let bk = $make;
+                super::cas_conflicts(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn list_paging_and_count() {
+                let bk = $make;
+                super::list_paging_and_count(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn watch_replay_then_live() {
+                let bk = $make;
+                super::watch_replay_then_live(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn watch_prefix_isolation() {
+                let bk = $make;
+                super::watch_prefix_isolation(bk.storage.clone()).await;
+            }
+        }
+    };
+}
+
+contract_tests!(embedded, support::embedded());
+contract_tests!(etcd, support::etcd().await);
+
+// ---------------------------------------------------------------- etcd only
+
+mod etcd_only {
+    use super::*;
+    use generic_server::storage::etcd::EtcdStorage;
+
+    async fn raw_client(url: &str) -> etcd_client::Client {
+        etcd_client::Client::connect([url], None).await.unwrap()
+    }
+
+    /// --etcd-prefix replaces the leading /registry; the default keeps upstream's layout.
+    #[tokio::test]
+    async fn key_layout_under_the_prefix() {
+        let bk = support::etcd_with_prefix("/custom/").await;
+        let url = bk.server.as_ref().unwrap().client_url();
+        bk.storage.create("/registry/configmaps/ns/cm", b("v")).await.unwrap();
+        let mut raw = raw_client(&url).await;
+        let resp = raw.get("/custom/configmaps/ns/cm", None).await.unwrap();
+        assert_eq!(resp.kvs().first().map(|kv| kv.value().to_vec()), Some(b"v".to_vec()));
+        assert_eq!(raw.get("/registry/configmaps/ns/cm", None).await.unwrap().kvs().len(), 0);
+        // Keys written by someone else under the prefix are ours, mapped back.
+        raw.put("/custom/configmaps/ns/other", "o", None).await.unwrap();
+        let l = bk.storage.list("/registry/configmaps/", None, 0).await.unwrap();
+        assert_eq!(
+            l.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
+            ["/registry/configmaps/ns/cm", "/registry/configmaps/ns/other"]
+        );
+
+        let d = support::etcd().await;
+        d.storage.create("/registry/configmaps/ns/cm", b("v")).await.unwrap();
+        let mut raw = raw_client(&d.server.as_ref().unwrap().client_url()).await;
+        assert_eq!(raw.get("/registry/configmaps/ns/cm", None).await.unwrap().kvs().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn compaction_is_reported_as_compacted() {
+        let bk = support::etcd().await;
+        let s = bk.storage.clone();
+        let etcd = bk.etcd.clone().unwrap();
+        let r1 = s.create("/registry/pods/ns/a", b("1")).await.unwrap();
+        let r2 = s.update("/registry/pods/ns/a", b("2"), r1).await.unwrap();
+        let r3 = s.update("/registry/pods/ns/a", b("3"), r2).await.unwrap();
+        let r4 = s.update("/registry/pods/ns/a", b("4"), r3).await.unwrap();
+        etcd.compact(r3).await.unwrap();
+        etcd.compact(r2).await.unwrap(); // already compacted further: fine
+
+        // Watching from before the oldest retained revision is Compacted(oldest).
+        match s.watch("/registry/pods/", r1).await {
+            Err(StorageError::Compacted(oldest)) => assert_eq!(oldest, r3),
+            Err(e) => panic!("expected Compacted, got {e}"),
+            Ok(_) => panic!("expected Compacted, got a watch"),
+        }
+        // From r2 (events after r2, i.e. from r3) still works.
+        let mut w = s.watch("/registry/pods/", r2).await.unwrap();
+        assert_eq!(next(&mut w).await.revision(), r3);
+        assert_eq!(next(&mut w).await.revision(), r4);
+        // A paged list at a compacted revision.
+        assert!(
+            matches!(etcd.list_at_revision("/registry/pods/", None, 0, r2).await, Err(StorageError::Compacted(r)) if r == r3)
+        );
+        let l = etcd.list_at_revision("/registry/pods/", None, 0, r3).await.unwrap();
+        assert_eq!((l.revision, l.items[0].value.clone()), (r3, b("3")));
+    }
+
+    /// The compactor compacts to the revision it saw one interval earlier.
+    #[tokio::test]
+    async fn periodic_compactor() {
+        let bk = support::etcd().await;
+        let s = bk.storage.clone();
+        let etcd = bk.etcd.clone().unwrap();
+        let r1 = s.create("/registry/pods/ns/a", b("1")).await.unwrap();
+        let compactor = etcd.start_compactor(Duration::from_secs(1));
+        let r2 = s.update("/registry/pods/ns/a", b("2"), r1).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match s.watch("/registry/pods/", r1.saturating_sub(1)).await {
+                Err(StorageError::Compacted(oldest)) => {
+                    assert!(oldest > r1, "{oldest}");
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+            assert!(Instant::now() < deadline, "the compactor did not compact within 15s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        compactor.abort();
+        // Current data is untouched.
+        assert_eq!(s.get("/registry/pods/ns/a").await.unwrap().unwrap().mod_revision, r2);
+    }
+
+    /// Objects written with a TTL are deleted by etcd when their lease expires,
+    /// and watchers see the deletion with the object's last value.
+    #[tokio::test]
+    async fn ttl_through_leases() {
+        let bk = support::etcd().await;
+        let s = bk.storage.clone();
+        let etcd: EtcdStorage = bk.etcd.clone().unwrap();
+        let start = s.current_revision().await.unwrap();
+        let mut w = s.watch("/registry/events/", start).await.unwrap();
+        let r1 = etcd.create_with_ttl("/registry/events/ns/e1", b("e1"), 2).await.unwrap();
+        let r2 = etcd.create_with_ttl("/registry/events/ns/e2", b("e2"), 2).await.unwrap();
+        let r3 = etcd.update_with_ttl("/registry/events/ns/e2", b("e2'"), r2, 2).await.unwrap();
+        assert!(matches!(
+            etcd.create_with_ttl("/registry/events/ns/e1", b("x"), 2).await,
+            Err(StorageError::AlreadyExists(_))
+        ));
+        s.create("/registry/events/ns/forever", b("f")).await.unwrap();
+        for _ in 0..4 {
+            assert_eq!(next(&mut w).await.event_type, EventType::Put);
+        }
+        let mut deleted = Vec::new();
+        for _ in 0..2 {
+            let e = next(&mut w).await;
+            assert_eq!(e.event_type, EventType::Delete);
+            deleted.push((e.kv.key.clone(), e.kv.value.clone()));
+        }
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            [("/registry/events/ns/e1".to_string(), b("e1")), ("/registry/events/ns/e2".to_string(), b("e2'"))]
+        );
+        assert!(s.get("/registry/events/ns/e1").await.unwrap().is_none());
+        assert!(s.get("/registry/events/ns/forever").await.unwrap().is_some());
+        assert!(r1 < r3);
+    }
+
+    /// With etcd stopped, calls fail with Unavailable within the request timeout
+    /// and the watch ends with an error; when etcd returns, calls succeed again
+    /// and a watch resumed from the last revision seen loses and duplicates
+    /// nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn etcd_stop_and_start_under_a_watch() {
+        let mut bk = support::etcd().await;
+        let s = bk.storage.clone();
+        let etcd = bk.etcd.clone().unwrap();
+        etcd.health().await.unwrap();
+
+        let start = s.current_revision().await.unwrap();
+        let mut w = s.watch("/registry/cm/", start).await.unwrap();
+        let r1 = s.create("/registry/cm/ns/a", b("1")).await.unwrap();
+        let r2 = s.create("/registry/cm/ns/b", b("2")).await.unwrap();
+        // The client has seen r1 only when etcd goes away.
+        let seen = next(&mut w).await.revision();
+        assert_eq!(seen, r1);
+
+        let mut server = bk.server.take().unwrap();
+        tokio::task::spawn_blocking(move || {
+            server.stop();
+            server
+        })
+        .await
+        .map(|server| bk.server = Some(server))
+        .unwrap();
+
+        // The watch reports the loss (after possibly delivering r2, already sent).
+        let mut last = seen;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(60), w.next()).await {
+                Ok(Some(Ok(e))) => {
+                    assert_eq!(e.revision(), r2);
+                    last = e.revision();
+                }
+                Ok(Some(Err(StorageError::Unavailable(_)))) | Ok(None) => break,
+                Ok(Some(Err(e))) => panic!("unexpected watch error {e}"),
+                Err(_) => panic!("the watch did not notice etcd stopping"),
+            }
+            assert!(Instant::now() < deadline);
+        }
+
+        // Every call fails with Unavailable within the timeout.
+        let bound = support::ETCD_TEST_TIMEOUT + Duration::from_secs(2);
+        for _ in 0..2 {
+            let t = Instant::now();
+            let results = [
+                s.get("/registry/cm/ns/a").await.err(),
+                s.create("/registry/cm/ns/c", b("3")).await.err(),
+                s.list("/registry/cm/", None, 0).await.err(),
+                s.current_revision().await.err(),
+                s.watch("/registry/cm/", r2).await.err(),
+                etcd.health().await.err(),
+            ];
+            for r in results {
+                assert!(matches!(r, Some(StorageError::Unavailable(_))), "{r:?}");
+            }
+            assert!(t.elapsed() < bound * 6, "calls took {:?}", t.elapsed());
+        }
+        let t = Instant::now();
+        assert!(matches!(s.get("/registry/cm/ns/a").await, Err(StorageError::Unavailable(_))));
+        assert!(t.elapsed() < bound, "a call took {:?}", t.elapsed());
+
+        // etcd returns: the same client recovers by itself.
+        let mut server = bk.server.take().unwrap();
+        let server = tokio::task::spawn_blocking(move || {
+            server.restart();
+            server
+        })
+        .await
+        .unwrap();
+        bk.server = Some(server);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while etcd.health().await.is_err() {
+            assert!(Instant::now() < deadline, "storage did not recover within 30s of etcd returning");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(s.get("/registry/cm/ns/b").await.unwrap().unwrap().mod_revision, r2);
+        let r3 = s.create("/registry/cm/ns/c", b("3")).await.unwrap();
+        assert!(r3 > r2);
+
+        // Resuming from the last revision seen: exactly the missed events, once.
+        let mut w = s.watch("/registry/cm/", last).await.unwrap();
+        let mut got = Vec::new();
+        if last < r2 {
+            got.push(next(&mut w).await.revision());
+        }
+        got.push(next(&mut w).await.revision());
+        assert_eq!(got, if last < r2 { vec![r2, r3] } else { vec![r3] });
+        quiet(&mut w).await;
+        let r4 = s.update("/registry/cm/ns/c", b("4"), r3).await.unwrap();
+        assert_eq!(next(&mut w).await.revision(), r4);
+    }
+}
