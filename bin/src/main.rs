@@ -53,6 +53,31 @@ pub struct Options {
     /// The CIDR that service cluster IPs are allocated from.
     #[arg(long, default_value = "10.0.0.0/24")]
     pub service_cluster_ip_range: String,
+    /// The port range NodePort services are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// etcd endpoints; without them the embedded store in --data-dir is used.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_servers: Vec<String>,
+    /// The key prefix in etcd.
+    #[arg(long, default_value = "/registry")]
+    pub etcd_prefix: String,
+    /// CA bundle that etcd's serving certificate is verified against.
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(long)]
+    pub etcd_certfile: Option<PathBuf>,
+    /// Client key for etcd.
+    #[arg(long)]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// How often etcd history is compacted (Go duration; 0 disables).
+    #[arg(long, default_value = "5m0s", value_parser = parse_duration)]
+    pub etcd_compaction_interval: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    generic_server::duration::parse_std(s)
 }
 
 fn main() {
@@ -114,7 +139,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
         .map_err(|e| format!("listening on {}:{}: {e}", opts.bind_address, opts.secure_port))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let chain = wiring::build_chain(&opts, &data_dir, local.port()).await?;
+    let wiring::Chain { handler: chain, ready_checks } = wiring::build_chain(&opts, &data_dir, local.port()).await?;
     let service = filters::build(
         chain,
         FilterConfig {
@@ -124,7 +149,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
             minor: KUBE_MINOR.into(),
             git_version: format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0"),
         },
-        ready_checks: Vec::new(),
+        ready_checks,
         },
     );
 

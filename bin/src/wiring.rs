@@ -1,36 +1,72 @@
-//! Builds the delegation chain on the chosen storage.
+//! Builds the delegation chain on the chosen storage:
+//! aggregator -> kube-core-server -> apiextensions -> 404.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use generic_server::filters::ReadyCheck;
 use generic_server::handler::{DynHandler, NotFoundHandler};
-use generic_server::registry::{DefaultStrategy, ResourceInfo, Store};
 use generic_server::storage::embedded::EmbeddedStorage;
+use generic_server::storage::etcd::{EtcdStorage, EtcdTls};
 use generic_server::storage::Storage;
+use kube_core_server::CoreConfig;
 
 use crate::Options;
 
-pub async fn build_chain(_opts: &Options, data_dir: &Path, _port: u16) -> Result<DynHandler, String> {
-    let storage: Arc<dyn Storage> =
-        Arc::new(EmbeddedStorage::open(&data_dir.join("state.redb")).map_err(|e| format!("opening the store: {e}"))?);
+pub struct Chain {
+    pub handler: DynHandler,
+    pub ready_checks: Vec<ReadyCheck>,
+}
+
+/// How often /readyz/etcd's answer is refreshed.
+const ETCD_HEALTH_EVERY: Duration = Duration::from_secs(1);
+
+async fn open_storage(opts: &Options, data_dir: &Path) -> Result<(Arc<dyn Storage>, Vec<ReadyCheck>), String> {
+    if opts.etcd_servers.is_empty() {
+        let path = data_dir.join("state.redb");
+        let s = EmbeddedStorage::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+        return Ok((Arc::new(s), Vec::new()));
+    }
+    let tls = (opts.etcd_cafile.is_some() || opts.etcd_certfile.is_some() || opts.etcd_keyfile.is_some()).then(|| {
+        EtcdTls {
+            ca_file: opts.etcd_cafile.clone(),
+            cert_file: opts.etcd_certfile.clone(),
+            key_file: opts.etcd_keyfile.clone(),
+        }
+    });
+    let etcd = EtcdStorage::connect(&opts.etcd_servers, &opts.etcd_prefix, tls)
+        .await
+        .map_err(|e| format!("connecting to etcd: {e}"))?;
+    etcd.start_compactor(opts.etcd_compaction_interval);
+    // Readiness is answered synchronously, so a task keeps the last result.
+    let healthy = Arc::new(AtomicBool::new(etcd.health().await.is_ok()));
+    {
+        let etcd = etcd.clone();
+        let healthy = healthy.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ETCD_HEALTH_EVERY);
+            loop {
+                tick.tick().await;
+                healthy.store(etcd.health().await.is_ok(), Ordering::Relaxed);
+            }
+        });
+    }
+    let check: ReadyCheck = ("etcd".into(), Arc::new(move || healthy.load(Ordering::Relaxed)));
+    Ok((Arc::new(etcd), vec![check]))
+}
+
+pub async fn build_chain(opts: &Options, data_dir: &Path, port: u16) -> Result<Chain, String> {
+    let (storage, ready_checks) = open_storage(opts, data_dir).await?;
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler = apiextensions::new_server(not_found);
-    let core = Arc::new(generic_server::endpoints::ResourceServer::new(apiext).with_openapi(generic_server::openapi::builtin_schemas));
-    for (kind, plural, namespaced) in [("Namespace", "namespaces", false), ("ConfigMap", "configmaps", true)] {
-        let info = ResourceInfo {
-            group: String::new(),
-            version: "v1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            singular: kind.to_lowercase(),
-            namespaced,
-            short_names: vec![],
-            categories: vec![],
-            key_root: format!("/registry/{plural}"),
-            subresources: vec![],
-        };
-        core.install(Arc::new(Store::new(info, Arc::new(DefaultStrategy), storage.clone(), vec![])));
-    }
-    let agg: DynHandler = Arc::new(aggregator::Aggregator::new(core));
-    Ok(agg)
+    let config = CoreConfig {
+        service_cluster_ip_range: opts.service_cluster_ip_range.clone(),
+        service_node_port_range: opts.service_node_port_range.clone(),
+        secure_port: port,
+    };
+    let core = kube_core_server::new_server(&config, storage, apiext).await?;
+    let handler: DynHandler = Arc::new(aggregator::Aggregator::new(core.server));
+    Ok(Chain { handler, ready_checks })
 }

@@ -81,6 +81,7 @@ fn subresource_facts(
     match s {
         Subresource::Status => ("status", r.kind.clone(), "", "", vec!["get", "patch", "update"]),
         Subresource::Scale(_) => ("scale", "Scale".into(), "autoscaling", "v1", vec!["get", "patch", "update"]),
+        Subresource::Finalize => ("finalize", r.kind.clone(), "", "", vec!["update"]),
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod authn;
 pub mod body;
 pub mod discovery;
+pub mod duration;
 pub mod endpoints;
 pub mod filters;
 pub mod handler;

@@ -81,6 +81,21 @@ pub fn is_dns1123_label(s: &str) -> Option<String> {
     None
 }
 
+pub fn is_dns1035_label(s: &str) -> Option<String> {
+    if s.len() > DNS1123_LABEL_MAX {
+        return Some(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+    }
+    let b = s.as_bytes();
+    let ok = !s.is_empty()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1].is_ascii_alphanumeric();
+    if !ok {
+        return Some("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".into());
+    }
+    None
+}
+
 pub fn is_dns1123_subdomain(s: &str) -> Option<String> {
     if s.len() > DNS1123_SUBDOMAIN_MAX {
         return Some(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
@@ -159,6 +174,8 @@ fn label_value_problem(v: &str) -> Option<String> {
 pub enum NameRule {
     Dns1123Subdomain,
     Dns1123Label,
+    /// RFC 1035 labels: as DNS-1123 labels, but starting with a letter (services).
+    Dns1035Label,
     /// Only the path-segment rule (names such as those of RBAC objects).
     PathSegment,
 }
@@ -168,6 +185,7 @@ impl NameRule {
         match self {
             NameRule::Dns1123Subdomain => is_dns1123_subdomain(name),
             NameRule::Dns1123Label => is_dns1123_label(name),
+            NameRule::Dns1035Label => is_dns1035_label(name),
             NameRule::PathSegment => None,
         }
         .or_else(|| path_segment_problem(name))

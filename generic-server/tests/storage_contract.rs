@@ -323,6 +323,22 @@ mod etcd_only {
         assert_eq!(raw.get("/registry/configmaps/ns/cm", None).await.unwrap().kvs().len(), 1);
     }
 
+    /// An etcd that was never there: connecting is lazy, every call is
+    /// Unavailable within the request timeout.
+    #[tokio::test]
+    async fn unreachable_etcd_is_unavailable_within_the_timeout() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}");
+        let s = EtcdStorage::connect_with_timeout(&[url], "/registry", None, support::ETCD_TEST_TIMEOUT).await.unwrap();
+        let bound = support::ETCD_TEST_TIMEOUT + Duration::from_secs(2);
+        let t = Instant::now();
+        assert!(matches!(s.get("/registry/a/b").await, Err(StorageError::Unavailable(_))));
+        assert!(matches!(s.watch("/registry/a/", 0).await, Err(StorageError::Unavailable(_))));
+        assert!(matches!(s.health().await, Err(StorageError::Unavailable(_))));
+        assert!(t.elapsed() < bound * 3, "took {:?}", t.elapsed());
+        assert!(EtcdStorage::connect(&[], "/registry", None).await.is_err());
+    }
+
     #[tokio::test]
     async fn compaction_is_reported_as_compacted() {
         let bk = support::etcd().await;

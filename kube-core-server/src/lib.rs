@@ -1,1 +1,247 @@
-pub fn placeholder() {}
+//! kube-core-server: the built-in API groups (core/v1 and apps/v1 so far).
+//!
+//! Each resource is a [`Strategy`] in [`registry`] plus a [`ResourceInfo`]
+//! here; the generic Store (generic-server) does the rest. Besides the
+//! strategies this crate owns what the built-ins need around them: the
+//! service cluster IP and node port [`allocator`]s, the NamespaceLifecycle
+//! [`admission`] plugin, the [`namespace_controller`] that empties deleted
+//! namespaces, and [`bootstrap`] of the system namespaces and the
+//! `kubernetes` service.
+//!
+//! Wiring, in order (the binary does this):
+//! 1. `let core = CoreResources::new(&CoreConfig::default())?;`
+//! 2. build the namespace Store from `core.resources()` first; build
+//!    `NamespaceLifecycle::with_store(&ns_store)` (and `bind` it into the
+//!    namespace Store's own admission list if built with `NamespaceLifecycle::new()`);
+//!    then the other Stores with the plugin;
+//! 3. register the namespaced Stores in a [`StoreRegistry`], call
+//!    `core.spawn_namespace_controller(..)`;
+//! 4. `core.bootstrap(&ns_store, &svc_store).await?` and
+//!    `core.spawn_allocator_repair(svc_store, ..)`.
+
+pub mod admission;
+pub mod allocator;
+pub mod bootstrap;
+pub mod namespace_controller;
+pub mod registry;
+pub mod server;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use generic_server::registry::{ResourceInfo, ScalePaths, Store, Strategy, Subresource};
+use generic_server::status::StatusError;
+
+pub use admission::NamespaceLifecycle;
+pub use allocator::{IpAllocator, PortAllocator};
+pub use namespace_controller::{NamespaceController, StoreRegistry};
+pub use registry::namespace::NamespaceStrategy;
+pub use registry::service::ServiceStrategy;
+pub use server::{new_server, CoreServer};
+
+/// The settings of the built-in resources, named after kube-apiserver's flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreConfig {
+    /// --service-cluster-ip-range
+    pub service_cluster_ip_range: String,
+    /// --service-node-port-range
+    pub service_node_port_range: String,
+    /// --secure-port: the `kubernetes` service's targetPort.
+    pub secure_port: u16,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            service_cluster_ip_range: "10.0.0.0/24".into(),
+            service_node_port_range: "30000-32767".into(),
+            secure_port: 6443,
+        }
+    }
+}
+
+// One line per resource in the table below reads better than a builder.
+#[allow(clippy::too_many_arguments)]
+fn info(
+    group: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    short_names: &[&str],
+    all: bool,
+    key_root: &str,
+    subresources: Vec<Subresource>,
+) -> ResourceInfo {
+    ResourceInfo {
+        group: group.into(),
+        version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        namespaced,
+        short_names: short_names.iter().map(|s| s.to_string()).collect(),
+        categories: if all { vec!["all".into()] } else { Vec::new() },
+        key_root: key_root.into(),
+        subresources,
+    }
+}
+
+/// A resource as the binary installs it: what it is, and its Strategy.
+pub type Resource = (ResourceInfo, Arc<dyn Strategy>);
+
+/// The built-in resources and the shared state their strategies hold.
+pub struct CoreResources {
+    pub config: CoreConfig,
+    pub namespaces: Arc<NamespaceStrategy>,
+    pub services: Arc<ServiceStrategy>,
+    resources: Vec<Resource>,
+    /// Deletion announcements for the namespace controller, taken when it starts.
+    wake: Mutex<Option<UnboundedReceiver<String>>>,
+}
+
+impl CoreResources {
+    pub fn new(config: &CoreConfig) -> Result<Self, String> {
+        let ips = Arc::new(IpAllocator::new(&config.service_cluster_ip_range)?);
+        let ports = Arc::new(PortAllocator::parse(&config.service_node_port_range)?);
+        let namespaces = Arc::new(NamespaceStrategy::new());
+        let (tx, rx) = unbounded_channel();
+        namespaces.set_notifier(tx);
+        let services = Arc::new(ServiceStrategy::new(ips, ports));
+        let scale = Subresource::Scale(ScalePaths {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: Some(".spec.selector".into()),
+        });
+        use registry::*;
+        let resources: Vec<Resource> = vec![
+            (
+                info(
+                    "",
+                    "Namespace",
+                    "namespaces",
+                    false,
+                    &["ns"],
+                    false,
+                    "/registry/namespaces",
+                    vec![Subresource::Status, Subresource::Finalize],
+                ),
+                namespaces.clone(),
+            ),
+            (
+                info("", "ConfigMap", "configmaps", true, &["cm"], false, "/registry/configmaps", vec![]),
+                Arc::new(configmap::ConfigMapStrategy),
+            ),
+            (
+                info("", "Secret", "secrets", true, &[], false, "/registry/secrets", vec![]),
+                Arc::new(secret::SecretStrategy),
+            ),
+            (
+                info(
+                    "",
+                    "Service",
+                    "services",
+                    true,
+                    &["svc"],
+                    true,
+                    "/registry/services/specs",
+                    vec![Subresource::Status],
+                ),
+                services.clone(),
+            ),
+            (
+                info(
+                    "",
+                    "ServiceAccount",
+                    "serviceaccounts",
+                    true,
+                    &["sa"],
+                    false,
+                    "/registry/serviceaccounts",
+                    vec![],
+                ),
+                Arc::new(serviceaccount::ServiceAccountStrategy),
+            ),
+            (
+                info("", "Pod", "pods", true, &["po"], true, "/registry/pods", vec![Subresource::Status]),
+                Arc::new(pod::PodStrategy),
+            ),
+            (
+                info("", "Event", "events", true, &["ev"], false, "/registry/events", vec![]),
+                Arc::new(event::EventStrategy),
+            ),
+            (
+                info(
+                    "apps",
+                    "Deployment",
+                    "deployments",
+                    true,
+                    &["deploy"],
+                    true,
+                    "/registry/deployments",
+                    vec![Subresource::Status, scale],
+                ),
+                Arc::new(deployment::DeploymentStrategy),
+            ),
+        ];
+        Ok(CoreResources { config: config.clone(), namespaces, services, resources, wake: Mutex::new(Some(rx)) })
+    }
+
+    /// Every built-in resource with its strategy, namespaces first.
+    pub fn resources(&self) -> Vec<Resource> {
+        self.resources.clone()
+    }
+
+    /// The namespace controller, with the channel it wakes on. `None` if it
+    /// was already taken (there is one per server).
+    pub fn namespace_controller(
+        &self,
+        namespaces: Arc<Store>,
+        registry: Arc<StoreRegistry>,
+    ) -> Option<(NamespaceController, UnboundedReceiver<String>)> {
+        let rx = self.wake.lock().ok()?.take()?;
+        Some((NamespaceController::new(namespaces, registry), rx))
+    }
+
+    /// Starts the namespace controller on the current tokio runtime.
+    pub fn spawn_namespace_controller(
+        &self,
+        namespaces: Arc<Store>,
+        registry: Arc<StoreRegistry>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let (c, rx) = self.namespace_controller(namespaces, registry)?;
+        Some(tokio::spawn(c.run(rx)))
+    }
+
+    /// Seeds the allocators and creates the system namespaces and the
+    /// `kubernetes` service when missing. Idempotent across restarts.
+    pub async fn bootstrap(&self, namespaces: &Store, services: &Store) -> Result<(), StatusError> {
+        bootstrap::bootstrap(&self.config, &self.services, namespaces, services).await
+    }
+
+    /// Periodically re-learns allocations from stored services, returning
+    /// what failed or dry-run writes left allocated (upstream's repair loop).
+    pub fn spawn_allocator_repair(&self, services: Arc<Store>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let strategy = self.services.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = strategy.seed_from_store(&services).await {
+                    tracing::warn!(error = %e, "service allocator repair failed");
+                }
+            }
+        })
+    }
+}
+
+/// The built-in resources for `config` (a shorthand for
+/// `CoreResources::new(config)?.resources()` when no handles are needed).
+pub fn resources(config: &CoreConfig) -> Result<Vec<Resource>, String> {
+    Ok(CoreResources::new(config)?.resources())
+}
+
+#[cfg(test)]
+mod tests;

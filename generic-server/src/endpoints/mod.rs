@@ -254,9 +254,7 @@ fn subresource_of(store: &Store, info: &RequestInfo) -> Result<Option<Subresourc
     if info.subresource.is_empty() {
         return Ok(None);
     }
-    let found = store.info.subresources.iter().find(|s| {
-        matches!((s, info.subresource.as_str()), (Subresource::Status, "status") | (Subresource::Scale(_), "scale"))
-    });
+    let found = store.info.subresources.iter().find(|s| s.name() == info.subresource);
     match found {
         Some(s) => Ok(Some(s.clone())),
         None => Err(StatusError::not_found_resource_type(info)),

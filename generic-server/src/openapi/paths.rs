@@ -329,6 +329,9 @@ pub fn resource_paths(r: &ResourceInfo, definition: &str, list_definition: &str,
                     operations: object_ops("Scale", "scale", super::schemas::SCALE, &scale_gvk, false),
                 });
             }
+            // Only the namespace controller writes it; clients neither read
+            // nor patch it, so it adds nothing a client needs here.
+            Subresource::Finalize => {}
         }
     }
 

@@ -59,6 +59,18 @@ pub enum Subresource {
     Status,
     /// `/scale`: an autoscaling/v1 Scale view of the replica fields.
     Scale(ScalePaths),
+    /// `/finalize` (namespaces): writes change only `.spec.finalizers`.
+    Finalize,
+}
+
+impl Subresource {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale(_) => "scale",
+            Subresource::Finalize => "finalize",
+        }
+    }
 }
 
 /// Where the replica counts and label selector of a scalable resource live, as
@@ -164,6 +176,19 @@ pub trait Strategy: Send + Sync + 'static {
     /// Adjusts an object as it is marked for deletion (a namespace turns
     /// Terminating).
     fn prepare_for_delete(&self, _object: &mut Value) {}
+
+    /// Upstream's Canonicalize: normalises a valid object once its name is
+    /// final (after generateName), on create and update.
+    fn canonicalize(&self, _object: &mut Value) {}
+
+    /// Called when a create that `prepare_for_create` already saw does not
+    /// happen (dry run, validation or storage failure): allocators give back
+    /// what they reserved.
+    fn abort_create(&self, _object: &Value) {}
+
+    /// Called after an update commits (allocators release what the new state
+    /// no longer holds).
+    fn after_update(&self, _new: &Value, _old: &Value) {}
 
     /// Called after a create commits (allocators record what they handed out).
     fn after_create(&self, _object: &Value) {}

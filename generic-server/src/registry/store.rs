@@ -391,32 +391,49 @@ impl Store {
         }
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
+        let result = self.create_prepared(namespace, &mut obj, generate, warnings, opts).await;
+        if result.is_err() || opts.dry_run {
+            self.strategy.abort_create(&obj);
+        }
+        result
+    }
 
+    /// The part of create after the object is prepared: name generation,
+    /// validation, admission and the write.
+    async fn create_prepared(
+        &self,
+        namespace: &str,
+        obj: &mut Value,
+        generate: bool,
+        warnings: Vec<String>,
+        opts: &WriteOptions,
+    ) -> Result<WriteResult> {
         let mut attempt = 0;
         loop {
             if generate {
-                let base = meta::meta_str(&obj, "generateName").to_string();
-                meta::set_meta(&mut obj, "name", json!(generated_name(&base)));
+                let base = meta::meta_str(obj, "generateName").to_string();
+                meta::set_meta(obj, "name", json!(generated_name(&base)));
             }
-            let name = meta::name(&obj).to_string();
-            let mut causes = meta::validate_object_meta(&obj, self.info.namespaced, self.strategy.name_rule());
-            causes.extend(self.strategy.validate(&obj));
+            let name = meta::name(obj).to_string();
+            let mut causes = meta::validate_object_meta(obj, self.info.namespaced, self.strategy.name_rule());
+            causes.extend(self.strategy.validate(obj));
             if !causes.is_empty() {
                 return Err(self.invalid(&name, causes));
             }
-            self.admit(Operation::Create, "", namespace, &name, Some(&obj), opts.dry_run).await?;
+            self.strategy.canonicalize(obj);
+            self.admit(Operation::Create, "", namespace, &name, Some(obj), opts.dry_run).await?;
             let key = self.key(namespace, &name);
             if opts.dry_run {
                 if self.storage.get(&key).await.map_err(storage_err)?.is_some() {
                     return Err(StatusError::already_exists(&self.info.group, &self.info.plural, &name));
                 }
-                return Ok(WriteResult { object: obj, warnings, created: true });
+                return Ok(WriteResult { object: obj.clone(), warnings, created: true });
             }
-            match self.storage.create(&key, self.encode(&obj)?).await {
+            match self.storage.create(&key, self.encode(obj)?).await {
                 Ok(rev) => {
-                    meta::set_meta(&mut obj, "resourceVersion", json!(rev.to_string()));
-                    self.strategy.after_create(&obj);
-                    return Ok(WriteResult { object: obj, warnings, created: true });
+                    meta::set_meta(obj, "resourceVersion", json!(rev.to_string()));
+                    self.strategy.after_create(obj);
+                    return Ok(WriteResult { object: obj.clone(), warnings, created: true });
                 }
                 Err(StorageError::AlreadyExists(_)) if generate && attempt < 8 => attempt += 1,
                 Err(StorageError::AlreadyExists(_)) => {
@@ -480,11 +497,8 @@ impl Store {
             if !causes.is_empty() {
                 return Err(self.invalid(name, causes));
             }
-            let sub = match subresource {
-                Some(Subresource::Status) => "status",
-                Some(Subresource::Scale(_)) => "scale",
-                None => "",
-            };
+            self.strategy.canonicalize(&mut new);
+            let sub = subresource.map(Subresource::name).unwrap_or("");
             self.admit(Operation::Update, sub, namespace, name, Some(&new), opts.dry_run).await?;
             if without_rv(&new) == without_rv(&old) {
                 // Nothing changed: upstream does not write, and keeps the version.
@@ -511,6 +525,7 @@ impl Store {
             match self.storage.update(&kv.key, self.encode(&new)?, kv.mod_revision).await {
                 Ok(rev) => {
                     meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
+                    self.strategy.after_update(&new, &old);
                     return Ok(WriteResult { object: new, warnings, created: false });
                 }
                 Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
@@ -563,6 +578,13 @@ impl Store {
                         None => m.remove("status"),
                     };
                 }
+                *new = merged;
+            }
+            Some(Subresource::Finalize) => {
+                // Only spec.finalizers moves.
+                let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+                let mut merged = old.clone();
+                set_path(&mut merged, ".spec.finalizers", finalizers);
                 *new = merged;
             }
             _ => {

@@ -204,7 +204,10 @@ impl EtcdStorage {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
-            .with_tcp_keepalive(KEEPALIVE_INTERVAL);
+            .with_tcp_keepalive(KEEPALIVE_INTERVAL)
+            // As upstream's watches: a member cut off from its leader fails
+            // requests and cancels watches rather than serving stale data.
+            .with_require_leader(true);
         // TLS applies to https:// endpoints (and bare host:port ones); upstream
         // likewise ignores the TLS files for http:// endpoints.
         if let Some(tls) = tls.filter(|_| endpoints.iter().any(|e| !e.starts_with("http://"))) {

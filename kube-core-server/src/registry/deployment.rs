@@ -101,12 +101,6 @@ impl Strategy for DeploymentStrategy {
         }
     }
 
-    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        // The Store keeps the stored status (status subresource); nothing else
-        // differs from upstream here.
-        let _ = (new, old);
-    }
-
     fn default(&self, object: &mut Value) {
         let spec = child(object, "spec");
         default_field(spec, "replicas", json!(1));
@@ -136,7 +130,11 @@ impl Strategy for DeploymentStrategy {
         if let Some(p) = obj.pointer("/spec/progressDeadlineSeconds").and_then(Value::as_i64) {
             let min_ready = obj.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
             if p < 0 {
-                causes.push(Cause::invalid("spec.progressDeadlineSeconds", &json!(p), "must be greater than or equal to 0"));
+                causes.push(Cause::invalid(
+                    "spec.progressDeadlineSeconds",
+                    &json!(p),
+                    "must be greater than or equal to 0",
+                ));
             } else if p <= min_ready {
                 causes.push(Cause::invalid(
                     "spec.progressDeadlineSeconds",
@@ -166,7 +164,11 @@ impl Strategy for DeploymentStrategy {
                             "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
                         )),
                         Some("In" | "NotIn" | "Exists" | "DoesNotExist") => {}
-                        _ => causes.push(Cause::invalid(format!("{field}.operator"), &op, "not a valid selector operator")),
+                        _ => causes.push(Cause::invalid(
+                            format!("{field}.operator"),
+                            &op,
+                            "not a valid selector operator",
+                        )),
                     }
                 }
                 if !selector_matches(sel, labels) {
@@ -187,7 +189,10 @@ impl Strategy for DeploymentStrategy {
             }
         }
         if template_spec.get("activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
-            causes.push(Cause::forbidden("spec.template.spec.activeDeadlineSeconds", "activeDeadlineSeconds in ReplicaSet is not Supported"));
+            causes.push(Cause::forbidden(
+                "spec.template.spec.activeDeadlineSeconds",
+                "activeDeadlineSeconds in ReplicaSet is not Supported",
+            ));
         }
         self.validate_strategy(obj, &mut causes);
         for (pointer, field) in [
@@ -291,7 +296,10 @@ mod tests {
         d["spec"]["template"]["metadata"]["labels"] = json!({"app": "other"});
         d["spec"]["replicas"] = json!(-1);
         let msgs: Vec<String> = s.validate(&d).iter().map(Cause::full_message).collect();
-        assert!(msgs.contains(&"spec.replicas: Invalid value: -1: must be greater than or equal to 0".to_string()), "{msgs:?}");
+        assert!(
+            msgs.contains(&"spec.replicas: Invalid value: -1: must be greater than or equal to 0".to_string()),
+            "{msgs:?}"
+        );
         assert!(msgs.contains(&"spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`".to_string()), "{msgs:?}");
 
         let mut missing = created(&s, deployment());

@@ -75,15 +75,6 @@ pub(crate) fn too_long_cause(field: impl Into<String>, max: usize) -> Cause {
     }
 }
 
-/// Cause for too many items in a list.
-pub(crate) fn too_many_cause(field: impl Into<String>, actual: usize, max: usize) -> Cause {
-    Cause {
-        reason: "FieldValueTooMany",
-        message: format!("Too many: {actual}: must have at most {max} items"),
-        field: field.into(),
-    }
-}
-
 /// Cause with a pre-rendered value, for values upstream prints in Go syntax
 /// (`[]string{"10.0.0.5"}`), which `Cause::invalid`'s JSON rendering cannot.
 pub(crate) fn invalid_raw(field: impl Into<String>, shown: &str, detail: &str) -> Cause {
@@ -106,9 +97,8 @@ pub(crate) fn go_string_slice(items: &[Value]) -> String {
 
 /// A map of strings as Go's %#v prints a map[string]string (keys sorted).
 pub(crate) fn go_string_map(m: Option<&Map<String, Value>>) -> String {
-    let mut parts: Vec<String> = m
-        .map(|m| m.iter().map(|(k, v)| format!("{k:?}:{}", show(v))).collect())
-        .unwrap_or_default();
+    let mut parts: Vec<String> =
+        m.map(|m| m.iter().map(|(k, v)| format!("{k:?}:{}", show(v))).collect()).unwrap_or_default();
     parts.sort();
     format!("map[string]string{{{}}}", parts.join(", "))
 }
@@ -116,9 +106,8 @@ pub(crate) fn go_string_map(m: Option<&Map<String, Value>>) -> String {
 /// Labels as upstream's labels.FormatLabels prints them: "a=b,c=d" sorted by
 /// key, "<none>" when empty.
 pub(crate) fn format_labels(m: Option<&Map<String, Value>>) -> String {
-    let mut parts: Vec<String> = m
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
-        .unwrap_or_default();
+    let mut parts: Vec<String> =
+        m.map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect()).unwrap_or_default();
     if parts.is_empty() {
         return "<none>".into();
     }
@@ -182,22 +171,6 @@ pub(crate) fn config_key_problems(key: &str) -> Vec<String> {
     out
 }
 
-/// Upstream's IsDNS1035Label, used for service names.
-pub(crate) fn dns1035_label_problem(s: &str) -> Option<String> {
-    if s.len() > 63 {
-        return Some("must be no more than 63 characters".into());
-    }
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-    if !ok {
-        return Some("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".into());
-    }
-    None
-}
-
 /// Upstream's IsValidPortName (IANA_SVC_NAME), for named container ports and
 /// string targetPorts.
 pub(crate) fn port_name_problems(name: &str) -> Vec<String> {
@@ -236,9 +209,9 @@ pub(crate) fn age(obj: &Value) -> Value {
 /// "<unknown>" when absent.
 pub(crate) fn since(ts: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(ts) {
-        Ok(t) => generic_server::registry::table::human_duration(
-            chrono::Utc::now().signed_duration_since(t).num_seconds(),
-        ),
+        Ok(t) => {
+            generic_server::registry::table::human_duration(chrono::Utc::now().signed_duration_since(t).num_seconds())
+        }
         Err(_) => "<unknown>".into(),
     }
 }
@@ -259,8 +232,8 @@ mod tests {
 
     #[test]
     fn names_and_keys() {
-        assert!(dns1035_label_problem("my-svc").is_none());
-        assert!(dns1035_label_problem("1svc").is_some());
+        assert!(generic_server::meta::is_dns1035_label("my-svc").is_none());
+        assert!(generic_server::meta::is_dns1035_label("1svc").is_some());
         assert!(config_key_problems("a.b_C-1").is_empty());
         assert_eq!(config_key_problems("a/b").len(), 1);
         assert!(port_name_problems("http").is_empty());

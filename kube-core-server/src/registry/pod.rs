@@ -10,7 +10,9 @@ use generic_server::registry::typed::decode_as;
 use generic_server::registry::{Decoded, Strategy, TableColumn};
 use generic_server::status::{Cause, StatusError};
 
-use super::podspec::{default_pod_spec, default_requests_from_limits, qos_class, validate_pod_spec, validate_pod_spec_update};
+use super::podspec::{
+    default_pod_spec, default_requests_from_limits, qos_class, validate_pod_spec, validate_pod_spec_update,
+};
 use super::{age, arr_at, child, default_field, str_at};
 
 pub struct PodStrategy;
@@ -228,8 +230,7 @@ pub fn pod_status_summary(pod: &Value) -> (String, String, String) {
         initializing = true;
         break;
     }
-    let initialized =
-        conditions.iter().any(|c| str_at(c, "/type") == "Initialized" && str_at(c, "/status") == "True");
+    let initialized = conditions.iter().any(|c| str_at(c, "/type") == "Initialized" && str_at(c, "/status") == "True");
     if !initializing || initialized {
         restarts = sidecar_restarts;
         last_restart = sidecar_last_restart;
@@ -258,8 +259,7 @@ pub fn pod_status_summary(pod: &Value) -> (String, String, String) {
             }
         }
         if reason == "Completed" && has_running {
-            let pod_ready =
-                conditions.iter().any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
+            let pod_ready = conditions.iter().any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True");
             reason = if pod_ready { "Running".into() } else { "NotReady".into() };
         }
     }
@@ -288,9 +288,12 @@ mod tests {
     #[test]
     fn create_defaults_and_status() {
         let s = PodStrategy;
-        let pod = create(&s, json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        let pod = create(
+            &s,
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "spec": {"containers": [{"name": "c", "image": "nginx", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]},
-            "status": {"phase": "Running"}}));
+            "status": {"phase": "Running"}}),
+        );
         assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "Guaranteed"}));
         assert_eq!(pod["spec"]["priority"], 0);
         assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
@@ -304,8 +307,11 @@ mod tests {
     #[test]
     fn table_row_for_a_pending_pod() {
         let s = PodStrategy;
-        let pod = create(&s, json!({"metadata": {"name": "p", "creationTimestamp": "2020-01-01T00:00:00Z"},
-            "spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}));
+        let pod = create(
+            &s,
+            json!({"metadata": {"name": "p", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}),
+        );
         let row = s.table_row(&pod);
         assert_eq!(row.len(), s.table_columns().len());
         assert_eq!(&row[..4], &[json!("p"), json!("0/2"), json!("Pending"), json!("0")]);

@@ -10,9 +10,7 @@ use serde_json::{json, Map, Value};
 use generic_server::meta::is_dns1123_label;
 use generic_server::status::Cause;
 
-use super::{
-    arr_at, default_field, not_found_cause, port_name_problems, show, str_at, valid_port, PORT_RANGE_MSG,
-};
+use super::{arr_at, default_field, not_found_cause, port_name_problems, show, str_at, valid_port, PORT_RANGE_MSG};
 
 pub const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 pub const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
@@ -169,8 +167,7 @@ pub fn qos_class(spec: &Value) -> &'static str {
         for res in ["cpu", "memory"] {
             let limit = limits.and_then(|l| l.get(res)).and_then(Value::as_str).and_then(parse_quantity);
             // A missing request is defaulted from the limit.
-            let request =
-                requests.and_then(|r| r.get(res)).and_then(Value::as_str).and_then(parse_quantity).or(limit);
+            let request = requests.and_then(|r| r.get(res)).and_then(Value::as_str).and_then(parse_quantity).or(limit);
             if limit.is_some_and(|l| l != 0.0) || request.is_some_and(|r| r != 0.0) {
                 any = true;
             }
@@ -283,7 +280,11 @@ fn validate_container(c: &Value, field: &str, volumes: &[String], names: &mut Ve
     if image.is_empty() {
         causes.push(Cause::required(format!("{field}.image"), ""));
     } else if image.trim() != image {
-        causes.push(Cause::invalid(format!("{field}.image"), &json!(image), "must not have leading or trailing whitespace"));
+        causes.push(Cause::invalid(
+            format!("{field}.image"),
+            &json!(image),
+            "must not have leading or trailing whitespace",
+        ));
     }
     if let Some(v) = c.get("imagePullPolicy") {
         check_supported(causes, format!("{field}.imagePullPolicy"), v, PULL_POLICIES);
@@ -350,11 +351,9 @@ fn validate_resources(c: &Value, field: &str, causes: &mut Vec<Cause>) {
         for (k, v) in m.into_iter().flatten() {
             let parsed = v.as_str().and_then(parse_quantity);
             match parsed {
-                Some(n) if n < 0.0 => causes.push(Cause::invalid(
-                    format!("{field}.{kind}[{k}]"),
-                    v,
-                    "must be greater than or equal to 0",
-                )),
+                Some(n) if n < 0.0 => {
+                    causes.push(Cause::invalid(format!("{field}.{kind}[{k}]"), v, "must be greater than or equal to 0"))
+                }
                 None => causes.push(Cause::invalid(
                     format!("{field}.{kind}[{k}]"),
                     v,
@@ -373,7 +372,10 @@ fn validate_resources(c: &Value, field: &str, causes: &mut Vec<Cause>) {
                 causes.push(Cause::invalid(
                     format!("{field}.requests"),
                     req,
-                    &format!("must be less than or equal to {k} limit of {}", limit.map(show_plain).unwrap_or_default()),
+                    &format!(
+                        "must be less than or equal to {k} limit of {}",
+                        limit.map(show_plain).unwrap_or_default()
+                    ),
                 ));
             }
         }
@@ -479,7 +481,10 @@ mod tests {
         let got: Vec<String> = causes.iter().map(|c| c.full_message()).collect();
         assert!(got.contains(&"spec.containers[0].image: Required value".to_string()), "{got:?}");
         assert!(got.contains(&"spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive".to_string()), "{got:?}");
-        assert!(got.contains(&"spec.containers[0].volumeMounts[0].name: Not found: \"missing\"".to_string()), "{got:?}");
+        assert!(
+            got.contains(&"spec.containers[0].volumeMounts[0].name: Not found: \"missing\"".to_string()),
+            "{got:?}"
+        );
         assert!(got.contains(&"spec.containers[1].name: Duplicate value: \"web\"".to_string()), "{got:?}");
         assert!(got.contains(&"spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"".to_string()), "{got:?}");
         let empty = validate_pod_spec(&json!({"restartPolicy": "Always", "containers": []}), "spec.template.spec");

@@ -1,0 +1,198 @@
+//! The namespace controller (upstream pkg/controller/namespace): empties a
+//! namespace that is being deleted, across every namespaced Store, then
+//! removes the `kubernetes` finalizer so the namespace itself goes.
+//!
+//! It wakes when the namespace strategy announces a deletion and also sweeps
+//! periodically, so nothing is missed across restarts. The sweep also deletes
+//! objects whose namespace no longer exists at all (possible only if a
+//! namespace was removed without finalization), re-checking the namespace
+//! before each such delete so a namespace created meanwhile is left alone.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use generic_server::meta;
+use generic_server::registry::store::{DeleteOptions, DeleteResult};
+use generic_server::registry::{ListOptions, Store, WriteOptions};
+use generic_server::status::StatusError;
+
+use crate::registry::namespace::{spec_finalizers, FINALIZER_KUBERNETES};
+
+/// The namespaced Stores the controller empties. Servers register theirs
+/// (apiextensions adds one per namespaced custom resource as CRDs come and go).
+#[derive(Default)]
+pub struct StoreRegistry {
+    stores: RwLock<Vec<Arc<Store>>>,
+}
+
+impl StoreRegistry {
+    pub fn new() -> Self {
+        <Self as Default>::default()
+    }
+
+    /// Adds a Store; cluster-scoped ones are ignored. Re-registering the same
+    /// key root replaces the earlier Store.
+    pub fn register(&self, store: Arc<Store>) {
+        if !store.info.namespaced {
+            return;
+        }
+        let mut s = self.stores.write().unwrap_or_else(|e| e.into_inner());
+        s.retain(|x| x.info.key_root != store.info.key_root);
+        s.push(store);
+    }
+
+    pub fn unregister(&self, key_root: &str) {
+        self.stores.write().unwrap_or_else(|e| e.into_inner()).retain(|x| x.info.key_root != key_root);
+    }
+
+    pub fn namespaced(&self) -> Vec<Arc<Store>> {
+        self.stores.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+pub struct NamespaceController {
+    namespaces: Arc<Store>,
+    registry: Arc<StoreRegistry>,
+    resync: Duration,
+}
+
+fn items(list: &Value) -> Vec<Value> {
+    list.get("items").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+impl NamespaceController {
+    pub fn new(namespaces: Arc<Store>, registry: Arc<StoreRegistry>) -> Self {
+        NamespaceController { namespaces, registry, resync: Duration::from_secs(30) }
+    }
+
+    pub fn with_resync(mut self, every: Duration) -> Self {
+        self.resync = every;
+        self
+    }
+
+    /// Runs until the notification channel closes.
+    pub async fn run(self, mut wake: UnboundedReceiver<String>) {
+        let mut tick = tokio::time::interval(self.resync);
+        loop {
+            tokio::select! {
+                got = wake.recv() => match got {
+                    Some(name) => {
+                        // Give the delete that announced it a moment to commit.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        if let Err(e) = self.sync_one(&name).await {
+                            tracing::warn!(namespace = %name, error = %e, "namespace cleanup failed");
+                        }
+                    }
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.sweep().await {
+                        tracing::warn!(error = %e, "namespace sweep failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Looks at one namespace: empties it if terminating or gone.
+    pub async fn sync_one(&self, name: &str) -> Result<(), StatusError> {
+        match self.namespaces.get("", name).await {
+            Ok(ns) if meta::meta_str(&ns, "deletionTimestamp").is_empty() => Ok(()),
+            Ok(ns) => self.finish(&ns).await,
+            Err(e) if e.code == 404 => {
+                self.delete_content(name).await?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Everything the periodic pass does.
+    pub async fn sweep(&self) -> Result<(), StatusError> {
+        let all = items(&self.namespaces.list("", &ListOptions::default()).await?);
+        let mut existing = HashSet::new();
+        for ns in &all {
+            existing.insert(meta::name(ns).to_string());
+            if !meta::meta_str(ns, "deletionTimestamp").is_empty() {
+                if let Err(e) = self.finish(ns).await {
+                    tracing::warn!(namespace = %meta::name(ns), error = %e, "namespace cleanup failed");
+                }
+            }
+        }
+        let mut orphaned = HashSet::new();
+        for store in self.registry.namespaced() {
+            for obj in items(&store.list("", &ListOptions::default()).await?) {
+                let ns = meta::namespace(&obj);
+                if !ns.is_empty() && !existing.contains(ns) {
+                    orphaned.insert(ns.to_string());
+                }
+            }
+        }
+        for ns in orphaned {
+            if let Err(e) = self.sync_one(&ns).await {
+                tracing::warn!(namespace = %ns, error = %e, "orphan cleanup failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes everything in `namespace`; returns how many objects remain
+    /// (those still held by their own finalizers).
+    pub async fn delete_content(&self, namespace: &str) -> Result<usize, StatusError> {
+        let mut remaining = 0;
+        for store in self.registry.namespaced() {
+            let list = store.list(namespace, &ListOptions::default()).await?;
+            for obj in items(&list) {
+                match store.delete(namespace, meta::name(&obj), &DeleteOptions::default()).await {
+                    Ok(DeleteResult::Deleted(_)) => {}
+                    Ok(DeleteResult::Pending(_)) => remaining += 1,
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(remaining)
+    }
+
+    /// For a namespace marked for deletion: mark it Terminating, empty it,
+    /// and once empty drop the `kubernetes` finalizer so the Store removes it.
+    async fn finish(&self, ns: &Value) -> Result<(), StatusError> {
+        let name = meta::name(ns).to_string();
+        if crate::registry::str_at(ns, "/status/phase") != "Terminating" {
+            let mut marked = ns.clone();
+            crate::registry::child(&mut marked, "status").insert("phase".into(), json!("Terminating"));
+            let status = generic_server::registry::Subresource::Status;
+            self.namespaces.update("", &name, marked, Some(&status), &WriteOptions::default()).await?;
+        }
+        if self.delete_content(&name).await? > 0 {
+            return Ok(());
+        }
+        if !spec_finalizers(ns).iter().any(|f| f == FINALIZER_KUBERNETES) {
+            return Ok(());
+        }
+        let finalize = generic_server::registry::Subresource::Finalize;
+        let result = self
+            .namespaces
+            .update_with("", &name, Some(&finalize), &WriteOptions::default(), |current| {
+                let mut next = current.cloned().ok_or_else(|| StatusError::not_found("", "namespaces", &name))?;
+                let kept: Vec<Value> = spec_finalizers(&next)
+                    .into_iter()
+                    .filter(|f| f != FINALIZER_KUBERNETES)
+                    .map(Value::String)
+                    .collect();
+                crate::registry::child(&mut next, "spec").insert("finalizers".into(), Value::Array(kept));
+                meta::remove_meta(&mut next, "resourceVersion");
+                Ok(next)
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! core/v1 events (upstream pkg/registry/core/event): the involved object's
+//! namespace rule, the involvedObject/reason/source/type field selectors that
+//! `kubectl describe` and `kubectl events` use, and the `kubectl get events`
+//! table.
+
+use serde_json::{json, Value};
+
+use generic_server::registry::typed::decode_as;
+use generic_server::registry::{Decoded, Strategy, TableColumn};
+use generic_server::status::{Cause, StatusError};
+
+use super::{since, str_at};
+
+pub struct EventStrategy;
+
+const FIELDS: &[&str] = &[
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+    "reason",
+    "reportingComponent",
+    "source",
+    "type",
+];
+
+fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if a.is_empty() {
+        b
+    } else {
+        a
+    }
+}
+
+impl Strategy for EventStrategy {
+    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
+        decode_as::<k8s_openapi::api::core::v1::Event>(object)
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        let ns = generic_server::meta::namespace(obj);
+        let involved_ns = str_at(obj, "/involvedObject/namespace");
+        // Events about cluster-scoped objects live in "default" (or nowhere).
+        let ok = if involved_ns.is_empty() { ns.is_empty() || ns == "default" } else { ns == involved_ns };
+        if !ok {
+            causes.push(Cause::invalid(
+                "involvedObject.namespace",
+                &json!(involved_ns),
+                "does not match event.namespace",
+            ));
+        }
+        causes
+    }
+
+    fn field_labels(&self, o: &Value) -> Vec<(&'static str, String)> {
+        let s = |p: &str| str_at(o, p).to_string();
+        vec![
+            ("involvedObject.kind", s("/involvedObject/kind")),
+            ("involvedObject.namespace", s("/involvedObject/namespace")),
+            ("involvedObject.name", s("/involvedObject/name")),
+            ("involvedObject.uid", s("/involvedObject/uid")),
+            ("involvedObject.apiVersion", s("/involvedObject/apiVersion")),
+            ("involvedObject.resourceVersion", s("/involvedObject/resourceVersion")),
+            ("involvedObject.fieldPath", s("/involvedObject/fieldPath")),
+            ("reason", s("/reason")),
+            ("reportingComponent", s("/reportingComponent")),
+            ("source", s("/source/component")),
+            ("type", s("/type")),
+        ]
+    }
+
+    fn supported_field_labels(&self) -> &'static [&'static str] {
+        FIELDS
+    }
+
+    fn table_columns(&self) -> Vec<TableColumn> {
+        let mut name = TableColumn::name_column();
+        name.priority = 1;
+        vec![
+            TableColumn::new("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded."),
+            TableColumn::new("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future"),
+            TableColumn::new("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+            TableColumn::new("Object", "string", "The object that this event is about."),
+            TableColumn::new("Subobject", "string", "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2]. For example, if the object reference is to a container within a pod, this would take on a value like: \"spec.containers{name}\" (where \"name\" refers to the name of the container that triggered the event) or if no container name is specified \"spec.containers[2]\" (container with index 2 in this pod). This syntax is chosen only to have some well-defined way of referencing a part of an object.").wide(),
+            TableColumn::new("Source", "string", "The component reporting this event. Should be a short machine understandable string.").wide(),
+            TableColumn::new("Message", "string", "A human-readable description of the status of this operation."),
+            TableColumn::new("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)").wide(),
+            TableColumn::new("Count", "string", "The number of times this event has occurred.").wide(),
+            name,
+        ]
+    }
+
+    fn table_row(&self, e: &Value) -> Vec<Value> {
+        let first_ts = str_at(e, "/firstTimestamp");
+        let first = if first_ts.is_empty() { since(str_at(e, "/eventTime")) } else { since(first_ts) };
+        let last_ts = str_at(e, "/lastTimestamp");
+        let mut last = if last_ts.is_empty() { first.clone() } else { since(last_ts) };
+        let mut count = e.get("count").and_then(Value::as_i64).unwrap_or(0);
+        if let Some(series) = e.get("series").filter(|s| s.is_object()) {
+            last = since(str_at(series, "/lastObservedTime"));
+            count = series.get("count").and_then(Value::as_i64).unwrap_or(0);
+        } else if count == 0 {
+            // Events written through events.k8s.io carry no count: one occurrence.
+            count = 1;
+        }
+        let kind = str_at(e, "/involvedObject/kind").to_lowercase();
+        let name = str_at(e, "/involvedObject/name");
+        let target = if name.is_empty() { kind } else { format!("{kind}/{name}") };
+        let component = first_non_empty(str_at(e, "/source/component"), str_at(e, "/reportingComponent"));
+        let host = first_non_empty(str_at(e, "/source/host"), str_at(e, "/reportingInstance"));
+        let source = if host.is_empty() { component.to_string() } else { format!("{component}, {host}") };
+        vec![
+            json!(last),
+            json!(str_at(e, "/type")),
+            json!(str_at(e, "/reason")),
+            json!(target),
+            json!(str_at(e, "/involvedObject/fieldPath")),
+            json!(source),
+            json!(str_at(e, "/message").trim()),
+            json!(first),
+            json!(count),
+            json!(generic_server::meta::name(e)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Value {
+        json!({"metadata": {"name": "web.17", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "web", "namespace": "default", "fieldPath": "spec.containers{nginx}"},
+            "reason": "Pulled", "type": "Normal", "message": " Pulled image \n",
+            "source": {"component": "kubelet", "host": "node1"}, "count": 2})
+    }
+
+    #[test]
+    fn row_and_columns() {
+        let s = EventStrategy;
+        let cols: Vec<&str> = s.table_columns().iter().filter(|c| c.priority == 0).map(|c| c.name).collect();
+        assert_eq!(cols, ["Last Seen", "Type", "Reason", "Object", "Message"]);
+        let row = s.table_row(&event());
+        assert_eq!(row.len(), s.table_columns().len());
+        assert_eq!(row[0], "<unknown>");
+        assert_eq!(
+            &row[1..7],
+            &[
+                json!("Normal"),
+                json!("Pulled"),
+                json!("pod/web"),
+                json!("spec.containers{nginx}"),
+                json!("kubelet, node1"),
+                json!("Pulled image")
+            ]
+        );
+        assert_eq!(&row[8..], &[json!(2), json!("web.17")]);
+    }
+
+    #[test]
+    fn namespace_rule_and_fields() {
+        let s = EventStrategy;
+        assert!(s.validate(&event()).is_empty());
+        let mut bad = event();
+        bad["involvedObject"]["namespace"] = json!("other");
+        assert_eq!(
+            s.validate(&bad)[0].full_message(),
+            "involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"
+        );
+        let f = s.field_labels(&event());
+        assert!(f.contains(&("involvedObject.name", "web".into())));
+        assert!(f.contains(&("source", "kubelet".into())));
+        assert_eq!(f.len(), FIELDS.len());
+    }
+}

@@ -1,0 +1,61 @@
+//! Assembling kube-core-server: one Store per built-in resource, each behind its
+//! own watch cache, with NamespaceLifecycle admission, installed in a
+//! ResourceServer in front of the delegate; then bootstrap and the controllers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use generic_server::endpoints::ResourceServer;
+use generic_server::handler::DynHandler;
+use generic_server::registry::{Admission, Store};
+use generic_server::storage::cacher::Cacher;
+use generic_server::storage::Storage;
+
+use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
+
+/// How often allocations are re-learnt from stored services (upstream's repair
+/// loop runs every few minutes).
+const ALLOCATOR_REPAIR_EVERY: Duration = Duration::from_secs(180);
+
+pub struct CoreServer {
+    pub server: Arc<ResourceServer>,
+    /// Every namespaced Store, for the namespace controller; servers behind
+    /// this one register theirs here too.
+    pub registry: Arc<StoreRegistry>,
+    /// The admission plugins every Store is built with, for servers behind.
+    pub admission: Vec<Arc<dyn Admission>>,
+}
+
+/// Builds the built-in groups on `storage`, bootstraps them and starts their
+/// controllers. Must run inside a tokio runtime.
+pub async fn new_server(config: &CoreConfig, storage: Arc<dyn Storage>, delegate: DynHandler) -> Result<CoreServer, String> {
+    let core = CoreResources::new(config)?;
+    let lifecycle = Arc::new(NamespaceLifecycle::new());
+    let admission: Vec<Arc<dyn Admission>> = vec![lifecycle.clone()];
+    let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
+    let registry = Arc::new(StoreRegistry::new());
+    let (mut namespaces, mut services) = (None, None);
+    for (info, strategy) in core.resources() {
+        let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", info.key_root));
+        let store = Arc::new(Store::new(info, strategy, cached, admission.clone()));
+        match store.info.plural.as_str() {
+            "namespaces" => {
+                lifecycle.bind(&store);
+                namespaces = Some(store.clone());
+            }
+            "services" => services = Some(store.clone()),
+            _ => {}
+        }
+        if store.info.namespaced {
+            registry.register(store.clone());
+        }
+        server.install(store);
+    }
+    let (Some(namespaces), Some(services)) = (namespaces, services) else {
+        return Err("the built-in resources lack namespaces or services".into());
+    };
+    core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
+    core.spawn_namespace_controller(namespaces, registry.clone());
+    core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
+    Ok(CoreServer { server, registry, admission })
+}
