@@ -6,10 +6,10 @@
 
 use generic_server::body;
 use generic_server::discovery;
-use generic_server::openapi::OpenApiCache;
 use generic_server::endpoints::respond;
 use generic_server::handler::{DynHandler, Handler, Request, Response};
 use generic_server::negotiation::{self, Output};
+use generic_server::openapi::OpenApiCache;
 use generic_server::status::StatusError;
 
 pub struct Aggregator {
@@ -34,7 +34,12 @@ impl Aggregator {
             "/openapi/v3" => (rendered.v3_index.clone(), rendered.v3_index_etag.clone()),
             p => match rendered.v3_document(p.trim_start_matches("/openapi/v3/")) {
                 Some((b, e)) => (b.clone(), e.clone()),
-                None => return Some(StatusError::new(404, "NotFound", "the server could not find the requested resource").into_response()),
+                None => {
+                    return Some(
+                        StatusError::new(404, "NotFound", "the server could not find the requested resource")
+                            .into_response(),
+                    )
+                }
             },
         };
         let quoted = format!("\"{etag}\"");
@@ -47,10 +52,7 @@ impl Aggregator {
         let builder = http::Response::builder()
             .header(http::header::ETAG, quoted)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header(
-                http::header::CACHE_CONTROL,
-                if versioned { "public, immutable" } else { "no-cache, private" },
-            );
+            .header(http::header::CACHE_CONTROL, if versioned { "public, immutable" } else { "no-cache, private" });
         let resp = if not_modified {
             builder.status(304).body(body::empty())
         } else {

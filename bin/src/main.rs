@@ -83,9 +83,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 fn main() {
     let started = Instant::now();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let opts = Options::parse();
@@ -143,13 +141,13 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let service = filters::build(
         chain,
         FilterConfig {
-        authn: Authentication { tokens, anonymous: opts.anonymous_auth },
-        version: VersionInfo {
-            major: KUBE_MAJOR.into(),
-            minor: KUBE_MINOR.into(),
-            git_version: format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0"),
-        },
-        ready_checks,
+            authn: Authentication { tokens, anonymous: opts.anonymous_auth },
+            version: VersionInfo {
+                major: KUBE_MAJOR.into(),
+                minor: KUBE_MINOR.into(),
+                git_version: format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0"),
+            },
+            ready_checks,
         },
     );
 

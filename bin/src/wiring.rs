@@ -29,13 +29,12 @@ async fn open_storage(opts: &Options, data_dir: &Path) -> Result<(Arc<dyn Storag
         let s = EmbeddedStorage::open(&path).map_err(|e| format!("opening {}: {e}", path.display()))?;
         return Ok((Arc::new(s), Vec::new()));
     }
-    let tls = (opts.etcd_cafile.is_some() || opts.etcd_certfile.is_some() || opts.etcd_keyfile.is_some()).then(|| {
-        EtcdTls {
+    let tls =
+        (opts.etcd_cafile.is_some() || opts.etcd_certfile.is_some() || opts.etcd_keyfile.is_some()).then(|| EtcdTls {
             ca_file: opts.etcd_cafile.clone(),
             cert_file: opts.etcd_certfile.clone(),
             key_file: opts.etcd_keyfile.clone(),
-        }
-    });
+        });
     let etcd = EtcdStorage::connect(&opts.etcd_servers, &opts.etcd_prefix, tls)
         .await
         .map_err(|e| format!("connecting to etcd: {e}"))?;

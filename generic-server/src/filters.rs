@@ -198,7 +198,11 @@ filter_layer!(
     NonResourceLayer, NonResourceService, Arc<(VersionInfo, Vec<ReadyCheck>)>, non_resource
 );
 
-async fn non_resource<S>(mut inner: S, state: Arc<(VersionInfo, Vec<ReadyCheck>)>, req: Request) -> Result<Response, Infallible>
+async fn non_resource<S>(
+    mut inner: S,
+    state: Arc<(VersionInfo, Vec<ReadyCheck>)>,
+    req: Request,
+) -> Result<Response, Infallible>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {

@@ -86,7 +86,11 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, se
 /// A rustls server config: the serving certificate, client certificates
 /// verified against `client_ca` but optional (tokens and anonymous still work),
 /// ALPN h2 and http/1.1.
-pub fn tls_config(cert_pem: &[u8], key_pem: &[u8], client_ca_pem: Option<&[u8]>) -> Result<rustls::ServerConfig, String> {
+pub fn tls_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> Result<rustls::ServerConfig, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -28,7 +28,11 @@ pub struct CoreServer {
 
 /// Builds the built-in groups on `storage`, bootstraps them and starts their
 /// controllers. Must run inside a tokio runtime.
-pub async fn new_server(config: &CoreConfig, storage: Arc<dyn Storage>, delegate: DynHandler) -> Result<CoreServer, String> {
+pub async fn new_server(
+    config: &CoreConfig,
+    storage: Arc<dyn Storage>,
+    delegate: DynHandler,
+) -> Result<CoreServer, String> {
     let core = CoreResources::new(config)?;
     let lifecycle = Arc::new(NamespaceLifecycle::new());
     let admission: Vec<Arc<dyn Admission>> = vec![lifecycle.clone()];

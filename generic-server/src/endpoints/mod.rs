@@ -67,7 +67,11 @@ impl ResourceServer {
     }
 
     pub fn store(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Store>> {
-        self.stores.read().unwrap_or_else(|e| e.into_inner()).get(&(group.into(), version.into(), plural.into())).cloned()
+        self.stores
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(group.into(), version.into(), plural.into()))
+            .cloned()
     }
 
     pub fn stores(&self) -> Vec<Arc<Store>> {
@@ -198,28 +202,36 @@ impl Params {
         match self.get("dryRun") {
             None => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(StatusError::bad_request(format!(
-                "Invalid dry run value: {other:?}: supported values: \"All\""
-            ))),
+            Some(other) => {
+                Err(StatusError::bad_request(format!("Invalid dry run value: {other:?}: supported values: \"All\"")))
+            }
         }
     }
 
     fn write_options(&self) -> Result<WriteOptions> {
-        Ok(WriteOptions { dry_run: self.dry_run()?, field_validation: FieldValidation::parse(self.get("fieldValidation"))? })
+        Ok(WriteOptions {
+            dry_run: self.dry_run()?,
+            field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
+        })
     }
 
     /// Selectors, limit and continue, and for a list (not a watch, which has
     /// its own resourceVersion rules) the freshness it asks for.
     fn list_options(&self) -> Result<ListOptions> {
         let mut opts = self.selector_options()?;
-        opts.freshness =
-            read_freshness(self.get("resourceVersion"), self.get("resourceVersionMatch"), opts.continue_token.is_some())?;
+        opts.freshness = read_freshness(
+            self.get("resourceVersion"),
+            self.get("resourceVersionMatch"),
+            opts.continue_token.is_some(),
+        )?;
         Ok(opts)
     }
 
     fn selector_options(&self) -> Result<ListOptions> {
         let limit = match self.get("limit") {
-            Some(l) => l.parse::<i64>().map_err(|_| StatusError::bad_request(format!("invalid limit {l:?}")))?.max(0) as usize,
+            Some(l) => {
+                l.parse::<i64>().map_err(|_| StatusError::bad_request(format!("invalid limit {l:?}")))?.max(0) as usize
+            }
             None => 0,
         };
         let continue_token = self.get("continue").map(str::to_string);
@@ -269,7 +281,10 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
         return Err(StatusError::not_found_resource_type(info));
     }
     // A cluster-scoped resource never has a namespace in its path.
-    if !store.info.namespaced && info.parts.get(2).map(String::as_str) == Some("namespaces") && store.info.plural != "namespaces" {
+    if !store.info.namespaced
+        && info.parts.get(2).map(String::as_str) == Some("namespaces")
+        && store.info.plural != "namespaces"
+    {
         return Err(StatusError::not_found_resource_type(info));
     }
     let ns = if store.info.namespaced { ns } else { "" };
@@ -316,7 +331,9 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             let patch = req.body().clone();
             if let Some(Subresource::Scale(_)) = sub {
                 let scale = store
-                    .update_scale(ns, &info.name, &opts, |current| kind.apply(&current, &patch, Some("io.k8s.api.autoscaling.v1.Scale")))
+                    .update_scale(ns, &info.name, &opts, |current| {
+                        kind.apply(&current, &patch, Some("io.k8s.api.autoscaling.v1.Scale"))
+                    })
                     .await?;
                 return Ok(respond_value(req, 200, &scale));
             }
@@ -410,9 +427,7 @@ impl PatchKind {
         let mut patched = match self {
             PatchKind::Json => crate::patch::json_patch(current, patch)?,
             PatchKind::Merge => crate::patch::merge_patch(current, patch)?,
-            PatchKind::Strategic => {
-                crate::patch::strategic_merge_patch(current, patch, smp_type.unwrap_or_default())?
-            }
+            PatchKind::Strategic => crate::patch::strategic_merge_patch(current, patch, smp_type.unwrap_or_default())?,
         };
         // A patch that drops the resourceVersion is unconditional; one that sets
         // it is checked against the stored object by the Store.

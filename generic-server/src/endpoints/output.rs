@@ -47,7 +47,9 @@ pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], out
         Output::Json => {
             if wants_protobuf(req) {
                 if let Ok(pb) = crate::protobuf::encode(value) {
-                    let resp = b.header(http::header::CONTENT_TYPE, "application/vnd.kubernetes.protobuf").body(body::full(pb));
+                    let resp = b
+                        .header(http::header::CONTENT_TYPE, "application/vnd.kubernetes.protobuf")
+                        .body(body::full(pb));
                     return resp.unwrap_or_else(|_| http::Response::new(body::empty()));
                 }
             }

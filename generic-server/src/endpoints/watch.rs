@@ -23,11 +23,18 @@ use crate::status::StatusError;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 
-pub async fn serve(store: &Arc<Store>, req: &Request, info: &RequestInfo, params: &Params) -> Result<Response, StatusError> {
+pub async fn serve(
+    store: &Arc<Store>,
+    req: &Request,
+    info: &RequestInfo,
+    params: &Params,
+) -> Result<Response, StatusError> {
     let mut opts: ListOptions = params.selector_options()?;
     match params.get("resourceVersionMatch") {
         None | Some("NotOlderThan") => {}
-        Some(m) => return Err(StatusError::bad_request(format!("resourceVersionMatch {m:?} is not supported for watch"))),
+        Some(m) => {
+            return Err(StatusError::bad_request(format!("resourceVersionMatch {m:?} is not supported for watch")))
+        }
     }
     if !info.name.is_empty() {
         opts.field_selector.0.push(("metadata.name".into(), true, info.name.clone()));
@@ -40,12 +47,15 @@ pub async fn serve(store: &Arc<Store>, req: &Request, info: &RequestInfo, params
     };
     let start = WatchStart::parse(params.get("resourceVersion"), send_initial)?;
     let timeout = match params.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(t.parse::<u64>().map_err(|_| StatusError::bad_request(format!("invalid timeoutSeconds {t:?}")))?),
+        Some(t) => Duration::from_secs(
+            t.parse::<u64>().map_err(|_| StatusError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
+        ),
         None => DEFAULT_TIMEOUT,
     };
     let bookmarks = params.get("allowWatchBookmarks") == Some("true");
     let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
-    let output = negotiation::negotiate(accept, true, false).ok_or_else(|| StatusError::not_acceptable(accept.unwrap_or("")))?;
+    let output =
+        negotiation::negotiate(accept, true, false).ok_or_else(|| StatusError::not_acceptable(accept.unwrap_or("")))?;
     let include_object = params.get("includeObject").unwrap_or("Metadata").to_string();
     let ns = if store.info.namespaced { info.namespace.as_str() } else { "" };
     let mut events = store.watch(ns, &opts, start).await?;
@@ -77,7 +87,14 @@ pub async fn serve(store: &Arc<Store>, req: &Request, info: &RequestInfo, params
             let object = match (&form, event.event_type) {
                 (_, "BOOKMARK" | "ERROR") => event.object,
                 (Output::Table(v), _) => {
-                    let t = table(&store, v, std::slice::from_ref(&event.object), Default::default(), &include_object, first_row);
+                    let t = table(
+                        &store,
+                        v,
+                        std::slice::from_ref(&event.object),
+                        Default::default(),
+                        &include_object,
+                        first_row,
+                    );
                     first_row = false;
                     t
                 }

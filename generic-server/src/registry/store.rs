@@ -76,17 +76,24 @@ pub fn read_freshness(resource_version: Option<&str>, rv_match: Option<&str>, co
     if continuing && !rv.is_empty() && rv != "0" {
         return Err(StatusError::bad_request("specifying resource version is not allowed when using continue"));
     }
-    let parse = |rv: &str| rv.parse::<u64>().map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv}")));
+    let parse =
+        |rv: &str| rv.parse::<u64>().map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv}")));
     match (rv, rv_match.unwrap_or("")) {
         ("", "") => Ok(Freshness::Consistent),
-        ("", m) => Err(StatusError::bad_request(format!("resourceVersionMatch {m:?} is forbidden unless resourceVersion is provided"))),
+        ("", m) => Err(StatusError::bad_request(format!(
+            "resourceVersionMatch {m:?} is forbidden unless resourceVersion is provided"
+        ))),
         ("0", "" | "NotOlderThan") => Ok(Freshness::Any),
-        ("0", "Exact") => Err(StatusError::bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"")),
+        ("0", "Exact") => {
+            Err(StatusError::bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\""))
+        }
         (rv, "" | "NotOlderThan") => Ok(Freshness::NotOlderThan(parse(rv)?)),
         // An exact past state is only what the store holds now; older ones the
         // embedded store does not keep, which upstream reports as expired.
         (rv, "Exact") => Ok(Freshness::NotOlderThan(parse(rv)?)),
-        (_, m) => Err(StatusError::bad_request(format!("unsupported resourceVersionMatch value {m:?}; supported values: Exact, NotOlderThan"))),
+        (_, m) => Err(StatusError::bad_request(format!(
+            "unsupported resourceVersionMatch value {m:?}; supported values: Exact, NotOlderThan"
+        ))),
     }
 }
 
@@ -128,7 +135,9 @@ const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn storage_err(e: StorageError) -> StatusError {
     match e {
-        StorageError::Compacted(oldest) => StatusError::gone(format!("The resourceVersion for the provided list is too old (oldest available {oldest}).")),
+        StorageError::Compacted(oldest) => StatusError::gone(format!(
+            "The resourceVersion for the provided list is too old (oldest available {oldest})."
+        )),
         StorageError::Unavailable(m) => StatusError::service_unavailable(m),
         other => StatusError::internal(other),
     }
@@ -265,7 +274,11 @@ impl Store {
         let mut remaining: Option<u64> = None;
         loop {
             let want = if opts.limit == 0 { 0 } else { opts.limit - items.len() };
-            let page = self.storage.list_at(&prefix, start_after.as_deref(), want, opts.freshness).await.map_err(storage_err)?;
+            let page = self
+                .storage
+                .list_at(&prefix, start_after.as_deref(), want, opts.freshness)
+                .await
+                .map_err(storage_err)?;
             if revision == 0 {
                 revision = page.revision;
             }
@@ -859,15 +872,25 @@ impl Store {
     /// Watches objects matching `opts` (selectors) from `start`. A selector
     /// match that ends is a DELETED event to this watcher, one that begins an
     /// ADDED, as upstream. A too-old revision yields one ERROR event (410).
-    pub async fn watch(self: &Arc<Self>, namespace: &str, opts: &ListOptions, start: WatchStart) -> Result<ObjectEventStream> {
+    pub async fn watch(
+        self: &Arc<Self>,
+        namespace: &str,
+        opts: &ListOptions,
+        start: WatchStart,
+    ) -> Result<ObjectEventStream> {
         use futures::StreamExt;
         self.check_field_selector(&opts.field_selector)?;
         let prefix = self.prefix(namespace);
         let (initial, after, closing) = match start {
             WatchStart::WithInitialEvents { bookmark } => {
-                let list_opts = ListOptions { limit: 0, continue_token: None, freshness: Freshness::Any, ..opts.clone() };
+                let list_opts =
+                    ListOptions { limit: 0, continue_token: None, freshness: Freshness::Any, ..opts.clone() };
                 let list = self.list(namespace, &list_opts).await?;
-                let rev: u64 = list.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let rev: u64 = list
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
                 let items: Vec<ObjectEvent> = list
                     .get("items")
                     .and_then(Value::as_array)
@@ -882,18 +905,18 @@ impl Store {
             Ok(s) => s,
             Err(StorageError::Compacted(oldest)) => {
                 let e = StatusError::gone(format!("too old resource version: {after} ({oldest})"));
-                return Ok(futures::stream::iter(vec![ObjectEvent { event_type: "ERROR", object: e.to_status() }]).boxed());
+                return Ok(
+                    futures::stream::iter(vec![ObjectEvent { event_type: "ERROR", object: e.to_status() }]).boxed()
+                );
             }
             Err(e) => return Err(storage_err(e)),
         };
         let store = self.clone();
         let opts = opts.clone();
-        let changes = changes
-            .take_while(|r| futures::future::ready(r.is_ok()))
-            .filter_map(move |r| {
-                let out = r.ok().and_then(|e| store.to_object_event(&e, &opts));
-                futures::future::ready(out)
-            });
+        let changes = changes.take_while(|r| futures::future::ready(r.is_ok())).filter_map(move |r| {
+            let out = r.ok().and_then(|e| store.to_object_event(&e, &opts));
+            futures::future::ready(out)
+        });
         Ok(futures::stream::iter(initial).chain(futures::stream::iter(closing)).chain(changes).boxed())
     }
 

@@ -104,8 +104,18 @@ impl EmbeddedStorage {
                     EventType::Put => 0u8,
                     EventType::Delete => 1u8,
                 };
-                log.insert(rev, (kind, event.kv.key.as_str(), event.kv.value.as_ref(), event.kv.create_revision, prev_value, prev_rev))
-                    .map_err(internal)?;
+                log.insert(
+                    rev,
+                    (
+                        kind,
+                        event.kv.key.as_str(),
+                        event.kv.value.as_ref(),
+                        event.kv.create_revision,
+                        prev_value,
+                        prev_rev,
+                    ),
+                )
+                .map_err(internal)?;
                 if rev > EVENT_WINDOW && rev % 1024 == 0 {
                     let floor = rev - EVENT_WINDOW;
                     log.retain_in(..=floor, |_, _| false).map_err(internal)?;
@@ -256,7 +266,12 @@ impl Storage for EmbeddedStorage {
                         continue;
                     }
                     let rev = rev.value();
-                    let kv = KeyValue { key: key.to_string(), value: Bytes::copy_from_slice(value), mod_revision: rev, create_revision: create };
+                    let kv = KeyValue {
+                        key: key.to_string(),
+                        value: Bytes::copy_from_slice(value),
+                        mod_revision: rev,
+                        create_revision: create,
+                    };
                     let prev = (prev_rev != 0).then(|| KeyValue {
                         key: key.to_string(),
                         value: Bytes::copy_from_slice(prev_value),

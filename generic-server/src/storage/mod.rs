@@ -119,7 +119,13 @@ pub trait Storage: Send + Sync {
     }
 
     /// `list` at a freshness; the default reads the latest state.
-    async fn list_at(&self, prefix: &str, start_after: Option<&str>, limit: usize, _freshness: Freshness) -> Result<ListResult> {
+    async fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        _freshness: Freshness,
+    ) -> Result<ListResult> {
         self.list(prefix, start_after, limit).await
     }
 }

@@ -21,8 +21,8 @@ use generic_server::registry::{Decoded, Strategy, TableColumn};
 use generic_server::status::{Cause, StatusError};
 
 use super::{
-    age, arr_at, child, default_field, format_labels, go_string_slice, invalid_raw, map_at,
-    port_name_problems, str_at, valid_port, PORT_RANGE_MSG,
+    age, arr_at, child, default_field, format_labels, go_string_slice, invalid_raw, map_at, port_name_problems, str_at,
+    valid_port, PORT_RANGE_MSG,
 };
 use crate::allocator::{AllocError, IpAllocator, PortAllocator, PENDING_TTL};
 
