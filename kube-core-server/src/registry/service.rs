@@ -740,11 +740,9 @@ mod tests {
         let s = strategy();
         let bad = json!({"metadata": {"name": "1bad", "namespace": "default"},
             "spec": {"type": "Weird", "ports": [{"port": 0, "protocol": "TCP"}, {"port": 81, "protocol": "TCP"}]}});
+        // The name is checked by the Store through name_rule, as for every resource.
+        assert!(s.name_rule().problem("1bad").is_some_and(|m| m.starts_with("a DNS-1035 label")));
         let msgs: Vec<String> = s.validate_spec(&bad).iter().map(Cause::full_message).collect();
-        assert!(
-            msgs.iter().any(|m| m.starts_with("metadata.name: Invalid value: \"1bad\": a DNS-1035 label")),
-            "{msgs:?}"
-        );
         assert!(msgs.contains(&"spec.type: Unsupported value: \"Weird\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"".to_string()), "{msgs:?}");
         assert!(msgs.contains(&"spec.ports[0].name: Required value".to_string()), "{msgs:?}");
         assert!(
