@@ -1,29 +1,37 @@
 //! Server-side printing: `meta.k8s.io/v1` Table, as `kubectl get` asks for.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Value};
 
 use crate::meta;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableColumn {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// OpenAPI type: string, integer, number, boolean, date.
-    pub type_: &'static str,
-    pub format: &'static str,
-    pub description: &'static str,
+    pub type_: Cow<'static, str>,
+    pub format: Cow<'static, str>,
+    pub description: Cow<'static, str>,
     pub priority: i32,
 }
 
 impl TableColumn {
     pub const fn new(name: &'static str, type_: &'static str, description: &'static str) -> Self {
-        TableColumn { name, type_, format: "", description, priority: 0 }
+        TableColumn {
+            name: Cow::Borrowed(name),
+            type_: Cow::Borrowed(type_),
+            format: Cow::Borrowed(""),
+            description: Cow::Borrowed(description),
+            priority: 0,
+        }
     }
     pub const fn name_column() -> Self {
         TableColumn {
-            name: "Name",
-            type_: "string",
-            format: "name",
-            description: "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated.",
+            name: Cow::Borrowed("Name"),
+            type_: Cow::Borrowed("string"),
+            format: Cow::Borrowed("name"),
+            description: Cow::Borrowed("Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated."),
             priority: 0,
         }
     }

@@ -142,7 +142,8 @@ mod tests {
     #[test]
     fn row_and_columns() {
         let s = EventStrategy;
-        let cols: Vec<&str> = s.table_columns().iter().filter(|c| c.priority == 0).map(|c| c.name).collect();
+        let cols: Vec<String> =
+            s.table_columns().into_iter().filter(|c| c.priority == 0).map(|c| c.name.into_owned()).collect();
         assert_eq!(cols, ["Last Seen", "Type", "Reason", "Object", "Message"]);
         let row = s.table_row(&event());
         assert_eq!(row.len(), s.table_columns().len());

@@ -56,6 +56,9 @@ mod tests {
         let row = s.table_row(&json!({"metadata": {"name": "default"}, "secrets": [{"name": "a"}]}));
         assert_eq!(&row[..2], &[json!("default"), json!(1)]);
         assert_eq!(s.table_row(&json!({"metadata": {"name": "x"}}))[1], 0);
-        assert_eq!(s.table_columns().iter().map(|c| c.name).collect::<Vec<_>>(), ["Name", "Secrets", "Age"]);
+        assert_eq!(
+            s.table_columns().into_iter().map(|c| c.name.into_owned()).collect::<Vec<_>>(),
+            ["Name", "Secrets", "Age"]
+        );
     }
 }
