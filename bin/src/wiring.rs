@@ -58,6 +58,7 @@ async fn open_storage(opts: &Options, data_dir: &Path) -> Result<(Arc<dyn Storag
 
 pub async fn build_chain(opts: &Options, data_dir: &Path, port: u16) -> Result<Chain, String> {
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
+    let shared = kube_core_server::Shared::new();
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler = apiextensions::new_server(not_found);
     let config = CoreConfig {
@@ -65,7 +66,7 @@ pub async fn build_chain(opts: &Options, data_dir: &Path, port: u16) -> Result<C
         service_node_port_range: opts.service_node_port_range.clone(),
         secure_port: port,
     };
-    let core = kube_core_server::new_server(&config, storage, apiext).await?;
+    let core = kube_core_server::new_server(&config, storage, &shared, apiext).await?;
     let handler: DynHandler = Arc::new(aggregator::Aggregator::new(core.server));
     Ok(Chain { handler, ready_checks })
 }

@@ -36,10 +36,11 @@ use generic_server::status::StatusError;
 
 pub use admission::NamespaceLifecycle;
 pub use allocator::{IpAllocator, PortAllocator};
-pub use namespace_controller::{NamespaceController, StoreRegistry};
+pub use generic_server::registry::StoreRegistry;
+pub use namespace_controller::NamespaceController;
 pub use registry::namespace::NamespaceStrategy;
 pub use registry::service::ServiceStrategy;
-pub use server::{new_server, CoreServer};
+pub use server::{new_server, CoreServer, Shared};
 
 /// The settings of the built-in resources, named after kube-apiserver's flags.
 #[derive(Debug, Clone, PartialEq)]

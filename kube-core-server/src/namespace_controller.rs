@@ -9,7 +9,7 @@
 //! before each such delete so a namespace created meanwhile is left alone.
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -17,42 +17,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use generic_server::meta;
 use generic_server::registry::store::{DeleteOptions, DeleteResult};
-use generic_server::registry::{ListOptions, Store, WriteOptions};
+use generic_server::registry::{ListOptions, Store, StoreRegistry, WriteOptions};
 use generic_server::status::StatusError;
 
 use crate::registry::namespace::{spec_finalizers, FINALIZER_KUBERNETES};
-
-/// The namespaced Stores the controller empties. Servers register theirs
-/// (apiextensions adds one per namespaced custom resource as CRDs come and go).
-#[derive(Default)]
-pub struct StoreRegistry {
-    stores: RwLock<Vec<Arc<Store>>>,
-}
-
-impl StoreRegistry {
-    pub fn new() -> Self {
-        <Self as Default>::default()
-    }
-
-    /// Adds a Store; cluster-scoped ones are ignored. Re-registering the same
-    /// key root replaces the earlier Store.
-    pub fn register(&self, store: Arc<Store>) {
-        if !store.info.namespaced {
-            return;
-        }
-        let mut s = self.stores.write().unwrap_or_else(|e| e.into_inner());
-        s.retain(|x| x.info.key_root != store.info.key_root);
-        s.push(store);
-    }
-
-    pub fn unregister(&self, key_root: &str) {
-        self.stores.write().unwrap_or_else(|e| e.into_inner()).retain(|x| x.info.key_root != key_root);
-    }
-
-    pub fn namespaced(&self) -> Vec<Arc<Store>> {
-        self.stores.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
 
 pub struct NamespaceController {
     namespaces: Arc<Store>,

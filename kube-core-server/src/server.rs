@@ -26,18 +26,43 @@ pub struct CoreServer {
     pub admission: Vec<Arc<dyn Admission>>,
 }
 
+/// What kube-core-server shares with the servers behind it: the admission
+/// chain every Store runs (NamespaceLifecycle, bound here to the namespace
+/// Store) and the registry of namespaced Stores the namespace controller empties.
+pub struct Shared {
+    pub lifecycle: Arc<NamespaceLifecycle>,
+    pub registry: Arc<StoreRegistry>,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Shared { lifecycle: Arc::new(NamespaceLifecycle::new()), registry: Arc::new(StoreRegistry::new()) }
+    }
+
+    pub fn admission(&self) -> Vec<Arc<dyn Admission>> {
+        vec![self.lifecycle.clone()]
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Builds the built-in groups on `storage`, bootstraps them and starts their
 /// controllers. Must run inside a tokio runtime.
 pub async fn new_server(
     config: &CoreConfig,
     storage: Arc<dyn Storage>,
+    shared: &Shared,
     delegate: DynHandler,
 ) -> Result<CoreServer, String> {
     let core = CoreResources::new(config)?;
-    let lifecycle = Arc::new(NamespaceLifecycle::new());
-    let admission: Vec<Arc<dyn Admission>> = vec![lifecycle.clone()];
+    let lifecycle = shared.lifecycle.clone();
+    let admission = shared.admission();
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
-    let registry = Arc::new(StoreRegistry::new());
+    let registry = shared.registry.clone();
     let (mut namespaces, mut services) = (None, None);
     for (info, strategy) in core.resources() {
         let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", info.key_root));

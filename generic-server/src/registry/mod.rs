@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod store;
+pub mod store_registry;
 pub mod table;
 pub mod typed;
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 
 pub use admission::{Admission, AdmissionAttributes, Operation};
 pub use store::{ListOptions, Store, WriteOptions};
+pub use store_registry::StoreRegistry;
 pub use table::TableColumn;
 
 use crate::meta::NameRule;
