@@ -60,7 +60,8 @@ pub async fn build_chain(opts: &Options, data_dir: &Path, port: u16) -> Result<C
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
     let shared = kube_core_server::Shared::new();
     let not_found: DynHandler = Arc::new(NotFoundHandler);
-    let apiext: DynHandler = apiextensions::new_server(not_found);
+    let apiext: DynHandler =
+        apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;
     let config = CoreConfig {
         service_cluster_ip_range: opts.service_cluster_ip_range.clone(),
         service_node_port_range: opts.service_node_port_range.clone(),

@@ -69,6 +69,8 @@ pub struct StatusError {
     pub details: Option<Box<Value>>,
     /// Seconds for a Retry-After header (429, 503).
     pub retry_after: Option<u64>,
+    /// A fresh continue token, for an expired one (410).
+    pub list_continue: Option<String>,
 }
 
 impl std::fmt::Display for StatusError {
@@ -89,7 +91,7 @@ fn qualified(group: &str, resource: &str) -> String {
 
 impl StatusError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        StatusError { code, reason, message: message.into(), details: None, retry_after: None }
+        StatusError { code, reason, message: message.into(), details: None, retry_after: None, list_continue: None }
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
@@ -205,6 +207,9 @@ impl StatusError {
         });
         if let Some(d) = &self.details {
             v["details"] = (**d).clone();
+        }
+        if let Some(c) = &self.list_continue {
+            v["metadata"] = json!({"continue": c});
         }
         v
     }

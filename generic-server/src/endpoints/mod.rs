@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 use crate::discovery::{self, ApiGroup, ApiVersion};
 use crate::handler::{DynHandler, Handler, Request, Response};
 use crate::negotiation::{self, BodyFormat};
-use crate::registry::store::{read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, WriteOptions};
+use crate::registry::store::{
+    read_at, read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, ReadAt, WriteOptions,
+};
 use crate::registry::{ResourceInfo, Store, Subresource};
 use crate::request_info::{query_params, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -219,11 +221,10 @@ impl Params {
     /// its own resourceVersion rules) the freshness it asks for.
     fn list_options(&self) -> Result<ListOptions> {
         let mut opts = self.selector_options()?;
-        opts.freshness = read_freshness(
-            self.get("resourceVersion"),
-            self.get("resourceVersionMatch"),
-            opts.continue_token.is_some(),
-        )?;
+        match read_at(self.get("resourceVersion"), self.get("resourceVersionMatch"), opts.continue_token.is_some())? {
+            ReadAt::Fresh(f) => opts.freshness = f,
+            ReadAt::Exact(rev) => opts.exact_revision = Some(rev),
+        }
         Ok(opts)
     }
 

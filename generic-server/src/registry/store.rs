@@ -55,6 +55,8 @@ pub struct ListOptions {
     pub limit: usize,
     pub continue_token: Option<String>,
     pub freshness: Freshness,
+    /// resourceVersionMatch=Exact: the list as it was at this revision.
+    pub exact_revision: Option<u64>,
 }
 
 impl Default for ListOptions {
@@ -65,12 +67,30 @@ impl Default for ListOptions {
             limit: 0,
             continue_token: None,
             freshness: Freshness::Consistent,
+            exact_revision: None,
         }
     }
 }
 
+/// How a read must be served, from its resourceVersion and resourceVersionMatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAt {
+    Fresh(Freshness),
+    /// resourceVersionMatch=Exact: the state at exactly this revision.
+    Exact(u64),
+}
+
 /// A list's or get's resourceVersion and resourceVersionMatch, checked as
-/// upstream checks them, as the freshness the read needs.
+/// upstream checks them.
+pub fn read_at(resource_version: Option<&str>, rv_match: Option<&str>, continuing: bool) -> Result<ReadAt> {
+    Ok(match read_freshness(resource_version, rv_match, continuing)? {
+        f @ (Freshness::Consistent | Freshness::Any) => ReadAt::Fresh(f),
+        Freshness::NotOlderThan(rv) if rv_match == Some("Exact") => ReadAt::Exact(rv),
+        f => ReadAt::Fresh(f),
+    })
+}
+
+/// The freshness part of [`read_at`] (for a get, which has no Exact).
 pub fn read_freshness(resource_version: Option<&str>, rv_match: Option<&str>, continuing: bool) -> Result<Freshness> {
     let rv = resource_version.unwrap_or("");
     if continuing && !rv.is_empty() && rv != "0" {
@@ -88,8 +108,7 @@ pub fn read_freshness(resource_version: Option<&str>, rv_match: Option<&str>, co
             Err(StatusError::bad_request("resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\""))
         }
         (rv, "" | "NotOlderThan") => Ok(Freshness::NotOlderThan(parse(rv)?)),
-        // An exact past state is only what the store holds now; older ones the
-        // embedded store does not keep, which upstream reports as expired.
+        // read_at turns this into an exact read.
         (rv, "Exact") => Ok(Freshness::NotOlderThan(parse(rv)?)),
         (_, m) => Err(StatusError::bad_request(format!(
             "unsupported resourceVersionMatch value {m:?}; supported values: Exact, NotOlderThan"
@@ -263,25 +282,40 @@ impl Store {
     pub async fn list(&self, namespace: &str, opts: &ListOptions) -> Result<Value> {
         self.check_field_selector(&opts.field_selector)?;
         let prefix = self.prefix(namespace);
-        let mut start_after = match &opts.continue_token {
-            Some(t) => Some(decode_continue(t, &prefix)?),
-            None => None,
+        // A continue token pins the list to its snapshot; so does an Exact
+        // resourceVersion. Otherwise the first page picks the revision and any
+        // further pages (when selectors filter) read that same snapshot.
+        let (mut start_after, mut snapshot) = match &opts.continue_token {
+            Some(t) => {
+                let (rv, start) = decode_continue(t, &prefix)?;
+                (Some(start), Some(rv))
+            }
+            None => (None, opts.exact_revision),
         };
         let filtering = !opts.label_selector.is_empty() || !opts.field_selector.is_empty();
         let mut items = Vec::new();
-        let mut revision = 0;
         let mut next: Option<String> = None;
         let mut remaining: Option<u64> = None;
-        loop {
+        let revision = loop {
             let want = if opts.limit == 0 { 0 } else { opts.limit - items.len() };
-            let page = self
-                .storage
-                .list_at(&prefix, start_after.as_deref(), want, opts.freshness)
-                .await
-                .map_err(storage_err)?;
-            if revision == 0 {
-                revision = page.revision;
-            }
+            let page = match snapshot {
+                Some(rev) => self.storage.list_at_revision(&prefix, start_after.as_deref(), want, rev).await,
+                None => self.storage.list_at(&prefix, start_after.as_deref(), want, opts.freshness).await,
+            };
+            let page = match page {
+                Ok(p) => p,
+                Err(StorageError::Compacted(_)) if opts.continue_token.is_some() => {
+                    return Err(self.expired_continue(&prefix, start_after.as_deref()).await)
+                }
+                Err(StorageError::Compacted(_)) => {
+                    return Err(StatusError::gone(format!(
+                        "The resourceVersion for the provided list is too old (requested {}).",
+                        snapshot.unwrap_or(0)
+                    )))
+                }
+                Err(e) => return Err(storage_err(e)),
+            };
+            snapshot = Some(page.revision);
             let last_key = page.items.last().map(|kv| kv.key.clone());
             for kv in &page.items {
                 let obj = self.decode_stored(kv)?;
@@ -290,7 +324,7 @@ impl Store {
                 }
             }
             if page.remaining == 0 {
-                break;
+                break page.revision;
             }
             start_after = last_key.clone();
             if opts.limit > 0 && items.len() >= opts.limit {
@@ -298,9 +332,9 @@ impl Store {
                 if !filtering {
                     remaining = Some(page.remaining);
                 }
-                break;
+                break page.revision;
             }
-        }
+        };
         let mut list_meta = Map::new();
         list_meta.insert("resourceVersion".into(), json!(revision.to_string()));
         if let Some(k) = next {
@@ -315,6 +349,20 @@ impl Store {
             "metadata": list_meta,
             "items": items,
         }))
+    }
+
+    /// Upstream's answer to a continue token whose snapshot is gone: 410 with
+    /// a fresh token that continues from the same key at the latest revision.
+    async fn expired_continue(&self, prefix: &str, start_after: Option<&str>) -> StatusError {
+        let mut e = StatusError::gone(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+        );
+        if let (Ok(now), Some(key)) = (self.storage.current_revision().await, start_after) {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                e.list_continue = Some(encode_continue(now, rest));
+            }
+        }
+        e
     }
 
     /// The checks every write of a new state shares: decode through the type,
@@ -1011,7 +1059,8 @@ fn encode_continue(rv: u64, start_after: &str) -> String {
     base64::engine::general_purpose::URL_SAFE.encode(t.to_string())
 }
 
-fn decode_continue(token: &str, prefix: &str) -> Result<String> {
+/// The revision and the key to continue after.
+fn decode_continue(token: &str, prefix: &str) -> Result<(u64, String)> {
     let bad = || {
         StatusError::bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
@@ -1030,7 +1079,8 @@ fn decode_continue(token: &str, prefix: &str) -> Result<String> {
     if start.contains("..") || start.starts_with('/') {
         return Err(bad());
     }
-    Ok(format!("{prefix}{start}"))
+    let rv = v.get("rv").and_then(Value::as_u64).filter(|rv| *rv > 0).ok_or_else(bad)?;
+    Ok((rv, format!("{prefix}{start}")))
 }
 
 #[cfg(test)]
@@ -1040,7 +1090,7 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip() {
         let t = encode_continue(42, "ns/name");
-        assert_eq!(decode_continue(&t, "/registry/x/").unwrap(), "/registry/x/ns/name");
+        assert_eq!(decode_continue(&t, "/registry/x/").unwrap(), (42, "/registry/x/ns/name".to_string()));
         assert!(decode_continue("not-base64!", "/p/").is_err());
     }
 

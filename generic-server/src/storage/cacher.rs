@@ -194,6 +194,16 @@ impl Storage for Cacher {
         self.inner.current_revision().await
     }
 
+    async fn list_at_revision(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: u64,
+    ) -> Result<ListResult> {
+        self.inner.list_at_revision(prefix, start_after, limit, revision).await
+    }
+
     async fn get_at(&self, key: &str, freshness: Freshness) -> Result<Option<KeyValue>> {
         if key.starts_with(&self.prefix) && self.serves(freshness) {
             return Ok(self.read().objects.get(key).cloned());
@@ -317,6 +327,13 @@ mod tests {
         let (_, r3) = c.delete("/registry/cm/a/x", None).await.unwrap();
         let e = w3.next().await.unwrap().unwrap();
         assert_eq!((e.event_type, e.revision()), (EventType::Delete, r3));
+        // The cache follows the backend asynchronously: once it has reached the
+        // delete's revision, its count agrees.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !c.serves(Freshness::NotOlderThan(r3)) {
+            assert!(std::time::Instant::now() < deadline, "the cache never reached revision {r3}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(c.count("/registry/cm/").await.unwrap(), 0);
     }
 }

@@ -1,8 +1,16 @@
 //! The embedded backend: a single redb file holding the current objects, the
-//! store revision and an event log indexed by revision. Every write is one ACID
-//! transaction that also appends its event, so a crash never leaves an object
+//! store revision and an event log indexed by revision. Every write commits
+//! with its event in one ACID transaction, so a crash never leaves an object
 //! half-written, the revision never goes backwards, and watchers resuming from a
 //! revision see every change after it (while it is inside the retained window).
+//!
+//! Writes are group-committed: one writer thread takes every write waiting at
+//! the moment, applies them in order (each at its own revision, each checked on
+//! its own) in one transaction, commits once (one fsync), and only then answers
+//! them and publishes their events. An acknowledged write is therefore durable.
+//!
+//! The log also gives past states: a list at an older revision is the current
+//! state with the later events undone (paginating over one snapshot).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,13 +40,20 @@ const EVENT_WINDOW: u64 = 100_000;
 /// Live events buffered per watcher before it counts as too slow and is cut off.
 const WATCH_BUFFER: usize = 10_000;
 
+/// How many waiting writes one transaction takes at most.
+const MAX_BATCH: usize = 512;
+
+/// Told after the batch's commit whether it held.
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+/// One write: applied inside the batch's transaction at the revision given; the
+/// event to log if it changed anything, and how to answer it after commit.
+type WriteOp = Box<dyn FnOnce(&mut Objects<'_>, u64) -> (Option<WatchEvent>, Completion) + Send>;
+
 #[derive(Clone)]
 pub struct EmbeddedStorage {
     db: Arc<Database>,
     events: broadcast::Sender<Arc<WatchEvent>>,
-    /// Held from the start of a write transaction until its event is broadcast,
-    /// so events reach watchers in revision order.
-    write_lock: Arc<std::sync::Mutex<()>>,
+    writes: std::sync::mpsc::Sender<WriteOp>,
 }
 
 fn internal(e: impl std::fmt::Display) -> StorageError {
@@ -67,7 +82,18 @@ impl EmbeddedStorage {
         }
         txn.commit().map_err(internal)?;
         let (events, _) = broadcast::channel(WATCH_BUFFER);
-        Ok(EmbeddedStorage { db: Arc::new(db), events, write_lock: Arc::default() })
+        let db = Arc::new(db);
+        let (writes, queue) = std::sync::mpsc::channel();
+        {
+            // Weak, so dropping the last handle closes the file at once.
+            let db = Arc::downgrade(&db);
+            let events = events.clone();
+            std::thread::Builder::new()
+                .name("embedded-writer".into())
+                .spawn(move || writer(&db, &queue, &events))
+                .map_err(internal)?;
+        }
+        Ok(EmbeddedStorage { db, events, writes })
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>
@@ -79,58 +105,103 @@ impl EmbeddedStorage {
         tokio::task::spawn_blocking(move || f(&db)).await.map_err(internal)?
     }
 
-    /// Runs `f` in a write transaction at the next revision; `f` returns its
-    /// result and the event to log. Commits only if `f` succeeds, then publishes
-    /// the event to watchers.
+    /// Runs `f` in the next batch at its own revision; `f` returns its result
+    /// and the event to log, or an error, in which case it must not have
+    /// changed the table. Answers once the batch is durable.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Objects<'_>, u64) -> Result<(T, WatchEvent)> + Send + 'static,
     {
-        let events = self.events.clone();
-        let lock = self.write_lock.clone();
-        self.blocking(move |db| {
-            let _order = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let txn = db.begin_write().map_err(internal)?;
-            let (out, event) = {
-                let mut meta = txn.open_table(META).map_err(internal)?;
-                let rev = meta.get(REVISION).map_err(internal)?.map(|g| g.value()).unwrap_or(0) + 1;
-                let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-                let (out, event) = f(&mut objects, rev)?;
-                let mut log = txn.open_table(EVENTS).map_err(internal)?;
-                let (prev_value, prev_rev): (&[u8], u64) =
-                    event.prev.as_ref().map(|p| (p.value.as_ref(), p.mod_revision)).unwrap_or((&[], 0));
-                let kind = match event.event_type {
-                    EventType::Put => 0u8,
-                    EventType::Delete => 1u8,
-                };
-                log.insert(
-                    rev,
-                    (
-                        kind,
-                        event.kv.key.as_str(),
-                        event.kv.value.as_ref(),
-                        event.kv.create_revision,
-                        prev_value,
-                        prev_rev,
-                    ),
-                )
-                .map_err(internal)?;
-                if rev > EVENT_WINDOW && rev % 1024 == 0 {
-                    let floor = rev - EVENT_WINDOW;
-                    log.retain_in(..=floor, |_, _| false).map_err(internal)?;
-                    meta.insert(COMPACTED, floor).map_err(internal)?;
-                }
-                meta.insert(REVISION, rev).map_err(internal)?;
-                (out, event)
-            };
-            txn.commit().map_err(internal)?;
-            // No receivers is fine: nobody is watching.
-            let _ = events.send(Arc::new(event));
-            Ok(out)
-        })
-        .await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let op: WriteOp = Box::new(move |table, rev| match f(table, rev) {
+            Ok((out, event)) => (
+                Some(event),
+                Box::new(move |committed: Result<()>| {
+                    let _ = tx.send(committed.map(|()| out));
+                }),
+            ),
+            Err(e) => (
+                None,
+                Box::new(move |_| {
+                    let _ = tx.send(Err(e));
+                }),
+            ),
+        });
+        self.writes.send(op).map_err(|_| StorageError::Unavailable("the embedded store is closed".into()))?;
+        rx.await.map_err(|_| StorageError::Internal("the embedded writer stopped".into()))?
     }
+}
+
+/// The writer thread: batches waiting writes into one transaction each.
+fn writer(
+    db: &std::sync::Weak<Database>,
+    queue: &std::sync::mpsc::Receiver<WriteOp>,
+    events: &broadcast::Sender<Arc<WatchEvent>>,
+) {
+    while let Ok(first) = queue.recv() {
+        let Some(db) = db.upgrade() else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        let mut logged = Vec::new();
+        let committed = commit_batch(&db, batch, &mut completions, &mut logged);
+        drop(db);
+        if committed.is_ok() {
+            // Published in revision order, before anyone hears back.
+            for e in logged {
+                let _ = events.send(Arc::new(e));
+            }
+        }
+        for done in completions {
+            done(committed.as_ref().map(|_| ()).map_err(|e| StorageError::Internal(e.to_string())));
+        }
+    }
+}
+
+fn commit_batch(
+    db: &Database,
+    batch: Vec<WriteOp>,
+    completions: &mut Vec<Completion>,
+    logged: &mut Vec<WatchEvent>,
+) -> Result<()> {
+    // An op dropped unapplied (the transaction failed before reaching it)
+    // drops its answer channel, which its caller sees as an error.
+    let txn = db.begin_write().map_err(internal)?;
+    {
+        let mut meta = txn.open_table(META).map_err(internal)?;
+        let mut rev = meta.get(REVISION).map_err(internal)?.map(|g| g.value()).unwrap_or(0);
+        let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
+        let mut log = txn.open_table(EVENTS).map_err(internal)?;
+        for op in batch {
+            let (event, done) = op(&mut objects, rev + 1);
+            completions.push(done);
+            let Some(event) = event else { continue };
+            rev += 1;
+            let (prev_value, prev_rev): (&[u8], u64) =
+                event.prev.as_ref().map(|p| (p.value.as_ref(), p.mod_revision)).unwrap_or((&[], 0));
+            let kind = match event.event_type {
+                EventType::Put => 0u8,
+                EventType::Delete => 1u8,
+            };
+            let row =
+                (kind, event.kv.key.as_str(), event.kv.value.as_ref(), event.kv.create_revision, prev_value, prev_rev);
+            log.insert(rev, row).map_err(internal)?;
+            if rev > EVENT_WINDOW && rev % 1024 == 0 {
+                let floor = rev - EVENT_WINDOW;
+                log.retain_in(..=floor, |_, _| false).map_err(internal)?;
+                meta.insert(COMPACTED, floor).map_err(internal)?;
+            }
+            logged.push(event);
+        }
+        meta.insert(REVISION, rev).map_err(internal)?;
+    }
+    txn.commit().map_err(internal)
 }
 
 fn put_event(key: &str, value: &Bytes, rev: u64, create: u64, prev: Option<KeyValue>) -> WatchEvent {
@@ -179,6 +250,63 @@ impl Storage for EmbeddedStorage {
                 }
             }
             Ok(ListResult { items, revision, remaining })
+        })
+        .await
+    }
+
+    async fn list_at_revision(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: u64,
+    ) -> Result<ListResult> {
+        let prefix = prefix.to_string();
+        let start_after = start_after.map(str::to_string);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(internal)?;
+            let now = meta_value(&txn, REVISION)?;
+            let compacted = meta_value(&txn, COMPACTED)?;
+            if revision < compacted || revision > now {
+                return Err(StorageError::Compacted(compacted + 1));
+            }
+            let after = |k: &str| k.starts_with(prefix.as_str()) && start_after.as_deref().is_none_or(|s| k > s);
+            let mut state = std::collections::BTreeMap::new();
+            let objects = txn.open_table(OBJECTS).map_err(internal)?;
+            for entry in objects.range(prefix.as_str()..).map_err(internal)? {
+                let (k, v) = entry.map_err(internal)?;
+                let key = k.value();
+                if !key.starts_with(prefix.as_str()) {
+                    break;
+                }
+                if after(key) {
+                    state.insert(key.to_string(), kv(key, v.value()));
+                }
+            }
+            // Undo, newest first, every change made after `revision`.
+            let log = txn.open_table(EVENTS).map_err(internal)?;
+            for entry in log.range(revision + 1..).map_err(internal)?.rev() {
+                let (_, v) = entry.map_err(internal)?;
+                let (_, key, _, create, prev_value, prev_rev) = v.value();
+                if !after(key) {
+                    continue;
+                }
+                if prev_rev == 0 {
+                    state.remove(key);
+                } else {
+                    let prev = KeyValue {
+                        key: key.to_string(),
+                        value: Bytes::copy_from_slice(prev_value),
+                        mod_revision: prev_rev,
+                        create_revision: create,
+                    };
+                    state.insert(key.to_string(), prev);
+                }
+            }
+            let total = state.len();
+            let take = if limit == 0 { total } else { limit.min(total) };
+            let items: Vec<KeyValue> = state.into_values().take(take).collect();
+            Ok(ListResult { items, revision, remaining: (total - take) as u64 })
         })
         .await
     }
@@ -342,6 +470,26 @@ mod tests {
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
         assert_eq!(s.current_revision().await.unwrap(), r4);
         assert!(s.get("/registry/a/y").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn lists_past_states_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
+        let r1 = s.create("/r/a", Bytes::from_static(b"a1")).await.unwrap();
+        s.create("/r/b", Bytes::from_static(b"b1")).await.unwrap();
+        let snapshot = s.current_revision().await.unwrap();
+        s.update("/r/a", Bytes::from_static(b"a2"), r1).await.unwrap();
+        s.delete("/r/b", None).await.unwrap();
+        s.create("/r/c", Bytes::from_static(b"c1")).await.unwrap();
+        let page = s.list_at_revision("/r/", None, 1, snapshot).await.unwrap();
+        assert_eq!((page.items[0].value.as_ref(), page.remaining, page.revision), (b"a1".as_ref(), 1, snapshot));
+        let rest = s.list_at_revision("/r/", Some("/r/a"), 0, snapshot).await.unwrap();
+        let keys: Vec<&str> = rest.items.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["/r/b"]);
+        assert_eq!(rest.items[0].value.as_ref(), b"b1");
+        let future = s.current_revision().await.unwrap() + 1;
+        assert!(matches!(s.list_at_revision("/r/", None, 0, future).await, Err(StorageError::Compacted(_))));
     }
 
     #[tokio::test]

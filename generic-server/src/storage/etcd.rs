@@ -622,6 +622,16 @@ impl Storage for EtcdStorage {
         self.list_at_revision(prefix, start_after, limit, 0).await
     }
 
+    async fn list_at_revision(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: u64,
+    ) -> Result<ListResult> {
+        EtcdStorage::list_at_revision(self, prefix, start_after, limit, revision).await
+    }
+
     async fn create(&self, key: &str, value: Bytes) -> Result<u64> {
         self.create_leased(key, value, 0).await
     }

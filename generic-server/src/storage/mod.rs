@@ -118,6 +118,23 @@ pub trait Storage: Send + Sync {
         self.get(key).await
     }
 
+    /// `list` of the state as it was at `revision` (a consistent snapshot for
+    /// paginating); `Compacted` once that history is gone. The default only
+    /// knows the present.
+    async fn list_at_revision(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: u64,
+    ) -> Result<ListResult> {
+        let now = self.current_revision().await?;
+        if revision != now {
+            return Err(StorageError::Compacted(now));
+        }
+        self.list(prefix, start_after, limit).await
+    }
+
     /// `list` at a freshness; the default reads the latest state.
     async fn list_at(
         &self,

@@ -1,0 +1,502 @@
+//! x-kubernetes-validations: CEL rules compiled once per CRD version (with the
+//! `cel` crate) and evaluated against each write, `self` bound to the value
+//! at the rule's node and `oldSelf` to the correlated old value on updates.
+//!
+//! A rule cannot stall the server: rules are length-limited, nested
+//! comprehensions over lists without maxItems are refused when the CRD is
+//! written (upstream's cost estimate, simplified), and evaluation runs on a
+//! worker thread with a deadline.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cel::extractors::This;
+use cel::objects::{Key, Map as CelMap};
+use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
+use serde_json::Value;
+
+use generic_server::status::Cause;
+
+use crate::schema::type_name;
+
+/// The longest rule (upstream bounds rules by cost; a length bound is a cheap
+/// first line).
+pub const MAX_RULE_LENGTH: usize = 4096;
+/// How long the rules of one write may take in total.
+pub const EVAL_DEADLINE: Duration = Duration::from_secs(1);
+
+fn env() -> Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Env::stdlib();
+        for ext in [cel::extensions::strings, cel::extensions::lists, cel::extensions::math] {
+            if let Err(e) = env.add_extension(ext) {
+                tracing::warn!("CEL extension unavailable: {e:?}");
+            }
+        }
+        Arc::new(env)
+    })
+    .clone()
+}
+
+pub struct Rule {
+    pub rule: String,
+    program: Program,
+    message: Option<String>,
+    message_expression: Option<Program>,
+    reason: Option<String>,
+    field_path: Option<String>,
+    transition: bool,
+    optional_old_self: bool,
+}
+
+/// The rules at one schema node and the nodes below that have rules.
+#[derive(Default)]
+pub struct CelNode {
+    rules: Vec<Rule>,
+    properties: Vec<(String, CelNode)>,
+    additional: Option<Box<CelNode>>,
+    items: Option<Box<CelNode>>,
+    list_type: Option<String>,
+    list_map_keys: Vec<String>,
+}
+
+impl CelNode {
+    fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.properties.is_empty() && self.additional.is_none() && self.items.is_none()
+    }
+}
+
+fn compile_expr(src: &str) -> Result<Program, String> {
+    if src.len() > MAX_RULE_LENGTH {
+        return Err(format!("must be no more than {MAX_RULE_LENGTH} characters"));
+    }
+    env().compile(src).map_err(|e| format!("compilation failed: {e}"))
+}
+
+/// How many comprehension macros are nested in a rule's text (a rough
+/// reading: macro calls opened before the previous one closed).
+fn comprehension_depth(src: &str) -> usize {
+    let macros = [".all(", ".exists(", ".exists_one(", ".map(", ".filter("];
+    let bytes = src.as_bytes();
+    let mut depth_stack: Vec<usize> = Vec::new();
+    let mut paren = 0usize;
+    let mut max = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(m) = macros.iter().find(|m| src[i..].starts_with(**m)) {
+            paren += 1;
+            depth_stack.push(paren);
+            max = max.max(depth_stack.len());
+            i += m.len();
+            continue;
+        }
+        match bytes[i] {
+            b'(' => paren += 1,
+            b')' => {
+                if depth_stack.last() == Some(&paren) {
+                    depth_stack.pop();
+                }
+                paren = paren.saturating_sub(1);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    max
+}
+
+/// Whether a list below `schema` lacks maxItems (so nested iteration over it
+/// has no bound).
+fn has_unbounded_list(schema: &Value) -> bool {
+    let Value::Object(m) = schema else { return false };
+    if m.get("type").and_then(Value::as_str) == Some("array") && m.get("maxItems").is_none() {
+        return true;
+    }
+    let children = m
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.values().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(m.get("items"))
+        .chain(m.get("additionalProperties"));
+    for c in children {
+        if has_unbounded_list(c) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Compiles every x-kubernetes-validations rule in `schema`; problems are
+/// causes at the CRD path `path` (".openAPIV3Schema" form).
+pub fn compile(schema: &Value, path: &str, errors: &mut Vec<Cause>) -> Option<CelNode> {
+    let mut node = CelNode::default();
+    if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
+        for (i, r) in rules.iter().enumerate() {
+            let rpath = format!("{path}.x-kubernetes-validations[{i}]");
+            let Some(rule) = r.get("rule").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) else {
+                errors.push(Cause::required(format!("{rpath}.rule"), ""));
+                continue;
+            };
+            let program = match compile_expr(rule) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(Cause::invalid(format!("{rpath}.rule"), &Value::String(rule.into()), &e));
+                    continue;
+                }
+            };
+            if comprehension_depth(rule) >= 2 && has_unbounded_list(schema) {
+                errors.push(Cause::forbidden(
+                    format!("{rpath}.rule"),
+                    "estimated rule cost exceeds budget by factor of more than 100x (try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)",
+                ));
+                continue;
+            }
+            let message_expression = match r.get("messageExpression").and_then(Value::as_str) {
+                Some(m) => match compile_expr(m) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        errors.push(Cause::invalid(
+                            format!("{rpath}.messageExpression"),
+                            &Value::String(m.into()),
+                            &format!("messageExpression {e}"),
+                        ));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let reason = r.get("reason").and_then(Value::as_str).map(str::to_string);
+            if let Some(reason) = &reason {
+                let allowed = ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"];
+                if !allowed.contains(&reason.as_str()) {
+                    errors.push(Cause::not_supported(
+                        format!("{rpath}.reason"),
+                        &Value::String(reason.clone()),
+                        &allowed,
+                    ));
+                    continue;
+                }
+            }
+            let transition = program.references().has_variable("oldSelf");
+            node.rules.push(Rule {
+                rule: rule.to_string(),
+                program,
+                message: r.get("message").and_then(Value::as_str).map(str::to_string),
+                message_expression,
+                reason,
+                field_path: r.get("fieldPath").and_then(Value::as_str).map(str::to_string),
+                transition,
+                optional_old_self: r.get("optionalOldSelf").and_then(Value::as_bool).unwrap_or(false),
+            });
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, s) in props {
+            if let Some(child) = compile(s, &format!("{path}.properties[{k}]"), errors) {
+                node.properties.push((k.clone(), child));
+            }
+        }
+    }
+    if let Some(s) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+        node.additional = compile(s, &format!("{path}.additionalProperties"), errors).map(Box::new);
+    }
+    if let Some(s) = schema.get("items").filter(|s| s.is_object()) {
+        node.items = compile(s, &format!("{path}.items"), errors).map(Box::new);
+    }
+    node.list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str).map(str::to_string);
+    node.list_map_keys = schema
+        .get("x-kubernetes-list-map-keys")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    (!node.is_empty()).then_some(node)
+}
+
+/// JSON to a CEL value: integers stay integers, objects become string-keyed maps.
+pub fn to_cel(v: &Value) -> CelValue {
+    match v {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => CelValue::Int(i),
+            None => match n.as_u64() {
+                Some(u) => CelValue::UInt(u),
+                None => CelValue::Float(n.as_f64().unwrap_or(0.0)),
+            },
+        },
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(a) => CelValue::List(Arc::new(a.iter().map(to_cel).collect())),
+        Value::Object(m) => {
+            let map: std::collections::HashMap<Key, CelValue> =
+                m.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v))).collect();
+            CelValue::Map(CelMap::from(map))
+        }
+    }
+}
+
+fn cmp_values(a: &CelValue, b: &CelValue) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (CelValue::Int(x), CelValue::Int(y)) => x.partial_cmp(y),
+        (CelValue::UInt(x), CelValue::UInt(y)) => x.partial_cmp(y),
+        (CelValue::Float(x), CelValue::Float(y)) => x.partial_cmp(y),
+        (CelValue::Int(x), CelValue::Float(y)) => (*x as f64).partial_cmp(y),
+        (CelValue::Float(x), CelValue::Int(y)) => x.partial_cmp(&(*y as f64)),
+        (CelValue::String(x), CelValue::String(y)) => x.partial_cmp(y),
+        (CelValue::Bool(x), CelValue::Bool(y)) => x.partial_cmp(y),
+        _ => None,
+    }
+}
+
+fn extreme(list: &[CelValue], want: std::cmp::Ordering, name: &str) -> Result<CelValue, ExecutionError> {
+    let mut best: Option<&CelValue> = None;
+    for v in list {
+        best = match best {
+            None => Some(v),
+            Some(b) => match cmp_values(v, b) {
+                Some(o) if o == want => Some(v),
+                Some(_) => Some(b),
+                None => return Err(ExecutionError::function_error(name, "incomparable values")),
+            },
+        };
+    }
+    best.cloned().ok_or_else(|| ExecutionError::function_error(name, "list is empty"))
+}
+
+fn regex_for(pattern: &str, name: &str) -> Result<regex::Regex, ExecutionError> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| ExecutionError::function_error(name, e.to_string()))
+}
+
+/// The Kubernetes CEL library functions the crate does not ship.
+fn add_kubernetes_library(ctx: &mut Context) {
+    let _ = ctx.add_function("isSorted", |This(list): This<Arc<Vec<CelValue>>>| -> bool {
+        list.windows(2).all(|w| cmp_values(&w[0], &w[1]).is_some_and(|o| o != std::cmp::Ordering::Greater))
+    });
+    let _ = ctx.add_function("sum", |This(list): This<Arc<Vec<CelValue>>>| -> Result<CelValue, ExecutionError> {
+        let mut int: i64 = 0;
+        let mut float: Option<f64> = None;
+        for v in list.iter() {
+            match v {
+                CelValue::Int(i) => int = int.checked_add(*i).ok_or_else(|| ExecutionError::function_error("sum", "overflow"))?,
+                CelValue::UInt(u) => int = int.checked_add(*u as i64).ok_or_else(|| ExecutionError::function_error("sum", "overflow"))?,
+                CelValue::Float(f) => float = Some(float.unwrap_or(0.0) + f),
+                _ => return Err(ExecutionError::function_error("sum", "not a number")),
+            }
+        }
+        Ok(match float {
+            Some(f) => CelValue::Float(f + int as f64),
+            None => CelValue::Int(int),
+        })
+    });
+    let _ = ctx.add_function("min", |This(list): This<Arc<Vec<CelValue>>>| -> Result<CelValue, ExecutionError> {
+        extreme(&list, std::cmp::Ordering::Less, "min")
+    });
+    let _ = ctx.add_function("max", |This(list): This<Arc<Vec<CelValue>>>| -> Result<CelValue, ExecutionError> {
+        extreme(&list, std::cmp::Ordering::Greater, "max")
+    });
+    let _ = ctx.add_function(
+        "find",
+        |This(s): This<Arc<String>>, re: Arc<String>| -> Result<CelValue, ExecutionError> {
+            let r = regex_for(&re, "find")?;
+            Ok(CelValue::String(Arc::new(r.find(&s).map(|m| m.as_str().to_string()).unwrap_or_default())))
+        },
+    );
+    let _ = ctx.add_function(
+        "findAll",
+        |This(s): This<Arc<String>>, re: Arc<String>| -> Result<CelValue, ExecutionError> {
+            let r = regex_for(&re, "findAll")?;
+            let all: Vec<CelValue> =
+                r.find_iter(&s).map(|m| CelValue::String(Arc::new(m.as_str().to_string()))).collect();
+            Ok(CelValue::List(Arc::new(all)))
+        },
+    );
+    let _ = ctx.add_function("lowerAscii", |This(s): This<Arc<String>>| -> String { s.to_ascii_lowercase() });
+    let _ = ctx.add_function("upperAscii", |This(s): This<Arc<String>>| -> String { s.to_ascii_uppercase() });
+}
+
+fn cause_for(rule: &Rule, path: &str, value: &Value, message: String) -> Cause {
+    let field = match &rule.field_path {
+        Some(fp) => format!("{path}{}", if fp.starts_with('.') || fp.starts_with('[') { fp.clone() } else { format!(".{fp}") }),
+        None => path.to_string(),
+    };
+    let field = field.trim_start_matches('.').to_string();
+    match rule.reason.as_deref() {
+        Some("FieldValueForbidden") => Cause::forbidden(field, &message),
+        Some("FieldValueRequired") => Cause::required(field, &message),
+        Some("FieldValueDuplicate") => {
+            Cause { reason: "FieldValueDuplicate", message: format!("Duplicate value: {message}"), field }
+        }
+        _ => Cause::invalid(field, &Value::String(type_name(value).into()), &message),
+    }
+}
+
+struct Eval<'a> {
+    base: Context<'a, 'a>,
+    deadline: std::time::Instant,
+    causes: Vec<Cause>,
+    timed_out: bool,
+}
+
+impl Eval<'_> {
+    fn run(&mut self, node: &CelNode, new: &Value, old: Option<&Value>, path: &str) {
+        if self.timed_out {
+            return;
+        }
+        for rule in &node.rules {
+            if std::time::Instant::now() > self.deadline {
+                self.timed_out = true;
+                self.causes.push(Cause::invalid(
+                    path.trim_start_matches('.'),
+                    &Value::String(type_name(new).into()),
+                    "validation failed due to running out of cost budget, no further validation rules will be run",
+                ));
+                return;
+            }
+            if rule.transition && old.is_none() && !rule.optional_old_self {
+                continue;
+            }
+            let mut ctx = self.base.new_inner_scope();
+            ctx.add_variable_from_value("self", to_cel(new));
+            if rule.transition || old.is_some() {
+                match old {
+                    Some(o) => ctx.add_variable_from_value("oldSelf", to_cel(o)),
+                    None => ctx.add_variable_from_value("oldSelf", CelValue::Null),
+                }
+            }
+            let message = match rule.program.execute(&ctx) {
+                Ok(CelValue::Bool(true)) => continue,
+                Ok(CelValue::Bool(false)) => {
+                    let from_expr = rule.message_expression.as_ref().and_then(|m| match m.execute(&ctx) {
+                        Ok(CelValue::String(s)) if !s.trim().is_empty() => Some(s.to_string()),
+                        _ => None,
+                    });
+                    from_expr.or_else(|| rule.message.clone()).unwrap_or_else(|| format!("failed rule: {}", rule.rule))
+                }
+                Ok(_) => format!("rule {:?} did not evaluate to a bool", rule.rule),
+                Err(e) => format!("{e} evaluating rule: {}", rule.rule),
+            };
+            self.causes.push(cause_for(rule, path, new, message));
+        }
+        match new {
+            Value::Object(m) => {
+                for (k, child) in &node.properties {
+                    if let Some(v) = m.get(k) {
+                        let o = old.and_then(|o| o.get(k));
+                        self.run(child, v, o, &format!("{path}.{k}"));
+                    }
+                }
+                if let Some(child) = &node.additional {
+                    for (k, v) in m {
+                        let o = old.and_then(|o| o.get(k));
+                        self.run(child, v, o, &format!("{path}[{k}]"));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(child) = &node.items {
+                    let old_items = old.and_then(Value::as_array);
+                    for (i, v) in items.iter().enumerate() {
+                        // Items correlate with old ones only in map lists, by key.
+                        let o = match (node.list_type.as_deref(), old_items) {
+                            (Some("map"), Some(olds)) if !node.list_map_keys.is_empty() => olds.iter().find(|o| {
+                                node.list_map_keys.iter().all(|k| o.get(k) == v.get(k))
+                            }),
+                            _ => None,
+                        };
+                        self.run(child, v, o, &format!("{path}[{i}]"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Evaluates the rules of `root` against `new` (and `old` on update), with a
+/// deadline; returns the failures as causes.
+pub fn evaluate(root: Arc<CelNode>, new: Value, old: Option<Value>) -> Vec<Cause> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("cel-eval".into()).spawn(move || {
+        let mut base = Context::with_env(env());
+        add_kubernetes_library(&mut base);
+        let mut ev = Eval {
+            base,
+            deadline: std::time::Instant::now() + EVAL_DEADLINE,
+            causes: Vec::new(),
+            timed_out: false,
+        };
+        ev.run(&root, &new, old.as_ref(), "");
+        let _ = tx.send(ev.causes);
+    });
+    if spawned.is_err() {
+        return vec![Cause::invalid("", &Value::Null, "validation rules could not be evaluated")];
+    }
+    match rx.recv_timeout(EVAL_DEADLINE + Duration::from_millis(500)) {
+        Ok(c) => c,
+        Err(_) => vec![Cause::invalid(
+            "",
+            &Value::String("object".into()),
+            "validation failed due to running out of cost budget, no further validation rules will be run",
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(schema: Value) -> Arc<CelNode> {
+        let mut errs = Vec::new();
+        let n = compile(&schema, "openAPIV3Schema", &mut errs);
+        assert!(errs.is_empty(), "{:?}", errs.iter().map(Cause::full_message).collect::<Vec<_>>());
+        Arc::new(n.expect("rules"))
+    }
+
+    #[test]
+    fn rules_and_transition_rules() {
+        let n = node(json!({"type": "object", "properties": {"spec": {
+            "type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "min must not exceed max"},
+                {"rule": "self.name == oldSelf.name", "message": "name is immutable"},
+                {"rule": "self.name.startsWith('a')", "messageExpression": "'name ' + self.name + ' must start with a'"},
+                {"rule": "self.tags.all(t, t.matches('^[a-z]+$')) && self.tags.isSorted()"},
+                {"rule": "self.name.lowerAscii() == self.name && self.tags.sum() == 0 || true"}
+            ],
+            "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}, "name": {"type": "string"},
+                "tags": {"type": "array", "maxItems": 10, "items": {"type": "string"}}}
+        }}}));
+        let ok = json!({"spec": {"min": 1, "max": 2, "name": "abc", "tags": ["a", "b"]}});
+        assert!(evaluate(n.clone(), ok.clone(), None).is_empty());
+        let bad = json!({"spec": {"min": 3, "max": 2, "name": "xyz", "tags": ["b", "a"]}});
+        let msgs: Vec<String> = evaluate(n.clone(), bad, None).iter().map(Cause::full_message).collect();
+        assert_eq!(msgs[0], "spec: Invalid value: \"object\": min must not exceed max");
+        assert_eq!(msgs[1], "spec: Invalid value: \"object\": name xyz must start with a");
+        assert!(msgs[2].contains("failed rule: self.tags.all"), "{msgs:?}");
+        let renamed = json!({"spec": {"min": 1, "max": 2, "name": "abd", "tags": []}});
+        let msgs: Vec<String> = evaluate(n, renamed, Some(ok)).iter().map(Cause::full_message).collect();
+        assert_eq!(msgs, vec!["spec: Invalid value: \"object\": name is immutable"]);
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        let mut errs = Vec::new();
+        compile(&json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.a >"}]}), "s", &mut errs);
+        assert_eq!(errs.len(), 1);
+        let mut errs = Vec::new();
+        compile(
+            &json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.l.all(a, self.l.all(b, a == b))"}],
+                "properties": {"l": {"type": "array", "items": {"type": "string"}}}}),
+            "s",
+            &mut errs,
+        );
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("cost"));
+    }
+}
