@@ -74,6 +74,9 @@ pub struct Options {
     /// How often etcd history is compacted (Go duration; 0 disables).
     #[arg(long, default_value = "5m0s", value_parser = parse_duration)]
     pub etcd_compaction_interval: std::time::Duration,
+    /// How long Events are kept after their last write (Go duration).
+    #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
+    pub event_ttl: std::time::Duration,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

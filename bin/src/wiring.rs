@@ -66,6 +66,7 @@ pub async fn build_chain(opts: &Options, data_dir: &Path, port: u16) -> Result<C
         service_cluster_ip_range: opts.service_cluster_ip_range.clone(),
         service_node_port_range: opts.service_node_port_range.clone(),
         secure_port: port,
+        event_ttl: opts.event_ttl,
     };
     let core = kube_core_server::new_server(&config, storage, &shared, apiext).await?;
     let handler: DynHandler = Arc::new(aggregator::Aggregator::new(core.server));

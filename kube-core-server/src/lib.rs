@@ -51,6 +51,8 @@ pub struct CoreConfig {
     pub service_node_port_range: String,
     /// --secure-port: the `kubernetes` service's targetPort.
     pub secure_port: u16,
+    /// --event-ttl: how long Events live after their last write.
+    pub event_ttl: std::time::Duration,
 }
 
 impl Default for CoreConfig {
@@ -59,6 +61,7 @@ impl Default for CoreConfig {
             service_cluster_ip_range: "10.0.0.0/24".into(),
             service_node_port_range: "30000-32767".into(),
             secure_port: 6443,
+            event_ttl: std::time::Duration::from_secs(3600),
         }
     }
 }

@@ -66,7 +66,12 @@ pub async fn new_server(
     let (mut namespaces, mut services) = (None, None);
     for (info, strategy) in core.resources() {
         let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", info.key_root));
-        let store = Arc::new(Store::new(info, strategy, cached, admission.clone()));
+        let events = info.plural == "events";
+        let mut store = Store::new(info, strategy, cached, admission.clone());
+        if events {
+            store = store.with_ttl(config.event_ttl);
+        }
+        let store = Arc::new(store);
         match store.info.plural.as_str() {
             "namespaces" => {
                 lifecycle.bind(&store);

@@ -145,6 +145,9 @@ pub struct Store {
     pub strategy: Arc<dyn Strategy>,
     storage: Arc<dyn Storage>,
     admission: Vec<Arc<dyn Admission>>,
+    /// Objects go away by themselves this long after their last write
+    /// (upstream's TTLFunc; Events with --event-ttl).
+    ttl: Option<std::time::Duration>,
 }
 
 /// How many times a write retries when the stored object changed underneath and
@@ -169,7 +172,12 @@ impl Store {
         storage: Arc<dyn Storage>,
         admission: Vec<Arc<dyn Admission>>,
     ) -> Self {
-        Store { info, strategy, storage, admission }
+        Store { info, strategy, storage, admission, ttl: None }
+    }
+
+    pub fn with_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
@@ -490,7 +498,11 @@ impl Store {
                 }
                 return Ok(WriteResult { object: obj.clone(), warnings, created: true });
             }
-            match self.storage.create(&key, self.encode(obj)?).await {
+            let written = match self.ttl {
+                Some(ttl) => self.storage.create_with_ttl(&key, self.encode(obj)?, ttl).await,
+                None => self.storage.create(&key, self.encode(obj)?).await,
+            };
+            match written {
                 Ok(rev) => {
                     meta::set_meta(obj, "resourceVersion", json!(rev.to_string()));
                     self.strategy.after_create(obj);
@@ -583,7 +595,11 @@ impl Store {
                     Err(e) => Err(storage_err(e)),
                 };
             }
-            match self.storage.update(&kv.key, self.encode(&new)?, kv.mod_revision).await {
+            let written = match self.ttl {
+                Some(ttl) => self.storage.update_with_ttl(&kv.key, self.encode(&new)?, kv.mod_revision, ttl).await,
+                None => self.storage.update(&kv.key, self.encode(&new)?, kv.mod_revision).await,
+            };
+            match written {
                 Ok(rev) => {
                     meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
                     self.strategy.after_update(&new, &old);

@@ -178,6 +178,14 @@ impl Storage for Cacher {
         self.inner.delete(key, expected).await
     }
 
+    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: Duration) -> Result<u64> {
+        self.inner.create_with_ttl(key, value, ttl).await
+    }
+
+    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64> {
+        self.inner.update_with_ttl(key, value, expected, ttl).await
+    }
+
     async fn count(&self, prefix: &str) -> Result<u64> {
         if self.serves(Freshness::Any) && prefix.starts_with(&self.prefix) {
             let s = self.read();

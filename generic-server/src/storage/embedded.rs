@@ -23,8 +23,10 @@ use tokio::sync::broadcast;
 
 use super::{EventType, KeyValue, ListResult, Result, Storage, StorageError, WatchEvent, WatchStream};
 
-/// key -> (mod_revision, create_revision, value)
-const OBJECTS: TableDefinition<&str, (u64, u64, &[u8])> = TableDefinition::new("objects");
+/// key -> (mod_revision, create_revision, expires_at (unix ms, 0 = never), value)
+const OBJECTS: TableDefinition<&str, (u64, u64, u64, &[u8])> = TableDefinition::new("objects");
+/// (expires_at, key) -> (): what the sweeper deletes when its time comes.
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
 /// An event log row: (type 0 put / 1 delete, key, value, create_revision, prev
 /// value, prev mod_revision; 0 = no prev).
 type EventRow = (u8, &'static str, &'static [u8], u64, &'static [u8], u64);
@@ -47,7 +49,10 @@ const MAX_BATCH: usize = 512;
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// One write: applied inside the batch's transaction at the revision given; the
 /// event to log if it changed anything, and how to answer it after commit.
-type WriteOp = Box<dyn FnOnce(&mut Objects<'_>, u64) -> (Option<WatchEvent>, Completion) + Send>;
+type WriteOp = Box<dyn FnOnce(&mut Tables<'_>, u64) -> (Option<WatchEvent>, Completion) + Send>;
+
+/// How often expired objects (TTLs, as etcd leases give Events) are removed.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct EmbeddedStorage {
@@ -60,10 +65,52 @@ fn internal(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(e.to_string())
 }
 
-type Objects<'t> = redb::Table<'t, &'static str, (u64, u64, &'static [u8])>;
+type Objects<'t> = redb::Table<'t, &'static str, (u64, u64, u64, &'static [u8])>;
 
-fn kv(key: &str, v: (u64, u64, &[u8])) -> KeyValue {
-    KeyValue { key: key.to_string(), mod_revision: v.0, create_revision: v.1, value: Bytes::copy_from_slice(v.2) }
+/// The tables a write works on.
+struct Tables<'t> {
+    objects: Objects<'t>,
+    expiry: redb::Table<'t, (u64, &'static str), ()>,
+}
+
+impl Tables<'_> {
+    /// The current row of `key`: its KeyValue and expiry.
+    fn current(&self, key: &str) -> Result<Option<(KeyValue, u64)>> {
+        Ok(self.objects.get(key).map_err(internal)?.map(|g| {
+            let v = g.value();
+            (kv(key, v), v.2)
+        }))
+    }
+
+    fn put(&mut self, key: &str, rev: u64, create: u64, value: &[u8], ttl: Option<std::time::Duration>) -> Result<()> {
+        if let Some((_, old)) = self.current(key)? {
+            if old != 0 {
+                self.expiry.remove((old, key)).map_err(internal)?;
+            }
+        }
+        let expires = ttl.map(|t| now_ms().saturating_add(t.as_millis() as u64)).unwrap_or(0);
+        self.objects.insert(key, (rev, create, expires, value)).map_err(internal)?;
+        if expires != 0 {
+            self.expiry.insert((expires, key), ()).map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str, expires: u64) -> Result<()> {
+        self.objects.remove(key).map_err(internal)?;
+        if expires != 0 {
+            self.expiry.remove((expires, key)).map_err(internal)?;
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn kv(key: &str, v: (u64, u64, u64, &[u8])) -> KeyValue {
+    KeyValue { key: key.to_string(), mod_revision: v.0, create_revision: v.1, value: Bytes::copy_from_slice(v.3) }
 }
 
 fn meta_value(txn: &redb::ReadTransaction, name: &str) -> Result<u64> {
@@ -77,6 +124,7 @@ impl EmbeddedStorage {
         let txn = db.begin_write().map_err(internal)?;
         {
             txn.open_table(OBJECTS).map_err(internal)?;
+            txn.open_table(EXPIRY).map_err(internal)?;
             txn.open_table(EVENTS).map_err(internal)?;
             txn.open_table(META).map_err(internal)?;
         }
@@ -93,7 +141,16 @@ impl EmbeddedStorage {
                 .spawn(move || writer(&db, &queue, &events))
                 .map_err(internal)?;
         }
-        Ok(EmbeddedStorage { db, events, writes })
+        let storage = EmbeddedStorage { db, events, writes };
+        {
+            let weak = Arc::downgrade(&storage.db);
+            let writes = storage.writes.clone();
+            std::thread::Builder::new()
+                .name("embedded-expiry".into())
+                .spawn(move || sweeper(&weak, &writes))
+                .map_err(internal)?;
+        }
+        Ok(storage)
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>
@@ -111,7 +168,7 @@ impl EmbeddedStorage {
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Objects<'_>, u64) -> Result<(T, WatchEvent)> + Send + 'static,
+        F: FnOnce(&mut Tables<'_>, u64) -> Result<(T, WatchEvent)> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let op: WriteOp = Box::new(move |table, rev| match f(table, rev) {
@@ -130,6 +187,44 @@ impl EmbeddedStorage {
         });
         self.writes.send(op).map_err(|_| StorageError::Unavailable("the embedded store is closed".into()))?;
         rx.await.map_err(|_| StorageError::Internal("the embedded writer stopped".into()))?
+    }
+}
+
+impl EmbeddedStorage {
+    /// A create whose object is deleted after `ttl` (as an etcd lease does).
+    async fn create_expiring(&self, key: &str, value: Bytes, ttl: Option<std::time::Duration>) -> Result<u64> {
+        let key = key.to_string();
+        self.write(move |t, rev| {
+            if t.current(&key)?.is_some() {
+                return Err(StorageError::AlreadyExists(key));
+            }
+            t.put(&key, rev, rev, &value, ttl)?;
+            Ok((rev, put_event(&key, &value, rev, rev, None)))
+        })
+        .await
+    }
+
+    /// An update; like an etcd put, it replaces any earlier TTL with `ttl`.
+    async fn update_expiring(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: u64,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<u64> {
+        let key = key.to_string();
+        self.write(move |t, rev| {
+            let Some((current, _)) = t.current(&key)? else {
+                return Err(StorageError::NotFound(key));
+            };
+            if current.mod_revision != expected {
+                return Err(StorageError::Conflict { key, current: Some(current) });
+            }
+            let create = current.create_revision;
+            t.put(&key, rev, create, &value, ttl)?;
+            Ok((rev, put_event(&key, &value, rev, create, Some(current))))
+        })
+        .await
     }
 }
 
@@ -164,6 +259,55 @@ fn writer(
     }
 }
 
+/// Submits a delete for every object whose TTL has passed, through the writer,
+/// so watchers see the deletes like any other.
+fn sweeper(db: &std::sync::Weak<Database>, writes: &std::sync::mpsc::Sender<WriteOp>) {
+    loop {
+        std::thread::sleep(SWEEP_EVERY);
+        let Some(db) = db.upgrade() else { return };
+        let due: Vec<(u64, String)> = (|| -> Result<Vec<(u64, String)>> {
+            let txn = db.begin_read().map_err(internal)?;
+            let t = txn.open_table(EXPIRY).map_err(internal)?;
+            let mut out = Vec::new();
+            for entry in t.range((0u64, "")..(now_ms() + 1, "")).map_err(internal)? {
+                let (k, _) = entry.map_err(internal)?;
+                let (at, key) = k.value();
+                out.push((at, key.to_string()));
+            }
+            Ok(out)
+        })()
+        .unwrap_or_default();
+        drop(db);
+        for (at, key) in due {
+            let op: WriteOp = Box::new(move |t, rev| match expire(t, &key, at, rev) {
+                Ok(Some(e)) => (Some(e), Box::new(|_| {})),
+                _ => (None, Box::new(|_| {})),
+            });
+            if writes.send(op).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Deletes `key` if it still expires at `at` (a newer write may have moved it).
+fn expire(t: &mut Tables<'_>, key: &str, at: u64, rev: u64) -> Result<Option<WatchEvent>> {
+    match t.current(key)? {
+        Some((current, expires)) if expires == at => {
+            t.remove(key, expires)?;
+            Ok(Some(WatchEvent {
+                event_type: EventType::Delete,
+                kv: KeyValue { mod_revision: rev, ..current.clone() },
+                prev: Some(current),
+            }))
+        }
+        _ => {
+            t.expiry.remove((at, key)).map_err(internal)?;
+            Ok(None)
+        }
+    }
+}
+
 fn commit_batch(
     db: &Database,
     batch: Vec<WriteOp>,
@@ -176,10 +320,13 @@ fn commit_batch(
     {
         let mut meta = txn.open_table(META).map_err(internal)?;
         let mut rev = meta.get(REVISION).map_err(internal)?.map(|g| g.value()).unwrap_or(0);
-        let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
+        let mut tables = Tables {
+            objects: txn.open_table(OBJECTS).map_err(internal)?,
+            expiry: txn.open_table(EXPIRY).map_err(internal)?,
+        };
         let mut log = txn.open_table(EVENTS).map_err(internal)?;
         for op in batch {
-            let (event, done) = op(&mut objects, rev + 1);
+            let (event, done) = op(&mut tables, rev + 1);
             completions.push(done);
             let Some(event) = event else { continue };
             rev += 1;
@@ -312,45 +459,31 @@ impl Storage for EmbeddedStorage {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<u64> {
-        let key = key.to_string();
-        self.write(move |t, rev| {
-            if t.get(key.as_str()).map_err(internal)?.is_some() {
-                return Err(StorageError::AlreadyExists(key));
-            }
-            t.insert(key.as_str(), (rev, rev, value.as_ref())).map_err(internal)?;
-            Ok((rev, put_event(&key, &value, rev, rev, None)))
-        })
-        .await
+        self.create_expiring(key, value, None).await
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64> {
-        let key = key.to_string();
-        self.write(move |t, rev| {
-            let current = t.get(key.as_str()).map_err(internal)?.map(|g| kv(&key, g.value()));
-            let Some(current) = current else {
-                return Err(StorageError::NotFound(key));
-            };
-            if current.mod_revision != expected {
-                return Err(StorageError::Conflict { key, current: Some(current) });
-            }
-            let create = current.create_revision;
-            t.insert(key.as_str(), (rev, create, value.as_ref())).map_err(internal)?;
-            Ok((rev, put_event(&key, &value, rev, create, Some(current))))
-        })
-        .await
+        self.update_expiring(key, value, expected, None).await
+    }
+
+    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: std::time::Duration) -> Result<u64> {
+        self.create_expiring(key, value, Some(ttl)).await
+    }
+
+    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: std::time::Duration) -> Result<u64> {
+        self.update_expiring(key, value, expected, Some(ttl)).await
     }
 
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)> {
         let key = key.to_string();
         self.write(move |t, rev| {
-            let current = t.get(key.as_str()).map_err(internal)?.map(|g| kv(&key, g.value()));
-            let Some(current) = current else {
+            let Some((current, expires)) = t.current(&key)? else {
                 return Err(StorageError::NotFound(key));
             };
             if expected.is_some_and(|e| e != current.mod_revision) {
                 return Err(StorageError::Conflict { key, current: Some(current) });
             }
-            t.remove(key.as_str()).map_err(internal)?;
+            t.remove(&key, expires)?;
             let event = WatchEvent {
                 event_type: EventType::Delete,
                 kv: KeyValue { mod_revision: rev, ..current.clone() },
@@ -470,6 +603,27 @@ mod tests {
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
         assert_eq!(s.current_revision().await.unwrap(), r4);
         assert!(s.get("/registry/a/y").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn objects_with_a_ttl_expire_as_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
+        let mut w = s.watch("/ev/", 0).await.unwrap();
+        let r1 = s
+            .create_with_ttl("/ev/a", Bytes::from_static(b"short"), std::time::Duration::from_millis(200))
+            .await
+            .unwrap();
+        s.create("/ev/b", Bytes::from_static(b"kept")).await.unwrap();
+        assert_eq!(w.next().await.unwrap().unwrap().revision(), r1);
+        w.next().await.unwrap().unwrap();
+        let gone = tokio::time::timeout(std::time::Duration::from_secs(10), w.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(
+            (gone.event_type, gone.kv.key.as_str(), gone.kv.value.as_ref()),
+            (EventType::Delete, "/ev/a", b"short".as_ref())
+        );
+        assert!(s.get("/ev/a").await.unwrap().is_none());
+        assert!(s.get("/ev/b").await.unwrap().is_some());
     }
 
     #[tokio::test]

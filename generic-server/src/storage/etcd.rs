@@ -622,6 +622,14 @@ impl Storage for EtcdStorage {
         self.list_at_revision(prefix, start_after, limit, 0).await
     }
 
+    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: Duration) -> Result<u64> {
+        EtcdStorage::create_with_ttl(self, key, value, ttl.as_secs().max(1)).await
+    }
+
+    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64> {
+        EtcdStorage::update_with_ttl(self, key, value, expected, ttl.as_secs().max(1)).await
+    }
+
     async fn list_at_revision(
         &self,
         prefix: &str,

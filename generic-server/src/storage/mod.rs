@@ -101,6 +101,13 @@ pub trait Storage: Send + Sync {
     /// NotFound if it is gone). Returns the new revision.
     async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64>;
 
+    /// `create` of an object that goes away by itself after `ttl` (Events; an
+    /// etcd lease). Its deletion is an ordinary Delete event.
+    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: std::time::Duration) -> Result<u64>;
+
+    /// `update` that also (re)sets the TTL.
+    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: std::time::Duration) -> Result<u64>;
+
     /// Deletes `key`, if `expected` is given only when its mod_revision matches.
     /// Returns the value deleted and the revision of the deletion.
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)>;
