@@ -16,10 +16,17 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e lives inside the workspace").to_path_buf()
 }
 
-/// Builds the server binary once per test process and returns its path.
+/// Builds the server binary once per test process and returns its path
+/// (`E2E_SERVER_BIN` names a prebuilt one instead).
 pub fn server_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // A prebuilt binary (for CI, or while the workspace is being edited).
+        if let Some(bin) = std::env::var_os("E2E_SERVER_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(bin.exists(), "E2E_SERVER_BIN={} does not exist", bin.display());
+            return bin;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--quiet", "-p", "kube-apiserver-bin", "--bin", "kube-apiserver"])
@@ -27,9 +34,8 @@ pub fn server_binary() -> &'static Path {
             .status()
             .expect("running cargo build for the server binary");
         assert!(status.success(), "building kube-apiserver failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
         let bin = target.join("debug").join("kube-apiserver");
         assert!(bin.exists(), "no server binary at {}", bin.display());
         bin
@@ -90,7 +96,9 @@ impl Server {
 
     fn launch(&mut self) {
         let mut cmd = Command::new(server_binary());
-        cmd.arg("--data-dir").arg(&self.data_dir).args(["--secure-port", "0"]).args(&self.extra_args);
+        // A restart listens on the port the first start picked, as a restarted cluster would.
+        let port = if self.url.is_empty() { 0 } else { self.port() };
+        cmd.arg("--data-dir").arg(&self.data_dir).args(["--secure-port", &port.to_string()]).args(&self.extra_args);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("starting kube-apiserver");
         let stderr = child.stderr.take().expect("stderr was piped");
@@ -111,7 +119,10 @@ impl Server {
             Ok(r) => r,
             Err(_) => {
                 let _ = child.kill();
-                panic!("kube-apiserver did not become ready; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                panic!(
+                    "kube-apiserver did not become ready; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
         };
         let field = |name: &str| {
@@ -126,7 +137,7 @@ impl Server {
         self.child = Some(child);
     }
 
-    /// Stops the process (SIGKILL) and starts it again on the same data dir.
+    /// Stops the process (SIGKILL) and starts it again on the same data dir and port.
     pub fn restart(&mut self) {
         self.stop();
         self.launch();
@@ -141,8 +152,16 @@ impl Server {
 
     pub fn kubectl_cmd(&self) -> Command {
         let mut cmd = Command::new(kubectl_path(self.kubectl_minor));
-        cmd.env("KUBECONFIG", &self.kubeconfig).env("HOME", self.data_dir.parent().unwrap_or(&self.data_dir));
-        cmd.env_remove("KUBECTL_EXTERNAL_DIFF");
+        // One HOME (and so one discovery cache) per kubectl version, so a version
+        // never reads what another one cached.
+        let home = self
+            .data_dir
+            .parent()
+            .unwrap_or(&self.data_dir)
+            .join(format!("home-{}", self.kubectl_minor.map(|m| m.to_string()).unwrap_or_else(|| "default".into())));
+        let _ = std::fs::create_dir_all(&home);
+        cmd.env("KUBECONFIG", &self.kubeconfig).env("HOME", home);
+        cmd.env_remove("KUBECTL_EXTERNAL_DIFF").env_remove("KUBE_EDITOR").env_remove("EDITOR");
         cmd
     }
 
@@ -222,5 +241,292 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// What a kubectl run produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// An HTTP answer read by curl.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The raw response header block(s), as curl wrote them.
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response ({}) is not JSON ({e}): {}", self.status, self.text()))
+    }
+
+    /// Values of a response header (case-insensitive name), from the last header block.
+    pub fn header(&self, name: &str) -> Vec<String> {
+        let last_block = self.headers.split("\r\n\r\n").filter(|b| !b.trim().is_empty()).last().unwrap_or("");
+        last_block
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .collect()
+    }
+
+    /// Asserts the answer is a metav1.Status failure with this code and reason; returns it.
+    #[track_caller]
+    pub fn assert_status(&self, code: u16, reason: &str) -> serde_json::Value {
+        assert_eq!(self.status, code, "expected HTTP {code} {reason}, got {}: {}", self.status, self.text());
+        let v = self.json();
+        assert_eq!(v["kind"], "Status", "error body is not a Status: {v}");
+        assert_eq!(v["apiVersion"], "v1", "error body: {v}");
+        assert_eq!(v["status"], "Failure", "error body: {v}");
+        assert_eq!(v["code"], code, "Status.code: {v}");
+        assert_eq!(v["reason"], reason, "Status.reason: {v}");
+        v
+    }
+}
+
+/// Which credentials a raw request carries.
+#[derive(Clone, Debug)]
+pub enum Cred {
+    /// The admin client certificate.
+    Admin,
+    /// Nothing at all (the CA is still used to verify the server).
+    None,
+    /// `Authorization: Bearer <token>` and no client certificate.
+    Token(String),
+}
+
+/// The path of a tool the tests need; panics naming it when it is missing.
+#[track_caller]
+pub fn require_tool(name: &str) -> PathBuf {
+    let which = Command::new("sh").args(["-c", &format!("command -v {name}")]).output().expect("running sh");
+    let found = String::from_utf8_lossy(&which.stdout).trim().to_string();
+    assert!(!found.is_empty(), "{name} is not on PATH: these e2e tests need it");
+    PathBuf::from(found)
+}
+
+/// Parses kubectl's table output: one map per row, keyed by the header's column names.
+/// Cells are cut at the header's column offsets (kubectl left-aligns every cell under
+/// its header), so empty cells read as "".
+pub fn table(out: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else { return Vec::new() };
+    let hdr: Vec<char> = header.chars().collect();
+    // Column starts: a non-space preceded by the line start or by two or more spaces.
+    let mut starts = Vec::new();
+    for i in 0..hdr.len() {
+        if hdr[i] != ' ' && (i == 0 || (i >= 2 && hdr[i - 1] == ' ' && hdr[i - 2] == ' ')) {
+            starts.push(i);
+        }
+    }
+    let names: Vec<String> = starts
+        .iter()
+        .enumerate()
+        .map(|(k, &st)| {
+            let end = starts.get(k + 1).copied().unwrap_or(hdr.len());
+            hdr[st..end].iter().collect::<String>().trim().to_string()
+        })
+        .collect();
+    lines
+        .map(|l| {
+            let row: Vec<char> = l.chars().collect();
+            names
+                .iter()
+                .enumerate()
+                .map(|(k, name)| {
+                    let st = starts[k].min(row.len());
+                    let end = if k + 1 == starts.len() { row.len() } else { starts[k + 1].min(row.len()) };
+                    (name.clone(), row[st..end].iter().collect::<String>().trim().to_string())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The first column of each table row.
+pub fn table_names(out: &str) -> Vec<String> {
+    let first = out.split_whitespace().next().unwrap_or("").to_string();
+    table(out).into_iter().map(|r| r.get(&first).cloned().unwrap_or_default()).collect::<Vec<_>>()
+}
+
+/// The value of a `Key:   value` line in `kubectl describe` output (first match, trimmed).
+#[track_caller]
+pub fn describe_value(out: &str, key: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("describe output has no {key:?} line:\n{out}"))
+}
+
+impl Server {
+    /// A scratch directory for files the test writes (inside the server's temp dir).
+    pub fn scratch(&self) -> PathBuf {
+        let d = self.data_dir.parent().unwrap_or(&self.data_dir).join("scratch");
+        std::fs::create_dir_all(&d).expect("creating the scratch dir");
+        d
+    }
+
+    /// Writes `content` to a scratch file and returns its path.
+    pub fn write_file(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.scratch().join(name);
+        std::fs::write(&p, content).expect("writing a scratch file");
+        p
+    }
+
+    /// Runs kubectl and returns exit code, stdout and stderr, whatever they are.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        self.run_env(args, stdin, &[])
+    }
+
+    pub fn run_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.kubectl_cmd();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("running kubectl");
+        if let Some(input) = stdin {
+            let mut si = child.stdin.take().expect("stdin was piped");
+            si.write_all(input.as_bytes()).expect("writing kubectl's stdin");
+        }
+        let out = child.wait_with_output().expect("waiting for kubectl");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs kubectl expecting exit code 1 and stderr containing every one of `needles`.
+    #[track_caller]
+    pub fn kubectl_err(&self, args: &[&str], stdin: Option<&str>, needles: &[&str]) -> String {
+        let r = self.run(args, stdin);
+        assert_eq!(r.code, 1, "kubectl {args:?} should have failed with exit code 1: {r:?}");
+        for n in needles {
+            assert!(r.stderr.contains(n), "kubectl {args:?}: stderr lacks {n:?}:\n{}", r.stderr);
+        }
+        r.stderr
+    }
+
+    /// `kubectl apply -f -` with `yaml`; returns stdout.
+    #[track_caller]
+    pub fn apply(&self, yaml: &str) -> String {
+        self.kubectl_stdin(&["apply", "-f", "-"], Some(yaml))
+    }
+
+    /// `kubectl create -f -` with `yaml`; returns stdout.
+    #[track_caller]
+    pub fn create(&self, yaml: &str) -> String {
+        self.kubectl_stdin(&["create", "-f", "-"], Some(yaml))
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("url has a port")
+    }
+
+    /// A raw HTTPS request with curl (full TLS verification against the generated CA).
+    /// `headers` are extra request headers such as ("Content-Type", "application/yaml").
+    #[track_caller]
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        cred: Cred,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse {
+        self.curl_with(&[], method, path, cred, headers, body)
+    }
+
+    /// `curl` with extra curl arguments (for example `--http1.1`).
+    #[track_caller]
+    pub fn curl_with(
+        &self,
+        curl_args: &[&str],
+        method: &str,
+        path: &str,
+        cred: Cred,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> HttpResponse {
+        let curl = require_tool("curl");
+        let (ca, cert, key) = self.admin_pem_paths();
+        let dir = tempfile::tempdir_in(self.scratch()).expect("temp dir for curl");
+        let hdr_file = dir.path().join("headers");
+        let body_file = dir.path().join("body");
+        let mut cmd = Command::new(curl);
+        cmd.args(["-sS", "--max-time", "30"]).args(curl_args);
+        if method == "HEAD" {
+            cmd.arg("-I");
+        } else {
+            cmd.args(["-X", method]);
+        }
+        cmd.arg("--cacert").arg(&ca);
+        cmd.arg("-D").arg(&hdr_file).arg("-o").arg(&body_file).args(["-w", "%{http_code}"]);
+        match &cred {
+            Cred::Admin => {
+                cmd.arg("--cert").arg(&cert).arg("--key").arg(&key);
+            }
+            Cred::None => {}
+            Cred::Token(t) => {
+                cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+            }
+        }
+        for (k, v) in headers {
+            cmd.arg("-H").arg(format!("{k}: {v}"));
+        }
+        if let Some(b) = body {
+            let req_file = dir.path().join("request");
+            std::fs::write(&req_file, b).expect("writing the request body");
+            cmd.arg("--data-binary").arg(format!("@{}", req_file.display()));
+        }
+        cmd.arg(format!("{}{}", self.url.trim_end_matches('/'), path));
+        let out = cmd.output().expect("running curl");
+        let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success(),
+            "curl {method} {path} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        HttpResponse {
+            status: code.parse().unwrap_or_else(|_| panic!("curl printed no status code: {code:?}")),
+            headers: std::fs::read_to_string(&hdr_file).unwrap_or_default(),
+            body: std::fs::read(&body_file).unwrap_or_default(),
+        }
+    }
+
+    /// A raw request as admin, with a JSON body when `body` is given.
+    #[track_caller]
+    pub fn request(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> HttpResponse {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("serializing"));
+        let headers: &[(&str, &str)] = if body.is_some() { &[("Content-Type", "application/json")] } else { &[] };
+        self.curl(method, path, Cred::Admin, headers, bytes.as_deref())
+    }
+
+    /// Asserts the server process is still running and has logged no panic.
+    #[track_caller]
+    pub fn assert_healthy(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                panic!("kube-apiserver exited ({status}); log:\n{}", self.log_tail());
+            }
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(!log.contains("panicked"), "the server logged a panic:\n{}", self.log_tail());
     }
 }

@@ -1,0 +1,108 @@
+//! Authentication: x509 admin (every other test), no credentials (401), bearer
+//! tokens from --token-auth-file, and --anonymous-auth.
+
+use e2e::{Cred, Server};
+use serde_json::json;
+use std::path::Path;
+
+/// A kubeconfig for `s` that verifies the server but carries only `user` (YAML).
+fn kubeconfig(s: &Server, dir: &Path, name: &str, user: &str) -> String {
+    let (ca, _, _) = s.admin_pem_paths();
+    let body = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user: {user}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+        s.url,
+        ca.display()
+    );
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// kubectl's wording for a 401 (1.27 adds "(Unauthorized)", newer ones "(the server
+/// has asked for the client to provide credentials)").
+const UNAUTHORIZED: &str = "error: You must be logged in to the server (";
+
+#[test]
+fn no_or_bad_credentials_get_401() {
+    let mut s = Server::start();
+    for path in ["/api/v1/namespaces", "/api", "/apis/apps/v1/deployments", "/version", "/openapi/v2"] {
+        let r = s.curl("GET", path, Cred::None, &[], None);
+        r.assert_status(401, "Unauthorized");
+        assert_eq!(
+            r.json(),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "Unauthorized", "reason": "Unauthorized", "code": 401}),
+            "{path}"
+        );
+    }
+    let r = s.curl(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Cred::None,
+        &[("Content-Type", "application/json")],
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"anon"}}"#),
+    );
+    r.assert_status(401, "Unauthorized");
+    s.curl("GET", "/api/v1/namespaces", Cred::Token("no-such-token".into()), &[], None)
+        .assert_status(401, "Unauthorized");
+
+    let dir = tempfile::tempdir().unwrap();
+    // (With no user at all kubectl would prompt for a username; a basic-auth user is
+    // no credential the server accepts, so the request is unauthenticated.)
+    let none = kubeconfig(&s, dir.path(), "none", "{username: nobody, password: nothing}");
+    let out = s.run_env(&["get", "namespaces"], None, &[("KUBECONFIG", &none)]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains(UNAUTHORIZED), "{out:?}");
+    let bad = kubeconfig(&s, dir.path(), "bad", "{token: wrong}");
+    let out = s.run_env(&["get", "configmaps"], None, &[("KUBECONFIG", &bad)]);
+    assert!(out.code == 1 && out.stderr.contains(UNAUTHORIZED), "{out:?}");
+    // Nothing was created by the refused requests.
+    s.kubectl_err(&["get", "configmaps", "anon"], None, &["NotFound"]);
+    s.assert_healthy();
+}
+
+#[test]
+fn bearer_tokens_from_token_auth_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "alice-token,alice,1001,\"devs,ops\"\nbob-token,bob,1002\n").unwrap();
+    let mut s = Server::start_with(&["--token-auth-file", tokens.to_str().unwrap()]);
+    for (tok, name) in [("alice-token", "alice"), ("bob-token", "bob")] {
+        let r = s.curl("GET", "/api/v1/namespaces", Cred::Token(tok.into()), &[], None);
+        assert_eq!(r.status, 200, "{tok}: {}", r.text());
+        assert_eq!(r.json()["kind"], "NamespaceList");
+        let kc = kubeconfig(&s, dir.path(), name, &format!("{{token: {tok}}}"));
+        let out = s.run_env(
+            &["create", "configmap", &format!("{name}-cm"), "--from-literal=a=b"],
+            None,
+            &[("KUBECONFIG", &kc)],
+        );
+        assert_eq!((out.code, out.stdout.as_str()), (0, format!("configmap/{name}-cm created\n").as_str()), "{out:?}");
+        let out = s.run_env(
+            &["get", "configmaps", &format!("{name}-cm"), "-o", "jsonpath={.data.a}"],
+            None,
+            &[("KUBECONFIG", &kc)],
+        );
+        assert_eq!((out.code, out.stdout.as_str()), (0, "b"), "{out:?}");
+    }
+    let kc = kubeconfig(&s, dir.path(), "wrong", "{token: alice-token-x}");
+    let out = s.run_env(&["get", "ns"], None, &[("KUBECONFIG", &kc)]);
+    assert!(out.code == 1 && out.stderr.contains(UNAUTHORIZED), "{out:?}");
+    s.curl("GET", "/api", Cred::None, &[], None).assert_status(401, "Unauthorized");
+    // The admin certificate keeps working beside the tokens.
+    assert_eq!(s.kubectl(&["get", "configmaps", "-o", "name"]), "configmap/alice-cm\nconfigmap/bob-cm\n");
+    s.assert_healthy();
+}
+
+#[test]
+fn anonymous_auth_allows_requests_without_credentials() {
+    let mut s = Server::start_with(&["--anonymous-auth=true"]);
+    let r = s.curl("GET", "/api/v1/namespaces", Cred::None, &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["kind"], "NamespaceList");
+    let r = s.curl("GET", "/version", Cred::None, &[], None);
+    assert_eq!((r.status, r.json()["minor"].clone()), (200, json!("33")));
+    // A wrong token is still refused: anonymous is only for requests with no credentials.
+    s.curl("GET", "/api", Cred::Token("nope".into()), &[], None).assert_status(401, "Unauthorized");
+    s.assert_healthy();
+}
