@@ -28,6 +28,12 @@ impl Aggregator {
         if req.method() != http::Method::GET || !(path == "/openapi/v2" || path.starts_with("/openapi/v3")) {
             return None;
         }
+        if path == "/openapi/v2" && !accepts_json(req) {
+            // Only the JSON form is served; a client asking for the protobuf
+            // form alone gets upstream's 406 and falls back.
+            let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            return Some(StatusError::not_acceptable(accept).into_response());
+        }
         let rendered = self.openapi.render(&self.delegate.openapi_schemas());
         let (bytes, etag) = match path {
             "/openapi/v2" => (rendered.v2.clone(), rendered.v2_etag.clone()),
@@ -42,7 +48,8 @@ impl Aggregator {
                 }
             },
         };
-        let quoted = format!("\"{etag}\"");
+        // The rendered ETags are already quoted, as HTTP wants them.
+        let quoted = etag;
         let not_modified = req
             .headers()
             .get(http::header::IF_NONE_MATCH)
@@ -82,6 +89,16 @@ impl Aggregator {
             _ => discovery::group_list(&groups),
         };
         Some(respond(req, 200, &value, &[], &output))
+    }
+}
+
+/// Whether the Accept header admits JSON (no header admits anything).
+fn accepts_json(req: &Request) -> bool {
+    match req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(a) => negotiation::parse_accept(a)
+            .iter()
+            .any(|m| matches!(m.essence.as_str(), "application/json" | "*/*" | "application/*")),
     }
 }
 

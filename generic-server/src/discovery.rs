@@ -33,6 +33,7 @@ pub struct OpenApiPart {
 }
 
 pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+pub const VERBS_NO_DELETECOLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
 fn group_version(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -51,7 +52,7 @@ pub fn resource_list(group: &str, version: &ApiVersion) -> Value {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs,
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -133,7 +134,7 @@ pub fn aggregated(groups: &[ApiGroup], api_version: &str) -> Value {
                                 "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
                                 "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                                 "singularResource": r.singular,
-                                "verbs": VERBS,
+                                "verbs": r.verbs,
                             });
                             if !r.short_names.is_empty() {
                                 e["shortNames"] = json!(r.short_names);

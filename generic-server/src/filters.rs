@@ -221,7 +221,7 @@ where
             "buildDate": "1970-01-01T00:00:00Z",
             "goVersion": "rust",
             "compiler": "rustc",
-            "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+            "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
         });
         return Ok(http::Response::builder()
             .status(200)
@@ -230,6 +230,17 @@ where
             .unwrap_or_else(|_| http::Response::new(body::empty())));
     }
     inner.call(req).await
+}
+
+/// The architecture as Go names it (GOARCH), which clients compare against.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
 }
 
 fn text(code: u16, s: impl Into<String>) -> Response {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -22,14 +22,42 @@ use crate::status::StatusError;
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 async fn serve_one(service: HttpService, req: http::Request<Incoming>, peer: Option<UserInfo>) -> Response {
-    let (parts, incoming) = req.into_parts();
-    let bytes: Bytes = match Limited::new(incoming, MAX_BODY_BYTES).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return StatusError::too_large().into_response()
+    let head = req.method() == http::Method::HEAD;
+    let mut resp = read_and_serve(service, req, peer).await;
+    if head {
+        // A HEAD answer has the GET's headers and no body (HTTP/2 forbids one).
+        *resp.body_mut() = crate::body::empty();
+    }
+    resp
+}
+
+async fn read_and_serve(service: HttpService, req: http::Request<Incoming>, peer: Option<UserInfo>) -> Response {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (parts, mut incoming) = req.into_parts();
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        tokio::spawn(drain(incoming));
+        return StatusError::too_large().into_response();
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(frame) = incoming.frame().await {
+        let data = match frame {
+            Ok(f) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+            Err(e) => return StatusError::bad_request(format!("error reading request body: {e}")).into_response(),
+        };
+        if body.len() + data.len() > MAX_BODY_BYTES {
+            tokio::spawn(drain(incoming));
+            return StatusError::too_large().into_response();
         }
-        Err(e) => return StatusError::bad_request(format!("error reading request body: {e}")).into_response(),
-    };
+        body.extend_from_slice(&data);
+    }
+    let bytes: Bytes = body.freeze();
     let mut req = http::Request::from_parts(parts, bytes);
     if let Some(u) = peer {
         req.extensions_mut().insert(PeerCertificateUser(u));
@@ -38,6 +66,24 @@ async fn serve_one(service: HttpService, req: http::Request<Incoming>, peer: Opt
         Ok(r) => r,
         Err(never) => match never {},
     }
+}
+
+/// How much of a refused body is read and thrown away, so that the client
+/// finishes sending and reads the 413 rather than seeing its stream reset.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn drain(mut incoming: Incoming) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async move {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = incoming.frame().await {
+            seen += frame.data_ref().map(|d| d.len()).unwrap_or(0);
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Accepts TLS connections on `listener` and serves them until the process ends.

@@ -89,6 +89,12 @@ fn info(
         categories: if all { vec!["all".into()] } else { Vec::new() },
         key_root: key_root.into(),
         subresources,
+        // Namespaces go one at a time, through their finalizer (as upstream).
+        verbs: if plural == "namespaces" {
+            generic_server::discovery::VERBS_NO_DELETECOLLECTION
+        } else {
+            generic_server::discovery::VERBS
+        },
     }
 }
 

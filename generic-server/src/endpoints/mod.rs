@@ -289,6 +289,9 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
         return Err(StatusError::not_found_resource_type(info));
     }
     let ns = if store.info.namespaced { ns } else { "" };
+    if info.subresource.is_empty() && !store.info.verbs.contains(&info.verb.as_str()) {
+        return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, &info.verb));
+    }
     let sub = subresource_of(store, info)?;
     let responder = Responder { store: store.clone(), req };
     match info.verb.as_str() {

@@ -348,6 +348,7 @@ mod tests {
             categories: vec![],
             key_root: format!("/registry/{plural}"),
             subresources,
+            verbs: crate::discovery::VERBS,
         }
     }
 
@@ -516,6 +517,7 @@ mod tests {
             categories: vec![],
             key_root: "/registry/stable.example.com/crontabs".into(),
             subresources: vec![],
+            verbs: crate::discovery::VERBS,
         };
         let mut schemas = Map::new();
         schemas.insert(

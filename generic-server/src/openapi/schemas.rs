@@ -162,7 +162,9 @@ pub fn merge_facts(name: &str, schema: &mut Value) {
 pub fn wrap_refs_with_siblings(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            if m.len() > 1 {
+            // Only a string is a reference: a `properties` map may hold a
+            // property named "$ref" (JSONSchemaProps does).
+            if m.len() > 1 && m.get("$ref").is_some_and(Value::is_string) {
                 if let Some(r) = m.remove("$ref") {
                     m.insert("allOf".into(), json!([{"$ref": r}]));
                 }

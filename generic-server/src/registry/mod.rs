@@ -35,6 +35,8 @@ pub struct ResourceInfo {
     /// "/registry/configmaps" or "/registry/apps.example.com/widgets".
     pub key_root: String,
     pub subresources: Vec<Subresource>,
+    /// The verbs served, as discovery lists them (`discovery::VERBS` for most).
+    pub verbs: &'static [&'static str],
 }
 
 impl ResourceInfo {
