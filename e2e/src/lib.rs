@@ -4,6 +4,8 @@
 //! Nothing here fakes a part a user would have: a test that needs a missing tool
 //! fails with a message that says which.
 
+pub mod etcd;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -59,8 +61,50 @@ pub fn kubectl_path(minor: Option<u32>) -> PathBuf {
     }
 }
 
+/// Which storage the server under test runs on. Every e2e test runs on both:
+/// a test written as a plain `#[test]` runs on the embedded store, and
+/// [`on_etcd!`] adds its etcd twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Etcd,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Embedded) };
+}
+
+/// Runs `test` with servers started on `backend` (each test has its own thread).
+pub fn with_backend(backend: Backend, test: fn()) {
+    BACKEND.with(|b| b.set(backend));
+    test();
+}
+
+/// The backend servers started on this thread use.
+pub fn current_backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// Declares the etcd twins of tests in this file: `on_etcd!(a, b, c);` adds
+/// `etcd::a` etc., each running the same test body against a private etcd.
+#[macro_export]
+macro_rules! on_etcd {
+    ($($name:ident),* $(,)?) => {
+        mod on_etcd {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::with_backend($crate::Backend::Etcd, super::$name);
+                }
+            )*
+        }
+    };
+}
+
 pub struct Server {
     child: Option<Child>,
+    /// The private etcd when running on etcd; it outlives server restarts.
+    pub etcd: Option<etcd::EtcdServer>,
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub url: String,
@@ -80,8 +124,13 @@ impl Server {
     pub fn start_with(extra_args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("creating a temp dir");
         let data_dir = tmp.path().join("data");
+        let etcd = match current_backend() {
+            Backend::Embedded => None,
+            Backend::Etcd => Some(etcd::EtcdServer::start()),
+        };
         let mut s = Server {
             child: None,
+            etcd,
             log: tmp.path().join("server.log"),
             data_dir,
             _tmp: Some(tmp),
@@ -99,6 +148,9 @@ impl Server {
         // A restart listens on the port the first start picked, as a restarted cluster would.
         let port = if self.url.is_empty() { 0 } else { self.port() };
         cmd.arg("--data-dir").arg(&self.data_dir).args(["--secure-port", &port.to_string()]).args(&self.extra_args);
+        if let Some(etcd) = &self.etcd {
+            cmd.arg("--etcd-servers").arg(etcd.client_url());
+        }
         cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("starting kube-apiserver");
         let stderr = child.stderr.take().expect("stderr was piped");

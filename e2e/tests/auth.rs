@@ -106,3 +106,5 @@ fn anonymous_auth_allows_requests_without_credentials() {
     s.curl("GET", "/api", Cred::Token("nope".into()), &[], None).assert_status(401, "Unauthorized");
     s.assert_healthy();
 }
+
+e2e::on_etcd!(no_or_bad_credentials_get_401, bearer_tokens_from_token_auth_file, anonymous_auth_allows_requests_without_credentials);

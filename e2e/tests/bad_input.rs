@@ -366,3 +366,5 @@ fn no_request_yields_a_500() {
     assert_eq!(s.raw("/api/v1/namespaces/default/pods")["items"], json!([]));
     s.assert_healthy();
 }
+
+e2e::on_etcd!(oversized_and_malformed_bodies, bodies_that_disagree_with_the_url, not_found_already_exists_conflict, namespace_missing_or_terminating, invalid_objects_are_422_with_causes, no_request_yields_a_500);

@@ -901,3 +901,5 @@ fn dry_run_generate_name_and_field_validation() {
     );
     s.assert_healthy();
 }
+
+e2e::on_etcd!(configmap_workflow_create_get_select_describe, configmap_workflow_modify_and_delete, secrets_serviceaccounts_namespaces, pods_defaults_wide_status_and_field_selectors, deployments_defaults_scale_status_and_strategic_patch, services_defaults_and_cluster_ip_allocation, dry_run_generate_name_and_field_validation);

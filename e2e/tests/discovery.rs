@@ -266,3 +266,5 @@ fn openapi_documents_and_explain() {
     assert!(params.contains(&"fieldValidation") && params.contains(&"dryRun"), "{params:?}");
     s.assert_healthy();
 }
+
+e2e::on_etcd!(api_resources_and_versions_discover_cleanly, health_and_version, bootstrap_namespaces_and_kubernetes_service, openapi_documents_and_explain);

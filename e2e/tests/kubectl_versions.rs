@@ -197,3 +197,5 @@ fn kubectl_1_31_json() {
 fn kubectl_1_33_protobuf() {
     workflow(33);
 }
+
+e2e::on_etcd!(kubectl_1_27_json, kubectl_1_31_json, kubectl_1_33_protobuf);

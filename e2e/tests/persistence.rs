@@ -161,3 +161,5 @@ fn restart_keeps_every_object() {
     assert_eq!(default_ns(&before), default_ns(&end));
     s.assert_healthy();
 }
+
+e2e::on_etcd!(restart_keeps_every_object);

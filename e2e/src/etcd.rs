@@ -1,0 +1,158 @@
+//! A private etcd for a test (the storage contract tests and the e2e suite): Debian's etcd-server (installed on first use when
+//! `etcd` is missing; a failed install panics, tests never skip), listening on
+//! free loopback ports with a temporary data dir, killed when dropped.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+static INSTALL: Once = Once::new();
+
+fn etcd_on_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("etcd")).find(|p| p.is_file())
+}
+
+/// Installs Debian's etcd-server when `etcd` is not on PATH.
+pub fn ensure_etcd_installed() -> PathBuf {
+    INSTALL.call_once(|| {
+        if etcd_on_path().is_some() {
+            return;
+        }
+        eprintln!("etcd not found on PATH: installing Debian's etcd-server with apt-get");
+        let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+        let apt = |args: &[&str]| {
+            let mut cmd = if root {
+                Command::new("apt-get")
+            } else {
+                let mut c = Command::new("sudo");
+                c.arg("-n").arg("apt-get");
+                c
+            };
+            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            let status = cmd.status().unwrap_or_else(|e| panic!("running apt-get {args:?}: {e}"));
+            assert!(
+                status.success(),
+                "apt-get {args:?} failed ({status}): cannot install etcd-server for the etcd tests"
+            );
+        };
+        apt(&["update"]);
+        apt(&["install", "-y", "etcd-server"]);
+    });
+    etcd_on_path().unwrap_or_else(|| panic!("etcd is not on PATH even after installing etcd-server"))
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+pub struct EtcdServer {
+    binary: PathBuf,
+    child: Option<Child>,
+    data_dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl EtcdServer {
+    pub fn start() -> EtcdServer {
+        let binary = ensure_etcd_installed();
+        let data_dir = tempfile::tempdir().expect("temp dir for etcd");
+        let mut server = EtcdServer { binary, child: None, data_dir, client_port: free_port(), peer_port: free_port() };
+        server.spawn();
+        server
+    }
+
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let client = self.client_url();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("etcd.log"))
+            .expect("etcd log file");
+        let child = Command::new(&self.binary)
+            .arg("--name=test")
+            .arg(format!("--data-dir={}", self.data_dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=test={peer}"))
+            .arg("--initial-cluster-state=new")
+            .arg("--logger=zap")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        self.wait_healthy();
+    }
+
+    fn healthy(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.contains("\"health\":\"true\"")
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("etcd exited ({status}) at start; log:\n{}", self.log());
+                }
+            }
+            if self.healthy() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("etcd did not become healthy within 30s; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Kills etcd (SIGKILL), keeping its data dir and ports for `restart`.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
