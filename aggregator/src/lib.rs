@@ -22,24 +22,39 @@ impl Aggregator {
         Aggregator { delegate, openapi: OpenApiCache::new() }
     }
 
-    /// /openapi/v2, /openapi/v3 and /openapi/v3/<group-version>, with ETags.
+    /// /openapi/v2 (JSON, or gnostic's protobuf form for its media types),
+    /// /openapi/v3 and /openapi/v3/<group-version>, with ETags.
     fn openapi(&self, req: &Request) -> Option<Response> {
         let path = req.uri().path().trim_end_matches('/');
         if req.method() != http::Method::GET || !(path == "/openapi/v2" || path.starts_with("/openapi/v3")) {
             return None;
         }
-        if path == "/openapi/v2" && !accepts_json(req) {
-            // Only the JSON form is served; a client asking for the protobuf
-            // form alone gets upstream's 406 and falls back.
-            let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-            return Some(StatusError::not_acceptable(accept).into_response());
-        }
+        let v2_form = if path == "/openapi/v2" {
+            match v2_form(req) {
+                Some(f) => Some(f),
+                None => {
+                    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    return Some(StatusError::not_acceptable(accept).into_response());
+                }
+            }
+        } else {
+            None
+        };
         let rendered = self.openapi.render(&self.delegate.openapi_schemas());
-        let (bytes, etag) = match path {
-            "/openapi/v2" => (rendered.v2.clone(), rendered.v2_etag.clone()),
-            "/openapi/v3" => (rendered.v3_index.clone(), rendered.v3_index_etag.clone()),
-            p => match rendered.v3_document(p.trim_start_matches("/openapi/v3/")) {
-                Some((b, e)) => (b.clone(), e.clone()),
+        let (bytes, etag, content_type) = match (path, v2_form) {
+            ("/openapi/v2", Some(V2Form::Protobuf)) => {
+                if rendered.v2_protobuf.is_empty() {
+                    return Some(
+                        StatusError::new(503, "ServiceUnavailable", "the OpenAPI document could not be encoded")
+                            .into_response(),
+                    );
+                }
+                (rendered.v2_protobuf.clone(), rendered.v2_protobuf_etag.clone(), V2_PROTOBUF)
+            }
+            ("/openapi/v2", _) => (rendered.v2.clone(), rendered.v2_etag.clone(), "application/json"),
+            ("/openapi/v3", _) => (rendered.v3_index.clone(), rendered.v3_index_etag.clone(), "application/json"),
+            (p, _) => match rendered.v3_document(p.trim_start_matches("/openapi/v3/")) {
+                Some((b, e)) => (b.clone(), e.clone(), "application/json"),
                 None => {
                     return Some(
                         StatusError::new(404, "NotFound", "the server could not find the requested resource")
@@ -56,10 +71,14 @@ impl Aggregator {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|t| t.trim() == quoted));
         let versioned = req.uri().query().is_some_and(|q| q.contains("hash="));
-        let builder = http::Response::builder()
+        let mut builder = http::Response::builder()
             .header(http::header::ETAG, quoted)
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::CACHE_CONTROL, if versioned { "public, immutable" } else { "no-cache, private" });
+        if v2_form.is_some() {
+            // One URL, two representations chosen by Accept (as upstream says).
+            builder = builder.header(http::header::VARY, "Accept");
+        }
         let resp = if not_modified {
             builder.status(304).body(body::empty())
         } else {
@@ -92,14 +111,47 @@ impl Aggregator {
     }
 }
 
-/// Whether the Accept header admits JSON (no header admits anything).
-fn accepts_json(req: &Request) -> bool {
-    match req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(a) => negotiation::parse_accept(a)
-            .iter()
-            .any(|m| matches!(m.essence.as_str(), "application/json" | "*/*" | "application/*")),
+/// The content type of the protobuf form of /openapi/v2.
+const V2_PROTOBUF: &str = generic_server::openapi::v2proto::CONTENT_TYPE;
+
+/// The representations of /openapi/v2.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum V2Form {
+    Json,
+    Protobuf,
+}
+
+/// The form of /openapi/v2 the Accept header picks, as upstream's handler
+/// picks it: media ranges by descending quality (then specificity), the first
+/// that admits JSON or one of the two protobuf media types wins (JSON first
+/// for wildcards). No header means JSON; `None` means nothing acceptable.
+fn v2_form(req: &Request) -> Option<V2Form> {
+    let Some(accept) = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Some(V2Form::Json);
+    };
+    if accept.trim().is_empty() {
+        return Some(V2Form::Json);
     }
+    let mut ranges: Vec<(f32, u8, String)> = negotiation::parse_accept(accept)
+        .into_iter()
+        .map(|m| {
+            let q = m.param("q").and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
+            let specificity = match m.essence.as_str() {
+                "*/*" => 0,
+                e if e.ends_with("/*") => 1,
+                _ => 2,
+            };
+            (q, specificity, m.essence)
+        })
+        .filter(|(q, _, _)| *q > 0.0)
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    let deprecated = generic_server::openapi::v2proto::CONTENT_TYPE_DEPRECATED;
+    ranges.iter().find_map(|(_, _, essence)| match essence.as_str() {
+        "application/json" | "*/*" | "application/*" => Some(V2Form::Json),
+        e if e == V2_PROTOBUF || e == deprecated => Some(V2Form::Protobuf),
+        _ => None,
+    })
 }
 
 #[async_trait::async_trait]
@@ -120,5 +172,42 @@ impl Handler for Aggregator {
 
     fn openapi_schemas(&self) -> Vec<discovery::OpenApiPart> {
         self.delegate.openapi_schemas()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(accept: Option<&str>) -> Option<V2Form> {
+        let mut b = http::Request::builder().uri("/openapi/v2");
+        if let Some(a) = accept {
+            b = b.header(http::header::ACCEPT, a);
+        }
+        v2_form(&b.body(bytes::Bytes::new()).expect("request"))
+    }
+
+    #[test]
+    fn v2_form_follows_accept() {
+        assert_eq!(form(None), Some(V2Form::Json));
+        assert_eq!(form(Some("application/json")), Some(V2Form::Json));
+        assert_eq!(form(Some("*/*")), Some(V2Form::Json));
+        // kubectl up to 1.27 asks for the deprecated name; later ones for the current one.
+        assert_eq!(form(Some("application/com.github.proto-openapi.spec.v2@v1.0+protobuf")), Some(V2Form::Protobuf));
+        assert_eq!(form(Some("application/com.github.proto-openapi.spec.v2.v1.0+protobuf")), Some(V2Form::Protobuf));
+        assert_eq!(
+            form(Some("application/json;q=0.5, application/com.github.proto-openapi.spec.v2.v1.0+protobuf")),
+            Some(V2Form::Protobuf)
+        );
+        assert_eq!(
+            form(Some("application/com.github.proto-openapi.spec.v2.v1.0+protobuf;q=0.5, application/json")),
+            Some(V2Form::Json)
+        );
+        assert_eq!(
+            form(Some("*/*, application/com.github.proto-openapi.spec.v2.v1.0+protobuf")),
+            Some(V2Form::Protobuf)
+        );
+        assert_eq!(form(Some("text/html")), None);
+        assert_eq!(form(Some("application/json;q=0")), None);
     }
 }

@@ -282,8 +282,12 @@ fn add_kubernetes_library(ctx: &mut Context) {
         let mut float: Option<f64> = None;
         for v in list.iter() {
             match v {
-                CelValue::Int(i) => int = int.checked_add(*i).ok_or_else(|| ExecutionError::function_error("sum", "overflow"))?,
-                CelValue::UInt(u) => int = int.checked_add(*u as i64).ok_or_else(|| ExecutionError::function_error("sum", "overflow"))?,
+                CelValue::Int(i) => {
+                    int = int.checked_add(*i).ok_or_else(|| ExecutionError::function_error("sum", "overflow"))?
+                }
+                CelValue::UInt(u) => {
+                    int = int.checked_add(*u as i64).ok_or_else(|| ExecutionError::function_error("sum", "overflow"))?
+                }
                 CelValue::Float(f) => float = Some(float.unwrap_or(0.0) + f),
                 _ => return Err(ExecutionError::function_error("sum", "not a number")),
             }
@@ -299,13 +303,11 @@ fn add_kubernetes_library(ctx: &mut Context) {
     let _ = ctx.add_function("max", |This(list): This<Arc<Vec<CelValue>>>| -> Result<CelValue, ExecutionError> {
         extreme(&list, std::cmp::Ordering::Greater, "max")
     });
-    let _ = ctx.add_function(
-        "find",
-        |This(s): This<Arc<String>>, re: Arc<String>| -> Result<CelValue, ExecutionError> {
+    let _ =
+        ctx.add_function("find", |This(s): This<Arc<String>>, re: Arc<String>| -> Result<CelValue, ExecutionError> {
             let r = regex_for(&re, "find")?;
             Ok(CelValue::String(Arc::new(r.find(&s).map(|m| m.as_str().to_string()).unwrap_or_default())))
-        },
-    );
+        });
     let _ = ctx.add_function(
         "findAll",
         |This(s): This<Arc<String>>, re: Arc<String>| -> Result<CelValue, ExecutionError> {
@@ -321,7 +323,9 @@ fn add_kubernetes_library(ctx: &mut Context) {
 
 fn cause_for(rule: &Rule, path: &str, value: &Value, message: String) -> Cause {
     let field = match &rule.field_path {
-        Some(fp) => format!("{path}{}", if fp.starts_with('.') || fp.starts_with('[') { fp.clone() } else { format!(".{fp}") }),
+        Some(fp) => {
+            format!("{path}{}", if fp.starts_with('.') || fp.starts_with('[') { fp.clone() } else { format!(".{fp}") })
+        }
         None => path.to_string(),
     };
     let field = field.trim_start_matches('.').to_string();
@@ -403,9 +407,9 @@ impl Eval<'_> {
                     for (i, v) in items.iter().enumerate() {
                         // Items correlate with old ones only in map lists, by key.
                         let o = match (node.list_type.as_deref(), old_items) {
-                            (Some("map"), Some(olds)) if !node.list_map_keys.is_empty() => olds.iter().find(|o| {
-                                node.list_map_keys.iter().all(|k| o.get(k) == v.get(k))
-                            }),
+                            (Some("map"), Some(olds)) if !node.list_map_keys.is_empty() => {
+                                olds.iter().find(|o| node.list_map_keys.iter().all(|k| o.get(k) == v.get(k)))
+                            }
                             _ => None,
                         };
                         self.run(child, v, o, &format!("{path}[{i}]"));
@@ -424,12 +428,8 @@ pub fn evaluate(root: Arc<CelNode>, new: Value, old: Option<Value>) -> Vec<Cause
     let spawned = std::thread::Builder::new().name("cel-eval".into()).spawn(move || {
         let mut base = Context::with_env(env());
         add_kubernetes_library(&mut base);
-        let mut ev = Eval {
-            base,
-            deadline: std::time::Instant::now() + EVAL_DEADLINE,
-            causes: Vec::new(),
-            timed_out: false,
-        };
+        let mut ev =
+            Eval { base, deadline: std::time::Instant::now() + EVAL_DEADLINE, causes: Vec::new(), timed_out: false };
         ev.run(&root, &new, old.as_ref(), "");
         let _ = tx.send(ev.causes);
     });

@@ -49,8 +49,12 @@ impl Converter {
                 })
                 .collect()),
             Conversion::Webhook { url, ca_bundle, review_versions } => {
-                let (todo_idx, todo): (Vec<usize>, Vec<Value>) =
-                    objects.iter().enumerate().filter(|(_, o)| api_version_of(o) != desired).map(|(i, o)| (i, o.clone())).unzip();
+                let (todo_idx, todo): (Vec<usize>, Vec<Value>) = objects
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| api_version_of(o) != desired)
+                    .map(|(i, o)| (i, o.clone()))
+                    .unzip();
                 let review_version = if review_versions.iter().any(|v| v == "v1") { "v1" } else { "v1beta1" };
                 let uid = uuid::Uuid::new_v4().to_string();
                 let review = json!({
@@ -62,8 +66,8 @@ impl Converter {
                 let resp = tokio::time::timeout(WEBHOOK_TIMEOUT, post(url, ca_bundle.as_deref(), body))
                     .await
                     .map_err(|_| "conversion webhook timed out".to_string())??;
-                let resp: Value =
-                    serde_json::from_slice(&resp).map_err(|e| format!("conversion webhook response is not JSON: {e}"))?;
+                let resp: Value = serde_json::from_slice(&resp)
+                    .map_err(|e| format!("conversion webhook response is not JSON: {e}"))?;
                 let r = resp.get("response").ok_or("conversion webhook response has no response")?;
                 if r.get("uid").and_then(Value::as_str) != Some(uid.as_str()) {
                     return Err("conversion webhook response uid does not match the request".into());
@@ -83,7 +87,10 @@ impl Converter {
                 let mut out = objects;
                 for (i, mut c) in todo_idx.into_iter().zip(converted) {
                     if api_version_of(&c) != desired {
-                        return Err(format!("conversion webhook returned an object of {}, expected {desired}", api_version_of(&c)));
+                        return Err(format!(
+                            "conversion webhook returned an object of {}, expected {desired}",
+                            api_version_of(&c)
+                        ));
                     }
                     // Only labels and annotations may change in metadata.
                     let original_meta = out[i].get("metadata").cloned().unwrap_or_else(|| json!({}));
@@ -238,7 +245,13 @@ impl Storage for VersionedStorage {
         Ok(l)
     }
 
-    async fn list_at(&self, prefix: &str, start_after: Option<&str>, limit: usize, freshness: Freshness) -> Result<ListResult> {
+    async fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        freshness: Freshness,
+    ) -> Result<ListResult> {
         let mut l = self.inner.list_at(prefix, start_after, limit, freshness).await?;
         l.items = self.read_many(std::mem::take(&mut l.items)).await?;
         Ok(l)
@@ -252,6 +265,28 @@ impl Storage for VersionedStorage {
     async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64> {
         let v = self.write(value).await?;
         self.inner.update(key, v, expected).await
+    }
+
+    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: std::time::Duration) -> Result<u64> {
+        let v = self.write(value).await?;
+        self.inner.create_with_ttl(key, v, ttl).await
+    }
+
+    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: std::time::Duration) -> Result<u64> {
+        let v = self.write(value).await?;
+        self.inner.update_with_ttl(key, v, expected, ttl).await
+    }
+
+    async fn list_at_revision(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: u64,
+    ) -> Result<ListResult> {
+        let mut l = self.inner.list_at_revision(prefix, start_after, limit, revision).await?;
+        l.items = self.read_many(std::mem::take(&mut l.items)).await?;
+        Ok(l)
     }
 
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)> {
@@ -305,7 +340,10 @@ mod tests {
     #[tokio::test]
     async fn none_conversion_rewrites_api_version() {
         let c = Converter { group: "example.com".into(), conversion: Conversion::None };
-        let out = c.convert(vec![json!({"apiVersion": "example.com/v1beta1", "kind": "W", "spec": {"a": 1}})], "v1").await.unwrap();
+        let out = c
+            .convert(vec![json!({"apiVersion": "example.com/v1beta1", "kind": "W", "spec": {"a": 1}})], "v1")
+            .await
+            .unwrap();
         assert_eq!(out[0]["apiVersion"], json!("example.com/v1"));
         assert_eq!(out[0]["spec"]["a"], json!(1));
     }
@@ -314,7 +352,11 @@ mod tests {
     async fn webhook_without_ca_fails_cleanly() {
         let c = Converter {
             group: "example.com".into(),
-            conversion: Conversion::Webhook { url: "https://127.0.0.1:1/convert".into(), ca_bundle: None, review_versions: vec!["v1".into()] },
+            conversion: Conversion::Webhook {
+                url: "https://127.0.0.1:1/convert".into(),
+                ca_bundle: None,
+                review_versions: vec!["v1".into()],
+            },
         };
         assert!(c.convert(vec![json!({"apiVersion": "example.com/v1beta1"})], "v1").await.is_err());
     }

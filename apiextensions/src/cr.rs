@@ -68,10 +68,6 @@ impl CrStrategy {
         if let Some(m) = body.as_object_mut() {
             m.remove("metadata");
         }
-        let mut schema_without_meta = self.schema.clone();
-        if let Some(p) = schema_without_meta.get_mut("properties").and_then(Value::as_object_mut) {
-            p.remove("metadata");
-        }
         let mut causes = self.validator.validate(&body);
         // A name constraint in the schema (metadata.name pattern, maxLength).
         if let Some(name_schema) = self.schema.pointer("/properties/metadata/properties/name") {
@@ -88,7 +84,6 @@ impl CrStrategy {
                 causes.extend(cel::evaluate(rules.clone(), body, old.cloned()));
             }
         }
-        let _ = schema_without_meta;
         causes
     }
 }

@@ -28,6 +28,7 @@ pub fn resource_info() -> ResourceInfo {
         categories: vec!["api-extensions".into()],
         key_root: "/registry/apiextensions.k8s.io/customresourcedefinitions".into(),
         subresources: vec![Subresource::Status],
+        verbs: generic_server::discovery::VERBS,
     }
 }
 
@@ -89,11 +90,19 @@ impl Names {
             l if l.is_empty() => kind.to_lowercase(),
             l => l,
         };
-        Names { plural: s("plural"), singular, kind, list_kind, short_names: list("shortNames"), categories: list("categories") }
+        Names {
+            plural: s("plural"),
+            singular,
+            kind,
+            list_kind,
+            short_names: list("shortNames"),
+            categories: list("categories"),
+        }
     }
 
     pub fn to_value(&self) -> Value {
-        let mut v = json!({"plural": self.plural, "singular": self.singular, "kind": self.kind, "listKind": self.list_kind});
+        let mut v =
+            json!({"plural": self.plural, "singular": self.singular, "kind": self.kind, "listKind": self.list_kind});
         if !self.short_names.is_empty() {
             v["shortNames"] = json!(self.short_names);
         }
@@ -194,6 +203,7 @@ impl Crd {
             categories: names.categories.clone(),
             key_root: format!("/registry/{}/{}", self.group, names.plural),
             subresources,
+            verbs: generic_server::discovery::VERBS,
         }
     }
 }
@@ -258,19 +268,19 @@ pub fn set_condition(obj: &mut Value, type_: &str, status: &str, reason: &str, m
         }
         _ => json!(now),
     };
-    let cond = json!({"type": type_, "status": status, "lastTransitionTime": time, "reason": reason, "message": message});
+    let cond =
+        json!({"type": type_, "status": status, "lastTransitionTime": time, "reason": reason, "message": message});
     if !obj.get("status").is_some_and(Value::is_object) {
         obj["status"] = json!({});
     }
     let conds = obj["status"].get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut out: Vec<Value> = conds.into_iter().filter(|c| c.get("type").and_then(Value::as_str) != Some(type_)).collect();
+    let mut out: Vec<Value> =
+        conds.into_iter().filter(|c| c.get("type").and_then(Value::as_str) != Some(type_)).collect();
     out.push(cond);
-    out.sort_by_key(|c| {
-        match c.get("type").and_then(Value::as_str) {
-            Some("NamesAccepted") => 0,
-            Some("Established") => 1,
-            _ => 2,
-        }
+    out.sort_by_key(|c| match c.get("type").and_then(Value::as_str) {
+        Some("NamesAccepted") => 0,
+        Some("Established") => 1,
+        _ => 2,
     });
     obj["status"]["conditions"] = Value::Array(out);
 }
@@ -284,7 +294,10 @@ impl Strategy for CrdStrategy {
 
     fn prepare_for_create(&self, object: &mut Value) {
         if let Some(m) = object.as_object_mut() {
-            m.insert("status".into(), json!({"conditions": [], "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": []}));
+            m.insert(
+                "status".into(),
+                json!({"conditions": [], "acceptedNames": {"plural": "", "kind": ""}, "storedVersions": []}),
+            );
         }
     }
 
@@ -327,12 +340,17 @@ impl Strategy for CrdStrategy {
         if group != str_at(old, "/spec/group") {
             causes.push(Cause::immutable("spec.group", &json!(group)));
         }
-        let established = condition(old, "Established").and_then(|c| c.get("status")).and_then(Value::as_str) == Some("True");
+        let established =
+            condition(old, "Established").and_then(|c| c.get("status")).and_then(Value::as_str) == Some("True");
         let scope = str_at(new, "/spec/scope");
         if established && scope != str_at(old, "/spec/scope") {
             causes.push(Cause::immutable("spec.scope", &json!(scope)));
         }
         causes
+    }
+
+    fn strategic_merge_type(&self) -> Option<&'static str> {
+        Some("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition")
     }
 
     fn pending_finalizers(&self, object: &Value) -> bool {
@@ -347,7 +365,13 @@ impl Strategy for CrdStrategy {
             finalizers.push(FINALIZER.into());
         }
         meta::set_meta(object, "finalizers", json!(finalizers));
-        set_condition(object, "Terminating", "True", "InstanceDeletionPending", "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon");
+        set_condition(
+            object,
+            "Terminating",
+            "True",
+            "InstanceDeletionPending",
+            "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+        );
     }
 
     fn table_columns(&self) -> Vec<TableColumn> {
@@ -357,7 +381,9 @@ impl Strategy for CrdStrategy {
                 name: Cow::Borrowed("Created At"),
                 type_: Cow::Borrowed("date"),
                 format: Cow::Borrowed(""),
-                description: Cow::Borrowed("CreationTimestamp is a timestamp representing the server time when this object was created."),
+                description: Cow::Borrowed(
+                    "CreationTimestamp is a timestamp representing the server time when this object was created.",
+                ),
                 priority: 0,
             },
         ]
@@ -449,12 +475,20 @@ pub fn validate_crd(obj: &Value) -> Vec<Cause> {
                 if path.is_empty() {
                     c.push(Cause::required(format!("{sp}.{f}"), ""));
                 } else if !path.starts_with(prefix) || JsonPath::parse(path).map(|j| !j.is_simple()).unwrap_or(true) {
-                    c.push(Cause::invalid(format!("{sp}.{f}"), &json!(path), &format!("should be a json path under {}", prefix.trim_end_matches('.'))));
+                    c.push(Cause::invalid(
+                        format!("{sp}.{f}"),
+                        &json!(path),
+                        &format!("should be a json path under {}", prefix.trim_end_matches('.')),
+                    ));
                 }
             }
             if let Some(path) = scale.get("labelSelectorPath").and_then(Value::as_str) {
                 if !(path.starts_with(".spec.") || path.starts_with(".status.")) || JsonPath::parse(path).is_err() {
-                    c.push(Cause::invalid(format!("{sp}.labelSelectorPath"), &json!(path), "should be a json path under either .spec or .status"));
+                    c.push(Cause::invalid(
+                        format!("{sp}.labelSelectorPath"),
+                        &json!(path),
+                        "should be a json path under either .spec or .status",
+                    ));
                 }
             }
         }
@@ -466,26 +500,41 @@ pub fn validate_crd(obj: &Value) -> Vec<Cause> {
                 }
                 let t = str_at(col, "/type");
                 if !["integer", "number", "string", "boolean", "date"].contains(&t) {
-                    c.push(Cause::not_supported(format!("{cp}.type"), &json!(t), &["integer", "number", "string", "boolean", "date"]));
+                    c.push(Cause::not_supported(
+                        format!("{cp}.type"),
+                        &json!(t),
+                        &["integer", "number", "string", "boolean", "date"],
+                    ));
                 }
                 let jp = str_at(col, "/jsonPath");
                 if jp.is_empty() {
                     c.push(Cause::required(format!("{cp}.JSONPath"), ""));
                 } else if let Err(e) = JsonPath::parse(jp) {
-                    c.push(Cause::invalid(format!("{cp}.JSONPath"), &json!(jp), &format!("must be a simple json path: {e}")));
+                    c.push(Cause::invalid(
+                        format!("{cp}.JSONPath"),
+                        &json!(jp),
+                        &format!("must be a simple json path: {e}"),
+                    ));
                 }
             }
         }
         if let Some(fields) = v.get("selectableFields").and_then(Value::as_array) {
             if fields.len() > 8 {
-                c.push(Cause { reason: "FieldValueTooMany", message: format!("Too many: {}: must have at most 8 items", fields.len()), field: format!("{p}.selectableFields") });
+                c.push(Cause {
+                    reason: "FieldValueTooMany",
+                    message: format!("Too many: {}: must have at most 8 items", fields.len()),
+                    field: format!("{p}.selectableFields"),
+                });
             }
             for (j, f) in fields.iter().enumerate() {
                 let jp = str_at(f, "/jsonPath");
                 let fp = format!("{p}.selectableFields[{j}].jsonPath");
                 match JsonPath::parse(jp) {
                     Ok(j) if j.is_simple() && !jp.starts_with(".metadata") => {
-                        let field_schema = jp.trim_start_matches('.').split('.').try_fold(v.pointer("/schema/openAPIV3Schema"), |s, k| Some(s?.get("properties")?.get(k)));
+                        let field_schema = jp
+                            .trim_start_matches('.')
+                            .split('.')
+                            .try_fold(v.pointer("/schema/openAPIV3Schema"), |s, k| Some(s?.get("properties")?.get(k)));
                         match field_schema.flatten() {
                             Some(s) if ["string", "integer", "boolean"].contains(&s.get("type").and_then(Value::as_str).unwrap_or_default()) => {}
                             Some(_) => c.push(Cause::invalid(fp, &json!(jp), "must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.")),
@@ -500,36 +549,60 @@ pub fn validate_crd(obj: &Value) -> Vec<Cause> {
     match str_at(&spec, "/conversion/strategy") {
         "" | "None" => {
             if spec.pointer("/conversion/webhook").is_some() {
-                c.push(Cause::forbidden("spec.conversion.webhook", "should not be set when strategy is not set to Webhook"));
+                c.push(Cause::forbidden(
+                    "spec.conversion.webhook",
+                    "should not be set when strategy is not set to Webhook",
+                ));
             }
         }
         "Webhook" => {
             let cc = spec.pointer("/conversion/webhook/clientConfig");
             match cc {
-                None => c.push(Cause::required("spec.conversion.webhook.clientConfig", "required when strategy is set to Webhook")),
+                None => c.push(Cause::required(
+                    "spec.conversion.webhook.clientConfig",
+                    "required when strategy is set to Webhook",
+                )),
                 Some(cc) => {
                     let has_url = cc.get("url").is_some();
                     let has_svc = cc.get("service").is_some();
                     if has_url == has_svc {
-                        c.push(Cause::required("spec.conversion.webhook.clientConfig", "exactly one of url or service is required"));
+                        c.push(Cause::required(
+                            "spec.conversion.webhook.clientConfig",
+                            "exactly one of url or service is required",
+                        ));
                     }
                     if let Some(u) = cc.get("url").and_then(Value::as_str) {
                         if !u.starts_with("https://") {
-                            c.push(Cause::invalid("spec.conversion.webhook.clientConfig.url", &json!(u), "'https' is the only allowed URL scheme"));
+                            c.push(Cause::invalid(
+                                "spec.conversion.webhook.clientConfig.url",
+                                &json!(u),
+                                "'https' is the only allowed URL scheme",
+                            ));
                         }
                     }
                     if has_svc {
                         for f in ["name", "namespace"] {
                             if str_at(cc, &format!("/service/{f}")).is_empty() {
-                                c.push(Cause::required(format!("spec.conversion.webhook.clientConfig.service.{f}"), ""));
+                                c.push(Cause::required(
+                                    format!("spec.conversion.webhook.clientConfig.service.{f}"),
+                                    "",
+                                ));
                             }
                         }
                     }
                 }
             }
-            let rv = spec.pointer("/conversion/webhook/conversionReviewVersions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let rv = spec
+                .pointer("/conversion/webhook/conversionReviewVersions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if !rv.iter().any(|v| v.as_str() == Some("v1") || v.as_str() == Some("v1beta1")) {
-                c.push(Cause::invalid("spec.conversion.webhook.conversionReviewVersions", &json!(rv.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")), "must include at least one of v1, v1beta1"));
+                c.push(Cause::invalid(
+                    "spec.conversion.webhook.conversionReviewVersions",
+                    &json!(rv.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
+                    "must include at least one of v1, v1beta1",
+                ));
             }
         }
         other => c.push(Cause::not_supported("spec.conversion.strategy", &json!(other), &["None", "Webhook"])),
@@ -552,8 +625,14 @@ fn validate_names(names: &Value, p: &str, c: &mut Vec<Cause>) {
     }
     if kind.is_empty() {
         c.push(Cause::required(format!("{p}.kind"), ""));
-    } else if !kind.chars().all(|ch| ch.is_ascii_alphanumeric()) || !kind.starts_with(|ch: char| ch.is_ascii_alphabetic()) {
-        c.push(Cause::invalid(format!("{p}.kind"), &json!(kind), "may have mixed case, but should otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?"));
+    } else if !kind.chars().all(|ch| ch.is_ascii_alphanumeric())
+        || !kind.starts_with(|ch: char| ch.is_ascii_alphabetic())
+    {
+        c.push(Cause::invalid(
+            format!("{p}.kind"),
+            &json!(kind),
+            "may have mixed case, but should otherwise match: [a-z]([-a-z0-9]*[a-z0-9])?",
+        ));
     }
     if !list_kind.is_empty() && list_kind == kind {
         c.push(Cause::invalid(format!("{p}.listKind"), &json!(list_kind), "kind and listKind may not be the same"));
@@ -588,7 +667,10 @@ fn validate_structural(s: &Value, p: &str, root: bool, in_value_validation: bool
         }
     }
     if m.get("uniqueItems") == Some(&Value::Bool(true)) {
-        c.push(Cause::forbidden(format!("{p}.uniqueItems"), "uniqueItems cannot be set to true since the runtime complexity becomes quadratic"));
+        c.push(Cause::forbidden(
+            format!("{p}.uniqueItems"),
+            "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
+        ));
     }
     if m.get("additionalProperties") == Some(&Value::Bool(false)) {
         c.push(Cause::forbidden(format!("{p}.additionalProperties"), "additionalProperties cannot be set to false"));
@@ -596,18 +678,34 @@ fn validate_structural(s: &Value, p: &str, root: bool, in_value_validation: bool
     let t = m.get("type").and_then(Value::as_str).unwrap_or_default();
     if let Some(ty) = m.get("type") {
         if !["object", "array", "string", "integer", "number", "boolean"].contains(&t) {
-            c.push(Cause::not_supported(format!("{p}.type"), ty, &["array", "boolean", "integer", "number", "object", "string"]));
+            c.push(Cause::not_supported(
+                format!("{p}.type"),
+                ty,
+                &["array", "boolean", "integer", "number", "object", "string"],
+            ));
         }
     }
     let int_or_string = schema::is_int_or_string(s);
     let preserve = m.get("x-kubernetes-preserve-unknown-fields");
     if let Some(pv) = preserve {
         if pv != &Value::Bool(true) {
-            c.push(Cause::invalid(format!("{p}.x-kubernetes-preserve-unknown-fields"), pv, "must be true or undefined"));
+            c.push(Cause::invalid(
+                format!("{p}.x-kubernetes-preserve-unknown-fields"),
+                pv,
+                "must be true or undefined",
+            ));
         }
     }
     if in_value_validation {
-        for k in ["type", "nullable", "default", "description", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string"] {
+        for k in [
+            "type",
+            "nullable",
+            "default",
+            "description",
+            "x-kubernetes-preserve-unknown-fields",
+            "x-kubernetes-embedded-resource",
+            "x-kubernetes-int-or-string",
+        ] {
             if m.contains_key(k) && !(k == "type" && int_or_string) {
                 c.push(Cause::forbidden(format!("{p}.{k}"), "must be empty to be structural"));
             }
@@ -620,11 +718,19 @@ fn validate_structural(s: &Value, p: &str, root: bool, in_value_validation: bool
             c.push(Cause::invalid(format!("{p}.type"), &json!(t), "must be object at the root"));
         }
         if int_or_string && !t.is_empty() {
-            c.push(Cause::invalid(format!("{p}.type"), &json!(t), "must be empty if x-kubernetes-int-or-string is true"));
+            c.push(Cause::invalid(
+                format!("{p}.type"),
+                &json!(t),
+                "must be empty if x-kubernetes-int-or-string is true",
+            ));
         }
         if schema::is_embedded(s) {
             if t != "object" {
-                c.push(Cause::invalid(format!("{p}.type"), &json!(t), "must be object if x-kubernetes-embedded-resource is true"));
+                c.push(Cause::invalid(
+                    format!("{p}.type"),
+                    &json!(t),
+                    "must be object if x-kubernetes-embedded-resource is true",
+                ));
             }
             if m.get("properties").is_none() && preserve != Some(&Value::Bool(true)) {
                 c.push(Cause::required(format!("{p}.properties"), "must not be empty if x-kubernetes-embedded-resource is true without x-kubernetes-preserve-unknown-fields"));
@@ -632,7 +738,10 @@ fn validate_structural(s: &Value, p: &str, root: bool, in_value_validation: bool
         }
     }
     if m.get("properties").is_some() && m.get("additionalProperties").is_some_and(Value::is_object) {
-        c.push(Cause::forbidden(format!("{p}.additionalProperties"), "additionalProperties and properties are mutual exclusive"));
+        c.push(Cause::forbidden(
+            format!("{p}.additionalProperties"),
+            "additionalProperties and properties are mutual exclusive",
+        ));
     }
     if let Some(props) = m.get("properties") {
         match props.as_object() {
@@ -655,15 +764,27 @@ fn validate_structural(s: &Value, p: &str, root: bool, in_value_validation: bool
         validate_structural(ap, &format!("{p}.additionalProperties"), false, in_value_validation, c);
     }
     match m.get("items") {
-        Some(Value::Array(_)) => c.push(Cause::forbidden(format!("{p}.items"), "items must be a schema object and not an array")),
+        Some(Value::Array(_)) => {
+            c.push(Cause::forbidden(format!("{p}.items"), "items must be a schema object and not an array"))
+        }
         Some(items) => validate_structural(items, &format!("{p}.items"), false, in_value_validation, c),
-        None if t == "array" && !in_value_validation => c.push(Cause::required(format!("{p}.items"), "must be specified")),
+        None if t == "array" && !in_value_validation => {
+            c.push(Cause::required(format!("{p}.items"), "must be specified"))
+        }
         None => {}
     }
     for k in ["allOf", "anyOf", "oneOf"] {
         if let Some(list) = m.get(k).and_then(Value::as_array) {
             for (i, child) in list.iter().enumerate() {
-                validate_structural(child, &format!("{p}.{k}[{i}]"), false, true, c);
+                // Under x-kubernetes-int-or-string, anyOf/allOf may name the
+                // integer and string types (upstream's IntOrString exception).
+                let mut child = child.clone();
+                if int_or_string && matches!(child.get("type").and_then(Value::as_str), Some("integer" | "string")) {
+                    if let Some(cm) = child.as_object_mut() {
+                        cm.remove("type");
+                    }
+                }
+                validate_structural(&child, &format!("{p}.{k}[{i}]"), false, true, c);
             }
         }
     }
@@ -676,10 +797,17 @@ fn validate_structural(s: &Value, p: &str, root: bool, in_value_validation: bool
             c.push(Cause::not_supported(format!("{p}.x-kubernetes-list-type"), lt, &["atomic", "set", "map"]));
         }
         if t != "array" {
-            c.push(Cause::invalid(format!("{p}.type"), &json!(t), "must be array if x-kubernetes-list-type is specified"));
+            c.push(Cause::invalid(
+                format!("{p}.type"),
+                &json!(t),
+                "must be array if x-kubernetes-list-type is specified",
+            ));
         }
         if lts == "map" && m.get("x-kubernetes-list-map-keys").and_then(Value::as_array).is_none_or(Vec::is_empty) {
-            c.push(Cause::required(format!("{p}.x-kubernetes-list-map-keys"), "must not be empty if x-kubernetes-list-type is map"));
+            c.push(Cause::required(
+                format!("{p}.x-kubernetes-list-map-keys"),
+                "must not be empty if x-kubernetes-list-type is map",
+            ));
         }
     }
     if let Some(pattern) = m.get("pattern").and_then(Value::as_str) {
@@ -728,12 +856,20 @@ fn validate_defaults(s: &Value, p: &str, c: &mut Vec<Cause>) {
         let mut pruned = Vec::new();
         schema::prune(&mut pruned_default, s, false, "", &mut pruned);
         if !pruned.is_empty() {
-            c.push(Cause::invalid(format!("{p}.default"), d, &format!("must not have unknown fields: {}", pruned.join(", "))));
+            c.push(Cause::invalid(
+                format!("{p}.default"),
+                d,
+                &format!("must not have unknown fields: {}", pruned.join(", ")),
+            ));
         } else {
             match schema::SchemaValidator::new(s) {
                 Ok(v) => {
                     for cause in v.validate(d) {
-                        let f = if cause.field.is_empty() { format!("{p}.default") } else { format!("{p}.default.{}", cause.field) };
+                        let f = if cause.field.is_empty() {
+                            format!("{p}.default")
+                        } else {
+                            format!("{p}.default.{}", cause.field)
+                        };
                         c.push(Cause { field: f, ..cause });
                     }
                 }
@@ -776,10 +912,18 @@ mod tests {
 
     #[test]
     fn structural_rules() {
-        let m = msgs(&crd(json!({"type": "object", "properties": {"spec": {"properties": {"a": {"type": "string"}}}}})));
+        let m =
+            msgs(&crd(json!({"type": "object", "properties": {"spec": {"properties": {"a": {"type": "string"}}}}})));
         assert_eq!(m, vec!["spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"]);
-        let m = msgs(&crd(json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}}})));
-        assert!(m[0].contains("properties[metadata]: Forbidden: must not specify anything other than name and generateName"), "{m:?}");
+        let m = msgs(&crd(
+            json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"labels": {"type": "object"}}}}}),
+        ));
+        assert!(
+            m[0].contains(
+                "properties[metadata]: Forbidden: must not specify anything other than name and generateName"
+            ),
+            "{m:?}"
+        );
         let m = msgs(&crd(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": false})));
         assert!(m[0].contains("must be true or undefined"));
         let m = msgs(&crd(json!({"type": "object", "properties": {"a": {"type": "integer", "default": "x"}}})));

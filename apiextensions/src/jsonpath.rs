@@ -57,7 +57,8 @@ impl JsonPath {
                         steps.push(Step::All);
                     } else if let Some(f) = inner.strip_prefix("?(").and_then(|r| r.strip_suffix(')')) {
                         let (lhs, rhs) = f.split_once("==").ok_or_else(|| format!("{src:?}: unsupported filter"))?;
-                        let lhs = lhs.trim().strip_prefix("@.").ok_or_else(|| format!("{src:?}: unsupported filter"))?;
+                        let lhs =
+                            lhs.trim().strip_prefix("@.").ok_or_else(|| format!("{src:?}: unsupported filter"))?;
                         let rhs = rhs.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
                         steps.push(Step::Filter { path: lhs.split('.').map(str::to_string).collect(), value: rhs });
                     } else if (inner.starts_with('\'') && inner.ends_with('\'') && inner.len() >= 2)
@@ -107,7 +108,7 @@ impl JsonPath {
                                 let got = path.iter().try_fold(item, |x, k| x.get(k));
                                 let matches = match got {
                                     Some(Value::String(s)) => s == value,
-                                    Some(other) => other.to_string() == *value,
+                                    Some(other) => &other.to_string() == value,
                                     None => false,
                                 };
                                 if matches {

@@ -150,7 +150,8 @@ impl ApiextensionsServer {
         };
         let mut items: Vec<Value> = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
         items.sort_by(|a, b| {
-            (meta::meta_str(a, "creationTimestamp"), meta::name(a)).cmp(&(meta::meta_str(b, "creationTimestamp"), meta::name(b)))
+            (meta::meta_str(a, "creationTimestamp"), meta::name(a))
+                .cmp(&(meta::meta_str(b, "creationTimestamp"), meta::name(b)))
         });
         let mut busy = false;
         let names: Vec<String> = items.iter().map(|i| meta::name(i).to_string()).collect();
@@ -180,7 +181,8 @@ impl ApiextensionsServer {
     async fn reconcile(&self, obj: &Value, all: &[Value]) -> Option<Value> {
         let parsed = Crd::parse(obj);
         let wanted = parsed.names.clone();
-        let accepted_before = obj.pointer("/status/acceptedNames").map(Names::from_value).filter(|n| !n.plural.is_empty());
+        let accepted_before =
+            obj.pointer("/status/acceptedNames").map(Names::from_value).filter(|n| !n.plural.is_empty());
         let conflict = name_conflict(&parsed, &wanted, obj, all);
         let accepted = match (&conflict, &accepted_before) {
             (None, _) => Some(wanted.clone()),
@@ -203,14 +205,21 @@ impl ApiextensionsServer {
             }
         }
         match (&accepted, &serving_error) {
-            (Some(_), None) => {
-                crd::set_condition(&mut new, "Established", "True", "InitialNamesAccepted", "the initial names have been accepted")
-            }
+            (Some(_), None) => crd::set_condition(
+                &mut new,
+                "Established",
+                "True",
+                "InitialNamesAccepted",
+                "the initial names have been accepted",
+            ),
             (Some(_), Some(e)) => crd::set_condition(&mut new, "Established", "False", "Installing", e),
-            (None, _) => crd::set_condition(&mut new, "Established", "False", "NotAccepted", "not all names are accepted"),
+            (None, _) => {
+                crd::set_condition(&mut new, "Established", "False", "NotAccepted", "not all names are accepted")
+            }
         }
         if let Some(sv) = parsed.storage_version() {
-            let mut stored: Vec<Value> = new["status"].get("storedVersions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut stored: Vec<Value> =
+                new["status"].get("storedVersions").and_then(Value::as_array).cloned().unwrap_or_default();
             if !stored.contains(&json!(sv.name)) {
                 stored.push(json!(sv.name));
             }
@@ -224,7 +233,9 @@ impl ApiextensionsServer {
         let result = self
             .crd_store
             .update_with("", &name, Some(&Subresource::Status), &WriteOptions::default(), |cur| {
-                let mut cur = cur.cloned().ok_or_else(|| StatusError::not_found(crd::GROUP, "customresourcedefinitions", &name))?;
+                let mut cur = cur
+                    .cloned()
+                    .ok_or_else(|| StatusError::not_found(crd::GROUP, "customresourcedefinitions", &name))?;
                 cur["status"] = status.clone();
                 meta::remove_meta(&mut cur, "resourceVersion");
                 Ok(cur)
@@ -306,23 +317,27 @@ impl ApiextensionsServer {
             served.get(&name).map(|s| s.store.clone())
         };
         let accepted = obj.pointer("/status/acceptedNames").map(Names::from_value).filter(|n| !n.plural.is_empty());
-        let key_root = format!("/registry/{}/{}", parsed.group, accepted.as_ref().map(|n| n.plural.as_str()).unwrap_or(&parsed.names.plural));
+        let key_root = format!(
+            "/registry/{}/{}",
+            parsed.group,
+            accepted.as_ref().map(|n| n.plural.as_str()).unwrap_or(&parsed.names.plural)
+        );
         let mut remaining = 0;
         match &store {
-            Some(store) => {
-                match store.list("", &ListOptions::default()).await {
-                    Ok(list) => {
-                        for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
-                            if let Err(e) = store.delete(meta::namespace(item), meta::name(item), &DeleteOptions::default()).await {
-                                if e.code != 404 {
-                                    tracing::debug!("deleting a {name} object: {}", e.message);
-                                }
+            Some(store) => match store.list("", &ListOptions::default()).await {
+                Ok(list) => {
+                    for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
+                        if let Err(e) =
+                            store.delete(meta::namespace(item), meta::name(item), &DeleteOptions::default()).await
+                        {
+                            if e.code != 404 {
+                                tracing::debug!("deleting a {name} object: {}", e.message);
                             }
                         }
                     }
-                    Err(e) => tracing::debug!("listing {name} objects: {}", e.message),
                 }
-            }
+                Err(e) => tracing::debug!("listing {name} objects: {}", e.message),
+            },
             None => {
                 // Never served: remove whatever is stored directly.
                 if let Ok(list) = self.storage.list(&format!("{key_root}/"), None, 0).await {
@@ -343,7 +358,9 @@ impl ApiextensionsServer {
         let result = self
             .crd_store
             .update_with("", &name, None, &WriteOptions::default(), |cur| {
-                let mut cur = cur.cloned().ok_or_else(|| StatusError::not_found(crd::GROUP, "customresourcedefinitions", &name))?;
+                let mut cur = cur
+                    .cloned()
+                    .ok_or_else(|| StatusError::not_found(crd::GROUP, "customresourcedefinitions", &name))?;
                 let f: Vec<String> = meta::finalizers(&cur).into_iter().filter(|f| f != crd::FINALIZER).collect();
                 meta::set_meta(&mut cur, "finalizers", json!(f));
                 meta::remove_meta(&mut cur, "resourceVersion");
@@ -377,10 +394,15 @@ impl ApiextensionsServer {
             None | Some("") => false,
             Some("All") => true,
             Some(other) => {
-                return Err(StatusError::bad_request(format!("Invalid dry run value: {other:?}: supported values: \"All\"")))
+                return Err(StatusError::bad_request(format!(
+                    "Invalid dry run value: {other:?}: supported values: \"All\""
+                )))
             }
         };
-        let opts = WriteOptions { dry_run, field_validation: FieldValidation::parse(params.get("fieldValidation").map(String::as_str))? };
+        let opts = WriteOptions {
+            dry_run,
+            field_validation: FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?,
+        };
         let applied: Value = serde_yaml::from_slice(req.body())
             .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?;
         if !applied.is_object() {
@@ -415,7 +437,8 @@ impl ApiextensionsServer {
         let patch = serde_json::to_vec(&applied).map_err(StatusError::internal)?;
         let r = store
             .update_with(ns, &info.name, sub.as_ref(), &opts, |cur| {
-                let cur = cur.ok_or_else(|| StatusError::not_found(&store.info.group, &store.info.plural, &info.name))?;
+                let cur =
+                    cur.ok_or_else(|| StatusError::not_found(&store.info.group, &store.info.plural, &info.name))?;
                 let mut merged = generic_server::patch::merge_patch(cur, &patch)?;
                 if meta::resource_version(&applied).is_empty() {
                     meta::remove_meta(&mut merged, "resourceVersion");
@@ -437,12 +460,15 @@ fn name_conflict(crd: &Crd, wanted: &Names, obj: &Value, all: &[Value]) -> Optio
         if o.group != crd.group {
             continue;
         }
-        let Some(theirs) = other.pointer("/status/acceptedNames").map(Names::from_value).filter(|n| !n.plural.is_empty())
+        let Some(theirs) =
+            other.pointer("/status/acceptedNames").map(Names::from_value).filter(|n| !n.plural.is_empty())
         else {
             continue;
         };
-        let their_resource_names: Vec<&str> =
-            [theirs.plural.as_str(), theirs.singular.as_str()].into_iter().chain(theirs.short_names.iter().map(String::as_str)).collect();
+        let their_resource_names: Vec<&str> = [theirs.plural.as_str(), theirs.singular.as_str()]
+            .into_iter()
+            .chain(theirs.short_names.iter().map(String::as_str))
+            .collect();
         if their_resource_names.contains(&wanted.plural.as_str()) {
             return Some(("PluralConflict".into(), format!("{:?} is already in use", wanted.plural)));
         }
@@ -476,7 +502,10 @@ fn openapi_part(info: &generic_server::registry::ResourceInfo, schema: &Value) -
             p.insert("kind".into(), json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"}));
             p.insert("metadata".into(), json!({"allOf": [{"$ref": format!("{REF_PREFIX_V3}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")}], "default": {}, "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"}));
         }
-        m.insert("x-kubernetes-group-version-kind".into(), json!([{"group": info.group, "version": info.version, "kind": info.kind}]));
+        m.insert(
+            "x-kubernetes-group-version-kind".into(),
+            json!([{"group": info.group, "version": info.version, "kind": info.kind}]),
+        );
     }
     let mut segs: Vec<&str> = info.group.split('.').collect();
     segs.reverse();
@@ -505,7 +534,12 @@ fn openapi_schema(v: &Value) -> Value {
                         out.insert(k.clone(), openapi_schema(val));
                     }
                     "allOf" | "anyOf" | "oneOf" => {
-                        out.insert(k.clone(), Value::Array(val.as_array().map(|a| a.iter().map(openapi_schema).collect()).unwrap_or_default()));
+                        out.insert(
+                            k.clone(),
+                            Value::Array(
+                                val.as_array().map(|a| a.iter().map(openapi_schema).collect()).unwrap_or_default(),
+                            ),
+                        );
                     }
                     _ => {
                         out.insert(k.clone(), val.clone());
@@ -573,4 +607,3 @@ impl Handler for ApiextensionsServer {
         merged
     }
 }
-

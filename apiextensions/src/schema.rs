@@ -384,9 +384,7 @@ fn cause_for(field: &str, instance: &Value, kind: &jsonschema::error::Validation
             message: format!("Too long: may not be more than {limit} bytes"),
             field: field.to_string(),
         },
-        K::Pattern { pattern } => {
-            Cause::invalid(field, instance, &format!("{shown} in body should match '{pattern}'"))
-        }
+        K::Pattern { pattern } => Cause::invalid(field, instance, &format!("{shown} in body should match '{pattern}'")),
         K::MinItems { limit } => {
             Cause::invalid(field, instance, &format!("{shown} in body should have at least {limit} items"))
         }
@@ -481,9 +479,15 @@ mod tests {
         assert_eq!(v.validate(&json!({"spec": {"image": "x", "port": true}})).len(), 1);
         let c = v.validate(&json!({"spec": {"image": "x", "when": "yesterday"}}));
         assert_eq!(c[0].field, "spec.when");
-        assert_eq!(v.validate(&json!({"spec": {"image": "x", "template": {"kind": "Pod"}}}))[0].field, "spec.template.apiVersion");
+        assert_eq!(
+            v.validate(&json!({"spec": {"image": "x", "template": {"kind": "Pod"}}}))[0].field,
+            "spec.template.apiVersion"
+        );
         let c = v.validate(&json!({"spec": {"image": "x", "replicas": -1}}));
-        assert_eq!(c[0].full_message(), "spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0");
+        assert_eq!(
+            c[0].full_message(),
+            "spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0"
+        );
     }
 
     #[test]

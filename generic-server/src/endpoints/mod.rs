@@ -22,7 +22,7 @@ use crate::registry::store::{
 use crate::registry::{ResourceInfo, Store, Subresource};
 use crate::request_info::{query_params, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::status::{success_status, StatusError};
+use crate::status::{success_status, Cause, StatusError};
 
 pub use output::{respond, respond_value, Responder};
 
@@ -381,28 +381,51 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
 /// DeleteOptions from the body (if any) and the query, query winning as upstream.
 fn delete_options(req: &Request, params: &Params) -> Result<DeleteOptions> {
     let mut opts = DeleteOptions::default();
-    if !req.body().is_empty() {
-        let body = decode_body(req)?;
-        if let Some(p) = body.get("preconditions") {
-            opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
-            opts.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
-        }
-        if let Some(d) = body.get("dryRun").and_then(Value::as_array) {
-            for v in d {
-                match v.as_str() {
-                    Some("All") => opts.dry_run = true,
-                    other => {
-                        return Err(StatusError::bad_request(format!(
-                            "Invalid dry run value: {:?}: supported values: \"All\"",
-                            other.unwrap_or("")
-                        )))
-                    }
+    let body = if req.body().is_empty() { Value::Null } else { decode_body(req)? };
+    if let Some(p) = body.get("preconditions") {
+        opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+    }
+    if let Some(d) = body.get("dryRun").and_then(Value::as_array) {
+        for v in d {
+            match v.as_str() {
+                Some("All") => opts.dry_run = true,
+                other => {
+                    return Err(StatusError::bad_request(format!(
+                        "Invalid dry run value: {:?}: supported values: \"All\"",
+                        other.unwrap_or("")
+                    )))
                 }
             }
         }
     }
     if params.dry_run()? {
         opts.dry_run = true;
+    }
+    // Checked as upstream checks them, though every deletion here is immediate
+    // and orphaning is not modelled: a bad value must not delete anything.
+    match params.get("gracePeriodSeconds") {
+        Some(g) if g.parse::<i64>().is_err() => {
+            return Err(StatusError::bad_request(format!("invalid gracePeriodSeconds {g:?}: must be an integer")))
+        }
+        _ => {}
+    }
+    if body.get("gracePeriodSeconds").is_some_and(|g| !g.is_null() && !g.is_i64()) {
+        return Err(StatusError::bad_request("gracePeriodSeconds in the body must be an integer"));
+    }
+    let policy = params
+        .get("propagationPolicy")
+        .map(str::to_string)
+        .or_else(|| body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+    if let Some(p) = policy {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(StatusError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![Cause::not_supported("propagationPolicy", &json!(p), &["Background", "Foreground", "Orphan"])],
+            ));
+        }
     }
     Ok(opts)
 }

@@ -11,6 +11,7 @@
 pub mod facts;
 mod paths;
 mod schemas;
+pub mod v2proto;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
@@ -200,6 +201,12 @@ pub struct Rendered {
     /// /openapi/v2 as JSON, and its ETag value (quoted).
     pub v2: Bytes,
     pub v2_etag: String,
+    /// /openapi/v2 as gnostic's `openapi.v2.Document` protobuf (see
+    /// [`v2proto`]; empty if the document could not be encoded), and its ETag
+    /// value (quoted). Upstream reuses the JSON ETag (relying on `Vary:
+    /// Accept`); a tag of its own keeps caches from mixing the forms.
+    pub v2_protobuf: Bytes,
+    pub v2_protobuf_etag: String,
     /// /openapi/v3 as JSON, and its ETag value (quoted).
     pub v3_index: Bytes,
     pub v3_index_etag: String,
@@ -277,9 +284,13 @@ fn render(parts: &[OpenApiPart]) -> Rendered {
         v3.insert(p.path.clone(), (Bytes::from(doc), hash));
     }
     let index = serde_json::to_vec(&v3_index(&hashes)).unwrap_or_default();
-    let v2 = serde_json::to_vec(&v2_document(&parts)).unwrap_or_default();
+    let v2_doc = v2_document(&parts);
+    let v2 = serde_json::to_vec(&v2_doc).unwrap_or_default();
+    let v2_protobuf = v2proto::encode_document(&v2_doc).unwrap_or_default();
     Rendered {
         v2_etag: format!("\"{}\"", content_hash(&v2)),
+        v2_protobuf_etag: format!("\"{}\"", content_hash(&v2_protobuf)),
+        v2_protobuf: Bytes::from(v2_protobuf),
         v2: Bytes::from(v2),
         v3_index_etag: format!("\"{}\"", content_hash(&index)),
         v3_index: Bytes::from(index),

@@ -33,7 +33,7 @@ mod gen;
 mod schema;
 #[cfg(test)]
 mod tests;
-mod wire;
+pub(crate) mod wire;
 
 use serde_json::{Map, Value};
 

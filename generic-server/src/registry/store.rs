@@ -623,7 +623,7 @@ impl Store {
 
     fn check_name(&self, obj: &Value, name: &str) -> Result<()> {
         let body_name = meta::name(obj);
-        if !body_name.is_empty() && body_name != name {
+        if body_name != name {
             return Err(StatusError::bad_request(format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
