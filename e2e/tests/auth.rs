@@ -107,4 +107,8 @@ fn anonymous_auth_allows_requests_without_credentials() {
     s.assert_healthy();
 }
 
-e2e::on_etcd!(no_or_bad_credentials_get_401, bearer_tokens_from_token_auth_file, anonymous_auth_allows_requests_without_credentials);
+e2e::on_etcd!(
+    no_or_bad_credentials_get_401,
+    bearer_tokens_from_token_auth_file,
+    anonymous_auth_allows_requests_without_credentials
+);

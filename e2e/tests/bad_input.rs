@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
+/// (method, path, headers, body) of a request no client should send.
+type OddRequest<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Option<Vec<u8>>);
+
 fn cm(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "b"}})
 }
@@ -303,7 +306,7 @@ fn no_request_yields_a_500() {
     let mut s = Server::start();
     s.kubectl(&["create", "configmap", "c", "--from-literal=a=b"]);
     let json_ct = ("Content-Type", "application/json");
-    let odd: Vec<(&str, String, Vec<(&str, &str)>, Option<Vec<u8>>)> = vec![
+    let odd: Vec<OddRequest> = vec![
         ("GET", "/api/v1/namespaces/default/configmaps?labelSelector=%3D%3D%3D".into(), vec![], None),
         ("GET", "/api/v1/namespaces/default/configmaps?fieldSelector=bogus".into(), vec![], None),
         ("GET", "/api/v1/namespaces/default/configmaps?limit=-1".into(), vec![], None),
@@ -368,4 +371,11 @@ fn no_request_yields_a_500() {
     s.assert_healthy();
 }
 
-e2e::on_etcd!(oversized_and_malformed_bodies, bodies_that_disagree_with_the_url, not_found_already_exists_conflict, namespace_missing_or_terminating, invalid_objects_are_422_with_causes, no_request_yields_a_500);
+e2e::on_etcd!(
+    oversized_and_malformed_bodies,
+    bodies_that_disagree_with_the_url,
+    not_found_already_exists_conflict,
+    namespace_missing_or_terminating,
+    invalid_objects_are_422_with_causes,
+    no_request_yields_a_500
+);

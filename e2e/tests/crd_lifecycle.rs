@@ -342,4 +342,10 @@ fn crd_spec_validation() {
     assert_eq!(accepted["reason"], "KindConflict", "{accepted}");
 }
 
-e2e::on_etcd!(crd_established_and_cr_verbs, crd_validation_pruning_cel, crd_status_and_scale_subresources, crd_discovery_openapi_explain_and_deletion, crd_spec_validation);
+e2e::on_etcd!(
+    crd_established_and_cr_verbs,
+    crd_validation_pruning_cel,
+    crd_status_and_scale_subresources,
+    crd_discovery_openapi_explain_and_deletion,
+    crd_spec_validation
+);

@@ -203,7 +203,7 @@ fn configmap_workflow_modify_and_delete() {
     let applied = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: team-a\ndata:\n  k: v1\n";
     assert_eq!(s.apply(applied), "configmap/applied created\n");
     assert_eq!(s.apply(applied), "configmap/applied unchanged\n");
-    assert_eq!(s.apply(&applied.replace("v1\n", "v2\n")), "configmap/applied configured\n");
+    assert_eq!(s.apply(&applied.replace("k: v1", "k: v2")), "configmap/applied configured\n");
     let a = get("applied");
     assert_eq!(a["data"]["k"], "v2");
     let last = a["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
@@ -902,4 +902,12 @@ fn dry_run_generate_name_and_field_validation() {
     s.assert_healthy();
 }
 
-e2e::on_etcd!(configmap_workflow_create_get_select_describe, configmap_workflow_modify_and_delete, secrets_serviceaccounts_namespaces, pods_defaults_wide_status_and_field_selectors, deployments_defaults_scale_status_and_strategic_patch, services_defaults_and_cluster_ip_allocation, dry_run_generate_name_and_field_validation);
+e2e::on_etcd!(
+    configmap_workflow_create_get_select_describe,
+    configmap_workflow_modify_and_delete,
+    secrets_serviceaccounts_namespaces,
+    pods_defaults_wide_status_and_field_selectors,
+    deployments_defaults_scale_status_and_strategic_patch,
+    services_defaults_and_cluster_ip_allocation,
+    dry_run_generate_name_and_field_validation
+);

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 fn verbs(cell: &str) -> Vec<String> {
     cell.trim_matches(|c| c == '[' || c == ']')
-        .split(|c| c == ',' || c == ' ')
+        .split([',', ' '])
         .filter(|v| !v.is_empty())
         .map(str::to_string)
         .collect()
@@ -267,4 +267,9 @@ fn openapi_documents_and_explain() {
     s.assert_healthy();
 }
 
-e2e::on_etcd!(api_resources_and_versions_discover_cleanly, health_and_version, bootstrap_namespaces_and_kubernetes_service, openapi_documents_and_explain);
+e2e::on_etcd!(
+    api_resources_and_versions_discover_cleanly,
+    health_and_version,
+    bootstrap_namespaces_and_kubernetes_service,
+    openapi_documents_and_explain
+);

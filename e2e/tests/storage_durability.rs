@@ -75,8 +75,7 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
 
     server.restart();
     let names = server.kubectl(&["get", "configmaps", "-o", "name"]);
-    let stored: std::collections::HashSet<&str> =
-        names.lines().filter_map(|l| l.strip_prefix("configmap/")).collect();
+    let stored: std::collections::HashSet<&str> = names.lines().filter_map(|l| l.strip_prefix("configmap/")).collect();
     let lost: Vec<&String> = acknowledged.iter().filter(|n| !stored.contains(n.as_str())).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged writes were lost: {lost:?}", lost.len(), acknowledged.len());
     server.assert_healthy();
@@ -161,7 +160,10 @@ fn outage() {
     let mut resumed = None;
     while !seen.iter().any(|e| event_name(e) == "after") {
         assert!(Instant::now() < deadline, "the watch never delivered `after`: {seen:?}");
-        let source = resumed.as_ref().map(|(_, rx): &(std::process::Child, mpsc::Receiver<serde_json::Value>)| rx).unwrap_or(&events);
+        let source = resumed
+            .as_ref()
+            .map(|(_, rx): &(std::process::Child, mpsc::Receiver<serde_json::Value>)| rx)
+            .unwrap_or(&events);
         match source.recv_timeout(Duration::from_millis(500)) {
             Ok(e) if e["type"] == "BOOKMARK" => {}
             Ok(e) => seen.push(e),
