@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
-use super::{EventType, Freshness, KeyValue, ListResult, Result, Storage, StorageError, WatchEvent, WatchStream};
+use super::{EventType, Freshness, KeyValue, ListResult, Result, Storage, WatchEvent, WatchStream};
 
 /// Recent events kept for watchers that resume from a resourceVersion.
 const WINDOW: usize = 10_000;
@@ -274,27 +274,7 @@ impl Storage for Cacher {
         let Some((backlog, live, last)) = from_window else {
             return self.inner.watch(prefix, after).await;
         };
-        let prefix = prefix.to_string();
-        let live = futures::stream::unfold((live, false), |(mut rx, failed)| async move {
-            if failed {
-                return None;
-            }
-            match rx.recv().await {
-                Ok(e) => Some((Ok(e), (rx, false))),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    Some((Err(StorageError::Unavailable("watcher fell behind".into())), (rx, true)))
-                }
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
-        .filter_map(move |r| {
-            let keep = match &r {
-                Ok(e) => e.revision() > last && e.kv.key.starts_with(prefix.as_str()),
-                Err(_) => true,
-            };
-            futures::future::ready(keep.then(|| r.map(|e| (*e).clone())))
-        });
-        Ok(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed())
+        Ok(super::replay_then_follow(backlog, live, prefix, last))
     }
 }
 

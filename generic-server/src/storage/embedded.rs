@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
@@ -546,38 +545,14 @@ impl Storage for EmbeddedStorage {
             })
             .await?;
         let last = backlog.last().map(|e| e.revision()).unwrap_or(after);
-        let prefix = prefix.to_string();
-        let live = futures::stream::unfold(live, |mut rx| async move {
-            match rx.recv().await {
-                Ok(e) => Some((Ok(e), rx)),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    Some((Err(StorageError::Unavailable("watcher fell behind".into())), rx))
-                }
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        })
-        .filter_map(move |r| {
-            let keep = match &r {
-                Ok(e) => e.revision() > last && e.kv.key.starts_with(prefix.as_str()),
-                Err(_) => true,
-            };
-            futures::future::ready(keep.then(|| r.map(|e| (*e).clone())))
-        });
-        // After an error (the watcher fell behind) the stream ends.
-        let live = live.scan(false, |failed, r| {
-            if *failed {
-                return futures::future::ready(None);
-            }
-            *failed = r.is_err();
-            futures::future::ready(Some(r))
-        });
-        Ok(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed())
+        Ok(super::replay_then_follow(backlog, live, prefix, last))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     #[tokio::test]
     async fn crud_and_revisions() {

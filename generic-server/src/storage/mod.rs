@@ -75,6 +75,40 @@ impl WatchEvent {
 /// watcher fell too far behind; the client then relists.
 pub type WatchStream = futures::stream::BoxStream<'static, Result<WatchEvent>>;
 
+/// A watch made of `backlog` (already filtered) followed by the live events of
+/// a broadcast, keeping those under `prefix` after revision `last`. A receiver
+/// that lags (a watcher too slow for the others) yields one error and ends.
+pub(crate) fn replay_then_follow(
+    backlog: Vec<WatchEvent>,
+    live: tokio::sync::broadcast::Receiver<std::sync::Arc<WatchEvent>>,
+    prefix: &str,
+    last: u64,
+) -> WatchStream {
+    use futures::StreamExt;
+    use tokio::sync::broadcast::error::RecvError;
+    let prefix = prefix.to_string();
+    let live = futures::stream::unfold((live, false), |(mut rx, failed)| async move {
+        if failed {
+            return None;
+        }
+        match rx.recv().await {
+            Ok(e) => Some((Ok(e), (rx, false))),
+            Err(RecvError::Lagged(_)) => {
+                Some((Err(StorageError::Unavailable("watcher fell behind".into())), (rx, true)))
+            }
+            Err(RecvError::Closed) => None,
+        }
+    })
+    .filter_map(move |r| {
+        let keep = match &r {
+            Ok(e) => e.revision() > last && e.kv.key.starts_with(prefix.as_str()),
+            Err(_) => true,
+        };
+        futures::future::ready(keep.then(|| r.map(|e| (*e).clone())))
+    });
+    futures::stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed()
+}
+
 /// How fresh a read must be (a list's or get's resourceVersion semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
