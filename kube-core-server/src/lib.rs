@@ -247,11 +247,5 @@ impl CoreResources {
     }
 }
 
-/// The built-in resources for `config` (a shorthand for
-/// `CoreResources::new(config)?.resources()` when no handles are needed).
-pub fn resources(config: &CoreConfig) -> Result<Vec<Resource>, String> {
-    Ok(CoreResources::new(config)?.resources())
-}
-
 #[cfg(test)]
 mod tests;

@@ -398,6 +398,11 @@ impl Store {
         Ok(decoded.object)
     }
 
+    /// Every retry of a read-modify-write lost to another writer.
+    fn retries_exhausted(&self, name: &str) -> StatusError {
+        StatusError::conflict(&self.info.group, &self.info.plural, name, "too many concurrent updates, please retry")
+    }
+
     fn invalid(&self, name: &str, causes: Vec<Cause>) -> StatusError {
         StatusError::invalid(&self.info.group, &self.info.kind, name, causes)
     }
@@ -412,8 +417,7 @@ impl Store {
             return Err(StatusError::bad_request(format!(
                 "the API version in the data ({api_version}) does not match the expected API version ({})",
                 self.info.api_version()
-            ))
-            .with_kind_mismatch(kind, &self.info.kind));
+            )));
         }
         Ok(())
     }
@@ -613,12 +617,7 @@ impl Store {
                 Err(e) => return Err(storage_err(e)),
             }
         }
-        Err(StatusError::conflict(
-            &self.info.group,
-            &self.info.plural,
-            name,
-            "too many concurrent updates, please retry",
-        ))
+        Err(self.retries_exhausted(name))
     }
 
     fn check_name(&self, obj: &Value, name: &str) -> Result<()> {
@@ -772,12 +771,7 @@ impl Store {
                 Err(e) => return Err(storage_err(e)),
             }
         }
-        Err(StatusError::conflict(
-            &self.info.group,
-            &self.info.plural,
-            name,
-            "too many concurrent updates, please retry",
-        ))
+        Err(self.retries_exhausted(name))
     }
 
     /// Deletes every object matching `list_opts`; returns the list of what was
@@ -1012,12 +1006,6 @@ impl Store {
     pub async fn current_bookmark(&self) -> Result<ObjectEvent> {
         let rev = self.storage.current_revision().await.map_err(storage_err)?;
         Ok(self.bookmark(rev, false))
-    }
-}
-
-impl StatusError {
-    fn with_kind_mismatch(self, _got: &str, _want: &str) -> Self {
-        self
     }
 }
 
