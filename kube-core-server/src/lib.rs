@@ -1,4 +1,5 @@
-//! kube-core-server: the built-in API groups (core/v1 and apps/v1 so far).
+//! kube-core-server: the built-in API groups (core/v1, apps/v1 and
+//! discovery.k8s.io/v1 so far).
 //!
 //! Each resource is a [`Strategy`] in [`registry`] plus a [`ResourceInfo`]
 //! here; the generic Store (generic-server) does the rest. Besides the
@@ -182,6 +183,10 @@ impl CoreResources {
                 Arc::new(event::EventStrategy),
             ),
             (
+                info("", "Endpoints", "endpoints", true, &["ep"], false, "/registry/services/endpoints", vec![]),
+                Arc::new(endpoints::EndpointsStrategy),
+            ),
+            (
                 info(
                     "apps",
                     "Deployment",
@@ -193,6 +198,19 @@ impl CoreResources {
                     vec![Subresource::Status, scale],
                 ),
                 Arc::new(deployment::DeploymentStrategy),
+            ),
+            (
+                info(
+                    "discovery.k8s.io",
+                    "EndpointSlice",
+                    "endpointslices",
+                    true,
+                    &[],
+                    false,
+                    "/registry/endpointslices",
+                    vec![],
+                ),
+                Arc::new(endpointslice::EndpointSliceStrategy),
             ),
         ];
         Ok(CoreResources { config: config.clone(), namespaces, services, resources, wake: Mutex::new(Some(rx)) })

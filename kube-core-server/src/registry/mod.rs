@@ -10,6 +10,8 @@
 
 pub mod configmap;
 pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod event;
 pub mod namespace;
 pub mod pod;
