@@ -1,6 +1,7 @@
 //! Authentication: who is calling. x509 client certificates (verified by rustls
 //! against the client CA during the handshake; here we read CN and O), bearer
-//! tokens from a static token file, and anonymous access.
+//! tokens from a static token file, anonymous access, and the request-header
+//! authenticator of servers behind a front proxy (the aggregator).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,6 +34,162 @@ pub fn user_from_certificate(der: &[u8]) -> Option<UserInfo> {
         subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
     groups.push("system:authenticated".into());
     Some(UserInfo { name, groups, ..Default::default() })
+}
+
+/// Upstream's request-header authenticator (--requestheader-* flags): a front
+/// proxy that presents a client certificate issued by the request-header CA,
+/// with an allowed common name, vouches for the user it names in headers.
+#[derive(Debug)]
+pub struct RequestHeaderAuthenticator {
+    verifier: std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed_names: Vec<String>,
+    username_headers: Vec<String>,
+    group_headers: Vec<String>,
+    /// Lower-cased, as header names compare.
+    extra_prefixes: Vec<String>,
+}
+
+/// Why a request-header authentication did not yield a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestHeaderRefusal {
+    /// No client certificate, or no username header: this authenticator has
+    /// nothing to say.
+    NotApplicable,
+    /// The certificate is not the front proxy's (wrong CA, not an allowed name).
+    Untrusted(String),
+}
+
+impl RequestHeaderAuthenticator {
+    /// `client_ca_pem` is --requestheader-client-ca-file's content; an empty
+    /// `allowed_names` trusts any certificate the CA issued, as upstream.
+    pub fn new(
+        client_ca_pem: &[u8],
+        allowed_names: Vec<String>,
+        username_headers: Vec<String>,
+        group_headers: Vec<String>,
+        extra_prefixes: Vec<String>,
+    ) -> Result<Self, String> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::CertificateDer;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(client_ca_pem) {
+            roots
+                .add(c.map_err(|e| format!("reading request-header CA: {e}"))?)
+                .map_err(|e| format!("request-header CA: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("the request-header CA file holds no certificate".into());
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("request-header CA: {e}"))?;
+        let clean = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        };
+        Ok(RequestHeaderAuthenticator {
+            verifier,
+            allowed_names: clean(allowed_names),
+            username_headers: clean(username_headers),
+            group_headers: clean(group_headers),
+            extra_prefixes: clean(extra_prefixes).into_iter().map(|p| p.to_ascii_lowercase()).collect(),
+        })
+    }
+
+    /// The user the headers name, if the presented chain (leaf first) is the
+    /// front proxy's.
+    pub fn authenticate(
+        &self,
+        chain: &[rustls_pki_types::CertificateDer<'_>],
+        headers: &http::HeaderMap,
+    ) -> Result<UserInfo, RequestHeaderRefusal> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(RequestHeaderRefusal::NotApplicable);
+        };
+        self.verifier
+            .verify_client_cert(leaf, intermediates, rustls_pki_types::UnixTime::now())
+            .map_err(|e| RequestHeaderRefusal::Untrusted(format!("verifying certificate: {e}")))?;
+        let cn = user_from_certificate(leaf.as_ref()).map(|u| u.name).unwrap_or_default();
+        if !self.allowed_names.is_empty() && !self.allowed_names.contains(&cn) {
+            return Err(RequestHeaderRefusal::Untrusted(format!(
+                "x509: subject with cn={cn} is not in the allowed list"
+            )));
+        }
+        let name = self
+            .username_headers
+            .iter()
+            .find_map(|h| headers.get(h.as_str()).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
+            .ok_or(RequestHeaderRefusal::NotApplicable)?
+            .to_string();
+        let mut groups: Vec<String> = Vec::new();
+        for h in &self.group_headers {
+            for v in headers.get_all(h.as_str()) {
+                if let Ok(v) = v.to_str() {
+                    if !v.is_empty() {
+                        groups.push(v.to_string());
+                    }
+                }
+            }
+        }
+        // Every authenticated user is in system:authenticated (upstream's
+        // AuthenticatedGroupAdder).
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".into());
+        }
+        let mut extra: HashMap<String, Vec<String>> = HashMap::new();
+        for (header, value) in headers {
+            let lower = header.as_str().to_ascii_lowercase();
+            let Some(prefix) = self.extra_prefixes.iter().find(|p| lower.starts_with(p.as_str())) else {
+                continue;
+            };
+            let key = percent_decode(&lower[prefix.len()..]);
+            if let Ok(v) = value.to_str() {
+                extra.entry(key).or_default().push(v.to_string());
+            }
+        }
+        Ok(UserInfo { name, uid: String::new(), groups, extra })
+    }
+
+    /// The headers this authenticator reads, which a server removes from a
+    /// request once it has read them (upstream's ClearAuthenticationHeaders).
+    pub fn clear_headers(&self, headers: &mut http::HeaderMap) {
+        for h in self.username_headers.iter().chain(&self.group_headers) {
+            headers.remove(h.as_str());
+        }
+        let extra: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|k| self.extra_prefixes.iter().any(|p| k.as_str().to_ascii_lowercase().starts_with(p.as_str())))
+            .cloned()
+            .collect();
+        for k in extra {
+            headers.remove(k);
+        }
+    }
+}
+
+/// Go's url.PathUnescape, keeping the input when it is not valid escaping
+/// (upstream then uses the raw key).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                None => return s.to_string(),
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 /// `--token-auth-file`: CSV lines `token,user,uid[,"group1,group2"]`.
@@ -110,5 +267,12 @@ mod tests {
         assert_eq!(f.authenticate("def").unwrap().groups, vec!["system:authenticated"]);
         assert!(f.authenticate("nope").is_none());
         assert!(TokenFile::parse("only,two").is_err());
+    }
+
+    #[test]
+    fn extra_keys_are_unescaped_as_go_does() {
+        assert_eq!(percent_decode("example.com%2fkey"), "example.com/key");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%zzkey"), "bad%zzkey");
     }
 }

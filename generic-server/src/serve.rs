@@ -1,6 +1,8 @@
 //! The TLS listener: accepts connections (HTTP/1.1 or HTTP/2 by ALPN), reads
 //! each request body within the 3 MiB limit, records the verified client
-//! certificate's subject, and hands the request to the filter chain.
+//! certificate's subject (or, for a server whose authenticator verifies
+//! certificates itself, the presented chain), and hands the request to the
+//! filter chain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,14 +16,21 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::authn::{user_from_certificate, UserInfo};
-use crate::filters::{HttpService, PeerCertificateUser};
+use crate::filters::{HttpService, PeerCertificateUser, PeerCertificates};
 use crate::handler::Response;
 use crate::status::StatusError;
 
 /// Request bodies larger than this are refused with 413, as upstream (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-async fn serve_one(service: HttpService, req: http::Request<Incoming>, peer: Option<UserInfo>) -> Response {
+/// What the handshake established about the client, for the request's extensions.
+#[derive(Clone, Default)]
+struct Peer {
+    user: Option<UserInfo>,
+    chain: Option<PeerCertificates>,
+}
+
+async fn serve_one(service: HttpService, req: http::Request<Incoming>, peer: Peer) -> Response {
     let head = req.method() == http::Method::HEAD;
     let mut resp = read_and_serve(service, req, peer).await;
     if head {
@@ -31,7 +40,7 @@ async fn serve_one(service: HttpService, req: http::Request<Incoming>, peer: Opt
     resp
 }
 
-async fn read_and_serve(service: HttpService, req: http::Request<Incoming>, peer: Option<UserInfo>) -> Response {
+async fn read_and_serve(service: HttpService, req: http::Request<Incoming>, peer: Peer) -> Response {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -59,8 +68,11 @@ async fn read_and_serve(service: HttpService, req: http::Request<Incoming>, peer
     }
     let bytes: Bytes = body.freeze();
     let mut req = http::Request::from_parts(parts, bytes);
-    if let Some(u) = peer {
+    if let Some(u) = peer.user {
         req.extensions_mut().insert(PeerCertificateUser(u));
+    }
+    if let Some(c) = peer.chain {
+        req.extensions_mut().insert(c);
     }
     match service.oneshot(req).await {
         Ok(r) => r,
@@ -87,7 +99,27 @@ async fn drain(mut incoming: Incoming) {
 }
 
 /// Accepts TLS connections on `listener` and serves them until the process ends.
+/// The config verified any client certificate (see [`tls_config`]), so its
+/// subject is the caller.
 pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: HttpService) {
+    serve_connections(listener, tls, service, false).await
+}
+
+/// Like [`serve_tls`] for a config from [`tls_config_requesting_client_certs`]:
+/// the handshake proved only that the client holds the certificate's key, so
+/// the presented chain goes to the request as [`PeerCertificates`] for an
+/// authenticator that verifies it against its own CA (upstream's request-header
+/// authenticator), and never as a user.
+pub async fn serve_tls_unverified_peers(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: HttpService) {
+    serve_connections(listener, tls, service, true).await
+}
+
+async fn serve_connections(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: HttpService,
+    unverified_peers: bool,
+) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = match listener.accept().await {
@@ -110,16 +142,22 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, se
                 }
                 Err(_) => return,
             };
-            let peer_user = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(|c| user_from_certificate(c.as_ref()));
+            let certs = stream.get_ref().1.peer_certificates().filter(|c| !c.is_empty());
+            let client = if unverified_peers {
+                Peer {
+                    user: None,
+                    chain: certs.map(|c| PeerCertificates(c.iter().map(|d| d.clone().into_owned()).collect())),
+                }
+            } else {
+                Peer {
+                    user: certs.and_then(|c| c.first()).and_then(|c| user_from_certificate(c.as_ref())),
+                    chain: None,
+                }
+            };
             let handler = hyper::service::service_fn(move |req| {
                 let service = service.clone();
-                let peer_user = peer_user.clone();
-                async move { Ok::<_, std::convert::Infallible>(serve_one(service, req, peer_user).await) }
+                let client = client.clone();
+                async move { Ok::<_, std::convert::Infallible>(serve_one(service, req, client).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder.serve_connection(TokioIo::new(stream), handler).await {
@@ -164,4 +202,77 @@ pub fn tls_config(
     let mut config = builder.with_single_cert(certs, key).map_err(|e| format!("serving certificate: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// A rustls server config that asks for a client certificate without
+/// requiring one or checking who issued it, as Go's RequestClientCert: the
+/// handshake still proves the client holds the certificate's key, and the
+/// chain is verified later by the authenticator that knows which CA it trusts.
+/// Serve it with [`serve_tls_unverified_peers`].
+pub fn tls_config_requesting_client_certs(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("reading serving certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("reading serving key: {e}"))?;
+    let verifier = Arc::new(RequestClientCert { algorithms: provider.signature_verification_algorithms });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("serving certificate: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Accepts any client certificate (or none) at the handshake and checks only
+/// the handshake signature made with its key.
+#[derive(Debug)]
+struct RequestClientCert {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // No hints: clients then send whatever certificate they hold.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
