@@ -1,7 +1,9 @@
 //! The filter chain in front of the first server, as tower layers (upstream's
-//! DefaultBuildHandlerChain): panic recovery, authentication, the non-resource
-//! endpoints every API server has (/healthz, /livez, /readyz, /version), and
-//! RequestInfo. Each layer does one thing and knows nothing of the others.
+//! DefaultBuildHandlerChain), outermost first: panic recovery, RequestInfo,
+//! the request timeout, authentication, the non-resource endpoints every API
+//! server has (/healthz, /livez, /readyz, /version, /metrics), max-in-flight,
+//! and request metrics. Each layer does one thing and knows nothing of the
+//! others.
 //!
 //! Bodies are read (and bounded) before the chain, by the listener in
 //! `serve`, so every layer sees a `Request` with its body in full.
@@ -11,15 +13,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde_json::json;
 use tower::{Layer, Service};
 
-use crate::authn::{TokenFile, UserInfo};
+use crate::authn::{RequestHeaderAuthenticator, RequestHeaderRefusal, TokenFile, UserInfo};
 use crate::body;
 use crate::handler::{DynHandler, Request, Response};
-use crate::request_info;
+use crate::metrics::{self, RequestLabels};
+use crate::request_info::{self, RequestInfo};
 use crate::status::StatusError;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -31,6 +35,11 @@ pub type HttpService = tower::util::BoxCloneSyncService<Request, Response, Infal
 /// the listener.
 #[derive(Clone, Debug)]
 pub struct PeerCertificateUser(pub UserInfo);
+
+/// The client certificate chain (leaf first) as presented, unverified, put
+/// into the request by [`crate::serve::serve_tls_unverified_peers`].
+#[derive(Clone, Debug)]
+pub struct PeerCertificates(pub Vec<rustls_pki_types::CertificateDer<'static>>);
 
 /// How callers are authenticated.
 #[derive(Clone, Default)]
@@ -56,15 +65,65 @@ pub struct FilterConfig {
     pub authn: Authentication,
     pub version: VersionInfo,
     pub ready_checks: Vec<ReadyCheck>,
+    pub limits: Limits,
+}
+
+/// How much work the server takes on at once, and for how long
+/// (--max-requests-inflight, --max-mutating-requests-inflight, --request-timeout).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Read-only requests served at once; 0 is no limit.
+    pub max_requests_inflight: usize,
+    /// Mutating requests served at once; 0 is no limit.
+    pub max_mutating_requests_inflight: usize,
+    /// How long a request that is not long-running may take; zero is no limit.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// Upstream's defaults.
+    fn default() -> Self {
+        Limits {
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Builds the filter chain around `chain`.
 pub fn build(chain: DynHandler, config: FilterConfig) -> HttpService {
+    build_with(chain, config, None)
+}
+
+/// The filter chain of a server behind a front proxy (an aggregated API
+/// server): callers are the users `request_header` vouches for, then tokens
+/// and anonymous as `config` says. Serve it with
+/// [`crate::serve::serve_tls_unverified_peers`]: client certificates there
+/// identify the proxy, never a user.
+pub fn build_with_request_header(
+    chain: DynHandler,
+    config: FilterConfig,
+    request_header: Arc<RequestHeaderAuthenticator>,
+) -> HttpService {
+    build_with(chain, config, Some(request_header))
+}
+
+fn build_with(
+    chain: DynHandler,
+    config: FilterConfig,
+    request_header: Option<Arc<RequestHeaderAuthenticator>>,
+) -> HttpService {
+    crate::metrics::global().serve_resources_of(chain.clone());
+    let limits = config.limits;
     let service = tower::ServiceBuilder::new()
         .layer(RecoverLayer(()))
-        .layer(AuthenticationLayer(Arc::new(config.authn)))
-        .layer(NonResourceLayer(Arc::new((config.version, config.ready_checks))))
         .layer(RequestInfoLayer(()))
+        .layer(TimeoutLayer((!limits.request_timeout.is_zero()).then_some(limits.request_timeout)))
+        .layer(AuthenticationLayer(Arc::new(Authenticators { config: config.authn, request_header })))
+        .layer(NonResourceLayer(Arc::new((config.version, config.ready_checks))))
+        .layer(MaxInFlightLayer(Arc::new(InFlight::new(&limits))))
+        .layer(InstrumentLayer(()))
         .service(HandlerService(chain));
     tower::util::BoxCloneSyncService::new(service)
 }
@@ -151,17 +210,38 @@ where
     }
 }
 
+/// Every way the authentication filter may identify a caller.
+pub struct Authenticators {
+    pub config: Authentication,
+    pub request_header: Option<Arc<RequestHeaderAuthenticator>>,
+}
+
 filter_layer!(
-    /// Establishes who is calling: a bearer token, else the client
-    /// certificate, else anonymous if allowed; otherwise 401.
-    AuthenticationLayer, AuthenticationService, Arc<Authentication>, authenticate
+    /// Establishes who is calling: the front proxy's request headers, else a
+    /// bearer token, else the client certificate, else anonymous if allowed;
+    /// otherwise 401.
+    AuthenticationLayer, AuthenticationService, Arc<Authenticators>, authenticate
 );
 
-async fn authenticate<S>(mut inner: S, authn: Arc<Authentication>, mut req: Request) -> Result<Response, Infallible>
+async fn authenticate<S>(mut inner: S, authn: Arc<Authenticators>, mut req: Request) -> Result<Response, Infallible>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    match identify(&authn, &req) {
+    if let Some(rh) = &authn.request_header {
+        let chain = req.extensions().get::<PeerCertificates>().map(|c| c.0.as_slice()).unwrap_or(&[]);
+        match rh.authenticate(chain, req.headers()) {
+            Ok(user) => {
+                rh.clear_headers(req.headers_mut());
+                req.extensions_mut().insert(user);
+                return inner.call(req).await;
+            }
+            Err(RequestHeaderRefusal::Untrusted(why)) => {
+                tracing::debug!("request-header authentication refused: {why}");
+            }
+            Err(RequestHeaderRefusal::NotApplicable) => {}
+        }
+    }
+    match identify(&authn.config, &req) {
         Ok(user) => {
             req.extensions_mut().insert(user);
             inner.call(req).await
@@ -194,7 +274,8 @@ fn identify(authn: &Authentication, req: &Request) -> Result<UserInfo, StatusErr
 }
 
 filter_layer!(
-    /// /healthz, /livez, /readyz (with ?verbose and /<check>) and /version.
+    /// /healthz, /livez, /readyz (with ?verbose and /<check>), /version and
+    /// /metrics: answered to any authenticated caller, never limited.
     NonResourceLayer, NonResourceService, Arc<(VersionInfo, Vec<ReadyCheck>)>, non_resource
 );
 
@@ -209,6 +290,9 @@ where
     let path = req.uri().path();
     if let Some(resp) = health(&state.1, path, req.uri().query()) {
         return Ok(resp);
+    }
+    if path == "/metrics" && req.method() == http::Method::GET {
+        return Ok(metrics::global().serve().await);
     }
     if path == "/version" || path == "/version/" {
         let v = &state.0;
@@ -290,7 +374,8 @@ fn health(ready_checks: &[ReadyCheck], path: &str, query: Option<&str>) -> Optio
 }
 
 filter_layer!(
-    /// Parses the path and method into a RequestInfo for everything behind.
+    /// Parses the path and method into a RequestInfo for everything behind,
+    /// and notes when the request arrived.
     RequestInfoLayer, RequestInfoService, (), with_request_info
 );
 
@@ -300,5 +385,212 @@ where
 {
     let info = request_info::parse(req.method(), req.uri().path(), req.uri().query());
     req.extensions_mut().insert(info);
+    req.extensions_mut().insert(Received(Instant::now()));
     inner.call(req).await
+}
+
+/// When the request arrived (upstream's ReceivedTimestamp): the request
+/// timeout and the latency metrics count from here.
+#[derive(Clone, Copy, Debug)]
+pub struct Received(pub Instant);
+
+fn received(req: &Request) -> Instant {
+    req.extensions().get::<Received>().map(|r| r.0).unwrap_or_else(Instant::now)
+}
+
+/// Upstream's BasicLongRunningRequestCheck: watches and the streaming
+/// subresources, which neither time out nor count against max-in-flight.
+pub fn is_long_running(info: &RequestInfo) -> bool {
+    matches!(info.verb.as_str(), "watch" | "proxy")
+        || (info.is_resource_request
+            && matches!(info.subresource.as_str(), "attach" | "exec" | "proxy" | "log" | "portforward"))
+}
+
+/// Whether a request may add series to the request metrics: not a resource
+/// request for something nobody serves (any path a client makes up).
+fn reportable(info: &RequestInfo) -> bool {
+    !info.is_resource_request || metrics::global().is_served(&info.api_group, &info.api_version, &info.resource)
+}
+
+filter_layer!(
+    /// Answers 504 Timeout for a request that is not long-running once
+    /// --request-timeout (or a shorter `?timeout=`) has passed since it arrived.
+    TimeoutLayer, TimeoutService, Option<Duration>, with_timeout
+);
+
+/// The `?timeout=` a client asked for, a Go duration (upstream's parseTimeout).
+fn requested_timeout(query: Option<&str>) -> Result<Option<Duration>, StatusError> {
+    let params = request_info::query_params(query);
+    let Some(value) = params.get("timeout").filter(|v| !v.is_empty()) else { return Ok(None) };
+    let nanos = crate::duration::parse_duration(value)
+        .map_err(|e| StatusError::bad_request(format!("invalid timeout specified in the request URL - time: {e}")))?;
+    Ok(u64::try_from(nanos).ok().filter(|n| *n > 0).map(Duration::from_nanos))
+}
+
+async fn with_timeout<S>(mut inner: S, limit: Option<Duration>, req: Request) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    let Some(info) = req.extensions().get::<RequestInfo>().cloned() else { return inner.call(req).await };
+    if is_long_running(&info) {
+        return inner.call(req).await;
+    }
+    let Some(limit) = limit else { return inner.call(req).await };
+    let timeout = match requested_timeout(req.uri().query()) {
+        Ok(Some(t)) => t.min(limit),
+        Ok(None) => limit,
+        Err(e) => return Ok(e.into_response()),
+    };
+    let deadline = tokio::time::Instant::from_std(received(&req) + timeout);
+    let labels = RequestLabels::of(&req, &info);
+    let path = req.uri().path().to_string();
+    // The handler runs on as its own task when its client stops waiting, as
+    // upstream's goroutine does: a request is a sequence of storage
+    // transactions (an allocation, then the object), and stopping it between
+    // two would leave the first without the second. Each transaction is whole
+    // either way; the client learns the outcome by reading.
+    let mut task = tokio::spawn(inner.call(req));
+    match tokio::time::timeout_at(deadline, &mut task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            // The task is outside the recovery layer's reach.
+            tracing::error!(path, "handler panicked: {e}");
+            Ok(StatusError::internal("the server could not complete the request").into_response())
+        }
+        Err(_) => {
+            if reportable(&info) {
+                metrics::global().observe_termination(&labels, 504);
+            }
+            let mut e = StatusError::timeout("Timeout: request did not complete within the allotted timeout");
+            e.details = Some(Box::new(json!({})));
+            Ok(e.into_response())
+        }
+    }
+}
+
+/// The two in-flight pools of upstream's max-in-flight filter, each with its
+/// limit; `None` is no limit.
+pub struct InFlight {
+    read_only: Option<(Arc<tokio::sync::Semaphore>, usize)>,
+    mutating: Option<(Arc<tokio::sync::Semaphore>, usize)>,
+}
+
+impl InFlight {
+    pub fn new(limits: &Limits) -> Self {
+        let pool = |n: usize| (n > 0).then(|| (Arc::new(tokio::sync::Semaphore::new(n)), n));
+        InFlight {
+            read_only: pool(limits.max_requests_inflight),
+            mutating: pool(limits.max_mutating_requests_inflight),
+        }
+    }
+}
+
+/// Members of this group are never turned away, as upstream (system:masters).
+const PRIVILEGED_GROUP: &str = "system:masters";
+
+filter_layer!(
+    /// Serves at most --max-requests-inflight read-only and
+    /// --max-mutating-requests-inflight other requests at once; one more gets
+    /// 429 with Retry-After. Long-running requests do not count.
+    MaxInFlightLayer, MaxInFlightService, Arc<InFlight>, limit_in_flight
+);
+
+async fn limit_in_flight<S>(mut inner: S, pools: Arc<InFlight>, req: Request) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let Some(info) = req.extensions().get::<RequestInfo>() else { return inner.call(req).await };
+    if is_long_running(info) {
+        return inner.call(req).await;
+    }
+    let mutating = !matches!(info.verb.as_str(), "get" | "list" | "watch");
+    let Some((pool, limit)) = (if mutating { &pools.mutating } else { &pools.read_only }) else {
+        return inner.call(req).await;
+    };
+    let m = metrics::global();
+    let in_use = |pool: &tokio::sync::Semaphore| limit.saturating_sub(pool.available_permits()) as i64;
+    match pool.clone().try_acquire_owned() {
+        Ok(permit) => {
+            m.note_inflight(mutating, in_use(pool));
+            let r = inner.call(req).await;
+            drop(permit);
+            m.note_inflight(mutating, in_use(pool));
+            r
+        }
+        Err(_) => {
+            let privileged =
+                req.extensions().get::<UserInfo>().is_some_and(|u| u.groups.iter().any(|g| g == PRIVILEGED_GROUP));
+            if privileged {
+                return inner.call(req).await;
+            }
+            if reportable(info) {
+                let labels = RequestLabels::of(&req, info);
+                m.observe_dropped(&labels, 429);
+                m.observe_termination(&labels, 429);
+            }
+            Ok(too_many_requests().into_response())
+        }
+    }
+}
+
+/// Upstream's answer when the server is at its in-flight limit.
+fn too_many_requests() -> StatusError {
+    let mut e = StatusError::new(429, "TooManyRequests", "Too many requests, please try again later.");
+    e.details = Some(Box::new(json!({"retryAfterSeconds": 1})));
+    e.retry_after = Some(1);
+    e
+}
+
+filter_layer!(
+    /// Records every served resource request in the request metrics when it
+    /// ends (a watch when its stream does), and long-running ones while they last.
+    InstrumentLayer, InstrumentService, (), instrument
+);
+
+async fn instrument<S>(mut inner: S, _: (), req: Request) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let Some(info) = req.extensions().get::<RequestInfo>().cloned() else { return inner.call(req).await };
+    if !info.is_resource_request {
+        return inner.call(req).await;
+    }
+    let labels = RequestLabels::of(&req, &info);
+    let started = received(&req);
+    let resp = inner.call(req).await?;
+    let code = resp.status().as_u16();
+    // A 404 may mean nobody serves the resource; anything else says someone does.
+    if code == 404 && !reportable(&info) {
+        return Ok(resp);
+    }
+    let m = metrics::global();
+    if !is_long_running(&info) {
+        m.observe_request(&labels, code, started.elapsed());
+        return Ok(resp);
+    }
+    let finished = WhenStreamEnds { long_running: Some(m.long_running(&labels)), labels, code, started };
+    let (parts, body) = resp.into_parts();
+    let body = http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(body, move |f| {
+        let _ = &finished;
+        f
+    }));
+    Ok(http::Response::from_parts(parts, body))
+}
+
+/// Held by a long-running response's body: counts it in
+/// apiserver_longrunning_requests until the stream ends or its client leaves,
+/// then records the request as upstream does when a watch returns.
+struct WhenStreamEnds {
+    long_running: Option<metrics::GaugeGuard>,
+    labels: RequestLabels,
+    code: u16,
+    started: Instant,
+}
+
+impl Drop for WhenStreamEnds {
+    fn drop(&mut self) {
+        self.long_running.take();
+        metrics::global().observe_request(&self.labels, self.code, self.started.elapsed());
+    }
 }

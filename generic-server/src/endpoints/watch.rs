@@ -61,6 +61,7 @@ pub async fn serve(
     let mut events = store.watch(ns, &opts, start).await?;
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(64);
+    let sent = crate::metrics::global().watch_events(&store.info.group, &store.info.version, &store.info.kind);
     let store = store.clone();
     let form = output.clone();
     tokio::spawn(async move {
@@ -106,6 +107,7 @@ pub async fn serve(
             if tx.send(Ok(Bytes::from(line))).await.is_err() {
                 break;
             }
+            sent.inc();
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });

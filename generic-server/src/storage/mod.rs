@@ -8,6 +8,7 @@
 pub mod cacher;
 pub mod embedded;
 pub mod etcd;
+pub mod instrumented;
 
 use async_trait::async_trait;
 use bytes::Bytes;
