@@ -1,90 +1,138 @@
-//! The aggregator: the first server in the delegation chain. It owns the root
-//! discovery documents (/api, /apis, in both the legacy and the aggregated
-//! form) and the OpenAPI documents, assembled from what every server behind it
-//! reports, and will proxy APIService-registered groups to their backends.
-//! Everything it does not own goes to its delegate.
+//! The aggregator: the first server in the delegation chain (upstream's
+//! kube-aggregator). It serves the apiregistration.k8s.io group (APIService,
+//! in its own ResourceServer), proxies the group-versions of remote
+//! APIServices to their backends, and owns the root discovery documents
+//! (/api, /apis, legacy and aggregated) and the OpenAPI documents, merged from
+//! what the servers behind it and the backends report. Everything else goes
+//! to its delegate.
+//!
+//! - `apiservice`: the APIService resource (Strategy, validation, columns).
+//! - `index`: the in-memory view of all APIServices.
+//! - `autoregister`: Local APIServices for every group-version served here.
+//! - `available`: the availability controller (the Available condition).
+//! - `backend`: Service resolution and the TLS client to a backend.
+//! - `proxy`: the proxy handler for remote group-versions.
+//! - `discovery`: the merged discovery documents and the backends' cache.
+//! - `authentication_configmap`: the extension-apiserver-authentication ConfigMap.
 
-use generic_server::body;
-use generic_server::discovery;
-use generic_server::endpoints::respond;
+pub mod apiservice;
+pub mod authentication_configmap;
+pub mod autoregister;
+pub mod available;
+pub mod backend;
+pub mod discovery;
+pub mod index;
+pub mod proxy;
+
+use std::sync::Arc;
+
+use generic_server::discovery as docs;
+use generic_server::endpoints::{respond, respond_value, ResourceServer};
 use generic_server::handler::{DynHandler, Handler, Request, Response};
 use generic_server::negotiation::{self, Output};
 use generic_server::openapi::OpenApiCache;
+use generic_server::registry::{Admission, Store};
 use generic_server::status::StatusError;
+use generic_server::storage::cacher::Cacher;
+use generic_server::storage::Storage;
+
+pub use authentication_configmap::RequestHeaderConfig;
+
+use crate::autoregister::AutoRegister;
+use crate::available::AvailabilityController;
+use crate::backend::{FrontProxyClient, IdentityHeaders, Resolver};
+use crate::discovery::RemoteDiscovery;
+use crate::index::ApiServiceIndex;
+use crate::proxy::Proxy;
+
+/// What the aggregator is configured with (kube-apiserver's flags).
+#[derive(Debug, Clone, Default)]
+pub struct AggregatorConfig {
+    /// --proxy-client-cert-file / --proxy-client-key-file, as PEM.
+    pub proxy_client_cert_pem: Vec<u8>,
+    pub proxy_client_key_pem: Vec<u8>,
+    /// --client-ca-file, as PEM, published for extension servers.
+    pub client_ca_pem: String,
+    /// The --requestheader-* flags.
+    pub requestheader: RequestHeaderConfig,
+    /// --enable-aggregator-routing.
+    pub enable_aggregator_routing: bool,
+}
 
 pub struct Aggregator {
-    delegate: DynHandler,
+    /// apiregistration.k8s.io, in front of `delegate`.
+    resources: Arc<ResourceServer>,
+    apiservices: Arc<Store>,
     openapi: OpenApiCache,
+    index: Arc<ApiServiceIndex>,
+    remote: Arc<RemoteDiscovery>,
+    proxy: Proxy,
+}
+
+/// Builds the aggregator in front of `core` (kube-core-server, which also
+/// holds the Services and ConfigMaps it reads and writes), publishes the
+/// authentication ConfigMap, registers the Local APIServices and starts the
+/// controllers. Must run inside a tokio runtime.
+pub async fn new_server(
+    config: &AggregatorConfig,
+    storage: Arc<dyn Storage>,
+    admission: Vec<Arc<dyn Admission>>,
+    core: Arc<ResourceServer>,
+) -> Result<Arc<Aggregator>, String> {
+    let info = apiservice::resource_info();
+    let cached: Arc<dyn Storage> = Cacher::new(storage, &format!("{}/", info.key_root));
+    let apiservices = Arc::new(Store::new(info, Arc::new(apiservice::ApiServiceStrategy), cached, admission));
+    let delegate: DynHandler = core.clone();
+    let resources =
+        Arc::new(ResourceServer::new(delegate.clone()).with_openapi(generic_server::openapi::builtin_schemas));
+    resources.install(apiservices.clone());
+
+    let rh = &config.requestheader;
+    let first = |v: &Vec<String>, default: &str| v.first().cloned().unwrap_or_else(|| default.to_string());
+    let headers = IdentityHeaders {
+        username: first(&rh.username_headers, "X-Remote-User"),
+        group: first(&rh.group_headers, "X-Remote-Group"),
+        extra_prefix: first(&rh.extra_headers_prefix, "X-Remote-Extra-"),
+    };
+    let client = Arc::new(FrontProxyClient::new(&config.proxy_client_cert_pem, &config.proxy_client_key_pem, headers)?);
+    let resolver = Arc::new(Resolver { core: core.clone(), routing: config.enable_aggregator_routing });
+
+    if let Some(configmaps) = core.store("", "v1", "configmaps") {
+        let data = authentication_configmap::data(&config.client_ca_pem, rh);
+        authentication_configmap::publish(&configmaps, data)
+            .await
+            .map_err(|e| format!("publishing {}: {e}", authentication_configmap::NAME))?;
+    }
+
+    // Local APIServices exist before the first request is served.
+    let own = vec![(apiservice::GROUP.to_string(), "v1".to_string())];
+    let autoregister =
+        Arc::new(AutoRegister { store: apiservices.clone(), served: AutoRegister::served_by(delegate.clone(), own) });
+    autoregister.sync().await;
+    tokio::spawn(autoregister.run());
+
+    let index = Arc::new(ApiServiceIndex::default());
+    index.load(&apiservices).await;
+    tokio::spawn(index.clone().run(apiservices.clone()));
+
+    let remote = Arc::new(RemoteDiscovery::default());
+    let controller = Arc::new(AvailabilityController {
+        store: apiservices.clone(),
+        index: index.clone(),
+        resolver: resolver.clone(),
+        client: client.clone(),
+        discovery: remote.clone(),
+    });
+    tokio::spawn(controller.run());
+
+    let proxy = Proxy { client, resolver };
+    Ok(Arc::new(Aggregator { resources, apiservices, openapi: OpenApiCache::new(), index, remote, proxy }))
 }
 
 impl Aggregator {
-    pub fn new(delegate: DynHandler) -> Self {
-        Aggregator { delegate, openapi: OpenApiCache::new() }
-    }
-
-    /// /openapi/v2 (JSON, or gnostic's protobuf form for its media types),
-    /// /openapi/v3 and /openapi/v3/<group-version>, with ETags.
-    fn openapi(&self, req: &Request) -> Option<Response> {
-        let path = req.uri().path().trim_end_matches('/');
-        if req.method() != http::Method::GET || !(path == "/openapi/v2" || path.starts_with("/openapi/v3")) {
-            return None;
-        }
-        let v2_form = if path == "/openapi/v2" {
-            match v2_form(req) {
-                Some(f) => Some(f),
-                None => {
-                    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    return Some(StatusError::not_acceptable(accept).into_response());
-                }
-            }
-        } else {
-            None
-        };
-        let rendered = self.openapi.render(&self.delegate.openapi_schemas());
-        let (bytes, etag, content_type) = match (path, v2_form) {
-            ("/openapi/v2", Some(V2Form::Protobuf)) => {
-                if rendered.v2_protobuf.is_empty() {
-                    return Some(
-                        StatusError::new(503, "ServiceUnavailable", "the OpenAPI document could not be encoded")
-                            .into_response(),
-                    );
-                }
-                (rendered.v2_protobuf.clone(), rendered.v2_protobuf_etag.clone(), V2_PROTOBUF)
-            }
-            ("/openapi/v2", _) => (rendered.v2.clone(), rendered.v2_etag.clone(), "application/json"),
-            ("/openapi/v3", _) => (rendered.v3_index.clone(), rendered.v3_index_etag.clone(), "application/json"),
-            (p, _) => match rendered.v3_document(p.trim_start_matches("/openapi/v3/")) {
-                Some((b, e)) => (b.clone(), e.clone(), "application/json"),
-                None => {
-                    return Some(
-                        StatusError::new(404, "NotFound", "the server could not find the requested resource")
-                            .into_response(),
-                    )
-                }
-            },
-        };
-        // The rendered ETags are already quoted, as HTTP wants them.
-        let quoted = etag;
-        let not_modified = req
-            .headers()
-            .get(http::header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == quoted));
-        let versioned = req.uri().query().is_some_and(|q| q.contains("hash="));
-        let mut builder = http::Response::builder()
-            .header(http::header::ETAG, quoted)
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::CACHE_CONTROL, if versioned { "public, immutable" } else { "no-cache, private" });
-        if v2_form.is_some() {
-            // One URL, two representations chosen by Accept (as upstream says).
-            builder = builder.header(http::header::VARY, "Accept");
-        }
-        let resp = if not_modified {
-            builder.status(304).body(body::empty())
-        } else {
-            builder.status(200).body(body::full(bytes))
-        };
-        Some(resp.unwrap_or_else(|_| http::Response::new(body::empty())))
+    /// The APIService Store (for tests and wiring).
+    pub fn apiservices(&self) -> &Arc<Store> {
+        &self.apiservices
     }
 
     fn root_discovery(&self, req: &Request) -> Option<Response> {
@@ -97,61 +145,46 @@ impl Aggregator {
             Some(o) => o,
             None => return Some(StatusError::not_acceptable(accept.unwrap_or("")).into_response()),
         };
-        let groups = self.delegate.api_groups();
+        let groups = self.resources.api_groups();
         let core = path == "/api";
         let value = match &output {
-            Output::AggregatedDiscovery(v) => {
-                let selected: Vec<_> = groups.into_iter().filter(|g| g.name.is_empty() == core).collect();
-                discovery::aggregated(&selected, v)
+            Output::AggregatedDiscovery(v) if core => {
+                let selected: Vec<_> = groups.into_iter().filter(|g| g.name.is_empty()).collect();
+                docs::aggregated(&selected, v)
             }
-            _ if core => discovery::api_versions(),
-            _ => discovery::group_list(&groups),
+            Output::AggregatedDiscovery(v) => discovery::aggregated(&groups, &self.index.all(), &self.remote, v),
+            _ if core => docs::api_versions(),
+            _ => discovery::group_list(&groups, &self.index.all()),
         };
         Some(respond(req, 200, &value, &[], &output))
     }
-}
 
-/// The content type of the protobuf form of /openapi/v2.
-const V2_PROTOBUF: &str = generic_server::openapi::v2proto::CONTENT_TYPE;
-
-/// The representations of /openapi/v2.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum V2Form {
-    Json,
-    Protobuf,
-}
-
-/// The form of /openapi/v2 the Accept header picks, as upstream's handler
-/// picks it: media ranges by descending quality (then specificity), the first
-/// that admits JSON or one of the two protobuf media types wins (JSON first
-/// for wildcards). No header means JSON; `None` means nothing acceptable.
-fn v2_form(req: &Request) -> Option<V2Form> {
-    let Some(accept) = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Some(V2Form::Json);
-    };
-    if accept.trim().is_empty() {
-        return Some(V2Form::Json);
+    /// The remote APIService a request is for: /apis/<group>/<version>/...
+    /// of a group-version whose APIService names a Service.
+    fn remote_for(&self, req: &Request) -> Option<apiservice::ApiService> {
+        let mut parts = req.uri().path().trim_start_matches('/').split('/');
+        if parts.next() != Some("apis") {
+            return None;
+        }
+        let (group, version) = (parts.next()?, parts.next().filter(|v| !v.is_empty())?);
+        self.index.for_group_version(group, version).filter(|a| !a.is_local())
     }
-    let mut ranges: Vec<(f32, u8, String)> = negotiation::parse_accept(accept)
-        .into_iter()
-        .map(|m| {
-            let q = m.param("q").and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
-            let specificity = match m.essence.as_str() {
-                "*/*" => 0,
-                e if e.ends_with("/*") => 1,
-                _ => 2,
-            };
-            (q, specificity, m.essence)
-        })
-        .filter(|(q, _, _)| *q > 0.0)
-        .collect();
-    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
-    let deprecated = generic_server::openapi::v2proto::CONTENT_TYPE_DEPRECATED;
-    ranges.iter().find_map(|(_, _, essence)| match essence.as_str() {
-        "application/json" | "*/*" | "application/*" => Some(V2Form::Json),
-        e if e == V2_PROTOBUF || e == deprecated => Some(V2Form::Protobuf),
-        _ => None,
-    })
+
+    /// /apis/<group> of a group only remote APIServices serve (upstream's
+    /// apiGroupHandler); groups served here answer from their own server.
+    fn remote_group(&self, req: &Request) -> Option<Response> {
+        if req.method() != http::Method::GET {
+            return None;
+        }
+        let path = req.uri().path().trim_matches('/');
+        let group = path.strip_prefix("apis/").filter(|g| !g.is_empty() && !g.contains('/'))?;
+        let services = self.index.for_group(group);
+        if services.is_empty() || services.iter().any(|s| s.is_local()) {
+            return None;
+        }
+        let value = discovery::remote_group(group, &services)?;
+        Some(respond_value(req, 200, &value))
+    }
 }
 
 #[async_trait::async_trait]
@@ -160,54 +193,23 @@ impl Handler for Aggregator {
         if let Some(resp) = self.root_discovery(&req) {
             return resp;
         }
-        if let Some(resp) = self.openapi(&req) {
+        if let Some(resp) = generic_server::root::openapi(&self.openapi, self.resources.as_ref(), &req) {
             return resp;
         }
-        self.delegate.handle(req).await
-    }
-
-    fn api_groups(&self) -> Vec<discovery::ApiGroup> {
-        self.delegate.api_groups()
-    }
-
-    fn openapi_schemas(&self) -> Vec<discovery::OpenApiPart> {
-        self.delegate.openapi_schemas()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn form(accept: Option<&str>) -> Option<V2Form> {
-        let mut b = http::Request::builder().uri("/openapi/v2");
-        if let Some(a) = accept {
-            b = b.header(http::header::ACCEPT, a);
+        if let Some(api) = self.remote_for(&req) {
+            return self.proxy.serve(&api, req).await;
         }
-        v2_form(&b.body(bytes::Bytes::new()).expect("request"))
+        if let Some(resp) = self.remote_group(&req) {
+            return resp;
+        }
+        self.resources.handle(req).await
     }
 
-    #[test]
-    fn v2_form_follows_accept() {
-        assert_eq!(form(None), Some(V2Form::Json));
-        assert_eq!(form(Some("application/json")), Some(V2Form::Json));
-        assert_eq!(form(Some("*/*")), Some(V2Form::Json));
-        // kubectl up to 1.27 asks for the deprecated name; later ones for the current one.
-        assert_eq!(form(Some("application/com.github.proto-openapi.spec.v2@v1.0+protobuf")), Some(V2Form::Protobuf));
-        assert_eq!(form(Some("application/com.github.proto-openapi.spec.v2.v1.0+protobuf")), Some(V2Form::Protobuf));
-        assert_eq!(
-            form(Some("application/json;q=0.5, application/com.github.proto-openapi.spec.v2.v1.0+protobuf")),
-            Some(V2Form::Protobuf)
-        );
-        assert_eq!(
-            form(Some("application/com.github.proto-openapi.spec.v2.v1.0+protobuf;q=0.5, application/json")),
-            Some(V2Form::Json)
-        );
-        assert_eq!(
-            form(Some("*/*, application/com.github.proto-openapi.spec.v2.v1.0+protobuf")),
-            Some(V2Form::Protobuf)
-        );
-        assert_eq!(form(Some("text/html")), None);
-        assert_eq!(form(Some("application/json;q=0")), None);
+    fn api_groups(&self) -> Vec<docs::ApiGroup> {
+        self.resources.api_groups()
+    }
+
+    fn openapi_schemas(&self) -> Vec<docs::OpenApiPart> {
+        self.resources.openapi_schemas()
     }
 }

@@ -77,6 +77,41 @@ pub struct Options {
     /// How long Events are kept after their last write (Go duration).
     #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
     pub event_ttl: std::time::Duration,
+    /// Read-only requests served at once; more get 429 (0 is no limit).
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// Mutating requests served at once; more get 429 (0 is no limit).
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// How long a request that is not a watch may take before it gets 504 (Go duration).
+    #[arg(long, default_value = "1m0s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// Client certificate the aggregator presents to extension API servers
+    /// (default: the generated DATA_DIR/pki/front-proxy-client.crt).
+    #[arg(long)]
+    pub proxy_client_cert_file: Option<PathBuf>,
+    /// Key of --proxy-client-cert-file.
+    #[arg(long)]
+    pub proxy_client_key_file: Option<PathBuf>,
+    /// CA that signs request-header client certificates (default: the
+    /// generated DATA_DIR/pki/front-proxy-ca.crt).
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// Common names allowed to carry request headers (default: front-proxy-client).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+    /// Request headers to read the user name from.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-User")]
+    pub requestheader_username_headers: Vec<String>,
+    /// Request headers to read groups from.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Group")]
+    pub requestheader_group_headers: Vec<String>,
+    /// Request header prefixes to read extra user information from.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Extra-")]
+    pub requestheader_extra_headers_prefix: Vec<String>,
+    /// Proxy APIService requests to an endpoint address rather than the cluster IP.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub enable_aggregator_routing: bool,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -140,7 +175,8 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
         .map_err(|e| format!("listening on {}:{}: {e}", opts.bind_address, opts.secure_port))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let wiring::Chain { handler: chain, ready_checks } = wiring::build_chain(&opts, &data_dir, local.port()).await?;
+    let wiring::Chain { handler: chain, ready_checks } =
+        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca).await?;
     let service = filters::build(
         chain,
         FilterConfig {
@@ -151,6 +187,11 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
                 git_version: format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0"),
             },
             ready_checks,
+            limits: filters::Limits {
+                max_requests_inflight: opts.max_requests_inflight,
+                max_mutating_requests_inflight: opts.max_mutating_requests_inflight,
+                request_timeout: opts.request_timeout,
+            },
         },
     );
 

@@ -1,6 +1,8 @@
 //! Certificates for the embedded default: a CA, a serving certificate and an
-//! admin client certificate, generated on first start under DATA_DIR/pki and
-//! reused afterwards so kubeconfigs stay valid across restarts.
+//! admin client certificate, and the front-proxy CA with the client
+//! certificate the aggregator presents to extension API servers (kubeadm's
+//! names), generated on first start under DATA_DIR/pki and reused afterwards
+//! so kubeconfigs and backends' trust stay valid across restarts.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,10 @@ pub struct Pki {
     pub ca: Pem,
     pub serving: Pem,
     pub admin: Pem,
+    /// A CA of its own, so that only the aggregator's client certificate
+    /// passes a backend's request-header check.
+    pub front_proxy_ca: Pem,
+    pub front_proxy_client: Pem,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -139,5 +145,22 @@ pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<Pki, String> {
             p
         }
     };
-    Ok(Pki { ca, serving, admin })
+    let front_proxy_ca = match read_pair(dir, "front-proxy-ca") {
+        Some(p) => p,
+        None => {
+            let p = new_ca("front-proxy-ca")?;
+            write_pair(dir, "front-proxy-ca", &p)?;
+            let _ = fs::remove_file(dir.join("front-proxy-client.crt"));
+            p
+        }
+    };
+    let front_proxy_client = match read_pair(dir, "front-proxy-client") {
+        Some(p) => p,
+        None => {
+            let p = client_cert(&front_proxy_ca, "front-proxy-client", &[])?;
+            write_pair(dir, "front-proxy-client", &p)?;
+            p
+        }
+    };
+    Ok(Pki { ca, serving, admin, front_proxy_ca, front_proxy_client })
 }

@@ -1,5 +1,6 @@
 //! Builds the delegation chain on the chosen storage:
-//! aggregator -> kube-core-server -> apiextensions -> 404.
+//! aggregator -> kube-core-server -> apiextensions -> 404, with the
+//! aggregator configured from the front-proxy and request-header flags.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use generic_server::storage::etcd::{EtcdStorage, EtcdTls};
 use generic_server::storage::Storage;
 use kube_core_server::CoreConfig;
 
+use crate::pki::Pki;
 use crate::Options;
 
 pub struct Chain {
@@ -56,8 +58,54 @@ async fn open_storage(opts: &Options, data_dir: &Path) -> Result<(Arc<dyn Storag
     Ok((Arc::new(etcd), vec![check]))
 }
 
-pub async fn build_chain(opts: &Options, data_dir: &Path, port: u16) -> Result<Chain, String> {
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// The aggregator's settings from the flags, the generated front-proxy PKI
+/// standing in for whatever is not given.
+fn aggregator_config(opts: &Options, pki: &Pki, client_ca: &[u8]) -> Result<aggregator::AggregatorConfig, String> {
+    let (cert, key) = match (&opts.proxy_client_cert_file, &opts.proxy_client_key_file) {
+        (Some(c), Some(k)) => (read(c)?, read(k)?),
+        (None, None) => {
+            (pki.front_proxy_client.cert.clone().into_bytes(), pki.front_proxy_client.key.clone().into_bytes())
+        }
+        _ => return Err("--proxy-client-cert-file and --proxy-client-key-file go together".into()),
+    };
+    let requestheader_ca = match &opts.requestheader_client_ca_file {
+        Some(f) => String::from_utf8_lossy(&read(f)?).into_owned(),
+        None => pki.front_proxy_ca.cert.clone(),
+    };
+    let allowed_names = if opts.requestheader_allowed_names.is_empty() {
+        vec!["front-proxy-client".to_string()]
+    } else {
+        opts.requestheader_allowed_names.clone()
+    };
+    Ok(aggregator::AggregatorConfig {
+        proxy_client_cert_pem: cert,
+        proxy_client_key_pem: key,
+        client_ca_pem: String::from_utf8_lossy(client_ca).into_owned(),
+        requestheader: aggregator::RequestHeaderConfig {
+            client_ca_pem: requestheader_ca,
+            allowed_names,
+            username_headers: opts.requestheader_username_headers.clone(),
+            group_headers: opts.requestheader_group_headers.clone(),
+            extra_headers_prefix: opts.requestheader_extra_headers_prefix.clone(),
+        },
+        enable_aggregator_routing: opts.enable_aggregator_routing,
+    })
+}
+
+pub async fn build_chain(
+    opts: &Options,
+    data_dir: &Path,
+    port: u16,
+    pki: &Pki,
+    client_ca: &[u8],
+) -> Result<Chain, String> {
+    let aggregator_config = aggregator_config(opts, pki, client_ca)?;
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
+    let storage = generic_server::storage::instrumented::InstrumentedStorage::wrap(storage);
     let shared = kube_core_server::Shared::new();
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
@@ -68,7 +116,8 @@ pub async fn build_chain(opts: &Options, data_dir: &Path, port: u16) -> Result<C
         secure_port: port,
         event_ttl: opts.event_ttl,
     };
-    let core = kube_core_server::new_server(&config, storage, &shared, apiext).await?;
-    let handler: DynHandler = Arc::new(aggregator::Aggregator::new(core.server));
+    let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
+    let handler: DynHandler =
+        aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server).await?;
     Ok(Chain { handler, ready_checks })
 }
