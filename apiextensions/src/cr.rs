@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
+use generic_server::fieldmanager::{StructuralSchema, TypeResolver};
 use generic_server::meta;
 use generic_server::registry::table;
 use generic_server::registry::{Decoded, Strategy, TableColumn};
@@ -39,6 +40,8 @@ pub struct CrStrategy {
     columns: Vec<(Column, JsonPath)>,
     selectable: Vec<(&'static str, JsonPath)>,
     selectable_names: &'static [&'static str],
+    /// List and map types for server-side apply, from the structural schema.
+    types: Arc<StructuralSchema>,
 }
 
 impl CrStrategy {
@@ -58,7 +61,15 @@ impl CrStrategy {
         for name in selectable_names {
             selectable.push((*name, JsonPath::parse(&format!(".{name}"))?));
         }
-        Ok(CrStrategy { schema: version.schema.clone(), validator, cel, columns, selectable, selectable_names })
+        Ok(CrStrategy {
+            schema: version.schema.clone(),
+            validator,
+            cel,
+            columns,
+            selectable,
+            selectable_names,
+            types: Arc::new(StructuralSchema::new(version.schema.clone())),
+        })
     }
 
     fn validate_with(&self, new: &Value, old: Option<&Value>) -> Vec<Cause> {
@@ -124,6 +135,10 @@ impl Strategy for CrStrategy {
 
     fn tracks_generation(&self) -> bool {
         true
+    }
+
+    fn type_resolver(&self) -> Arc<dyn TypeResolver> {
+        self.types.clone()
     }
 
     fn prepare_for_create(&self, _object: &mut Value) {}

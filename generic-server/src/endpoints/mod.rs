@@ -214,7 +214,31 @@ impl Params {
         Ok(WriteOptions {
             dry_run: self.dry_run()?,
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
+            field_manager: None,
         })
+    }
+
+    /// The options of a client's create, update or patch: its writes are
+    /// recorded in managedFields under `fieldManager` or its User-Agent.
+    fn tracked_write_options(&self, req: &Request, options_kind: &str) -> Result<WriteOptions> {
+        let mut opts = self.write_options()?;
+        let causes = crate::fieldmanager::validate_field_manager(self.get("fieldManager").unwrap_or(""));
+        if !causes.is_empty() {
+            return Err(StatusError::invalid("meta.k8s.io", options_kind, "", causes));
+        }
+        let ua = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        opts.field_manager = Some(crate::fieldmanager::manager_name(self.get("fieldManager"), ua));
+        Ok(opts)
+    }
+
+    /// PatchOptions.force, which only an apply may state.
+    fn force(&self) -> Result<Option<bool>> {
+        match self.0.get("force").map(String::as_str) {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") | Some("") => Ok(Some(false)),
+            Some(other) => Err(StatusError::bad_request(format!("invalid force {other:?}: must be a boolean"))),
+        }
     }
 
     /// Selectors, limit and continue, and for a list (not a watch, which has
@@ -313,13 +337,13 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             if !info.name.is_empty() || sub.is_some() {
                 return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "create"));
             }
-            let opts = params.write_options()?;
+            let opts = params.tracked_write_options(req, "CreateOptions")?;
             let obj = decode_body(req)?;
             let r = store.create(ns, obj, &opts).await?;
             Ok(responder.object(201, &r.object, &r.warnings))
         }
         "update" => {
-            let opts = params.write_options()?;
+            let opts = params.tracked_write_options(req, "UpdateOptions")?;
             let obj = decode_body(req)?;
             if let Some(Subresource::Scale(_)) = sub {
                 let scale = store.update_scale(ns, &info.name, &opts, |_| Ok(obj.clone())).await?;
@@ -329,9 +353,21 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             Ok(responder.object(if r.created { 201 } else { 200 }, &r.object, &r.warnings))
         }
         "patch" => {
-            let opts = params.write_options()?;
+            let opts = params.tracked_write_options(req, "PatchOptions")?;
             let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let kind = PatchKind::from_content_type(ct, store)?;
+            let force = params.force()?;
+            if let PatchKind::Apply = kind {
+                return apply(store, req, info, &params, ns, sub.as_ref(), force.unwrap_or(false), &opts).await;
+            }
+            if force.is_some() {
+                return Err(StatusError::invalid(
+                    "meta.k8s.io",
+                    "PatchOptions",
+                    "",
+                    vec![Cause::forbidden("force", "may not be specified for non-apply patch")],
+                ));
+            }
             let patch = req.body().clone();
             if let Some(Subresource::Scale(_)) = sub {
                 let scale = store
@@ -430,11 +466,42 @@ fn delete_options(req: &Request, params: &Params) -> Result<DeleteOptions> {
     Ok(opts)
 }
 
+/// A server-side apply (`application/apply-patch+yaml`).
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    store: &Arc<Store>,
+    req: &Request,
+    info: &RequestInfo,
+    params: &Params,
+    ns: &str,
+    sub: Option<&Subresource>,
+    force: bool,
+    opts: &crate::registry::store::WriteOptions,
+) -> Result<Response> {
+    let Some(manager) = params.get("fieldManager") else {
+        return Err(StatusError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            vec![Cause::required("fieldManager", "is required for apply patch")],
+        ));
+    };
+    if let Some(Subresource::Scale(_)) = sub {
+        return Err(StatusError::unsupported_media_type("application/apply-patch+yaml"));
+    }
+    let config: Value = serde_yaml::from_slice(req.body())
+        .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?;
+    let r = store.apply(ns, &info.name, sub, config, manager, force, opts).await?;
+    let responder = Responder { store: store.clone(), req };
+    Ok(responder.object(if r.created { 201 } else { 200 }, &r.object, &r.warnings))
+}
+
 /// The patch types upstream accepts.
 enum PatchKind {
     Json,
     Merge,
     Strategic,
+    Apply,
 }
 
 impl PatchKind {
@@ -446,6 +513,7 @@ impl PatchKind {
             "application/strategic-merge-patch+json" if store.strategy.strategic_merge_type().is_some() => {
                 Ok(PatchKind::Strategic)
             }
+            "application/apply-patch+yaml" => Ok(PatchKind::Apply),
             _ => Err(StatusError::unsupported_media_type(ct)),
         }
     }
@@ -455,6 +523,8 @@ impl PatchKind {
             PatchKind::Json => crate::patch::json_patch(current, patch)?,
             PatchKind::Merge => crate::patch::merge_patch(current, patch)?,
             PatchKind::Strategic => crate::patch::strategic_merge_patch(current, patch, smp_type.unwrap_or_default())?,
+            // Served by `apply` before any patch is applied.
+            PatchKind::Apply => return Err(StatusError::unsupported_media_type("application/apply-patch+yaml")),
         };
         // A patch that drops the resourceVersion is unconditional; one that sets
         // it is checked against the stored object by the Store.

@@ -169,6 +169,16 @@ pub trait Strategy: Send + Sync + 'static {
         None
     }
 
+    /// The list and map types server-side apply and managedFields follow:
+    /// built-ins read the facts table under their strategic merge type; a
+    /// resource without one is untyped (granular maps, atomic lists).
+    fn type_resolver(&self) -> std::sync::Arc<dyn crate::fieldmanager::TypeResolver> {
+        match self.strategic_merge_type() {
+            Some(t) => std::sync::Arc::new(crate::fieldmanager::Definitions::new(t)),
+            None => std::sync::Arc::new(crate::fieldmanager::Untyped),
+        }
+    }
+
     /// Whether deletion has to wait: the Store marks the object with a
     /// deletionTimestamp instead of removing it while this holds, and removes it
     /// once an update makes it false. Upstream waits on metadata.finalizers;

@@ -46,6 +46,10 @@ impl FieldValidation {
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// The manager a write's Update entry in managedFields goes to (upstream's
+    /// fieldManager, or the User-Agent's prefix); None leaves managedFields
+    /// untouched (the server's own writes, and applies, which set them).
+    pub field_manager: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -464,6 +468,7 @@ impl Store {
         }
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
+        self.track_fields(None, &mut obj, None, opts);
         let result = self.create_prepared(namespace, &mut obj, generate, warnings, opts).await;
         if result.is_err() || opts.dry_run {
             self.strategy.abort_create(&obj);
@@ -569,6 +574,7 @@ impl Store {
                 return Err(err);
             }
             self.merge_for_update(&mut new, &old, subresource);
+            self.track_fields(Some(&old), &mut new, subresource, opts);
             let mut causes = meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule());
             causes.extend(self.strategy.validate_update(&new, &old));
             if !causes.is_empty() {
@@ -620,6 +626,37 @@ impl Store {
         Err(self.retries_exhausted(name))
     }
 
+    /// Records a tracked write in managedFields.
+    fn track_fields(
+        &self,
+        old: Option<&Value>,
+        new: &mut Value,
+        subresource: Option<&Subresource>,
+        opts: &WriteOptions,
+    ) {
+        if let Some(manager) = &opts.field_manager {
+            let resolver = self.strategy.type_resolver();
+            let writer = self.field_writer(manager, subresource, resolver.as_ref());
+            crate::fieldmanager::update(old, new, &writer);
+        }
+    }
+
+    /// Who writes through which endpoint, for managedFields.
+    pub fn field_writer<'a>(
+        &'a self,
+        manager: &'a str,
+        subresource: Option<&Subresource>,
+        resolver: &'a dyn crate::fieldmanager::TypeResolver,
+    ) -> crate::fieldmanager::Writer<'a> {
+        crate::fieldmanager::Writer {
+            manager,
+            api_version: self.info.api_version(),
+            subresource: subresource.map(Subresource::name).unwrap_or(""),
+            status_split: self.info.has_subresource(&Subresource::Status),
+            resolver,
+        }
+    }
+
     fn check_name(&self, obj: &Value, name: &str) -> Result<()> {
         let body_name = meta::name(obj);
         if body_name != name {
@@ -645,8 +682,10 @@ impl Store {
     fn merge_for_update(&self, new: &mut Value, old: &Value, subresource: Option<&Subresource>) {
         match subresource {
             Some(Subresource::Status) => {
-                // Only status moves; everything else stays as stored.
+                // Only status moves; everything else stays as stored, but for
+                // the managedFields an apply computed.
                 let status = new.get("status").cloned();
+                let managed = meta::metadata(new).and_then(|m| m.get("managedFields")).cloned();
                 let mut merged = old.clone();
                 if let Some(m) = merged.as_object_mut() {
                     match status {
@@ -655,13 +694,16 @@ impl Store {
                     };
                 }
                 *new = merged;
+                keep_managed_fields(new, managed);
             }
             Some(Subresource::Finalize) => {
                 // Only spec.finalizers moves.
                 let finalizers = new.pointer("/spec/finalizers").cloned().unwrap_or_else(|| json!([]));
+                let managed = meta::metadata(new).and_then(|m| m.get("managedFields")).cloned();
                 let mut merged = old.clone();
                 set_path(&mut merged, ".spec.finalizers", finalizers);
                 *new = merged;
+                keep_managed_fields(new, managed);
             }
             _ => {
                 if self.info.has_subresource(&Subresource::Status) {
@@ -1006,6 +1048,13 @@ impl Store {
     pub async fn current_bookmark(&self) -> Result<ObjectEvent> {
         let rev = self.storage.current_revision().await.map_err(storage_err)?;
         Ok(self.bookmark(rev, false))
+    }
+}
+
+fn keep_managed_fields(obj: &mut Value, managed: Option<Value>) {
+    match managed {
+        Some(m) => meta::set_meta(obj, "managedFields", m),
+        None => meta::remove_meta(obj, "managedFields"),
     }
 }
 
