@@ -6,6 +6,14 @@
 //! comprehensions over lists without maxItems are refused when the CRD is
 //! written (upstream's cost estimate, simplified), and evaluation runs on a
 //! worker thread with a deadline.
+//!
+//! Upstream's Kubernetes libraries for quantities, URLs, IPs and CIDRs live
+//! in the submodules (`library` declares them on the environment).
+
+mod library;
+mod net;
+mod quantity;
+mod url;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -33,6 +41,9 @@ fn env() -> Arc<Env> {
             if let Err(e) = env.add_extension(ext) {
                 tracing::warn!("CEL extension unavailable: {e:?}");
             }
+        }
+        if let Err(e) = library::register(&mut env) {
+            tracing::warn!("Kubernetes CEL libraries unavailable: {e:?}");
         }
         Arc::new(env)
     })

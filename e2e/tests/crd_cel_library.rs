@@ -1,0 +1,138 @@
+//! CRD validation rules using the Kubernetes CEL libraries (quantity, URL,
+//! IP, CIDR), applied and exercised with kubectl: valid objects are stored,
+//! each invalid one is refused with its rule's message at upstream's field
+//! path.
+
+use e2e::Server;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: netpools.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: netpools, singular: netpool, kind: NetPool}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "cidr(self.podCIDR).containsIP(self.nodeIP)"
+              message: nodeIP must be inside podCIDR
+              fieldPath: .nodeIP
+            - rule: "!has(self.reserved) || quantity(self.reserved) == quantity('1Gi')"
+              message: reserved must equal 1Gi
+            properties:
+              memory:
+                type: string
+                x-kubernetes-validations:
+                - rule: "isQuantity(self) && quantity(self).isLessThan(quantity('4Gi')) && quantity(self).sign() == 1"
+                  message: memory must be a positive quantity under 4Gi
+              reserved: {type: string}
+              endpoint:
+                type: string
+                x-kubernetes-validations:
+                - rule: "isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname().endsWith('.example.com')"
+                  message: endpoint must be an https URL under example.com
+              podCIDR:
+                type: string
+                x-kubernetes-validations:
+                - rule: "isCIDR(self) && cidr(self).prefixLength() <= (cidr(self).ip().family() == 4 ? 24 : 64) && cidr(self).masked() == cidr(self)"
+                  message: podCIDR must be a masked prefix of at most 24 bits, 64 for IPv6
+              nodeIP:
+                type: string
+                x-kubernetes-validations:
+                - rule: "isIP(self) && ip.isCanonical(self) && ip(self).isGlobalUnicast()"
+                  message: nodeIP must be a canonical global unicast address
+"#;
+
+fn pool(name: &str, memory: &str, endpoint: &str, pod_cidr: &str, node_ip: &str, reserved: &str) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: NetPool\nmetadata: {{name: {name}}}\nspec:\n  memory: {memory:?}\n  \
+         endpoint: {endpoint:?}\n  podCIDR: {pod_cidr:?}\n  nodeIP: {node_ip:?}\n  reserved: {reserved:?}\n"
+    )
+}
+
+#[test]
+fn crd_rules_with_quantity_url_ip_and_cidr() {
+    let s = Server::start();
+    s.apply(CRD);
+    s.kubectl(&["wait", "--for=condition=Established", "--timeout=10s", "crd/netpools.example.com"]);
+
+    // "1024Mi" equals 1Gi as a quantity, though not as a string.
+    let good = [
+        pool("v4", "3Gi", "https://api.example.com:8443/v1?x=1", "10.1.0.0/16", "10.1.2.3", "1024Mi"),
+        pool("v6", "512M", "https://v6.example.com/", "2001:db8::/32", "2001:db8::7", "1Gi"),
+    ];
+    for g in &good {
+        s.create(g);
+    }
+    let names = s.kubectl(&["get", "netpools", "-o", "name"]);
+    assert_eq!(names.split_whitespace().collect::<Vec<_>>(), ["netpool.example.com/v4", "netpool.example.com/v6"]);
+
+    let cases = [
+        (
+            pool("m1", "4Gi", "https://a.example.com/", "10.1.0.0/16", "10.1.2.3", "1Gi"),
+            r#"spec.memory: Invalid value: "string": memory must be a positive quantity under 4Gi"#,
+        ),
+        (
+            pool("m2", "lots", "https://a.example.com/", "10.1.0.0/16", "10.1.2.3", "1Gi"),
+            r#"spec.memory: Invalid value: "string": memory must be a positive quantity under 4Gi"#,
+        ),
+        (
+            pool("m3", "1e400", "https://a.example.com/", "10.1.0.0/16", "10.1.2.3", "1Gi"),
+            r#"spec.memory: Invalid value: "string": memory must be a positive quantity under 4Gi"#,
+        ),
+        (
+            pool("u1", "1Gi", "http://a.example.com/", "10.1.0.0/16", "10.1.2.3", "1Gi"),
+            r#"spec.endpoint: Invalid value: "string": endpoint must be an https URL under example.com"#,
+        ),
+        (
+            pool("u2", "1Gi", "a.example.com/path", "10.1.0.0/16", "10.1.2.3", "1Gi"),
+            r#"spec.endpoint: Invalid value: "string": endpoint must be an https URL under example.com"#,
+        ),
+        (
+            pool("c1", "1Gi", "https://a.example.com/", "10.1.0.0/25", "10.1.0.3", "1Gi"),
+            r#"spec.podCIDR: Invalid value: "string": podCIDR must be a masked prefix of at most 24 bits, 64 for IPv6"#,
+        ),
+        (
+            pool("c3", "1Gi", "https://a.example.com/", "2001:db8::/96", "2001:db8::3", "1Gi"),
+            r#"spec.podCIDR: Invalid value: "string": podCIDR must be a masked prefix of at most 24 bits, 64 for IPv6"#,
+        ),
+        (
+            pool("c2", "1Gi", "https://a.example.com/", "10.1.0.1/16", "10.1.0.3", "1Gi"),
+            r#"spec.podCIDR: Invalid value: "string": podCIDR must be a masked prefix of at most 24 bits, 64 for IPv6"#,
+        ),
+        (
+            pool("i1", "1Gi", "https://a.example.com/", "10.1.0.0/16", "127.0.0.1", "1Gi"),
+            r#"spec.nodeIP: Invalid value: "string": nodeIP must be a canonical global unicast address"#,
+        ),
+        (
+            pool("i2", "1Gi", "https://a.example.com/", "2001:db8::/32", "2001:DB8::7", "1Gi"),
+            r#"spec.nodeIP: Invalid value: "string": nodeIP must be a canonical global unicast address"#,
+        ),
+        (
+            pool("i3", "1Gi", "https://a.example.com/", "10.1.0.0/16", "10.2.0.1", "1Gi"),
+            r#"spec.nodeIP: Invalid value: "object": nodeIP must be inside podCIDR"#,
+        ),
+        (
+            pool("r1", "1Gi", "https://a.example.com/", "10.1.0.0/16", "10.1.2.3", "1G"),
+            r#"spec: Invalid value: "object": reserved must equal 1Gi"#,
+        ),
+    ];
+    for (yaml, want) in &cases {
+        let err = s.kubectl_fails(&["create", "-f", "-"], Some(yaml));
+        assert!(err.contains("is invalid") && err.contains(want), "want {want:?} in:\n{err}");
+    }
+    // Only the valid objects were stored.
+    let names = s.kubectl(&["get", "netpools", "-o", "name"]);
+    assert_eq!(names.split_whitespace().count(), 2, "{names}");
+}
