@@ -1,0 +1,188 @@
+//! The HTTP client loadgen drives servers with: the admin client certificate
+//! from a kubeconfig, TLS by rustls, HTTP/2 by hyper, a few connections with
+//! every request multiplexed on them (client-go keeps one HTTP/2 connection
+//! per host).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// Where a server is and how to authenticate to it.
+#[derive(Clone)]
+pub struct Creds {
+    /// `https://host:port`, without a trailing slash.
+    pub server: String,
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl Creds {
+    /// The current context's cluster and user of a kubeconfig with inline PEM
+    /// data (what the server writes as DATA_DIR/admin.kubeconfig).
+    pub fn from_kubeconfig(path: &std::path::Path) -> Result<Creds, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let kc: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?;
+        let current = kc["current-context"].as_str().unwrap_or_default();
+        let named = |list: &str, name: &str| -> Option<serde_yaml::Value> {
+            kc[list].as_sequence()?.iter().find(|e| e["name"].as_str() == Some(name)).cloned()
+        };
+        let context = named("contexts", current)
+            .or_else(|| kc["contexts"].as_sequence().and_then(|s| s.first().cloned()))
+            .ok_or_else(|| format!("{}: no context", path.display()))?;
+        let cluster_name = context["context"]["cluster"].as_str().unwrap_or_default();
+        let user_name = context["context"]["user"].as_str().unwrap_or_default();
+        let cluster = named("clusters", cluster_name).ok_or_else(|| format!("no cluster {cluster_name:?}"))?;
+        let user = named("users", user_name).ok_or_else(|| format!("no user {user_name:?}"))?;
+        let data = |v: &serde_yaml::Value, field: &str| -> Result<Vec<u8>, String> {
+            let b64 =
+                v[field].as_str().ok_or_else(|| format!("{}: {field} missing (inline data needed)", path.display()))?;
+            base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| format!("{field}: {e}"))
+        };
+        Ok(Creds {
+            server: cluster["cluster"]["server"].as_str().unwrap_or_default().trim_end_matches('/').to_string(),
+            ca_pem: data(&cluster["cluster"], "certificate-authority-data")?,
+            cert_pem: data(&user["user"], "client-certificate-data")?,
+            key_pem: data(&user["user"], "client-key-data")?,
+        })
+    }
+
+    fn tls_config(&self) -> Result<rustls::ClientConfig, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            roots.add(c.map_err(|e| format!("CA: {e}"))?).map_err(|e| format!("CA: {e}"))?;
+        }
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("cert: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|e| format!("key: {e}"))?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| format!("client certificate: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
+    }
+
+    fn host_port(&self) -> Result<(String, u16), String> {
+        let rest = self.server.strip_prefix("https://").ok_or_else(|| format!("not an https URL: {}", self.server))?;
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let bad_port = |_| format!("bad port in {}", self.server);
+        if let Some(v6) = authority.strip_prefix('[') {
+            let (host, port) = v6.split_once(']').ok_or_else(|| format!("bad address in {}", self.server))?;
+            let port = match port.strip_prefix(':') {
+                Some(p) => p.parse().map_err(bad_port)?,
+                None => 443,
+            };
+            return Ok((host.to_string(), port));
+        }
+        match authority.rsplit_once(':') {
+            Some((host, port)) => Ok((host.to_string(), port.parse().map_err(bad_port)?)),
+            None => Ok((authority.to_string(), 443)),
+        }
+    }
+}
+
+/// One HTTP/2 connection.
+#[derive(Clone)]
+struct Conn {
+    send: SendRequest<Full<Bytes>>,
+}
+
+/// A handful of HTTP/2 connections to one server; requests go round-robin.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    conns: Arc<Vec<Conn>>,
+    next: Arc<AtomicUsize>,
+}
+
+/// A response read whole.
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Client {
+    /// Opens `connections` HTTP/2 connections (TLS handshake included).
+    pub async fn connect(creds: &Creds, connections: usize) -> Result<Client, String> {
+        let tls = Arc::new(creds.tls_config()?);
+        let (host, port) = creds.host_port()?;
+        let name = ServerName::try_from(host.clone()).map_err(|e| format!("server name {host}: {e}"))?;
+        let mut conns = Vec::new();
+        for _ in 0..connections.max(1) {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            let stream = tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {host}:{port}: {e}"))?;
+            // Flow-control windows as Go's HTTP/2 transport opens them, so a
+            // large list is not throttled by 64 KiB windows.
+            let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .initial_stream_window_size(4 << 20)
+                .initial_connection_window_size(1 << 30)
+                .max_frame_size(1 << 20)
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("HTTP/2 handshake with {host}:{port}: {e}"))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            conns.push(Conn { send });
+        }
+        Ok(Client { base: creds.server.clone(), conns: Arc::new(conns), next: Arc::new(AtomicUsize::new(0)) })
+    }
+
+    /// Sends a request and returns the response with its body still streaming.
+    pub async fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let mut send = self.conns[i].send.clone();
+        let mut req = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        req = req.header("accept", "application/json");
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req.body(Full::new(body.unwrap_or_default())).map_err(|e| e.to_string())?;
+        send.ready().await.map_err(|e| format!("connection closed: {e}"))?;
+        send.send_request(req).await.map_err(|e| format!("request failed: {e}"))
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn request(&self, method: hyper::Method, path: &str, body: Option<Bytes>) -> Result<Answer, String> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(|e| format!("reading the response: {e}"))?.to_bytes();
+        Ok(Answer { status, body })
+    }
+
+    /// `request` that counts anything but 2xx as an error, quoting the body.
+    pub async fn ok(&self, method: hyper::Method, path: &str, body: Option<Bytes>) -> Result<Bytes, String> {
+        let what = format!("{method} {path}");
+        let a = self.request(method, path, body).await?;
+        if (200..300).contains(&a.status) {
+            Ok(a.body)
+        } else {
+            let text = String::from_utf8_lossy(&a.body);
+            Err(format!("{what}: HTTP {}: {}", a.status, text.chars().take(300).collect::<String>()))
+        }
+    }
+}

@@ -1,0 +1,748 @@
+//! `loadgen`: measures the server under named scenarios with fixed seeds,
+//! concurrency, object size and duration, each bounded in time, next to
+//! baselines measured in the same run (raw etcd, the embedded store alone,
+//! the bare HTTP stack), and writes JSON, a Markdown summary and SVG charts.
+//!
+//! It starts the release server itself on the embedded store and/or on a
+//! private etcd, or targets a running server through `--kubeconfig`.
+
+mod client;
+mod driver;
+mod report;
+mod server;
+mod targets;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+
+use client::{Client, Creds};
+use driver::{drive, pick, Summary};
+use report::{Figure, Machine, Measurement, Report, Skipped};
+use server::ServerProc;
+use targets::{configmap, ApiTarget, EtcdTarget, ListMode, StackServer, StoreTarget, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendChoice {
+    Embedded,
+    Etcd,
+    Both,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", about = "Load scenarios against kube-apiserver, with same-run baselines")]
+struct Opts {
+    /// Which storage backend(s) to start the server on.
+    #[arg(long, value_enum, default_value = "both")]
+    backend: BackendChoice,
+    /// Target the server of this kubeconfig instead of starting one (startup
+    /// and memory, which need a server process of ours, are skipped).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Comma-separated scenarios, or "all": startup, create, get, update,
+    /// list, delete, watch-fanout, memory.
+    #[arg(long, default_value = "all")]
+    scenarios: String,
+    /// Shrink every scenario so the whole run takes about two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Shrink further, for the end-to-end test of loadgen itself.
+    #[arg(long)]
+    smoke: bool,
+    /// Where latest.json, latest.md and the charts go.
+    #[arg(long, default_value = "bench")]
+    out: PathBuf,
+    /// Seed of every random choice (which objects are read and written).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How long each timed scenario runs.
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Concurrent clients of the request scenarios.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Objects stored for memory and startup-with-objects.
+    #[arg(long)]
+    objects: Option<u64>,
+    /// Objects in the namespace the list scenario reads.
+    #[arg(long)]
+    list_objects: Option<u64>,
+    /// Watchers of the watch-fanout scenario.
+    #[arg(long)]
+    watchers: Option<usize>,
+    /// Writes per second during watch-fanout.
+    #[arg(long)]
+    write_rate: Option<u64>,
+    /// Bytes of JSON per object.
+    #[arg(long)]
+    object_bytes: Option<usize>,
+    /// The server binary (default: target/release/kube-apiserver).
+    #[arg(long)]
+    server_binary: Option<PathBuf>,
+}
+
+/// The resolved settings of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Settings {
+    scenarios: Vec<String>,
+    seed: u64,
+    duration_secs: u64,
+    concurrency: usize,
+    objects: u64,
+    list_objects: u64,
+    page_size: u64,
+    watchers: usize,
+    write_rate: u64,
+    object_bytes: usize,
+    startup_runs: usize,
+    /// Longest a bulk load may take before it stops short.
+    load_cap_secs: u64,
+}
+
+impl Settings {
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.duration_secs)
+    }
+
+    fn wants(&self, s: &str) -> bool {
+        self.scenarios.iter().any(|x| x == s)
+    }
+}
+
+fn settings(o: &Opts) -> Result<Settings, String> {
+    // (duration, concurrency, objects, list objects, watchers, write rate, startup runs, load cap)
+    let (d, c, n, l, w, r, runs, cap) = if o.smoke {
+        (1, 8, 200, 200, 10, 20, 1, 30)
+    } else if o.quick {
+        (3, 64, 2_000, 1_000, 100, 100, 2, 60)
+    } else {
+        (10, 64, 100_000, 10_000, 1_000, 100, 3, 240)
+    };
+    let scenarios: Vec<String> = if o.scenarios == "all" {
+        report::SCENARIOS.iter().map(|s| s.to_string()).collect()
+    } else {
+        o.scenarios.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    };
+    for s in &scenarios {
+        if !report::SCENARIOS.contains(&s.as_str()) {
+            return Err(format!("unknown scenario {s:?}; known: {}", report::SCENARIOS.join(", ")));
+        }
+    }
+    Ok(Settings {
+        scenarios,
+        seed: o.seed,
+        duration_secs: o.duration_secs.unwrap_or(d),
+        concurrency: o.concurrency.unwrap_or(c).max(1),
+        objects: o.objects.unwrap_or(n),
+        list_objects: o.list_objects.unwrap_or(l),
+        page_size: 500,
+        watchers: o.watchers.unwrap_or(w),
+        write_rate: o.write_rate.unwrap_or(r).max(1),
+        object_bytes: o.object_bytes.unwrap_or(1024),
+        startup_runs: runs,
+        load_cap_secs: cap,
+    })
+}
+
+/// What a run collects.
+struct Run {
+    s: Settings,
+    measurements: Vec<Measurement>,
+    skipped: Vec<Skipped>,
+    /// A GET answer of our server, which the HTTP-stack baseline serves verbatim.
+    get_body: Option<bytes::Bytes>,
+}
+
+impl Run {
+    fn push(&mut self, scenario: &str, variant: &str, backend: Option<&str>, summary: Summary) {
+        let line = format!(
+            "{scenario:>12} | {variant:<40} | {:>8} | {:>10.1} ops/s | p50 {:>8.3} p99 {:>8.3} max {:>8.3} ms | {} errors",
+            backend.unwrap_or("baseline"),
+            summary.throughput,
+            summary.latency_ms.p50,
+            summary.latency_ms.p99,
+            summary.latency_ms.max,
+            summary.errors
+        );
+        eprintln!("{line}");
+        if let Some(e) = summary.error_samples.first() {
+            eprintln!("{:>12}   first error: {e}", "");
+        }
+        self.measurements.push(Measurement {
+            scenario: scenario.into(),
+            variant: variant.into(),
+            backend: backend.map(str::to_string),
+            summary: Some(summary),
+            extra: serde_json::Value::Null,
+        });
+    }
+
+    fn push_extra(&mut self, scenario: &str, variant: &str, backend: Option<&str>, extra: serde_json::Value) {
+        eprintln!("{scenario:>12} | {variant:<40} | {:>8} | {extra}", backend.unwrap_or("baseline"));
+        self.measurements.push(Measurement {
+            scenario: scenario.into(),
+            variant: variant.into(),
+            backend: backend.map(str::to_string),
+            summary: None,
+            extra,
+        });
+    }
+
+    fn skip(&mut self, scenario: &str, why: String) {
+        eprintln!("{scenario:>12} | skipped: {why}");
+        self.skipped.push(Skipped { scenario: scenario.into(), why });
+    }
+}
+
+/// Stores `count` objects (indexes `from..from+count`) in `scope` with the
+/// run's concurrency, unmeasured except for what it returns: the summary
+/// (whose `units` are the bytes the target reports stored).
+async fn load(run: &Run, target: &Arc<dyn Target>, scope: &str, from: u64, count: u64) -> Summary {
+    let (t, scope_s, bytes) = (target.clone(), scope.to_string(), run.s.object_bytes);
+    let cap = Duration::from_secs(run.s.load_cap_secs);
+    drive(run.s.concurrency, cap, Some(count), move |i| {
+        let (t, scope) = (t.clone(), scope_s.clone());
+        async move { t.create(&scope, from + i, configmap(&scope, from + i, bytes, &[])).await }
+    })
+    .await
+    .summary()
+}
+
+/// create, get, update, list, delete against one target. `server` says it is
+/// ours (or a kubeconfig's): then get and list also run at resourceVersion=0.
+async fn request_scenarios(run: &mut Run, target: Arc<dyn Target>, name: &str, backend: Option<&str>, prefix: &str) {
+    let server = backend.is_some();
+    let dur = run.s.duration();
+    let (seed, bytes, conc) = (run.s.seed, run.s.object_bytes, run.s.concurrency);
+    let scope = format!("{prefix}-objects");
+    if let Err(e) = target.prepare(&scope).await {
+        run.skip("create", format!("{name}: {e}"));
+        return;
+    }
+    let mut population = 0u64;
+    if run.s.wants("create") {
+        let (t, sc) = (target.clone(), scope.clone());
+        let sample = drive(conc, dur, None, move |i| {
+            let (t, sc) = (t.clone(), sc.clone());
+            async move { t.create(&sc, i, configmap(&sc, i, bytes, &[])).await }
+        })
+        .await;
+        population = sample.latencies.len() as u64 + sample.errors;
+        run.push("create", name, backend, sample.summary());
+    }
+    let needs_objects = ["get", "update", "delete"].iter().any(|s| run.s.wants(s));
+    if needs_objects && population == 0 {
+        population = run.s.list_objects.max(1);
+        let loaded = load(run, &target, &scope, 0, population).await;
+        if loaded.errors > 0 {
+            eprintln!("loading {population} objects for {name}: {} errors", loaded.errors);
+        }
+    }
+    if run.s.wants("get") {
+        if server && run.get_body.is_none() {
+            if let Some(api) = target.api() {
+                let path = format!("/api/v1/namespaces/{scope}/configmaps/{}", targets::object_name(0));
+                run.get_body = api.ok(hyper::Method::GET, &path, None).await.ok();
+            }
+        }
+        let variants: &[(bool, &str)] =
+            if server { &[(false, ", consistent"), (true, ", resourceVersion=0")] } else { &[(false, "")] };
+        for (cached, suffix) in variants {
+            let (t, sc, cached) = (target.clone(), scope.clone(), *cached);
+            let sample = drive(conc, dur, None, move |i| {
+                let (t, sc) = (t.clone(), sc.clone());
+                async move { t.get(&sc, pick(seed, i, population), cached).await }
+            })
+            .await;
+            run.push("get", &format!("{name}{suffix}"), backend, sample.summary());
+        }
+    }
+    if run.s.wants("update") {
+        let (t, sc) = (target.clone(), scope.clone());
+        let sample = drive(conc, dur, None, move |i| {
+            let (t, sc) = (t.clone(), sc.clone());
+            async move {
+                let n = pick(seed ^ 0x5555, i, population);
+                t.update(&sc, n, configmap(&sc, n, bytes, &[("generation", i.to_string())])).await
+            }
+        })
+        .await;
+        run.push("update", name, backend, sample.summary());
+    }
+    if run.s.wants("list") {
+        let list_scope = format!("{prefix}-list");
+        let wanted = run.s.list_objects;
+        let prepared = target.prepare(&list_scope).await;
+        let loaded = load(run, &target, &list_scope, 0, wanted).await;
+        let stored = match prepared {
+            Ok(()) => target.list(&list_scope, ListMode::Consistent, true).await.map(|(n, _)| n),
+            Err(e) => Err(e),
+        };
+        if loaded.errors > 0 {
+            eprintln!("loading {wanted} objects to list: {} errors", loaded.errors);
+        }
+        match stored {
+            Err(e) => run.skip("list", format!("{name}: preparing {wanted} objects: {e}")),
+            Ok(n) => {
+                let mut variants = vec![(ListMode::Consistent, "".to_string())];
+                if server {
+                    variants[0].1 = ", consistent".into();
+                    variants.push((ListMode::Cached, ", resourceVersion=0".into()));
+                }
+                variants.push((ListMode::Paged(run.s.page_size), format!(", paginated (limit {})", run.s.page_size)));
+                for (mode, suffix) in variants {
+                    let (t, sc) = (target.clone(), list_scope.clone());
+                    // One client: the figure is how long one list of n objects takes.
+                    let sample = drive(1, dur, None, move |_| {
+                        let (t, sc) = (t.clone(), sc.clone());
+                        async move { t.list(&sc, mode, false).await.map(|(_, b)| b) }
+                    })
+                    .await;
+                    let mut summary = sample.summary();
+                    summary.units = n;
+                    run.push("list", &format!("{name}{suffix} ({n} objects)"), backend, summary);
+                }
+            }
+        }
+    }
+    if run.s.wants("delete") {
+        let (t, sc) = (target.clone(), scope.clone());
+        let sample = drive(conc, dur, Some(population), move |i| {
+            let (t, sc) = (t.clone(), sc.clone());
+            async move { t.delete(&sc, i).await }
+        })
+        .await;
+        run.push("delete", name, backend, sample.summary());
+    }
+}
+
+fn main() {
+    let opts = Opts::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadgen: starting the runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    match runtime.block_on(run_all(opts)) {
+        Ok(violations) if violations > 0 => {
+            eprintln!("loadgen: WATCH EVENTS LOST, REORDERED OR DUPLICATED: {violations}");
+            std::process::exit(1);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    }
+    // Watch streams and spawned servers may still hold tasks; do not wait for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+fn workspace_root() -> PathBuf {
+    e2e::workspace_root()
+}
+
+async fn run_all(opts: Opts) -> Result<u64, String> {
+    let s = settings(&opts)?;
+    let root = workspace_root();
+    let mut run = Run { s: s.clone(), measurements: Vec::new(), skipped: Vec::new(), get_body: None };
+    let backends: Vec<&str> = match opts.backend {
+        BackendChoice::Embedded => vec!["embedded"],
+        BackendChoice::Etcd => vec!["etcd"],
+        BackendChoice::Both => vec!["embedded", "etcd"],
+    };
+    let started = Instant::now();
+    let work = tempfile::tempdir().map_err(|e| format!("a temp dir: {e}"))?;
+
+    if let Some(kc) = &opts.kubeconfig {
+        let creds = Creds::from_kubeconfig(kc)?;
+        for sc in ["startup", "memory"] {
+            if s.wants(sc) {
+                run.skip(sc, "needs a server process started by loadgen (a --kubeconfig target was given)".into());
+            }
+        }
+        let tag = format!("lg{}", std::process::id());
+        server_scenarios(&mut run, &creds, "external", &tag).await?;
+    } else {
+        let binary = opts.server_binary.clone().unwrap_or_else(|| root.join("target/release/kube-apiserver"));
+        if !binary.exists() {
+            return Err(format!(
+                "no server binary at {}: build it with `cargo build --release --bin kube-apiserver` or pass --server-binary",
+                binary.display()
+            ));
+        }
+        for b in &backends {
+            backend_run(&mut run, &binary, b, work.path()).await?;
+        }
+    }
+    baselines(&mut run, &backends, work.path()).await;
+
+    let violations = run
+        .measurements
+        .iter()
+        .filter(|m| m.scenario == "watch-fanout")
+        .map(|m| ["lost", "reordered", "duplicates"].iter().map(|k| m.extra[*k].as_u64().unwrap_or(0)).sum::<u64>())
+        .sum();
+    let mut settings_json = serde_json::to_value(&s).unwrap_or_default();
+    settings_json["backends"] = json!(backends);
+    settings_json["quick"] = json!(opts.quick);
+    settings_json["smoke"] = json!(opts.smoke);
+    settings_json["target"] = json!(if opts.kubeconfig.is_some() { "kubeconfig" } else { "started by loadgen" });
+    settings_json["wall_seconds"] = json!(driver::round3(started.elapsed().as_secs_f64()));
+    let figures = figures(&run);
+    let report = Report {
+        machine: Machine::detect(&root),
+        settings: settings_json,
+        measurements: run.measurements,
+        figures,
+        skipped: run.skipped,
+        watch_violations: violations,
+    };
+    report::write_all(&report, &opts.out)?;
+    eprintln!("loadgen: wrote {} in {:.0} s", opts.out.display(), started.elapsed().as_secs_f64());
+    Ok(violations)
+}
+
+/// Every scenario on one backend, with servers loadgen starts.
+async fn backend_run(run: &mut Run, binary: &Path, backend: &str, work: &Path) -> Result<(), String> {
+    let etcd = if backend == "etcd" { Some(tokio::task::block_in_place(e2e::etcd::EtcdServer::start)) } else { None };
+    let etcd_url = etcd.as_ref().map(|e| e.client_url());
+    let dir = work.join(backend);
+    let at = |name: &str| (dir.join(name), etcd_url.as_deref().map(|u| (u.to_string(), format!("/{name}"))));
+    let start = |name: &str| {
+        let (d, e) = at(name);
+        let log = dir.join(format!("{name}.log"));
+        async move { ServerProc::start(binary, &d, e.as_ref().map(|(u, p)| (u.as_str(), p.as_str())), &log).await }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+
+    if run.s.wants("startup") {
+        let mut times = Vec::new();
+        for k in 0..run.s.startup_runs {
+            let (mut p, st) = start(&format!("startup-{k}")).await?;
+            times.push(st);
+            p.stop();
+        }
+        let mut ms: Vec<f64> = times.iter().map(|t| t.readyz_ms).collect();
+        ms.sort_by(f64::total_cmp);
+        let extra = json!({
+            "readyz_ms": driver::round3(ms[ms.len() / 2]),
+            "runs_ms": ms.iter().map(|m| driver::round3(*m)).collect::<Vec<_>>(),
+            "logged_ms": times.iter().map(|t| t.logged_ms).collect::<Vec<_>>(),
+            "objects": 0,
+        });
+        run.push_extra("startup", "empty store", Some(backend), extra);
+    }
+
+    let wants_requests = ["create", "get", "update", "list", "delete", "watch-fanout"].iter().any(|s| run.s.wants(s));
+    if wants_requests {
+        let (mut p, _) = start("main").await?;
+        let result = server_scenarios(run, &p.creds, backend, "lg").await;
+        p.stop();
+        result?;
+    }
+
+    if run.s.wants("memory") || run.s.wants("startup") {
+        let (mut p, _) = start("loaded").await?;
+        let rss_empty = p.rss_bytes().unwrap_or(0);
+        let client = Client::connect(&p.creds, 1).await?;
+        let target: Arc<dyn Target> = Arc::new(ApiTarget { client });
+        target.prepare("lg-loaded").await?;
+        let n = run.s.objects;
+        let loaded = load(run, &target, "lg-loaded", 0, n).await;
+        if loaded.errors > 0 {
+            eprintln!("loading {n} objects: {} errors, e.g. {:?}", loaded.errors, loaded.error_samples.first());
+        }
+        // Let allocations from the burst settle before reading RSS.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss = p.rss_bytes().unwrap_or(0);
+        p.stop();
+        let (mut p2, st) = start("loaded").await?;
+        // The watch cache fills as resources are first listed or watched; read RSS once it has.
+        if let Ok(c) = Client::connect(&p2.creds, 1).await {
+            let _ = c
+                .request(hyper::Method::GET, "/api/v1/namespaces/lg-loaded/configmaps?resourceVersion=0&limit=1", None)
+                .await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_after = p2.rss_bytes().unwrap_or(0);
+        p2.stop();
+        if run.s.wants("memory") {
+            let json_bytes = loaded.units;
+            let extra = json!({
+                "objects": loaded.ops,
+                "object_bytes": run.s.object_bytes,
+                "json_bytes": json_bytes,
+                "rss_bytes": rss,
+                "rss_empty_bytes": rss_empty,
+                "rss_after_restart_bytes": rss_after,
+                "ratio": driver::round3(rss as f64 / json_bytes.max(1) as f64),
+                "growth_ratio": driver::round3(rss.saturating_sub(rss_empty) as f64 / json_bytes.max(1) as f64),
+                "load_seconds": loaded.seconds,
+                "load_errors": loaded.errors,
+            });
+            run.push_extra("memory", &format!("{} objects", loaded.ops), Some(backend), extra);
+        }
+        if run.s.wants("startup") {
+            let extra = json!({
+                "readyz_ms": driver::round3(st.readyz_ms),
+                "logged_ms": st.logged_ms,
+                "objects": loaded.ops,
+            });
+            run.push_extra("startup", &format!("{} objects stored", loaded.ops), Some(backend), extra);
+        }
+    }
+    drop(etcd);
+    Ok(())
+}
+
+/// The request scenarios and watch-fanout against a running server.
+async fn server_scenarios(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) -> Result<(), String> {
+    let client = Client::connect(creds, 1).await?;
+    let target: Arc<dyn Target> = Arc::new(ApiTarget { client });
+    request_scenarios(run, target, "server", Some(backend), prefix).await;
+    if run.s.wants("watch-fanout") {
+        let cfg = watch::Config {
+            namespace: format!("{prefix}-watch"),
+            watchers: run.s.watchers,
+            writes_per_sec: run.s.write_rate,
+            duration: run.s.duration(),
+            object_bytes: run.s.object_bytes,
+        };
+        match watch::run(creds, &cfg).await {
+            Ok(o) => {
+                let extra = serde_json::to_value(&o).unwrap_or_default();
+                run.push_extra(
+                    "watch-fanout",
+                    &format!("{} watchers, {} writes/s", cfg.watchers, cfg.writes_per_sec),
+                    Some(backend),
+                    extra,
+                );
+            }
+            Err(e) => run.skip("watch-fanout", format!("{backend}: {e}")),
+        }
+    }
+    if backend == "external" {
+        // Not our server: leave it as it was (the namespaces' deletion
+        // removes everything loadgen stored).
+        let client = Client::connect(creds, 1).await?;
+        for ns in ["objects", "list", "watch"] {
+            let _ = client.request(hyper::Method::DELETE, &format!("/api/v1/namespaces/{prefix}-{ns}"), None).await;
+        }
+    }
+    Ok(())
+}
+
+async fn baselines(run: &mut Run, backends: &[&str], work: &Path) {
+    let any_request = ["create", "get", "update", "list", "delete"].iter().any(|s| run.s.wants(s));
+    if any_request && backends.contains(&"embedded") {
+        match StoreTarget::open(&work.join("baseline.redb")) {
+            Ok(t) => request_scenarios(run, Arc::new(t), "embedded store alone", None, "base").await,
+            Err(e) => run.skip("create", format!("embedded store baseline: {e}")),
+        }
+    }
+    if any_request && backends.contains(&"etcd") {
+        let etcd = tokio::task::block_in_place(e2e::etcd::EtcdServer::start);
+        match EtcdTarget::connect(&etcd.client_url()).await {
+            Ok(t) => request_scenarios(run, Arc::new(t), "raw etcd", None, "base").await,
+            Err(e) => run.skip("create", format!("raw etcd baseline: {e}")),
+        }
+    }
+    if run.s.wants("get") {
+        let body = run.get_body.clone().unwrap_or_else(|| configmap("base", 0, run.s.object_bytes, &[]));
+        let bytes = body.len();
+        match StackServer::start(body) {
+            Ok(stack) => match Client::connect(&stack.creds, 1).await {
+                Ok(client) => {
+                    let t: Arc<dyn Target> = Arc::new(ApiTarget { client });
+                    let sample = drive(run.s.concurrency, run.s.duration(), None, move |i| {
+                        let t = t.clone();
+                        async move { t.get("base", i, false).await }
+                    })
+                    .await;
+                    run.push("get", &format!("HTTP stack, fixed {bytes}-byte JSON"), None, sample.summary());
+                }
+                Err(e) => run.skip("get", format!("HTTP stack baseline: {e}")),
+            },
+            Err(e) => run.skip("get", format!("HTTP stack baseline: {e}")),
+        }
+    }
+}
+
+/// How far a figure is from its target.
+fn judge(value: f64, target: f64, at_least: bool, unit: &str) -> (bool, String) {
+    let met = if at_least { value >= target } else { value < target };
+    if met {
+        let shown = if at_least { format!("{value:.2}{unit}") } else { format!("{value:.1}{unit}") };
+        return (true, format!("met: {shown}"));
+    }
+    let how = if at_least {
+        format!("missed: {value:.2}{unit}, short by {:.0}%", (1.0 - value / target) * 100.0)
+    } else {
+        format!("missed: {value:.1}{unit}, {:.0}% over", (value / target - 1.0) * 100.0)
+    };
+    (false, how)
+}
+
+fn figures(run: &Run) -> Vec<Figure> {
+    let ms = &run.measurements;
+    let find = |scenario: &str, variant_prefix: &str, backend: Option<&str>| {
+        ms.iter().find(|m| {
+            m.scenario == scenario && m.variant.starts_with(variant_prefix) && m.backend.as_deref() == backend
+        })
+    };
+    let raw_for = |backend: Option<&str>| match backend {
+        Some("embedded") => Some("embedded store alone"),
+        Some("etcd") => Some("raw etcd"),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    for m in ms {
+        let sc = m.scenario.as_str();
+        let b = m.backend.as_deref();
+        let mut f = Figure {
+            scenario: m.scenario.clone(),
+            figure: m.label(),
+            value: String::new(),
+            baseline: String::new(),
+            ratio: None,
+            target: String::new(),
+            result: String::new(),
+            met: None,
+        };
+        if let Some(s) = &m.summary {
+            let l = s.latency_ms;
+            f.value = format!(
+                "{:.0} ops/s; p50 {:.2} / p90 {:.2} / p99 {:.2} / max {:.2} ms; {} ops, {} errors",
+                s.throughput, l.p50, l.p90, l.p99, l.max, s.ops, s.errors
+            );
+            // The baseline this variant is set against: the raw store of its
+            // backend, and for a cached get the bare HTTP stack.
+            let base = match (sc, b) {
+                ("get", Some(_)) if m.variant.contains("resourceVersion=0") => find("get", "HTTP stack", None),
+                ("list", Some(_)) if m.variant.contains("paginated") => raw_for(b).and_then(|r| {
+                    ms.iter().find(|x| {
+                        x.scenario == "list" && x.backend.is_none() && x.variant.starts_with(&format!("{r}, paginated"))
+                    })
+                }),
+                ("list", Some(_)) => raw_for(b).and_then(|r| {
+                    ms.iter().find(|x| {
+                        x.scenario == "list" && x.backend.is_none() && x.variant.starts_with(&format!("{r} ("))
+                    })
+                }),
+                (_, Some(_)) => raw_for(b).and_then(|r| find(sc, r, None)),
+                _ => None,
+            };
+            if let Some(bm) = base {
+                if let Some(bs) = &bm.summary {
+                    f.baseline = format!("{}: {:.0} ops/s, p50 {:.2} ms", bm.variant, bs.throughput, bs.latency_ms.p50);
+                    if bs.throughput > 0.0 {
+                        f.ratio = Some(driver::round3(s.throughput / bs.throughput));
+                    }
+                }
+            }
+            let target = match (sc, b) {
+                ("create", Some("embedded" | "etcd")) => Some((0.5, true, "throughput ≥ 0.50 × raw store".to_string())),
+                ("get", Some(_)) if m.variant.contains("resourceVersion=0") => {
+                    Some((0.6, true, "throughput ≥ 0.60 × HTTP stack".to_string()))
+                }
+                ("list", Some(_)) if m.variant.contains("resourceVersion=0") => {
+                    Some((50.0, false, "p50 < 50 ms (10k objects)".to_string()))
+                }
+                _ => None,
+            };
+            if let Some((t, at_least, text)) = target {
+                f.target = text;
+                let value = if at_least { f.ratio } else { Some(l.p50) };
+                if let Some(v) = value {
+                    let (met, how) = judge(v, t, at_least, if at_least { "" } else { " ms" });
+                    f.met = Some(met);
+                    f.result = how;
+                } else {
+                    f.result = "no baseline measured".into();
+                }
+            }
+        } else {
+            let x = &m.extra;
+            match sc {
+                "startup" => {
+                    let ms_ = x["readyz_ms"].as_f64().unwrap_or(0.0);
+                    let objects = x["objects"].as_u64().unwrap_or(0);
+                    f.value = format!("{ms_:.1} ms to /readyz 200");
+                    let (t, text) = if objects == 0 {
+                        (100.0, "< 100 ms (empty embedded store)")
+                    } else {
+                        (1000.0, "< 1 s (100k objects)")
+                    };
+                    if objects > 0 || b == Some("embedded") {
+                        let (met, how) = judge(ms_, t, false, " ms");
+                        f.target = text.into();
+                        f.met = Some(met);
+                        f.result = how;
+                    }
+                }
+                "memory" => {
+                    let ratio = x["ratio"].as_f64().unwrap_or(0.0);
+                    let mib = |k: &str| x[k].as_f64().unwrap_or(0.0) / (1u64 << 20) as f64;
+                    f.value = format!(
+                        "RSS {:.1} MiB (empty server {:.1} MiB, so {:.2}× the JSON over an empty server; after restart {:.1} MiB)",
+                        mib("rss_bytes"),
+                        mib("rss_empty_bytes"),
+                        x["growth_ratio"].as_f64().unwrap_or(0.0),
+                        mib("rss_after_restart_bytes")
+                    );
+                    f.baseline = format!("{:.1} MiB of JSON stored", mib("json_bytes"));
+                    f.ratio = Some(ratio);
+                    f.target = "RSS < 2 × JSON (100k objects of 1 KiB)".into();
+                    let (met, how) = judge(ratio, 2.0, false, "×");
+                    f.met = Some(met);
+                    f.result = how;
+                }
+                "watch-fanout" => {
+                    let d = &x["delivery_ms"];
+                    let p99 = d["p99"].as_f64().unwrap_or(0.0);
+                    let n = |k: &str| x[k].as_u64().unwrap_or(0);
+                    let bad = n("lost") + n("reordered") + n("duplicates");
+                    f.value = format!(
+                        "delivery p50 {:.2} / p90 {:.2} / p99 {:.2} / max {:.2} ms; {} events/s delivered; {} writes \
+                         (p50 {:.1} ms, {} errors); lost {}, reordered {}, duplicated {}, undelivered at the end {}, \
+                         broken watches {}",
+                        d["p50"].as_f64().unwrap_or(0.0),
+                        d["p90"].as_f64().unwrap_or(0.0),
+                        p99,
+                        d["max"].as_f64().unwrap_or(0.0),
+                        x["events_per_sec"].as_f64().unwrap_or(0.0).round(),
+                        n("writes"),
+                        x["write"]["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+                        n("write_errors"),
+                        n("lost"),
+                        n("reordered"),
+                        n("duplicates"),
+                        n("undelivered"),
+                        n("broken_watches"),
+                    );
+                    f.target = "p99 < 100 ms, nothing lost (1000 watchers, 100 writes/s)".into();
+                    let (met, how) = judge(p99, 100.0, false, " ms");
+                    let late = n("undelivered");
+                    f.met = Some(met && bad == 0 && late == 0);
+                    f.result = if bad > 0 {
+                        format!("MISSED: {bad} events lost, reordered or duplicated; {how}")
+                    } else if late > 0 {
+                        format!("missed: {late} events still undelivered 10 s after the last write (none lost in between); {how}")
+                    } else {
+                        how
+                    };
+                }
+                _ => continue,
+            }
+        }
+        out.push(f);
+    }
+    out
+}
