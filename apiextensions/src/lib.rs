@@ -19,6 +19,7 @@ pub mod jsonpath;
 pub mod schema;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -26,13 +27,13 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
 use generic_server::discovery::{ApiGroup, OpenApiPart};
-use generic_server::endpoints::{ResourceServer, Responder};
+use generic_server::endpoints::ResourceServer;
 use generic_server::handler::{DynHandler, Handler, Request, Response};
 use generic_server::meta;
 use generic_server::openapi::{builtin_schemas, gv_path, REF_PREFIX_V3};
-use generic_server::registry::store::{DeleteOptions, FieldValidation, WatchStart};
+use generic_server::registry::admission::{AdmissionAttributes, Operation};
+use generic_server::registry::store::{DeleteOptions, WatchStart};
 use generic_server::registry::{Admission, ListOptions, Store, StoreRegistry, Subresource, WriteOptions};
-use generic_server::request_info::{query_params, RequestInfo};
 use generic_server::status::StatusError;
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
@@ -49,6 +50,28 @@ struct Served {
     /// Any one of the Stores (all share the key space), for cleanup.
     store: Arc<Store>,
     openapi: Vec<OpenApiPart>,
+    /// Set once the CRD is being deleted: its Stores refuse creates from then on.
+    terminating: Arc<AtomicBool>,
+}
+
+/// Upstream's forbidCreateAdmission: while a CRD's cleanup finalizer runs, new
+/// custom resources would outlive it, so creates are refused (reads, updates
+/// and deletes go on).
+struct ForbidCreateWhileTerminating(Arc<AtomicBool>);
+
+#[async_trait::async_trait]
+impl Admission for ForbidCreateWhileTerminating {
+    async fn admit(&self, attrs: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
+        if attrs.operation == Operation::Create && self.0.load(Ordering::Acquire) {
+            return Err(StatusError::forbidden(
+                attrs.group,
+                attrs.resource,
+                attrs.name,
+                "create not allowed while custom resource definition is terminating",
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub struct ApiextensionsServer {
@@ -158,6 +181,7 @@ impl ApiextensionsServer {
         for i in 0..items.len() {
             let obj = items[i].clone();
             if !meta::meta_str(&obj, "deletionTimestamp").is_empty() {
+                self.mark_terminating(&obj);
                 busy |= !self.finalize(&obj).await;
                 continue;
             }
@@ -196,6 +220,11 @@ impl ApiextensionsServer {
         match &conflict {
             None => crd::set_condition(&mut new, "NamesAccepted", "True", "NoConflicts", "no conflicts found"),
             Some((reason, msg)) => crd::set_condition(&mut new, "NamesAccepted", "False", reason, msg),
+        }
+        // A live CRD of a name that was terminating is a new one (deletion
+        // cannot be undone), recreated before the controller saw the old go.
+        if let Some(s) = self.served.read().unwrap_or_else(|e| e.into_inner()).get(meta::name(obj)) {
+            s.terminating.store(false, Ordering::Release);
         }
         let mut serving_error = None;
         if let Some(names) = &accepted {
@@ -266,6 +295,9 @@ impl ApiextensionsServer {
         let converter = Arc::new(Converter { group: crd.group.clone(), conversion: crd.conversion.clone() });
         let mut stores = Vec::new();
         let mut openapi = Vec::new();
+        let terminating = Arc::new(AtomicBool::new(false));
+        let mut admission = self.admission.clone();
+        admission.push(Arc::new(ForbidCreateWhileTerminating(terminating.clone())));
         for v in crd.versions.iter().filter(|v| v.served) {
             let strategy = cr::CrStrategy::new(v)?;
             let vs = VersionedStorage {
@@ -277,7 +309,7 @@ impl ApiextensionsServer {
             };
             let info = crd.info(v, names);
             openapi.push(openapi_part(&info, &v.schema));
-            stores.push(Arc::new(Store::new(info, Arc::new(strategy), Arc::new(vs), self.admission.clone())));
+            stores.push(Arc::new(Store::new(info, Arc::new(strategy), Arc::new(vs), admission.clone())));
         }
         let Some(first) = stores.first().cloned() else {
             return Err("no served versions".into());
@@ -290,8 +322,31 @@ impl ApiextensionsServer {
         }
         self.registry.register(first.clone());
         let mut served = self.served.write().unwrap_or_else(|e| e.into_inner());
-        served.insert(crd.name.clone(), Served { fingerprint, keys, key_root, store: first, openapi });
+        served.insert(crd.name.clone(), Served { fingerprint, keys, key_root, store: first, openapi, terminating });
         Ok(())
+    }
+
+    /// Refuses creates of a deleting CRD's resources. A CRD found deleting at
+    /// start is served again first, so its objects stay readable and
+    /// deletable while the finalizer runs, as upstream.
+    fn mark_terminating(&self, obj: &Value) {
+        let name = meta::name(obj);
+        let served = self.served.read().unwrap_or_else(|e| e.into_inner()).get(name).map(|s| s.terminating.clone());
+        let flag = match served {
+            Some(f) => Some(f),
+            None => {
+                let parsed = Crd::parse(obj);
+                let accepted =
+                    obj.pointer("/status/acceptedNames").map(Names::from_value).filter(|n| !n.plural.is_empty());
+                accepted.and_then(|names| {
+                    self.serve(&parsed, &names).ok()?;
+                    self.served.read().unwrap_or_else(|e| e.into_inner()).get(name).map(|s| s.terminating.clone())
+                })
+            }
+        };
+        if let Some(f) = flag {
+            f.store(true, Ordering::Release);
+        }
     }
 
     fn stop_serving(&self, crd_name: &str) {
@@ -375,78 +430,6 @@ impl ApiextensionsServer {
                 false
             }
         }
-    }
-
-    /// Server-side apply for custom resources: creates the object if missing,
-    /// else merges the applied configuration into it as a JSON merge patch
-    /// (field ownership and managedFields are not tracked).
-    async fn apply(&self, store: Arc<Store>, req: &Request, info: &RequestInfo) -> Result<Response, StatusError> {
-        let params = query_params(req.uri().query());
-        if params.get("fieldManager").is_none_or(|m| m.is_empty()) {
-            return Err(StatusError::invalid(
-                "meta.k8s.io",
-                "PatchOptions",
-                "",
-                vec![generic_server::status::Cause::required("fieldManager", "is required for apply patch")],
-            ));
-        }
-        let dry_run = match params.get("dryRun").map(String::as_str) {
-            None | Some("") => false,
-            Some("All") => true,
-            Some(other) => {
-                return Err(StatusError::bad_request(format!(
-                    "Invalid dry run value: {other:?}: supported values: \"All\""
-                )))
-            }
-        };
-        let opts = WriteOptions {
-            dry_run,
-            field_validation: FieldValidation::parse(params.get("fieldValidation").map(String::as_str))?,
-        };
-        let applied: Value = serde_yaml::from_slice(req.body())
-            .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?;
-        if !applied.is_object() {
-            return Err(StatusError::bad_request("the body of an apply patch must be an object"));
-        }
-        let ns = if store.info.namespaced { info.namespace.as_str() } else { "" };
-        let sub = if info.subresource.is_empty() {
-            None
-        } else {
-            let s = store.info.subresources.iter().find(|s| s.name() == info.subresource).cloned();
-            Some(s.ok_or_else(|| StatusError::not_found_resource_type(info))?)
-        };
-        let body_name = meta::name(&applied);
-        if !body_name.is_empty() && body_name != info.name {
-            return Err(StatusError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({})",
-                info.name
-            )));
-        }
-        let responder = Responder { store: store.clone(), req };
-        let exists = match store.get(ns, &info.name).await {
-            Ok(_) => true,
-            Err(e) if e.code == 404 => false,
-            Err(e) => return Err(e),
-        };
-        if !exists && sub.is_none() {
-            let mut obj = applied.clone();
-            meta::set_meta(&mut obj, "name", json!(info.name));
-            let r = store.create(ns, obj, &opts).await?;
-            return Ok(responder.object(201, &r.object, &r.warnings));
-        }
-        let patch = serde_json::to_vec(&applied).map_err(StatusError::internal)?;
-        let r = store
-            .update_with(ns, &info.name, sub.as_ref(), &opts, |cur| {
-                let cur =
-                    cur.ok_or_else(|| StatusError::not_found(&store.info.group, &store.info.plural, &info.name))?;
-                let mut merged = generic_server::patch::merge_patch(cur, &patch)?;
-                if meta::resource_version(&applied).is_empty() {
-                    meta::remove_meta(&mut merged, "resourceVersion");
-                }
-                Ok(merged)
-            })
-            .await?;
-        Ok(responder.object(200, &r.object, &r.warnings))
     }
 }
 
@@ -552,29 +535,9 @@ fn openapi_schema(v: &Value) -> Value {
     }
 }
 
-fn is_apply(req: &Request) -> bool {
-    req.method() == http::Method::PATCH
-        && req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.split(';').next().unwrap_or("").trim() == "application/apply-patch+yaml")
-}
-
 #[async_trait::async_trait]
 impl Handler for ApiextensionsServer {
     async fn handle(&self, req: Request) -> Response {
-        let info = req.extensions().get::<RequestInfo>().cloned();
-        if let Some(info) = info.filter(|i| i.is_resource_request && i.verb == "patch") {
-            if is_apply(&req) && info.api_group != crd::GROUP {
-                if let Some(store) = self.resources.store(&info.api_group, &info.api_version, &info.resource) {
-                    return match self.apply(store, &req, &info).await {
-                        Ok(r) => r,
-                        Err(e) => e.into_response(),
-                    };
-                }
-            }
-        }
         self.resources.handle(req).await
     }
 

@@ -275,6 +275,46 @@ fn crd_discovery_openapi_explain_and_deletion() {
 }
 
 #[test]
+fn crd_terminating_refuses_creates() {
+    let s = Server::start();
+    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    // A finalizer on one object holds the CRD's cleanup, so it stays terminating.
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: held, finalizers: [example.com/hold]}\nspec: {color: red}\n"),
+    );
+    s.kubectl(&["delete", "crd", "widgets.example.com", "--wait=false"]);
+    let late = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: late}\nspec: {color: blue}\n";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let err = loop {
+        let out = s.kubectl_output(&["create", "-f", "-"], Some(late));
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        if !out.status.success() {
+            break err;
+        }
+        // Created before the controller saw the deletion: the cleanup takes it.
+        assert!(std::time::Instant::now() < deadline, "creates still accepted while the CRD terminates");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        err.contains("(Forbidden)")
+            && err.contains("create not allowed while custom resource definition is terminating"),
+        "{err}"
+    );
+    // Reads and writes of what exists go on while it terminates.
+    let held = s.kubectl_json(&["get", "widget", "held"]);
+    assert!(!held["metadata"]["deletionTimestamp"].is_null(), "cleanup deletes it: {held}");
+    s.kubectl(&["label", "widget", "held", "seen=yes"]);
+    s.kubectl(&["patch", "widget", "held", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    s.kubectl(&["wait", "--for=delete", "crd/widgets.example.com", "--timeout=20s"]);
+
+    // Recreated, it accepts creates again.
+    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.kubectl_stdin(&["create", "-f", "-"], Some(late));
+    assert_eq!(s.kubectl(&["get", "widgets", "-o", "name"]).trim(), "widget.example.com/late");
+}
+
+#[test]
 fn crd_spec_validation() {
     let s = Server::start();
     let bad = WIDGETS_CRD.replace("name: widgets.example.com", "name: gadgets.example.com");
@@ -347,5 +387,6 @@ e2e::on_etcd!(
     crd_validation_pruning_cel,
     crd_status_and_scale_subresources,
     crd_discovery_openapi_explain_and_deletion,
+    crd_terminating_refuses_creates,
     crd_spec_validation
 );
