@@ -276,3 +276,19 @@ impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
         self.algorithms.supported_schemes()
     }
 }
+
+/// Resolves on SIGTERM or Ctrl-C: how a server is asked to stop.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -141,21 +141,6 @@ async fn run(opts: Options) -> Result<(), String> {
     eprintln!("sample-apiserver ready: port={port} ca={}", cert_dir.join("ca.crt").display());
     tokio::select! {
         _ = server => Err("the listener stopped".into()),
-        _ = shutdown_signal() => Ok(()),
+        _ = serve::shutdown_signal() => Ok(()),
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1023,8 +1023,12 @@ impl Store {
     fn to_object_event(&self, e: &crate::storage::WatchEvent, opts: &ListOptions) -> Option<ObjectEvent> {
         use crate::storage::EventType;
         let decode = |kv: &KeyValue| self.decode_stored(kv).ok();
-        let prev = e.prev.as_ref().and_then(decode);
-        let prev_matched = prev.as_ref().is_some_and(|p| self.matches(p, opts));
+        // Without selectors every object matches, so the previous value is
+        // never read: skipping its decode halves a watcher's work per event.
+        let unfiltered = opts.label_selector.is_empty() && opts.field_selector.is_empty();
+        let prev = if unfiltered { None } else { e.prev.as_ref().and_then(decode) };
+        let had_prev = if unfiltered { e.prev.is_some() } else { prev.is_some() };
+        let prev_matched = if unfiltered { had_prev } else { prev.as_ref().is_some_and(|p| self.matches(p, opts)) };
         match e.event_type {
             EventType::Delete => {
                 let obj = decode(&e.kv)?;
@@ -1032,8 +1036,8 @@ impl Store {
             }
             EventType::Put => {
                 let obj = decode(&e.kv)?;
-                let matched = self.matches(&obj, opts);
-                let event_type = match (prev.is_some(), prev_matched, matched) {
+                let matched = unfiltered || self.matches(&obj, opts);
+                let event_type = match (had_prev, prev_matched, matched) {
                     (_, true, true) => "MODIFIED",
                     (_, false, true) => "ADDED",
                     (true, true, false) => "DELETED",
