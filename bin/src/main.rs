@@ -125,17 +125,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let opts = Options::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kube-apiserver: starting the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = runtime.block_on(run(opts, started)) {
-        eprintln!("kube-apiserver: {e}");
-        std::process::exit(1);
-    }
+    serve::run_to_exit("kube-apiserver", run(opts, started));
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, String> {

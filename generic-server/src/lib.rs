@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod negotiation;
 pub mod openapi;
 pub mod patch;
+pub mod pki;
 pub mod protobuf;
 pub mod registry;
 pub mod request_info;

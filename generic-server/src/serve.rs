@@ -292,3 +292,20 @@ pub async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// Runs a server's main future on a multi-threaded runtime; a failure to
+/// start the runtime or an error the future returns is printed after `name`
+/// and ends the process with status 1.
+pub fn run_to_exit(name: &str, main: impl std::future::Future<Output = Result<(), String>>) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(main) {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}

@@ -67,17 +67,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let opts = Options::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sample-apiserver: starting the runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = runtime.block_on(run(opts)) {
-        eprintln!("sample-apiserver: {e}");
-        std::process::exit(1);
-    }
+    serve::run_to_exit("sample-apiserver", run(opts));
 }
 
 async fn run(opts: Options) -> Result<(), String> {
@@ -95,7 +85,10 @@ async fn run(opts: Options) -> Result<(), String> {
             sans.push(s.clone());
         }
     }
-    let serving = sample::pki::load_or_create(&cert_dir, &sans)?;
+    // Reused from the cert dir across restarts, so an APIService's caBundle
+    // (<cert-dir>/ca.crt) stays valid.
+    let (_, serving) =
+        generic_server::pki::ca_and_serving(&cert_dir, "sample-apiserver-ca", "sample-apiserver", &sans, &[])?;
 
     let ca_path = &opts.requestheader_client_ca_file;
     let proxy_ca = std::fs::read(ca_path).map_err(|e| format!("reading {}: {e}", ca_path.display()))?;

@@ -454,27 +454,15 @@ struct TestPki {
 
 /// A throwaway CA with a serving certificate for 127.0.0.1 and a client certificate.
 fn test_pki() -> Result<TestPki, String> {
-    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-    let err = |e: rcgen::Error| e.to_string();
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().map_err(err)?;
-    let mut server = CertificateParams::new(vec!["127.0.0.1".to_string()]).map_err(err)?;
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = server.signed_by(&server_key, &issuer).map_err(err)?;
-    let client_key = KeyPair::generate().map_err(err)?;
-    let mut client = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    client.distinguished_name.push(rcgen::DnType::CommonName, "loadgen");
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client_cert = client.signed_by(&client_key, &issuer).map_err(err)?;
+    use generic_server::pki::{client_cert, new_ca, serving_cert};
+    let ca = new_ca("loadgen-ca")?;
+    let server = serving_cert(&ca, "loadgen-baseline", &["127.0.0.1".to_string()])?;
+    let client = client_cert(&ca, "loadgen", &[])?;
     Ok(TestPki {
-        ca: ca_cert.pem(),
-        server_cert: server_cert.pem(),
-        server_key: server_key.serialize_pem(),
-        client_cert: client_cert.pem(),
-        client_key: client_key.serialize_pem(),
+        ca: ca.cert,
+        server_cert: server.cert,
+        server_key: server.key,
+        client_cert: client.cert,
+        client_key: client.key,
     })
 }
