@@ -479,6 +479,13 @@ impl Server {
         self.kubectl_stdin(&["apply", "-f", "-"], Some(yaml))
     }
 
+    /// Applies a CustomResourceDefinition and waits until it is Established.
+    #[track_caller]
+    pub fn apply_crd(&self, yaml: &str, name: &str) {
+        self.apply(yaml);
+        self.kubectl(&["wait", "--for=condition=Established", "--timeout=10s", &format!("crd/{name}")]);
+    }
+
     /// `kubectl create -f -` with `yaml`; returns stdout.
     #[track_caller]
     pub fn create(&self, yaml: &str) -> String {

@@ -64,8 +64,7 @@ fn pool(name: &str, memory: &str, endpoint: &str, pod_cidr: &str, node_ip: &str,
 #[test]
 fn crd_rules_with_quantity_url_ip_and_cidr() {
     let s = Server::start();
-    s.apply(CRD);
-    s.kubectl(&["wait", "--for=condition=Established", "--timeout=10s", "crd/netpools.example.com"]);
+    s.apply_crd(CRD, "netpools.example.com");
 
     // "1024Mi" equals 1Gi as a quantity, though not as a string.
     let good = [

@@ -8,11 +8,6 @@ use serde_json::Value;
 
 const WIDGETS_CRD: &str = include_str!("fixtures/widgets-crd.yaml");
 
-fn establish(s: &Server, yaml: &str, name: &str) {
-    s.kubectl_stdin(&["apply", "-f", "-"], Some(yaml));
-    s.kubectl(&["wait", "--for=condition=Established", "--timeout=10s", &format!("crd/{name}")]);
-}
-
 const RED: &str = r#"
 apiVersion: example.com/v1
 kind: Widget
@@ -31,7 +26,7 @@ spec:
 #[test]
 fn crd_established_and_cr_verbs() {
     let s = Server::start();
-    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     let crd = s.kubectl_json(&["get", "crd", "widgets.example.com"]);
     let conds = crd["status"]["conditions"].as_array().expect("conditions");
     for t in ["NamesAccepted", "Established"] {
@@ -131,7 +126,7 @@ fn crd_established_and_cr_verbs() {
 #[test]
 fn crd_validation_pruning_cel() {
     let s = Server::start();
-    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     let create = |yaml: &str| s.kubectl_fails(&["create", "-f", "-"], Some(yaml));
     let head = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: bad}\n";
 
@@ -188,7 +183,7 @@ fn crd_validation_pruning_cel() {
 #[test]
 fn crd_status_and_scale_subresources() {
     let s = Server::start();
-    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     s.kubectl_stdin(&["create", "--validate=false", "-f", "-"], Some(RED));
     // Status in the main resource is ignored; the status subresource writes it.
     s.kubectl(&["patch", "widget", "red", "--type", "merge", "-p", r#"{"status":{"replicas":9}}"#]);
@@ -229,7 +224,7 @@ fn crd_status_and_scale_subresources() {
 #[test]
 fn crd_discovery_openapi_explain_and_deletion() {
     let s = Server::start();
-    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     let resources = s.kubectl(&["api-resources", "--api-group=example.com"]);
     assert!(resources.contains("widgets") && resources.contains("wd") && resources.contains("Widget"), "{resources}");
     let list = s.raw("/apis/example.com/v1");
@@ -269,7 +264,7 @@ fn crd_discovery_openapi_explain_and_deletion() {
     assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
 
     // Recreated, it serves an empty collection.
-    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     let list: Value = s.raw("/apis/example.com/v1/widgets");
     assert_eq!(list["items"], serde_json::json!([]), "{list}");
 }
@@ -277,7 +272,7 @@ fn crd_discovery_openapi_explain_and_deletion() {
 #[test]
 fn crd_terminating_refuses_creates() {
     let s = Server::start();
-    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     // A finalizer on one object holds the CRD's cleanup, so it stays terminating.
     s.kubectl_stdin(
         &["create", "-f", "-"],
@@ -309,7 +304,7 @@ fn crd_terminating_refuses_creates() {
     s.kubectl(&["wait", "--for=delete", "crd/widgets.example.com", "--timeout=20s"]);
 
     // Recreated, it accepts creates again.
-    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     s.kubectl_stdin(&["create", "-f", "-"], Some(late));
     assert_eq!(s.kubectl(&["get", "widgets", "-o", "name"]).trim(), "widget.example.com/late");
 }
@@ -360,7 +355,7 @@ fn crd_spec_validation() {
     );
 
     // A second CRD claiming a taken name is not accepted.
-    establish(&s, WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     let clash = WIDGETS_CRD
         .replace("name: widgets.example.com", "name: things.example.com")
         .replace("plural: widgets", "plural: things")

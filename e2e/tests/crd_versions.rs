@@ -8,11 +8,6 @@ use std::sync::Arc;
 use e2e::Server;
 use serde_json::{json, Value};
 
-fn establish(s: &Server, yaml: &str, name: &str) {
-    s.kubectl_stdin(&["apply", "-f", "-"], Some(yaml));
-    s.kubectl(&["wait", "--for=condition=Established", "--timeout=10s", &format!("crd/{name}")]);
-}
-
 const GIZMOS_NONE: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -48,7 +43,7 @@ spec:
 #[test]
 fn crd_versions_none_conversion() {
     let s = Server::start();
-    establish(&s, GIZMOS_NONE, "gizmos.example.com");
+    s.apply_crd(GIZMOS_NONE, "gizmos.example.com");
     s.kubectl_stdin(
         &["create", "-f", "-"],
         Some("apiVersion: example.com/v1alpha1\nkind: Gizmo\nmetadata: {name: g}\nspec: {size: 3}\n"),
@@ -202,7 +197,7 @@ spec:
 fn crd_conversion_webhook() {
     let hook = start_webhook();
     let s = Server::start();
-    establish(&s, &webhook_crd(hook.port, &hook.ca_pem), "sprockets.example.com");
+    s.apply_crd(&webhook_crd(hook.port, &hook.ca_pem), "sprockets.example.com");
     s.kubectl_stdin(
         &["create", "-f", "-"],
         Some("apiVersion: example.com/v1beta1\nkind: Sprocket\nmetadata: {name: s1}\nspec: {size: \"3\"}\n"),

@@ -317,8 +317,7 @@ spec:
 #[test]
 fn custom_resources_merge_by_their_schema() {
     let s = Server::start();
-    s.kubectl_stdin(&["apply", "-f", "-"], Some(GADGETS_CRD));
-    s.kubectl(&["wait", "--for=condition=Established", "--timeout=10s", "crd/gadgets.ssa.example.com"]);
+    s.apply_crd(GADGETS_CRD, "gadgets.ssa.example.com");
     let first = r#"
 apiVersion: ssa.example.com/v1
 kind: Gadget
