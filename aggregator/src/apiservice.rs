@@ -8,9 +8,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use generic_server::meta::{self, NameRule};
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, ResourceInfo, Strategy, Subresource, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::status::Cause;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 
 pub const GROUP: &str = "apiregistration.k8s.io";
@@ -18,20 +17,11 @@ pub const RESOURCE: &str = "apiservices";
 /// The label upstream's autoregistration marks the APIServices it manages with.
 pub const AUTOMANAGED_LABEL: &str = "kube-aggregator.kubernetes.io/automanaged";
 
-pub fn resource_info() -> ResourceInfo {
-    ResourceInfo {
-        group: GROUP.into(),
-        version: "v1".into(),
-        kind: "APIService".into(),
-        plural: RESOURCE.into(),
-        singular: "apiservice".into(),
-        namespaced: false,
-        short_names: Vec::new(),
-        categories: vec!["api-extensions".into()],
-        key_root: "/registry/apiregistration.k8s.io/apiservices".into(),
-        subresources: vec![Subresource::Status],
-        verbs: generic_server::discovery::VERBS,
-    }
+pub fn registration() -> Registration {
+    Registration::of::<APIService>(ApiServiceStrategy)
+        .categories(&["api-extensions"])
+        .key_root("/registry/apiregistration.k8s.io/apiservices")
+        .status()
 }
 
 /// Where a remote APIService's backend is: a Service reference.
@@ -133,10 +123,6 @@ pub fn set_condition(obj: &mut Value, type_: &str, status: &str, reason: &str, m
 pub struct ApiServiceStrategy;
 
 impl Strategy for ApiServiceStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<APIService>(object)
-    }
-
     fn name_rule(&self) -> NameRule {
         // "v1." (the core group's) is no DNS name.
         NameRule::PathSegment

@@ -79,9 +79,9 @@ pub async fn new_server(
     admission: Vec<Arc<dyn Admission>>,
     core: Arc<ResourceServer>,
 ) -> Result<Arc<Aggregator>, String> {
-    let info = apiservice::resource_info();
-    let cached: Arc<dyn Storage> = Cacher::new(storage, &format!("{}/", info.key_root));
-    let apiservices = Arc::new(Store::new(info, Arc::new(apiservice::ApiServiceStrategy), cached, admission));
+    let registration = apiservice::registration();
+    let cached: Arc<dyn Storage> = Cacher::new(storage, &format!("{}/", registration.info.key_root));
+    let apiservices = Arc::new(Store::new(registration, cached, admission));
     let delegate: DynHandler = core.clone();
     let resources =
         Arc::new(ResourceServer::new(delegate.clone()).with_openapi(generic_server::openapi::builtin_schemas));

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
-use generic_server::fieldmanager::{StructuralSchema, TypeResolver};
+use generic_server::fieldmanager::StructuralSchema;
 use generic_server::meta;
 use generic_server::registry::table;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use generic_server::registry::{Decoded, Schema, Strategy, TableColumn};
+use generic_server::status::Cause;
 
 use crate::cel::{self, CelNode};
 use crate::crd::{Column, Version};
@@ -125,20 +125,26 @@ fn cell(col: &Column, found: &[&Value]) -> Value {
     }
 }
 
-impl Strategy for CrStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        let mut object = object;
-        let mut pruned = Vec::new();
-        schema::prune(&mut object, &self.schema, true, "", &mut pruned);
-        Ok(Decoded { object, unknown_fields: pruned })
+impl CrStrategy {
+    /// The version's structural schema as the Store's [`Schema`]: decoding
+    /// prunes what it does not declare (reported as unknown fields); apply
+    /// follows its list and map types.
+    pub fn schema(&self) -> Schema {
+        let structural = Arc::new(self.schema.clone());
+        Schema::custom(
+            move |mut object| {
+                let mut pruned = Vec::new();
+                schema::prune(&mut object, &structural, true, "", &mut pruned);
+                Ok(Decoded { object, unknown_fields: pruned })
+            },
+            self.types.clone(),
+        )
     }
+}
 
+impl Strategy for CrStrategy {
     fn tracks_generation(&self) -> bool {
         true
-    }
-
-    fn type_resolver(&self) -> Arc<dyn TypeResolver> {
-        self.types.clone()
     }
 
     fn prepare_for_create(&self, _object: &mut Value) {}
@@ -232,7 +238,7 @@ mod tests {
     #[test]
     fn strategy_prunes_defaults_validates_and_prints() {
         let s = CrStrategy::new(&version()).unwrap();
-        let d = s.decode(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"color": "red", "x": 1}})).unwrap();
+        let d = s.schema().decode(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"color": "red", "x": 1}})).unwrap();
         assert_eq!(d.unknown_fields, vec![".spec.x"]);
         let mut obj = d.object;
         s.default(&mut obj);

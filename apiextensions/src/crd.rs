@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde_json::{json, Value};
 
 use generic_server::meta;
-use generic_server::registry::{ResourceInfo, ScalePaths, Strategy, Subresource, TableColumn};
+use generic_server::registry::{Registration, ResourceInfo, ScalePaths, Strategy, Subresource, TableColumn};
 use generic_server::status::Cause;
 
 use crate::jsonpath::JsonPath;
@@ -16,20 +16,14 @@ use crate::schema;
 pub const GROUP: &str = "apiextensions.k8s.io";
 pub const FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
-pub fn resource_info() -> ResourceInfo {
-    ResourceInfo {
-        group: GROUP.into(),
-        version: "v1".into(),
-        kind: "CustomResourceDefinition".into(),
-        plural: "customresourcedefinitions".into(),
-        singular: "customresourcedefinition".into(),
-        namespaced: false,
-        short_names: vec!["crd".into(), "crds".into()],
-        categories: vec!["api-extensions".into()],
-        key_root: "/registry/apiextensions.k8s.io/customresourcedefinitions".into(),
-        subresources: vec![Subresource::Status],
-        verbs: generic_server::discovery::VERBS,
-    }
+pub fn registration() -> Registration {
+    Registration::of::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(
+        CrdStrategy,
+    )
+    .short_names(&["crd", "crds"])
+    .categories(&["api-extensions"])
+    .key_root("/registry/apiextensions.k8s.io/customresourcedefinitions")
+    .status()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -347,10 +341,6 @@ impl Strategy for CrdStrategy {
             causes.push(Cause::immutable("spec.scope", &json!(scope)));
         }
         causes
-    }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition")
     }
 
     fn pending_finalizers(&self, object: &Value) -> bool {

@@ -33,13 +33,13 @@ use generic_server::meta;
 use generic_server::openapi::{builtin_schemas, gv_path, REF_PREFIX_V3};
 use generic_server::registry::admission::{AdmissionAttributes, Operation};
 use generic_server::registry::store::{DeleteOptions, WatchStart};
-use generic_server::registry::{Admission, ListOptions, Store, StoreRegistry, Subresource, WriteOptions};
+use generic_server::registry::{Admission, ListOptions, Registration, Store, StoreRegistry, Subresource, WriteOptions};
 use generic_server::status::StatusError;
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
 
 use crate::conversion::{Converter, VersionedStorage};
-use crate::crd::{Crd, CrdStrategy, Names};
+use crate::crd::{Crd, Names};
 
 /// What is being served for one CRD.
 struct Served {
@@ -94,9 +94,9 @@ pub async fn new_server(
     registry: Arc<StoreRegistry>,
     delegate: DynHandler,
 ) -> Result<Arc<ApiextensionsServer>, String> {
-    let info = crd::resource_info();
-    let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", info.key_root));
-    let crd_store = Arc::new(Store::new(info, Arc::new(CrdStrategy), cached, admission.clone()));
+    let registration = crd::registration();
+    let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
+    let crd_store = Arc::new(Store::new(registration, cached, admission.clone()));
     let resources = Arc::new(ResourceServer::new(delegate));
     resources.install(crd_store.clone());
     let server = Arc::new(ApiextensionsServer {
@@ -309,7 +309,8 @@ impl ApiextensionsServer {
             };
             let info = crd.info(v, names);
             openapi.push(openapi_part(&info, &v.schema));
-            stores.push(Arc::new(Store::new(info, Arc::new(strategy), Arc::new(vs), admission.clone())));
+            let registration = Registration::new(info, strategy.schema(), Arc::new(strategy));
+            stores.push(Arc::new(Store::new(registration, Arc::new(vs), admission.clone())));
         }
         let Some(first) = stores.first().cloned() else {
             return Err("no served versions".into());

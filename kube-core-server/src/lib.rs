@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use generic_server::registry::{ResourceInfo, ScalePaths, Store, Strategy, Subresource};
+use generic_server::registry::{Registration, Store};
 use generic_server::status::StatusError;
 
 pub use admission::NamespaceLifecycle;
@@ -67,47 +67,12 @@ impl Default for CoreConfig {
     }
 }
 
-// One line per resource in the table below reads better than a builder.
-#[allow(clippy::too_many_arguments)]
-fn info(
-    group: &str,
-    kind: &str,
-    plural: &str,
-    namespaced: bool,
-    short_names: &[&str],
-    all: bool,
-    key_root: &str,
-    subresources: Vec<Subresource>,
-) -> ResourceInfo {
-    ResourceInfo {
-        group: group.into(),
-        version: "v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-        singular: kind.to_lowercase(),
-        namespaced,
-        short_names: short_names.iter().map(|s| s.to_string()).collect(),
-        categories: if all { vec!["all".into()] } else { Vec::new() },
-        key_root: key_root.into(),
-        subresources,
-        // Namespaces go one at a time, through their finalizer (as upstream).
-        verbs: if plural == "namespaces" {
-            generic_server::discovery::VERBS_NO_DELETECOLLECTION
-        } else {
-            generic_server::discovery::VERBS
-        },
-    }
-}
-
-/// A resource as the binary installs it: what it is, and its Strategy.
-pub type Resource = (ResourceInfo, Arc<dyn Strategy>);
-
 /// The built-in resources and the shared state their strategies hold.
 pub struct CoreResources {
     pub config: CoreConfig,
     pub namespaces: Arc<NamespaceStrategy>,
     pub services: Arc<ServiceStrategy>,
-    resources: Vec<Resource>,
+    registrations: Vec<Registration>,
     /// Deletion announcements for the namespace controller, taken when it starts.
     wake: Mutex<Option<UnboundedReceiver<String>>>,
 }
@@ -120,105 +85,15 @@ impl CoreResources {
         let (tx, rx) = unbounded_channel();
         namespaces.set_notifier(tx);
         let services = Arc::new(ServiceStrategy::new(ips, ports));
-        let scale = Subresource::Scale(ScalePaths {
-            spec_replicas: ".spec.replicas".into(),
-            status_replicas: ".status.replicas".into(),
-            label_selector: Some(".spec.selector".into()),
-        });
-        use registry::*;
-        let resources: Vec<Resource> = vec![
-            (
-                info(
-                    "",
-                    "Namespace",
-                    "namespaces",
-                    false,
-                    &["ns"],
-                    false,
-                    "/registry/namespaces",
-                    vec![Subresource::Status, Subresource::Finalize],
-                ),
-                namespaces.clone(),
-            ),
-            (
-                info("", "ConfigMap", "configmaps", true, &["cm"], false, "/registry/configmaps", vec![]),
-                Arc::new(configmap::ConfigMapStrategy),
-            ),
-            (
-                info("", "Secret", "secrets", true, &[], false, "/registry/secrets", vec![]),
-                Arc::new(secret::SecretStrategy),
-            ),
-            (
-                info(
-                    "",
-                    "Service",
-                    "services",
-                    true,
-                    &["svc"],
-                    true,
-                    "/registry/services/specs",
-                    vec![Subresource::Status],
-                ),
-                services.clone(),
-            ),
-            (
-                info(
-                    "",
-                    "ServiceAccount",
-                    "serviceaccounts",
-                    true,
-                    &["sa"],
-                    false,
-                    "/registry/serviceaccounts",
-                    vec![],
-                ),
-                Arc::new(serviceaccount::ServiceAccountStrategy),
-            ),
-            (
-                info("", "Pod", "pods", true, &["po"], true, "/registry/pods", vec![Subresource::Status]),
-                Arc::new(pod::PodStrategy),
-            ),
-            (
-                info("", "Event", "events", true, &["ev"], false, "/registry/events", vec![]),
-                Arc::new(event::EventStrategy),
-            ),
-            (
-                info("", "Endpoints", "endpoints", true, &["ep"], false, "/registry/services/endpoints", vec![]),
-                Arc::new(endpoints::EndpointsStrategy),
-            ),
-            (
-                info(
-                    "apps",
-                    "Deployment",
-                    "deployments",
-                    true,
-                    &["deploy"],
-                    true,
-                    "/registry/deployments",
-                    vec![Subresource::Status, scale],
-                ),
-                Arc::new(deployment::DeploymentStrategy),
-            ),
-            (
-                info(
-                    "discovery.k8s.io",
-                    "EndpointSlice",
-                    "endpointslices",
-                    true,
-                    &[],
-                    false,
-                    "/registry/endpointslices",
-                    vec![],
-                ),
-                Arc::new(endpointslice::EndpointSliceStrategy),
-            ),
-        ];
-        Ok(CoreResources { config: config.clone(), namespaces, services, resources, wake: Mutex::new(Some(rx)) })
+        let mut registrations = core_v1(config, &namespaces, &services);
+        registrations.extend(apps_v1());
+        registrations.extend(discovery_v1());
+        Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
     }
 
-    /// Every built-in resource with its strategy, namespaces first.
-    pub fn resources(&self) -> Vec<Resource> {
-        self.resources.clone()
+    /// Every built-in resource, namespaces first.
+    pub fn registrations(&self) -> Vec<Registration> {
+        self.registrations.clone()
     }
 
     /// The namespace controller, with the channel it wakes on. `None` if it
@@ -263,6 +138,35 @@ impl CoreResources {
             }
         })
     }
+}
+
+/// core/v1, namespaces first (the other Stores' admission needs theirs).
+fn core_v1(
+    config: &CoreConfig,
+    namespaces: &Arc<NamespaceStrategy>,
+    services: &Arc<ServiceStrategy>,
+) -> Vec<Registration> {
+    use registry::*;
+    vec![
+        namespace::registration(namespaces.clone()),
+        configmap::registration(),
+        secret::registration(),
+        service::registration(services.clone()),
+        serviceaccount::registration(),
+        pod::registration(),
+        event::registration(config.event_ttl),
+        endpoints::registration(),
+    ]
+}
+
+fn apps_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![deployment::registration()]
+}
+
+fn discovery_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![endpointslice::registration()]
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Namespace, Service};
+
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
 use generic_server::registry::{Admission, Store};
@@ -64,21 +66,14 @@ pub async fn new_server(
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
     let (mut namespaces, mut services) = (None, None);
-    for (info, strategy) in core.resources() {
-        let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", info.key_root));
-        let events = info.plural == "events";
-        let mut store = Store::new(info, strategy, cached, admission.clone());
-        if events {
-            store = store.with_ttl(config.event_ttl);
-        }
-        let store = Arc::new(store);
-        match store.info.plural.as_str() {
-            "namespaces" => {
-                lifecycle.bind(&store);
-                namespaces = Some(store.clone());
-            }
-            "services" => services = Some(store.clone()),
-            _ => {}
+    for registration in core.registrations() {
+        let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
+        let store = Arc::new(Store::new(registration, cached, admission.clone()));
+        if store.info.is::<Namespace>() {
+            lifecycle.bind(&store);
+            namespaces = Some(store.clone());
+        } else if store.info.is::<Service>() {
+            services = Some(store.clone());
         }
         if store.info.namespaced {
             registry.register(store.clone());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use generic_server::registry::store::DeleteOptions;
-use generic_server::registry::{Admission, ListOptions, Store, WriteOptions};
+use generic_server::registry::{Admission, ListOptions, ResourceInfo, Store, Subresource, WriteOptions};
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::Storage;
 
@@ -27,9 +27,9 @@ impl Cluster {
         let lifecycle = Arc::new(NamespaceLifecycle::new());
         let admission: Vec<Arc<dyn Admission>> = vec![lifecycle.clone()];
         let stores: Vec<Arc<Store>> = core
-            .resources()
+            .registrations()
             .into_iter()
-            .map(|(info, strategy)| Arc::new(Store::new(info, strategy, storage.clone(), admission.clone())))
+            .map(|r| Arc::new(Store::new(r, storage.clone(), admission.clone())))
             .collect();
         lifecycle.bind(&stores[0]);
         Cluster { _dir: dir, core, stores }
@@ -51,7 +51,7 @@ fn names(list: &Value) -> Vec<String> {
 #[test]
 fn resource_infos_follow_upstream() {
     let core = CoreResources::new(&CoreConfig::default()).unwrap();
-    let infos: Vec<ResourceInfo> = core.resources().into_iter().map(|(i, _)| i).collect();
+    let infos: Vec<ResourceInfo> = core.registrations().into_iter().map(|r| r.info).collect();
     let find = |p: &str| infos.iter().find(|i| i.plural == p).unwrap();
     assert_eq!(infos[0].plural, "namespaces");
     assert_eq!(find("services").key_root, "/registry/services/specs");
@@ -89,7 +89,7 @@ async fn restart_reseeds_allocations() {
         let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&path).unwrap());
         let core = CoreResources::new(&CoreConfig::default()).unwrap();
         let stores: Vec<Arc<Store>> =
-            core.resources().into_iter().map(|(i, s)| Arc::new(Store::new(i, s, storage.clone(), vec![]))).collect();
+            core.registrations().into_iter().map(|r| Arc::new(Store::new(r, storage.clone(), vec![]))).collect();
         core.bootstrap(&stores[0], &stores[3]).await.unwrap();
         let created = stores[3]
             .create(
@@ -104,7 +104,7 @@ async fn restart_reseeds_allocations() {
     let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&path).unwrap());
     let core = CoreResources::new(&CoreConfig::default()).unwrap();
     let stores: Vec<Arc<Store>> =
-        core.resources().into_iter().map(|(i, s)| Arc::new(Store::new(i, s, storage.clone(), vec![]))).collect();
+        core.registrations().into_iter().map(|r| Arc::new(Store::new(r, storage.clone(), vec![]))).collect();
     core.bootstrap(&stores[0], &stores[3]).await.unwrap();
     assert!(core.services.ip_allocator().is_allocated(ip.parse().unwrap()));
     let err = stores[3]

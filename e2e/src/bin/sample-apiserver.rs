@@ -106,9 +106,9 @@ async fn run(opts: Options) -> Result<(), String> {
     let storage: Arc<dyn Storage> =
         Arc::new(EmbeddedStorage::open(&db).map_err(|e| format!("opening {}: {e}", db.display()))?);
 
-    let info = sample::flunder::resource_info();
-    let cached: Arc<dyn Storage> = Cacher::new(storage, &format!("{}/", info.key_root));
-    let store = Arc::new(Store::new(info, Arc::new(sample::flunder::FlunderStrategy), cached, Vec::new()));
+    let registration = sample::flunder::registration();
+    let cached: Arc<dyn Storage> = Cacher::new(storage, &format!("{}/", registration.info.key_root));
+    let store = Arc::new(Store::new(registration, cached, Vec::new()));
     let resources = ResourceServer::new(Arc::new(NotFoundHandler)).with_openapi(sample::flunder::openapi);
     resources.install(store);
     let recorded: DynHandler = Arc::new(sample::caller::RecordCaller::new(Arc::new(resources)));

@@ -10,17 +10,21 @@ use serde_json::{json, Map, Value};
 use generic_server::discovery::OpenApiPart;
 use generic_server::openapi::{gv_path, REF_PREFIX_V3};
 use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, ResourceInfo, Strategy};
-use generic_server::status::{Cause, StatusError};
+use std::sync::Arc;
+
+use generic_server::fieldmanager::Untyped;
+use generic_server::registry::{Registration, ResourceInfo, Schema, Strategy};
+use generic_server::status::Cause;
 
 pub const GROUP: &str = "wardle.example.com";
 pub const VERSION: &str = "v1alpha1";
 const FLUNDER: &str = "Flunder";
 const FISCHER: &str = "Fischer";
 
-/// The flunders resource as discovery and storage see it.
-pub fn resource_info() -> ResourceInfo {
-    ResourceInfo {
+/// The flunders resource as discovery and storage see it: a type of the
+/// sample server's own, so its identity is stated here.
+pub fn registration() -> Registration {
+    let info = ResourceInfo {
         group: GROUP.into(),
         version: VERSION.into(),
         kind: "Flunder".into(),
@@ -32,7 +36,9 @@ pub fn resource_info() -> ResourceInfo {
         key_root: format!("/registry/{GROUP}/flunders"),
         subresources: Vec::new(),
         verbs: generic_server::discovery::VERBS,
-    }
+    };
+    let schema = Schema::custom(decode_as::<Flunder>, Arc::new(Untyped));
+    Registration::new(info, schema, Arc::new(FlunderStrategy))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -67,10 +73,6 @@ fn spec_str<'a>(obj: &'a Value, field: &str) -> &'a str {
 }
 
 impl Strategy for FlunderStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<Flunder>(object)
-    }
-
     /// Upstream's v1alpha1 defaulting: a reference without a type refers to a
     /// Flunder.
     fn default(&self, obj: &mut Value) {
@@ -158,7 +160,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_dropped() {
-        let d = FlunderStrategy
+        let d = registration()
+            .schema
             .decode(json!({"apiVersion": "wardle.example.com/v1alpha1", "kind": "Flunder", "metadata": {"name": "a"}, "spec": {"reference": "b", "bogus": 1}, "status": {"free": {"x": 1}}}))
             .unwrap();
         assert_eq!(d.unknown_fields, vec![".spec.bogus"]);

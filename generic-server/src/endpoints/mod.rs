@@ -19,7 +19,7 @@ use crate::negotiation::{self, BodyFormat};
 use crate::registry::store::{
     read_at, read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, ReadAt, WriteOptions,
 };
-use crate::registry::{ResourceInfo, Store, Subresource};
+use crate::registry::{ResourceInfo, Store, Subresource, SubresourceCall, SubresourceHandler};
 use crate::request_info::{query_params, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{success_status, Cause, StatusError};
@@ -317,6 +317,9 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
         return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, &info.verb));
     }
     let sub = subresource_of(store, info)?;
+    if let Some(Subresource::Handler(handler)) = &sub {
+        return serve_handler(store, handler.as_ref(), req, info, &params, ns).await;
+    }
     let responder = Responder { store: store.clone(), req };
     match info.verb.as_str() {
         "get" => {
@@ -377,7 +380,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
                     .await?;
                 return Ok(respond_value(req, 200, &scale));
             }
-            let smp_type = store.strategy.strategic_merge_type();
+            let smp_type = store.schema.definition;
             let r = store
                 .update_with(ns, &info.name, sub.as_ref(), &opts, |current| match current {
                     Some(c) => kind.apply(c, &patch, smp_type),
@@ -412,6 +415,33 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
         }
         other => Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, other)),
     }
+}
+
+/// A subresource with its own handler: the verb must be one it lists; the
+/// body, if any, is decoded here and the reply written in the negotiated form.
+async fn serve_handler(
+    store: &Arc<Store>,
+    handler: &dyn SubresourceHandler,
+    req: &Request,
+    info: &RequestInfo,
+    params: &Params,
+    ns: &str,
+) -> Result<Response> {
+    if !handler.discovery().verbs.contains(&info.verb.as_str()) {
+        return Err(StatusError::method_not_supported(
+            &store.info.group,
+            &format!("{}/{}", store.info.plural, handler.name()),
+            &info.verb,
+        ));
+    }
+    let body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
+    let options = match info.verb.as_str() {
+        "create" | "update" | "patch" => params.tracked_write_options(req, "CreateOptions")?,
+        _ => params.write_options()?,
+    };
+    let call = SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &params.0, options };
+    let reply = handler.serve(store, call).await?;
+    Ok(respond(req, reply.code, &reply.object, &reply.warnings, &output::negotiated_or_json(req)))
 }
 
 /// DeleteOptions from the body (if any) and the query, query winning as upstream.
@@ -510,9 +540,7 @@ impl PatchKind {
         match essence {
             "application/json-patch+json" => Ok(PatchKind::Json),
             "application/merge-patch+json" => Ok(PatchKind::Merge),
-            "application/strategic-merge-patch+json" if store.strategy.strategic_merge_type().is_some() => {
-                Ok(PatchKind::Strategic)
-            }
+            "application/strategic-merge-patch+json" if store.schema.definition.is_some() => Ok(PatchKind::Strategic),
             "application/apply-patch+yaml" => Ok(PatchKind::Apply),
             _ => Err(StatusError::unsupported_media_type(ct)),
         }

@@ -73,12 +73,15 @@ fn first_json_param_form(accept: &str) -> Option<String> {
     })
 }
 
+/// The form to write a value that has no table form in: what the client
+/// asked for, JSON when it asked for nothing this can write.
+pub(crate) fn negotiated_or_json(req: &Request) -> Output {
+    negotiation::negotiate(accept(req), false, false).unwrap_or(Output::Json)
+}
+
 /// A value that has no table form (Status, Scale, discovery).
 pub fn respond_value(req: &Request, code: u16, value: &Value) -> Response {
-    match negotiation::negotiate(accept(req), false, false) {
-        Some(o) => respond(req, code, value, &[], &o),
-        None => respond(req, code, value, &[], &Output::Json),
-    }
+    respond(req, code, value, &[], &negotiated_or_json(req))
 }
 
 /// Writes objects of one Store's resource, which may be asked for as a Table.

@@ -545,11 +545,11 @@ impl Store {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        let known = match self.strategy.decode(config.clone()) {
+        let known = match self.schema.decode(config.clone()) {
             Ok(d) => known_fields(&config, &d.object),
             Err(_) => config.clone(),
         };
-        let resolver = self.strategy.type_resolver();
+        let resolver = self.schema.types.clone();
         let writer = self.field_writer(manager, subresource, resolver.as_ref());
         // managedFields are the apply's; the Store must not record an Update.
         let untracked = WriteOptions { field_manager: None, ..opts.clone() };

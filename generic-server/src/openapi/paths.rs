@@ -331,7 +331,7 @@ pub fn resource_paths(r: &ResourceInfo, definition: &str, list_definition: &str,
             }
             // Only the namespace controller writes it; clients neither read
             // nor patch it, so it adds nothing a client needs here.
-            Subresource::Finalize => {}
+            Subresource::Finalize | Subresource::Handler(_) => {}
         }
     }
 

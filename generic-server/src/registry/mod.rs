@@ -4,6 +4,7 @@
 //! A new resource is a Strategy and a registration, never a new handler.
 
 pub mod admission;
+pub mod registration;
 pub mod store;
 pub mod store_registry;
 pub mod table;
@@ -12,12 +13,15 @@ pub mod typed;
 use serde_json::Value;
 
 pub use admission::{Admission, AdmissionAttributes, Operation};
+pub use registration::{
+    Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
+};
 pub use store::{ListOptions, Store, WriteOptions};
 pub use store_registry::StoreRegistry;
 pub use table::TableColumn;
 
 use crate::meta::NameRule;
-use crate::status::{Cause, StatusError};
+use crate::status::Cause;
 
 /// What discovery, routing and storage keys need to know about a resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +59,9 @@ impl ResourceInfo {
     }
 }
 
-/// Subresources the generic Store serves.
-#[derive(Debug, Clone, PartialEq)]
+/// A resource's subresources: the three whose meaning the generic Store owns,
+/// and any other a registration supplies a handler for.
+#[derive(Clone)]
 pub enum Subresource {
     /// `/status`: writes change only `.status`; writes to the main resource keep
     /// the stored status.
@@ -65,6 +70,8 @@ pub enum Subresource {
     Scale(ScalePaths),
     /// `/finalize` (namespaces): writes change only `.spec.finalizers`.
     Finalize,
+    /// Served by the registration's own handler.
+    Handler(std::sync::Arc<dyn SubresourceHandler>),
 }
 
 impl Subresource {
@@ -73,6 +80,27 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale(_) => "scale",
             Subresource::Finalize => "finalize",
+            Subresource::Handler(h) => h.name(),
+        }
+    }
+}
+
+// Two subresources of one resource are the same when their names are: a
+// resource has at most one subresource of a name.
+impl PartialEq for Subresource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Subresource::Scale(a), Subresource::Scale(b)) => a == b,
+            _ => self.name() == other.name(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Subresource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subresource::Scale(p) => f.debug_tuple("Scale").field(p).finish(),
+            other => f.write_str(other.name()),
         }
     }
 }
@@ -96,14 +124,9 @@ pub struct Decoded {
 
 /// Per-resource behaviour, after upstream's RESTCreateStrategy,
 /// RESTUpdateStrategy and TableConvertor. Everything has a default, so a
-/// resource states only what differs.
+/// resource states only what differs. What the objects are (decoding, patch
+/// facts) is the registration's [`Schema`], not the strategy's.
 pub trait Strategy: Send + Sync + 'static {
-    /// Decodes the client's JSON into the stored form: typed resources go through
-    /// their struct, dropping unknown fields; others pass through.
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        Ok(Decoded { object, unknown_fields: Vec::new() })
-    }
-
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1123Subdomain
     }
@@ -161,22 +184,6 @@ pub trait Strategy: Send + Sync + 'static {
     /// One row's cells, one per column.
     fn table_row(&self, object: &Value) -> Vec<Value> {
         table::default_row(object)
-    }
-
-    /// The type name the strategic merge patch facts are keyed by (for example
-    /// "io.k8s.api.core.v1.Pod"); None means strategic merge patch is refused.
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        None
-    }
-
-    /// The list and map types server-side apply and managedFields follow:
-    /// built-ins read the facts table under their strategic merge type; a
-    /// resource without one is untyped (granular maps, atomic lists).
-    fn type_resolver(&self) -> std::sync::Arc<dyn crate::fieldmanager::TypeResolver> {
-        match self.strategic_merge_type() {
-            Some(t) => std::sync::Arc::new(crate::fieldmanager::Definitions::new(t)),
-            None => std::sync::Arc::new(crate::fieldmanager::Untyped),
-        }
     }
 
     /// Whether deletion has to wait: the Store marks the object with a

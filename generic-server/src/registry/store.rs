@@ -13,7 +13,9 @@ use bytes::Bytes;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use super::{Admission, AdmissionAttributes, Operation, ResourceInfo, ScalePaths, Strategy, Subresource};
+use super::{
+    Admission, AdmissionAttributes, Operation, Registration, ResourceInfo, ScalePaths, Schema, Strategy, Subresource,
+};
 use crate::meta;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{Cause, StatusError};
@@ -146,6 +148,7 @@ pub enum DeleteResult {
 
 pub struct Store {
     pub info: ResourceInfo,
+    pub schema: Schema,
     pub strategy: Arc<dyn Strategy>,
     storage: Arc<dyn Storage>,
     admission: Vec<Arc<dyn Admission>>,
@@ -170,18 +173,9 @@ fn storage_err(e: StorageError) -> StatusError {
 }
 
 impl Store {
-    pub fn new(
-        info: ResourceInfo,
-        strategy: Arc<dyn Strategy>,
-        storage: Arc<dyn Storage>,
-        admission: Vec<Arc<dyn Admission>>,
-    ) -> Self {
-        Store { info, strategy, storage, admission, ttl: None }
-    }
-
-    pub fn with_ttl(mut self, ttl: std::time::Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
+    pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
+        let Registration { info, schema, strategy, ttl } = registration;
+        Store { info, schema, strategy, storage, admission, ttl }
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
@@ -380,7 +374,7 @@ impl Store {
     /// The checks every write of a new state shares: decode through the type,
     /// fieldValidation, ObjectMeta and the strategy's validation.
     fn decode_checked(&self, obj: Value, opts: &WriteOptions, warnings: &mut Vec<String>) -> Result<Value> {
-        let decoded = self.strategy.decode(obj)?;
+        let decoded = self.schema.decode(obj)?;
         if !decoded.unknown_fields.is_empty() {
             match opts.field_validation {
                 FieldValidation::Ignore => {}
@@ -635,7 +629,7 @@ impl Store {
         opts: &WriteOptions,
     ) {
         if let Some(manager) = &opts.field_manager {
-            let resolver = self.strategy.type_resolver();
+            let resolver = self.schema.types.clone();
             let writer = self.field_writer(manager, subresource, resolver.as_ref());
             crate::fieldmanager::update(old, new, &writer);
         }

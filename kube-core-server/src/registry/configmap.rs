@@ -3,9 +3,10 @@
 
 use serde_json::{json, Value};
 
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::status::Cause;
 
 use super::{age, config_key_problems, map_at, too_long_cause};
 
@@ -13,6 +14,10 @@ use super::{age, config_key_problems, map_at, too_long_cause};
 pub const MAX_DATA_SIZE: usize = 1024 * 1024;
 
 pub struct ConfigMapStrategy;
+
+pub fn registration() -> Registration {
+    Registration::of::<ConfigMap>(ConfigMapStrategy).short_names(&["cm"])
+}
 
 /// Keys of `data` and `binaryData`: valid, not shared, within the size limit.
 pub(crate) fn validate_data_keys(obj: &Value, causes: &mut Vec<Cause>) {
@@ -57,10 +62,6 @@ pub(crate) fn validate_immutable(new: &Value, old: &Value, fields: &[&str], caus
 }
 
 impl Strategy for ConfigMapStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::core::v1::ConfigMap>(object)
-    }
-
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut causes = Vec::new();
         validate_data_keys(obj, &mut causes);
@@ -84,10 +85,6 @@ impl Strategy for ConfigMapStrategy {
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         let n = map_at(obj, "/data").map_or(0, |m| m.len()) + map_at(obj, "/binaryData").map_or(0, |m| m.len());
         vec![json!(generic_server::meta::name(obj)), json!(n), age(obj)]
-    }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.core.v1.ConfigMap")
     }
 }
 

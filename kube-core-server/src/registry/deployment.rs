@@ -6,15 +6,20 @@
 
 use serde_json::{json, Map, Value};
 
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
+use k8s_openapi::api::apps::v1::Deployment;
+
+use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::selectors::LabelSelector;
-use generic_server::status::{Cause, StatusError};
+use generic_server::status::Cause;
 
 use super::podspec::{default_pod_spec, validate_pod_spec};
 use super::{age, arr_at, child, default_field, format_label_selector, go_string_map, invalid_raw, map_at, show};
 
 pub struct DeploymentStrategy;
+
+pub fn registration() -> Registration {
+    Registration::of::<Deployment>(DeploymentStrategy).short_names(&["deploy"]).categories(&["all"]).status().scale()
+}
 
 fn int_or_percent(v: &Value) -> Option<(i64, bool)> {
     match v {
@@ -86,10 +91,6 @@ fn selector_is_empty(sel: &Value) -> bool {
 }
 
 impl Strategy for DeploymentStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::apps::v1::Deployment>(object)
-    }
-
     fn tracks_generation(&self) -> bool {
         true
     }
@@ -248,10 +249,6 @@ impl Strategy for DeploymentStrategy {
             json!(format_label_selector(d.pointer("/spec/selector"))),
         ]
     }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.apps.v1.Deployment")
-    }
 }
 
 #[cfg(test)]
@@ -266,7 +263,8 @@ mod tests {
     }
 
     fn created(s: &DeploymentStrategy, v: Value) -> Value {
-        let mut v = s.decode(v).unwrap().object;
+        let mut v =
+            generic_server::registry::typed::decode_as::<k8s_openapi::api::apps::v1::Deployment>(v).unwrap().object;
         s.prepare_for_create(&mut v);
         s.default(&mut v);
         v

@@ -9,9 +9,10 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use generic_server::meta;
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use k8s_openapi::api::core::v1::Endpoints;
+
+use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::status::Cause;
 
 use super::podspec::PROTOCOLS;
 use super::{age, arr_at, default_field, str_at, valid_port, PORT_RANGE_MSG};
@@ -23,6 +24,10 @@ const IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ff
 const SHOWN: usize = 3;
 
 pub struct EndpointsStrategy;
+
+pub fn registration() -> Registration {
+    Registration::of::<Endpoints>(EndpointsStrategy).short_names(&["ep"]).key_root("/registry/services/endpoints")
+}
 
 /// Upstream's ValidateNonSpecialIP: addresses a client may not name as an
 /// endpoint (unspecified, loopback, link-local unicast and multicast), with
@@ -155,10 +160,6 @@ fn format_endpoints(obj: &Value) -> String {
 }
 
 impl Strategy for EndpointsStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::core::v1::Endpoints>(object)
-    }
-
     fn default(&self, obj: &mut Value) {
         let Some(Value::Array(subsets)) = obj.get_mut("subsets") else { return };
         for s in subsets.iter_mut() {
@@ -208,10 +209,6 @@ impl Strategy for EndpointsStrategy {
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         vec![json!(meta::name(obj)), json!(format_endpoints(obj)), age(obj)]
     }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.core.v1.Endpoints")
-    }
 }
 
 #[cfg(test)]
@@ -220,7 +217,8 @@ mod tests {
 
     fn messages(obj: Value) -> Vec<String> {
         let s = EndpointsStrategy;
-        let mut obj = s.decode(obj).unwrap().object;
+        let mut obj =
+            generic_server::registry::typed::decode_as::<k8s_openapi::api::core::v1::Endpoints>(obj).unwrap().object;
         s.default(&mut obj);
         s.validate(&obj).iter().map(Cause::full_message).collect()
     }

@@ -10,9 +10,10 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use generic_server::meta;
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::status::Cause;
 
 use super::endpoints::non_special_ip;
 use super::podspec::PROTOCOLS;
@@ -26,6 +27,10 @@ const MAX_PORTS: usize = 20000;
 const SHOWN: usize = 3;
 
 pub struct EndpointSliceStrategy;
+
+pub fn registration() -> Registration {
+    Registration::of::<EndpointSlice>(EndpointSliceStrategy)
+}
 
 fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Cause {
     Cause {
@@ -112,10 +117,6 @@ fn format_addresses(obj: &Value) -> String {
 }
 
 impl Strategy for EndpointSliceStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::discovery::v1::EndpointSlice>(object)
-    }
-
     /// Upstream bumps the generation on any change outside metadata.
     fn tracks_generation(&self) -> bool {
         true
@@ -223,10 +224,6 @@ impl Strategy for EndpointSliceStrategy {
             age(obj),
         ]
     }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.discovery.v1.EndpointSlice")
-    }
 }
 
 #[cfg(test)]
@@ -235,7 +232,9 @@ mod tests {
 
     fn messages(obj: Value) -> Vec<String> {
         let s = EndpointSliceStrategy;
-        let mut obj = s.decode(obj).unwrap().object;
+        let mut obj = generic_server::registry::typed::decode_as::<k8s_openapi::api::discovery::v1::EndpointSlice>(obj)
+            .unwrap()
+            .object;
         s.default(&mut obj);
         s.validate(&obj).iter().map(Cause::full_message).collect()
     }

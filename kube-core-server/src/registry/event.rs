@@ -5,13 +5,17 @@
 
 use serde_json::{json, Value};
 
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::status::Cause;
 
 use super::{since, str_at};
 
 pub struct EventStrategy;
+
+/// Events expire `ttl` after their last write (--event-ttl).
+pub fn registration(ttl: std::time::Duration) -> Registration {
+    Registration::of::<k8s_openapi::api::core::v1::Event>(EventStrategy).short_names(&["ev"]).ttl(ttl)
+}
 
 const FIELDS: &[&str] = &[
     "involvedObject.kind",
@@ -36,10 +40,6 @@ fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
 }
 
 impl Strategy for EventStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::core::v1::Event>(object)
-    }
-
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut causes = Vec::new();
         let ns = generic_server::meta::namespace(obj);

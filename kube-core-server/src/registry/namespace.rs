@@ -6,15 +6,16 @@
 //! `spec.finalizers` can only be changed through the `/finalize` subresource,
 //! which is how the namespace controller clears the `kubernetes` finalizer.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Namespace;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
 use generic_server::meta::{self, NameRule};
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use generic_server::registry::{Registration, Strategy, Subresource, TableColumn};
+use generic_server::status::Cause;
 
 use super::{age, arr_at, child, str_at};
 
@@ -67,6 +68,16 @@ impl NamespaceStrategy {
     }
 }
 
+/// Namespaces go one at a time, through their finalizer (as upstream): no
+/// deletecollection.
+pub fn registration(strategy: Arc<NamespaceStrategy>) -> Registration {
+    Registration::shared::<Namespace>(strategy)
+        .short_names(&["ns"])
+        .verbs(generic_server::discovery::VERBS_NO_DELETECOLLECTION)
+        .status()
+        .subresource(Subresource::Finalize)
+}
+
 pub fn spec_finalizers(obj: &Value) -> Vec<String> {
     arr_at(obj, "/spec/finalizers").iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
 }
@@ -77,10 +88,6 @@ pub fn is_terminating(obj: &Value) -> bool {
 }
 
 impl Strategy for NamespaceStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::core::v1::Namespace>(object)
-    }
-
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1123Label
     }
@@ -176,10 +183,6 @@ impl Strategy for NamespaceStrategy {
         // Whatever is left inside must go too.
         self.notify(meta::name(obj));
     }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.core.v1.Namespace")
-    }
 }
 
 #[cfg(test)]
@@ -189,7 +192,7 @@ mod tests {
     #[test]
     fn create_sets_phase_finalizer_and_label() {
         let s = NamespaceStrategy::new();
-        let mut ns = s.decode(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}, "status": {"phase": "Terminating"}})).unwrap().object;
+        let mut ns = generic_server::registry::typed::decode_as::<k8s_openapi::api::core::v1::Namespace>(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}, "status": {"phase": "Terminating"}})).unwrap().object;
         s.prepare_for_create(&mut ns);
         s.default(&mut ns);
         assert_eq!(ns["status"]["phase"], "Active");

@@ -6,9 +6,10 @@
 
 use serde_json::{json, Value};
 
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use k8s_openapi::api::core::v1::Pod;
+
+use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::status::Cause;
 
 use super::podspec::{
     default_pod_spec, default_requests_from_limits, qos_class, validate_pod_spec, validate_pod_spec_update,
@@ -16,6 +17,10 @@ use super::podspec::{
 use super::{age, arr_at, child, default_field, str_at};
 
 pub struct PodStrategy;
+
+pub fn registration() -> Registration {
+    Registration::of::<Pod>(PodStrategy).short_names(&["po"]).categories(&["all"]).status()
+}
 
 /// The tolerations upstream's DefaultTolerationSeconds admission adds.
 fn default_tolerations() -> [Value; 2] {
@@ -28,10 +33,6 @@ fn default_tolerations() -> [Value; 2] {
 const PHASES: &[&str] = &["Pending", "Running", "Succeeded", "Failed", "Unknown"];
 
 impl Strategy for PodStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::core::v1::Pod>(object)
-    }
-
     fn prepare_for_create(&self, object: &mut Value) {
         // A new pod has not been scheduled or run: status is the server's.
         let qos = qos_class(object.get("spec").unwrap_or(&Value::Null));
@@ -154,10 +155,6 @@ impl Strategy for PodStrategy {
             json!(gates_cell),
         ]
     }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.core.v1.Pod")
-    }
 }
 
 fn is_restartable_init(spec_init: &[Value], name: &str) -> bool {
@@ -279,7 +276,7 @@ mod tests {
     use super::*;
 
     fn create(s: &PodStrategy, mut pod: Value) -> Value {
-        pod = s.decode(pod).unwrap().object;
+        pod = generic_server::registry::typed::decode_as::<k8s_openapi::api::core::v1::Pod>(pod).unwrap().object;
         s.prepare_for_create(&mut pod);
         s.default(&mut pod);
         pod

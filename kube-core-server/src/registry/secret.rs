@@ -6,18 +6,23 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use k8s_openapi::api::core::v1::Secret;
+
+use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::status::Cause;
 
 use super::configmap::{validate_data_keys, validate_immutable};
 use super::{age, map_at, str_at};
 
 pub struct SecretStrategy;
 
+pub fn registration() -> Registration {
+    Registration::of::<Secret>(SecretStrategy).converted(fold_string_data)
+}
+
 /// Moves `stringData` into `data` (base64), where its keys win, as upstream's
 /// conversion does; `stringData` is never stored.
-fn fold_string_data(obj: &mut Value) {
+pub(crate) fn fold_string_data(obj: &mut Value) {
     let Some(m) = obj.as_object_mut() else { return };
     let Some(Value::Object(sd)) = m.remove("stringData") else { return };
     let data = m.entry("data").or_insert_with(|| json!({}));
@@ -33,12 +38,6 @@ fn fold_string_data(obj: &mut Value) {
 }
 
 impl Strategy for SecretStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        let mut d = decode_as::<k8s_openapi::api::core::v1::Secret>(object)?;
-        fold_string_data(&mut d.object);
-        Ok(d)
-    }
-
     fn default(&self, object: &mut Value) {
         if let Some(m) = object.as_object_mut() {
             if m.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
@@ -116,10 +115,6 @@ impl Strategy for SecretStrategy {
             age(obj),
         ]
     }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.core.v1.Secret")
-    }
 }
 
 #[cfg(test)]
@@ -129,7 +124,8 @@ mod tests {
     #[test]
     fn string_data_and_type() {
         let s = SecretStrategy;
-        let mut v = s
+        let mut v = registration()
+            .schema
             .decode(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
                 "data": {"a": "eA=="}, "stringData": {"b": "hello", "a": "y"}}))
             .unwrap()
@@ -156,7 +152,7 @@ mod tests {
 
     #[test]
     fn bad_base64_is_a_bad_request() {
-        let e = SecretStrategy.decode(json!({"metadata": {"name": "s"}, "data": {"a": "!!"}})).err();
+        let e = registration().schema.decode(json!({"metadata": {"name": "s"}, "data": {"a": "!!"}})).err();
         assert_eq!(e.map(|e| e.code), Some(400));
     }
 }

@@ -16,8 +16,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use generic_server::meta::{self, NameRule};
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
+use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::{Cause, StatusError};
 
 use super::{
@@ -34,6 +33,15 @@ pub struct ServiceStrategy {
     ports: Arc<PortAllocator>,
     /// Allocation failures of in-flight writes, by uid, for validation to report.
     failures: Mutex<HashMap<String, (Instant, Vec<Cause>)>>,
+}
+
+/// Services live under `/registry/services/specs`, as upstream keeps them.
+pub fn registration(strategy: Arc<ServiceStrategy>) -> Registration {
+    Registration::shared::<k8s_openapi::api::core::v1::Service>(strategy)
+        .short_names(&["svc"])
+        .categories(&["all"])
+        .key_root("/registry/services/specs")
+        .status()
 }
 
 fn svc_type(obj: &Value) -> &str {
@@ -359,10 +367,6 @@ impl ServiceStrategy {
 }
 
 impl Strategy for ServiceStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::core::v1::Service>(object)
-    }
-
     /// Services are DNS-1035 labels, which `validate` checks; the Store's own
     /// rule is the weakest so it does not report the name twice.
     fn name_rule(&self) -> NameRule {
@@ -580,10 +584,6 @@ impl Strategy for ServiceStrategy {
             json!(format_labels(map_at(obj, "/spec/selector"))),
         ]
     }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.core.v1.Service")
-    }
 }
 
 /// The EXTERNAL-IP cell (upstream's getServiceExternalIP, wide form).
@@ -636,7 +636,8 @@ mod tests {
     }
 
     fn create(s: &ServiceStrategy, v: Value, uid: &str) -> (Value, Vec<Cause>) {
-        let mut v = s.decode(v).unwrap().object;
+        let mut v =
+            generic_server::registry::typed::decode_as::<k8s_openapi::api::core::v1::Service>(v).unwrap().object;
         meta::set_meta(&mut v, "uid", json!(uid));
         s.prepare_for_create(&mut v);
         s.default(&mut v);

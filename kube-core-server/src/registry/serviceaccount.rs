@@ -3,19 +3,20 @@
 
 use serde_json::{json, Value};
 
-use generic_server::registry::typed::decode_as;
-use generic_server::registry::{Decoded, Strategy, TableColumn};
-use generic_server::status::{Cause, StatusError};
+use k8s_openapi::api::core::v1::ServiceAccount;
+
+use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::status::Cause;
 
 use super::{age, arr_at, str_at};
 
 pub struct ServiceAccountStrategy;
 
-impl Strategy for ServiceAccountStrategy {
-    fn decode(&self, object: Value) -> Result<Decoded, StatusError> {
-        decode_as::<k8s_openapi::api::core::v1::ServiceAccount>(object)
-    }
+pub fn registration() -> Registration {
+    Registration::of::<ServiceAccount>(ServiceAccountStrategy).short_names(&["sa"])
+}
 
+impl Strategy for ServiceAccountStrategy {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut causes = Vec::new();
         for (i, s) in arr_at(obj, "/secrets").iter().enumerate() {
@@ -39,10 +40,6 @@ impl Strategy for ServiceAccountStrategy {
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         vec![json!(generic_server::meta::name(obj)), json!(arr_at(obj, "/secrets").len()), age(obj)]
-    }
-
-    fn strategic_merge_type(&self) -> Option<&'static str> {
-        Some("io.k8s.api.core.v1.ServiceAccount")
     }
 }
 
