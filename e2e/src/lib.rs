@@ -5,6 +5,7 @@
 //! fails with a message that says which.
 
 pub mod etcd;
+pub mod kinds;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

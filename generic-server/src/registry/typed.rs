@@ -12,10 +12,34 @@ use crate::status::StatusError;
 pub fn decode_as<T: DeserializeOwned + Serialize>(object: Value) -> Result<Decoded, StatusError> {
     let typed: T = serde_json::from_value(object.clone())
         .map_err(|e| StatusError::bad_request(format!("error decoding request body: {e}")))?;
-    let canonical = serde_json::to_value(&typed).map_err(StatusError::internal)?;
+    let mut canonical = serde_json::to_value(&typed).map_err(StatusError::internal)?;
+    drop_materialized(&object, &mut canonical);
     let mut unknown = Vec::new();
     collect_unknown(&object, &canonical, "", &mut unknown);
     Ok(Decoded { object: canonical, unknown_fields: unknown })
+}
+
+/// Removes the empty objects the typed struct made up for required fields the
+/// client left out: upstream's internal types hold those as nil pointers, so
+/// validation must see them absent (`spec.selector: Required value`), not as
+/// an empty value.
+fn drop_materialized(input: &Value, canonical: &mut Value) {
+    match (input, canonical) {
+        (Value::Object(i), Value::Object(c)) => {
+            c.retain(|k, v| i.contains_key(k) || !v.as_object().is_some_and(|m| m.is_empty()));
+            for (k, v) in c.iter_mut() {
+                if let Some(iv) = i.get(k) {
+                    drop_materialized(iv, v);
+                }
+            }
+        }
+        (Value::Array(i), Value::Array(c)) => {
+            for (iv, cv) in i.iter().zip(c.iter_mut()) {
+                drop_materialized(iv, cv);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Paths present in `input` but not in `kept`. Nulls do not count: a struct
@@ -71,6 +95,13 @@ mod tests {
         assert_eq!(d.unknown_fields, vec![".metadata.bogus", ".extra"]);
         assert!(d.object.get("extra").is_none());
         assert_eq!(d.object["data"]["k"], "v");
+    }
+
+    #[test]
+    fn required_objects_left_out_stay_absent() {
+        use k8s_openapi::api::apps::v1::Deployment;
+        let d = decode_as::<Deployment>(json!({"metadata": {"name": "d"}, "spec": {"template": {}}})).unwrap();
+        assert_eq!(d.object["spec"], json!({"template": {}}), "selector was not sent: {}", d.object);
     }
 
     #[test]
