@@ -112,6 +112,7 @@ impl ResourceInfo {
             key_root: format!("/registry/{}", K::URL_PATH_SEGMENT),
             subresources: Vec::new(),
             verbs: crate::discovery::VERBS,
+            storage_version_hash: crate::discovery::storage_version_hash(K::GROUP, K::VERSION, K::KIND),
         }
     }
 
