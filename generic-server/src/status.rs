@@ -117,9 +117,21 @@ impl StatusError {
         Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(group, resource)))
             .with_details(name, group, resource)
     }
+    /// A path no route serves: upstream's router error, as its
+    /// serviceErrorHandler turns it into a Status (empty details).
     pub fn not_found_resource_type(info: &RequestInfo) -> Self {
         let _ = info;
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(404, "NotFound", "the server could not find the requested resource").with_empty_details()
+    }
+    /// A method no route serves at a path that has routes, as upstream's router
+    /// answers it.
+    pub fn method_not_allowed() -> Self {
+        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            .with_empty_details()
+    }
+    fn with_empty_details(mut self) -> Self {
+        self.details = Some(Box::new(json!({})));
+        self
     }
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(group, resource)))
