@@ -569,7 +569,8 @@ impl Store {
             }
             self.merge_for_update(&mut new, &old, subresource);
             self.track_fields(Some(&old), &mut new, subresource, opts);
-            let mut causes = meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule());
+            let mut causes = meta::validate_no_new_finalizers(&new, &old);
+            causes.extend(meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule()));
             causes.extend(self.strategy.validate_update(&new, &old));
             if !causes.is_empty() {
                 return Err(self.invalid(name, causes));
