@@ -407,18 +407,24 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
         }
         "delete" => {
             let opts = delete_options(req, &params)?;
-            match store.delete(ns, &info.name, &opts).await? {
-                DeleteResult::Deleted(obj) => {
-                    let details = json!({
-                        "name": info.name,
-                        "group": store.info.group,
-                        "kind": store.info.plural,
-                        "uid": crate::meta::uid(&obj),
-                    });
-                    Ok(respond_value(req, 200, &success_status(Some(details))))
-                }
-                DeleteResult::Pending(obj) => Ok(responder.object(202, &obj, &[])),
+            let (obj, deleted) = match store.delete(ns, &info.name, &opts).await? {
+                DeleteResult::Deleted(obj) => (obj, true),
+                DeleteResult::Pending(obj) => (obj, false),
+            };
+            // Upstream answers 202 only to an old-style request for cascading.
+            let code = if !deleted && opts.orphan_dependents == Some(false) { 202 } else { 200 };
+            if !deleted || store.strategy.returns_deleted_object() {
+                return Ok(responder.object(code, &obj, &[]));
             }
+            let mut details = serde_json::Map::new();
+            details.insert("name".into(), json!(info.name));
+            if !store.info.group.is_empty() {
+                details.insert("group".into(), json!(store.info.group));
+            }
+            // Upstream's Status names the resource in `kind`.
+            details.insert("kind".into(), json!(store.info.plural));
+            details.insert("uid".into(), json!(crate::meta::uid(&obj)));
+            Ok(respond_value(req, code, &success_status(Some(Value::Object(details)))))
         }
         "deletecollection" => {
             let opts = delete_options(req, &params)?;
@@ -481,6 +487,12 @@ fn delete_options(req: &Request, params: &Params) -> Result<DeleteOptions> {
     if params.dry_run()? {
         opts.dry_run = true;
     }
+    opts.orphan_dependents = match params.get("orphanDependents") {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(o) => return Err(StatusError::bad_request(format!("invalid orphanDependents {o:?}: must be a boolean"))),
+        None => body.get("orphanDependents").and_then(Value::as_bool),
+    };
     // Checked as upstream checks them, though every deletion here is immediate
     // and orphaning is not modelled: a bad value must not delete anything.
     match params.get("gracePeriodSeconds") {

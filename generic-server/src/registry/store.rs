@@ -127,6 +127,9 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// The deprecated orphanDependents; only the status code of a deletion
+    /// that has to wait reads it (202 when false, as upstream).
+    pub orphan_dependents: Option<bool>,
 }
 
 /// The outcome of a write: the object as stored (or as it would be, under dry
@@ -779,6 +782,11 @@ impl Store {
                     return Ok(DeleteResult::Pending(obj));
                 }
                 let mut marked = obj.clone();
+                // Upstream's markAsDeleting: a tracked generation moves once.
+                let generation = meta::metadata(&obj).and_then(|m| m.get("generation")).and_then(Value::as_i64);
+                if let Some(g) = generation.filter(|g| *g > 0) {
+                    meta::set_meta(&mut marked, "generation", json!(g + 1));
+                }
                 meta::set_meta(&mut marked, "deletionTimestamp", json!(meta::now_rfc3339()));
                 meta::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
                 self.strategy.prepare_for_delete(&mut marked);
