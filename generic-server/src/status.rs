@@ -207,22 +207,24 @@ impl StatusError {
         e
     }
 
+    /// The metav1.Status, fields in the order upstream writes them.
     pub fn to_status(&self) -> Value {
+        let metadata = match &self.list_continue {
+            Some(c) => json!({"continue": c}),
+            None => json!({}),
+        };
         let mut v = json!({
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": metadata,
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         });
         if let Some(d) = &self.details {
             v["details"] = (**d).clone();
         }
-        if let Some(c) = &self.list_continue {
-            v["metadata"] = json!({"continue": c});
-        }
+        v["code"] = json!(self.code);
         v
     }
 
@@ -231,7 +233,7 @@ impl StatusError {
         if let Some(s) = self.retry_after {
             b = b.header(http::header::RETRY_AFTER, s.to_string());
         }
-        let bytes = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let bytes = crate::wire::json(&self.to_status());
         b.body(body::full(bytes)).unwrap_or_else(|_| http::Response::new(body::empty()))
     }
 }

@@ -1,0 +1,124 @@
+//! The JSON wire form upstream's serializer writes, so that a response is the
+//! same bytes a kube-apiserver would send: Go's encoding/json escaping (`<`,
+//! `>`, `&`, U+2028 and U+2029 as `\u` escapes) and the newline its Encoder
+//! ends every value with; typed objects led by `kind` and `apiVersion`, as
+//! their Go structs declare them; unstructured objects (custom resources) with
+//! every key sorted, as Go writes a map.
+
+use std::io;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Go's encoding/json string escaping on top of serde_json's compact output,
+/// which already escapes quotes, backslashes and control characters as Go does.
+struct GoFormatter;
+
+impl serde_json::ser::Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let escape = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            writer.write_all(escape.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// A response body: `value` as Go's json.Encoder writes it, newline included.
+pub fn json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
+    // Serializing a Value into memory cannot fail.
+    let _ = value.serialize(&mut ser);
+    out.push(b'\n');
+    out
+}
+
+/// A typed object as its Go struct is written: `kind`, then `apiVersion`, then
+/// the rest in the order they already have.
+pub fn typed(value: Value) -> Value {
+    match value {
+        Value::Object(mut m) if m.contains_key("kind") || m.contains_key("apiVersion") => {
+            let mut out = Map::with_capacity(m.len());
+            for key in ["kind", "apiVersion"] {
+                if let Some(v) = m.shift_remove(key) {
+                    out.insert(key.into(), v);
+                }
+            }
+            out.extend(m);
+            Value::Object(out)
+        }
+        other => other,
+    }
+}
+
+/// A list of typed objects as upstream writes it: the list led by `kind` and
+/// `apiVersion`, its items without them (only the list says what they are).
+pub fn typed_list(value: Value) -> Value {
+    let mut list = typed(value);
+    if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
+        for item in items {
+            if let Some(m) = item.as_object_mut() {
+                m.shift_remove("kind");
+                m.shift_remove("apiVersion");
+            }
+        }
+    }
+    list
+}
+
+/// An unstructured object (or anything Go holds as a map) as Go writes it:
+/// every key, at every depth, sorted.
+pub fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn escapes_as_go_and_ends_with_a_newline() {
+        let v = json!({"a": "<b> & \u{2028}\u{2029} é \n\t\u{1}\u{8}\u{c}\u{7f}"});
+        let text = String::from_utf8(json(&v)).unwrap();
+        assert_eq!(text, "{\"a\":\"\\u003cb\\u003e \\u0026 \\u2028\\u2029 é \\n\\t\\u0001\\b\\f\u{7f}\"}\n");
+    }
+
+    #[test]
+    fn typed_objects_lead_with_kind_then_api_version() {
+        let v = typed(json!({"apiVersion": "v1", "metadata": {"name": "x"}, "kind": "ConfigMap", "data": {}}));
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["kind", "apiVersion", "metadata", "data"]);
+        let list = typed_list(json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {},
+            "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}]}));
+        assert_eq!(String::from_utf8(json(&list)).unwrap(), "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":{},\"items\":[{\"metadata\":{\"name\":\"x\"}}]}\n");
+    }
+
+    #[test]
+    fn unstructured_objects_sort_every_key() {
+        let v = sorted(json!({"kind": "W", "apiVersion": "x/v1", "spec": {"b": [{"z": 1, "a": 2}], "a": 1}}));
+        assert_eq!(
+            String::from_utf8(json(&v)).unwrap(),
+            "{\"apiVersion\":\"x/v1\",\"kind\":\"W\",\"spec\":{\"a\":1,\"b\":[{\"a\":2,\"z\":1}]}}\n"
+        );
+    }
+}
