@@ -1,9 +1,10 @@
 //! The JSON wire form upstream's serializer writes, so that a response is the
 //! same bytes a kube-apiserver would send: Go's encoding/json escaping (`<`,
 //! `>`, `&`, U+2028 and U+2029 as `\u` escapes) and the newline its Encoder
-//! ends every value with; typed objects led by `kind` and `apiVersion`, as
-//! their Go structs declare them; unstructured objects (custom resources) with
-//! every key sorted, as Go writes a map.
+//! ends every value with; typed objects led by `kind`, `apiVersion` and
+//! `metadata` (in ObjectMeta's or ListMeta's field order), as every Go type
+//! declares them; unstructured objects (custom resources) with every key
+//! sorted, as Go writes a map.
 
 use std::io;
 
@@ -44,22 +45,51 @@ pub fn json(value: &Value) -> Vec<u8> {
     out
 }
 
-/// A typed object as its Go struct is written: `kind`, then `apiVersion`, then
-/// the rest in the order they already have.
-pub fn typed(value: Value) -> Value {
-    match value {
-        Value::Object(mut m) if m.contains_key("kind") || m.contains_key("apiVersion") => {
-            let mut out = Map::with_capacity(m.len());
-            for key in ["kind", "apiVersion"] {
-                if let Some(v) = m.shift_remove(key) {
-                    out.insert(key.into(), v);
-                }
-            }
-            out.extend(m);
-            Value::Object(out)
+/// ObjectMeta's fields in its Go struct's order.
+const OBJECT_META: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// ListMeta's fields in its Go struct's order.
+const LIST_META: &[&str] = &["selfLink", "resourceVersion", "continue", "remainingItemCount"];
+
+/// `m` with the keys of `order` first, in that order, then the rest as they were.
+fn lead_with(mut m: Map<String, Value>, order: &[&str]) -> Map<String, Value> {
+    let mut out = Map::with_capacity(m.len());
+    for key in order {
+        if let Some(v) = m.shift_remove(*key) {
+            out.insert((*key).into(), v);
         }
-        other => other,
     }
+    out.extend(m);
+    out
+}
+
+/// A typed object as its Go struct is written: `kind`, `apiVersion`, then
+/// `metadata` (its fields in ObjectMeta's order, or ListMeta's for a list),
+/// then the rest in the order they already have.
+pub fn typed(value: Value) -> Value {
+    let Value::Object(m) = value else { return value };
+    let mut m = lead_with(m, &["kind", "apiVersion", "metadata"]);
+    let is_list = m.get("items").is_some_and(Value::is_array);
+    if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+        *meta = lead_with(std::mem::take(meta), if is_list { LIST_META } else { OBJECT_META });
+    }
+    Value::Object(m)
 }
 
 /// A list of typed objects as upstream writes it: the list led by `kind` and
@@ -68,9 +98,10 @@ pub fn typed_list(value: Value) -> Value {
     let mut list = typed(value);
     if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
         for item in items {
-            if let Some(m) = item.as_object_mut() {
+            if let Value::Object(mut m) = typed(std::mem::take(item)) {
                 m.shift_remove("kind");
                 m.shift_remove("apiVersion");
+                *item = Value::Object(m);
             }
         }
     }
@@ -105,12 +136,17 @@ mod tests {
 
     #[test]
     fn typed_objects_lead_with_kind_then_api_version() {
-        let v = typed(json!({"apiVersion": "v1", "metadata": {"name": "x"}, "kind": "ConfigMap", "data": {}}));
-        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["kind", "apiVersion", "metadata", "data"]);
-        let list = typed_list(json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {},
-            "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}]}));
-        assert_eq!(String::from_utf8(json(&list)).unwrap(), "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":{},\"items\":[{\"metadata\":{\"name\":\"x\"}}]}\n");
+        let v = typed(json!({"apiVersion": "v1", "data": {}, "kind": "ConfigMap",
+            "metadata": {"resourceVersion": "5", "managedFields": [], "uid": "u", "name": "x"}}));
+        assert_eq!(
+            String::from_utf8(json(&v)).unwrap(),
+            "{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"x\",\"uid\":\"u\",\"resourceVersion\":\"5\",\"managedFields\":[]},\"data\":{}}\n"
+        );
+        let list = typed_list(
+            json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"continue": "c", "resourceVersion": "1"},
+            "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}]}),
+        );
+        assert_eq!(String::from_utf8(json(&list)).unwrap(), "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"1\",\"continue\":\"c\"},\"items\":[{\"metadata\":{\"name\":\"x\"}}]}\n");
     }
 
     #[test]
