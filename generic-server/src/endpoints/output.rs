@@ -114,7 +114,9 @@ impl Responder<'_> {
             }
             Ok(Output::PartialObjectMetadata(v)) => {
                 let parts: Vec<Value> = items.iter().map(|i| partial(&v, i)).collect();
-                let out = json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": list_meta, "items": parts});
+                let out = wire::typed(
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": list_meta, "items": parts}),
+                );
                 respond(self.req, code, &out, &[], &Output::PartialObjectMetadata(v))
             }
             Ok(o) => {
@@ -185,9 +187,9 @@ pub(super) fn wire_object(store: &Store, obj: Value) -> Value {
 }
 
 pub(super) fn partial(version: &str, obj: &Value) -> Value {
-    json!({
+    wire::typed(json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
+    }))
 }

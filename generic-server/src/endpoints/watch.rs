@@ -91,7 +91,8 @@ pub async fn serve(
                 continue;
             }
             let object = match (&form, event.event_type) {
-                (_, "BOOKMARK" | "ERROR") => event.object,
+                (_, "ERROR") => wire::typed(event.object),
+                (_, "BOOKMARK") => wire_object(&store, event.object),
                 (Output::Table(v), _) => {
                     let t = table(
                         &store,
