@@ -413,7 +413,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             };
             // Upstream answers 202 only to an old-style request for cascading.
             let code = if !deleted && opts.orphan_dependents == Some(false) { 202 } else { 200 };
-            if !deleted || store.strategy.returns_deleted_object() {
+            if !deleted || store.return_deleted_object {
                 return Ok(responder.object(code, &obj, &[]));
             }
             let mut details = serde_json::Map::new();
@@ -460,7 +460,8 @@ async fn serve_handler(
     };
     let call = SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &params.0, options };
     let reply = handler.serve(store, call).await?;
-    Ok(respond(req, reply.code, &reply.object, &reply.warnings, &output::negotiated_or_json(req)))
+    let object = crate::wire::typed(reply.object);
+    Ok(respond(req, reply.code, &object, &reply.warnings, &output::negotiated_or_json(req)))
 }
 
 /// DeleteOptions from the body (if any) and the query, query winning as upstream.

@@ -120,7 +120,7 @@ impl Responder<'_> {
                 respond(self.req, code, &out, &[], &Output::PartialObjectMetadata(v))
             }
             Ok(o) => {
-                let list = if self.store.strategy.unstructured() {
+                let list = if self.store.schema.unstructured {
                     wire::sorted(list.clone())
                 } else {
                     wire::typed_list(list.clone())
@@ -173,13 +173,13 @@ pub(super) fn table(
 /// What the client may be answered with for objects of `store`'s resource.
 pub(super) fn negotiate_objects(req: &Request, store: &Store) -> Result<Output, StatusError> {
     let a = accept(req);
-    let offer = Offer { table: true, discovery: false, protobuf: !store.strategy.unstructured() };
+    let offer = Offer { table: true, discovery: false, protobuf: !store.schema.unstructured };
     negotiation::negotiate_offer(a, offer).ok_or_else(|| StatusError::not_acceptable(a.unwrap_or("")))
 }
 
 /// One object of `store`'s resource in upstream's key order.
 pub(super) fn wire_object(store: &Store, obj: Value) -> Value {
-    if store.strategy.unstructured() {
+    if store.schema.unstructured {
         wire::sorted(obj)
     } else {
         wire::typed(obj)

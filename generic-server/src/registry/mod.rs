@@ -197,19 +197,6 @@ pub trait Strategy: Send + Sync + 'static {
         !crate::meta::finalizers(object).is_empty()
     }
 
-    /// Whether objects are unstructured maps (custom resources): upstream
-    /// writes them with every key sorted and has no protobuf form for them.
-    fn unstructured(&self) -> bool {
-        false
-    }
-
-    /// Whether a DELETE answers with the deleted object rather than a Status
-    /// (upstream's ReturnDeletedObject, set per registry). An object whose
-    /// deletion waits on finalizers is returned either way.
-    fn returns_deleted_object(&self) -> bool {
-        false
-    }
-
     /// Adjusts an object as it is marked for deletion (a namespace turns
     /// Terminating).
     fn prepare_for_delete(&self, _object: &mut Value) {}

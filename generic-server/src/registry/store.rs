@@ -158,6 +158,8 @@ pub struct Store {
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
     ttl: Option<std::time::Duration>,
+    /// See [`Registration::return_deleted_object`].
+    pub return_deleted_object: bool,
 }
 
 /// How many times a write retries when the stored object changed underneath and
@@ -177,8 +179,8 @@ fn storage_err(e: StorageError) -> StatusError {
 
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
-        let Registration { info, schema, strategy, ttl } = registration;
-        Store { info, schema, strategy, storage, admission, ttl }
+        let Registration { info, schema, strategy, ttl, return_deleted_object } = registration;
+        Store { info, schema, strategy, storage, admission, ttl, return_deleted_object }
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
