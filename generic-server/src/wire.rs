@@ -45,25 +45,6 @@ pub fn json(value: &Value) -> Vec<u8> {
     out
 }
 
-/// ObjectMeta's fields in its Go struct's order.
-const OBJECT_META: &[&str] = &[
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
-
 /// ListMeta's fields in its Go struct's order.
 const LIST_META: &[&str] = &["selfLink", "resourceVersion", "continue", "remainingItemCount"];
 
@@ -87,7 +68,7 @@ pub fn typed(value: Value) -> Value {
     let mut m = lead_with(m, &["kind", "apiVersion", "metadata"]);
     let is_list = m.get("items").is_some_and(Value::is_array);
     if let Some(Value::Object(meta)) = m.get_mut("metadata") {
-        *meta = lead_with(std::mem::take(meta), if is_list { LIST_META } else { OBJECT_META });
+        *meta = lead_with(std::mem::take(meta), if is_list { LIST_META } else { crate::meta::OBJECT_META_FIELDS });
     }
     Value::Object(m)
 }
