@@ -99,6 +99,11 @@ pub fn resource_list(group: &str, version: &ApiVersion) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version(group, &version.version), "resources": resources})
 }
 
+/// The verbs a subresource serves, as discovery lists them.
+pub(crate) fn subresource_verbs(r: &ResourceInfo, s: &Subresource) -> Vec<&'static str> {
+    subresource_facts(r, s).4
+}
+
 /// (name, kind, group, version, verbs) of a subresource.
 fn subresource_facts(
     r: &ResourceInfo,

@@ -19,7 +19,7 @@ use super::{age, arr_at, child, default_field, str_at};
 pub struct PodStrategy;
 
 pub fn registration() -> Registration {
-    Registration::of::<Pod>(PodStrategy).short_names(&["po"]).categories(&["all"]).status()
+    Registration::of::<Pod>(PodStrategy).short_names(&["po"]).categories(&["all"]).status().returns_deleted_object()
 }
 
 /// The tolerations upstream's DefaultTolerationSeconds admission adds.

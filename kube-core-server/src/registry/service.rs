@@ -42,6 +42,7 @@ pub fn registration(strategy: Arc<ServiceStrategy>) -> Registration {
         .categories(&["all"])
         .key_root("/registry/services/specs")
         .status()
+        .returns_deleted_object()
 }
 
 fn svc_type(obj: &Value) -> &str {
