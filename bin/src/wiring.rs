@@ -102,11 +102,12 @@ pub async fn build_chain(
     port: u16,
     pki: &Pki,
     client_ca: &[u8],
+    plugins: kube_core_server::admission::AdmissionPlugins,
 ) -> Result<Chain, String> {
     let aggregator_config = aggregator_config(opts, pki, client_ca)?;
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
     let storage = generic_server::storage::instrumented::InstrumentedStorage::wrap(storage);
-    let shared = kube_core_server::Shared::new();
+    let shared = kube_core_server::Shared::with_plugins(plugins);
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;

@@ -72,6 +72,8 @@ pub struct CoreResources {
     pub config: CoreConfig,
     pub namespaces: Arc<NamespaceStrategy>,
     pub services: Arc<ServiceStrategy>,
+    /// The Stores the connect subresources read besides their own.
+    pub peers: Arc<registry::connect::Peers>,
     registrations: Vec<Registration>,
     /// Deletion announcements for the namespace controller, taken when it starts.
     wake: Mutex<Option<UnboundedReceiver<String>>>,
@@ -85,10 +87,18 @@ impl CoreResources {
         let (tx, rx) = unbounded_channel();
         namespaces.set_notifier(tx);
         let services = Arc::new(ServiceStrategy::new(ips, ports));
-        let mut registrations = core_v1(config, &namespaces, &services);
+        let peers = Arc::new(registry::connect::Peers::default());
+        let mut registrations = core_v1(config, &namespaces, &services, &peers);
         registrations.extend(apps_v1());
         registrations.extend(discovery_v1());
-        Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
+        Ok(CoreResources {
+            config: config.clone(),
+            namespaces,
+            services,
+            peers,
+            registrations,
+            wake: Mutex::new(Some(rx)),
+        })
     }
 
     /// Every built-in resource, namespaces first.
@@ -145,15 +155,16 @@ fn core_v1(
     config: &CoreConfig,
     namespaces: &Arc<NamespaceStrategy>,
     services: &Arc<ServiceStrategy>,
+    peers: &Arc<registry::connect::Peers>,
 ) -> Vec<Registration> {
     use registry::*;
     vec![
         namespace::registration(namespaces.clone()),
         configmap::registration(),
         secret::registration(),
-        service::registration(services.clone()),
+        service::registration(services.clone(), peers),
         serviceaccount::registration(),
-        pod::registration(),
+        pod::registration(peers),
         event::registration(config.event_ttl),
         endpoints::registration(),
     ]

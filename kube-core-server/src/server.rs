@@ -13,6 +13,7 @@ use generic_server::registry::{Admission, Store};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
 
+use crate::admission::AdmissionPlugins;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
 /// How often allocations are re-learnt from stored services (upstream's repair
@@ -34,15 +35,25 @@ pub struct CoreServer {
 pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
     pub registry: Arc<StoreRegistry>,
+    pub plugins: AdmissionPlugins,
 }
 
 impl Shared {
     pub fn new() -> Self {
-        Shared { lifecycle: Arc::new(NamespaceLifecycle::new()), registry: Arc::new(StoreRegistry::new()) }
+        Self::with_plugins(AdmissionPlugins::default())
+    }
+
+    /// With the plugins the admission flags left on.
+    pub fn with_plugins(plugins: AdmissionPlugins) -> Self {
+        Shared { lifecycle: Arc::new(NamespaceLifecycle::new()), registry: Arc::new(StoreRegistry::new()), plugins }
     }
 
     pub fn admission(&self) -> Vec<Arc<dyn Admission>> {
-        vec![self.lifecycle.clone()]
+        let mut chain: Vec<Arc<dyn Admission>> = Vec::new();
+        if self.plugins.is_enabled("NamespaceLifecycle") {
+            chain.push(self.lifecycle.clone());
+        }
+        chain
     }
 }
 
@@ -69,6 +80,7 @@ pub async fn new_server(
     for registration in core.registrations() {
         let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
         let store = Arc::new(Store::new(registration, cached, admission.clone()));
+        core.peers.bind(&store);
         if store.info.is::<Namespace>() {
             lifecycle.bind(&store);
             namespaces = Some(store.clone());
