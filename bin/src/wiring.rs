@@ -116,6 +116,9 @@ pub async fn build_chain(
         service_node_port_range: opts.service_node_port_range.clone(),
         secure_port: port,
         event_ttl: opts.event_ttl,
+        // The CA of the generated serving certificate (DATA_DIR/pki/ca.crt),
+        // as kube-controller-manager's --root-ca-file is on a kubeadm cluster.
+        root_ca: pki.ca.cert.clone(),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
     let handler: DynHandler =

@@ -24,6 +24,7 @@ pub mod admission;
 pub mod allocator;
 pub mod bootstrap;
 pub mod namespace_controller;
+pub mod publishers;
 pub mod registry;
 pub mod server;
 
@@ -54,6 +55,9 @@ pub struct CoreConfig {
     pub secure_port: u16,
     /// --event-ttl: how long Events live after their last write.
     pub event_ttl: std::time::Duration,
+    /// The CA bundle (PEM) that verifies the serving certificate, published
+    /// in every namespace as `kube-root-ca.crt`; empty publishes nothing.
+    pub root_ca: String,
 }
 
 impl Default for CoreConfig {
@@ -63,6 +67,7 @@ impl Default for CoreConfig {
             service_node_port_range: "30000-32767".into(),
             secure_port: 6443,
             event_ttl: std::time::Duration::from_secs(3600),
+            root_ca: String::new(),
         }
     }
 }
