@@ -5,8 +5,10 @@
 //! here; the generic Store (generic-server) does the rest. Besides the
 //! strategies this crate owns what the built-ins need around them: the
 //! service cluster IP and node port [`allocator`]s, the NamespaceLifecycle
-//! [`admission`] plugin, the [`namespace_controller`] that empties deleted
-//! namespaces, and [`bootstrap`] of the system namespaces and the
+//! [`admission`] plugin (and the admission flags' plugin set), the
+//! [`namespace_controller`] that empties deleted namespaces, the
+//! [`publishers`] of the `default` ServiceAccount and `kube-root-ca.crt` in
+//! every namespace, and [`bootstrap`] of the system namespaces and the
 //! `kubernetes` service.
 //!
 //! Wiring, in order (the binary does this):
