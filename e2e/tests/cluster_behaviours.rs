@@ -62,14 +62,7 @@ fn every_namespace_gets_a_service_account_and_the_root_ca() {
     // Deleted: recreated, with a new uid.
     let old_uid = sa["metadata"]["uid"].clone();
     s.kubectl(&["delete", "serviceaccount", "default", "-n", "team"]);
-    eventually("the service account back", || {
-        s.run(&["get", "serviceaccount", "default", "-n", "team", "-o", "jsonpath={.metadata.uid}"], None)
-            .stdout
-            .trim()
-            .trim_matches('"')
-            .len()
-            > 0
-    });
+    eventually("the service account back", || exists(&s, &["get", "serviceaccount", "default", "-n", "team"]));
     let sa = s.kubectl_json(&["get", "serviceaccount", "default", "-n", "team", "-o", "json"]);
     assert_ne!(sa["metadata"]["uid"], old_uid);
     s.kubectl(&["delete", "configmap", "kube-root-ca.crt", "-n", "team"]);
