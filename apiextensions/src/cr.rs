@@ -148,8 +148,6 @@ impl Strategy for CrStrategy {
         true
     }
 
-    fn prepare_for_create(&self, _object: &mut Value) {}
-
     fn default(&self, object: &mut Value) {
         schema::apply_defaults(object, &self.schema);
     }

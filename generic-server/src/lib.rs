@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod fieldmanager;
 pub mod filters;
 pub mod handler;
+pub mod informer;
 pub mod meta;
 pub mod metrics;
 pub mod negotiation;

@@ -453,13 +453,24 @@ async fn serve_handler(
             &info.verb,
         ));
     }
-    let body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
-    let options = match info.verb.as_str() {
-        "create" | "update" | "patch" => params.tracked_write_options(req, "CreateOptions")?,
-        _ => params.write_options()?,
+    let (body, options) = if handler.connect() {
+        (None, WriteOptions::default())
+    } else {
+        let body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
+        let options = match info.verb.as_str() {
+            "create" | "update" | "patch" => params.tracked_write_options(req, "CreateOptions")?,
+            _ => params.write_options()?,
+        };
+        (body, options)
     };
     let call = SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &params.0, options };
     let reply = handler.serve(store, call).await?;
+    if reply.code == 204 {
+        return Ok(http::Response::builder()
+            .status(204)
+            .body(crate::body::empty())
+            .unwrap_or_else(|_| http::Response::new(crate::body::empty())));
+    }
     let object = crate::wire::typed(reply.object);
     Ok(respond(req, reply.code, &object, &reply.warnings, &output::negotiated_or_json(req)))
 }

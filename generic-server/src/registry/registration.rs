@@ -277,6 +277,12 @@ pub trait SubresourceHandler: Send + Sync {
     /// The name in the URL ("binding").
     fn name(&self) -> &'static str;
     fn discovery(&self) -> SubresourceDiscovery;
+    /// Upstream's Connecter (pods/exec, pods/proxy, ...): the request is not
+    /// an object write, so its body is not decoded and its query is the
+    /// handler's own options. A reply with code 204 is written without a body.
+    fn connect(&self) -> bool {
+        false
+    }
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError>;
 }
 

@@ -465,6 +465,9 @@ impl Store {
         } else {
             meta::remove_meta(&mut obj, "generation");
         }
+        if self.info.has_subresource(&Subresource::Status) {
+            reset_status(&mut obj, self.schema.definition.is_some());
+        }
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
         self.track_fields(None, &mut obj, None, opts);
@@ -1143,6 +1146,20 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(u64, String)> {
     }
     let rv = v.get("rv").and_then(Value::as_u64).filter(|rv| *rv > 0).ok_or_else(bad)?;
     Ok((rv, format!("{prefix}{start}")))
+}
+
+/// What every PrepareForCreate of a resource with a status subresource does
+/// upstream: status is written through /status, never by the creator. A
+/// built-in type's status is a Go struct, which encodes as `{}` even when
+/// empty; a custom resource's is unstructured and simply absent.
+fn reset_status(obj: &mut Value, typed: bool) {
+    if let Some(m) = obj.as_object_mut() {
+        if typed {
+            m.insert("status".into(), json!({}));
+        } else {
+            m.remove("status");
+        }
+    }
 }
 
 #[cfg(test)]

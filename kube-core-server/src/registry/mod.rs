@@ -9,6 +9,7 @@
 //! controls the content, so nothing may panic on it.
 
 pub mod configmap;
+pub mod connect;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
