@@ -87,6 +87,8 @@ impl CoreResources {
         let services = Arc::new(ServiceStrategy::new(ips, ports));
         let mut registrations = core_v1(config, &namespaces, &services);
         registrations.extend(apps_v1());
+        registrations.extend(events_v1(config));
+        registrations.extend(autoscaling());
         registrations.extend(discovery_v1());
         Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
     }
@@ -162,6 +164,17 @@ fn core_v1(
 fn apps_v1() -> Vec<Registration> {
     use registry::*;
     vec![deployment::registration()]
+}
+
+/// events.k8s.io/v1: the core Events under events.k8s.io's names.
+fn events_v1(config: &CoreConfig) -> Vec<Registration> {
+    use registry::*;
+    vec![event_v1::registration(&event::registration(config.event_ttl))]
+}
+
+/// autoscaling/v2 and autoscaling/v1, one resource stored as v2.
+fn autoscaling() -> Vec<Registration> {
+    registry::horizontalpodautoscaler::registrations()
 }
 
 fn discovery_v1() -> Vec<Registration> {

@@ -4,6 +4,7 @@
 //! A new resource is a Strategy and a registration, never a new handler.
 
 pub mod admission;
+pub mod conversion;
 pub mod registration;
 pub mod store;
 pub mod store_registry;
@@ -13,6 +14,7 @@ pub mod typed;
 use serde_json::Value;
 
 pub use admission::{Admission, AdmissionAttributes, Operation};
+pub use conversion::{Conversion, Converted};
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
 };

@@ -155,6 +155,8 @@ pub struct Store {
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
     ttl: Option<std::time::Duration>,
+    /// Set when this Store serves a version other than the stored one.
+    conversion: Option<super::conversion::Conversion>,
 }
 
 /// How many times a write retries when the stored object changed underneath and
@@ -174,8 +176,8 @@ fn storage_err(e: StorageError) -> StatusError {
 
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
-        let Registration { info, schema, strategy, ttl } = registration;
-        Store { info, schema, strategy, storage, admission, ttl }
+        let Registration { info, schema, strategy, ttl, conversion } = registration;
+        Store { info, schema, strategy, storage, admission, ttl, conversion }
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
@@ -198,15 +200,23 @@ impl Store {
         StatusError::not_found(&self.info.group, &self.info.plural, name)
     }
 
-    /// Decodes a stored value, stamping the resourceVersion it was stored at.
+    /// Decodes a stored value into this Store's version, stamping the
+    /// resourceVersion it was stored at.
     fn decode_stored(&self, kv: &KeyValue) -> Result<Value> {
         let mut v: Value = serde_json::from_slice(&kv.value).map_err(StatusError::internal)?;
+        if let Some(c) = &self.conversion {
+            v = c.from_stored(v);
+        }
         meta::set_meta(&mut v, "resourceVersion", json!(kv.mod_revision.to_string()));
         Ok(v)
     }
 
+    /// Encodes an object of this Store's version in the stored version.
     fn encode(&self, obj: &Value) -> Result<Bytes> {
-        let mut o = obj.clone();
+        let mut o = match &self.conversion {
+            Some(c) => c.to_stored(obj),
+            None => obj.clone(),
+        };
         meta::remove_meta(&mut o, "resourceVersion");
         Ok(Bytes::from(serde_json::to_vec(&o).map_err(StatusError::internal)?))
     }
