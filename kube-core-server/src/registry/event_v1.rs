@@ -178,6 +178,14 @@ mod tests {
     }
 
     #[test]
+    fn same_storage_and_ttl_as_core() {
+        let ttl = std::time::Duration::from_secs(90);
+        let r = registration(&event::registration(ttl));
+        assert_eq!((r.info.group.as_str(), r.info.key_root.as_str()), ("events.k8s.io", "/registry/events"));
+        assert_eq!((r.ttl, r.info.short_names.clone()), (Some(ttl), vec!["ev".to_string()]));
+    }
+
+    #[test]
     fn field_selectors_use_events_names() {
         let labels = EventsV1Strategy.field_labels(&from_core(core()));
         assert!(labels.contains(&("regarding.name", "web".into())));
