@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use generic_server::registry::{Registration, Store};
+use generic_server::registry::{CreateOnly, Registration, Store};
 use generic_server::status::StatusError;
 
 pub use admission::NamespaceLifecycle;
@@ -73,6 +73,8 @@ pub struct CoreResources {
     pub namespaces: Arc<NamespaceStrategy>,
     pub services: Arc<ServiceStrategy>,
     registrations: Vec<Registration>,
+    /// The kinds that are only created, never stored (the review kinds).
+    create_only: Vec<CreateOnly>,
     /// Deletion announcements for the namespace controller, taken when it starts.
     wake: Mutex<Option<UnboundedReceiver<String>>>,
 }
@@ -90,12 +92,26 @@ impl CoreResources {
         registrations.extend(events_v1(config));
         registrations.extend(autoscaling());
         registrations.extend(discovery_v1());
-        Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
+        let mut create_only = registry::authentication::create_only();
+        create_only.extend(registry::authorization::create_only());
+        Ok(CoreResources {
+            config: config.clone(),
+            namespaces,
+            services,
+            registrations,
+            create_only,
+            wake: Mutex::new(Some(rx)),
+        })
     }
 
     /// Every built-in resource, namespaces first.
     pub fn registrations(&self) -> Vec<Registration> {
         self.registrations.clone()
+    }
+
+    /// authentication.k8s.io's and authorization.k8s.io's review kinds.
+    pub fn create_only(&self) -> Vec<CreateOnly> {
+        self.create_only.clone()
     }
 
     /// The namespace controller, with the channel it wakes on. `None` if it

@@ -87,6 +87,9 @@ pub async fn new_server(
         }
         server.install(store);
     }
+    for resource in core.create_only() {
+        server.install_create_only(resource);
+    }
     let (Some(namespaces), Some(services)) = (namespaces, services) else {
         return Err("the built-in resources lack namespaces or services".into());
     };

@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod conversion;
 pub mod registration;
+pub mod rest;
 pub mod store;
 pub mod store_registry;
 pub mod table;
@@ -18,6 +19,7 @@ pub use conversion::{Conversion, Converted};
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
 };
+pub use rest::{CreateCall, CreateOnly, Creater};
 pub use store::{ListOptions, Store, WriteOptions};
 pub use store_registry::StoreRegistry;
 pub use table::TableColumn;

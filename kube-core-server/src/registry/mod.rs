@@ -8,6 +8,8 @@
 //! k8s-openapi type, but every accessor here still tolerates any shape: a client
 //! controls the content, so nothing may panic on it.
 
+pub mod authentication;
+pub mod authorization;
 pub mod configmap;
 pub mod deployment;
 pub mod endpoints;
