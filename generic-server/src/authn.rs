@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// The authenticated caller, put into request extensions by the filter chain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -230,6 +231,18 @@ impl TokenFile {
 
     pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
         self.tokens.get(token).cloned()
+    }
+}
+
+/// The server's bearer-token authenticators (today the token file), which
+/// the authentication filter hands every request so a handler can check a
+/// token on a client's behalf (TokenReview) exactly as a request's would be.
+#[derive(Debug, Clone, Default)]
+pub struct TokenAuthenticator(pub Option<Arc<TokenFile>>);
+
+impl TokenAuthenticator {
+    pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
+        self.0.as_ref().and_then(|t| t.authenticate(token))
     }
 }
 

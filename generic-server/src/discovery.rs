@@ -33,6 +33,8 @@ pub struct OpenApiPart {
 }
 
 pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// Kinds that are only created, never stored (the review kinds).
+pub const CREATE_ONLY: &[&str] = &["create"];
 pub const VERBS_NO_DELETECOLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
 
 fn group_version(group: &str, version: &str) -> String {

@@ -19,7 +19,7 @@ use futures::FutureExt;
 use serde_json::json;
 use tower::{Layer, Service};
 
-use crate::authn::{RequestHeaderAuthenticator, RequestHeaderRefusal, TokenFile, UserInfo};
+use crate::authn::{RequestHeaderAuthenticator, RequestHeaderRefusal, TokenAuthenticator, TokenFile, UserInfo};
 use crate::body;
 use crate::handler::{DynHandler, Request, Response};
 use crate::metrics::{self, RequestLabels};
@@ -120,7 +120,11 @@ fn build_with(
         .layer(RecoverLayer(()))
         .layer(RequestInfoLayer(()))
         .layer(TimeoutLayer((!limits.request_timeout.is_zero()).then_some(limits.request_timeout)))
-        .layer(AuthenticationLayer(Arc::new(Authenticators { config: config.authn, request_header })))
+        .layer(AuthenticationLayer(Arc::new(Authenticators {
+            tokens: TokenAuthenticator(config.authn.tokens.clone().map(Arc::new)),
+            config: config.authn,
+            request_header,
+        })))
         .layer(NonResourceLayer(Arc::new((config.version, config.ready_checks))))
         .layer(MaxInFlightLayer(Arc::new(InFlight::new(&limits))))
         .layer(InstrumentLayer(()))
@@ -214,6 +218,8 @@ where
 pub struct Authenticators {
     pub config: Authentication,
     pub request_header: Option<Arc<RequestHeaderAuthenticator>>,
+    /// `config.tokens`, shared with the handlers through request extensions.
+    pub tokens: TokenAuthenticator,
 }
 
 filter_layer!(
@@ -227,6 +233,7 @@ async fn authenticate<S>(mut inner: S, authn: Arc<Authenticators>, mut req: Requ
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
+    req.extensions_mut().insert(authn.tokens.clone());
     if let Some(rh) = &authn.request_header {
         let chain = req.extensions().get::<PeerCertificates>().map(|c| c.0.as_slice()).unwrap_or(&[]);
         match rh.authenticate(chain, req.headers()) {

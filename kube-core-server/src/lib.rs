@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use generic_server::registry::{Registration, Store};
+use generic_server::registry::{CreateOnly, Registration, Store};
 use generic_server::status::StatusError;
 
 pub use admission::NamespaceLifecycle;
@@ -82,6 +82,8 @@ pub struct CoreResources {
     /// The Stores the connect subresources read besides their own.
     pub peers: Arc<registry::connect::Peers>,
     registrations: Vec<Registration>,
+    /// The kinds that are only created, never stored (the review kinds).
+    create_only: Vec<CreateOnly>,
     /// Deletion announcements for the namespace controller, taken when it starts.
     wake: Mutex<Option<UnboundedReceiver<String>>>,
 }
@@ -97,13 +99,18 @@ impl CoreResources {
         let peers = Arc::new(registry::connect::Peers::default());
         let mut registrations = core_v1(config, &namespaces, &services, &peers);
         registrations.extend(apps_v1());
+        registrations.extend(events_v1(config));
+        registrations.extend(autoscaling());
         registrations.extend(discovery_v1());
+        let mut create_only = registry::authentication::create_only();
+        create_only.extend(registry::authorization::create_only());
         Ok(CoreResources {
             config: config.clone(),
             namespaces,
             services,
             peers,
             registrations,
+            create_only,
             wake: Mutex::new(Some(rx)),
         })
     }
@@ -111,6 +118,11 @@ impl CoreResources {
     /// Every built-in resource, namespaces first.
     pub fn registrations(&self) -> Vec<Registration> {
         self.registrations.clone()
+    }
+
+    /// authentication.k8s.io's and authorization.k8s.io's review kinds.
+    pub fn create_only(&self) -> Vec<CreateOnly> {
+        self.create_only.clone()
     }
 
     /// The namespace controller, with the channel it wakes on. `None` if it
@@ -180,6 +192,17 @@ fn core_v1(
 fn apps_v1() -> Vec<Registration> {
     use registry::*;
     vec![deployment::registration()]
+}
+
+/// events.k8s.io/v1: the core Events under events.k8s.io's names.
+fn events_v1(config: &CoreConfig) -> Vec<Registration> {
+    use registry::*;
+    vec![event_v1::registration(&event::registration(config.event_ttl))]
+}
+
+/// autoscaling/v2 and autoscaling/v1, one resource stored as v2.
+fn autoscaling() -> Vec<Registration> {
+    registry::horizontalpodautoscaler::registrations()
 }
 
 fn discovery_v1() -> Vec<Registration> {

@@ -1,7 +1,9 @@
-//! Assembling kube-core-server: one Store per built-in resource, each behind its
-//! own watch cache, with NamespaceLifecycle admission, installed in a
+//! Assembling kube-core-server: one Store per built-in resource and served
+//! version, the Stores of one key root (a resource served in several
+//! versions) behind one shared watch cache, with NamespaceLifecycle admission, installed in a
 //! ResourceServer in front of the delegate; then bootstrap and the controllers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,8 +79,13 @@ pub async fn new_server(
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
     let (mut namespaces, mut services, mut service_accounts, mut configmaps) = (None, None, None, None);
+    let mut caches: HashMap<String, Arc<dyn Storage>> = HashMap::new();
     for registration in core.registrations() {
-        let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
+        let root = format!("{}/", registration.info.key_root);
+        let cached = caches
+            .entry(root)
+            .or_insert_with_key(|root| Cacher::new(storage.clone(), root) as Arc<dyn Storage>)
+            .clone();
         let store = Arc::new(Store::new(registration, cached, admission.clone()));
         core.peers.bind(&store);
         if store.info.is::<Namespace>() {
@@ -95,6 +102,9 @@ pub async fn new_server(
             registry.register(store.clone());
         }
         server.install(store);
+    }
+    for resource in core.create_only() {
+        server.install_create_only(resource);
     }
     let (Some(namespaces), Some(services), Some(service_accounts), Some(configmaps)) =
         (namespaces, services, service_accounts, configmaps)

@@ -208,3 +208,40 @@ async fn objects_round_trip_through_stores() {
     assert_eq!(scale["spec"]["replicas"], 1);
     assert_eq!(scale["status"]["selector"], "app=web");
 }
+
+#[tokio::test]
+async fn versions_share_one_stored_form() {
+    use futures::StreamExt;
+    use generic_server::registry::store::WatchStart;
+    let c = Cluster::new();
+    c.bootstrap().await;
+    let hpa = |version: &str| {
+        c.stores.iter().find(|s| s.info.plural == "horizontalpodautoscalers" && s.info.version == version).unwrap()
+    };
+    let (v1, v2) = (hpa("v1"), hpa("v2"));
+    let mut watch = v2.watch("default", &ListOptions::default(), WatchStart::Now).await.unwrap();
+    let spec = json!({"scaleTargetRef": {"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"}, "maxReplicas": 4, "targetCPUUtilizationPercentage": 50});
+    let obj = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"}, "spec": spec});
+    let created = v1.create("default", obj, &WriteOptions::default()).await.unwrap().object;
+    assert_eq!(created["spec"]["minReplicas"], 1);
+    assert_eq!(created["status"], json!({"currentReplicas": 0, "desiredReplicas": 0}));
+    let seen = watch.next().await.unwrap();
+    assert_eq!((seen.event_type, seen.object["apiVersion"].as_str()), ("ADDED", Some("autoscaling/v2")));
+    assert_eq!(seen.object["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 50);
+
+    // A metric v1 cannot express survives a v1 update made from a v1 read.
+    let mut as_v2 = v2.get("default", "web").await.unwrap();
+    as_v2["spec"]["metrics"].as_array_mut().unwrap().insert(0, json!({"type": "Pods", "pods": {"metric": {"name": "qps"}, "target": {"type": "AverageValue", "averageValue": "10"}}}));
+    v2.update("default", "web", as_v2, None, &WriteOptions::default()).await.unwrap();
+    let mut as_v1 = v1.get("default", "web").await.unwrap();
+    assert!(as_v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]
+        .as_str()
+        .unwrap()
+        .contains("qps"));
+    as_v1["spec"]["maxReplicas"] = json!(6);
+    v1.update("default", "web", as_v1, None, &WriteOptions::default()).await.unwrap();
+    let after = v2.get("default", "web").await.unwrap();
+    assert_eq!(after["spec"]["maxReplicas"], 6);
+    assert_eq!(after["spec"]["metrics"][0]["pods"]["metric"]["name"], "qps");
+    assert!(after["metadata"].get("annotations").is_none());
+}

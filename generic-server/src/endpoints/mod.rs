@@ -19,7 +19,7 @@ use crate::negotiation::{self, BodyFormat};
 use crate::registry::store::{
     read_at, read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, ReadAt, WriteOptions,
 };
-use crate::registry::{ResourceInfo, Store, Subresource, SubresourceCall, SubresourceHandler};
+use crate::registry::{CreateCall, CreateOnly, ResourceInfo, Store, Subresource, SubresourceCall, SubresourceHandler};
 use crate::request_info::{query_params, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{success_status, Cause, StatusError};
@@ -35,6 +35,8 @@ pub type OpenApiSource = fn(&[ResourceInfo]) -> Vec<discovery::OpenApiPart>;
 
 pub struct ResourceServer {
     stores: RwLock<HashMap<StoreKey, Arc<Store>>>,
+    /// Resources that are only created, never stored (review kinds).
+    create_only: RwLock<HashMap<StoreKey, Arc<CreateOnly>>>,
     openapi: Option<OpenApiSource>,
     /// Group names in the order they were first installed, for discovery.
     group_order: RwLock<Vec<String>>,
@@ -43,7 +45,13 @@ pub struct ResourceServer {
 
 impl ResourceServer {
     pub fn new(delegate: DynHandler) -> Self {
-        ResourceServer { stores: RwLock::default(), openapi: None, group_order: RwLock::default(), delegate }
+        ResourceServer {
+            stores: RwLock::default(),
+            create_only: RwLock::default(),
+            openapi: None,
+            group_order: RwLock::default(),
+            delegate,
+        }
     }
 
     /// Has this server contribute OpenAPI documents for its resources.
@@ -53,15 +61,31 @@ impl ResourceServer {
     }
 
     pub fn install(&self, store: Arc<Store>) {
-        let i = &store.info;
-        let key = (i.group.clone(), i.version.clone(), i.plural.clone());
-        {
-            let mut order = self.group_order.write().unwrap_or_else(|e| e.into_inner());
-            if !order.contains(&i.group) {
-                order.push(i.group.clone());
-            }
-        }
+        let key = self.note_group(&store.info);
         self.stores.write().unwrap_or_else(|e| e.into_inner()).insert(key, store);
+    }
+
+    /// Installs a resource that is only created, never stored.
+    pub fn install_create_only(&self, resource: CreateOnly) {
+        let key = self.note_group(&resource.info);
+        self.create_only.write().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(resource));
+    }
+
+    /// Records the group's place in discovery order; the resource's key.
+    fn note_group(&self, i: &ResourceInfo) -> StoreKey {
+        let mut order = self.group_order.write().unwrap_or_else(|e| e.into_inner());
+        if !order.contains(&i.group) {
+            order.push(i.group.clone());
+        }
+        (i.group.clone(), i.version.clone(), i.plural.clone())
+    }
+
+    /// What every installed resource is, stored or create-only.
+    fn infos(&self) -> Vec<ResourceInfo> {
+        let mut infos: Vec<ResourceInfo> =
+            self.stores.read().unwrap_or_else(|e| e.into_inner()).values().map(|s| s.info.clone()).collect();
+        infos.extend(self.create_only.read().unwrap_or_else(|e| e.into_inner()).values().map(|c| c.info.clone()));
+        infos
     }
 
     pub fn uninstall(&self, group: &str, version: &str, plural: &str) {
@@ -82,12 +106,12 @@ impl ResourceServer {
 
     /// The groups installed here, versions and resources in a stable order.
     pub fn own_groups(&self) -> Vec<ApiGroup> {
-        let stores = self.stores.read().unwrap_or_else(|e| e.into_inner());
+        let all = self.infos();
         let order = self.group_order.read().unwrap_or_else(|e| e.into_inner());
         let mut groups = Vec::new();
         for g in order.iter() {
             let mut versions: Vec<ApiVersion> = Vec::new();
-            let mut infos: Vec<&ResourceInfo> = stores.values().map(|s| &s.info).filter(|i| &i.group == g).collect();
+            let mut infos: Vec<&ResourceInfo> = all.iter().filter(|i| &i.group == g).collect();
             infos.sort_by(|a, b| (&a.version, &a.plural).cmp(&(&b.version, &b.plural)));
             for i in infos {
                 match versions.iter_mut().find(|v| v.version == i.version) {
@@ -164,7 +188,14 @@ impl Handler for ResourceServer {
             return self.delegate.handle(req).await;
         }
         let Some(store) = self.store(&info.api_group, &info.api_version, &info.resource) else {
-            return self.delegate.handle(req).await;
+            let key = (info.api_group.clone(), info.api_version.clone(), info.resource.clone());
+            let found = self.create_only.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            return match found {
+                Some(resource) => {
+                    serve_create_only(&resource, &req, &info).await.unwrap_or_else(StatusError::into_response)
+                }
+                None => self.delegate.handle(req).await,
+            };
         };
         match serve_resource(&store, &req, &info).await {
             Ok(resp) => resp,
@@ -181,7 +212,7 @@ impl Handler for ResourceServer {
     fn openapi_schemas(&self) -> Vec<discovery::OpenApiPart> {
         let mut parts = match self.openapi {
             Some(source) => {
-                let mut infos: Vec<ResourceInfo> = self.stores().iter().map(|s| s.info.clone()).collect();
+                let mut infos = self.infos();
                 infos.sort_by(|a, b| (&a.group, &a.version, &a.plural).cmp(&(&b.group, &b.version, &b.plural)));
                 source(&infos)
             }
@@ -434,6 +465,54 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
         }
         other => Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, other)),
     }
+}
+
+/// A create-only resource: POST of a whole object, checked as a Store's
+/// create checks it, answered with what the [`Creater`] made of it.
+async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestInfo) -> Result<Response> {
+    let i = &resource.info;
+    let ns = info.namespace.as_str();
+    let addressed_ns = info.parts.get(2).map(String::as_str) == Some("namespaces");
+    if (i.namespaced && ns.is_empty()) || (!i.namespaced && addressed_ns) {
+        return Err(StatusError::not_found_resource_type(info));
+    }
+    if info.verb != "create" || !info.name.is_empty() || !info.subresource.is_empty() {
+        return Err(StatusError::method_not_supported(&i.group, &i.plural, &info.verb));
+    }
+    let params = Params(query_params(req.uri().query()));
+    let opts = params.write_options()?;
+    let obj = decode_body(req)?;
+    if !obj.is_object() {
+        return Err(StatusError::bad_request("the body of the request must be a JSON object"));
+    }
+    crate::registry::store::check_type(i, &obj)?;
+    let mut warnings = Vec::new();
+    let mut object = crate::registry::store::decode_checked(&resource.schema, obj, &opts, &mut warnings)?;
+    if let Some(m) = object.as_object_mut() {
+        m.insert("apiVersion".into(), json!(i.api_version()));
+        m.insert("kind".into(), json!(i.kind));
+    }
+    // As upstream's create handler: the request's namespace is the object's.
+    let body_ns = crate::meta::namespace(&object).to_string();
+    if i.namespaced && !body_ns.is_empty() && body_ns != ns {
+        return Err(StatusError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if i.namespaced {
+        crate::meta::set_meta(&mut object, "namespace", json!(ns));
+    } else {
+        crate::meta::remove_meta(&mut object, "namespace");
+    }
+    let call = CreateCall {
+        namespace: ns,
+        object,
+        user: req.extensions().get::<crate::authn::UserInfo>(),
+        tokens: req.extensions().get::<crate::authn::TokenAuthenticator>(),
+        dry_run: opts.dry_run,
+    };
+    let answer = resource.creater.create(call).await?;
+    Ok(respond(req, 201, &answer, &warnings, &output::negotiated_or_json(req)))
 }
 
 /// A subresource with its own handler: the verb must be one it lists; the

@@ -4,7 +4,9 @@
 //! A new resource is a Strategy and a registration, never a new handler.
 
 pub mod admission;
+pub mod conversion;
 pub mod registration;
+pub mod rest;
 pub mod store;
 pub mod store_registry;
 pub mod table;
@@ -13,9 +15,11 @@ pub mod typed;
 use serde_json::Value;
 
 pub use admission::{Admission, AdmissionAttributes, Operation};
+pub use conversion::{Conversion, Converted};
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
 };
+pub use rest::{CreateCall, CreateOnly, Creater};
 pub use store::{ListOptions, Store, WriteOptions};
 pub use store_registry::StoreRegistry;
 pub use table::TableColumn;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
+use super::conversion::{Conversion, Converted};
 use super::{Decoded, ResourceInfo, ScalePaths, Store, Strategy, Subresource, WriteOptions};
 use crate::fieldmanager::{Definitions, TypeResolver, Untyped};
 use crate::status::StatusError;
@@ -145,6 +146,9 @@ pub struct Registration {
     /// (upstream's ReturnDeletedObject). A deletion waiting on finalizers
     /// answers with the object either way.
     pub return_deleted_object: bool,
+    /// For a version served over another version's storage: how objects
+    /// convert to and from the stored version.
+    pub conversion: Option<Conversion>,
 }
 
 impl Registration {
@@ -160,7 +164,44 @@ impl Registration {
 
     /// A resource whose identity is known only at run time (a custom resource).
     pub fn new(info: ResourceInfo, schema: Schema, strategy: Arc<dyn Strategy>) -> Registration {
-        Registration { info, schema, strategy, ttl: None, return_deleted_object: false }
+        Registration { info, schema, strategy, ttl: None, return_deleted_object: false, conversion: None }
+    }
+
+    /// This resource served as version `K` too, over the same storage: `K`'s
+    /// identity and schema, everything else (key root, names, subresources,
+    /// TTL) as here, objects converted to this registration's version before
+    /// they are written and back after they are read, and this strategy's
+    /// rules applied through the conversion (see [`super::conversion`]).
+    pub fn served_as<K: BuiltIn>(
+        &self,
+        to_stored: fn(Value) -> Value,
+        from_stored: fn(Value) -> Value,
+    ) -> Registration {
+        let conversion = Conversion { to_stored, from_stored };
+        let info = ResourceInfo {
+            key_root: self.info.key_root.clone(),
+            short_names: self.info.short_names.clone(),
+            categories: self.info.categories.clone(),
+            subresources: self.info.subresources.clone(),
+            verbs: self.info.verbs,
+            ..ResourceInfo::of::<K>()
+        };
+        let strategy = Arc::new(Converted { inner: self.strategy.clone(), conversion });
+        Registration {
+            info,
+            schema: Schema::of::<K>(),
+            strategy,
+            ttl: self.ttl,
+            return_deleted_object: self.return_deleted_object,
+            conversion: Some(conversion),
+        }
+    }
+
+    /// Replaces the strategy (a served version whose rules differ from the
+    /// stored version's beyond the conversion, as events.k8s.io/v1's).
+    pub fn strategy(mut self, strategy: impl Strategy) -> Self {
+        self.strategy = Arc::new(strategy);
+        self
     }
 
     pub fn short_names(mut self, names: &[&str]) -> Self {

@@ -160,6 +160,8 @@ pub struct Store {
     ttl: Option<std::time::Duration>,
     /// See [`Registration::return_deleted_object`].
     pub return_deleted_object: bool,
+    /// Set when this Store serves a version other than the stored one.
+    conversion: Option<super::conversion::Conversion>,
 }
 
 /// How many times a write retries when the stored object changed underneath and
@@ -179,8 +181,8 @@ fn storage_err(e: StorageError) -> StatusError {
 
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
-        let Registration { info, schema, strategy, ttl, return_deleted_object } = registration;
-        Store { info, schema, strategy, storage, admission, ttl, return_deleted_object }
+        let Registration { info, schema, strategy, ttl, return_deleted_object, conversion } = registration;
+        Store { info, schema, strategy, storage, admission, ttl, return_deleted_object, conversion }
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
@@ -203,15 +205,23 @@ impl Store {
         StatusError::not_found(&self.info.group, &self.info.plural, name)
     }
 
-    /// Decodes a stored value, stamping the resourceVersion it was stored at.
+    /// Decodes a stored value into this Store's version, stamping the
+    /// resourceVersion it was stored at.
     fn decode_stored(&self, kv: &KeyValue) -> Result<Value> {
         let mut v: Value = serde_json::from_slice(&kv.value).map_err(StatusError::internal)?;
+        if let Some(c) = &self.conversion {
+            v = c.from_stored(v);
+        }
         meta::set_meta(&mut v, "resourceVersion", json!(kv.mod_revision.to_string()));
         Ok(v)
     }
 
+    /// Encodes an object of this Store's version in the stored version.
     fn encode(&self, obj: &Value) -> Result<Bytes> {
-        let mut o = obj.clone();
+        let mut o = match &self.conversion {
+            Some(c) => c.to_stored(obj),
+            None => obj.clone(),
+        };
         meta::remove_meta(&mut o, "resourceVersion");
         Ok(Bytes::from(serde_json::to_vec(&o).map_err(StatusError::internal)?))
     }
@@ -379,26 +389,7 @@ impl Store {
     /// The checks every write of a new state shares: decode through the type,
     /// fieldValidation, ObjectMeta and the strategy's validation.
     fn decode_checked(&self, obj: Value, opts: &WriteOptions, warnings: &mut Vec<String>) -> Result<Value> {
-        let decoded = self.schema.decode(obj)?;
-        if !decoded.unknown_fields.is_empty() {
-            match opts.field_validation {
-                FieldValidation::Ignore => {}
-                FieldValidation::Warn => {
-                    warnings.extend(
-                        decoded.unknown_fields.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.'))),
-                    );
-                }
-                FieldValidation::Strict => {
-                    let list: Vec<String> = decoded
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field {:?}", f.trim_start_matches('.')))
-                        .collect();
-                    return Err(StatusError::bad_request(format!("strict decoding error: {}", list.join(", "))));
-                }
-            }
-        }
-        Ok(decoded.object)
+        decode_checked(&self.schema, obj, opts, warnings)
     }
 
     /// Every retry of a read-modify-write lost to another writer.
@@ -412,17 +403,7 @@ impl Store {
 
     /// Checks kind and apiVersion of a body against this resource.
     pub fn check_type(&self, obj: &Value) -> Result<()> {
-        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-        if (!kind.is_empty() && kind != self.info.kind)
-            || (!api_version.is_empty() && api_version != self.info.api_version())
-        {
-            return Err(StatusError::bad_request(format!(
-                "the API version in the data ({api_version}) does not match the expected API version ({})",
-                self.info.api_version()
-            )));
-        }
-        Ok(())
+        check_type(&self.info, obj)
     }
 
     fn set_type(&self, obj: &mut Value) {
@@ -1061,6 +1042,41 @@ impl Store {
         let rev = self.storage.current_revision().await.map_err(storage_err)?;
         Ok(self.bookmark(rev, false))
     }
+}
+
+/// Decodes a client's object through `schema`, dropping the fields the type
+/// lacks as fieldValidation says: a warning each, an error, or silently.
+pub(crate) fn decode_checked(
+    schema: &Schema,
+    obj: Value,
+    opts: &WriteOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Value> {
+    let decoded = schema.decode(obj)?;
+    let unknown = || decoded.unknown_fields.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.')));
+    match opts.field_validation {
+        _ if decoded.unknown_fields.is_empty() => {}
+        FieldValidation::Ignore => {}
+        FieldValidation::Warn => warnings.extend(unknown()),
+        FieldValidation::Strict => {
+            let list: Vec<String> = unknown().collect();
+            return Err(StatusError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+        }
+    }
+    Ok(decoded.object)
+}
+
+/// Checks kind and apiVersion of a body against the resource `info`.
+pub(crate) fn check_type(info: &ResourceInfo, obj: &Value) -> Result<()> {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if (!kind.is_empty() && kind != info.kind) || (!api_version.is_empty() && api_version != info.api_version()) {
+        return Err(StatusError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            info.api_version()
+        )));
+    }
+    Ok(())
 }
 
 fn keep_managed_fields(obj: &mut Value, managed: Option<Value>) {

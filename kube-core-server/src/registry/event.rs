@@ -1,5 +1,6 @@
-//! core/v1 events (upstream pkg/registry/core/event): the involved object's
-//! namespace rule, the involvedObject/reason/source/type field selectors that
+//! core/v1 events (upstream pkg/registry/core/event; also served as
+//! events.k8s.io/v1, see [`super::event_v1`]): upstream's event validation
+//! (pkg/apis/core/validation/events.go), the involvedObject/reason/source/type field selectors that
 //! `kubectl describe` and `kubectl events` use, and the `kubectl get events`
 //! table.
 
@@ -31,6 +32,124 @@ const FIELDS: &[&str] = &[
     "type",
 ];
 
+/// Upstream's length limits for events with an eventTime.
+const LENGTH_LIMITS: [(&str, usize); 3] = [("reportingInstance", 128), ("action", 128), ("reason", 128)];
+const NOTE_LENGTH_LIMIT: usize = 1024;
+
+/// legacyValidateEvent, which every event passes whichever version wrote it:
+/// the involved object's namespace rule, and for events with an eventTime
+/// (written the events.k8s.io way) the reporting fields. Paths are core's,
+/// except `reportingController`, upstream's internal name for
+/// reportingComponent.
+pub(crate) fn legacy_validate(obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let ns = generic_server::meta::namespace(obj);
+    let involved_ns = str_at(obj, "/involvedObject/namespace");
+    let mismatch = || Cause::invalid("involvedObject.namespace", &json!(involved_ns), "does not match event.namespace");
+    if str_at(obj, "/eventTime").is_empty() {
+        // Events about cluster-scoped objects live in "default" (or nowhere).
+        let ok = if involved_ns.is_empty() { ns.is_empty() || ns == "default" } else { ns == involved_ns };
+        if !ok {
+            causes.push(mismatch());
+        }
+        return causes;
+    }
+    if involved_ns.is_empty() && ns != "default" && ns != "kube-system" {
+        causes.push(mismatch());
+    }
+    let controller = str_at(obj, "/reportingComponent");
+    if controller.is_empty() {
+        causes.push(Cause::required("reportingController", ""));
+    } else if let Some(p) = generic_server::meta::qualified_name_problems(controller).into_iter().next() {
+        causes.push(Cause::invalid("reportingController", &json!(controller), &p));
+    }
+    for (field, limit) in LENGTH_LIMITS {
+        let v = str_at(obj, &format!("/{field}"));
+        if v.is_empty() {
+            causes.push(Cause::required(field, ""));
+        }
+        if v.len() > limit {
+            causes.push(Cause::invalid(field, &json!(""), &format!("can have at most {limit} characters")));
+        }
+    }
+    if str_at(obj, "/message").len() > NOTE_LENGTH_LIMIT {
+        causes.push(Cause::invalid("message", &json!(""), &format!("can have at most {NOTE_LENGTH_LIMIT} characters")));
+    }
+    causes
+}
+
+/// validateV1EventSeries.
+fn validate_series(obj: &Value, causes: &mut Vec<Cause>) {
+    if let Some(series) = obj.get("series").filter(|s| s.is_object()) {
+        if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+            causes.push(Cause::invalid("series.count", &json!(""), "should be at least 2"));
+        }
+        if str_at(series, "/lastObservedTime").is_empty() {
+            causes.push(Cause::required("series.lastObservedTime", ""));
+        }
+    }
+}
+
+/// ValidateEventCreate: `strict` for events written through events.k8s.io/v1,
+/// which must be new-style events.
+pub(crate) fn validate(obj: &Value, strict: bool) -> Vec<Cause> {
+    let mut causes = legacy_validate(obj);
+    if !strict {
+        return causes;
+    }
+    validate_series(obj, &mut causes);
+    if str_at(obj, "/eventTime").is_empty() {
+        causes.push(Cause::required("eventTime", ""));
+    }
+    let ty = str_at(obj, "/type");
+    if ty != "Normal" && ty != "Warning" {
+        causes.push(Cause::invalid("type", &json!(""), &format!("has invalid value: {ty}")));
+    }
+    for f in ["firstTimestamp", "lastTimestamp"] {
+        if !str_at(obj, &format!("/{f}")).is_empty() {
+            causes.push(Cause::invalid(f, &json!(""), "needs to be unset"));
+        }
+    }
+    if obj.get("count").and_then(Value::as_i64).unwrap_or(0) != 0 {
+        causes.push(Cause::invalid("count", &json!(""), "needs to be unset"));
+    }
+    if !str_at(obj, "/source/component").is_empty() || !str_at(obj, "/source/host").is_empty() {
+        causes.push(Cause::invalid("source", &json!(""), "needs to be unset"));
+    }
+    causes
+}
+
+/// ValidateEventUpdate for events.k8s.io/v1: what an event says is fixed
+/// once written; a changed series must be valid.
+pub(crate) fn validate_strict_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut causes = legacy_validate(new);
+    if new.get("series") != old.get("series") {
+        validate_series(new, &mut causes);
+    }
+    const IMMUTABLE: [(&str, &str); 13] = [
+        ("involvedObject", "involvedObject"),
+        ("reason", "reason"),
+        ("message", "message"),
+        ("source", "source"),
+        ("firstTimestamp", "firstTimestamp"),
+        ("lastTimestamp", "lastTimestamp"),
+        ("count", "count"),
+        ("type", "type"),
+        ("eventTime", "eventTime"),
+        ("action", "action"),
+        ("related", "related"),
+        ("reportingComponent", "reportingController"),
+        ("reportingInstance", "reportingInstance"),
+    ];
+    for (field, path) in IMMUTABLE {
+        let n = new.get(field).filter(|v| !v.is_null());
+        if n != old.get(field).filter(|v| !v.is_null()) {
+            causes.push(Cause::immutable(path, n.unwrap_or(&Value::Null)));
+        }
+    }
+    causes
+}
+
 fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
     if a.is_empty() {
         b
@@ -41,19 +160,11 @@ fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {
 
 impl Strategy for EventStrategy {
     fn validate(&self, obj: &Value) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        let ns = generic_server::meta::namespace(obj);
-        let involved_ns = str_at(obj, "/involvedObject/namespace");
-        // Events about cluster-scoped objects live in "default" (or nowhere).
-        let ok = if involved_ns.is_empty() { ns.is_empty() || ns == "default" } else { ns == involved_ns };
-        if !ok {
-            causes.push(Cause::invalid(
-                "involvedObject.namespace",
-                &json!(involved_ns),
-                "does not match event.namespace",
-            ));
-        }
-        causes
+        validate(obj, false)
+    }
+
+    fn validate_update(&self, new: &Value, _old: &Value) -> Vec<Cause> {
+        legacy_validate(new)
     }
 
     fn field_labels(&self, o: &Value) -> Vec<(&'static str, String)> {
@@ -166,6 +277,22 @@ mod tests {
     fn namespace_rule_and_fields() {
         let s = EventStrategy;
         assert!(s.validate(&event()).is_empty());
+        let mut new_style = event();
+        new_style["eventTime"] = json!("2026-01-01T00:00:00.000000Z");
+        let msgs: Vec<String> = s.validate(&new_style).iter().map(Cause::full_message).collect();
+        assert_eq!(
+            msgs,
+            ["reportingController: Required value", "reportingInstance: Required value", "action: Required value"]
+        );
+        let strict: Vec<String> = validate(&event(), true).iter().map(Cause::full_message).collect();
+        assert_eq!(
+            strict,
+            [
+                "eventTime: Required value",
+                "count: Invalid value: \"\": needs to be unset",
+                "source: Invalid value: \"\": needs to be unset"
+            ]
+        );
         let mut bad = event();
         bad["involvedObject"]["namespace"] = json!("other");
         assert_eq!(

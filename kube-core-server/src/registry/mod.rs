@@ -8,12 +8,17 @@
 //! k8s-openapi type, but every accessor here still tolerates any shape: a client
 //! controls the content, so nothing may panic on it.
 
+pub mod authentication;
+pub mod authorization;
 pub mod configmap;
 pub mod connect;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
+pub mod event_v1;
+pub mod horizontalpodautoscaler;
+pub mod horizontalpodautoscaler_v1;
 pub mod namespace;
 pub mod pod;
 pub mod podspec;

@@ -1,0 +1,86 @@
+//! authentication.k8s.io/v1's review kinds (upstream
+//! pkg/registry/authentication/tokenreview and selfsubjectreview): created,
+//! answered, never stored. A TokenReview checks its token with the server's
+//! own token authenticators; a SelfSubjectReview tells callers who the server
+//! takes them for (`kubectl auth whoami`).
+
+use serde_json::{json, Map, Value};
+
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenReview};
+
+use generic_server::authn::UserInfo;
+use generic_server::registry::{CreateCall, CreateOnly, Creater};
+use generic_server::status::StatusError;
+
+use super::str_at;
+
+pub fn create_only() -> Vec<CreateOnly> {
+    vec![CreateOnly::of::<TokenReview>(TokenReviewer), CreateOnly::of::<SelfSubjectReview>(SelfSubjectReviewer)]
+}
+
+/// authentication.k8s.io's UserInfo, empty fields left out as upstream's
+/// omitempty leaves them.
+pub(crate) fn user_info(u: &UserInfo) -> Value {
+    let mut m = Map::new();
+    m.insert("username".into(), json!(u.name));
+    if !u.uid.is_empty() {
+        m.insert("uid".into(), json!(u.uid));
+    }
+    if !u.groups.is_empty() {
+        m.insert("groups".into(), json!(u.groups));
+    }
+    if !u.extra.is_empty() {
+        let extra: std::collections::BTreeMap<_, _> = u.extra.iter().collect();
+        m.insert("extra".into(), json!(extra));
+    }
+    Value::Object(m)
+}
+
+/// The answer to a review: the posted object with `status`, and the
+/// creationTimestamp upstream's zero ObjectMeta prints.
+pub(crate) fn answer(mut review: Value, status: Value) -> Value {
+    if let Some(m) = review.as_object_mut() {
+        let meta = m.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.entry("creationTimestamp").or_insert(Value::Null);
+        }
+        m.insert("status".into(), status);
+    }
+    review
+}
+
+pub(crate) fn no_user() -> StatusError {
+    StatusError::bad_request("no user present on request")
+}
+
+pub struct TokenReviewer;
+
+#[async_trait::async_trait]
+impl Creater for TokenReviewer {
+    async fn create(&self, call: CreateCall<'_>) -> Result<Value, StatusError> {
+        let token = str_at(&call.object, "/spec/token");
+        if token.is_empty() {
+            return Err(StatusError::bad_request("token is required for TokenReview in authentication"));
+        }
+        let status = match call.tokens.and_then(|t| t.authenticate(token)) {
+            Some(u) => json!({"authenticated": true, "user": user_info(&u)}),
+            None => json!({"user": {}}),
+        };
+        Ok(answer(call.object, status))
+    }
+}
+
+pub struct SelfSubjectReviewer;
+
+#[async_trait::async_trait]
+impl Creater for SelfSubjectReviewer {
+    async fn create(&self, call: CreateCall<'_>) -> Result<Value, StatusError> {
+        let user = call.user.ok_or_else(no_user)?;
+        Ok(json!({
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": generic_server::meta::now_rfc3339()},
+            "status": {"userInfo": user_info(user)},
+        }))
+    }
+}
