@@ -1,5 +1,5 @@
-//! kube-core-server: the built-in API groups (core/v1, apps/v1 and
-//! discovery.k8s.io/v1 so far).
+//! kube-core-server: the built-in API groups (core/v1, apps/v1, batch/v1,
+//! policy/v1 and discovery.k8s.io/v1 so far).
 //!
 //! Each resource is a [`Strategy`] in [`registry`] plus a [`ResourceInfo`]
 //! here; the generic Store (generic-server) does the rest. Besides the
@@ -72,6 +72,8 @@ pub struct CoreResources {
     pub config: CoreConfig,
     pub namespaces: Arc<NamespaceStrategy>,
     pub services: Arc<ServiceStrategy>,
+    /// The PodDisruptionBudget Store pods/eviction consults, bound by the server.
+    pub budgets: Arc<registry::eviction::Budgets>,
     registrations: Vec<Registration>,
     /// Deletion announcements for the namespace controller, taken when it starts.
     wake: Mutex<Option<UnboundedReceiver<String>>>,
@@ -85,10 +87,20 @@ impl CoreResources {
         let (tx, rx) = unbounded_channel();
         namespaces.set_notifier(tx);
         let services = Arc::new(ServiceStrategy::new(ips, ports));
-        let mut registrations = core_v1(config, &namespaces, &services);
+        let budgets = Arc::new(registry::eviction::Budgets::default());
+        let mut registrations = core_v1(config, &namespaces, &services, &budgets);
         registrations.extend(apps_v1());
+        registrations.extend(batch_v1());
+        registrations.extend(policy_v1());
         registrations.extend(discovery_v1());
-        Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
+        Ok(CoreResources {
+            config: config.clone(),
+            namespaces,
+            services,
+            budgets,
+            registrations,
+            wake: Mutex::new(Some(rx)),
+        })
     }
 
     /// Every built-in resource, namespaces first.
@@ -145,6 +157,7 @@ fn core_v1(
     config: &CoreConfig,
     namespaces: &Arc<NamespaceStrategy>,
     services: &Arc<ServiceStrategy>,
+    budgets: &Arc<registry::eviction::Budgets>,
 ) -> Vec<Registration> {
     use registry::*;
     vec![
@@ -153,15 +166,33 @@ fn core_v1(
         secret::registration(),
         service::registration(services.clone()),
         serviceaccount::registration(),
-        pod::registration(),
+        pod::registration(budgets.clone()),
         event::registration(config.event_ttl),
         endpoints::registration(),
+        replicationcontroller::registration(),
+        podtemplate::registration(),
     ]
 }
 
 fn apps_v1() -> Vec<Registration> {
     use registry::*;
-    vec![deployment::registration()]
+    vec![
+        deployment::registration(),
+        replicaset::registration(),
+        statefulset::registration(),
+        daemonset::registration(),
+        controllerrevision::registration(),
+    ]
+}
+
+fn batch_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![job::registration(), cronjob::registration()]
+}
+
+fn policy_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![poddisruptionbudget::registration()]
 }
 
 fn discovery_v1() -> Vec<Registration> {

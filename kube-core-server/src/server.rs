@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
@@ -74,6 +75,8 @@ pub async fn new_server(
             namespaces = Some(store.clone());
         } else if store.info.is::<Service>() {
             services = Some(store.clone());
+        } else if store.info.is::<PodDisruptionBudget>() {
+            core.budgets.bind(store.clone());
         }
         if store.info.namespaced {
             registry.register(store.clone());

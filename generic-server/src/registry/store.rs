@@ -851,6 +851,15 @@ impl Store {
             if let Some(sel) = get_path(obj, sel_path) {
                 let s = match sel {
                     Value::String(s) => s.clone(),
+                    // A plain label map (a ReplicationController's selector)
+                    // rather than a metav1.LabelSelector: "k=v" sorted by key.
+                    Value::Object(m) if !m.is_empty() && m.values().all(Value::is_string) => {
+                        let mut pairs: Vec<(&String, &Value)> = m.iter().collect();
+                        pairs.sort_by(|a, b| a.0.cmp(b.0));
+                        let pairs: Vec<String> =
+                            pairs.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+                        pairs.join(",")
+                    }
                     other => LabelSelector::from_object(other).to_string(),
                 };
                 scale_status["selector"] = json!(s);

@@ -9,16 +9,27 @@
 //! controls the content, so nothing may panic on it.
 
 pub mod configmap;
+pub mod controllerrevision;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
+pub mod eviction;
+pub mod job;
 pub mod namespace;
 pub mod pod;
+pub mod poddisruptionbudget;
 pub mod podspec;
+pub mod podtemplate;
+pub mod replicaset;
+pub mod replicationcontroller;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod workload;
 
 use serde_json::{Map, Value};
 
