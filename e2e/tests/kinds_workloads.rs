@@ -2,7 +2,8 @@
 //! ControllerRevision; core/v1 ReplicationController, PodTemplate; batch/v1
 //! Job, CronJob; policy/v1 PodDisruptionBudget): the kind check on one shared
 //! server, then the kubectl commands and subresources users drive them with
-//! (create job/cronjob/pdb, scale, rollout, pods/eviction) on another.
+//! (create job/cronjob/pdb, scale, rollout) on another, and pods/eviction
+//! and pods/binding on a third.
 
 use e2e::kinds::KindCase;
 use e2e::{table, Server};
@@ -329,7 +330,7 @@ fn evict(s: &Server, pod: &str, body: &Value) -> e2e::HttpResponse {
 }
 
 #[test]
-fn eviction_honours_disruption_budgets() {
+fn pod_eviction_and_binding() {
     let s = Server::start();
     let pod = |name: &str, app: &str| {
         s.apply(&format!(
@@ -403,4 +404,26 @@ fn eviction_honours_disruption_budgets() {
     s.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: waiting, labels: {app: guarded}}\nspec: {containers: [{name: c, image: nginx}]}\n");
     assert_eq!(evict(&s, "waiting", &eviction("waiting")).status, 201);
     evict(&s, "gone", &eviction("gone")).assert_status(404, "NotFound");
+
+    // pods/binding assigns a node once.
+    s.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: unbound}\nspec: {containers: [{name: c, image: nginx}]}\n");
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "unbound"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}});
+    let path = "/api/v1/namespaces/default/pods/unbound/binding";
+    let r = s.request("POST", path, Some(&binding));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["status"], "Success");
+    let bound = s.kubectl_json(&["get", "pod", "unbound"]);
+    assert_eq!(bound["spec"]["nodeName"], "node-1");
+    let scheduled =
+        bound["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "PodScheduled");
+    assert_eq!(scheduled.map(|c| c["status"].clone()), Some(json!("True")), "{bound:#}");
+    let v = s.request("POST", path, Some(&binding)).assert_status(409, "Conflict");
+    assert_eq!(
+        v["message"],
+        "Operation cannot be fulfilled on pods/binding \"unbound\": pod unbound is already assigned to node \"node-1\""
+    );
+    let mut other = binding.clone();
+    other["metadata"]["name"] = json!("else");
+    s.request("POST", path, Some(&other)).assert_status(400, "BadRequest");
 }

@@ -8,6 +8,7 @@
 //! k8s-openapi type, but every accessor here still tolerates any shape: a client
 //! controls the content, so nothing may panic on it.
 
+pub mod binding;
 pub mod configmap;
 pub mod controllerrevision;
 pub mod cronjob;

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::binding::BindingHandler;
 use super::eviction::{Budgets, EvictionHandler};
 use super::podspec::{
     default_pod_spec, default_requests_from_limits, qos_class, validate_pod_spec, validate_pod_spec_update,
@@ -21,12 +22,14 @@ use super::{age, arr_at, child, default_field, str_at};
 
 pub struct PodStrategy;
 
-/// Pods, with pods/eviction answering from the budgets in `budgets`.
+/// Pods, with pods/binding, and pods/eviction answering from the budgets in
+/// `budgets`.
 pub fn registration(budgets: Arc<Budgets>) -> Registration {
     Registration::of::<Pod>(PodStrategy)
         .short_names(&["po"])
         .categories(&["all"])
         .status()
+        .handler(BindingHandler)
         .handler(EvictionHandler { budgets })
 }
 
