@@ -198,6 +198,70 @@ fn workload_kinds() {
         invalid_name: "both",
         invalid_causes: &["minAvailable and maxUnavailable cannot be both set", "spec.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"],
     });
+    discovery_matches_upstream(&s);
+}
+
+fn sorted(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> =
+        v.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
+    out.sort();
+    out
+}
+
+/// Legacy discovery of these kinds (and of the pods subresources served
+/// here) as upstream 1.33 serves it: kind, scope, short names, categories,
+/// verbs, and each subresource's kind, group, version and verbs.
+fn discovery_matches_upstream(s: &Server) {
+    let path = e2e::workspace_root().join("../shared/facts/api-resources-1.33.json");
+    let facts: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("the shared facts")).expect("JSON");
+    let ours = ["pods/binding", "pods/eviction", "pods/status"];
+    for resource in [
+        "replicasets",
+        "statefulsets",
+        "daemonsets",
+        "controllerrevisions",
+        "replicationcontrollers",
+        "podtemplates",
+        "jobs",
+        "cronjobs",
+        "poddisruptionbudgets",
+        "pods",
+    ] {
+        let fact =
+            facts["resources"].as_array().into_iter().flatten().find(|r| r["resource"] == resource).expect(resource);
+        let gv = fact["groupVersion"].as_str().expect("groupVersion");
+        let doc = s.raw(&if gv == "v1" { "/api/v1".to_string() } else { format!("/apis/{gv}") });
+        let served = |name: &str| {
+            doc["resources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{gv} does not serve {name}"))
+        };
+        let r = served(resource);
+        assert_eq!(
+            (&r["kind"], &r["namespaced"], &r["singularName"]),
+            (&fact["kind"], &fact["namespaced"], &fact["singularName"]),
+            "{resource}"
+        );
+        assert_eq!(sorted(&r["shortNames"]), sorted(&fact["shortNames"]), "{resource} short names");
+        assert_eq!(sorted(&r["categories"]), sorted(&fact["categories"]), "{resource} categories");
+        assert_eq!(sorted(&r["verbs"]), sorted(&fact["verbs"]), "{resource} verbs");
+        for sub in fact["subresources"].as_array().into_iter().flatten() {
+            let name = format!("{resource}/{}", sub["name"].as_str().unwrap_or(""));
+            if resource == "pods" && !ours.contains(&name.as_str()) {
+                continue;
+            }
+            let r = served(&name);
+            assert_eq!(r["kind"], sub["kind"], "{name}");
+            assert_eq!(sorted(&r["verbs"]), sorted(&sub["verbs"]), "{name} verbs");
+            for key in ["group", "version"] {
+                assert_eq!(r.get(key).filter(|v| *v != ""), sub.get(key), "{name} {key}");
+            }
+        }
+    }
 }
 
 fn replicas(s: &Server, resource: &str) -> Value {

@@ -112,7 +112,7 @@ impl SubresourceHandler for BindingHandler {
     }
 
     fn discovery(&self) -> SubresourceDiscovery {
-        SubresourceDiscovery { kind: "Binding", group: "", version: "v1", verbs: &["create"] }
+        SubresourceDiscovery { kind: "Binding", group: "", version: "", verbs: &["create"] }
     }
 
     async fn serve(&self, pods: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError> {
