@@ -1,5 +1,5 @@
-//! kube-core-server: the built-in API groups (core/v1, apps/v1 and
-//! discovery.k8s.io/v1 so far).
+//! kube-core-server: the built-in API groups (core/v1, apps/v1, batch/v1,
+//! policy/v1 and discovery.k8s.io/v1 so far).
 //!
 //! Each resource is a [`Strategy`] in [`registry`] plus a [`ResourceInfo`]
 //! here; the generic Store (generic-server) does the rest. Besides the
@@ -80,7 +80,7 @@ pub struct CoreResources {
     pub namespaces: Arc<NamespaceStrategy>,
     pub services: Arc<ServiceStrategy>,
     /// The Stores the connect subresources read besides their own.
-    pub peers: Arc<registry::connect::Peers>,
+    pub peers: Arc<registry::peers::Peers>,
     registrations: Vec<Registration>,
     /// The kinds that are only created, never stored (the review kinds).
     create_only: Vec<CreateOnly>,
@@ -96,9 +96,11 @@ impl CoreResources {
         let (tx, rx) = unbounded_channel();
         namespaces.set_notifier(tx);
         let services = Arc::new(ServiceStrategy::new(ips, ports));
-        let peers = Arc::new(registry::connect::Peers::default());
+        let peers = Arc::new(registry::peers::Peers::default());
         let mut registrations = core_v1(config, &namespaces, &services, &peers);
         registrations.extend(apps_v1());
+        registrations.extend(batch_v1());
+        registrations.extend(policy_v1());
         registrations.extend(events_v1(config));
         registrations.extend(autoscaling());
         registrations.extend(discovery_v1());
@@ -174,7 +176,7 @@ fn core_v1(
     config: &CoreConfig,
     namespaces: &Arc<NamespaceStrategy>,
     services: &Arc<ServiceStrategy>,
-    peers: &Arc<registry::connect::Peers>,
+    peers: &Arc<registry::peers::Peers>,
 ) -> Vec<Registration> {
     use registry::*;
     vec![
@@ -186,12 +188,30 @@ fn core_v1(
         pod::registration(peers),
         event::registration(config.event_ttl),
         endpoints::registration(),
+        replicationcontroller::registration(),
+        podtemplate::registration(),
     ]
 }
 
 fn apps_v1() -> Vec<Registration> {
     use registry::*;
-    vec![deployment::registration()]
+    vec![
+        deployment::registration(),
+        replicaset::registration(),
+        statefulset::registration(),
+        daemonset::registration(),
+        controllerrevision::registration(),
+    ]
+}
+
+fn batch_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![job::registration(), cronjob::registration()]
+}
+
+fn policy_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![poddisruptionbudget::registration()]
 }
 
 /// events.k8s.io/v1: the core Events under events.k8s.io's names.

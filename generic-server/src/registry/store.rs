@@ -724,6 +724,35 @@ impl Store {
         }
     }
 
+    /// Upstream's Storage.GuaranteedUpdate as a subresource handler uses it
+    /// (pods/binding): `mutate` turns the current object into the next one and
+    /// answers for its validity itself; neither the strategy nor admission
+    /// runs. Re-run on the fresh state when another writer got there first.
+    pub async fn guaranteed_update<F>(&self, namespace: &str, name: &str, dry_run: bool, mut mutate: F) -> Result<Value>
+    where
+        F: FnMut(&Value) -> Result<Value> + Send,
+    {
+        for _ in 0..MAX_RETRIES {
+            let Some((kv, old)) = self.current(namespace, name).await? else {
+                return Err(self.not_found(name));
+            };
+            let mut new = mutate(&old)?;
+            if dry_run {
+                return Ok(new);
+            }
+            match self.storage.update(&kv.key, self.encode(&new)?, kv.mod_revision).await {
+                Ok(rev) => {
+                    meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
+                    return Ok(new);
+                }
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(StorageError::NotFound(_)) => return Err(self.not_found(name)),
+                Err(e) => return Err(storage_err(e)),
+            }
+        }
+        Err(self.retries_exhausted(name))
+    }
+
     pub async fn update(
         &self,
         namespace: &str,
@@ -846,6 +875,15 @@ impl Store {
             if let Some(sel) = get_path(obj, sel_path) {
                 let s = match sel {
                     Value::String(s) => s.clone(),
+                    // A plain label map (a ReplicationController's selector)
+                    // rather than a metav1.LabelSelector: "k=v" sorted by key.
+                    Value::Object(m) if !m.is_empty() && m.values().all(Value::is_string) => {
+                        let mut pairs: Vec<(&String, &Value)> = m.iter().collect();
+                        pairs.sort_by(|a, b| a.0.cmp(b.0));
+                        let pairs: Vec<String> =
+                            pairs.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+                        pairs.join(",")
+                    }
                     other => LabelSelector::from_object(other).to_string(),
                 };
                 scale_status["selector"] = json!(s);

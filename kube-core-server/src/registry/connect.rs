@@ -10,46 +10,25 @@
 //! such a pod are an empty 204). Where upstream would then connect, this
 //! server answers 503 quickly rather than hang.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-
-use k8s_openapi::api::core::v1::{Endpoints, Node};
 
 use generic_server::registry::{Store, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply};
 use generic_server::status::{Cause, StatusError};
 
+use super::peers::Peers;
 use super::{arr_at, str_at};
 
 const GET: &[&str] = &["get"];
 const CREATE_GET: &[&str] = &["create", "get"];
 const PROXY: &[&str] = &["create", "delete", "get", "patch", "update"];
 
-/// The Stores the handlers read besides their own (a pod's node, a service's
-/// endpoints), bound once the Stores exist; held weakly, as the Stores hold
-/// the handlers.
-#[derive(Default)]
-pub struct Peers {
-    nodes: OnceLock<Weak<Store>>,
-    endpoints: OnceLock<Weak<Store>>,
-}
-
-impl Peers {
-    /// Remembers `store` if it is one the handlers read.
-    pub fn bind(&self, store: &Arc<Store>) {
-        if store.info.is::<Node>() {
-            let _ = self.nodes.set(Arc::downgrade(store));
-        } else if store.info.is::<Endpoints>() {
-            let _ = self.endpoints.set(Arc::downgrade(store));
-        }
-    }
-
-    async fn get(slot: &OnceLock<Weak<Store>>, resource: &str, ns: &str, name: &str) -> Result<Value, StatusError> {
-        match slot.get().and_then(Weak::upgrade) {
-            Some(store) => store.get(ns, name).await,
-            // Not served here at all: to a client that is the same as absent.
-            None => Err(StatusError::not_found("", resource, name)),
-        }
+async fn peer_get(store: Option<Arc<Store>>, resource: &str, ns: &str, name: &str) -> Result<Value, StatusError> {
+    match store {
+        Some(store) => store.get(ns, name).await,
+        // Not served here at all: to a client that is the same as absent.
+        None => Err(StatusError::not_found("", resource, name)),
     }
 }
 
@@ -176,7 +155,7 @@ impl PodHandler {
             let name = generic_server::meta::name(pod);
             return Err(StatusError::bad_request(format!("pod {name} does not have a host assigned")));
         }
-        Peers::get(&self.peers.nodes, "nodes", "", node).await?;
+        peer_get(self.peers.nodes(), "nodes", "", node).await?;
         Err(unreachable(&format!("the kubelet on node {node} ({path})")))
     }
 }
@@ -295,7 +274,7 @@ impl SubresourceHandler for ServiceProxy {
                 }
             }
         }
-        let eps = Peers::get(&self.peers.endpoints, "endpoints", call.namespace, name).await?;
+        let eps = peer_get(self.peers.endpoints(), "endpoints", call.namespace, name).await?;
         let reachable = arr_at(&eps, "/subsets").iter().any(|s| {
             !arr_at(s, "/addresses").is_empty() && arr_at(s, "/ports").iter().any(|p| str_at(p, "/name") == port_name)
         });

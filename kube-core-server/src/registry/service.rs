@@ -19,7 +19,8 @@ use generic_server::meta::{self, NameRule};
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::{Cause, StatusError};
 
-use super::connect::{Peers, ServiceProxy};
+use super::connect::ServiceProxy;
+use super::peers::Peers;
 use super::{
     age, arr_at, child, default_field, format_labels, go_string_slice, invalid_raw, map_at, port_name_problems, str_at,
     valid_port, PORT_RANGE_MSG,
