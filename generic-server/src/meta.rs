@@ -126,7 +126,7 @@ pub fn path_segment_problem(name: &str) -> Option<String> {
     None
 }
 
-fn qualified_name_problem(key: &str) -> Option<String> {
+pub fn qualified_name_problem(key: &str) -> Option<String> {
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
@@ -152,7 +152,7 @@ fn qualified_name_problem(key: &str) -> Option<String> {
     None
 }
 
-fn label_value_problem(v: &str) -> Option<String> {
+pub fn label_value_problem(v: &str) -> Option<String> {
     if v.is_empty() {
         return None;
     }

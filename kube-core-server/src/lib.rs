@@ -88,6 +88,10 @@ impl CoreResources {
         let mut registrations = core_v1(config, &namespaces, &services);
         registrations.extend(apps_v1());
         registrations.extend(discovery_v1());
+        registrations.extend(scheduling_v1());
+        registrations.extend(coordination_v1());
+        registrations.extend(node_v1());
+        registrations.extend(networking_v1());
         Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
     }
 
@@ -156,6 +160,7 @@ fn core_v1(
         pod::registration(),
         event::registration(config.event_ttl),
         endpoints::registration(),
+        node::registration(),
     ]
 }
 
@@ -167,6 +172,26 @@ fn apps_v1() -> Vec<Registration> {
 fn discovery_v1() -> Vec<Registration> {
     use registry::*;
     vec![endpointslice::registration()]
+}
+
+fn scheduling_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![priorityclass::registration()]
+}
+
+fn coordination_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![lease::registration()]
+}
+
+fn node_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![runtimeclass::registration()]
+}
+
+fn networking_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![ingress::registration(), ingressclass::registration(), networkpolicy::registration()]
 }
 
 #[cfg(test)]

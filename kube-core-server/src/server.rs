@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
@@ -13,6 +14,7 @@ use generic_server::registry::{Admission, Store};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
 
+use crate::admission::Priority;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
 /// How often allocations are re-learnt from stored services (upstream's repair
@@ -29,20 +31,26 @@ pub struct CoreServer {
 }
 
 /// What kube-core-server shares with the servers behind it: the admission
-/// chain every Store runs (NamespaceLifecycle, bound here to the namespace
-/// Store) and the registry of namespaced Stores the namespace controller empties.
+/// chain every Store runs (NamespaceLifecycle and Priority, bound here to the
+/// namespace and PriorityClass Stores) and the registry of namespaced Stores
+/// the namespace controller empties.
 pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
+    pub priority: Arc<Priority>,
     pub registry: Arc<StoreRegistry>,
 }
 
 impl Shared {
     pub fn new() -> Self {
-        Shared { lifecycle: Arc::new(NamespaceLifecycle::new()), registry: Arc::new(StoreRegistry::new()) }
+        Shared {
+            lifecycle: Arc::new(NamespaceLifecycle::new()),
+            priority: Arc::new(Priority::new()),
+            registry: Arc::new(StoreRegistry::new()),
+        }
     }
 
     pub fn admission(&self) -> Vec<Arc<dyn Admission>> {
-        vec![self.lifecycle.clone()]
+        vec![self.lifecycle.clone(), self.priority.clone()]
     }
 }
 
@@ -65,7 +73,7 @@ pub async fn new_server(
     let admission = shared.admission();
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
-    let (mut namespaces, mut services) = (None, None);
+    let (mut namespaces, mut services, mut classes) = (None, None, None);
     for registration in core.registrations() {
         let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
         let store = Arc::new(Store::new(registration, cached, admission.clone()));
@@ -74,16 +82,20 @@ pub async fn new_server(
             namespaces = Some(store.clone());
         } else if store.info.is::<Service>() {
             services = Some(store.clone());
+        } else if store.info.is::<PriorityClass>() {
+            shared.priority.bind(&store);
+            classes = Some(store.clone());
         }
         if store.info.namespaced {
             registry.register(store.clone());
         }
         server.install(store);
     }
-    let (Some(namespaces), Some(services)) = (namespaces, services) else {
-        return Err("the built-in resources lack namespaces or services".into());
+    let (Some(namespaces), Some(services), Some(classes)) = (namespaces, services, classes) else {
+        return Err("the built-in resources lack namespaces, services or priorityclasses".into());
     };
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
+    crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}"))?;
     core.spawn_namespace_controller(namespaces, registry.clone());
     core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
     Ok(CoreServer { server, registry, admission })
