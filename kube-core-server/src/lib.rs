@@ -92,6 +92,7 @@ impl CoreResources {
         registrations.extend(coordination_v1());
         registrations.extend(node_v1());
         registrations.extend(networking_v1());
+        registrations.extend(storage_v1());
         Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
     }
 
@@ -161,6 +162,8 @@ fn core_v1(
         event::registration(config.event_ttl),
         endpoints::registration(),
         node::registration(),
+        resourcequota::registration(),
+        limitrange::registration(),
     ]
 }
 
@@ -192,6 +195,13 @@ fn node_v1() -> Vec<Registration> {
 fn networking_v1() -> Vec<Registration> {
     use registry::*;
     vec![ingress::registration(), ingressclass::registration(), networkpolicy::registration()]
+}
+
+fn storage_v1() -> Vec<Registration> {
+    use registry::*;
+    let mut r = vec![storageclass::registration()];
+    r.extend(csi::registrations());
+    r
 }
 
 #[cfg(test)]

@@ -79,12 +79,20 @@ fn validate_http_path(p: &Value, field: &str, causes: &mut Vec<Cause>) {
             }
             for seq in ["//", "/./", "/../", "%2f", "%2F"] {
                 if path.contains(seq) {
-                    causes.push(Cause::invalid(format!("{field}.path"), &json!(path), &format!("must not contain '{seq}'")));
+                    causes.push(Cause::invalid(
+                        format!("{field}.path"),
+                        &json!(path),
+                        &format!("must not contain '{seq}'"),
+                    ));
                 }
             }
             for suffix in ["/..", "/."] {
                 if path.ends_with(suffix) {
-                    causes.push(Cause::invalid(format!("{field}.path"), &json!(path), &format!("cannot end with '{suffix}'")));
+                    causes.push(Cause::invalid(
+                        format!("{field}.path"),
+                        &json!(path),
+                        &format!("cannot end with '{suffix}'"),
+                    ));
                 }
             }
         }
@@ -165,7 +173,11 @@ impl Strategy for IngressStrategy {
         vec![
             TableColumn::name_column(),
             TableColumn::new("Class", "string", "The name of the IngressClass resource to use for this Ingress."),
-            TableColumn::new("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule"),
+            TableColumn::new(
+                "Hosts",
+                "string",
+                "Hosts that incoming requests are matched against before the ingress rule",
+            ),
             TableColumn::new("Address", "string", "Address is a list containing ingress points for the load-balancer"),
             TableColumn::new("Ports", "string", "Ports of TLS configurations that open"),
             TableColumn::age_column(),

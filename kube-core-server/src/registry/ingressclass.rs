@@ -61,16 +61,15 @@ impl Strategy for IngressClassStrategy {
             }
             let scope = str_at(p, "/scope");
             match scope {
-                "Cluster" if !str_at(p, "/namespace").is_empty() => causes.push(Cause::forbidden(
-                    "spec.parameters.namespace",
-                    "`parameters.scope` is set to 'Cluster'",
-                )),
-                "Namespace" if str_at(p, "/namespace").is_empty() => causes.push(Cause::required(
-                    "spec.parameters.namespace",
-                    "`parameters.scope` is set to 'Namespace'",
-                )),
+                "Cluster" if !str_at(p, "/namespace").is_empty() => {
+                    causes.push(Cause::forbidden("spec.parameters.namespace", "`parameters.scope` is set to 'Cluster'"))
+                }
+                "Namespace" if str_at(p, "/namespace").is_empty() => causes
+                    .push(Cause::required("spec.parameters.namespace", "`parameters.scope` is set to 'Namespace'")),
                 "Cluster" | "Namespace" => {}
-                _ => causes.push(Cause::not_supported("spec.parameters.scope", &json!(scope), &["Cluster", "Namespace"])),
+                _ => {
+                    causes.push(Cause::not_supported("spec.parameters.scope", &json!(scope), &["Cluster", "Namespace"]))
+                }
             }
         }
         causes
@@ -107,7 +106,12 @@ impl Strategy for IngressClassStrategy {
                 format!("{kind}/{}", str_at(p, "/name"))
             }
         };
-        vec![json!(generic_server::meta::name(obj)), json!(str_at(obj, "/spec/controller")), json!(parameters), age(obj)]
+        vec![
+            json!(generic_server::meta::name(obj)),
+            json!(str_at(obj, "/spec/controller")),
+            json!(parameters),
+            age(obj),
+        ]
     }
 }
 

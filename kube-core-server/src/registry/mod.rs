@@ -9,6 +9,7 @@
 //! controls the content, so nothing may panic on it.
 
 pub mod configmap;
+pub mod csi;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -16,16 +17,19 @@ pub mod event;
 pub mod ingress;
 pub mod ingressclass;
 pub mod lease;
+pub mod limitrange;
 pub mod namespace;
 pub mod networkpolicy;
 pub mod node;
 pub mod pod;
 pub mod podspec;
 pub mod priorityclass;
+pub mod resourcequota;
 pub mod runtimeclass;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
+pub mod storageclass;
 
 use serde_json::{Map, Value};
 

@@ -23,7 +23,11 @@ use super::{age, arr_at, child, map_at, str_at};
 pub struct NodeStrategy;
 
 pub fn registration() -> Registration {
-    Registration::of::<Node>(NodeStrategy).short_names(&["no"]).key_root("/registry/minions").status().handler(NodeProxy)
+    Registration::of::<Node>(NodeStrategy)
+        .short_names(&["no"])
+        .key_root("/registry/minions")
+        .status()
+        .handler(NodeProxy)
 }
 
 const TAINT_EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
@@ -172,7 +176,10 @@ impl Strategy for NodeStrategy {
         }
         let old_cidrs = arr_at(old, "/spec/podCIDRs");
         if !old_cidrs.is_empty() && old_cidrs != arr_at(new, "/spec/podCIDRs") {
-            causes.push(Cause::forbidden("spec.podCIDRs", "node updates may not change podCIDR except from \"\" to valid"));
+            causes.push(Cause::forbidden(
+                "spec.podCIDRs",
+                "node updates may not change podCIDR except from \"\" to valid",
+            ));
         }
         let old_provider = str_at(old, "/spec/providerID");
         if !old_provider.is_empty() && old_provider != str_at(new, "/spec/providerID") {
@@ -255,10 +262,8 @@ fn kubelet_address(node: &Value) -> Result<String, String> {
             .filter(|a| !a.is_empty())
     });
     let Some(host) = pick else {
-        let known: Vec<String> = addresses
-            .iter()
-            .map(|a| format!("{{{} {}}}", str_at(a, "/type"), str_at(a, "/address")))
-            .collect();
+        let known: Vec<String> =
+            addresses.iter().map(|a| format!("{{{} {}}}", str_at(a, "/type"), str_at(a, "/address"))).collect();
         return Err(format!("no preferred addresses found; known addresses: [{}]", known.join(" ")));
     };
     let port = node

@@ -28,7 +28,11 @@ pub const HIGHEST_USER_DEFINABLE_PRIORITY: i64 = 1_000_000_000;
 
 /// Upstream's SystemPriorityClasses: name, value, description.
 pub const SYSTEM_PRIORITY_CLASSES: &[(&str, i64, &str)] = &[
-    ("system-node-critical", 2_000_001_000, "Used for system critical pods that must not be moved from their current node."),
+    (
+        "system-node-critical",
+        2_000_001_000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
     (
         "system-cluster-critical",
         2_000_000_000,
@@ -122,7 +126,13 @@ impl Strategy for PriorityClassStrategy {
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         let policy = obj.get("preemptionPolicy").and_then(Value::as_str).unwrap_or("");
-        vec![json!(generic_server::meta::name(obj)), json!(value(obj)), json!(global_default(obj)), age(obj), json!(policy)]
+        vec![
+            json!(generic_server::meta::name(obj)),
+            json!(value(obj)),
+            json!(global_default(obj)),
+            age(obj),
+            json!(policy),
+        ]
     }
 }
 
