@@ -194,7 +194,9 @@ fn node_v1() -> Vec<Registration> {
 
 fn networking_v1() -> Vec<Registration> {
     use registry::*;
-    vec![ingress::registration(), ingressclass::registration(), networkpolicy::registration()]
+    let mut r = vec![ingress::registration(), ingressclass::registration(), networkpolicy::registration()];
+    r.extend(servicecidr::registrations());
+    r
 }
 
 fn storage_v1() -> Vec<Registration> {

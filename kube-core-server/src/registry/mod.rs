@@ -29,6 +29,7 @@ pub mod runtimeclass;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
+pub mod servicecidr;
 pub mod storageclass;
 
 use serde_json::{Map, Value};
