@@ -165,6 +165,9 @@ fn core_v1(
         resourcequota::registration(),
         limitrange::registration(),
     ]
+    .into_iter()
+    .chain(persistentvolume::registrations())
+    .collect()
 }
 
 fn apps_v1() -> Vec<Registration> {

@@ -21,6 +21,7 @@ pub mod limitrange;
 pub mod namespace;
 pub mod networkpolicy;
 pub mod node;
+pub mod persistentvolume;
 pub mod pod;
 pub mod podspec;
 pub mod priorityclass;
