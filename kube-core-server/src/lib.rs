@@ -164,6 +164,7 @@ fn core_v1(
         node::registration(),
         resourcequota::registration(),
         limitrange::registration(),
+        componentstatus::registration(),
     ]
     .into_iter()
     .chain(persistentvolume::registrations())

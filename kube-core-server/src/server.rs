@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{ComponentStatus, Namespace, Service};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use generic_server::endpoints::ResourceServer;
@@ -15,6 +15,7 @@ use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
 
 use crate::admission::Priority;
+use crate::registry::componentstatus::ComponentStatuses;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
 /// How often allocations are re-learnt from stored services (upstream's repair
@@ -75,7 +76,12 @@ pub async fn new_server(
     let registry = shared.registry.clone();
     let (mut namespaces, mut services, mut classes) = (None, None, None);
     for registration in core.registrations() {
-        let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
+        let cached: Arc<dyn Storage> = if registration.info.is::<ComponentStatus>() {
+            // Computed on every read: nothing to cache or store.
+            Arc::new(ComponentStatuses::new(storage.clone(), &registration.info.key_root))
+        } else {
+            Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root))
+        };
         let store = Arc::new(Store::new(registration, cached, admission.clone()));
         if store.info.is::<Namespace>() {
             lifecycle.bind(&store);

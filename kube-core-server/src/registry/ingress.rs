@@ -68,7 +68,8 @@ fn validate_backend(b: &Value, path: &str, causes: &mut Vec<Cause>) {
 
 fn validate_http_path(p: &Value, field: &str, causes: &mut Vec<Cause>) {
     let path = str_at(p, "/path");
-    match p.get("pathType").and_then(Value::as_str) {
+    // The typed decoding turns a left-out pathType into "": both are unset.
+    match p.get("pathType").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         None => {
             causes.push(Cause::required(format!("{field}.pathType"), "pathType must be specified"));
             return;

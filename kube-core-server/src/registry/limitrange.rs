@@ -1,12 +1,13 @@
 //! core/v1 limitranges (upstream pkg/registry/core/limitrange): container
 //! defaults filled from max/min, limit types and resource names validated,
-//! min/max/default ordering checked. No printer upstream: default columns.
+//! min/max/default ordering checked. Upstream has no printer for it, so the
+//! table is the apiserver's default one: Name and Created At.
 
 use serde_json::{json, Map, Value};
 
 use k8s_openapi::api::core::v1::LimitRange;
 
-use generic_server::registry::{Registration, Strategy};
+use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
 use super::podspec::parse_quantity;
@@ -115,6 +116,22 @@ impl Strategy for LimitRangeStrategy {
             seen.push(kind);
         }
         causes
+    }
+
+    fn table_columns(&self) -> Vec<TableColumn> {
+        vec![
+            TableColumn::name_column(),
+            TableColumn::new(
+                "Created At",
+                "date",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
+        ]
+    }
+
+    fn table_row(&self, obj: &Value) -> Vec<Value> {
+        let created = generic_server::meta::meta_str(obj, "creationTimestamp");
+        vec![json!(generic_server::meta::name(obj)), json!(created)]
     }
 }
 

@@ -8,6 +8,7 @@
 //! k8s-openapi type, but every accessor here still tolerates any shape: a client
 //! controls the content, so nothing may panic on it.
 
+pub mod componentstatus;
 pub mod configmap;
 pub mod csi;
 pub mod deployment;

@@ -198,7 +198,10 @@ impl Strategy for PersistentVolumeStrategy {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut causes = self.validate(new);
         let source = |o: &Value| -> Map<String, Value> {
-            VOLUME_SOURCES.iter().filter_map(|s| o.pointer(&format!("/spec/{s}")).map(|v| (s.to_string(), v.clone()))).collect()
+            VOLUME_SOURCES
+                .iter()
+                .filter_map(|s| o.pointer(&format!("/spec/{s}")).map(|v| (s.to_string(), v.clone())))
+                .collect()
         };
         if source(new) != source(old) {
             causes.push(Cause::forbidden(
@@ -313,7 +316,8 @@ impl Strategy for PersistentVolumeClaimStrategy {
         let new_name = new.pointer("/spec/volumeName").cloned().unwrap_or(Value::Null);
         let old_name = if str_at(old, "/spec/volumeName").is_empty() { new_name } else { Value::Null };
         let bound = str_at(new, "/status/phase") == "Bound";
-        let storage_changed = new.pointer("/spec/resources/requests/storage") != old.pointer("/spec/resources/requests/storage");
+        let storage_changed =
+            new.pointer("/spec/resources/requests/storage") != old.pointer("/spec/resources/requests/storage");
         if comparable(new, &Value::Null) != comparable(old, &old_name) || (storage_changed && !bound) {
             causes.push(Cause::forbidden(
                 "spec",
@@ -380,7 +384,11 @@ mod tests {
         let s = PersistentVolumeStrategy;
         assert_eq!(
             messages(s.validate(&json!({"spec": {}}))),
-            ["spec.accessModes: Required value", "spec.capacity: Required value", "spec: Required value: must specify a volume type"]
+            [
+                "spec.accessModes: Required value",
+                "spec.capacity: Required value",
+                "spec: Required value: must specify a volume type"
+            ]
         );
         let mut pv = json!({"spec": {"accessModes": ["ReadWriteOnce", "ReadOnlyMany"], "capacity": {"storage": "1Gi"}, "hostPath": {"path": "/d"}}});
         s.default(&mut pv);
@@ -401,7 +409,10 @@ mod tests {
         let s = PersistentVolumeClaimStrategy;
         assert_eq!(
             messages(s.validate(&json!({"spec": {}}))),
-            ["spec.accessModes: Required value: at least 1 access mode is required", "spec.resources[storage]: Required value"]
+            [
+                "spec.accessModes: Required value: at least 1 access mode is required",
+                "spec.resources[storage]: Required value"
+            ]
         );
         let old = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}});
         let mut bound = old.clone();

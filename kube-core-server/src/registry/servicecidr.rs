@@ -145,7 +145,10 @@ impl Strategy for IPAddressStrategy {
                 Ok(_) => {}
             }
         }
-        let Some(parent) = obj.pointer("/spec/parentRef").filter(|p| p.is_object()) else {
+        // The typed decoding fills a left-out parentRef with empty strings;
+        // one with nothing in it was not given.
+        let given = |p: &&Value| p.as_object().is_some_and(|m| m.values().any(|v| v.as_str() != Some("")));
+        let Some(parent) = obj.pointer("/spec/parentRef").filter(given) else {
             causes.push(Cause::required("spec.parentRef", ""));
             return causes;
         };
@@ -226,6 +229,8 @@ mod tests {
     #[test]
     fn ip_addresses() {
         let s = IPAddressStrategy;
+        let missing = json!({"metadata": {"name": "10.0.0.1"}, "spec": {"parentRef": {"name": "", "resource": ""}}});
+        assert_eq!(messages(s.validate(&missing)), ["spec.parentRef: Required value"]);
         let ip = json!({"metadata": {"name": "10.0.0.010"}, "spec": {"parentRef": {"resource": "services"}}});
         assert_eq!(
             messages(s.validate(&ip)),
