@@ -36,6 +36,8 @@ pub const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "lis
 /// Kinds that are only created, never stored (the review kinds).
 pub const CREATE_ONLY: &[&str] = &["create"];
 pub const VERBS_NO_DELETECOLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+/// Read-only resources whose objects are computed, not stored (componentstatuses).
+pub const VERBS_GET_LIST: &[&str] = &["get", "list"];
 
 fn group_version(group: &str, version: &str) -> String {
     if group.is_empty() {

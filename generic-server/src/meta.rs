@@ -154,6 +154,11 @@ pub fn path_segment_problem(name: &str) -> Option<String> {
 
 const QUALIFIED_NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
+/// The first of [`qualified_name_problems`], for rules that report one.
+pub fn qualified_name_problem(key: &str) -> Option<String> {
+    qualified_name_problems(key).into_iter().next()
+}
+
 /// Upstream's IsQualifiedName: an optional DNS subdomain prefix and '/', then
 /// a name part; every problem found, each its own message.
 pub fn qualified_name_problems(key: &str) -> Vec<String> {
@@ -239,7 +244,7 @@ fn go_string_slice(items: &[String]) -> String {
     format!("[]string{{{}}}", quoted.join(", "))
 }
 
-fn label_value_problem(v: &str) -> Option<String> {
+pub fn label_value_problem(v: &str) -> Option<String> {
     if v.is_empty() {
         return None;
     }

@@ -1,19 +1,27 @@
-//! NamespaceLifecycle admission (upstream plugin/pkg/admission/namespace/
-//! lifecycle): nothing is created in a namespace that does not exist or is
-//! being terminated, and the system namespaces cannot be deleted.
+//! The built-in admission plugins.
 //!
-//! It reads namespaces through their Store. The namespace Store itself needs
-//! this plugin (to refuse deleting `default`), so the Store is bound after
-//! construction and held weakly, which avoids a reference cycle.
+//! NamespaceLifecycle (upstream plugin/pkg/admission/namespace/lifecycle):
+//! nothing is created in a namespace that does not exist or is being
+//! terminated, and the system namespaces cannot be deleted.
+//!
+//! Priority (upstream plugin/pkg/admission/priority): a new pod's
+//! priorityClassName resolves to its spec.priority and preemptionPolicy; at
+//! most one PriorityClass is the global default; and (upstream's
+//! priorityclass REST storage) the built-in classes cannot be deleted.
+//!
+//! Each reads its resource through a Store. The Stores themselves need the
+//! plugins, so a Store is bound after construction and held weakly, which
+//! avoids a reference cycle.
 
 use std::sync::{Arc, OnceLock, Weak};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use generic_server::registry::{Admission, AdmissionAttributes, Operation, Store};
+use generic_server::registry::{Admission, AdmissionAttributes, ListOptions, Operation, Store};
 use generic_server::status::StatusError;
 
 use crate::registry::namespace::is_terminating;
+use crate::registry::priorityclass::SYSTEM_PRIORITY_CLASSES;
 
 /// Namespaces that always exist (upstream's immortal namespaces).
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
@@ -145,7 +153,7 @@ const DEFAULT_OFF: &[&str] = &[
 
 /// The plugins this server has code for; the rest of [`ALL_PLUGINS`] are
 /// accepted by name only.
-pub const IMPLEMENTED: &[&str] = &["NamespaceLifecycle"];
+pub const IMPLEMENTED: &[&str] = &["NamespaceLifecycle", "Priority"];
 
 /// The admission plugins that run, from --enable-admission-plugins and
 /// --disable-admission-plugins with upstream's meaning: the default-on set,
@@ -203,6 +211,157 @@ impl AdmissionPlugins {
 
     pub fn is_enabled(&self, plugin: &str) -> bool {
         self.enabled.contains(&plugin)
+    }
+}
+
+/// The Priority admission plugin; see the module doc.
+#[derive(Default)]
+pub struct Priority {
+    classes: OnceLock<Weak<Store>>,
+}
+
+impl Priority {
+    pub fn new() -> Self {
+        <Self as Default>::default()
+    }
+
+    /// Sets the PriorityClass Store (only the first call counts).
+    pub fn bind(&self, store: &Arc<Store>) {
+        let _ = self.classes.set(Arc::downgrade(store));
+    }
+
+    fn store(&self) -> Result<Arc<Store>, StatusError> {
+        self.classes
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| StatusError::internal("priority admission has no priorityclass store"))
+    }
+
+    /// The global default class; with several (a race upstream allows too),
+    /// the one of lowest value.
+    async fn default_class(&self) -> Result<Option<Value>, StatusError> {
+        let list = self.store()?.list("", &ListOptions::default()).await?;
+        let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .filter(|pc| pc.get("globalDefault").and_then(Value::as_bool) == Some(true))
+            .min_by_key(|pc| pc.get("value").and_then(Value::as_i64).unwrap_or(0)))
+    }
+
+    /// Resolves a new pod's priority from its class.
+    async fn admit_new_pod(&self, a: &AdmissionAttributes<'_>, pod: &mut Value) -> Result<(), StatusError> {
+        let forbidden = |why: String| StatusError::forbidden(a.group, a.resource, a.name, &why);
+        let named = pod.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
+        let (class_name, priority, policy) = if named.is_empty() {
+            match self.default_class().await? {
+                Some(pc) => (
+                    generic_server::meta::name(&pc).to_string(),
+                    pc.get("value").and_then(Value::as_i64).unwrap_or(0),
+                    pc.get("preemptionPolicy").cloned().filter(|p| !p.is_null()),
+                ),
+                None => (String::new(), 0, Some(json!("PreemptLowerPriority"))),
+            }
+        } else {
+            let pc = match self.store()?.get("", &named).await {
+                Ok(pc) => pc,
+                Err(e) if e.code == 404 => {
+                    return Err(forbidden(format!("no PriorityClass with name {named} was found")))
+                }
+                Err(e) => return Err(e),
+            };
+            (named, pc.get("value").and_then(Value::as_i64).unwrap_or(0), pc.get("preemptionPolicy").cloned())
+        };
+        let spec = crate::registry::child(pod, "spec");
+        if !class_name.is_empty() {
+            spec.insert("priorityClassName".into(), json!(class_name));
+        }
+        if let Some(given) = spec.get("priority").and_then(Value::as_i64) {
+            if given != priority {
+                return Err(forbidden(format!("the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {priority} from the given PriorityClass name")));
+            }
+        }
+        spec.insert("priority".into(), json!(priority));
+        if let Some(policy) = policy.filter(|p| !p.is_null()) {
+            if let Some(given) = spec.get("preemptionPolicy").filter(|p| !p.is_null()) {
+                if *given != policy {
+                    let shown = |v: &Value| v.as_str().unwrap_or("").to_string();
+                    return Err(forbidden(format!("the string value of PreemptionPolicy ({}) must not be provided in pod spec; priority admission controller computed {} from the given PriorityClass name", shown(given), shown(&policy))));
+                }
+            }
+            spec.insert("preemptionPolicy".into(), policy);
+        }
+        Ok(())
+    }
+}
+
+fn is_pod(a: &AdmissionAttributes<'_>) -> bool {
+    a.group.is_empty() && a.resource == "pods" && a.subresource.is_empty()
+}
+
+fn is_priority_class(a: &AdmissionAttributes<'_>) -> bool {
+    a.group == "scheduling.k8s.io" && a.resource == "priorityclasses" && a.subresource.is_empty()
+}
+
+#[async_trait::async_trait]
+impl Admission for Priority {
+    async fn mutate(
+        &self,
+        a: &AdmissionAttributes<'_>,
+        object: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), StatusError> {
+        if !is_pod(a) {
+            return Ok(());
+        }
+        match (a.operation, old) {
+            (Operation::Create, _) => self.admit_new_pod(a, object).await,
+            // Priority is set once, on create: an update that leaves it out
+            // keeps it (validation refuses any other change).
+            (Operation::Update, Some(old)) => {
+                let spec = crate::registry::child(object, "spec");
+                for field in ["priority", "preemptionPolicy"] {
+                    let kept = old.pointer(&format!("/spec/{field}")).filter(|v| !v.is_null());
+                    if let (None | Some(Value::Null), Some(kept)) = (spec.get(field), kept) {
+                        spec.insert(field.into(), kept.clone());
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn admit(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
+        if !is_priority_class(a) {
+            return Ok(());
+        }
+        if a.operation == Operation::Delete {
+            if SYSTEM_PRIORITY_CLASSES.iter().any(|(n, _, _)| *n == a.name) {
+                return Err(StatusError::forbidden(
+                    a.group,
+                    a.resource,
+                    a.name,
+                    "this is a system priority class and cannot be deleted",
+                ));
+            }
+            return Ok(());
+        }
+        let wants_default = a.object.and_then(|o| o.get("globalDefault")).and_then(Value::as_bool) == Some(true);
+        if !wants_default {
+            return Ok(());
+        }
+        if let Some(current) = self.default_class().await? {
+            let current = generic_server::meta::name(&current);
+            if a.operation == Operation::Create || current != a.name {
+                return Err(StatusError::forbidden(
+                    a.group,
+                    a.resource,
+                    a.name,
+                    &format!("PriorityClass {current} is already marked as default. Only one default can exist"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,8 @@
 //! What a fresh control plane must contain before clients arrive (upstream's
-//! system namespaces controller and the `kubernetes` service reconciler, run
-//! once at startup): the system namespaces and `default/kubernetes`, created
-//! when missing, so running it on every start is harmless.
+//! system namespaces controller, the `kubernetes` service reconciler and the
+//! scheduling bootstrap hook, run once at startup): the system namespaces,
+//! `default/kubernetes` and the system PriorityClasses, created when missing,
+//! so running it on every start is harmless.
 
 use serde_json::{json, Value};
 
@@ -9,6 +10,7 @@ use generic_server::meta;
 use generic_server::registry::{Store, WriteOptions};
 use generic_server::status::StatusError;
 
+use crate::registry::priorityclass::{system_priority_class, SYSTEM_PRIORITY_CLASSES};
 use crate::registry::service::ServiceStrategy;
 use crate::CoreConfig;
 
@@ -86,6 +88,17 @@ pub async fn bootstrap(
                 Ok(next)
             })
             .await?;
+    }
+    Ok(())
+}
+
+/// Creates `system-node-critical` and `system-cluster-critical` when missing
+/// (upstream's scheduling/bootstrap-system-priority-classes hook).
+pub async fn bootstrap_priority_classes(classes: &Store) -> Result<(), StatusError> {
+    for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
+        if create_if_missing(classes, "", system_priority_class(name, *value, description)).await? {
+            tracing::info!(name, value, "created PriorityClass");
+        }
     }
     Ok(())
 }

@@ -104,6 +104,11 @@ impl CoreResources {
         registrations.extend(events_v1(config));
         registrations.extend(autoscaling());
         registrations.extend(discovery_v1());
+        registrations.extend(scheduling_v1());
+        registrations.extend(coordination_v1());
+        registrations.extend(node_v1());
+        registrations.extend(networking_v1());
+        registrations.extend(storage_v1());
         let mut create_only = registry::authentication::create_only();
         create_only.extend(registry::authorization::create_only());
         Ok(CoreResources {
@@ -190,7 +195,14 @@ fn core_v1(
         endpoints::registration(),
         replicationcontroller::registration(),
         podtemplate::registration(),
+        node::registration(),
+        resourcequota::registration(),
+        limitrange::registration(),
+        componentstatus::registration(),
     ]
+    .into_iter()
+    .chain(persistentvolume::registrations())
+    .collect()
 }
 
 fn apps_v1() -> Vec<Registration> {
@@ -228,6 +240,35 @@ fn autoscaling() -> Vec<Registration> {
 fn discovery_v1() -> Vec<Registration> {
     use registry::*;
     vec![endpointslice::registration()]
+}
+
+fn scheduling_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![priorityclass::registration()]
+}
+
+fn coordination_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![lease::registration()]
+}
+
+fn node_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![runtimeclass::registration()]
+}
+
+fn networking_v1() -> Vec<Registration> {
+    use registry::*;
+    let mut r = vec![ingress::registration(), ingressclass::registration(), networkpolicy::registration()];
+    r.extend(servicecidr::registrations());
+    r
+}
+
+fn storage_v1() -> Vec<Registration> {
+    use registry::*;
+    let mut r = vec![storageclass::registration()];
+    r.extend(csi::registrations());
+    r
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ComponentStatus, ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
@@ -15,7 +16,8 @@ use generic_server::registry::{Admission, Store};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
 
-use crate::admission::AdmissionPlugins;
+use crate::admission::{AdmissionPlugins, Priority};
+use crate::registry::componentstatus::ComponentStatuses;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
 /// How often allocations are re-learnt from stored services (upstream's repair
@@ -32,10 +34,12 @@ pub struct CoreServer {
 }
 
 /// What kube-core-server shares with the servers behind it: the admission
-/// chain every Store runs (NamespaceLifecycle, bound here to the namespace
-/// Store) and the registry of namespaced Stores the namespace controller empties.
+/// chain every Store runs (NamespaceLifecycle and Priority, bound here to the
+/// namespace and PriorityClass Stores) and the registry of namespaced Stores
+/// the namespace controller empties.
 pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
+    pub priority: Arc<Priority>,
     pub registry: Arc<StoreRegistry>,
     pub plugins: AdmissionPlugins,
 }
@@ -47,13 +51,21 @@ impl Shared {
 
     /// With the plugins the admission flags left on.
     pub fn with_plugins(plugins: AdmissionPlugins) -> Self {
-        Shared { lifecycle: Arc::new(NamespaceLifecycle::new()), registry: Arc::new(StoreRegistry::new()), plugins }
+        Shared {
+            lifecycle: Arc::new(NamespaceLifecycle::new()),
+            priority: Arc::new(Priority::new()),
+            registry: Arc::new(StoreRegistry::new()),
+            plugins,
+        }
     }
 
     pub fn admission(&self) -> Vec<Arc<dyn Admission>> {
         let mut chain: Vec<Arc<dyn Admission>> = Vec::new();
         if self.plugins.is_enabled("NamespaceLifecycle") {
             chain.push(self.lifecycle.clone());
+        }
+        if self.plugins.is_enabled("Priority") {
+            chain.push(self.priority.clone());
         }
         chain
     }
@@ -78,14 +90,17 @@ pub async fn new_server(
     let admission = shared.admission();
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
-    let (mut namespaces, mut services, mut service_accounts, mut configmaps) = (None, None, None, None);
+    let (mut namespaces, mut services, mut service_accounts, mut configmaps, mut classes) =
+        (None, None, None, None, None);
     let mut caches: HashMap<String, Arc<dyn Storage>> = HashMap::new();
     for registration in core.registrations() {
         let root = format!("{}/", registration.info.key_root);
-        let cached = caches
-            .entry(root)
-            .or_insert_with_key(|root| Cacher::new(storage.clone(), root) as Arc<dyn Storage>)
-            .clone();
+        let cached = if registration.info.is::<ComponentStatus>() {
+            // Computed on every read: nothing to cache or store.
+            Arc::new(ComponentStatuses::new(storage.clone(), &registration.info.key_root)) as Arc<dyn Storage>
+        } else {
+            caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root) as Arc<dyn Storage>).clone()
+        };
         let store = Arc::new(Store::new(registration, cached, admission.clone()));
         core.peers.bind(&store);
         if store.info.is::<Namespace>() {
@@ -97,6 +112,9 @@ pub async fn new_server(
             service_accounts = Some(store.clone());
         } else if store.info.is::<ConfigMap>() {
             configmaps = Some(store.clone());
+        } else if store.info.is::<PriorityClass>() {
+            shared.priority.bind(&store);
+            classes = Some(store.clone());
         }
         if store.info.namespaced {
             registry.register(store.clone());
@@ -106,12 +124,15 @@ pub async fn new_server(
     for resource in core.create_only() {
         server.install_create_only(resource);
     }
-    let (Some(namespaces), Some(services), Some(service_accounts), Some(configmaps)) =
-        (namespaces, services, service_accounts, configmaps)
+    let (Some(namespaces), Some(services), Some(service_accounts), Some(configmaps), Some(classes)) =
+        (namespaces, services, service_accounts, configmaps, classes)
     else {
-        return Err("the built-in resources lack namespaces, services, serviceaccounts or configmaps".into());
+        return Err(
+            "the built-in resources lack namespaces, services, serviceaccounts, configmaps or priorityclasses".into()
+        );
     };
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
+    crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}"))?;
     let stores = crate::publishers::PublisherStores { namespaces: namespaces.clone(), service_accounts, configmaps };
     crate::publishers::spawn(stores, &config.root_ca);
     core.spawn_namespace_controller(namespaces, registry.clone());

@@ -245,3 +245,48 @@ async fn versions_share_one_stored_form() {
     assert_eq!(after["spec"]["metrics"][0]["pods"]["metric"]["name"], "qps");
     assert!(after["metadata"].get("annotations").is_none());
 }
+
+/// Names, scope, verbs and subresources as upstream's 1.33 discovery lists
+/// them, for every built-in resource the facts know.
+#[test]
+fn registrations_match_upstream_discovery() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/facts/api-resources-1.33.json");
+    let facts: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("shared/facts beside the clone"))
+        .expect("api-resources facts are JSON");
+    let core = CoreResources::new(&CoreConfig::default()).unwrap();
+    let mut unknown = Vec::new();
+    for info in core.registrations().into_iter().map(|r| r.info) {
+        let Some(want) = facts["resources"].as_array().unwrap().iter().find(|r| {
+            r["group"] == info.group.as_str()
+                && r["version"] == info.version.as_str()
+                && r["resource"] == info.plural.as_str()
+        }) else {
+            unknown.push(info.plural.clone());
+            continue;
+        };
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(info.short_names, strings(&want["shortNames"]), "{}", info.plural);
+        assert_eq!(info.categories, strings(&want["categories"]), "{}", info.plural);
+        assert_eq!(info.namespaced, want["namespaced"], "{}", info.plural);
+        assert_eq!(info.kind, want["kind"].as_str().unwrap(), "{}", info.plural);
+        let mut verbs: Vec<String> = info.verbs.iter().map(|v| v.to_string()).collect();
+        let mut want_verbs = strings(&want["verbs"]);
+        verbs.sort();
+        want_verbs.sort();
+        assert_eq!(verbs, want_verbs, "{}", info.plural);
+        let mut subs: Vec<&str> = info.subresources.iter().map(|s| s.name()).collect();
+        let mut want_subs: Vec<&str> =
+            want["subresources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        subs.sort_unstable();
+        want_subs.sort_unstable();
+        // Subresources other helpers add later (pods/log, ...) may be missing.
+        assert!(subs.iter().all(|s| want_subs.contains(s)), "{}: {subs:?} not in {want_subs:?}", info.plural);
+    }
+    assert!(unknown.is_empty(), "not in upstream's discovery: {unknown:?}");
+    let nodes = core.registrations().into_iter().find(|r| r.info.plural == "nodes").unwrap();
+    assert_eq!(nodes.info.key_root, "/registry/minions");
+    let ingresses = core.registrations().into_iter().find(|r| r.info.plural == "ingresses").unwrap();
+    assert_eq!(ingresses.info.key_root, "/registry/ingress");
+}

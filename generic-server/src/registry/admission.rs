@@ -1,6 +1,8 @@
 //! Admission: checks that run on every write after decoding and before storage,
 //! across resources (NamespaceLifecycle is the first). Plugins are supplied by
-//! the binary, so a Store never knows which are configured.
+//! the binary, so a Store never knows which are configured. As upstream, a
+//! plugin may also mutate ([`Admission::mutate`], before validation) besides
+//! validating ([`Admission::admit`], after it).
 
 use serde_json::Value;
 
@@ -28,4 +30,16 @@ pub struct AdmissionAttributes<'a> {
 #[async_trait::async_trait]
 pub trait Admission: Send + Sync {
     async fn admit(&self, attrs: &AdmissionAttributes<'_>) -> Result<(), StatusError>;
+
+    /// Upstream's MutationInterface: changes a create's or update's object
+    /// before it is validated (`attrs.object` is None; `old` is the stored
+    /// object on update).
+    async fn mutate(
+        &self,
+        _attrs: &AdmissionAttributes<'_>,
+        _object: &mut Value,
+        _old: Option<&Value>,
+    ) -> Result<(), StatusError> {
+        Ok(())
+    }
 }

@@ -252,6 +252,33 @@ impl Store {
         Ok(())
     }
 
+    /// Mutating admission, before validation as upstream runs it.
+    async fn mutate(
+        &self,
+        op: Operation,
+        namespace: &str,
+        object: &mut Value,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<()> {
+        let name = meta::name(object).to_string();
+        let attrs = AdmissionAttributes {
+            operation: op,
+            group: &self.info.group,
+            version: &self.info.version,
+            resource: &self.info.plural,
+            subresource: "",
+            namespace,
+            name: &name,
+            object: None,
+            dry_run,
+        };
+        for a in &self.admission {
+            a.mutate(&attrs, object, old).await?;
+        }
+        Ok(())
+    }
+
     async fn current(&self, namespace: &str, name: &str) -> Result<Option<(KeyValue, Value)>> {
         match self.storage.get(&self.key(namespace, name)).await.map_err(storage_err)? {
             Some(kv) => {
@@ -441,6 +468,7 @@ impl Store {
         }
         meta::set_meta(&mut obj, "uid", json!(uuid::Uuid::new_v4().to_string()));
         meta::set_meta(&mut obj, "creationTimestamp", json!(meta::now_rfc3339()));
+        self.mutate(Operation::Create, namespace, &mut obj, None, opts.dry_run).await?;
         if self.strategy.tracks_generation() {
             meta::set_meta(&mut obj, "generation", json!(1));
         } else {
@@ -558,6 +586,9 @@ impl Store {
             }
             self.merge_for_update(&mut new, &old, subresource);
             self.track_fields(Some(&old), &mut new, subresource, opts);
+            if subresource.is_none() {
+                self.mutate(Operation::Update, namespace, &mut new, Some(&old), opts.dry_run).await?;
+            }
             let mut causes = meta::validate_no_new_finalizers(&new, &old);
             causes.extend(meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule()));
             causes.extend(self.strategy.validate_update(&new, &old));
