@@ -88,6 +88,8 @@ impl CoreResources {
         let mut registrations = core_v1(config, &namespaces, &services);
         registrations.extend(apps_v1());
         registrations.extend(discovery_v1());
+        registrations.extend(rbac_v1());
+        registrations.extend(certificates_v1());
         Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
     }
 
@@ -167,6 +169,21 @@ fn apps_v1() -> Vec<Registration> {
 fn discovery_v1() -> Vec<Registration> {
     use registry::*;
     vec![endpointslice::registration()]
+}
+
+fn rbac_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![
+        role::registration(),
+        role::cluster_registration(),
+        rolebinding::registration(),
+        rolebinding::cluster_registration(),
+    ]
+}
+
+fn certificates_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![certificatesigningrequest::registration()]
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! k8s-openapi type, but every accessor here still tolerates any shape: a client
 //! controls the content, so nothing may panic on it.
 
+pub mod certificatesigningrequest;
 pub mod configmap;
 pub mod deployment;
 pub mod endpoints;
@@ -16,6 +17,8 @@ pub mod event;
 pub mod namespace;
 pub mod pod;
 pub mod podspec;
+pub mod role;
+pub mod rolebinding;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
