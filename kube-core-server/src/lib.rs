@@ -22,6 +22,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod apf_bootstrap;
 pub mod bootstrap;
 pub mod namespace_controller;
 pub mod registry;
@@ -90,6 +91,7 @@ impl CoreResources {
         registrations.extend(discovery_v1());
         registrations.extend(rbac_v1());
         registrations.extend(certificates_v1());
+        registrations.extend(flowcontrol_v1());
         Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
     }
 
@@ -184,6 +186,11 @@ fn rbac_v1() -> Vec<Registration> {
 fn certificates_v1() -> Vec<Registration> {
     use registry::*;
     vec![certificatesigningrequest::registration()]
+}
+
+fn flowcontrol_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![flowschema::registration(), prioritylevelconfiguration::registration()]
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
@@ -66,6 +67,7 @@ pub async fn new_server(
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
     let (mut namespaces, mut services) = (None, None);
+    let (mut flow_schemas, mut priority_levels) = (None, None);
     for registration in core.registrations() {
         let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
         let store = Arc::new(Store::new(registration, cached, admission.clone()));
@@ -74,6 +76,10 @@ pub async fn new_server(
             namespaces = Some(store.clone());
         } else if store.info.is::<Service>() {
             services = Some(store.clone());
+        } else if store.info.is::<FlowSchema>() {
+            flow_schemas = Some(store.clone());
+        } else if store.info.is::<PriorityLevelConfiguration>() {
+            priority_levels = Some(store.clone());
         }
         if store.info.namespaced {
             registry.register(store.clone());
@@ -84,6 +90,9 @@ pub async fn new_server(
         return Err("the built-in resources lack namespaces or services".into());
     };
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
+    if let (Some(fs), Some(pl)) = (flow_schemas, priority_levels) {
+        crate::apf_bootstrap::ensure(&fs, &pl).await.map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
+    }
     core.spawn_namespace_controller(namespaces, registry.clone());
     core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
     Ok(CoreServer { server, registry, admission })

@@ -46,7 +46,8 @@ fn generate() -> Map<String, Value> {
     use k8s_openapi::api::{
         admissionregistration::v1 as admreg, apps::v1 as apps, autoscaling::v1 as autoscaling1,
         autoscaling::v2 as autoscaling2, batch::v1 as batch, certificates::v1 as certs, coordination::v1 as coord,
-        core::v1 as core, discovery::v1 as disc, events::v1 as events, networking::v1 as net, policy::v1 as policy,
+        core::v1 as core, discovery::v1 as disc, events::v1 as events, flowcontrol::v1 as flowcontrol,
+        networking::v1 as net, policy::v1 as policy,
         rbac::v1 as rbac, scheduling::v1 as sched, storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
@@ -74,6 +75,8 @@ fn generate() -> Map<String, Value> {
         policy::Eviction, events::Event, disc::EndpointSlice, storage::StorageClass, storage::CSIDriver,
         storage::CSINode, storage::VolumeAttachment, sched::PriorityClass, certs::CertificateSigningRequest,
         admreg::ValidatingWebhookConfiguration, admreg::MutatingWebhookConfiguration,
+        admreg::ValidatingAdmissionPolicy, admreg::ValidatingAdmissionPolicyBinding,
+        flowcontrol::FlowSchema, flowcontrol::PriorityLevelConfiguration,
         apiext::CustomResourceDefinition, apireg::APIService,
     );
     let mut defs = gen.take_definitions(false);

@@ -1,14 +1,15 @@
 //! rbac.authorization.k8s.io/v1 roles and clusterroles (upstream
 //! pkg/registry/rbac/role and clusterrole): names are only path segments, and
 //! every policy rule names verbs and either resources or, cluster-wide only,
-//! non-resource URLs. Upstream prints them with the default table.
+//! non-resource URLs. Upstream prints them with its default table (Name,
+//! Created At).
 
 use serde_json::Value;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 
 use generic_server::meta::NameRule;
-use generic_server::registry::{Registration, Strategy};
+use generic_server::registry::{table, Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
 use super::{arr_at, go_string_slice};
@@ -77,6 +78,14 @@ impl Strategy for RoleStrategy {
             validate_rule(rule, self.namespaced, &format!("rules[{i}]"), &mut causes);
         }
         causes
+    }
+
+    fn table_columns(&self) -> Vec<TableColumn> {
+        table::created_at_columns()
+    }
+
+    fn table_row(&self, obj: &Value) -> Vec<Value> {
+        table::created_at_row(obj)
     }
 }
 
