@@ -1,5 +1,6 @@
 //! The API-policy kinds (rbac.authorization.k8s.io, certificates.k8s.io,
-//! flowcontrol.apiserver.k8s.io) on one shared server: the kind check
+//! admissionregistration.k8s.io, flowcontrol.apiserver.k8s.io) on one shared
+//! server: the kind check
 //! (e2e::kinds) for each, then what kubectl users do with them: `kubectl
 //! create role/clusterrole/rolebinding/clusterrolebinding`, a binding's fixed
 //! roleRef, a certificate signing request's life through `kubectl certificate
@@ -29,6 +30,7 @@ fn csr_yaml(name: &str, usages: &str) -> String {
 fn policy_kinds() {
     let mut s = Server::start();
     check_kinds(&s);
+    check_admission_kinds(&s);
     kubectl_create_rbac(&s);
     role_ref_is_fixed(&s);
     csr_approval(&s);
@@ -144,6 +146,93 @@ fn check_kinds(s: &Server) {
             "spec.signerName: Invalid value: \"kubernetes.io/legacy-unknown\": the legacy signerName is not allowed via this API version",
         ],
     });
+}
+
+fn check_admission_kinds(s: &Server) {
+    const HOOK: &str = "- name: check.example.com\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  clientConfig: {service: {name: hook, namespace: default}}\n  rules: [{operations: [CREATE], apiGroups: [''], apiVersions: [v1], resources: [pods]}]\n";
+    let hook_defaults = [
+        ("/webhooks/0/failurePolicy", json!("Fail")),
+        ("/webhooks/0/matchPolicy", json!("Equivalent")),
+        ("/webhooks/0/timeoutSeconds", json!(10)),
+        ("/webhooks/0/namespaceSelector", json!({})),
+        ("/webhooks/0/objectSelector", json!({})),
+        ("/webhooks/0/rules/0/scope", json!("*")),
+        ("/webhooks/0/clientConfig/service/port", json!(443)),
+    ];
+    let valid = format!("apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: checks}}\nwebhooks:\n{HOOK}");
+    s.check_kind(&KindCase {
+        resource: "validatingwebhookconfigurations.admissionregistration.k8s.io",
+        kind: "ValidatingWebhookConfiguration",
+        namespace: None,
+        valid: &valid,
+        name: "checks",
+        defaults: &hook_defaults,
+        columns: &["NAME", "WEBHOOKS", "AGE"],
+        wide_columns: &["NAME", "WEBHOOKS", "AGE"],
+        invalid: "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {name: plain}\nwebhooks:\n- name: check.example.com\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  clientConfig: {url: 'http://hook.example.com/x?debug=1'}\n",
+        invalid_name: "plain",
+        invalid_causes: &[
+            "webhooks[0].clientConfig.url: Invalid value: \"http\": 'https' is the only allowed URL scheme; desired format: https://host[/path]",
+            "webhooks[0].clientConfig.url: Invalid value: \"debug=1\": query parameters are not permitted in the URL",
+        ],
+    });
+    let mut mutating_defaults = hook_defaults.to_vec();
+    mutating_defaults.push(("/webhooks/0/reinvocationPolicy", json!("Never")));
+    let valid = format!("apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {{name: mutators}}\nwebhooks:\n{HOOK}");
+    s.check_kind(&KindCase {
+        resource: "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+        kind: "MutatingWebhookConfiguration",
+        namespace: None,
+        valid: &valid,
+        name: "mutators",
+        defaults: &mutating_defaults,
+        columns: &["NAME", "WEBHOOKS", "AGE"],
+        wide_columns: &["NAME", "WEBHOOKS", "AGE"],
+        invalid: &valid.replace("name: mutators", "name: sideways").replace("sideEffects: None", "sideEffects: Some"),
+        invalid_name: "sideways",
+        invalid_causes: &["webhooks[0].sideEffects: Unsupported value: \"Some\": supported values: \"None\", \"NoneOnDryRun\""],
+    });
+    s.check_kind(&KindCase {
+        resource: "validatingadmissionpolicies.admissionregistration.k8s.io",
+        kind: "ValidatingAdmissionPolicy",
+        namespace: None,
+        valid: "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: small}\nspec:\n  matchConstraints:\n    resourceRules: [{operations: [CREATE, UPDATE], apiGroups: [apps], apiVersions: [v1], resources: [deployments]}]\n  validations: [{expression: 'object.spec.replicas <= 5'}]\n",
+        name: "small",
+        defaults: &[
+            ("/spec/failurePolicy", json!("Fail")),
+            ("/spec/matchConstraints/matchPolicy", json!("Equivalent")),
+            ("/spec/matchConstraints/namespaceSelector", json!({})),
+            ("/spec/matchConstraints/resourceRules/0/scope", json!("*")),
+        ],
+        columns: &["NAME", "VALIDATIONS", "PARAMKIND", "AGE"],
+        wide_columns: &["NAME", "VALIDATIONS", "PARAMKIND", "AGE"],
+        invalid: "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: empty}\nspec:\n  matchConstraints:\n    resourceRules: [{operations: [CREATE], apiGroups: [apps], apiVersions: [v1], resources: [deployments]}]\n",
+        invalid_name: "empty",
+        invalid_causes: &["spec.validations: Required value: validations or auditAnnotations must contain at least one item"],
+    });
+    s.check_kind(&KindCase {
+        resource: "validatingadmissionpolicybindings.admissionregistration.k8s.io",
+        kind: "ValidatingAdmissionPolicyBinding",
+        namespace: None,
+        valid: "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: small-everywhere}\nspec:\n  policyName: small\n  validationActions: [Deny]\n  matchResources: {namespaceSelector: {matchLabels: {env: prod}}}\n",
+        name: "small-everywhere",
+        defaults: &[("/spec/matchResources/matchPolicy", json!("Equivalent")), ("/spec/matchResources/objectSelector", json!({}))],
+        columns: &["NAME", "POLICYNAME", "PARAMREF", "AGE"],
+        wide_columns: &["NAME", "POLICYNAME", "PARAMREF", "AGE"],
+        invalid: "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata: {name: loud}\nspec:\n  policyName: small\n  validationActions: [Deny, Warn]\n",
+        invalid_name: "loud",
+        invalid_causes: &["spec.validationActions", "must not contain both Deny and Warn"],
+    });
+    // They are api-extensions, as upstream lists them.
+    let out = s.kubectl(&["get", "api-extensions", "-o", "name"]);
+    for name in [
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/checks",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/mutators",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/small",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/small-everywhere",
+    ] {
+        assert!(out.contains(name), "kubectl get api-extensions lacks {name}:\n{out}");
+    }
 }
 
 /// `kubectl create role|clusterrole|rolebinding|clusterrolebinding` build the
@@ -300,7 +389,7 @@ fn flowcontrol_bootstrap(s: &mut Server) {
     let global = pl_rows.iter().find(|r| r["NAME"] == "global-default").unwrap_or_else(|| panic!("{pls}"));
     assert_eq!(
         (global["NOMINALCONCURRENCYSHARES"].as_str(), global["QUEUES"].as_str(), global["HANDSIZE"].as_str()),
-        (Some("20"), Some("128"), Some("6")),
+        ("20", "128", "6"),
         "{pls}"
     );
     let fs = s.kubectl_json(&["get", "flowschema", "global-default"]);

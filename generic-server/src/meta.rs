@@ -126,7 +126,8 @@ pub fn path_segment_problem(name: &str) -> Option<String> {
     None
 }
 
-fn qualified_name_problem(key: &str) -> Option<String> {
+/// Upstream's IsQualifiedName (label keys, annotation keys, condition names).
+pub fn qualified_name_problem(key: &str) -> Option<String> {
     let (prefix, name) = match key.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),

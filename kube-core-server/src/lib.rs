@@ -92,6 +92,7 @@ impl CoreResources {
         registrations.extend(rbac_v1());
         registrations.extend(certificates_v1());
         registrations.extend(flowcontrol_v1());
+        registrations.extend(admissionregistration_v1());
         Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
     }
 
@@ -191,6 +192,16 @@ fn certificates_v1() -> Vec<Registration> {
 fn flowcontrol_v1() -> Vec<Registration> {
     use registry::*;
     vec![flowschema::registration(), prioritylevelconfiguration::registration()]
+}
+
+fn admissionregistration_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![
+        webhookconfiguration::validating_registration(),
+        webhookconfiguration::mutating_registration(),
+        validatingadmissionpolicy::registration(),
+        validatingadmissionpolicybinding::registration(),
+    ]
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub mod rolebinding;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
+pub mod validatingadmissionpolicy;
+pub mod validatingadmissionpolicybinding;
+pub mod webhookconfiguration;
 
 use serde_json::{Map, Value};
 
