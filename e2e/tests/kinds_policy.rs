@@ -190,7 +190,9 @@ fn check_admission_kinds(s: &Server) {
         wide_columns: &["NAME", "WEBHOOKS", "AGE"],
         invalid: &valid.replace("name: mutators", "name: sideways").replace("sideEffects: None", "sideEffects: Some"),
         invalid_name: "sideways",
-        invalid_causes: &["webhooks[0].sideEffects: Unsupported value: \"Some\": supported values: \"None\", \"NoneOnDryRun\""],
+        invalid_causes: &[
+            "webhooks[0].sideEffects: Unsupported value: \"Some\": supported values: \"None\", \"NoneOnDryRun\"",
+        ],
     });
     s.check_kind(&KindCase {
         resource: "validatingadmissionpolicies.admissionregistration.k8s.io",
@@ -265,7 +267,10 @@ fn kubectl_create_rbac(s: &Server) {
 
     s.kubectl(&["create", "clusterrolebinding", "deploy-readers", "--clusterrole=deploy-reader", "--user=bob"]);
     let crb = s.kubectl_json(&["get", "clusterrolebinding", "deploy-readers"]);
-    assert_eq!(crb["roleRef"], json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "deploy-reader"}));
+    assert_eq!(
+        crb["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "deploy-reader"})
+    );
     assert_eq!(crb["subjects"], json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]));
     let out = s.kubectl(&["get", "clusterrolebinding", "deploy-readers"]);
     assert_eq!(table(&out)[0]["ROLE"], "ClusterRole/deploy-reader", "{out}");
@@ -278,7 +283,16 @@ fn role_ref_is_fixed(s: &Server) {
         None,
         &["roleRef: Invalid value: rbac.RoleRef{APIGroup:\"rbac.authorization.k8s.io\", Kind:\"Role\", Name:\"other\"}: cannot change roleRef"],
     );
-    s.kubectl(&["patch", "rolebinding", "pod-readers", "-n", "default", "--type=merge", "-p", r#"{"subjects":[{"kind":"User","name":"carol"}]}"#]);
+    s.kubectl(&[
+        "patch",
+        "rolebinding",
+        "pod-readers",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"subjects":[{"kind":"User","name":"carol"}]}"#,
+    ]);
     let rb = s.kubectl_json(&["get", "rolebinding", "pod-readers", "-n", "default"]);
     assert_eq!(rb["subjects"], json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}]));
     assert_eq!(rb["roleRef"]["name"], "pod-reader");
@@ -315,12 +329,18 @@ fn csr_approval(s: &Server) {
     assert_eq!(cond["reason"], "KubectlApprove");
     assert!(cond["lastUpdateTime"].is_string() && cond["lastTransitionTime"].is_string(), "{cond}");
 
-    // kubectl itself refuses to deny an approved request; forced, the server does.
-    s.kubectl_err(&["certificate", "deny", "to-approve"], None, &["is already Approved"]);
-    s.kubectl_err(
-        &["certificate", "deny", "to-approve", "--force"],
-        None,
-        &["Approved and Denied conditions are mutually exclusive"],
+    // kubectl itself refuses to deny an approved request; the server does too.
+    s.kubectl_err(&["certificate", "deny", "to-approve", "--force"], None, &["is already Approved"]);
+    let path = "/apis/certificates.k8s.io/v1/certificatesigningrequests/to-approve/approval";
+    let mut both = s.request("GET", path, None).json();
+    both["status"]["conditions"] = json!([both["status"]["conditions"][0], {"type": "Denied", "status": "True"}]);
+    let v = s.request("PUT", path, Some(&both)).assert_status(422, "Invalid");
+    let msg = v["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains(
+            "status.conditions: Invalid value: \"Denied\": Approved and Denied conditions are mutually exclusive"
+        ),
+        "{msg}"
     );
     s.create(&csr_yaml("to-deny", "[client auth]"));
     s.kubectl(&["certificate", "deny", "to-deny"]);
@@ -328,9 +348,9 @@ fn csr_approval(s: &Server) {
 
     // Discovery lists the subresource; spec.signerName selects.
     let group = s.raw("/apis/certificates.k8s.io/v1");
-    let approval = group["resources"].as_array().and_then(|rs| {
-        rs.iter().find(|r| r["name"] == "certificatesigningrequests/approval").cloned()
-    });
+    let approval = group["resources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == "certificatesigningrequests/approval").cloned());
     assert_eq!(approval.map(|a| a["verbs"].clone()), Some(json!(["get", "patch", "update"])), "{group}");
     let out = s.kubectl(&["get", "csr", "--field-selector", "spec.signerName=example.com/signer", "-o", "name"]);
     assert!(out.contains("to-deny") && out.contains("to-approve"), "{out}");
@@ -361,7 +381,11 @@ fn csr_status(s: &Server) {
     add["status"]["conditions"] = json!([add["status"]["conditions"][0], {"type": "Denied", "status": "True"}]);
     let v = s.request("PUT", path, Some(&add)).assert_status(422, "Invalid");
     let msg = v["message"].as_str().unwrap_or("");
-    assert!(msg.contains("updates may not add a condition of type \\\"Denied\\\"") || msg.contains("updates may not add a condition of type \"Denied\""), "{msg}");
+    assert!(
+        msg.contains("updates may not add a condition of type \\\"Denied\\\"")
+            || msg.contains("updates may not add a condition of type \"Denied\""),
+        "{msg}"
+    );
 }
 
 /// Every cluster starts with upstream's mandatory and suggested APF objects;
@@ -375,11 +399,23 @@ fn flowcontrol_bootstrap(s: &mut Server) {
     assert_eq!((exempt["PRIORITYLEVEL"].as_str(), exempt["MATCHINGPRECEDENCE"].as_str()), ("exempt", "1"), "{out}");
     assert_eq!(exempt["DISTINGUISHERMETHOD"], "<none>");
     let catch_all = find("catch-all").unwrap_or_else(|| panic!("no catch-all flowschema:\n{out}"));
-    assert_eq!((catch_all["MATCHINGPRECEDENCE"].as_str(), catch_all["DISTINGUISHERMETHOD"].as_str()), ("10000", "ByUser"));
-    for name in ["probes", "system-leader-election", "endpoint-controller", "workload-leader-election", "system-node-high",
-        "system-nodes", "kube-controller-manager", "kube-scheduler", "kube-system-service-accounts", "service-accounts",
-        "global-default"]
-    {
+    assert_eq!(
+        (catch_all["MATCHINGPRECEDENCE"].as_str(), catch_all["DISTINGUISHERMETHOD"].as_str()),
+        ("10000", "ByUser")
+    );
+    for name in [
+        "probes",
+        "system-leader-election",
+        "endpoint-controller",
+        "workload-leader-election",
+        "system-node-high",
+        "system-nodes",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-system-service-accounts",
+        "service-accounts",
+        "global-default",
+    ] {
         assert!(find(name).is_some(), "flowschema {name} missing:\n{out}");
     }
     let pls = s.kubectl(&["get", "prioritylevelconfigurations"]);
@@ -396,7 +432,14 @@ fn flowcontrol_bootstrap(s: &mut Server) {
     assert_eq!(fs["metadata"]["annotations"]["apf.kubernetes.io/autoupdate-spec"], "true", "{fs}");
 
     // Changed and deleted bootstrap objects are ensured again at start.
-    s.kubectl(&["patch", "flowschema", "global-default", "--type=merge", "-p", r#"{"spec":{"matchingPrecedence":9800}}"#]);
+    s.kubectl(&[
+        "patch",
+        "flowschema",
+        "global-default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"matchingPrecedence":9800}}"#,
+    ]);
     s.kubectl(&["delete", "flowschema", "probes"]);
     s.restart();
     let fs = s.kubectl_json(&["get", "flowschema", "global-default"]);
@@ -404,7 +447,14 @@ fn flowcontrol_bootstrap(s: &mut Server) {
     s.kubectl(&["get", "flowschema", "probes"]);
     // An object marked as the user's keeps the user's spec.
     s.kubectl(&["annotate", "--overwrite", "flowschema", "global-default", "apf.kubernetes.io/autoupdate-spec=false"]);
-    s.kubectl(&["patch", "flowschema", "global-default", "--type=merge", "-p", r#"{"spec":{"matchingPrecedence":9800}}"#]);
+    s.kubectl(&[
+        "patch",
+        "flowschema",
+        "global-default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"matchingPrecedence":9800}}"#,
+    ]);
     s.restart();
     let fs = s.kubectl_json(&["get", "flowschema", "global-default"]);
     assert_eq!(fs["spec"]["matchingPrecedence"], 9800, "{fs}");

@@ -72,7 +72,10 @@ fn users(names: &[&str]) -> Vec<Value> {
 }
 
 fn kube_system_accounts(names: &[&str]) -> Vec<Value> {
-    names.iter().map(|n| json!({"kind": "ServiceAccount", "serviceAccount": {"name": n, "namespace": "kube-system"}})).collect()
+    names
+        .iter()
+        .map(|n| json!({"kind": "ServiceAccount", "serviceAccount": {"name": n, "namespace": "kube-system"}}))
+        .collect()
 }
 
 fn resource_rule(verbs: &[&str], api_groups: &[&str], resources: &[&str], namespaces: &[&str], cluster: bool) -> Value {
@@ -123,13 +126,7 @@ pub fn flow_schemas() -> Vec<Value> {
     vec![
         flow_schema("exempt", "exempt", 1, None, everything(groups(&["system:masters"]))),
         flow_schema("catch-all", "catch-all", 10000, by_user, everything(everyone())),
-        flow_schema(
-            "system-nodes",
-            "system",
-            500,
-            by_user,
-            everything(groups(&[NODES])),
-        ),
+        flow_schema("system-nodes", "system", 500, by_user, everything(groups(&[NODES]))),
         flow_schema(
             "system-node-high",
             "node-high",
@@ -213,7 +210,8 @@ async fn ensure_one(store: &Store, wanted: Value) -> Result<(), StatusError> {
     }
     store
         .update_with("", &name, None, &WriteOptions::default(), |cur| {
-            let mut next = cur.cloned().ok_or_else(|| StatusError::not_found(&store.info.group, &store.info.plural, &name))?;
+            let mut next =
+                cur.cloned().ok_or_else(|| StatusError::not_found(&store.info.group, &store.info.plural, &name))?;
             next["spec"] = wanted["spec"].clone();
             let annotations = meta::metadata_mut(&mut next).entry("annotations").or_insert_with(|| json!({}));
             if let Some(a) = annotations.as_object_mut() {
@@ -266,7 +264,9 @@ mod tests {
     #[test]
     fn only_unchanged_or_annotated_objects_are_updated() {
         assert!(auto_update(&json!({"metadata": {"annotations": {AUTO_UPDATE_ANNOTATION: "true"}, "generation": 4}})));
-        assert!(!auto_update(&json!({"metadata": {"annotations": {AUTO_UPDATE_ANNOTATION: "false"}, "generation": 1}})));
+        assert!(!auto_update(
+            &json!({"metadata": {"annotations": {AUTO_UPDATE_ANNOTATION: "false"}, "generation": 1}})
+        ));
         assert!(auto_update(&json!({"metadata": {"generation": 1}})));
         assert!(!auto_update(&json!({"metadata": {"generation": 2}})));
     }

@@ -10,7 +10,7 @@
 //! (as upstream does first) and stay empty.
 
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use x509_parser::prelude::FromDer;
@@ -177,7 +177,11 @@ fn signer_name_problems(name: &str, causes: &mut Vec<Cause>) {
         causes.push(Cause::invalid(FIELD, &json!(domain), &format!("validating label {l:?}: {m}")));
     }
     if labels.len() < 2 {
-        causes.push(Cause::invalid(FIELD, &json!(domain), "should be a domain with at least two segments separated by dots"));
+        causes.push(Cause::invalid(
+            FIELD,
+            &json!(domain),
+            "should be a domain with at least two segments separated by dots",
+        ));
     }
     if let Some((l, m)) = path.split('.').find_map(|l| meta::is_dns1123_subdomain(l).map(|m| (l, m))) {
         causes.push(Cause::invalid(FIELD, &json!(path), &format!("validating label {l:?}: {m}")));
@@ -283,14 +287,20 @@ fn validate_csr_update(new: &Value, old: &Value, opts: &Options) -> Vec<Cause> {
     let mut causes = validate_csr(new, opts);
     for t in [APPROVED, DENIED, FAILED] {
         if of_type(new, t).len() < of_type(old, t).len() {
-            causes.push(Cause::forbidden("status.conditions", &format!("updates may not remove a condition of type {t:?}")));
+            causes.push(Cause::forbidden(
+                "status.conditions",
+                &format!("updates may not remove a condition of type {t:?}"),
+            ));
         }
     }
     if !opts.setting_approval {
         for t in [APPROVED, DENIED] {
             let (o, n) = (of_type(old, t), of_type(new, t));
             if n.len() > o.len() {
-                causes.push(Cause::forbidden("status.conditions", &format!("updates may not add a condition of type {t:?}")));
+                causes.push(Cause::forbidden(
+                    "status.conditions",
+                    &format!("updates may not add a condition of type {t:?}"),
+                ));
             } else if n.len() == o.len() && n != o {
                 causes.push(Cause::forbidden(
                     "status.conditions",
@@ -324,7 +334,9 @@ fn populate_condition_timestamps(new: &mut Value, old: &Value) {
         if m.get("lastTransitionTime").is_none_or(Value::is_null) {
             let kept = conditions(old)
                 .iter()
-                .find(|o| str_at(o, "/type") == t && str_at(o, "/status") == s && !str_at(o, "/lastTransitionTime").is_empty())
+                .find(|o| {
+                    str_at(o, "/type") == t && str_at(o, "/status") == s && !str_at(o, "/lastTransitionTime").is_empty()
+                })
                 .map(|o| json!(str_at(o, "/lastTransitionTime")));
             m.insert("lastTransitionTime".into(), kept.unwrap_or_else(|| json!(now)));
         }
@@ -366,7 +378,7 @@ impl Strategy for CsrStrategy {
                 spec.remove(k);
             }
         }
-        set(obj, "status", Some(&Value::Object(Map::new())));
+        super::clear_status(obj);
     }
 
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
@@ -484,8 +496,14 @@ mod tests {
         bad["spec"]["signerName"] = json!("nodomain");
         bad["spec"]["expirationSeconds"] = json!(60);
         let m = messages(s.validate(&bad));
-        assert_eq!(m[0], "spec.request: Invalid value: []byte{0x6e, 0x6f, 0x70, 0x65}: PEM block type must be CERTIFICATE REQUEST");
-        assert!(m[1].starts_with("spec.usages[1]: Unsupported value: \"flying\": supported values: \"any\", "), "{m:?}");
+        assert_eq!(
+            m[0],
+            "spec.request: Invalid value: []byte{0x6e, 0x6f, 0x70, 0x65}: PEM block type must be CERTIFICATE REQUEST"
+        );
+        assert!(
+            m[1].starts_with("spec.usages[1]: Unsupported value: \"flying\": supported values: \"any\", "),
+            "{m:?}"
+        );
         assert_eq!(m[2], "spec.usages[2]: Duplicate value: \"client auth\"");
         assert_eq!(
             m[3],
@@ -503,7 +521,8 @@ mod tests {
         let old = csr(&request_pem());
         let mut new = old.clone();
         new["spec"]["usages"] = json!(["server auth"]);
-        new["status"] = json!({"conditions": [{"type": "Approved", "status": "True", "reason": "r"}], "certificate": "eA=="});
+        new["status"] =
+            json!({"conditions": [{"type": "Approved", "status": "True", "reason": "r"}], "certificate": "eA=="});
         s.prepare_for_subresource_update("approval", &mut new, &old);
         assert_eq!(new["spec"], old["spec"]);
         assert!(new["status"].get("certificate").is_none());
@@ -530,7 +549,8 @@ mod tests {
     #[test]
     fn approved_and_denied_exclude_each_other() {
         let mut c = csr(&request_pem());
-        c["status"] = json!({"conditions": [{"type": "Approved", "status": "True"}, {"type": "Denied", "status": "False"}]});
+        c["status"] =
+            json!({"conditions": [{"type": "Approved", "status": "True"}, {"type": "Denied", "status": "False"}]});
         assert_eq!(
             messages(CsrStrategy.validate(&c)),
             [

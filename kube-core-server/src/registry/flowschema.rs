@@ -156,7 +156,8 @@ fn validate_subject(subject: &Value, path: &str, causes: &mut Vec<Cause>) {
         "ServiceAccount" => {
             let sa_path = format!("{path}.serviceAccount");
             if !present("serviceAccount") {
-                causes.push(Cause::required(sa_path, "serviceAccount is required when subject kind is 'ServiceAccount'"));
+                causes
+                    .push(Cause::required(sa_path, "serviceAccount is required when subject kind is 'ServiceAccount'"));
             } else {
                 let name = str_at(subject, "/serviceAccount/name");
                 if name.is_empty() {
@@ -166,7 +167,10 @@ fn validate_subject(subject: &Value, path: &str, causes: &mut Vec<Cause>) {
                 }
                 let ns = str_at(subject, "/serviceAccount/namespace");
                 if ns.is_empty() {
-                    causes.push(Cause::required(format!("{sa_path}.namespace"), "must specify namespace for service account"));
+                    causes.push(Cause::required(
+                        format!("{sa_path}.namespace"),
+                        "must specify namespace for service account",
+                    ));
                 } else if let Some(m) = meta::is_dns1123_label(ns) {
                     causes.push(Cause::invalid(format!("{sa_path}.namespace"), &json!(ns), &m));
                 }
@@ -177,7 +181,10 @@ fn validate_subject(subject: &Value, path: &str, causes: &mut Vec<Cause>) {
         kind @ ("User" | "Group") => {
             let key = if kind == "User" { "user" } else { "group" };
             if !present(key) {
-                causes.push(Cause::required(format!("{path}.{key}"), &format!("{key} is required when subject kind is '{kind}'")));
+                causes.push(Cause::required(
+                    format!("{path}.{key}"),
+                    &format!("{key} is required when subject kind is '{kind}'"),
+                ));
             } else if str_at(subject, &format!("/{key}/name")).is_empty() {
                 causes.push(Cause::required(format!("{path}.{key}.name"), ""));
             }
@@ -188,14 +195,17 @@ fn validate_subject(subject: &Value, path: &str, causes: &mut Vec<Cause>) {
                 forbid("user", NOT_USER, causes);
             }
         }
-        other => {
-            causes.push(Cause::not_supported(format!("{path}.kind"), &json!(other), &["Group", "ServiceAccount", "User"]))
-        }
+        other => causes.push(Cause::not_supported(
+            format!("{path}.kind"),
+            &json!(other),
+            &["Group", "ServiceAccount", "User"],
+        )),
     }
 }
 
 /// Status conditions of flowschemas and priority levels: typed, types unique.
-pub(crate) fn validate_status_conditions(obj: &Value, causes: &mut Vec<Cause>) {
+pub(crate) fn status_condition_causes(obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, c) in arr_at(obj, "/status/conditions").iter().enumerate() {
         let t = str_at(c, "/type");
@@ -206,6 +216,7 @@ pub(crate) fn validate_status_conditions(obj: &Value, causes: &mut Vec<Cause>) {
             causes.push(Cause::required(format!("status.conditions[{i}].type"), "must not be empty"));
         }
     }
+    causes
 }
 
 impl Strategy for FlowSchemaStrategy {
@@ -214,9 +225,7 @@ impl Strategy for FlowSchemaStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+        super::clear_status(obj);
     }
 
     fn default(&self, obj: &mut Value) {
@@ -234,10 +243,18 @@ impl Strategy for FlowSchemaStrategy {
             causes.push(Cause::invalid(field, &json!(precedence), "must be a positive value"));
         }
         if precedence > MAX_PRECEDENCE {
-            causes.push(Cause::invalid(field, &json!(precedence), &format!("must not be greater than {MAX_PRECEDENCE}")));
+            causes.push(Cause::invalid(
+                field,
+                &json!(precedence),
+                &format!("must not be greater than {MAX_PRECEDENCE}"),
+            ));
         }
         if precedence == 1 && meta::name(obj) != "exempt" {
-            causes.push(Cause::invalid(field, &json!(precedence), "only the schema named 'exempt' may have matchingPrecedence 1"));
+            causes.push(Cause::invalid(
+                field,
+                &json!(precedence),
+                "only the schema named 'exempt' may have matchingPrecedence 1",
+            ));
         }
         if let Some(dm) = obj.pointer("/spec/distinguisherMethod").filter(|v| !v.is_null()) {
             let t = str_at(dm, "/type");
@@ -266,7 +283,10 @@ impl Strategy for FlowSchemaStrategy {
             }
             let (resource, non_resource) = (arr_at(rule, "/resourceRules"), arr_at(rule, "/nonResourceRules"));
             if resource.is_empty() && non_resource.is_empty() {
-                causes.push(Cause::required(path.clone(), "at least one of resourceRules and nonResourceRules has to be non-empty"));
+                causes.push(Cause::required(
+                    path.clone(),
+                    "at least one of resourceRules and nonResourceRules has to be non-empty",
+                ));
             }
             for (j, r) in resource.iter().enumerate() {
                 validate_resource_rule(r, &format!("{path}.resourceRules[{j}]"), &mut causes);
@@ -275,14 +295,12 @@ impl Strategy for FlowSchemaStrategy {
                 validate_non_resource_rule(r, &format!("{path}.nonResourceRules[{j}]"), &mut causes);
             }
         }
-        validate_status_conditions(obj, &mut causes);
+        causes.extend(status_condition_causes(obj));
         causes
     }
 
     fn validate_subresource_update(&self, _subresource: &str, new: &Value, _old: &Value) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        validate_status_conditions(new, &mut causes);
-        causes
+        status_condition_causes(new)
     }
 
     fn table_columns(&self) -> Vec<TableColumn> {

@@ -64,6 +64,14 @@ pub(crate) fn child<'a>(obj: &'a mut Value, key: &str) -> &'a mut Map<String, Va
     }
 }
 
+/// Upstream's PrepareForCreate for kinds whose status is the server's: a new
+/// object starts with an empty status, whatever the client sent.
+pub(crate) fn clear_status(obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("status".into(), Value::Object(Map::new()));
+    }
+}
+
 /// Sets `key` in `map` unless it already holds a non-null value.
 pub(crate) fn default_field(map: &mut Map<String, Value>, key: &str, value: Value) {
     if map.get(key).is_none_or(Value::is_null) {

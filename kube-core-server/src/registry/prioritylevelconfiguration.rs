@@ -11,7 +11,7 @@ use generic_server::meta;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
-use super::flowschema::validate_status_conditions;
+use super::flowschema::status_condition_causes;
 use super::{age, default_field, str_at};
 
 pub struct PriorityLevelStrategy;
@@ -36,15 +36,22 @@ fn int_at(obj: &Value, pointer: &str) -> Option<i64> {
 /// Upstream's ValidatePriorityLevelQueuingConfiguration.
 fn validate_queuing(q: &Value, causes: &mut Vec<Cause>) {
     let path = "spec.limited.limitResponse.queuing";
-    let (queues, hand, limit) =
-        (int_at(q, "/queues").unwrap_or(0), int_at(q, "/handSize").unwrap_or(0), int_at(q, "/queueLengthLimit").unwrap_or(0));
+    let (queues, hand, limit) = (
+        int_at(q, "/queues").unwrap_or(0),
+        int_at(q, "/handSize").unwrap_or(0),
+        int_at(q, "/queueLengthLimit").unwrap_or(0),
+    );
     if limit <= 0 {
         causes.push(Cause::invalid(format!("{path}.queueLengthLimit"), &json!(limit), "must be positive"));
     }
     if queues <= 0 {
         causes.push(Cause::invalid(format!("{path}.queues"), &json!(queues), "must be positive"));
     } else if queues > MAX_QUEUES {
-        causes.push(Cause::invalid(format!("{path}.queues"), &json!(queues), &format!("must not be greater than {MAX_QUEUES}")));
+        causes.push(Cause::invalid(
+            format!("{path}.queues"),
+            &json!(queues),
+            &format!("must not be greater than {MAX_QUEUES}"),
+        ));
     }
     if hand <= 0 {
         causes.push(Cause::invalid(format!("{path}.handSize"), &json!(hand), "must be positive"));
@@ -61,7 +68,9 @@ fn validate_queuing(q: &Value, causes: &mut Vec<Cause>) {
             causes.push(Cause::invalid(
                 format!("{path}.handSize"),
                 &json!(hand),
-                &format!("required entropy bits of deckSize {queues} and handSize {hand} should not be greater than 60"),
+                &format!(
+                    "required entropy bits of deckSize {queues} and handSize {hand} should not be greater than 60"
+                ),
             ));
         }
     }
@@ -70,7 +79,11 @@ fn validate_queuing(q: &Value, causes: &mut Vec<Cause>) {
 fn validate_limited(limited: &Value, causes: &mut Vec<Cause>) {
     let path = "spec.limited";
     if let Some(n) = int_at(limited, "/nominalConcurrencyShares").filter(|n| *n < 0) {
-        causes.push(Cause::invalid(format!("{path}.nominalConcurrencyShares"), &json!(n), "must be a non-negative integer"));
+        causes.push(Cause::invalid(
+            format!("{path}.nominalConcurrencyShares"),
+            &json!(n),
+            "must be a non-negative integer",
+        ));
     }
     let response = limited.get("limitResponse").unwrap_or(&Value::Null);
     let queuing = response.get("queuing").filter(|q| !q.is_null());
@@ -116,9 +129,7 @@ impl Strategy for PriorityLevelStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+        super::clear_status(obj);
     }
 
     fn default(&self, obj: &mut Value) {
@@ -143,7 +154,11 @@ impl Strategy for PriorityLevelStrategy {
         let mut causes = Vec::new();
         let t = str_at(obj, "/spec/type");
         if (meta::name(obj) == "exempt") != (t == "Exempt") {
-            causes.push(Cause::invalid("spec.type", &json!(t), "type must be 'Exempt' if and only if name is 'exempt'"));
+            causes.push(Cause::invalid(
+                "spec.type",
+                &json!(t),
+                "type must be 'Exempt' if and only if name is 'exempt'",
+            ));
         }
         let present = |k: &str| obj.pointer(&format!("/spec/{k}")).is_some_and(|v| !v.is_null());
         match t {
@@ -173,14 +188,12 @@ impl Strategy for PriorityLevelStrategy {
             }
             other => causes.push(Cause::not_supported("spec.type", &json!(other), &["Exempt", "Limited"])),
         }
-        validate_status_conditions(obj, &mut causes);
+        causes.extend(status_condition_causes(obj));
         causes
     }
 
     fn validate_subresource_update(&self, _subresource: &str, new: &Value, _old: &Value) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        validate_status_conditions(new, &mut causes);
-        causes
+        status_condition_causes(new)
     }
 
     fn table_columns(&self) -> Vec<TableColumn> {

@@ -17,7 +17,9 @@ use generic_server::meta;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
-use super::webhookconfiguration::{default_rules, validate_match_conditions, validate_rule_with_operations, validate_selector};
+use super::webhookconfiguration::{
+    default_rules, validate_match_conditions, validate_rule_with_operations, validate_selector,
+};
 use super::{age, arr_at, default_field, str_at};
 
 pub struct ValidatingAdmissionPolicyStrategy;
@@ -113,11 +115,19 @@ fn validate_validation(v: &Value, path: &str, causes: &mut Vec<Cause>) {
     }
     let message_expression = str_at(v, "/messageExpression");
     if !message_expression.is_empty() && message_expression.trim().is_empty() {
-        causes.push(Cause::invalid(format!("{path}.messageExpression"), &json!(message_expression), "must be non-empty if specified"));
+        causes.push(Cause::invalid(
+            format!("{path}.messageExpression"),
+            &json!(message_expression),
+            "must be non-empty if specified",
+        ));
     }
     let message = str_at(v, "/message");
     if !message.is_empty() && message.trim().is_empty() {
-        causes.push(Cause::invalid(format!("{path}.message"), &json!(message), "message must be non-empty if specified"));
+        causes.push(Cause::invalid(
+            format!("{path}.message"),
+            &json!(message),
+            "message must be non-empty if specified",
+        ));
     } else if message.trim().contains(['\n', '\r']) {
         causes.push(Cause::invalid(format!("{path}.message"), &json!(message), "message must not contain line breaks"));
     }
@@ -142,9 +152,7 @@ impl Strategy for ValidatingAdmissionPolicyStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+        super::clear_status(obj);
     }
 
     fn default(&self, obj: &mut Value) {
@@ -181,7 +189,11 @@ impl Strategy for ValidatingAdmissionPolicyStrategy {
             if name.trim().is_empty() {
                 causes.push(Cause::required(format!("spec.variables[{i}].name"), "name is not specified"));
             } else if !is_cel_identifier(name) {
-                causes.push(Cause::invalid(format!("spec.variables[{i}].name"), &json!(name), "name is not a valid CEL identifier"));
+                causes.push(Cause::invalid(
+                    format!("spec.variables[{i}].name"),
+                    &json!(name),
+                    "name is not a valid CEL identifier",
+                ));
             }
             if str_at(v, "/expression").trim().is_empty() {
                 causes.push(Cause::required(format!("spec.variables[{i}].expression"), "expression is not specified"));
@@ -197,7 +209,11 @@ impl Strategy for ValidatingAdmissionPolicyStrategy {
             validate_validation(v, &format!("spec.validations[{i}]"), &mut causes);
         }
         if audits.len() > 20 {
-            causes.push(super::invalid_raw("spec.auditAnnotations", &format!("{} items", audits.len()), "must not have more than 20 auditAnnotations"));
+            causes.push(super::invalid_raw(
+                "spec.auditAnnotations",
+                &format!("{} items", audits.len()),
+                "must not have more than 20 auditAnnotations",
+            ));
         }
         let mut keys = std::collections::HashSet::new();
         for (i, a) in audits.iter().enumerate() {
@@ -259,7 +275,10 @@ mod tests {
         ValidatingAdmissionPolicyStrategy.default(&mut p);
         assert_eq!(p["spec"]["failurePolicy"], "Fail");
         let mc = &p["spec"]["matchConstraints"];
-        assert_eq!((&mc["matchPolicy"], &mc["namespaceSelector"], &mc["resourceRules"][0]["scope"]), (&json!("Equivalent"), &json!({}), &json!("*")));
+        assert_eq!(
+            (&mc["matchPolicy"], &mc["namespaceSelector"], &mc["resourceRules"][0]["scope"]),
+            (&json!("Equivalent"), &json!({}), &json!("*"))
+        );
         assert!(messages(&p).is_empty(), "{:?}", messages(&p));
         assert_eq!(ValidatingAdmissionPolicyStrategy.table_row(&p)[1..3], [json!(1), json!("<unset>")]);
 

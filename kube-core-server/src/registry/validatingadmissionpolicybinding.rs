@@ -53,7 +53,11 @@ fn validate_param_ref(pr: &Value, causes: &mut Vec<Cause>) {
     match str_at(pr, "/parameterNotFoundAction") {
         "" => causes.push(Cause::required(format!("{path}.parameterNotFoundAction"), "")),
         "Deny" | "Allow" => {}
-        other => causes.push(Cause::not_supported(format!("{path}.parameterNotFoundAction"), &json!(other), &["Deny", "Allow"])),
+        other => causes.push(Cause::not_supported(
+            format!("{path}.parameterNotFoundAction"),
+            &json!(other),
+            &["Deny", "Allow"],
+        )),
     }
 }
 
@@ -86,7 +90,11 @@ impl Strategy for ValidatingAdmissionPolicyBindingStrategy {
         for (i, a) in actions.iter().enumerate() {
             let s = a.as_str().unwrap_or("");
             if !["Audit", "Deny", "Warn"].contains(&s) {
-                causes.push(Cause::not_supported(format!("spec.validationActions[{i}]"), a, &["Audit", "Deny", "Warn"]));
+                causes.push(Cause::not_supported(
+                    format!("spec.validationActions[{i}]"),
+                    a,
+                    &["Audit", "Deny", "Warn"],
+                ));
             }
             if !seen.insert(s) {
                 causes.push(Cause::duplicate(format!("spec.validationActions[{i}]"), a));
@@ -138,7 +146,8 @@ mod tests {
             "paramRef": {"name": "cfg", "namespace": "default", "parameterNotFoundAction": "Deny"}}});
         assert!(s.validate(&ok).is_empty());
         assert_eq!(s.table_row(&ok)[2], "default/cfg");
-        let bad = json!({"metadata": {"name": "b"}, "spec": {"validationActions": ["Deny", "Warn", "Deny"], "paramRef": {}}});
+        let bad =
+            json!({"metadata": {"name": "b"}, "spec": {"validationActions": ["Deny", "Warn", "Deny"], "paramRef": {}}});
         let msgs: Vec<String> = s.validate(&bad).iter().map(Cause::full_message).collect();
         assert_eq!(
             msgs,

@@ -72,10 +72,18 @@ fn validate_resources(resources: &[Value], path: &str, causes: &mut Vec<Cause>) 
             continue;
         };
         if with_wild_sub.contains(res) {
-            causes.push(Cause::invalid(format!("{path}[{i}]"), &json!(r), &format!("if '{res}/*' is present, must not specify {r}")));
+            causes.push(Cause::invalid(
+                format!("{path}[{i}]"),
+                &json!(r),
+                &format!("if '{res}/*' is present, must not specify {r}"),
+            ));
         }
         if sub_with_wild_res.contains(sub) {
-            causes.push(Cause::invalid(format!("{path}[{i}]"), &json!(r), &format!("if '*/{sub}' is present, must not specify {r}")));
+            causes.push(Cause::invalid(
+                format!("{path}[{i}]"),
+                &json!(r),
+                &format!("if '*/{sub}' is present, must not specify {r}"),
+            ));
         }
         if sub == "*" {
             with_wild_sub.insert(res);
@@ -85,7 +93,11 @@ fn validate_resources(resources: &[Value], path: &str, causes: &mut Vec<Cause>) 
         }
     }
     if resources.len() > 1 && double {
-        causes.push(invalid_raw(path, &go_string_slice(resources), "if '*/*' is present, must not specify other resources"));
+        causes.push(invalid_raw(
+            path,
+            &go_string_slice(resources),
+            "if '*/*' is present, must not specify other resources",
+        ));
     }
     if single && plain {
         causes.push(invalid_raw(
@@ -111,7 +123,11 @@ pub(crate) fn validate_rule_with_operations(rule: &Value, path: &str, causes: &m
     }
     for (i, op) in strings(ops).into_iter().enumerate() {
         if !["*", "CONNECT", "CREATE", "DELETE", "UPDATE"].contains(&op) {
-            causes.push(not_supported(format!("{path}.operations[{i}]"), op, &["*", "CONNECT", "CREATE", "DELETE", "UPDATE"]));
+            causes.push(not_supported(
+                format!("{path}.operations[{i}]"),
+                op,
+                &["*", "CONNECT", "CREATE", "DELETE", "UPDATE"],
+            ));
         }
     }
     for (key, what) in [("apiGroups", "API groups"), ("apiVersions", "API versions")] {
@@ -146,16 +162,16 @@ pub(crate) fn validate_selector(sel: &Value, path: &str, causes: &mut Vec<Cause>
         let p = format!("{path}.matchExpressions[{i}]");
         let values = arr_at(e, "/values");
         match str_at(e, "/operator") {
-            "In" | "NotIn" if values.is_empty() => causes.push(Cause::required(
-                format!("{p}.values"),
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
+            "In" | "NotIn" if values.is_empty() => causes
+                .push(Cause::required(format!("{p}.values"), "must be specified when `operator` is 'In' or 'NotIn'")),
             "Exists" | "DoesNotExist" if !values.is_empty() => causes.push(Cause::forbidden(
                 format!("{p}.values"),
                 "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
             )),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            other => causes.push(Cause::invalid(format!("{p}.operator"), &json!(other), "not a valid selector operator")),
+            other => {
+                causes.push(Cause::invalid(format!("{p}.operator"), &json!(other), "not a valid selector operator"))
+            }
         }
         let key = str_at(e, "/key");
         if let Some(m) = meta::qualified_name_problem(key) {
@@ -198,8 +214,9 @@ fn name_problem(name: &str, path: &str) -> Option<Cause> {
     if let Some(m) = meta::is_dns1123_subdomain(name) {
         return Some(Cause::invalid(path, &json!(name), &m));
     }
-    (name.split('.').count() < 3)
-        .then(|| Cause::invalid(path, &json!(name), "should be a domain with at least three segments separated by dots"))
+    (name.split('.').count() < 3).then(|| {
+        Cause::invalid(path, &json!(name), "should be a domain with at least three segments separated by dots")
+    })
 }
 
 /// Upstream's ValidateWebhookURL with https required.
@@ -279,14 +296,20 @@ impl WebhookConfigurationStrategy {
         }
         const NO_SIDE_EFFECTS: &[&str] = &["None", "NoneOnDryRun"];
         match hook.get("sideEffects").and_then(Value::as_str) {
-            None => causes.push(Cause::required(format!("{path}.sideEffects"), "must specify one of None, NoneOnDryRun")),
+            None => {
+                causes.push(Cause::required(format!("{path}.sideEffects"), "must specify one of None, NoneOnDryRun"))
+            }
             Some(v) if !NO_SIDE_EFFECTS.contains(&v) => {
                 causes.push(not_supported(format!("{path}.sideEffects"), v, NO_SIDE_EFFECTS))
             }
             Some(_) => {}
         }
         if let Some(t) = hook.get("timeoutSeconds").and_then(Value::as_i64).filter(|t| !(1..=30).contains(t)) {
-            causes.push(Cause::invalid(format!("{path}.timeoutSeconds"), &json!(t), "the timeout value must be between 1 and 30 seconds"));
+            causes.push(Cause::invalid(
+                format!("{path}.timeoutSeconds"),
+                &json!(t),
+                "the timeout value must be between 1 and 30 seconds",
+            ));
         }
         for key in ["namespaceSelector", "objectSelector"] {
             if let Some(sel) = hook.get(key) {
@@ -294,7 +317,9 @@ impl WebhookConfigurationStrategy {
             }
         }
         if self.mutating {
-            if let Some(v) = hook.get("reinvocationPolicy").and_then(Value::as_str).filter(|v| !["IfNeeded", "Never"].contains(v)) {
+            if let Some(v) =
+                hook.get("reinvocationPolicy").and_then(Value::as_str).filter(|v| !["IfNeeded", "Never"].contains(v))
+            {
                 causes.push(not_supported(format!("{path}.reinvocationPolicy"), v, &["IfNeeded", "Never"]));
             }
         }
@@ -346,7 +371,9 @@ impl Strategy for WebhookConfigurationStrategy {
                 default_field(h, "reinvocationPolicy", json!("Never"));
             }
             default_rules(h.get_mut("rules"));
-            if let Some(svc) = h.get_mut("clientConfig").and_then(|c| c.get_mut("service")).and_then(Value::as_object_mut) {
+            if let Some(svc) =
+                h.get_mut("clientConfig").and_then(|c| c.get_mut("service")).and_then(Value::as_object_mut)
+            {
                 default_field(svc, "port", json!(443));
             }
         }
@@ -369,7 +396,11 @@ impl Strategy for WebhookConfigurationStrategy {
     fn table_columns(&self) -> Vec<TableColumn> {
         vec![
             TableColumn::name_column(),
-            TableColumn::new("Webhooks", "integer", "Webhooks is a list of webhooks and the affected resources and operations."),
+            TableColumn::new(
+                "Webhooks",
+                "integer",
+                "Webhooks is a list of webhooks and the affected resources and operations.",
+            ),
             TableColumn::age_column(),
         ]
     }
@@ -395,7 +426,10 @@ mod tests {
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]}]});
         s.default(&mut c);
         let h = &c["webhooks"][0];
-        assert_eq!((&h["failurePolicy"], &h["matchPolicy"], &h["timeoutSeconds"]), (&json!("Fail"), &json!("Equivalent"), &json!(10)));
+        assert_eq!(
+            (&h["failurePolicy"], &h["matchPolicy"], &h["timeoutSeconds"]),
+            (&json!("Fail"), &json!("Equivalent"), &json!(10))
+        );
         assert_eq!((&h["namespaceSelector"], &h["objectSelector"]), (&json!({}), &json!({})));
         assert_eq!((&h["reinvocationPolicy"], &h["rules"][0]["scope"]), (&json!("Never"), &json!("*")));
         assert_eq!(h["clientConfig"]["service"]["port"], 443);
