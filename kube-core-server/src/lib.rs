@@ -5,8 +5,10 @@
 //! here; the generic Store (generic-server) does the rest. Besides the
 //! strategies this crate owns what the built-ins need around them: the
 //! service cluster IP and node port [`allocator`]s, the NamespaceLifecycle
-//! [`admission`] plugin, the [`namespace_controller`] that empties deleted
-//! namespaces, and [`bootstrap`] of the system namespaces and the
+//! [`admission`] plugin (and the admission flags' plugin set), the
+//! [`namespace_controller`] that empties deleted namespaces, the
+//! [`publishers`] of the `default` ServiceAccount and `kube-root-ca.crt` in
+//! every namespace, and [`bootstrap`] of the system namespaces and the
 //! `kubernetes` service.
 //!
 //! Wiring, in order (the binary does this):
@@ -25,6 +27,7 @@ pub mod allocator;
 pub mod apf_bootstrap;
 pub mod bootstrap;
 pub mod namespace_controller;
+pub mod publishers;
 pub mod registry;
 pub mod server;
 
@@ -55,6 +58,9 @@ pub struct CoreConfig {
     pub secure_port: u16,
     /// --event-ttl: how long Events live after their last write.
     pub event_ttl: std::time::Duration,
+    /// The CA bundle (PEM) that verifies the serving certificate, published
+    /// in every namespace as `kube-root-ca.crt`; empty publishes nothing.
+    pub root_ca: String,
 }
 
 impl Default for CoreConfig {
@@ -64,6 +70,7 @@ impl Default for CoreConfig {
             service_node_port_range: "30000-32767".into(),
             secure_port: 6443,
             event_ttl: std::time::Duration::from_secs(3600),
+            root_ca: String::new(),
         }
     }
 }
@@ -73,6 +80,8 @@ pub struct CoreResources {
     pub config: CoreConfig,
     pub namespaces: Arc<NamespaceStrategy>,
     pub services: Arc<ServiceStrategy>,
+    /// The Stores the connect subresources read besides their own.
+    pub peers: Arc<registry::connect::Peers>,
     registrations: Vec<Registration>,
     /// Deletion announcements for the namespace controller, taken when it starts.
     wake: Mutex<Option<UnboundedReceiver<String>>>,
@@ -86,14 +95,22 @@ impl CoreResources {
         let (tx, rx) = unbounded_channel();
         namespaces.set_notifier(tx);
         let services = Arc::new(ServiceStrategy::new(ips, ports));
-        let mut registrations = core_v1(config, &namespaces, &services);
+        let peers = Arc::new(registry::connect::Peers::default());
+        let mut registrations = core_v1(config, &namespaces, &services, &peers);
         registrations.extend(apps_v1());
         registrations.extend(discovery_v1());
         registrations.extend(rbac_v1());
         registrations.extend(certificates_v1());
         registrations.extend(flowcontrol_v1());
         registrations.extend(admissionregistration_v1());
-        Ok(CoreResources { config: config.clone(), namespaces, services, registrations, wake: Mutex::new(Some(rx)) })
+        Ok(CoreResources {
+            config: config.clone(),
+            namespaces,
+            services,
+            peers,
+            registrations,
+            wake: Mutex::new(Some(rx)),
+        })
     }
 
     /// Every built-in resource, namespaces first.
@@ -150,15 +167,16 @@ fn core_v1(
     config: &CoreConfig,
     namespaces: &Arc<NamespaceStrategy>,
     services: &Arc<ServiceStrategy>,
+    peers: &Arc<registry::connect::Peers>,
 ) -> Vec<Registration> {
     use registry::*;
     vec![
         namespace::registration(namespaces.clone()),
         configmap::registration(),
         secret::registration(),
-        service::registration(services.clone()),
+        service::registration(services.clone(), peers),
         serviceaccount::registration(),
-        pod::registration(),
+        pod::registration(peers),
         event::registration(config.event_ttl),
         endpoints::registration(),
     ]

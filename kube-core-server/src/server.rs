@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 
 use generic_server::endpoints::ResourceServer;
@@ -14,6 +14,7 @@ use generic_server::registry::{Admission, Store};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
 
+use crate::admission::AdmissionPlugins;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
 /// How often allocations are re-learnt from stored services (upstream's repair
@@ -35,15 +36,25 @@ pub struct CoreServer {
 pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
     pub registry: Arc<StoreRegistry>,
+    pub plugins: AdmissionPlugins,
 }
 
 impl Shared {
     pub fn new() -> Self {
-        Shared { lifecycle: Arc::new(NamespaceLifecycle::new()), registry: Arc::new(StoreRegistry::new()) }
+        Self::with_plugins(AdmissionPlugins::default())
+    }
+
+    /// With the plugins the admission flags left on.
+    pub fn with_plugins(plugins: AdmissionPlugins) -> Self {
+        Shared { lifecycle: Arc::new(NamespaceLifecycle::new()), registry: Arc::new(StoreRegistry::new()), plugins }
     }
 
     pub fn admission(&self) -> Vec<Arc<dyn Admission>> {
-        vec![self.lifecycle.clone()]
+        let mut chain: Vec<Arc<dyn Admission>> = Vec::new();
+        if self.plugins.is_enabled("NamespaceLifecycle") {
+            chain.push(self.lifecycle.clone());
+        }
+        chain
     }
 }
 
@@ -66,16 +77,21 @@ pub async fn new_server(
     let admission = shared.admission();
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
-    let (mut namespaces, mut services) = (None, None);
+    let (mut namespaces, mut services, mut service_accounts, mut configmaps) = (None, None, None, None);
     let (mut flow_schemas, mut priority_levels) = (None, None);
     for registration in core.registrations() {
         let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
         let store = Arc::new(Store::new(registration, cached, admission.clone()));
+        core.peers.bind(&store);
         if store.info.is::<Namespace>() {
             lifecycle.bind(&store);
             namespaces = Some(store.clone());
         } else if store.info.is::<Service>() {
             services = Some(store.clone());
+        } else if store.info.is::<ServiceAccount>() {
+            service_accounts = Some(store.clone());
+        } else if store.info.is::<ConfigMap>() {
+            configmaps = Some(store.clone());
         } else if store.info.is::<FlowSchema>() {
             flow_schemas = Some(store.clone());
         } else if store.info.is::<PriorityLevelConfiguration>() {
@@ -86,13 +102,17 @@ pub async fn new_server(
         }
         server.install(store);
     }
-    let (Some(namespaces), Some(services)) = (namespaces, services) else {
-        return Err("the built-in resources lack namespaces or services".into());
+    let (Some(namespaces), Some(services), Some(service_accounts), Some(configmaps)) =
+        (namespaces, services, service_accounts, configmaps)
+    else {
+        return Err("the built-in resources lack namespaces, services, serviceaccounts or configmaps".into());
     };
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
     if let (Some(fs), Some(pl)) = (flow_schemas, priority_levels) {
         crate::apf_bootstrap::ensure(&fs, &pl).await.map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
     }
+    let stores = crate::publishers::PublisherStores { namespaces: namespaces.clone(), service_accounts, configmaps };
+    crate::publishers::spawn(stores, &config.root_ca);
     core.spawn_namespace_controller(namespaces, registry.clone());
     core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
     Ok(CoreServer { server, registry, admission })

@@ -127,6 +127,9 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// The deprecated orphanDependents; only the status code of a deletion
+    /// that has to wait reads it (202 when false, as upstream).
+    pub orphan_dependents: Option<bool>,
 }
 
 /// The outcome of a write: the object as stored (or as it would be, under dry
@@ -155,6 +158,8 @@ pub struct Store {
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
     ttl: Option<std::time::Duration>,
+    /// See [`Registration::return_deleted_object`].
+    pub return_deleted_object: bool,
 }
 
 /// How many times a write retries when the stored object changed underneath and
@@ -174,8 +179,8 @@ fn storage_err(e: StorageError) -> StatusError {
 
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
-        let Registration { info, schema, strategy, ttl } = registration;
-        Store { info, schema, strategy, storage, admission, ttl }
+        let Registration { info, schema, strategy, ttl, return_deleted_object } = registration;
+        Store { info, schema, strategy, storage, admission, ttl, return_deleted_object }
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
@@ -460,6 +465,9 @@ impl Store {
         } else {
             meta::remove_meta(&mut obj, "generation");
         }
+        if self.info.has_subresource(&Subresource::Status) {
+            reset_status(&mut obj, self.schema.definition.is_some());
+        }
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
         self.track_fields(None, &mut obj, None, opts);
@@ -569,7 +577,8 @@ impl Store {
             }
             self.merge_for_update(&mut new, &old, subresource);
             self.track_fields(Some(&old), &mut new, subresource, opts);
-            let mut causes = meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule());
+            let mut causes = meta::validate_no_new_finalizers(&new, &old);
+            causes.extend(meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule()));
             causes.extend(match subresource {
                 Some(s @ (Subresource::Status | Subresource::Part(_))) => {
                     self.strategy.validate_subresource_update(s.name(), &new, &old)
@@ -794,6 +803,11 @@ impl Store {
                     return Ok(DeleteResult::Pending(obj));
                 }
                 let mut marked = obj.clone();
+                // Upstream's markAsDeleting: a tracked generation moves once.
+                let generation = meta::metadata(&obj).and_then(|m| m.get("generation")).and_then(Value::as_i64);
+                if let Some(g) = generation.filter(|g| *g > 0) {
+                    meta::set_meta(&mut marked, "generation", json!(g + 1));
+                }
                 meta::set_meta(&mut marked, "deletionTimestamp", json!(meta::now_rfc3339()));
                 meta::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
                 self.strategy.prepare_for_delete(&mut marked);
@@ -1148,6 +1162,20 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(u64, String)> {
     }
     let rv = v.get("rv").and_then(Value::as_u64).filter(|rv| *rv > 0).ok_or_else(bad)?;
     Ok((rv, format!("{prefix}{start}")))
+}
+
+/// What every PrepareForCreate of a resource with a status subresource does
+/// upstream: status is written through /status, never by the creator. A
+/// built-in type's status is a Go struct, which encodes as `{}` even when
+/// empty; a custom resource's is unstructured and simply absent.
+fn reset_status(obj: &mut Value, typed: bool) {
+    if let Some(m) = obj.as_object_mut() {
+        if typed {
+            m.insert("status".into(), json!({}));
+        } else {
+            m.remove("status");
+        }
+    }
 }
 
 #[cfg(test)]

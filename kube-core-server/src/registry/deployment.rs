@@ -95,13 +95,6 @@ impl Strategy for DeploymentStrategy {
         true
     }
 
-    fn prepare_for_create(&self, object: &mut Value) {
-        // Status belongs to the deployment controller.
-        if let Some(m) = object.as_object_mut() {
-            m.insert("status".into(), json!({}));
-        }
-    }
-
     fn default(&self, object: &mut Value) {
         let spec = child(object, "spec");
         default_field(spec, "replicas", json!(1));

@@ -10,6 +10,7 @@
 
 pub mod certificatesigningrequest;
 pub mod configmap;
+pub mod connect;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;

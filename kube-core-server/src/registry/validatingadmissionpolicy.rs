@@ -221,8 +221,11 @@ impl Strategy for ValidatingAdmissionPolicyStrategy {
             let key = str_at(a, "/key");
             if key.is_empty() {
                 causes.push(Cause::required(format!("{path}.key"), ""));
-            } else if let Some(m) = meta::qualified_name_problem(&format!("{}/{key}", meta::name(obj))) {
-                causes.push(Cause::invalid(format!("{path}.key"), &json!(format!("{}/{key}", meta::name(obj))), &m));
+            } else {
+                let qualified = format!("{}/{key}", meta::name(obj));
+                for m in meta::qualified_name_problems(&qualified) {
+                    causes.push(Cause::invalid(format!("{path}.key"), &json!(qualified), &m));
+                }
             }
             let value = str_at(a, "/valueExpression");
             if value.trim().is_empty() {

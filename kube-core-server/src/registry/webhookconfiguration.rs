@@ -174,7 +174,7 @@ pub(crate) fn validate_selector(sel: &Value, path: &str, causes: &mut Vec<Cause>
             }
         }
         let key = str_at(e, "/key");
-        if let Some(m) = meta::qualified_name_problem(key) {
+        for m in meta::qualified_name_problems(key) {
             causes.push(Cause::invalid(format!("{p}.key"), &json!(key), &m));
         }
     }
@@ -197,8 +197,10 @@ pub(crate) fn validate_match_conditions(conditions: &[Value], path: &str, causes
         let name = str_at(c, "/name");
         if name.is_empty() {
             causes.push(Cause::required(format!("{path}[{i}].name"), ""));
-        } else if let Some(m) = meta::qualified_name_problem(name) {
-            causes.push(Cause::invalid(format!("{path}[{i}].name"), &json!(name), &m));
+        } else {
+            for m in meta::qualified_name_problems(name) {
+                causes.push(Cause::invalid(format!("{path}[{i}].name"), &json!(name), &m));
+            }
         }
         if !name.is_empty() && !names.insert(name) {
             causes.push(Cause::duplicate(format!("{path}[{i}].name"), &json!(name)));
