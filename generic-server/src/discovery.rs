@@ -117,6 +117,7 @@ fn subresource_facts(
         Subresource::Status => ("status", r.kind.clone(), "", "", vec!["get", "patch", "update"]),
         Subresource::Scale(_) => ("scale", "Scale".into(), "autoscaling", "v1", vec!["get", "patch", "update"]),
         Subresource::Finalize => ("finalize", r.kind.clone(), "", "", vec!["update"]),
+        Subresource::Part(name) => (name, r.kind.clone(), "", "", vec!["get", "patch", "update"]),
         Subresource::Handler(h) => {
             let d = h.discovery();
             let kind = if d.kind.is_empty() { r.kind.clone() } else { d.kind.to_string() };

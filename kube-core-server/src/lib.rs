@@ -24,6 +24,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod apf_bootstrap;
 pub mod bootstrap;
 pub mod namespace_controller;
 pub mod publishers;
@@ -109,6 +110,10 @@ impl CoreResources {
         registrations.extend(node_v1());
         registrations.extend(networking_v1());
         registrations.extend(storage_v1());
+        registrations.extend(rbac_v1());
+        registrations.extend(certificates_v1());
+        registrations.extend(flowcontrol_v1());
+        registrations.extend(admissionregistration_v1());
         let mut create_only = registry::authentication::create_only();
         create_only.extend(registry::authorization::create_only());
         Ok(CoreResources {
@@ -269,6 +274,36 @@ fn storage_v1() -> Vec<Registration> {
     let mut r = vec![storageclass::registration()];
     r.extend(csi::registrations());
     r
+}
+
+fn rbac_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![
+        role::registration(),
+        role::cluster_registration(),
+        rolebinding::registration(),
+        rolebinding::cluster_registration(),
+    ]
+}
+
+fn certificates_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![certificatesigningrequest::registration()]
+}
+
+fn flowcontrol_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![flowschema::registration(), prioritylevelconfiguration::registration()]
+}
+
+fn admissionregistration_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![
+        webhookconfiguration::validating_registration(),
+        webhookconfiguration::mutating_registration(),
+        validatingadmissionpolicy::registration(),
+        validatingadmissionpolicybinding::registration(),
+    ]
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ComponentStatus, ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
+use generic_server::registry::registration::BuiltIn;
 use generic_server::registry::{Admission, Store};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
@@ -90,9 +92,8 @@ pub async fn new_server(
     let admission = shared.admission();
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
-    let (mut namespaces, mut services, mut service_accounts, mut configmaps, mut classes) =
-        (None, None, None, None, None);
     let mut caches: HashMap<String, Arc<dyn Storage>> = HashMap::new();
+    let mut stores = Vec::new();
     for registration in core.registrations() {
         let root = format!("{}/", registration.info.key_root);
         let cached = if registration.info.is::<ComponentStatus>() {
@@ -103,39 +104,43 @@ pub async fn new_server(
         };
         let store = Arc::new(Store::new(registration, cached, admission.clone()));
         core.peers.bind(&store);
-        if store.info.is::<Namespace>() {
-            lifecycle.bind(&store);
-            namespaces = Some(store.clone());
-        } else if store.info.is::<Service>() {
-            services = Some(store.clone());
-        } else if store.info.is::<ServiceAccount>() {
-            service_accounts = Some(store.clone());
-        } else if store.info.is::<ConfigMap>() {
-            configmaps = Some(store.clone());
-        } else if store.info.is::<PriorityClass>() {
-            shared.priority.bind(&store);
-            classes = Some(store.clone());
-        }
         if store.info.namespaced {
             registry.register(store.clone());
         }
-        server.install(store);
+        server.install(store.clone());
+        stores.push(store);
     }
     for resource in core.create_only() {
         server.install_create_only(resource);
     }
-    let (Some(namespaces), Some(services), Some(service_accounts), Some(configmaps), Some(classes)) =
-        (namespaces, services, service_accounts, configmaps, classes)
-    else {
-        return Err(
-            "the built-in resources lack namespaces, services, serviceaccounts, configmaps or priorityclasses".into()
-        );
-    };
+    let namespaces = store_of::<Namespace>(&stores)?;
+    let services = store_of::<Service>(&stores)?;
+    let classes = store_of::<PriorityClass>(&stores)?;
+    lifecycle.bind(&namespaces);
+    shared.priority.bind(&classes);
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
     crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}"))?;
-    let stores = crate::publishers::PublisherStores { namespaces: namespaces.clone(), service_accounts, configmaps };
-    crate::publishers::spawn(stores, &config.root_ca);
+    let (flow_schemas, priority_levels) =
+        (store_of::<FlowSchema>(&stores)?, store_of::<PriorityLevelConfiguration>(&stores)?);
+    crate::apf_bootstrap::ensure(&flow_schemas, &priority_levels)
+        .await
+        .map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
+    let publishers = crate::publishers::PublisherStores {
+        namespaces: namespaces.clone(),
+        service_accounts: store_of::<ServiceAccount>(&stores)?,
+        configmaps: store_of::<ConfigMap>(&stores)?,
+    };
+    crate::publishers::spawn(publishers, &config.root_ca);
     core.spawn_namespace_controller(namespaces, registry.clone());
     core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
     Ok(CoreServer { server, registry, admission })
+}
+
+/// The Store of the built-in kind `K` (of its stored version).
+fn store_of<K: BuiltIn>(stores: &[Arc<Store>]) -> Result<Arc<Store>, String> {
+    stores
+        .iter()
+        .find(|s| s.info.is::<K>())
+        .cloned()
+        .ok_or_else(|| format!("the built-in resources lack {}", K::URL_PATH_SEGMENT))
 }

@@ -329,6 +329,15 @@ pub fn resource_paths(r: &ResourceInfo, definition: &str, list_definition: &str,
                     operations: object_ops("Scale", "scale", super::schemas::SCALE, &scale_gvk, false),
                 });
             }
+            Subresource::Part(part) => {
+                let title: String =
+                    part.chars().take(1).flat_map(char::to_uppercase).chain(part.chars().skip(1)).collect();
+                items.push(PathItem {
+                    path: format!("{object_path}/{part}"),
+                    params: object_params.clone(),
+                    operations: object_ops(&title, part, definition, &gvk, false),
+                })
+            }
             // Only the namespace controller writes it; clients neither read
             // nor patch it, so it adds nothing a client needs here.
             Subresource::Finalize | Subresource::Handler(_) => {}

@@ -47,8 +47,8 @@ fn generate() -> Map<String, Value> {
         admissionregistration::v1 as admreg, apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
         autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2, batch::v1 as batch,
         certificates::v1 as certs, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc,
-        events::v1 as events, networking::v1 as net, node::v1 as nodev1, policy::v1 as policy, rbac::v1 as rbac,
-        scheduling::v1 as sched, storage::v1 as storage,
+        events::v1 as events, flowcontrol::v1 as flowcontrol, networking::v1 as net, node::v1 as nodev1,
+        policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as sched, storage::v1 as storage,
     };
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -76,6 +76,8 @@ fn generate() -> Map<String, Value> {
         storage::CSINode, storage::VolumeAttachment, storage::CSIStorageCapacity, net::IPAddress, net::ServiceCIDR,
         nodev1::RuntimeClass, sched::PriorityClass, certs::CertificateSigningRequest,
         admreg::ValidatingWebhookConfiguration, admreg::MutatingWebhookConfiguration,
+        admreg::ValidatingAdmissionPolicy, admreg::ValidatingAdmissionPolicyBinding,
+        flowcontrol::FlowSchema, flowcontrol::PriorityLevelConfiguration,
         apiext::CustomResourceDefinition, apireg::APIService,
         authn::TokenReview, authn::SelfSubjectReview, authz::SubjectAccessReview, authz::LocalSubjectAccessReview,
         authz::SelfSubjectAccessReview, authz::SelfSubjectRulesReview,

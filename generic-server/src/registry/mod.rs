@@ -77,6 +77,10 @@ pub enum Subresource {
     Scale(ScalePaths),
     /// `/finalize` (namespaces): writes change only `.spec.finalizers`.
     Finalize,
+    /// A status-like subresource (certificatesigningrequests/approval): reads
+    /// give the whole object; a write changes only the part the strategy's
+    /// `prepare_for_subresource_update` takes from it.
+    Part(&'static str),
     /// Served by the registration's own handler.
     Handler(std::sync::Arc<dyn SubresourceHandler>),
 }
@@ -87,6 +91,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale(_) => "scale",
             Subresource::Finalize => "finalize",
+            Subresource::Part(name) => name,
             Subresource::Handler(h) => h.name(),
         }
     }
@@ -148,6 +153,18 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// Adjusts an update before validation (for example keeps the stored status).
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// Upstream's status (and approval) strategies' PrepareForUpdate, for a
+    /// write through `/status` or a [`Subresource::Part`] named `subresource`.
+    /// For `/status` the Store has already kept everything but `.status`; for a
+    /// Part `new` is the client's object with the stored metadata, and the
+    /// strategy must put back from `old` all the Part may not change.
+    fn prepare_for_subresource_update(&self, _subresource: &str, _new: &mut Value, _old: &Value) {}
+
+    /// Validation of an update through `/status` or a Part.
+    fn validate_subresource_update(&self, _subresource: &str, new: &Value, old: &Value) -> Vec<Cause> {
+        self.validate_update(new, old)
+    }
 
     /// Fills upstream's defaults.
     fn default(&self, _object: &mut Value) {}

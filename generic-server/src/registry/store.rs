@@ -591,7 +591,12 @@ impl Store {
             }
             let mut causes = meta::validate_no_new_finalizers(&new, &old);
             causes.extend(meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule()));
-            causes.extend(self.strategy.validate_update(&new, &old));
+            causes.extend(match subresource {
+                Some(s @ (Subresource::Status | Subresource::Part(_))) => {
+                    self.strategy.validate_subresource_update(s.name(), &new, &old)
+                }
+                _ => self.strategy.validate_update(&new, &old),
+            });
             if !causes.is_empty() {
                 return Err(self.invalid(name, causes));
             }
@@ -710,6 +715,17 @@ impl Store {
                 }
                 *new = merged;
                 keep_managed_fields(new, managed);
+                self.strategy.prepare_for_subresource_update("status", new, old);
+            }
+            Some(Subresource::Part(part)) => {
+                // The client's object, with the stored metadata; the strategy
+                // keeps what the part may not change.
+                let managed = meta::metadata(new).and_then(|m| m.get("managedFields")).cloned();
+                if let (Some(m), Some(stored)) = (new.as_object_mut(), old.get("metadata")) {
+                    m.insert("metadata".into(), stored.clone());
+                }
+                keep_managed_fields(new, managed);
+                self.strategy.prepare_for_subresource_update(part, new, old);
             }
             Some(Subresource::Finalize) => {
                 // Only spec.finalizers moves.

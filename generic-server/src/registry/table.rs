@@ -59,6 +59,20 @@ pub fn default_row(object: &Value) -> Vec<Value> {
     vec![json!(meta::name(object)), json!(age(object))]
 }
 
+/// Upstream's default table convertor (apiserver rest/table.go), which
+/// built-in kinds without a printer of their own use: Name and Created At.
+pub fn created_at_columns() -> Vec<TableColumn> {
+    let mut created = TableColumn::age_column();
+    created.name = Cow::Borrowed("Created At");
+    created.type_ = Cow::Borrowed("date");
+    vec![TableColumn::name_column(), created]
+}
+
+/// The cells of [`created_at_columns`]: the creation time as stored (RFC 3339).
+pub fn created_at_row(object: &Value) -> Vec<Value> {
+    vec![json!(meta::name(object)), json!(meta::meta_str(object, "creationTimestamp"))]
+}
+
 /// The object's age as kubectl prints it ("5s", "3m2s", "4h", "2d3h", "2y").
 pub fn age(object: &Value) -> String {
     let created = meta::meta_str(object, "creationTimestamp");

@@ -11,6 +11,7 @@
 pub mod authentication;
 pub mod authorization;
 pub mod binding;
+pub mod certificatesigningrequest;
 pub mod componentstatus;
 pub mod configmap;
 pub mod connect;
@@ -24,6 +25,7 @@ pub mod endpointslice;
 pub mod event;
 pub mod event_v1;
 pub mod eviction;
+pub mod flowschema;
 pub mod horizontalpodautoscaler;
 pub mod horizontalpodautoscaler_v1;
 pub mod ingress;
@@ -41,9 +43,12 @@ pub mod poddisruptionbudget;
 pub mod podspec;
 pub mod podtemplate;
 pub mod priorityclass;
+pub mod prioritylevelconfiguration;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod resourcequota;
+pub mod role;
+pub mod rolebinding;
 pub mod runtimeclass;
 pub mod secret;
 pub mod service;
@@ -51,6 +56,9 @@ pub mod serviceaccount;
 pub mod servicecidr;
 pub mod statefulset;
 pub mod storageclass;
+pub mod validatingadmissionpolicy;
+pub mod validatingadmissionpolicybinding;
+pub mod webhookconfiguration;
 pub mod workload;
 
 use serde_json::{Map, Value};
@@ -86,6 +94,14 @@ pub(crate) fn child<'a>(obj: &'a mut Value, key: &str) -> &'a mut Map<String, Va
     match entry {
         Value::Object(m) => m,
         _ => unreachable!("made an object above"),
+    }
+}
+
+/// Upstream's PrepareForCreate for kinds whose status is the server's: a new
+/// object starts with an empty status, whatever the client sent.
+pub(crate) fn clear_status(obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("status".into(), Value::Object(Map::new()));
     }
 }
 
