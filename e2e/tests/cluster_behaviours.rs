@@ -249,3 +249,6 @@ fn admission_plugin_flags() {
         &["namespaces \"missing\" not found"],
     );
 }
+
+// The publishers follow Store watches, whose resumption is the backend's.
+e2e::on_etcd!(every_namespace_gets_a_service_account_and_the_root_ca);
