@@ -139,6 +139,7 @@ impl CrStrategy {
             },
             self.types.clone(),
         )
+        .unstructured()
     }
 }
 

@@ -32,6 +32,7 @@ pub mod selectors;
 pub mod serve;
 pub mod status;
 pub mod storage;
+pub mod wire;
 
 pub use handler::{Handler, NotFoundHandler, Request, Response};
 pub use request_info::RequestInfo;

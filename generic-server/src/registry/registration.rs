@@ -28,6 +28,9 @@ pub struct Schema {
     pub definition: Option<&'static str>,
     /// List and map types for managedFields and apply.
     pub types: Arc<dyn TypeResolver>,
+    /// Objects are maps with no Go type behind them (custom resources):
+    /// upstream writes their keys sorted and has no protobuf form for them.
+    pub unstructured: bool,
 }
 
 impl Schema {
@@ -39,7 +42,7 @@ impl Schema {
             Some(d) => Arc::new(Definitions::new(d)),
             None => Arc::new(Untyped),
         };
-        Schema { decode: Arc::new(super::typed::decode_as::<K>), definition, types }
+        Schema { decode: Arc::new(super::typed::decode_as::<K>), definition, types, unstructured: false }
     }
 
     /// Objects kept as the client sent them, with no type facts.
@@ -48,6 +51,7 @@ impl Schema {
             decode: Arc::new(|object| Ok(Decoded { object, unknown_fields: Vec::new() })),
             definition: None,
             types: Arc::new(Untyped),
+            unstructured: false,
         }
     }
 
@@ -56,7 +60,12 @@ impl Schema {
         decode: impl Fn(Value) -> Result<Decoded, StatusError> + Send + Sync + 'static,
         types: Arc<dyn TypeResolver>,
     ) -> Schema {
-        Schema { decode: Arc::new(decode), definition: None, types }
+        Schema { decode: Arc::new(decode), definition: None, types, unstructured: false }
+    }
+
+    /// Marks the objects as unstructured maps (custom resources).
+    pub fn unstructured(self) -> Schema {
+        Schema { unstructured: true, ..self }
     }
 
     /// Adds a step after decoding that upstream's conversion to the internal
@@ -112,6 +121,7 @@ impl ResourceInfo {
             key_root: format!("/registry/{}", K::URL_PATH_SEGMENT),
             subresources: Vec::new(),
             verbs: crate::discovery::VERBS,
+            storage_version_hash: crate::discovery::storage_version_hash(K::GROUP, K::VERSION, K::KIND),
         }
     }
 
@@ -131,6 +141,10 @@ pub struct Registration {
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
     pub ttl: Option<Duration>,
+    /// A DELETE answers with the deleted object rather than a Status
+    /// (upstream's ReturnDeletedObject). A deletion waiting on finalizers
+    /// answers with the object either way.
+    pub return_deleted_object: bool,
 }
 
 impl Registration {
@@ -141,12 +155,12 @@ impl Registration {
 
     /// As [`Registration::of`], with a strategy the caller keeps a handle to.
     pub fn shared<K: BuiltIn>(strategy: Arc<dyn Strategy>) -> Registration {
-        Registration { info: ResourceInfo::of::<K>(), schema: Schema::of::<K>(), strategy, ttl: None }
+        Registration::new(ResourceInfo::of::<K>(), Schema::of::<K>(), strategy)
     }
 
     /// A resource whose identity is known only at run time (a custom resource).
     pub fn new(info: ResourceInfo, schema: Schema, strategy: Arc<dyn Strategy>) -> Registration {
-        Registration { info, schema, strategy, ttl: None }
+        Registration { info, schema, strategy, ttl: None, return_deleted_object: false }
     }
 
     pub fn short_names(mut self, names: &[&str]) -> Self {
@@ -200,6 +214,12 @@ impl Registration {
 
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// See [`Registration::return_deleted_object`].
+    pub fn returns_deleted_object(mut self) -> Self {
+        self.return_deleted_object = true;
         self
     }
 }

@@ -127,6 +127,9 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// The deprecated orphanDependents; only the status code of a deletion
+    /// that has to wait reads it (202 when false, as upstream).
+    pub orphan_dependents: Option<bool>,
 }
 
 /// The outcome of a write: the object as stored (or as it would be, under dry
@@ -155,6 +158,8 @@ pub struct Store {
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
     ttl: Option<std::time::Duration>,
+    /// See [`Registration::return_deleted_object`].
+    pub return_deleted_object: bool,
 }
 
 /// How many times a write retries when the stored object changed underneath and
@@ -174,8 +179,8 @@ fn storage_err(e: StorageError) -> StatusError {
 
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
-        let Registration { info, schema, strategy, ttl } = registration;
-        Store { info, schema, strategy, storage, admission, ttl }
+        let Registration { info, schema, strategy, ttl, return_deleted_object } = registration;
+        Store { info, schema, strategy, storage, admission, ttl, return_deleted_object }
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
@@ -572,7 +577,8 @@ impl Store {
             }
             self.merge_for_update(&mut new, &old, subresource);
             self.track_fields(Some(&old), &mut new, subresource, opts);
-            let mut causes = meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule());
+            let mut causes = meta::validate_no_new_finalizers(&new, &old);
+            causes.extend(meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule()));
             causes.extend(self.strategy.validate_update(&new, &old));
             if !causes.is_empty() {
                 return Err(self.invalid(name, causes));
@@ -781,6 +787,11 @@ impl Store {
                     return Ok(DeleteResult::Pending(obj));
                 }
                 let mut marked = obj.clone();
+                // Upstream's markAsDeleting: a tracked generation moves once.
+                let generation = meta::metadata(&obj).and_then(|m| m.get("generation")).and_then(Value::as_i64);
+                if let Some(g) = generation.filter(|g| *g > 0) {
+                    meta::set_meta(&mut marked, "generation", json!(g + 1));
+                }
                 meta::set_meta(&mut marked, "deletionTimestamp", json!(meta::now_rfc3339()));
                 meta::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
                 self.strategy.prepare_for_delete(&mut marked);

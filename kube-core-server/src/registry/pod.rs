@@ -22,7 +22,11 @@ use super::{age, arr_at, child, default_field, str_at};
 pub struct PodStrategy;
 
 pub fn registration(peers: &Arc<Peers>) -> Registration {
-    let r = Registration::of::<Pod>(PodStrategy).short_names(&["po"]).categories(&["all"]).status();
+    let r = Registration::of::<Pod>(PodStrategy)
+        .short_names(&["po"])
+        .categories(&["all"])
+        .status()
+        .returns_deleted_object();
     pod_handlers(peers).into_iter().fold(r, Registration::handler)
 }
 

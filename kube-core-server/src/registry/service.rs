@@ -43,6 +43,7 @@ pub fn registration(strategy: Arc<ServiceStrategy>, peers: &Arc<Peers>) -> Regis
         .categories(&["all"])
         .key_root("/registry/services/specs")
         .status()
+        .returns_deleted_object()
         .handler(ServiceProxy::new(peers))
 }
 
