@@ -80,14 +80,9 @@ const NOT_YET_SERVED: &[&str] = &[
     "v1 persistentvolumeclaims/status",
     "v1 persistentvolumes",
     "v1 persistentvolumes/status",
-    "v1 pods/attach",
     "v1 pods/binding",
     "v1 pods/ephemeralcontainers",
     "v1 pods/eviction",
-    "v1 pods/exec",
-    "v1 pods/log",
-    "v1 pods/portforward",
-    "v1 pods/proxy",
     "v1 pods/resize",
     "v1 podtemplates",
     "v1 replicationcontrollers",
@@ -96,7 +91,6 @@ const NOT_YET_SERVED: &[&str] = &[
     "v1 resourcequotas",
     "v1 resourcequotas/status",
     "v1 serviceaccounts/token",
-    "v1 services/proxy",
 ];
 
 fn facts() -> Value {
