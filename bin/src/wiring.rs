@@ -116,8 +116,9 @@ pub async fn build_chain(
         service_node_port_range: opts.service_node_port_range.clone(),
         secure_port: port,
         event_ttl: opts.event_ttl,
-        // The CA of the generated serving certificate (DATA_DIR/pki/ca.crt),
-        // as kube-controller-manager's --root-ca-file is on a kubeadm cluster.
+        // DATA_DIR/pki/ca.crt: the CA of the generated serving certificate and
+        // the one the admin kubeconfig trusts, which is what
+        // kube-controller-manager publishes without --root-ca-file.
         root_ca: pki.ca.cert.clone(),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;

@@ -168,6 +168,8 @@ fn kubelet_subresources_answer_without_a_kubelet() {
             .assert_status(400, "BadRequest");
         assert_eq!(v["message"], "address not allowed", "{method}");
     }
+    // Only the proxies take a path after their name, as upstream routes them.
+    s.request("GET", "/api/v1/namespaces/default/pods/web/exec/extra", None).assert_status(404, "NotFound");
     let v = s.request("GET", "/api/v1/namespaces/default/pods/ftp:web:21/proxy", None).assert_status(400, "BadRequest");
     assert_eq!(v["message"], "invalid pod request \"ftp:web:21\"");
     s.create("apiVersion: v1\nkind: Service\nmetadata: {name: svc}\nspec:\n  ports: [{name: http, port: 80}]\n");
@@ -249,3 +251,6 @@ fn admission_plugin_flags() {
         &["namespaces \"missing\" not found"],
     );
 }
+
+// The publishers follow Store watches, whose resumption is the backend's.
+e2e::on_etcd!(every_namespace_gets_a_service_account_and_the_root_ca);

@@ -325,7 +325,9 @@ pub fn decode_body(req: &Request) -> Result<Value> {
 /// above all, exist only under a namespace.
 fn routes(r: &ResourceInfo, info: &RequestInfo) -> Vec<(&'static str, &'static str)> {
     let parts = &info.parts;
-    if parts.is_empty() || parts.len() > 3 || (info.namespace_in_path && !r.namespaced) {
+    let has_path = |s: &Subresource| matches!(s, Subresource::Handler(h) if h.takes_path());
+    let path_allowed = parts.len() > 3 && r.subresources.iter().any(|s| s.name() == parts[2] && has_path(s));
+    if parts.is_empty() || (parts.len() > 3 && !path_allowed) || (info.namespace_in_path && !r.namespaced) {
         return Vec::new();
     }
     let all_namespaces = r.namespaced && !info.namespace_in_path;

@@ -324,6 +324,11 @@ pub trait SubresourceHandler: Send + Sync {
     fn connect(&self) -> bool {
         false
     }
+    /// Whether the subresource takes a path after its name
+    /// (`pods/NAME/proxy/some/path`), as upstream's proxy connecters do.
+    fn takes_path(&self) -> bool {
+        false
+    }
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError>;
 }
 

@@ -187,6 +187,10 @@ impl SubresourceHandler for PodHandler {
         true
     }
 
+    fn takes_path(&self) -> bool {
+        self.what == PodConnect::Proxy
+    }
+
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError> {
         let container = call.params.get("container").map(String::as_str).unwrap_or("");
         match self.what {
@@ -250,6 +254,10 @@ impl SubresourceHandler for ServiceProxy {
     }
 
     fn connect(&self) -> bool {
+        true
+    }
+
+    fn takes_path(&self) -> bool {
         true
     }
 
