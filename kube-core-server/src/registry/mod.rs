@@ -40,6 +40,7 @@ pub mod peers;
 pub mod persistentvolume;
 pub mod pod;
 pub mod poddisruptionbudget;
+pub mod podparts;
 pub mod podspec;
 pub mod podtemplate;
 pub mod priorityclass;

@@ -10,13 +10,14 @@ use serde_json::{json, Value};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::registry::{Registration, Strategy, Subresource, TableColumn};
 use generic_server::status::Cause;
 
 use super::binding::BindingHandler;
 use super::connect::pod_handlers;
 use super::eviction::EvictionHandler;
 use super::peers::Peers;
+use super::podparts;
 use super::podspec::{
     default_pod_spec, default_requests_from_limits, qos_class, validate_pod_spec, validate_pod_spec_update,
 };
@@ -31,6 +32,8 @@ pub fn registration(peers: &Arc<Peers>) -> Registration {
         .short_names(&["po"])
         .categories(&["all"])
         .status()
+        .subresource(Subresource::Part(podparts::EPHEMERAL))
+        .subresource(Subresource::Part(podparts::RESIZE))
         .returns_deleted_object()
         .handler(BindingHandler)
         .handler(EvictionHandler { peers: peers.clone() });
@@ -94,6 +97,16 @@ impl Strategy for PodStrategy {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut causes = self.validate(new);
         causes.extend(validate_pod_spec_update(new, old));
+        causes
+    }
+
+    fn prepare_for_subresource_update(&self, subresource: &str, new: &mut Value, old: &Value) {
+        podparts::prepare(subresource, new, old);
+    }
+
+    fn validate_subresource_update(&self, subresource: &str, new: &Value, old: &Value) -> Vec<Cause> {
+        let mut causes = self.validate(new);
+        causes.extend(podparts::validate(subresource, new, old));
         causes
     }
 

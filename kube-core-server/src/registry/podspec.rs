@@ -216,6 +216,7 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
             validate_container(c, &format!("{path}.{list}[{i}]"), &volumes, &mut names, &mut causes);
         }
     }
+    validate_ephemeral_containers(spec, path, &volumes, &mut names, &mut causes);
     if let Some(v) = spec.get("restartPolicy") {
         check_supported(&mut causes, format!("{path}.restartPolicy"), v, RESTART_POLICIES);
     } else {
@@ -241,6 +242,84 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
     if let Some(sa) = spec.get("serviceAccountName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
         if let Some(m) = generic_server::meta::is_dns1123_subdomain(sa) {
             causes.push(Cause::invalid(format!("{path}.serviceAccountName"), &json!(sa), &m));
+        }
+    }
+    causes
+}
+
+/// What an ephemeral container may not set (upstream's allow list, seen from
+/// the other side): it must not become part of the pod's workload.
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "lifecycle",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "restartPolicy",
+];
+const EPHEMERAL_MSG: &str = "cannot be set for an Ephemeral Container";
+
+/// validateEphemeralContainers: the container rules, names unique across every
+/// container of the pod, a target that is a regular container, and none of the
+/// fields that would make the debugging container part of the workload.
+fn validate_ephemeral_containers(
+    spec: &Value,
+    path: &str,
+    volumes: &[String],
+    names: &mut Vec<String>,
+    causes: &mut Vec<Cause>,
+) {
+    let others: Vec<String> = names.clone();
+    for (i, c) in arr_at(spec, "/ephemeralContainers").iter().enumerate() {
+        let field = format!("{path}.ephemeralContainers[{i}]");
+        validate_container(c, &field, volumes, names, causes);
+        let target = str_at(c, "/targetContainerName");
+        if !target.is_empty() && !others.iter().any(|n| n == target) {
+            causes.push(super::not_found_cause(format!("{field}.targetContainerName"), &json!(target)));
+        }
+        for key in EPHEMERAL_FORBIDDEN {
+            if c.get(*key).is_some_and(|v| !v.is_null() && !is_empty_value(v)) {
+                causes.push(Cause::forbidden(format!("{field}.{key}"), EPHEMERAL_MSG));
+            }
+        }
+        for (j, m) in arr_at(c, "/volumeMounts").iter().enumerate() {
+            for key in ["subPath", "subPathExpr"] {
+                if !str_at(m, &format!("/{key}")).is_empty() {
+                    causes.push(Cause::forbidden(format!("{field}.volumeMounts[{j}].{key}"), EPHEMERAL_MSG));
+                }
+            }
+        }
+    }
+}
+
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// ValidatePodEphemeralContainersUpdate: ephemeral containers may be added
+/// through pods/ephemeralcontainers, never changed or removed.
+pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let new_list = arr_at(new, "/spec/ephemeralContainers");
+    for o in arr_at(old, "/spec/ephemeralContainers") {
+        let name = str_at(o, "/name");
+        match new_list.iter().find(|n| str_at(n, "/name") == name) {
+            None => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(n) if n != o => causes.push(Cause::forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be changed\n"),
+            )),
+            Some(_) => {}
         }
     }
     causes
