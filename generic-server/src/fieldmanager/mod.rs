@@ -578,6 +578,9 @@ impl Store {
         let stated_rv = meta::resource_version(&config).to_string();
         let prepare = |live: Option<&Value>| -> Result<Value, StatusError> {
             let mut obj = apply(live, &config, &known, &writer, force)?;
+            if let (Some(live), None) = (live, subresource) {
+                obj = self.unless_only_defaults_differ(obj, live, manager);
+            }
             meta::set_meta(&mut obj, "name", json!(name));
             if live.is_some() && !stated_rv.is_empty() {
                 meta::set_meta(&mut obj, "resourceVersion", json!(stated_rv));
@@ -609,6 +612,50 @@ impl Store {
             name,
             "too many concurrent updates, please retry",
         ))
+    }
+}
+
+impl Store {
+    /// An apply whose merge differs from the live object only in what
+    /// defaulting puts back changes nothing: it keeps the manager's old
+    /// timestamp, so the Store sees no change and writes nothing (upstream's
+    /// no-op apply), instead of a new resourceVersion for a new time.
+    fn unless_only_defaults_differ(&self, applied: Value, live: &Value, manager: &str) -> Value {
+        let entry_time = |obj: &Value| -> Option<Value> {
+            obj.pointer("/metadata/managedFields")?
+                .as_array()?
+                .iter()
+                .find(|e| {
+                    e.get("manager").and_then(Value::as_str) == Some(manager)
+                        && e.get("operation").and_then(Value::as_str) == Some("Apply")
+                        && e.get("subresource").and_then(Value::as_str).unwrap_or("").is_empty()
+                })
+                .and_then(|e| e.get("time").cloned())
+        };
+        let Some(old_time) = entry_time(live) else { return applied };
+        let mut same = applied.clone();
+        if let Some(entries) = same.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
+            for e in entries.iter_mut() {
+                let ours = e.get("manager").and_then(Value::as_str) == Some(manager)
+                    && e.get("operation").and_then(Value::as_str) == Some("Apply")
+                    && e.get("subresource").and_then(Value::as_str).unwrap_or("").is_empty();
+                if ours {
+                    e["time"] = old_time.clone();
+                }
+            }
+        }
+        let mut defaulted = same.clone();
+        self.strategy.default(&mut defaulted);
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            meta::remove_meta(&mut v, "resourceVersion");
+            v
+        };
+        if strip(&defaulted) == strip(live) {
+            same
+        } else {
+            applied
+        }
     }
 }
 
