@@ -154,39 +154,49 @@ mod tests {
     use x509_parser::extensions::ParsedExtension;
     use x509_parser::prelude::{parse_x509_pem, X509Certificate};
 
-    /// (subject key id, authority key id, CA flag with a critical extension,
-    /// key usage present) of a PEM certificate.
-    fn extensions(pem: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<(bool, bool)>, bool) {
+    /// The extensions strict verification looks at.
+    #[derive(Default)]
+    struct Extensions {
+        subject_key_id: Option<Vec<u8>>,
+        authority_key_id: Option<Vec<u8>>,
+        /// (cA, critical) of basic constraints.
+        basic_constraints: Option<(bool, bool)>,
+        key_usage: bool,
+    }
+
+    fn extensions(pem: &str) -> Extensions {
         let (_, pem) = parse_x509_pem(pem.as_bytes()).expect("PEM");
         let cert: X509Certificate = pem.parse_x509().expect("certificate");
-        let (mut ski, mut aki, mut bc, mut ku) = (None, None, None, false);
+        let mut found = Extensions::default();
         for ext in cert.extensions() {
             match ext.parsed_extension() {
-                ParsedExtension::SubjectKeyIdentifier(id) => ski = Some(id.0.to_vec()),
-                ParsedExtension::AuthorityKeyIdentifier(a) => aki = a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-                ParsedExtension::BasicConstraints(b) => bc = Some((b.ca, ext.critical)),
-                ParsedExtension::KeyUsage(_) => ku = true,
+                ParsedExtension::SubjectKeyIdentifier(id) => found.subject_key_id = Some(id.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    found.authority_key_id = a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                ParsedExtension::BasicConstraints(b) => found.basic_constraints = Some((b.ca, ext.critical)),
+                ParsedExtension::KeyUsage(_) => found.key_usage = true,
                 _ => {}
             }
         }
-        (ski, aki, bc, ku)
+        found
     }
 
     #[test]
     fn certificates_carry_what_strict_verification_requires() {
         let ca = new_ca("test-ca").expect("CA");
-        let (ca_ski, _, ca_bc, ca_ku) = extensions(&ca.cert);
-        assert!(ca_ski.is_some(), "a CA names its key");
-        assert_eq!(ca_bc, Some((true, true)), "a CA says so in critical basic constraints");
-        assert!(ca_ku, "a CA has key usages");
+        let ca_ext = extensions(&ca.cert);
+        assert!(ca_ext.subject_key_id.is_some(), "a CA names its key");
+        assert_eq!(ca_ext.basic_constraints, Some((true, true)), "a CA says so in critical basic constraints");
+        assert!(ca_ext.key_usage, "a CA has key usages");
         let serving = serving_cert(&ca, "server", &["127.0.0.1".into(), "localhost".into()]).expect("serving");
         let client = client_cert(&ca, "admin", &["system:masters"]).expect("client");
         for leaf in [&serving, &client] {
-            let (ski, aki, bc, ku) = extensions(&leaf.cert);
-            assert!(ski.is_some());
-            assert_eq!(aki, ca_ski, "the issuer's key identifier is the CA's");
-            assert_eq!(bc, Some((false, true)));
-            assert!(ku);
+            let ext = extensions(&leaf.cert);
+            assert!(ext.subject_key_id.is_some());
+            assert_eq!(ext.authority_key_id, ca_ext.subject_key_id, "the issuer's key identifier is the CA's");
+            assert_eq!(ext.basic_constraints, Some((false, true)));
+            assert!(ext.key_usage);
         }
     }
 }

@@ -111,9 +111,16 @@ pub async fn serve(
             let frame = match form {
                 Output::Protobuf => match crate::protobuf::encode_watch_event(event.event_type, &object) {
                     Ok(f) => f,
-                    // An event without a protobuf form ends the watch; the
-                    // client resumes from the last version it saw.
-                    Err(_) => break,
+                    // An event without a protobuf form ends the watch with an
+                    // ERROR event saying so, as upstream's encoder failing does;
+                    // the client lists again (in a form it can read).
+                    Err(e) => {
+                        let status = StatusError::internal(e.message).to_status();
+                        if let Ok(f) = crate::protobuf::encode_watch_event("ERROR", &status) {
+                            let _ = tx.send(Ok(Bytes::from(f))).await;
+                        }
+                        break;
+                    }
                 },
                 _ => wire::json(&json!({"type": event.event_type, "object": object})),
             };

@@ -16,10 +16,10 @@ use super::{age, arr_at, default_field, str_at, too_long_cause};
 
 pub fn registrations() -> Vec<Registration> {
     vec![
-        Registration::of::<CSIDriver>(CSIDriverStrategy),
-        Registration::of::<CSINode>(CSINodeStrategy),
+        Registration::of::<CSIDriver>(CSIDriverStrategy).returns_deleted_object(),
+        Registration::of::<CSINode>(CSINodeStrategy).returns_deleted_object(),
         Registration::of::<CSIStorageCapacity>(CSIStorageCapacityStrategy),
-        Registration::of::<VolumeAttachment>(VolumeAttachmentStrategy).status(),
+        Registration::of::<VolumeAttachment>(VolumeAttachmentStrategy).status().returns_deleted_object(),
     ]
 }
 

@@ -17,8 +17,14 @@ use super::{age, arr_at, child, default_field, map_at, str_at};
 
 pub fn registrations() -> Vec<Registration> {
     vec![
-        Registration::of::<PersistentVolume>(PersistentVolumeStrategy).short_names(&["pv"]).status(),
-        Registration::of::<PersistentVolumeClaim>(PersistentVolumeClaimStrategy).short_names(&["pvc"]).status(),
+        Registration::of::<PersistentVolume>(PersistentVolumeStrategy)
+            .short_names(&["pv"])
+            .status()
+            .returns_deleted_object(),
+        Registration::of::<PersistentVolumeClaim>(PersistentVolumeClaimStrategy)
+            .short_names(&["pvc"])
+            .status()
+            .returns_deleted_object(),
     ]
 }
 

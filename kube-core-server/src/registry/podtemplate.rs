@@ -16,7 +16,7 @@ use super::{format_labels, map_at};
 pub struct PodTemplateStrategy;
 
 pub fn registration() -> Registration {
-    Registration::of::<PodTemplate>(PodTemplateStrategy)
+    Registration::of::<PodTemplate>(PodTemplateStrategy).returns_deleted_object()
 }
 
 impl Strategy for PodTemplateStrategy {

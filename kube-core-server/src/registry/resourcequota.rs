@@ -15,7 +15,7 @@ use super::{age, arr_at, map_at};
 pub struct ResourceQuotaStrategy;
 
 pub fn registration() -> Registration {
-    Registration::of::<ResourceQuota>(ResourceQuotaStrategy).short_names(&["quota"]).status()
+    Registration::of::<ResourceQuota>(ResourceQuotaStrategy).short_names(&["quota"]).status().returns_deleted_object()
 }
 
 /// Upstream's standardQuotaResources.

@@ -16,7 +16,7 @@ use super::{age, default_field, str_at};
 pub struct StorageClassStrategy;
 
 pub fn registration() -> Registration {
-    Registration::of::<StorageClass>(StorageClassStrategy).short_names(&["sc"])
+    Registration::of::<StorageClass>(StorageClassStrategy).short_names(&["sc"]).returns_deleted_object()
 }
 
 const RECLAIM_POLICIES: &[&str] = &["Delete", "Retain"];
