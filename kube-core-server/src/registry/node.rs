@@ -149,6 +149,11 @@ fn or_unknown(s: &str) -> String {
 }
 
 impl Strategy for NodeStrategy {
+    // "Nodes allow all fields, including status, to be set on create."
+    fn keeps_status_on_create(&self) -> bool {
+        true
+    }
+
     fn default(&self, obj: &mut Value) {
         // Upstream's SetDefaults_NodeStatus: allocatable is capacity when unset.
         let Some(capacity) = obj.pointer("/status/capacity").filter(|c| c.is_object()).cloned() else { return };
