@@ -303,6 +303,11 @@ impl SubresourceHandler for NodeProxy {
         }
     }
 
+    // A connect subresource: the rest of the path is the kubelet's.
+    fn connect(&self) -> bool {
+        true
+    }
+
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError> {
         let node = store.get("", call.name).await?;
         let target = kubelet_address(&node).map_err(StatusError::internal)?;
