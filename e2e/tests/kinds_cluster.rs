@@ -515,19 +515,18 @@ fn nodes() {
     );
 
     // nodes/proxy without a kubelet: never a 404 or a hang.
-    let r = s.request("GET", "/api/v1/nodes/n1/proxy/healthz", None);
+    let r = s.request("GET", "/api/v1/nodes/n1/proxy", None);
     let st = r.assert_status(503, "ServiceUnavailable");
     assert_eq!(
         st["message"],
         format!("error trying to reach service: dial tcp 127.0.0.1:{port}: connect: connection refused"),
         "{st}"
     );
-    let r = s.request("GET", "/api/v1/nodes/bare/proxy/", None);
+    let r = s.request("GET", "/api/v1/nodes/bare/proxy", None);
     let st = r.assert_status(500, "InternalError");
     assert!(st["message"].as_str().unwrap_or("").contains("no preferred addresses found; known addresses: []"), "{st}");
-    s.request("GET", "/api/v1/nodes/ghost/proxy/", None).assert_status(404, "NotFound");
-    let out =
-        s.kubectl_err(&["get", "--raw", "/api/v1/nodes/n1/proxy/metrics"], None, &["error trying to reach service"]);
+    s.request("GET", "/api/v1/nodes/ghost/proxy", None).assert_status(404, "NotFound");
+    let out = s.kubectl_err(&["get", "--raw", "/api/v1/nodes/n1/proxy"], None, &["error trying to reach service"]);
     assert!(!out.contains("NotFound"), "{out}");
     s.assert_healthy();
 }

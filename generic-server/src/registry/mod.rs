@@ -148,6 +148,13 @@ pub trait Strategy: Send + Sync + 'static {
         false
     }
 
+    /// Whether a creator may set the status of a resource with a status
+    /// subresource (upstream's nodes: a kubelet registers its node with its
+    /// status); otherwise the Store empties it on create.
+    fn keeps_status_on_create(&self) -> bool {
+        false
+    }
+
     /// Clears what a client may not set on create (for example status).
     fn prepare_for_create(&self, _object: &mut Value) {}
 

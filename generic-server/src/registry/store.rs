@@ -474,7 +474,7 @@ impl Store {
         } else {
             meta::remove_meta(&mut obj, "generation");
         }
-        if self.info.has_subresource(&Subresource::Status) {
+        if self.info.has_subresource(&Subresource::Status) && !self.strategy.keeps_status_on_create() {
             reset_status(&mut obj, self.schema.definition.is_some());
         }
         self.strategy.prepare_for_create(&mut obj);

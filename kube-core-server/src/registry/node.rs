@@ -149,6 +149,11 @@ fn or_unknown(s: &str) -> String {
 }
 
 impl Strategy for NodeStrategy {
+    // "Nodes allow all fields, including status, to be set on create."
+    fn keeps_status_on_create(&self) -> bool {
+        true
+    }
+
     fn default(&self, obj: &mut Value) {
         // Upstream's SetDefaults_NodeStatus: allocatable is capacity when unset.
         let Some(capacity) = obj.pointer("/status/capacity").filter(|c| c.is_object()).cloned() else { return };
@@ -296,6 +301,11 @@ impl SubresourceHandler for NodeProxy {
             version: "",
             verbs: &["create", "delete", "get", "patch", "update"],
         }
+    }
+
+    // A connect subresource: the rest of the path is the kubelet's.
+    fn connect(&self) -> bool {
+        true
     }
 
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError> {
