@@ -491,3 +491,6 @@ fn pod_eviction_and_binding() {
     other["metadata"]["name"] = json!("else");
     s.request("POST", path, Some(&other)).assert_status(400, "BadRequest");
 }
+
+// Eviction writes the budget's status and deletes with preconditions: storage matters.
+e2e::on_etcd!(pod_eviction_and_binding);
