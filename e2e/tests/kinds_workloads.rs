@@ -216,6 +216,7 @@ fn discovery_matches_upstream(s: &Server) {
     let facts: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("the shared facts")).expect("JSON");
     let ours = ["pods/binding", "pods/eviction", "pods/status"];
     for resource in [
+        "bindings",
         "replicasets",
         "statefulsets",
         "daemonsets",
@@ -490,4 +491,16 @@ fn pod_eviction_and_binding() {
     let mut other = binding.clone();
     other["metadata"]["name"] = json!("else");
     s.request("POST", path, Some(&other)).assert_status(400, "BadRequest");
+
+    // The bindings resource does the same for the pod its Binding names.
+    s.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: second}\nspec: {containers: [{name: c, image: nginx}]}\n");
+    let mut second = binding.clone();
+    second["metadata"]["name"] = json!("second");
+    let r = s.request("POST", "/api/v1/namespaces/default/bindings", Some(&second));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(s.kubectl_json(&["get", "pod", "second"])["spec"]["nodeName"], "node-1");
+    s.request("POST", "/api/v1/namespaces/default/bindings", Some(&second)).assert_status(409, "Conflict");
 }
+
+// Eviction writes the budget's status and deletes with preconditions: storage matters.
+e2e::on_etcd!(pod_eviction_and_binding);

@@ -116,6 +116,7 @@ impl CoreResources {
         registrations.extend(admissionregistration_v1());
         let mut create_only = registry::authentication::create_only();
         create_only.extend(registry::authorization::create_only());
+        create_only.extend(registry::binding::create_only(&peers));
         Ok(CoreResources {
             config: config.clone(),
             namespaces,
@@ -132,7 +133,8 @@ impl CoreResources {
         self.registrations.clone()
     }
 
-    /// authentication.k8s.io's and authorization.k8s.io's review kinds.
+    /// authentication.k8s.io's and authorization.k8s.io's review kinds, and
+    /// core/v1 bindings.
     pub fn create_only(&self) -> Vec<CreateOnly> {
         self.create_only.clone()
     }

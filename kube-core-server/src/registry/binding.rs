@@ -1,5 +1,6 @@
-//! pods/binding (upstream pkg/registry/core/pod/storage BindingREST): a
-//! core/v1 Binding assigns a pod to a node once. The write is upstream's
+//! pods/binding and the create-only `bindings` resource (upstream
+//! pkg/registry/core/pod/storage BindingREST, which serves both): a core/v1
+//! Binding assigns a pod to a node once. The write is upstream's
 //! setPodNodeAndMetadata: spec.nodeName, the Binding's annotations and the
 //! PodScheduled condition, refused (409) for a pod already bound, being
 //! deleted or still gated.
@@ -10,12 +11,48 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use generic_server::meta;
-use generic_server::registry::{Store, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply};
+use k8s_openapi::api::core::v1::Binding;
+
+use generic_server::registry::{
+    CreateCall, CreateOnly, Creater, Store, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
+};
 use generic_server::status::StatusError;
 
+use super::peers::Peers;
 use super::{arr_at, child, str_at};
 
 pub struct BindingHandler;
+
+/// The `bindings` resource: a Binding posted to the collection binds the pod
+/// it names.
+pub struct BindingCreater {
+    pub peers: Arc<Peers>,
+}
+
+pub fn create_only(peers: &Arc<Peers>) -> Vec<CreateOnly> {
+    vec![CreateOnly::of::<Binding>(BindingCreater { peers: peers.clone() })]
+}
+
+fn success() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+}
+
+/// Validates `binding` and assigns the pod it names (in `namespace`).
+async fn assign(pods: &Store, namespace: &str, binding: &Value, dry_run: bool) -> Result<(), StatusError> {
+    validate(binding)?;
+    let node = str_at(binding, "/target/name");
+    pods.guaranteed_update(namespace, meta::name(binding), dry_run, |pod| bind(pod, binding, node)).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Creater for BindingCreater {
+    async fn create(&self, call: CreateCall<'_>) -> Result<Value, StatusError> {
+        let pods = self.peers.pods()?;
+        assign(&pods, call.namespace, &call.object, call.dry_run).await?;
+        Ok(success())
+    }
+}
 
 /// 409 on pods/binding, as upstream wraps assignPod's plain errors.
 fn refused(name: &str, why: String) -> StatusError {
@@ -120,15 +157,8 @@ impl SubresourceHandler for BindingHandler {
         if meta::name(&binding) != call.name {
             return Err(StatusError::bad_request("name in URL does not match name in Binding object"));
         }
-        validate(&binding)?;
-        let node = str_at(&binding, "/target/name");
-        pods.guaranteed_update(call.namespace, call.name, call.options.dry_run, |pod| bind(pod, &binding, node))
-            .await?;
-        Ok(SubresourceReply {
-            code: 201,
-            object: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-            warnings: Vec::new(),
-        })
+        assign(pods, call.namespace, &binding, call.options.dry_run).await?;
+        Ok(SubresourceReply { code: 201, object: success(), warnings: Vec::new() })
     }
 }
 

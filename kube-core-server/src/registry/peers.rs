@@ -1,11 +1,12 @@
 //! The Stores a subresource handler reads besides its own (a pod's node, a
-//! service's endpoints, the PodDisruptionBudgets an eviction consults): bound
+//! service's endpoints, the PodDisruptionBudgets an eviction consults, the
+//! pods a Binding assigns): bound
 //! once the server has built every Store, and held weakly, as the Stores hold
 //! their handlers.
 
 use std::sync::{Arc, OnceLock, Weak};
 
-use k8s_openapi::api::core::v1::{Endpoints, Node};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use generic_server::registry::Store;
@@ -16,6 +17,7 @@ pub struct Peers {
     nodes: OnceLock<Weak<Store>>,
     endpoints: OnceLock<Weak<Store>>,
     budgets: OnceLock<Weak<Store>>,
+    pods: OnceLock<Weak<Store>>,
 }
 
 impl Peers {
@@ -27,6 +29,8 @@ impl Peers {
             &self.endpoints
         } else if store.info.is::<PodDisruptionBudget>() {
             &self.budgets
+        } else if store.info.is::<Pod>() {
+            &self.pods
         } else {
             return;
         };
@@ -48,5 +52,10 @@ impl Peers {
             .get()
             .and_then(Weak::upgrade)
             .ok_or_else(|| StatusError::internal("the poddisruptionbudgets store is not ready"))
+    }
+
+    /// The pod Store, for the `bindings` resource.
+    pub fn pods(&self) -> Result<Arc<Store>, StatusError> {
+        self.pods.get().and_then(Weak::upgrade).ok_or_else(|| StatusError::internal("the pods store is not ready"))
     }
 }
