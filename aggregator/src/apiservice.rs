@@ -128,12 +128,6 @@ impl Strategy for ApiServiceStrategy {
         NameRule::PathSegment
     }
 
-    fn prepare_for_create(&self, object: &mut Value) {
-        if let Some(m) = object.as_object_mut() {
-            m.insert("status".into(), json!({}));
-        }
-    }
-
     fn default(&self, object: &mut Value) {
         if let Some(s) = object.pointer_mut("/spec/service").and_then(Value::as_object_mut) {
             s.entry("port").or_insert(json!(443));

@@ -139,6 +139,7 @@ impl CrStrategy {
             },
             self.types.clone(),
         )
+        .unstructured()
     }
 }
 
@@ -146,8 +147,6 @@ impl Strategy for CrStrategy {
     fn tracks_generation(&self) -> bool {
         true
     }
-
-    fn prepare_for_create(&self, _object: &mut Value) {}
 
     fn default(&self, object: &mut Value) {
         schema::apply_defaults(object, &self.schema);

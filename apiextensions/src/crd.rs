@@ -198,6 +198,11 @@ impl Crd {
             key_root: format!("/registry/{}/{}", self.group, names.plural),
             subresources,
             verbs: generic_server::discovery::VERBS,
+            storage_version_hash: generic_server::discovery::storage_version_hash(
+                &self.group,
+                self.storage_version().map_or("", |v| v.name.as_str()),
+                &names.kind,
+            ),
         }
     }
 }

@@ -12,23 +12,7 @@ use generic_server::status::Cause;
 
 /// The ObjectMeta fields a custom resource keeps (everything else under
 /// metadata is pruned, as upstream decodes metadata into ObjectMeta).
-pub const OBJECT_META_FIELDS: &[&str] = &[
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
+pub use generic_server::meta::OBJECT_META_FIELDS;
 
 fn flag(schema: &Value, key: &str) -> bool {
     schema.get(key).and_then(Value::as_bool).unwrap_or(false)

@@ -15,6 +15,7 @@ use clap::Parser;
 use generic_server::authn::TokenFile;
 use generic_server::filters::{self, Authentication, FilterConfig, VersionInfo};
 use generic_server::serve;
+use kube_core_server::admission::AdmissionPlugins;
 
 /// The API level this server implements, reported by /version.
 const KUBE_MAJOR: &str = "1";
@@ -112,6 +113,12 @@ pub struct Options {
     /// Proxy APIService requests to an endpoint address rather than the cluster IP.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_aggregator_routing: bool,
+    /// Admission plugins to enable besides the default-on ones (upstream's names).
+    #[arg(long, value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+    /// Admission plugins to turn off, default-on ones included.
+    #[arg(long, value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -133,6 +140,12 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
 }
 
 async fn run(opts: Options, started: Instant) -> Result<(), String> {
+    let plugins = AdmissionPlugins::from_flags(&opts.enable_admission_plugins, &opts.disable_admission_plugins)
+        .map_err(|errs| match errs.as_slice() {
+            // Upstream's aggregate error: one message alone, several in brackets.
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        })?;
     std::fs::create_dir_all(&opts.data_dir).map_err(|e| format!("creating {}: {e}", opts.data_dir.display()))?;
     let data_dir = opts.data_dir.canonicalize().map_err(|e| e.to_string())?;
 
@@ -166,7 +179,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
     let wiring::Chain { handler: chain, ready_checks } =
-        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca).await?;
+        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, plugins).await?;
     let service = filters::build(
         chain,
         FilterConfig {

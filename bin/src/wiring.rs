@@ -102,11 +102,12 @@ pub async fn build_chain(
     port: u16,
     pki: &Pki,
     client_ca: &[u8],
+    plugins: kube_core_server::admission::AdmissionPlugins,
 ) -> Result<Chain, String> {
     let aggregator_config = aggregator_config(opts, pki, client_ca)?;
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
     let storage = generic_server::storage::instrumented::InstrumentedStorage::wrap(storage);
-    let shared = kube_core_server::Shared::new();
+    let shared = kube_core_server::Shared::with_plugins(plugins);
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;
@@ -115,6 +116,9 @@ pub async fn build_chain(
         service_node_port_range: opts.service_node_port_range.clone(),
         secure_port: port,
         event_ttl: opts.event_ttl,
+        // The CA of the generated serving certificate (DATA_DIR/pki/ca.crt),
+        // as kube-controller-manager's --root-ca-file is on a kubeadm cluster.
+        root_ca: pki.ca.cert.clone(),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
     let handler: DynHandler =

@@ -185,6 +185,12 @@ fn crd_status_and_scale_subresources() {
     let s = Server::start();
     s.apply_crd(WIDGETS_CRD, "widgets.example.com");
     s.kubectl_stdin(&["create", "--validate=false", "-f", "-"], Some(RED));
+    // A status sent with the create is dropped, as upstream's PrepareForCreate
+    // does for every resource with a status subresource.
+    let with_status = RED.replace("name: red", "name: blue") + "status:\n  replicas: 5\n";
+    s.kubectl_stdin(&["create", "--validate=false", "-f", "-"], Some(&with_status));
+    let blue = s.kubectl_json(&["get", "widget", "blue"]);
+    assert!(blue.get("status").is_none(), "{blue}");
     // Status in the main resource is ignored; the status subresource writes it.
     s.kubectl(&["patch", "widget", "red", "--type", "merge", "-p", r#"{"status":{"replicas":9}}"#]);
     let red = s.kubectl_json(&["get", "widget", "red"]);

@@ -402,6 +402,30 @@ fn client_side_apply_then_server_side_apply() {
     let out = s.apply(&CM.replace("a: \"1\"", "a: \"9\""));
     assert_eq!(out, "configmap/ssa-cm configured\n");
     assert_eq!(s.kubectl_json(&["get", "cm", "ssa-cm"])["data"], json!({"a": "9", "b": "2"}));
+
+    // Changing what client-side apply set: the conflicts with
+    // kubectl-client-side-apply are kubectl's own (upstream's
+    // lastAppliedManager), so the apply goes through without --force-conflicts.
+    let web = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: nginx, image: 'nginx:1.25'}]}\n";
+    s.apply(web);
+    let changed = web.replace("replicas: 2", "replicas: 3").replace("nginx:1.25", "nginx:1.26");
+    assert_eq!(ssa(&s, &changed, &[]), "deployment.apps/web serverside-applied\n");
+    let d = get_managed(&s, &["deploy", "web"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.26");
+    let applied = &entry(&d, "kubectl", "Apply")["fieldsV1"];
+    assert_eq!(applied["f:spec"]["f:replicas"], json!({}), "{d}");
+    let last: Value = serde_json::from_str(
+        d["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str().expect("annotation"),
+    )
+    .expect("last-applied is JSON");
+    assert_eq!(last["spec"]["replicas"], 3, "{last}");
+    // Another manager still conflicts.
+    let err = s.kubectl_fails(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        Some(&changed.replace("replicas: 3", "replicas: 5")),
+    );
+    assert!(err.contains("conflict with \"kubectl\""), "{err}");
 }
 
 #[test]

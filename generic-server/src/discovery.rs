@@ -45,7 +45,25 @@ fn group_version(group: &str, version: &str) -> String {
     }
 }
 
-/// /api/v1 or /apis/G/V as an APIResourceList.
+/// Upstream's storageVersionHash: the first 8 bytes of the SHA-256 of
+/// "group/version/kind" of the stored version, in base64. Clients compare it
+/// to notice a storage migration, so it must equal upstream's.
+pub fn storage_version_hash(group: &str, version: &str, kind: &str) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{group}/{version}/{kind}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8])
+}
+
+/// A resource's subresources by name, as upstream's installer sorts its paths.
+fn sorted_subresources(r: &ResourceInfo) -> Vec<&Subresource> {
+    let mut subs: Vec<&Subresource> = r.subresources.iter().collect();
+    subs.sort_by_key(|s| s.name());
+    subs
+}
+
+/// /api/v1 or /apis/G/V as an APIResourceList: every path sorted, fields in
+/// upstream's order (name, singularName, namespaced, group, version, kind,
+/// verbs, shortNames, categories, storageVersionHash).
 pub fn resource_list(group: &str, version: &ApiVersion) -> Value {
     let mut resources = Vec::new();
     for r in &version.resources {
@@ -62,18 +80,30 @@ pub fn resource_list(group: &str, version: &ApiVersion) -> Value {
         if !r.categories.is_empty() {
             entry["categories"] = json!(r.categories);
         }
+        if !r.storage_version_hash.is_empty() {
+            entry["storageVersionHash"] = json!(r.storage_version_hash);
+        }
         resources.push(entry);
-        for s in &r.subresources {
+        for s in sorted_subresources(r) {
             let (name, kind, g, v, verbs) = subresource_facts(r, s);
-            let mut e = json!({"name": format!("{}/{}", r.plural, name), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});
+            let mut e =
+                json!({"name": format!("{}/{}", r.plural, name), "singularName": "", "namespaced": r.namespaced});
             if !g.is_empty() {
                 e["group"] = json!(g);
                 e["version"] = json!(v);
             }
+            e["kind"] = json!(kind);
+            e["verbs"] = json!(verbs);
             resources.push(e);
         }
     }
+    resources.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version(group, &version.version), "resources": resources})
+}
+
+/// The verbs a subresource serves, as discovery lists them.
+pub(crate) fn subresource_verbs(r: &ResourceInfo, s: &Subresource) -> Vec<&'static str> {
+    subresource_facts(r, s).4
 }
 
 /// (name, kind, group, version, verbs) of a subresource.
@@ -149,9 +179,8 @@ pub fn aggregated(groups: &[ApiGroup], api_version: &str) -> Value {
                             if !r.categories.is_empty() {
                                 e["categories"] = json!(r.categories);
                             }
-                            let subs: Vec<Value> = r
-                                .subresources
-                                .iter()
+                            let subs: Vec<Value> = sorted_subresources(r)
+                                .into_iter()
                                 .map(|s| {
                                     let (name, kind, sg, sv, verbs) = subresource_facts(r, s);
                                     let (sg, sv) = if sg.is_empty() { (r.group.as_str(), r.version.as_str()) } else { (sg, sv) };

@@ -17,6 +17,7 @@ pub mod endpoints;
 pub mod fieldmanager;
 pub mod filters;
 pub mod handler;
+pub mod informer;
 pub mod meta;
 pub mod metrics;
 pub mod negotiation;
@@ -31,6 +32,7 @@ pub mod selectors;
 pub mod serve;
 pub mod status;
 pub mod storage;
+pub mod wire;
 
 pub use handler::{Handler, NotFoundHandler, Request, Response};
 pub use request_info::RequestInfo;

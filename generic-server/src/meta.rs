@@ -5,6 +5,26 @@ use serde_json::{Map, Value};
 
 use crate::status::Cause;
 
+/// ObjectMeta's fields, in its Go struct's order (the order upstream writes
+/// them in).
+pub const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
 pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata").and_then(Value::as_object)
 }
@@ -97,8 +117,14 @@ pub fn is_dns1035_label(s: &str) -> Option<String> {
 }
 
 pub fn is_dns1123_subdomain(s: &str) -> Option<String> {
+    dns1123_subdomain_problems(s).into_iter().next()
+}
+
+/// Upstream's IsDNS1123Subdomain: the length and the form, each reported.
+pub fn dns1123_subdomain_problems(s: &str) -> Vec<String> {
+    let mut problems = Vec::new();
     if s.len() > DNS1123_SUBDOMAIN_MAX {
-        return Some(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+        problems.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
     }
     let ok = !s.is_empty()
         && s.split('.').all(|part| {
@@ -108,9 +134,9 @@ pub fn is_dns1123_subdomain(s: &str) -> Option<String> {
                 && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
         });
     if !ok {
-        return Some("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into());
+        problems.push("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into());
     }
-    None
+    problems
 }
 
 /// A name for a path segment: upstream's path-segment check shared by all names.
@@ -126,31 +152,91 @@ pub fn path_segment_problem(name: &str) -> Option<String> {
     None
 }
 
-/// Upstream's IsQualifiedName ("prefix/name"): the first problem, if any.
-pub fn qualified_name_problem(key: &str) -> Option<String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
+const QUALIFIED_NAME_RULE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// Upstream's IsQualifiedName: an optional DNS subdomain prefix and '/', then
+/// a name part; every problem found, each its own message.
+pub fn qualified_name_problems(key: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let parts: Vec<&str> = key.split('/').collect();
+    let name = match parts[..] {
+        [name] => name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                problems.push("prefix part must be non-empty".to_string());
+            } else {
+                problems.extend(dns1123_subdomain_problems(prefix).into_iter().map(|m| format!("prefix part {m}")));
+            }
+            name
+        }
+        _ => {
+            return vec![format!(
+                "a qualified name {QUALIFIED_NAME_RULE} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            )]
+        }
     };
-    if let Some(p) = prefix {
-        if p.is_empty() {
-            return Some("prefix part must be non-empty".into());
-        }
-        if let Some(m) = is_dns1123_subdomain(p) {
-            return Some(format!("prefix part {m}"));
-        }
-    }
-    if name.is_empty() || name.len() > 63 {
-        return Some("name part must be non-empty and no more than 63 characters".into());
+    if name.is_empty() {
+        problems.push("name part must be non-empty".into());
+    } else if name.len() > 63 {
+        problems.push("name part must be no more than 63 characters".into());
     }
     let b = name.as_bytes();
-    let ok = b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    let ok = !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric();
     if !ok {
-        return Some("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into());
+        problems.push(format!("name part {QUALIFIED_NAME_RULE}"));
     }
-    None
+    problems
+}
+
+/// Upstream's ValidateFinalizers: every name qualified, and not both of the
+/// garbage collector's opposite policies.
+pub fn validate_finalizers(finalizers: &[String], field: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    for f in finalizers {
+        for p in qualified_name_problems(f) {
+            causes.push(Cause::invalid(field, &Value::String(f.clone()), &p));
+        }
+    }
+    if finalizers.iter().any(|f| f == "orphan") && finalizers.iter().any(|f| f == "foregroundDeletion") {
+        causes.push(Cause {
+            reason: "FieldValueInvalid",
+            message: format!(
+                "Invalid value: {}: finalizer orphan and foregroundDeletion cannot be both set",
+                go_string_slice(finalizers)
+            ),
+            field: field.into(),
+        });
+    }
+    causes
+}
+
+/// Upstream's ValidateNoNewFinalizers: once deletion has begun, finalizers may
+/// only be removed.
+pub fn validate_no_new_finalizers(new: &Value, old: &Value) -> Vec<Cause> {
+    if meta_str(old, "deletionTimestamp").is_empty() {
+        return Vec::new();
+    }
+    let before = finalizers(old);
+    let mut extra: Vec<String> = finalizers(new).into_iter().filter(|f| !before.contains(f)).collect();
+    extra.sort();
+    extra.dedup();
+    if extra.is_empty() {
+        return Vec::new();
+    }
+    let detail = format!(
+        "no new finalizers can be added if the object is being deleted, found new finalizers {}",
+        go_string_slice(&extra)
+    );
+    vec![Cause::forbidden("metadata.finalizers", &detail)]
+}
+
+/// A string slice as Go's `%#v` prints it, which upstream's messages embed.
+fn go_string_slice(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[]string{{{}}}", quoted.join(", "))
 }
 
 fn label_value_problem(v: &str) -> Option<String> {
@@ -220,7 +306,7 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule) -> Ve
             match labels.as_object() {
                 Some(l) => {
                     for (k, v) in l {
-                        if let Some(p) = qualified_name_problem(k) {
+                        for p in qualified_name_problems(k) {
                             causes.push(Cause::invalid("metadata.labels", &Value::String(k.clone()), &p));
                         }
                         match v.as_str() {
@@ -241,7 +327,8 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule) -> Ve
         if let Some(ann) = m.get("annotations").and_then(Value::as_object) {
             let mut total = 0usize;
             for (k, v) in ann {
-                if let Some(p) = qualified_name_problem(k) {
+                // Annotation keys are qualified names in which case does not matter.
+                for p in qualified_name_problems(&k.to_lowercase()) {
                     causes.push(Cause::invalid("metadata.annotations", &Value::String(k.clone()), &p));
                 }
                 total += k.len() + v.as_str().map(str::len).unwrap_or(0);
@@ -255,6 +342,7 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule) -> Ve
             }
         }
     }
+    causes.extend(validate_finalizers(&finalizers(obj), "metadata.finalizers"));
     causes
 }
 
@@ -279,5 +367,45 @@ mod tests {
         let causes = validate_object_meta(&bad, true, NameRule::Dns1123Subdomain);
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, vec!["metadata.name", "metadata.namespace", "metadata.labels"]);
+    }
+
+    #[test]
+    fn finalizer_names_are_qualified_names() {
+        let with = |f: Value| json!({"metadata": {"name": "x", "namespace": "d", "finalizers": f}});
+        let messages = |obj: &Value| -> Vec<String> {
+            validate_object_meta(obj, true, NameRule::Dns1123Subdomain).iter().map(Cause::full_message).collect()
+        };
+        assert!(messages(&with(json!(["example.com/cleanup", "kubernetes", "orphan"]))).is_empty());
+        let rule = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+        assert_eq!(
+            messages(&with(json!(["é", "a b", "x/y/z"]))),
+            vec![
+                format!("metadata.finalizers: Invalid value: \"é\": name part {rule}"),
+                format!("metadata.finalizers: Invalid value: \"a b\": name part {rule}"),
+                format!("metadata.finalizers: Invalid value: \"x/y/z\": a qualified name {rule} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"),
+            ]
+        );
+        // An empty name part is reported twice, as upstream does.
+        assert_eq!(messages(&with(json!(["example.com/"]))).len(), 2);
+        assert_eq!(
+            messages(&with(json!(["orphan", "foregroundDeletion"]))),
+            ["metadata.finalizers: Invalid value: []string{\"orphan\", \"foregroundDeletion\"}: finalizer orphan and foregroundDeletion cannot be both set"]
+        );
+    }
+
+    #[test]
+    fn no_new_finalizers_while_deleting() {
+        let old = json!({"metadata": {"finalizers": ["a/x"], "deletionTimestamp": "2020-01-01T00:00:00Z"}});
+        let new = json!({"metadata": {"finalizers": ["a/x", "b/y"]}});
+        let causes = validate_no_new_finalizers(&new, &old);
+        assert_eq!(causes[0].full_message(), "metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"b/y\"}");
+        assert!(validate_no_new_finalizers(&json!({"metadata": {}}), &old).is_empty());
+        assert!(validate_no_new_finalizers(&new, &json!({"metadata": {}})).is_empty());
+    }
+
+    #[test]
+    fn annotation_keys_ignore_case() {
+        let obj = json!({"metadata": {"name": "x", "annotations": {"Example.COM/Key": "v"}}});
+        assert!(validate_object_meta(&obj, false, NameRule::Dns1123Subdomain).is_empty());
     }
 }

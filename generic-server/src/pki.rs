@@ -1,6 +1,10 @@
 //! Certificates for servers that make their own: a CA, serving and client
 //! certificates it issues (rcgen), and the `<name>.crt`/`<name>.key` files a
-//! data directory keeps them in (the key readable by its owner only).
+//! data directory keeps them in (the key readable by its owner only). They
+//! carry the extensions Go's x509 gives kube-apiserver's and kubeadm's
+//! certificates, which strict verifiers (`openssl verify -x509_strict`)
+//! require: key usages, critical basic constraints, a subject key identifier,
+//! and on every issued certificate the issuer's key identifier.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,6 +55,10 @@ fn issue(ca: &Pem, mut params: CertificateParams) -> Result<Pem, String> {
     let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key).map_err(err)?;
     let key = KeyPair::generate().map_err(err)?;
     validity(&mut params, 5);
+    // Basic constraints saying "not a CA", which also brings the subject key
+    // identifier; the authority key identifier is the CA's own.
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
     let cert = params.signed_by(&key, &issuer).map_err(err)?;
     Ok(Pem { cert: cert.pem(), key: key.serialize_pem() })
 }
@@ -138,4 +146,47 @@ pub fn ca_and_serving(
         }
     };
     Ok((ca, serving))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::extensions::ParsedExtension;
+    use x509_parser::prelude::{parse_x509_pem, X509Certificate};
+
+    /// (subject key id, authority key id, CA flag with a critical extension,
+    /// key usage present) of a PEM certificate.
+    fn extensions(pem: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<(bool, bool)>, bool) {
+        let (_, pem) = parse_x509_pem(pem.as_bytes()).expect("PEM");
+        let cert: X509Certificate = pem.parse_x509().expect("certificate");
+        let (mut ski, mut aki, mut bc, mut ku) = (None, None, None, false);
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => ski = Some(id.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(a) => aki = a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                ParsedExtension::BasicConstraints(b) => bc = Some((b.ca, ext.critical)),
+                ParsedExtension::KeyUsage(_) => ku = true,
+                _ => {}
+            }
+        }
+        (ski, aki, bc, ku)
+    }
+
+    #[test]
+    fn certificates_carry_what_strict_verification_requires() {
+        let ca = new_ca("test-ca").expect("CA");
+        let (ca_ski, _, ca_bc, ca_ku) = extensions(&ca.cert);
+        assert!(ca_ski.is_some(), "a CA names its key");
+        assert_eq!(ca_bc, Some((true, true)), "a CA says so in critical basic constraints");
+        assert!(ca_ku, "a CA has key usages");
+        let serving = serving_cert(&ca, "server", &["127.0.0.1".into(), "localhost".into()]).expect("serving");
+        let client = client_cert(&ca, "admin", &["system:masters"]).expect("client");
+        for leaf in [&serving, &client] {
+            let (ski, aki, bc, ku) = extensions(&leaf.cert);
+            assert!(ski.is_some());
+            assert_eq!(aki, ca_ski, "the issuer's key identifier is the CA's");
+            assert_eq!(bc, Some((false, true)));
+            assert!(ku);
+        }
+    }
 }

@@ -19,7 +19,14 @@ pub struct RequestInfo {
     pub resource: String,
     pub subresource: String,
     pub name: String,
+    /// The path from the resource on, as upstream's: resource, name,
+    /// subresource, and anything after (which no route serves).
     pub parts: Vec<String>,
+    /// Whether the resource was addressed under `namespaces/{namespace}/`
+    /// (the namespace object's own path `namespaces/{name}` is not).
+    pub namespace_in_path: bool,
+    /// Whether the path used the deprecated `watch/` prefix.
+    pub watch_prefix: bool,
 }
 
 impl RequestInfo {
@@ -76,7 +83,6 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
         RequestInfo { path: path.to_string(), verb: method.as_str().to_ascii_lowercase(), ..Default::default() };
     let mut parts: Vec<String> =
         path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
-    info.parts = parts.clone();
     if parts.is_empty() || (parts[0] != "api" && parts[0] != "apis") {
         return info;
     }
@@ -97,9 +103,8 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     info.is_resource_request = true;
 
     let params = query_params(query);
-    let mut watch_prefix = false;
     if parts[0] == "watch" {
-        watch_prefix = true;
+        info.watch_prefix = true;
         parts.remove(0);
         if parts.is_empty() {
             info.is_resource_request = false;
@@ -115,7 +120,7 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
         _ => "",
     }
     .to_string();
-    if watch_prefix {
+    if info.watch_prefix {
         info.verb = "watch".into();
     }
 
@@ -123,6 +128,7 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
         info.namespace = parts[1].clone();
         if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2].as_str()) {
             parts.drain(0..2);
+            info.namespace_in_path = true;
         }
     }
     info.resource = parts[0].clone();
@@ -140,13 +146,9 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     if info.name.is_empty() && info.verb == "delete" {
         info.verb = "deletecollection".into();
     }
-    if info.verb == "get" {
-        if let Some(w) = params.get("watch") {
-            if w == "1" || w == "true" {
-                info.verb = "watch".into();
-            }
-        }
-    }
+    // `?watch=` turns only a collection GET into a watch: a GET of one object
+    // stays a get, as upstream's.
+    info.parts = parts;
     info
 }
 
@@ -168,7 +170,12 @@ mod tests {
             ("get", "default", "pods", "web")
         );
         let i = p("GET", "/api/v1/namespaces/default/pods?watch=true");
-        assert_eq!(i.verb, "watch");
+        assert_eq!((i.verb.as_str(), i.namespace_in_path), ("watch", true));
+        // A GET of one object ignores `watch`, as upstream's.
+        let i = p("GET", "/api/v1/namespaces/default/pods/web?watch=true");
+        assert_eq!(i.verb, "get");
+        let i = p("GET", "/api/v1/pods");
+        assert_eq!((i.verb.as_str(), i.namespace_in_path, i.parts.len()), ("list", false, 1));
         let i = p("DELETE", "/api/v1/namespaces/default/pods");
         assert_eq!(i.verb, "deletecollection");
         let i = p("PUT", "/api/v1/namespaces/default/pods/web/status");
@@ -179,6 +186,9 @@ mod tests {
     fn namespaces_themselves() {
         let i = p("GET", "/api/v1/namespaces/foo");
         assert_eq!((i.resource.as_str(), i.name.as_str(), i.namespace.as_str()), ("namespaces", "foo", "foo"));
+        assert!(!i.namespace_in_path);
+        let i = p("GET", "/api/v1/namespaces/foo/namespaces/foo");
+        assert_eq!((i.resource.as_str(), i.name.as_str(), i.namespace_in_path), ("namespaces", "foo", true));
         let i = p("PUT", "/api/v1/namespaces/foo/finalize");
         assert_eq!((i.resource.as_str(), i.subresource.as_str()), ("namespaces", "finalize"));
         let i = p("GET", "/api/v1/namespaces");
@@ -196,6 +206,7 @@ mod tests {
         assert_eq!(i.verb, "get");
         let i = p("GET", "/api/v1/watch/namespaces/ns/pods");
         assert_eq!((i.verb.as_str(), i.namespace.as_str(), i.resource.as_str()), ("watch", "ns", "pods"));
+        assert!(i.watch_prefix);
     }
 
     #[test]

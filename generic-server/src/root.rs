@@ -156,13 +156,12 @@ fn v2_form(req: &Request) -> Option<V2Form> {
     let mut ranges: Vec<(f32, u8, String)> = negotiation::parse_accept(accept)
         .into_iter()
         .map(|m| {
-            let q = m.param("q").and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
-            let specificity = match m.essence.as_str() {
-                "*/*" => 0,
-                e if e.ends_with("/*") => 1,
+            let specificity = match (m.kind.as_str(), m.subtype.as_str()) {
+                ("*", _) => 0,
+                (_, "*") => 1,
                 _ => 2,
             };
-            (q, specificity, m.essence)
+            (m.q as f32, specificity, format!("{}/{}", m.kind, m.subtype))
         })
         .filter(|(q, _, _)| *q > 0.0)
         .collect();

@@ -117,9 +117,21 @@ impl StatusError {
         Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(group, resource)))
             .with_details(name, group, resource)
     }
+    /// A path no route serves: upstream's router error, as its
+    /// serviceErrorHandler turns it into a Status (empty details).
     pub fn not_found_resource_type(info: &RequestInfo) -> Self {
         let _ = info;
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(404, "NotFound", "the server could not find the requested resource").with_empty_details()
+    }
+    /// A method no route serves at a path that has routes, as upstream's router
+    /// answers it.
+    pub fn method_not_allowed() -> Self {
+        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            .with_empty_details()
+    }
+    fn with_empty_details(mut self) -> Self {
+        self.details = Some(Box::new(json!({})));
+        self
     }
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
         Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(group, resource)))
@@ -195,22 +207,24 @@ impl StatusError {
         e
     }
 
+    /// The metav1.Status, fields in the order upstream writes them.
     pub fn to_status(&self) -> Value {
+        let metadata = match &self.list_continue {
+            Some(c) => json!({"continue": c}),
+            None => json!({}),
+        };
         let mut v = json!({
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": metadata,
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         });
         if let Some(d) = &self.details {
             v["details"] = (**d).clone();
         }
-        if let Some(c) = &self.list_continue {
-            v["metadata"] = json!({"continue": c});
-        }
+        v["code"] = json!(self.code);
         v
     }
 
@@ -219,7 +233,7 @@ impl StatusError {
         if let Some(s) = self.retry_after {
             b = b.header(http::header::RETRY_AFTER, s.to_string());
         }
-        let bytes = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        let bytes = crate::wire::json(&self.to_status());
         b.body(body::full(bytes)).unwrap_or_else(|_| http::Response::new(body::empty()))
     }
 }

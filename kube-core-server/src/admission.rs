@@ -82,3 +82,154 @@ impl Admission for NamespaceLifecycle {
         Ok(())
     }
 }
+
+/// Every admission plugin name kube-apiserver 1.33 knows, in its order
+/// (`AllOrderedPlugins`).
+pub const ALL_PLUGINS: &[&str] = &[
+    "AlwaysAdmit",
+    "NamespaceAutoProvision",
+    "NamespaceLifecycle",
+    "NamespaceExists",
+    "LimitPodHardAntiAffinityTopology",
+    "LimitRanger",
+    "ServiceAccount",
+    "NodeRestriction",
+    "TaintNodesByCondition",
+    "AlwaysPullImages",
+    "ImagePolicyWebhook",
+    "PodSecurity",
+    "PodNodeSelector",
+    "Priority",
+    "DefaultTolerationSeconds",
+    "PodTolerationRestriction",
+    "EventRateLimit",
+    "ExtendedResourceToleration",
+    "DefaultStorageClass",
+    "StorageObjectInUseProtection",
+    "OwnerReferencesPermissionEnforcement",
+    "PersistentVolumeClaimResize",
+    "RuntimeClass",
+    "CertificateApproval",
+    "CertificateSigning",
+    "ClusterTrustBundleAttest",
+    "CertificateSubjectRestriction",
+    "DefaultIngressClass",
+    "DenyServiceExternalIPs",
+    "PodTopologyLabels",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionWebhook",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionWebhook",
+    "ResourceQuota",
+    "AlwaysDeny",
+];
+
+/// The plugins upstream turns off unless enabled (`DefaultOffAdmissionPlugins`
+/// is the complement of this list within [`ALL_PLUGINS`]).
+const DEFAULT_OFF: &[&str] = &[
+    "AlwaysAdmit",
+    "NamespaceAutoProvision",
+    "NamespaceExists",
+    "LimitPodHardAntiAffinityTopology",
+    "NodeRestriction",
+    "AlwaysPullImages",
+    "ImagePolicyWebhook",
+    "PodNodeSelector",
+    "PodTolerationRestriction",
+    "EventRateLimit",
+    "ExtendedResourceToleration",
+    "OwnerReferencesPermissionEnforcement",
+    "DenyServiceExternalIPs",
+    "AlwaysDeny",
+];
+
+/// The plugins this server has code for; the rest of [`ALL_PLUGINS`] are
+/// accepted by name only.
+pub const IMPLEMENTED: &[&str] = &["NamespaceLifecycle"];
+
+/// The admission plugins that run, from --enable-admission-plugins and
+/// --disable-admission-plugins with upstream's meaning: the default-on set,
+/// plus what is enabled, minus what is disabled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmissionPlugins {
+    enabled: Vec<&'static str>,
+}
+
+impl Default for AdmissionPlugins {
+    fn default() -> Self {
+        AdmissionPlugins { enabled: ALL_PLUGINS.iter().copied().filter(|p| !DEFAULT_OFF.contains(p)).collect() }
+    }
+}
+
+impl AdmissionPlugins {
+    /// Resolves the flags; the errors are upstream's AdmissionOptions.Validate
+    /// messages. Names that upstream knows but this server does not implement
+    /// are accepted, so command lines written for kube-apiserver keep working;
+    /// they are logged as doing nothing here.
+    pub fn from_flags(enable: &[String], disable: &[String]) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        let known = |flag: &str, names: &[String], errors: &mut Vec<String>| {
+            for n in names.iter().filter(|n| !ALL_PLUGINS.contains(&n.as_str())) {
+                errors.push(format!("{flag} plugin {n:?} is unknown"));
+            }
+        };
+        known("enable-admission-plugins", enable, &mut errors);
+        known("disable-admission-plugins", disable, &mut errors);
+        let mut both: Vec<&str> = enable.iter().filter(|n| disable.contains(n)).map(String::as_str).collect();
+        both.sort_unstable();
+        both.dedup();
+        if !both.is_empty() {
+            errors.push(format!(
+                "[{}] in enable-admission-plugins and disable-admission-plugins overlapped",
+                both.join(" ")
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut plugins = Self::default();
+        plugins.enabled = ALL_PLUGINS
+            .iter()
+            .copied()
+            .filter(|p| {
+                (plugins.enabled.contains(p) || enable.iter().any(|e| e == p)) && !disable.iter().any(|d| d == p)
+            })
+            .collect();
+        for p in enable.iter().filter(|p| !IMPLEMENTED.contains(&p.as_str())) {
+            tracing::warn!(plugin = %p, "admission plugin is enabled but not implemented by this server; it does nothing");
+        }
+        Ok(plugins)
+    }
+
+    pub fn is_enabled(&self, plugin: &str) -> bool {
+        self.enabled.contains(&plugin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn flags_resolve_as_upstream() {
+        let d = AdmissionPlugins::default();
+        assert!(d.is_enabled("NamespaceLifecycle") && d.is_enabled("ResourceQuota") && !d.is_enabled("AlwaysDeny"));
+        assert_eq!(d.enabled.len(), 22);
+        let p = AdmissionPlugins::from_flags(&names(&["AlwaysPullImages"]), &names(&["NamespaceLifecycle"])).unwrap();
+        assert!(p.is_enabled("AlwaysPullImages") && !p.is_enabled("NamespaceLifecycle"));
+        let e =
+            AdmissionPlugins::from_flags(&names(&["Bogus", "Priority"]), &names(&["Priority", "Nope"])).unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "enable-admission-plugins plugin \"Bogus\" is unknown",
+                "disable-admission-plugins plugin \"Nope\" is unknown",
+                "[Priority] in enable-admission-plugins and disable-admission-plugins overlapped",
+            ]
+        );
+    }
+}

@@ -1,12 +1,14 @@
-//! kube-core-server: the built-in API groups (core/v1, apps/v1 and
-//! discovery.k8s.io/v1 so far).
+//! kube-core-server: the built-in API groups (core/v1, apps/v1, batch/v1,
+//! policy/v1 and discovery.k8s.io/v1 so far).
 //!
 //! Each resource is a [`Strategy`] in [`registry`] plus a [`ResourceInfo`]
 //! here; the generic Store (generic-server) does the rest. Besides the
 //! strategies this crate owns what the built-ins need around them: the
 //! service cluster IP and node port [`allocator`]s, the NamespaceLifecycle
-//! [`admission`] plugin, the [`namespace_controller`] that empties deleted
-//! namespaces, and [`bootstrap`] of the system namespaces and the
+//! [`admission`] plugin (and the admission flags' plugin set), the
+//! [`namespace_controller`] that empties deleted namespaces, the
+//! [`publishers`] of the `default` ServiceAccount and `kube-root-ca.crt` in
+//! every namespace, and [`bootstrap`] of the system namespaces and the
 //! `kubernetes` service.
 //!
 //! Wiring, in order (the binary does this):
@@ -24,6 +26,7 @@ pub mod admission;
 pub mod allocator;
 pub mod bootstrap;
 pub mod namespace_controller;
+pub mod publishers;
 pub mod registry;
 pub mod server;
 
@@ -54,6 +57,9 @@ pub struct CoreConfig {
     pub secure_port: u16,
     /// --event-ttl: how long Events live after their last write.
     pub event_ttl: std::time::Duration,
+    /// The CA bundle (PEM) that verifies the serving certificate, published
+    /// in every namespace as `kube-root-ca.crt`; empty publishes nothing.
+    pub root_ca: String,
 }
 
 impl Default for CoreConfig {
@@ -63,6 +69,7 @@ impl Default for CoreConfig {
             service_node_port_range: "30000-32767".into(),
             secure_port: 6443,
             event_ttl: std::time::Duration::from_secs(3600),
+            root_ca: String::new(),
         }
     }
 }
@@ -72,6 +79,8 @@ pub struct CoreResources {
     pub config: CoreConfig,
     pub namespaces: Arc<NamespaceStrategy>,
     pub services: Arc<ServiceStrategy>,
+    /// The Stores the connect subresources read besides their own.
+    pub peers: Arc<registry::peers::Peers>,
     registrations: Vec<Registration>,
     /// The kinds that are only created, never stored (the review kinds).
     create_only: Vec<CreateOnly>,
@@ -87,8 +96,11 @@ impl CoreResources {
         let (tx, rx) = unbounded_channel();
         namespaces.set_notifier(tx);
         let services = Arc::new(ServiceStrategy::new(ips, ports));
-        let mut registrations = core_v1(config, &namespaces, &services);
+        let peers = Arc::new(registry::peers::Peers::default());
+        let mut registrations = core_v1(config, &namespaces, &services, &peers);
         registrations.extend(apps_v1());
+        registrations.extend(batch_v1());
+        registrations.extend(policy_v1());
         registrations.extend(events_v1(config));
         registrations.extend(autoscaling());
         registrations.extend(discovery_v1());
@@ -98,6 +110,7 @@ impl CoreResources {
             config: config.clone(),
             namespaces,
             services,
+            peers,
             registrations,
             create_only,
             wake: Mutex::new(Some(rx)),
@@ -163,23 +176,42 @@ fn core_v1(
     config: &CoreConfig,
     namespaces: &Arc<NamespaceStrategy>,
     services: &Arc<ServiceStrategy>,
+    peers: &Arc<registry::peers::Peers>,
 ) -> Vec<Registration> {
     use registry::*;
     vec![
         namespace::registration(namespaces.clone()),
         configmap::registration(),
         secret::registration(),
-        service::registration(services.clone()),
+        service::registration(services.clone(), peers),
         serviceaccount::registration(),
-        pod::registration(),
+        pod::registration(peers),
         event::registration(config.event_ttl),
         endpoints::registration(),
+        replicationcontroller::registration(),
+        podtemplate::registration(),
     ]
 }
 
 fn apps_v1() -> Vec<Registration> {
     use registry::*;
-    vec![deployment::registration()]
+    vec![
+        deployment::registration(),
+        replicaset::registration(),
+        statefulset::registration(),
+        daemonset::registration(),
+        controllerrevision::registration(),
+    ]
+}
+
+fn batch_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![job::registration(), cronjob::registration()]
+}
+
+fn policy_v1() -> Vec<Registration> {
+    use registry::*;
+    vec![poddisruptionbudget::registration()]
 }
 
 /// events.k8s.io/v1: the core Events under events.k8s.io's names.

@@ -36,6 +36,7 @@ pub fn registration() -> Registration {
         key_root: format!("/registry/{GROUP}/flunders"),
         subresources: Vec::new(),
         verbs: generic_server::discovery::VERBS,
+        storage_version_hash: generic_server::discovery::storage_version_hash(GROUP, VERSION, "Flunder"),
     };
     let schema = Schema::custom(decode_as::<Flunder>, Arc::new(Untyped));
     Registration::new(info, schema, Arc::new(FlunderStrategy))

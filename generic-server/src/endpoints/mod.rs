@@ -318,36 +318,55 @@ pub fn decode_body(req: &Request) -> Result<Value> {
     }
 }
 
-fn subresource_of(store: &Store, info: &RequestInfo) -> Result<Option<Subresource>> {
-    if info.subresource.is_empty() {
-        return Ok(None);
+/// The routes upstream's APIInstaller registers at the path a request names,
+/// as (HTTP method, verb); none means no route has this path (404), and a
+/// method missing among them is 405. A namespaced resource has list and watch
+/// across all namespaces but nothing else there: its writes, and deletecollection
+/// above all, exist only under a namespace.
+fn routes(r: &ResourceInfo, info: &RequestInfo) -> Vec<(&'static str, &'static str)> {
+    let parts = &info.parts;
+    if parts.is_empty() || parts.len() > 3 || (info.namespace_in_path && !r.namespaced) {
+        return Vec::new();
     }
-    let found = store.info.subresources.iter().find(|s| s.name() == info.subresource);
-    match found {
-        Some(s) => Ok(Some(s.clone())),
-        None => Err(StatusError::not_found_resource_type(info)),
-    }
+    let all_namespaces = r.namespaced && !info.namespace_in_path;
+    let (candidates, verbs): (&[(&str, &str)], Vec<&str>) = match (parts.len(), info.watch_prefix) {
+        // Upstream's WATCHLIST needs both verbs.
+        (1, true) if r.verbs.contains(&"list") => (&[("GET", "watch")], r.verbs.to_vec()),
+        (1, true) => (&[], Vec::new()),
+        (1, false) if all_namespaces => (&[("GET", "list")], r.verbs.to_vec()),
+        (1, false) => (&[("GET", "list"), ("POST", "create"), ("DELETE", "deletecollection")], r.verbs.to_vec()),
+        _ if all_namespaces => (&[], Vec::new()),
+        (2, true) => (&[("GET", "watch")], r.verbs.to_vec()),
+        (2, false) => {
+            (&[("GET", "get"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete")], r.verbs.to_vec())
+        }
+        (_, true) => (&[], Vec::new()),
+        _ => match r.subresources.iter().find(|s| s.name() == parts[2]) {
+            Some(s) => (
+                &[("GET", "get"), ("POST", "create"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete")],
+                discovery::subresource_verbs(r, s),
+            ),
+            None => (&[], Vec::new()),
+        },
+    };
+    candidates.iter().filter(|(_, v)| verbs.contains(v)).copied().collect()
 }
 
 async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -> Result<Response> {
     let params = Params(query_params(req.uri().query()));
-    let ns = info.namespace.as_str();
-    if store.info.namespaced && ns.is_empty() && !matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") {
-        // A namespaced object addressed without a namespace does not exist.
+    let routes = routes(&store.info, info);
+    if routes.is_empty() {
         return Err(StatusError::not_found_resource_type(info));
     }
-    // A cluster-scoped resource never has a namespace in its path.
-    if !store.info.namespaced
-        && info.parts.get(2).map(String::as_str) == Some("namespaces")
-        && store.info.plural != "namespaces"
-    {
-        return Err(StatusError::not_found_resource_type(info));
+    if !routes.iter().any(|(method, _)| *method == req.method().as_str()) {
+        return Err(StatusError::method_not_allowed());
     }
-    let ns = if store.info.namespaced { ns } else { "" };
-    if info.subresource.is_empty() && !store.info.verbs.contains(&info.verb.as_str()) {
-        return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, &info.verb));
+    // A list route answers `?watch=` too, or says the resource cannot be watched.
+    if info.verb == "watch" && !store.info.verbs.contains(&"watch") {
+        return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "watch"));
     }
-    let sub = subresource_of(store, info)?;
+    let ns = if store.info.namespaced { info.namespace.as_str() } else { "" };
+    let sub = store.info.subresources.iter().find(|s| s.name() == info.subresource).cloned();
     if let Some(Subresource::Handler(handler)) = &sub {
         return serve_handler(store, handler.as_ref(), req, info, &params, ns).await;
     }
@@ -368,9 +387,6 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
         }
         "watch" => watch::serve(store, req, info, &params).await,
         "create" => {
-            if !info.name.is_empty() || sub.is_some() {
-                return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "create"));
-            }
             let opts = params.tracked_write_options(req, "CreateOptions")?;
             let obj = decode_body(req)?;
             let r = store.create(ns, obj, &opts).await?;
@@ -421,22 +437,25 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             Ok(responder.object(200, &r.object, &r.warnings))
         }
         "delete" => {
-            if sub.is_some() {
-                return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "delete"));
-            }
             let opts = delete_options(req, &params)?;
-            match store.delete(ns, &info.name, &opts).await? {
-                DeleteResult::Deleted(obj) => {
-                    let details = json!({
-                        "name": info.name,
-                        "group": store.info.group,
-                        "kind": store.info.plural,
-                        "uid": crate::meta::uid(&obj),
-                    });
-                    Ok(respond_value(req, 200, &success_status(Some(details))))
-                }
-                DeleteResult::Pending(obj) => Ok(responder.object(202, &obj, &[])),
+            let (obj, deleted) = match store.delete(ns, &info.name, &opts).await? {
+                DeleteResult::Deleted(obj) => (obj, true),
+                DeleteResult::Pending(obj) => (obj, false),
+            };
+            // Upstream answers 202 only to an old-style request for cascading.
+            let code = if !deleted && opts.orphan_dependents == Some(false) { 202 } else { 200 };
+            if !deleted || store.return_deleted_object {
+                return Ok(responder.object(code, &obj, &[]));
             }
+            let mut details = serde_json::Map::new();
+            details.insert("name".into(), json!(info.name));
+            if !store.info.group.is_empty() {
+                details.insert("group".into(), json!(store.info.group));
+            }
+            // Upstream's Status names the resource in `kind`.
+            details.insert("kind".into(), json!(store.info.plural));
+            details.insert("uid".into(), json!(crate::meta::uid(&obj)));
+            Ok(respond_value(req, code, &success_status(Some(Value::Object(details)))))
         }
         "deletecollection" => {
             let opts = delete_options(req, &params)?;
@@ -513,14 +532,26 @@ async fn serve_handler(
             &info.verb,
         ));
     }
-    let body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
-    let options = match info.verb.as_str() {
-        "create" | "update" | "patch" => params.tracked_write_options(req, "CreateOptions")?,
-        _ => params.write_options()?,
+    let (body, options) = if handler.connect() {
+        (None, WriteOptions::default())
+    } else {
+        let body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
+        let options = match info.verb.as_str() {
+            "create" | "update" | "patch" => params.tracked_write_options(req, "CreateOptions")?,
+            _ => params.write_options()?,
+        };
+        (body, options)
     };
     let call = SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &params.0, options };
     let reply = handler.serve(store, call).await?;
-    Ok(respond(req, reply.code, &reply.object, &reply.warnings, &output::negotiated_or_json(req)))
+    if reply.code == 204 {
+        return Ok(http::Response::builder()
+            .status(204)
+            .body(crate::body::empty())
+            .unwrap_or_else(|_| http::Response::new(crate::body::empty())));
+    }
+    let object = crate::wire::typed(reply.object);
+    Ok(respond(req, reply.code, &object, &reply.warnings, &output::negotiated_or_json(req)))
 }
 
 /// DeleteOptions from the body (if any) and the query, query winning as upstream.
@@ -547,6 +578,12 @@ fn delete_options(req: &Request, params: &Params) -> Result<DeleteOptions> {
     if params.dry_run()? {
         opts.dry_run = true;
     }
+    opts.orphan_dependents = match params.get("orphanDependents") {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(o) => return Err(StatusError::bad_request(format!("invalid orphanDependents {o:?}: must be a boolean"))),
+        None => body.get("orphanDependents").and_then(Value::as_bool),
+    };
     // Checked as upstream checks them, though every deletion here is immediate
     // and orphaning is not modelled: a bad value must not delete anything.
     match params.get("gracePeriodSeconds") {
@@ -656,5 +693,83 @@ fn patch_states_resource_version(patch: &[u8]) -> bool {
                 && op.get("op").and_then(Value::as_str) != Some("test")
         }),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(plural: &str, namespaced: bool, subresources: Vec<Subresource>) -> ResourceInfo {
+        ResourceInfo {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "K".into(),
+            plural: plural.into(),
+            singular: "k".into(),
+            namespaced,
+            short_names: Vec::new(),
+            categories: Vec::new(),
+            key_root: format!("/registry/{plural}"),
+            subresources,
+            verbs: discovery::VERBS,
+            storage_version_hash: String::new(),
+        }
+    }
+
+    /// The methods served at `path`, as "METHOD verb" strings.
+    fn served(r: &ResourceInfo, path: &str) -> Vec<String> {
+        let info = crate::request_info::parse(&http::Method::GET, path, None);
+        routes(r, &info).iter().map(|(m, v)| format!("{m} {v}")).collect()
+    }
+
+    #[test]
+    fn namespaced_resource_routes() {
+        let cm = resource("configmaps", true, Vec::new());
+        // Across all namespaces: list and watch only (no deletecollection, no create).
+        assert_eq!(served(&cm, "/api/v1/configmaps"), ["GET list"]);
+        assert_eq!(served(&cm, "/api/v1/watch/configmaps"), ["GET watch"]);
+        assert_eq!(
+            served(&cm, "/api/v1/namespaces/ns/configmaps"),
+            ["GET list", "POST create", "DELETE deletecollection"]
+        );
+        assert_eq!(served(&cm, "/api/v1/watch/namespaces/ns/configmaps"), ["GET watch"]);
+        assert_eq!(
+            served(&cm, "/api/v1/namespaces/ns/configmaps/x"),
+            ["GET get", "PUT update", "PATCH patch", "DELETE delete"]
+        );
+        assert_eq!(served(&cm, "/api/v1/watch/namespaces/ns/configmaps/x"), ["GET watch"]);
+        // No route: an object outside a namespace, an unknown subresource, extra segments.
+        for path in [
+            "/api/v1/configmaps/x",
+            "/api/v1/watch/configmaps/x",
+            "/api/v1/namespaces/ns/configmaps/x/status",
+            "/api/v1/namespaces/ns/configmaps/x/y/z",
+        ] {
+            assert!(served(&cm, path).is_empty(), "{path}");
+        }
+        let pods = resource("pods", true, vec![Subresource::Status]);
+        assert_eq!(served(&pods, "/api/v1/namespaces/ns/pods/x/status"), ["GET get", "PUT update", "PATCH patch"]);
+        assert!(served(&pods, "/api/v1/watch/namespaces/ns/pods/x/status").is_empty());
+        assert!(served(&pods, "/api/v1/pods/x/status").is_empty());
+    }
+
+    #[test]
+    fn cluster_scoped_resource_routes() {
+        let mut ns = resource("namespaces", false, vec![Subresource::Status, Subresource::Finalize]);
+        ns.verbs = discovery::VERBS_NO_DELETECOLLECTION;
+        assert_eq!(served(&ns, "/api/v1/namespaces"), ["GET list", "POST create"]);
+        assert_eq!(served(&ns, "/api/v1/namespaces/a"), ["GET get", "PUT update", "PATCH patch", "DELETE delete"]);
+        assert_eq!(served(&ns, "/api/v1/namespaces/a/finalize"), ["PUT update"]);
+        assert_eq!(served(&ns, "/api/v1/watch/namespaces/a"), ["GET watch"]);
+        // A namespace's path never holds a cluster-scoped resource, itself included.
+        assert!(served(&ns, "/api/v1/namespaces/a/namespaces").is_empty());
+        assert!(served(&ns, "/api/v1/namespaces/a/namespaces/a").is_empty());
+        let cr = ResourceInfo { group: "rbac.authorization.k8s.io".into(), ..resource("clusterroles", false, vec![]) };
+        assert!(served(&cr, "/apis/rbac.authorization.k8s.io/v1/namespaces/a/clusterroles").is_empty());
+        assert_eq!(
+            served(&cr, "/apis/rbac.authorization.k8s.io/v1/clusterroles"),
+            ["GET list", "POST create", "DELETE deletecollection"]
+        );
     }
 }

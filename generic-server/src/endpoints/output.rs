@@ -7,22 +7,19 @@ use serde_json::{json, Map, Value};
 
 use crate::body;
 use crate::handler::{Request, Response};
-use crate::negotiation::{self, Output};
+use crate::negotiation::{self, Offer, Output};
 use crate::registry::Store;
 use crate::request_info::query_params;
 use crate::status::StatusError;
+use crate::wire;
 
 fn accept(req: &Request) -> Option<&str> {
     req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok())
 }
 
-/// Whether protobuf is the client's first choice and the value can be encoded.
-fn wants_protobuf(req: &Request) -> bool {
-    let Some(a) = accept(req) else { return false };
-    negotiation::parse_accept(a).first().is_some_and(|m| m.essence == "application/vnd.kubernetes.protobuf")
-}
-
-/// Serializes `value` as JSON, YAML or protobuf, by the Accept header.
+/// Serializes `value` in the negotiated form. JSON is written as upstream's
+/// serializer writes it ([`crate::wire`]); the caller has put the value in
+/// its wire order. A value with no protobuf form is answered in JSON.
 pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], output: &Output) -> Response {
     let mut b = http::Response::builder().status(code);
     for w in warnings {
@@ -32,29 +29,23 @@ pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], out
         }
     }
     let (ct, bytes) = match output {
-        Output::Yaml => match serde_yaml::to_string(value) {
+        // Upstream writes YAML from a generic map: every key sorted.
+        Output::Yaml => match serde_yaml::to_string(&wire::sorted(value.clone())) {
             Ok(s) => ("application/yaml".to_string(), s.into_bytes()),
             Err(e) => return StatusError::internal(e).into_response(),
         },
         Output::Table(_) | Output::PartialObjectMetadata(_) => {
             let ct = accept(req).and_then(first_json_param_form).unwrap_or_else(|| "application/json".into());
-            (ct, serde_json::to_vec(value).unwrap_or_default())
+            (ct, wire::json(value))
         }
-        Output::AggregatedDiscovery(v) => (
-            format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
-            serde_json::to_vec(value).unwrap_or_default(),
-        ),
-        Output::Json => {
-            if wants_protobuf(req) {
-                if let Ok(pb) = crate::protobuf::encode(value) {
-                    let resp = b
-                        .header(http::header::CONTENT_TYPE, "application/vnd.kubernetes.protobuf")
-                        .body(body::full(pb));
-                    return resp.unwrap_or_else(|_| http::Response::new(body::empty()));
-                }
-            }
-            ("application/json".to_string(), serde_json::to_vec(value).unwrap_or_default())
+        Output::AggregatedDiscovery(v) => {
+            (format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"), wire::json(value))
         }
+        Output::Protobuf => match crate::protobuf::encode(value) {
+            Ok(pb) => ("application/vnd.kubernetes.protobuf".to_string(), pb),
+            Err(_) => ("application/json".to_string(), wire::json(value)),
+        },
+        Output::Json => ("application/json".to_string(), wire::json(value)),
     };
     b.header(http::header::CONTENT_TYPE, ct)
         .body(body::full(bytes))
@@ -79,9 +70,9 @@ pub(crate) fn negotiated_or_json(req: &Request) -> Output {
     negotiation::negotiate(accept(req), false, false).unwrap_or(Output::Json)
 }
 
-/// A value that has no table form (Status, Scale, discovery).
+/// A typed value that has no table form (Status, Scale, discovery).
 pub fn respond_value(req: &Request, code: u16, value: &Value) -> Response {
-    respond(req, code, value, &[], &negotiated_or_json(req))
+    respond(req, code, &wire::typed(value.clone()), &[], &negotiated_or_json(req))
 }
 
 /// Writes objects of one Store's resource, which may be asked for as a Table.
@@ -92,8 +83,7 @@ pub struct Responder<'a> {
 
 impl Responder<'_> {
     fn output(&self) -> Result<Output, StatusError> {
-        let a = accept(self.req);
-        negotiation::negotiate(a, true, false).ok_or_else(|| StatusError::not_acceptable(a.unwrap_or("")))
+        negotiate_objects(self.req, &self.store)
     }
 
     fn include_object(&self) -> String {
@@ -109,7 +99,7 @@ impl Responder<'_> {
             Ok(Output::PartialObjectMetadata(v)) => {
                 respond(self.req, code, &partial(&v, obj), warnings, &Output::PartialObjectMetadata(v))
             }
-            Ok(o) => respond(self.req, code, obj, warnings, &o),
+            Ok(o) => respond(self.req, code, &wire_object(&self.store, obj.clone()), warnings, &o),
             Err(e) => e.into_response(),
         }
     }
@@ -124,10 +114,19 @@ impl Responder<'_> {
             }
             Ok(Output::PartialObjectMetadata(v)) => {
                 let parts: Vec<Value> = items.iter().map(|i| partial(&v, i)).collect();
-                let out = json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": list_meta, "items": parts});
+                let out = wire::typed(
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": list_meta, "items": parts}),
+                );
                 respond(self.req, code, &out, &[], &Output::PartialObjectMetadata(v))
             }
-            Ok(o) => respond(self.req, code, list, &[], &o),
+            Ok(o) => {
+                let list = if self.store.schema.unstructured {
+                    wire::sorted(list.clone())
+                } else {
+                    wire::typed_list(list.clone())
+                };
+                respond(self.req, code, &list, &[], &o)
+            }
             Err(e) => e.into_response(),
         }
     }
@@ -156,7 +155,7 @@ pub(super) fn table(
             let mut row = json!({"cells": strategy.table_row(obj)});
             match include_object {
                 "None" => {}
-                "Object" => row["object"] = obj.clone(),
+                "Object" => row["object"] = wire_object(store, obj.clone()),
                 _ => row["object"] = partial(version, obj),
             }
             row
@@ -171,10 +170,26 @@ pub(super) fn table(
     })
 }
 
+/// What the client may be answered with for objects of `store`'s resource.
+pub(super) fn negotiate_objects(req: &Request, store: &Store) -> Result<Output, StatusError> {
+    let a = accept(req);
+    let offer = Offer { table: true, discovery: false, protobuf: !store.schema.unstructured };
+    negotiation::negotiate_offer(a, offer).ok_or_else(|| StatusError::not_acceptable(a.unwrap_or("")))
+}
+
+/// One object of `store`'s resource in upstream's key order.
+pub(super) fn wire_object(store: &Store, obj: Value) -> Value {
+    if store.schema.unstructured {
+        wire::sorted(obj)
+    } else {
+        wire::typed(obj)
+    }
+}
+
 pub(super) fn partial(version: &str, obj: &Value) -> Value {
-    json!({
+    wire::typed(json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
+    }))
 }

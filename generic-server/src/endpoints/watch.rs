@@ -9,14 +9,16 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::json;
 
-use super::{output::table, Params};
+use super::output::{negotiate_objects, table, wire_object};
+use super::Params;
 use crate::body::{self, BoxError};
 use crate::handler::{Request, Response};
-use crate::negotiation::{self, Output};
+use crate::negotiation::Output;
 use crate::registry::store::{ListOptions, WatchStart};
 use crate::registry::Store;
 use crate::request_info::RequestInfo;
 use crate::status::StatusError;
+use crate::wire;
 
 /// Upstream's --min-request-timeout: a watch with no timeoutSeconds ends after
 /// a while so that clients rebalance; they resume from their last version.
@@ -53,9 +55,12 @@ pub async fn serve(
         None => DEFAULT_TIMEOUT,
     };
     let bookmarks = params.get("allowWatchBookmarks") == Some("true");
-    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
-    let output =
-        negotiation::negotiate(accept, true, false).ok_or_else(|| StatusError::not_acceptable(accept.unwrap_or("")))?;
+    let output = match negotiate_objects(req, store)? {
+        // Protobuf streams only for a kind with a protobuf form, decided before
+        // the first event; otherwise JSON, as for a client that offered both.
+        Output::Protobuf if !crate::protobuf::supports(&store.info.api_version(), &store.info.kind) => Output::Json,
+        o => o,
+    };
     let include_object = params.get("includeObject").unwrap_or("Metadata").to_string();
     let ns = if store.info.namespaced { info.namespace.as_str() } else { "" };
     let mut events = store.watch(ns, &opts, start).await?;
@@ -86,7 +91,8 @@ pub async fn serve(
                 continue;
             }
             let object = match (&form, event.event_type) {
-                (_, "BOOKMARK" | "ERROR") => event.object,
+                (_, "ERROR") => wire::typed(event.object),
+                (_, "BOOKMARK") => wire_object(&store, event.object),
                 (Output::Table(v), _) => {
                     let t = table(
                         &store,
@@ -100,11 +106,18 @@ pub async fn serve(
                     t
                 }
                 (Output::PartialObjectMetadata(v), _) => super::output::partial(v, &event.object),
-                _ => event.object,
+                _ => wire_object(&store, event.object),
             };
-            let mut line = serde_json::to_vec(&json!({"type": event.event_type, "object": object})).unwrap_or_default();
-            line.push(b'\n');
-            if tx.send(Ok(Bytes::from(line))).await.is_err() {
+            let frame = match form {
+                Output::Protobuf => match crate::protobuf::encode_watch_event(event.event_type, &object) {
+                    Ok(f) => f,
+                    // An event without a protobuf form ends the watch; the
+                    // client resumes from the last version it saw.
+                    Err(_) => break,
+                },
+                _ => wire::json(&json!({"type": event.event_type, "object": object})),
+            };
+            if tx.send(Ok(Bytes::from(frame))).await.is_err() {
                 break;
             }
             sent.inc();
@@ -113,6 +126,7 @@ pub async fn serve(
     let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     let content_type = match &output {
         Output::Table(v) => format!("application/json;as=Table;v={v};g=meta.k8s.io"),
+        Output::Protobuf => "application/vnd.kubernetes.protobuf;stream=watch".to_string(),
         _ => "application/json".to_string(),
     };
     http::Response::builder()

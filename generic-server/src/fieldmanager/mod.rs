@@ -473,7 +473,17 @@ pub fn apply(
         }
     }
     if !conflicts.is_empty() && !force {
-        return Err(conflict_error(conflicts));
+        // kubectl taking over from client-side apply (upstream's
+        // lastAppliedManager): conflicts on fields the last-applied
+        // annotation still describes as they are live are the same user's.
+        let allowed = match live {
+            Some(l) if w.manager == "kubectl" => last_applied_fields(l, w),
+            _ => Set::new(),
+        };
+        conflicts.retain(|(_, _, p)| !allowed.has(p));
+        if !conflicts.is_empty() {
+            return Err(conflict_error(conflicts));
+        }
     }
     for e in managed.0.iter_mut().filter(|e| e.identifier() != id) {
         e.set = e.set.difference(&touched).difference(&cmp.removed);
@@ -497,6 +507,18 @@ pub fn apply(
     }
     managed.encode(&mut merged);
     Ok(merged)
+}
+
+/// The fields `live`'s last-applied-configuration annotation sets to the
+/// values they have live; empty when there is none, it does not parse, or it
+/// was written for another version.
+fn last_applied_fields(live: &Value, w: &Writer) -> Set {
+    let Ok(last) = serde_json::from_str::<Value>(annotation(live, LAST_APPLIED)) else { return Set::new() };
+    if last.get("apiVersion").and_then(Value::as_str) != Some(w.api_version.as_str()) {
+        return Set::new();
+    }
+    let cmp = typed::compare(w.resolver, &without_bookkeeping(&last), &without_bookkeeping(live));
+    typed::field_set(w.resolver, &last).difference(&cmp.modified).difference(&cmp.added).difference(&cmp.removed)
 }
 
 /// The parts of `config` that survive in `canonical` (the configuration as

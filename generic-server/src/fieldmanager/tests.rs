@@ -142,6 +142,40 @@ fn apply_merges_owns_conflicts_and_prunes() {
 }
 
 #[test]
+fn kubectl_takes_over_what_client_side_apply_recorded() {
+    let r = Definitions::new("io.k8s.api.apps.v1.Deployment");
+    // A client-side apply: an Update by kubectl-client-side-apply with the
+    // configuration in the annotation; then someone else scales it.
+    let mut csa = deployment(1, "a");
+    csa["metadata"]["annotations"] = json!({LAST_APPLIED: deployment(1, "a").to_string()});
+    update(None, &mut csa, &writer("kubectl-client-side-apply", &r));
+    let mut scaled = csa.clone();
+    scaled["spec"]["replicas"] = json!(4);
+    update(Some(&csa), &mut scaled, &writer("hpa", &r));
+
+    // kubectl applies a changed image: the conflict with the client-side
+    // manager is its own, so it goes through and the annotation follows.
+    let changed = deployment(4, "b");
+    let out = apply(Some(&scaled), &changed, &changed, &writer("kubectl", &r), false).unwrap();
+    assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["image"], "b");
+    let last: Value = serde_json::from_str(out["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap()).unwrap();
+    assert_eq!(last["spec"]["template"]["spec"]["containers"][0]["image"], "b");
+    let e = entries(&out);
+    let csa_entry = e.iter().find(|e| e.0 == "kubectl-client-side-apply").unwrap();
+    assert!(csa_entry.2["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]
+        .get("f:image")
+        .is_none());
+
+    // A field the annotation does not describe as live (replicas, now the
+    // hpa's 4) still conflicts; so does every conflict for another manager.
+    let rescaled = deployment(7, "b");
+    let err = apply(Some(&scaled), &rescaled, &rescaled, &writer("kubectl", &r), false).unwrap_err();
+    assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"hpa\" using apps/v1: .spec.replicas");
+    let err = apply(Some(&scaled), &changed, &changed, &writer("other", &r), false).unwrap_err();
+    assert!(err.message.contains("kubectl-client-side-apply"), "{}", err.message);
+}
+
+#[test]
 fn conflict_messages_group_by_manager() {
     let r = Untyped;
     let w = |m| Writer { manager: m, api_version: "v1".into(), subresource: "", status_split: false, resolver: &r };

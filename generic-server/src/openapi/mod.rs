@@ -360,6 +360,7 @@ mod tests {
             key_root: format!("/registry/{plural}"),
             subresources,
             verbs: crate::discovery::VERBS,
+            storage_version_hash: String::new(),
         }
     }
 
@@ -529,6 +530,7 @@ mod tests {
             key_root: "/registry/stable.example.com/crontabs".into(),
             subresources: vec![],
             verbs: crate::discovery::VERBS,
+            storage_version_hash: String::new(),
         };
         let mut schemas = Map::new();
         schemas.insert(

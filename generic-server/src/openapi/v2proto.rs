@@ -1063,6 +1063,7 @@ mod tests {
             key_root: format!("/registry/{plural}"),
             subresources,
             verbs: crate::discovery::VERBS,
+            storage_version_hash: String::new(),
         }
     }
 

@@ -45,6 +45,9 @@ pub struct ResourceInfo {
     pub subresources: Vec<Subresource>,
     /// The verbs served, as discovery lists them (`discovery::VERBS` for most).
     pub verbs: &'static [&'static str],
+    /// Discovery's storageVersionHash: of the version objects are stored in
+    /// (`discovery::storage_version_hash`); empty for what is not stored.
+    pub storage_version_hash: String,
 }
 
 impl ResourceInfo {

@@ -29,6 +29,9 @@ pub struct Schema {
     pub definition: Option<&'static str>,
     /// List and map types for managedFields and apply.
     pub types: Arc<dyn TypeResolver>,
+    /// Objects are maps with no Go type behind them (custom resources):
+    /// upstream writes their keys sorted and has no protobuf form for them.
+    pub unstructured: bool,
 }
 
 impl Schema {
@@ -40,7 +43,7 @@ impl Schema {
             Some(d) => Arc::new(Definitions::new(d)),
             None => Arc::new(Untyped),
         };
-        Schema { decode: Arc::new(super::typed::decode_as::<K>), definition, types }
+        Schema { decode: Arc::new(super::typed::decode_as::<K>), definition, types, unstructured: false }
     }
 
     /// Objects kept as the client sent them, with no type facts.
@@ -49,6 +52,7 @@ impl Schema {
             decode: Arc::new(|object| Ok(Decoded { object, unknown_fields: Vec::new() })),
             definition: None,
             types: Arc::new(Untyped),
+            unstructured: false,
         }
     }
 
@@ -57,7 +61,12 @@ impl Schema {
         decode: impl Fn(Value) -> Result<Decoded, StatusError> + Send + Sync + 'static,
         types: Arc<dyn TypeResolver>,
     ) -> Schema {
-        Schema { decode: Arc::new(decode), definition: None, types }
+        Schema { decode: Arc::new(decode), definition: None, types, unstructured: false }
+    }
+
+    /// Marks the objects as unstructured maps (custom resources).
+    pub fn unstructured(self) -> Schema {
+        Schema { unstructured: true, ..self }
     }
 
     /// Adds a step after decoding that upstream's conversion to the internal
@@ -113,6 +122,7 @@ impl ResourceInfo {
             key_root: format!("/registry/{}", K::URL_PATH_SEGMENT),
             subresources: Vec::new(),
             verbs: crate::discovery::VERBS,
+            storage_version_hash: crate::discovery::storage_version_hash(K::GROUP, K::VERSION, K::KIND),
         }
     }
 
@@ -132,6 +142,10 @@ pub struct Registration {
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
     pub ttl: Option<Duration>,
+    /// A DELETE answers with the deleted object rather than a Status
+    /// (upstream's ReturnDeletedObject). A deletion waiting on finalizers
+    /// answers with the object either way.
+    pub return_deleted_object: bool,
     /// For a version served over another version's storage: how objects
     /// convert to and from the stored version.
     pub conversion: Option<Conversion>,
@@ -145,12 +159,12 @@ impl Registration {
 
     /// As [`Registration::of`], with a strategy the caller keeps a handle to.
     pub fn shared<K: BuiltIn>(strategy: Arc<dyn Strategy>) -> Registration {
-        Registration { info: ResourceInfo::of::<K>(), schema: Schema::of::<K>(), strategy, ttl: None, conversion: None }
+        Registration::new(ResourceInfo::of::<K>(), Schema::of::<K>(), strategy)
     }
 
     /// A resource whose identity is known only at run time (a custom resource).
     pub fn new(info: ResourceInfo, schema: Schema, strategy: Arc<dyn Strategy>) -> Registration {
-        Registration { info, schema, strategy, ttl: None, conversion: None }
+        Registration { info, schema, strategy, ttl: None, return_deleted_object: false, conversion: None }
     }
 
     /// This resource served as version `K` too, over the same storage: `K`'s
@@ -170,10 +184,18 @@ impl Registration {
             categories: self.info.categories.clone(),
             subresources: self.info.subresources.clone(),
             verbs: self.info.verbs,
+            storage_version_hash: self.info.storage_version_hash.clone(),
             ..ResourceInfo::of::<K>()
         };
         let strategy = Arc::new(Converted { inner: self.strategy.clone(), conversion });
-        Registration { info, schema: Schema::of::<K>(), strategy, ttl: self.ttl, conversion: Some(conversion) }
+        Registration {
+            info,
+            schema: Schema::of::<K>(),
+            strategy,
+            ttl: self.ttl,
+            return_deleted_object: self.return_deleted_object,
+            conversion: Some(conversion),
+        }
     }
 
     /// Replaces the strategy (a served version whose rules differ from the
@@ -236,6 +258,12 @@ impl Registration {
         self.ttl = Some(ttl);
         self
     }
+
+    /// See [`Registration::return_deleted_object`].
+    pub fn returns_deleted_object(mut self) -> Self {
+        self.return_deleted_object = true;
+        self
+    }
 }
 
 impl ScalePaths {
@@ -291,6 +319,12 @@ pub trait SubresourceHandler: Send + Sync {
     /// The name in the URL ("binding").
     fn name(&self) -> &'static str;
     fn discovery(&self) -> SubresourceDiscovery;
+    /// Upstream's Connecter (pods/exec, pods/proxy, ...): the request is not
+    /// an object write, so its body is not decoded and its query is the
+    /// handler's own options. A reply with code 204 is written without a body.
+    fn connect(&self) -> bool {
+        false
+    }
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError>;
 }
 

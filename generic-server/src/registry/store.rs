@@ -127,6 +127,9 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// The deprecated orphanDependents; only the status code of a deletion
+    /// that has to wait reads it (202 when false, as upstream).
+    pub orphan_dependents: Option<bool>,
 }
 
 /// The outcome of a write: the object as stored (or as it would be, under dry
@@ -155,6 +158,8 @@ pub struct Store {
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
     ttl: Option<std::time::Duration>,
+    /// See [`Registration::return_deleted_object`].
+    pub return_deleted_object: bool,
     /// Set when this Store serves a version other than the stored one.
     conversion: Option<super::conversion::Conversion>,
 }
@@ -176,8 +181,8 @@ fn storage_err(e: StorageError) -> StatusError {
 
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
-        let Registration { info, schema, strategy, ttl, conversion } = registration;
-        Store { info, schema, strategy, storage, admission, ttl, conversion }
+        let Registration { info, schema, strategy, ttl, return_deleted_object, conversion } = registration;
+        Store { info, schema, strategy, storage, admission, ttl, return_deleted_object, conversion }
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
@@ -441,6 +446,9 @@ impl Store {
         } else {
             meta::remove_meta(&mut obj, "generation");
         }
+        if self.info.has_subresource(&Subresource::Status) {
+            reset_status(&mut obj, self.schema.definition.is_some());
+        }
         self.strategy.prepare_for_create(&mut obj);
         self.strategy.default(&mut obj);
         self.track_fields(None, &mut obj, None, opts);
@@ -550,7 +558,8 @@ impl Store {
             }
             self.merge_for_update(&mut new, &old, subresource);
             self.track_fields(Some(&old), &mut new, subresource, opts);
-            let mut causes = meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule());
+            let mut causes = meta::validate_no_new_finalizers(&new, &old);
+            causes.extend(meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule()));
             causes.extend(self.strategy.validate_update(&new, &old));
             if !causes.is_empty() {
                 return Err(self.invalid(name, causes));
@@ -715,6 +724,35 @@ impl Store {
         }
     }
 
+    /// Upstream's Storage.GuaranteedUpdate as a subresource handler uses it
+    /// (pods/binding): `mutate` turns the current object into the next one and
+    /// answers for its validity itself; neither the strategy nor admission
+    /// runs. Re-run on the fresh state when another writer got there first.
+    pub async fn guaranteed_update<F>(&self, namespace: &str, name: &str, dry_run: bool, mut mutate: F) -> Result<Value>
+    where
+        F: FnMut(&Value) -> Result<Value> + Send,
+    {
+        for _ in 0..MAX_RETRIES {
+            let Some((kv, old)) = self.current(namespace, name).await? else {
+                return Err(self.not_found(name));
+            };
+            let mut new = mutate(&old)?;
+            if dry_run {
+                return Ok(new);
+            }
+            match self.storage.update(&kv.key, self.encode(&new)?, kv.mod_revision).await {
+                Ok(rev) => {
+                    meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
+                    return Ok(new);
+                }
+                Err(StorageError::Conflict { .. }) => continue,
+                Err(StorageError::NotFound(_)) => return Err(self.not_found(name)),
+                Err(e) => return Err(storage_err(e)),
+            }
+        }
+        Err(self.retries_exhausted(name))
+    }
+
     pub async fn update(
         &self,
         namespace: &str,
@@ -759,6 +797,11 @@ impl Store {
                     return Ok(DeleteResult::Pending(obj));
                 }
                 let mut marked = obj.clone();
+                // Upstream's markAsDeleting: a tracked generation moves once.
+                let generation = meta::metadata(&obj).and_then(|m| m.get("generation")).and_then(Value::as_i64);
+                if let Some(g) = generation.filter(|g| *g > 0) {
+                    meta::set_meta(&mut marked, "generation", json!(g + 1));
+                }
                 meta::set_meta(&mut marked, "deletionTimestamp", json!(meta::now_rfc3339()));
                 meta::set_meta(&mut marked, "deletionGracePeriodSeconds", json!(0));
                 self.strategy.prepare_for_delete(&mut marked);
@@ -832,6 +875,15 @@ impl Store {
             if let Some(sel) = get_path(obj, sel_path) {
                 let s = match sel {
                     Value::String(s) => s.clone(),
+                    // A plain label map (a ReplicationController's selector)
+                    // rather than a metav1.LabelSelector: "k=v" sorted by key.
+                    Value::Object(m) if !m.is_empty() && m.values().all(Value::is_string) => {
+                        let mut pairs: Vec<(&String, &Value)> = m.iter().collect();
+                        pairs.sort_by(|a, b| a.0.cmp(b.0));
+                        let pairs: Vec<String> =
+                            pairs.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
+                        pairs.join(",")
+                    }
                     other => LabelSelector::from_object(other).to_string(),
                 };
                 scale_status["selector"] = json!(s);
@@ -1148,6 +1200,20 @@ fn decode_continue(token: &str, prefix: &str) -> Result<(u64, String)> {
     }
     let rv = v.get("rv").and_then(Value::as_u64).filter(|rv| *rv > 0).ok_or_else(bad)?;
     Ok((rv, format!("{prefix}{start}")))
+}
+
+/// What every PrepareForCreate of a resource with a status subresource does
+/// upstream: status is written through /status, never by the creator. A
+/// built-in type's status is a Go struct, which encodes as `{}` even when
+/// empty; a custom resource's is unstructured and simply absent.
+fn reset_status(obj: &mut Value, typed: bool) {
+    if let Some(m) = obj.as_object_mut() {
+        if typed {
+            m.insert("status".into(), json!({}));
+        } else {
+            m.remove("status");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -44,11 +44,15 @@ pub struct Cacher {
     prefix: String,
     state: Arc<RwLock<State>>,
     ready: tokio::sync::watch::Receiver<bool>,
+    /// Taken by the first read or watch the cache could serve: a resource
+    /// nobody reads from memory costs no backend watch and no copy of its
+    /// objects (a server registers some sixty kinds; most stay idle).
+    start: std::sync::Mutex<Option<tokio::sync::watch::Sender<bool>>>,
 }
 
 impl Cacher {
     /// A cache of everything under `prefix` (ending in '/'), filled and kept up to
-    /// date by a background task.
+    /// date by a background task from its first use on.
     pub fn new(inner: Arc<dyn Storage>, prefix: &str) -> Arc<Self> {
         let (live, _) = broadcast::channel(WATCHER_BUFFER);
         let state = Arc::new(RwLock::new(State {
@@ -59,9 +63,21 @@ impl Cacher {
             ready: false,
         }));
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
-        let cacher = Arc::new(Cacher { inner: inner.clone(), prefix: prefix.to_string(), state: state.clone(), ready });
-        tokio::spawn(run(inner, prefix.to_string(), state, ready_tx));
-        cacher
+        Arc::new(Cacher {
+            inner,
+            prefix: prefix.to_string(),
+            state,
+            ready,
+            start: std::sync::Mutex::new(Some(ready_tx)),
+        })
+    }
+
+    /// Starts filling the cache, once.
+    fn ensure_started(&self) {
+        let taken = self.start.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(ready_tx) = taken {
+            tokio::spawn(run(self.inner.clone(), self.prefix.clone(), self.state.clone(), ready_tx));
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -69,6 +85,7 @@ impl Cacher {
     }
 
     async fn wait_ready(&self) -> bool {
+        self.ensure_started();
         let mut rx = self.ready.clone();
         let filled = matches!(tokio::time::timeout(READY_WAIT, rx.wait_for(|r| *r)).await, Ok(Ok(_)));
         filled
@@ -213,6 +230,9 @@ impl Storage for Cacher {
     }
 
     async fn get_at(&self, key: &str, freshness: Freshness) -> Result<Option<KeyValue>> {
+        if freshness != Freshness::Consistent {
+            self.ensure_started();
+        }
         if key.starts_with(&self.prefix) && self.serves(freshness) {
             return Ok(self.read().objects.get(key).cloned());
         }
@@ -226,6 +246,9 @@ impl Storage for Cacher {
         limit: usize,
         freshness: Freshness,
     ) -> Result<ListResult> {
+        if freshness != Freshness::Consistent {
+            self.ensure_started();
+        }
         if !(prefix.starts_with(&self.prefix) && self.serves(freshness)) {
             return self.inner.list(prefix, start_after, limit).await;
         }
@@ -285,6 +308,22 @@ mod tests {
 
     async fn ready(c: &Cacher) {
         assert!(c.wait_ready().await, "the cache never filled");
+    }
+
+    #[tokio::test]
+    async fn idle_until_first_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
+        inner.create("/registry/cm/a/x", Bytes::from_static(b"1")).await.unwrap();
+        let c = Cacher::new(inner.clone(), "/registry/cm/");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!c.read().ready && c.read().objects.is_empty(), "nothing is read before the cache is used");
+        // A consistent read goes to the backend and does not start the cache.
+        assert!(c.get_at("/registry/cm/a/x", Freshness::Consistent).await.unwrap().is_some());
+        assert!(c.start.lock().unwrap().is_some());
+        c.list_at("/registry/cm/", None, 0, Freshness::Any).await.unwrap();
+        ready(&c).await;
+        assert_eq!(c.read().objects.len(), 1);
     }
 
     #[tokio::test]

@@ -4,16 +4,18 @@
 //! matching the template's labels, immutable once set; replicas >= 0; the
 //! template's PodSpec), status and scale subresources, and the table.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use k8s_openapi::api::apps::v1::Deployment;
 
 use generic_server::registry::{Registration, Strategy, TableColumn};
-use generic_server::selectors::LabelSelector;
 use generic_server::status::Cause;
 
-use super::podspec::{default_pod_spec, validate_pod_spec};
-use super::{age, arr_at, child, default_field, format_label_selector, go_string_map, invalid_raw, map_at, show};
+use super::workload::{
+    at, container_cells, default_template, immutable, non_negative, status_counts, validate_int_or_percent,
+    validate_replica_template, validate_selector,
+};
+use super::{age, child, default_field, format_label_selector};
 
 pub struct DeploymentStrategy;
 
@@ -21,85 +23,37 @@ pub fn registration() -> Registration {
     Registration::of::<Deployment>(DeploymentStrategy).short_names(&["deploy"]).categories(&["all"]).status().scale()
 }
 
-fn int_or_percent(v: &Value) -> Option<(i64, bool)> {
-    match v {
-        Value::Number(n) => n.as_i64().map(|n| (n, false)),
-        Value::String(s) => s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()).map(|n| (n, true)),
-        _ => None,
-    }
-}
-
-fn non_negative(causes: &mut Vec<Cause>, obj: &Value, pointer: &str, field: &str) {
-    if let Some(n) = obj.pointer(pointer).and_then(Value::as_i64) {
-        if n < 0 {
-            causes.push(Cause::invalid(field, &json!(n), "must be greater than or equal to 0"));
-        }
-    }
-}
-
-impl DeploymentStrategy {
-    fn validate_strategy(&self, obj: &Value, causes: &mut Vec<Cause>) {
-        let kind = obj.pointer("/spec/strategy/type").cloned().unwrap_or(Value::Null);
-        match kind.as_str() {
-            Some("Recreate") => {
-                if obj.pointer("/spec/strategy/rollingUpdate").is_some_and(|v| !v.is_null()) {
-                    causes.push(Cause::forbidden(
-                        "spec.strategy.rollingUpdate",
-                        "may not be specified when strategy `type` is 'Recreate'",
-                    ));
-                }
+/// ValidateDeploymentStrategy.
+fn validate_strategy(obj: &Value, causes: &mut Vec<Cause>) {
+    let kind = obj.pointer("/spec/strategy/type").cloned().unwrap_or(Value::Null);
+    match kind.as_str() {
+        Some("Recreate") => {
+            if at(obj, "spec.strategy.rollingUpdate").is_some() {
+                causes.push(Cause::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
             }
-            Some("RollingUpdate") => {
-                let mut zero = [false, false];
-                for (i, key) in ["maxUnavailable", "maxSurge"].iter().enumerate() {
-                    let field = format!("spec.strategy.rollingUpdate.{key}");
-                    let Some(v) = obj.pointer(&format!("/spec/strategy/rollingUpdate/{key}")) else { continue };
-                    match int_or_percent(v) {
-                        Some((n, pct)) => {
-                            zero[i] = n == 0;
-                            if n < 0 {
-                                causes.push(Cause::invalid(&field, v, "must be greater than or equal to 0"));
-                            } else if pct && n > 100 && i == 0 {
-                                causes.push(Cause::invalid(&field, v, "must not be greater than 100%"));
-                            }
-                        }
-                        None => causes.push(Cause::invalid(&field, v, "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')")),
-                    }
-                }
-                if zero == [true, true] {
-                    let v = obj.pointer("/spec/strategy/rollingUpdate/maxUnavailable").cloned().unwrap_or(Value::Null);
-                    causes.push(Cause::invalid(
-                        "spec.strategy.rollingUpdate.maxUnavailable",
-                        &v,
-                        "may not be 0 when `maxSurge` is 0",
-                    ));
-                }
-            }
-            _ => causes.push(Cause::not_supported("spec.strategy.type", &kind, &["Recreate", "RollingUpdate"])),
         }
+        Some("RollingUpdate") => {
+            let unavailable = validate_int_or_percent(causes, obj, "spec.strategy.rollingUpdate.maxUnavailable", true);
+            let surge = validate_int_or_percent(causes, obj, "spec.strategy.rollingUpdate.maxSurge", false);
+            if unavailable == 0 && surge == 0 {
+                let v = at(obj, "spec.strategy.rollingUpdate.maxUnavailable").cloned().unwrap_or(Value::Null);
+                causes.push(Cause::invalid(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    &v,
+                    "may not be 0 when `maxSurge` is 0",
+                ));
+            }
+        }
+        _ => causes.push(Cause::not_supported("spec.strategy.type", &kind, &["Recreate", "RollingUpdate"])),
     }
-}
-
-/// Whether a metav1.LabelSelector selects the given labels.
-fn selector_matches(sel: &Value, labels: Option<&Map<String, Value>>) -> bool {
-    let empty = Map::new();
-    LabelSelector::from_object(sel).matches(labels.unwrap_or(&empty))
-}
-
-fn selector_is_empty(sel: &Value) -> bool {
-    map_at(sel, "/matchLabels").is_none_or(Map::is_empty) && arr_at(sel, "/matchExpressions").is_empty()
 }
 
 impl Strategy for DeploymentStrategy {
     fn tracks_generation(&self) -> bool {
         true
-    }
-
-    fn prepare_for_create(&self, object: &mut Value) {
-        // Status belongs to the deployment controller.
-        if let Some(m) = object.as_object_mut() {
-            m.insert("status".into(), json!({}));
-        }
     }
 
     fn default(&self, object: &mut Value) {
@@ -118,24 +72,20 @@ impl Strategy for DeploymentStrategy {
                 }
             }
         }
-        let template = child(object, "spec");
-        let template = template.entry("template").or_insert_with(|| json!({}));
-        default_pod_spec(child(template, "spec"));
+        default_template(object, "spec.template");
     }
 
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut causes = Vec::new();
-        non_negative(&mut causes, obj, "/spec/replicas", "spec.replicas");
-        non_negative(&mut causes, obj, "/spec/minReadySeconds", "spec.minReadySeconds");
-        non_negative(&mut causes, obj, "/spec/revisionHistoryLimit", "spec.revisionHistoryLimit");
-        if let Some(p) = obj.pointer("/spec/progressDeadlineSeconds").and_then(Value::as_i64) {
-            let min_ready = obj.pointer("/spec/minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
+        non_negative(&mut causes, obj, &["spec.replicas"]);
+        validate_selector(&mut causes, obj, "spec", Some("deployment"));
+        validate_replica_template(&mut causes, obj, "spec.template", "ReplicaSet");
+        validate_strategy(obj, &mut causes);
+        non_negative(&mut causes, obj, &["spec.minReadySeconds", "spec.revisionHistoryLimit"]);
+        if let Some(p) = at(obj, "spec.progressDeadlineSeconds").and_then(Value::as_i64) {
+            let min_ready = at(obj, "spec.minReadySeconds").and_then(Value::as_i64).unwrap_or(0);
             if p < 0 {
-                causes.push(Cause::invalid(
-                    "spec.progressDeadlineSeconds",
-                    &json!(p),
-                    "must be greater than or equal to 0",
-                ));
+                non_negative(&mut causes, obj, &["spec.progressDeadlineSeconds"]);
             } else if p <= min_ready {
                 causes.push(Cause::invalid(
                     "spec.progressDeadlineSeconds",
@@ -144,78 +94,20 @@ impl Strategy for DeploymentStrategy {
                 ));
             }
         }
-        let labels = map_at(obj, "/spec/template/metadata/labels");
-        match obj.pointer("/spec/selector").filter(|s| !s.is_null()) {
-            None => causes.push(Cause::required("spec.selector", "")),
-            Some(sel) if selector_is_empty(sel) => {
-                causes.push(invalid_raw("spec.selector", &show(sel), "empty selector is invalid for deployment"))
-            }
-            Some(sel) => {
-                for (i, e) in arr_at(sel, "/matchExpressions").iter().enumerate() {
-                    let op = e.get("operator").cloned().unwrap_or(Value::Null);
-                    let values = arr_at(e, "/values");
-                    let field = format!("spec.selector.matchExpressions[{i}]");
-                    match op.as_str() {
-                        Some("In" | "NotIn") if values.is_empty() => causes.push(Cause::required(
-                            format!("{field}.values"),
-                            "must be specified when `operator` is 'In' or 'NotIn'",
-                        )),
-                        Some("Exists" | "DoesNotExist") if !values.is_empty() => causes.push(Cause::forbidden(
-                            format!("{field}.values"),
-                            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                        )),
-                        Some("In" | "NotIn" | "Exists" | "DoesNotExist") => {}
-                        _ => causes.push(Cause::invalid(
-                            format!("{field}.operator"),
-                            &op,
-                            "not a valid selector operator",
-                        )),
-                    }
-                }
-                if !selector_matches(sel, labels) {
-                    causes.push(invalid_raw(
-                        "spec.template.metadata.labels",
-                        &go_string_map(labels),
-                        "`selector` does not match template `labels`",
-                    ));
-                }
-            }
-        }
-        let template_spec = obj.pointer("/spec/template/spec").unwrap_or(&Value::Null);
-        causes.extend(validate_pod_spec(template_spec, "spec.template.spec"));
-        // A controller's pods must keep running: only Always is allowed.
-        if let Some(rp) = template_spec.get("restartPolicy") {
-            if rp.as_str() != Some("Always") {
-                causes.push(Cause::not_supported("spec.template.spec.restartPolicy", rp, &["Always"]));
-            }
-        }
-        if template_spec.get("activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
-            causes.push(Cause::forbidden(
-                "spec.template.spec.activeDeadlineSeconds",
-                "activeDeadlineSeconds in ReplicaSet is not Supported",
-            ));
-        }
-        self.validate_strategy(obj, &mut causes);
-        for (pointer, field) in [
-            ("/status/replicas", "status.replicas"),
-            ("/status/updatedReplicas", "status.updatedReplicas"),
-            ("/status/readyReplicas", "status.readyReplicas"),
-            ("/status/availableReplicas", "status.availableReplicas"),
-            ("/status/unavailableReplicas", "status.unavailableReplicas"),
-        ] {
-            non_negative(&mut causes, obj, pointer, field);
-        }
+        non_negative(&mut causes, obj, &["status.unavailableReplicas", "status.collisionCount"]);
+        status_counts(
+            &mut causes,
+            obj,
+            &["status.updatedReplicas", "status.readyReplicas", "status.availableReplicas"],
+            "readyReplicas",
+        );
         causes
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut causes = self.validate(new);
         // apps/v1 made the selector immutable.
-        let (ns, os) = (new.pointer("/spec/selector"), old.pointer("/spec/selector"));
-        if ns.is_some() && os.is_some() && ns != os {
-            let shown = ns.map(show).unwrap_or_default();
-            causes.push(invalid_raw("spec.selector", &shown, "field is immutable"));
-        }
+        immutable(&mut causes, new, old, "spec.selector");
         causes
     }
 
@@ -235,17 +127,15 @@ impl Strategy for DeploymentStrategy {
     fn table_row(&self, d: &Value) -> Vec<Value> {
         let int = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
         let desired = int("/spec/replicas");
-        let containers = arr_at(d, "/spec/template/spec/containers");
-        let names: Vec<&str> = containers.iter().map(|c| super::str_at(c, "/name")).collect();
-        let images: Vec<&str> = containers.iter().map(|c| super::str_at(c, "/image")).collect();
+        let [names, images] = container_cells(d, "spec.template");
         vec![
             json!(generic_server::meta::name(d)),
             json!(format!("{}/{desired}", int("/status/readyReplicas"))),
             json!(int("/status/updatedReplicas")),
             json!(int("/status/availableReplicas")),
             age(d),
-            json!(names.join(",")),
-            json!(images.join(",")),
+            names,
+            images,
             json!(format_label_selector(d.pointer("/spec/selector"))),
         ]
     }

@@ -60,7 +60,7 @@ pub(crate) fn legacy_validate(obj: &Value) -> Vec<Cause> {
     let controller = str_at(obj, "/reportingComponent");
     if controller.is_empty() {
         causes.push(Cause::required("reportingController", ""));
-    } else if let Some(p) = generic_server::meta::qualified_name_problem(controller) {
+    } else if let Some(p) = generic_server::meta::qualified_name_problems(controller).into_iter().next() {
         causes.push(Cause::invalid("reportingController", &json!(controller), &p));
     }
     for (field, limit) in LENGTH_LIMITS {

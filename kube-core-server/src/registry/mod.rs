@@ -10,20 +10,34 @@
 
 pub mod authentication;
 pub mod authorization;
+pub mod binding;
 pub mod configmap;
+pub mod connect;
+pub mod controllerrevision;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
 pub mod event_v1;
+pub mod eviction;
 pub mod horizontalpodautoscaler;
 pub mod horizontalpodautoscaler_v1;
+pub mod job;
 pub mod namespace;
+pub mod peers;
 pub mod pod;
+pub mod poddisruptionbudget;
 pub mod podspec;
+pub mod podtemplate;
+pub mod replicaset;
+pub mod replicationcontroller;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod workload;
 
 use serde_json::{Map, Value};
 

@@ -4,6 +4,8 @@
 //! reads as on a real cluster), the initial status, update rules, field
 //! selectors and the `kubectl get pods` table.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -11,6 +13,10 @@ use k8s_openapi::api::core::v1::Pod;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::binding::BindingHandler;
+use super::connect::pod_handlers;
+use super::eviction::EvictionHandler;
+use super::peers::Peers;
 use super::podspec::{
     default_pod_spec, default_requests_from_limits, qos_class, validate_pod_spec, validate_pod_spec_update,
 };
@@ -18,8 +24,17 @@ use super::{age, arr_at, child, default_field, str_at};
 
 pub struct PodStrategy;
 
-pub fn registration() -> Registration {
-    Registration::of::<Pod>(PodStrategy).short_names(&["po"]).categories(&["all"]).status()
+/// Pods with their subresources: binding, eviction (answered from the
+/// PodDisruptionBudgets among the `peers`) and the connect ones.
+pub fn registration(peers: &Arc<Peers>) -> Registration {
+    let r = Registration::of::<Pod>(PodStrategy)
+        .short_names(&["po"])
+        .categories(&["all"])
+        .status()
+        .returns_deleted_object()
+        .handler(BindingHandler)
+        .handler(EvictionHandler { peers: peers.clone() });
+    pod_handlers(peers).into_iter().fold(r, Registration::handler)
 }
 
 /// The tolerations upstream's DefaultTolerationSeconds admission adds.

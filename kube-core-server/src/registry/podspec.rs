@@ -98,6 +98,10 @@ fn default_container(c: &mut Map<String, Value>, host_network: bool) {
 }
 
 fn default_volume(v: &mut Map<String, Value>) {
+    // SetDefaults_Volume: a volume that names no source is an emptyDir.
+    if v.keys().all(|k| k == "name") {
+        v.insert("emptyDir".into(), json!({}));
+    }
     for source in ["configMap", "secret", "projected", "downwardAPI"] {
         if let Some(Value::Object(s)) = v.get_mut(source) {
             default_field(s, "defaultMode", json!(420));
@@ -455,6 +459,14 @@ mod tests {
         assert_eq!(spec["terminationGracePeriodSeconds"], 30);
         assert_eq!(spec["securityContext"], json!({}));
         assert_eq!(spec["enableServiceLinks"], true);
+    }
+
+    #[test]
+    fn a_volume_without_source_is_an_empty_dir() {
+        let mut spec = json!({"volumes": [{"name": "scratch"}, {"name": "cm", "configMap": {"name": "x"}}]});
+        default_pod_spec(spec.as_object_mut().unwrap());
+        assert_eq!(spec["volumes"][0], json!({"name": "scratch", "emptyDir": {}}));
+        assert_eq!(spec["volumes"][1], json!({"name": "cm", "configMap": {"name": "x", "defaultMode": 420}}));
     }
 
     #[test]

@@ -19,6 +19,8 @@ use generic_server::meta::{self, NameRule};
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::{Cause, StatusError};
 
+use super::connect::ServiceProxy;
+use super::peers::Peers;
 use super::{
     age, arr_at, child, default_field, format_labels, go_string_slice, invalid_raw, map_at, port_name_problems, str_at,
     valid_port, PORT_RANGE_MSG,
@@ -36,12 +38,14 @@ pub struct ServiceStrategy {
 }
 
 /// Services live under `/registry/services/specs`, as upstream keeps them.
-pub fn registration(strategy: Arc<ServiceStrategy>) -> Registration {
+pub fn registration(strategy: Arc<ServiceStrategy>, peers: &Arc<Peers>) -> Registration {
     Registration::shared::<k8s_openapi::api::core::v1::Service>(strategy)
         .short_names(&["svc"])
         .categories(&["all"])
         .key_root("/registry/services/specs")
         .status()
+        .returns_deleted_object()
+        .handler(ServiceProxy::new(peers))
 }
 
 fn svc_type(obj: &Value) -> &str {

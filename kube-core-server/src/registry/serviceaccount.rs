@@ -13,7 +13,7 @@ use super::{age, arr_at, str_at};
 pub struct ServiceAccountStrategy;
 
 pub fn registration() -> Registration {
-    Registration::of::<ServiceAccount>(ServiceAccountStrategy).short_names(&["sa"])
+    Registration::of::<ServiceAccount>(ServiceAccountStrategy).short_names(&["sa"]).returns_deleted_object()
 }
 
 impl Strategy for ServiceAccountStrategy {
