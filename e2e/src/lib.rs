@@ -231,6 +231,24 @@ impl Server {
         child.wait_with_output().expect("waiting for kubectl")
     }
 
+    /// Runs kubectl in the background (a watch), sending each stdout line.
+    pub fn kubectl_background(&self, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = self.kubectl_cmd();
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("starting kubectl");
+        let out = child.stdout.take().expect("stdout was piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        (child, rx)
+    }
+
     /// Runs kubectl and asserts success; returns stdout.
     #[track_caller]
     pub fn kubectl(&self, args: &[&str]) -> String {

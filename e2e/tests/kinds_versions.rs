@@ -4,8 +4,6 @@
 //! either version read back, list and watch converted through the other;
 //! each version keeps its own validation, field selectors and discovery.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
@@ -273,23 +271,6 @@ fn events_in_two_versions() {
     );
 }
 
-/// Runs kubectl in the background, sending each stdout line.
-fn background(s: &Server, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut cmd = s.kubectl_cmd();
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("starting kubectl");
-    let out = child.stdout.take().expect("stdout was piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
-}
-
 fn next_event(rx: &mpsc::Receiver<String>, what: &str) -> Value {
     let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no watch event for {what}"));
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what}: {e}: {line}"))
@@ -301,7 +282,7 @@ fn watches_see_the_other_version() {
     let s = Server::start();
     let rv = s.raw("/api/v1/namespaces/default/events")["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     let watch = |path: &str| {
-        background(&s, &["get", "--raw", &format!("{path}?watch=1&resourceVersion={rv}&timeoutSeconds=60")])
+        s.kubectl_background(&["get", "--raw", &format!("{path}?watch=1&resourceVersion={rv}&timeoutSeconds=60")])
     };
     let (mut new_w, new_lines) = watch("/apis/events.k8s.io/v1/namespaces/default/events");
     let (mut core_w, core_lines) = watch("/api/v1/namespaces/default/events");

@@ -3,30 +3,11 @@
 //! `--chunk-size`, and the raw watch protocol (the streaming list's closing
 //! bookmark, selector transitions, timeoutSeconds).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use e2e::Server;
 use serde_json::Value;
-
-/// Runs kubectl in the background, sending each stdout line.
-fn background(s: &Server, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut cmd = s.kubectl_cmd();
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("starting kubectl");
-    let out = child.stdout.take().expect("stdout was piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
-}
 
 fn next_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
     rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no line for {what}"))
@@ -36,12 +17,12 @@ fn next_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
 fn kubectl_get_watch_and_watch_only() {
     let s = Server::start();
     s.kubectl(&["create", "configmap", "first", "--from-literal=k=v"]);
-    let (mut all, lines) = background(&s, &["get", "configmaps", "-w", "--output-watch-events"]);
+    let (mut all, lines) = s.kubectl_background(&["get", "configmaps", "-w", "--output-watch-events"]);
     let header = next_line(&lines, "the header");
     assert!(header.starts_with("EVENT") && header.contains("NAME"), "{header}");
     let first = next_line(&lines, "the initial object");
     assert!(first.starts_with("ADDED") && first.contains("first"), "{first}");
-    let (mut only, only_lines) = background(&s, &["get", "configmaps", "--watch-only", "-o", "name"]);
+    let (mut only, only_lines) = s.kubectl_background(&["get", "configmaps", "--watch-only", "-o", "name"]);
     // --watch-only starts after the current state: nothing until a change.
     assert!(only_lines.recv_timeout(Duration::from_millis(1500)).is_err(), "--watch-only printed the current state");
     s.kubectl(&["create", "configmap", "second", "--from-literal=k=v"]);
@@ -63,7 +44,7 @@ fn kubectl_get_watch_and_watch_only() {
 fn kubectl_wait_for_condition_delete_and_jsonpath() {
     let s = Server::start();
     s.create("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: nginx\n");
-    let (mut waiter, _) = background(&s, &["wait", "--for=condition=Ready", "pod/p", "--timeout=60s"]);
+    let (mut waiter, _) = s.kubectl_background(&["wait", "--for=condition=Ready", "pod/p", "--timeout=60s"]);
     std::thread::sleep(Duration::from_millis(500));
     let status = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#;
     s.kubectl(&["patch", "pod", "p", "--subresource=status", "--type=merge", "-p", status]);
@@ -74,7 +55,7 @@ fn kubectl_wait_for_condition_delete_and_jsonpath() {
         s.kubectl(&["wait", "--for=jsonpath={.status.phase}=Running", "pod/p", "--timeout=30s"]),
         "pod/p condition met\n"
     );
-    let (mut gone, _) = background(&s, &["wait", "--for=delete", "pod/p", "--timeout=60s"]);
+    let (mut gone, _) = s.kubectl_background(&["wait", "--for=delete", "pod/p", "--timeout=60s"]);
     std::thread::sleep(Duration::from_millis(500));
     s.kubectl(&["delete", "pod", "p", "--wait=false"]);
     assert!(gone.wait().expect("kubectl wait").success(), "wait --for=delete did not see the deletion");
@@ -128,10 +109,10 @@ fn watch_protocol_details() {
     let rv: u64 = last["object"]["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).expect("rv");
 
     // An object leaving a label selection is DELETED to that watcher.
-    let (mut w, lines) = background(
-        &s,
-        &["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?watch=1&labelSelector=team%3Dx&resourceVersion={rv}&timeoutSeconds=20")],
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&labelSelector=team%3Dx&resourceVersion={rv}&timeoutSeconds=20"
     );
+    let (mut w, lines) = s.kubectl_background(&["get", "--raw", &path]);
     std::thread::sleep(Duration::from_millis(500));
     s.kubectl(&["label", "configmap", "a", "team-"]);
     let e: Value = serde_json::from_str(&next_line(&lines, "the selector transition")).expect("json");

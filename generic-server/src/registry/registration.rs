@@ -184,6 +184,7 @@ impl Registration {
             categories: self.info.categories.clone(),
             subresources: self.info.subresources.clone(),
             verbs: self.info.verbs,
+            storage_version_hash: self.info.storage_version_hash.clone(),
             ..ResourceInfo::of::<K>()
         };
         let strategy = Arc::new(Converted { inner: self.strategy.clone(), conversion });

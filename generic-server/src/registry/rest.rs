@@ -26,7 +26,11 @@ pub struct CreateOnly {
 impl CreateOnly {
     /// A built-in kind: identity and schema from `K`.
     pub fn of<K: BuiltIn>(creater: impl Creater + 'static) -> CreateOnly {
-        let info = ResourceInfo { verbs: crate::discovery::CREATE_ONLY, ..ResourceInfo::of::<K>() };
+        let info = ResourceInfo {
+            verbs: crate::discovery::CREATE_ONLY,
+            storage_version_hash: String::new(),
+            ..ResourceInfo::of::<K>()
+        };
         CreateOnly { info, schema: Schema::of::<K>(), creater: Arc::new(creater) }
     }
 }

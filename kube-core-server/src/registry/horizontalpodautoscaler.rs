@@ -72,30 +72,24 @@ fn quantity_positive(q: &Value) -> bool {
     q.as_str().and_then(parse_quantity).is_some_and(|n| n > 0.0)
 }
 
-fn name_problems(causes: &mut Vec<Cause>, field: String, name: &str) {
-    if let Some(p) = path_segment_problem(name) {
-        causes.push(Cause::invalid(field, &json!(name), &p));
+/// A name that must be given and be a valid path segment; `detail` is the
+/// Required message's.
+fn segment(obj: &Value, field: &str, path: &str, detail: &str, causes: &mut Vec<Cause>) {
+    let v = str_at(obj, &format!("/{field}"));
+    if v.is_empty() {
+        causes.push(Cause::required(format!("{path}.{field}"), detail));
+    } else if let Some(p) = path_segment_problem(v) {
+        causes.push(Cause::invalid(format!("{path}.{field}"), &json!(v), &p));
     }
 }
 
 fn validate_cross_version_ref(r: &Value, path: &str, causes: &mut Vec<Cause>) {
-    for f in ["kind", "name"] {
-        let v = str_at(r, &format!("/{f}"));
-        if v.is_empty() {
-            causes.push(Cause::required(format!("{path}.{f}"), ""));
-        } else {
-            name_problems(causes, format!("{path}.{f}"), v);
-        }
-    }
+    segment(r, "kind", path, "", causes);
+    segment(r, "name", path, "", causes);
 }
 
 fn validate_metric_identifier(m: &Value, path: &str, causes: &mut Vec<Cause>) {
-    let name = str_at(m, "/name");
-    if name.is_empty() {
-        causes.push(Cause::required(format!("{path}.name"), "must specify a metric name"));
-    } else {
-        name_problems(causes, format!("{path}.name"), name);
-    }
+    segment(m, "name", path, "must specify a metric name", causes);
 }
 
 fn validate_metric_target(t: &Value, path: &str, causes: &mut Vec<Cause>) {

@@ -287,11 +287,12 @@ pub fn from_v2(v2: Value) -> Value {
     copy(&status2, &mut status, &["observedGeneration", "lastScaleTime"]);
     status.insert("currentReplicas".into(), status2.get("currentReplicas").cloned().unwrap_or(json!(0)));
     status.insert("desiredReplicas".into(), status2.get("desiredReplicas").cloned().unwrap_or(json!(0)));
+    // The last cpu status wins, as upstream's loop without a break.
     if let Some(u) = current
         .iter()
+        .rev()
         .filter(|m| is_cpu_resource(m))
-        .filter_map(|m| present(m.pointer("/resource/current/averageUtilization")))
-        .last()
+        .find_map(|m| present(m.pointer("/resource/current/averageUtilization")))
     {
         status.insert("currentCPUUtilizationPercentage".into(), u.clone());
     }
