@@ -313,20 +313,8 @@ impl Strategy for CrdStrategy {
         if let Some(c) = conv.as_object_mut() {
             c.entry("strategy").or_insert_with(|| json!("None"));
         }
-        if let Some(versions) = spec.get_mut("versions").and_then(Value::as_array_mut) {
-            for v in versions {
-                if let Some(scale) = v.pointer_mut("/subresources/scale").and_then(Value::as_object_mut) {
-                    let _ = scale;
-                }
-                if let Some(cols) = v.get_mut("additionalPrinterColumns").and_then(Value::as_array_mut) {
-                    for c in cols {
-                        if let Some(c) = c.as_object_mut() {
-                            c.entry("priority").or_insert(json!(0));
-                        }
-                    }
-                }
-            }
-        }
+        // A printer column's priority is omitempty upstream: 0 is not written,
+        // so a column without one reads back as it was applied.
     }
 
     fn validate(&self, object: &Value) -> Vec<Cause> {

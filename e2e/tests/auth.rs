@@ -89,8 +89,12 @@ fn bearer_tokens_from_token_auth_file() {
     let out = s.run_env(&["get", "ns"], None, &[("KUBECONFIG", &kc)]);
     assert!(out.code == 1 && out.stderr.contains(UNAUTHORIZED), "{out:?}");
     s.curl("GET", "/api", Cred::None, &[], None).assert_status(401, "Unauthorized");
-    // The admin certificate keeps working beside the tokens.
-    assert_eq!(s.kubectl(&["get", "configmaps", "-o", "name"]), "configmap/alice-cm\nconfigmap/bob-cm\n");
+    // The admin certificate keeps working beside the tokens (kube-root-ca.crt
+    // is published in every namespace, as upstream).
+    assert_eq!(
+        s.kubectl(&["get", "configmaps", "-o", "name"]),
+        "configmap/alice-cm\nconfigmap/bob-cm\nconfigmap/kube-root-ca.crt\n"
+    );
     s.assert_healthy();
 }
 

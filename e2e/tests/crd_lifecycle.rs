@@ -236,7 +236,7 @@ fn crd_discovery_openapi_explain_and_deletion() {
     let list = s.raw("/apis/example.com/v1");
     let names: Vec<&str> =
         list["resources"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
-    assert_eq!(names, vec!["widgets", "widgets/status", "widgets/scale"]);
+    assert_eq!(names, vec!["widgets", "widgets/scale", "widgets/status"]);
     let groups = s.raw("/apis");
     assert!(groups["groups"].as_array().into_iter().flatten().any(|g| g["name"] == "example.com"), "{groups}");
     let v3 = s.raw("/openapi/v3");

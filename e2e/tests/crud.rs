@@ -60,9 +60,10 @@ fn configmap_workflow_create_get_select_describe() {
     let cols: Vec<_> = rows[0].keys().cloned().collect();
     assert_eq!(cols, ["AGE", "DATA", "NAME"]);
     let summary: Vec<_> = rows.iter().map(|r| (r["NAME"].as_str(), r["DATA"].as_str())).collect();
-    assert_eq!(summary, [("api-cm", "2"), ("plain-cm", "0"), ("web-cm", "1")]);
+    // Every namespace holds the published root CA, as upstream's.
+    assert_eq!(summary, [("api-cm", "2"), ("kube-root-ca.crt", "1"), ("plain-cm", "0"), ("web-cm", "1")]);
     let wide = table(&s.kubectl(&["get", "cm", "-n", "team-a", "-o", "wide"]));
-    assert_eq!(wide.len(), 3);
+    assert_eq!(wide.len(), 4);
 
     // -o yaml / -o json carry the server-set metadata.
     let y = yaml(&s.kubectl(&["get", "cm", "web-cm", "-n", "team-a", "-o", "yaml"]));
@@ -80,13 +81,13 @@ fn configmap_workflow_create_get_select_describe() {
     let list = s.kubectl_json(&["get", "cm", "-n", "team-a"]);
     assert_eq!(list["kind"], "List");
     let names: Vec<_> = list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
-    assert_eq!(names, [json!("api-cm"), json!("plain-cm"), json!("web-cm")]);
+    assert_eq!(names, [json!("api-cm"), json!("kube-root-ca.crt"), json!("plain-cm"), json!("web-cm")]);
 
     // jsonpath and custom-columns.
     assert_eq!(s.kubectl(&["get", "cm", "web-cm", "-n", "team-a", "-o", "jsonpath={.data.mode}"]), "blue");
     assert_eq!(
         s.kubectl(&["get", "cm", "-n", "team-a", "-o", "jsonpath={.items[*].metadata.name}"]),
-        "api-cm plain-cm web-cm"
+        "api-cm kube-root-ca.crt plain-cm web-cm"
     );
     let cc = table(&s.kubectl(&[
         "get",
@@ -101,6 +102,7 @@ fn configmap_workflow_create_get_select_describe() {
         cc,
         [
             ("api-cm".into(), "red".into(), "api".into()),
+            ("kube-root-ca.crt".into(), "<none>".into(), "<none>".into()),
             ("plain-cm".into(), "<none>".into(), "<none>".into()),
             ("web-cm".into(), "blue".into(), "web".into())
         ]
@@ -111,11 +113,11 @@ fn configmap_workflow_create_get_select_describe() {
     for (sel, want) in [
         ("app=web", vec!["web-cm"]),
         ("app==web", vec!["web-cm"]),
-        ("app!=web", vec!["api-cm", "plain-cm"]),
+        ("app!=web", vec!["api-cm", "kube-root-ca.crt", "plain-cm"]),
         ("app in (web,api)", vec!["api-cm", "web-cm"]),
-        ("app notin (web)", vec!["api-cm", "plain-cm"]),
+        ("app notin (web)", vec!["api-cm", "kube-root-ca.crt", "plain-cm"]),
         ("tier", vec!["api-cm", "web-cm"]),
-        ("!tier", vec!["plain-cm"]),
+        ("!tier", vec!["kube-root-ca.crt", "plain-cm"]),
         ("app=web,tier=frontend", vec!["web-cm"]),
         ("app=web,tier=backend", vec![]),
     ] {
@@ -133,10 +135,10 @@ fn configmap_workflow_create_get_select_describe() {
     );
     assert_eq!(
         table_names(&s.kubectl(&["get", "cm", "-n", "team-a", "--field-selector", "metadata.name!=api-cm"])),
-        ["plain-cm", "web-cm"]
+        ["kube-root-ca.crt", "plain-cm", "web-cm"]
     );
     let all = table(&s.kubectl(&["get", "cm", "-A", "--field-selector", "metadata.namespace=team-a"]));
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len(), 4);
     assert!(all.iter().all(|r| r["NAMESPACE"] == "team-a"));
     s.kubectl_err(
         &["get", "cm", "-n", "team-a", "--field-selector", "data.mode=blue"],
@@ -277,8 +279,8 @@ fn configmap_workflow_modify_and_delete() {
         "configmap/web-cm annotated\n"
     );
     assert_eq!(get("web-cm")["metadata"]["annotations"], json!({"owner": "e2e", "note": "hello world"}));
-    assert_eq!(s.kubectl(&with_ns(&["label", "cm", "--all", "batch=1"])).lines().count(), 4);
-    assert_eq!(table_names(&s.kubectl(&with_ns(&["get", "cm", "-l", "batch=1"]))).len(), 4);
+    assert_eq!(s.kubectl(&with_ns(&["label", "cm", "--all", "batch=1"])).lines().count(), 5);
+    assert_eq!(table_names(&s.kubectl(&with_ns(&["get", "cm", "-l", "batch=1"]))).len(), 5);
 
     // replace with a stale resourceVersion fails with Conflict and changes nothing.
     let stale = s.kubectl(&with_ns(&["get", "cm", "api-cm", "-o", "yaml"]));
@@ -325,15 +327,19 @@ fn configmap_workflow_modify_and_delete() {
     assert_eq!(s.kubectl(&with_ns(&["delete", "cm", "-l", "app=api"])), "configmap \"api-cm\" deleted\n");
     assert_eq!(
         s.kubectl(&with_ns(&["delete", "cm", "--all"])),
-        "configmap \"applied\" deleted\nconfigmap \"plain-cm\" deleted\n"
+        "configmap \"applied\" deleted\nconfigmap \"kube-root-ca.crt\" deleted\nconfigmap \"plain-cm\" deleted\n"
     );
-    let out = s.run(&with_ns(&["get", "cm"]), None);
-    assert_eq!((out.code, out.stdout.as_str()), (0, ""));
-    assert_eq!(out.stderr, "No resources found in team-a namespace.\n");
+    // Only the published root CA comes back, as on a real cluster.
+    let back = |s: &Server| table_names(&s.kubectl(&with_ns(&["get", "cm"])));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while back(&s).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(back(&s), ["kube-root-ca.crt"]);
     // The delete --all stayed in its namespace.
     s.kubectl(&["create", "configmap", "keep", "--from-literal=a=b"]);
     let out = s.run(&with_ns(&["delete", "cm", "--all"]), None);
-    assert_eq!(out.stdout, "No resources found\n", "{out:?}");
+    assert_eq!(out.stdout, "configmap \"kube-root-ca.crt\" deleted\n", "{out:?}");
     assert_eq!(s.kubectl(&["get", "cm", "keep", "-o", "jsonpath={.data.a}"]), "b");
     s.assert_healthy();
 }

@@ -182,7 +182,11 @@ fn workflow(minor: u32) {
         s.kubectl_stdin(&["delete", "-f", "-"], Some(APP)),
         "deployment.apps \"web\" deleted\nservice \"web\" deleted\nconfigmap \"web-config\" deleted\n"
     );
-    assert_eq!(s.kubectl(&["delete", "cm", "--all"]), "configmap \"wire\" deleted\n");
+    // The published root CA goes too (and comes back), as on a real cluster.
+    assert_eq!(
+        s.kubectl(&["delete", "cm", "--all"]),
+        "configmap \"kube-root-ca.crt\" deleted\nconfigmap \"wire\" deleted\n"
+    );
     assert_eq!(table_names(&s.kubectl(&["get", "svc"])), ["kubernetes"]);
     s.assert_healthy();
 }

@@ -227,8 +227,9 @@ fn metrics_follow_kubectl_traffic() {
     });
     assert_eq!(watch.status, 200, "{}", watch.text());
     let events = watch.text().lines().filter(|l| !l.trim().is_empty()).count();
-    // The three configmaps (the dry run stored nothing).
-    assert_eq!(events, 3, "{}", watch.text());
+    // The three configmaps and the published kube-root-ca.crt (the dry run
+    // stored nothing).
+    assert_eq!(events, 4, "{}", watch.text());
 
     let all_configmaps = s.kubectl_json(&["get", "configmaps", "-A"])["items"].as_array().map(Vec::len).unwrap_or(0);
     let after = scrape_until(&s, "the watch recorded and configmaps counted", |m| {

@@ -22,6 +22,8 @@ fn kubectl_get_watch_and_watch_only() {
     assert!(header.starts_with("EVENT") && header.contains("NAME"), "{header}");
     let first = next_line(&lines, "the initial object");
     assert!(first.starts_with("ADDED") && first.contains("first"), "{first}");
+    let ca = next_line(&lines, "the published root CA");
+    assert!(ca.starts_with("ADDED") && ca.contains("kube-root-ca.crt"), "{ca}");
     let (mut only, only_lines) = s.kubectl_background(&["get", "configmaps", "--watch-only", "-o", "name"]);
     // --watch-only starts after the current state: nothing until a change.
     assert!(only_lines.recv_timeout(Duration::from_millis(1500)).is_err(), "--watch-only printed the current state");
@@ -71,17 +73,17 @@ fn chunked_lists_and_continue() {
     let out = s.run(&["get", "configmaps", "--chunk-size=2", "-v=6"], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let names: Vec<&str> = out.stdout.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4", "c5", "c6"]);
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "kube-root-ca.crt"]);
     assert_eq!(out.stderr.matches("continue=").count(), 3, "{}", out.stderr);
     let page = s.raw("/api/v1/namespaces/default/configmaps?limit=3");
-    assert_eq!(page["metadata"]["remainingItemCount"], 4);
+    assert_eq!(page["metadata"]["remainingItemCount"], 5);
     let token = page["metadata"]["continue"].as_str().expect("a continue token").to_string();
     // The snapshot holds: a delete after the first page does not show.
     s.kubectl(&["delete", "configmap", "c4"]);
     let rest = s.raw(&format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}"));
     let names: Vec<&str> =
         rest["items"].as_array().expect("items").iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
-    assert_eq!(names, ["c3", "c4", "c5", "c6"]);
+    assert_eq!(names, ["c3", "c4", "c5", "c6", "kube-root-ca.crt"]);
     assert!(s.run(&["get", "--raw", "/api/v1/namespaces/default/configmaps?continue=bogus"], None).code != 0);
 }
 
