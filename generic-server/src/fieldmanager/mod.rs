@@ -621,27 +621,21 @@ impl Store {
     /// timestamp, so the Store sees no change and writes nothing (upstream's
     /// no-op apply), instead of a new resourceVersion for a new time.
     fn unless_only_defaults_differ(&self, applied: Value, live: &Value, manager: &str) -> Value {
-        let entry_time = |obj: &Value| -> Option<Value> {
-            obj.pointer("/metadata/managedFields")?
-                .as_array()?
-                .iter()
-                .find(|e| {
-                    e.get("manager").and_then(Value::as_str) == Some(manager)
-                        && e.get("operation").and_then(Value::as_str) == Some("Apply")
-                        && e.get("subresource").and_then(Value::as_str).unwrap_or("").is_empty()
-                })
-                .and_then(|e| e.get("time").cloned())
+        let ours = |e: &Value| {
+            e.get("manager").and_then(Value::as_str) == Some(manager)
+                && e.get("operation").and_then(Value::as_str) == Some("Apply")
+                && e.get("subresource").and_then(Value::as_str).unwrap_or("").is_empty()
         };
-        let Some(old_time) = entry_time(live) else { return applied };
+        let old_time = live
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .and_then(|entries| entries.iter().find(|e| ours(e)))
+            .and_then(|e| e.get("time").cloned());
+        let Some(old_time) = old_time else { return applied };
         let mut same = applied.clone();
         if let Some(entries) = same.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
-            for e in entries.iter_mut() {
-                let ours = e.get("manager").and_then(Value::as_str) == Some(manager)
-                    && e.get("operation").and_then(Value::as_str) == Some("Apply")
-                    && e.get("subresource").and_then(Value::as_str).unwrap_or("").is_empty();
-                if ours {
-                    e["time"] = old_time.clone();
-                }
+            for e in entries.iter_mut().filter(|e| ours(e)) {
+                e["time"] = old_time.clone();
             }
         }
         let mut defaulted = same.clone();
