@@ -558,34 +558,17 @@ async fn serve_handler(
 
 /// DeleteOptions from the body (if any) and the query, query winning as upstream.
 fn delete_options(req: &Request, params: &Params) -> Result<DeleteOptions> {
-    let mut opts = DeleteOptions::default();
     let body = if req.body().is_empty() { Value::Null } else { decode_body(req)? };
-    if let Some(p) = body.get("preconditions") {
-        opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
-        opts.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
-    }
-    if let Some(d) = body.get("dryRun").and_then(Value::as_array) {
-        for v in d {
-            match v.as_str() {
-                Some("All") => opts.dry_run = true,
-                other => {
-                    return Err(StatusError::bad_request(format!(
-                        "Invalid dry run value: {:?}: supported values: \"All\"",
-                        other.unwrap_or("")
-                    )))
-                }
-            }
-        }
-    }
+    let mut opts = DeleteOptions::from_body(&body)?;
     if params.dry_run()? {
         opts.dry_run = true;
     }
-    opts.orphan_dependents = match params.get("orphanDependents") {
-        Some("true") => Some(true),
-        Some("false") => Some(false),
+    match params.get("orphanDependents") {
+        Some("true") => opts.orphan_dependents = Some(true),
+        Some("false") => opts.orphan_dependents = Some(false),
         Some(o) => return Err(StatusError::bad_request(format!("invalid orphanDependents {o:?}: must be a boolean"))),
-        None => body.get("orphanDependents").and_then(Value::as_bool),
-    };
+        None => {}
+    }
     // Checked as upstream checks them, though every deletion here is immediate
     // and orphaning is not modelled: a bad value must not delete anything.
     match params.get("gracePeriodSeconds") {

@@ -132,6 +132,31 @@ pub struct DeleteOptions {
     pub orphan_dependents: Option<bool>,
 }
 
+impl DeleteOptions {
+    /// What a DeleteOptions body says (preconditions, dryRun, orphanDependents);
+    /// the request's query parameters are the caller's to add.
+    pub fn from_body(body: &Value) -> Result<DeleteOptions> {
+        let mut opts = DeleteOptions::default();
+        if let Some(p) = body.get("preconditions") {
+            opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
+            opts.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+        }
+        for v in body.get("dryRun").and_then(Value::as_array).into_iter().flatten() {
+            match v.as_str() {
+                Some("All") => opts.dry_run = true,
+                other => {
+                    return Err(StatusError::bad_request(format!(
+                        "Invalid dry run value: {:?}: supported values: \"All\"",
+                        other.unwrap_or("")
+                    )))
+                }
+            }
+        }
+        opts.orphan_dependents = body.get("orphanDependents").and_then(Value::as_bool);
+        Ok(opts)
+    }
+}
+
 /// The outcome of a write: the object as stored (or as it would be, under dry
 /// run) and the warnings for the client's Warning header.
 #[derive(Debug)]

@@ -64,28 +64,12 @@ fn is_ready(pod: &Value) -> bool {
     arr_at(pod, "/status/conditions").iter().any(|c| str_at(c, "/type") == "Ready" && str_at(c, "/status") == "True")
 }
 
-/// The Eviction's deleteOptions, with the request's dryRun when it names none.
+/// The Eviction's deleteOptions, dry run too when the request says so.
 fn delete_options(eviction: &Value, request_dry_run: bool) -> Result<DeleteOptions, StatusError> {
-    let opts = eviction.get("deleteOptions").filter(|o| o.is_object());
-    let dry_run = match opts.map(|o| arr_at(o, "/dryRun")) {
-        Some(list) if !list.is_empty() => {
-            if list.iter().any(|v| v != "All") {
-                return Err(StatusError::bad_request(format!(
-                    "Invalid dry run value: {}: supported values: \"All\"",
-                    list.iter().find(|v| *v != "All").map(super::show).unwrap_or_default()
-                )));
-            }
-            true
-        }
-        _ => request_dry_run,
-    };
-    let precondition = |f: &str| opts.and_then(|o| o.pointer(&format!("/preconditions/{f}"))).and_then(Value::as_str);
-    Ok(DeleteOptions {
-        dry_run,
-        precondition_uid: precondition("uid").map(str::to_string),
-        precondition_resource_version: precondition("resourceVersion").map(str::to_string),
-        ..DeleteOptions::default()
-    })
+    let body = eviction.get("deleteOptions").filter(|o| o.is_object()).unwrap_or(&Value::Null);
+    let mut opts = DeleteOptions::from_body(body)?;
+    opts.dry_run |= request_dry_run;
+    Ok(opts)
 }
 
 fn success() -> SubresourceReply {
