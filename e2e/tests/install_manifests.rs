@@ -33,6 +33,16 @@ fn each_line(out: &str, verb: &str, expected: usize, what: &str) {
     }
 }
 
+/// The file's documents with its Namespaces last: deleting a namespace first
+/// lets the namespace controller remove its contents before kubectl asks for
+/// them, and kubectl then reports them NotFound (as on a real cluster whose
+/// controller is quick enough).
+fn namespaces_last(yaml: &str) -> String {
+    let (namespaces, rest): (Vec<&str>, Vec<&str>) =
+        yaml.split("\n---\n").partition(|d| d.lines().any(|l| l == "kind: Namespace"));
+    rest.into_iter().chain(namespaces).collect::<Vec<_>>().join("\n---\n")
+}
+
 /// The resourceVersion of every object in the file, by kind and name.
 fn versions(s: &Server, path: &Path) -> BTreeMap<String, String> {
     let list = s.kubectl_json(&["get", "-f", path.to_str().unwrap_or_default(), "-o", "json"]);
@@ -68,6 +78,8 @@ fn install_manifests_apply_reapply_and_delete() {
         let n = documents(yaml);
         let path = s.write_file(file, yaml);
         let p = path.to_str().expect("a UTF-8 path");
+        let deletion = s.write_file(&format!("delete-{file}"), &namespaces_last(yaml));
+        let d = deletion.to_str().expect("a UTF-8 path");
 
         each_line(&s.kubectl(&["apply", "-f", p]), " created", n, file);
         let applied = versions(&s, &path);
@@ -103,7 +115,7 @@ fn install_manifests_apply_reapply_and_delete() {
             assert!(all.lines().any(|l| l == listed), "{file}: `get all -A` lacks {listed}:\n{all}");
         }
 
-        each_line(&s.kubectl(&["delete", "-f", p]), " deleted", n, file);
+        each_line(&s.kubectl(&["delete", "-f", d]), " deleted", n, file);
         gone(&s, p, n);
 
         each_line(&s.kubectl(&["apply", "--server-side", "-f", p]), " serverside-applied", n, file);
@@ -111,7 +123,7 @@ fn install_manifests_apply_reapply_and_delete() {
         assert_eq!(before.len(), n, "{file}: {before:?}");
         each_line(&s.kubectl(&["apply", "--server-side", "-f", p]), " serverside-applied", n, file);
         assert_eq!(versions(&s, &path), before, "{file}: a server-side re-apply changes nothing");
-        each_line(&s.kubectl(&["delete", "-f", p]), " deleted", n, file);
+        each_line(&s.kubectl(&["delete", "-f", d]), " deleted", n, file);
         gone(&s, p, n);
     }
 }
