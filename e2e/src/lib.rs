@@ -111,6 +111,8 @@ pub struct Server {
     pub url: String,
     pub kubeconfig: PathBuf,
     pub log: PathBuf,
+    /// What the server wrote to stdout (the audit log with `--audit-log-path -`).
+    pub stdout_log: PathBuf,
     pub extra_args: Vec<String>,
     /// Which kubectl `kubectl()` runs (None = the one on PATH).
     pub kubectl_minor: Option<u32>,
@@ -133,6 +135,7 @@ impl Server {
             child: None,
             etcd,
             log: tmp.path().join("server.log"),
+            stdout_log: tmp.path().join("server.stdout"),
             data_dir,
             _tmp: Some(tmp),
             url: String::new(),
@@ -152,8 +155,18 @@ impl Server {
         if let Some(etcd) = &self.etcd {
             cmd.arg("--etcd-servers").arg(etcd.client_url());
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("starting kube-apiserver");
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let stdout_path = self.stdout_log.clone();
+        std::thread::spawn(move || {
+            let mut out = std::fs::OpenOptions::new().create(true).append(true).open(stdout_path).ok();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(f) = out.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        });
         let stderr = child.stderr.take().expect("stderr was piped");
         let (tx, rx) = mpsc::channel();
         let log_path = self.log.clone();

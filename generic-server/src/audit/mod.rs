@@ -541,6 +541,19 @@ fn log_request_object(ev: &mut Event, req: &Request, info: &RequestInfo, config:
         if config.omit_managed_fields {
             drop_managed_fields(&mut obj);
         }
+        if info.verb.starts_with("delete") {
+            // Upstream re-encodes the options it decoded: typed, in the
+            // request's group version, whatever the body said.
+            if let Value::Object(m) = &mut obj {
+                m.remove("kind");
+                m.remove("apiVersion");
+                let mut typed = serde_json::Map::new();
+                typed.insert("kind".into(), json!("DeleteOptions"));
+                typed.insert("apiVersion".into(), json!(info.group_version()));
+                typed.append(m);
+                *m = typed;
+            }
+        }
     }
     if config.level >= Level::Request {
         ev.request_object = Some(obj);
@@ -637,6 +650,88 @@ fn drop_managed_fields(v: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chain's two audit filters around `inner`, writing to `log`.
+    async fn serve(
+        log: &std::path::Path,
+        policy: &str,
+        req: Request,
+        inner: impl Fn(Request) -> Response + Clone + Send + 'static,
+    ) -> Response {
+        use tower::ServiceExt;
+        let opts = LogOptions { path: log.display().to_string(), ..Default::default() };
+        let (sink, mode) = LogSink::open(&opts).expect("log");
+        let auditor = Auditor::new(Policy::from_bytes(policy.as_bytes()).expect("policy"), sink, mode);
+        let handler = tower::service_fn(move |r: Request| {
+            let inner = inner.clone();
+            async move { Ok::<_, Infallible>(inner(r)) }
+        });
+        let with_audit = tower::service_fn(move |r: Request| audit(handler.clone(), (), r));
+        let chain = tower::service_fn(move |r: Request| init(with_audit.clone(), Some(auditor.clone()), r));
+        match chain.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    fn request(path: &str) -> Request {
+        let mut req = http::Request::builder().uri(path).body(bytes::Bytes::new()).expect("request");
+        let info = crate::request_info::parse(&http::Method::GET, path, None);
+        req.extensions_mut().insert(info);
+        req.extensions_mut().insert(UserInfo {
+            name: "alice".into(),
+            groups: vec!["devs".into()],
+            ..Default::default()
+        });
+        req
+    }
+
+    fn lines(log: &std::path::Path) -> Vec<Value> {
+        let text = std::fs::read_to_string(log).expect("log");
+        text.lines().map(|l| serde_json::from_str(l).expect("json")).collect()
+    }
+
+    const ALL_METADATA: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n";
+
+    #[tokio::test]
+    async fn hooks_reach_the_event() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("audit.log");
+        let resp = serve(&log, ALL_METADATA, request("/api/v1/namespaces/a/pods/p"), |r| {
+            log_impersonated_user(&r, &UserInfo { name: "bob".into(), groups: vec!["g".into()], ..Default::default() });
+            add_annotation(&r, "authorization.k8s.io/decision", "allow");
+            add_annotation(&r, "authorization.k8s.io/decision", "forbid");
+            http::Response::new(body::empty())
+        })
+        .await;
+        let events = lines(&log);
+        assert_eq!(events.len(), 2);
+        assert_eq!(resp.headers().get(HEADER).and_then(|v| v.to_str().ok()), events[0]["auditID"].as_str());
+        // Impersonation happens after the audit filter has written RequestReceived.
+        assert!(events[0].get("impersonatedUser").is_none(), "{}", events[0]);
+        assert_eq!(events[1]["user"], json!({"username": "alice", "groups": ["devs"]}));
+        assert_eq!(events[1]["impersonatedUser"], json!({"username": "bob", "groups": ["g"]}));
+        assert_eq!(events[1]["annotations"], json!({"authorization.k8s.io/decision": "allow"}));
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_recorded_and_passed_on() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join("audit.log");
+        let served = std::panic::AssertUnwindSafe(serve(&log, ALL_METADATA, request("/version"), |_| {
+            panic!("boom");
+        }))
+        .catch_unwind()
+        .await;
+        assert!(served.is_err(), "the panic goes on to the recovery filter");
+        let events = lines(&log);
+        let stages: Vec<&Value> = events.iter().map(|e| &e["stage"]).collect();
+        assert_eq!(stages, [&json!("RequestReceived"), &json!("Panic")]);
+        assert_eq!(
+            events[1]["responseStatus"],
+            json!({"metadata": {}, "status": "Failure", "message": "APIServer panic'd: boom", "reason": "InternalError", "code": 500})
+        );
+    }
 
     #[test]
     fn source_ips_follow_upstream() {

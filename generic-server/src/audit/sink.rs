@@ -278,7 +278,7 @@ impl Rotating {
                 Some((t, e.path()))
             })
             .collect();
-        backups.sort_by(|a, b| b.0.cmp(&a.0));
+        backups.sort_by_key(|b| std::cmp::Reverse(b.0));
         let cutoff = (self.max_age_days > 0)
             .then(|| SystemTime::now() - Duration::from_secs(self.max_age_days * 24 * 3600))
             .map(|t| chrono::DateTime::<chrono::Utc>::from(t).naive_utc());
