@@ -102,6 +102,35 @@ macro_rules! on_etcd {
     };
 }
 
+/// Appends each line `from` yields to the file at `path` (from a thread of
+/// its own), showing it to `seen` too.
+fn tee_lines(from: impl std::io::Read + Send + 'static, path: PathBuf, mut seen: impl FnMut(&str) + Send + 'static) {
+    std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+            seen(&line);
+        }
+    });
+}
+
+/// Runs the server with `flags` (on a throwaway data dir) expecting it to
+/// refuse to start; returns what it wrote to stderr.
+#[track_caller]
+pub fn start_refused(flags: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let out = Command::new(server_binary())
+        .args(["--data-dir", &dir.path().join("data").display().to_string()])
+        .args(["--secure-port", "0"])
+        .args(flags)
+        .output()
+        .expect("running the server");
+    assert!(!out.status.success(), "the server started with {flags:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub struct Server {
     child: Option<Child>,
     /// The private etcd when running on etcd; it outlives server restarts.
@@ -157,28 +186,11 @@ impl Server {
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("starting kube-apiserver");
-        let stdout = child.stdout.take().expect("stdout was piped");
-        let stdout_path = self.stdout_log.clone();
-        std::thread::spawn(move || {
-            let mut out = std::fs::OpenOptions::new().create(true).append(true).open(stdout_path).ok();
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(f) = out.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
-        });
-        let stderr = child.stderr.take().expect("stderr was piped");
+        tee_lines(child.stdout.take().expect("stdout was piped"), self.stdout_log.clone(), |_| {});
         let (tx, rx) = mpsc::channel();
-        let log_path = self.log.clone();
-        std::thread::spawn(move || {
-            let mut log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).ok();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(f) = log.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                if let Some(rest) = line.split("kube-apiserver ready: ").nth(1) {
-                    let _ = tx.send(rest.to_string());
-                }
+        tee_lines(child.stderr.take().expect("stderr was piped"), self.log.clone(), move |line| {
+            if let Some(rest) = line.split("kube-apiserver ready: ").nth(1) {
+                let _ = tx.send(rest.to_string());
             }
         });
         let ready = match rx.recv_timeout(Duration::from_secs(60)) {

@@ -76,18 +76,19 @@ fn audit_id(r: &HttpResponse) -> String {
     ids[0].clone()
 }
 
-fn post_cm(s: &Server, ns: &str, name: &str, id: &str) -> HttpResponse {
-    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}});
-    let r = s.curl(
-        "POST",
-        &format!("/api/v1/namespaces/{ns}/configmaps"),
-        Cred::Admin,
-        &[("Content-Type", "application/json"), ("Audit-ID", id)],
-        Some(body.to_string().as_bytes()),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+/// A write as admin with this audit ID and body; asserts the status it answers.
+#[track_caller]
+fn send(s: &Server, method: &str, path: &str, content_type: &str, id: &str, body: &[u8], code: u16) -> HttpResponse {
+    let r = s.curl(method, path, Cred::Admin, &[("Content-Type", content_type), ("Audit-ID", id)], Some(body));
+    assert_eq!(r.status, code, "{method} {path}: {}", r.text());
     assert_eq!(audit_id(&r), id, "a client's Audit-ID is kept");
     r
+}
+
+fn post_cm(s: &Server, ns: &str, name: &str, id: &str) -> HttpResponse {
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}});
+    let path = format!("/api/v1/namespaces/{ns}/configmaps");
+    send(s, "POST", &path, "application/json", id, body.to_string().as_bytes(), 201)
 }
 
 /// Fields every event carries, checked on each.
@@ -177,28 +178,15 @@ fn audit_policy_levels_stages_and_ids() {
     assert_eq!(ev[0]["responseStatus"]["code"], 201);
     // A patch is recorded as sent.
     let patch = json!({"data": {"k": "patched"}});
-    let r = s.curl(
-        "PATCH",
-        "/api/v1/namespaces/audit-req/configmaps/c1",
-        Cred::Admin,
-        &[("Content-Type", "application/merge-patch+json"), ("Audit-ID", "id-patch")],
-        Some(patch.to_string().as_bytes()),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    let cm = "/api/v1/namespaces/audit-req/configmaps/c1";
+    send(&s, "PATCH", cm, "application/merge-patch+json", "id-patch", patch.to_string().as_bytes(), 200);
     let ev = events_of(&log, "id-patch", 1);
     assert_eq!(stages(&ev), ["ResponseComplete"]);
     assert_eq!(ev[0]["verb"], "patch");
     assert_eq!(ev[0]["requestObject"], patch);
 
     // A delete's options are recorded typed, as upstream re-encodes them.
-    let r = s.curl(
-        "DELETE",
-        "/api/v1/namespaces/audit-req/configmaps/c1",
-        Cred::Admin,
-        &[("Content-Type", "application/json"), ("Audit-ID", "id-delete")],
-        Some(br#"{"propagationPolicy":"Background"}"#),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    send(&s, "DELETE", cm, "application/json", "id-delete", br#"{"propagationPolicy":"Background"}"#, 200);
     let ev = events_of(&log, "id-delete", 1);
     assert_eq!(ev[0]["verb"], "delete");
     assert_eq!(
@@ -221,14 +209,8 @@ fn audit_policy_levels_stages_and_ids() {
     let current = s.kubectl_json(&["get", "cm", "c1", "-n", "audit-meta", "-o", "json"]);
     let mut updated = current.clone();
     updated["data"] = json!({"k": "updated"});
-    let r = s.curl(
-        "PUT",
-        "/api/v1/namespaces/audit-meta/configmaps/c1",
-        Cred::Admin,
-        &[("Content-Type", "application/json"), ("Audit-ID", "id-update")],
-        Some(updated.to_string().as_bytes()),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    let cm = "/api/v1/namespaces/audit-meta/configmaps/c1";
+    send(&s, "PUT", cm, "application/json", "id-update", updated.to_string().as_bytes(), 200);
     let ev = events_of(&log, "id-update", 2);
     assert_eq!(ev[1]["verb"], "update");
     assert_eq!(ev[1]["objectRef"]["uid"], current["metadata"]["uid"], "{}", ev[1]);
@@ -408,16 +390,7 @@ fn audit_log_rotates_by_size() {
 #[test]
 fn bad_audit_flags_stop_the_server() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let refused = |flags: &[&str]| {
-        let out = std::process::Command::new(e2e::server_binary())
-            .args(["--data-dir", &dir.path().join("data").display().to_string()])
-            .args(["--secure-port", "0"])
-            .args(flags)
-            .output()
-            .expect("running the server");
-        assert!(!out.status.success(), "the server started with {flags:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let refused = e2e::start_refused;
     let bad = write(dir.path(), "bad.yaml", "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything\n");
     let log = dir.path().join("audit.log").display().to_string();
     let err = refused(&["--audit-policy-file", &bad.display().to_string(), "--audit-log-path", &log]);
