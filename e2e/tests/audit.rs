@@ -138,23 +138,25 @@ fn audit_policy_levels_stages_and_ids() {
         assert_eq!(mode, 0o600, "the audit log is private");
     }
 
-    // RequestResponse: the request object at every stage, the response object at the end.
+    // RequestResponse: RequestReceived is written before the body is read, so
+    // only the later events carry the request object and the name it gives.
     post_cm(&s, "audit-rr", "c1", "id-rr");
     let ev = events_of(&log, "id-rr", 2);
     assert_eq!(stages(&ev), ["RequestReceived", "ResponseComplete"]);
     for e in &ev {
         assert_common(e, "id-rr", "create", "/api/v1/namespaces/audit-rr/configmaps");
         assert_eq!(e["level"], "RequestResponse");
-        assert_eq!(
-            e["objectRef"],
-            json!({"resource": "configmaps", "namespace": "audit-rr", "name": "c1", "apiVersion": "v1"}),
-            "the name comes from the created object; no apiGroup for core"
-        );
-        assert_eq!(e["requestObject"]["data"], json!({"k": "v"}), "{e}");
-        assert_eq!(e["requestObject"]["kind"], "ConfigMap", "{e}");
     }
-    assert!(ev[0].get("responseObject").is_none(), "{}", ev[0]);
+    assert_eq!(ev[0]["objectRef"], json!({"resource": "configmaps", "namespace": "audit-rr", "apiVersion": "v1"}));
+    assert!(ev[0].get("requestObject").is_none() && ev[0].get("responseObject").is_none(), "{}", ev[0]);
     let done = &ev[1];
+    assert_eq!(
+        done["objectRef"],
+        json!({"resource": "configmaps", "namespace": "audit-rr", "name": "c1", "apiVersion": "v1"}),
+        "the name comes from the created object; no apiGroup for core"
+    );
+    assert_eq!(done["requestObject"]["data"], json!({"k": "v"}), "{done}");
+    assert_eq!(done["requestObject"]["kind"], "ConfigMap", "{done}");
     assert_eq!(done["responseStatus"], json!({"metadata": {}, "code": 201}));
     assert_eq!(done["responseObject"]["metadata"]["name"], "c1");
     assert!(done["responseObject"]["metadata"]["uid"].is_string(), "{done}");
@@ -204,8 +206,8 @@ fn audit_policy_levels_stages_and_ids() {
         assert_common(e, "id-meta", "create", "/api/v1/namespaces/audit-meta/configmaps");
         assert_eq!(e["level"], "Metadata");
         assert!(e.get("requestObject").is_none() && e.get("responseObject").is_none(), "{e}");
-        assert_eq!(e["objectRef"]["name"], "c1");
     }
+    assert_eq!(ev[1]["objectRef"]["name"], "c1");
     let current = s.kubectl_json(&["get", "cm", "c1", "-n", "audit-meta", "-o", "json"]);
     let mut updated = current.clone();
     updated["data"] = json!({"k": "updated"});
@@ -352,8 +354,9 @@ fn audit_log_rotates_by_size() {
         "--audit-log-maxbackup",
         "2",
     ]);
-    // Each create writes its 300 KB twice or thrice (request, then request
-    // and response): about 0.9 MB, so each one past the first rotates.
+    // Each create's ResponseComplete carries its 300 KB twice (request and
+    // response): about 0.6 MB, so each one after the first rotates the log,
+    // which then starts with that event.
     let data = "x".repeat(300 * 1024);
     for i in 0..5 {
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("big-{i}")}, "data": {"k": data}});
@@ -382,9 +385,10 @@ fn audit_log_rotates_by_size() {
         assert!(events.iter().all(|e| e["kind"] == "Event"), "{n}");
         seen += events.iter().filter(|e| e["verb"] == "create").count();
     }
-    // Four rotations: the log holds the last create's two events, each backup
-    // one earlier create's; the two oldest went with the removed backups.
-    assert_eq!(seen, 6, "create events left in the log and its backups");
+    // Four rotations; the log holds the last ResponseComplete, each kept
+    // backup the ResponseComplete and the next RequestReceived before it
+    // rotated; the two oldest backups are gone.
+    assert_eq!(seen, 5, "create events left in the log and its backups");
 }
 
 #[test]

@@ -15,8 +15,10 @@
 //! audit does: one ResponseStarted event.
 //!
 //! What goes where follows upstream's `audit/request.go`: the objectRef from
-//! RequestInfo, completed from the object a create or update sends; the
-//! request object (decoded body, or the patch) from level Request; the
+//! RequestInfo, completed (after RequestReceived, as upstream's handlers do)
+//! from the object a create or update sends; the request object (decoded
+//! body, or the patch) from level Request, in the events after
+//! RequestReceived; the
 //! response object (the JSON a non-streaming answer carries) only at
 //! RequestResponse, so lower levels cost no copy of the answer.
 
@@ -403,12 +405,13 @@ where
     if config.level == Level::None {
         return inner.call(req).await;
     }
-    let mut event = Event::new(&ctx.id, &req, &info, user.as_ref(), config.level);
-    log_request_object(&mut event, &req, &info, &config);
-    ctx.start(event, config.clone());
+    ctx.start(Event::new(&ctx.id, &req, &info, user.as_ref(), config.level), config.clone());
     if !ctx.emit(Stage::RequestReceived) && auditor.mode == Mode::BlockingStrict {
         return Ok(StatusError::internal("failed to store audit event").into_response());
     }
+    // As upstream's handlers do once they have decoded the body: after
+    // RequestReceived, which therefore never carries it.
+    ctx.update(|ev, config| log_request_object(ev, &req, &info, config));
     let resp = match std::panic::AssertUnwindSafe(inner.call(req)).catch_unwind().await {
         Ok(Ok(r)) => r,
         Ok(Err(never)) => match never {},
