@@ -296,6 +296,15 @@ fn audit_policy_levels_stages_and_ids() {
     );
 }
 
+/// The value of an unlabelled or labelled sample in /metrics.
+fn metric(s: &Server, sample: &str) -> f64 {
+    let text = s.kubectl(&["get", "--raw", "/metrics"]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in /metrics"))
+}
+
 #[test]
 fn audit_log_to_stdout_in_legacy_format_and_batches() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -333,6 +342,16 @@ fn audit_log_to_stdout_in_legacy_format_and_batches() {
     }
     let out = std::fs::read_to_string(&s.stdout_log).unwrap_or_default();
     assert!(!out.contains(r#"stage="RequestReceived""#), "the policy omits RequestReceived:\n{out}");
+
+    // Upstream's audit metrics count levels and events (one a request here).
+    let levels = metric(&s, r#"apiserver_audit_level_total{level="Metadata"}"#);
+    let events = metric(&s, "apiserver_audit_event_total");
+    assert!(levels >= 1.0 && events >= 1.0, "levels {levels}, events {events}");
+    for _ in 0..3 {
+        s.kubectl(&["get", "ns", "default"]);
+    }
+    assert!(metric(&s, r#"apiserver_audit_level_total{level="Metadata"}"#) >= levels + 3.0);
+    assert!(metric(&s, "apiserver_audit_event_total") >= events + 3.0);
 }
 
 #[test]

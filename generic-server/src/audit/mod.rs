@@ -321,7 +321,9 @@ impl AuditContext {
             micro_time(chrono::Utc::now())
         };
         event.annotations = annotations;
-        auditor.sink.process(event)
+        let written = auditor.sink.process(event);
+        crate::metrics::global().observe_audit_event(!written);
+        written
     }
 
     fn update(&self, f: impl FnOnce(&mut Event, &RequestAuditConfig)) {
@@ -402,11 +404,13 @@ where
     let Some(info) = req.extensions().get::<RequestInfo>().cloned() else { return inner.call(req).await };
     let user = req.extensions().get::<UserInfo>().cloned();
     let config = auditor.policy.evaluate(&policy::Attributes { user: user.as_ref(), info: &info });
+    crate::metrics::global().observe_audit_level(config.level.name());
     if config.level == Level::None {
         return inner.call(req).await;
     }
     ctx.start(Event::new(&ctx.id, &req, &info, user.as_ref(), config.level), config.clone());
     if !ctx.emit(Stage::RequestReceived) && auditor.mode == Mode::BlockingStrict {
+        crate::metrics::global().observe_audit_rejected();
         return Ok(StatusError::internal("failed to store audit event").into_response());
     }
     // As upstream's handlers do once they have decoded the body: after
@@ -469,6 +473,7 @@ pub fn failed_authentication(req: &Request) {
     let Some(auditor) = &ctx.auditor else { return };
     let Some(info) = req.extensions().get::<RequestInfo>() else { return };
     let config = auditor.policy.evaluate(&policy::Attributes { user: None, info });
+    crate::metrics::global().observe_audit_level(config.level.name());
     if config.level == Level::None {
         return;
     }

@@ -23,6 +23,10 @@ pub enum Level {
 const LEVELS: &[&str] = &["None", "Metadata", "Request", "RequestResponse"];
 
 impl Level {
+    pub fn name(self) -> &'static str {
+        LEVELS[self as usize]
+    }
+
     fn parse(s: &str) -> Option<Level> {
         Some(match s {
             "None" => Level::None,
