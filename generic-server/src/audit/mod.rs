@@ -399,16 +399,21 @@ pub async fn audit<S>(mut inner: S, _: (), req: Request) -> Result<Response, Inf
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let Some(ctx) = context(&req).cloned() else { return inner.call(req).await };
-    let Some(auditor) = ctx.auditor.clone() else { return inner.call(req).await };
-    let Some(info) = req.extensions().get::<RequestInfo>().cloned() else { return inner.call(req).await };
-    let user = req.extensions().get::<UserInfo>().cloned();
-    let config = auditor.policy.evaluate(&policy::Attributes { user: user.as_ref(), info: &info });
-    crate::metrics::global().observe_audit_level(config.level.name());
-    if config.level == Level::None {
-        return inner.call(req).await;
-    }
-    ctx.start(Event::new(&ctx.id, &req, &info, user.as_ref(), config.level), config.clone());
+    // Only what a request at level None needs is looked at before the policy
+    // decides: most requests cost one evaluation and nothing else.
+    let started = context(&req).and_then(|ctx| {
+        let auditor = ctx.auditor.as_ref()?;
+        let info = req.extensions().get::<RequestInfo>()?;
+        let user = req.extensions().get::<UserInfo>();
+        let config = auditor.policy.evaluate(&policy::Attributes { user, info });
+        crate::metrics::global().observe_audit_level(config.level.name());
+        if config.level == Level::None {
+            return None;
+        }
+        ctx.start(Event::new(&ctx.id, &req, info, user, config.level), config.clone());
+        Some((ctx.clone(), auditor.clone(), info.clone(), config))
+    });
+    let Some((ctx, auditor, info, config)) = started else { return inner.call(req).await };
     if !ctx.emit(Stage::RequestReceived) && auditor.mode == Mode::BlockingStrict {
         crate::metrics::global().observe_audit_rejected();
         return Ok(StatusError::internal("failed to store audit event").into_response());
