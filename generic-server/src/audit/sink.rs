@@ -345,6 +345,22 @@ mod tests {
     }
 
     #[test]
+    fn backups_older_than_max_age_go() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = dir.path().join("audit-2020-01-01T00-00-00.000.log");
+        let unrelated = dir.path().join("audit-notes.log");
+        std::fs::write(&old, "old\n").expect("write");
+        std::fs::write(&unrelated, "kept\n").expect("write");
+        let mut r = Rotating::open(dir.path().join("audit.log"), 10, 0, 1).expect("open");
+        r.write(b"first\n").expect("write");
+        r.write(b"second\n").expect("write");
+        assert!(!old.exists(), "a backup from 2020 is past --audit-log-maxage=1");
+        assert!(unrelated.exists(), "only names a backup would have are touched");
+        let backups = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(backups, 3, "the log, the fresh backup and the unrelated file");
+    }
+
+    #[test]
     fn flags_are_checked_as_upstream() {
         let bad = LogOptions { format: "xml".into(), max_size_mb: -1, ..Default::default() };
         assert_eq!(
