@@ -267,6 +267,20 @@ fn audit_policy_levels_stages_and_ids() {
         - chrono::DateTime::parse_from_rfc3339(started).expect("time");
     assert!(gap >= chrono::Duration::milliseconds(1500), "the stream lasted its 2 s: {started} .. {ended}");
 
+    // A watch refused before it streams: both stages, with the Status.
+    let r = s.curl(
+        "GET",
+        "/api/v1/namespaces/audit-meta/configmaps?watch=true&resourceVersion=bogus",
+        Cred::Admin,
+        &[("Audit-ID", "id-bad-watch")],
+        None,
+    );
+    assert!(r.status >= 400, "{}", r.text());
+    let ev = events_of(&log, "id-bad-watch", 3);
+    assert_eq!(stages(&ev), ["RequestReceived", "ResponseStarted", "ResponseComplete"]);
+    assert_eq!(ev[1]["responseStatus"]["code"], r.status);
+    assert_eq!(ev[1]["responseStatus"]["message"], r.json()["message"]);
+
     // kubectl's own requests, and its watch: `kubectl get -w` ended by its timeout.
     let before = parse_lines(&std::fs::read_to_string(&log).unwrap_or_default()).len();
     let out = s.run(&["get", "cm", "-n", "audit-meta", "-w", "--request-timeout=2s"], None);

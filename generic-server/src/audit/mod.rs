@@ -44,8 +44,8 @@ use crate::status::StatusError;
 pub use policy::{Level, Policy, RequestAuditConfig, Stage};
 pub use sink::{LogOptions, LogSink, Mode};
 
-/// The request and response header carrying the audit ID.
-pub const HEADER: &str = "Audit-ID";
+/// The request and response header carrying the audit ID (`Audit-ID`).
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("audit-id");
 
 /// Upstream cuts longer user agents and says so.
 const MAX_USER_AGENT: usize = 1024;
@@ -374,7 +374,7 @@ pub async fn init<S>(mut inner: S, auditor: Option<Arc<Auditor>>, mut req: Reque
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let (id, header) = match req.headers().get(HEADER).filter(|v| !v.is_empty()) {
+    let (id, header) = match req.headers().get(&HEADER).filter(|v| !v.is_empty()) {
         Some(v) => (String::from_utf8_lossy(v.as_bytes()).into_owned(), v.clone()),
         None => {
             let id = uuid::Uuid::new_v4().to_string();
@@ -387,7 +387,7 @@ where
         Ok(r) => r,
         Err(never) => match never {},
     };
-    if !resp.headers().contains_key(HEADER) {
+    if !resp.headers().contains_key(&HEADER) {
         resp.headers_mut().insert(HEADER, header);
     }
     Ok(resp)
@@ -444,7 +444,10 @@ where
         }
     };
     let code = resp.status().as_u16();
-    if is_long_running(&info) {
+    let long_running = is_long_running(&info);
+    // A long-running request refused before its stream began answers with a
+    // Status, whole.
+    if long_running && !(code >= 400 && encoded_object(&resp)) {
         ctx.update(|ev, _| ev.response_status = Some(response_status(code, None)));
         ctx.emit(Stage::ResponseStarted);
         let done = EmitWhenDropped(ctx);
@@ -455,7 +458,10 @@ where
         }));
         return Ok(http::Response::from_parts(parts, body));
     }
-    let resp = log_response(&ctx, &config, resp).await;
+    let resp = log_response(&ctx, &config, resp, long_running).await;
+    if long_running {
+        ctx.emit(Stage::ResponseStarted);
+    }
     ctx.emit(Stage::ResponseComplete);
     Ok(resp)
 }
@@ -575,16 +581,12 @@ fn log_request_object(ev: &mut Event, req: &Request, info: &RequestInfo, config:
 
 /// upstream's LogResponseObject: a Status answer's fields go to
 /// responseStatus at any level; the answer itself is the responseObject at
-/// RequestResponse. Only answers held whole are read (never a stream).
-async fn log_response(ctx: &AuditContext, config: &RequestAuditConfig, resp: Response) -> Response {
+/// RequestResponse. Only answers known to be whole (`whole`, or sized) are
+/// read, never a stream.
+async fn log_response(ctx: &AuditContext, config: &RequestAuditConfig, resp: Response, whole: bool) -> Response {
     let code = resp.status().as_u16();
     let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
-    let readable = resp.body().size_hint().exact().is_some()
-        && content_type
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with(crate::protobuf::CONTENT_TYPE));
-    if !readable {
+    if !(whole || resp.body().size_hint().exact().is_some()) || !encoded_object(&resp) {
         ctx.update(|ev, _| ev.response_status = Some(response_status(code, None)));
         return resp;
     }
@@ -618,6 +620,13 @@ async fn log_response(ctx: &AuditContext, config: &RequestAuditConfig, resp: Res
         ev.response_object = response_object;
     });
     http::Response::from_parts(parts, body::full(bytes))
+}
+
+/// Whether an answer is one object in JSON or protobuf (not a watch stream,
+/// not text).
+fn encoded_object(resp: &Response) -> bool {
+    let ct = resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    (ct.starts_with("application/json") || ct.starts_with(crate::protobuf::CONTENT_TYPE)) && !ct.contains("stream=")
 }
 
 /// metav1.Status as the event carries it: the code, and a Status answer's
@@ -719,7 +728,7 @@ mod tests {
         .await;
         let events = lines(&log);
         assert_eq!(events.len(), 2);
-        assert_eq!(resp.headers().get(HEADER).and_then(|v| v.to_str().ok()), events[0]["auditID"].as_str());
+        assert_eq!(resp.headers().get(&HEADER).and_then(|v| v.to_str().ok()), events[0]["auditID"].as_str());
         // Impersonation happens after the audit filter has written RequestReceived.
         assert!(events[0].get("impersonatedUser").is_none(), "{}", events[0]);
         assert_eq!(events[1]["user"], json!({"username": "alice", "groups": ["devs"]}));
