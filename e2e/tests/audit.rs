@@ -348,6 +348,8 @@ fn audit_log_to_stdout_in_legacy_format_and_batches() {
         assert!(Instant::now() < deadline, "no audit line on stdout:\n{out}");
         std::thread::sleep(Duration::from_millis(50));
     };
+    let stamp = line.split(" AUDIT: ").next().unwrap_or_default();
+    assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "the line starts with the time received: {line}");
     for part in [
         r#" AUDIT: id="id-stdout" stage="ResponseComplete" ip="127.0.0.1" method="get" user="admin" groups="\"system:masters\",\"system:authenticated\"" as="<self>" asgroups="<lookup>" user-agent="curl/"#,
         r#" namespace="default" uri="/api/v1/namespaces/default" response="200""#,

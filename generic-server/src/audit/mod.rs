@@ -239,7 +239,7 @@ impl Event {
         format!(
             "{} AUDIT: id={:?} stage={:?} ip={:?} method={:?} user={:?} groups={:?} as={:?} asgroups={:?} \
              user-agent={:?} namespace={:?} uri={:?} response=\"{}\"",
-            self.request_received_timestamp,
+            rfc3339_nano(&self.request_received_timestamp),
             self.audit_id,
             format!("{:?}", self.stage),
             self.source_ips.first().map(String::as_str).unwrap_or("<unknown>"),
@@ -253,6 +253,17 @@ impl Event {
             self.request_uri,
             response
         )
+    }
+}
+
+/// Go's RFC3339Nano form of a MicroTime: the fraction without trailing zeros.
+fn rfc3339_nano(micro: &str) -> String {
+    match micro.strip_suffix('Z').and_then(|t| t.split_once('.')) {
+        Some((secs, frac)) => match frac.trim_end_matches('0') {
+            "" => format!("{secs}Z"),
+            f => format!("{secs}.{f}Z"),
+        },
+        None => micro.to_string(),
     }
 }
 
@@ -753,6 +764,12 @@ mod tests {
             events[1]["responseStatus"],
             json!({"metadata": {}, "status": "Failure", "message": "APIServer panic'd: boom", "reason": "InternalError", "code": 500})
         );
+    }
+
+    #[test]
+    fn legacy_timestamps_are_rfc3339_nano() {
+        assert_eq!(rfc3339_nano("2026-12-02T10:22:05.278500Z"), "2026-12-02T10:22:05.2785Z");
+        assert_eq!(rfc3339_nano("2026-12-02T10:22:05.000000Z"), "2026-12-02T10:22:05Z");
     }
 
     #[test]
