@@ -73,7 +73,8 @@ async fn sync_all(informer: &Informer, store: &Store) -> Result<(), StatusError>
         if wanted == rules_of(role) {
             continue;
         }
-        let mut config = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}});
+        let mut config =
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}});
         // Upstream's apply configuration leaves an empty list out, which
         // drops the rules this manager owned.
         if !rules.is_empty() {
@@ -131,10 +132,7 @@ mod tests {
         // The role itself matches its own selector when labelled so; it is skipped.
         let selfish = json!({"metadata": {"name": "agg", "labels": {"a": "true"}}, "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "true"}}]}, "rules": [get("mine")]});
         let all = [&agg, &z, &y, &w, &other];
-        assert_eq!(
-            aggregated_rules(&agg, &all),
-            Some(vec![get("secrets"), get("nodes"), get("pods"), get("events")])
-        );
+        assert_eq!(aggregated_rules(&agg, &all), Some(vec![get("secrets"), get("nodes"), get("pods"), get("events")]));
         assert_eq!(aggregated_rules(&selfish, &[&selfish, &z]), Some(vec![get("pods"), get("secrets")]));
         assert_eq!(aggregated_rules(&z, &all), None);
     }

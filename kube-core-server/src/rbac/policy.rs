@@ -58,7 +58,8 @@ mod generate {
     }
 
     fn read_yaml(path: &Path) -> Value {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e} (shared/ beside the clone)", path.display()));
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{}: {e} (shared/ beside the clone)", path.display()));
         serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 

@@ -49,7 +49,8 @@ fn merge_metadata(result: &mut Value, expected: &Value) -> bool {
     for key in ["annotations", "labels"] {
         let wanted = expected.pointer(&format!("/metadata/{key}")).and_then(Value::as_object);
         let Some(wanted) = wanted.filter(|w| !w.is_empty()) else { continue };
-        let mut have = result.pointer(&format!("/metadata/{key}")).and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut have =
+            result.pointer(&format!("/metadata/{key}")).and_then(Value::as_object).cloned().unwrap_or_default();
         for (k, v) in wanted {
             if !have.contains_key(k) {
                 have.insert(k.clone(), v.clone());
@@ -204,7 +205,12 @@ async fn ensure_one(store: &Store, expected: &Value, reconcile: Reconcile) -> Re
             Err(e) => return Err(e),
         }
     }
-    Err(StatusError::conflict(&store.info.group, &store.info.plural, name, "too many conflicts while reconciling the default RBAC policy"))
+    Err(StatusError::conflict(
+        &store.info.group,
+        &store.info.plural,
+        name,
+        "too many conflicts while reconciling the default RBAC policy",
+    ))
 }
 
 /// Reconciles every default object: roles before the bindings naming them.
@@ -285,9 +291,7 @@ mod tests {
     #[test]
     fn bindings_gain_subjects_or_are_recreated() {
         let sub = |n: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": n});
-        let binding = |subjects: Value, role: &str| {
-            json!({"metadata": {"name": "b"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}, "subjects": subjects})
-        };
+        let binding = |subjects: Value, role: &str| json!({"metadata": {"name": "b"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}, "subjects": subjects});
         let expected = binding(json!([sub("a"), sub("b")]), "r");
         let r = reconcile_binding(Some(&binding(json!([sub("c"), sub("a")]), "r")), &expected);
         assert_eq!((r.operation, &r.object["subjects"]), (Operation::Update, &json!([sub("c"), sub("a"), sub("b")])));

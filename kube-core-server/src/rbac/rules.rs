@@ -63,9 +63,7 @@ impl PolicyRule {
                         out.push(base);
                     } else {
                         out.extend(
-                            self.resource_names
-                                .iter()
-                                .map(|n| PolicyRule { resource_names: one(n), ..base.clone() }),
+                            self.resource_names.iter().map(|n| PolicyRule { resource_names: one(n), ..base.clone() }),
                         );
                     }
                 }
@@ -121,7 +119,9 @@ mod tests {
 
     #[test]
     fn breakdown_is_per_tuple() {
-        let r = rule(json!({"apiGroups": ["", "apps"], "resources": ["pods"], "verbs": ["get", "list"], "resourceNames": ["a"]}));
+        let r = rule(
+            json!({"apiGroups": ["", "apps"], "resources": ["pods"], "verbs": ["get", "list"], "resourceNames": ["a"]}),
+        );
         let parts = r.breakdown();
         assert_eq!(parts.len(), 4);
         assert_eq!(
