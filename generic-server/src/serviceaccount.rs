@@ -889,6 +889,28 @@ mod tests {
         assert_eq!(signer.public.material.spki_der(), der);
     }
 
+    /// A SEC1 P-256 key as openssl writes it (a test fixture, not a secret).
+    const EC_KEY: &str = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEIGnjEZfqsDzKd8vyLs0Cd/2FS6/C8tes23nERfuxr0fpoAoGCCqGSM49
+AwEHoUQDQgAE8GEoyDeNW1pVseikxncbXT97jhnjyUdUn+zvIJJx4g1Dva6E9mLx
+Z3NQfMJdE3Lr8ccVdVb7my5DMn6VlKNW5g==
+-----END EC PRIVATE KEY-----
+";
+
+    #[test]
+    fn es256_keys_sign_and_verify() {
+        let signer = Signer::from_pem(EC_KEY.as_bytes()).unwrap();
+        assert_eq!(signer.public.alg(), "ES256");
+        let token = signer.sign(&json!({"iss": "x"})).unwrap();
+        let jwt = Jwt::parse(&token).unwrap();
+        signer.public.verify("ES256", jwt.signing_input.as_bytes(), &jwt.signature).unwrap();
+        assert!(signer.public.verify("RS256", jwt.signing_input.as_bytes(), &jwt.signature).is_err());
+        let jwk = signer.public.jwk();
+        assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("EC"), Some("P-256")));
+        assert_eq!(B64URL.decode(jwk["x"].as_str().unwrap()).unwrap().len(), 32);
+        assert_eq!(public_keys_from_pem(EC_KEY.as_bytes()).unwrap()[0].kid, signer.public.kid);
+    }
+
     #[test]
     fn discovery_requires_https_issuer() {
         let (private, _) = generate_rsa_pem().unwrap();
