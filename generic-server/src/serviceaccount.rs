@@ -870,6 +870,15 @@ mod tests {
     }
 
     #[test]
+    fn pod_token_expiration_is_extended_for_api_audiences_only() {
+        let t = tokens();
+        let api = vec!["https://issuer".to_string()];
+        assert_eq!(extended_expiration(&t, 3607, &api), (EXPIRATION_EXTENSION_SECONDS, 3607));
+        assert_eq!(extended_expiration(&t, 3600, &api), (3600, 0));
+        assert_eq!(extended_expiration(&t, 3607, &["vault".into()]), (3607, 0));
+    }
+
+    #[test]
     fn recreated_service_account_invalidates() {
         let t = tokens();
         let mut c = claims();
