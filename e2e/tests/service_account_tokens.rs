@@ -180,6 +180,22 @@ fn service_account_tokens() {
     assert_refused(&s, &bound);
     assert_eq!(review(&s, &bound, &[]), json!({"user": {}, "error": "service account token has been invalidated"}));
 
+    // So does one bound to a Secret.
+    s.kubectl(&["create", "secret", "generic", "holder", "-n", "team", "--from-literal=a=b"]);
+    let held =
+        create_token(&s, &["robot", "-n", "team", "--bound-object-kind", "Secret", "--bound-object-name", "holder"]);
+    let secret_uid = uid(&s, &["secret", "holder", "-n", "team"]);
+    assert_eq!(decode(&held).1["kubernetes.io"]["secret"], json!({"name": "holder", "uid": secret_uid}));
+    assert_eq!(
+        whoami(&s, &held)
+            .expect("the secret-bound token authenticates")
+            .get("extra")
+            .map(|e| e.get("authentication.kubernetes.io/pod-name")),
+        Some(None)
+    );
+    s.kubectl(&["delete", "secret", "holder", "-n", "team"]);
+    assert_refused(&s, &held);
+
     // Recreating the ServiceAccount invalidates its tokens (uid checked).
     s.kubectl(&["delete", "serviceaccount", "robot", "-n", "team"]);
     s.kubectl(&["create", "serviceaccount", "robot", "-n", "team"]);
