@@ -15,6 +15,7 @@ use clap::Parser;
 use generic_server::authn::TokenFile;
 use generic_server::filters::{self, Authentication, FilterConfig, VersionInfo};
 use generic_server::serve;
+use generic_server::serviceaccount::ServiceAccountTokens;
 use kube_core_server::admission::AdmissionPlugins;
 
 /// The API level this server implements, reported by /version.
@@ -143,6 +144,71 @@ pub struct Options {
     /// Events the batch mode buffers before it drops them.
     #[arg(long, default_value_t = 10000)]
     pub audit_log_batch_buffer_size: usize,
+    /// The issuer of ServiceAccount tokens, repeatable: the first signs new
+    /// tokens, all are accepted (default: https://kubernetes.default.svc.cluster.local).
+    #[arg(long)]
+    pub service_account_issuer: Vec<String>,
+    /// PEM files of keys that verify ServiceAccount tokens, repeatable
+    /// (default: the signing key's public half).
+    #[arg(long)]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// The private key ServiceAccount tokens are signed with (default: the
+    /// generated DATA_DIR/pki/sa.key).
+    #[arg(long)]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// What tokens must be meant for to be accepted (default: the issuers).
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// The longest a requested token may last (Go duration; 0 is no limit).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub service_account_max_token_expiration: std::time::Duration,
+    /// Whether pods' projected tokens are extended to a year, warning after their hour.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub service_account_extend_token_expiration: bool,
+    /// The jwks_uri OIDC discovery names (default: this server's /openid/v1/jwks).
+    #[arg(long)]
+    pub service_account_jwks_uri: Option<String>,
+}
+
+/// The issuer when none is given: kubeadm's, an https URL so OIDC discovery is served.
+const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// The ServiceAccount token settings from the flags, keys read or generated.
+fn service_account_tokens(
+    opts: &Options,
+    pki_dir: &std::path::Path,
+    external_address: &str,
+) -> Result<ServiceAccountTokens, String> {
+    use generic_server::serviceaccount::{public_keys_from_pem, Signer};
+    let max = opts.service_account_max_token_expiration;
+    if !max.is_zero() && (max < std::time::Duration::from_secs(3600) || max.as_secs() > 1 << 32) {
+        return Err("the service-account-max-token-expiration must be between 1 hour and 2^32 seconds".into());
+    }
+    let signing_pem = match &opts.service_account_signing_key_file {
+        Some(f) => read(f)?,
+        None => pki::service_account_key(pki_dir)?,
+    };
+    let signer = Signer::from_pem(&signing_pem).map_err(|e| format!("service-account-signing-key-file: {e}"))?;
+    let mut verify = Vec::new();
+    for f in &opts.service_account_key_file {
+        verify.extend(public_keys_from_pem(&read(f)?).map_err(|e| format!("{}: {e}", f.display()))?);
+    }
+    let issuers = if opts.service_account_issuer.is_empty() {
+        vec![DEFAULT_ISSUER.to_string()]
+    } else {
+        opts.service_account_issuer.clone()
+    };
+    let mut tokens = ServiceAccountTokens::new(
+        issuers,
+        opts.api_audiences.clone(),
+        signer,
+        verify,
+        opts.service_account_jwks_uri.as_deref(),
+        external_address,
+    )?;
+    tokens.max_expiration_seconds = max.as_secs() as i64;
+    tokens.extend_expiration = opts.service_account_extend_token_expiration;
+    Ok(tokens)
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -213,13 +279,22 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
         .await
         .map_err(|e| format!("listening on {}:{}: {e}", opts.bind_address, opts.secure_port))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let host = match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_string(),
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
+    let service_accounts =
+        Arc::new(service_account_tokens(&opts, &data_dir.join("pki"), &format!("{host}:{}", local.port()))?);
 
     let wiring::Chain { handler: chain, ready_checks } =
-        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, plugins).await?;
+        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, plugins, service_accounts.clone())
+            .await?;
     let service = filters::build(
         chain,
         FilterConfig {
-            authn: Authentication { tokens, anonymous: opts.anonymous_auth },
+            authn: Authentication { tokens, anonymous: opts.anonymous_auth, service_accounts: Some(service_accounts) },
             version: VersionInfo {
                 major: KUBE_MAJOR.into(),
                 minor: KUBE_MINOR.into(),
@@ -235,12 +310,6 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
         },
     );
 
-    let host = match local.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_string(),
-        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-        IpAddr::V6(ip) => format!("[{ip}]"),
-        IpAddr::V4(ip) => ip.to_string(),
-    };
     let url = format!("https://{host}:{}", local.port());
     let kubeconfig_path = data_dir.join("admin.kubeconfig");
     let kc = kubeconfig::render(&url, &pki.ca.cert, &pki.admin.cert, &pki.admin.key)?;

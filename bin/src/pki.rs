@@ -2,7 +2,8 @@
 //! admin client certificate, and the front-proxy CA with the client
 //! certificate the aggregator presents to extension API servers (kubeadm's
 //! names), generated on first start under DATA_DIR/pki and reused afterwards
-//! so kubeconfigs and backends' trust stay valid across restarts.
+//! so kubeconfigs and backends' trust stay valid across restarts; and the
+//! ServiceAccount signing key pair `sa.key` / `sa.pub` (kubeadm's names).
 
 use std::fs;
 use std::path::Path;
@@ -32,4 +33,24 @@ pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<Pki, String> {
     let front_proxy_client =
         load_or(dir, "front-proxy-client", || client_cert(&front_proxy_ca, "front-proxy-client", &[]))?;
     Ok(Pki { ca, serving, admin, front_proxy_ca, front_proxy_client })
+}
+
+/// DATA_DIR/pki/sa.key (PEM, created 0600 when missing, with sa.pub beside
+/// it for external verifiers): the key ServiceAccount tokens are signed with
+/// when --service-account-signing-key-file is not given.
+pub fn service_account_key(dir: &Path) -> Result<Vec<u8>, String> {
+    let key = dir.join("sa.key");
+    if let Ok(pem) = fs::read(&key) {
+        return Ok(pem);
+    }
+    let (private, public) = generic_server::serviceaccount::generate_rsa_pem()?;
+    let written = |e: std::io::Error| format!("writing {}: {e}", key.display());
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key).map_err(written)?;
+        f.write_all(private.as_bytes()).map_err(written)?;
+    }
+    fs::write(dir.join("sa.pub"), public).map_err(|e| format!("writing sa.pub: {e}"))?;
+    Ok(private.into_bytes())
 }

@@ -103,6 +103,7 @@ pub async fn build_chain(
     pki: &Pki,
     client_ca: &[u8],
     plugins: kube_core_server::admission::AdmissionPlugins,
+    service_accounts: Arc<generic_server::serviceaccount::ServiceAccountTokens>,
 ) -> Result<Chain, String> {
     let aggregator_config = aggregator_config(opts, pki, client_ca)?;
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
@@ -120,6 +121,7 @@ pub async fn build_chain(
         // the one the admin kubeconfig trusts, which is what
         // kube-controller-manager publishes without --root-ca-file.
         root_ca: pki.ca.cert.clone(),
+        service_account_tokens: Some(service_accounts),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
     let handler: DynHandler =

@@ -466,7 +466,33 @@ pub fn describe_value(out: &str, key: &str) -> String {
         .unwrap_or_else(|| panic!("describe output has no {key:?} line:\n{out}"))
 }
 
+/// Waits up to 10 s for `check` to hold, failing the test naming `what`.
+#[track_caller]
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// kubectl's wording for a 401 (1.27 adds "(Unauthorized)", newer ones "(the server
+/// has asked for the client to provide credentials)").
+pub const KUBECTL_UNAUTHORIZED: &str = "error: You must be logged in to the server (";
+
 impl Server {
+    /// A kubeconfig (in the scratch dir) that verifies the server but carries
+    /// only `user`, a YAML mapping such as `{token: abc}`; returns its path.
+    pub fn user_kubeconfig(&self, name: &str, user: &str) -> String {
+        let (ca, _, _) = self.admin_pem_paths();
+        let body = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user: {user}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            self.url,
+            ca.display()
+        );
+        self.write_file(name, body).to_str().expect("a utf-8 scratch path").to_string()
+    }
+
     /// A scratch directory for files the test writes (inside the server's temp dir).
     pub fn scratch(&self) -> PathBuf {
         let d = self.data_dir.parent().unwrap_or(&self.data_dir).join("scratch");

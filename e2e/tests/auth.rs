@@ -3,24 +3,8 @@
 
 use e2e::{Cred, Server};
 use serde_json::json;
-use std::path::Path;
 
-/// A kubeconfig for `s` that verifies the server but carries only `user` (YAML).
-fn kubeconfig(s: &Server, dir: &Path, name: &str, user: &str) -> String {
-    let (ca, _, _) = s.admin_pem_paths();
-    let body = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user: {user}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
-        s.url,
-        ca.display()
-    );
-    let p = dir.join(name);
-    std::fs::write(&p, body).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-/// kubectl's wording for a 401 (1.27 adds "(Unauthorized)", newer ones "(the server
-/// has asked for the client to provide credentials)").
-const UNAUTHORIZED: &str = "error: You must be logged in to the server (";
+const UNAUTHORIZED: &str = e2e::KUBECTL_UNAUTHORIZED;
 
 #[test]
 fn no_or_bad_credentials_get_401() {
@@ -46,14 +30,13 @@ fn no_or_bad_credentials_get_401() {
     s.curl("GET", "/api/v1/namespaces", Cred::Token("no-such-token".into()), &[], None)
         .assert_status(401, "Unauthorized");
 
-    let dir = tempfile::tempdir().unwrap();
     // (With no user at all kubectl would prompt for a username; a basic-auth user is
     // no credential the server accepts, so the request is unauthenticated.)
-    let none = kubeconfig(&s, dir.path(), "none", "{username: nobody, password: nothing}");
+    let none = s.user_kubeconfig("none", "{username: nobody, password: nothing}");
     let out = s.run_env(&["get", "namespaces"], None, &[("KUBECONFIG", &none)]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains(UNAUTHORIZED), "{out:?}");
-    let bad = kubeconfig(&s, dir.path(), "bad", "{token: wrong}");
+    let bad = s.user_kubeconfig("bad", "{token: wrong}");
     let out = s.run_env(&["get", "configmaps"], None, &[("KUBECONFIG", &bad)]);
     assert!(out.code == 1 && out.stderr.contains(UNAUTHORIZED), "{out:?}");
     // Nothing was created by the refused requests.
@@ -71,7 +54,7 @@ fn bearer_tokens_from_token_auth_file() {
         let r = s.curl("GET", "/api/v1/namespaces", Cred::Token(tok.into()), &[], None);
         assert_eq!(r.status, 200, "{tok}: {}", r.text());
         assert_eq!(r.json()["kind"], "NamespaceList");
-        let kc = kubeconfig(&s, dir.path(), name, &format!("{{token: {tok}}}"));
+        let kc = s.user_kubeconfig(name, &format!("{{token: {tok}}}"));
         let out = s.run_env(
             &["create", "configmap", &format!("{name}-cm"), "--from-literal=a=b"],
             None,
@@ -85,10 +68,20 @@ fn bearer_tokens_from_token_auth_file() {
         );
         assert_eq!((out.code, out.stdout.as_str()), (0, "b"), "{out:?}");
     }
-    let kc = kubeconfig(&s, dir.path(), "wrong", "{token: alice-token-x}");
+    let kc = s.user_kubeconfig("wrong", "{token: alice-token-x}");
     let out = s.run_env(&["get", "ns"], None, &[("KUBECONFIG", &kc)]);
     assert!(out.code == 1 && out.stderr.contains(UNAUTHORIZED), "{out:?}");
     s.curl("GET", "/api", Cred::None, &[], None).assert_status(401, "Unauthorized");
+    // The scheme is case-insensitive, as upstream's.
+    for scheme in ["bearer", "BEARER"] {
+        let auth = format!("{scheme} alice-token");
+        let r = s.curl("GET", "/api/v1/namespaces", Cred::None, &[("Authorization", &auth)], None);
+        assert_eq!(r.status, 200, "{scheme}: {}", r.text());
+    }
+    // Authenticators form a union, the certificate first: a valid client
+    // certificate with a bad token is the certificate's user.
+    let r = s.curl("GET", "/api/v1/namespaces", Cred::Admin, &[("Authorization", "Bearer nope")], None);
+    assert_eq!(r.status, 200, "{}", r.text());
     // The admin certificate keeps working beside the tokens (kube-root-ca.crt
     // is published in every namespace, as upstream).
     assert_eq!(

@@ -71,7 +71,10 @@ fn token_review_uses_the_token_file() {
     assert_eq!(known["status"]["user"]["username"], "alice");
     assert_eq!(known["status"]["user"]["groups"], json!(["devs", "ops", "system:authenticated"]));
     let unknown = created(review("nobody"));
-    assert_eq!(unknown["status"], json!({"user": {}}));
+    // Upstream's bearer-token authenticator names the failure.
+    assert_eq!(unknown["status"], json!({"user": {}, "error": "invalid bearer token"}));
+    // A token-file token is good for the API audiences only.
+    assert_eq!(known["status"]["audiences"], json!(["https://kubernetes.default.svc.cluster.local"]));
     let empty = review("").assert_status(400, "BadRequest");
     assert_eq!(empty["message"], "token is required for TokenReview in authentication");
     // Through kubectl as well (create -f of a review prints its name-less kind).

@@ -1,7 +1,8 @@
 //! Authentication: who is calling. x509 client certificates (verified by rustls
 //! against the client CA during the handshake; here we read CN and O), bearer
-//! tokens from a static token file, anonymous access, and the request-header
-//! authenticator of servers behind a front proxy (the aggregator).
+//! tokens (a static token file, ServiceAccount JWTs from [`crate::serviceaccount`]),
+//! anonymous access, and the request-header authenticator of servers behind a
+//! front proxy (the aggregator).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -234,16 +235,63 @@ impl TokenFile {
     }
 }
 
-/// The server's bearer-token authenticators (today the token file), which
-/// the authentication filter hands every request so a handler can check a
-/// token on a client's behalf (TokenReview) exactly as a request's would be.
+/// The server's bearer-token authenticators (upstream's token union: the
+/// token file, then ServiceAccount JWTs), which the authentication filter
+/// hands every request so a handler can check a token on a client's behalf
+/// (TokenReview) exactly as a request's would be.
 #[derive(Debug, Clone, Default)]
-pub struct TokenAuthenticator(pub Option<Arc<TokenFile>>);
+pub struct TokenAuthenticator {
+    pub file: Option<Arc<TokenFile>>,
+    pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccountTokens>>,
+}
+
+/// What upstream's bearer-token authenticator says when no token
+/// authenticator knew the token and none had a reason.
+pub const INVALID_BEARER_TOKEN: &str = "invalid bearer token";
 
 impl TokenAuthenticator {
-    pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
-        self.0.as_ref().and_then(|t| t.authenticate(token))
+    /// The API audiences (--api-audiences): what a request's token must be for.
+    pub fn api_audiences(&self) -> &[String] {
+        self.service_accounts.as_ref().map(|s| s.api_audiences.as_slice()).unwrap_or(&[])
     }
+
+    /// The user `token` identifies for `audiences` (the API audiences when
+    /// empty), and which of them it is good for; or why not, in upstream's
+    /// words (the union's errors aggregated).
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<crate::serviceaccount::Authenticated, String> {
+        let audiences = if audiences.is_empty() { self.api_audiences() } else { audiences };
+        // The token file knows no audiences: its tokens are good for the API's
+        // (upstream's audience-agnostic wrapper).
+        if let Some(user) = self.file.as_ref().and_then(|f| f.authenticate(token)) {
+            let api = self.api_audiences();
+            let auds: Vec<String> = api.iter().filter(|a| audiences.contains(a)).cloned().collect();
+            if api.is_empty() || !auds.is_empty() {
+                return Ok(crate::serviceaccount::Authenticated { user, audiences: auds });
+            }
+        }
+        match &self.service_accounts {
+            Some(sa) => match sa.authenticate(token, audiences).await {
+                Ok(Some(a)) => Ok(a),
+                Ok(None) => Err(INVALID_BEARER_TOKEN.into()),
+                Err(e) => Err(e),
+            },
+            None => Err(INVALID_BEARER_TOKEN.into()),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` header, the scheme compared
+/// case-insensitively as upstream; `None` for any other or an empty token.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let mut parts = auth.splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// One CSV record with double-quoted fields.
@@ -280,6 +328,20 @@ mod tests {
         assert_eq!(f.authenticate("def").unwrap().groups, vec!["system:authenticated"]);
         assert!(f.authenticate("nope").is_none());
         assert!(TokenFile::parse("only,two").is_err());
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::AUTHORIZATION, v.parse().unwrap());
+            m
+        };
+        assert_eq!(bearer_token(&h("bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(&h("  BEARER abc  ")), Some("abc"));
+        assert_eq!(bearer_token(&h("Bearer  abc")), None);
+        assert_eq!(bearer_token(&h("Basic abc")), None);
+        assert_eq!(bearer_token(&h("Bearer")), None);
     }
 
     #[test]

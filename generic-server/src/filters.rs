@@ -25,6 +25,7 @@ use crate::body;
 use crate::handler::{DynHandler, Request, Response};
 use crate::metrics::{self, RequestLabels};
 use crate::request_info::{self, RequestInfo};
+use crate::serviceaccount::{Discovery, ServiceAccountTokens};
 use crate::status::StatusError;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
@@ -51,6 +52,8 @@ pub struct PeerCertificates(pub Vec<rustls_pki_types::CertificateDer<'static>>);
 pub struct Authentication {
     pub tokens: Option<TokenFile>,
     pub anonymous: bool,
+    /// ServiceAccount JWTs (and the OIDC discovery documents of their issuer).
+    pub service_accounts: Option<Arc<ServiceAccountTokens>>,
 }
 
 /// The /version answer.
@@ -123,18 +126,26 @@ fn build_with(
 ) -> HttpService {
     crate::metrics::global().serve_resources_of(chain.clone());
     let limits = config.limits;
+    let discovery = config.authn.service_accounts.as_ref().and_then(|s| s.discovery().cloned());
     let service = tower::ServiceBuilder::new()
         .layer(AuditInitLayer(config.audit.clone()))
         .layer(RecoverLayer(()))
         .layer(RequestInfoLayer(()))
         .layer(TimeoutLayer((!limits.request_timeout.is_zero()).then_some(limits.request_timeout)))
         .layer(AuthenticationLayer(Arc::new(Authenticators {
-            tokens: TokenAuthenticator(config.authn.tokens.clone().map(Arc::new)),
+            tokens: TokenAuthenticator {
+                file: config.authn.tokens.clone().map(Arc::new),
+                service_accounts: config.authn.service_accounts.clone(),
+            },
             config: config.authn,
             request_header,
         })))
         .layer(AuditLayer(()))
-        .layer(NonResourceLayer(Arc::new((config.version, config.ready_checks))))
+        .layer(NonResourceLayer(Arc::new(NonResource {
+            discovery,
+            version: config.version,
+            ready_checks: config.ready_checks,
+        })))
         .layer(MaxInFlightLayer(Arc::new(InFlight::new(&limits))))
         .layer(InstrumentLayer(()))
         .service(HandlerService(chain));
@@ -242,8 +253,9 @@ pub struct Authenticators {
 }
 
 filter_layer!(
-    /// Establishes who is calling: the front proxy's request headers, else a
-    /// bearer token, else the client certificate, else anonymous if allowed;
+    /// Establishes who is calling, as upstream's authenticator union: the
+    /// front proxy's request headers, else the client certificate, else a
+    /// bearer token, else anonymous if allowed and no credential failed;
     /// otherwise 401.
     AuthenticationLayer, AuthenticationService, Arc<Authenticators>, authenticate
 );
@@ -267,7 +279,7 @@ where
             Err(RequestHeaderRefusal::NotApplicable) => {}
         }
     }
-    match identify(&authn.config, &req) {
+    match identify(&authn, &mut req).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             inner.call(req).await
@@ -279,24 +291,26 @@ where
     }
 }
 
-fn identify(authn: &Authentication, req: &Request) -> Result<UserInfo, StatusError> {
-    if let Some(auth) = req.headers().get(http::header::AUTHORIZATION) {
-        let token = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-        if let (Some(t), Some(tokens)) = (token, &authn.tokens) {
-            if let Some(u) = tokens.authenticate(t) {
-                return Ok(u);
-            }
-        }
-        // A credential that fails is refused, even where a certificate or
-        // anonymous access would have let the request through.
-        if token.is_some() {
-            return Err(StatusError::unauthorized());
-        }
-    }
+async fn identify(authn: &Authenticators, req: &mut Request) -> Result<UserInfo, StatusError> {
     if let Some(PeerCertificateUser(u)) = req.extensions().get::<PeerCertificateUser>() {
         return Ok(u.clone());
     }
-    if authn.anonymous {
+    if let Some(token) = crate::authn::bearer_token(req.headers()).map(str::to_string) {
+        return match authn.tokens.authenticate(&token, &[]).await {
+            Ok(a) => {
+                // As upstream: nothing behind may be tempted to reuse it.
+                req.headers_mut().remove(http::header::AUTHORIZATION);
+                Ok(a.user)
+            }
+            // A credential that fails is refused, even where anonymous access
+            // would have let the request through (upstream's FailOnError).
+            Err(why) => {
+                tracing::debug!("bearer token refused: {why}");
+                Err(StatusError::unauthorized())
+            }
+        };
+    }
+    if authn.config.anonymous {
         return Ok(UserInfo::anonymous());
     }
     Err(StatusError::unauthorized())
@@ -305,26 +319,47 @@ fn identify(authn: &Authentication, req: &Request) -> Result<UserInfo, StatusErr
 filter_layer!(
     /// /healthz, /livez, /readyz (with ?verbose and /<check>), /version and
     /// /metrics: answered to any authenticated caller, never limited.
-    NonResourceLayer, NonResourceService, Arc<(VersionInfo, Vec<ReadyCheck>)>, non_resource
+    NonResourceLayer, NonResourceService, Arc<NonResource>, non_resource
 );
 
-async fn non_resource<S>(
-    mut inner: S,
-    state: Arc<(VersionInfo, Vec<ReadyCheck>)>,
-    req: Request,
-) -> Result<Response, Infallible>
+/// What the non-resource endpoints answer from.
+pub struct NonResource {
+    version: VersionInfo,
+    ready_checks: Vec<ReadyCheck>,
+    /// The ServiceAccount issuer's OIDC documents, when its issuer is an
+    /// https URL (upstream serves them only then).
+    discovery: Option<Arc<Discovery>>,
+}
+
+async fn non_resource<S>(mut inner: S, state: Arc<NonResource>, req: Request) -> Result<Response, Infallible>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     let path = req.uri().path();
-    if let Some(resp) = health(&state.1, path, req.uri().query()) {
+    if let Some(resp) = health(&state.ready_checks, path, req.uri().query()) {
         return Ok(resp);
+    }
+    if let (Some(d), &http::Method::GET) = (&state.discovery, req.method()) {
+        let doc = match path {
+            crate::serviceaccount::OPENID_CONFIG_PATH => Some((&d.configuration, "application/json")),
+            crate::serviceaccount::JWKS_PATH => Some((&d.jwks, "application/jwk-set+json")),
+            _ => None,
+        };
+        if let Some((body, content_type)) = doc {
+            return Ok(http::Response::builder()
+                .status(200)
+                .header(http::header::CONTENT_TYPE, content_type)
+                // Upstream overrides the usual `no-cache` for these documents.
+                .header(http::header::CACHE_CONTROL, "public, max-age=3600")
+                .body(body::full(body.clone()))
+                .unwrap_or_else(|_| http::Response::new(body::empty())));
+        }
     }
     if path == "/metrics" && req.method() == http::Method::GET {
         return Ok(metrics::global().serve().await);
     }
     if path == "/version" || path == "/version/" {
-        let v = &state.0;
+        let v = &state.version;
         let info = json!({
             "major": v.major,
             "minor": v.minor,

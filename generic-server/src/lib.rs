@@ -31,6 +31,7 @@ pub mod request_info;
 pub mod root;
 pub mod selectors;
 pub mod serve;
+pub mod serviceaccount;
 pub mod status;
 pub mod storage;
 pub mod wire;

@@ -153,7 +153,7 @@ const DEFAULT_OFF: &[&str] = &[
 
 /// The plugins this server has code for; the rest of [`ALL_PLUGINS`] are
 /// accepted by name only.
-pub const IMPLEMENTED: &[&str] = &["NamespaceLifecycle", "Priority"];
+pub const IMPLEMENTED: &[&str] = &["NamespaceLifecycle", "ServiceAccount", "Priority"];
 
 /// The admission plugins that run, from --enable-admission-plugins and
 /// --disable-admission-plugins with upstream's meaning: the default-on set,

@@ -8,9 +8,11 @@
 //! [`admission`] plugin (and the admission flags' plugin set), the
 //! [`namespace_controller`] that empties deleted namespaces, the
 //! [`publishers`] of the `default` ServiceAccount and `kube-root-ca.crt` in
-//! every namespace, [`bootstrap`] of the system namespaces and the
-//! `kubernetes` service, and upstream's default [`rbac`] policy with the
-//! ClusterRole aggregation controller.
+//! every namespace, the ServiceAccount admission plugin
+//! ([`serviceaccount_admission`]) and the legacy [`tokens_controller`],
+//! [`bootstrap`] of the system namespaces and the `kubernetes` service, and
+//! upstream's default [`rbac`] policy with the ClusterRole aggregation
+//! controller.
 //!
 //! Wiring, in order (the binary does this):
 //! 1. `let core = CoreResources::new(&CoreConfig::default())?;`
@@ -32,6 +34,8 @@ pub mod publishers;
 pub mod rbac;
 pub mod registry;
 pub mod server;
+pub mod serviceaccount_admission;
+pub mod tokens_controller;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,7 +54,7 @@ pub use registry::service::ServiceStrategy;
 pub use server::{new_server, CoreServer, Shared};
 
 /// The settings of the built-in resources, named after kube-apiserver's flags.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// --service-cluster-ip-range
     pub service_cluster_ip_range: String,
@@ -63,6 +67,9 @@ pub struct CoreConfig {
     /// The CA bundle (PEM) that verifies the serving certificate, published
     /// in every namespace as `kube-root-ca.crt`; empty publishes nothing.
     pub root_ca: String,
+    /// The ServiceAccount token issuer (--service-account-* flags); without
+    /// it serviceaccounts/token refuses and no legacy tokens are filled in.
+    pub service_account_tokens: Option<Arc<generic_server::serviceaccount::ServiceAccountTokens>>,
 }
 
 impl Default for CoreConfig {
@@ -73,6 +80,7 @@ impl Default for CoreConfig {
             secure_port: 6443,
             event_ttl: std::time::Duration::from_secs(3600),
             root_ca: String::new(),
+            service_account_tokens: None,
         }
     }
 }
@@ -198,7 +206,7 @@ fn core_v1(
         configmap::registration(),
         secret::registration(),
         service::registration(services.clone(), peers),
-        serviceaccount::registration(),
+        serviceaccount::registration(config.service_account_tokens.clone(), peers),
         pod::registration(peers),
         event::registration(config.event_ttl),
         endpoints::registration(),

@@ -32,7 +32,7 @@ const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the k
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Writes are recorded as the controller manager's, as on a real cluster.
-fn write_options() -> WriteOptions {
+pub(crate) fn write_options() -> WriteOptions {
     WriteOptions { field_manager: Some("kube-controller-manager".into()), ..WriteOptions::default() }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ComponentStatus, ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ComponentStatus, ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -21,6 +21,7 @@ use generic_server::storage::Storage;
 
 use crate::admission::{AdmissionPlugins, Priority};
 use crate::registry::componentstatus::ComponentStatuses;
+use crate::serviceaccount_admission::ServiceAccountAdmission;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
 /// How often allocations are re-learnt from stored services (upstream's repair
@@ -37,11 +38,12 @@ pub struct CoreServer {
 }
 
 /// What kube-core-server shares with the servers behind it: the admission
-/// chain every Store runs (NamespaceLifecycle and Priority, bound here to the
-/// namespace and PriorityClass Stores) and the registry of namespaced Stores
-/// the namespace controller empties.
+/// chain every Store runs (NamespaceLifecycle, ServiceAccount and Priority,
+/// bound here to the namespace, ServiceAccount and PriorityClass Stores) and
+/// the registry of namespaced Stores the namespace controller empties.
 pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
+    pub service_account: Arc<ServiceAccountAdmission>,
     pub priority: Arc<Priority>,
     pub registry: Arc<StoreRegistry>,
     pub plugins: AdmissionPlugins,
@@ -56,6 +58,7 @@ impl Shared {
     pub fn with_plugins(plugins: AdmissionPlugins) -> Self {
         Shared {
             lifecycle: Arc::new(NamespaceLifecycle::new()),
+            service_account: Arc::new(ServiceAccountAdmission::new()),
             priority: Arc::new(Priority::new()),
             registry: Arc::new(StoreRegistry::new()),
             plugins,
@@ -66,6 +69,9 @@ impl Shared {
         let mut chain: Vec<Arc<dyn Admission>> = Vec::new();
         if self.plugins.is_enabled("NamespaceLifecycle") {
             chain.push(self.lifecycle.clone());
+        }
+        if self.plugins.is_enabled("ServiceAccount") {
+            chain.push(self.service_account.clone());
         }
         if self.plugins.is_enabled("Priority") {
             chain.push(self.priority.clone());
@@ -119,6 +125,12 @@ pub async fn new_server(
     let classes = store_of::<PriorityClass>(&stores)?;
     lifecycle.bind(&namespaces);
     shared.priority.bind(&classes);
+    let (accounts, secrets) = (store_of::<ServiceAccount>(&stores)?, store_of::<Secret>(&stores)?);
+    shared.service_account.bind(&accounts);
+    if let Some(tokens) = &config.service_account_tokens {
+        tokens.bind_lookup(core.peers.clone());
+        crate::tokens_controller::spawn(secrets, accounts.clone(), tokens.clone(), &config.root_ca);
+    }
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
     crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}"))?;
     let (flow_schemas, priority_levels) =
@@ -137,7 +149,7 @@ pub async fn new_server(
     crate::rbac::aggregation::spawn(cluster_roles);
     let publishers = crate::publishers::PublisherStores {
         namespaces: namespaces.clone(),
-        service_accounts: store_of::<ServiceAccount>(&stores)?,
+        service_accounts: accounts,
         configmaps: store_of::<ConfigMap>(&stores)?,
     };
     crate::publishers::spawn(publishers, &config.root_ca);

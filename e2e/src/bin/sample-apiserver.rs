@@ -118,7 +118,7 @@ async fn run(opts: Options) -> Result<(), String> {
         chain,
         FilterConfig {
             // Only the front proxy's users get in: no tokens, no anonymous.
-            authn: Authentication { tokens: None, anonymous: false },
+            authn: Authentication { tokens: None, anonymous: false, service_accounts: None },
             version: VersionInfo { major: "1".into(), minor: "33".into(), git_version: "v1.33.0".into() },
             ready_checks: Vec::new(),
             limits: Default::default(),

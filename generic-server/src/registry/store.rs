@@ -1214,7 +1214,8 @@ fn spec_changed(new: &Value, old: &Value) -> bool {
     strip(new) != strip(old)
 }
 
-fn generated_name(base: &str) -> String {
+/// Upstream's SimpleNameGenerator: `base` (cut to 58 bytes) and five random characters.
+pub fn generated_name(base: &str) -> String {
     let base = if base.len() > 58 { &base[..58] } else { base };
     let mut rng = rand::rng();
     let suffix: String =

@@ -62,9 +62,20 @@ impl Creater for TokenReviewer {
         if token.is_empty() {
             return Err(StatusError::bad_request("token is required for TokenReview in authentication"));
         }
-        let status = match call.tokens.and_then(|t| t.authenticate(token)) {
-            Some(u) => json!({"authenticated": true, "user": user_info(&u)}),
-            None => json!({"user": {}}),
+        let audiences: Vec<String> = super::arr_at(&call.object, "/spec/audiences")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let outcome = match call.tokens {
+            Some(t) => t.authenticate(token, &audiences).await,
+            None => Err(generic_server::authn::INVALID_BEARER_TOKEN.to_string()),
+        };
+        // Upstream's status: the user and the audiences it is good for, or
+        // the authenticators' error.
+        let status = match outcome {
+            Ok(a) => json!({"authenticated": true, "user": user_info(&a.user), "audiences": a.audiences}),
+            Err(e) => json!({"user": {}, "error": e}),
         };
         Ok(answer(call.object, status))
     }

@@ -57,6 +57,7 @@ pub mod serviceaccount;
 pub mod servicecidr;
 pub mod statefulset;
 pub mod storageclass;
+pub mod tokenrequest;
 pub mod validatingadmissionpolicy;
 pub mod validatingadmissionpolicybinding;
 pub mod webhookconfiguration;

@@ -1,13 +1,15 @@
 //! The Stores a subresource handler reads besides its own (a pod's node, a
 //! service's endpoints, the PodDisruptionBudgets an eviction consults, the
-//! pods a Binding assigns): bound
+//! pods a Binding assigns, the objects a ServiceAccount token names): bound
 //! once the server has built every Store, and held weakly, as the Stores hold
 //! their handlers.
 
 use std::sync::{Arc, OnceLock, Weak};
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+use serde_json::Value;
 
 use generic_server::registry::Store;
 use generic_server::status::StatusError;
@@ -18,6 +20,8 @@ pub struct Peers {
     endpoints: OnceLock<Weak<Store>>,
     budgets: OnceLock<Weak<Store>>,
     pods: OnceLock<Weak<Store>>,
+    secrets: OnceLock<Weak<Store>>,
+    service_accounts: OnceLock<Weak<Store>>,
 }
 
 impl Peers {
@@ -31,6 +35,10 @@ impl Peers {
             &self.budgets
         } else if store.info.is::<Pod>() {
             &self.pods
+        } else if store.info.is::<Secret>() {
+            &self.secrets
+        } else if store.info.is::<ServiceAccount>() {
+            &self.service_accounts
         } else {
             return;
         };
@@ -57,5 +65,37 @@ impl Peers {
     /// The pod Store, for the `bindings` resource.
     pub fn pods(&self) -> Result<Arc<Store>, StatusError> {
         self.pods.get().and_then(Weak::upgrade).ok_or_else(|| StatusError::internal("the pods store is not ready"))
+    }
+
+    pub fn secrets(&self) -> Result<Arc<Store>, StatusError> {
+        self.secrets
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| StatusError::internal("the secrets store is not ready"))
+    }
+
+    fn by_plural(&self, resource: &str) -> Option<Arc<Store>> {
+        let slot = match resource {
+            "serviceaccounts" => &self.service_accounts,
+            "pods" => &self.pods,
+            "secrets" => &self.secrets,
+            "nodes" => &self.nodes,
+            _ => return None,
+        };
+        slot.get().and_then(Weak::upgrade)
+    }
+}
+
+/// What a ServiceAccount token's validation reads: the Stores themselves, so
+/// a deleted or recreated object counts at once.
+#[async_trait::async_trait]
+impl generic_server::serviceaccount::ObjectLookup for Peers {
+    async fn get(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>, String> {
+        let store = self.by_plural(resource).ok_or_else(|| format!("the {resource} store is not ready"))?;
+        match store.get(namespace, name).await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if e.code == 404 => Ok(None),
+            Err(e) => Err(e.message),
+        }
     }
 }

@@ -61,9 +61,15 @@ impl Strategy for PodStrategy {
         // Admission-time defaults upstream applies to pods only (not templates).
         default_field(spec, "priority", json!(0));
         default_field(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-        default_field(spec, "serviceAccountName", json!("default"));
-        let sa = spec.get("serviceAccountName").cloned().unwrap_or(json!("default"));
-        default_field(spec, "serviceAccount", sa);
+        // The deprecated serviceAccount mirrors serviceAccountName, as v1's
+        // conversion does; the account itself is the ServiceAccount admission
+        // plugin's to default.
+        if let Some(sa) = spec.get("serviceAccount").filter(|v| v.as_str().is_some_and(|s| !s.is_empty())).cloned() {
+            default_field(spec, "serviceAccountName", sa);
+        }
+        if let Some(sa) = spec.get("serviceAccountName").cloned() {
+            spec.insert("serviceAccount".into(), sa);
+        }
         let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
         if let Value::Array(list) = tolerations {
             for t in default_tolerations() {
@@ -322,7 +328,7 @@ mod tests {
         assert_eq!(pod["status"], json!({"phase": "Pending", "qosClass": "Guaranteed"}));
         assert_eq!(pod["spec"]["priority"], 0);
         assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
-        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        assert_eq!(pod["spec"].get("serviceAccountName"), None);
         assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
         assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "1", "memory": "1Gi"}));
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");

@@ -1,19 +1,28 @@
 //! core/v1 serviceaccounts (upstream pkg/registry/core/serviceaccount): the
-//! type's own rules are few; the table counts referenced secrets.
+//! type's own rules are few; the table counts referenced secrets; the
+//! `token` subresource is [`super::tokenrequest`].
 
 use serde_json::{json, Value};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 
+use std::sync::Arc;
+
 use generic_server::registry::{Registration, Strategy, TableColumn};
+use generic_server::serviceaccount::ServiceAccountTokens;
 use generic_server::status::Cause;
 
+use super::peers::Peers;
+use super::tokenrequest::TokenRequestHandler;
 use super::{age, arr_at, str_at};
 
 pub struct ServiceAccountStrategy;
 
-pub fn registration() -> Registration {
-    Registration::of::<ServiceAccount>(ServiceAccountStrategy).short_names(&["sa"]).returns_deleted_object()
+pub fn registration(tokens: Option<Arc<ServiceAccountTokens>>, peers: &Arc<Peers>) -> Registration {
+    Registration::of::<ServiceAccount>(ServiceAccountStrategy)
+        .short_names(&["sa"])
+        .returns_deleted_object()
+        .handler(TokenRequestHandler { tokens, peers: peers.clone() })
 }
 
 impl Strategy for ServiceAccountStrategy {
