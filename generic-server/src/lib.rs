@@ -11,6 +11,8 @@
 
 pub mod authn;
 pub mod body;
+pub mod deadlines;
+pub mod depth;
 pub mod discovery;
 pub mod duration;
 pub mod endpoints;
