@@ -50,9 +50,9 @@ impl Default for ServingLimits {
 }
 
 impl ServingLimits {
-    /// hyper's HTTP/1 read buffer, which the head must fit in: Go reads a head
-    /// of up to MaxHeaderBytes plus 4096 bytes of slack.
-    pub fn http1_max_buf(&self) -> usize {
+    /// The longest HTTP/1 request line and headers: Go reads a head of up to
+    /// MaxHeaderBytes plus 4096 bytes of slack.
+    pub fn http1_max_head(&self) -> usize {
         (self.max_header_bytes + 4096).max(8192)
     }
 
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(l.idle_timeout, Duration::from_secs(90));
         assert_eq!(l.max_header_bytes, 1 << 20);
         assert_eq!(l.body_timeout, Duration::from_secs(60));
-        assert_eq!(l.http1_max_buf(), (1 << 20) + 4096);
+        assert_eq!(l.http1_max_head(), (1 << 20) + 4096);
         assert_eq!(l.http2_max_header_list(), (1 << 20) + 320);
     }
 

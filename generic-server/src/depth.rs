@@ -209,13 +209,13 @@ mod tests {
     fn yaml_text_that_only_looks_deep_passes() {
         let many = "[".repeat(300);
         for doc in [
-            format!("a: x{many}\n"),                                     // inside a plain scalar
-            format!("a: \"{many}\"\n"),                                  // double-quoted
-            format!("a: '{many}'' ''{many}'\n"),                         // single-quoted, '' escapes
-            format!("a: 1 # {many}\n"),                                  // a comment
+            format!("a: x{many}\n"),                                         // inside a plain scalar
+            format!("a: \"{many}\"\n"),                                      // double-quoted
+            format!("a: '{many}'' ''{many}'\n"),                             // single-quoted, '' escapes
+            format!("a: 1 # {many}\n"),                                      // a comment
             format!("data:\n  script: |\n    {many}\n\n    {many}\nb: 1\n"), // a block scalar
-            format!("- >-\n  {many}\n- c\n"),                            // a folded one in a sequence
-            format!("a: \"x\\\"{many}\"\n"),                             // an escaped quote
+            format!("- >-\n  {many}\n- c\n"),                                // a folded one in a sequence
+            format!("a: \"x\\\"{many}\"\n"),                                 // an escaped quote
         ] {
             assert!(check_yaml(doc.as_bytes()).is_ok(), "{doc}");
             assert!(serde_yaml::from_str::<serde_json::Value>(&doc).is_ok(), "libyaml reads it too: {doc}");

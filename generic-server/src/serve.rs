@@ -245,25 +245,40 @@ async fn serve_connections(
                     }
                 })
             };
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().max_buf_size(limits.http1_max_buf()).max_headers(MAX_HTTP1_HEADERS);
-            builder.http2().max_header_list_size(limits.http2_max_header_list());
-            let conn = builder.serve_connection(TokioIo::new(Watched::new(stream, activity.clone())), handler);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                }
-                _ = crate::deadlines::expired(&activity, &limits) => {
-                    tracing::debug!(%peer, "closing a connection past its header or idle timeout");
-                    // HTTP/2 says goodbye with GOAWAY; an HTTP/1 connection is simply closed, as Go does.
-                    if activity.is_http2() {
+            let io = TokioIo::new(Watched::new(stream, activity.clone()));
+            let expired = crate::deadlines::expired(&activity, &limits);
+            // As Go's server: HTTP/2 only when ALPN chose it.
+            let ended = if activity.is_http2() {
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder.max_header_list_size(limits.http2_max_header_list());
+                let conn = builder.serve_connection(io, handler);
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = expired => {
+                        tracing::debug!(%peer, "closing an HTTP/2 connection idle past its idle timeout");
                         conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                        tokio::time::timeout(std::time::Duration::from_secs(5), conn).await.unwrap_or(Ok(()))
                     }
                 }
+            } else {
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .max_header_size(limits.http1_max_head())
+                    .max_buf_size(limits.http1_max_head())
+                    .max_headers(MAX_HTTP1_HEADERS);
+                let conn = builder.serve_connection(io, handler);
+                tokio::select! {
+                    r = conn => r,
+                    // Closed as Go does it: no answer, the connection just ends.
+                    _ = expired => {
+                        tracing::debug!(%peer, "closing an HTTP/1 connection past its header or idle timeout");
+                        Ok(())
+                    }
+                }
+            };
+            if let Err(e) = ended {
+                tracing::debug!(%peer, "connection ended: {e}");
             }
         });
     }

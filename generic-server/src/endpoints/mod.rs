@@ -307,7 +307,8 @@ pub fn decode_body(req: &Request) -> Result<Value> {
     let body: &Bytes = req.body();
     match negotiation::body_format(ct) {
         Some(BodyFormat::Json) => {
-            let json_error = |e: String| StatusError::bad_request(format!("error decoding request body: json parse error: {e}"));
+            let json_error =
+                |e: String| StatusError::bad_request(format!("error decoding request body: json parse error: {e}"));
             crate::depth::check_json(body).map_err(json_error)?;
             serde_json::from_slice(body).map_err(|e| json_error(e.to_string()))
         }

@@ -180,7 +180,8 @@ mod tests {
         assert_eq!(e.message, "the server rejected our request due to an error in our request");
 
         // Copies within the limit apply, each counted by the size of what it copies.
-        let patch = br#"[{"op":"copy","from":"/data/a","path":"/data/c"},{"op":"copy","from":"/data/a","path":"/data/d"}]"#;
+        let patch =
+            br#"[{"op":"copy","from":"/data/a","path":"/data/c"},{"op":"copy","from":"/data/a","path":"/data/d"}]"#;
         let out = json_patch(&doc, patch).expect("small copies");
         assert_eq!(out["data"]["d"], doc["data"]["a"]);
         assert_eq!(json_size(&doc["data"]["a"]), 1026);
