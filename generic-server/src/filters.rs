@@ -1,6 +1,7 @@
 //! The filter chain in front of the first server, as tower layers (upstream's
-//! DefaultBuildHandlerChain), outermost first: panic recovery, RequestInfo,
-//! the request timeout, authentication, the non-resource endpoints every API
+//! DefaultBuildHandlerChain), outermost first: the audit ID, panic recovery,
+//! RequestInfo, the request timeout, authentication, audit (`crate::audit`),
+//! the non-resource endpoints every API
 //! server has (/healthz, /livez, /readyz, /version, /metrics), max-in-flight,
 //! and request metrics. Each layer does one thing and knows nothing of the
 //! others.
@@ -36,6 +37,10 @@ pub type HttpService = tower::util::BoxCloneSyncService<Request, Response, Infal
 #[derive(Clone, Debug)]
 pub struct PeerCertificateUser(pub UserInfo);
 
+/// The client's address, put into the request by the listener.
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
 /// The client certificate chain (leaf first) as presented, unverified, put
 /// into the request by [`crate::serve::serve_tls_unverified_peers`].
 #[derive(Clone, Debug)]
@@ -66,6 +71,8 @@ pub struct FilterConfig {
     pub version: VersionInfo,
     pub ready_checks: Vec<ReadyCheck>,
     pub limits: Limits,
+    /// The audit policy and log (`--audit-*`); `None` writes no events.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 /// How much work the server takes on at once, and for how long
@@ -117,6 +124,7 @@ fn build_with(
     crate::metrics::global().serve_resources_of(chain.clone());
     let limits = config.limits;
     let service = tower::ServiceBuilder::new()
+        .layer(AuditInitLayer(config.audit.clone()))
         .layer(RecoverLayer(()))
         .layer(RequestInfoLayer(()))
         .layer(TimeoutLayer((!limits.request_timeout.is_zero()).then_some(limits.request_timeout)))
@@ -125,6 +133,7 @@ fn build_with(
             config: config.authn,
             request_header,
         })))
+        .layer(AuditLayer(()))
         .layer(NonResourceLayer(Arc::new((config.version, config.ready_checks))))
         .layer(MaxInFlightLayer(Arc::new(InFlight::new(&limits))))
         .layer(InstrumentLayer(()))
@@ -195,6 +204,16 @@ macro_rules! filter_layer {
 }
 
 filter_layer!(
+    /// Gives every request its audit ID, echoed in the `Audit-ID` response header.
+    AuditInitLayer, AuditInitService, Option<Arc<crate::audit::Auditor>>, crate::audit::init
+);
+
+filter_layer!(
+    /// Writes the audit events the policy asks for, for the authenticated user.
+    AuditLayer, AuditService, (), crate::audit::audit
+);
+
+filter_layer!(
     /// Turns a panic anywhere behind it into a 500 Status instead of a dropped
     /// connection.
     RecoverLayer, RecoverService, (), recover
@@ -253,7 +272,10 @@ where
             req.extensions_mut().insert(user);
             inner.call(req).await
         }
-        Err(e) => Ok(e.into_response()),
+        Err(e) => {
+            crate::audit::failed_authentication(&req);
+            Ok(e.into_response())
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use tower::ServiceExt;
 use crate::authn::{user_from_certificate, UserInfo};
 pub use crate::deadlines::ServingLimits;
 use crate::deadlines::{Activity, Watched};
-use crate::filters::{HttpService, PeerCertificateUser, PeerCertificates, Received};
+use crate::filters::{HttpService, PeerCertificateUser, PeerCertificates, Received, RemoteAddr};
 use crate::handler::Response;
 use crate::status::StatusError;
 
@@ -37,6 +37,7 @@ const MAX_HTTP1_HEADERS: usize = 512;
 struct Peer {
     user: Option<UserInfo>,
     chain: Option<PeerCertificates>,
+    addr: Option<SocketAddr>,
 }
 
 async fn serve_one(
@@ -103,6 +104,9 @@ async fn read_and_serve(
     }
     if let Some(c) = peer.chain {
         req.extensions_mut().insert(c);
+    }
+    if let Some(a) = peer.addr {
+        req.extensions_mut().insert(RemoteAddr(a));
     }
     match service.oneshot(req).await {
         Ok(r) => r,
@@ -226,11 +230,13 @@ async fn serve_connections(
                 Peer {
                     user: None,
                     chain: certs.map(|c| PeerCertificates(c.iter().map(|d| d.clone().into_owned()).collect())),
+                    addr: Some(peer),
                 }
             } else {
                 Peer {
                     user: certs.and_then(|c| c.first()).and_then(|c| user_from_certificate(c.as_ref())),
                     chain: None,
+                    addr: Some(peer),
                 }
             };
             let activity = Activity::new(stream.get_ref().1.alpn_protocol() == Some(b"h2"));

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ComponentStatus, ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use generic_server::endpoints::ResourceServer;
@@ -125,6 +126,15 @@ pub async fn new_server(
     crate::apf_bootstrap::ensure(&flow_schemas, &priority_levels)
         .await
         .map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
+    let cluster_roles = store_of::<ClusterRole>(&stores)?;
+    let rbac = crate::rbac::RbacStores {
+        cluster_roles: &cluster_roles,
+        cluster_role_bindings: &*store_of::<ClusterRoleBinding>(&stores)?,
+        roles: &*store_of::<Role>(&stores)?,
+        role_bindings: &*store_of::<RoleBinding>(&stores)?,
+    };
+    crate::rbac::ensure(crate::rbac::policy(), &rbac).await.map_err(|e| format!("rbac bootstrap: {e}"))?;
+    crate::rbac::aggregation::spawn(cluster_roles);
     let publishers = crate::publishers::PublisherStores {
         namespaces: namespaces.clone(),
         service_accounts: store_of::<ServiceAccount>(&stores)?,

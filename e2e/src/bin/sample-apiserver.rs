@@ -122,6 +122,7 @@ async fn run(opts: Options) -> Result<(), String> {
             version: VersionInfo { major: "1".into(), minor: "33".into(), git_version: "v1.33.0".into() },
             ready_checks: Vec::new(),
             limits: Default::default(),
+            audit: None,
         },
         Arc::new(request_header),
     );
