@@ -168,6 +168,15 @@ pub struct Options {
     /// The jwks_uri OIDC discovery names (default: this server's /openid/v1/jwks).
     #[arg(long)]
     pub service_account_jwks_uri: Option<String>,
+    /// Not an upstream flag (upstream fixes ReadHeaderTimeout at 32 s): how
+    /// long a client may take to send a request head. Hidden; for tests that
+    /// cannot wait upstream's time.
+    #[arg(long, hide = true, default_value = "32s", value_parser = parse_duration)]
+    pub testing_read_header_timeout: std::time::Duration,
+    /// Not an upstream flag (upstream fixes IdleTimeout at 90 s): how long a
+    /// connection may wait between requests. Hidden; for tests.
+    #[arg(long, hide = true, default_value = "90s", value_parser = parse_duration)]
+    pub testing_idle_timeout: std::time::Duration,
 }
 
 /// The issuer when none is given: kubeadm's, an https URL so OIDC discovery is served.
@@ -249,6 +258,9 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
         },
     )?;
     std::fs::create_dir_all(&opts.data_dir).map_err(|e| format!("creating {}: {e}", opts.data_dir.display()))?;
+    // It holds the store and the keys: its owner's only (a directory from an older start too).
+    generic_server::pki::restrict(&opts.data_dir, 0o700)
+        .map_err(|e| format!("restricting {}: {e}", opts.data_dir.display()))?;
     let data_dir = opts.data_dir.canonicalize().map_err(|e| e.to_string())?;
 
     let mut sans = vec!["127.0.0.1".to_string(), "::1".to_string(), "localhost".to_string()];
@@ -313,9 +325,17 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let url = format!("https://{host}:{}", local.port());
     let kubeconfig_path = data_dir.join("admin.kubeconfig");
     let kc = kubeconfig::render(&url, &pki.ca.cert, &pki.admin.cert, &pki.admin.key)?;
-    std::fs::write(&kubeconfig_path, kc).map_err(|e| format!("writing {}: {e}", kubeconfig_path.display()))?;
+    // It holds the system:masters key.
+    generic_server::pki::write_private(&kubeconfig_path, kc.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", kubeconfig_path.display()))?;
 
-    let server = tokio::spawn(serve::serve_tls(listener, Arc::new(tls), service));
+    let serving = serve::ServingLimits {
+        header_timeout: opts.testing_read_header_timeout,
+        idle_timeout: opts.testing_idle_timeout,
+        body_timeout: opts.request_timeout,
+        ..serve::ServingLimits::default()
+    };
+    let server = tokio::spawn(serve::serve_tls(listener, Arc::new(tls), service, serving));
     tracing::info!(
         "kube-apiserver ready: url={url} kubeconfig={} (started in {} ms)",
         kubeconfig_path.display(),
@@ -324,5 +344,19 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     tokio::select! {
         _ = server => Err("the listener stopped".into()),
         _ = serve::shutdown_signal() => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_limits_default_to_upstreams() {
+        let opts = Options::try_parse_from(["kube-apiserver"]).expect("no flags");
+        let upstream = serve::ServingLimits::default();
+        assert_eq!(opts.testing_read_header_timeout, upstream.header_timeout);
+        assert_eq!(opts.testing_idle_timeout, upstream.idle_timeout);
+        assert_eq!(opts.request_timeout, upstream.body_timeout);
     }
 }

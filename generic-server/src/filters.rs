@@ -449,7 +449,10 @@ where
 {
     let info = request_info::parse(req.method(), req.uri().path(), req.uri().query());
     req.extensions_mut().insert(info);
-    req.extensions_mut().insert(Received(Instant::now()));
+    // The listener notes the head's arrival, before the body is read.
+    if req.extensions().get::<Received>().is_none() {
+        req.extensions_mut().insert(Received(Instant::now()));
+    }
     inner.call(req).await
 }
 
@@ -526,11 +529,16 @@ where
             if reportable(&info) {
                 metrics::global().observe_termination(&labels, 504);
             }
-            let mut e = StatusError::timeout("Timeout: request did not complete within the allotted timeout");
-            e.details = Some(Box::new(json!({})));
-            Ok(e.into_response())
+            Ok(request_timed_out().into_response())
         }
     }
+}
+
+/// The timeout filter's 504.
+pub(crate) fn request_timed_out() -> StatusError {
+    let mut e = StatusError::timeout("Timeout: request did not complete within the allotted timeout");
+    e.details = Some(Box::new(json!({})));
+    e
 }
 
 /// The two in-flight pools of upstream's max-in-flight filter, each with its

@@ -12,6 +12,8 @@
 pub mod audit;
 pub mod authn;
 pub mod body;
+pub mod deadlines;
+pub mod depth;
 pub mod discovery;
 pub mod duration;
 pub mod endpoints;

@@ -97,18 +97,42 @@ pub fn read_pair(dir: &Path, name: &str) -> Option<Pem> {
 pub fn write_pair(dir: &Path, name: &str, pem: &Pem) -> Result<(), String> {
     fs::write(dir.join(format!("{name}.crt")), &pem.cert).map_err(err)?;
     let key_path: PathBuf = dir.join(format!("{name}.key"));
-    fs::write(&key_path, &pem.key).map_err(err)?;
+    write_private(&key_path, pem.key.as_bytes()).map_err(err)
+}
+
+/// Writes `data` to `path` (created or replaced) readable by its owner only,
+/// from its first byte on: a key or a kubeconfig holding one is never
+/// readable by others, not even while it is being written.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut open = fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut file = open.open(path)?;
+    // The mode applies only to a file this call creates.
+    restrict(path, 0o600)?;
+    file.write_all(data)
+}
+
+/// Sets `path`'s permission bits to `mode` (owner-only modes for private
+/// files and directories); nothing on systems without them.
+pub fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).map_err(err)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
     Ok(())
 }
 
 /// The pair `name` in `dir`, made by `make` and written there when missing.
+/// A key found there from an older start is made owner-only too.
 pub fn load_or(dir: &Path, name: &str, make: impl FnOnce() -> Result<Pem, String>) -> Result<Pem, String> {
     if let Some(p) = read_pair(dir, name) {
+        restrict(&dir.join(format!("{name}.key")), 0o600).map_err(err)?;
         return Ok(p);
     }
     let p = make()?;
@@ -128,6 +152,7 @@ pub fn ca_and_serving(
     signed_by_ca: &[&str],
 ) -> Result<(Pem, Pem), String> {
     fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    restrict(dir, 0o700).map_err(|e| format!("restricting {}: {e}", dir.display()))?;
     let ca = load_or(dir, "ca", || {
         for n in std::iter::once(&"apiserver").chain(signed_by_ca) {
             let _ = fs::remove_file(dir.join(format!("{n}.crt")));

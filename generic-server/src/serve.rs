@@ -1,8 +1,9 @@
-//! The TLS listener: accepts connections (HTTP/1.1 or HTTP/2 by ALPN), reads
-//! each request body within the 3 MiB limit, records the verified client
-//! certificate's subject (or, for a server whose authenticator verifies
-//! certificates itself, the presented chain), and hands the request to the
-//! filter chain.
+//! The TLS listener: accepts connections (HTTP/1.1 or HTTP/2 by ALPN), holds
+//! them to upstream's header, idle and header-size limits ([`crate::deadlines`]),
+//! reads each request body within the 3 MiB limit and the request timeout,
+//! records the verified client certificate's subject (or, for a server whose
+//! authenticator verifies certificates itself, the presented chain), and hands
+//! the request to the filter chain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +17,20 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::authn::{user_from_certificate, UserInfo};
-use crate::filters::{HttpService, PeerCertificateUser, PeerCertificates, RemoteAddr};
+pub use crate::deadlines::ServingLimits;
+use crate::deadlines::{Activity, Watched};
+use crate::filters::{HttpService, PeerCertificateUser, PeerCertificates, Received, RemoteAddr};
 use crate::handler::Response;
 use crate::status::StatusError;
 
 /// Request bodies larger than this are refused with 413, as upstream (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Header fields one HTTP/1 request may carry. Go counts only bytes; hyper
+/// also counts fields (100 unless told, beyond which it answers 431), so the
+/// count is set well above what clients send, and low enough that the table
+/// hyper allocates for each request head stays small (64 bytes a field).
+const MAX_HTTP1_HEADERS: usize = 512;
 
 /// What the handshake established about the client, for the request's extensions.
 #[derive(Clone, Default)]
@@ -31,17 +40,36 @@ struct Peer {
     addr: Option<SocketAddr>,
 }
 
-async fn serve_one(service: HttpService, req: http::Request<Incoming>, peer: Peer) -> Response {
+async fn serve_one(
+    service: HttpService,
+    req: http::Request<Incoming>,
+    peer: Peer,
+    activity: Arc<Activity>,
+    body_timeout: std::time::Duration,
+) -> Response {
+    let in_flight = activity.begin();
     let head = req.method() == http::Method::HEAD;
-    let mut resp = read_and_serve(service, req, peer).await;
+    let mut resp = read_and_serve(service, req, peer, body_timeout).await;
     if head {
         // A HEAD answer has the GET's headers and no body (HTTP/2 forbids one).
         *resp.body_mut() = crate::body::empty();
     }
-    resp
+    // The request is in flight until hyper has sent (or dropped) the body.
+    let (parts, body) = resp.into_parts();
+    let body = body.map_frame(move |f| {
+        let _ = &in_flight;
+        f
+    });
+    http::Response::from_parts(parts, body.boxed_unsync())
 }
 
-async fn read_and_serve(service: HttpService, req: http::Request<Incoming>, peer: Peer) -> Response {
+async fn read_and_serve(
+    service: HttpService,
+    req: http::Request<Incoming>,
+    peer: Peer,
+    body_timeout: std::time::Duration,
+) -> Response {
+    let received = std::time::Instant::now();
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -52,23 +80,25 @@ async fn read_and_serve(service: HttpService, req: http::Request<Incoming>, peer
         tokio::spawn(drain(incoming));
         return StatusError::too_large().into_response();
     }
-    let mut body = bytes::BytesMut::new();
-    while let Some(frame) = incoming.frame().await {
-        let data = match frame {
-            Ok(f) => match f.into_data() {
-                Ok(d) => d,
-                Err(_) => continue,
-            },
-            Err(e) => return StatusError::bad_request(format!("error reading request body: {e}")).into_response(),
-        };
-        if body.len() + data.len() > MAX_BODY_BYTES {
-            tokio::spawn(drain(incoming));
-            return StatusError::too_large().into_response();
+    let read = read_body(&mut incoming);
+    let read = if body_timeout.is_zero() {
+        read.await
+    } else {
+        match tokio::time::timeout(body_timeout, read).await {
+            Ok(r) => r,
+            Err(_) => return body_timed_out(parts.version),
         }
-        body.extend_from_slice(&data);
-    }
-    let bytes: Bytes = body.freeze();
+    };
+    let bytes = match read {
+        Ok(b) => b,
+        Err(resp) => {
+            tokio::spawn(drain(incoming));
+            return *resp;
+        }
+    };
     let mut req = http::Request::from_parts(parts, bytes);
+    // The request timeout counts from the head's arrival, body read included.
+    req.extensions_mut().insert(Received(received));
     if let Some(u) = peer.user {
         req.extensions_mut().insert(PeerCertificateUser(u));
     }
@@ -82,6 +112,41 @@ async fn read_and_serve(service: HttpService, req: http::Request<Incoming>, peer
         Ok(r) => r,
         Err(never) => match never {},
     }
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`].
+async fn read_body(incoming: &mut Incoming) -> Result<Bytes, Box<Response>> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(frame) = incoming.frame().await {
+        let data = match frame {
+            Ok(f) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+            Err(e) => {
+                return Err(Box::new(
+                    StatusError::bad_request(format!("error reading request body: {e}")).into_response(),
+                ))
+            }
+        };
+        if body.len() + data.len() > MAX_BODY_BYTES {
+            return Err(Box::new(StatusError::too_large().into_response()));
+        }
+        body.extend_from_slice(&data);
+    }
+    Ok(body.freeze())
+}
+
+/// A body still unread when the request timeout has passed gets the timeout
+/// filter's 504 (upstream reads it inside that filter), and an HTTP/1
+/// connection is closed: the rest of the body is never read. (An HTTP/2
+/// stream is reset when its body is dropped.)
+fn body_timed_out(version: http::Version) -> Response {
+    let mut resp = crate::filters::request_timed_out().into_response();
+    if version < http::Version::HTTP_2 {
+        resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// How much of a refused body is read and thrown away, so that the client
@@ -102,11 +167,16 @@ async fn drain(mut incoming: Incoming) {
     .await;
 }
 
-/// Accepts TLS connections on `listener` and serves them until the process ends.
-/// The config verified any client certificate (see [`tls_config`]), so its
-/// subject is the caller.
-pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: HttpService) {
-    serve_connections(listener, tls, service, false).await
+/// Accepts TLS connections on `listener` and serves them within `limits`
+/// until the process ends. The config verified any client certificate (see
+/// [`tls_config`]), so its subject is the caller.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: HttpService,
+    limits: ServingLimits,
+) {
+    serve_connections(listener, tls, service, limits, false).await
 }
 
 /// Like [`serve_tls`] for a config from [`tls_config_requesting_client_certs`]:
@@ -114,17 +184,24 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, se
 /// the presented chain goes to the request as [`PeerCertificates`] for an
 /// authenticator that verifies it against its own CA (upstream's request-header
 /// authenticator), and never as a user.
-pub async fn serve_tls_unverified_peers(listener: TcpListener, tls: Arc<rustls::ServerConfig>, service: HttpService) {
-    serve_connections(listener, tls, service, true).await
+pub async fn serve_tls_unverified_peers(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: HttpService,
+    limits: ServingLimits,
+) {
+    serve_connections(listener, tls, service, limits, true).await
 }
 
 async fn serve_connections(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     service: HttpService,
+    limits: ServingLimits,
     unverified_peers: bool,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let limits = Arc::new(limits);
     loop {
         let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = match listener.accept().await {
             Ok(c) => c,
@@ -137,8 +214,10 @@ async fn serve_connections(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = service.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
+            // Go bounds the handshake by the header timeout too.
+            let stream = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, "TLS handshake failed: {e}");
@@ -160,13 +239,52 @@ async fn serve_connections(
                     addr: Some(peer),
                 }
             };
-            let handler = hyper::service::service_fn(move |req| {
-                let service = service.clone();
-                let client = client.clone();
-                async move { Ok::<_, std::convert::Infallible>(serve_one(service, req, client).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), handler).await {
+            let activity = Activity::new(stream.get_ref().1.alpn_protocol() == Some(b"h2"));
+            let handler = {
+                let activity = activity.clone();
+                let body_timeout = limits.body_timeout;
+                hyper::service::service_fn(move |req| {
+                    let service = service.clone();
+                    let client = client.clone();
+                    let activity = activity.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(serve_one(service, req, client, activity, body_timeout).await)
+                    }
+                })
+            };
+            let io = TokioIo::new(Watched::new(stream, activity.clone()));
+            let expired = crate::deadlines::expired(&activity, &limits);
+            // As Go's server: HTTP/2 only when ALPN chose it.
+            let ended = if activity.is_http2() {
+                let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                builder.max_header_list_size(limits.http2_max_header_list());
+                let conn = builder.serve_connection(io, handler);
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = expired => {
+                        tracing::debug!(%peer, "closing an HTTP/2 connection idle past its idle timeout");
+                        conn.as_mut().graceful_shutdown();
+                        tokio::time::timeout(std::time::Duration::from_secs(5), conn).await.unwrap_or(Ok(()))
+                    }
+                }
+            } else {
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .max_header_size(limits.http1_max_head())
+                    .max_buf_size(limits.http1_max_head())
+                    .max_headers(MAX_HTTP1_HEADERS);
+                let conn = builder.serve_connection(io, handler);
+                tokio::select! {
+                    r = conn => r,
+                    // Closed as Go does it: no answer, the connection just ends.
+                    _ = expired => {
+                        tracing::debug!(%peer, "closing an HTTP/1 connection past its header or idle timeout");
+                        Ok(())
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });

@@ -131,7 +131,12 @@ async fn run(opts: Options) -> Result<(), String> {
         .await
         .map_err(|e| format!("listening on {}:{}: {e}", opts.bind_address, opts.secure_port))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let server = tokio::spawn(serve::serve_tls_unverified_peers(listener, Arc::new(tls), service));
+    let server = tokio::spawn(serve::serve_tls_unverified_peers(
+        listener,
+        Arc::new(tls),
+        service,
+        serve::ServingLimits::default(),
+    ));
     eprintln!("sample-apiserver ready: port={port} ca={}", cert_dir.join("ca.crt").display());
     tokio::select! {
         _ = server => Err("the listener stopped".into()),

@@ -306,9 +306,15 @@ pub fn decode_body(req: &Request) -> Result<Value> {
     let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let body: &Bytes = req.body();
     match negotiation::body_format(ct) {
-        Some(BodyFormat::Json) => serde_json::from_slice(body)
-            .map_err(|e| StatusError::bad_request(format!("error decoding request body: json parse error: {e}"))),
+        Some(BodyFormat::Json) => {
+            let json_error =
+                |e: String| StatusError::bad_request(format!("error decoding request body: json parse error: {e}"));
+            crate::depth::check_json(body).map_err(json_error)?;
+            serde_json::from_slice(body).map_err(|e| json_error(e.to_string()))
+        }
         Some(BodyFormat::Yaml) => {
+            crate::depth::check_yaml(body)
+                .map_err(|e| StatusError::bad_request(format!("error decoding request body: yaml parse error: {e}")))?;
             let v: Value = serde_yaml::from_slice(body)
                 .map_err(|e| StatusError::bad_request(format!("error decoding request body: yaml parse error: {e}")))?;
             Ok(v)
@@ -620,8 +626,9 @@ async fn apply(
     if let Some(Subresource::Scale(_)) = sub {
         return Err(StatusError::unsupported_media_type("application/apply-patch+yaml"));
     }
-    let config: Value = serde_yaml::from_slice(req.body())
-        .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?;
+    let decoding = |e: String| StatusError::bad_request(format!("error decoding YAML: {e}"));
+    crate::depth::check_yaml(req.body()).map_err(decoding)?;
+    let config: Value = serde_yaml::from_slice(req.body()).map_err(|e| decoding(e.to_string()))?;
     let r = store.apply(ns, &info.name, sub, config, manager, force, opts).await?;
     let responder = Responder { store: store.clone(), req };
     Ok(responder.object(if r.created { 201 } else { 200 }, &r.object, &r.warnings))

@@ -52,6 +52,7 @@ const BAD_SET_ELEMENT_ORDER: &str = "invalid patch format of setElementOrder lis
 /// `type_name` ("io.k8s.api.core.v1.Pod"). An empty or unknown type name
 /// applies the patch with no field facts (maps merge, lists replace).
 pub fn strategic_merge_patch(doc: &Value, patch: &[u8], type_name: &str) -> Result<Value, StatusError> {
+    crate::depth::check_json(patch).map_err(StatusError::bad_request)?;
     let patch_value: Value = serde_json::from_slice(patch).map_err(|e| StatusError::bad_request(go_json_error(&e)))?;
     let patch_map = match patch_value {
         Value::Object(m) => m,
