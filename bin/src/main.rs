@@ -113,6 +113,10 @@ pub struct Options {
     /// Proxy APIService requests to an endpoint address rather than the cluster IP.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_aggregator_routing: bool,
+    /// Authorizers, in order, that decide each request: AlwaysAllow,
+    /// AlwaysDeny, RBAC (members of system:masters are always allowed).
+    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
+    pub authorization_mode: Vec<String>,
     /// Admission plugins to enable besides the default-on ones (upstream's names).
     #[arg(long, value_delimiter = ',')]
     pub enable_admission_plugins: Vec<String>,
@@ -146,6 +150,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
             [one] => one.clone(),
             many => format!("[{}]", many.join(", ")),
         })?;
+    let authorization_modes = generic_server::authz::parse_modes(&opts.authorization_mode)?;
     std::fs::create_dir_all(&opts.data_dir).map_err(|e| format!("creating {}: {e}", opts.data_dir.display()))?;
     let data_dir = opts.data_dir.canonicalize().map_err(|e| e.to_string())?;
 
@@ -178,8 +183,8 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
         .map_err(|e| format!("listening on {}:{}: {e}", opts.bind_address, opts.secure_port))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let wiring::Chain { handler: chain, ready_checks } =
-        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, plugins).await?;
+    let wiring::Chain { handler: chain, ready_checks, authorizer } =
+        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, plugins, &authorization_modes).await?;
     let service = filters::build(
         chain,
         FilterConfig {
@@ -195,6 +200,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
                 max_mutating_requests_inflight: opts.max_mutating_requests_inflight,
                 request_timeout: opts.request_timeout,
             },
+            authorizer,
         },
     );
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use generic_server::authz::{self, Authorizer};
 use generic_server::filters::ReadyCheck;
 use generic_server::handler::{DynHandler, NotFoundHandler};
 use generic_server::storage::embedded::EmbeddedStorage;
@@ -20,6 +21,8 @@ use crate::Options;
 pub struct Chain {
     pub handler: DynHandler,
     pub ready_checks: Vec<ReadyCheck>,
+    /// The authorizer `--authorization-mode` asked for, over the chain's RBAC.
+    pub authorizer: Arc<dyn Authorizer>,
 }
 
 /// How often /readyz/etcd's answer is refreshed.
@@ -103,6 +106,7 @@ pub async fn build_chain(
     pki: &Pki,
     client_ca: &[u8],
     plugins: kube_core_server::admission::AdmissionPlugins,
+    authorization_modes: &[authz::Mode],
 ) -> Result<Chain, String> {
     let aggregator_config = aggregator_config(opts, pki, client_ca)?;
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
@@ -122,7 +126,9 @@ pub async fn build_chain(
         root_ca: pki.ca.cert.clone(),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
+    let authorizer = authz::for_modes(authorization_modes, core.rbac.clone());
+    core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =
         aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server).await?;
-    Ok(Chain { handler, ready_checks })
+    Ok(Chain { handler, ready_checks, authorizer })
 }

@@ -10,6 +10,7 @@
 //! resource: built-in types live in kube-core-server, CRDs in apiextensions.
 
 pub mod authn;
+pub mod authz;
 pub mod body;
 pub mod discovery;
 pub mod duration;
@@ -17,6 +18,7 @@ pub mod endpoints;
 pub mod fieldmanager;
 pub mod filters;
 pub mod handler;
+pub mod impersonation;
 pub mod informer;
 pub mod meta;
 pub mod metrics;
