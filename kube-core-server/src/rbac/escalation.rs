@@ -17,7 +17,7 @@ use generic_server::registry::{Admission, AdmissionAttributes, Operation};
 use generic_server::status::StatusError;
 
 use super::rules::{compact, go_quoted, uncovered, PolicyRule};
-use super::Rbac;
+use super::{Rbac, Unresolved};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -37,6 +37,7 @@ impl EscalationCheck {
     /// in `namespace`; the error lists the missing ones.
     fn confirm(&self, user: &UserInfo, namespace: &str, rules: &[PolicyRule]) -> Result<(), String> {
         let (owned, errors) = self.rbac.policy_rules_for(user, namespace);
+        let errors: Vec<String> = errors.iter().map(Unresolved::registry_message).collect();
         let missing = uncovered(&owned, rules);
         if missing.is_empty() {
             return Ok(());

@@ -140,6 +140,36 @@ impl fmt::Display for Source<'_> {
 
 type Names = BTreeSet<String>;
 
+/// A role reference that does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    Missing { kind: String, name: String },
+    Unsupported(String),
+}
+
+impl Unresolved {
+    /// As upstream's authorizer words it: its listers name the singular
+    /// resource (`clusterrole.rbac.authorization.k8s.io "x" not found`).
+    pub fn lister_message(&self) -> String {
+        self.message("")
+    }
+
+    /// As upstream's escalation check words it: it reads through the
+    /// registry, whose NotFound names the plural resource.
+    pub fn registry_message(&self) -> String {
+        self.message("s")
+    }
+
+    fn message(&self, plural: &str) -> String {
+        match self {
+            Unresolved::Missing { kind, name } => {
+                format!("{}{plural}.rbac.authorization.k8s.io {name:?} not found", kind.to_lowercase())
+            }
+            Unresolved::Unsupported(kind) => format!("unsupported role reference kind: {kind:?}"),
+        }
+    }
+}
+
 /// The policy as the informers last reported it.
 #[derive(Default)]
 struct Index {
@@ -175,14 +205,14 @@ impl Index {
         }
     }
 
-    /// The rules a role reference resolves to, or upstream's lister error.
-    fn role_rules(&self, kind: &str, name: &str, namespace: &str) -> Result<Arc<[PolicyRule]>, String> {
+    /// The rules a role reference resolves to.
+    fn role_rules(&self, kind: &str, name: &str, namespace: &str) -> Result<Arc<[PolicyRule]>, Unresolved> {
         let found = match kind {
             "Role" => self.roles.get(&(namespace.to_string(), name.to_string())),
             "ClusterRole" => self.cluster_roles.get(name),
-            other => return Err(format!("unsupported role reference kind: {other:?}")),
+            other => return Err(Unresolved::Unsupported(other.to_string())),
         };
-        found.cloned().ok_or_else(|| format!("{}.rbac.authorization.k8s.io {name:?} not found", kind.to_lowercase()))
+        found.cloned().ok_or_else(|| Unresolved::Missing { kind: kind.to_string(), name: name.to_string() })
     }
 
     /// Upstream's VisitRulesFor: every rule bound to the user cluster-wide,
@@ -192,7 +222,7 @@ impl Index {
         &self,
         user: &UserInfo,
         namespace: &str,
-        visit: &mut dyn FnMut(Option<&Source<'_>>, Option<&PolicyRule>, Option<String>) -> bool,
+        visit: &mut dyn FnMut(Option<&Source<'_>>, Option<&PolicyRule>, Option<Unresolved>) -> bool,
     ) {
         let keys = keys_of(user);
         let scopes = if namespace.is_empty() { vec![""] } else { vec!["", namespace] };
@@ -290,9 +320,9 @@ impl Rbac {
         self.index.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every rule `user` holds in `namespace`, and the errors met resolving
-    /// them (upstream's RulesFor).
-    pub fn policy_rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<PolicyRule>, Vec<String>) {
+    /// Every rule `user` holds in `namespace`, and the references that did
+    /// not resolve (upstream's RulesFor).
+    pub fn policy_rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<PolicyRule>, Vec<Unresolved>) {
         let (mut rules, mut errors) = (Vec::new(), Vec::new());
         self.read().visit(user, namespace, &mut |_, rule, err| {
             rules.extend(rule.cloned());
@@ -319,7 +349,7 @@ impl Authorizer for Rbac {
                     return false;
                 }
             }
-            errors.extend(err);
+            errors.extend(err.map(|e| e.lister_message()));
             true
         });
         match allowed_by {
@@ -330,6 +360,7 @@ impl Authorizer for Rbac {
 
     fn rules_for(&self, user: &UserInfo, namespace: &str) -> Rules {
         let (rules, errors) = self.policy_rules_for(user, namespace);
+        let errors: Vec<String> = errors.iter().map(Unresolved::lister_message).collect();
         let mut out = Rules { error: aggregate(&errors), ..Rules::default() };
         for r in rules {
             if !r.resources.is_empty() {
