@@ -347,7 +347,9 @@ fn decision_matrix() {
             Who::Alice,
             "GET",
             "/api/v1/pods",
-            denied(r#"pods is forbidden: User "alice" cannot list resource "pods" in API group "" at the cluster scope"#),
+            denied(
+                r#"pods is forbidden: User "alice" cannot list resource "pods" in API group "" at the cluster scope"#,
+            ),
         ),
         row(
             Who::Alice,
@@ -361,19 +363,25 @@ fn decision_matrix() {
             Who::Bob,
             "GET",
             "/api/v1/namespaces/rbac-a/pods",
-            denied(r#"pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the namespace "rbac-a""#),
+            denied(
+                r#"pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the namespace "rbac-a""#,
+            ),
         ),
         row(
             Who::Bob,
             "GET",
             "/api/v1/namespaces/rbac-a/pods?watch=1",
-            denied(r#"pods is forbidden: User "bob" cannot watch resource "pods" in API group "" in the namespace "rbac-a""#),
+            denied(
+                r#"pods is forbidden: User "bob" cannot watch resource "pods" in API group "" in the namespace "rbac-a""#,
+            ),
         ),
         row(
             Who::Anonymous,
             "GET",
             "/api/v1/namespaces/rbac-a/pods",
-            denied(r#"pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" in the namespace "rbac-a""#),
+            denied(
+                r#"pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" in the namespace "rbac-a""#,
+            ),
         ),
         // Subresources: pods/log by name, */scale for any resource.
         row(Who::Alice, "GET", "/api/v1/namespaces/rbac-a/pods/p/log", Served(404)),
@@ -381,13 +389,17 @@ fn decision_matrix() {
             Who::Alice,
             "GET",
             "/api/v1/namespaces/rbac-a/pods/p/exec",
-            denied(r#"pods "p" is forbidden: User "alice" cannot get resource "pods/exec" in API group "" in the namespace "rbac-a""#),
+            denied(
+                r#"pods "p" is forbidden: User "alice" cannot get resource "pods/exec" in API group "" in the namespace "rbac-a""#,
+            ),
         ),
         row(
             Who::Bob,
             "GET",
             "/api/v1/namespaces/rbac-a/pods/p/log",
-            denied(r#"pods "p" is forbidden: User "bob" cannot get resource "pods/log" in API group "" in the namespace "rbac-a""#),
+            denied(
+                r#"pods "p" is forbidden: User "bob" cannot get resource "pods/log" in API group "" in the namespace "rbac-a""#,
+            ),
         ),
         row(Who::Bob, "GET", "/apis/apps/v1/namespaces/rbac-a/deployments/d/scale", Served(404)),
         row(Who::Bob, "GET", "/apis/apps/v1/namespaces/rbac-a/statefulsets/s/scale", Served(404)),
@@ -395,13 +407,17 @@ fn decision_matrix() {
             Who::Bob,
             "GET",
             "/apis/apps/v1/namespaces/rbac-a/deployments/d",
-            denied(r#"deployments.apps "d" is forbidden: User "bob" cannot get resource "deployments" in API group "apps" in the namespace "rbac-a""#),
+            denied(
+                r#"deployments.apps "d" is forbidden: User "bob" cannot get resource "deployments" in API group "apps" in the namespace "rbac-a""#,
+            ),
         ),
         row(
             Who::Bob,
             "GET",
             "/apis/apps/v1/namespaces/rbac-b/deployments/d/scale",
-            denied(r#"deployments.apps "d" is forbidden: User "bob" cannot get resource "deployments/scale" in API group "apps" in the namespace "rbac-b""#),
+            denied(
+                r#"deployments.apps "d" is forbidden: User "bob" cannot get resource "deployments/scale" in API group "apps" in the namespace "rbac-b""#,
+            ),
         ),
         // Named resources: only the names the rule lists, never a list.
         row(Who::Bob, "GET", "/api/v1/namespaces/rbac-a/secrets/allowed", Served(200)),
@@ -409,19 +425,25 @@ fn decision_matrix() {
             Who::Bob,
             "GET",
             "/api/v1/namespaces/rbac-a/secrets/other",
-            denied(r#"secrets "other" is forbidden: User "bob" cannot get resource "secrets" in API group "" in the namespace "rbac-a""#),
+            denied(
+                r#"secrets "other" is forbidden: User "bob" cannot get resource "secrets" in API group "" in the namespace "rbac-a""#,
+            ),
         ),
         row(
             Who::Bob,
             "GET",
             "/api/v1/namespaces/rbac-a/secrets",
-            denied(r#"secrets is forbidden: User "bob" cannot list resource "secrets" in API group "" in the namespace "rbac-a""#),
+            denied(
+                r#"secrets is forbidden: User "bob" cannot list resource "secrets" in API group "" in the namespace "rbac-a""#,
+            ),
         ),
         row(
             Who::Bob,
             "DELETE",
             "/api/v1/namespaces/rbac-a/secrets/allowed",
-            denied(r#"secrets "allowed" is forbidden: User "bob" cannot delete resource "secrets" in API group "" in the namespace "rbac-a""#),
+            denied(
+                r#"secrets "allowed" is forbidden: User "bob" cannot delete resource "secrets" in API group "" in the namespace "rbac-a""#,
+            ),
         ),
         // Cluster-scoped resources, and a namespace by name.
         row(Who::Alice, "GET", "/api/v1/nodes", Served(200)),
@@ -429,13 +451,17 @@ fn decision_matrix() {
             Who::Alice,
             "POST",
             "/api/v1/nodes",
-            denied(r#"nodes is forbidden: User "alice" cannot create resource "nodes" in API group "" at the cluster scope"#),
+            denied(
+                r#"nodes is forbidden: User "alice" cannot create resource "nodes" in API group "" at the cluster scope"#,
+            ),
         ),
         row(
             Who::Bob,
             "GET",
             "/api/v1/nodes/n1",
-            denied(r#"nodes "n1" is forbidden: User "bob" cannot get resource "nodes" in API group "" at the cluster scope"#),
+            denied(
+                r#"nodes "n1" is forbidden: User "bob" cannot get resource "nodes" in API group "" at the cluster scope"#,
+            ),
         ),
         row(Who::Alice, "GET", ns_a, Served(200)),
         row(
@@ -450,17 +476,14 @@ fn decision_matrix() {
             Who::Alice,
             "GET",
             "/api/v1/namespaces",
-            denied(r#"namespaces is forbidden: User "alice" cannot list resource "namespaces" in API group "" at the cluster scope"#),
+            denied(
+                r#"namespaces is forbidden: User "alice" cannot list resource "namespaces" in API group "" at the cluster scope"#,
+            ),
         ),
         // Non-resource URLs, with a trailing * and without.
         row(Who::Anonymous, "GET", "/healthz", Served(200)),
         row(Who::Anonymous, "GET", "/version", Served(200)),
-        row(
-            Who::Anonymous,
-            "GET",
-            "/apis",
-            denied(r#"forbidden: User "system:anonymous" cannot get path "/apis""#),
-        ),
+        row(Who::Anonymous, "GET", "/apis", denied(r#"forbidden: User "system:anonymous" cannot get path "/apis""#)),
         row(
             Who::Anonymous,
             "GET",
@@ -723,7 +746,11 @@ fn kubectl_auth_can_i() {
         (vec!["auth", "can-i", "get", "/metrics"], 0, "yes\n"),
         (vec!["auth", "can-i", "escalate", "roles/escalated", "-n", "rbac-b"], 0, "yes\n"),
         (vec!["auth", "can-i", "bind", "clusterroles/qa-pods", "-n", "rbac-b"], 0, "yes\n"),
-        (vec!["auth", "can-i", "bind", "clusterroles/cm-editor", "-n", "rbac-b"], 1, "no - RBAC: clusterrole.rbac.authorization.k8s.io \"missing\" not found\n"),
+        (
+            vec!["auth", "can-i", "bind", "clusterroles/cm-editor", "-n", "rbac-b"],
+            1,
+            "no - RBAC: clusterrole.rbac.authorization.k8s.io \"missing\" not found\n",
+        ),
     ] {
         let r = as_alice(&args);
         assert_eq!((r.code, r.stdout.as_str()), (code, out), "{args:?}: {r:?}");
@@ -752,7 +779,9 @@ fn kubectl_auth_can_i() {
     assert_eq!(r.code, 0, "{r:?}");
     let rows: Vec<(String, String, String, String)> = e2e::table(&r.stdout)
         .into_iter()
-        .map(|m| (m["Resources"].clone(), m["Non-Resource URLs"].clone(), m["Resource Names"].clone(), m["Verbs"].clone()))
+        .map(|m| {
+            (m["Resources"].clone(), m["Non-Resource URLs"].clone(), m["Resource Names"].clone(), m["Verbs"].clone())
+        })
         .collect();
     let want = |res: &str, urls: &str, names: &str, verbs: &str| {
         let row = (res.to_string(), urls.to_string(), names.to_string(), verbs.to_string());
@@ -779,7 +808,11 @@ fn kubectl_auth_can_i() {
     let status = &r.json()["status"];
     assert_eq!(status["incomplete"], false);
     assert_eq!(status["evaluationError"], "clusterrole.rbac.authorization.k8s.io \"missing\" not found");
-    assert!(status["resourceRules"].as_array().unwrap().iter().any(|r| r["resources"] == json!(["roles", "rolebindings"])));
+    assert!(status["resourceRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["resources"] == json!(["roles", "rolebindings"])));
 }
 
 #[test]
@@ -824,7 +857,11 @@ fn subject_access_reviews_answer_for_the_subject_named() {
     );
     // The spec's user is all there is: no system:authenticated is added.
     assert_eq!(
-        sar("SubjectAccessReview", cluster, json!({"user": "bob", "nonResourceAttributes": {"verb": "get", "path": "/healthz"}})),
+        sar(
+            "SubjectAccessReview",
+            cluster,
+            json!({"user": "bob", "nonResourceAttributes": {"verb": "get", "path": "/healthz"}})
+        ),
         json!({"allowed": false})
     );
     assert_eq!(

@@ -366,10 +366,11 @@ pub fn for_modes(modes: &[Mode], rbac: Arc<dyn Authorizer>) -> Arc<dyn Authorize
     Arc::new(Union(members))
 }
 
-/// The authorization filter's decision on a request: Ok to serve it, else
-/// the answer (403, or 500 when the authorizer failed without allowing).
-pub fn check_request(authorizer: &dyn Authorizer, req: &Request) -> Result<(), Response> {
-    let Some(info) = req.extensions().get::<RequestInfo>() else { return Ok(()) };
+/// The authorization filter's decision on a request: None to serve it, else
+/// the answer refusing it (403, or 500 when the authorizer failed without
+/// allowing).
+pub fn check_request(authorizer: &dyn Authorizer, req: &Request) -> Option<Response> {
+    let info = req.extensions().get::<RequestInfo>()?;
     let anonymous;
     let user = match req.extensions().get::<UserInfo>() {
         Some(u) => u,
@@ -381,13 +382,13 @@ pub fn check_request(authorizer: &dyn Authorizer, req: &Request) -> Result<(), R
     let attrs = Attributes::of_request(user, info);
     let verdict = authorizer.authorize(&attrs);
     if verdict.allowed() {
-        return Ok(());
+        return None;
     }
     if let Some(e) = verdict.error {
-        return Err(internal_error(req, &e));
+        return Some(internal_error(req, &e));
     }
     tracing::debug!(path = %info.path, reason = %verdict.reason, "forbidden");
-    Err(attrs.forbidden(&verdict.reason).into_response())
+    Some(attrs.forbidden(&verdict.reason).into_response())
 }
 
 /// Upstream's responsewriters.InternalError: plain text naming the request.

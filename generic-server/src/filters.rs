@@ -298,8 +298,8 @@ where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     match crate::impersonation::impersonate(authorizer.as_ref(), &mut req) {
-        Ok(()) => inner.call(req).await,
-        Err(refused) => Ok(refused),
+        None => inner.call(req).await,
+        Some(refused) => Ok(refused),
     }
 }
 
@@ -313,8 +313,8 @@ where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     match crate::authz::check_request(authorizer.as_ref(), &req) {
-        Ok(()) => inner.call(req).await,
-        Err(refused) => Ok(refused),
+        None => inner.call(req).await,
+        Some(refused) => Ok(refused),
     }
 }
 

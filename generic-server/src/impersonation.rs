@@ -91,14 +91,15 @@ fn requested(headers: &http::HeaderMap) -> Result<Vec<Wanted>, String> {
     Err(format!("requested [{}] without impersonating a user", shown.join(" ")))
 }
 
-/// Applies the request's impersonation headers: Ok with the request now
+/// Applies the request's impersonation headers: None with the request now
 /// carrying the impersonated user (and the headers removed), or the answer
 /// that refuses it.
-pub fn impersonate(authorizer: &dyn Authorizer, req: &mut Request) -> Result<(), Response> {
-    let wanted = requested(req.headers()).map_err(|e| crate::authz::internal_error(req, &e))?;
-    if wanted.is_empty() {
-        return Ok(());
-    }
+pub fn impersonate(authorizer: &dyn Authorizer, req: &mut Request) -> Option<Response> {
+    let wanted = match requested(req.headers()) {
+        Ok(w) if w.is_empty() => return None,
+        Ok(w) => w,
+        Err(e) => return Some(crate::authz::internal_error(req, &e)),
+    };
     let requestor = req.extensions().get::<UserInfo>().cloned().unwrap_or_default();
     let groups_given = req.headers().contains_key(GROUP);
     let mut next = UserInfo::default();
@@ -134,7 +135,7 @@ pub fn impersonate(authorizer: &dyn Authorizer, req: &mut Request) -> Result<(),
         let verdict = authorizer.authorize(&attrs);
         if verdict.error.is_some() || !verdict.allowed() {
             tracing::debug!(requestor = %requestor.name, reason = %verdict.reason, "impersonation forbidden");
-            return Err(attrs.forbidden(&verdict.reason).into_response());
+            return Some(attrs.forbidden(&verdict.reason).into_response());
         }
     }
     // Every impersonated user is authenticated, unless it is anonymous or
@@ -158,7 +159,7 @@ pub fn impersonate(authorizer: &dyn Authorizer, req: &mut Request) -> Result<(),
         headers.remove(k);
     }
     req.extensions_mut().insert(next);
-    Ok(())
+    None
 }
 
 #[cfg(test)]
@@ -194,7 +195,7 @@ mod tests {
     fn service_accounts_bring_their_groups() {
         let a = Only(vec!["serviceaccounts/sa"]);
         let mut req = request(&[("Impersonate-User", "system:serviceaccount:ns:sa")]);
-        impersonate(&a, &mut req).unwrap();
+        assert!(impersonate(&a, &mut req).is_none());
         let u = req.extensions().get::<UserInfo>().unwrap();
         assert_eq!(u.name, "system:serviceaccount:ns:sa");
         assert_eq!(u.groups, ["system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"]);
@@ -205,14 +206,14 @@ mod tests {
     fn each_part_is_authorized() {
         let a = Only(vec!["users/dave", "groups/qa"]);
         let mut req = request(&[("Impersonate-User", "dave"), ("Impersonate-Group", "qa")]);
-        impersonate(&a, &mut req).unwrap();
+        assert!(impersonate(&a, &mut req).is_none());
         let u = req.extensions().get::<UserInfo>().unwrap();
         assert_eq!((u.name.as_str(), u.groups.clone()), ("dave", vec!["qa".into(), "system:authenticated".into()]));
         let mut req = request(&[("Impersonate-User", "dave"), ("Impersonate-Group", "ops")]);
-        let resp = impersonate(&a, &mut req).unwrap_err();
+        let resp = impersonate(&a, &mut req).unwrap();
         assert_eq!(resp.status(), 403);
         let mut req = request(&[("Impersonate-Extra-Scopes", "view")]);
-        assert_eq!(impersonate(&a, &mut req).unwrap_err().status(), 500);
+        assert_eq!(impersonate(&a, &mut req).unwrap().status(), 500);
         assert_eq!(
             requested(request(&[("Impersonate-Group", "g")]).headers()).unwrap_err(),
             "requested [{Group  g    }] without impersonating a user"

@@ -140,6 +140,13 @@ impl fmt::Display for Source<'_> {
 
 type Names = BTreeSet<String>;
 
+/// What a visit of the user's policy meets: a rule and where it came from,
+/// or a binding whose role is missing.
+enum Visit<'a> {
+    Rule(&'a Source<'a>, &'a PolicyRule),
+    Unresolved(Unresolved),
+}
+
 /// A role reference that does not resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unresolved {
@@ -222,7 +229,7 @@ impl Index {
         &self,
         user: &UserInfo,
         namespace: &str,
-        visit: &mut dyn FnMut(Option<&Source<'_>>, Option<&PolicyRule>, Option<Unresolved>) -> bool,
+        visit: &mut dyn FnMut(Visit<'_>) -> bool,
     ) {
         let keys = keys_of(user);
         let scopes = if namespace.is_empty() { vec![""] } else { vec!["", namespace] };
@@ -234,14 +241,14 @@ impl Index {
                 let Some(subject) = binding.subject_for(&keys) else { continue };
                 match self.role_rules(&binding.role_kind, &binding.role_name, scope) {
                     Err(e) => {
-                        if !visit(None, None, Some(e)) {
+                        if !visit(Visit::Unresolved(e)) {
                             return;
                         }
                     }
                     Ok(rules) => {
                         let source = Source { binding, subject };
                         for r in rules.iter() {
-                            if !visit(Some(&source), Some(r), None) {
+                            if !visit(Visit::Rule(&source, r)) {
                                 return;
                             }
                         }
@@ -324,9 +331,11 @@ impl Rbac {
     /// not resolve (upstream's RulesFor).
     pub fn policy_rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<PolicyRule>, Vec<Unresolved>) {
         let (mut rules, mut errors) = (Vec::new(), Vec::new());
-        self.read().visit(user, namespace, &mut |_, rule, err| {
-            rules.extend(rule.cloned());
-            errors.extend(err);
+        self.read().visit(user, namespace, &mut |v| {
+            match v {
+                Visit::Rule(_, rule) => rules.push(rule.clone()),
+                Visit::Unresolved(e) => errors.push(e),
+            }
             true
         });
         (rules, errors)
@@ -342,15 +351,16 @@ impl Authorizer for Rbac {
     fn authorize(&self, attrs: &Attributes<'_>) -> Verdict {
         let mut allowed_by = None;
         let mut errors = Vec::new();
-        self.read().visit(attrs.user, attrs.namespace, &mut |source, rule, err| {
-            if let (Some(source), Some(rule)) = (source, rule) {
-                if rule.allows(attrs) {
-                    allowed_by = Some(format!("RBAC: allowed by {source}"));
-                    return false;
-                }
+        self.read().visit(attrs.user, attrs.namespace, &mut |v| match v {
+            Visit::Rule(source, rule) if rule.allows(attrs) => {
+                allowed_by = Some(format!("RBAC: allowed by {source}"));
+                false
             }
-            errors.extend(err.map(|e| e.lister_message()));
-            true
+            Visit::Rule(..) => true,
+            Visit::Unresolved(e) => {
+                errors.push(e.lister_message());
+                true
+            }
         });
         match allowed_by {
             Some(reason) => Verdict::allow(reason),
