@@ -818,60 +818,46 @@ fn kubectl_auth_can_i() {
 #[test]
 fn subject_access_reviews_answer_for_the_subject_named() {
     let s = server();
-    let sar = |kind: &str, path: &str, spec: Value| {
-        let body = json!({"apiVersion": "authorization.k8s.io/v1", "kind": kind, "metadata": {"namespace": "rbac-a"}, "spec": spec});
-        let body = if kind == "SubjectAccessReview" {
-            json!({"apiVersion": "authorization.k8s.io/v1", "kind": kind, "spec": body["spec"]})
+    let cluster = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
+    let local = "/apis/authorization.k8s.io/v1/namespaces/rbac-a/localsubjectaccessreviews";
+    let allowed_by = |source: &str| json!({"allowed": true, "reason": format!("RBAC: allowed by {source}")});
+    for (path, spec, want) in [
+        (
+            cluster,
+            json!({"user": "carol", "groups": ["devs"], "resourceAttributes": {"namespace": "rbac-a", "verb": "list", "resource": "pods"}}),
+            allowed_by(r#"RoleBinding "devs-read/rbac-a" of Role "pod-reader" to Group "devs""#),
+        ),
+        (
+            cluster,
+            json!({"user": "alice", "nonResourceAttributes": {"verb": "get", "path": "/metrics"}}),
+            allowed_by(r#"ClusterRoleBinding "alice-nodes" of ClusterRole "node-viewer" to User "alice""#),
+        ),
+        (
+            cluster,
+            json!({"user": "alice", "groups": ["devs"], "resourceAttributes": {"namespace": "rbac-b", "verb": "get", "resource": "pods"}}),
+            json!({"allowed": false, "reason": "RBAC: clusterrole.rbac.authorization.k8s.io \"missing\" not found"}),
+        ),
+        // The spec's user is all there is: no system:authenticated is added.
+        (
+            cluster,
+            json!({"user": "bob", "nonResourceAttributes": {"verb": "get", "path": "/healthz"}}),
+            json!({"allowed": false}),
+        ),
+        (
+            local,
+            json!({"user": "system:serviceaccount:rbac-a:robot", "resourceAttributes": {"namespace": "rbac-a", "verb": "watch", "resource": "pods"}}),
+            allowed_by(r#"RoleBinding "devs-read/rbac-a" of Role "pod-reader" to ServiceAccount "robot/rbac-a""#),
+        ),
+    ] {
+        let body = if path == local {
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview", "metadata": {"namespace": "rbac-a"}, "spec": spec})
         } else {
-            body
+            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec})
         };
         let r = s.request("POST", path, Some(&body));
         assert_eq!(r.status, 201, "{}", r.text());
-        r.json()["status"].clone()
-    };
-    let cluster = "/apis/authorization.k8s.io/v1/subjectaccessreviews";
-    let local = "/apis/authorization.k8s.io/v1/namespaces/rbac-a/localsubjectaccessreviews";
-    assert_eq!(
-        sar(
-            "SubjectAccessReview",
-            cluster,
-            json!({"user": "carol", "groups": ["devs"], "resourceAttributes": {"namespace": "rbac-a", "verb": "list", "resource": "pods"}})
-        ),
-        json!({"allowed": true, "reason": "RBAC: allowed by RoleBinding \"devs-read/rbac-a\" of Role \"pod-reader\" to Group \"devs\""})
-    );
-    assert_eq!(
-        sar(
-            "SubjectAccessReview",
-            cluster,
-            json!({"user": "alice", "nonResourceAttributes": {"verb": "get", "path": "/metrics"}})
-        ),
-        json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"alice-nodes\" of ClusterRole \"node-viewer\" to User \"alice\""})
-    );
-    assert_eq!(
-        sar(
-            "SubjectAccessReview",
-            cluster,
-            json!({"user": "alice", "groups": ["devs"], "resourceAttributes": {"namespace": "rbac-b", "verb": "get", "resource": "pods"}})
-        ),
-        json!({"allowed": false, "reason": "RBAC: clusterrole.rbac.authorization.k8s.io \"missing\" not found"})
-    );
-    // The spec's user is all there is: no system:authenticated is added.
-    assert_eq!(
-        sar(
-            "SubjectAccessReview",
-            cluster,
-            json!({"user": "bob", "nonResourceAttributes": {"verb": "get", "path": "/healthz"}})
-        ),
-        json!({"allowed": false})
-    );
-    assert_eq!(
-        sar(
-            "LocalSubjectAccessReview",
-            local,
-            json!({"user": "system:serviceaccount:rbac-a:robot", "resourceAttributes": {"namespace": "rbac-a", "verb": "watch", "resource": "pods"}})
-        ),
-        json!({"allowed": true, "reason": "RBAC: allowed by RoleBinding \"devs-read/rbac-a\" of Role \"pod-reader\" to ServiceAccount \"robot/rbac-a\""})
-    );
+        assert_eq!(r.json()["status"], want, "{spec}");
+    }
 }
 
 #[test]

@@ -147,18 +147,25 @@ impl<'a> Attributes<'a> {
     }
 }
 
-/// A rule an authorizer grants, as a rules review lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A rule an authorizer grants, serialized as a rules review lists it
+/// (authorization/v1 ResourceRule, empty lists omitted).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ResourceRule {
     pub verbs: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_groups: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resource_names: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// authorization/v1 NonResourceRule.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct NonResourceRule {
     pub verbs: Vec<String>,
+    #[serde(rename = "nonResourceURLs", skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
 }
 

@@ -137,3 +137,80 @@ impl Admission for EscalationCheck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rbac::Kind;
+    use generic_server::authz::{AlwaysAllow, AlwaysDeny};
+    use generic_server::informer::Change;
+    use serde_json::json;
+
+    fn alice() -> UserInfo {
+        UserInfo { name: "alice".into(), groups: vec!["devs".into()], ..Default::default() }
+    }
+
+    /// alice may get pods in namespace "a".
+    fn rbac() -> Arc<Rbac> {
+        let r = Arc::new(Rbac::default());
+        let role = json!({"metadata": {"name": "r", "namespace": "a"},
+                          "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]});
+        r.apply(Kind::Role, &Change::Added(&role));
+        let b = json!({"metadata": {"name": "b", "namespace": "a"}, "roleRef": {"kind": "Role", "name": "r"},
+                       "subjects": [{"kind": "User", "name": "alice"}]});
+        r.apply(Kind::Binding, &Change::Added(&b));
+        let big = json!({"metadata": {"name": "big"}, "rules": [{"verbs": ["*"], "apiGroups": [""], "resources": ["secrets"]}]});
+        r.apply(Kind::ClusterRole, &Change::Added(&big));
+        r
+    }
+
+    async fn admit(
+        check: &EscalationCheck,
+        resource: &str,
+        obj: &Value,
+        user: Option<&UserInfo>,
+    ) -> Result<(), StatusError> {
+        let attrs = AdmissionAttributes {
+            operation: Operation::Create,
+            group: RBAC_GROUP,
+            version: "v1",
+            resource,
+            subresource: "",
+            namespace: "a",
+            name: "x",
+            object: Some(obj),
+            old: None,
+            user,
+            dry_run: false,
+        };
+        check.admit(&attrs).await
+    }
+
+    #[tokio::test]
+    async fn writers_grant_only_what_they_hold() {
+        let check = EscalationCheck::new(rbac(), Arc::new(AlwaysDeny));
+        let u = alice();
+        let held = json!({"rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]});
+        assert!(admit(&check, "roles", &held, Some(&u)).await.is_ok());
+        let more = json!({"rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]});
+        let e = admit(&check, "roles", &more, Some(&u)).await.unwrap_err();
+        assert_eq!((e.code, e.reason), (403, "Forbidden"));
+        assert_eq!(
+            e.message,
+            "roles.rbac.authorization.k8s.io \"x\" is forbidden: user \"alice\" (groups=[\"devs\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"list\"]}"
+        );
+        // The server's own writes and system:masters are exempt.
+        assert!(admit(&check, "roles", &more, None).await.is_ok());
+        let admin = UserInfo { name: "admin".into(), groups: vec![PRIVILEGED_GROUP.into()], ..Default::default() };
+        assert!(admit(&check, "roles", &more, Some(&admin)).await.is_ok());
+        let bind_big = json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": "big"}});
+        assert_eq!(admit(&check, "rolebindings", &bind_big, Some(&u)).await.unwrap_err().code, 403);
+        let bind_gone = json!({"roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "gone"}});
+        let e = admit(&check, "rolebindings", &bind_gone, Some(&u)).await.unwrap_err();
+        assert_eq!(e.message, "roles.rbac.authorization.k8s.io \"gone\" not found");
+        // `bind` and `escalate` granted by the authorizer let anything through.
+        let permissive = EscalationCheck::new(rbac(), Arc::new(AlwaysAllow));
+        assert!(admit(&permissive, "rolebindings", &bind_big, Some(&u)).await.is_ok());
+        assert!(admit(&permissive, "roles", &more, Some(&u)).await.is_ok());
+    }
+}

@@ -225,12 +225,7 @@ impl Index {
     /// Upstream's VisitRulesFor: every rule bound to the user cluster-wide,
     /// then in `namespace`, and every error resolving them; stops when
     /// `visit` returns false.
-    fn visit(
-        &self,
-        user: &UserInfo,
-        namespace: &str,
-        visit: &mut dyn FnMut(Visit<'_>) -> bool,
-    ) {
+    fn visit(&self, user: &UserInfo, namespace: &str, visit: &mut dyn FnMut(Visit<'_>) -> bool) {
         let keys = keys_of(user);
         let scopes = if namespace.is_empty() { vec![""] } else { vec!["", namespace] };
         for scope in scopes {

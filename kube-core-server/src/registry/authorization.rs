@@ -197,38 +197,14 @@ impl Creater for AccessReviewer {
 
 pub struct RulesReviewer(Arc<dyn Authorizer>);
 
-/// A SubjectRulesReviewStatus: the rules (lists omitted when empty, as
-/// upstream's omitempty fields), whether they are all, and any error.
+/// A SubjectRulesReviewStatus: the rules, whether they are all, and any
+/// evaluation error.
 fn rules_status(rules: Rules) -> Value {
-    let omit_empty = |m: &mut serde_json::Map<String, Value>, k: &str, v: Vec<String>| {
-        if !v.is_empty() {
-            m.insert(k.into(), json!(v));
-        }
-    };
-    let resource: Vec<Value> = rules
-        .resource
-        .into_iter()
-        .map(|r| {
-            let mut m = serde_json::Map::new();
-            m.insert("verbs".into(), json!(r.verbs));
-            omit_empty(&mut m, "apiGroups", r.api_groups);
-            omit_empty(&mut m, "resources", r.resources);
-            omit_empty(&mut m, "resourceNames", r.resource_names);
-            Value::Object(m)
-        })
-        .collect();
-    let non_resource: Vec<Value> = rules
-        .non_resource
-        .into_iter()
-        .map(|r| {
-            let mut m = serde_json::Map::new();
-            m.insert("verbs".into(), json!(r.verbs));
-            omit_empty(&mut m, "nonResourceURLs", r.urls);
-            Value::Object(m)
-        })
-        .collect();
-    let mut status =
-        json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": rules.incomplete});
+    let mut status = json!({
+        "resourceRules": rules.resource,
+        "nonResourceRules": rules.non_resource,
+        "incomplete": rules.incomplete,
+    });
     if let Some(e) = rules.error {
         status["evaluationError"] = json!(e);
     }
