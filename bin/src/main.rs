@@ -123,6 +123,30 @@ pub struct Options {
     /// Admission plugins to turn off, default-on ones included.
     #[arg(long, value_delimiter = ',')]
     pub disable_admission_plugins: Vec<String>,
+    /// The audit policy (audit.k8s.io/v1 Policy); without it nothing is audited.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+    /// Where audit events are written, `-` for stdout; without it nothing is audited.
+    #[arg(long, default_value = "")]
+    pub audit_log_path: String,
+    /// Days to keep rotated audit logs (0: no limit).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub audit_log_maxage: i64,
+    /// Rotated audit logs to keep (0: no limit).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub audit_log_maxbackup: i64,
+    /// Megabytes an audit log grows to before it is rotated (0: 100).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub audit_log_maxsize: i64,
+    /// `json` (one Event a line) or `legacy` (one text line an event).
+    #[arg(long, default_value = "json")]
+    pub audit_log_format: String,
+    /// `blocking`, `blocking-strict` or `batch` (written by a background thread).
+    #[arg(long, default_value = "blocking")]
+    pub audit_log_mode: String,
+    /// Events the batch mode buffers before it drops them.
+    #[arg(long, default_value_t = 10000)]
+    pub audit_log_batch_buffer_size: usize,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -151,6 +175,18 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
             many => format!("[{}]", many.join(", ")),
         })?;
     let authorization_modes = generic_server::authz::parse_modes(&opts.authorization_mode)?;
+    let audit = generic_server::audit::Auditor::from_flags(
+        opts.audit_policy_file.as_deref(),
+        &generic_server::audit::LogOptions {
+            path: opts.audit_log_path.clone(),
+            max_age_days: opts.audit_log_maxage,
+            max_backups: opts.audit_log_maxbackup,
+            max_size_mb: opts.audit_log_maxsize,
+            format: opts.audit_log_format.clone(),
+            mode: opts.audit_log_mode.clone(),
+            batch_buffer_size: opts.audit_log_batch_buffer_size,
+        },
+    )?;
     std::fs::create_dir_all(&opts.data_dir).map_err(|e| format!("creating {}: {e}", opts.data_dir.display()))?;
     let data_dir = opts.data_dir.canonicalize().map_err(|e| e.to_string())?;
 
@@ -201,6 +237,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
                 request_timeout: opts.request_timeout,
             },
             authorizer,
+            audit,
         },
     );
 

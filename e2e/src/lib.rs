@@ -102,6 +102,35 @@ macro_rules! on_etcd {
     };
 }
 
+/// Appends each line `from` yields to the file at `path` (from a thread of
+/// its own), showing it to `seen` too.
+fn tee_lines(from: impl std::io::Read + Send + 'static, path: PathBuf, mut seen: impl FnMut(&str) + Send + 'static) {
+    std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if let Some(f) = file.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+            seen(&line);
+        }
+    });
+}
+
+/// Runs the server with `flags` (on a throwaway data dir) expecting it to
+/// refuse to start; returns what it wrote to stderr.
+#[track_caller]
+pub fn start_refused(flags: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let out = Command::new(server_binary())
+        .args(["--data-dir", &dir.path().join("data").display().to_string()])
+        .args(["--secure-port", "0"])
+        .args(flags)
+        .output()
+        .expect("running the server");
+    assert!(!out.status.success(), "the server started with {flags:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub struct Server {
     child: Option<Child>,
     /// The private etcd when running on etcd; it outlives server restarts.
@@ -111,6 +140,8 @@ pub struct Server {
     pub url: String,
     pub kubeconfig: PathBuf,
     pub log: PathBuf,
+    /// What the server wrote to stdout (the audit log with `--audit-log-path -`).
+    pub stdout_log: PathBuf,
     pub extra_args: Vec<String>,
     /// Which kubectl `kubectl()` runs (None = the one on PATH).
     pub kubectl_minor: Option<u32>,
@@ -133,6 +164,7 @@ impl Server {
             child: None,
             etcd,
             log: tmp.path().join("server.log"),
+            stdout_log: tmp.path().join("server.stdout"),
             data_dir,
             _tmp: Some(tmp),
             url: String::new(),
@@ -152,20 +184,13 @@ impl Server {
         if let Some(etcd) = &self.etcd {
             cmd.arg("--etcd-servers").arg(etcd.client_url());
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("starting kube-apiserver");
-        let stderr = child.stderr.take().expect("stderr was piped");
+        tee_lines(child.stdout.take().expect("stdout was piped"), self.stdout_log.clone(), |_| {});
         let (tx, rx) = mpsc::channel();
-        let log_path = self.log.clone();
-        std::thread::spawn(move || {
-            let mut log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).ok();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(f) = log.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                if let Some(rest) = line.split("kube-apiserver ready: ").nth(1) {
-                    let _ = tx.send(rest.to_string());
-                }
+        tee_lines(child.stderr.take().expect("stderr was piped"), self.log.clone(), move |line| {
+            if let Some(rest) = line.split("kube-apiserver ready: ").nth(1) {
+                let _ = tx.send(rest.to_string());
             }
         });
         let ready = match rx.recv_timeout(Duration::from_secs(60)) {

@@ -216,16 +216,7 @@ fn kubelet_subresources_answer_without_a_kubelet() {
 #[test]
 fn admission_plugin_flags() {
     // Bad flags stop the server with upstream's message and a failure exit.
-    let refused = |flags: &[&str]| {
-        let out = std::process::Command::new(e2e::server_binary())
-            .args(["--data-dir", &std::env::temp_dir().join("never-started").display().to_string()])
-            .args(["--secure-port", "0"])
-            .args(flags)
-            .output()
-            .expect("running the server");
-        assert!(!out.status.success(), "the server started with {flags:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let refused = e2e::start_refused;
     let err = refused(&["--enable-admission-plugins", "NamespaceLifecycle,Bogus"]);
     assert!(err.contains("enable-admission-plugins plugin \"Bogus\" is unknown"), "{err}");
     let err = refused(&["--enable-admission-plugins", "Priority", "--disable-admission-plugins", "Priority"]);

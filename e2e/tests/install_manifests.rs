@@ -78,7 +78,7 @@ fn install_manifests_apply_reapply_and_delete() {
         let n = documents(yaml);
         let path = s.write_file(file, yaml);
         let p = path.to_str().expect("a UTF-8 path");
-        let deletion = s.write_file(&format!("delete-{file}"), &namespaces_last(yaml));
+        let deletion = s.write_file(&format!("delete-{file}"), namespaces_last(yaml));
         let d = deletion.to_str().expect("a UTF-8 path");
 
         each_line(&s.kubectl(&["apply", "-f", p]), " created", n, file);

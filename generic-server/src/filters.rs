@@ -1,11 +1,11 @@
 //! The filter chain in front of the first server, as tower layers (upstream's
-//! DefaultBuildHandlerChain), outermost first: panic recovery, RequestInfo,
-//! the request timeout, authentication, impersonation, max-in-flight,
-//! authorization, the non-resource endpoints every API server has (/healthz,
-//! /livez, /readyz, /version, /metrics; authorized like any path, as
-//! upstream's are through its public-info roles), and request metrics. Each
-//! layer does one thing and knows nothing of the others; the decisions are
-//! `authz`'s and `impersonation`'s.
+//! DefaultBuildHandlerChain), outermost first: the audit ID, panic recovery,
+//! RequestInfo, the request timeout, authentication, audit (`crate::audit`),
+//! impersonation, max-in-flight, authorization, the non-resource endpoints
+//! every API server has (/healthz, /livez, /readyz, /version, /metrics;
+//! authorized like any path, as upstream's are through its public-info
+//! roles), and request metrics. Each layer does one thing and knows nothing
+//! of the others; the decisions are `authz`'s and `impersonation`'s.
 //!
 //! Bodies are read (and bounded) before the chain, by the listener in
 //! `serve`, so every layer sees a `Request` with its body in full.
@@ -39,6 +39,10 @@ pub type HttpService = tower::util::BoxCloneSyncService<Request, Response, Infal
 #[derive(Clone, Debug)]
 pub struct PeerCertificateUser(pub UserInfo);
 
+/// The client's address, put into the request by the listener.
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
 /// The client certificate chain (leaf first) as presented, unverified, put
 /// into the request by [`crate::serve::serve_tls_unverified_peers`].
 #[derive(Clone, Debug)]
@@ -71,6 +75,8 @@ pub struct FilterConfig {
     pub limits: Limits,
     /// Decides every request (`--authorization-mode`) and every impersonation.
     pub authorizer: Arc<dyn Authorizer>,
+    /// The audit policy and log (`--audit-*`); `None` writes no events.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 /// How much work the server takes on at once, and for how long
@@ -123,6 +129,7 @@ fn build_with(
     let limits = config.limits;
     let authorizer = config.authorizer;
     let service = tower::ServiceBuilder::new()
+        .layer(AuditInitLayer(config.audit.clone()))
         .layer(RecoverLayer(()))
         .layer(RequestInfoLayer(()))
         .layer(TimeoutLayer((!limits.request_timeout.is_zero()).then_some(limits.request_timeout)))
@@ -131,6 +138,7 @@ fn build_with(
             config: config.authn,
             request_header,
         })))
+        .layer(AuditLayer(()))
         .layer(ImpersonationLayer(authorizer.clone()))
         .layer(MaxInFlightLayer(Arc::new(InFlight::new(&limits))))
         .layer(AuthorizationLayer(authorizer))
@@ -203,6 +211,16 @@ macro_rules! filter_layer {
 }
 
 filter_layer!(
+    /// Gives every request its audit ID, echoed in the `Audit-ID` response header.
+    AuditInitLayer, AuditInitService, Option<Arc<crate::audit::Auditor>>, crate::audit::init
+);
+
+filter_layer!(
+    /// Writes the audit events the policy asks for, for the authenticated user.
+    AuditLayer, AuditService, (), crate::audit::audit
+);
+
+filter_layer!(
     /// Turns a panic anywhere behind it into a 500 Status instead of a dropped
     /// connection.
     RecoverLayer, RecoverService, (), recover
@@ -261,7 +279,10 @@ where
             req.extensions_mut().insert(user);
             inner.call(req).await
         }
-        Err(e) => Ok(e.into_response()),
+        Err(e) => {
+            crate::audit::failed_authentication(&req);
+            Ok(e.into_response())
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! authentication, and the TLS listener. It knows nothing about any particular
 //! resource: built-in types live in kube-core-server, CRDs in apiextensions.
 
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod body;

@@ -77,6 +77,10 @@ pub struct Metrics {
     watch_events: IntCounterVec,
     storage_objects: IntGaugeVec,
     etcd_request_duration: HistogramVec,
+    audit_events: IntCounterVec,
+    audit_errors: IntCounterVec,
+    audit_levels: IntCounterVec,
+    audit_rejected: IntCounterVec,
     /// The highest in-flight count of each kind since the last publication.
     watermarks: [AtomicI64; 2],
     watermark_task: Once,
@@ -179,6 +183,30 @@ impl Metrics {
                 "Etcd request latency in seconds for each operation and object type.",
                 &["operation", "type"],
             ),
+            audit_events: counter(
+                &registry,
+                "apiserver_audit_event_total",
+                "Counter of audit events generated and sent to the audit backend.",
+                &[],
+            ),
+            audit_errors: counter(
+                &registry,
+                "apiserver_audit_error_total",
+                "Counter of audit events that failed to be audited properly. Plugin identifies the plugin affected by the error.",
+                &["plugin"],
+            ),
+            audit_levels: counter(
+                &registry,
+                "apiserver_audit_level_total",
+                "Counter of policy levels for audit events (1 per request).",
+                &["level"],
+            ),
+            audit_rejected: counter(
+                &registry,
+                "apiserver_audit_requests_rejected_total",
+                "Counter of apiserver requests rejected due to an error in audit logging backend.",
+                &[],
+            ),
             registry,
             watermarks: [AtomicI64::new(0), AtomicI64::new(0)],
             watermark_task: Once::new(),
@@ -189,6 +217,24 @@ impl Metrics {
             m.inflight.with_label_values(&[kind]).set(0);
         }
         m
+    }
+
+    /// The audit policy's level for one request.
+    pub fn observe_audit_level(&self, level: &str) {
+        self.audit_levels.with_label_values(&[level]).inc();
+    }
+
+    /// An audit event handed to the backend (`lost`: which failed to take it).
+    pub fn observe_audit_event(&self, lost: bool) {
+        self.audit_events.with_label_values::<&str>(&[]).inc();
+        if lost {
+            self.audit_errors.with_label_values(&["log"]).inc();
+        }
+    }
+
+    /// A request refused because its audit event could not be written.
+    pub fn observe_audit_rejected(&self) {
+        self.audit_rejected.with_label_values::<&str>(&[]).inc();
     }
 
     /// Where resources (their names and storage key roots) are looked up: the

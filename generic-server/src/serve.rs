@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::authn::{user_from_certificate, UserInfo};
-use crate::filters::{HttpService, PeerCertificateUser, PeerCertificates};
+use crate::filters::{HttpService, PeerCertificateUser, PeerCertificates, RemoteAddr};
 use crate::handler::Response;
 use crate::status::StatusError;
 
@@ -28,6 +28,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 struct Peer {
     user: Option<UserInfo>,
     chain: Option<PeerCertificates>,
+    addr: Option<SocketAddr>,
 }
 
 async fn serve_one(service: HttpService, req: http::Request<Incoming>, peer: Peer) -> Response {
@@ -73,6 +74,9 @@ async fn read_and_serve(service: HttpService, req: http::Request<Incoming>, peer
     }
     if let Some(c) = peer.chain {
         req.extensions_mut().insert(c);
+    }
+    if let Some(a) = peer.addr {
+        req.extensions_mut().insert(RemoteAddr(a));
     }
     match service.oneshot(req).await {
         Ok(r) => r,
@@ -147,11 +151,13 @@ async fn serve_connections(
                 Peer {
                     user: None,
                     chain: certs.map(|c| PeerCertificates(c.iter().map(|d| d.clone().into_owned()).collect())),
+                    addr: Some(peer),
                 }
             } else {
                 Peer {
                     user: certs.and_then(|c| c.first()).and_then(|c| user_from_certificate(c.as_ref())),
                     chain: None,
+                    addr: Some(peer),
                 }
             };
             let handler = hyper::service::service_fn(move |req| {

@@ -8,8 +8,9 @@
 //! [`admission`] plugin (and the admission flags' plugin set), the
 //! [`namespace_controller`] that empties deleted namespaces, the
 //! [`publishers`] of the `default` ServiceAccount and `kube-root-ca.crt` in
-//! every namespace, and [`bootstrap`] of the system namespaces and the
-//! `kubernetes` service.
+//! every namespace, [`bootstrap`] of the system namespaces and the
+//! `kubernetes` service, and upstream's default [`rbac`] policy with the
+//! ClusterRole aggregation controller.
 //!
 //! Wiring, in order (the binary does this):
 //! 1. `let core = CoreResources::new(&CoreConfig::default())?;`

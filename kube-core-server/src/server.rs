@@ -23,7 +23,7 @@ use generic_server::authz::Deferred;
 
 use crate::admission::{AdmissionPlugins, Priority};
 use crate::rbac::escalation::EscalationCheck;
-use crate::rbac::{Rbac, RbacStores};
+use crate::rbac::{AuthorizerStores, Rbac};
 use crate::registry::componentstatus::ComponentStatuses;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
@@ -143,13 +143,22 @@ pub async fn new_server(
     crate::apf_bootstrap::ensure(&flow_schemas, &priority_levels)
         .await
         .map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
+    let cluster_roles = store_of::<ClusterRole>(&stores)?;
+    let policy_stores = crate::rbac::RbacStores {
+        cluster_roles: &cluster_roles,
+        cluster_role_bindings: &*store_of::<ClusterRoleBinding>(&stores)?,
+        roles: &*store_of::<Role>(&stores)?,
+        role_bindings: &*store_of::<RoleBinding>(&stores)?,
+    };
+    crate::rbac::ensure(crate::rbac::policy(), &policy_stores).await.map_err(|e| format!("rbac bootstrap: {e}"))?;
+    crate::rbac::aggregation::spawn(cluster_roles);
     let publishers = crate::publishers::PublisherStores {
         namespaces: namespaces.clone(),
         service_accounts: store_of::<ServiceAccount>(&stores)?,
         configmaps: store_of::<ConfigMap>(&stores)?,
     };
     crate::publishers::spawn(publishers, &config.root_ca);
-    let rbac_stores = RbacStores {
+    let rbac_stores = AuthorizerStores {
         roles: store_of::<Role>(&stores)?,
         cluster_roles: store_of::<ClusterRole>(&stores)?,
         role_bindings: store_of::<RoleBinding>(&stores)?,

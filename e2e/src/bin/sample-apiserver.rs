@@ -125,6 +125,7 @@ async fn run(opts: Options) -> Result<(), String> {
             // Delegated authorization (SubjectAccessReview to the main
             // server) is not built yet: the front proxy's users may do anything.
             authorizer: Arc::new(generic_server::authz::AlwaysAllow),
+            audit: None,
         },
         Arc::new(request_header),
     );

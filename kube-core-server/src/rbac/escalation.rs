@@ -16,7 +16,7 @@ use generic_server::meta;
 use generic_server::registry::{Admission, AdmissionAttributes, Operation};
 use generic_server::status::StatusError;
 
-use super::rules::{compact, go_quoted, uncovered, PolicyRule};
+use super::rules::{compact, go_quoted, rules_of, uncovered, PolicyRule};
 use super::{Rbac, Unresolved};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -106,7 +106,7 @@ impl Admission for EscalationCheck {
                 if self.allowed(&escalate) || only_gc_fields(obj, a.old) {
                     return Ok(());
                 }
-                self.confirm(user, a.namespace, &PolicyRule::all_of(obj)).map_err(forbidden)?;
+                self.confirm(user, a.namespace, &rules_of(obj)).map_err(forbidden)?;
                 if has_aggregation_rule(Some(obj)) || has_aggregation_rule(a.old) {
                     self.confirm(user, a.namespace, &full_authority()).map_err(|_| {
                         forbidden("must have cluster-admin privileges to use the aggregationRule".into())
@@ -141,7 +141,7 @@ impl Admission for EscalationCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rbac::Kind;
+    use crate::rbac::authorizer::Kind;
     use generic_server::authz::{AlwaysAllow, AlwaysDeny};
     use generic_server::informer::Change;
     use serde_json::json;

@@ -1,18 +1,20 @@
-//! RBAC policy rules: whether one allows a request (upstream's RuleAllows and
-//! pkg/apis/rbac/v1 evaluation helpers), whether a set of rules covers
-//! another (component-helpers' Covers, for the escalation check), and the
-//! compact form upstream's escalation error lists missing rules in.
+//! PolicyRules as upstream compares them (pkg/registry/rbac/validation's
+//! Covers): a rule is broken down into single (group, resource, verb, name)
+//! or (URL, verb) tuples, and a set of rules covers another when every tuple
+//! of the other is allowed by one rule of the set. Reconciliation adds the
+//! tuples a role lacks; escalation checks ask the same question and list
+//! the missing tuples [`compact`]ed. A rule also decides a request
+//! ([`PolicyRule::allows`], upstream's RuleAllows and pkg/apis/rbac/v1's
+//! evaluation helpers).
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use generic_server::authz::Attributes;
 
-const ALL: &str = "*";
-
-/// One rule of a Role or ClusterRole.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// One rbac/v1 PolicyRule; absent lists are empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyRule {
     pub verbs: Vec<String>,
     pub api_groups: Vec<String>,
@@ -21,52 +23,44 @@ pub struct PolicyRule {
     pub non_resource_urls: Vec<String>,
 }
 
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default()
-}
+const FIELDS: [&str; 5] = ["verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs"];
 
-fn has(set: &[String], s: &str) -> bool {
-    set.iter().any(|x| x == s)
-}
-
-fn has_all(set: &[String], wanted: &[String]) -> bool {
-    wanted.iter().all(|w| has(set, w))
-}
-
-/// Go's `%q` of a []string: `["a" "b"]`.
-pub fn go_quoted(items: &[String]) -> String {
-    let q: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
-    format!("[{}]", q.join(" "))
+fn strings(rule: &Value, key: &str) -> Vec<String> {
+    rule.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(String::from).collect()
 }
 
 impl PolicyRule {
-    pub fn from_json(v: &Value) -> Self {
+    pub fn from_json(rule: &Value) -> PolicyRule {
         PolicyRule {
-            verbs: strings(v, "verbs"),
-            api_groups: strings(v, "apiGroups"),
-            resources: strings(v, "resources"),
-            resource_names: strings(v, "resourceNames"),
-            non_resource_urls: strings(v, "nonResourceURLs"),
+            verbs: strings(rule, "verbs"),
+            api_groups: strings(rule, "apiGroups"),
+            resources: strings(rule, "resources"),
+            resource_names: strings(rule, "resourceNames"),
+            non_resource_urls: strings(rule, "nonResourceURLs"),
         }
     }
 
-    /// The rules of a role object.
-    pub fn all_of(role: &Value) -> Vec<PolicyRule> {
-        role.get("rules").and_then(Value::as_array).map(|r| r.iter().map(Self::from_json).collect()).unwrap_or_default()
+    /// The rule in its JSON form, empty lists left out (as Go's omitempty).
+    pub fn to_json(&self) -> Value {
+        let lists = [&self.verbs, &self.api_groups, &self.resources, &self.resource_names, &self.non_resource_urls];
+        let mut out = Map::new();
+        for (key, list) in FIELDS.iter().zip(lists) {
+            if !list.is_empty() {
+                out.insert((*key).into(), json!(list));
+            }
+        }
+        Value::Object(out)
     }
 
     fn verb_matches(&self, verb: &str) -> bool {
-        self.verbs.iter().any(|v| v == ALL || v == verb)
+        self.verbs.iter().any(|v| v == "*" || v == verb)
     }
 
     /// `resource` is "pods" or "pods/log"; a `*/log` rule matches any
     /// resource's log subresource.
     fn resource_matches(&self, resource: &str, subresource: &str) -> bool {
         self.resources.iter().any(|r| {
-            r == ALL
+            r == "*"
                 || r == resource
                 || (!subresource.is_empty() && r.strip_prefix("*/").is_some_and(|sub| sub == subresource))
         })
@@ -74,7 +68,7 @@ impl PolicyRule {
 
     fn url_matches(&self, path: &str) -> bool {
         self.non_resource_urls.iter().any(|u| {
-            u == ALL
+            u == "*"
                 || u == path
                 || u.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix.trim_end_matches('*')))
         })
@@ -95,9 +89,9 @@ impl PolicyRule {
             combined = format!("{}/{}", a.resource, a.subresource);
             &combined
         };
-        self.api_groups.iter().any(|g| g == ALL || g == a.api_group)
+        self.api_groups.iter().any(|g| g == "*" || g == a.api_group)
             && self.resource_matches(resource, a.subresource)
-            && (self.resource_names.is_empty() || has(&self.resource_names, a.name))
+            && (self.resource_names.is_empty() || self.resource_names.iter().any(|n| n == a.name))
     }
 
     /// Upstream's CompactString, the form the escalation error lists.
@@ -117,16 +111,20 @@ impl PolicyRule {
         format!("{{{}}}", parts.join(", "))
     }
 
-    /// Upstream's BreakdownRule: one rule per group, resource, verb and name,
-    /// and per URL and verb.
-    fn breakdown(&self) -> Vec<PolicyRule> {
+    /// Upstream's breakdownRule: one rule per group x resource x verb (x
+    /// name), then one per URL x verb.
+    pub fn breakdown(&self) -> Vec<PolicyRule> {
         let one = |s: &String| vec![s.clone()];
         let mut out = Vec::new();
-        for g in &self.api_groups {
-            for r in &self.resources {
-                for v in &self.verbs {
-                    let base =
-                        PolicyRule { api_groups: one(g), resources: one(r), verbs: one(v), ..Default::default() };
+        for group in &self.api_groups {
+            for resource in &self.resources {
+                for verb in &self.verbs {
+                    let base = PolicyRule {
+                        verbs: one(verb),
+                        api_groups: one(group),
+                        resources: one(resource),
+                        ..PolicyRule::default()
+                    };
                     if self.resource_names.is_empty() {
                         out.push(base);
                     } else {
@@ -137,42 +135,55 @@ impl PolicyRule {
                 }
             }
         }
-        for u in &self.non_resource_urls {
-            for v in &self.verbs {
-                out.push(PolicyRule { non_resource_urls: one(u), verbs: one(v), ..Default::default() });
+        for url in &self.non_resource_urls {
+            for verb in &self.verbs {
+                out.push(PolicyRule { verbs: one(verb), non_resource_urls: one(url), ..PolicyRule::default() });
             }
         }
         out
     }
 
-    /// Upstream's ruleCovers: whether this rule grants all of `sub`, a rule
-    /// of at most one verb, resource and name.
+    /// Upstream's ruleCovers: whether this rule allows everything `sub` (a
+    /// broken-down rule) does.
     fn covers(&self, sub: &PolicyRule) -> bool {
-        let verbs = has(&self.verbs, ALL) || has_all(&self.verbs, &sub.verbs);
-        let groups = has(&self.api_groups, ALL) || has_all(&self.api_groups, &sub.api_groups);
-        let resources = has(&self.resources, ALL)
-            || has_all(&self.resources, &sub.resources)
+        let has = |set: &[String], s: &str| set.iter().any(|x| x == s);
+        let has_all = |set: &[String], wanted: &[String]| wanted.iter().all(|w| has(set, w));
+        let verbs = has(&self.verbs, "*") || has_all(&self.verbs, &sub.verbs);
+        let groups = has(&self.api_groups, "*") || has_all(&self.api_groups, &sub.api_groups);
+        // A `*/scale` rule covers every resource's scale subresource.
+        let resources = has(&self.resources, "*")
             || sub.resources.iter().all(|r| {
                 has(&self.resources, r)
                     || r.split_once('/').is_some_and(|(_, subres)| has(&self.resources, &format!("*/{subres}")))
             });
-        let urls = sub.non_resource_urls.iter().all(|p| {
-            self.non_resource_urls
-                .iter()
-                .any(|o| o == p || o.strip_suffix('*').is_some_and(|pre| p.starts_with(pre.trim_end_matches('*'))))
-        });
-        let names = if sub.resource_names.is_empty() {
-            self.resource_names.is_empty()
-        } else {
-            self.resource_names.is_empty() || has_all(&self.resource_names, &sub.resource_names)
-        };
+        let urls =
+            sub.non_resource_urls.iter().all(|path| self.non_resource_urls.iter().any(|owner| url_covers(owner, path)));
+        let names = self.resource_names.is_empty()
+            || (!sub.resource_names.is_empty() && has_all(&self.resource_names, &sub.resource_names));
         verbs && groups && resources && urls && names
     }
 }
 
-/// The parts of `servant` that no rule of `owner` grants (upstream's Covers).
+/// A URL rule covers its own path, and a trailing `*` every path it prefixes.
+fn url_covers(owner: &str, path: &str) -> bool {
+    owner == path || (owner.ends_with('*') && path.starts_with(owner.trim_end_matches('*')))
+}
+
+/// Upstream's Covers: the broken-down tuples of `servant` no rule of `owner`
+/// covers (empty when `owner` covers them all).
 pub fn uncovered(owner: &[PolicyRule], servant: &[PolicyRule]) -> Vec<PolicyRule> {
     servant.iter().flat_map(PolicyRule::breakdown).filter(|sub| !owner.iter().any(|o| o.covers(sub))).collect()
+}
+
+/// The rules of a role object (`rules`, absent or null as none).
+pub fn rules_of(role: &Value) -> Vec<PolicyRule> {
+    role.get("rules").and_then(Value::as_array).into_iter().flatten().map(PolicyRule::from_json).collect()
+}
+
+/// Go's `%q` of a []string: `["a" "b"]`.
+pub fn go_quoted(items: &[String]) -> String {
+    let q: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", q.join(" "))
 }
 
 /// Upstream's CompactRules: rules naming one group, one resource and at most
@@ -207,12 +218,47 @@ pub fn compact(rules: Vec<PolicyRule>) -> Vec<PolicyRule> {
 mod tests {
     use super::*;
     use generic_server::authn::UserInfo;
-    use serde_json::json;
 
     fn rule(v: Value) -> PolicyRule {
         PolicyRule::from_json(&v)
     }
 
+    #[test]
+    fn breakdown_is_per_tuple() {
+        let r = rule(
+            json!({"apiGroups": ["", "apps"], "resources": ["pods"], "verbs": ["get", "list"], "resourceNames": ["a"]}),
+        );
+        let parts = r.breakdown();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            parts[0].to_json(),
+            json!({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"], "resourceNames": ["a"]})
+        );
+        let urls = rule(json!({"nonResourceURLs": ["/a", "/b"], "verbs": ["get"]})).breakdown();
+        assert_eq!(urls[1].to_json(), json!({"verbs": ["get"], "nonResourceURLs": ["/b"]}));
+    }
+
+    #[test]
+    fn covering_follows_upstream() {
+        let owner = [
+            rule(json!({"apiGroups": ["*"], "resources": ["pods"], "verbs": ["*"]})),
+            rule(json!({"nonResourceURLs": ["/healthz/*"], "verbs": ["get"]})),
+            rule(json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["get"]})),
+        ];
+        let covered = [
+            rule(json!({"apiGroups": ["apps", ""], "resources": ["pods"], "verbs": ["get", "delete"]})),
+            rule(json!({"nonResourceURLs": ["/healthz/etcd"], "verbs": ["get"]})),
+            rule(json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"], "verbs": ["get"]})),
+        ];
+        assert!(uncovered(&owner, &covered).is_empty());
+        let not = [
+            // A named grant does not cover every name.
+            rule(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})),
+            rule(json!({"nonResourceURLs": ["/healthz"], "verbs": ["get"]})),
+            rule(json!({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]})),
+        ];
+        assert_eq!(uncovered(&owner, &not).len(), 3);
+    }
     fn attrs<'a>(
         u: &'a UserInfo,
         verb: &'a str,

@@ -1,8 +1,8 @@
 //! rbac.authorization.k8s.io/v1 roles and clusterroles (upstream
 //! pkg/registry/rbac/role and clusterrole): names are only path segments, and
 //! every policy rule names verbs and either resources or, cluster-wide only,
-//! non-resource URLs. Upstream prints them with its default table (Name,
-//! Created At).
+//! non-resource URLs; a clusterrole's aggregationRule needs a valid
+//! selector. Upstream prints them with its default table (Name, Created At).
 
 use serde_json::Value;
 
@@ -12,6 +12,7 @@ use generic_server::meta::NameRule;
 use generic_server::registry::{table, Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::webhookconfiguration::validate_selector;
 use super::{arr_at, go_string_slice};
 
 /// Roles and clusterroles differ only in where non-resource URLs may appear.
@@ -77,6 +78,18 @@ impl Strategy for RoleStrategy {
         for (i, rule) in arr_at(obj, "/rules").iter().enumerate() {
             validate_rule(rule, self.namespaced, &format!("rules[{i}]"), &mut causes);
         }
+        if let Some(aggregation) = obj.get("aggregationRule").filter(|a| !self.namespaced && !a.is_null()) {
+            let selectors = arr_at(aggregation, "/clusterRoleSelectors");
+            if selectors.is_empty() {
+                causes.push(Cause::required(
+                    "aggregationRule.clusterRoleSelectors",
+                    "at least one clusterRoleSelector required if aggregationRule is non-nil",
+                ));
+            }
+            for (i, selector) in selectors.iter().enumerate() {
+                validate_selector(selector, &format!("aggregationRule.clusterRoleSelectors[{i}]"), &mut causes);
+            }
+        }
         causes
     }
 
@@ -126,5 +139,21 @@ mod tests {
         let cluster = RoleStrategy { namespaced: false };
         assert_eq!(messages(&cluster, rule).len(), 1);
         assert!(messages(&cluster, json!({"rules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz"]}]})).is_empty());
+    }
+
+    #[test]
+    fn aggregation_rules_need_valid_selectors() {
+        let cluster = RoleStrategy { namespaced: false };
+        assert_eq!(
+            messages(&cluster, json!({"aggregationRule": {}})),
+            ["aggregationRule.clusterRoleSelectors: Required value: at least one clusterRoleSelector required if aggregationRule is non-nil"]
+        );
+        let bad = json!({"aggregationRule": {"clusterRoleSelectors": [{"matchExpressions": [{"key": "a", "operator": "In"}]}]}});
+        assert_eq!(
+            messages(&cluster, bad),
+            ["aggregationRule.clusterRoleSelectors[0].matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'"]
+        );
+        let good = json!({"aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "true"}}]}});
+        assert!(messages(&cluster, good).is_empty());
     }
 }
