@@ -114,6 +114,10 @@ pub struct Options {
     /// Proxy APIService requests to an endpoint address rather than the cluster IP.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_aggregator_routing: bool,
+    /// Authorizers, in order, that decide each request: AlwaysAllow,
+    /// AlwaysDeny, RBAC (members of system:masters are always allowed).
+    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
+    pub authorization_mode: Vec<String>,
     /// Admission plugins to enable besides the default-on ones (upstream's names).
     #[arg(long, value_delimiter = ',')]
     pub enable_admission_plugins: Vec<String>,
@@ -245,6 +249,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
             [one] => one.clone(),
             many => format!("[{}]", many.join(", ")),
         })?;
+    let authorization_modes = generic_server::authz::parse_modes(&opts.authorization_mode)?;
     let audit = generic_server::audit::Auditor::from_flags(
         opts.audit_policy_file.as_deref(),
         &generic_server::audit::LogOptions {
@@ -300,9 +305,9 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let service_accounts =
         Arc::new(service_account_tokens(&opts, &data_dir.join("pki"), &format!("{host}:{}", local.port()))?);
 
-    let wiring::Chain { handler: chain, ready_checks } =
-        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, plugins, service_accounts.clone())
-            .await?;
+    let access = wiring::Access { plugins, service_accounts: service_accounts.clone(), authorization_modes };
+    let wiring::Chain { handler: chain, ready_checks, authorizer } =
+        wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, access).await?;
     let service = filters::build(
         chain,
         FilterConfig {
@@ -318,6 +323,7 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
                 max_mutating_requests_inflight: opts.max_mutating_requests_inflight,
                 request_timeout: opts.request_timeout,
             },
+            authorizer,
             audit,
         },
     );

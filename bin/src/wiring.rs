@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use generic_server::authz::{self, Authorizer};
 use generic_server::filters::ReadyCheck;
 use generic_server::handler::{DynHandler, NotFoundHandler};
 use generic_server::storage::embedded::EmbeddedStorage;
@@ -20,6 +21,8 @@ use crate::Options;
 pub struct Chain {
     pub handler: DynHandler,
     pub ready_checks: Vec<ReadyCheck>,
+    /// The authorizer `--authorization-mode` asked for, over the chain's RBAC.
+    pub authorizer: Arc<dyn Authorizer>,
 }
 
 /// How often /readyz/etcd's answer is refreshed.
@@ -96,19 +99,26 @@ fn aggregator_config(opts: &Options, pki: &Pki, client_ca: &[u8]) -> Result<aggr
     })
 }
 
+/// Who may do what, from the flags: admission plugins, ServiceAccount
+/// tokens and the authorization modes.
+pub struct Access {
+    pub plugins: kube_core_server::admission::AdmissionPlugins,
+    pub service_accounts: Arc<generic_server::serviceaccount::ServiceAccountTokens>,
+    pub authorization_modes: Vec<authz::Mode>,
+}
+
 pub async fn build_chain(
     opts: &Options,
     data_dir: &Path,
     port: u16,
     pki: &Pki,
     client_ca: &[u8],
-    plugins: kube_core_server::admission::AdmissionPlugins,
-    service_accounts: Arc<generic_server::serviceaccount::ServiceAccountTokens>,
+    access: Access,
 ) -> Result<Chain, String> {
     let aggregator_config = aggregator_config(opts, pki, client_ca)?;
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
     let storage = generic_server::storage::instrumented::InstrumentedStorage::wrap(storage);
-    let shared = kube_core_server::Shared::with_plugins(plugins);
+    let shared = kube_core_server::Shared::with_plugins(access.plugins);
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;
@@ -121,10 +131,12 @@ pub async fn build_chain(
         // the one the admin kubeconfig trusts, which is what
         // kube-controller-manager publishes without --root-ca-file.
         root_ca: pki.ca.cert.clone(),
-        service_account_tokens: Some(service_accounts),
+        service_account_tokens: Some(access.service_accounts),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
+    let authorizer = authz::for_modes(&access.authorization_modes, core.rbac.clone());
+    core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =
         aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server).await?;
-    Ok(Chain { handler, ready_checks })
+    Ok(Chain { handler, ready_checks, authorizer })
 }

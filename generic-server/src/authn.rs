@@ -172,7 +172,7 @@ impl RequestHeaderAuthenticator {
 
 /// Go's url.PathUnescape, keeping the input when it is not valid escaping
 /// (upstream then uses the raw key).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

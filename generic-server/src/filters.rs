@@ -1,10 +1,11 @@
 //! The filter chain in front of the first server, as tower layers (upstream's
 //! DefaultBuildHandlerChain), outermost first: the audit ID, panic recovery,
 //! RequestInfo, the request timeout, authentication, audit (`crate::audit`),
-//! the non-resource endpoints every API
-//! server has (/healthz, /livez, /readyz, /version, /metrics), max-in-flight,
-//! and request metrics. Each layer does one thing and knows nothing of the
-//! others.
+//! impersonation, max-in-flight, authorization, the non-resource endpoints
+//! every API server has (/healthz, /livez, /readyz, /version, /metrics;
+//! authorized like any path, as upstream's are through its public-info
+//! roles), and request metrics. Each layer does one thing and knows nothing
+//! of the others; the decisions are `authz`'s and `impersonation`'s.
 //!
 //! Bodies are read (and bounded) before the chain, by the listener in
 //! `serve`, so every layer sees a `Request` with its body in full.
@@ -21,6 +22,7 @@ use serde_json::json;
 use tower::{Layer, Service};
 
 use crate::authn::{RequestHeaderAuthenticator, RequestHeaderRefusal, TokenAuthenticator, TokenFile, UserInfo};
+use crate::authz::{Authorizer, PRIVILEGED_GROUP};
 use crate::body;
 use crate::handler::{DynHandler, Request, Response};
 use crate::metrics::{self, RequestLabels};
@@ -74,6 +76,8 @@ pub struct FilterConfig {
     pub version: VersionInfo,
     pub ready_checks: Vec<ReadyCheck>,
     pub limits: Limits,
+    /// Decides every request (`--authorization-mode`) and every impersonation.
+    pub authorizer: Arc<dyn Authorizer>,
     /// The audit policy and log (`--audit-*`); `None` writes no events.
     pub audit: Option<Arc<crate::audit::Auditor>>,
 }
@@ -127,6 +131,7 @@ fn build_with(
     crate::metrics::global().serve_resources_of(chain.clone());
     let limits = config.limits;
     let discovery = config.authn.service_accounts.as_ref().and_then(|s| s.discovery().cloned());
+    let authorizer = config.authorizer;
     let service = tower::ServiceBuilder::new()
         .layer(AuditInitLayer(config.audit.clone()))
         .layer(RecoverLayer(()))
@@ -141,12 +146,14 @@ fn build_with(
             request_header,
         })))
         .layer(AuditLayer(()))
+        .layer(ImpersonationLayer(authorizer.clone()))
+        .layer(MaxInFlightLayer(Arc::new(InFlight::new(&limits))))
+        .layer(AuthorizationLayer(authorizer))
         .layer(NonResourceLayer(Arc::new(NonResource {
             discovery,
             version: config.version,
             ready_checks: config.ready_checks,
         })))
-        .layer(MaxInFlightLayer(Arc::new(InFlight::new(&limits))))
         .layer(InstrumentLayer(()))
         .service(HandlerService(chain));
     tower::util::BoxCloneSyncService::new(service)
@@ -317,8 +324,38 @@ async fn identify(authn: &Authenticators, req: &mut Request) -> Result<UserInfo,
 }
 
 filter_layer!(
+    /// Acts as the user the Impersonate-* headers name, when the caller may.
+    ImpersonationLayer, ImpersonationService, Arc<dyn Authorizer>, impersonate
+);
+
+async fn impersonate<S>(mut inner: S, authorizer: Arc<dyn Authorizer>, mut req: Request) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    match crate::impersonation::impersonate(authorizer.as_ref(), &mut req) {
+        None => inner.call(req).await,
+        Some(refused) => Ok(refused),
+    }
+}
+
+filter_layer!(
+    /// Serves a request only if the authorizer allows it; otherwise 403.
+    AuthorizationLayer, AuthorizationService, Arc<dyn Authorizer>, authorize
+);
+
+async fn authorize<S>(mut inner: S, authorizer: Arc<dyn Authorizer>, req: Request) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    match crate::authz::check_request(authorizer.as_ref(), &req) {
+        None => inner.call(req).await,
+        Some(refused) => Ok(refused),
+    }
+}
+
+filter_layer!(
     /// /healthz, /livez, /readyz (with ?verbose and /<check>), /version and
-    /// /metrics: answered to any authenticated caller, never limited.
+    /// /metrics and OIDC discovery, for callers the authorizer let through.
     NonResourceLayer, NonResourceService, Arc<NonResource>, non_resource
 );
 
@@ -557,9 +594,6 @@ impl InFlight {
         }
     }
 }
-
-/// Members of this group are never turned away, as upstream (system:masters).
-const PRIVILEGED_GROUP: &str = "system:masters";
 
 filter_layer!(
     /// Serves at most --max-requests-inflight read-only and

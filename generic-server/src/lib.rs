@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod authn;
+pub mod authz;
 pub mod body;
 pub mod deadlines;
 pub mod depth;
@@ -20,6 +21,7 @@ pub mod endpoints;
 pub mod fieldmanager;
 pub mod filters;
 pub mod handler;
+pub mod impersonation;
 pub mod informer;
 pub mod meta;
 pub mod metrics;

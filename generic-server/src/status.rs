@@ -154,6 +154,10 @@ impl StatusError {
         )
     }
     pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        if group.is_empty() && resource.is_empty() {
+            // No resource (a non-resource path): upstream's message names none.
+            return Self::new(403, "Forbidden", format!("forbidden: {why}")).with_empty_details();
+        }
         let what = if name.is_empty() {
             qualified(group, resource)
         } else {

@@ -92,6 +92,9 @@ pub struct CoreResources {
     pub services: Arc<ServiceStrategy>,
     /// The Stores the connect subresources read besides their own.
     pub peers: Arc<registry::peers::Peers>,
+    /// The server's authorizer, as the access reviews and RBAC's escalation
+    /// check consult it; bound once the chain is built.
+    pub authorizer: Arc<generic_server::authz::Deferred>,
     registrations: Vec<Registration>,
     /// The kinds that are only created, never stored (the review kinds).
     create_only: Vec<CreateOnly>,
@@ -125,13 +128,15 @@ impl CoreResources {
         registrations.extend(flowcontrol_v1());
         registrations.extend(admissionregistration_v1());
         let mut create_only = registry::authentication::create_only();
-        create_only.extend(registry::authorization::create_only());
+        let authorizer = Arc::new(generic_server::authz::Deferred::default());
+        create_only.extend(registry::authorization::create_only(authorizer.clone()));
         create_only.extend(registry::binding::create_only(&peers));
         Ok(CoreResources {
             config: config.clone(),
             namespaces,
             services,
             peers,
+            authorizer,
             registrations,
             create_only,
             wake: Mutex::new(Some(rx)),

@@ -19,7 +19,11 @@ use generic_server::registry::{Admission, Store};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
 
+use generic_server::authz::Deferred;
+
 use crate::admission::{AdmissionPlugins, Priority};
+use crate::rbac::escalation::EscalationCheck;
+use crate::rbac::{AuthorizerStores, Rbac};
 use crate::registry::componentstatus::ComponentStatuses;
 use crate::serviceaccount_admission::ServiceAccountAdmission;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
@@ -35,6 +39,11 @@ pub struct CoreServer {
     pub registry: Arc<StoreRegistry>,
     /// The admission plugins every Store is built with, for servers behind.
     pub admission: Vec<Arc<dyn Admission>>,
+    /// The RBAC authorizer over this server's rbac Stores.
+    pub rbac: Arc<Rbac>,
+    /// The handle the access reviews and escalation check consult: bind the
+    /// server's authorizer into it.
+    pub authorizer: Arc<Deferred>,
 }
 
 /// What kube-core-server shares with the servers behind it: the admission
@@ -101,6 +110,8 @@ pub async fn new_server(
     let registry = shared.registry.clone();
     let mut caches: HashMap<String, Arc<dyn Storage>> = HashMap::new();
     let mut stores = Vec::new();
+    let rbac = Arc::new(Rbac::default());
+    let escalation: Arc<dyn Admission> = Arc::new(EscalationCheck::new(rbac.clone(), core.authorizer.clone()));
     for registration in core.registrations() {
         let root = format!("{}/", registration.info.key_root);
         let cached = if registration.info.is::<ComponentStatus>() {
@@ -109,7 +120,13 @@ pub async fn new_server(
         } else {
             caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root) as Arc<dyn Storage>).clone()
         };
-        let store = Arc::new(Store::new(registration, cached, admission.clone()));
+        let info = &registration.info;
+        let mut plugins = admission.clone();
+        if info.is::<Role>() || info.is::<ClusterRole>() || info.is::<RoleBinding>() || info.is::<ClusterRoleBinding>()
+        {
+            plugins.push(escalation.clone());
+        }
+        let store = Arc::new(Store::new(registration, cached, plugins));
         core.peers.bind(&store);
         if store.info.namespaced {
             registry.register(store.clone());
@@ -139,13 +156,13 @@ pub async fn new_server(
         .await
         .map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
     let cluster_roles = store_of::<ClusterRole>(&stores)?;
-    let rbac = crate::rbac::RbacStores {
+    let policy_stores = crate::rbac::RbacStores {
         cluster_roles: &cluster_roles,
         cluster_role_bindings: &*store_of::<ClusterRoleBinding>(&stores)?,
         roles: &*store_of::<Role>(&stores)?,
         role_bindings: &*store_of::<RoleBinding>(&stores)?,
     };
-    crate::rbac::ensure(crate::rbac::policy(), &rbac).await.map_err(|e| format!("rbac bootstrap: {e}"))?;
+    crate::rbac::ensure(crate::rbac::policy(), &policy_stores).await.map_err(|e| format!("rbac bootstrap: {e}"))?;
     crate::rbac::aggregation::spawn(cluster_roles);
     let publishers = crate::publishers::PublisherStores {
         namespaces: namespaces.clone(),
@@ -153,9 +170,16 @@ pub async fn new_server(
         configmaps: store_of::<ConfigMap>(&stores)?,
     };
     crate::publishers::spawn(publishers, &config.root_ca);
+    let rbac_stores = AuthorizerStores {
+        roles: store_of::<Role>(&stores)?,
+        cluster_roles: store_of::<ClusterRole>(&stores)?,
+        role_bindings: store_of::<RoleBinding>(&stores)?,
+        cluster_role_bindings: store_of::<ClusterRoleBinding>(&stores)?,
+    };
+    rbac.start(rbac_stores).await;
     core.spawn_namespace_controller(namespaces, registry.clone());
     core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
-    Ok(CoreServer { server, registry, admission })
+    Ok(CoreServer { server, registry, admission, rbac, authorizer: core.authorizer.clone() })
 }
 
 /// The Store of the built-in kind `K` (of its stored version).

@@ -122,6 +122,9 @@ async fn run(opts: Options) -> Result<(), String> {
             version: VersionInfo { major: "1".into(), minor: "33".into(), git_version: "v1.33.0".into() },
             ready_checks: Vec::new(),
             limits: Default::default(),
+            // Delegated authorization (SubjectAccessReview to the main
+            // server) is not built yet: the front proxy's users may do anything.
+            authorizer: Arc::new(generic_server::authz::AlwaysAllow),
             audit: None,
         },
         Arc::new(request_header),

@@ -246,6 +246,7 @@ impl Params {
             dry_run: self.dry_run()?,
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
             field_manager: None,
+            user: None,
         })
     }
 
@@ -259,6 +260,7 @@ impl Params {
         }
         let ua = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
         opts.field_manager = Some(crate::fieldmanager::manager_name(self.get("fieldManager"), ua));
+        opts.user = req.extensions().get::<crate::authn::UserInfo>().cloned().map(std::sync::Arc::new);
         Ok(opts)
     }
 

@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 
+use crate::authn::UserInfo;
 use crate::status::StatusError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +25,10 @@ pub struct AdmissionAttributes<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub object: Option<&'a Value>,
+    /// The stored object an update replaces (upstream's GetOldObject).
+    pub old: Option<&'a Value>,
+    /// Who asks (upstream's GetUserInfo); None for the server's own writes.
+    pub user: Option<&'a UserInfo>,
     pub dry_run: bool,
 }
 

@@ -52,6 +52,9 @@ pub struct WriteOptions {
     /// fieldManager, or the User-Agent's prefix); None leaves managedFields
     /// untouched (the server's own writes, and applies, which set them).
     pub field_manager: Option<String>,
+    /// The client the write is made for, which admission may consult
+    /// (RBAC's escalation check); None for the server's own writes.
+    pub user: Option<std::sync::Arc<crate::authn::UserInfo>>,
 }
 
 #[derive(Debug, Clone)]
@@ -251,6 +254,7 @@ impl Store {
         Ok(Bytes::from(serde_json::to_vec(&o).map_err(StatusError::internal)?))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn admit(
         &self,
         op: Operation,
@@ -258,6 +262,8 @@ impl Store {
         namespace: &str,
         name: &str,
         object: Option<&Value>,
+        old: Option<&Value>,
+        user: Option<&crate::authn::UserInfo>,
         dry_run: bool,
     ) -> Result<()> {
         let attrs = AdmissionAttributes {
@@ -269,6 +275,8 @@ impl Store {
             namespace,
             name,
             object,
+            old,
+            user,
             dry_run,
         };
         for a in &self.admission {
@@ -296,6 +304,8 @@ impl Store {
             namespace,
             name: &name,
             object: None,
+            old,
+            user: None,
             dry_run,
         };
         for a in &self.admission {
@@ -535,7 +545,8 @@ impl Store {
                 return Err(self.invalid(&name, causes));
             }
             self.strategy.canonicalize(obj);
-            self.admit(Operation::Create, "", namespace, &name, Some(obj), opts.dry_run).await?;
+            self.admit(Operation::Create, "", namespace, &name, Some(obj), None, opts.user.as_deref(), opts.dry_run)
+                .await?;
             let key = self.key(namespace, &name);
             if opts.dry_run {
                 if self.storage.get(&key).await.map_err(storage_err)?.is_some() {
@@ -627,7 +638,17 @@ impl Store {
             }
             self.strategy.canonicalize(&mut new);
             let sub = subresource.map(Subresource::name).unwrap_or("");
-            self.admit(Operation::Update, sub, namespace, name, Some(&new), opts.dry_run).await?;
+            self.admit(
+                Operation::Update,
+                sub,
+                namespace,
+                name,
+                Some(&new),
+                Some(&old),
+                opts.user.as_deref(),
+                opts.dry_run,
+            )
+            .await?;
             if without_rv(&new) == without_rv(&old) {
                 // Nothing changed: upstream does not write, and keeps the version.
                 return Ok(WriteResult { object: old, warnings, created: false });
@@ -863,7 +884,7 @@ impl Store {
                     return Err(StatusError::conflict(&self.info.group, &self.info.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta::resource_version(&obj))));
                 }
             }
-            self.admit(Operation::Delete, "", namespace, name, Some(&obj), opts.dry_run).await?;
+            self.admit(Operation::Delete, "", namespace, name, Some(&obj), None, None, opts.dry_run).await?;
             if self.pending_finalizers(&obj) {
                 if !meta::meta_str(&obj, "deletionTimestamp").is_empty() {
                     return Ok(DeleteResult::Pending(obj));

@@ -1,12 +1,15 @@
 //! authorization.k8s.io/v1's review kinds (upstream
 //! pkg/registry/authorization/*/rest.go, validated as
-//! pkg/apis/authorization/validation): created, answered, never stored.
-//!
-//! This server has no authorizer yet: every authenticated request is
-//! allowed, so the reviews answer as upstream's AlwaysAllow authorizer does,
-//! allowed with no reason, and every rule granted.
+//! pkg/apis/authorization/validation): created, answered by the server's
+//! authorizer (the one `--authorization-mode` built), never stored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
+
+use generic_server::authn::UserInfo;
+use generic_server::authz::{Attributes, Authorizer, Decision, Rules, Verdict};
 
 use k8s_openapi::api::authorization::v1::{
     LocalSubjectAccessReview, SelfSubjectAccessReview, SelfSubjectRulesReview, SubjectAccessReview,
@@ -18,18 +21,74 @@ use generic_server::status::{Cause, StatusError};
 use super::authentication::{answer, no_user};
 use super::{arr_at, str_at};
 
-pub fn create_only() -> Vec<CreateOnly> {
+pub fn create_only(authorizer: Arc<dyn Authorizer>) -> Vec<CreateOnly> {
+    let access = |who| AccessReviewer(who, authorizer.clone());
     vec![
-        CreateOnly::of::<SubjectAccessReview>(AccessReviewer(Review::Subject)),
-        CreateOnly::of::<LocalSubjectAccessReview>(AccessReviewer(Review::Local)),
-        CreateOnly::of::<SelfSubjectAccessReview>(AccessReviewer(Review::SelfSubject)),
-        CreateOnly::of::<SelfSubjectRulesReview>(RulesReviewer),
+        CreateOnly::of::<SubjectAccessReview>(access(Review::Subject)),
+        CreateOnly::of::<LocalSubjectAccessReview>(access(Review::Local)),
+        CreateOnly::of::<SelfSubjectAccessReview>(access(Review::SelfSubject)),
+        CreateOnly::of::<SelfSubjectRulesReview>(RulesReviewer(authorizer)),
     ]
 }
 
-/// AlwaysAllow's decision: allowed, no reason.
-fn always_allow() -> Value {
-    json!({"allowed": true})
+/// A review's status from the authorizer's verdict (upstream's
+/// SubjectAccessReviewStatus: denied, reason and evaluationError omitted
+/// when empty).
+fn status_of(v: Verdict) -> Value {
+    let mut status = json!({"allowed": v.decision == Decision::Allow});
+    if v.decision == Decision::Deny {
+        status["denied"] = json!(true);
+    }
+    if !v.reason.is_empty() {
+        status["reason"] = json!(v.reason);
+    }
+    if let Some(e) = v.error {
+        status["evaluationError"] = json!(e);
+    }
+    status
+}
+
+/// The user a (Local)SubjectAccessReview asks about, from its spec.
+fn spec_user(review: &Value) -> UserInfo {
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let extra: HashMap<String, Vec<String>> = review
+        .pointer("/spec/extra")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(Some(v)))).collect())
+        .unwrap_or_default();
+    UserInfo {
+        name: str_at(review, "/spec/user").to_string(),
+        uid: str_at(review, "/spec/uid").to_string(),
+        groups: strings(review.pointer("/spec/groups")),
+        extra,
+    }
+}
+
+/// Upstream's ResourceAttributesFrom / NonResourceAttributesFrom: what a
+/// review's spec asks of `authorizer` for `user`.
+fn decide(authorizer: &dyn Authorizer, user: &UserInfo, review: &Value) -> Verdict {
+    if let Some(r) = present(review, "/spec/resourceAttributes") {
+        let version = str_at(r, "/version");
+        let attrs = Attributes {
+            subresource: str_at(r, "/subresource"),
+            api_version: if version.is_empty() { "*" } else { version },
+            ..Attributes::resource(
+                user,
+                str_at(r, "/verb"),
+                str_at(r, "/group"),
+                str_at(r, "/resource"),
+                str_at(r, "/namespace"),
+                str_at(r, "/name"),
+            )
+        };
+        return authorizer.authorize(&attrs);
+    }
+    let n = present(review, "/spec/nonResourceAttributes").cloned().unwrap_or(Value::Null);
+    authorizer.authorize(&Attributes::non_resource(user, str_at(&n, "/verb"), str_at(&n, "/path")))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -93,7 +152,7 @@ fn validate_meta(review: &Value, who: Review, causes: &mut Vec<Cause>) {
     }
 }
 
-pub struct AccessReviewer(Review);
+pub struct AccessReviewer(Review, Arc<dyn Authorizer>);
 
 #[async_trait::async_trait]
 impl Creater for AccessReviewer {
@@ -128,28 +187,39 @@ impl Creater for AccessReviewer {
                 call.namespace
             )));
         }
-        if who == Review::SelfSubject && call.user.is_none() {
-            return Err(no_user());
-        }
-        Ok(answer(call.object, always_allow()))
+        let verdict = match who {
+            Review::SelfSubject => decide(self.1.as_ref(), call.user.ok_or_else(no_user)?, review),
+            _ => decide(self.1.as_ref(), &spec_user(review), review),
+        };
+        Ok(answer(call.object, status_of(verdict)))
     }
 }
 
-pub struct RulesReviewer;
+pub struct RulesReviewer(Arc<dyn Authorizer>);
+
+/// A SubjectRulesReviewStatus: the rules, whether they are all, and any
+/// evaluation error.
+fn rules_status(rules: Rules) -> Value {
+    let mut status = json!({
+        "resourceRules": rules.resource,
+        "nonResourceRules": rules.non_resource,
+        "incomplete": rules.incomplete,
+    });
+    if let Some(e) = rules.error {
+        status["evaluationError"] = json!(e);
+    }
+    status
+}
 
 #[async_trait::async_trait]
 impl Creater for RulesReviewer {
     async fn create(&self, call: CreateCall<'_>) -> Result<Value, StatusError> {
-        call.user.ok_or_else(no_user)?;
-        if str_at(&call.object, "/spec/namespace").is_empty() {
+        let user = call.user.ok_or_else(no_user)?;
+        let namespace = str_at(&call.object, "/spec/namespace");
+        if namespace.is_empty() {
             return Err(StatusError::bad_request("no namespace on request"));
         }
-        // AlwaysAllow's RulesFor: everything, complete.
-        let status = json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        });
+        let status = rules_status(self.0.rules_for(user, namespace));
         let review = json!({"kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1", "spec": {}});
         Ok(answer(review, status))
     }
@@ -190,7 +260,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn answers_as_always_allow() {
+    async fn answers_as_the_authorizer_does() {
         let user = generic_server::authn::UserInfo { name: "alice".into(), ..Default::default() };
         let call = CreateCall {
             namespace: "",
@@ -199,11 +269,31 @@ mod tests {
             tokens: None,
             dry_run: false,
         };
-        let out = AccessReviewer(Review::SelfSubject).create(call).await.unwrap();
+        let allow: Arc<dyn Authorizer> = Arc::new(generic_server::authz::AlwaysAllow);
+        let out = AccessReviewer(Review::SelfSubject, allow.clone()).create(call).await.unwrap();
         assert_eq!(out["status"], json!({"allowed": true}));
         assert_eq!(out["metadata"], json!({"creationTimestamp": null}));
         let call =
             CreateCall { namespace: "", object: json!({"spec": {}}), user: Some(&user), tokens: None, dry_run: false };
-        assert_eq!(RulesReviewer.create(call).await.unwrap_err().message, "no namespace on request");
+        assert_eq!(RulesReviewer(allow).create(call).await.unwrap_err().message, "no namespace on request");
+        let deny: Arc<dyn Authorizer> = Arc::new(generic_server::authz::AlwaysDeny);
+        let call = CreateCall {
+            namespace: "",
+            object: json!({"spec": {"user": "bob", "nonResourceAttributes": {"verb": "get", "path": "/x"}}}),
+            user: Some(&user),
+            tokens: None,
+            dry_run: false,
+        };
+        let out = AccessReviewer(Review::Subject, deny.clone()).create(call).await.unwrap();
+        assert_eq!(out["status"], json!({"allowed": false, "reason": "Everything is forbidden."}));
+        let call = CreateCall {
+            namespace: "",
+            object: json!({"spec": {"namespace": "ns"}}),
+            user: Some(&user),
+            tokens: None,
+            dry_run: false,
+        };
+        let out = RulesReviewer(deny).create(call).await.unwrap();
+        assert_eq!(out["status"], json!({"resourceRules": [], "nonResourceRules": [], "incomplete": false}));
     }
 }
