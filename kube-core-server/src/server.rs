@@ -93,17 +93,19 @@ pub async fn new_server(
     let admission = shared.admission();
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
-    let mut caches: HashMap<String, Arc<dyn Storage>> = HashMap::new();
+    let mut caches: HashMap<String, Arc<Cacher>> = HashMap::new();
     let mut stores = Vec::new();
     for registration in core.registrations() {
         let root = format!("{}/", registration.info.key_root);
-        let cached = if registration.info.is::<ComponentStatus>() {
+        let store = if registration.info.is::<ComponentStatus>() {
             // Computed on every read: nothing to cache or store.
-            Arc::new(ComponentStatuses::new(storage.clone(), &registration.info.key_root)) as Arc<dyn Storage>
+            let computed = Arc::new(ComponentStatuses::new(storage.clone(), &registration.info.key_root));
+            Store::new(registration, computed, admission.clone())
         } else {
-            caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root) as Arc<dyn Storage>).clone()
+            let cache = caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root)).clone();
+            Store::new(registration, storage.clone(), admission.clone()).with_cache(cache)
         };
-        let store = Arc::new(Store::new(registration, cached, admission.clone()));
+        let store = Arc::new(store);
         core.peers.bind(&store);
         if store.info.namespaced {
             registry.register(store.clone());
