@@ -213,6 +213,48 @@ async fn list_paging_and_count(s: Arc<dyn Storage>) {
     assert_eq!((after.revision, after.remaining, after.items[0].key.as_str()), (r, 3, "/registry/secrets/ns/b"));
 }
 
+/// Reads at a revision see the state as it was then (a continue token's
+/// snapshot): values, revisions and absences, paged.
+async fn reads_at_a_revision(s: Arc<dyn Storage>) {
+    let r1 = s.create("/registry/r/ns/a", b("a1"), PutOptions::default()).await.unwrap();
+    let rb = s.create("/registry/r/ns/b", b("b1"), PutOptions::default()).await.unwrap();
+    let snapshot = s.current_revision().await.unwrap();
+    s.update("/registry/r/ns/a", b("a2"), r1, PutOptions::default()).await.unwrap();
+    s.delete("/registry/r/ns/b", None).await.unwrap();
+    s.create("/registry/r/ns/c", b("c1"), PutOptions::default()).await.unwrap();
+
+    let at = GetOptions { revision: Some(snapshot) };
+    let a = s.get("/registry/r/ns/a", at).await.unwrap().unwrap();
+    assert_eq!((a.value, a.mod_revision, a.create_revision), (b("a1"), r1, r1));
+    let gone = s.get("/registry/r/ns/b", at).await.unwrap().unwrap();
+    assert_eq!((gone.value, gone.mod_revision), (b("b1"), rb));
+    assert!(s.get("/registry/r/ns/c", at).await.unwrap().is_none(), "created after the snapshot");
+    assert_eq!(s.get("/registry/r/ns/a", GetOptions::default()).await.unwrap().unwrap().value, b("a2"));
+
+    let page = s.list("/registry/r/ns/", ListOptions { limit: 1, revision: Some(snapshot), ..Default::default() });
+    let page = page.await.unwrap();
+    assert_eq!(
+        (page.items.iter().map(|kv| kv.value.clone()).collect::<Vec<_>>(), page.remaining, page.revision),
+        (vec![b("a1")], 1, snapshot)
+    );
+    let rest = s
+        .list(
+            "/registry/r/ns/",
+            ListOptions { start_after: Some("/registry/r/ns/a"), limit: 0, revision: Some(snapshot) },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|kv| (kv.key.as_str(), kv.value.clone())).collect::<Vec<_>>(),
+        [("/registry/r/ns/b", b("b1"))]
+    );
+    let now = s.list("/registry/r/ns/", ListOptions::default()).await.unwrap();
+    assert_eq!(
+        now.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
+        ["/registry/r/ns/a", "/registry/r/ns/c"]
+    );
+}
+
 async fn watch_replay_then_live(s: Arc<dyn Storage>) {
     let r1 = s.create("/registry/a/ns/x", b("1"), PutOptions::default()).await.unwrap();
     let r2 = s.update("/registry/a/ns/x", b("2"), r1, PutOptions::default()).await.unwrap();
@@ -306,6 +348,12 @@ macro_rules! contract_tests {
             async fn list_paging_and_count() {
                 let bk = $make;
                 super::list_paging_and_count(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn reads_at_a_revision() {
+                let bk = $make;
+                super::reads_at_a_revision(bk.storage.clone()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
