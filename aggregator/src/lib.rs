@@ -80,8 +80,8 @@ pub async fn new_server(
     core: Arc<ResourceServer>,
 ) -> Result<Arc<Aggregator>, String> {
     let registration = apiservice::registration();
-    let cached: Arc<dyn Storage> = Cacher::new(storage, &format!("{}/", registration.info.key_root));
-    let apiservices = Arc::new(Store::new(registration, cached, admission));
+    let cache = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
+    let apiservices = Arc::new(Store::new(registration, storage, admission).with_cache(cache));
     let delegate: DynHandler = core.clone();
     let resources =
         Arc::new(ResourceServer::new(delegate.clone()).with_openapi(generic_server::openapi::builtin_schemas));

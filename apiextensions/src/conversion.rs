@@ -1,21 +1,20 @@
 //! Versions of one CRD share one storage key space, holding objects in the
-//! storage version. [`VersionedStorage`] is the Storage a version's Store
-//! sees: it converts what it writes to the storage version and what it reads
-//! to its own version (None strategy: rewrite apiVersion; Webhook: a
-//! ConversionReview to the CRD's webhook), then defaults and prunes what it
-//! read by the version's schema, as upstream does on read.
+//! storage version. Each version's Store converts at its codec seam through a
+//! [`VersionConversion`]: what it writes to the storage version, what it
+//! reads to its own version (None strategy: rewrite apiVersion; Webhook: a
+//! ConversionReview to the CRD's webhook, one per page or watch event), then
+//! defaults and prunes what it read by the version's schema, as upstream
+//! does on read.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::{json, Value};
 
-use generic_server::storage::{
-    Freshness, KeyValue, ListResult, Result, Storage, StorageError, WatchEvent, WatchStream,
-};
+use generic_server::registry::VersionConverter;
+use generic_server::status::StatusError;
 
 use crate::crd::Conversion;
 use crate::schema;
@@ -174,9 +173,11 @@ async fn post(url: &str, ca_bundle: Option<&[u8]>, body: Vec<u8>) -> std::result
     Ok(bytes.to_vec())
 }
 
-/// The Storage one version's Store works on.
-pub struct VersionedStorage {
-    pub inner: Arc<dyn Storage>,
+/// One served version's conversion, at its Store's codec seam: what the
+/// Store writes goes to the storage version, what it reads comes to this
+/// version and is then defaulted and pruned by this version's schema, as
+/// upstream does on read.
+pub struct VersionConversion {
     pub converter: Arc<Converter>,
     pub version: String,
     pub storage_version: String,
@@ -184,152 +185,22 @@ pub struct VersionedStorage {
     pub schema: Value,
 }
 
-fn internal(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Internal(e.to_string())
-}
-
-impl VersionedStorage {
-    fn parse(bytes: &[u8]) -> Result<Value> {
-        serde_json::from_slice(bytes).map_err(internal)
-    }
-
-    async fn read_many(&self, kvs: Vec<KeyValue>) -> Result<Vec<KeyValue>> {
-        if kvs.is_empty() {
-            return Ok(kvs);
-        }
-        let objs: Vec<Value> = kvs.iter().map(|kv| Self::parse(&kv.value)).collect::<Result<_>>()?;
-        let converted = self.converter.convert(objs, &self.version).await.map_err(internal)?;
-        let mut out = Vec::with_capacity(kvs.len());
-        for (mut kv, mut obj) in kvs.into_iter().zip(converted) {
-            schema::apply_defaults(&mut obj, &self.schema);
-            let mut pruned = Vec::new();
-            schema::prune(&mut obj, &self.schema, true, "", &mut pruned);
-            kv.value = Bytes::from(serde_json::to_vec(&obj).map_err(internal)?);
-            out.push(kv);
-        }
-        Ok(out)
-    }
-
-    async fn read_one(&self, kv: KeyValue) -> Result<KeyValue> {
-        let mut v = self.read_many(vec![kv]).await?;
-        v.pop().ok_or_else(|| internal("conversion lost the object"))
-    }
-
-    async fn write(&self, value: Bytes) -> Result<Bytes> {
-        let obj = Self::parse(&value)?;
-        let mut converted = self.converter.convert(vec![obj], &self.storage_version).await.map_err(internal)?;
-        let obj = converted.pop().ok_or_else(|| internal("conversion lost the object"))?;
-        Ok(Bytes::from(serde_json::to_vec(&obj).map_err(internal)?))
-    }
-}
-
 #[async_trait]
-impl Storage for VersionedStorage {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        match self.inner.get(key).await? {
-            Some(kv) => Ok(Some(self.read_one(kv).await?)),
-            None => Ok(None),
+impl VersionConverter for VersionConversion {
+    async fn to_stored(&self, object: Value) -> Result<Value, StatusError> {
+        let mut converted =
+            self.converter.convert(vec![object], &self.storage_version).await.map_err(StatusError::internal)?;
+        converted.pop().ok_or_else(|| StatusError::internal("conversion lost the object"))
+    }
+
+    async fn to_served(&self, objects: Vec<Value>) -> Result<Vec<Value>, StatusError> {
+        let mut converted = self.converter.convert(objects, &self.version).await.map_err(StatusError::internal)?;
+        for obj in &mut converted {
+            schema::apply_defaults(obj, &self.schema);
+            let mut pruned = Vec::new();
+            schema::prune(obj, &self.schema, true, "", &mut pruned);
         }
-    }
-
-    async fn get_at(&self, key: &str, freshness: Freshness) -> Result<Option<KeyValue>> {
-        match self.inner.get_at(key, freshness).await? {
-            Some(kv) => Ok(Some(self.read_one(kv).await?)),
-            None => Ok(None),
-        }
-    }
-
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult> {
-        let mut l = self.inner.list(prefix, start_after, limit).await?;
-        l.items = self.read_many(std::mem::take(&mut l.items)).await?;
-        Ok(l)
-    }
-
-    async fn list_at(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-        freshness: Freshness,
-    ) -> Result<ListResult> {
-        let mut l = self.inner.list_at(prefix, start_after, limit, freshness).await?;
-        l.items = self.read_many(std::mem::take(&mut l.items)).await?;
-        Ok(l)
-    }
-
-    async fn create(&self, key: &str, value: Bytes) -> Result<u64> {
-        let v = self.write(value).await?;
-        self.inner.create(key, v).await
-    }
-
-    async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64> {
-        let v = self.write(value).await?;
-        self.inner.update(key, v, expected).await
-    }
-
-    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: std::time::Duration) -> Result<u64> {
-        let v = self.write(value).await?;
-        self.inner.create_with_ttl(key, v, ttl).await
-    }
-
-    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: std::time::Duration) -> Result<u64> {
-        let v = self.write(value).await?;
-        self.inner.update_with_ttl(key, v, expected, ttl).await
-    }
-
-    async fn list_at_revision(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-        revision: u64,
-    ) -> Result<ListResult> {
-        let mut l = self.inner.list_at_revision(prefix, start_after, limit, revision).await?;
-        l.items = self.read_many(std::mem::take(&mut l.items)).await?;
-        Ok(l)
-    }
-
-    async fn delete(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)> {
-        let (kv, rev) = self.inner.delete(key, expected).await?;
-        // The deleted object is reported back in this version when possible.
-        let kv = match self.read_one(kv.clone()).await {
-            Ok(c) => c,
-            Err(_) => kv,
-        };
-        Ok((kv, rev))
-    }
-
-    async fn count(&self, prefix: &str) -> Result<u64> {
-        self.inner.count(prefix).await
-    }
-
-    async fn current_revision(&self) -> Result<u64> {
-        self.inner.current_revision().await
-    }
-
-    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream> {
-        let stream = self.inner.watch(prefix, after).await?;
-        let me = Arc::new(VersionedStorage {
-            inner: self.inner.clone(),
-            converter: self.converter.clone(),
-            version: self.version.clone(),
-            storage_version: self.storage_version.clone(),
-            schema: self.schema.clone(),
-        });
-        Ok(stream
-            .then(move |ev| {
-                let me = me.clone();
-                async move {
-                    let ev = ev?;
-                    let kv = me.read_one(ev.kv).await?;
-                    let prev = match ev.prev {
-                        Some(p) => Some(me.read_one(p).await?),
-                        None => None,
-                    };
-                    Ok(WatchEvent { event_type: ev.event_type, kv, prev })
-                }
-            })
-            .boxed())
+        Ok(converted)
     }
 }
 

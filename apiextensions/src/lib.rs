@@ -7,7 +7,7 @@
 //! - `cr`: the Strategy of a served version (pruning, defaulting, schema and
 //!   CEL validation, printer columns, selectable fields).
 //! - `schema`, `cel`, `jsonpath`: the machinery those use.
-//! - `conversion`: the Storage wrapper that converts between versions.
+//! - `conversion`: version conversion at each version's Store codec seam.
 //! - [`ApiextensionsServer::run_controller`]: names acceptance, Established,
 //!   serving as CRDs come and go, and the cleanup finalizer.
 
@@ -36,9 +36,9 @@ use generic_server::registry::store::{DeleteOptions, WatchStart};
 use generic_server::registry::{Admission, ListOptions, Registration, Store, StoreRegistry, Subresource, WriteOptions};
 use generic_server::status::StatusError;
 use generic_server::storage::cacher::Cacher;
-use generic_server::storage::Storage;
+use generic_server::storage::{ListOptions as StorageList, Storage};
 
-use crate::conversion::{Converter, VersionedStorage};
+use crate::conversion::{Converter, VersionConversion};
 use crate::crd::{Crd, Names};
 
 /// What is being served for one CRD.
@@ -83,7 +83,7 @@ pub struct ApiextensionsServer {
     served: RwLock<HashMap<String, Served>>,
     /// One watch cache per key root, kept for the process's life (its task
     /// runs forever), reused when a CRD is recreated.
-    cachers: Mutex<HashMap<String, Arc<dyn Storage>>>,
+    cachers: Mutex<HashMap<String, Arc<Cacher>>>,
 }
 
 /// Builds the apiextensions server in front of `delegate` and starts its
@@ -95,8 +95,8 @@ pub async fn new_server(
     delegate: DynHandler,
 ) -> Result<Arc<ApiextensionsServer>, String> {
     let registration = crd::registration();
-    let cached: Arc<dyn Storage> = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
-    let crd_store = Arc::new(Store::new(registration, cached, admission.clone()));
+    let cache = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
+    let crd_store = Arc::new(Store::new(registration, storage.clone(), admission.clone()).with_cache(cache));
     let resources = Arc::new(ResourceServer::new(delegate));
     resources.install(crd_store.clone());
     let server = Arc::new(ApiextensionsServer {
@@ -124,7 +124,7 @@ impl ApiextensionsServer {
         &self.crd_store
     }
 
-    fn cacher(&self, key_root: &str) -> Arc<dyn Storage> {
+    fn cacher(&self, key_root: &str) -> Arc<Cacher> {
         let mut c = self.cachers.lock().unwrap_or_else(|e| e.into_inner());
         c.entry(key_root.to_string())
             .or_insert_with(|| Cacher::new(self.storage.clone(), &format!("{key_root}/")))
@@ -291,7 +291,7 @@ impl ApiextensionsServer {
         }
         let storage_version = crd.storage_version().ok_or("no storage version")?.name.clone();
         let key_root = format!("/registry/{}/{}", crd.group, names.plural);
-        let cached = self.cacher(&key_root);
+        let cache = self.cacher(&key_root);
         let converter = Arc::new(Converter { group: crd.group.clone(), conversion: crd.conversion.clone() });
         let mut stores = Vec::new();
         let mut openapi = Vec::new();
@@ -300,8 +300,7 @@ impl ApiextensionsServer {
         admission.push(Arc::new(ForbidCreateWhileTerminating(terminating.clone())));
         for v in crd.versions.iter().filter(|v| v.served) {
             let strategy = cr::CrStrategy::new(v)?;
-            let vs = VersionedStorage {
-                inner: cached.clone(),
+            let conversion = VersionConversion {
                 converter: converter.clone(),
                 version: v.name.clone(),
                 storage_version: storage_version.clone(),
@@ -309,8 +308,10 @@ impl ApiextensionsServer {
             };
             let info = crd.info(v, names);
             openapi.push(openapi_part(&info, &v.schema));
-            let registration = Registration::new(info, strategy.schema(), Arc::new(strategy));
-            stores.push(Arc::new(Store::new(registration, Arc::new(vs), admission.clone())));
+            let registration =
+                Registration::new(info, strategy.schema(), Arc::new(strategy)).stored_through(Arc::new(conversion));
+            let store = Store::new(registration, self.storage.clone(), admission.clone()).with_cache(cache.clone());
+            stores.push(Arc::new(store));
         }
         let Some(first) = stores.first().cloned() else {
             return Err("no served versions".into());
@@ -396,7 +397,7 @@ impl ApiextensionsServer {
             },
             None => {
                 // Never served: remove whatever is stored directly.
-                if let Ok(list) = self.storage.list(&format!("{key_root}/"), None, 0).await {
+                if let Ok(list) = self.storage.list(&format!("{key_root}/"), StorageList::default()).await {
                     for kv in list.items {
                         let _ = self.storage.delete(&kv.key, Some(kv.mod_revision)).await;
                     }

@@ -370,7 +370,9 @@ impl Metrics {
         let roots = self.resources.roots();
         let mut seen = HashSet::new();
         for (root, name) in roots {
-            let n = storage.count(&root).await.map(|n| i64::try_from(n).unwrap_or(i64::MAX)).unwrap_or(-1);
+            // Not timed as a storage request: it is this module's own bookkeeping.
+            let counted = crate::storage::untimed(storage.count(&root)).await;
+            let n = counted.map(|n| i64::try_from(n).unwrap_or(i64::MAX)).unwrap_or(-1);
             self.storage_objects.with_label_values(&[&name]).set(n);
             seen.insert(name);
         }

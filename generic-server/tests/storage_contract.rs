@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use generic_server::storage::{EventType, Storage, StorageError, WatchEvent, WatchStream};
+use generic_server::storage::{
+    EventType, GetOptions, ListOptions, PutOptions, Storage, StorageError, WatchEvent, WatchStream,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -38,19 +40,22 @@ async fn quiet(w: &mut WatchStream) {
 // ---------------------------------------------------------------- the contract
 
 async fn crud(s: Arc<dyn Storage>) {
-    assert!(s.get("/registry/configmaps/ns/a").await.unwrap().is_none());
-    let r1 = s.create("/registry/configmaps/ns/a", b("1")).await.unwrap();
-    assert!(matches!(s.create("/registry/configmaps/ns/a", b("x")).await, Err(StorageError::AlreadyExists(_))));
-    let got = s.get("/registry/configmaps/ns/a").await.unwrap().unwrap();
+    assert!(s.get("/registry/configmaps/ns/a", GetOptions::default()).await.unwrap().is_none());
+    let r1 = s.create("/registry/configmaps/ns/a", b("1"), PutOptions::default()).await.unwrap();
+    assert!(matches!(
+        s.create("/registry/configmaps/ns/a", b("x"), PutOptions::default()).await,
+        Err(StorageError::AlreadyExists(_))
+    ));
+    let got = s.get("/registry/configmaps/ns/a", GetOptions::default()).await.unwrap().unwrap();
     assert_eq!(got.key, "/registry/configmaps/ns/a");
     assert_eq!((got.value, got.mod_revision, got.create_revision), (b("1"), r1, r1));
     assert_eq!(s.current_revision().await.unwrap(), r1);
 
-    let r2 = s.create("/registry/configmaps/ns/b", b("2")).await.unwrap();
+    let r2 = s.create("/registry/configmaps/ns/b", b("2"), PutOptions::default()).await.unwrap();
     assert!(r2 > r1);
-    let r3 = s.update("/registry/configmaps/ns/a", b("3"), r1).await.unwrap();
+    let r3 = s.update("/registry/configmaps/ns/a", b("3"), r1, PutOptions::default()).await.unwrap();
     assert!(r3 > r2);
-    let got = s.get("/registry/configmaps/ns/a").await.unwrap().unwrap();
+    let got = s.get("/registry/configmaps/ns/a", GetOptions::default()).await.unwrap().unwrap();
     assert_eq!((got.value, got.mod_revision, got.create_revision), (b("3"), r3, r1));
     assert_eq!(s.current_revision().await.unwrap(), r3);
 
@@ -60,22 +65,25 @@ async fn crud(s: Arc<dyn Storage>) {
         (old.key.as_str(), old.value, old.mod_revision, old.create_revision),
         ("/registry/configmaps/ns/a", b("3"), r3, r1)
     );
-    assert!(s.get("/registry/configmaps/ns/a").await.unwrap().is_none());
+    assert!(s.get("/registry/configmaps/ns/a", GetOptions::default()).await.unwrap().is_none());
     assert!(matches!(s.delete("/registry/configmaps/ns/a", None).await, Err(StorageError::NotFound(_))));
-    assert!(matches!(s.update("/registry/configmaps/ns/a", b("4"), r3).await, Err(StorageError::NotFound(_))));
+    assert!(matches!(
+        s.update("/registry/configmaps/ns/a", b("4"), r3, PutOptions::default()).await,
+        Err(StorageError::NotFound(_))
+    ));
     assert_eq!(s.current_revision().await.unwrap(), r4);
 
     // Re-creating gives a new create_revision.
-    let r5 = s.create("/registry/configmaps/ns/a", b("5")).await.unwrap();
-    let got = s.get("/registry/configmaps/ns/a").await.unwrap().unwrap();
+    let r5 = s.create("/registry/configmaps/ns/a", b("5"), PutOptions::default()).await.unwrap();
+    let got = s.get("/registry/configmaps/ns/a", GetOptions::default()).await.unwrap().unwrap();
     assert_eq!((got.mod_revision, got.create_revision), (r5, r5));
 }
 
 async fn cas_conflicts(s: Arc<dyn Storage>) {
-    let r1 = s.create("/registry/pods/ns/p", b("v1")).await.unwrap();
-    let r2 = s.update("/registry/pods/ns/p", b("v2"), r1).await.unwrap();
+    let r1 = s.create("/registry/pods/ns/p", b("v1"), PutOptions::default()).await.unwrap();
+    let r2 = s.update("/registry/pods/ns/p", b("v2"), r1, PutOptions::default()).await.unwrap();
     // A stale update: Conflict carrying what is there now.
-    match s.update("/registry/pods/ns/p", b("stale"), r1).await {
+    match s.update("/registry/pods/ns/p", b("stale"), r1, PutOptions::default()).await {
         Err(StorageError::Conflict { key, current: Some(current) }) => {
             assert_eq!(key, "/registry/pods/ns/p");
             assert_eq!((current.value, current.mod_revision, current.create_revision), (b("v2"), r2, r1));
@@ -83,28 +91,39 @@ async fn cas_conflicts(s: Arc<dyn Storage>) {
         other => panic!("expected Conflict, got {other:?}"),
     }
     // 0 is never a key's revision.
-    assert!(matches!(s.update("/registry/pods/ns/p", b("x"), 0).await, Err(StorageError::Conflict { .. })));
+    assert!(matches!(
+        s.update("/registry/pods/ns/p", b("x"), 0, PutOptions::default()).await,
+        Err(StorageError::Conflict { .. })
+    ));
     // A stale guarded delete: Conflict, and the key stays.
     match s.delete("/registry/pods/ns/p", Some(r1)).await {
         Err(StorageError::Conflict { current: Some(current), .. }) => assert_eq!(current.mod_revision, r2),
         other => panic!("expected Conflict, got {other:?}"),
     }
-    assert_eq!(s.get("/registry/pods/ns/p").await.unwrap().unwrap().value, b("v2"));
+    assert_eq!(s.get("/registry/pods/ns/p", GetOptions::default()).await.unwrap().unwrap().value, b("v2"));
     let (old, _) = s.delete("/registry/pods/ns/p", Some(r2)).await.unwrap();
     assert_eq!(old.value, b("v2"));
     assert!(matches!(s.delete("/registry/pods/ns/p", Some(r2)).await, Err(StorageError::NotFound(_))));
 
     // Concurrent read-modify-write loops lose no increment.
-    s.create("/registry/counters/ns/c", b("0")).await.unwrap();
+    s.create("/registry/counters/ns/c", b("0"), PutOptions::default()).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..5 {
                 loop {
-                    let cur = s.get("/registry/counters/ns/c").await.unwrap().unwrap();
+                    let cur = s.get("/registry/counters/ns/c", GetOptions::default()).await.unwrap().unwrap();
                     let n: u64 = std::str::from_utf8(&cur.value).unwrap().parse().unwrap();
-                    match s.update("/registry/counters/ns/c", b(&(n + 1).to_string()), cur.mod_revision).await {
+                    match s
+                        .update(
+                            "/registry/counters/ns/c",
+                            b(&(n + 1).to_string()),
+                            cur.mod_revision,
+                            PutOptions::default(),
+                        )
+                        .await
+                    {
                         Ok(_) => break,
                         Err(StorageError::Conflict { .. }) => continue,
                         Err(e) => panic!("{e}"),
@@ -116,19 +135,19 @@ async fn cas_conflicts(s: Arc<dyn Storage>) {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(s.get("/registry/counters/ns/c").await.unwrap().unwrap().value, b("40"));
+    assert_eq!(s.get("/registry/counters/ns/c", GetOptions::default()).await.unwrap().unwrap().value, b("40"));
 }
 
 async fn list_paging_and_count(s: Arc<dyn Storage>) {
     for name in ["e", "a", "c", "b", "d"] {
-        s.create(&format!("/registry/secrets/ns/{name}"), b(name)).await.unwrap();
+        s.create(&format!("/registry/secrets/ns/{name}"), b(name), PutOptions::default()).await.unwrap();
     }
     // Neighbours that a sloppy prefix would pick up.
-    s.create("/registry/secrets/ns2/z", b("other")).await.unwrap();
-    s.create("/registry/secretsx/ns/a", b("other")).await.unwrap();
-    let rev = s.create("/registry/secret", b("other")).await.unwrap();
+    s.create("/registry/secrets/ns2/z", b("other"), PutOptions::default()).await.unwrap();
+    s.create("/registry/secretsx/ns/a", b("other"), PutOptions::default()).await.unwrap();
+    let rev = s.create("/registry/secret", b("other"), PutOptions::default()).await.unwrap();
 
-    let all = s.list("/registry/secrets/ns/", None, 0).await.unwrap();
+    let all = s.list("/registry/secrets/ns/", ListOptions::default()).await.unwrap();
     let keys: Vec<_> = all.items.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -143,28 +162,46 @@ async fn list_paging_and_count(s: Arc<dyn Storage>) {
     assert_eq!((all.remaining, all.revision), (0, rev));
     assert_eq!(all.items[2].value, b("c"));
 
-    let p1 = s.list("/registry/secrets/ns/", None, 2).await.unwrap();
+    let p1 = s.list("/registry/secrets/ns/", ListOptions { limit: 2, ..Default::default() }).await.unwrap();
     assert_eq!(
         p1.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
         ["/registry/secrets/ns/a", "/registry/secrets/ns/b"]
     );
     assert_eq!((p1.remaining, p1.revision), (3, rev));
-    let p2 = s.list("/registry/secrets/ns/", Some(&p1.items[1].key), 2).await.unwrap();
+    let p2 = s
+        .list(
+            "/registry/secrets/ns/",
+            ListOptions { start_after: Some(&p1.items[1].key), limit: 2, ..Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         p2.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
         ["/registry/secrets/ns/c", "/registry/secrets/ns/d"]
     );
     assert_eq!(p2.remaining, 1);
-    let p3 = s.list("/registry/secrets/ns/", Some(&p2.items[1].key), 2).await.unwrap();
+    let p3 = s
+        .list(
+            "/registry/secrets/ns/",
+            ListOptions { start_after: Some(&p2.items[1].key), limit: 2, ..Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(p3.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), ["/registry/secrets/ns/e"]);
     assert_eq!(p3.remaining, 0);
     // start_after a key that no longer exists still continues after it.
-    let p = s.list("/registry/secrets/ns/", Some("/registry/secrets/ns/bb"), 0).await.unwrap();
+    let p = s
+        .list(
+            "/registry/secrets/ns/",
+            ListOptions { start_after: Some("/registry/secrets/ns/bb"), ..Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(p.items.first().map(|kv| kv.key.as_str()), Some("/registry/secrets/ns/c"));
 
-    let across = s.list("/registry/secrets/", None, 0).await.unwrap();
+    let across = s.list("/registry/secrets/", ListOptions::default()).await.unwrap();
     assert_eq!(across.items.len(), 6);
-    assert!(s.list("/registry/nothing/", None, 0).await.unwrap().items.is_empty());
+    assert!(s.list("/registry/nothing/", ListOptions::default()).await.unwrap().items.is_empty());
 
     assert_eq!(s.count("/registry/secrets/ns/").await.unwrap(), 5);
     assert_eq!(s.count("/registry/secrets/").await.unwrap(), 6);
@@ -172,14 +209,56 @@ async fn list_paging_and_count(s: Arc<dyn Storage>) {
 
     // The list revision moves with writes.
     let r = s.delete("/registry/secrets/ns/a", None).await.unwrap().1;
-    let after = s.list("/registry/secrets/ns/", None, 1).await.unwrap();
+    let after = s.list("/registry/secrets/ns/", ListOptions { limit: 1, ..Default::default() }).await.unwrap();
     assert_eq!((after.revision, after.remaining, after.items[0].key.as_str()), (r, 3, "/registry/secrets/ns/b"));
 }
 
+/// Reads at a revision see the state as it was then (a continue token's
+/// snapshot): values, revisions and absences, paged.
+async fn reads_at_a_revision(s: Arc<dyn Storage>) {
+    let r1 = s.create("/registry/r/ns/a", b("a1"), PutOptions::default()).await.unwrap();
+    let rb = s.create("/registry/r/ns/b", b("b1"), PutOptions::default()).await.unwrap();
+    let snapshot = s.current_revision().await.unwrap();
+    s.update("/registry/r/ns/a", b("a2"), r1, PutOptions::default()).await.unwrap();
+    s.delete("/registry/r/ns/b", None).await.unwrap();
+    s.create("/registry/r/ns/c", b("c1"), PutOptions::default()).await.unwrap();
+
+    let at = GetOptions { revision: Some(snapshot) };
+    let a = s.get("/registry/r/ns/a", at).await.unwrap().unwrap();
+    assert_eq!((a.value, a.mod_revision, a.create_revision), (b("a1"), r1, r1));
+    let gone = s.get("/registry/r/ns/b", at).await.unwrap().unwrap();
+    assert_eq!((gone.value, gone.mod_revision), (b("b1"), rb));
+    assert!(s.get("/registry/r/ns/c", at).await.unwrap().is_none(), "created after the snapshot");
+    assert_eq!(s.get("/registry/r/ns/a", GetOptions::default()).await.unwrap().unwrap().value, b("a2"));
+
+    let page = s.list("/registry/r/ns/", ListOptions { limit: 1, revision: Some(snapshot), ..Default::default() });
+    let page = page.await.unwrap();
+    assert_eq!(
+        (page.items.iter().map(|kv| kv.value.clone()).collect::<Vec<_>>(), page.remaining, page.revision),
+        (vec![b("a1")], 1, snapshot)
+    );
+    let rest = s
+        .list(
+            "/registry/r/ns/",
+            ListOptions { start_after: Some("/registry/r/ns/a"), limit: 0, revision: Some(snapshot) },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|kv| (kv.key.as_str(), kv.value.clone())).collect::<Vec<_>>(),
+        [("/registry/r/ns/b", b("b1"))]
+    );
+    let now = s.list("/registry/r/ns/", ListOptions::default()).await.unwrap();
+    assert_eq!(
+        now.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
+        ["/registry/r/ns/a", "/registry/r/ns/c"]
+    );
+}
+
 async fn watch_replay_then_live(s: Arc<dyn Storage>) {
-    let r1 = s.create("/registry/a/ns/x", b("1")).await.unwrap();
-    let r2 = s.update("/registry/a/ns/x", b("2"), r1).await.unwrap();
-    let r3 = s.create("/registry/a/ns/y", b("y")).await.unwrap();
+    let r1 = s.create("/registry/a/ns/x", b("1"), PutOptions::default()).await.unwrap();
+    let r2 = s.update("/registry/a/ns/x", b("2"), r1, PutOptions::default()).await.unwrap();
+    let r3 = s.create("/registry/a/ns/y", b("y"), PutOptions::default()).await.unwrap();
 
     // From r1: replays r2 and r3, then follows live writes.
     let mut w = s.watch("/registry/a/", r1).await.unwrap();
@@ -203,14 +282,14 @@ async fn watch_replay_then_live(s: Arc<dyn Storage>) {
     );
     assert_eq!(e.prev.map(|p| (p.value, p.mod_revision)), Some((b("2"), r2)));
 
-    let r5 = s.create("/registry/a/ns/z", b("z")).await.unwrap();
+    let r5 = s.create("/registry/a/ns/z", b("z"), PutOptions::default()).await.unwrap();
     let e = next(&mut w).await;
     assert_eq!((e.event_type, e.revision(), e.kv.key.as_str()), (EventType::Put, r5, "/registry/a/ns/z"));
 
     // From the current revision: nothing old, only what comes next.
     let mut w2 = s.watch("/registry/a/", r5).await.unwrap();
     quiet(&mut w2).await;
-    let r6 = s.update("/registry/a/ns/z", b("zz"), r5).await.unwrap();
+    let r6 = s.update("/registry/a/ns/z", b("zz"), r5, PutOptions::default()).await.unwrap();
     assert_eq!(next(&mut w2).await.revision(), r6);
     assert_eq!(next(&mut w).await.revision(), r6);
 
@@ -227,12 +306,12 @@ async fn watch_prefix_isolation(s: Arc<dyn Storage>) {
     let start = s.current_revision().await.unwrap();
     let mut wa = s.watch("/registry/a/", start).await.unwrap();
     let mut wns = s.watch("/registry/a/ns1/", start).await.unwrap();
-    s.create("/registry/ab/ns1/x", b("-")).await.unwrap();
-    s.create("/registry/b/ns1/x", b("-")).await.unwrap();
-    s.create("/registry/a", b("-")).await.unwrap();
-    let r_ns2 = s.create("/registry/a/ns2/x", b("-")).await.unwrap();
-    let r_ns1 = s.create("/registry/a/ns1/x", b("-")).await.unwrap();
-    s.create("/registry/a/ns10/x", b("-")).await.unwrap();
+    s.create("/registry/ab/ns1/x", b("-"), PutOptions::default()).await.unwrap();
+    s.create("/registry/b/ns1/x", b("-"), PutOptions::default()).await.unwrap();
+    s.create("/registry/a", b("-"), PutOptions::default()).await.unwrap();
+    let r_ns2 = s.create("/registry/a/ns2/x", b("-"), PutOptions::default()).await.unwrap();
+    let r_ns1 = s.create("/registry/a/ns1/x", b("-"), PutOptions::default()).await.unwrap();
+    s.create("/registry/a/ns10/x", b("-"), PutOptions::default()).await.unwrap();
 
     let e = next(&mut wa).await;
     assert_eq!((e.revision(), e.kv.key.as_str()), (r_ns2, "/registry/a/ns2/x"));
@@ -272,6 +351,12 @@ macro_rules! contract_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn reads_at_a_revision() {
+                let bk = $make;
+                super::reads_at_a_revision(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn watch_replay_then_live() {
                 let bk = $make;
                 super::watch_replay_then_live(bk.storage.clone()).await;
@@ -304,21 +389,21 @@ mod etcd_only {
     async fn key_layout_under_the_prefix() {
         let bk = support::etcd_with_prefix("/custom/").await;
         let url = bk.server.as_ref().unwrap().client_url();
-        bk.storage.create("/registry/configmaps/ns/cm", b("v")).await.unwrap();
+        bk.storage.create("/registry/configmaps/ns/cm", b("v"), PutOptions::default()).await.unwrap();
         let mut raw = raw_client(&url).await;
         let resp = raw.get("/custom/configmaps/ns/cm", None).await.unwrap();
         assert_eq!(resp.kvs().first().map(|kv| kv.value().to_vec()), Some(b"v".to_vec()));
         assert_eq!(raw.get("/registry/configmaps/ns/cm", None).await.unwrap().kvs().len(), 0);
         // Keys written by someone else under the prefix are ours, mapped back.
         raw.put("/custom/configmaps/ns/other", "o", None).await.unwrap();
-        let l = bk.storage.list("/registry/configmaps/", None, 0).await.unwrap();
+        let l = bk.storage.list("/registry/configmaps/", ListOptions::default()).await.unwrap();
         assert_eq!(
             l.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(),
             ["/registry/configmaps/ns/cm", "/registry/configmaps/ns/other"]
         );
 
         let d = support::etcd().await;
-        d.storage.create("/registry/configmaps/ns/cm", b("v")).await.unwrap();
+        d.storage.create("/registry/configmaps/ns/cm", b("v"), PutOptions::default()).await.unwrap();
         let mut raw = raw_client(&d.server.as_ref().unwrap().client_url()).await;
         assert_eq!(raw.get("/registry/configmaps/ns/cm", None).await.unwrap().kvs().len(), 1);
     }
@@ -332,7 +417,7 @@ mod etcd_only {
         let s = EtcdStorage::connect_with_timeout(&[url], "/registry", None, support::ETCD_TEST_TIMEOUT).await.unwrap();
         let bound = support::ETCD_TEST_TIMEOUT + Duration::from_secs(2);
         let t = Instant::now();
-        assert!(matches!(s.get("/registry/a/b").await, Err(StorageError::Unavailable(_))));
+        assert!(matches!(s.get("/registry/a/b", GetOptions::default()).await, Err(StorageError::Unavailable(_))));
         assert!(matches!(s.watch("/registry/a/", 0).await, Err(StorageError::Unavailable(_))));
         assert!(matches!(s.health().await, Err(StorageError::Unavailable(_))));
         assert!(t.elapsed() < bound * 3, "took {:?}", t.elapsed());
@@ -344,10 +429,10 @@ mod etcd_only {
         let bk = support::etcd().await;
         let s = bk.storage.clone();
         let etcd = bk.etcd.clone().unwrap();
-        let r1 = s.create("/registry/pods/ns/a", b("1")).await.unwrap();
-        let r2 = s.update("/registry/pods/ns/a", b("2"), r1).await.unwrap();
-        let r3 = s.update("/registry/pods/ns/a", b("3"), r2).await.unwrap();
-        let r4 = s.update("/registry/pods/ns/a", b("4"), r3).await.unwrap();
+        let r1 = s.create("/registry/pods/ns/a", b("1"), PutOptions::default()).await.unwrap();
+        let r2 = s.update("/registry/pods/ns/a", b("2"), r1, PutOptions::default()).await.unwrap();
+        let r3 = s.update("/registry/pods/ns/a", b("3"), r2, PutOptions::default()).await.unwrap();
+        let r4 = s.update("/registry/pods/ns/a", b("4"), r3, PutOptions::default()).await.unwrap();
         etcd.compact(r3).await.unwrap();
         etcd.compact(r2).await.unwrap(); // already compacted further: fine
 
@@ -363,9 +448,9 @@ mod etcd_only {
         assert_eq!(next(&mut w).await.revision(), r4);
         // A paged list at a compacted revision.
         assert!(
-            matches!(etcd.list_at_revision("/registry/pods/", None, 0, r2).await, Err(StorageError::Compacted(r)) if r == r3)
+            matches!(etcd.list("/registry/pods/", ListOptions { revision: Some(r2), ..Default::default() }).await, Err(StorageError::Compacted(r)) if r == r3)
         );
-        let l = etcd.list_at_revision("/registry/pods/", None, 0, r3).await.unwrap();
+        let l = etcd.list("/registry/pods/", ListOptions { revision: Some(r3), ..Default::default() }).await.unwrap();
         assert_eq!((l.revision, l.items[0].value.clone()), (r3, b("3")));
     }
 
@@ -375,9 +460,9 @@ mod etcd_only {
         let bk = support::etcd().await;
         let s = bk.storage.clone();
         let etcd = bk.etcd.clone().unwrap();
-        let r1 = s.create("/registry/pods/ns/a", b("1")).await.unwrap();
+        let r1 = s.create("/registry/pods/ns/a", b("1"), PutOptions::default()).await.unwrap();
         let compactor = etcd.start_compactor(Duration::from_secs(1));
-        let r2 = s.update("/registry/pods/ns/a", b("2"), r1).await.unwrap();
+        let r2 = s.update("/registry/pods/ns/a", b("2"), r1, PutOptions::default()).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             match s.watch("/registry/pods/", r1.saturating_sub(1)).await {
@@ -393,7 +478,7 @@ mod etcd_only {
         }
         compactor.abort();
         // Current data is untouched.
-        assert_eq!(s.get("/registry/pods/ns/a").await.unwrap().unwrap().mod_revision, r2);
+        assert_eq!(s.get("/registry/pods/ns/a", GetOptions::default()).await.unwrap().unwrap().mod_revision, r2);
     }
 
     /// Objects written with a TTL are deleted by etcd when their lease expires,
@@ -405,14 +490,23 @@ mod etcd_only {
         let etcd: EtcdStorage = bk.etcd.clone().unwrap();
         let start = s.current_revision().await.unwrap();
         let mut w = s.watch("/registry/events/", start).await.unwrap();
-        let r1 = etcd.create_with_ttl("/registry/events/ns/e1", b("e1"), 2).await.unwrap();
-        let r2 = etcd.create_with_ttl("/registry/events/ns/e2", b("e2"), 2).await.unwrap();
-        let r3 = etcd.update_with_ttl("/registry/events/ns/e2", b("e2'"), r2, 2).await.unwrap();
+        let r1 = etcd
+            .create("/registry/events/ns/e1", b("e1"), PutOptions { ttl: Some(Duration::from_secs(2)) })
+            .await
+            .unwrap();
+        let r2 = etcd
+            .create("/registry/events/ns/e2", b("e2"), PutOptions { ttl: Some(Duration::from_secs(2)) })
+            .await
+            .unwrap();
+        let r3 = etcd
+            .update("/registry/events/ns/e2", b("e2'"), r2, PutOptions { ttl: Some(Duration::from_secs(2)) })
+            .await
+            .unwrap();
         assert!(matches!(
-            etcd.create_with_ttl("/registry/events/ns/e1", b("x"), 2).await,
+            etcd.create("/registry/events/ns/e1", b("x"), PutOptions { ttl: Some(Duration::from_secs(2)) }).await,
             Err(StorageError::AlreadyExists(_))
         ));
-        s.create("/registry/events/ns/forever", b("f")).await.unwrap();
+        s.create("/registry/events/ns/forever", b("f"), PutOptions::default()).await.unwrap();
         for _ in 0..4 {
             assert_eq!(next(&mut w).await.event_type, EventType::Put);
         }
@@ -427,8 +521,8 @@ mod etcd_only {
             deleted,
             [("/registry/events/ns/e1".to_string(), b("e1")), ("/registry/events/ns/e2".to_string(), b("e2'"))]
         );
-        assert!(s.get("/registry/events/ns/e1").await.unwrap().is_none());
-        assert!(s.get("/registry/events/ns/forever").await.unwrap().is_some());
+        assert!(s.get("/registry/events/ns/e1", GetOptions::default()).await.unwrap().is_none());
+        assert!(s.get("/registry/events/ns/forever", GetOptions::default()).await.unwrap().is_some());
         assert!(r1 < r3);
     }
 
@@ -445,8 +539,8 @@ mod etcd_only {
 
         let start = s.current_revision().await.unwrap();
         let mut w = s.watch("/registry/cm/", start).await.unwrap();
-        let r1 = s.create("/registry/cm/ns/a", b("1")).await.unwrap();
-        let r2 = s.create("/registry/cm/ns/b", b("2")).await.unwrap();
+        let r1 = s.create("/registry/cm/ns/a", b("1"), PutOptions::default()).await.unwrap();
+        let r2 = s.create("/registry/cm/ns/b", b("2"), PutOptions::default()).await.unwrap();
         // The client has seen r1 only when etcd goes away.
         let seen = next(&mut w).await.revision();
         assert_eq!(seen, r1);
@@ -481,9 +575,9 @@ mod etcd_only {
         for _ in 0..2 {
             let t = Instant::now();
             let results = [
-                s.get("/registry/cm/ns/a").await.err(),
-                s.create("/registry/cm/ns/c", b("3")).await.err(),
-                s.list("/registry/cm/", None, 0).await.err(),
+                s.get("/registry/cm/ns/a", GetOptions::default()).await.err(),
+                s.create("/registry/cm/ns/c", b("3"), PutOptions::default()).await.err(),
+                s.list("/registry/cm/", ListOptions::default()).await.err(),
                 s.current_revision().await.err(),
                 s.watch("/registry/cm/", r2).await.err(),
                 etcd.health().await.err(),
@@ -494,7 +588,7 @@ mod etcd_only {
             assert!(t.elapsed() < bound * 6, "calls took {:?}", t.elapsed());
         }
         let t = Instant::now();
-        assert!(matches!(s.get("/registry/cm/ns/a").await, Err(StorageError::Unavailable(_))));
+        assert!(matches!(s.get("/registry/cm/ns/a", GetOptions::default()).await, Err(StorageError::Unavailable(_))));
         assert!(t.elapsed() < bound, "a call took {:?}", t.elapsed());
 
         // etcd returns: the same client recovers by itself.
@@ -511,8 +605,8 @@ mod etcd_only {
             assert!(Instant::now() < deadline, "storage did not recover within 30s of etcd returning");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert_eq!(s.get("/registry/cm/ns/b").await.unwrap().unwrap().mod_revision, r2);
-        let r3 = s.create("/registry/cm/ns/c", b("3")).await.unwrap();
+        assert_eq!(s.get("/registry/cm/ns/b", GetOptions::default()).await.unwrap().unwrap().mod_revision, r2);
+        let r3 = s.create("/registry/cm/ns/c", b("3"), PutOptions::default()).await.unwrap();
         assert!(r3 > r2);
 
         // Resuming from the last revision seen: exactly the missed events, once.
@@ -524,7 +618,7 @@ mod etcd_only {
         got.push(next(&mut w).await.revision());
         assert_eq!(got, if last < r2 { vec![r2, r3] } else { vec![r3] });
         quiet(&mut w).await;
-        let r4 = s.update("/registry/cm/ns/c", b("4"), r3).await.unwrap();
+        let r4 = s.update("/registry/cm/ns/c", b("4"), r3, PutOptions::default()).await.unwrap();
         assert_eq!(next(&mut w).await.revision(), r4);
     }
 }

@@ -108,25 +108,27 @@ pub async fn new_server(
     let admission = shared.admission();
     let server = Arc::new(ResourceServer::new(delegate).with_openapi(generic_server::openapi::builtin_schemas));
     let registry = shared.registry.clone();
-    let mut caches: HashMap<String, Arc<dyn Storage>> = HashMap::new();
+    let mut caches: HashMap<String, Arc<Cacher>> = HashMap::new();
     let mut stores = Vec::new();
     let rbac = Arc::new(Rbac::default());
     let escalation: Arc<dyn Admission> = Arc::new(EscalationCheck::new(rbac.clone(), core.authorizer.clone()));
     for registration in core.registrations() {
         let root = format!("{}/", registration.info.key_root);
-        let cached = if registration.info.is::<ComponentStatus>() {
-            // Computed on every read: nothing to cache or store.
-            Arc::new(ComponentStatuses::new(storage.clone(), &registration.info.key_root)) as Arc<dyn Storage>
-        } else {
-            caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root) as Arc<dyn Storage>).clone()
-        };
         let info = &registration.info;
         let mut plugins = admission.clone();
         if info.is::<Role>() || info.is::<ClusterRole>() || info.is::<RoleBinding>() || info.is::<ClusterRoleBinding>()
         {
             plugins.push(escalation.clone());
         }
-        let store = Arc::new(Store::new(registration, cached, plugins));
+        let store = if info.is::<ComponentStatus>() {
+            // Computed on every read: nothing to cache or store.
+            let computed = Arc::new(ComponentStatuses::new(storage.clone(), &info.key_root));
+            Store::new(registration, computed, plugins)
+        } else {
+            let cache = caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root)).clone();
+            Store::new(registration, storage.clone(), plugins).with_cache(cache)
+        };
+        let store = Arc::new(store);
         core.peers.bind(&store);
         if store.info.namespaced {
             registry.register(store.clone());

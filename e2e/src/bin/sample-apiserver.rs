@@ -107,8 +107,8 @@ async fn run(opts: Options) -> Result<(), String> {
         Arc::new(EmbeddedStorage::open(&db).map_err(|e| format!("opening {}: {e}", db.display()))?);
 
     let registration = sample::flunder::registration();
-    let cached: Arc<dyn Storage> = Cacher::new(storage, &format!("{}/", registration.info.key_root));
-    let store = Arc::new(Store::new(registration, cached, Vec::new()));
+    let cache = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
+    let store = Arc::new(Store::new(registration, storage, Vec::new()).with_cache(cache));
     let resources = ResourceServer::new(Arc::new(NotFoundHandler)).with_openapi(sample::flunder::openapi);
     resources.install(store);
     let recorded: DynHandler = Arc::new(sample::caller::RecordCaller::new(Arc::new(resources)));

@@ -1,8 +1,8 @@
 //! One resource served in several versions over one stored version
 //! (autoscaling/v1 HorizontalPodAutoscalers stored as autoscaling/v2;
-//! events.k8s.io/v1 Events stored as core/v1 Events).
+//! events.k8s.io/v1 Events stored as core/v1 Events; a CRD's versions).
 //!
-//! The conversion sits at the codec seam of the served version's Store: it
+//! A [`VersionConverter`] sits at the codec seam of the served version's Store: it
 //! converts an object to the stored version just before encoding it and from
 //! the stored version just after decoding it, so every read path (get, list,
 //! watch events, the current object a patch or apply starts from) and every
@@ -11,7 +11,8 @@
 //! JSON plays the internal form's part, which is why a served version's rules
 //! are the stored version's [`Strategy`] seen through the conversion
 //! ([`Converted`]): validation messages name the stored version's fields, as
-//! upstream's name the internal ones.
+//! upstream's name the internal ones. A CRD's versions convert through its
+//! own converter (apiextensions: None or a webhook), which may fail.
 
 use std::sync::Arc;
 
@@ -19,7 +20,18 @@ use serde_json::Value;
 
 use super::{Strategy, TableColumn};
 use crate::meta::NameRule;
-use crate::status::Cause;
+use crate::status::{Cause, StatusError};
+
+/// How a Store's objects convert between its served version and the stored
+/// one, once where the Store encodes and decodes.
+#[async_trait::async_trait]
+pub trait VersionConverter: Send + Sync {
+    /// A served-version object in the stored version, for writing.
+    async fn to_stored(&self, object: Value) -> Result<Value, StatusError>;
+    /// Stored objects in the served version, in order: a page, or an event's
+    /// object and its previous state, converted in one call.
+    async fn to_served(&self, objects: Vec<Value>) -> Result<Vec<Value>, StatusError>;
+}
 
 /// A pair of pure functions between a served version's JSON and the stored
 /// version's; each sets the apiVersion of the form it produces. A round trip
@@ -44,6 +56,17 @@ impl Conversion {
         let mut stored = self.to_stored(obj);
         f(&mut stored);
         *obj = self.from_stored(stored);
+    }
+}
+
+#[async_trait::async_trait]
+impl VersionConverter for Conversion {
+    async fn to_stored(&self, object: Value) -> Result<Value, StatusError> {
+        Ok((self.to_stored)(object))
+    }
+
+    async fn to_served(&self, objects: Vec<Value>) -> Result<Vec<Value>, StatusError> {
+        Ok(objects.into_iter().map(self.from_stored).collect())
     }
 }
 

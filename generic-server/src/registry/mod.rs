@@ -15,7 +15,7 @@ pub mod typed;
 use serde_json::Value;
 
 pub use admission::{Admission, AdmissionAttributes, Operation};
-pub use conversion::{Conversion, Converted};
+pub use conversion::{Conversion, Converted, VersionConverter};
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
 };

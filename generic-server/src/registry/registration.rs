@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use super::conversion::{Conversion, Converted};
+use super::conversion::{Conversion, Converted, VersionConverter};
 use super::{Decoded, ResourceInfo, ScalePaths, Store, Strategy, Subresource, WriteOptions};
 use crate::fieldmanager::{Definitions, TypeResolver, Untyped};
 use crate::status::StatusError;
@@ -148,7 +148,7 @@ pub struct Registration {
     pub return_deleted_object: bool,
     /// For a version served over another version's storage: how objects
     /// convert to and from the stored version.
-    pub conversion: Option<Conversion>,
+    pub conversion: Option<Arc<dyn VersionConverter>>,
 }
 
 impl Registration {
@@ -194,8 +194,16 @@ impl Registration {
             strategy,
             ttl: self.ttl,
             return_deleted_object: self.return_deleted_object,
-            conversion: Some(conversion),
+            conversion: Some(Arc::new(conversion)),
         }
+    }
+
+    /// Objects stored in another version than this one (a CRD version other
+    /// than its storage version), converted by `converter` where the Store
+    /// encodes and decodes.
+    pub fn stored_through(mut self, converter: Arc<dyn VersionConverter>) -> Self {
+        self.conversion = Some(converter);
+        self
     }
 
     /// Replaces the strategy (a served version whose rules differ from the

@@ -19,7 +19,8 @@ use super::{
 use crate::meta;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{Cause, StatusError};
-use crate::storage::{Freshness, KeyValue, Storage, StorageError};
+use crate::storage::cacher::Cacher;
+use crate::storage::{self, Freshness, KeyValue, PutOptions, Storage, StorageError};
 
 type Result<T> = std::result::Result<T, StatusError>;
 
@@ -182,6 +183,9 @@ pub struct Store {
     pub schema: Schema,
     pub strategy: Arc<dyn Strategy>,
     storage: Arc<dyn Storage>,
+    /// The watch cache of this Store's key root, consulted for watches and
+    /// reads that accept an older state; None reads storage only.
+    cache: Option<Arc<Cacher>>,
     admission: Vec<Arc<dyn Admission>>,
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
@@ -189,7 +193,7 @@ pub struct Store {
     /// See [`Registration::return_deleted_object`].
     pub return_deleted_object: bool,
     /// Set when this Store serves a version other than the stored one.
-    conversion: Option<super::conversion::Conversion>,
+    conversion: Option<Arc<dyn super::VersionConverter>>,
 }
 
 /// How many times a write retries when the stored object changed underneath and
@@ -210,7 +214,14 @@ fn storage_err(e: StorageError) -> StatusError {
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
         let Registration { info, schema, strategy, ttl, return_deleted_object, conversion } = registration;
-        Store { info, schema, strategy, storage, admission, ttl, return_deleted_object, conversion }
+        Store { info, schema, strategy, storage, cache: None, admission, ttl, return_deleted_object, conversion }
+    }
+
+    /// Serves watches and reads that accept an older state from `cache` (the
+    /// watch cache of this Store's key root, shared by its other versions).
+    pub fn with_cache(mut self, cache: Arc<Cacher>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
@@ -233,25 +244,83 @@ impl Store {
         StatusError::not_found(&self.info.group, &self.info.plural, name)
     }
 
-    /// Decodes a stored value into this Store's version, stamping the
-    /// resourceVersion it was stored at.
-    fn decode_stored(&self, kv: &KeyValue) -> Result<Value> {
-        let mut v: Value = serde_json::from_slice(&kv.value).map_err(StatusError::internal)?;
+    /// Decodes stored values into this Store's version (one conversion for
+    /// all of them), stamping each with the resourceVersion it was stored at.
+    async fn decode_stored(&self, kvs: &[&KeyValue]) -> Result<Vec<Value>> {
+        let mut objects = kvs
+            .iter()
+            .map(|kv| serde_json::from_slice(&kv.value).map_err(StatusError::internal))
+            .collect::<Result<Vec<Value>>>()?;
         if let Some(c) = &self.conversion {
-            v = c.from_stored(v);
+            if !objects.is_empty() {
+                objects = c.to_served(objects).await?;
+            }
         }
-        meta::set_meta(&mut v, "resourceVersion", json!(kv.mod_revision.to_string()));
-        Ok(v)
+        if objects.len() != kvs.len() {
+            return Err(StatusError::internal("conversion lost an object"));
+        }
+        for (v, kv) in objects.iter_mut().zip(kvs) {
+            meta::set_meta(v, "resourceVersion", json!(kv.mod_revision.to_string()));
+        }
+        Ok(objects)
+    }
+
+    async fn decode_one(&self, kv: &KeyValue) -> Result<Value> {
+        let mut v = self.decode_stored(&[kv]).await?;
+        v.pop().ok_or_else(|| StatusError::internal("conversion lost the object"))
     }
 
     /// Encodes an object of this Store's version in the stored version.
-    fn encode(&self, obj: &Value) -> Result<Bytes> {
+    async fn encode(&self, obj: &Value) -> Result<Bytes> {
         let mut o = match &self.conversion {
-            Some(c) => c.to_stored(obj),
+            Some(c) => c.to_stored(obj.clone()).await?,
             None => obj.clone(),
         };
         meta::remove_meta(&mut o, "resourceVersion");
         Ok(Bytes::from(serde_json::to_vec(&o).map_err(StatusError::internal)?))
+    }
+
+    /// How this Store's writes go to storage (its objects' TTL).
+    fn put_options(&self) -> PutOptions {
+        PutOptions { ttl: self.ttl }
+    }
+
+    /// The stored value of `key`, from the watch cache when `freshness`
+    /// allows and the cache can answer, else from storage.
+    async fn read(&self, key: &str, freshness: Freshness) -> std::result::Result<Option<KeyValue>, StorageError> {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key, freshness)) {
+            return Ok(hit);
+        }
+        self.storage.get(key, storage::GetOptions::default()).await
+    }
+
+    /// A page of the values under `prefix`: at `snapshot` from storage, or
+    /// as `freshness` allows from the watch cache, else from storage.
+    async fn read_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        snapshot: Option<u64>,
+        freshness: Freshness,
+    ) -> std::result::Result<storage::ListResult, StorageError> {
+        if snapshot.is_none() {
+            if let Some(page) = self.cache.as_ref().and_then(|c| c.list(prefix, start_after, limit, freshness)) {
+                return Ok(page);
+            }
+        }
+        self.storage.list(prefix, storage::ListOptions { start_after, limit, revision: snapshot }).await
+    }
+
+    /// Changes under `prefix` after `after`: from the watch cache when it
+    /// holds them, else from storage.
+    async fn changes(&self, prefix: &str, after: u64) -> std::result::Result<storage::WatchStream, StorageError> {
+        if let Some(cache) = &self.cache {
+            if let Some(w) = cache.watch(prefix, after).await {
+                return Ok(w);
+            }
+        }
+        self.storage.watch(prefix, after).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -315,9 +384,9 @@ impl Store {
     }
 
     async fn current(&self, namespace: &str, name: &str) -> Result<Option<(KeyValue, Value)>> {
-        match self.storage.get(&self.key(namespace, name)).await.map_err(storage_err)? {
+        match self.read(&self.key(namespace, name), Freshness::Consistent).await.map_err(storage_err)? {
             Some(kv) => {
-                let v = self.decode_stored(&kv)?;
+                let v = self.decode_one(&kv).await?;
                 Ok(Some((kv, v)))
             }
             None => Ok(None),
@@ -329,8 +398,8 @@ impl Store {
     }
 
     pub async fn get_at(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Value> {
-        match self.storage.get_at(&self.key(namespace, name), freshness).await.map_err(storage_err)? {
-            Some(kv) => self.decode_stored(&kv),
+        match self.read(&self.key(namespace, name), freshness).await.map_err(storage_err)? {
+            Some(kv) => self.decode_one(&kv).await,
             None => Err(self.not_found(name)),
         }
     }
@@ -381,10 +450,7 @@ impl Store {
         let mut remaining: Option<u64> = None;
         let revision = loop {
             let want = if opts.limit == 0 { 0 } else { opts.limit - items.len() };
-            let page = match snapshot {
-                Some(rev) => self.storage.list_at_revision(&prefix, start_after.as_deref(), want, rev).await,
-                None => self.storage.list_at(&prefix, start_after.as_deref(), want, opts.freshness).await,
-            };
+            let page = self.read_page(&prefix, start_after.as_deref(), want, snapshot, opts.freshness).await;
             let page = match page {
                 Ok(p) => p,
                 Err(StorageError::Compacted(_)) if opts.continue_token.is_some() => {
@@ -400,8 +466,8 @@ impl Store {
             };
             snapshot = Some(page.revision);
             let last_key = page.items.last().map(|kv| kv.key.clone());
-            for kv in &page.items {
-                let obj = self.decode_stored(kv)?;
+            let stored: Vec<&KeyValue> = page.items.iter().collect();
+            for obj in self.decode_stored(&stored).await? {
                 if self.matches(&obj, opts) {
                     items.push(obj);
                 }
@@ -549,15 +615,12 @@ impl Store {
                 .await?;
             let key = self.key(namespace, &name);
             if opts.dry_run {
-                if self.storage.get(&key).await.map_err(storage_err)?.is_some() {
+                if self.read(&key, Freshness::Consistent).await.map_err(storage_err)?.is_some() {
                     return Err(StatusError::already_exists(&self.info.group, &self.info.plural, &name));
                 }
                 return Ok(WriteResult { object: obj.clone(), warnings, created: true });
             }
-            let written = match self.ttl {
-                Some(ttl) => self.storage.create_with_ttl(&key, self.encode(obj)?, ttl).await,
-                None => self.storage.create(&key, self.encode(obj)?).await,
-            };
+            let written = self.storage.create(&key, self.encode(obj).await?, self.put_options()).await;
             match written {
                 Ok(rev) => {
                     meta::set_meta(obj, "resourceVersion", json!(rev.to_string()));
@@ -671,10 +734,8 @@ impl Store {
                     Err(e) => Err(storage_err(e)),
                 };
             }
-            let written = match self.ttl {
-                Some(ttl) => self.storage.update_with_ttl(&kv.key, self.encode(&new)?, kv.mod_revision, ttl).await,
-                None => self.storage.update(&kv.key, self.encode(&new)?, kv.mod_revision).await,
-            };
+            let written =
+                self.storage.update(&kv.key, self.encode(&new).await?, kv.mod_revision, self.put_options()).await;
             match written {
                 Ok(rev) => {
                     meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
@@ -833,7 +894,7 @@ impl Store {
             if dry_run {
                 return Ok(new);
             }
-            match self.storage.update(&kv.key, self.encode(&new)?, kv.mod_revision).await {
+            match self.storage.update(&kv.key, self.encode(&new).await?, kv.mod_revision, self.put_options()).await {
                 Ok(rev) => {
                     meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
                     return Ok(new);
@@ -901,7 +962,11 @@ impl Store {
                 if opts.dry_run {
                     return Ok(DeleteResult::Pending(marked));
                 }
-                match self.storage.update(&kv.key, self.encode(&marked)?, kv.mod_revision).await {
+                match self
+                    .storage
+                    .update(&kv.key, self.encode(&marked).await?, kv.mod_revision, self.put_options())
+                    .await
+                {
                     Ok(rev) => {
                         meta::set_meta(&mut marked, "resourceVersion", json!(rev.to_string()));
                         return Ok(DeleteResult::Pending(marked));
@@ -1121,7 +1186,7 @@ impl Store {
             WatchStart::After(rev) => (Vec::new(), rev, None),
             WatchStart::Now => (Vec::new(), self.storage.current_revision().await.map_err(storage_err)?, None),
         };
-        let changes = match self.storage.watch(&prefix, after).await {
+        let changes = match self.changes(&prefix, after).await {
             Ok(s) => s,
             Err(StorageError::Compacted(oldest)) => {
                 let e = StatusError::gone(format!("too old resource version: {after} ({oldest})"));
@@ -1133,39 +1198,57 @@ impl Store {
         };
         let store = self.clone();
         let opts = opts.clone();
-        let changes = changes.take_while(|r| futures::future::ready(r.is_ok())).filter_map(move |r| {
-            let out = r.ok().and_then(|e| store.to_object_event(&e, &opts));
-            futures::future::ready(out)
-        });
+        // A change that cannot be decoded (or converted) ends the watch, as
+        // a storage error does: the client resumes and sees the error.
+        let changes = changes
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .then(move |r| {
+                let (store, opts) = (store.clone(), opts.clone());
+                async move {
+                    match r {
+                        Ok(e) => store.to_object_event(&e, &opts).await,
+                        Err(_) => Err(()),
+                    }
+                }
+            })
+            .take_while(|r| futures::future::ready(r.is_ok()))
+            .filter_map(|r| futures::future::ready(r.ok().flatten()));
         Ok(futures::stream::iter(initial).chain(futures::stream::iter(closing)).chain(changes).boxed())
     }
 
-    fn to_object_event(&self, e: &crate::storage::WatchEvent, opts: &ListOptions) -> Option<ObjectEvent> {
+    /// The event `e` is to a watcher with `opts`, if any; Err when its
+    /// objects cannot be decoded.
+    async fn to_object_event(
+        &self,
+        e: &crate::storage::WatchEvent,
+        opts: &ListOptions,
+    ) -> std::result::Result<Option<ObjectEvent>, ()> {
         use crate::storage::EventType;
-        let decode = |kv: &KeyValue| self.decode_stored(kv).ok();
         // Without selectors every object matches, so the previous value is
         // never read: skipping its decode halves a watcher's work per event.
         let unfiltered = opts.label_selector.is_empty() && opts.field_selector.is_empty();
-        let prev = if unfiltered { None } else { e.prev.as_ref().and_then(decode) };
-        let had_prev = if unfiltered { e.prev.is_some() } else { prev.is_some() };
+        let wanted: Vec<&KeyValue> = match (&e.prev, unfiltered) {
+            (Some(prev), false) => vec![&e.kv, prev],
+            _ => vec![&e.kv],
+        };
+        let mut decoded = self.decode_stored(&wanted).await.map_err(|_| ())?.into_iter();
+        let obj = decoded.next().ok_or(())?;
+        let prev = decoded.next();
+        let had_prev = e.prev.is_some();
         let prev_matched = if unfiltered { had_prev } else { prev.as_ref().is_some_and(|p| self.matches(p, opts)) };
-        match e.event_type {
-            EventType::Delete => {
-                let obj = decode(&e.kv)?;
-                prev_matched.then_some(ObjectEvent { event_type: "DELETED", object: obj })
-            }
+        Ok(match e.event_type {
+            EventType::Delete => prev_matched.then_some(ObjectEvent { event_type: "DELETED", object: obj }),
             EventType::Put => {
-                let obj = decode(&e.kv)?;
                 let matched = unfiltered || self.matches(&obj, opts);
                 let event_type = match (had_prev, prev_matched, matched) {
                     (_, true, true) => "MODIFIED",
                     (_, false, true) => "ADDED",
                     (true, true, false) => "DELETED",
-                    _ => return None,
+                    _ => return Ok(None),
                 };
                 Some(ObjectEvent { event_type, object: obj })
             }
-        }
+        })
     }
 
     /// A BOOKMARK at the store's current revision.

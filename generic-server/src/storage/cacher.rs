@@ -1,25 +1,27 @@
-//! The watch cache (upstream's Cacher): one per resource, in front of the
-//! backend. A single backend watch keeps an in-memory copy of the resource's
-//! objects and a window of recent events; every client watch is served from it
-//! (so a thousand watchers cost the backend one), and reads that accept any or a
-//! not-older-than state are answered from memory.
+//! The watch cache (upstream's Cacher): one per key root, beside the backend
+//! rather than in front of it. A single backend watch keeps an in-memory copy
+//! of the resource's objects and a window of recent events; client watches are
+//! served from it (so a thousand watchers cost the backend one), and so are
+//! reads that accept any or a not-older-than state.
 //!
-//! It passes writes and consistent reads straight through: it never decides an
-//! object's state, only remembers what the backend said. A slow watcher is cut
-//! off (its stream ends) rather than slowing the others; the client resumes
-//! from its last resourceVersion.
+//! It is not a [`Storage`]: the registry Store consults it explicitly, as
+//! upstream's cacher delegator does. Each method answers `None` when the
+//! cache cannot serve the request (a consistent read, a cache not yet filled
+//! or behind the asked revision, a watch older than its window), and the Store
+//! then goes to storage; writes always go to storage. The cache never decides
+//! an object's state, only remembers what the backend said. A slow watcher is
+//! cut off (its stream ends) rather than slowing the others; the client
+//! resumes from its last resourceVersion.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
-use super::{EventType, Freshness, KeyValue, ListResult, Result, Storage, WatchEvent, WatchStream};
+use super::{EventType, Freshness, KeyValue, ListOptions, ListResult, Storage, WatchEvent, WatchStream};
 
 /// Recent events kept for watchers that resume from a resourceVersion.
 const WINDOW: usize = 10_000;
@@ -40,7 +42,8 @@ struct State {
 }
 
 pub struct Cacher {
-    inner: Arc<dyn Storage>,
+    /// What the cache fills itself from; never read on a client's behalf.
+    storage: Arc<dyn Storage>,
     prefix: String,
     state: Arc<RwLock<State>>,
     ready: tokio::sync::watch::Receiver<bool>,
@@ -53,7 +56,7 @@ pub struct Cacher {
 impl Cacher {
     /// A cache of everything under `prefix` (ending in '/'), filled and kept up to
     /// date by a background task from its first use on.
-    pub fn new(inner: Arc<dyn Storage>, prefix: &str) -> Arc<Self> {
+    pub fn new(storage: Arc<dyn Storage>, prefix: &str) -> Arc<Self> {
         let (live, _) = broadcast::channel(WATCHER_BUFFER);
         let state = Arc::new(RwLock::new(State {
             objects: BTreeMap::new(),
@@ -64,7 +67,7 @@ impl Cacher {
         }));
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
         Arc::new(Cacher {
-            inner,
+            storage,
             prefix: prefix.to_string(),
             state,
             ready,
@@ -76,7 +79,7 @@ impl Cacher {
     fn ensure_started(&self) {
         let taken = self.start.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(ready_tx) = taken {
-            tokio::spawn(run(self.inner.clone(), self.prefix.clone(), self.state.clone(), ready_tx));
+            tokio::spawn(run(self.storage.clone(), self.prefix.clone(), self.state.clone(), ready_tx));
         }
     }
 
@@ -113,7 +116,7 @@ async fn run(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let list = match inner.list(&prefix, None, 0).await {
+        let list = match inner.list(&prefix, ListOptions::default()).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(prefix, "watch cache list failed: {e}");
@@ -173,84 +176,33 @@ async fn run(
     }
 }
 
-#[async_trait]
-impl Storage for Cacher {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        self.inner.get(key).await
-    }
-
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult> {
-        self.inner.list(prefix, start_after, limit).await
-    }
-
-    async fn create(&self, key: &str, value: Bytes) -> Result<u64> {
-        self.inner.create(key, value).await
-    }
-
-    async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64> {
-        self.inner.update(key, value, expected).await
-    }
-
-    async fn delete(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)> {
-        self.inner.delete(key, expected).await
-    }
-
-    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: Duration) -> Result<u64> {
-        self.inner.create_with_ttl(key, value, ttl).await
-    }
-
-    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64> {
-        self.inner.update_with_ttl(key, value, expected, ttl).await
-    }
-
-    async fn count(&self, prefix: &str) -> Result<u64> {
-        if self.serves(Freshness::Any) && prefix.starts_with(&self.prefix) {
-            let s = self.read();
-            return Ok(s
-                .objects
-                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .count() as u64);
-        }
-        self.inner.count(prefix).await
-    }
-
-    async fn current_revision(&self) -> Result<u64> {
-        self.inner.current_revision().await
-    }
-
-    async fn list_at_revision(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-        revision: u64,
-    ) -> Result<ListResult> {
-        self.inner.list_at_revision(prefix, start_after, limit, revision).await
-    }
-
-    async fn get_at(&self, key: &str, freshness: Freshness) -> Result<Option<KeyValue>> {
+/// The reads and watches the cache can answer; `None` sends the caller to storage.
+impl Cacher {
+    /// `key`'s object (or its absence) from memory.
+    pub fn get(&self, key: &str, freshness: Freshness) -> Option<Option<KeyValue>> {
         if freshness != Freshness::Consistent {
             self.ensure_started();
         }
-        if key.starts_with(&self.prefix) && self.serves(freshness) {
-            return Ok(self.read().objects.get(key).cloned());
+        if !(key.starts_with(&self.prefix) && self.serves(freshness)) {
+            return None;
         }
-        self.inner.get(key).await
+        Some(self.read().objects.get(key).cloned())
     }
 
-    async fn list_at(
+    /// A page of the keys under `prefix` from memory, after `start_after`, at
+    /// most `limit` (0 = all), at the revision the cache has reached.
+    pub fn list(
         &self,
         prefix: &str,
         start_after: Option<&str>,
         limit: usize,
         freshness: Freshness,
-    ) -> Result<ListResult> {
+    ) -> Option<ListResult> {
         if freshness != Freshness::Consistent {
             self.ensure_started();
         }
         if !(prefix.starts_with(&self.prefix) && self.serves(freshness)) {
-            return self.inner.list(prefix, start_after, limit).await;
+            return None;
         }
         let s = self.read();
         let start = match start_after {
@@ -269,35 +221,30 @@ impl Storage for Cacher {
                 remaining += 1;
             }
         }
-        Ok(ListResult { items, revision: s.revision, remaining })
+        Some(ListResult { items, revision: s.revision, remaining })
     }
 
-    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream> {
+    /// Changes under `prefix` after `after` from the cache's window, then
+    /// live ones; waits a moment for the cache to fill.
+    pub async fn watch(&self, prefix: &str, after: u64) -> Option<WatchStream> {
         if !prefix.starts_with(&self.prefix) || !self.wait_ready().await {
-            return self.inner.watch(prefix, after).await;
+            return None;
         }
-        let from_window = {
-            let s = self.read();
-            let oldest = s.window.front().map(|e| e.revision()).unwrap_or(s.revision + 1);
-            // The window answers for every revision from oldest-1 on; anything
-            // older is the backend's to replay (or to call compacted).
-            if after + 1 < oldest && after < s.revision {
-                None
-            } else {
-                let backlog: Vec<WatchEvent> = s
-                    .window
-                    .iter()
-                    .filter(|e| e.revision() > after && e.kv.key.starts_with(prefix))
-                    .map(|e| (**e).clone())
-                    .collect();
-                let last = s.revision.max(after);
-                Some((backlog, s.live.subscribe(), last))
-            }
-        };
-        let Some((backlog, live, last)) = from_window else {
-            return self.inner.watch(prefix, after).await;
-        };
-        Ok(super::replay_then_follow(backlog, live, prefix, last))
+        let s = self.read();
+        let oldest = s.window.front().map(|e| e.revision()).unwrap_or(s.revision + 1);
+        // The window answers for every revision from oldest-1 on; anything
+        // older is the backend's to replay (or to call compacted).
+        if after + 1 < oldest && after < s.revision {
+            return None;
+        }
+        let backlog: Vec<WatchEvent> = s
+            .window
+            .iter()
+            .filter(|e| e.revision() > after && e.kv.key.starts_with(prefix))
+            .map(|e| (**e).clone())
+            .collect();
+        let last = s.revision.max(after);
+        Some(super::replay_then_follow(backlog, s.live.subscribe(), prefix, last))
     }
 }
 
@@ -305,6 +252,8 @@ impl Storage for Cacher {
 mod tests {
     use super::*;
     use crate::storage::embedded::EmbeddedStorage;
+    use crate::storage::PutOptions;
+    use bytes::Bytes;
 
     async fn ready(c: &Cacher) {
         assert!(c.wait_ready().await, "the cache never filled");
@@ -314,14 +263,14 @@ mod tests {
     async fn idle_until_first_use() {
         let dir = tempfile::tempdir().unwrap();
         let inner: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
-        inner.create("/registry/cm/a/x", Bytes::from_static(b"1")).await.unwrap();
+        inner.create("/registry/cm/a/x", Bytes::from_static(b"1"), PutOptions::default()).await.unwrap();
         let c = Cacher::new(inner.clone(), "/registry/cm/");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!c.read().ready && c.read().objects.is_empty(), "nothing is read before the cache is used");
-        // A consistent read goes to the backend and does not start the cache.
-        assert!(c.get_at("/registry/cm/a/x", Freshness::Consistent).await.unwrap().is_some());
+        // A consistent read is storage's and does not start the cache.
+        assert!(c.get("/registry/cm/a/x", Freshness::Consistent).is_none());
         assert!(c.start.lock().unwrap().is_some());
-        c.list_at("/registry/cm/", None, 0, Freshness::Any).await.unwrap();
+        assert!(c.list("/registry/cm/", None, 0, Freshness::Any).is_none(), "not filled yet");
         ready(&c).await;
         assert_eq!(c.read().objects.len(), 1);
     }
@@ -330,37 +279,39 @@ mod tests {
     async fn serves_reads_and_fans_out_watches() {
         let dir = tempfile::tempdir().unwrap();
         let inner: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
-        let r1 = inner.create("/registry/cm/a/x", Bytes::from_static(b"1")).await.unwrap();
-        inner.create("/registry/other/y", Bytes::from_static(b"-")).await.unwrap();
+        let r1 = inner.create("/registry/cm/a/x", Bytes::from_static(b"1"), PutOptions::default()).await.unwrap();
+        inner.create("/registry/other/y", Bytes::from_static(b"-"), PutOptions::default()).await.unwrap();
         let c = Cacher::new(inner.clone(), "/registry/cm/");
         ready(&c).await;
-        let l = c.list_at("/registry/cm/", None, 0, Freshness::Any).await.unwrap();
+        let l = c.list("/registry/cm/", None, 0, Freshness::Any).unwrap();
         assert_eq!(l.items.len(), 1);
         assert_eq!(l.items[0].mod_revision, r1);
+        assert!(c.list("/registry/other/", None, 0, Freshness::Any).is_none(), "outside its prefix");
 
         let mut w1 = c.watch("/registry/cm/", l.revision).await.unwrap();
         let mut w2 = c.watch("/registry/cm/a/", l.revision).await.unwrap();
-        let r2 = c.update("/registry/cm/a/x", Bytes::from_static(b"2"), r1).await.unwrap();
+        let r2 = inner.update("/registry/cm/a/x", Bytes::from_static(b"2"), r1, PutOptions::default()).await.unwrap();
         for w in [&mut w1, &mut w2] {
             let e = w.next().await.unwrap().unwrap();
             assert_eq!((e.revision(), e.kv.value.as_ref()), (r2, b"2".as_ref()));
         }
         // Reads at a version the cache has reached come from memory and see the write.
-        let got = c.get_at("/registry/cm/a/x", Freshness::NotOlderThan(r2)).await.unwrap().unwrap();
+        let got = c.get("/registry/cm/a/x", Freshness::NotOlderThan(r2)).unwrap().unwrap();
         assert_eq!(got.value.as_ref(), b"2");
         // A watch resuming from before the write replays it from the window.
-        let mut w3 = c.watch("/registry/cm/", r1).await.unwrap();
+        let mut w3 = c.watch("/registry/cm/", l.revision).await.unwrap();
         assert_eq!(w3.next().await.unwrap().unwrap().revision(), r2);
-        let (_, r3) = c.delete("/registry/cm/a/x", None).await.unwrap();
+        let (_, r3) = inner.delete("/registry/cm/a/x", None).await.unwrap();
         let e = w3.next().await.unwrap().unwrap();
         assert_eq!((e.event_type, e.revision()), (EventType::Delete, r3));
         // The cache follows the backend asynchronously: once it has reached the
-        // delete's revision, its count agrees.
+        // delete's revision, its reads agree.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !c.serves(Freshness::NotOlderThan(r3)) {
             assert!(std::time::Instant::now() < deadline, "the cache never reached revision {r3}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(c.count("/registry/cm/").await.unwrap(), 0);
+        assert!(c.list("/registry/cm/", None, 0, Freshness::NotOlderThan(r3)).unwrap().items.is_empty());
+        assert_eq!(c.get("/registry/cm/a/x", Freshness::Any), Some(None));
     }
 }

@@ -20,7 +20,10 @@ use bytes::Bytes;
 use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
-use super::{EventType, KeyValue, ListResult, Result, Storage, StorageError, WatchEvent, WatchStream};
+use super::{
+    op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, PutOptions, Result, Storage, StorageError,
+    WatchEvent, WatchStream,
+};
 
 /// key -> (mod_revision, create_revision, expires_at (unix ms, 0 = never), value)
 const OBJECTS: TableDefinition<&str, (u64, u64, u64, &[u8])> = TableDefinition::new("objects");
@@ -358,9 +361,9 @@ fn put_event(key: &str, value: &Bytes, rev: u64, create: u64, prev: Option<KeyVa
     }
 }
 
-#[async_trait]
-impl Storage for EmbeddedStorage {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+/// Reads of the committed state, each in one read transaction.
+impl EmbeddedStorage {
+    async fn get_latest(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
@@ -370,7 +373,17 @@ impl Storage for EmbeddedStorage {
         .await
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult> {
+    async fn get_at_revision(&self, key: &str, revision: u64) -> Result<Option<KeyValue>> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(internal)?;
+            let mut state = snapshot(&txn, &key, |k| k == key, revision)?;
+            Ok(state.remove(&key))
+        })
+        .await
+    }
+
+    async fn list_latest(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult> {
         let prefix = prefix.to_string();
         let start_after = start_after.map(str::to_string);
         self.blocking(move |db| {
@@ -411,44 +424,8 @@ impl Storage for EmbeddedStorage {
         let start_after = start_after.map(str::to_string);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
-            let now = meta_value(&txn, REVISION)?;
-            let compacted = meta_value(&txn, COMPACTED)?;
-            if revision < compacted || revision > now {
-                return Err(StorageError::Compacted(compacted + 1));
-            }
-            let after = |k: &str| k.starts_with(prefix.as_str()) && start_after.as_deref().is_none_or(|s| k > s);
-            let mut state = std::collections::BTreeMap::new();
-            let objects = txn.open_table(OBJECTS).map_err(internal)?;
-            for entry in objects.range(prefix.as_str()..).map_err(internal)? {
-                let (k, v) = entry.map_err(internal)?;
-                let key = k.value();
-                if !key.starts_with(prefix.as_str()) {
-                    break;
-                }
-                if after(key) {
-                    state.insert(key.to_string(), kv(key, v.value()));
-                }
-            }
-            // Undo, newest first, every change made after `revision`.
-            let log = txn.open_table(EVENTS).map_err(internal)?;
-            for entry in log.range(revision + 1..).map_err(internal)?.rev() {
-                let (_, v) = entry.map_err(internal)?;
-                let (_, key, _, create, prev_value, prev_rev) = v.value();
-                if !after(key) {
-                    continue;
-                }
-                if prev_rev == 0 {
-                    state.remove(key);
-                } else {
-                    let prev = KeyValue {
-                        key: key.to_string(),
-                        value: Bytes::copy_from_slice(prev_value),
-                        mod_revision: prev_rev,
-                        create_revision: create,
-                    };
-                    state.insert(key.to_string(), prev);
-                }
-            }
+            let after = |k: &str| start_after.as_deref().is_none_or(|s| k > s);
+            let state = snapshot(&txn, &prefix, after, revision)?;
             let total = state.len();
             let take = if limit == 0 { total } else { limit.min(total) };
             let items: Vec<KeyValue> = state.into_values().take(take).collect();
@@ -456,26 +433,91 @@ impl Storage for EmbeddedStorage {
         })
         .await
     }
+}
 
-    async fn create(&self, key: &str, value: Bytes) -> Result<u64> {
-        self.create_expiring(key, value, None).await
+/// The objects under `prefix` that `keep` selects, as they were at
+/// `revision`: the current state with every later change undone, newest
+/// first. `Compacted` when the log no longer reaches back that far.
+fn snapshot(
+    txn: &redb::ReadTransaction,
+    prefix: &str,
+    keep: impl Fn(&str) -> bool,
+    revision: u64,
+) -> Result<std::collections::BTreeMap<String, KeyValue>> {
+    let now = meta_value(txn, REVISION)?;
+    let compacted = meta_value(txn, COMPACTED)?;
+    if revision < compacted || revision > now {
+        return Err(StorageError::Compacted(compacted + 1));
+    }
+    let selected = |k: &str| k.starts_with(prefix) && keep(k);
+    let mut state = std::collections::BTreeMap::new();
+    let objects = txn.open_table(OBJECTS).map_err(internal)?;
+    for entry in objects.range(prefix..).map_err(internal)? {
+        let (k, v) = entry.map_err(internal)?;
+        let key = k.value();
+        if !key.starts_with(prefix) {
+            break;
+        }
+        if selected(key) {
+            state.insert(key.to_string(), kv(key, v.value()));
+        }
+    }
+    let log = txn.open_table(EVENTS).map_err(internal)?;
+    for entry in log.range(revision + 1..).map_err(internal)?.rev() {
+        let (_, v) = entry.map_err(internal)?;
+        let (_, key, _, create, prev_value, prev_rev) = v.value();
+        if !selected(key) {
+            continue;
+        }
+        if prev_rev == 0 {
+            state.remove(key);
+        } else {
+            let prev = KeyValue {
+                key: key.to_string(),
+                value: Bytes::copy_from_slice(prev_value),
+                mod_revision: prev_rev,
+                create_revision: create,
+            };
+            state.insert(key.to_string(), prev);
+        }
+    }
+    Ok(state)
+}
+
+#[async_trait]
+impl Storage for EmbeddedStorage {
+    async fn get(&self, key: &str, opts: GetOptions) -> Result<Option<KeyValue>> {
+        timed(op::GET, key, async {
+            match opts.revision {
+                Some(rev) => self.get_at_revision(key, rev).await,
+                None => self.get_latest(key).await,
+            }
+        })
+        .await
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64> {
-        self.update_expiring(key, value, expected, None).await
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> Result<ListResult> {
+        timed(op::LIST, prefix, async {
+            match opts.revision {
+                Some(rev) => self.list_at_revision(prefix, opts.start_after, opts.limit, rev).await,
+                None => self.list_latest(prefix, opts.start_after, opts.limit).await,
+            }
+        })
+        .await
     }
 
-    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: std::time::Duration) -> Result<u64> {
-        self.create_expiring(key, value, Some(ttl)).await
+    async fn create(&self, key: &str, value: Bytes, opts: PutOptions) -> Result<u64> {
+        timed(op::CREATE, key, self.create_expiring(key, value, opts.ttl)).await
     }
 
-    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: std::time::Duration) -> Result<u64> {
-        self.update_expiring(key, value, expected, Some(ttl)).await
+    async fn update(&self, key: &str, value: Bytes, expected: u64, opts: PutOptions) -> Result<u64> {
+        timed(op::UPDATE, key, self.update_expiring(key, value, expected, opts.ttl)).await
     }
 
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)> {
-        let key = key.to_string();
-        self.write(move |t, rev| {
+        let owned = key.to_string();
+        let deleted = self.write(move |t, rev| {
+            let key = owned;
             let Some((current, expires)) = t.current(&key)? else {
                 return Err(StorageError::NotFound(key));
             };
@@ -489,12 +531,13 @@ impl Storage for EmbeddedStorage {
                 prev: Some(current.clone()),
             };
             Ok(((current, rev), event))
-        })
-        .await
+        });
+        timed(op::DELETE, key, deleted).await
     }
 
     async fn count(&self, prefix: &str) -> Result<u64> {
-        self.list(prefix, None, 1).await.map(|l| l.items.len() as u64 + l.remaining)
+        let page = timed(op::COUNT, prefix, self.list_latest(prefix, None, 1)).await?;
+        Ok(page.items.len() as u64 + page.remaining)
     }
 
     async fn current_revision(&self) -> Result<u64> {
@@ -558,17 +601,26 @@ mod tests {
     async fn crud_and_revisions() {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
-        let r1 = s.create("/registry/a/x", Bytes::from_static(b"1")).await.unwrap();
-        assert!(matches!(s.create("/registry/a/x", Bytes::new()).await, Err(StorageError::AlreadyExists(_))));
-        let r2 = s.create("/registry/a/y", Bytes::from_static(b"2")).await.unwrap();
+        let r1 = s.create("/registry/a/x", Bytes::from_static(b"1"), PutOptions::default()).await.unwrap();
+        assert!(matches!(
+            s.create("/registry/a/x", Bytes::new(), PutOptions::default()).await,
+            Err(StorageError::AlreadyExists(_))
+        ));
+        let r2 = s.create("/registry/a/y", Bytes::from_static(b"2"), PutOptions::default()).await.unwrap();
         assert!(r2 > r1);
-        assert!(matches!(s.update("/registry/a/x", Bytes::new(), r2).await, Err(StorageError::Conflict { .. })));
-        let r3 = s.update("/registry/a/x", Bytes::from_static(b"3"), r1).await.unwrap();
-        let got = s.get("/registry/a/x").await.unwrap().unwrap();
+        assert!(matches!(
+            s.update("/registry/a/x", Bytes::new(), r2, PutOptions::default()).await,
+            Err(StorageError::Conflict { .. })
+        ));
+        let r3 = s.update("/registry/a/x", Bytes::from_static(b"3"), r1, PutOptions::default()).await.unwrap();
+        let got = s.get("/registry/a/x", GetOptions::default()).await.unwrap().unwrap();
         assert_eq!((got.mod_revision, got.create_revision, got.value.as_ref()), (r3, r1, b"3".as_ref()));
-        let l = s.list("/registry/a/", None, 1).await.unwrap();
+        let l = s.list("/registry/a/", ListOptions { limit: 1, ..Default::default() }).await.unwrap();
         assert_eq!((l.items.len(), l.remaining, l.revision), (1, 1, r3));
-        let l2 = s.list("/registry/a/", Some("/registry/a/x"), 0).await.unwrap();
+        let l2 = s
+            .list("/registry/a/", ListOptions { start_after: Some("/registry/a/x"), ..Default::default() })
+            .await
+            .unwrap();
         assert_eq!(l2.items[0].key, "/registry/a/y");
         assert_eq!(s.count("/registry/a/").await.unwrap(), 2);
         let (old, r4) = s.delete("/registry/a/y", None).await.unwrap();
@@ -577,7 +629,7 @@ mod tests {
         drop(s);
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
         assert_eq!(s.current_revision().await.unwrap(), r4);
-        assert!(s.get("/registry/a/y").await.unwrap().is_none());
+        assert!(s.get("/registry/a/y", GetOptions::default()).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -586,10 +638,14 @@ mod tests {
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
         let mut w = s.watch("/ev/", 0).await.unwrap();
         let r1 = s
-            .create_with_ttl("/ev/a", Bytes::from_static(b"short"), std::time::Duration::from_millis(200))
+            .create(
+                "/ev/a",
+                Bytes::from_static(b"short"),
+                PutOptions { ttl: Some(std::time::Duration::from_millis(200)) },
+            )
             .await
             .unwrap();
-        s.create("/ev/b", Bytes::from_static(b"kept")).await.unwrap();
+        s.create("/ev/b", Bytes::from_static(b"kept"), PutOptions::default()).await.unwrap();
         assert_eq!(w.next().await.unwrap().unwrap().revision(), r1);
         w.next().await.unwrap().unwrap();
         let gone = tokio::time::timeout(std::time::Duration::from_secs(10), w.next()).await.unwrap().unwrap().unwrap();
@@ -597,37 +653,44 @@ mod tests {
             (gone.event_type, gone.kv.key.as_str(), gone.kv.value.as_ref()),
             (EventType::Delete, "/ev/a", b"short".as_ref())
         );
-        assert!(s.get("/ev/a").await.unwrap().is_none());
-        assert!(s.get("/ev/b").await.unwrap().is_some());
+        assert!(s.get("/ev/a", GetOptions::default()).await.unwrap().is_none());
+        assert!(s.get("/ev/b", GetOptions::default()).await.unwrap().is_some());
     }
 
     #[tokio::test]
     async fn lists_past_states_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
-        let r1 = s.create("/r/a", Bytes::from_static(b"a1")).await.unwrap();
-        s.create("/r/b", Bytes::from_static(b"b1")).await.unwrap();
+        let r1 = s.create("/r/a", Bytes::from_static(b"a1"), PutOptions::default()).await.unwrap();
+        s.create("/r/b", Bytes::from_static(b"b1"), PutOptions::default()).await.unwrap();
         let snapshot = s.current_revision().await.unwrap();
-        s.update("/r/a", Bytes::from_static(b"a2"), r1).await.unwrap();
+        s.update("/r/a", Bytes::from_static(b"a2"), r1, PutOptions::default()).await.unwrap();
         s.delete("/r/b", None).await.unwrap();
-        s.create("/r/c", Bytes::from_static(b"c1")).await.unwrap();
-        let page = s.list_at_revision("/r/", None, 1, snapshot).await.unwrap();
+        s.create("/r/c", Bytes::from_static(b"c1"), PutOptions::default()).await.unwrap();
+        let page =
+            s.list("/r/", ListOptions { limit: 1, revision: Some(snapshot), ..Default::default() }).await.unwrap();
         assert_eq!((page.items[0].value.as_ref(), page.remaining, page.revision), (b"a1".as_ref(), 1, snapshot));
-        let rest = s.list_at_revision("/r/", Some("/r/a"), 0, snapshot).await.unwrap();
+        let rest = s
+            .list("/r/", ListOptions { start_after: Some("/r/a"), revision: Some(snapshot), ..Default::default() })
+            .await
+            .unwrap();
         let keys: Vec<&str> = rest.items.iter().map(|kv| kv.key.as_str()).collect();
         assert_eq!(keys, ["/r/b"]);
         assert_eq!(rest.items[0].value.as_ref(), b"b1");
         let future = s.current_revision().await.unwrap() + 1;
-        assert!(matches!(s.list_at_revision("/r/", None, 0, future).await, Err(StorageError::Compacted(_))));
+        assert!(matches!(
+            s.list("/r/", ListOptions { revision: Some(future), ..Default::default() }).await,
+            Err(StorageError::Compacted(_))
+        ));
     }
 
     #[tokio::test]
     async fn watch_replays_the_log_then_follows_live_writes() {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
-        let r1 = s.create("/registry/a/x", Bytes::from_static(b"1")).await.unwrap();
-        s.create("/registry/b/other", Bytes::from_static(b"-")).await.unwrap();
-        let r2 = s.update("/registry/a/x", Bytes::from_static(b"2"), r1).await.unwrap();
+        let r1 = s.create("/registry/a/x", Bytes::from_static(b"1"), PutOptions::default()).await.unwrap();
+        s.create("/registry/b/other", Bytes::from_static(b"-"), PutOptions::default()).await.unwrap();
+        let r2 = s.update("/registry/a/x", Bytes::from_static(b"2"), r1, PutOptions::default()).await.unwrap();
         let mut w = s.watch("/registry/a/", r1).await.unwrap();
         let e = w.next().await.unwrap().unwrap();
         assert_eq!((e.event_type, e.revision(), e.kv.value.as_ref()), (EventType::Put, r2, b"2".as_ref()));
@@ -635,7 +698,7 @@ mod tests {
         let (_, r3) = s.delete("/registry/a/x", None).await.unwrap();
         let e = w.next().await.unwrap().unwrap();
         assert_eq!((e.event_type, e.revision(), e.kv.value.as_ref()), (EventType::Delete, r3, b"2".as_ref()));
-        let r4 = s.create("/registry/a/z", Bytes::from_static(b"z")).await.unwrap();
+        let r4 = s.create("/registry/a/z", Bytes::from_static(b"z"), PutOptions::default()).await.unwrap();
         let e = w.next().await.unwrap().unwrap();
         assert_eq!((e.revision(), e.kv.key.as_str()), (r4, "/registry/a/z"));
     }

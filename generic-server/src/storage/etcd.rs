@@ -22,12 +22,15 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, LeaseClient, PutOptions, Txn,
-    TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions as EtcdGet, KvClient, LeaseClient,
+    PutOptions as EtcdPut, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
 use futures::StreamExt;
 
-use super::{EventType, KeyValue, ListResult, Result, Storage, StorageError, WatchEvent, WatchStream};
+use super::{
+    op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, PutOptions, Result, Storage, StorageError,
+    WatchEvent, WatchStream,
+};
 
 /// The leading segment of every key the registry hands us; `--etcd-prefix`
 /// stands in for it in etcd.
@@ -302,7 +305,7 @@ impl EtcdStorage {
         lease: i64,
     ) -> Result<(bool, TxnResponse)> {
         let k = self.etcd_key(key)?;
-        let options = (lease != 0).then(|| PutOptions::new().with_lease(lease));
+        let options = (lease != 0).then(|| EtcdPut::new().with_lease(lease));
         let txn = Txn::new()
             .when(guard)
             .and_then(vec![TxnOp::put(k.clone(), value.to_vec(), options)])
@@ -368,30 +371,46 @@ impl EtcdStorage {
         Ok(resp.id())
     }
 
-    /// Creates `key` attached to a lease so that etcd deletes it about
-    /// `ttl_secs` later (Events, `--event-ttl`). Returns the new revision.
-    pub async fn create_with_ttl(&self, key: &str, value: Bytes, ttl_secs: u64) -> Result<u64> {
-        let lease = self.lease_for(ttl_secs).await?;
-        self.create_leased(key, value, lease).await
+    /// Deletes `key` if it exists (and has mod_revision `expected`, if given).
+    async fn delete_guarded(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)> {
+        let k = self.etcd_key(key)?;
+        let mut guard = vec![Compare::version(k.clone(), CompareOp::Greater, 0)];
+        if let Some(expected) = expected {
+            guard.push(Compare::mod_revision(k.clone(), CompareOp::Equal, to_i64(expected)));
+        }
+        let txn = Txn::new()
+            .when(guard)
+            .and_then(vec![TxnOp::delete(k.clone(), Some(DeleteOptions::new().with_prev_key()))])
+            .or_else(vec![TxnOp::get(k, None)]);
+        let resp = self.txn("delete", txn).await?;
+        if !resp.succeeded() {
+            return Err(self.write_failure(key, &resp));
+        }
+        let rev = header_revision(resp.header())?;
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Delete(del) = op {
+                if let Some(prev) = del.prev_kvs().first() {
+                    return Ok((self.key_value(prev)?, rev));
+                }
+            }
+        }
+        Err(StorageError::NotFound(key.to_string()))
     }
 
-    /// `update` that (re)attaches a lease expiring `ttl_secs` from now, as
-    /// upstream's GuaranteedUpdate does for objects with a TTL.
-    pub async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl_secs: u64) -> Result<u64> {
-        let lease = self.lease_for(ttl_secs).await?;
-        self.update_leased(key, value, expected, lease).await
+    /// The lease a write with `ttl` attaches (0: none), so that etcd deletes
+    /// the object about that long later (Events, `--event-ttl`); an update
+    /// (re)attaches one as upstream's GuaranteedUpdate does.
+    async fn lease_of(&self, ttl: Option<Duration>) -> Result<i64> {
+        match ttl {
+            Some(ttl) => self.lease_for(ttl.as_secs().max(1)).await,
+            None => Ok(0),
+        }
     }
 
-    /// `list` as of `revision` (0 = now), for paging over a consistent snapshot
-    /// (the continue token's revision). A compacted revision is
+    /// `list` as of `opts.revision` (None = now). A compacted revision is
     /// `StorageError::Compacted`.
-    pub async fn list_at_revision(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-        revision: u64,
-    ) -> Result<ListResult> {
+    async fn range(&self, prefix: &str, opts: ListOptions<'_>) -> Result<ListResult> {
+        let ListOptions { start_after, limit, revision } = opts;
         let p = self.etcd_key(prefix)?;
         let end = prefix_end(&p);
         let start = match start_after {
@@ -402,8 +421,8 @@ impl EtcdStorage {
             }
             None => p,
         };
-        let mut options = GetOptions::new().with_range(end).with_limit(i64::try_from(limit).unwrap_or(0));
-        if revision != 0 {
+        let mut options = EtcdGet::new().with_range(end).with_limit(i64::try_from(limit).unwrap_or(0));
+        if let Some(revision) = revision {
             options = options.with_revision(to_i64(revision));
         }
         let mut kv = self.kv.clone();
@@ -414,7 +433,10 @@ impl EtcdStorage {
         let items = resp.kvs().iter().map(|kv| self.key_value(kv)).collect::<Result<Vec<_>>>()?;
         let count = u64::try_from(resp.count()).unwrap_or(0);
         let remaining = count.saturating_sub(items.len() as u64);
-        let revision = if revision != 0 { revision } else { header_revision(resp.header())? };
+        let revision = match revision {
+            Some(revision) => revision,
+            None => header_revision(resp.header())?,
+        };
         Ok(ListResult { items, revision, remaining })
     }
 
@@ -539,7 +561,7 @@ impl EtcdStorage {
     pub async fn health(&self) -> Result<()> {
         let mut kv = self.kv.clone();
         let key = format!("{}/health", self.prefix);
-        self.call("health check", kv.get(key, Some(GetOptions::new().with_count_only()))).await.map(|_| ())
+        self.call("health check", kv.get(key, Some(EtcdGet::new().with_count_only()))).await.map(|_| ())
     }
 
     fn watch_event(&self, ev: &etcd_client::Event) -> Result<WatchEvent> {
@@ -611,80 +633,51 @@ async fn next_event(mut st: WatchState) -> Option<(Result<WatchEvent>, WatchStat
 
 #[async_trait]
 impl Storage for EtcdStorage {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+    async fn get(&self, key: &str, opts: GetOptions) -> Result<Option<KeyValue>> {
         let k = self.etcd_key(key)?;
         let mut kv = self.kv.clone();
-        let resp = self.call("get", kv.get(k, None)).await?;
+        let options = opts.revision.map(|r| EtcdGet::new().with_revision(to_i64(r)));
+        let read = async {
+            match self.call("get", kv.get(k, options)).await {
+                Err(StorageError::Compacted(_)) => Err(self.compacted().await),
+                r => r,
+            }
+        };
+        let resp = timed(op::GET, key, read).await?;
         resp.kvs().first().map(|kv| self.key_value(kv)).transpose()
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult> {
-        self.list_at_revision(prefix, start_after, limit, 0).await
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> Result<ListResult> {
+        timed(op::LIST, prefix, self.range(prefix, opts)).await
     }
 
-    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: Duration) -> Result<u64> {
-        EtcdStorage::create_with_ttl(self, key, value, ttl.as_secs().max(1)).await
+    async fn create(&self, key: &str, value: Bytes, opts: PutOptions) -> Result<u64> {
+        let create = async { self.create_leased(key, value, self.lease_of(opts.ttl).await?).await };
+        timed(op::CREATE, key, create).await
     }
 
-    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: Duration) -> Result<u64> {
-        EtcdStorage::update_with_ttl(self, key, value, expected, ttl.as_secs().max(1)).await
-    }
-
-    async fn list_at_revision(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-        revision: u64,
-    ) -> Result<ListResult> {
-        EtcdStorage::list_at_revision(self, prefix, start_after, limit, revision).await
-    }
-
-    async fn create(&self, key: &str, value: Bytes) -> Result<u64> {
-        self.create_leased(key, value, 0).await
-    }
-
-    async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64> {
-        self.update_leased(key, value, expected, 0).await
+    async fn update(&self, key: &str, value: Bytes, expected: u64, opts: PutOptions) -> Result<u64> {
+        let update = async { self.update_leased(key, value, expected, self.lease_of(opts.ttl).await?).await };
+        timed(op::UPDATE, key, update).await
     }
 
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<(KeyValue, u64)> {
-        let k = self.etcd_key(key)?;
-        let mut guard = vec![Compare::version(k.clone(), CompareOp::Greater, 0)];
-        if let Some(expected) = expected {
-            guard.push(Compare::mod_revision(k.clone(), CompareOp::Equal, to_i64(expected)));
-        }
-        let txn = Txn::new()
-            .when(guard)
-            .and_then(vec![TxnOp::delete(k.clone(), Some(DeleteOptions::new().with_prev_key()))])
-            .or_else(vec![TxnOp::get(k, None)]);
-        let resp = self.txn("delete", txn).await?;
-        if !resp.succeeded() {
-            return Err(self.write_failure(key, &resp));
-        }
-        let rev = header_revision(resp.header())?;
-        for op in resp.op_responses() {
-            if let TxnOpResponse::Delete(del) = op {
-                if let Some(prev) = del.prev_kvs().first() {
-                    return Ok((self.key_value(prev)?, rev));
-                }
-            }
-        }
-        Err(StorageError::NotFound(key.to_string()))
+        timed(op::DELETE, key, self.delete_guarded(key, expected)).await
     }
 
     async fn count(&self, prefix: &str) -> Result<u64> {
         let p = self.etcd_key(prefix)?;
         let end = prefix_end(&p);
         let mut kv = self.kv.clone();
-        let resp = self.call("count", kv.get(p, Some(GetOptions::new().with_range(end).with_count_only()))).await?;
+        let read = self.call("count", kv.get(p, Some(EtcdGet::new().with_range(end).with_count_only())));
+        let resp = timed(op::COUNT, prefix, read).await?;
         Ok(u64::try_from(resp.count()).unwrap_or(0))
     }
 
     async fn current_revision(&self) -> Result<u64> {
         let mut kv = self.kv.clone();
         let key = format!("{}/", self.prefix);
-        let resp = self.call("get revision", kv.get(key, Some(GetOptions::new().with_count_only()))).await?;
+        let resp = self.call("get revision", kv.get(key, Some(EtcdGet::new().with_count_only()))).await?;
         header_revision(resp.header())
     }
 
@@ -703,7 +696,7 @@ impl Storage for EtcdStorage {
         if (start as u64) <= current {
             let mut kv = self.kv.clone();
             let probe = format!("{}/", self.prefix);
-            let read = kv.get(probe, Some(GetOptions::new().with_count_only().with_revision(start)));
+            let read = kv.get(probe, Some(EtcdGet::new().with_count_only().with_revision(start)));
             if let Err(StorageError::Compacted(_)) = self.call("watch", read).await {
                 let st = WatchState { storage: self.clone(), stream, pending, done: false };
                 return match tokio::time::timeout(self.timeout, next_event(st)).await {

@@ -8,7 +8,8 @@
 pub mod cacher;
 pub mod embedded;
 pub mod etcd;
-pub mod instrumented;
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -111,6 +112,8 @@ pub(crate) fn replay_then_follow(
 }
 
 /// How fresh a read must be (a list's or get's resourceVersion semantics).
+/// Storage always reads the latest state or the one at a given revision; the
+/// Store decides whether its watch cache can answer a looser freshness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
     /// resourceVersion unset: the latest committed state.
@@ -121,27 +124,54 @@ pub enum Freshness {
     NotOlderThan(u64),
 }
 
+/// How a `get` reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GetOptions {
+    /// The state as it was at this revision; `Compacted` once that history is
+    /// gone. None: the latest state.
+    pub revision: Option<u64>,
+}
+
+/// Which part of a prefix a `list` reads, and at which revision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListOptions<'a> {
+    /// Only keys after this one (a continue token's key).
+    pub start_after: Option<&'a str>,
+    /// At most this many items; 0 = all.
+    pub limit: usize,
+    /// The state as it was at this revision (a consistent snapshot for
+    /// paginating); `Compacted` once that history is gone. None: the latest.
+    pub revision: Option<u64>,
+}
+
+/// How a `create` or `update` writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// The object goes away by itself this long after the write (Events; an
+    /// etcd lease); its deletion is an ordinary Delete event. An update
+    /// replaces any earlier TTL with this one, as an etcd put does.
+    pub ttl: Option<Duration>,
+}
+
+/// The contract every backend implements once, with no defaults: whatever a
+/// caller needs beyond it (caching, conversion, metrics) lives in the caller
+/// or inside the backend, never in a wrapper that forwards.
 #[async_trait]
 pub trait Storage: Send + Sync {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+    /// The value of `key`, latest or at `opts.revision`.
+    async fn get(&self, key: &str, opts: GetOptions) -> Result<Option<KeyValue>>;
 
-    /// Keys under `prefix` (which should end in '/'), in key order, starting after
-    /// `start_after` if given, at most `limit` (0 = all).
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult>;
+    /// Keys under `prefix` (which should end in '/'), in key order, as
+    /// `opts` pages them.
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> Result<ListResult>;
 
     /// Creates `key`; fails with AlreadyExists if present. Returns the new revision.
-    async fn create(&self, key: &str, value: Bytes) -> Result<u64>;
+    async fn create(&self, key: &str, value: Bytes, opts: PutOptions) -> Result<u64>;
 
-    /// Replaces `key` if its mod_revision is `expected`; otherwise Conflict (or
-    /// NotFound if it is gone). Returns the new revision.
-    async fn update(&self, key: &str, value: Bytes, expected: u64) -> Result<u64>;
-
-    /// `create` of an object that goes away by itself after `ttl` (Events; an
-    /// etcd lease). Its deletion is an ordinary Delete event.
-    async fn create_with_ttl(&self, key: &str, value: Bytes, ttl: std::time::Duration) -> Result<u64>;
-
-    /// `update` that also (re)sets the TTL.
-    async fn update_with_ttl(&self, key: &str, value: Bytes, expected: u64, ttl: std::time::Duration) -> Result<u64>;
+    /// Replaces `key` if its mod_revision is `expected` (the revision the
+    /// caller read); otherwise Conflict (or NotFound if it is gone). Returns
+    /// the new revision.
+    async fn update(&self, key: &str, value: Bytes, expected: u64, opts: PutOptions) -> Result<u64>;
 
     /// Deletes `key`, if `expected` is given only when its mod_revision matches.
     /// Returns the value deleted and the revision of the deletion.
@@ -153,38 +183,41 @@ pub trait Storage: Send + Sync {
 
     /// Changes under `prefix` with revisions after `after`, then live ones.
     async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream>;
+}
 
-    /// `get` at a freshness; a backend that always reads the latest state
-    /// satisfies every freshness, which is the default.
-    async fn get_at(&self, key: &str, _freshness: Freshness) -> Result<Option<KeyValue>> {
-        self.get(key).await
-    }
+/// Upstream's operation names for etcd_request_duration_seconds (etcd3
+/// store): a count is "listWithCount".
+pub(crate) mod op {
+    pub const GET: &str = "get";
+    pub const LIST: &str = "list";
+    pub const CREATE: &str = "create";
+    pub const UPDATE: &str = "update";
+    pub const DELETE: &str = "delete";
+    pub const COUNT: &str = "listWithCount";
+}
 
-    /// `list` of the state as it was at `revision` (a consistent snapshot for
-    /// paginating); `Compacted` once that history is gone. The default only
-    /// knows the present.
-    async fn list_at_revision(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-        revision: u64,
-    ) -> Result<ListResult> {
-        let now = self.current_revision().await?;
-        if revision != now {
-            return Err(StorageError::Compacted(now));
-        }
-        self.list(prefix, start_after, limit).await
-    }
+tokio::task_local! {
+    /// Set while the metrics module counts objects for
+    /// apiserver_storage_objects: its own bookkeeping, not a request to time.
+    static UNTIMED: ();
+}
 
-    /// `list` at a freshness; the default reads the latest state.
-    async fn list_at(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-        _freshness: Freshness,
-    ) -> Result<ListResult> {
-        self.list(prefix, start_after, limit).await
+/// Runs `f`, one request into a backend about `key`, and records its
+/// duration as etcd_request_duration_seconds{operation, type} (upstream's
+/// name, kept for the embedded backend too so that one dashboard serves
+/// both). Both backends call it around each of their requests; current
+/// revision and watch are not requests upstream times.
+pub(crate) async fn timed<T>(operation: &'static str, key: &str, f: impl std::future::Future<Output = T>) -> T {
+    if UNTIMED.try_with(|_| ()).is_ok() {
+        return f.await;
     }
+    let started = Instant::now();
+    let out = f.await;
+    crate::metrics::global().observe_storage(operation, key, started.elapsed());
+    out
+}
+
+/// Runs `f` without timing the storage requests it makes.
+pub(crate) async fn untimed<T>(f: impl std::future::Future<Output = T>) -> T {
+    UNTIMED.scope((), f).await
 }

@@ -20,7 +20,9 @@ use serde_json::{json, Value};
 use k8s_openapi::api::core::v1::ComponentStatus;
 
 use generic_server::registry::{Registration, Strategy, TableColumn};
-use generic_server::storage::{KeyValue, ListResult, Result, Storage, StorageError, WatchStream};
+use generic_server::storage::{
+    GetOptions, KeyValue, ListOptions, ListResult, PutOptions, Result, Storage, StorageError, WatchStream,
+};
 
 pub struct ComponentStatusStrategy;
 
@@ -83,33 +85,25 @@ fn read_only() -> StorageError {
 
 #[async_trait]
 impl Storage for ComponentStatuses {
-    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+    async fn get(&self, key: &str, _opts: GetOptions) -> Result<Option<KeyValue>> {
         if key.strip_prefix(&self.root) != Some(STORAGE_COMPONENT) {
             return Ok(None);
         }
         Ok(Some(self.computed().await?))
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, _limit: usize) -> Result<ListResult> {
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> Result<ListResult> {
         let kv = self.computed().await?;
         let revision = kv.mod_revision;
-        let wanted = kv.key.starts_with(prefix) && start_after.is_none_or(|after| kv.key.as_str() > after);
+        let wanted = kv.key.starts_with(prefix) && opts.start_after.is_none_or(|after| kv.key.as_str() > after);
         Ok(ListResult { items: if wanted { vec![kv] } else { Vec::new() }, revision, remaining: 0 })
     }
 
-    async fn create(&self, _key: &str, _value: Bytes) -> Result<u64> {
+    async fn create(&self, _key: &str, _value: Bytes, _opts: PutOptions) -> Result<u64> {
         Err(read_only())
     }
 
-    async fn update(&self, _key: &str, _value: Bytes, _expected: u64) -> Result<u64> {
-        Err(read_only())
-    }
-
-    async fn create_with_ttl(&self, _key: &str, _value: Bytes, _ttl: Duration) -> Result<u64> {
-        Err(read_only())
-    }
-
-    async fn update_with_ttl(&self, _key: &str, _value: Bytes, _expected: u64, _ttl: Duration) -> Result<u64> {
+    async fn update(&self, _key: &str, _value: Bytes, _expected: u64, _opts: PutOptions) -> Result<u64> {
         Err(read_only())
     }
 
@@ -164,12 +158,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
         let cs = ComponentStatuses::new(backend, "/registry/componentstatuses");
-        let kv = cs.get("/registry/componentstatuses/etcd-0").await.unwrap().unwrap();
+        let kv = cs.get("/registry/componentstatuses/etcd-0", GetOptions::default()).await.unwrap().unwrap();
         let obj: Value = serde_json::from_slice(&kv.value).unwrap();
         assert_eq!(obj["conditions"][0], json!({"type": "Healthy", "status": "True", "message": "ok"}));
         assert_eq!(ComponentStatusStrategy.table_row(&obj)[1], "Healthy");
-        assert!(cs.get("/registry/componentstatuses/scheduler").await.unwrap().is_none());
-        assert_eq!(cs.list("/registry/componentstatuses/", None, 0).await.unwrap().items.len(), 1);
-        assert!(cs.create("/registry/componentstatuses/x", Bytes::new()).await.is_err());
+        assert!(cs.get("/registry/componentstatuses/scheduler", GetOptions::default()).await.unwrap().is_none());
+        assert_eq!(cs.list("/registry/componentstatuses/", ListOptions::default()).await.unwrap().items.len(), 1);
+        assert!(cs.create("/registry/componentstatuses/x", Bytes::new(), PutOptions::default()).await.is_err());
     }
 }

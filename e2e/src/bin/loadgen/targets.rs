@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, KvClient, Txn, TxnOp};
 use generic_server::storage::embedded::EmbeddedStorage;
-use generic_server::storage::Storage;
+use generic_server::storage::{self, Storage};
 
 use crate::client::Client;
 
@@ -313,13 +313,13 @@ impl Target for StoreTarget {
 
     async fn create(&self, scope: &str, i: u64, body: Bytes) -> Result<u64, String> {
         let n = body.len() as u64;
-        self.store.create(&raw_key(scope, i), body).await.map_err(store_err)?;
+        self.store.create(&raw_key(scope, i), body, storage::PutOptions::default()).await.map_err(store_err)?;
         Ok(n)
     }
 
     async fn get(&self, scope: &str, i: u64, _cached: bool) -> Result<u64, String> {
         let key = raw_key(scope, i);
-        let kv = self.store.get(&key).await.map_err(store_err)?;
+        let kv = self.store.get(&key, storage::GetOptions::default()).await.map_err(store_err)?;
         kv.map(|kv| kv.value.len() as u64).ok_or(format!("{key} not found"))
     }
 
@@ -327,8 +327,13 @@ impl Target for StoreTarget {
         let key = raw_key(scope, i);
         let n = body.len() as u64;
         for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.store.get(&key).await.map_err(store_err)?.ok_or(format!("{key} not found"))?;
-            match self.store.update(&key, body.clone(), current.mod_revision).await {
+            let current = self
+                .store
+                .get(&key, storage::GetOptions::default())
+                .await
+                .map_err(store_err)?
+                .ok_or(format!("{key} not found"))?;
+            match self.store.update(&key, body.clone(), current.mod_revision, storage::PutOptions::default()).await {
                 Ok(_) => return Ok(n),
                 Err(generic_server::storage::StorageError::Conflict { .. }) => continue,
                 Err(e) => return Err(store_err(e)),
@@ -346,7 +351,11 @@ impl Target for StoreTarget {
         let (mut items, mut bytes) = (0u64, 0u64);
         let mut after: Option<String> = None;
         loop {
-            let page = self.store.list(&prefix, after.as_deref(), limit).await.map_err(store_err)?;
+            let page = self
+                .store
+                .list(&prefix, storage::ListOptions { start_after: after.as_deref(), limit, revision: None })
+                .await
+                .map_err(store_err)?;
             items += page.items.len() as u64;
             bytes += page.items.iter().map(|kv| kv.value.len() as u64).sum::<u64>();
             match page.items.last() {
