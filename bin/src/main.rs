@@ -116,7 +116,10 @@ pub struct Options {
     pub enable_aggregator_routing: bool,
     /// Authorizers, in order, that decide each request: AlwaysAllow,
     /// AlwaysDeny, RBAC (members of system:masters are always allowed).
-    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
+    /// Upstream's flag defaults to AlwaysAllow; every real cluster runs RBAC,
+    /// and a server that lets any authenticated caller do anything is not
+    /// what a drop-in should hand a newcomer.
+    #[arg(long, value_delimiter = ',', default_value = "RBAC")]
     pub authorization_mode: Vec<String>,
     /// Admission plugins to enable besides the default-on ones (upstream's names).
     #[arg(long, value_delimiter = ',')]

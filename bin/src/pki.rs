@@ -44,13 +44,8 @@ pub fn service_account_key(dir: &Path) -> Result<Vec<u8>, String> {
         return Ok(pem);
     }
     let (private, public) = generic_server::serviceaccount::generate_rsa_pem()?;
-    let written = |e: std::io::Error| format!("writing {}: {e}", key.display());
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&key).map_err(written)?;
-        f.write_all(private.as_bytes()).map_err(written)?;
-    }
+    generic_server::pki::write_private(&key, private.as_bytes())
+        .map_err(|e| format!("writing {}: {e}", key.display()))?;
     fs::write(dir.join("sa.pub"), public).map_err(|e| format!("writing sa.pub: {e}"))?;
     Ok(private.into_bytes())
 }

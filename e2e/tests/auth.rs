@@ -1,5 +1,6 @@
 //! Authentication: x509 admin (every other test), no credentials (401), bearer
-//! tokens from --token-auth-file, and --anonymous-auth.
+//! tokens from --token-auth-file, and --anonymous-auth. What an authenticated
+//! user may then do is RBAC's (the default mode), so each test binds roles.
 
 use e2e::{Cred, Server};
 use serde_json::json;
@@ -50,6 +51,12 @@ fn bearer_tokens_from_token_auth_file() {
     let tokens = dir.path().join("tokens.csv");
     std::fs::write(&tokens, "alice-token,alice,1001,\"devs,ops\"\nbob-token,bob,1002\n").unwrap();
     let mut s = Server::start_with(&["--token-auth-file", tokens.to_str().unwrap()]);
+    // alice reads and writes through her group, bob as himself.
+    s.kubectl(&["create", "clusterrolebinding", "viewers", "--clusterrole=view", "--group=devs", "--user=bob"]);
+    s.kubectl(&["create", "rolebinding", "editors", "--clusterrole=edit", "--group=devs", "--user=bob"]);
+    e2e::eventually("the bindings reach the authorizer", || {
+        s.curl("GET", "/api/v1/namespaces", Cred::Token("bob-token".into()), &[], None).status == 200
+    });
     for (tok, name) in [("alice-token", "alice"), ("bob-token", "bob")] {
         let r = s.curl("GET", "/api/v1/namespaces", Cred::Token(tok.into()), &[], None);
         assert_eq!(r.status, 200, "{tok}: {}", r.text());
@@ -94,9 +101,20 @@ fn bearer_tokens_from_token_auth_file() {
 #[test]
 fn anonymous_auth_allows_requests_without_credentials() {
     let mut s = Server::start_with(&["--anonymous-auth=true"]);
+    // Authenticated as system:anonymous, then refused by RBAC, as upstream.
     let r = s.curl("GET", "/api/v1/namespaces", Cred::None, &[], None);
-    assert_eq!(r.status, 200, "{}", r.text());
+    r.assert_status(403, "Forbidden");
+    assert_eq!(
+        r.json()["message"],
+        "namespaces is forbidden: User \"system:anonymous\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+    );
+    s.kubectl(&["create", "clusterrolebinding", "anonymous-view", "--clusterrole=view", "--user=system:anonymous"]);
+    e2e::eventually("the binding reaches the authorizer", || {
+        s.curl("GET", "/api/v1/namespaces", Cred::None, &[], None).status == 200
+    });
+    let r = s.curl("GET", "/api/v1/namespaces", Cred::None, &[], None);
     assert_eq!(r.json()["kind"], "NamespaceList");
+    // system:public-info-viewer lets anyone read the version.
     let r = s.curl("GET", "/version", Cred::None, &[], None);
     assert_eq!((r.status, r.json()["minor"].clone()), (200, json!("33")));
     // A wrong token is still refused: anonymous is only for requests with no credentials.

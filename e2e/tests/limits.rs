@@ -82,6 +82,8 @@ fn past_the_in_flight_limit_requests_get_429_and_no_admitted_write_is_lost() {
         "1",
         "--max-mutating-requests-inflight",
         "1",
+        // What is limited here is how many requests run, not who may make them.
+        "--authorization-mode=AlwaysAllow",
     ]);
     let user = || Cred::Token(TOKEN.into());
 

@@ -19,7 +19,13 @@ fn shared() -> &'static Server {
         std::fs::create_dir_all(&dir).expect("token dir");
         let tokens = dir.join("tokens.csv");
         std::fs::write(&tokens, TOKENS).expect("token file");
-        Server::start_with(&["--token-auth-file", tokens.to_str().expect("utf-8 path")])
+        // The reviews as the AlwaysAllow mode answers them; what RBAC answers
+        // is tests/rbac.rs's.
+        Server::start_with(&[
+            "--token-auth-file",
+            tokens.to_str().expect("utf-8 path"),
+            "--authorization-mode=AlwaysAllow",
+        ])
     })
 }
 
