@@ -214,19 +214,17 @@ async fn ensure_one(store: &Store, expected: &Value, reconcile: Reconcile) -> Re
 }
 
 /// Reconciles every default object: roles before the bindings naming them.
+/// The objects of one kind go at once, so the store commits them together
+/// (one after another, they would cost the first start a commit each).
 pub async fn ensure(policy: &Policy, stores: &RbacStores<'_>) -> Result<(), StatusError> {
-    for role in &policy.cluster_roles {
-        ensure_one(stores.cluster_roles, role, reconcile_role).await?;
-    }
-    for binding in &policy.cluster_role_bindings {
-        ensure_one(stores.cluster_role_bindings, binding, reconcile_binding).await?;
-    }
-    for role in &policy.roles {
-        ensure_one(stores.roles, role, reconcile_role).await?;
-    }
-    for binding in &policy.role_bindings {
-        ensure_one(stores.role_bindings, binding, reconcile_binding).await?;
-    }
+    use futures::future::try_join_all;
+    try_join_all(policy.cluster_roles.iter().map(|r| ensure_one(stores.cluster_roles, r, reconcile_role))).await?;
+    try_join_all(
+        policy.cluster_role_bindings.iter().map(|b| ensure_one(stores.cluster_role_bindings, b, reconcile_binding)),
+    )
+    .await?;
+    try_join_all(policy.roles.iter().map(|r| ensure_one(stores.roles, r, reconcile_role))).await?;
+    try_join_all(policy.role_bindings.iter().map(|b| ensure_one(stores.role_bindings, b, reconcile_binding))).await?;
     Ok(())
 }
 
