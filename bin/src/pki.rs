@@ -43,7 +43,7 @@ pub fn service_account_key(dir: &Path) -> Result<Vec<u8>, String> {
     if let Ok(pem) = fs::read(&key) {
         return Ok(pem);
     }
-    let (private, public) = generic_server::serviceaccount::generate_rsa_pem()?;
+    let (private, public) = generic_server::serviceaccount::generate_es256_pem()?;
     generic_server::pki::write_private(&key, private.as_bytes())
         .map_err(|e| format!("writing {}: {e}", key.display()))?;
     fs::write(dir.join("sa.pub"), public).map_err(|e| format!("writing sa.pub: {e}"))?;

@@ -29,18 +29,18 @@ fn decode(token: &str) -> (Value, Value) {
     (part(0), part(1))
 }
 
-/// Signs `payload` RS256 with the server's generated DATA_DIR/pki/sa.key, as
-/// a forger holding the key (or the server itself) would.
+/// Signs `payload` ES256 with the server's generated DATA_DIR/pki/sa.key (a
+/// PKCS#8 P-256 key), as a forger holding the key (or the server itself) would.
 fn sign_with_server_key(s: &Server, kid: &str, payload: &Value) -> String {
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     let pem = std::fs::read_to_string(s.data_dir.join("pki/sa.key")).expect("reading sa.key");
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let der = STANDARD.decode(body).expect("PEM body");
-    let key = ring::signature::RsaKeyPair::from_der(&der).expect("a PKCS#1 RSA key");
-    let input = format!("{}.{}", b64url(&json!({"alg": "RS256", "kid": kid})), b64url(payload));
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), input.as_bytes(), &mut sig)
-        .expect("signing");
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    let rng = ring::rand::SystemRandom::new();
+    let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng).expect("a PKCS#8 P-256 key");
+    let input = format!("{}.{}", b64url(&json!({"alg": "ES256", "kid": kid})), b64url(payload));
+    let sig = key.sign(&rng, input.as_bytes()).expect("signing");
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
 }
 
 /// `kubectl auth whoami -o json` as the holder of `token` alone.
@@ -93,7 +93,7 @@ fn service_account_tokens() {
     // other credential as the ServiceAccount, with upstream's user info.
     let token = create_token(&s, &["robot", "-n", "team", "--duration", "2h"]);
     let (header, claims) = decode(&token);
-    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["alg"], "ES256");
     assert_eq!(claims["iss"], ISSUER);
     assert_eq!(claims["aud"], json!([ISSUER]));
     assert_eq!(claims["sub"], "system:serviceaccount:team:robot");
@@ -238,7 +238,7 @@ fn service_account_tokens() {
     assert_refused(&s, &forged);
     assert_eq!(review(&s, &forged, &[])["error"], "go-jose/go-jose: error in cryptographic primitive");
     let unknown_kid =
-        format!("{}.{body}.{}", b64url(&json!({"alg": "RS256", "kid": "nope"})), forged.rsplit('.').next().unwrap());
+        format!("{}.{body}.{}", b64url(&json!({"alg": "ES256", "kid": "nope"})), forged.rsplit('.').next().unwrap());
     assert_eq!(review(&s, &unknown_kid, &[])["error"], "invalid signature, no keys found");
     for garbage in ["garbage", "a.b.c", "{}"] {
         assert_refused(&s, garbage);
@@ -258,7 +258,7 @@ fn service_account_tokens() {
         config.json(),
         json!({"issuer": ISSUER, "jwks_uri": format!("{}/openid/v1/jwks", s.url),
             "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"]})
+            "id_token_signing_alg_values_supported": ["ES256"]})
     );
     let jwks = s.curl("GET", "/openid/v1/jwks", Cred::Admin, &[], None);
     assert_eq!(jwks.header("content-type"), ["application/jwk-set+json"]);
@@ -268,15 +268,18 @@ fn service_account_tokens() {
     let key = &keys[0];
     assert_eq!(
         (key["kty"].as_str(), key["alg"].as_str(), key["use"].as_str()),
-        (Some("RSA"), Some("RS256"), Some("sig"))
+        (Some("EC"), Some("ES256"), Some("sig"))
     );
+    assert_eq!(key["crv"], "P-256");
     assert_eq!(key["kid"], decode(&fresh).0["kid"]);
     let component = |k: &str| URL_SAFE_NO_PAD.decode(key[k].as_str().expect("a JWK field")).expect("base64url");
-    let public = ring::signature::RsaPublicKeyComponents { n: component("n"), e: component("e") };
+    // The uncompressed point: 0x04, then x and y.
+    let point = [&[4u8][..], &component("x"), &component("y")].concat();
+    let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point);
     let verify = |token: &str| {
         let (input, sig) = token.rsplit_once('.').expect("a JWS");
         let sig = URL_SAFE_NO_PAD.decode(sig).expect("base64url");
-        public.verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, input.as_bytes(), &sig).is_ok()
+        public.verify(input.as_bytes(), &sig).is_ok()
     };
     assert!(verify(&fresh), "the published key verifies a token");
     assert!(!verify(&forged), "and not a forged one");
