@@ -537,8 +537,8 @@ impl ServiceAccountTokens {
         if auds.is_empty() {
             return Err(format!(
                 "token audiences {} is invalid for the target audiences {}",
-                go_quoted(&token_auds),
-                go_quoted(requested)
+                crate::status::go_quoted(&token_auds),
+                crate::status::go_quoted(requested)
             ));
         }
         let lookup = self.lookup.get().ok_or("service account token lookup is not ready")?;
@@ -626,12 +626,6 @@ fn aggregate(errors: &[String]) -> String {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
     }
-}
-
-/// Go's %q of a string slice.
-fn go_quoted(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
-    format!("[{}]", quoted.join(" "))
 }
 
 pub fn username(namespace: &str, name: &str) -> String {

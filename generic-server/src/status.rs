@@ -252,3 +252,9 @@ pub fn success_status(details: Option<Value>) -> Value {
 }
 
 pub type Result<T> = std::result::Result<T, StatusError>;
+
+/// Go's `%q` of a []string, `["a" "b"]`, as upstream's messages print lists.
+pub fn go_quoted(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
+    format!("[{}]", quoted.join(" "))
+}

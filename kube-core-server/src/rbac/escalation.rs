@@ -16,7 +16,9 @@ use generic_server::meta;
 use generic_server::registry::{Admission, AdmissionAttributes, Operation};
 use generic_server::status::StatusError;
 
-use super::rules::{compact, go_quoted, rules_of, uncovered, PolicyRule};
+use generic_server::status::go_quoted;
+
+use super::rules::{compact, rules_of, uncovered, PolicyRule};
 use super::{Rbac, Unresolved};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use generic_server::authz::Attributes;
+use generic_server::status::go_quoted;
 
 /// One rbac/v1 PolicyRule; absent lists are empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -178,12 +179,6 @@ pub fn uncovered(owner: &[PolicyRule], servant: &[PolicyRule]) -> Vec<PolicyRule
 /// The rules of a role object (`rules`, absent or null as none).
 pub fn rules_of(role: &Value) -> Vec<PolicyRule> {
     role.get("rules").and_then(Value::as_array).into_iter().flatten().map(PolicyRule::from_json).collect()
-}
-
-/// Go's `%q` of a []string: `["a" "b"]`.
-pub fn go_quoted(items: &[String]) -> String {
-    let q: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
-    format!("[{}]", q.join(" "))
 }
 
 /// Upstream's CompactRules: rules naming one group, one resource and at most
