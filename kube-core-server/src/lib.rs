@@ -12,7 +12,7 @@
 //! ([`serviceaccount_admission`]) and the legacy [`tokens_controller`],
 //! [`bootstrap`] of the system namespaces and the `kubernetes` service, and
 //! upstream's default [`rbac`] policy with the ClusterRole aggregation
-//! controller.
+//! controller, and the [`node_authorizer`] for kubelets.
 //!
 //! Wiring, in order (the binary does this):
 //! 1. `let core = CoreResources::new(&CoreConfig::default())?;`
@@ -30,6 +30,7 @@ pub mod allocator;
 pub mod apf_bootstrap;
 pub mod bootstrap;
 pub mod namespace_controller;
+pub mod node_authorizer;
 pub mod publishers;
 pub mod rbac;
 pub mod registry;
