@@ -226,9 +226,8 @@ impl Graph {
 
     /// Whether the object is related to `node` (upstream's hasPathFrom).
     pub fn reaches(&self, node: &str, kind: Kind, namespace: &str, name: &str) -> bool {
-        let on_node = |ns: &str, pod: &str| {
-            self.pods.get(&(ns.to_string(), pod.to_string())).is_some_and(|(n, _)| n == node)
-        };
+        let on_node =
+            |ns: &str, pod: &str| self.pods.get(&(ns.to_string(), pod.to_string())).is_some_and(|(n, _)| n == node);
         let used_on_node = |kind: Kind| {
             self.used_by
                 .get(&(kind, namespace.to_string(), name.to_string()))
@@ -350,7 +349,12 @@ mod tests {
             "rbd": {"secretRef": {"name": "ceph"}}}});
         g.put_pv(&pv);
         assert!(!g.reaches("n1", Kind::PersistentVolume, "", "pv1"));
-        g.put_pod(&pod("a", "p", "n1", json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]})));
+        g.put_pod(&pod(
+            "a",
+            "p",
+            "n1",
+            json!({"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]}),
+        ));
         assert!(g.reaches("n1", Kind::PersistentVolume, "", "pv1"));
         assert!(g.reaches("n1", Kind::Secret, "creds", "stage"));
         // Only the secrets the kubelet reads, in the claim's namespace when unnamed.

@@ -92,7 +92,8 @@ fn graph_restricted_reads() {
     assert_eq!(decide(&a, &n2, pv), none("n2"));
     let va = Ask { group: "storage.k8s.io", resource: "volumeattachments", name: "va1", ..ASK };
     assert_eq!(decide(&a, &n1, va), allowed());
-    let token = Ask { verb: "create", resource: "serviceaccounts", subresource: "token", namespace: "ns", name: "sa", ..ASK };
+    let token =
+        Ask { verb: "create", resource: "serviceaccounts", subresource: "token", namespace: "ns", name: "sa", ..ASK };
     assert_eq!(decide(&a, &n1, Ask { ..token }), allowed());
     assert_eq!(decide(&a, &n2, Ask { ..token }), none("n2"));
     assert_eq!(
@@ -140,9 +141,13 @@ fn own_node_pods_leases_and_static_rules() {
         denied("no relationship found between node 'n1' and this object")
     );
     assert_eq!(decide(&a, &n1, Ask { verb: "create", namespace: "ns", ..pods }), allowed());
-    assert_eq!(decide(&a, &n1, Ask { verb: "create", subresource: "eviction", namespace: "ns", name: "x", ..pods }), allowed());
+    assert_eq!(
+        decide(&a, &n1, Ask { verb: "create", subresource: "eviction", namespace: "ns", name: "x", ..pods }),
+        allowed()
+    );
     assert_eq!(decide(&a, &n1, Ask { verb: "update", namespace: "ns", name: "p1", ..pods }), denied(""));
-    let lease = Ask { group: "coordination.k8s.io", resource: "leases", namespace: "kube-node-lease", name: "n1", ..ASK };
+    let lease =
+        Ask { group: "coordination.k8s.io", resource: "leases", namespace: "kube-node-lease", name: "n1", ..ASK };
     assert_eq!(decide(&a, &n1, Ask { verb: "update", ..lease }), allowed());
     assert_eq!(
         decide(&a, &n1, Ask { name: "n2", ..lease }),
@@ -157,10 +162,7 @@ fn own_node_pods_leases_and_static_rules() {
         denied("can only get, create, update, patch, or delete a node lease")
     );
     let csinode = Ask { group: "storage.k8s.io", resource: "csinodes", name: "n2", ..ASK };
-    assert_eq!(
-        decide(&a, &n1, csinode),
-        denied("can only access CSINode with the same name as the requesting node")
-    );
+    assert_eq!(decide(&a, &n1, csinode), denied("can only access CSINode with the same name as the requesting node"));
     // The rest by the system:node rules alone.
     assert_eq!(decide(&a, &n1, Ask { verb: "watch", resource: "services", ..ASK }), allowed());
     assert_eq!(decide(&a, &n1, Ask { verb: "create", resource: "events", namespace: "ns", ..ASK }), allowed());
