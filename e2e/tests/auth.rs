@@ -8,6 +8,17 @@ use serde_json::json;
 
 const UNAUTHORIZED: &str = e2e::KUBECTL_UNAUTHORIZED;
 
+/// POSTs ConfigMap `anon` with no credentials.
+fn create_configmap_without_credentials(s: &Server) -> e2e::HttpResponse {
+    s.curl(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Cred::None,
+        &[("Content-Type", "application/json")],
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"anon"}}"#),
+    )
+}
+
 #[test]
 fn without_anonymous_auth_no_or_bad_credentials_get_401() {
     let mut s = Server::start_with(&["--anonymous-auth=false"]);
@@ -21,13 +32,7 @@ fn without_anonymous_auth_no_or_bad_credentials_get_401() {
             "{path}"
         );
     }
-    let r = s.curl(
-        "POST",
-        "/api/v1/namespaces/default/configmaps",
-        Cred::None,
-        &[("Content-Type", "application/json")],
-        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"anon"}}"#),
-    );
+    let r = create_configmap_without_credentials(&s);
     r.assert_status(401, "Unauthorized");
     s.curl("GET", "/api/v1/namespaces", Cred::Token("no-such-token".into()), &[], None)
         .assert_status(401, "Unauthorized");
@@ -138,13 +143,7 @@ fn requests_without_credentials_are_anonymous_by_default() {
         r.json()["message"],
         "namespaces is forbidden: User \"system:anonymous\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
     );
-    let r = s.curl(
-        "POST",
-        "/api/v1/namespaces/default/configmaps",
-        Cred::None,
-        &[("Content-Type", "application/json")],
-        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"anon"}}"#),
-    );
+    let r = create_configmap_without_credentials(&s);
     r.assert_status(403, "Forbidden");
     assert_eq!(
         r.json()["message"],

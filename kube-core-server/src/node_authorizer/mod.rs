@@ -83,20 +83,13 @@ fn selects(attrs: &Attributes<'_>, field: &str, value: &str) -> bool {
 impl NodeAuthorizer {
     /// Follows the Stores and returns once the first list of each is in the graph.
     pub async fn start(self: &Arc<Self>, stores: NodeAuthorizerStores) {
-        let informers = [
+        let sources = vec![
             (stores.pods, Source::Pod),
             (stores.persistent_volumes, Source::PersistentVolume),
             (stores.volume_attachments, Source::VolumeAttachment),
-        ]
-        .map(|(store, source)| {
-            let informer = Informer::new(store);
-            let me = self.clone();
-            informer.spawn(move |change| me.apply(source, &change));
-            informer
-        });
-        for i in &informers {
-            i.wait_synced().await;
-        }
+        ];
+        let me = self.clone();
+        Informer::follow_all(sources, move |source, change| me.apply(source, &change)).await;
     }
 
     fn apply(&self, source: Source, change: &Change<'_>) {
