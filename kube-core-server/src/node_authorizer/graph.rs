@@ -3,9 +3,11 @@
 //! rather than a general graph, because every path upstream's graph can hold
 //! has one of a few fixed shapes:
 //!
-//!     secret | configmap | pvc | serviceaccount | resourceclaim -> pod -> node
-//!     secret -> pv -> pvc -> pod -> node
-//!     pod -> node, volumeattachment -> node
+//! ```text
+//! secret | configmap | pvc | serviceaccount | resourceclaim -> pod -> node
+//! secret -> pv -> pvc -> pod -> node
+//! pod -> node, volumeattachment -> node
+//! ```
 //!
 //! Only pods bound to a node (spec.nodeName) count; a mirror pod (the
 //! kubelet's own, `kubernetes.io/config.mirror`) reaches its node but grants
