@@ -71,6 +71,9 @@ pub struct CoreConfig {
     /// The ServiceAccount token issuer (--service-account-* flags); without
     /// it serviceaccounts/token refuses and no legacy tokens are filled in.
     pub service_account_tokens: Option<Arc<generic_server::serviceaccount::ServiceAccountTokens>>,
+    /// Whether the Node authorizer is in `--authorization-mode`: only then
+    /// does it follow pods and volumes (a second copy of every pod).
+    pub node_authorization: bool,
 }
 
 impl Default for CoreConfig {
@@ -82,6 +85,7 @@ impl Default for CoreConfig {
             event_ttl: std::time::Duration::from_secs(3600),
             root_ca: String::new(),
             service_account_tokens: None,
+            node_authorization: false,
         }
     }
 }

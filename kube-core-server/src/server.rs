@@ -45,7 +45,8 @@ pub struct CoreServer {
     pub admission: Vec<Arc<dyn Admission>>,
     /// The RBAC authorizer over this server's rbac Stores.
     pub rbac: Arc<Rbac>,
-    /// The Node authorizer over this server's pods and volumes.
+    /// The Node authorizer over this server's pods and volumes (following
+    /// them only with `CoreConfig::node_authorization`).
     pub node: Arc<NodeAuthorizer>,
     /// The handle the access reviews and escalation check consult: bind the
     /// server's authorizer into it.
@@ -186,12 +187,14 @@ pub async fn new_server(
     };
     rbac.start(rbac_stores).await;
     let node = Arc::new(NodeAuthorizer::default());
-    let node_stores = NodeAuthorizerStores {
-        pods: store_of::<Pod>(&stores)?,
-        persistent_volumes: store_of::<PersistentVolume>(&stores)?,
-        volume_attachments: store_of::<VolumeAttachment>(&stores)?,
-    };
-    node.start(node_stores).await;
+    if config.node_authorization {
+        let node_stores = NodeAuthorizerStores {
+            pods: store_of::<Pod>(&stores)?,
+            persistent_volumes: store_of::<PersistentVolume>(&stores)?,
+            volume_attachments: store_of::<VolumeAttachment>(&stores)?,
+        };
+        node.start(node_stores).await;
+    }
     core.spawn_namespace_controller(namespaces, registry.clone());
     core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
     Ok(CoreServer { server, registry, admission, rbac, node, authorizer: core.authorizer.clone() })
