@@ -369,4 +369,16 @@ mod tests {
         assert_eq!(opts.testing_idle_timeout, upstream.idle_timeout);
         assert_eq!(opts.request_timeout, upstream.body_timeout);
     }
+
+    #[test]
+    fn anonymous_auth_defaults_to_upstreams() {
+        assert!(Options::try_parse_from(["kube-apiserver"]).expect("no flags").anonymous_auth);
+        let off = Options::try_parse_from(["kube-apiserver", "--anonymous-auth=false"]).expect("a bool");
+        assert!(!off.anonymous_auth);
+        let modes = Options::try_parse_from(["kube-apiserver", "--authorization-mode=Node,RBAC"]).expect("modes");
+        assert_eq!(
+            generic_server::authz::parse_modes(&modes.authorization_mode),
+            Ok(vec![generic_server::authz::Mode::Node, generic_server::authz::Mode::Rbac])
+        );
+    }
 }
