@@ -31,7 +31,7 @@ use generic_server::endpoints::{respond, respond_value, ResourceServer};
 use generic_server::handler::{DynHandler, Handler, Request, Response};
 use generic_server::negotiation::{self, Output};
 use generic_server::openapi::OpenApiCache;
-use generic_server::registry::{Admission, Store};
+use generic_server::registry::{AdmissionChain, Store};
 use generic_server::status::StatusError;
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
@@ -76,7 +76,7 @@ pub struct Aggregator {
 pub async fn new_server(
     config: &AggregatorConfig,
     storage: Arc<dyn Storage>,
-    admission: Vec<Arc<dyn Admission>>,
+    admission: Arc<AdmissionChain>,
     core: Arc<ResourceServer>,
 ) -> Result<Arc<Aggregator>, String> {
     let registration = apiservice::registration();

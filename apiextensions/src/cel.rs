@@ -7,20 +7,13 @@
 //! written (upstream's cost estimate, simplified), and evaluation runs on a
 //! worker thread with a deadline.
 //!
-//! Upstream's Kubernetes libraries for quantities, URLs, IPs and CIDRs live
-//! in the submodules (`library` declares them on the environment).
+//! The environment and upstream's Kubernetes libraries are the `cel-k8s`
+//! crate's, shared with admission.
 
-mod library;
-mod net;
-mod quantity;
-mod url;
-
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use cel::extractors::This;
-use cel::objects::{Key, Map as CelMap};
-use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
+use cel::{Context, Program, Value as CelValue};
 use serde_json::Value;
 
 use generic_server::status::Cause;
@@ -32,23 +25,6 @@ use crate::schema::type_name;
 pub const MAX_RULE_LENGTH: usize = 4096;
 /// How long the rules of one write may take in total.
 pub const EVAL_DEADLINE: Duration = Duration::from_secs(1);
-
-fn env() -> Arc<Env> {
-    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Env::stdlib();
-        for ext in [cel::extensions::strings, cel::extensions::lists, cel::extensions::math] {
-            if let Err(e) = env.add_extension(ext) {
-                tracing::warn!("CEL extension unavailable: {e:?}");
-            }
-        }
-        if let Err(e) = library::register(&mut env) {
-            tracing::warn!("Kubernetes CEL libraries unavailable: {e:?}");
-        }
-        Arc::new(env)
-    })
-    .clone()
-}
 
 pub struct Rule {
     pub rule: String,
@@ -82,7 +58,7 @@ fn compile_expr(src: &str) -> Result<Program, String> {
     if src.len() > MAX_RULE_LENGTH {
         return Err(format!("must be no more than {MAX_RULE_LENGTH} characters"));
     }
-    env().compile(src).map_err(|e| format!("compilation failed: {e}"))
+    cel_k8s::compile(src)
 }
 
 /// How many comprehension macros are nested in a rule's text (a rough
@@ -226,112 +202,6 @@ pub fn compile(schema: &Value, path: &str, errors: &mut Vec<Cause>) -> Option<Ce
     (!node.is_empty()).then_some(node)
 }
 
-/// JSON to a CEL value: integers stay integers, objects become string-keyed maps.
-pub fn to_cel(v: &Value) -> CelValue {
-    match v {
-        Value::Null => CelValue::Null,
-        Value::Bool(b) => CelValue::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => CelValue::Int(i),
-            None => match n.as_u64() {
-                Some(u) => CelValue::UInt(u),
-                None => CelValue::Float(n.as_f64().unwrap_or(0.0)),
-            },
-        },
-        Value::String(s) => CelValue::String(Arc::new(s.clone())),
-        Value::Array(a) => CelValue::List(Arc::new(a.iter().map(to_cel).collect())),
-        Value::Object(m) => {
-            let map: std::collections::HashMap<Key, CelValue> =
-                m.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v))).collect();
-            CelValue::Map(CelMap::from(map))
-        }
-    }
-}
-
-fn cmp_values(a: &CelValue, b: &CelValue) -> Option<std::cmp::Ordering> {
-    match (a, b) {
-        (CelValue::Int(x), CelValue::Int(y)) => x.partial_cmp(y),
-        (CelValue::UInt(x), CelValue::UInt(y)) => x.partial_cmp(y),
-        (CelValue::Float(x), CelValue::Float(y)) => x.partial_cmp(y),
-        (CelValue::Int(x), CelValue::Float(y)) => (*x as f64).partial_cmp(y),
-        (CelValue::Float(x), CelValue::Int(y)) => x.partial_cmp(&(*y as f64)),
-        (CelValue::String(x), CelValue::String(y)) => x.partial_cmp(y),
-        (CelValue::Bool(x), CelValue::Bool(y)) => x.partial_cmp(y),
-        _ => None,
-    }
-}
-
-fn extreme(list: &[CelValue], want: std::cmp::Ordering, name: &str) -> Result<CelValue, ExecutionError> {
-    let mut best: Option<&CelValue> = None;
-    for v in list {
-        best = match best {
-            None => Some(v),
-            Some(b) => match cmp_values(v, b) {
-                Some(o) if o == want => Some(v),
-                Some(_) => Some(b),
-                None => return Err(ExecutionError::function_error(name, "incomparable values")),
-            },
-        };
-    }
-    best.cloned().ok_or_else(|| ExecutionError::function_error(name, "list is empty"))
-}
-
-fn regex_for(pattern: &str, name: &str) -> Result<regex::Regex, ExecutionError> {
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| ExecutionError::function_error(name, e.to_string()))
-}
-
-/// The Kubernetes CEL library functions the crate does not ship.
-fn add_kubernetes_library(ctx: &mut Context) {
-    let _ = ctx.add_function("isSorted", |This(list): This<Arc<Vec<CelValue>>>| -> bool {
-        list.windows(2).all(|w| cmp_values(&w[0], &w[1]).is_some_and(|o| o != std::cmp::Ordering::Greater))
-    });
-    let _ = ctx.add_function("sum", |This(list): This<Arc<Vec<CelValue>>>| -> Result<CelValue, ExecutionError> {
-        let mut int: i64 = 0;
-        let mut float: Option<f64> = None;
-        for v in list.iter() {
-            match v {
-                CelValue::Int(i) => {
-                    int = int.checked_add(*i).ok_or_else(|| ExecutionError::function_error("sum", "overflow"))?
-                }
-                CelValue::UInt(u) => {
-                    int = int.checked_add(*u as i64).ok_or_else(|| ExecutionError::function_error("sum", "overflow"))?
-                }
-                CelValue::Float(f) => float = Some(float.unwrap_or(0.0) + f),
-                _ => return Err(ExecutionError::function_error("sum", "not a number")),
-            }
-        }
-        Ok(match float {
-            Some(f) => CelValue::Float(f + int as f64),
-            None => CelValue::Int(int),
-        })
-    });
-    let _ = ctx.add_function("min", |This(list): This<Arc<Vec<CelValue>>>| -> Result<CelValue, ExecutionError> {
-        extreme(&list, std::cmp::Ordering::Less, "min")
-    });
-    let _ = ctx.add_function("max", |This(list): This<Arc<Vec<CelValue>>>| -> Result<CelValue, ExecutionError> {
-        extreme(&list, std::cmp::Ordering::Greater, "max")
-    });
-    let _ =
-        ctx.add_function("find", |This(s): This<Arc<String>>, re: Arc<String>| -> Result<CelValue, ExecutionError> {
-            let r = regex_for(&re, "find")?;
-            Ok(CelValue::String(Arc::new(r.find(&s).map(|m| m.as_str().to_string()).unwrap_or_default())))
-        });
-    let _ = ctx.add_function(
-        "findAll",
-        |This(s): This<Arc<String>>, re: Arc<String>| -> Result<CelValue, ExecutionError> {
-            let r = regex_for(&re, "findAll")?;
-            let all: Vec<CelValue> =
-                r.find_iter(&s).map(|m| CelValue::String(Arc::new(m.as_str().to_string()))).collect();
-            Ok(CelValue::List(Arc::new(all)))
-        },
-    );
-    let _ = ctx.add_function("lowerAscii", |This(s): This<Arc<String>>| -> String { s.to_ascii_lowercase() });
-    let _ = ctx.add_function("upperAscii", |This(s): This<Arc<String>>| -> String { s.to_ascii_uppercase() });
-}
-
 fn cause_for(rule: &Rule, path: &str, value: &Value, message: String) -> Cause {
     let field = match &rule.field_path {
         Some(fp) => {
@@ -376,10 +246,10 @@ impl Eval<'_> {
                 continue;
             }
             let mut ctx = self.base.new_inner_scope();
-            ctx.add_variable_from_value("self", to_cel(new));
+            ctx.add_variable_from_value("self", cel_k8s::to_cel(new));
             if rule.transition || old.is_some() {
                 match old {
-                    Some(o) => ctx.add_variable_from_value("oldSelf", to_cel(o)),
+                    Some(o) => ctx.add_variable_from_value("oldSelf", cel_k8s::to_cel(o)),
                     None => ctx.add_variable_from_value("oldSelf", CelValue::Null),
                 }
             }
@@ -437,8 +307,7 @@ impl Eval<'_> {
 pub fn evaluate(root: Arc<CelNode>, new: Value, old: Option<Value>) -> Vec<Cause> {
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new().name("cel-eval".into()).spawn(move || {
-        let mut base = Context::with_env(env());
-        add_kubernetes_library(&mut base);
+        let base = cel_k8s::context();
         let mut ev =
             Eval { base, deadline: std::time::Instant::now() + EVAL_DEADLINE, causes: Vec::new(), timed_out: false };
         ev.run(&root, &new, old.as_ref(), "");

@@ -31,9 +31,11 @@ use generic_server::endpoints::ResourceServer;
 use generic_server::handler::{DynHandler, Handler, Request, Response};
 use generic_server::meta;
 use generic_server::openapi::{builtin_schemas, gv_path, REF_PREFIX_V3};
-use generic_server::registry::admission::{AdmissionAttributes, Operation};
 use generic_server::registry::store::{DeleteOptions, WatchStart};
-use generic_server::registry::{Admission, ListOptions, Registration, Store, StoreRegistry, Subresource, WriteOptions};
+use generic_server::registry::{
+    AdmissionAttributes, AdmissionChain, ListOptions, Operation, Registration, Store, StoreRegistry, Subresource,
+    Validating, WriteOptions,
+};
 use generic_server::status::StatusError;
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::{ListOptions as StorageList, Storage};
@@ -60,15 +62,10 @@ struct Served {
 struct ForbidCreateWhileTerminating(Arc<AtomicBool>);
 
 #[async_trait::async_trait]
-impl Admission for ForbidCreateWhileTerminating {
-    async fn admit(&self, attrs: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
+impl Validating for ForbidCreateWhileTerminating {
+    async fn validate(&self, attrs: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
         if attrs.operation == Operation::Create && self.0.load(Ordering::Acquire) {
-            return Err(StatusError::forbidden(
-                attrs.group,
-                attrs.resource,
-                attrs.name,
-                "create not allowed while custom resource definition is terminating",
-            ));
+            return Err(attrs.forbidden("create not allowed while custom resource definition is terminating"));
         }
         Ok(())
     }
@@ -78,7 +75,7 @@ pub struct ApiextensionsServer {
     resources: Arc<ResourceServer>,
     crd_store: Arc<Store>,
     storage: Arc<dyn Storage>,
-    admission: Vec<Arc<dyn Admission>>,
+    admission: Arc<AdmissionChain>,
     registry: Arc<StoreRegistry>,
     served: RwLock<HashMap<String, Served>>,
     /// One watch cache per key root, kept for the process's life (its task
@@ -90,7 +87,7 @@ pub struct ApiextensionsServer {
 /// controller. Must run inside a tokio runtime.
 pub async fn new_server(
     storage: Arc<dyn Storage>,
-    admission: Vec<Arc<dyn Admission>>,
+    admission: Arc<AdmissionChain>,
     registry: Arc<StoreRegistry>,
     delegate: DynHandler,
 ) -> Result<Arc<ApiextensionsServer>, String> {
@@ -296,8 +293,7 @@ impl ApiextensionsServer {
         let mut stores = Vec::new();
         let mut openapi = Vec::new();
         let terminating = Arc::new(AtomicBool::new(false));
-        let mut admission = self.admission.clone();
-        admission.push(Arc::new(ForbidCreateWhileTerminating(terminating.clone())));
+        let forbid_create: Arc<dyn Validating> = Arc::new(ForbidCreateWhileTerminating(terminating.clone()));
         for v in crd.versions.iter().filter(|v| v.served) {
             let strategy = cr::CrStrategy::new(v)?;
             let conversion = VersionConversion {
@@ -310,7 +306,9 @@ impl ApiextensionsServer {
             openapi.push(openapi_part(&info, &v.schema));
             let registration =
                 Registration::new(info, strategy.schema(), Arc::new(strategy)).stored_through(Arc::new(conversion));
-            let store = Store::new(registration, self.storage.clone(), admission.clone()).with_cache(cache.clone());
+            let store = Store::new(registration, self.storage.clone(), self.admission.clone())
+                .with_cache(cache.clone())
+                .with_check(forbid_create.clone());
             stores.push(Arc::new(store));
         }
         let Some(first) = stores.first().cloned() else {

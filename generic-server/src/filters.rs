@@ -1,7 +1,7 @@
 //! The filter chain in front of the first server, as tower layers (upstream's
 //! DefaultBuildHandlerChain), outermost first: the audit ID, panic recovery,
 //! RequestInfo, the request timeout, authentication, audit (`crate::audit`),
-//! impersonation, max-in-flight, authorization, the non-resource endpoints
+//! admission's notes (Warning headers and audit annotations), impersonation, max-in-flight, authorization, the non-resource endpoints
 //! every API server has (/healthz, /livez, /readyz, /version, /metrics;
 //! authorized like any path, as upstream's are through its public-info
 //! roles), and request metrics. Each layer does one thing and knows nothing
@@ -146,6 +146,7 @@ fn build_with(
             request_header,
         })))
         .layer(AuditLayer(()))
+        .layer(NotesLayer(()))
         .layer(ImpersonationLayer(authorizer.clone()))
         .layer(MaxInFlightLayer(Arc::new(InFlight::new(&limits))))
         .layer(AuthorizationLayer(authorizer))
@@ -230,6 +231,34 @@ filter_layer!(
     /// Writes the audit events the policy asks for, for the authenticated user.
     AuditLayer, AuditService, (), crate::audit::audit
 );
+
+filter_layer!(
+    /// Gives the request the notes admission leaves (upstream's warning
+    /// recorder and audit annotations) and puts them in the response's
+    /// Warning headers and the audit event.
+    NotesLayer, NotesService, (), record_notes
+);
+
+async fn record_notes<S>(mut inner: S, _: (), mut req: Request) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let notes = Arc::new(crate::registry::Notes::default());
+    req.extensions_mut().insert(notes.clone());
+    let audit = crate::audit::context_of(&req);
+    let mut response = inner.call(req).await?;
+    for w in notes.take_warnings() {
+        if let Some(h) = crate::endpoints::output::warning_header(&w) {
+            response.headers_mut().append("Warning", h);
+        }
+    }
+    if let Some(audit) = audit {
+        for (k, v) in notes.take_annotations() {
+            audit.annotate(&k, &v);
+        }
+    }
+    Ok(response)
+}
 
 filter_layer!(
     /// Turns a panic anywhere behind it into a 500 Status instead of a dropped

@@ -17,8 +17,10 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde_json::{json, Value};
 
-use generic_server::registry::{Admission, AdmissionAttributes, ListOptions, Operation, Store};
+use generic_server::registry::{AdmissionAttributes, ListOptions, Mutating, Operation, Store, Validating};
 use generic_server::status::StatusError;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 
 use crate::registry::namespace::is_terminating;
 use crate::registry::priorityclass::SYSTEM_PRIORITY_CLASSES;
@@ -58,11 +60,11 @@ impl NamespaceLifecycle {
 }
 
 #[async_trait::async_trait]
-impl Admission for NamespaceLifecycle {
-    async fn admit(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
-        let is_namespace = a.group.is_empty() && a.resource == "namespaces";
+impl Validating for NamespaceLifecycle {
+    async fn validate(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
+        let is_namespace = a.is::<Namespace>();
         if is_namespace && a.operation == Operation::Delete && IMMORTAL_NAMESPACES.contains(&a.name) {
-            return Err(StatusError::forbidden("", "namespaces", a.name, "this namespace may not be deleted"));
+            return Err(a.forbidden("this namespace may not be deleted"));
         }
         // Only creates of namespaced objects are this plugin's business:
         // updates and deletes inside a terminating namespace must go through
@@ -78,7 +80,7 @@ impl Admission for NamespaceLifecycle {
         if is_terminating(&ns) {
             let why =
                 format!("unable to create new content in namespace {} because it is being terminated", a.namespace);
-            let mut err = StatusError::forbidden(a.group, a.resource, a.name, &why);
+            let mut err = a.forbidden(&why);
             if let Some(serde_json::Value::Object(d)) = err.details.as_deref_mut() {
                 d.insert(
                     "causes".into(),
@@ -91,93 +93,120 @@ impl Admission for NamespaceLifecycle {
     }
 }
 
-/// Every admission plugin name kube-apiserver 1.33 knows, in its order
-/// (`AllOrderedPlugins`).
-pub const ALL_PLUGINS: &[&str] = &[
-    "AlwaysAdmit",
-    "NamespaceAutoProvision",
-    "NamespaceLifecycle",
-    "NamespaceExists",
-    "LimitPodHardAntiAffinityTopology",
-    "LimitRanger",
-    "ServiceAccount",
-    "NodeRestriction",
-    "TaintNodesByCondition",
-    "AlwaysPullImages",
-    "ImagePolicyWebhook",
-    "PodSecurity",
-    "PodNodeSelector",
-    "Priority",
-    "DefaultTolerationSeconds",
-    "PodTolerationRestriction",
-    "EventRateLimit",
-    "ExtendedResourceToleration",
-    "DefaultStorageClass",
-    "StorageObjectInUseProtection",
-    "OwnerReferencesPermissionEnforcement",
-    "PersistentVolumeClaimResize",
-    "RuntimeClass",
-    "CertificateApproval",
-    "CertificateSigning",
-    "ClusterTrustBundleAttest",
-    "CertificateSubjectRestriction",
-    "DefaultIngressClass",
-    "DenyServiceExternalIPs",
-    "PodTopologyLabels",
-    "MutatingAdmissionPolicy",
-    "MutatingAdmissionWebhook",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionWebhook",
-    "ResourceQuota",
-    "AlwaysDeny",
-];
+/// Declares [`Plugin`]: every admission plugin kube-apiserver 1.33 knows, in
+/// its order (`AllOrderedPlugins`), named as its flags name them.
+macro_rules! plugins {
+    ($($p:ident),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Plugin {
+            $($p),*
+        }
 
-/// The plugins upstream turns off unless enabled (`DefaultOffAdmissionPlugins`
-/// is the complement of this list within [`ALL_PLUGINS`]).
-const DEFAULT_OFF: &[&str] = &[
-    "AlwaysAdmit",
-    "NamespaceAutoProvision",
-    "NamespaceExists",
-    "LimitPodHardAntiAffinityTopology",
-    "NodeRestriction",
-    "AlwaysPullImages",
-    "ImagePolicyWebhook",
-    "PodNodeSelector",
-    "PodTolerationRestriction",
-    "EventRateLimit",
-    "ExtendedResourceToleration",
-    "OwnerReferencesPermissionEnforcement",
-    "DenyServiceExternalIPs",
-    "AlwaysDeny",
-];
+        impl Plugin {
+            /// Every plugin, in upstream's order.
+            pub const ALL: &'static [Plugin] = &[$(Plugin::$p),*];
 
-/// The plugins this server has code for; the rest of [`ALL_PLUGINS`] are
-/// accepted by name only.
-pub const IMPLEMENTED: &[&str] = &["NamespaceLifecycle", "ServiceAccount", "Priority"];
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Plugin::$p => stringify!($p)),*
+                }
+            }
+        }
+    };
+}
+
+plugins!(
+    AlwaysAdmit,
+    NamespaceAutoProvision,
+    NamespaceLifecycle,
+    NamespaceExists,
+    LimitPodHardAntiAffinityTopology,
+    LimitRanger,
+    ServiceAccount,
+    NodeRestriction,
+    TaintNodesByCondition,
+    AlwaysPullImages,
+    ImagePolicyWebhook,
+    PodSecurity,
+    PodNodeSelector,
+    Priority,
+    DefaultTolerationSeconds,
+    PodTolerationRestriction,
+    EventRateLimit,
+    ExtendedResourceToleration,
+    DefaultStorageClass,
+    StorageObjectInUseProtection,
+    OwnerReferencesPermissionEnforcement,
+    PersistentVolumeClaimResize,
+    RuntimeClass,
+    CertificateApproval,
+    CertificateSigning,
+    ClusterTrustBundleAttest,
+    CertificateSubjectRestriction,
+    DefaultIngressClass,
+    DenyServiceExternalIPs,
+    PodTopologyLabels,
+    MutatingAdmissionPolicy,
+    MutatingAdmissionWebhook,
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionWebhook,
+    ResourceQuota,
+    AlwaysDeny,
+);
+
+impl Plugin {
+    pub fn from_name(name: &str) -> Option<Plugin> {
+        Plugin::ALL.iter().copied().find(|p| p.name() == name)
+    }
+
+    /// Whether upstream runs the plugin unless disabled (the complement of
+    /// its `DefaultOffAdmissionPlugins`).
+    pub fn on_by_default(self) -> bool {
+        use Plugin::*;
+        !matches!(
+            self,
+            AlwaysAdmit
+                | NamespaceAutoProvision
+                | NamespaceExists
+                | LimitPodHardAntiAffinityTopology
+                | NodeRestriction
+                | AlwaysPullImages
+                | ImagePolicyWebhook
+                | PodNodeSelector
+                | PodTolerationRestriction
+                | EventRateLimit
+                | ExtendedResourceToleration
+                | OwnerReferencesPermissionEnforcement
+                | DenyServiceExternalIPs
+                | AlwaysDeny
+        )
+    }
+}
 
 /// The admission plugins that run, from --enable-admission-plugins and
 /// --disable-admission-plugins with upstream's meaning: the default-on set,
-/// plus what is enabled, minus what is disabled.
+/// plus what is enabled, minus what is disabled, in upstream's order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdmissionPlugins {
-    enabled: Vec<&'static str>,
+    enabled: Vec<Plugin>,
+    /// Those --enable-admission-plugins named.
+    requested: Vec<Plugin>,
 }
 
 impl Default for AdmissionPlugins {
     fn default() -> Self {
-        AdmissionPlugins { enabled: ALL_PLUGINS.iter().copied().filter(|p| !DEFAULT_OFF.contains(p)).collect() }
+        let enabled = Plugin::ALL.iter().copied().filter(|p| p.on_by_default()).collect();
+        AdmissionPlugins { enabled, requested: Vec::new() }
     }
 }
 
 impl AdmissionPlugins {
     /// Resolves the flags; the errors are upstream's AdmissionOptions.Validate
-    /// messages. Names that upstream knows but this server does not implement
-    /// are accepted, so command lines written for kube-apiserver keep working;
-    /// they are logged as doing nothing here.
+    /// messages.
     pub fn from_flags(enable: &[String], disable: &[String]) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let known = |flag: &str, names: &[String], errors: &mut Vec<String>| {
-            for n in names.iter().filter(|n| !ALL_PLUGINS.contains(&n.as_str())) {
+            for n in names.iter().filter(|n| Plugin::from_name(n).is_none()) {
                 errors.push(format!("{flag} plugin {n:?} is unknown"));
             }
         };
@@ -195,22 +224,28 @@ impl AdmissionPlugins {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut plugins = Self::default();
-        plugins.enabled = ALL_PLUGINS
+        let named = |names: &[String], p: Plugin| names.iter().any(|n| n == p.name());
+        let enabled = Plugin::ALL
             .iter()
             .copied()
-            .filter(|p| {
-                (plugins.enabled.contains(p) || enable.iter().any(|e| e == p)) && !disable.iter().any(|d| d == p)
-            })
+            .filter(|p| (p.on_by_default() || named(enable, *p)) && !named(disable, *p))
             .collect();
-        for p in enable.iter().filter(|p| !IMPLEMENTED.contains(&p.as_str())) {
-            tracing::warn!(plugin = %p, "admission plugin is enabled but not implemented by this server; it does nothing");
-        }
-        Ok(plugins)
+        let requested = Plugin::ALL.iter().copied().filter(|p| named(enable, *p)).collect();
+        Ok(AdmissionPlugins { enabled, requested })
     }
 
-    pub fn is_enabled(&self, plugin: &str) -> bool {
+    /// Whether --enable-admission-plugins named `plugin`.
+    pub fn requested(&self, plugin: Plugin) -> bool {
+        self.requested.contains(&plugin)
+    }
+
+    pub fn is_enabled(&self, plugin: Plugin) -> bool {
         self.enabled.contains(&plugin)
+    }
+
+    /// The enabled plugins, in upstream's order.
+    pub fn enabled(&self) -> &[Plugin] {
+        &self.enabled
     }
 }
 
@@ -250,7 +285,7 @@ impl Priority {
 
     /// Resolves a new pod's priority from its class.
     async fn admit_new_pod(&self, a: &AdmissionAttributes<'_>, pod: &mut Value) -> Result<(), StatusError> {
-        let forbidden = |why: String| StatusError::forbidden(a.group, a.resource, a.name, &why);
+        let forbidden = |why: String| a.forbidden(&why);
         let named = pod.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
         let (class_name, priority, policy) = if named.is_empty() {
             match self.default_class().await? {
@@ -294,26 +329,13 @@ impl Priority {
     }
 }
 
-fn is_pod(a: &AdmissionAttributes<'_>) -> bool {
-    a.group.is_empty() && a.resource == "pods" && a.subresource.is_empty()
-}
-
-fn is_priority_class(a: &AdmissionAttributes<'_>) -> bool {
-    a.group == "scheduling.k8s.io" && a.resource == "priorityclasses" && a.subresource.is_empty()
-}
-
 #[async_trait::async_trait]
-impl Admission for Priority {
-    async fn mutate(
-        &self,
-        a: &AdmissionAttributes<'_>,
-        object: &mut Value,
-        old: Option<&Value>,
-    ) -> Result<(), StatusError> {
-        if !is_pod(a) {
+impl Mutating for Priority {
+    async fn admit(&self, a: &AdmissionAttributes<'_>, object: &mut Value) -> Result<(), StatusError> {
+        if !a.is_main::<Pod>() {
             return Ok(());
         }
-        match (a.operation, old) {
+        match (a.operation, a.old) {
             (Operation::Create, _) => self.admit_new_pod(a, object).await,
             // Priority is set once, on create: an update that leaves it out
             // keeps it (validation refuses any other change).
@@ -330,19 +352,17 @@ impl Admission for Priority {
             _ => Ok(()),
         }
     }
+}
 
-    async fn admit(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
-        if !is_priority_class(a) {
+#[async_trait::async_trait]
+impl Validating for Priority {
+    async fn validate(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
+        if !a.is_main::<PriorityClass>() {
             return Ok(());
         }
         if a.operation == Operation::Delete {
             if SYSTEM_PRIORITY_CLASSES.iter().any(|(n, _, _)| *n == a.name) {
-                return Err(StatusError::forbidden(
-                    a.group,
-                    a.resource,
-                    a.name,
-                    "this is a system priority class and cannot be deleted",
-                ));
+                return Err(a.forbidden("this is a system priority class and cannot be deleted"));
             }
             return Ok(());
         }
@@ -353,12 +373,9 @@ impl Admission for Priority {
         if let Some(current) = self.default_class().await? {
             let current = generic_server::meta::name(&current);
             if a.operation == Operation::Create || current != a.name {
-                return Err(StatusError::forbidden(
-                    a.group,
-                    a.resource,
-                    a.name,
-                    &format!("PriorityClass {current} is already marked as default. Only one default can exist"),
-                ));
+                return Err(a.forbidden(&format!(
+                    "PriorityClass {current} is already marked as default. Only one default can exist"
+                )));
             }
         }
         Ok(())
@@ -376,10 +393,14 @@ mod tests {
     #[test]
     fn flags_resolve_as_upstream() {
         let d = AdmissionPlugins::default();
-        assert!(d.is_enabled("NamespaceLifecycle") && d.is_enabled("ResourceQuota") && !d.is_enabled("AlwaysDeny"));
+        assert!(
+            d.is_enabled(Plugin::NamespaceLifecycle)
+                && d.is_enabled(Plugin::ResourceQuota)
+                && !d.is_enabled(Plugin::AlwaysDeny)
+        );
         assert_eq!(d.enabled.len(), 22);
         let p = AdmissionPlugins::from_flags(&names(&["AlwaysPullImages"]), &names(&["NamespaceLifecycle"])).unwrap();
-        assert!(p.is_enabled("AlwaysPullImages") && !p.is_enabled("NamespaceLifecycle"));
+        assert!(p.is_enabled(Plugin::AlwaysPullImages) && !p.is_enabled(Plugin::NamespaceLifecycle));
         let e =
             AdmissionPlugins::from_flags(&names(&["Bogus", "Priority"]), &names(&["Priority", "Nope"])).unwrap_err();
         assert_eq!(

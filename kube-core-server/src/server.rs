@@ -3,8 +3,8 @@
 //! versions) behind one shared watch cache, with NamespaceLifecycle admission, installed in a
 //! ResourceServer in front of the delegate; then bootstrap and the controllers.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
@@ -18,13 +18,13 @@ use k8s_openapi::api::storage::v1::VolumeAttachment;
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
 use generic_server::registry::registration::BuiltIn;
-use generic_server::registry::{Admission, Store};
+use generic_server::registry::{AdmissionChain, Mutating, Store, Validating};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
 
 use generic_server::authz::Deferred;
 
-use crate::admission::{AdmissionPlugins, Priority};
+use crate::admission::{AdmissionPlugins, Plugin, Priority};
 use crate::node_authorizer::{NodeAuthorizer, NodeAuthorizerStores};
 use crate::rbac::escalation::EscalationCheck;
 use crate::rbac::{AuthorizerStores, Rbac};
@@ -41,8 +41,8 @@ pub struct CoreServer {
     /// Every namespaced Store, for the namespace controller; servers behind
     /// this one register theirs here too.
     pub registry: Arc<StoreRegistry>,
-    /// The admission plugins every Store is built with, for servers behind.
-    pub admission: Vec<Arc<dyn Admission>>,
+    /// The admission chain every Store is built with, for servers behind.
+    pub admission: Arc<AdmissionChain>,
     /// The RBAC authorizer over this server's rbac Stores.
     pub rbac: Arc<Rbac>,
     /// The Node authorizer over this server's pods and volumes (following
@@ -54,15 +54,24 @@ pub struct CoreServer {
 }
 
 /// What kube-core-server shares with the servers behind it: the admission
-/// chain every Store runs (NamespaceLifecycle, ServiceAccount and Priority,
-/// bound here to the namespace, ServiceAccount and PriorityClass Stores) and
-/// the registry of namespaced Stores the namespace controller empties.
+/// chain every Store runs (its own plugins bound here to the Stores they read,
+/// and those the binary provides) and the registry of namespaced Stores the
+/// namespace controller empties.
 pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
     pub service_account: Arc<ServiceAccountAdmission>,
     pub priority: Arc<Priority>,
     pub registry: Arc<StoreRegistry>,
     pub plugins: AdmissionPlugins,
+    provided: std::sync::Mutex<BTreeMap<Plugin, Provided>>,
+    chain: OnceLock<Arc<AdmissionChain>>,
+}
+
+/// The two halves of a plugin; either may be absent.
+#[derive(Default, Clone)]
+pub struct Provided {
+    pub mutating: Option<Arc<dyn Mutating>>,
+    pub validating: Option<Arc<dyn Validating>>,
 }
 
 impl Shared {
@@ -72,27 +81,67 @@ impl Shared {
 
     /// With the plugins the admission flags left on.
     pub fn with_plugins(plugins: AdmissionPlugins) -> Self {
-        Shared {
+        let shared = Shared {
             lifecycle: Arc::new(NamespaceLifecycle::new()),
             service_account: Arc::new(ServiceAccountAdmission::new()),
             priority: Arc::new(Priority::new()),
             registry: Arc::new(StoreRegistry::new()),
             plugins,
-        }
+            provided: Default::default(),
+            chain: OnceLock::new(),
+        };
+        shared.provide(
+            Plugin::NamespaceLifecycle,
+            Provided { validating: Some(shared.lifecycle.clone()), ..Default::default() },
+        );
+        shared.provide(
+            Plugin::ServiceAccount,
+            Provided { mutating: Some(shared.service_account.clone()), ..Default::default() },
+        );
+        shared.provide(
+            Plugin::Priority,
+            Provided { mutating: Some(shared.priority.clone()), validating: Some(shared.priority.clone()) },
+        );
+        shared
     }
 
-    pub fn admission(&self) -> Vec<Arc<dyn Admission>> {
-        let mut chain: Vec<Arc<dyn Admission>> = Vec::new();
-        if self.plugins.is_enabled("NamespaceLifecycle") {
-            chain.push(self.lifecycle.clone());
+    /// Supplies the code of `plugin`, which runs if the flags enabled it.
+    /// Must come before the first [`admission`](Self::admission).
+    pub fn provide(&self, plugin: Plugin, halves: Provided) {
+        if self.chain.get().is_some() {
+            tracing::error!(plugin = plugin.name(), "admission plugin provided after the chain was built; ignored");
         }
-        if self.plugins.is_enabled("ServiceAccount") {
-            chain.push(self.service_account.clone());
-        }
-        if self.plugins.is_enabled("Priority") {
-            chain.push(self.priority.clone());
-        }
-        chain
+        self.provided.lock().unwrap_or_else(|e| e.into_inner()).insert(plugin, halves);
+    }
+
+    /// The chain of the enabled plugins in upstream's order, built once and
+    /// shared by every Store.
+    pub fn admission(&self) -> Arc<AdmissionChain> {
+        self.chain
+            .get_or_init(|| {
+                let provided = self.provided.lock().unwrap_or_else(|e| e.into_inner());
+                let mut chain = AdmissionChain::default();
+                for plugin in self.plugins.enabled() {
+                    let Some(halves) = provided.get(plugin) else {
+                        let (name, why) =
+                            (plugin.name(), "admission plugin not implemented by this server; it does nothing");
+                        if self.plugins.requested(*plugin) {
+                            tracing::warn!(plugin = name, "{why}");
+                        } else {
+                            tracing::debug!(plugin = name, "{why}");
+                        }
+                        continue;
+                    };
+                    if let Some(m) = &halves.mutating {
+                        chain = chain.mutating(m.clone());
+                    }
+                    if let Some(v) = &halves.validating {
+                        chain = chain.validating(v.clone());
+                    }
+                }
+                Arc::new(chain)
+            })
+            .clone()
     }
 }
 
@@ -118,23 +167,25 @@ pub async fn new_server(
     let mut caches: HashMap<String, Arc<Cacher>> = HashMap::new();
     let mut stores = Vec::new();
     let rbac = Arc::new(Rbac::default());
-    let escalation: Arc<dyn Admission> = Arc::new(EscalationCheck::new(rbac.clone(), core.authorizer.clone()));
+    let escalation: Arc<dyn Validating> = Arc::new(EscalationCheck::new(rbac.clone(), core.authorizer.clone()));
     for registration in core.registrations() {
         let root = format!("{}/", registration.info.key_root);
         let info = &registration.info;
-        let mut plugins = admission.clone();
-        if info.is::<Role>() || info.is::<ClusterRole>() || info.is::<RoleBinding>() || info.is::<ClusterRoleBinding>()
-        {
-            plugins.push(escalation.clone());
-        }
-        let store = if info.is::<ComponentStatus>() {
+        let is_rbac = info.is::<Role>()
+            || info.is::<ClusterRole>()
+            || info.is::<RoleBinding>()
+            || info.is::<ClusterRoleBinding>();
+        let mut store = if info.is::<ComponentStatus>() {
             // Computed on every read: nothing to cache or store.
             let computed = Arc::new(ComponentStatuses::new(storage.clone(), &info.key_root));
-            Store::new(registration, computed, plugins)
+            Store::new(registration, computed, admission.clone())
         } else {
             let cache = caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root)).clone();
-            Store::new(registration, storage.clone(), plugins).with_cache(cache)
+            Store::new(registration, storage.clone(), admission.clone()).with_cache(cache)
         };
+        if is_rbac {
+            store = store.with_check(escalation.clone());
+        }
         let store = Arc::new(store);
         core.peers.bind(&store);
         if store.info.namespaced {

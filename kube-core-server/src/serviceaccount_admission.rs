@@ -15,9 +15,10 @@ use serde_json::{json, Value};
 
 use generic_server::registry::store::generated_name;
 use generic_server::registry::Store;
-use generic_server::registry::{Admission, AdmissionAttributes, Operation};
+use generic_server::registry::{AdmissionAttributes, Mutating, Operation};
 use generic_server::serviceaccount::WARN_ONLY_BOUND_TOKEN_EXPIRATION_SECONDS;
 use generic_server::status::StatusError;
+use k8s_openapi::api::core::v1::Pod;
 
 use crate::publishers::ROOT_CA_CONFIGMAP;
 
@@ -127,15 +128,9 @@ fn mount_token(pod: &mut Value) {
 }
 
 #[async_trait]
-impl Admission for ServiceAccountAdmission {
-    async fn mutate(
-        &self,
-        a: &AdmissionAttributes<'_>,
-        pod: &mut Value,
-        _old: Option<&Value>,
-    ) -> Result<(), StatusError> {
-        let is_pod = a.group.is_empty() && a.resource == "pods" && a.subresource.is_empty();
-        if !is_pod || a.operation != Operation::Create {
+impl Mutating for ServiceAccountAdmission {
+    async fn admit(&self, a: &AdmissionAttributes<'_>, pod: &mut Value) -> Result<(), StatusError> {
+        if !a.is_main::<Pod>() || a.operation != Operation::Create {
             return Ok(());
         }
         if pod.pointer("/metadata/annotations").and_then(|m| m.get(MIRROR_POD_ANNOTATION)).is_some() {
@@ -151,15 +146,10 @@ impl Admission for ServiceAccountAdmission {
         let name = if named.is_empty() { DEFAULT_SERVICE_ACCOUNT.to_string() } else { named };
         spec.insert("serviceAccountName".into(), json!(name));
         let Some(sa) = self.account(a.namespace, &name).await? else {
-            return Err(StatusError::forbidden(
-                a.group,
-                a.resource,
-                a.name,
-                &format!(
-                    "error looking up service account {}/{name}: serviceaccount \"{name}\" not found",
-                    a.namespace
-                ),
-            ));
+            return Err(a.forbidden(&format!(
+                "error looking up service account {}/{name}: serviceaccount \"{name}\" not found",
+                a.namespace
+            )));
         };
         if should_automount(&sa, pod) {
             mount_token(pod);
@@ -172,10 +162,6 @@ impl Admission for ServiceAccountAdmission {
                 from_account.iter().map(|s| json!({"name": s.get("name").cloned().unwrap_or(json!(""))})).collect();
             spec.insert("imagePullSecrets".into(), Value::Array(names));
         }
-        Ok(())
-    }
-
-    async fn admit(&self, _: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
         Ok(())
     }
 }

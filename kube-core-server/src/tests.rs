@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use generic_server::registry::store::DeleteOptions;
-use generic_server::registry::{Admission, ListOptions, ResourceInfo, Store, Subresource, WriteOptions};
+use generic_server::registry::{AdmissionChain, ListOptions, ResourceInfo, Store, Subresource, WriteOptions};
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::Storage;
 
@@ -25,7 +25,7 @@ impl Cluster {
         let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
         let core = CoreResources::new(&CoreConfig::default()).unwrap();
         let lifecycle = Arc::new(NamespaceLifecycle::new());
-        let admission: Vec<Arc<dyn Admission>> = vec![lifecycle.clone()];
+        let admission = Arc::new(AdmissionChain::default().validating(lifecycle.clone()));
         let stores: Vec<Arc<Store>> = core
             .registrations()
             .into_iter()
@@ -88,8 +88,11 @@ async fn restart_reseeds_allocations() {
     {
         let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&path).unwrap());
         let core = CoreResources::new(&CoreConfig::default()).unwrap();
-        let stores: Vec<Arc<Store>> =
-            core.registrations().into_iter().map(|r| Arc::new(Store::new(r, storage.clone(), vec![]))).collect();
+        let stores: Vec<Arc<Store>> = core
+            .registrations()
+            .into_iter()
+            .map(|r| Arc::new(Store::new(r, storage.clone(), AdmissionChain::empty())))
+            .collect();
         core.bootstrap(&stores[0], &stores[3]).await.unwrap();
         let created = stores[3]
             .create(
@@ -103,8 +106,11 @@ async fn restart_reseeds_allocations() {
     }
     let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&path).unwrap());
     let core = CoreResources::new(&CoreConfig::default()).unwrap();
-    let stores: Vec<Arc<Store>> =
-        core.registrations().into_iter().map(|r| Arc::new(Store::new(r, storage.clone(), vec![]))).collect();
+    let stores: Vec<Arc<Store>> = core
+        .registrations()
+        .into_iter()
+        .map(|r| Arc::new(Store::new(r, storage.clone(), AdmissionChain::empty())))
+        .collect();
     core.bootstrap(&stores[0], &stores[3]).await.unwrap();
     assert!(core.services.ip_allocator().is_allocated(ip.parse().unwrap()));
     let err = stores[3]

@@ -108,7 +108,9 @@ async fn run(opts: Options) -> Result<(), String> {
 
     let registration = sample::flunder::registration();
     let cache = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
-    let store = Arc::new(Store::new(registration, storage, Vec::new()).with_cache(cache));
+    let store = Arc::new(
+        Store::new(registration, storage, generic_server::registry::AdmissionChain::empty()).with_cache(cache),
+    );
     let resources = ResourceServer::new(Arc::new(NotFoundHandler)).with_openapi(sample::flunder::openapi);
     resources.install(store);
     let recorded: DynHandler = Arc::new(sample::caller::RecordCaller::new(Arc::new(resources)));

@@ -357,7 +357,20 @@ pub fn audit_id(req: &Request) -> Option<&str> {
 /// AddAuditAnnotation: the first value of a key stays).
 pub fn add_annotation(req: &Request, key: &str, value: &str) {
     if let Some(ctx) = context(req) {
-        let mut state = ctx.state();
+        ctx.annotate(key, value);
+    }
+}
+
+/// The request's audit context, for a filter that annotates the event after
+/// the request has been handed on.
+pub fn context_of(req: &Request) -> Option<Arc<AuditContext>> {
+    context(req).cloned()
+}
+
+impl AuditContext {
+    /// Adds an annotation to the event; the first value of a key stays.
+    pub fn annotate(&self, key: &str, value: &str) {
+        let mut state = self.state();
         match state.annotations.get(key) {
             Some(old) if old != value => {
                 tracing::warn!(key, old, value, "audit annotation already set to a different value; keeping it")

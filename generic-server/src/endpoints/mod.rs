@@ -4,7 +4,7 @@
 //! the chain owns a ResourceServer with its Stores installed; requests for
 //! anything it does not hold go to its delegate.
 
-mod output;
+pub(crate) mod output;
 mod watch;
 
 use std::collections::HashMap;
@@ -241,26 +241,27 @@ impl Params {
         }
     }
 
-    fn write_options(&self) -> Result<WriteOptions> {
+    /// The options of a write for the request's client.
+    fn write_options(&self, req: &Request) -> Result<WriteOptions> {
         Ok(WriteOptions {
             dry_run: self.dry_run()?,
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
             field_manager: None,
-            user: None,
+            user: requester(req),
+            notes: crate::registry::admission::notes_of(req),
         })
     }
 
     /// The options of a client's create, update or patch: its writes are
     /// recorded in managedFields under `fieldManager` or its User-Agent.
     fn tracked_write_options(&self, req: &Request, options_kind: &str) -> Result<WriteOptions> {
-        let mut opts = self.write_options()?;
+        let mut opts = self.write_options(req)?;
         let causes = crate::fieldmanager::validate_field_manager(self.get("fieldManager").unwrap_or(""));
         if !causes.is_empty() {
             return Err(StatusError::invalid("meta.k8s.io", options_kind, "", causes));
         }
         let ua = req.headers().get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
         opts.field_manager = Some(crate::fieldmanager::manager_name(self.get("fieldManager"), ua));
-        opts.user = req.extensions().get::<crate::authn::UserInfo>().cloned().map(std::sync::Arc::new);
         Ok(opts)
     }
 
@@ -490,7 +491,7 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
         return Err(StatusError::method_not_supported(&i.group, &i.plural, &info.verb));
     }
     let params = Params(query_params(req.uri().query()));
-    let opts = params.write_options()?;
+    let opts = params.write_options(req)?;
     let obj = decode_body(req)?;
     if !obj.is_object() {
         return Err(StatusError::bad_request("the body of the request must be a JSON object"));
@@ -548,7 +549,7 @@ async fn serve_handler(
         let body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
         let options = match info.verb.as_str() {
             "create" | "update" | "patch" => params.tracked_write_options(req, "CreateOptions")?,
-            _ => params.write_options()?,
+            _ => params.write_options(req)?,
         };
         (body, options)
     };
@@ -564,10 +565,17 @@ async fn serve_handler(
     Ok(respond(req, reply.code, &object, &reply.warnings, &output::negotiated_or_json(req)))
 }
 
+/// The authenticated client of a request, for admission.
+fn requester(req: &Request) -> Option<Arc<crate::authn::UserInfo>> {
+    req.extensions().get::<crate::authn::UserInfo>().cloned().map(Arc::new)
+}
+
 /// DeleteOptions from the body (if any) and the query, query winning as upstream.
 fn delete_options(req: &Request, params: &Params) -> Result<DeleteOptions> {
     let body = if req.body().is_empty() { Value::Null } else { decode_body(req)? };
     let mut opts = DeleteOptions::from_body(&body)?;
+    opts.user = requester(req);
+    opts.notes = crate::registry::admission::notes_of(req);
     if params.dry_run()? {
         opts.dry_run = true;
     }

@@ -17,16 +17,18 @@ fn accept(req: &Request) -> Option<&str> {
     req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok())
 }
 
+/// A Warning header as upstream writes one (RFC 7234 code 299, no agent).
+pub fn warning_header(text: &str) -> Option<http::HeaderValue> {
+    http::HeaderValue::from_str(&format!("299 - {text:?}")).ok()
+}
+
 /// Serializes `value` in the negotiated form. JSON is written as upstream's
 /// serializer writes it ([`crate::wire`]); the caller has put the value in
 /// its wire order. A value with no protobuf form is answered in JSON.
 pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], output: &Output) -> Response {
     let mut b = http::Response::builder().status(code);
-    for w in warnings {
-        let text = format!("299 - {:?}", w);
-        if let Ok(h) = http::HeaderValue::from_str(&text) {
-            b = b.header("Warning", h);
-        }
+    for h in warnings.iter().filter_map(|w| warning_header(w)) {
+        b = b.header("Warning", h);
     }
     let (ct, bytes) = match output {
         // Upstream writes YAML from a generic map: every key sorted.

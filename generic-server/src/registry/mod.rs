@@ -14,7 +14,9 @@ pub mod typed;
 
 use serde_json::Value;
 
-pub use admission::{Admission, AdmissionAttributes, Operation};
+pub use admission::{
+    Attributes as AdmissionAttributes, Chain as AdmissionChain, Mutating, Notes, Operation, Validating,
+};
 pub use conversion::{Conversion, Converted, VersionConverter};
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,

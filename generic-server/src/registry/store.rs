@@ -13,9 +13,9 @@ use bytes::Bytes;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use super::{
-    Admission, AdmissionAttributes, Operation, Registration, ResourceInfo, ScalePaths, Schema, Strategy, Subresource,
-};
+use super::admission::{self, Attributes, Notes, Operation};
+use super::{Registration, ResourceInfo, ScalePaths, Schema, Strategy, Subresource};
+use crate::authn::UserInfo;
 use crate::meta;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{Cause, StatusError};
@@ -55,7 +55,9 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// The client the write is made for, which admission may consult
     /// (RBAC's escalation check); None for the server's own writes.
-    pub user: Option<std::sync::Arc<crate::authn::UserInfo>>,
+    pub user: Option<Arc<UserInfo>>,
+    /// Where admission leaves warnings and audit annotations.
+    pub notes: Arc<Notes>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +136,10 @@ pub struct DeleteOptions {
     /// The deprecated orphanDependents; only the status code of a deletion
     /// that has to wait reads it (202 when false, as upstream).
     pub orphan_dependents: Option<bool>,
+    /// Who deletes; None for the server's own deletes.
+    pub user: Option<Arc<UserInfo>>,
+    /// Where admission leaves warnings and audit annotations.
+    pub notes: Arc<Notes>,
 }
 
 impl DeleteOptions {
@@ -186,7 +192,11 @@ pub struct Store {
     /// The watch cache of this Store's key root, consulted for watches and
     /// reads that accept an older state; None reads storage only.
     cache: Option<Arc<Cacher>>,
-    admission: Vec<Arc<dyn Admission>>,
+    admission: Arc<admission::Chain>,
+    /// Checks of this resource alone that run before the chain's validating
+    /// plugins (a CRD's create refusal while it terminates, RBAC's escalation
+    /// check).
+    checks: Vec<Arc<dyn admission::Validating>>,
     /// Objects go away by themselves this long after their last write
     /// (upstream's TTLFunc; Events with --event-ttl).
     ttl: Option<std::time::Duration>,
@@ -212,9 +222,28 @@ fn storage_err(e: StorageError) -> StatusError {
 }
 
 impl Store {
-    pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Vec<Arc<dyn Admission>>) -> Self {
+    pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Arc<admission::Chain>) -> Self {
         let Registration { info, schema, strategy, ttl, return_deleted_object, conversion } = registration;
-        Store { info, schema, strategy, storage, cache: None, admission, ttl, return_deleted_object, conversion }
+        let checks = Vec::new();
+        Store {
+            info,
+            schema,
+            strategy,
+            storage,
+            cache: None,
+            admission,
+            checks,
+            ttl,
+            return_deleted_object,
+            conversion,
+        }
+    }
+
+    /// Adds a check of this resource alone, run before the chain's
+    /// validating plugins.
+    pub fn with_check(mut self, check: Arc<dyn admission::Validating>) -> Self {
+        self.checks.push(check);
+        self
     }
 
     /// Serves watches and reads that accept an older state from `cache` (the
@@ -323,64 +352,29 @@ impl Store {
         self.storage.watch(prefix, after).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn admit(
-        &self,
-        op: Operation,
-        subresource: &str,
-        namespace: &str,
-        name: &str,
-        object: Option<&Value>,
-        old: Option<&Value>,
-        user: Option<&crate::authn::UserInfo>,
-        dry_run: bool,
-    ) -> Result<()> {
-        let attrs = AdmissionAttributes {
-            operation: op,
-            group: &self.info.group,
-            version: &self.info.version,
-            resource: &self.info.plural,
-            subresource,
-            namespace,
-            name,
-            object,
-            old,
+    /// The admission attributes of a write to this resource by `user`; the
+    /// caller states the operation, target and objects.
+    fn attributes<'a>(&'a self, user: Option<&'a UserInfo>, dry_run: bool, notes: &'a Notes) -> Attributes<'a> {
+        Attributes {
+            operation: Operation::Create,
+            info: &self.info,
+            subresource: "",
+            namespace: "",
+            name: "",
+            object: None,
+            old: None,
             user,
             dry_run,
-        };
-        for a in &self.admission {
-            a.admit(&attrs).await?;
+            notes,
         }
-        Ok(())
     }
 
-    /// Mutating admission, before validation as upstream runs it.
-    async fn mutate(
-        &self,
-        op: Operation,
-        namespace: &str,
-        object: &mut Value,
-        old: Option<&Value>,
-        dry_run: bool,
-    ) -> Result<()> {
-        let name = meta::name(object).to_string();
-        let attrs = AdmissionAttributes {
-            operation: op,
-            group: &self.info.group,
-            version: &self.info.version,
-            resource: &self.info.plural,
-            subresource: "",
-            namespace,
-            name: &name,
-            object: None,
-            old,
-            user: None,
-            dry_run,
-        };
-        for a in &self.admission {
-            a.mutate(&attrs, object, old).await?;
+    /// The validating phase: this resource's own checks, then the chain's.
+    async fn validate_admission(&self, attrs: &Attributes<'_>) -> Result<()> {
+        for c in &self.checks {
+            c.validate(attrs).await?;
         }
-        Ok(())
+        self.admission.validate(attrs).await
     }
 
     async fn current(&self, namespace: &str, name: &str) -> Result<Option<(KeyValue, Value)>> {
@@ -567,9 +561,15 @@ impl Store {
         for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
             meta::remove_meta(&mut obj, field);
         }
+        // Mutating admission sees the object as decoded and defaulted, before
+        // the server fills in its system fields, as upstream's webhooks do.
+        self.strategy.default(&mut obj);
+        let name = meta::name(&obj).to_string();
+        let attrs =
+            Attributes { namespace, name: &name, ..self.attributes(opts.user.as_deref(), opts.dry_run, &opts.notes) };
+        self.admission.mutate(&attrs, &mut obj).await?;
         meta::set_meta(&mut obj, "uid", json!(uuid::Uuid::new_v4().to_string()));
         meta::set_meta(&mut obj, "creationTimestamp", json!(meta::now_rfc3339()));
-        self.mutate(Operation::Create, namespace, &mut obj, None, opts.dry_run).await?;
         if self.strategy.tracks_generation() {
             meta::set_meta(&mut obj, "generation", json!(1));
         } else {
@@ -612,8 +612,13 @@ impl Store {
                 return Err(self.invalid(&name, causes));
             }
             self.strategy.canonicalize(obj);
-            self.admit(Operation::Create, "", namespace, &name, Some(obj), None, opts.user.as_deref(), opts.dry_run)
-                .await?;
+            let attrs = Attributes {
+                namespace,
+                name: &name,
+                object: Some(obj),
+                ..self.attributes(opts.user.as_deref(), opts.dry_run, &opts.notes)
+            };
+            self.validate_admission(&attrs).await?;
             let key = self.key(namespace, &name);
             if opts.dry_run {
                 if self.read(&key, Freshness::Consistent).await.map_err(storage_err)?.is_some() {
@@ -684,11 +689,18 @@ impl Store {
             if let Some(err) = self.check_namespace(&new, namespace) {
                 return Err(err);
             }
+            let sub = subresource.map(Subresource::name).unwrap_or("");
+            let attrs = Attributes {
+                operation: Operation::Update,
+                subresource: sub,
+                namespace,
+                name,
+                old: Some(&old),
+                ..self.attributes(opts.user.as_deref(), opts.dry_run, &opts.notes)
+            };
+            self.admission.mutate(&attrs, &mut new).await?;
             self.merge_for_update(&mut new, &old, subresource);
             self.track_fields(Some(&old), &mut new, subresource, opts);
-            if subresource.is_none() {
-                self.mutate(Operation::Update, namespace, &mut new, Some(&old), opts.dry_run).await?;
-            }
             let mut causes = meta::validate_no_new_finalizers(&new, &old);
             causes.extend(meta::validate_object_meta(&new, self.info.namespaced, self.strategy.name_rule()));
             causes.extend(match subresource {
@@ -701,18 +713,8 @@ impl Store {
                 return Err(self.invalid(name, causes));
             }
             self.strategy.canonicalize(&mut new);
-            let sub = subresource.map(Subresource::name).unwrap_or("");
-            self.admit(
-                Operation::Update,
-                sub,
-                namespace,
-                name,
-                Some(&new),
-                Some(&old),
-                opts.user.as_deref(),
-                opts.dry_run,
-            )
-            .await?;
+            let attrs = Attributes { object: Some(&new), ..attrs };
+            self.validate_admission(&attrs).await?;
             if without_rv(&new) == without_rv(&old) {
                 // Nothing changed: upstream does not write, and keeps the version.
                 return Ok(WriteResult { object: old, warnings, created: false });
@@ -946,7 +948,16 @@ impl Store {
                     return Err(StatusError::conflict(&self.info.group, &self.info.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", meta::resource_version(&obj))));
                 }
             }
-            self.admit(Operation::Delete, "", namespace, name, Some(&obj), None, None, opts.dry_run).await?;
+            let attrs = Attributes {
+                operation: Operation::Delete,
+                namespace,
+                name,
+                old: Some(&obj),
+                ..self.attributes(opts.user.as_deref(), opts.dry_run, &opts.notes)
+            };
+            // Mutating plugins are called on delete too, with no object to change.
+            self.admission.mutate(&attrs, &mut Value::Null).await?;
+            self.validate_admission(&attrs).await?;
             if self.pending_finalizers(&obj) {
                 if !meta::meta_str(&obj, "deletionTimestamp").is_empty() {
                     return Ok(DeleteResult::Pending(obj));

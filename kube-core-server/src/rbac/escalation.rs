@@ -13,8 +13,9 @@ use serde_json::Value;
 use generic_server::authn::UserInfo;
 use generic_server::authz::{aggregate, Attributes, Authorizer, PRIVILEGED_GROUP};
 use generic_server::meta;
-use generic_server::registry::{Admission, AdmissionAttributes, Operation};
+use generic_server::registry::{AdmissionAttributes, Operation, Validating};
 use generic_server::status::StatusError;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
 use generic_server::status::go_quoted;
 
@@ -91,51 +92,48 @@ fn has_aggregation_rule(obj: Option<&Value>) -> bool {
 }
 
 #[async_trait::async_trait]
-impl Admission for EscalationCheck {
-    async fn admit(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
-        if a.group != RBAC_GROUP || !a.subresource.is_empty() || a.operation == Operation::Delete {
+impl Validating for EscalationCheck {
+    async fn validate(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
+        let is_role = a.is::<Role>() || a.is::<ClusterRole>();
+        let is_binding = a.is::<RoleBinding>() || a.is::<ClusterRoleBinding>();
+        if !(is_role || is_binding) || !a.subresource.is_empty() || a.operation == Operation::Delete {
             return Ok(());
         }
         let (Some(user), Some(obj)) = (a.user, a.object) else { return Ok(()) };
         if user.groups.iter().any(|g| g == PRIVILEGED_GROUP) {
             return Ok(());
         }
-        let forbidden = |why: String| StatusError::forbidden(RBAC_GROUP, a.resource, a.name, &why);
-        match a.resource {
-            "roles" | "clusterroles" => {
-                let mut escalate = Attributes::resource(user, "escalate", a.group, a.resource, a.namespace, a.name);
-                escalate.api_version = "*";
-                if self.allowed(&escalate) || only_gc_fields(obj, a.old) {
-                    return Ok(());
-                }
-                self.confirm(user, a.namespace, &rules_of(obj)).map_err(forbidden)?;
-                if has_aggregation_rule(Some(obj)) || has_aggregation_rule(a.old) {
-                    self.confirm(user, a.namespace, &full_authority()).map_err(|_| {
-                        forbidden("must have cluster-admin privileges to use the aggregationRule".into())
-                    })?;
-                }
-                Ok(())
+        let forbidden = |why: String| a.forbidden(&why);
+        if is_role {
+            let mut escalate = Attributes::resource(user, "escalate", a.group(), a.resource(), a.namespace, a.name);
+            escalate.api_version = "*";
+            if self.allowed(&escalate) || only_gc_fields(obj, a.old) {
+                return Ok(());
             }
-            "rolebindings" | "clusterrolebindings" => {
-                if only_gc_fields(obj, a.old) {
-                    return Ok(());
-                }
-                let at = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
-                let (group, kind, name) = (at("/roleRef/apiGroup"), at("/roleRef/kind"), at("/roleRef/name"));
-                let resource = match kind {
-                    "ClusterRole" => "clusterroles",
-                    "Role" => "roles",
-                    _ => return Err(forbidden(format!("unsupported role reference kind: {kind:?}"))),
-                };
-                if self.allowed(&Attributes::resource(user, "bind", group, resource, a.namespace, name)) {
-                    return Ok(());
-                }
-                let Some(rules) = self.rbac.role_reference_rules(kind, name, a.namespace) else {
-                    return Err(StatusError::not_found(RBAC_GROUP, resource, name));
-                };
-                self.confirm(user, a.namespace, &rules).map_err(forbidden)
+            self.confirm(user, a.namespace, &rules_of(obj)).map_err(forbidden)?;
+            if has_aggregation_rule(Some(obj)) || has_aggregation_rule(a.old) {
+                self.confirm(user, a.namespace, &full_authority())
+                    .map_err(|_| forbidden("must have cluster-admin privileges to use the aggregationRule".into()))?;
             }
-            _ => Ok(()),
+            Ok(())
+        } else {
+            if only_gc_fields(obj, a.old) {
+                return Ok(());
+            }
+            let at = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
+            let (group, kind, name) = (at("/roleRef/apiGroup"), at("/roleRef/kind"), at("/roleRef/name"));
+            let resource = match kind {
+                "ClusterRole" => "clusterroles",
+                "Role" => "roles",
+                _ => return Err(forbidden(format!("unsupported role reference kind: {kind:?}"))),
+            };
+            if self.allowed(&Attributes::resource(user, "bind", group, resource, a.namespace, name)) {
+                return Ok(());
+            }
+            let Some(rules) = self.rbac.role_reference_rules(kind, name, a.namespace) else {
+                return Err(StatusError::not_found(RBAC_GROUP, resource, name));
+            };
+            self.confirm(user, a.namespace, &rules).map_err(forbidden)
         }
     }
 }
@@ -146,6 +144,7 @@ mod tests {
     use crate::rbac::authorizer::Kind;
     use generic_server::authz::{AlwaysAllow, AlwaysDeny};
     use generic_server::informer::Change;
+    use generic_server::registry::{Notes, ResourceInfo};
     use serde_json::json;
 
     fn alice() -> UserInfo {
@@ -172,11 +171,16 @@ mod tests {
         obj: &Value,
         user: Option<&UserInfo>,
     ) -> Result<(), StatusError> {
+        let info = match resource {
+            "roles" => ResourceInfo::of::<Role>(),
+            "clusterroles" => ResourceInfo::of::<ClusterRole>(),
+            "rolebindings" => ResourceInfo::of::<RoleBinding>(),
+            _ => ResourceInfo::of::<ClusterRoleBinding>(),
+        };
+        let notes = Notes::default();
         let attrs = AdmissionAttributes {
             operation: Operation::Create,
-            group: RBAC_GROUP,
-            version: "v1",
-            resource,
+            info: &info,
             subresource: "",
             namespace: "a",
             name: "x",
@@ -184,8 +188,9 @@ mod tests {
             old: None,
             user,
             dry_run: false,
+            notes: &notes,
         };
-        check.admit(&attrs).await
+        check.validate(&attrs).await
     }
 
     #[tokio::test]

@@ -334,8 +334,8 @@ mod tests {
     use cel::{Context, Value};
 
     fn eval(expr: &str) -> Result<Value, String> {
-        let program = super::super::env().compile(expr).map_err(|e| e.to_string())?;
-        let ctx = Context::with_env(super::super::env());
+        let program = crate::env().compile(expr).map_err(|e| e.to_string())?;
+        let ctx = Context::with_env(crate::env());
         program.execute(&ctx).map_err(|e| e.to_string())
     }
 

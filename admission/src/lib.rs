@@ -1,0 +1,6 @@
+//! Dynamic admission (upstream's k8s.io/apiserver/pkg/admission/plugin):
+//! the plugins whose behaviour is configured by API objects rather than
+//! flags. [`matching`] decides which requests a configuration applies to,
+//! shared by webhooks and policies as upstream shares its predicates.
+
+pub mod matching;

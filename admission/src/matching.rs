@@ -1,0 +1,252 @@
+//! Which requests a webhook or policy applies to (upstream's
+//! admission/plugin/webhook/predicates and policy/matching): rules of
+//! operations, groups, versions, resources with subresources and scope; a
+//! namespace selector on the labels of the request's namespace; an object
+//! selector on the labels of the object or the object it replaces.
+//!
+//! Configurations are parsed once, when they change ([`Rule::parse`],
+//! [`Selectors::parse`]); a request is then matched without allocating, so
+//! twenty configurations that do not match cost a create next to nothing.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use serde_json::{Map, Value};
+
+use generic_server::registry::{AdmissionAttributes, Store};
+use generic_server::selectors::LabelSelector;
+use generic_server::status::StatusError;
+
+/// One RuleWithOperations (or a policy's NamedRuleWithOperations without names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rule {
+    operations: Vec<String>,
+    groups: Vec<String>,
+    versions: Vec<String>,
+    /// (resource, subresource) pairs; "" is no subresource.
+    resources: Vec<(String, String)>,
+    scope: Scope,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    #[default]
+    Any,
+    Cluster,
+    Namespaced,
+}
+
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn any_or(list: &[String], value: &str) -> bool {
+    list.iter().any(|x| x == "*" || x == value)
+}
+
+impl Rule {
+    /// Reads a rule as stored (validation has already checked its form).
+    pub fn parse(rule: &Value) -> Rule {
+        let resources = strings(rule, "resources")
+            .into_iter()
+            .map(|r| match r.split_once('/') {
+                Some((res, sub)) => (res.to_string(), sub.to_string()),
+                None => (r, String::new()),
+            })
+            .collect();
+        let scope = match rule.get("scope").and_then(Value::as_str) {
+            Some("Cluster") => Scope::Cluster,
+            Some("Namespaced") => Scope::Namespaced,
+            _ => Scope::Any,
+        };
+        Rule {
+            operations: strings(rule, "operations"),
+            groups: strings(rule, "apiGroups"),
+            versions: strings(rule, "apiVersions"),
+            resources,
+            scope,
+        }
+    }
+
+    /// Whether the request falls under the rule. A resource without a
+    /// subresource part ("pods", "*") matches only requests without one, as
+    /// upstream; "*/*" matches every subresource.
+    pub fn matches(&self, a: &AdmissionAttributes<'_>) -> bool {
+        self.matches_resource(a) && any_or(&self.operations, a.operation.as_str())
+    }
+
+    /// As [`matches`](Self::matches), ignoring the operation (a policy's
+    /// excludeResourceRules and paramKind checks use this too).
+    pub fn matches_resource(&self, a: &AdmissionAttributes<'_>) -> bool {
+        let scope = match self.scope {
+            Scope::Any => true,
+            Scope::Cluster => !a.info.namespaced,
+            Scope::Namespaced => a.info.namespaced,
+        };
+        scope
+            && any_or(&self.groups, &a.info.group)
+            && any_or(&self.versions, &a.info.version)
+            && self
+                .resources
+                .iter()
+                .any(|(res, sub)| (res == "*" || *res == a.info.plural) && (sub == "*" || *sub == a.subresource))
+    }
+}
+
+/// A namespaceSelector and an objectSelector, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Selectors {
+    namespace: LabelSelector,
+    object: LabelSelector,
+}
+
+impl Selectors {
+    /// From the object holding `namespaceSelector` and `objectSelector` (a
+    /// webhook, or a policy's matchConstraints).
+    pub fn parse(holder: &Value) -> Selectors {
+        let read = |key| holder.get(key).filter(|v| v.is_object()).map(LabelSelector::from_object).unwrap_or_default();
+        Selectors { namespace: read("namespaceSelector"), object: read("objectSelector") }
+    }
+
+    /// The object selector: the labels of the object, or of the object it
+    /// replaces, must match (upstream's object/matcher.go).
+    pub fn matches_object(&self, a: &AdmissionAttributes<'_>, object: Option<&Value>) -> bool {
+        if self.object.is_empty() {
+            return true;
+        }
+        let matches = |o: Option<&Value>| o.and_then(labels).is_some_and(|l| self.object.matches(l));
+        matches(object) || matches(a.old)
+    }
+
+    /// The namespace selector: a cluster-scoped request other than for a
+    /// namespace always matches; a namespace's own request is judged by its
+    /// labels; any other by its namespace's stored labels. A namespace that
+    /// does not exist is upstream's 404.
+    pub async fn matches_namespace(
+        &self,
+        a: &AdmissionAttributes<'_>,
+        object: Option<&Value>,
+        namespaces: &Namespaces,
+    ) -> Result<bool, StatusError> {
+        let is_namespace = a.is::<k8s_openapi::api::core::v1::Namespace>();
+        if self.namespace.is_empty() || (!a.info.namespaced && !is_namespace) {
+            return Ok(true);
+        }
+        let empty = Map::new();
+        if is_namespace && a.subresource.is_empty() {
+            if let Some(o) = object.or(a.old) {
+                return Ok(self.namespace.matches(labels(o).unwrap_or(&empty)));
+            }
+        }
+        let name = if is_namespace { a.name } else { a.namespace };
+        let ns = namespaces.get(name).await?;
+        Ok(self.namespace.matches(labels(&ns).unwrap_or(&empty)))
+    }
+}
+
+fn labels(o: &Value) -> Option<&Map<String, Value>> {
+    o.pointer("/metadata/labels").and_then(Value::as_object)
+}
+
+/// Where namespace labels come from: the namespace Store, bound after it is
+/// built (the Stores need the admission chain first).
+#[derive(Default)]
+pub struct Namespaces {
+    store: OnceLock<Weak<Store>>,
+}
+
+impl Namespaces {
+    pub fn bind(&self, store: &Arc<Store>) {
+        let _ = self.store.set(Arc::downgrade(store));
+    }
+
+    async fn get(&self, name: &str) -> Result<Value, StatusError> {
+        let store = self
+            .store
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| StatusError::internal("admission has no namespace store"))?;
+        store.get_at("", name, generic_server::storage::Freshness::Any).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use generic_server::registry::{Notes, Operation, ResourceInfo};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use serde_json::json;
+
+    fn attrs<'a>(info: &'a ResourceInfo, sub: &'a str, op: Operation, notes: &'a Notes) -> AdmissionAttributes<'a> {
+        AdmissionAttributes {
+            operation: op,
+            info,
+            subresource: sub,
+            namespace: if info.namespaced { "ns" } else { "" },
+            name: "x",
+            object: None,
+            old: None,
+            user: None,
+            dry_run: false,
+            notes,
+        }
+    }
+
+    #[test]
+    fn rules_match_as_upstream() {
+        let notes = Notes::default();
+        let (pods, deploys, nss) =
+            (ResourceInfo::of::<Pod>(), ResourceInfo::of::<Deployment>(), ResourceInfo::of::<Namespace>());
+        let rule = |v: Value| Rule::parse(&v);
+        let all_pods =
+            rule(json!({"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}));
+        assert!(all_pods.matches(&attrs(&pods, "", Operation::Create, &notes)));
+        assert!(!all_pods.matches(&attrs(&pods, "", Operation::Update, &notes)));
+        assert!(
+            !all_pods.matches(&attrs(&pods, "status", Operation::Create, &notes)),
+            "no subresource part: main only"
+        );
+        assert!(!all_pods.matches(&attrs(&deploys, "", Operation::Create, &notes)));
+        let star = rule(json!({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}));
+        assert!(star.matches(&attrs(&deploys, "", Operation::Delete, &notes)));
+        assert!(!star.matches(&attrs(&deploys, "scale", Operation::Update, &notes)));
+        let subs =
+            rule(json!({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/scale"]}));
+        assert!(subs.matches(&attrs(&deploys, "scale", Operation::Update, &notes)));
+        assert!(!subs.matches(&attrs(&deploys, "", Operation::Update, &notes)));
+        let every = rule(json!({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}));
+        assert!(every.matches(&attrs(&pods, "status", Operation::Update, &notes)));
+        let cluster = rule(
+            json!({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"], "scope": "Cluster"}),
+        );
+        assert!(
+            cluster.matches(&attrs(&nss, "", Operation::Create, &notes))
+                && !cluster.matches(&attrs(&pods, "", Operation::Create, &notes))
+        );
+        let namespaced = rule(
+            json!({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"], "scope": "Namespaced"}),
+        );
+        assert!(
+            !namespaced.matches(&attrs(&nss, "", Operation::Create, &notes))
+                && namespaced.matches(&attrs(&pods, "", Operation::Create, &notes))
+        );
+    }
+
+    #[test]
+    fn object_selector_reads_new_or_old_labels() {
+        let notes = Notes::default();
+        let pods = ResourceInfo::of::<Pod>();
+        let s = Selectors::parse(&json!({"objectSelector": {"matchLabels": {"app": "web"}}}));
+        let web = json!({"metadata": {"labels": {"app": "web"}}});
+        let other = json!({"metadata": {"labels": {"app": "db"}}});
+        let mut a = attrs(&pods, "", Operation::Update, &notes);
+        assert!(s.matches_object(&a, Some(&web)));
+        assert!(!s.matches_object(&a, Some(&other)));
+        a.old = Some(&web);
+        assert!(s.matches_object(&a, Some(&other)), "the replaced object's labels count too");
+        assert!(Selectors::parse(&json!({})).matches_object(&a, None));
+    }
+}
