@@ -224,7 +224,11 @@ mod tests {
         // Warn follows an enforce level above it.
         assert_eq!(p.warn.to_string(), "baseline:latest");
         let (p, _) = Policy::from_labels(
-            &labels(&[(ENFORCE_LEVEL_LABEL, "restricted"), (ENFORCE_VERSION_LABEL, "v1.24"), (WARN_LEVEL_LABEL, "baseline")]),
+            &labels(&[
+                (ENFORCE_LEVEL_LABEL, "restricted"),
+                (ENFORCE_VERSION_LABEL, "v1.24"),
+                (WARN_LEVEL_LABEL, "baseline"),
+            ]),
             &d,
         );
         assert_eq!(p.enforce.to_string(), "restricted:v1.24");
@@ -233,8 +237,10 @@ mod tests {
 
     #[test]
     fn bad_labels_fail_closed_for_enforce_and_open_for_the_others() {
-        let (p, errs) =
-            Policy::from_labels(&labels(&[(ENFORCE_LEVEL_LABEL, "strict"), (AUDIT_LEVEL_LABEL, "x")]), &Policy::default());
+        let (p, errs) = Policy::from_labels(
+            &labels(&[(ENFORCE_LEVEL_LABEL, "strict"), (AUDIT_LEVEL_LABEL, "x")]),
+            &Policy::default(),
+        );
         assert_eq!(p.enforce.level, Level::Restricted);
         assert_eq!(p.audit.level, Level::Privileged);
         assert_eq!(p.warn.level, Level::Privileged, "a bad enforce label does not raise warn");

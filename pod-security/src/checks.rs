@@ -224,8 +224,10 @@ fn capabilities_baseline(_: &ObjectMeta, spec: &PodSpec) -> Option<Violation> {
     let mut bad_containers = Vec::new();
     let mut forbidden = BTreeSet::new();
     for c in containers(spec) {
-        let extra: Vec<&String> =
-            added_capabilities(&c).iter().filter(|cap| !CAPABILITIES_ALLOWED_BASELINE.contains(&cap.as_str())).collect();
+        let extra: Vec<&String> = added_capabilities(&c)
+            .iter()
+            .filter(|cap| !CAPABILITIES_ALLOWED_BASELINE.contains(&cap.as_str()))
+            .collect();
         if !extra.is_empty() {
             bad_containers.push(c.name.to_string());
             forbidden.extend(extra.into_iter().cloned());
@@ -283,11 +285,8 @@ fn capabilities_restricted(_: &ObjectMeta, spec: &PodSpec) -> Option<Violation> 
 }
 
 fn host_namespaces(_: &ObjectMeta, spec: &PodSpec) -> Option<Violation> {
-    let set = [
-        (spec.host_network, "hostNetwork=true"),
-        (spec.host_pid, "hostPID=true"),
-        (spec.host_ipc, "hostIPC=true"),
-    ];
+    let set =
+        [(spec.host_network, "hostNetwork=true"), (spec.host_pid, "hostPID=true"), (spec.host_ipc, "hostIPC=true")];
     let on: Vec<&str> = set.iter().filter(|(v, _)| *v == Some(true)).map(|(_, s)| *s).collect();
     if on.is_empty() {
         return None;
@@ -494,8 +493,7 @@ fn se_linux_options(_: &ObjectMeta, spec: &PodSpec, allowed: &[&str]) -> Option<
         }
         ok
     };
-    let pod_bad =
-        spec.security_context.as_ref().and_then(|sc| sc.se_linux_options.as_ref()).is_some_and(|o| !valid(o));
+    let pod_bad = spec.security_context.as_ref().and_then(|sc| sc.se_linux_options.as_ref()).is_some_and(|o| !valid(o));
     let mut bad = Vec::new();
     for c in containers(spec) {
         if let Some(o) = c.sc.and_then(|sc| sc.se_linux_options.as_ref()) {
@@ -641,8 +639,12 @@ const SYSCTLS_1_0: &[&str] = &[
     "net.ipv4.ip_unprivileged_port_start",
 ];
 const SYSCTLS_1_27: &[&str] = &["net.ipv4.ip_local_reserved_ports"];
-const SYSCTLS_1_29: &[&str] =
-    &["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"];
+const SYSCTLS_1_29: &[&str] = &[
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+];
 const SYSCTLS_1_32: &[&str] = &["net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"];
 
 fn sysctls_1_0(meta: &ObjectMeta, spec: &PodSpec) -> Option<Violation> {
@@ -679,8 +681,9 @@ fn windows_host_process(_: &ObjectMeta, spec: &PodSpec) -> Option<Violation> {
     let bad = names_where(spec, |c| {
         c.sc.and_then(|sc| sc.windows_options.as_ref()).and_then(|w| w.host_process) == Some(true)
     });
-    let pod_bad = spec.security_context.as_ref().and_then(|sc| sc.windows_options.as_ref()).and_then(|w| w.host_process)
-        == Some(true);
+    let pod_bad =
+        spec.security_context.as_ref().and_then(|sc| sc.windows_options.as_ref()).and_then(|w| w.host_process)
+            == Some(true);
     let bad_setters = setters(pod_bad, &bad);
     if bad_setters.is_empty() {
         return None;

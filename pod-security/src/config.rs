@@ -37,8 +37,7 @@ impl Configuration {
         };
         let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
         let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let known_version =
-            api_version.split_once('/').is_some_and(|(g, ver)| g == GROUP && VERSIONS.contains(&ver));
+        let known_version = api_version.split_once('/').is_some_and(|(g, ver)| g == GROUP && VERSIONS.contains(&ver));
         if !known_version || kind != KIND {
             return Err(format!(
                 "PodSecurity configuration error: expected {KIND} of {GROUP}/v1, got kind {kind:?} of apiVersion {api_version:?}"
@@ -138,7 +137,10 @@ mod tests {
             "exemptions": {"namespaces": ["a", "a", "Bad"], "usernames": [""]}
         });
         let err = Configuration::from_value(Some(&v)).unwrap_err();
-        assert!(err.starts_with("PodSecurity invalid: [defaults.enforce: Invalid value: \"strict\": must be one of"), "{err}");
+        assert!(
+            err.starts_with("PodSecurity invalid: [defaults.enforce: Invalid value: \"strict\": must be one of"),
+            "{err}"
+        );
         assert!(err.contains("exemptions.namespaces[1]: Duplicate value: \"a\""), "{err}");
         assert!(err.contains("exemptions.namespaces[2]: Invalid value: \"Bad\""), "{err}");
         assert!(err.contains("exemptions.usernames[0]: Invalid value: \"\": username must not be empty"), "{err}");

@@ -66,11 +66,7 @@ pub fn checks_for(lv: LevelVersion) -> Vec<CheckFn> {
     } else {
         Vec::new()
     };
-    CHECKS
-        .iter()
-        .filter(|c| c.level <= lv.level && !overridden.contains(&c.id))
-        .filter_map(|c| at(c, v))
-        .collect()
+    CHECKS.iter().filter(|c| c.level <= lv.level && !overridden.contains(&c.id)).filter_map(|c| at(c, v)).collect()
 }
 
 /// Evaluates a pod (or pod template) against `lv`.

@@ -354,8 +354,11 @@ impl PodSecurity {
             annotate(a, "enforce-policy", &policy.enforce.to_string());
             let result = outcome(policy.enforce);
             if !result.allowed() {
-                refusal =
-                    Some(a.forbidden(&format!("violates PodSecurity {:?}: {}", policy.enforce.to_string(), result.details())));
+                refusal = Some(a.forbidden(&format!(
+                    "violates PodSecurity {:?}: {}",
+                    policy.enforce.to_string(),
+                    result.details()
+                )));
             }
         }
         let audit = outcome(policy.audit);
@@ -395,10 +398,7 @@ fn annotate(a: &AdmissionAttributes<'_>, key: &str, value: &str) {
 }
 
 fn labels_of(obj: &Value) -> BTreeMap<String, String> {
-    generic_server::meta::labels(obj)
-        .into_iter()
-        .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string())))
-        .collect()
+    generic_server::meta::labels(obj).into_iter().filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string()))).collect()
 }
 
 /// The pod template of a workload resource's object, if it has one.
@@ -413,7 +413,9 @@ fn pod_template<'a>(resource: &str, obj: &'a Value) -> Option<&'a Value> {
 
 /// The metadata and spec of a pod or pod template.
 fn decode_pod(obj: &Value) -> Result<(ObjectMeta, PodSpec), serde_json::Error> {
-    let part = |field: &str| obj.get(field).filter(|v| !v.is_null()).cloned().unwrap_or_else(|| Value::Object(Default::default()));
+    let part = |field: &str| {
+        obj.get(field).filter(|v| !v.is_null()).cloned().unwrap_or_else(|| Value::Object(Default::default()))
+    };
     let meta = serde_json::from_value(part("metadata"))?;
     let mut spec = part("spec");
     // A template may omit containers, which PodSpec requires.

@@ -40,7 +40,10 @@ fn a_plain_pod_violates_restricted_four_ways_in_upstream_order() {
         out.details(),
         r#"allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#
     );
-    assert_eq!(out.reasons(), "allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile");
+    assert_eq!(
+        out.reasons(),
+        "allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile"
+    );
     assert!(eval_at(BASELINE, spec(json!({"containers": [{"name": "c", "image": "i"}]}))).allowed());
     let privileged = lv(Level::Privileged, Version::Latest);
     assert!(eval_at(privileged, spec(json!({"hostNetwork": true, "containers": [{"name": "c"}]}))).allowed());
@@ -180,7 +183,8 @@ fn versions_change_what_is_checked() {
         r#"seccompProfile (forbidden annotation seccomp.security.alpha.kubernetes.io/pod="unconfined"), allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true)"#
     );
     // container_engine_t is allowed from v1.31.
-    let engine = || spec(json!({"securityContext": {"seLinuxOptions": {"type": "container_engine_t"}}, "containers": []}));
+    let engine =
+        || spec(json!({"securityContext": {"seLinuxOptions": {"type": "container_engine_t"}}, "containers": []}));
     assert!(eval_at(BASELINE, engine()).allowed());
     assert_eq!(eval_at(lv(Level::Baseline, Version::Minor(30)), engine()).reasons(), "seLinuxOptions");
 }
