@@ -56,7 +56,7 @@ impl Configuration {
             // Upstream's SetDefaults_PodSecurityDefaults.
             let level = if level.is_empty() { "privileged".to_string() } else { level };
             let version = if version.is_empty() { "latest".to_string() } else { version };
-            let lv = LevelVersion {
+            LevelVersion {
                 level: Level::parse(&level).unwrap_or_else(|why| {
                     errs.push(Cause::invalid(format!("defaults.{level_field}"), &json!(level), &why));
                     Level::Privileged
@@ -65,8 +65,7 @@ impl Configuration {
                     errs.push(Cause::invalid(format!("defaults.{version_field}"), &json!(version), &why));
                     Version::Latest
                 }),
-            };
-            lv
+            }
         };
         let enforce = mode("enforce", "enforce-version");
         let warn = mode("warn", "warn-version");

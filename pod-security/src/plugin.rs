@@ -249,11 +249,7 @@ impl PodSecurity {
     }
 
     async fn validate_pod(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
-        if IGNORED_POD_SUBRESOURCES.contains(&a.subresource) {
-            return Ok(());
-        }
-        if let Some(reason) = self.exemption(a) {
-            annotate(a, "exempt", reason);
+        if IGNORED_POD_SUBRESOURCES.contains(&a.subresource) || self.exempted(a) {
             return Ok(());
         }
         let labels = match self.namespace_labels(a.namespace).await {
@@ -289,11 +285,7 @@ impl PodSecurity {
     }
 
     async fn validate_controller(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
-        if !a.subresource.is_empty() {
-            return Ok(());
-        }
-        if let Some(reason) = self.exemption(a) {
-            annotate(a, "exempt", reason);
+        if !a.subresource.is_empty() || self.exempted(a) {
             return Ok(());
         }
         let labels = match self.namespace_labels(a.namespace).await {
@@ -319,14 +311,17 @@ impl PodSecurity {
         }
     }
 
-    fn exemption(&self, a: &AdmissionAttributes<'_>) -> Option<&'static str> {
-        if self.exempt_namespace(a.namespace) {
-            Some("namespace")
+    /// Whether the request's namespace or user is exempt, annotated so.
+    fn exempted(&self, a: &AdmissionAttributes<'_>) -> bool {
+        let reason = if self.exempt_namespace(a.namespace) {
+            "namespace"
         } else if self.exempt_user(a) {
-            Some("user")
+            "user"
         } else {
-            None
-        }
+            return false;
+        };
+        annotate(a, "exempt", reason);
+        true
     }
 
     /// Upstream's EvaluatePod: enforce (pods only) refuses, audit annotates,
