@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, Store, Validating};
 use generic_server::status::{Cause, StatusError};
+use generic_server::storage::Freshness;
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
@@ -84,8 +85,15 @@ impl PodSecurity {
             .is_some_and(|rc| !rc.is_empty() && self.config.exemptions.runtime_classes.iter().any(|c| c == rc))
     }
 
+    /// The labels of namespace `ns`, from the watch cache as upstream reads
+    /// its informer, from storage when the cache does not have it yet.
     async fn namespace_labels(&self, ns: &str) -> Result<BTreeMap<String, String>, StatusError> {
-        Ok(labels_of(&Self::store(&self.namespaces)?.get("", ns).await?))
+        let store = Self::store(&self.namespaces)?;
+        let namespace = match store.get_at("", ns, Freshness::Any).await {
+            Err(e) if e.code == 404 => store.get("", ns).await?,
+            other => other?,
+        };
+        Ok(labels_of(&namespace))
     }
 
     async fn validate_namespace(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
