@@ -14,6 +14,7 @@ use std::time::Instant;
 use clap::Parser;
 use generic_server::authn::TokenFile;
 use generic_server::filters::{self, Authentication, FilterConfig, VersionInfo};
+use generic_server::registry::admission_config::AdmissionConfig;
 use generic_server::serve;
 use generic_server::serviceaccount::ServiceAccountTokens;
 use kube_core_server::admission::AdmissionPlugins;
@@ -128,6 +129,10 @@ pub struct Options {
     /// Admission plugins to turn off, default-on ones included.
     #[arg(long, value_delimiter = ',')]
     pub disable_admission_plugins: Vec<String>,
+    /// The admission plugins' configuration (an apiserver.config.k8s.io/v1
+    /// AdmissionConfiguration), e.g. PodSecurity's defaults and exemptions.
+    #[arg(long)]
+    pub admission_control_config_file: Option<PathBuf>,
     /// The audit policy (audit.k8s.io/v1 Policy); without it nothing is audited.
     #[arg(long)]
     pub audit_policy_file: Option<PathBuf>,
@@ -253,6 +258,10 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
             [one] => one.clone(),
             many => format!("[{}]", many.join(", ")),
         })?;
+    let admission_config = match &opts.admission_control_config_file {
+        Some(f) => AdmissionConfig::load(f)?,
+        None => AdmissionConfig::default(),
+    };
     let authorization_modes = generic_server::authz::parse_modes(&opts.authorization_mode)?;
     let audit = generic_server::audit::Auditor::from_flags(
         opts.audit_policy_file.as_deref(),
@@ -309,7 +318,8 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let service_accounts =
         Arc::new(service_account_tokens(&opts, &data_dir.join("pki"), &format!("{host}:{}", local.port()))?);
 
-    let access = wiring::Access { plugins, service_accounts: service_accounts.clone(), authorization_modes };
+    let access =
+        wiring::Access { plugins, admission_config, service_accounts: service_accounts.clone(), authorization_modes };
     let wiring::Chain { handler: chain, ready_checks, authorizer } =
         wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, access).await?;
     let service = filters::build(

@@ -4,6 +4,7 @@
 //! A new resource is a Strategy and a registration, never a new handler.
 
 pub mod admission;
+pub mod admission_config;
 pub mod conversion;
 pub mod registration;
 pub mod rest;
