@@ -120,6 +120,10 @@ pub async fn build_chain(
     // The backends time their own requests; /metrics counts objects in storage.
     generic_server::metrics::global().count_objects_in(storage.clone());
     let shared = kube_core_server::Shared::with_plugins(access.plugins);
+    shared
+        .builtins
+        .tolerations
+        .set_seconds(opts.default_not_ready_toleration_seconds, opts.default_unreachable_toleration_seconds);
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;

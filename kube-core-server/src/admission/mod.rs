@@ -12,6 +12,22 @@
 //! Each reads its resource through a Store. The Stores themselves need the
 //! plugins, so a Store is bound after construction and held weakly, which
 //! avoids a reference cycle.
+//!
+//! The other default-on plugins live in their own modules and are provided
+//! together as [`Builtins`]: TaintNodesByCondition, DefaultTolerationSeconds
+//! and DefaultIngressClass ([`defaults`]), DefaultStorageClass,
+//! StorageObjectInUseProtection and PersistentVolumeClaimResize
+//! ([`storage`]), RuntimeClass ([`runtimeclass`]), and CertificateApproval,
+//! CertificateSigning and CertificateSubjectRestriction ([`certificates`]).
+
+mod bound;
+mod builtins;
+pub mod certificates;
+pub mod defaults;
+pub mod runtimeclass;
+pub mod storage;
+
+pub use builtins::{BuiltinStores, Builtins};
 
 use std::sync::{Arc, OnceLock, Weak};
 
