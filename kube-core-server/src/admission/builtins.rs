@@ -38,7 +38,8 @@ pub struct BuiltinStores<'a> {
 impl Builtins {
     /// Each plugin with its halves.
     pub fn provided(&self) -> Vec<(Plugin, Provided)> {
-        let mutating = |m: Arc<dyn generic_server::registry::Mutating>| Provided { mutating: Some(m), validating: None };
+        let mutating =
+            |m: Arc<dyn generic_server::registry::Mutating>| Provided { mutating: Some(m), validating: None };
         let validating =
             |v: Arc<dyn generic_server::registry::Validating>| Provided { mutating: None, validating: Some(v) };
         let authorizer: Arc<dyn Authorizer> = self.authorizer.clone();

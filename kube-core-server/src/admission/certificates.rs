@@ -61,9 +61,7 @@ impl SignerCheck {
 #[async_trait::async_trait]
 impl Validating for SignerCheck {
     async fn validate(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
-        if a.operation != Operation::Update
-            || !a.is::<CertificateSigningRequest>()
-            || a.subresource != self.subresource
+        if a.operation != Operation::Update || !a.is::<CertificateSigningRequest>() || a.subresource != self.subresource
         {
             return Ok(());
         }
@@ -113,7 +111,9 @@ impl Validating for CertificateSubjectRestriction {
         let organizations =
             requested_organizations(&pem).map_err(|e| a.forbidden(&format!("failed to parse CSR: {e}")))?;
         if organizations.iter().any(|o| o == "system:masters") {
-            return Err(a.forbidden(&format!("use of {KUBE_APISERVER_CLIENT} signer with system:masters group is not allowed")));
+            return Err(a.forbidden(&format!(
+                "use of {KUBE_APISERVER_CLIENT} signer with system:masters group is not allowed"
+            )));
         }
         Ok(())
     }

@@ -45,7 +45,8 @@ impl Mutating for TaintNodesByCondition {
         }
         let Value::Array(taints) = taints else { return Ok(()) };
         // Upstream's MatchTaint: the same key and effect, whatever the value.
-        let tainted = taints.iter().any(|t| str_at(t, "/key") == TAINT_NOT_READY && str_at(t, "/effect") == "NoSchedule");
+        let tainted =
+            taints.iter().any(|t| str_at(t, "/key") == TAINT_NOT_READY && str_at(t, "/effect") == "NoSchedule");
         if !tainted {
             taints.push(json!({"key": TAINT_NOT_READY, "effect": "NoSchedule"}));
         }
@@ -92,7 +93,8 @@ impl DefaultTolerationSeconds {
         .filter(|(key, _)| !tolerates(key))
         .collect();
         for (key, seconds) in missing {
-            tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
+            tolerations
+                .push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
     }
 }
@@ -165,7 +167,8 @@ impl Mutating for DefaultIngressClass {
             return Ok(());
         }
         let classes = self.classes.list().await.map_err(|e| a.forbidden(&e.message))?;
-        let Some(class) = newest_default(classes, |c| annotation_true(c, "ingressclass.kubernetes.io/is-default-class"))
+        let Some(class) =
+            newest_default(classes, |c| annotation_true(c, "ingressclass.kubernetes.io/is-default-class"))
         else {
             return Ok(());
         };

@@ -195,7 +195,9 @@ impl Validating for RuntimeClass {
         let class = self.class_of(a, pod).await?;
         let given = pod.pointer("/spec/overhead").filter(|o| !o.is_null());
         match class.as_ref().and_then(class_overhead) {
-            Some(fixed) if !same_resources(&fixed, given.unwrap_or(&Value::Null)) => Err(a.forbidden(OVERHEAD_MISMATCH)),
+            Some(fixed) if !same_resources(&fixed, given.unwrap_or(&Value::Null)) => {
+                Err(a.forbidden(OVERHEAD_MISMATCH))
+            }
             Some(_) => Ok(()),
             None if given.is_some() => {
                 Err(a.forbidden("pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead"))

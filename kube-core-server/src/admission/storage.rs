@@ -18,8 +18,9 @@ use generic_server::status::StatusError;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 use super::bound::BoundStore;
-use super::defaults::{annotation_true, has_annotation, newest_default};
+use super::defaults::{has_annotation, newest_default};
 use crate::registry::podspec::parse_quantity;
+use crate::registry::storageclass::is_default_class;
 use crate::registry::{child, str_at};
 
 /// The claim annotation that named a class before spec.storageClassName.
@@ -50,11 +51,7 @@ impl Mutating for DefaultStorageClass {
             return Ok(());
         }
         let classes = self.classes.list().await.map_err(|e| a.forbidden(&e.message))?;
-        let is_default = |c: &Value| {
-            annotation_true(c, "storageclass.kubernetes.io/is-default-class")
-                || annotation_true(c, "storageclass.beta.kubernetes.io/is-default-class")
-        };
-        if let Some(class) = newest_default(classes, is_default) {
+        if let Some(class) = newest_default(classes, is_default_class) {
             child(claim, "spec").insert("storageClassName".into(), json!(meta::name(&class)));
         }
         Ok(())
