@@ -30,7 +30,7 @@ impl BoundStore {
         self.store
             .get()
             .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal(&format!("admission has no {} store", self.resource)))
+            .ok_or_else(|| StatusError::internal(format!("admission has no {} store", self.resource)))
     }
 
     /// The cluster-scoped object `name`, None if there is none.

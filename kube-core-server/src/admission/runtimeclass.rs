@@ -211,6 +211,12 @@ impl Validating for RuntimeClass {
 mod tests {
     use super::*;
 
+    /// merge_tolerations over lists of references, its result as a JSON list.
+    fn merge(first: &[&Value], second: &[&Value]) -> Value {
+        let owned = |l: &[&Value]| l.iter().map(|v| (*v).clone()).collect::<Vec<_>>();
+        Value::Array(merge_tolerations(&owned(first), &owned(second)))
+    }
+
     #[test]
     fn tolerations_merge_keeping_the_wider() {
         let exists_all = json!({"operator": "Exists"});
@@ -219,16 +225,16 @@ mod tests {
         let b = json!({"key": "b", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30});
         let b_longer = json!({"key": "b", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60});
         // The class's wider toleration replaces the pod's narrower one.
-        assert_eq!(merge_tolerations(&[a.clone()], &[a_any_effect.clone()]), [a_any_effect.clone()]);
+        assert_eq!(merge(&[&a], &[&a_any_effect]), json!([a_any_effect]));
         // Of two NoExecute tolerations, the longer covers the shorter...
-        assert_eq!(merge_tolerations(&[b_longer.clone()], &[b.clone()]), [b_longer.clone()]);
-        assert_eq!(merge_tolerations(&[b.clone()], &[b_longer.clone()]), [b_longer.clone()]);
+        assert_eq!(merge(&[&b_longer], &[&b]), json!([b_longer]));
+        assert_eq!(merge(&[&b], &[&b_longer]), json!([b_longer]));
         // ...equal ones keep the first, and "tolerate everything" covers all.
-        assert_eq!(merge_tolerations(&[a.clone()], &[a.clone()]), [a.clone()]);
-        assert_eq!(merge_tolerations(&[a.clone(), b.clone()], &[exists_all.clone()]), [exists_all]);
+        assert_eq!(merge(&[&a], &[&a]), json!([a]));
+        assert_eq!(merge(&[&a, &b], &[&exists_all]), json!([exists_all]));
         // An empty operator on the covered side is neither Equal nor Exists.
         let bare = json!({"key": "a", "value": "1", "effect": "NoSchedule"});
-        assert_eq!(merge_tolerations(&[bare.clone()], &[a_any_effect.clone()]), [bare, a_any_effect]);
+        assert_eq!(merge(&[&bare], &[&a_any_effect]), json!([bare, a_any_effect]));
     }
 
     #[test]
