@@ -133,6 +133,14 @@ pub struct Options {
     /// AdmissionConfiguration), e.g. PodSecurity's defaults and exemptions.
     #[arg(long)]
     pub admission_control_config_file: Option<PathBuf>,
+    /// The tolerationSeconds of the not-ready:NoExecute toleration the
+    /// DefaultTolerationSeconds plugin adds to every pod without one.
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// The tolerationSeconds of the unreachable:NoExecute toleration the
+    /// DefaultTolerationSeconds plugin adds to every pod without one.
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
+    pub default_unreachable_toleration_seconds: i64,
     /// The audit policy (audit.k8s.io/v1 Policy); without it nothing is audited.
     #[arg(long)]
     pub audit_policy_file: Option<PathBuf>,

@@ -129,6 +129,10 @@ pub async fn build_chain(
     let shared = kube_core_server::Shared::with_plugins(access.plugins);
     let pod_security = Arc::new(pod_security::PodSecurity::new(pod_security_config));
     shared.provide(Plugin::PodSecurity, Provided { validating: Some(pod_security.clone()), ..Default::default() });
+    shared
+        .builtins
+        .tolerations
+        .set_seconds(opts.default_not_ready_toleration_seconds, opts.default_unreachable_toleration_seconds);
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;

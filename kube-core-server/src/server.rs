@@ -11,9 +11,11 @@ use k8s_openapi::api::core::v1::{
     ComponentStatus, ConfigMap, Namespace, PersistentVolume, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
+use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::api::storage::v1::VolumeAttachment;
+use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
@@ -24,7 +26,7 @@ use generic_server::storage::Storage;
 
 use generic_server::authz::Deferred;
 
-use crate::admission::{AdmissionPlugins, Plugin, Priority};
+use crate::admission::{AdmissionPlugins, BuiltinStores, Builtins, Plugin, Priority};
 use crate::node_authorizer::{NodeAuthorizer, NodeAuthorizerStores};
 use crate::rbac::escalation::EscalationCheck;
 use crate::rbac::{AuthorizerStores, Rbac};
@@ -61,6 +63,8 @@ pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
     pub service_account: Arc<ServiceAccountAdmission>,
     pub priority: Arc<Priority>,
+    /// The other default-on plugins of this crate.
+    pub builtins: Builtins,
     pub registry: Arc<StoreRegistry>,
     pub plugins: AdmissionPlugins,
     provided: std::sync::Mutex<BTreeMap<Plugin, Provided>>,
@@ -85,6 +89,7 @@ impl Shared {
             lifecycle: Arc::new(NamespaceLifecycle::new()),
             service_account: Arc::new(ServiceAccountAdmission::new()),
             priority: Arc::new(Priority::new()),
+            builtins: Builtins::default(),
             registry: Arc::new(StoreRegistry::new()),
             plugins,
             provided: Default::default(),
@@ -102,6 +107,9 @@ impl Shared {
             Plugin::Priority,
             Provided { mutating: Some(shared.priority.clone()), validating: Some(shared.priority.clone()) },
         );
+        for (plugin, halves) in shared.builtins.provided() {
+            shared.provide(plugin, halves);
+        }
         shared
     }
 
@@ -202,6 +210,12 @@ pub async fn new_server(
     let classes = store_of::<PriorityClass>(&stores)?;
     lifecycle.bind(&namespaces);
     shared.priority.bind(&classes);
+    let builtin_stores = BuiltinStores {
+        storage_classes: &store_of::<StorageClass>(&stores)?,
+        ingress_classes: &store_of::<IngressClass>(&stores)?,
+        runtime_classes: &store_of::<RuntimeClass>(&stores)?,
+    };
+    shared.builtins.bind(builtin_stores, core.authorizer.clone());
     let (accounts, secrets) = (store_of::<ServiceAccount>(&stores)?, store_of::<Secret>(&stores)?);
     shared.service_account.bind(&accounts);
     if let Some(tokens) = &config.service_account_tokens {
