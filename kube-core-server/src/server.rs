@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ComponentStatus, ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ComponentStatus, ConfigMap, LimitRange, Namespace, ResourceQuota as Quota, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -21,7 +23,7 @@ use generic_server::storage::Storage;
 
 use generic_server::authz::Deferred;
 
-use crate::admission::{AdmissionPlugins, Plugin, Priority};
+use crate::admission::{AdmissionPlugins, LimitRanger, Plugin, Priority, ResourceQuota};
 use crate::rbac::escalation::EscalationCheck;
 use crate::rbac::{AuthorizerStores, Rbac};
 use crate::registry::componentstatus::ComponentStatuses;
@@ -54,6 +56,8 @@ pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
     pub service_account: Arc<ServiceAccountAdmission>,
     pub priority: Arc<Priority>,
+    pub limit_ranger: Arc<LimitRanger>,
+    pub resource_quota: Arc<ResourceQuota>,
     pub registry: Arc<StoreRegistry>,
     pub plugins: AdmissionPlugins,
     provided: std::sync::Mutex<BTreeMap<Plugin, Provided>>,
@@ -78,6 +82,8 @@ impl Shared {
             lifecycle: Arc::new(NamespaceLifecycle::new()),
             service_account: Arc::new(ServiceAccountAdmission::new()),
             priority: Arc::new(Priority::new()),
+            limit_ranger: Arc::new(LimitRanger::new()),
+            resource_quota: Arc::new(ResourceQuota::new()),
             registry: Arc::new(StoreRegistry::new()),
             plugins,
             provided: Default::default(),
@@ -86,6 +92,14 @@ impl Shared {
         shared.provide(
             Plugin::NamespaceLifecycle,
             Provided { validating: Some(shared.lifecycle.clone()), ..Default::default() },
+        );
+        shared.provide(
+            Plugin::LimitRanger,
+            Provided { mutating: Some(shared.limit_ranger.clone()), validating: Some(shared.limit_ranger.clone()) },
+        );
+        shared.provide(
+            Plugin::ResourceQuota,
+            Provided { validating: Some(shared.resource_quota.clone()), ..Default::default() },
         );
         shared.provide(
             Plugin::ServiceAccount,
@@ -195,6 +209,8 @@ pub async fn new_server(
     let classes = store_of::<PriorityClass>(&stores)?;
     lifecycle.bind(&namespaces);
     shared.priority.bind(&classes);
+    shared.limit_ranger.bind(&store_of::<LimitRange>(&stores)?);
+    shared.resource_quota.bind(&store_of::<Quota>(&stores)?, &registry);
     let (accounts, secrets) = (store_of::<ServiceAccount>(&stores)?, store_of::<Secret>(&stores)?);
     shared.service_account.bind(&accounts);
     if let Some(tokens) = &config.service_account_tokens {
