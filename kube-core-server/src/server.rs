@@ -1,6 +1,6 @@
 //! Assembling kube-core-server: one Store per built-in resource and served
 //! version, the Stores of one key root (a resource served in several
-//! versions) behind one shared watch cache, with NamespaceLifecycle admission, installed in a
+//! versions) behind one shared watch cache, with the built-in admission plugins, installed in a
 //! ResourceServer in front of the delegate; then bootstrap and the controllers.
 
 use std::collections::{BTreeMap, HashMap};

@@ -129,50 +129,47 @@ fn milli(q: Option<&Quantity>) -> i128 {
     q.map_or(0, Quantity::milli_value)
 }
 
-fn min_constraint(kind: &str, res: &str, enforced: &Quantity, req: &ResourceList, lim: &ResourceList) -> Option<String> {
-    let (r, l, e) = (req.get(res), lim.get(res), enforced.milli_value());
-    let Some(r) = r else {
-        return Some(format!("minimum {res} usage per {kind} is {enforced}.  No request is specified"));
-    };
-    if r.milli_value() < e {
-        return Some(format!("minimum {res} usage per {kind} is {enforced}, but request is {r}"));
+/// Upstream's minConstraint, maxConstraint and maxRequestConstraint: the
+/// named figures, in the order upstream checks them, must not fall below
+/// (`max` false) or exceed the enforced value; the first must be stated.
+fn bound(
+    max: bool,
+    kind: &str,
+    res: &str,
+    enforced: &Quantity,
+    figures: &[(&str, Option<&Quantity>)],
+) -> Option<String> {
+    let word = if max { "maximum" } else { "minimum" };
+    let head = format!("{word} {res} usage per {kind} is {enforced}");
+    let e = enforced.milli_value();
+    let beyond = |q: &Quantity| if max { q.milli_value() > e } else { q.milli_value() < e };
+    for (i, (what, q)) in figures.iter().enumerate() {
+        match q {
+            None if i == 0 => return Some(format!("{head}.  No {what} is specified")),
+            Some(q) if beyond(q) => return Some(format!("{head}, but {what} is {q}")),
+            _ => {}
+        }
     }
-    match l {
-        Some(l) if l.milli_value() < e => Some(format!("minimum {res} usage per {kind} is {enforced}, but limit is {l}")),
-        _ => None,
-    }
+    None
 }
 
-fn max_constraint(kind: &str, res: &str, enforced: &Quantity, req: &ResourceList, lim: &ResourceList) -> Option<String> {
-    let (r, l, e) = (req.get(res), lim.get(res), enforced.milli_value());
-    let Some(l) = l else {
-        return Some(format!("maximum {res} usage per {kind} is {enforced}.  No limit is specified"));
-    };
-    if l.milli_value() > e {
-        return Some(format!("maximum {res} usage per {kind} is {enforced}, but limit is {l}"));
-    }
-    match r {
-        Some(r) if r.milli_value() > e => Some(format!("maximum {res} usage per {kind} is {enforced}, but request is {r}")),
-        _ => None,
-    }
-}
-
-/// Upstream's maxRequestConstraint (claims: only the request counts).
-fn max_request_constraint(kind: &str, res: &str, enforced: &Quantity, req: &ResourceList) -> Option<String> {
-    let Some(r) = req.get(res) else {
-        return Some(format!("maximum {res} usage per {kind} is {enforced}.  No request is specified"));
-    };
-    (r.milli_value() > enforced.milli_value())
-        .then(|| format!("maximum {res} usage per {kind} is {enforced}, but request is {r}"))
-}
-
-fn ratio_constraint(kind: &str, res: &str, enforced: &Quantity, req: &ResourceList, lim: &ResourceList) -> Option<String> {
+fn ratio_constraint(
+    kind: &str,
+    res: &str,
+    enforced: &Quantity,
+    req: &ResourceList,
+    lim: &ResourceList,
+) -> Option<String> {
     let (r, l) = (milli(req.get(res)), milli(lim.get(res)));
     if r == 0 {
-        return Some(format!("{res} max limit to request ratio per {kind} is {enforced}, but no request is specified or request is 0"));
+        return Some(format!(
+            "{res} max limit to request ratio per {kind} is {enforced}, but no request is specified or request is 0"
+        ));
     }
     if l == 0 {
-        return Some(format!("{res} max limit to request ratio per {kind} is {enforced}, but no limit is specified or limit is 0"));
+        return Some(format!(
+            "{res} max limit to request ratio per {kind} is {enforced}, but no limit is specified or limit is 0"
+        ));
     }
     let observed = l as f64 / r as f64;
     (observed * 1000.0 > enforced.milli_value() as f64).then(|| {
@@ -184,10 +181,10 @@ fn ratio_constraint(kind: &str, res: &str, enforced: &Quantity, req: &ResourceLi
 /// requests and limits.
 fn check_item(item: &Value, kind: &str, req: &ResourceList, lim: &ResourceList, errors: &mut Vec<String>) {
     for (res, q) in list_at(item, "/min") {
-        errors.extend(min_constraint(kind, &res, &q, req, lim));
+        errors.extend(bound(false, kind, &res, &q, &[("request", req.get(&res)), ("limit", lim.get(&res))]));
     }
     for (res, q) in list_at(item, "/max") {
-        errors.extend(max_constraint(kind, &res, &q, req, lim));
+        errors.extend(bound(true, kind, &res, &q, &[("limit", lim.get(&res)), ("request", req.get(&res))]));
     }
     for (res, q) in list_at(item, "/maxLimitRequestRatio") {
         errors.extend(ratio_constraint(kind, &res, &q, req, lim));
@@ -221,11 +218,11 @@ fn validate_claim(range: &Value, claim: &Value) -> Vec<String> {
     let mut errors = Vec::new();
     let req = list_at(claim, "/spec/resources/requests");
     for item in items(range, "PersistentVolumeClaim") {
-        for (res, q) in list_at(item, "/min") {
-            errors.extend(min_constraint("PersistentVolumeClaim", &res, &q, &req, &ResourceList::new()));
-        }
-        for (res, q) in list_at(item, "/max") {
-            errors.extend(max_request_constraint("PersistentVolumeClaim", &res, &q, &req));
+        // Only the request counts: a claim's limits are not its user's input.
+        for (max, section) in [(false, "/min"), (true, "/max")] {
+            for (res, q) in list_at(item, section) {
+                errors.extend(bound(max, "PersistentVolumeClaim", &res, &q, &[("request", req.get(&res))]));
+            }
         }
     }
     errors
@@ -256,8 +253,7 @@ impl Validating for LimitRanger {
     async fn validate(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
         let Some(object) = a.object.filter(|_| Self::handles(a)) else { return Ok(()) };
         for range in self.ranges(a.namespace) {
-            let errors =
-                if a.is::<Pod>() { validate_pod(&range, object) } else { validate_claim(&range, object) };
+            let errors = if a.is::<Pod>() { validate_pod(&range, object) } else { validate_claim(&range, object) };
             if !errors.is_empty() {
                 return Err(a.forbidden(&aggregate(&errors)));
             }
@@ -276,13 +272,18 @@ mod tests {
 
     #[test]
     fn defaults_fill_only_what_is_missing() {
-        let r = range(json!([{"type": "Container", "default": {"cpu": "500m", "memory": "1Gi"}, "defaultRequest": {"cpu": "100m"}}]));
+        let r = range(
+            json!([{"type": "Container", "default": {"cpu": "500m", "memory": "1Gi"}, "defaultRequest": {"cpu": "100m"}}]),
+        );
         let mut pod = json!({"spec": {
             "containers": [{"name": "a", "resources": {"limits": {"cpu": "1"}}}, {"name": "b", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}],
             "initContainers": [{"name": "i"}]
         }});
         default_pod(&r, &mut pod);
-        assert_eq!(pod["spec"]["containers"][0]["resources"], json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m"}}));
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"],
+            json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m"}})
+        );
         assert_eq!(
             pod["metadata"]["annotations"][ANNOTATION],
             "LimitRanger plugin set: cpu request for container a; memory limit for container a; cpu request for init container i; cpu, memory limit for init container i"
@@ -308,11 +309,21 @@ mod tests {
                 "maximum memory usage per Pod is 1Gi, but limit is 1200Mi",
             ]
         );
-        assert_eq!(aggregate(&validate_pod(&r, &json!({"spec": {"containers": [{"name": "x"}]}}))[..1]), "minimum memory usage per Container is 10Mi.  No request is specified");
-        let claims = range(json!([{"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "2Gi"}}]));
+        assert_eq!(
+            aggregate(&validate_pod(&r, &json!({"spec": {"containers": [{"name": "x"}]}}))[..1]),
+            "minimum memory usage per Container is 10Mi.  No request is specified"
+        );
+        let claims =
+            range(json!([{"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"}, "max": {"storage": "2Gi"}}]));
         let claim = |s: &str| json!({"spec": {"resources": {"requests": {"storage": s}}}});
-        assert_eq!(validate_claim(&claims, &claim("3Gi")), ["maximum storage usage per PersistentVolumeClaim is 2Gi, but request is 3Gi"]);
-        assert_eq!(validate_claim(&claims, &claim("500Mi")), ["minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi"]);
+        assert_eq!(
+            validate_claim(&claims, &claim("3Gi")),
+            ["maximum storage usage per PersistentVolumeClaim is 2Gi, but request is 3Gi"]
+        );
+        assert_eq!(
+            validate_claim(&claims, &claim("500Mi")),
+            ["minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi"]
+        );
         assert!(validate_claim(&claims, &claim("1536Mi")).is_empty());
     }
 }

@@ -19,16 +19,13 @@ use generic_server::meta;
 use generic_server::registry::store::WatchStart;
 use generic_server::registry::{ListOptions, Store, StoreRegistry};
 
+use super::evaluator::CORE_EVALUATED;
 use super::{needs_sync, Inner};
 
 /// How often every quota is recomputed (upstream's --resource-quota-sync-period
 /// is 5 minutes, but its monitors see every resource's deletions; these
 /// watches cover only the core evaluated ones).
 const RESYNC_EVERY: Duration = Duration::from_secs(30);
-
-/// Resources whose deletion (or, for pods, finishing) frees usage.
-const REPLENISHED: &[&str] =
-    &["pods", "services", "persistentvolumeclaims", "configmaps", "secrets", "replicationcontrollers", "resourcequotas"];
 
 pub(super) fn spawn(inner: Arc<Inner>, quotas: Arc<Store>, registry: &Arc<StoreRegistry>) {
     let (tx, rx) = unbounded_channel();
@@ -65,7 +62,7 @@ pub(super) fn spawn(inner: Arc<Inner>, quotas: Arc<Store>, registry: &Arc<StoreR
     };
     informer.spawn(on_change);
     for store in registry.namespaced().into_iter().filter(|s| s.info.group.is_empty()) {
-        if REPLENISHED.contains(&store.info.plural.as_str()) {
+        if CORE_EVALUATED.contains(&store.info.plural.as_str()) {
             tokio::spawn(replenish(inner.clone(), store));
         }
     }

@@ -33,6 +33,18 @@ const POD_RESOURCES: &[&str] = &[
 ];
 const SERVICE_RESOURCES: &[&str] = &["count/services", "services", "services.nodeports", "services.loadbalancers"];
 const CLAIM_RESOURCES: &[&str] = &["count/persistentvolumeclaims", "persistentvolumeclaims", "requests.storage"];
+/// The core resources with evaluators of their own (upstream's
+/// NewEvaluators), whose deletions the controller watches.
+pub const CORE_EVALUATED: &[&str] = &[
+    "pods",
+    "services",
+    "persistentvolumeclaims",
+    "configmaps",
+    "secrets",
+    "replicationcontrollers",
+    "resourcequotas",
+];
+
 /// Core resources counted under a legacy name besides `count/<resource>`.
 const LEGACY_COUNTED: &[&str] = &["configmaps", "secrets", "replicationcontrollers", "resourcequotas"];
 
@@ -100,7 +112,10 @@ pub fn counted(name: &str) -> Option<(String, String)> {
 /// isExtendedResourceNameForQuota).
 fn extended_request(name: &str) -> bool {
     name.strip_prefix("requests.").is_some_and(|r| {
-        r.contains('/') && !r.starts_with("kubernetes.io/") && !r.contains(".kubernetes.io/") && !r.starts_with("requests.")
+        r.contains('/')
+            && !r.starts_with("kubernetes.io/")
+            && !r.contains(".kubernetes.io/")
+            && !r.starts_with("requests.")
     })
 }
 
@@ -190,8 +205,7 @@ impl Evaluator {
         if self.kind != Kind::Pods {
             return Ok(());
         }
-        let required: BTreeSet<&str> =
-            required.iter().map(String::as_str).filter(|r| MUST_STATE.contains(r)).collect();
+        let required: BTreeSet<&str> = required.iter().map(String::as_str).filter(|r| MUST_STATE.contains(r)).collect();
         let mut missing: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
         for c in arr_at(obj, "/spec/containers").iter().chain(arr_at(obj, "/spec/initContainers")) {
             let stated = compute_usage(&list_at(c, "/resources/requests"), &list_at(c, "/resources/limits"));
@@ -306,7 +320,9 @@ fn pod_in_scope(scope: &Scope, pod: &Value) -> bool {
                 .iter()
                 .flat_map(|when| arr_at(spec, &format!("/affinity/{kind}/{when}")))
                 .map(|t| t.get("podAffinityTerm").unwrap_or(t))
-                .any(|t| !arr_at(t, "/namespaces").is_empty() || t.get("namespaceSelector").is_some_and(|s| !s.is_null()))
+                .any(|t| {
+                    !arr_at(t, "/namespaces").is_empty() || t.get("namespaceSelector").is_some_and(|s| !s.is_null())
+                })
         }),
         _ => false,
     }
@@ -336,7 +352,14 @@ mod tests {
         let done = json!({"spec": pod["spec"], "status": {"phase": "Succeeded"}});
         assert_eq!(pretty(&e.usage(&done)), "count/pods=1");
         assert_eq!(
-            e.matching(&names(&["pods", "requests.storage", "limits.memory", "count/pods", "requests.example.com/gpu", "secrets"])),
+            e.matching(&names(&[
+                "pods",
+                "requests.storage",
+                "limits.memory",
+                "count/pods",
+                "requests.example.com/gpu",
+                "secrets"
+            ])),
             names(&["pods", "limits.memory", "count/pods", "requests.example.com/gpu"])
         );
         assert_eq!(
@@ -377,9 +400,15 @@ mod tests {
         );
         let cm = Evaluator::of("", "configmaps");
         assert_eq!(pretty(&cm.usage(&json!({}))), "configmaps=1,count/configmaps=1");
-        assert_eq!(cm.matching(&names(&["configmaps", "count/configmaps", "secrets"])), names(&["configmaps", "count/configmaps"]));
+        assert_eq!(
+            cm.matching(&names(&["configmaps", "count/configmaps", "secrets"])),
+            names(&["configmaps", "count/configmaps"])
+        );
         let deploy = Evaluator::of("apps", "deployments");
-        assert_eq!(deploy.matching(&names(&["count/deployments.apps", "deployments"])), names(&["count/deployments.apps"]));
+        assert_eq!(
+            deploy.matching(&names(&["count/deployments.apps", "deployments"])),
+            names(&["count/deployments.apps"])
+        );
         assert_eq!(counted("count/deployments.apps"), Some(("apps".into(), "deployments".into())));
         assert!(!deploy.handles(Operation::Update) && Evaluator::of("", "services").handles(Operation::Update));
     }

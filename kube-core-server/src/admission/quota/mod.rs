@@ -28,7 +28,7 @@ use generic_server::registry::{
 use generic_server::status::StatusError;
 
 use super::resources::{add, list_at, mask, pretty, to_json, Format, Quantity, ResourceList};
-use evaluator::{counted, scopes, Evaluator};
+use evaluator::{counted, scopes, Evaluator, CORE_EVALUATED};
 
 /// How often a write is retried when a quota changed under it.
 const MAX_ATTEMPTS: usize = 5;
@@ -115,11 +115,7 @@ impl Inner {
     async fn usage(&self, quota: &Value) -> Result<ResourceList, StatusError> {
         let hard = keys(&list_at(quota, "/spec/hard"));
         let scopes = scopes(quota);
-        let mut evaluators: Vec<Evaluator> =
-            ["pods", "services", "persistentvolumeclaims", "configmaps", "secrets", "replicationcontrollers", "resourcequotas"]
-                .iter()
-                .map(|r| Evaluator::of("", r))
-                .collect();
+        let mut evaluators: Vec<Evaluator> = CORE_EVALUATED.iter().map(|r| Evaluator::of("", r)).collect();
         for (group, resource) in hard.iter().filter_map(|n| counted(n)) {
             let ev = Evaluator::of(&group, &resource);
             if !evaluators.contains(&ev) {
@@ -157,7 +153,13 @@ impl Inner {
         next["status"] = status;
         let store = self.quota_store()?;
         let written = store
-            .update(meta::namespace(quota), meta::name(quota), next, Some(&Subresource::Status), &WriteOptions::default())
+            .update(
+                meta::namespace(quota),
+                meta::name(quota),
+                next,
+                Some(&Subresource::Status),
+                &WriteOptions::default(),
+            )
             .await?;
         Ok(written.object)
     }
@@ -190,7 +192,8 @@ impl Inner {
                 return Ok(());
             }
             let mut delta = ev.usage(obj);
-            if let Some(old) = a.old.filter(|o| a.operation == Operation::Update && !meta::resource_version(o).is_empty())
+            if let Some(old) =
+                a.old.filter(|o| a.operation == Operation::Update && !meta::resource_version(o).is_empty())
             {
                 delta = grown(&delta, &ev.usage(old));
             }
@@ -268,9 +271,14 @@ mod tests {
         let l = |s: &[(&str, &str)]| -> ResourceList {
             s.iter().map(|(k, v)| (k.to_string(), Quantity::parse(v).expect("quantity"))).collect()
         };
-        let d = grown(&l(&[("services", "1"), ("services.nodeports", "3"), ("services.loadbalancers", "0")]), &l(&[("services", "1"), ("services.nodeports", "1"), ("services.loadbalancers", "1")]));
+        let d = grown(
+            &l(&[("services", "1"), ("services.nodeports", "3"), ("services.loadbalancers", "0")]),
+            &l(&[("services", "1"), ("services.nodeports", "1"), ("services.loadbalancers", "1")]),
+        );
         assert_eq!(pretty(&d), "services.nodeports=2");
         assert!(needs_sync(&json!({"spec": {"hard": {"pods": "1"}}})));
-        assert!(!needs_sync(&json!({"spec": {"hard": {"pods": "1"}}, "status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}})));
+        assert!(!needs_sync(
+            &json!({"spec": {"hard": {"pods": "1"}}, "status": {"hard": {"pods": "1"}, "used": {"pods": "0"}}})
+        ));
     }
 }
