@@ -175,10 +175,18 @@ impl Inner {
     async fn check(&self, a: &AdmissionAttributes<'_>, ev: &Evaluator, obj: &Value) -> Result<(), StatusError> {
         let store = self.quota_store()?;
         let _serial = self.lock.lock().await;
-        for _ in 0..MAX_ATTEMPTS {
+        'attempt: for _ in 0..MAX_ATTEMPTS {
             let mut interesting = Vec::new();
             for quota in Self::list(&store, a.namespace).await? {
-                let quota = if needs_sync(&quota) { self.sync(&quota).await? } else { quota };
+                let quota = match needs_sync(&quota) {
+                    false => quota,
+                    true => match self.sync(&quota).await {
+                        Ok(q) => q,
+                        // Changed while we computed: read it again.
+                        Err(e) if e.code == 409 => continue 'attempt,
+                        Err(e) => return Err(e),
+                    },
+                };
                 let matched = ev.matching(&keys(&list_at(&quota, "/status/hard")));
                 if matched.is_empty() || !ev.in_scopes(&scopes(&quota), obj) {
                     continue;
