@@ -176,3 +176,44 @@ fn quotas_count_charge_and_refuse() {
     let out = s.kubectl(&["get", "quota", "compute", "-n", "q"]);
     assert!(out.contains("pods: 1/2, requests.cpu: 400m/1, requests.memory: 256Mi/1Gi"), "{out}");
 }
+
+#[test]
+fn quota_scopes_and_claims() {
+    let s = server();
+    namespace(s, "qs");
+    s.kubectl_stdin(
+        &["create", "-n", "qs", "-f", "-"],
+        Some(concat!(
+            "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: besteffort}\nspec: {hard: {pods: '1'}, scopes: [BestEffort]}\n---\n",
+            "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: storage}\n",
+            "spec: {hard: {requests.storage: 1Gi, persistentvolumeclaims: '2', fast.storageclass.storage.k8s.io/requests.storage: 500Mi}}\n",
+        )),
+    );
+    eventually("both quotas' status", || {
+        used(s, "qs", "besteffort").is_object() && used(s, "qs", "storage").is_object()
+    });
+    // Only BestEffort pods count against a BestEffort quota.
+    s.kubectl_stdin(&["create", "-n", "qs", "-f", "-"], Some(&pod("be1", "{}")));
+    s.kubectl_err(
+        &["create", "-n", "qs", "-f", "-"],
+        Some(&pod("be2", "{}")),
+        &["pods \"be2\" is forbidden: exceeded quota: besteffort, requested: pods=1, used: pods=1, limited: pods=1"],
+    );
+    s.kubectl_stdin(&["create", "-n", "qs", "-f", "-"], Some(&pod("burstable", "{requests: {cpu: 100m}}")));
+    assert_eq!(used(s, "qs", "besteffort"), serde_json::json!({"pods": "1"}));
+
+    // Claims are charged their storage, overall and per class.
+    let claim = |name: &str, class: &str, size: &str| {
+        format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  storageClassName: {class}\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {size}}}}}\n")
+    };
+    s.kubectl_stdin(&["create", "-n", "qs", "-f", "-"], Some(&claim("c1", "slow", "600Mi")));
+    assert_eq!(
+        used(s, "qs", "storage"),
+        serde_json::json!({"requests.storage": "600Mi", "persistentvolumeclaims": "1", "fast.storageclass.storage.k8s.io/requests.storage": "0"})
+    );
+    s.kubectl_err(
+        &["create", "-n", "qs", "-f", "-"],
+        Some(&claim("c2", "fast", "600Mi")),
+        &["persistentvolumeclaims \"c2\" is forbidden: exceeded quota: storage, requested: fast.storageclass.storage.k8s.io/requests.storage=600Mi,requests.storage=600Mi, used: fast.storageclass.storage.k8s.io/requests.storage=0,requests.storage=600Mi, limited: fast.storageclass.storage.k8s.io/requests.storage=500Mi,requests.storage=1Gi"],
+    );
+}
