@@ -49,8 +49,9 @@ pub struct Options {
     /// Static bearer tokens: CSV lines token,user,uid,"group1,group2".
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
-    /// Whether requests without credentials are served as system:anonymous.
-    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    /// Whether requests without credentials are served as system:anonymous
+    /// (group system:unauthenticated), for authorization to decide.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub anonymous_auth: bool,
     /// The CIDR that service cluster IPs are allocated from.
     #[arg(long, default_value = "10.0.0.0/24")]
@@ -115,7 +116,7 @@ pub struct Options {
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_aggregator_routing: bool,
     /// Authorizers, in order, that decide each request: AlwaysAllow,
-    /// AlwaysDeny, RBAC (members of system:masters are always allowed).
+    /// AlwaysDeny, Node, RBAC (members of system:masters are always allowed).
     /// Upstream's flag defaults to AlwaysAllow; every real cluster runs RBAC,
     /// and a server that lets any authenticated caller do anything is not
     /// what a drop-in should hand a newcomer.
@@ -367,5 +368,17 @@ mod tests {
         assert_eq!(opts.testing_read_header_timeout, upstream.header_timeout);
         assert_eq!(opts.testing_idle_timeout, upstream.idle_timeout);
         assert_eq!(opts.request_timeout, upstream.body_timeout);
+    }
+
+    #[test]
+    fn anonymous_auth_defaults_to_upstreams() {
+        assert!(Options::try_parse_from(["kube-apiserver"]).expect("no flags").anonymous_auth);
+        let off = Options::try_parse_from(["kube-apiserver", "--anonymous-auth=false"]).expect("a bool");
+        assert!(!off.anonymous_auth);
+        let modes = Options::try_parse_from(["kube-apiserver", "--authorization-mode=Node,RBAC"]).expect("modes");
+        assert_eq!(
+            generic_server::authz::parse_modes(&modes.authorization_mode),
+            Ok(vec![generic_server::authz::Mode::Node, generic_server::authz::Mode::Rbac])
+        );
     }
 }

@@ -133,9 +133,11 @@ pub async fn build_chain(
         // kube-controller-manager publishes without --root-ca-file.
         root_ca: pki.ca.cert.clone(),
         service_account_tokens: Some(access.service_accounts),
+        node_authorization: access.authorization_modes.contains(&authz::Mode::Node),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
-    let authorizer = authz::for_modes(&access.authorization_modes, core.rbac.clone());
+    let by_objects = authz::ModeAuthorizers { rbac: core.rbac.clone(), node: core.node.clone() };
+    let authorizer = authz::for_modes(&access.authorization_modes, &by_objects);
     core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =
         aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server).await?;

@@ -8,11 +8,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ComponentStatus, ConfigMap, LimitRange, Namespace, ResourceQuota as Quota, Secret, Service, ServiceAccount,
+    ComponentStatus, ConfigMap, LimitRange, Namespace, PersistentVolume, Pod, ResourceQuota as Quota, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::VolumeAttachment;
 
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
@@ -24,6 +26,7 @@ use generic_server::storage::Storage;
 use generic_server::authz::Deferred;
 
 use crate::admission::{AdmissionPlugins, LimitRanger, Plugin, Priority, ResourceQuota};
+use crate::node_authorizer::{NodeAuthorizer, NodeAuthorizerStores};
 use crate::rbac::escalation::EscalationCheck;
 use crate::rbac::{AuthorizerStores, Rbac};
 use crate::registry::componentstatus::ComponentStatuses;
@@ -43,6 +46,9 @@ pub struct CoreServer {
     pub admission: Arc<AdmissionChain>,
     /// The RBAC authorizer over this server's rbac Stores.
     pub rbac: Arc<Rbac>,
+    /// The Node authorizer over this server's pods and volumes (following
+    /// them only with `CoreConfig::node_authorization`).
+    pub node: Arc<NodeAuthorizer>,
     /// The handle the access reviews and escalation check consult: bind the
     /// server's authorizer into it.
     pub authorizer: Arc<Deferred>,
@@ -246,9 +252,18 @@ pub async fn new_server(
         cluster_role_bindings: store_of::<ClusterRoleBinding>(&stores)?,
     };
     rbac.start(rbac_stores).await;
+    let node = Arc::new(NodeAuthorizer::default());
+    if config.node_authorization {
+        let node_stores = NodeAuthorizerStores {
+            pods: store_of::<Pod>(&stores)?,
+            persistent_volumes: store_of::<PersistentVolume>(&stores)?,
+            volume_attachments: store_of::<VolumeAttachment>(&stores)?,
+        };
+        node.start(node_stores).await;
+    }
     core.spawn_namespace_controller(namespaces, registry.clone());
     core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
-    Ok(CoreServer { server, registry, admission, rbac, authorizer: core.authorizer.clone() })
+    Ok(CoreServer { server, registry, admission, rbac, node, authorizer: core.authorizer.clone() })
 }
 
 /// The Store of the built-in kind `K` (of its stored version).
