@@ -8,7 +8,7 @@
 
 mod library;
 mod net;
-mod quantity;
+pub mod quantity;
 mod url;
 
 use std::sync::{Arc, OnceLock};

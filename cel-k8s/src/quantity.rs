@@ -9,8 +9,13 @@
 //! such as `1e40`) is refused rather than expanded: upstream keeps it
 //! symbolically, but expanding it on client input would cost unbounded
 //! memory.
+//!
+//! Quantities also print as upstream's canonical form (`Display`), in the
+//! format their suffix chose, for the quota and limit range messages and
+//! status that show them.
 
 use std::cmp::Ordering;
+use std::fmt;
 
 /// Upstream's message for a string that does not follow the grammar.
 pub const ERR_FORMAT_WRONG: &str =
@@ -31,6 +36,17 @@ pub struct Quantity {
     /// `Some((value, scale))` while upstream would hold the quantity as an
     /// int64Amount (value * 10^scale); `None` once it holds an inf.Dec.
     int: Option<(i64, i32)>,
+    /// How it prints (upstream's Quantity.Format).
+    format: Format,
+}
+
+/// Upstream's quantity formats, chosen by the suffix a quantity was parsed
+/// with: none or an SI letter, a binary suffix, or a decimal exponent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    DecimalSI,
+    BinarySI,
+    DecimalExponent,
 }
 
 /// Equality is by value, as upstream's Quantity.Equal: 1Gi == 1024Mi.
@@ -58,7 +74,7 @@ fn pow10(exp: i64) -> Option<i128> {
 
 fn int_form(value: i64, scale: i32) -> Result<Quantity, &'static str> {
     let nanos = pow10(i64::from(scale) + 9).and_then(|p| i128::from(value).checked_mul(p)).ok_or(ERR_TOO_LARGE)?;
-    Ok(Quantity { nanos, int: Some((value, scale)) })
+    Ok(Quantity { nanos, int: Some((value, scale)), format: Format::DecimalSI })
 }
 
 /// The suffix's base, exponent and whether it is a binary (2^n) suffix.
@@ -149,6 +165,13 @@ impl Quantity {
         }
         let p = split(s)?;
         let (base, exponent) = interpret_suffix(p.suffix).ok_or(ERR_SUFFIX)?;
+        let format = if base == 2 {
+            Format::BinarySI
+        } else if p.suffix.starts_with(['e', 'E']) {
+            Format::DecimalExponent
+        } else {
+            Format::DecimalSI
+        };
         let digits = p.num.len() as i64 + p.denom.len() as i64;
         // Upstream keeps a quantity as an int64 amount when it has few
         // enough digits for its suffix, and as an inf.Dec otherwise.
@@ -164,16 +187,39 @@ impl Quantity {
             if let Some(v) = shifted.checked_mul(1i64 << mantissa_shift) {
                 let v = if p.positive { v } else { -v };
                 let scale = i32::try_from(scale).map_err(|_| ERR_TOO_LARGE)?;
-                return int_form(v, scale);
+                return int_form(v, scale).map(|q| Quantity { format, ..q });
             }
         }
         let nanos = dec_nanos(&p, base, exponent)?;
-        Ok(Quantity { nanos: if p.positive { nanos } else { -nanos }, int: None })
+        Ok(Quantity { nanos: if p.positive { nanos } else { -nanos }, int: None, format })
     }
 
     /// An integer as upstream's NewQuantity(i, DecimalExponent).
     pub fn from_int(i: i64) -> Quantity {
-        Quantity { nanos: i128::from(i) * NANO_PER_UNIT, int: Some((i, 0)) }
+        Quantity { nanos: i128::from(i) * NANO_PER_UNIT, int: Some((i, 0)), format: Format::DecimalSI }
+    }
+
+    /// Zero in the given format (upstream's `Quantity{Format: f}`).
+    pub fn zero(format: Format) -> Quantity {
+        Quantity { nanos: 0, int: Some((0, 0)), format }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.nanos == 0
+    }
+
+    /// Upstream's MilliValue: the value in thousandths, rounded up.
+    pub fn milli_value(&self) -> i128 {
+        ceil_div(self.nanos, 1_000_000)
+    }
+
+    /// Upstream's Value: the value rounded up to a whole number.
+    pub fn value(&self) -> i128 {
+        ceil_div(self.nanos, NANO_PER_UNIT)
     }
 
     pub fn sign(&self) -> i64 {
@@ -203,13 +249,14 @@ impl Quantity {
             (Some(a), Some(b)) => int_add(a, b),
             _ => None,
         };
-        Ok(Quantity { nanos, int })
+        Ok(Quantity { nanos, int, format: self.sum_format(other) })
     }
 
     pub fn sub(&self, other: &Quantity) -> Result<Quantity, &'static str> {
         let neg = Quantity {
             nanos: other.nanos.checked_neg().ok_or(ERR_TOO_LARGE)?,
             int: other.int.and_then(|(v, s)| v.checked_neg().map(|v| (v, s))),
+            format: other.format,
         };
         // A value of i64::MIN cannot be negated as an int64 amount: upstream
         // then falls back to its exact form, as `neg.int == None` does here.
@@ -218,7 +265,64 @@ impl Quantity {
             (Some(a), Some(b)) => int_add(a, b),
             _ => None,
         };
-        Ok(Quantity { nanos, int })
+        Ok(Quantity { nanos, int, format: self.sum_format(other) })
+    }
+
+    /// A sum keeps the receiver's format, but a zero takes the other's
+    /// (upstream's Add).
+    fn sum_format(&self, other: &Quantity) -> Format {
+        if self.nanos == 0 {
+            other.format
+        } else {
+            self.format
+        }
+    }
+}
+
+fn ceil_div(n: i128, d: i128) -> i128 {
+    let q = n.div_euclid(d);
+    if n.rem_euclid(d) != 0 {
+        q + 1
+    } else {
+        q
+    }
+}
+
+const SI_SUFFIXES: &[(i32, &str)] =
+    &[(-9, "n"), (-6, "u"), (-3, "m"), (0, ""), (3, "k"), (6, "M"), (9, "G"), (12, "T"), (15, "P"), (18, "E")];
+const BINARY_SUFFIXES: &[&str] = &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+
+/// Upstream's canonical form (Quantity.String): the format's largest
+/// suffix that keeps the number whole; binary only for whole values of at
+/// least 1024 in magnitude, else decimal.
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.nanos == 0 {
+            return f.write_str("0");
+        }
+        let whole = self.nanos % NANO_PER_UNIT == 0;
+        if self.format == Format::BinarySI && whole && self.nanos.abs() >= 1024 * NANO_PER_UNIT {
+            let mut v = self.nanos / NANO_PER_UNIT;
+            let mut k = 0;
+            while k + 1 < BINARY_SUFFIXES.len() && v % 1024 == 0 {
+                v /= 1024;
+                k += 1;
+            }
+            return write!(f, "{v}{}", BINARY_SUFFIXES[k]);
+        }
+        let (mut m, mut e) = (self.nanos, -9i32);
+        while m % 10 == 0 {
+            m /= 10;
+            e += 1;
+        }
+        let shift = e.rem_euclid(3);
+        m *= 10i128.pow(shift as u32);
+        e -= shift;
+        match (self.format, SI_SUFFIXES.iter().find(|(x, _)| *x == e)) {
+            (Format::DecimalExponent, _) if e == 0 => write!(f, "{m}"),
+            (Format::DecimalExponent, _) | (_, None) => write!(f, "{m}e{e}"),
+            (_, Some((_, suffix))) => write!(f, "{m}{suffix}"),
+        }
     }
 }
 
@@ -345,6 +449,27 @@ mod tests {
         let big = q("9999999999999999999999999999999999999");
         let (a, b) = (big.add(&q("1")).expect("a"), big.add(&q("2")).expect("b"));
         assert_eq!(a.cmp(&b), Ordering::Less);
+    }
+
+    #[test]
+    fn canonical_form() {
+        let shown = |s: &str| q(s).to_string();
+        assert_eq!(shown("1000"), "1k");
+        assert_eq!(shown("1500"), "1500");
+        assert_eq!(shown("0.5"), "500m");
+        assert_eq!(shown("2000m"), "2");
+        assert_eq!(shown("1024Mi"), "1Gi");
+        assert_eq!(shown("1536Mi"), "1536Mi");
+        assert_eq!(shown("512"), "512");
+        assert_eq!(shown("1.5Gi"), "1536Mi");
+        assert_eq!(shown("0.5Ki"), "512");
+        assert_eq!(shown("1e3"), "1e3");
+        assert_eq!(shown("-100m"), "-100m");
+        assert_eq!(shown("0Gi"), "0");
+        let sum = Quantity::zero(Format::DecimalSI).add(&q("1Gi")).and_then(|s| s.add(&q("512Mi"))).expect("sum");
+        assert_eq!(sum.to_string(), "1536Mi");
+        assert_eq!(q("500m").add(&q("1")).expect("sum").to_string(), "1500m");
+        assert_eq!((q("1m").milli_value(), q("1n").milli_value(), q("1.5").value()), (1, 1, 2));
     }
 
     #[test]

@@ -335,9 +335,15 @@ fn cluster_kinds() {
     for cell in ["<none>", "web.example.com", "80"] {
         assert!(ing.contains(cell), "ingress row lacks {cell}: {ing}");
     }
-    // A new quota has no usage until a quota controller writes its status.
-    let quota = s.kubectl_json(&["get", "quota", "counts"]);
-    assert!(quota.get("status").is_none_or(|st| st.get("hard").is_none()), "{quota}");
+    // A quota's status is the server's (the client's was dropped): hard from
+    // the spec, and usage of what it tracks (admission_quota tests the counts).
+    e2e::eventually("the quota's status", || {
+        let quota = s.kubectl_json(&["get", "quota", "counts"]);
+        quota["status"]["hard"] == quota["spec"]["hard"]
+            && quota["status"]["used"]
+                .as_object()
+                .is_some_and(|u| u.contains_key("pods") && u.contains_key("requests.cpu"))
+    });
     let va = s.kubectl_json(&["get", "volumeattachment", "va1"]);
     assert!(va.pointer("/status/attached").is_none(), "status is the attacher's: {va}");
     s.assert_healthy();

@@ -1,6 +1,6 @@
 //! Assembling kube-core-server: one Store per built-in resource and served
 //! version, the Stores of one key root (a resource served in several
-//! versions) behind one shared watch cache, with NamespaceLifecycle admission, installed in a
+//! versions) behind one shared watch cache, with the built-in admission plugins, installed in a
 //! ResourceServer in front of the delegate; then bootstrap and the controllers.
 
 use std::collections::{BTreeMap, HashMap};
@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ComponentStatus, ConfigMap, Namespace, PersistentVolume, Pod, Secret, Service, ServiceAccount,
+    ComponentStatus, ConfigMap, LimitRange, Namespace, PersistentVolume, Pod, ResourceQuota as Quota, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::networking::v1::IngressClass;
@@ -26,7 +27,7 @@ use generic_server::storage::Storage;
 
 use generic_server::authz::Deferred;
 
-use crate::admission::{AdmissionPlugins, BuiltinStores, Builtins, Plugin, Priority};
+use crate::admission::{AdmissionPlugins, BuiltinStores, Builtins, LimitRanger, Plugin, Priority, ResourceQuota};
 use crate::node_authorizer::{NodeAuthorizer, NodeAuthorizerStores};
 use crate::rbac::escalation::EscalationCheck;
 use crate::rbac::{AuthorizerStores, Rbac};
@@ -65,6 +66,8 @@ pub struct Shared {
     pub priority: Arc<Priority>,
     /// The other default-on plugins of this crate.
     pub builtins: Builtins,
+    pub limit_ranger: Arc<LimitRanger>,
+    pub resource_quota: Arc<ResourceQuota>,
     pub registry: Arc<StoreRegistry>,
     pub plugins: AdmissionPlugins,
     provided: std::sync::Mutex<BTreeMap<Plugin, Provided>>,
@@ -90,6 +93,8 @@ impl Shared {
             service_account: Arc::new(ServiceAccountAdmission::new()),
             priority: Arc::new(Priority::new()),
             builtins: Builtins::default(),
+            limit_ranger: Arc::new(LimitRanger::new()),
+            resource_quota: Arc::new(ResourceQuota::new()),
             registry: Arc::new(StoreRegistry::new()),
             plugins,
             provided: Default::default(),
@@ -98,6 +103,14 @@ impl Shared {
         shared.provide(
             Plugin::NamespaceLifecycle,
             Provided { validating: Some(shared.lifecycle.clone()), ..Default::default() },
+        );
+        shared.provide(
+            Plugin::LimitRanger,
+            Provided { mutating: Some(shared.limit_ranger.clone()), validating: Some(shared.limit_ranger.clone()) },
+        );
+        shared.provide(
+            Plugin::ResourceQuota,
+            Provided { validating: Some(shared.resource_quota.clone()), ..Default::default() },
         );
         shared.provide(
             Plugin::ServiceAccount,
@@ -216,6 +229,8 @@ pub async fn new_server(
         runtime_classes: &store_of::<RuntimeClass>(&stores)?,
     };
     shared.builtins.bind(builtin_stores, core.authorizer.clone());
+    shared.limit_ranger.bind(&store_of::<LimitRange>(&stores)?);
+    shared.resource_quota.bind(&store_of::<Quota>(&stores)?, &registry);
     let (accounts, secrets) = (store_of::<ServiceAccount>(&stores)?, store_of::<Secret>(&stores)?);
     shared.service_account.bind(&accounts);
     if let Some(tokens) = &config.service_account_tokens {

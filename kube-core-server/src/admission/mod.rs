@@ -9,6 +9,9 @@
 //! most one PriorityClass is the global default; and (upstream's
 //! priorityclass REST storage) the built-in classes cannot be deleted.
 //!
+//! LimitRanger ([`limitranger`]) and ResourceQuota ([`quota`]) have modules
+//! of their own; [`resources`] is the resource arithmetic they share.
+//!
 //! Each reads its resource through a Store. The Stores themselves need the
 //! plugins, so a Store is bound after construction and held weakly, which
 //! avoids a reference cycle.
@@ -30,6 +33,10 @@ pub mod storage;
 use bound::BoundStore;
 pub use builtins::{BuiltinStores, Builtins};
 
+pub mod limitranger;
+pub mod quota;
+pub mod resources;
+
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -43,6 +50,9 @@ use crate::registry::namespace::is_terminating;
 use crate::registry::priorityclass::SYSTEM_PRIORITY_CLASSES;
 
 /// Namespaces that always exist (upstream's immortal namespaces).
+pub use limitranger::LimitRanger;
+pub use quota::ResourceQuota;
+
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 pub struct NamespaceLifecycle {
