@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::json;
 
-use super::output::{negotiate_objects, table, wire_object};
+use super::output::{negotiate_objects, table};
 use super::Params;
 use crate::body::{self, BoxError};
 use crate::handler::{Request, Response};
@@ -90,41 +89,48 @@ pub async fn serve(
             if event.event_type == "BOOKMARK" && !bookmarks {
                 continue;
             }
-            let object = match (&form, event.event_type) {
-                (_, "ERROR") => wire::typed(event.object),
-                (_, "BOOKMARK") => wire_object(&store, event.object),
-                (Output::Table(v), _) => {
+            // Objects and their JSON and protobuf encodings are shared by
+            // every watcher of the Store; only a Table or a
+            // PartialObjectMetadata is made per watcher.
+            let control = matches!(event.event_type, "ERROR" | "BOOKMARK");
+            let frame = match &form {
+                Output::Table(v) if !control => {
                     let t = table(
                         &store,
                         v,
-                        std::slice::from_ref(&event.object),
+                        std::slice::from_ref(&*event.object),
                         Default::default(),
                         &include_object,
                         first_row,
                     );
                     first_row = false;
-                    t
+                    json_frame(event.event_type, &wire::json(&t))
                 }
-                (Output::PartialObjectMetadata(v), _) => super::output::partial(v, &event.object),
-                _ => wire_object(&store, event.object),
-            };
-            let frame = match form {
-                Output::Protobuf => match crate::protobuf::encode_watch_event(event.event_type, &object) {
-                    Ok(f) => f,
-                    // An event without a protobuf form ends the watch with an
-                    // ERROR event saying so, as upstream's encoder failing does;
-                    // the client lists again (in a form it can read).
-                    Err(e) => {
-                        let status = StatusError::internal(e.message).to_status();
-                        if let Ok(f) = crate::protobuf::encode_watch_event("ERROR", &status) {
-                            let _ = tx.send(Ok(Bytes::from(f))).await;
+                Output::PartialObjectMetadata(v) if !control => {
+                    json_frame(event.event_type, &wire::json(&super::output::partial(v, &event.object)))
+                }
+                Output::Protobuf => {
+                    let framed = match event.object.protobuf() {
+                        Ok(pb) => crate::protobuf::watch_frame(event.event_type, pb),
+                        Err(e) => Err(e.clone()),
+                    };
+                    match framed {
+                        Ok(f) => Bytes::from(f),
+                        // An event without a protobuf form ends the watch with an
+                        // ERROR event saying so, as upstream's encoder failing does;
+                        // the client lists again (in a form it can read).
+                        Err(e) => {
+                            let status = StatusError::internal(e.message).to_status();
+                            if let Ok(f) = crate::protobuf::encode_watch_event("ERROR", &status) {
+                                let _ = tx.send(Ok(Bytes::from(f))).await;
+                            }
+                            break;
                         }
-                        break;
                     }
-                },
-                _ => wire::json(&json!({"type": event.event_type, "object": object})),
+                }
+                _ => json_frame(event.event_type, event.object.json()),
             };
-            if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+            if tx.send(Ok(frame)).await.is_err() {
                 break;
             }
             sent.inc();
@@ -142,4 +148,31 @@ pub async fn serve(
         .header(http::header::CACHE_CONTROL, "no-cache, private")
         .body(body::stream(stream))
         .map_err(StatusError::internal)
+}
+
+/// One JSON watch event, `{"type":...,"object":...}` and a newline, around
+/// an object's encoding (which ends in a newline) without re-encoding it:
+/// the bytes Go's encoder writes for the event.
+fn json_frame(event_type: &str, object: &[u8]) -> Bytes {
+    let object = object.strip_suffix(b"\n").unwrap_or(object);
+    let mut frame = Vec::with_capacity(object.len() + event_type.len() + 24);
+    frame.extend_from_slice(b"{\"type\":\"");
+    frame.extend_from_slice(event_type.as_bytes());
+    frame.extend_from_slice(b"\",\"object\":");
+    frame.extend_from_slice(object);
+    frame.extend_from_slice(b"}\n");
+    Bytes::from(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_frames_are_what_encoding_the_event_writes() {
+        let obj = json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "a&b"}});
+        let framed = json_frame("MODIFIED", &wire::json(&obj));
+        assert_eq!(framed.as_ref(), wire::json(&json!({"type": "MODIFIED", "object": obj})).as_slice());
+    }
 }

@@ -4,6 +4,7 @@
 //! A new resource is a Strategy and a registration, never a new handler.
 
 pub mod admission;
+pub mod cached;
 pub mod conversion;
 pub mod registration;
 pub mod rest;
@@ -15,6 +16,7 @@ pub mod typed;
 use serde_json::Value;
 
 pub use admission::{Admission, AdmissionAttributes, Operation};
+pub use cached::CachedObject;
 pub use conversion::{Conversion, Converted, VersionConverter};
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
