@@ -14,10 +14,9 @@ use crate::body::{self, BoxError};
 use crate::handler::{Request, Response};
 use crate::negotiation::Output;
 use crate::registry::store::{ListOptions, WatchStart};
-use crate::registry::Store;
+use crate::registry::{CachedObject, Store};
 use crate::request_info::RequestInfo;
 use crate::status::StatusError;
-use crate::wire;
 
 /// Upstream's --min-request-timeout: a watch with no timeoutSeconds ends after
 /// a while so that clients rebalance; they resume from their last version.
@@ -93,7 +92,7 @@ pub async fn serve(
             // every watcher of the Store; only a Table or a
             // PartialObjectMetadata is made per watcher.
             let control = matches!(event.event_type, "ERROR" | "BOOKMARK");
-            let frame = match &form {
+            let framed = match &form {
                 Output::Table(v) if !control => {
                     let t = table(
                         &store,
@@ -104,31 +103,26 @@ pub async fn serve(
                         first_row,
                     );
                     first_row = false;
-                    json_frame(event.event_type, &wire::json(&t))
+                    CachedObject::new(t, false).watch_frame(event.event_type, false)
                 }
                 Output::PartialObjectMetadata(v) if !control => {
-                    json_frame(event.event_type, &wire::json(&super::output::partial(v, &event.object)))
+                    let partial = super::output::partial(v, &event.object);
+                    CachedObject::new(partial, false).watch_frame(event.event_type, false)
                 }
-                Output::Protobuf => {
-                    let framed = match event.object.protobuf() {
-                        Ok(pb) => crate::protobuf::watch_frame(event.event_type, pb),
-                        Err(e) => Err(e.clone()),
-                    };
-                    match framed {
-                        Ok(f) => Bytes::from(f),
-                        // An event without a protobuf form ends the watch with an
-                        // ERROR event saying so, as upstream's encoder failing does;
-                        // the client lists again (in a form it can read).
-                        Err(e) => {
-                            let status = StatusError::internal(e.message).to_status();
-                            if let Ok(f) = crate::protobuf::encode_watch_event("ERROR", &status) {
-                                let _ = tx.send(Ok(Bytes::from(f))).await;
-                            }
-                            break;
-                        }
+                _ => event.object.watch_frame(event.event_type, form == Output::Protobuf),
+            };
+            let frame = match framed {
+                Ok(f) => f,
+                // An event without a protobuf form ends the watch with an
+                // ERROR event saying so, as upstream's encoder failing does;
+                // the client lists again (in a form it can read).
+                Err(e) => {
+                    let status = StatusError::internal(e.message).to_status();
+                    if let Ok(f) = crate::protobuf::encode_watch_event("ERROR", &status) {
+                        let _ = tx.send(Ok(Bytes::from(f))).await;
                     }
+                    break;
                 }
-                _ => json_frame(event.event_type, event.object.json()),
             };
             if tx.send(Ok(frame)).await.is_err() {
                 break;
@@ -148,31 +142,4 @@ pub async fn serve(
         .header(http::header::CACHE_CONTROL, "no-cache, private")
         .body(body::stream(stream))
         .map_err(StatusError::internal)
-}
-
-/// One JSON watch event, `{"type":...,"object":...}` and a newline, around
-/// an object's encoding (which ends in a newline) without re-encoding it:
-/// the bytes Go's encoder writes for the event.
-fn json_frame(event_type: &str, object: &[u8]) -> Bytes {
-    let object = object.strip_suffix(b"\n").unwrap_or(object);
-    let mut frame = Vec::with_capacity(object.len() + event_type.len() + 24);
-    frame.extend_from_slice(b"{\"type\":\"");
-    frame.extend_from_slice(event_type.as_bytes());
-    frame.extend_from_slice(b"\",\"object\":");
-    frame.extend_from_slice(object);
-    frame.extend_from_slice(b"}\n");
-    Bytes::from(frame)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn json_frames_are_what_encoding_the_event_writes() {
-        let obj = json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "a&b"}});
-        let framed = json_frame("MODIFIED", &wire::json(&obj));
-        assert_eq!(framed.as_ref(), wire::json(&json!({"type": "MODIFIED", "object": obj})).as_slice());
-    }
 }

@@ -29,7 +29,14 @@ pub struct CachedObject {
     json: OnceLock<Bytes>,
     item_json: OnceLock<Bytes>,
     protobuf: OnceLock<Result<Bytes, StatusError>>,
+    /// Whole watch event frames, JSON then protobuf, per event type
+    /// ([`EVENT_TYPES`]): most watchers of an event get the same frame.
+    frames: [OnceLock<Result<Bytes, StatusError>>; 2 * EVENT_TYPES.len()],
 }
+
+/// The event types a shared object is sent in; BOOKMARK and ERROR objects
+/// are made for one watcher and framed uncached.
+const EVENT_TYPES: [&str; 3] = ["ADDED", "MODIFIED", "DELETED"];
 
 impl CachedObject {
     pub fn new(object: Value, unstructured: bool) -> Arc<Self> {
@@ -41,6 +48,7 @@ impl CachedObject {
             json: OnceLock::new(),
             item_json: OnceLock::new(),
             protobuf: OnceLock::new(),
+            frames: Default::default(),
         })
     }
 
@@ -94,6 +102,39 @@ impl CachedObject {
     }
 }
 
+impl CachedObject {
+    /// This object as one event of a watch stream: JSON (`{"type":...,
+    /// "object":...}` and a newline) or a protobuf frame; an error when it
+    /// has no protobuf form.
+    pub fn watch_frame(&self, event_type: &str, protobuf: bool) -> Result<Bytes, StatusError> {
+        let frame = || {
+            if !protobuf {
+                return Ok(json_frame(event_type, self.json()));
+            }
+            let pb = self.protobuf().map_err(Clone::clone)?;
+            crate::protobuf::watch_frame(event_type, pb).map(Bytes::from)
+        };
+        match EVENT_TYPES.iter().position(|t| *t == event_type) {
+            Some(i) => self.frames[i + if protobuf { EVENT_TYPES.len() } else { 0 }].get_or_init(frame).clone(),
+            None => frame(),
+        }
+    }
+}
+
+/// One JSON watch event around an object's encoding (which ends in a
+/// newline) without re-encoding it: the bytes Go's encoder writes for the
+/// event.
+fn json_frame(event_type: &str, object: &[u8]) -> Bytes {
+    let object = object.strip_suffix(b"\n").unwrap_or(object);
+    let mut frame = Vec::with_capacity(object.len() + event_type.len() + 24);
+    frame.extend_from_slice(b"{\"type\":\"");
+    frame.extend_from_slice(event_type.as_bytes());
+    frame.extend_from_slice(b"\",\"object\":");
+    frame.extend_from_slice(object);
+    frame.extend_from_slice(b"}\n");
+    Bytes::from(frame)
+}
+
 impl Deref for CachedObject {
     type Target = Value;
 
@@ -129,6 +170,11 @@ mod tests {
         assert_eq!(c.protobuf().unwrap().as_ref(), crate::protobuf::encode(&cm).unwrap().as_slice());
         // Computed once: later calls hand out the same bytes.
         assert_eq!(c.json().as_ptr(), c.json().as_ptr());
+        let frame = c.watch_frame("MODIFIED", false).unwrap();
+        assert_eq!(frame.as_ref(), wire::json(&json!({"type": "MODIFIED", "object": wire::typed(cm.clone())})));
+        assert_eq!(frame.as_ptr(), c.watch_frame("MODIFIED", false).unwrap().as_ptr(), "one frame for every watcher");
+        let pb = c.watch_frame("DELETED", true).unwrap();
+        assert_eq!(pb.as_ref(), crate::protobuf::encode_watch_event("DELETED", &cm).unwrap().as_slice());
 
         let cr = json!({"spec": {"b": 1, "a": 2}, "kind": "W", "apiVersion": "x.io/v1", "metadata": {"name": "w"}});
         let c = CachedObject::new(cr.clone(), true);
