@@ -213,13 +213,13 @@ fn list_json(store: &Store, list: &ObjectList) -> Vec<u8> {
     };
     let kind = compact(&json!(store.info.list_kind()));
     let api_version = compact(&json!(store.info.api_version()));
-    let mut items = Vec::with_capacity(list.items.iter().map(|i| i.item_json().len() + 1).sum::<usize>() + 2);
+    let mut items = Vec::with_capacity(list.items.iter().map(|i| i.json().len()).sum::<usize>() + 2);
     items.push(b'[');
     for (n, item) in list.items.iter().enumerate() {
         if n > 0 {
             items.push(b',');
         }
-        items.extend_from_slice(item.item_json());
+        item.write_item(&mut items);
     }
     items.push(b']');
     let metadata = Value::Object(list.metadata.clone());

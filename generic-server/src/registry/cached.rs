@@ -27,7 +27,9 @@ pub struct CachedObject {
     labels: OnceLock<Map<String, Value>>,
     fields: OnceLock<Vec<(&'static str, String)>>,
     json: OnceLock<Bytes>,
-    item_json: OnceLock<Bytes>,
+    /// Where the JSON goes on after kind and apiVersion (its comma), for a
+    /// typed object that starts with them.
+    after_type: OnceLock<Option<usize>>,
     protobuf: OnceLock<Result<Bytes, StatusError>>,
     /// Whole watch event frames, JSON then protobuf, per event type
     /// ([`EVENT_TYPES`]): most watchers of an event get the same frame.
@@ -46,7 +48,7 @@ impl CachedObject {
             labels: OnceLock::new(),
             fields: OnceLock::new(),
             json: OnceLock::new(),
-            item_json: OnceLock::new(),
+            after_type: OnceLock::new(),
             protobuf: OnceLock::new(),
             frames: Default::default(),
         })
@@ -77,22 +79,42 @@ impl CachedObject {
         self.json.get_or_init(|| Bytes::from(wire::json(&wire::object(self.object.clone(), self.unstructured))))
     }
 
-    /// The object as an item of its list's JSON, without the newline: a
-    /// built-in's items leave out kind and apiVersion (only the list says
-    /// what they are), a custom resource's keep them.
-    pub fn item_json(&self) -> &[u8] {
-        let bytes = self.item_json.get_or_init(|| {
-            if self.unstructured {
-                return self.json().clone();
-            }
-            let mut item = wire::typed(self.object.clone());
-            if let Some(m) = item.as_object_mut() {
-                m.shift_remove("kind");
-                m.shift_remove("apiVersion");
-            }
-            Bytes::from(wire::json(&item))
+    /// Appends the object as an item of its list's JSON: a built-in's items
+    /// leave out kind and apiVersion (only the list says what they are), a
+    /// custom resource's keep them. Both are cut from [`Self::json`], which
+    /// a typed object starts with `{"kind":..,"apiVersion":..,`, so a list
+    /// keeps no second encoding of its items.
+    pub fn write_item(&self, out: &mut Vec<u8>) {
+        let json = self.json();
+        let json = json.strip_suffix(b"\n").unwrap_or(json);
+        if self.unstructured {
+            out.extend_from_slice(json);
+            return;
+        }
+        let after_type = self.after_type.get_or_init(|| {
+            let type_meta =
+                serde_json::json!({"kind": self.object.get("kind"), "apiVersion": self.object.get("apiVersion")});
+            // `{"kind":..,"apiVersion":..}` and a newline; the object goes on with a comma.
+            let type_meta = wire::json(&type_meta);
+            let lead = &type_meta[..type_meta.len() - 2];
+            (json.starts_with(lead) && json.get(lead.len()) == Some(&b',')).then_some(lead.len())
         });
-        bytes.strip_suffix(b"\n").unwrap_or(bytes)
+        match after_type {
+            Some(comma) => {
+                out.push(b'{');
+                out.extend_from_slice(&json[comma + 1..]);
+            }
+            // No kind or apiVersion to leave out: the object as it is.
+            None => {
+                let mut item = wire::typed(self.object.clone());
+                if let Some(m) = item.as_object_mut() {
+                    m.shift_remove("kind");
+                    m.shift_remove("apiVersion");
+                }
+                let bytes = wire::json(&item);
+                out.extend_from_slice(&bytes[..bytes.len() - 1]);
+            }
+        }
     }
 
     /// The object as a protobuf body (`k8s\0` envelope included); an error
@@ -165,7 +187,9 @@ mod tests {
         let cm = json!({"data": {"a": "<b>"}, "metadata": {"resourceVersion": "5", "name": "x"}, "apiVersion": "v1", "kind": "ConfigMap"});
         let c = CachedObject::new(cm.clone(), false);
         assert_eq!(c.json().as_ref(), wire::json(&wire::typed(cm.clone())).as_slice());
-        let item = String::from_utf8(c.item_json().to_vec()).unwrap();
+        let mut item = Vec::new();
+        c.write_item(&mut item);
+        let item = String::from_utf8(item).unwrap();
         assert_eq!(item, r#"{"metadata":{"name":"x","resourceVersion":"5"},"data":{"a":"\u003cb\u003e"}}"#);
         assert_eq!(c.protobuf().unwrap().as_ref(), crate::protobuf::encode(&cm).unwrap().as_slice());
         // Computed once: later calls hand out the same bytes.
@@ -179,7 +203,14 @@ mod tests {
         let cr = json!({"spec": {"b": 1, "a": 2}, "kind": "W", "apiVersion": "x.io/v1", "metadata": {"name": "w"}});
         let c = CachedObject::new(cr.clone(), true);
         assert_eq!(c.json().as_ref(), wire::json(&wire::sorted(cr)).as_slice());
-        assert_eq!(c.item_json(), c.json().strip_suffix(b"\n").unwrap());
+        let mut item = Vec::new();
+        c.write_item(&mut item);
+        assert_eq!(item, c.json().strip_suffix(b"\n").unwrap());
+        // Without its type (never the case in storage), a typed item is written whole.
+        let bare = CachedObject::new(json!({"metadata": {"name": "n"}}), false);
+        let mut item = Vec::new();
+        bare.write_item(&mut item);
+        assert_eq!(item, br#"{"metadata":{"name":"n"}}"#);
         assert!(c.protobuf().is_err(), "a custom resource has no protobuf form");
     }
 
