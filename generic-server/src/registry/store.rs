@@ -196,7 +196,7 @@ pub struct Store {
     /// Set when this Store serves a version other than the stored one.
     conversion: Option<Arc<dyn super::VersionConverter>>,
     /// This Store's slot in each cached value: its decoded objects.
-    reader: u64,
+    reader: crate::storage::cacher::Reader,
 }
 
 /// What a Store keeps in a cached value's slot: the value decoded into its
@@ -231,7 +231,7 @@ impl Store {
             ttl,
             return_deleted_object,
             conversion,
-            reader: crate::storage::cacher::reader_id(),
+            reader: Default::default(),
         }
     }
 
@@ -291,7 +291,7 @@ impl Store {
     /// `value` in this Store's version, decoded (and converted) once however
     /// many readers and watchers ask, concurrently or later.
     async fn decoded(&self, value: &CachedValue) -> Result<Arc<CachedObject>> {
-        let slot = value.slot::<Decoded>(self.reader);
+        let slot = value.slot::<Decoded>(&self.reader);
         let object = slot
             .get_or_try_init(|| async {
                 let v = self.decode_one(&value.kv).await?;
@@ -304,7 +304,7 @@ impl Store {
     /// A page of values in this Store's version: those not decoded yet are
     /// converted in one call (one webhook request per page, not per item).
     async fn decoded_all(&self, values: &[Arc<CachedValue>]) -> Result<Vec<Arc<CachedObject>>> {
-        let slots: Vec<Arc<Decoded>> = values.iter().map(|v| v.slot::<Decoded>(self.reader)).collect();
+        let slots: Vec<Arc<Decoded>> = values.iter().map(|v| v.slot::<Decoded>(&self.reader)).collect();
         let mut out: Vec<Option<Arc<CachedObject>>> = slots.iter().map(|s| s.get().cloned()).collect();
         let missing: Vec<usize> = (0..values.len()).filter(|&i| out[i].is_none()).collect();
         if !missing.is_empty() {

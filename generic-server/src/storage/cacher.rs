@@ -26,8 +26,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -46,8 +45,8 @@ const READY_WAIT: Duration = Duration::from_secs(5);
 /// what readers derived from it.
 pub struct CachedValue {
     pub kv: KeyValue,
-    /// One slot per reader (see [`reader_id`]); few readers share a key root.
-    slots: Mutex<Vec<(u64, Arc<dyn Any + Send + Sync>)>>,
+    /// One slot per live [`Reader`]; few readers share a key root.
+    slots: Mutex<Vec<(Weak<()>, Arc<dyn Any + Send + Sync>)>>,
 }
 
 impl CachedValue {
@@ -58,16 +57,19 @@ impl CachedValue {
     /// The slot `reader` keeps its form of this value in, empty (`T`'s
     /// default) until the reader fills it; readers fill theirs at most once
     /// (a `OnceCell`), so concurrent readers wait for one computation.
-    pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: u64) -> Arc<T> {
+    pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, s)) = slots.iter().find(|(r, _)| *r == reader) {
+        // The slots of readers gone (a CRD's Stores rebuilt) go too.
+        slots.retain(|(r, _)| r.strong_count() > 0);
+        let mine = |r: &Weak<()>| std::ptr::eq(r.as_ptr(), Arc::as_ptr(&reader.0));
+        if let Some((_, s)) = slots.iter().find(|(r, _)| mine(r)) {
             if let Ok(t) = s.clone().downcast::<T>() {
                 return t;
             }
         }
         let t = Arc::new(T::default());
-        slots.retain(|(r, _)| *r != reader);
-        slots.push((reader, t.clone()));
+        slots.retain(|(r, _)| !mine(r));
+        slots.push((Arc::downgrade(&reader.0), t.clone()));
         t
     }
 }
@@ -78,13 +80,12 @@ impl std::fmt::Debug for CachedValue {
     }
 }
 
-/// A fresh id for a reader's slots: each Store (one served version, one
-/// strategy) has its own, so a CRD Store rebuilt with a new schema never
-/// reads what its predecessor derived.
-pub fn reader_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
+/// Who keeps a slot in cached values: each Store (one served version, one
+/// strategy) is its own reader, so a CRD Store rebuilt with a new schema
+/// never reads what its predecessor derived, and its predecessor's slots
+/// are dropped with it.
+#[derive(Default)]
+pub struct Reader(Arc<()>);
 
 /// One change as the cache delivers it: the value written (for a Delete,
 /// the last value, at the deletion's revision) and the one it replaced,
@@ -381,6 +382,20 @@ mod tests {
 
     async fn ready(c: &Cacher) {
         assert!(c.wait_ready().await, "the cache never filled");
+    }
+
+    #[test]
+    fn slots_per_reader_go_with_it() {
+        let kv = KeyValue { key: "/k".into(), value: Bytes::from_static(b"1"), mod_revision: 2, create_revision: 2 };
+        let v = CachedValue::new(kv);
+        let (r1, r2) = (Reader::default(), Reader::default());
+        v.slot::<std::sync::OnceLock<u32>>(&r1).get_or_init(|| 1);
+        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r1).get(), Some(&1), "a reader finds its slot again");
+        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r2).get(), None, "another reader has its own");
+        drop(r1);
+        let r3 = Reader::default();
+        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r3).get(), None);
+        assert_eq!(v.slots.lock().unwrap().len(), 2, "the slot of a reader gone is dropped");
     }
 
     #[tokio::test]
