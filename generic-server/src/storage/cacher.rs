@@ -46,8 +46,11 @@ const READY_WAIT: Duration = Duration::from_secs(5);
 pub struct CachedValue {
     pub kv: KeyValue,
     /// One slot per live [`Reader`]; few readers share a key root.
-    slots: Mutex<Vec<(Weak<()>, Arc<dyn Any + Send + Sync>)>>,
+    slots: Mutex<Vec<Slot>>,
 }
+
+/// A reader's slot: whose it is, and what it holds.
+type Slot = (Weak<()>, Arc<dyn Any + Send + Sync>);
 
 impl CachedValue {
     pub fn new(kv: KeyValue) -> Arc<Self> {
