@@ -136,7 +136,7 @@ impl Informer {
         let mut events = self.store.watch("", &ListOptions::default(), WatchStart::After(rev)).await?;
         while let Some(event) = events.next().await {
             match event.event_type {
-                "ADDED" | "MODIFIED" => self.upsert(event.object, on_change),
+                "ADDED" | "MODIFIED" => self.upsert(event.object.into_value(), on_change),
                 "DELETED" => self.remove(&event.object, on_change),
                 // ERROR (a compacted revision) and anything else: relist.
                 "BOOKMARK" => continue,

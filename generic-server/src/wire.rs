@@ -89,6 +89,16 @@ pub fn typed_list(value: Value) -> Value {
     list
 }
 
+/// One object in its writer's key order: sorted for an unstructured one (a
+/// custom resource), its Go struct's order for a typed one.
+pub fn object(value: Value, unstructured: bool) -> Value {
+    if unstructured {
+        sorted(value)
+    } else {
+        typed(value)
+    }
+}
+
 /// An unstructured object (or anything Go holds as a map) as Go writes it:
 /// every key, at every depth, sorted.
 pub fn sorted(value: Value) -> Value {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use generic_server::storage::cacher::Cacher;
 use generic_server::storage::{
     EventType, GetOptions, ListOptions, PutOptions, Storage, StorageError, WatchEvent, WatchStream,
 };
@@ -325,6 +326,40 @@ async fn watch_prefix_isolation(s: Arc<dyn Storage>) {
     quiet(&mut wa).await;
 }
 
+/// The watch cache over this backend: a watcher that stops reading is cut
+/// off once it is a buffer behind (its stream errs and ends, as upstream's
+/// cacher terminates it), while a watcher that keeps up gets every event;
+/// nothing the slow one does holds up the writes or the other watcher.
+async fn slow_watcher_cut_off(s: Arc<dyn Storage>) {
+    const BUFFER: usize = 8;
+    let cache = Cacher::with_watcher_buffer(s.clone(), "/registry/slow/", BUFFER);
+    let start = s.create("/registry/slow/ns/x", b("0"), PutOptions::default()).await.unwrap();
+    let mut fast = cache.watch("/registry/slow/", start).await.expect("the cache serves the watch");
+    let mut slow = cache.watch("/registry/slow/", start).await.expect("the cache serves the watch");
+    let mut rev = start;
+    let writes = 3 * BUFFER;
+    for i in 1..=writes {
+        rev = s.update("/registry/slow/ns/x", b(&i.to_string()), rev, PutOptions::default()).await.unwrap();
+        let e = tokio::time::timeout(WAIT, fast.next()).await.expect("the fast watcher waits on nobody");
+        let e = e.expect("the fast watcher is not cut off").expect("no error for the fast watcher");
+        assert_eq!((e.revision(), e.value.kv.value.as_ref()), (rev, i.to_string().as_bytes()));
+    }
+    let (mut delivered, mut last_seen) = (0, start);
+    loop {
+        match tokio::time::timeout(WAIT, slow.next()).await.expect("the slow watch ends rather than hangs") {
+            Some(Ok(e)) => (delivered, last_seen) = (delivered + 1, e.revision()),
+            Some(Err(StorageError::Unavailable(_))) => break,
+            other => panic!("expected the slow watcher to be cut off, got {other:?}"),
+        }
+    }
+    assert!(delivered < writes, "the slow watcher was cut off, not fed everything");
+    assert!(slow.next().await.is_none(), "a cut-off watch ends");
+    // The cache goes on serving: a watch resuming from the last revision
+    // the slow watcher saw gets the rest from the window.
+    let mut resumed = cache.watch("/registry/slow/", last_seen).await.expect("inside the window");
+    assert!(tokio::time::timeout(WAIT, resumed.next()).await.unwrap().unwrap().is_ok());
+}
+
 /// Runs every contract fn against one backend kind.
 macro_rules! contract_tests {
     ($backend:ident, $make:expr) => {
@@ -366,6 +401,12 @@ macro_rules! contract_tests {
             async fn watch_prefix_isolation() {
                 let bk = $make;
                 super::watch_prefix_isolation(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn slow_watcher_cut_off() {
+                let bk = $make;
+                super::slow_watcher_cut_off(bk.storage.clone()).await;
             }
         }
     };

@@ -390,16 +390,16 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
     match info.verb.as_str() {
         "get" => {
             let freshness = read_freshness(params.get("resourceVersion"), None, false)?;
-            let obj = store.get_at(ns, &info.name, freshness).await?;
+            let obj = store.get_object(ns, &info.name, freshness).await?;
             match sub {
                 Some(Subresource::Scale(_)) => Ok(respond_value(req, 200, &store.to_scale(&obj)?)),
-                _ => Ok(responder.object(200, &obj, &[])),
+                _ => Ok(responder.cached(200, &obj)),
             }
         }
         "list" => {
             let opts = params.list_options()?;
-            let list = store.list(ns, &opts).await?;
-            Ok(responder.list(200, &list))
+            let list = store.list_objects(ns, &opts).await?;
+            Ok(responder.objects(200, list))
         }
         "watch" => watch::serve(store, req, info, &params).await,
         "create" => {

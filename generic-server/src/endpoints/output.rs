@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use crate::body;
 use crate::handler::{Request, Response};
 use crate::negotiation::{self, Offer, Output};
-use crate::registry::Store;
+use crate::registry::store::ObjectList;
+use crate::registry::{CachedObject, Store};
 use crate::request_info::query_params;
 use crate::status::StatusError;
 use crate::wire;
@@ -26,10 +28,6 @@ pub fn warning_header(text: &str) -> Option<http::HeaderValue> {
 /// serializer writes it ([`crate::wire`]); the caller has put the value in
 /// its wire order. A value with no protobuf form is answered in JSON.
 pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], output: &Output) -> Response {
-    let mut b = http::Response::builder().status(code);
-    for h in warnings.iter().filter_map(|w| warning_header(w)) {
-        b = b.header("Warning", h);
-    }
     let (ct, bytes) = match output {
         // Upstream writes YAML from a generic map: every key sorted.
         Output::Yaml => match serde_yaml::to_string(&wire::sorted(value.clone())) {
@@ -49,10 +47,22 @@ pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], out
         },
         Output::Json => ("application/json".to_string(), wire::json(value)),
     };
-    b.header(http::header::CONTENT_TYPE, ct)
+    respond_bytes(code, &ct, bytes, warnings)
+}
+
+/// A body already encoded, with the Warning headers upstream writes.
+fn respond_bytes(code: u16, content_type: &str, bytes: impl Into<Bytes>, warnings: &[String]) -> Response {
+    let mut b = http::Response::builder().status(code);
+    for h in warnings.iter().filter_map(|w| warning_header(w)) {
+        b = b.header("Warning", h);
+    }
+    b.header(http::header::CONTENT_TYPE, content_type)
         .body(body::full(bytes))
         .unwrap_or_else(|_| http::Response::new(body::empty()))
 }
+
+const JSON: &str = "application/json";
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
 
 /// The content type to answer a Table/PartialObjectMetadata request with: the
 /// Accept entry that asked for it.
@@ -103,6 +113,28 @@ impl Responder<'_> {
             }
             Ok(o) => respond(self.req, code, &wire_object(&self.store, obj.clone()), warnings, &o),
             Err(e) => e.into_response(),
+        }
+    }
+
+    /// An object read from the Store, written from the encodings it shares
+    /// with every other reader and watcher when JSON or protobuf is asked.
+    pub fn cached(&self, code: u16, obj: &CachedObject) -> Response {
+        match self.output() {
+            Ok(Output::Json) => respond_bytes(code, JSON, obj.json().clone(), &[]),
+            Ok(Output::Protobuf) => match obj.protobuf() {
+                Ok(pb) => respond_bytes(code, PROTOBUF, pb.clone(), &[]),
+                Err(_) => respond_bytes(code, JSON, obj.json().clone(), &[]),
+            },
+            _ => self.object(code, obj, &[]),
+        }
+    }
+
+    /// A list read from the Store: JSON is written from its items' cached
+    /// encodings, the list around them; other forms from the list's value.
+    pub fn objects(&self, code: u16, list: ObjectList) -> Response {
+        match self.output() {
+            Ok(Output::Json) => respond_bytes(code, JSON, list_json(&self.store, &list), &[]),
+            _ => self.list(code, &self.store.list_value(list)),
         }
     }
 
@@ -172,6 +204,48 @@ pub(super) fn table(
     })
 }
 
+/// The bytes `wire::json` writes for `store`'s list (typed: kind,
+/// apiVersion, metadata, items without their type; custom: every key
+/// sorted), with each item copied from its cached encoding.
+fn list_json(store: &Store, list: &ObjectList) -> Vec<u8> {
+    let compact = |v: &Value| {
+        let mut b = wire::json(v);
+        b.pop();
+        b
+    };
+    let kind = compact(&json!(store.info.list_kind()));
+    let api_version = compact(&json!(store.info.api_version()));
+    let mut items = Vec::with_capacity(list.items.iter().map(|i| i.json().len()).sum::<usize>() + 2);
+    items.push(b'[');
+    for (n, item) in list.items.iter().enumerate() {
+        if n > 0 {
+            items.push(b',');
+        }
+        item.write_item(&mut items);
+    }
+    items.push(b']');
+    let metadata = Value::Object(list.metadata.clone());
+    let parts: [(&str, Vec<u8>); 4] = if store.schema.unstructured {
+        let metadata = compact(&wire::sorted(metadata));
+        [("apiVersion", api_version), ("items", items), ("kind", kind), ("metadata", metadata)]
+    } else {
+        // ListMeta's order, as typed() writes a list's metadata.
+        let typed = wire::typed(json!({"metadata": metadata, "items": []}));
+        let metadata = compact(&typed["metadata"]);
+        [("kind", kind), ("apiVersion", api_version), ("metadata", metadata), ("items", items)]
+    };
+    let mut out = Vec::with_capacity(parts.iter().map(|(_, p)| p.len() + 16).sum());
+    for (n, (key, part)) in parts.iter().enumerate() {
+        out.push(if n == 0 { b'{' } else { b',' });
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(b"}\n");
+    out
+}
+
 /// What the client may be answered with for objects of `store`'s resource.
 pub(super) fn negotiate_objects(req: &Request, store: &Store) -> Result<Output, StatusError> {
     let a = accept(req);
@@ -181,11 +255,7 @@ pub(super) fn negotiate_objects(req: &Request, store: &Store) -> Result<Output, 
 
 /// One object of `store`'s resource in upstream's key order.
 pub(super) fn wire_object(store: &Store, obj: Value) -> Value {
-    if store.schema.unstructured {
-        wire::sorted(obj)
-    } else {
-        wire::typed(obj)
-    }
+    wire::object(obj, store.schema.unstructured)
 }
 
 pub(super) fn partial(version: &str, obj: &Value) -> Value {
@@ -194,4 +264,44 @@ pub(super) fn partial(version: &str, obj: &Value) -> Value {
         "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+    use crate::registry::store::{ListOptions, WriteOptions};
+    use crate::registry::{DefaultStrategy, Registration, ResourceInfo, Schema};
+    use crate::storage::embedded::EmbeddedStorage;
+
+    /// A list written around its items' cached encodings is byte for byte
+    /// the list encoded whole, typed or unstructured, on every page.
+    #[tokio::test]
+    async fn lists_from_cached_items_equal_the_encoded_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn crate::storage::Storage> =
+            Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
+        for unstructured in [false, true] {
+            let schema =
+                if unstructured { Schema::of::<ConfigMap>().unstructured() } else { Schema::of::<ConfigMap>() };
+            let reg = Registration::new(ResourceInfo::of::<ConfigMap>(), schema, Arc::new(DefaultStrategy));
+            let store = Store::new(reg, storage.clone(), crate::registry::AdmissionChain::empty());
+            let ns = if unstructured { "u" } else { "t" };
+            for name in ["a", "b", "c"] {
+                let cm = json!({"metadata": {"name": name, "annotations": {"z": "<&>"}}, "data": {"y": "1", "x": "2"}});
+                store.create(ns, cm, &WriteOptions::default()).await.unwrap();
+            }
+            let empty = ListOptions {
+                label_selector: crate::selectors::LabelSelector::parse("none").unwrap(),
+                ..Default::default()
+            };
+            for opts in [ListOptions::default(), ListOptions { limit: 2, ..Default::default() }, empty] {
+                let written = list_json(&store, &store.list_objects(ns, &opts).await.unwrap());
+                let whole = store.list_value(store.list_objects(ns, &opts).await.unwrap());
+                let whole = if unstructured { wire::sorted(whole) } else { wire::typed_list(whole) };
+                assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(wire::json(&whole)).unwrap());
+            }
+        }
+    }
 }

@@ -7,18 +7,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::json;
 
-use super::output::{negotiate_objects, table, wire_object};
+use super::output::{negotiate_objects, table};
 use super::Params;
 use crate::body::{self, BoxError};
 use crate::handler::{Request, Response};
 use crate::negotiation::Output;
 use crate::registry::store::{ListOptions, WatchStart};
-use crate::registry::Store;
+use crate::registry::{CachedObject, Store};
 use crate::request_info::RequestInfo;
 use crate::status::StatusError;
-use crate::wire;
 
 /// Upstream's --min-request-timeout: a watch with no timeoutSeconds ends after
 /// a while so that clients rebalance; they resume from their last version.
@@ -90,41 +88,43 @@ pub async fn serve(
             if event.event_type == "BOOKMARK" && !bookmarks {
                 continue;
             }
-            let object = match (&form, event.event_type) {
-                (_, "ERROR") => wire::typed(event.object),
-                (_, "BOOKMARK") => wire_object(&store, event.object),
-                (Output::Table(v), _) => {
+            // Objects and their JSON and protobuf encodings are shared by
+            // every watcher of the Store; only a Table or a
+            // PartialObjectMetadata is made per watcher.
+            let control = matches!(event.event_type, "ERROR" | "BOOKMARK");
+            let framed = match &form {
+                Output::Table(v) if !control => {
                     let t = table(
                         &store,
                         v,
-                        std::slice::from_ref(&event.object),
+                        std::slice::from_ref(&*event.object),
                         Default::default(),
                         &include_object,
                         first_row,
                     );
                     first_row = false;
-                    t
+                    CachedObject::new(t, false).watch_frame(event.event_type, false)
                 }
-                (Output::PartialObjectMetadata(v), _) => super::output::partial(v, &event.object),
-                _ => wire_object(&store, event.object),
+                Output::PartialObjectMetadata(v) if !control => {
+                    let partial = super::output::partial(v, &event.object);
+                    CachedObject::new(partial, false).watch_frame(event.event_type, false)
+                }
+                _ => event.object.watch_frame(event.event_type, form == Output::Protobuf),
             };
-            let frame = match form {
-                Output::Protobuf => match crate::protobuf::encode_watch_event(event.event_type, &object) {
-                    Ok(f) => f,
-                    // An event without a protobuf form ends the watch with an
-                    // ERROR event saying so, as upstream's encoder failing does;
-                    // the client lists again (in a form it can read).
-                    Err(e) => {
-                        let status = StatusError::internal(e.message).to_status();
-                        if let Ok(f) = crate::protobuf::encode_watch_event("ERROR", &status) {
-                            let _ = tx.send(Ok(Bytes::from(f))).await;
-                        }
-                        break;
+            let frame = match framed {
+                Ok(f) => f,
+                // An event without a protobuf form ends the watch with an
+                // ERROR event saying so, as upstream's encoder failing does;
+                // the client lists again (in a form it can read).
+                Err(e) => {
+                    let status = StatusError::internal(e.message).to_status();
+                    if let Ok(f) = crate::protobuf::encode_watch_event("ERROR", &status) {
+                        let _ = tx.send(Ok(Bytes::from(f))).await;
                     }
-                },
-                _ => wire::json(&json!({"type": event.event_type, "object": object})),
+                    break;
+                }
             };
-            if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+            if tx.send(Ok(frame)).await.is_err() {
                 break;
             }
             sent.inc();

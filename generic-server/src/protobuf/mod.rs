@@ -101,9 +101,14 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>, StatusError> {
 /// envelope, whose raw bytes are the object's full protobuf body (`k8s\0` and
 /// envelope included), as client-go's watch decoder expects.
 pub fn encode_watch_event(event_type: &str, obj: &Value) -> Result<Vec<u8>, StatusError> {
-    let inner = encode(obj)?;
+    watch_frame(event_type, &encode(obj)?)
+}
+
+/// [`encode_watch_event`] of an object already encoded (`inner`, as
+/// [`encode`] writes it): a cached encoding shared by many watchers.
+pub fn watch_frame(event_type: &str, inner: &[u8]) -> Result<Vec<u8>, StatusError> {
     let mut raw_ext = vec![];
-    wire::put_len(&mut raw_ext, 1, &inner);
+    wire::put_len(&mut raw_ext, 1, inner);
     let mut event = vec![];
     wire::put_len(&mut event, 1, event_type.as_bytes());
     wire::put_len(&mut event, 2, &raw_ext);

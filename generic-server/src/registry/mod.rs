@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod admission_config;
+pub mod cached;
 pub mod conversion;
 pub mod registration;
 pub mod rest;
@@ -18,6 +19,7 @@ use serde_json::Value;
 pub use admission::{
     Attributes as AdmissionAttributes, Chain as AdmissionChain, Mutating, Notes, Operation, Validating,
 };
+pub use cached::CachedObject;
 pub use conversion::{Conversion, Converted, VersionConverter};
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,

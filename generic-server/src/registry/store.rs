@@ -14,12 +14,13 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::admission::{self, Attributes, Notes, Operation};
+use super::CachedObject;
 use super::{Registration, ResourceInfo, ScalePaths, Schema, Strategy, Subresource};
 use crate::authn::UserInfo;
 use crate::meta;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{Cause, StatusError};
-use crate::storage::cacher::Cacher;
+use crate::storage::cacher::{CachedEvent, CachedPage, CachedStream, CachedValue, Cacher};
 use crate::storage::{self, Freshness, KeyValue, PutOptions, Storage, StorageError};
 
 type Result<T> = std::result::Result<T, StatusError>;
@@ -204,7 +205,13 @@ pub struct Store {
     pub return_deleted_object: bool,
     /// Set when this Store serves a version other than the stored one.
     conversion: Option<Arc<dyn super::VersionConverter>>,
+    /// This Store's slot in each cached value: its decoded objects.
+    reader: crate::storage::cacher::Reader,
 }
+
+/// What a Store keeps in a cached value's slot: the value decoded into its
+/// version, filled by the first reader while later ones wait for it.
+type Decoded = tokio::sync::OnceCell<Arc<CachedObject>>;
 
 /// How many times a write retries when the stored object changed underneath and
 /// the client did not ask for a specific resourceVersion.
@@ -236,6 +243,7 @@ impl Store {
             ttl,
             return_deleted_object,
             conversion,
+            reader: Default::default(),
         }
     }
 
@@ -299,6 +307,46 @@ impl Store {
         v.pop().ok_or_else(|| StatusError::internal("conversion lost the object"))
     }
 
+    /// `value` in this Store's version, decoded (and converted) once however
+    /// many readers and watchers ask, concurrently or later.
+    async fn decoded(&self, value: &CachedValue) -> Result<Arc<CachedObject>> {
+        let slot = value.slot::<Decoded>(&self.reader);
+        let object = slot
+            .get_or_try_init(|| async {
+                let v = self.decode_one(&value.kv).await?;
+                Ok::<_, StatusError>(CachedObject::new(v, self.schema.unstructured))
+            })
+            .await?;
+        Ok(object.clone())
+    }
+
+    /// A page of values in this Store's version: those not decoded yet are
+    /// converted in one call (one webhook request per page, not per item).
+    async fn decoded_all(&self, values: &[Arc<CachedValue>]) -> Result<Vec<Arc<CachedObject>>> {
+        let slots: Vec<Arc<Decoded>> = values.iter().map(|v| v.slot::<Decoded>(&self.reader)).collect();
+        let mut out: Vec<Option<Arc<CachedObject>>> = slots.iter().map(|s| s.get().cloned()).collect();
+        let missing: Vec<usize> = (0..values.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let kvs: Vec<&KeyValue> = missing.iter().map(|&i| &values[i].kv).collect();
+            for (i, v) in missing.into_iter().zip(self.decode_stored(&kvs).await?) {
+                let object = CachedObject::new(v, self.schema.unstructured);
+                // Another reader may have filled the slot meanwhile; theirs stays.
+                let _ = slots[i].set(object.clone());
+                out[i] = Some(slots[i].get().cloned().unwrap_or(object));
+            }
+        }
+        out.into_iter().map(|o| o.ok_or_else(|| StatusError::internal("a cached object went missing"))).collect()
+    }
+
+    /// A value read from storage, as the watch cache holds it when it holds
+    /// that same version, so its decoded form is reused.
+    fn shared(&self, kv: KeyValue) -> Arc<CachedValue> {
+        match &self.cache {
+            Some(c) => c.shared(kv),
+            None => CachedValue::new(kv),
+        }
+    }
+
     /// Encodes an object of this Store's version in the stored version.
     async fn encode(&self, obj: &Value) -> Result<Bytes> {
         let mut o = match &self.conversion {
@@ -317,10 +365,19 @@ impl Store {
     /// The stored value of `key`, from the watch cache when `freshness`
     /// allows and the cache can answer, else from storage.
     async fn read(&self, key: &str, freshness: Freshness) -> std::result::Result<Option<KeyValue>, StorageError> {
+        Ok(self.read_value(key, freshness).await?.map(|v| v.kv.clone()))
+    }
+
+    /// [`Self::read`], as a value that may carry its decoded forms.
+    async fn read_value(
+        &self,
+        key: &str,
+        freshness: Freshness,
+    ) -> std::result::Result<Option<Arc<CachedValue>>, StorageError> {
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key, freshness)) {
             return Ok(hit);
         }
-        self.storage.get(key, storage::GetOptions::default()).await
+        Ok(self.storage.get(key, storage::GetOptions::default()).await?.map(|kv| self.shared(kv)))
     }
 
     /// A page of the values under `prefix`: at `snapshot` from storage, or
@@ -332,24 +389,27 @@ impl Store {
         limit: usize,
         snapshot: Option<u64>,
         freshness: Freshness,
-    ) -> std::result::Result<storage::ListResult, StorageError> {
+    ) -> std::result::Result<CachedPage, StorageError> {
         if snapshot.is_none() {
             if let Some(page) = self.cache.as_ref().and_then(|c| c.list(prefix, start_after, limit, freshness)) {
                 return Ok(page);
             }
         }
-        self.storage.list(prefix, storage::ListOptions { start_after, limit, revision: snapshot }).await
+        let page = self.storage.list(prefix, storage::ListOptions { start_after, limit, revision: snapshot }).await?;
+        let items = page.items.into_iter().map(|kv| self.shared(kv)).collect();
+        Ok(CachedPage { items, revision: page.revision, remaining: page.remaining })
     }
 
     /// Changes under `prefix` after `after`: from the watch cache when it
     /// holds them, else from storage.
-    async fn changes(&self, prefix: &str, after: u64) -> std::result::Result<storage::WatchStream, StorageError> {
+    async fn changes(&self, prefix: &str, after: u64) -> std::result::Result<CachedStream, StorageError> {
+        use futures::StreamExt;
         if let Some(cache) = &self.cache {
             if let Some(w) = cache.watch(prefix, after).await {
                 return Ok(w);
             }
         }
-        self.storage.watch(prefix, after).await
+        Ok(self.storage.watch(prefix, after).await?.map(|r| r.map(CachedEvent::from_storage)).boxed())
     }
 
     /// The admission attributes of a write to this resource by `user`; the
@@ -392,8 +452,13 @@ impl Store {
     }
 
     pub async fn get_at(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Value> {
-        match self.read(&self.key(namespace, name), freshness).await.map_err(storage_err)? {
-            Some(kv) => self.decode_one(&kv).await,
+        Ok(self.get_object(namespace, name, freshness).await?.into_value())
+    }
+
+    /// [`Self::get_at`] as the shared object, with its cached encodings.
+    pub async fn get_object(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Arc<CachedObject>> {
+        match self.read_value(&self.key(namespace, name), freshness).await.map_err(storage_err)? {
+            Some(v) => self.decoded(&v).await,
             None => Err(self.not_found(name)),
         }
     }
@@ -424,8 +489,30 @@ impl Store {
         opts.label_selector.matches(&meta::labels(obj)) && opts.field_selector.matches(&self.field_set(obj))
     }
 
+    /// [`Self::matches`] on the label and field sets the object keeps.
+    fn matches_cached(&self, obj: &CachedObject, opts: &ListOptions) -> bool {
+        (opts.label_selector.is_empty() || opts.label_selector.matches(obj.labels()))
+            && (opts.field_selector.is_empty() || opts.field_selector.matches(obj.fields(|o| self.field_set(o))))
+    }
+
     /// Lists objects as a `<Kind>List`, honouring selectors and limit/continue.
     pub async fn list(&self, namespace: &str, opts: &ListOptions) -> Result<Value> {
+        Ok(self.list_value(self.list_objects(namespace, opts).await?))
+    }
+
+    /// A list of this Store's objects as its `<Kind>List` value.
+    pub fn list_value(&self, list: ObjectList) -> Value {
+        let items: Vec<Value> = list.items.into_iter().map(CachedObject::into_value).collect();
+        json!({
+            "kind": self.info.list_kind(),
+            "apiVersion": self.info.api_version(),
+            "metadata": list.metadata,
+            "items": items,
+        })
+    }
+
+    /// [`Self::list`] as the shared objects, with their cached encodings.
+    pub async fn list_objects(&self, namespace: &str, opts: &ListOptions) -> Result<ObjectList> {
         self.check_field_selector(&opts.field_selector)?;
         let prefix = self.prefix(namespace);
         // A continue token pins the list to its snapshot; so does an Exact
@@ -459,10 +546,9 @@ impl Store {
                 Err(e) => return Err(storage_err(e)),
             };
             snapshot = Some(page.revision);
-            let last_key = page.items.last().map(|kv| kv.key.clone());
-            let stored: Vec<&KeyValue> = page.items.iter().collect();
-            for obj in self.decode_stored(&stored).await? {
-                if self.matches(&obj, opts) {
+            let last_key = page.items.last().map(|v| v.kv.key.clone());
+            for obj in self.decoded_all(&page.items).await? {
+                if self.matches_cached(&obj, opts) {
                     items.push(obj);
                 }
             }
@@ -486,12 +572,7 @@ impl Store {
                 list_meta.insert("remainingItemCount".into(), json!(r));
             }
         }
-        Ok(json!({
-            "kind": self.info.list_kind(),
-            "apiVersion": self.info.api_version(),
-            "metadata": list_meta,
-            "items": items,
-        }))
+        Ok(ObjectList { metadata: list_meta, items })
     }
 
     /// Upstream's answer to a continue token whose snapshot is gone: 410 with
@@ -1112,12 +1193,21 @@ impl Store {
     }
 }
 
-/// One event of a watch, in the object form clients see.
+/// A list's objects, shared with the watch cache, and its ListMeta
+/// (resourceVersion, continue, remainingItemCount).
+#[derive(Debug)]
+pub struct ObjectList {
+    pub metadata: Map<String, Value>,
+    pub items: Vec<Arc<CachedObject>>,
+}
+
+/// One event of a watch, in the object form clients see; the object is
+/// shared by every watcher of the Store that receives the event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectEvent {
     /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
     pub event_type: &'static str,
-    pub object: Value,
+    pub object: Arc<CachedObject>,
 }
 
 pub type ObjectEventStream = futures::stream::BoxStream<'static, ObjectEvent>;
@@ -1160,10 +1250,8 @@ impl Store {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        ObjectEvent {
-            event_type: "BOOKMARK",
-            object: json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta}),
-        }
+        let object = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta});
+        ObjectEvent { event_type: "BOOKMARK", object: CachedObject::new(object, self.schema.unstructured) }
     }
 
     /// Watches objects matching `opts` (selectors) from `start`. A selector
@@ -1182,17 +1270,15 @@ impl Store {
             WatchStart::WithInitialEvents { bookmark } => {
                 let list_opts =
                     ListOptions { limit: 0, continue_token: None, freshness: Freshness::Any, ..opts.clone() };
-                let list = self.list(namespace, &list_opts).await?;
+                let list = self.list_objects(namespace, &list_opts).await?;
                 let rev: u64 = list
-                    .pointer("/metadata/resourceVersion")
+                    .metadata
+                    .get("resourceVersion")
                     .and_then(Value::as_str)
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
-                let items: Vec<ObjectEvent> = list
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().map(|o| ObjectEvent { event_type: "ADDED", object: o.clone() }).collect())
-                    .unwrap_or_default();
+                let items: Vec<ObjectEvent> =
+                    list.items.into_iter().map(|object| ObjectEvent { event_type: "ADDED", object }).collect();
                 (items, rev, bookmark.then(|| self.bookmark(rev, true)))
             }
             WatchStart::After(rev) => (Vec::new(), rev, None),
@@ -1202,16 +1288,16 @@ impl Store {
             Ok(s) => s,
             Err(StorageError::Compacted(oldest)) => {
                 let e = StatusError::gone(format!("too old resource version: {after} ({oldest})"));
-                return Ok(
-                    futures::stream::iter(vec![ObjectEvent { event_type: "ERROR", object: e.to_status() }]).boxed()
-                );
+                let object = CachedObject::new(e.to_status(), false);
+                return Ok(futures::stream::iter(vec![ObjectEvent { event_type: "ERROR", object }]).boxed());
             }
             Err(e) => return Err(storage_err(e)),
         };
         let store = self.clone();
-        let opts = opts.clone();
+        let opts = Arc::new(opts.clone());
         // A change that cannot be decoded (or converted) ends the watch, as
-        // a storage error does: the client resumes and sees the error.
+        // a storage error (this watcher cut off for falling behind, the
+        // cache restarting) does: the client resumes and sees the error.
         let changes = changes
             .take_while(|r| futures::future::ready(r.is_ok()))
             .then(move |r| {
@@ -1229,36 +1315,35 @@ impl Store {
     }
 
     /// The event `e` is to a watcher with `opts`, if any; Err when its
-    /// objects cannot be decoded.
+    /// objects cannot be decoded. The objects are decoded once per stored
+    /// version for all of this Store's watchers (and its readers).
     async fn to_object_event(
         &self,
-        e: &crate::storage::WatchEvent,
+        e: &CachedEvent,
         opts: &ListOptions,
     ) -> std::result::Result<Option<ObjectEvent>, ()> {
         use crate::storage::EventType;
+        let object = self.decoded(&e.value).await.map_err(|_| ())?;
         // Without selectors every object matches, so the previous value is
-        // never read: skipping its decode halves a watcher's work per event.
+        // never read.
         let unfiltered = opts.label_selector.is_empty() && opts.field_selector.is_empty();
-        let wanted: Vec<&KeyValue> = match (&e.prev, unfiltered) {
-            (Some(prev), false) => vec![&e.kv, prev],
-            _ => vec![&e.kv],
-        };
-        let mut decoded = self.decode_stored(&wanted).await.map_err(|_| ())?.into_iter();
-        let obj = decoded.next().ok_or(())?;
-        let prev = decoded.next();
         let had_prev = e.prev.is_some();
-        let prev_matched = if unfiltered { had_prev } else { prev.as_ref().is_some_and(|p| self.matches(p, opts)) };
+        let prev_matched = match &e.prev {
+            _ if unfiltered => had_prev,
+            Some(prev) => self.matches_cached(&*self.decoded(prev).await.map_err(|_| ())?, opts),
+            None => false,
+        };
         Ok(match e.event_type {
-            EventType::Delete => prev_matched.then_some(ObjectEvent { event_type: "DELETED", object: obj }),
+            EventType::Delete => prev_matched.then_some(ObjectEvent { event_type: "DELETED", object }),
             EventType::Put => {
-                let matched = unfiltered || self.matches(&obj, opts);
+                let matched = unfiltered || self.matches_cached(&object, opts);
                 let event_type = match (had_prev, prev_matched, matched) {
                     (_, true, true) => "MODIFIED",
                     (_, false, true) => "ADDED",
                     (true, true, false) => "DELETED",
                     _ => return Ok(None),
                 };
-                Some(ObjectEvent { event_type, object: obj })
+                Some(ObjectEvent { event_type, object })
             }
         })
     }

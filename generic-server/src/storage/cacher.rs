@@ -4,24 +4,35 @@
 //! served from it (so a thousand watchers cost the backend one), and so are
 //! reads that accept any or a not-older-than state.
 //!
+//! Each stored version is held once, as a [`CachedValue`] behind an `Arc`
+//! that the object map, the window and every watcher share. Readers keep what
+//! they derive from it in its slots (the registry Store: the decoded object in
+//! its served version, its selector sets and its encodings, upstream's
+//! cachingObject), so one write watched by a thousand clients is decoded and
+//! encoded once per form, not once per watcher. This module still knows
+//! nothing of objects: a slot is an opaque value a reader fills.
+//!
 //! It is not a [`Storage`]: the registry Store consults it explicitly, as
 //! upstream's cacher delegator does. Each method answers `None` when the
 //! cache cannot serve the request (a consistent read, a cache not yet filled
 //! or behind the asked revision, a watch older than its window), and the Store
 //! then goes to storage; writes always go to storage. The cache never decides
-//! an object's state, only remembers what the backend said. A slow watcher is
-//! cut off (its stream ends) rather than slowing the others; the client
-//! resumes from its last resourceVersion.
+//! an object's state, only remembers what the backend said. Delivery is a
+//! broadcast the cache's own task feeds, so no writer waits on a watcher; a
+//! watcher that falls a buffer behind is cut off (its stream yields an error
+//! and ends) rather than slowing the others, and the client resumes from its
+//! last resourceVersion.
 
+use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
-use super::{EventType, Freshness, KeyValue, ListOptions, ListResult, Storage, WatchEvent, WatchStream};
+use super::{EventType, Freshness, KeyValue, ListOptions, Storage, WatchEvent};
 
 /// Recent events kept for watchers that resume from a resourceVersion.
 const WINDOW: usize = 10_000;
@@ -30,15 +41,131 @@ const WATCHER_BUFFER: usize = 4_096;
 /// How long a watch waits for the cache to fill before going to the backend.
 const READY_WAIT: Duration = Duration::from_secs(5);
 
+/// One stored version of a key, shared by everything that holds it, with
+/// what readers derived from it.
+pub struct CachedValue {
+    pub kv: KeyValue,
+    /// One slot per live [`Reader`]; few readers share a key root.
+    slots: Mutex<Vec<Slot>>,
+}
+
+/// A reader's slot: whose it is, and what it holds.
+type Slot = (Weak<()>, Arc<dyn Any + Send + Sync>);
+
+impl CachedValue {
+    pub fn new(kv: KeyValue) -> Arc<Self> {
+        Arc::new(CachedValue { kv, slots: Mutex::new(Vec::new()) })
+    }
+
+    /// The slot `reader` keeps its form of this value in, empty (`T`'s
+    /// default) until the reader fills it; readers fill theirs at most once
+    /// (a `OnceCell`), so concurrent readers wait for one computation.
+    pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // The slots of readers gone (a CRD's Stores rebuilt) go too.
+        slots.retain(|(r, _)| r.strong_count() > 0);
+        let mine = |r: &Weak<()>| std::ptr::eq(r.as_ptr(), Arc::as_ptr(&reader.0));
+        if let Some((_, s)) = slots.iter().find(|(r, _)| mine(r)) {
+            if let Ok(t) = s.clone().downcast::<T>() {
+                return t;
+            }
+        }
+        let t = Arc::new(T::default());
+        slots.retain(|(r, _)| !mine(r));
+        slots.push((Arc::downgrade(&reader.0), t.clone()));
+        t
+    }
+}
+
+impl std::fmt::Debug for CachedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedValue").field("kv", &self.kv).finish_non_exhaustive()
+    }
+}
+
+/// Who keeps a slot in cached values: each Store (one served version, one
+/// strategy) is its own reader, so a CRD Store rebuilt with a new schema
+/// never reads what its predecessor derived, and its predecessor's slots
+/// are dropped with it.
+#[derive(Default)]
+pub struct Reader(Arc<()>);
+
+/// One change as the cache delivers it: the value written (for a Delete,
+/// the last value, at the deletion's revision) and the one it replaced,
+/// both shared with the cache's map so what readers derived is reused.
+#[derive(Debug, Clone)]
+pub struct CachedEvent {
+    pub event_type: EventType,
+    pub value: Arc<CachedValue>,
+    pub prev: Option<Arc<CachedValue>>,
+}
+
+impl CachedEvent {
+    pub fn revision(&self) -> u64 {
+        self.value.kv.mod_revision
+    }
+
+    /// A backend's event, with nothing derived yet (a watch the cache
+    /// cannot serve).
+    pub fn from_storage(e: WatchEvent) -> Arc<Self> {
+        Arc::new(CachedEvent {
+            event_type: e.event_type,
+            value: CachedValue::new(e.kv),
+            prev: e.prev.map(CachedValue::new),
+        })
+    }
+}
+
+/// Changes in revision order; ends (after an error) like a [`super::WatchStream`].
+pub type CachedStream = futures::stream::BoxStream<'static, super::Result<Arc<CachedEvent>>>;
+
+/// A page of cached values.
+#[derive(Debug, Clone)]
+pub struct CachedPage {
+    pub items: Vec<Arc<CachedValue>>,
+    /// The revision the cache had reached.
+    pub revision: u64,
+    /// How many keys under the prefix come after the last item returned.
+    pub remaining: u64,
+}
+
 struct State {
-    objects: BTreeMap<String, KeyValue>,
+    objects: BTreeMap<String, Arc<CachedValue>>,
     /// The revision the cache reflects: the last event applied, or the initial
     /// list's revision.
     revision: u64,
-    window: VecDeque<Arc<WatchEvent>>,
+    window: VecDeque<Arc<CachedEvent>>,
     /// Live events; replaced (ending every client watch) when the cache restarts.
-    live: broadcast::Sender<Arc<WatchEvent>>,
+    live: broadcast::Sender<Arc<CachedEvent>>,
+    /// How many live events a watcher may be behind before it is cut off.
+    buffer: usize,
     ready: bool,
+}
+
+impl State {
+    /// Applies one backend event, reusing the cached previous value.
+    fn apply(&mut self, e: WatchEvent) -> Arc<CachedEvent> {
+        let value = CachedValue::new(e.kv);
+        let cached_prev = match e.event_type {
+            EventType::Put => self.objects.insert(value.kv.key.clone(), value.clone()),
+            EventType::Delete => self.objects.remove(&value.kv.key),
+        };
+        // The map's previous value is the event's, unless the cache missed
+        // something; then the event's own bytes are the truth.
+        let prev = match (cached_prev, e.prev) {
+            (Some(c), Some(p)) if c.kv.mod_revision == p.mod_revision => Some(c),
+            (_, p) => p.map(CachedValue::new),
+        };
+        let event = Arc::new(CachedEvent { event_type: e.event_type, value, prev });
+        self.revision = self.revision.max(event.revision());
+        if self.window.len() == WINDOW {
+            self.window.pop_front();
+        }
+        self.window.push_back(event.clone());
+        // No receivers just means nobody is watching.
+        let _ = self.live.send(event.clone());
+        event
+    }
 }
 
 pub struct Cacher {
@@ -57,12 +184,19 @@ impl Cacher {
     /// A cache of everything under `prefix` (ending in '/'), filled and kept up to
     /// date by a background task from its first use on.
     pub fn new(storage: Arc<dyn Storage>, prefix: &str) -> Arc<Self> {
-        let (live, _) = broadcast::channel(WATCHER_BUFFER);
+        Self::with_watcher_buffer(storage, prefix, WATCHER_BUFFER)
+    }
+
+    /// A cache whose watchers are cut off `buffer` events behind (tests
+    /// make it small).
+    pub fn with_watcher_buffer(storage: Arc<dyn Storage>, prefix: &str, buffer: usize) -> Arc<Self> {
+        let (live, _) = broadcast::channel(buffer);
         let state = Arc::new(RwLock::new(State {
             objects: BTreeMap::new(),
             revision: 0,
             window: VecDeque::new(),
             live,
+            buffer,
             ready: false,
         }));
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
@@ -136,40 +270,26 @@ async fn run(
         backoff = Duration::from_millis(100);
         {
             let mut s = state.write().unwrap_or_else(|e| e.into_inner());
-            s.objects = list.items.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+            s.objects = list.items.into_iter().map(|kv| (kv.key.clone(), CachedValue::new(kv))).collect();
             s.revision = list.revision;
             s.window.clear();
             s.ready = true;
         }
         let _ = ready.send(true);
         while let Some(event) = changes.next().await {
-            let event = match event {
-                Ok(e) => Arc::new(e),
+            match event {
+                Ok(e) => {
+                    state.write().unwrap_or_else(|e| e.into_inner()).apply(e);
+                }
                 Err(e) => {
                     tracing::debug!(prefix, "watch cache lost its watch: {e}");
                     break;
                 }
-            };
-            let mut s = state.write().unwrap_or_else(|e| e.into_inner());
-            match event.event_type {
-                EventType::Put => {
-                    s.objects.insert(event.kv.key.clone(), event.kv.clone());
-                }
-                EventType::Delete => {
-                    s.objects.remove(&event.kv.key);
-                }
             }
-            s.revision = s.revision.max(event.revision());
-            if s.window.len() == WINDOW {
-                s.window.pop_front();
-            }
-            s.window.push_back(event.clone());
-            // No receivers just means nobody is watching.
-            let _ = s.live.send(event);
         }
         let mut s = state.write().unwrap_or_else(|e| e.into_inner());
         s.ready = false;
-        let (live, _) = broadcast::channel(WATCHER_BUFFER);
+        let (live, _) = broadcast::channel(s.buffer);
         // Dropping the old sender ends every client watch; they resume.
         s.live = live;
         let _ = ready.send(false);
@@ -178,8 +298,8 @@ async fn run(
 
 /// The reads and watches the cache can answer; `None` sends the caller to storage.
 impl Cacher {
-    /// `key`'s object (or its absence) from memory.
-    pub fn get(&self, key: &str, freshness: Freshness) -> Option<Option<KeyValue>> {
+    /// `key`'s value (or its absence) from memory.
+    pub fn get(&self, key: &str, freshness: Freshness) -> Option<Option<Arc<CachedValue>>> {
         if freshness != Freshness::Consistent {
             self.ensure_started();
         }
@@ -187,6 +307,16 @@ impl Cacher {
             return None;
         }
         Some(self.read().objects.get(key).cloned())
+    }
+
+    /// `kv` as the cache holds it when it holds that very version (so a
+    /// value read from storage reuses what readers derived from it), else
+    /// a fresh value. Never starts the cache.
+    pub fn shared(&self, kv: KeyValue) -> Arc<CachedValue> {
+        match self.read().objects.get(&kv.key) {
+            Some(c) if c.kv.mod_revision == kv.mod_revision => c.clone(),
+            _ => CachedValue::new(kv),
+        }
     }
 
     /// A page of the keys under `prefix` from memory, after `start_after`, at
@@ -197,7 +327,7 @@ impl Cacher {
         start_after: Option<&str>,
         limit: usize,
         freshness: Freshness,
-    ) -> Option<ListResult> {
+    ) -> Option<CachedPage> {
         if freshness != Freshness::Consistent {
             self.ensure_started();
         }
@@ -211,22 +341,22 @@ impl Cacher {
         };
         let mut items = Vec::new();
         let mut remaining = 0;
-        for (k, kv) in s.objects.range::<str, _>((start, Bound::Unbounded)) {
+        for (k, v) in s.objects.range::<str, _>((start, Bound::Unbounded)) {
             if !k.starts_with(prefix) {
                 break;
             }
             if limit == 0 || items.len() < limit {
-                items.push(kv.clone());
+                items.push(v.clone());
             } else {
                 remaining += 1;
             }
         }
-        Some(ListResult { items, revision: s.revision, remaining })
+        Some(CachedPage { items, revision: s.revision, remaining })
     }
 
     /// Changes under `prefix` after `after` from the cache's window, then
     /// live ones; waits a moment for the cache to fill.
-    pub async fn watch(&self, prefix: &str, after: u64) -> Option<WatchStream> {
+    pub async fn watch(&self, prefix: &str, after: u64) -> Option<CachedStream> {
         if !prefix.starts_with(&self.prefix) || !self.wait_ready().await {
             return None;
         }
@@ -237,14 +367,12 @@ impl Cacher {
         if after + 1 < oldest && after < s.revision {
             return None;
         }
-        let backlog: Vec<WatchEvent> = s
-            .window
-            .iter()
-            .filter(|e| e.revision() > after && e.kv.key.starts_with(prefix))
-            .map(|e| (**e).clone())
-            .collect();
+        let backlog: Vec<Arc<CachedEvent>> =
+            s.window.iter().filter(|e| e.revision() > after && e.value.kv.key.starts_with(prefix)).cloned().collect();
         let last = s.revision.max(after);
-        Some(super::replay_then_follow(backlog, s.live.subscribe(), prefix, last))
+        let prefix = prefix.to_string();
+        let keep = move |e: &Arc<CachedEvent>| e.revision() > last && e.value.kv.key.starts_with(prefix.as_str());
+        Some(super::replay_then_follow(backlog, s.live.subscribe(), keep))
     }
 }
 
@@ -257,6 +385,20 @@ mod tests {
 
     async fn ready(c: &Cacher) {
         assert!(c.wait_ready().await, "the cache never filled");
+    }
+
+    #[test]
+    fn slots_per_reader_go_with_it() {
+        let kv = KeyValue { key: "/k".into(), value: Bytes::from_static(b"1"), mod_revision: 2, create_revision: 2 };
+        let v = CachedValue::new(kv);
+        let (r1, r2) = (Reader::default(), Reader::default());
+        v.slot::<std::sync::OnceLock<u32>>(&r1).get_or_init(|| 1);
+        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r1).get(), Some(&1), "a reader finds its slot again");
+        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r2).get(), None, "another reader has its own");
+        drop(r1);
+        let r3 = Reader::default();
+        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r3).get(), None);
+        assert_eq!(v.slots.lock().unwrap().len(), 2, "the slot of a reader gone is dropped");
     }
 
     #[tokio::test]
@@ -285,7 +427,7 @@ mod tests {
         ready(&c).await;
         let l = c.list("/registry/cm/", None, 0, Freshness::Any).unwrap();
         assert_eq!(l.items.len(), 1);
-        assert_eq!(l.items[0].mod_revision, r1);
+        assert_eq!(l.items[0].kv.mod_revision, r1);
         assert!(c.list("/registry/other/", None, 0, Freshness::Any).is_none(), "outside its prefix");
 
         let mut w1 = c.watch("/registry/cm/", l.revision).await.unwrap();
@@ -293,11 +435,11 @@ mod tests {
         let r2 = inner.update("/registry/cm/a/x", Bytes::from_static(b"2"), r1, PutOptions::default()).await.unwrap();
         for w in [&mut w1, &mut w2] {
             let e = w.next().await.unwrap().unwrap();
-            assert_eq!((e.revision(), e.kv.value.as_ref()), (r2, b"2".as_ref()));
+            assert_eq!((e.revision(), e.value.kv.value.as_ref()), (r2, b"2".as_ref()));
         }
         // Reads at a version the cache has reached come from memory and see the write.
         let got = c.get("/registry/cm/a/x", Freshness::NotOlderThan(r2)).unwrap().unwrap();
-        assert_eq!(got.value.as_ref(), b"2");
+        assert_eq!(got.kv.value.as_ref(), b"2");
         // A watch resuming from before the write replays it from the window.
         let mut w3 = c.watch("/registry/cm/", l.revision).await.unwrap();
         assert_eq!(w3.next().await.unwrap().unwrap().revision(), r2);
@@ -312,6 +454,6 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(c.list("/registry/cm/", None, 0, Freshness::NotOlderThan(r3)).unwrap().items.is_empty());
-        assert_eq!(c.get("/registry/cm/a/x", Freshness::Any), Some(None));
+        assert!(matches!(c.get("/registry/cm/a/x", Freshness::Any), Some(None)));
     }
 }

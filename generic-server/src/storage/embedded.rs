@@ -587,8 +587,12 @@ impl Storage for EmbeddedStorage {
                 Ok(out)
             })
             .await?;
+        use futures::StreamExt;
         let last = backlog.last().map(|e| e.revision()).unwrap_or(after);
-        Ok(super::replay_then_follow(backlog, live, prefix, last))
+        let prefix = prefix.to_string();
+        let backlog = backlog.into_iter().map(Arc::new).collect();
+        let keep = move |e: &Arc<WatchEvent>| e.revision() > last && e.kv.key.starts_with(prefix.as_str());
+        Ok(super::replay_then_follow(backlog, live, keep).map(|r| r.map(|e| (*e).clone())).boxed())
     }
 }
 

@@ -77,18 +77,18 @@ impl WatchEvent {
 /// watcher fell too far behind; the client then relists.
 pub type WatchStream = futures::stream::BoxStream<'static, Result<WatchEvent>>;
 
-/// A watch made of `backlog` (already filtered) followed by the live events of
-/// a broadcast, keeping those under `prefix` after revision `last`. A receiver
-/// that lags (a watcher too slow for the others) yields one error and ends.
-pub(crate) fn replay_then_follow(
-    backlog: Vec<WatchEvent>,
-    live: tokio::sync::broadcast::Receiver<std::sync::Arc<WatchEvent>>,
-    prefix: &str,
-    last: u64,
-) -> WatchStream {
+/// A watch made of `backlog` (already filtered) followed by the live items
+/// of a broadcast that `keep` accepts. A receiver that lags (a watcher too
+/// slow for the others) yields one error and ends, as upstream's cacher
+/// terminates a watcher whose buffer is full: the client resumes from its
+/// last resourceVersion, or relists once that has left the window.
+pub(crate) fn replay_then_follow<T: Clone + Send + 'static>(
+    backlog: Vec<T>,
+    live: tokio::sync::broadcast::Receiver<T>,
+    keep: impl Fn(&T) -> bool + Send + 'static,
+) -> futures::stream::BoxStream<'static, Result<T>> {
     use futures::StreamExt;
     use tokio::sync::broadcast::error::RecvError;
-    let prefix = prefix.to_string();
     let live = futures::stream::unfold((live, false), |(mut rx, failed)| async move {
         if failed {
             return None;
@@ -101,12 +101,11 @@ pub(crate) fn replay_then_follow(
             Err(RecvError::Closed) => None,
         }
     })
-    .filter_map(move |r| {
-        let keep = match &r {
-            Ok(e) => e.revision() > last && e.kv.key.starts_with(prefix.as_str()),
+    .filter(move |r| {
+        futures::future::ready(match r {
+            Ok(item) => keep(item),
             Err(_) => true,
-        };
-        futures::future::ready(keep.then(|| r.map(|e| (*e).clone())))
+        })
     });
     futures::stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed()
 }
