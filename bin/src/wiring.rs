@@ -13,6 +13,11 @@ use generic_server::handler::{DynHandler, NotFoundHandler};
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::etcd::{EtcdStorage, EtcdTls};
 use generic_server::storage::Storage;
+use admission::webhook::Webhooks;
+use generic_server::backend::Resolver;
+use generic_server::endpoints::ResourceServer;
+use kube_core_server::admission::Plugin;
+use kube_core_server::server::Provided;
 use kube_core_server::CoreConfig;
 
 use crate::pki::Pki;
@@ -120,6 +125,12 @@ pub async fn build_chain(
     // The backends time their own requests; /metrics counts objects in storage.
     generic_server::metrics::global().count_objects_in(storage.clone());
     let shared = kube_core_server::Shared::with_plugins(access.plugins);
+    let (mutating_webhooks, validating_webhooks) = (Webhooks::mutating(), Webhooks::validating());
+    shared.provide(Plugin::MutatingAdmissionWebhook, Provided { mutating: Some(mutating_webhooks.clone()), ..Default::default() });
+    shared.provide(
+        Plugin::ValidatingAdmissionWebhook,
+        Provided { validating: Some(validating_webhooks.clone()), ..Default::default() },
+    );
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;
@@ -135,9 +146,30 @@ pub async fn build_chain(
         service_account_tokens: Some(access.service_accounts),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
+    bind_webhooks(&core.server, opts.enable_aggregator_routing, &mutating_webhooks, &validating_webhooks).await?;
     let authorizer = authz::for_modes(&access.authorization_modes, core.rbac.clone());
     core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =
         aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server).await?;
     Ok(Chain { handler, ready_checks, authorizer })
+}
+
+/// Binds the webhook plugins to their configuration Stores, the namespace
+/// Store and a Service resolver on the built-in Stores (the one the
+/// aggregator uses for APIService backends).
+async fn bind_webhooks(
+    core: &Arc<ResourceServer>,
+    routing: bool,
+    mutating: &Arc<Webhooks>,
+    validating: &Arc<Webhooks>,
+) -> Result<(), String> {
+    let store = |group: &str, resource: &str| {
+        core.store(group, "v1", resource).ok_or_else(|| format!("no {resource} store for the admission webhooks"))
+    };
+    let namespaces = store("", "namespaces")?;
+    let group = "admissionregistration.k8s.io";
+    let resolver = || Resolver { core: core.clone(), routing };
+    mutating.bind(store(group, "mutatingwebhookconfigurations")?, &namespaces, resolver()).await;
+    validating.bind(store(group, "validatingwebhookconfigurations")?, &namespaces, resolver()).await;
+    Ok(())
 }
