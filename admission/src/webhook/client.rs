@@ -29,15 +29,24 @@ fn go_seconds(d: Duration) -> String {
 pub(crate) async fn post(hook: &Hook, resolver: Option<&Resolver>, body: Vec<u8>) -> Result<Value, String> {
     let endpoint = hook.endpoint.as_ref().map_err(Clone::clone)?;
     let url = format!("{}?timeout={}", endpoint.url(), go_seconds(hook.timeout));
+    // Transport errors are Go's url.Error (`Post "URL": ...`); an answer
+    // that does not decode is the REST client's own error, unprefixed.
     let exchange = async {
-        let tls = hook.tls.clone()?;
+        let tls = hook.tls.clone().map_err(Transport)?;
         let (target, path) = match endpoint {
             Endpoint::Url { host, port, path, .. } => {
                 (Target { host: host.clone(), port: *port, server_name: host.clone() }, path.clone())
             }
             Endpoint::Service { service, path } => {
-                let resolver = resolver.ok_or("no service resolver")?;
-                let target = resolver.resolve(service, false).await.map_err(|u| u.message)?;
+                let resolver = resolver.ok_or(Transport("no service resolver".into()))?;
+                let target = resolver.resolve(service, false).await.map_err(|u| {
+                    // Upstream's resolver reads a Service lister: its NotFound.
+                    Transport(if u.message.ends_with("is not present") {
+                        format!("service {:?} not found", service.name)
+                    } else {
+                        u.message
+                    })
+                })?;
                 (target, path.clone())
             }
         };
@@ -50,21 +59,29 @@ pub(crate) async fn post(hook: &Hook, resolver: Option<&Resolver>, body: Vec<u8>
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json, */*")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let resp = backend::send(&target, tls, req, None).await?;
+            .map_err(|e| Transport(e.to_string()))?;
+        let resp = backend::send(&target, tls, req, None).await.map_err(Transport)?;
         let status = resp.status();
         let content_type =
             resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let limited = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE);
-        let bytes = limited.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        decode(status, &content_type, &bytes)
+        let bytes = limited.collect().await.map_err(|e| Transport(e.to_string()))?.to_bytes();
+        decode(status, &content_type, &bytes).map_err(Answer)
     };
     match tokio::time::timeout(hook.timeout, exchange).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("Post {url:?}: {e}")),
+        Ok(Err(Transport(e))) => Err(format!("Post {url:?}: {e}")),
+        Ok(Err(Answer(e))) => Err(e),
         Err(_) => Err(format!("Post {url:?}: context deadline exceeded")),
     }
 }
+
+/// Where a call failed: on the way, or in what came back.
+enum CallError {
+    Transport(String),
+    Answer(String),
+}
+use CallError::{Answer, Transport};
 
 /// The answer as upstream's REST client reads it: a body it has no decoder
 /// for is an error, an error status is the Status it carries.
