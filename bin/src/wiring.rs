@@ -7,15 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use admission::webhook::Webhooks;
 use generic_server::authz::{self, Authorizer};
+use generic_server::backend::Resolver;
+use generic_server::endpoints::ResourceServer;
 use generic_server::filters::ReadyCheck;
 use generic_server::handler::{DynHandler, NotFoundHandler};
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::etcd::{EtcdStorage, EtcdTls};
 use generic_server::storage::Storage;
-use admission::webhook::Webhooks;
-use generic_server::backend::Resolver;
-use generic_server::endpoints::ResourceServer;
 use kube_core_server::admission::Plugin;
 use kube_core_server::server::Provided;
 use kube_core_server::CoreConfig;
@@ -126,7 +126,10 @@ pub async fn build_chain(
     generic_server::metrics::global().count_objects_in(storage.clone());
     let shared = kube_core_server::Shared::with_plugins(access.plugins);
     let (mutating_webhooks, validating_webhooks) = (Webhooks::mutating(), Webhooks::validating());
-    shared.provide(Plugin::MutatingAdmissionWebhook, Provided { mutating: Some(mutating_webhooks.clone()), ..Default::default() });
+    shared.provide(
+        Plugin::MutatingAdmissionWebhook,
+        Provided { mutating: Some(mutating_webhooks.clone()), ..Default::default() },
+    );
     shared.provide(
         Plugin::ValidatingAdmissionWebhook,
         Provided { validating: Some(validating_webhooks.clone()), ..Default::default() },

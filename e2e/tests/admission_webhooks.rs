@@ -37,10 +37,7 @@ impl Hooks {
     /// The requests `path` got for objects named `name`.
     fn requests(&self, path: &str, name: &str) -> Vec<Value> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.iter()
-            .filter(|(p, r)| p == path && r["name"] == name)
-            .map(|(_, r)| r.clone())
-            .collect()
+        seen.iter().filter(|(p, r)| p == path && r["name"] == name).map(|(_, r)| r.clone()).collect()
     }
 }
 
@@ -230,7 +227,9 @@ fn a_refusal_in_upstreams_words_with_warnings_annotations_and_metrics() {
     assert_eq!(r.header("Warning"), ["299 - \"the deny webhook looked at this\""]);
     let got = s.kubectl_fails(&["create", "configmap", "bad-two", "-n", "deny"], None);
     assert!(
-        got.contains("admission webhook \"deny.example.com\" denied the request: configmaps named bad-two are not welcome"),
+        got.contains(
+            "admission webhook \"deny.example.com\" denied the request: configmaps named bad-two are not welcome"
+        ),
         "{got}"
     );
 
@@ -276,9 +275,7 @@ fn a_jsonpatch_mutates_through_a_service_and_reinvocation_reruns_if_needed() {
         "apiVersion: v1\nkind: Service\nmetadata: {{name: webhook, namespace: default}}\nspec: {{type: ExternalName, externalName: localhost, ports: [{{port: {port}}}]}}\n"
     ));
     let ca = base64::engine::general_purpose::STANDARD.encode(&hooks().ca);
-    let service = |path: &str| {
-        json!({"service": {"namespace": "default", "name": "webhook", "port": port, "path": path}, "caBundle": ca})
-    };
+    let service = |path: &str| json!({"service": {"namespace": "default", "name": "webhook", "port": port, "path": path}, "caBundle": ca});
     configure(s, "Mutating", "mutate", vec![webhook("mutate.example.com", service("/mutate"), "mutate", json!({}))]);
     e2e::eventually("the mutating webhook patches", || {
         let r = create(s, "mutate", &configmap(&unique("probe"), json!({})));
@@ -296,7 +293,12 @@ fn a_jsonpatch_mutates_through_a_service_and_reinvocation_reruns_if_needed() {
         "Mutating",
         "reinvoke",
         vec![
-            webhook("a.reinvoke.example.com", url("/reinvoke-a"), "reinvoke", json!({"reinvocationPolicy": "IfNeeded"})),
+            webhook(
+                "a.reinvoke.example.com",
+                url("/reinvoke-a"),
+                "reinvoke",
+                json!({"reinvocationPolicy": "IfNeeded"}),
+            ),
             webhook("b.reinvoke.example.com", url("/reinvoke-b"), "reinvoke", json!({})),
         ],
     );
@@ -336,7 +338,8 @@ fn failure_policy_decides_for_unreachable_slow_and_garbage_webhooks() {
     // Each of the three failed and was let through.
     let metrics = s.curl("GET", "/metrics", e2e::Cred::Admin, &[], None).text();
     for hook in ["closed", "missing", "garbage"] {
-        let line = format!("apiserver_admission_webhook_fail_open_count{{name=\"{hook}.example.com\",type=\"validating\"}}");
+        let line =
+            format!("apiserver_admission_webhook_fail_open_count{{name=\"{hook}.example.com\",type=\"validating\"}}");
         assert!(metrics.contains(&line), "/metrics lacks {line}");
     }
 
@@ -388,7 +391,12 @@ fn selectors_and_match_conditions_choose_the_requests() {
         "Validating",
         "select",
         vec![
-            webhook("labelled.example.com", url("/deny-all"), "select", json!({"objectSelector": {"matchLabels": {"deny": "yes"}}})),
+            webhook(
+                "labelled.example.com",
+                url("/deny-all"),
+                "select",
+                json!({"objectSelector": {"matchLabels": {"deny": "yes"}}}),
+            ),
             webhook(
                 "conditional.example.com",
                 url("/deny-all"),
@@ -401,11 +409,17 @@ fn selectors_and_match_conditions_choose_the_requests() {
         create(s, "select", &configmap(&unique("probe"), json!({"deny": "yes"}))).status == 400
     });
     let r = create(s, "select", &configmap("labelled", json!({"deny": "yes"})));
-    assert_denied_without_reason(&r, "admission webhook \"labelled.example.com\" denied the request without explanation");
+    assert_denied_without_reason(
+        &r,
+        "admission webhook \"labelled.example.com\" denied the request without explanation",
+    );
     let r = create(s, "select", &configmap("unlabelled", json!({"deny": "no"})));
     assert_eq!(r.status, 201, "{}", r.text());
     let r = create(s, "select", &configmap("cond-x", json!({})));
-    assert_denied_without_reason(&r, "admission webhook \"conditional.example.com\" denied the request without explanation");
+    assert_denied_without_reason(
+        &r,
+        "admission webhook \"conditional.example.com\" denied the request without explanation",
+    );
     let r = create(s, "select", &configmap("other", json!({})));
     assert_eq!(r.status, 201, "{}", r.text());
     assert!(hooks().requests("/deny-all", "other").is_empty(), "a false matchCondition skips the call");
@@ -438,15 +452,15 @@ fn dry_run_reaches_only_webhooks_without_side_effects() {
 fn invalid_configurations_are_refused_with_field_paths() {
     let s = server();
     let bad = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": "bad-config"}, "webhooks": [{
-            "name": "not-qualified",
-            "clientConfig": {"url": "https://example.com/x?y=1#f"},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]},
-            "matchConditions": [{"name": "broken", "expression": "object.metadata.name =="}],
-            "sideEffects": "Some",
-            "admissionReviewVersions": ["v1"],
-        }]});
+    "metadata": {"name": "bad-config"}, "webhooks": [{
+        "name": "not-qualified",
+        "clientConfig": {"url": "https://example.com/x?y=1#f"},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        "namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]},
+        "matchConditions": [{"name": "broken", "expression": "object.metadata.name =="}],
+        "sideEffects": "Some",
+        "admissionReviewVersions": ["v1"],
+    }]});
     let r = s.request("POST", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", Some(&bad));
     let status = r.assert_status(422, "Invalid");
     let fields: Vec<&str> =
@@ -461,8 +475,21 @@ fn invalid_configurations_are_refused_with_field_paths() {
         assert!(fields.contains(&field), "no cause for {field}: {status}");
     }
     let message = status["message"].as_str().unwrap_or_default();
-    assert!(message.contains("webhooks[0].clientConfig.url: Invalid value: \"y=1\": query parameters are not permitted in the URL"), "{message}");
-    assert!(message.contains("webhooks[0].clientConfig.url: Invalid value: \"f\": fragments are not permitted in the URL"), "{message}");
-    assert!(message.contains("webhooks[0].sideEffects: Unsupported value: \"Some\": supported values: \"None\", \"NoneOnDryRun\""), "{message}");
+    assert!(
+        message.contains(
+            "webhooks[0].clientConfig.url: Invalid value: \"y=1\": query parameters are not permitted in the URL"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("webhooks[0].clientConfig.url: Invalid value: \"f\": fragments are not permitted in the URL"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "webhooks[0].sideEffects: Unsupported value: \"Some\": supported values: \"None\", \"NoneOnDryRun\""
+        ),
+        "{message}"
+    );
     assert!(message.contains("webhooks[0].matchConditions[0].expression: Invalid value: \"object.metadata.name ==\": compilation failed: "), "{message}");
 }

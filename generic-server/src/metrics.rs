@@ -256,7 +256,15 @@ impl Metrics {
     /// One admission webhook call (upstream's ObserveWebhook): `step` is
     /// "admit" or "validating", `code` the HTTP code it ended with (0 for an
     /// internal error).
-    pub fn observe_webhook(&self, name: &str, step: &str, operation: &str, rejected: bool, code: u16, elapsed: Duration) {
+    pub fn observe_webhook(
+        &self,
+        name: &str,
+        step: &str,
+        operation: &str,
+        rejected: bool,
+        code: u16,
+        elapsed: Duration,
+    ) {
         let rejected = if rejected { "true" } else { "false" };
         self.webhook_duration.with_label_values(&[name, step, operation, rejected]).observe(elapsed.as_secs_f64());
         let code = code.min(600).to_string();

@@ -94,10 +94,7 @@ fn decode(status: http::StatusCode, content_type: &str, body: &[u8]) -> Result<V
             return Err(m.to_string());
         }
         let text = String::from_utf8_lossy(body);
-        return Err(format!(
-            "an error on the server ({:?}) has prevented the request from succeeding",
-            text.trim()
-        ));
+        return Err(format!("an error on the server ({:?}) has prevented the request from succeeding", text.trim()));
     }
     if !json {
         return Err(format!("serializer for {content_type} doesn't exist"));
@@ -113,7 +110,9 @@ mod tests {
     fn answers_are_decoded_as_upstream() {
         let ok = http::StatusCode::OK;
         assert_eq!(decode(ok, "text/plain", b"hi").unwrap_err(), "serializer for text/plain doesn't exist");
-        assert!(decode(ok, "application/json", b"garbage").unwrap_err().starts_with("couldn't get version/kind; json parse error: "));
+        assert!(decode(ok, "application/json", b"garbage")
+            .unwrap_err()
+            .starts_with("couldn't get version/kind; json parse error: "));
         assert_eq!(decode(ok, "", b"{}").expect("JSON"), serde_json::json!({}));
         let bad = http::StatusCode::INTERNAL_SERVER_ERROR;
         assert_eq!(

@@ -68,12 +68,7 @@ impl Webhooks {
     }
 
     fn new(mutating: bool) -> Webhooks {
-        Webhooks {
-            mutating,
-            hooks: RwLock::default(),
-            namespaces: Namespaces::default(),
-            resolver: OnceLock::new(),
-        }
+        Webhooks { mutating, hooks: RwLock::default(), namespaces: Namespaces::default(), resolver: OnceLock::new() }
     }
 
     /// The metrics' name for the plugin's step.
@@ -175,7 +170,8 @@ impl Webhooks {
         failed_open_key: impl FnOnce() -> String,
     ) -> Result<Option<T>, StatusError> {
         let (m, step, op) = (metrics::global(), self.step(), a.operation.as_str());
-        let observe = |rejected: bool, code: u16| m.observe_webhook(&hook.name, step, op, rejected, code, started.elapsed());
+        let observe =
+            |rejected: bool, code: u16| m.observe_webhook(&hook.name, step, op, rejected, code, started.elapsed());
         match outcome {
             Ok(v) => {
                 observe(false, 200);
@@ -207,12 +203,7 @@ impl Webhooks {
     }
 
     /// One mutating webhook's call and patch; whether the object changed.
-    async fn mutate_once(
-        &self,
-        hook: &Hook,
-        a: &AdmissionAttributes<'_>,
-        object: &mut Value,
-    ) -> Result<bool, Failure> {
+    async fn mutate_once(&self, hook: &Hook, a: &AdmissionAttributes<'_>, object: &mut Value) -> Result<bool, Failure> {
         let current = (!object.is_null()).then_some(&*object);
         let resp = self.call(hook, a, current).await?;
         if resp.patch.is_empty() {
@@ -262,6 +253,10 @@ fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, object: Option<&Va
     if let Some(r) = request.as_object_mut() {
         r.remove("object");
         r.remove("oldObject");
+        // A typed AdmissionRequest in CEL: empty strings are fields too.
+        for k in ["name", "namespace", "subResource", "requestSubResource"] {
+            r.entry(k).or_insert(json!(""));
+        }
     }
     ctx.add_variable_from_value("request", cel_k8s::to_cel(&request));
     let mut errors = Vec::new();
@@ -269,7 +264,9 @@ fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, object: Option<&Va
         match c.program.execute(&ctx) {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => return Ok(false),
-            Ok(other) => errors.push(format!("matchCondition {:?}: expected a boolean, got {:?}", c.name, other.type_of())),
+            Ok(other) => {
+                errors.push(format!("matchCondition {:?}: expected a boolean, got {:?}", c.name, other.type_of()))
+            }
             Err(e) => errors.push(format!("matchCondition {:?}: {e}", c.name)),
         }
     }
@@ -350,5 +347,80 @@ impl Validating for Webhooks {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use generic_server::registry::{Notes, Operation, ResourceInfo};
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn hook(side_effects: &str, extra: Value) -> Hook {
+        let mut h = json!({"name": "side.example.com", "sideEffects": side_effects, "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": "https://127.0.0.1:1/"},
+            "rules": [{"operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]});
+        if let (Some(h), Some(e)) = (h.as_object_mut(), extra.as_object()) {
+            h.extend(e.clone());
+        }
+        Hook::compile("c", &h)
+    }
+
+    fn attrs<'a>(
+        info: &'a ResourceInfo,
+        object: &'a Value,
+        notes: &'a Notes,
+        dry_run: bool,
+    ) -> AdmissionAttributes<'a> {
+        AdmissionAttributes {
+            operation: Operation::Create,
+            info,
+            subresource: "",
+            namespace: "",
+            name: "x",
+            object: Some(object),
+            old: None,
+            user: None,
+            dry_run,
+            notes,
+        }
+    }
+
+    #[tokio::test]
+    async fn dry_run_is_refused_to_webhooks_with_side_effects() {
+        let (info, notes, obj) =
+            (ResourceInfo::of::<ConfigMap>(), Notes::default(), json!({"metadata": {"name": "x"}}));
+        let plugin = Webhooks::new(false);
+        let a = attrs(&info, &obj, &notes, true);
+        let Err(Failure::Internal(e)) = plugin.call(&hook("Some", json!({})), &a, a.object).await else {
+            panic!("a dry run must not reach a webhook with side effects")
+        };
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert_eq!(e.message, "admission webhook \"side.example.com\" does not support dry run");
+        // NoneOnDryRun is called (and here fails to connect: a calling error).
+        let Err(Failure::Calling(why, _)) = plugin.call(&hook("NoneOnDryRun", json!({})), &a, a.object).await else {
+            panic!("NoneOnDryRun accepts dry runs")
+        };
+        assert_eq!(
+            why,
+            "failed to call webhook: Post \"https://127.0.0.1:1/?timeout=10s\": dial tcp 127.0.0.1:1: connect: connection refused"
+        );
+    }
+
+    #[test]
+    fn match_conditions_see_object_old_object_and_request() {
+        let (info, notes, obj) =
+            (ResourceInfo::of::<ConfigMap>(), Notes::default(), json!({"metadata": {"name": "x"}}));
+        let a = attrs(&info, &obj, &notes, false);
+        let cond = |e: &str, policy: &str| {
+            hook("None", json!({"failurePolicy": policy, "matchConditions": [{"name": "c", "expression": e}]}))
+        };
+        let matched = |h: &Hook| conditions_match(h, &a, a.object);
+        let expr = "object.metadata.name == 'x' && oldObject == null && request.operation == 'CREATE'";
+        assert!(matches!(matched(&cond(expr, "Fail")), Ok(true)));
+        assert!(matches!(matched(&cond("request.namespace == 'other'", "Fail")), Ok(false)));
+        assert!(matches!(matched(&cond("object.nope.deeper", "Ignore")), Ok(false)), "Ignore skips on error");
+        let Err(e) = matched(&cond("object.nope.deeper", "Fail")) else { panic!("Fail refuses on error") };
+        assert_eq!(e.code, 403);
     }
 }

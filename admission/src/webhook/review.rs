@@ -248,10 +248,19 @@ mod tests {
     #[test]
     fn refusals_are_worded_as_upstream() {
         let e = denied("deny.example.com", Some(&json!({"code": 403, "message": "no pods named bad"})));
-        assert_eq!((e.code, e.message.as_str()), (403, "admission webhook \"deny.example.com\" denied the request: no pods named bad"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (403, "admission webhook \"deny.example.com\" denied the request: no pods named bad")
+        );
         let e = denied("d.io", None);
-        assert_eq!((e.code, e.message.as_str()), (400, "admission webhook \"d.io\" denied the request without explanation"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "admission webhook \"d.io\" denied the request without explanation")
+        );
         let e = denied("d.io", Some(&json!({"reason": "Forbidden", "code": 200})));
-        assert_eq!((e.code, e.reason, e.message.as_str()), (400, "Forbidden", "admission webhook \"d.io\" denied the request: Forbidden"));
+        assert_eq!(
+            (e.code, e.reason, e.message.as_str()),
+            (400, "Forbidden", "admission webhook \"d.io\" denied the request: Forbidden")
+        );
     }
 }
