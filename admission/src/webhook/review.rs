@@ -15,23 +15,7 @@ pub(crate) fn request(a: &AdmissionAttributes<'_>, object: Option<&Value>, uid: 
     let info = a.info;
     let kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
     let resource = json!({"group": info.group, "version": info.version, "resource": info.plural});
-    let user = match a.user {
-        Some(u) => {
-            let mut m = Map::new();
-            m.insert("username".into(), json!(u.name));
-            if !u.uid.is_empty() {
-                m.insert("uid".into(), json!(u.uid));
-            }
-            if !u.groups.is_empty() {
-                m.insert("groups".into(), json!(u.groups));
-            }
-            if !u.extra.is_empty() {
-                m.insert("extra".into(), json!(u.extra));
-            }
-            Value::Object(m)
-        }
-        None => json!({}),
-    };
+    let user = a.user.map_or_else(|| json!({}), |u| u.to_json());
     let mut r = Map::new();
     r.insert("uid".into(), json!(uid));
     r.insert("kind".into(), kind.clone());
