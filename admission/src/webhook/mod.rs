@@ -35,6 +35,17 @@ use generic_server::status::StatusError;
 use crate::matching::Namespaces;
 use config::Hook;
 
+/// admissionregistration.k8s.io resources no webhook is called for
+/// (upstream's IsExemptAdmissionConfigurationResource).
+const EXEMPT: &[&str] = &[
+    "validatingwebhookconfigurations",
+    "mutatingwebhookconfigurations",
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings",
+    "mutatingadmissionpolicies",
+    "mutatingadmissionpolicybindings",
+];
+
 /// Why a call did not admit.
 enum Failure {
     /// The webhook could not be called or answered nonsense: failurePolicy
@@ -97,7 +108,13 @@ impl Webhooks {
         informer.wait_synced().await;
     }
 
-    fn current(&self) -> Arc<Vec<Arc<Hook>>> {
+    /// The webhooks for this request: none for the admission configuration
+    /// kinds themselves, which upstream exempts so that a broken webhook can
+    /// always be removed.
+    fn current(&self, a: &AdmissionAttributes<'_>) -> Arc<Vec<Arc<Hook>>> {
+        if a.info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&a.info.plural.as_str()) {
+            return Arc::default();
+        }
         self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -282,7 +299,7 @@ impl Mutating for Webhooks {
         if !self.mutating {
             return Ok(());
         }
-        let hooks = self.current();
+        let hooks = self.current(a);
         // Upstream's reinvocation: webhooks with reinvocationPolicy IfNeeded
         // called before a later change are called once more, in a second
         // round that calls no webhook for the first time.
@@ -327,7 +344,7 @@ impl Validating for Webhooks {
         if self.mutating {
             return Ok(());
         }
-        let hooks = self.current();
+        let hooks = self.current(a);
         let mut matched = Vec::new();
         for (i, hook) in hooks.iter().enumerate() {
             if self.should_call(hook, a, a.object).await? {
@@ -422,5 +439,16 @@ mod tests {
         assert!(matches!(matched(&cond("object.nope.deeper", "Ignore")), Ok(false)), "Ignore skips on error");
         let Err(e) = matched(&cond("object.nope.deeper", "Fail")) else { panic!("Fail refuses on error") };
         assert_eq!(e.code, 403);
+    }
+
+    #[test]
+    fn configuration_kinds_are_exempt() {
+        use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+        let plugin = Webhooks::new(false);
+        *plugin.hooks.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(vec![Arc::new(hook("None", json!({})))]);
+        let (notes, obj) = (Notes::default(), json!({}));
+        let (cm, vwc) = (ResourceInfo::of::<ConfigMap>(), ResourceInfo::of::<ValidatingWebhookConfiguration>());
+        assert_eq!(plugin.current(&attrs(&cm, &obj, &notes, false)).len(), 1);
+        assert!(plugin.current(&attrs(&vwc, &obj, &notes, false)).is_empty());
     }
 }
