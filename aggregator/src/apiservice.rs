@@ -25,12 +25,7 @@ pub fn registration() -> Registration {
 }
 
 /// Where a remote APIService's backend is: a Service reference.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceRef {
-    pub namespace: String,
-    pub name: String,
-    pub port: u16,
-}
+pub use generic_server::backend::ServiceRef;
 
 /// The parsed view of a stored (so valid) APIService.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,13 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use admission::webhook::Webhooks;
 use generic_server::authz::{self, Authorizer};
+use generic_server::backend::Resolver;
+use generic_server::endpoints::ResourceServer;
 use generic_server::filters::ReadyCheck;
 use generic_server::handler::{DynHandler, NotFoundHandler};
 use generic_server::registry::admission_config::AdmissionConfig;
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::etcd::{EtcdStorage, EtcdTls};
 use generic_server::storage::Storage;
+use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube_core_server::admission::Plugin;
 use kube_core_server::server::Provided;
@@ -133,6 +137,15 @@ pub async fn build_chain(
         .builtins
         .tolerations
         .set_seconds(opts.default_not_ready_toleration_seconds, opts.default_unreachable_toleration_seconds);
+    let (mutating_webhooks, validating_webhooks) = (Webhooks::mutating(), Webhooks::validating());
+    shared.provide(
+        Plugin::MutatingAdmissionWebhook,
+        Provided { mutating: Some(mutating_webhooks.clone()), ..Default::default() },
+    );
+    shared.provide(
+        Plugin::ValidatingAdmissionWebhook,
+        Provided { validating: Some(validating_webhooks.clone()), ..Default::default() },
+    );
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;
@@ -155,9 +168,29 @@ pub async fn build_chain(
     };
     pod_security.bind(&namespaces, &pods);
     let by_objects = authz::ModeAuthorizers { rbac: core.rbac.clone(), node: core.node.clone() };
+    bind_webhooks(&core.server, opts.enable_aggregator_routing, &mutating_webhooks, &validating_webhooks).await?;
     let authorizer = authz::for_modes(&access.authorization_modes, &by_objects);
     core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =
         aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server).await?;
     Ok(Chain { handler, ready_checks, authorizer })
+}
+
+/// Binds the webhook plugins to their configuration Stores, the namespace
+/// Store and a Service resolver on the built-in Stores (the one the
+/// aggregator uses for APIService backends).
+async fn bind_webhooks(
+    core: &Arc<ResourceServer>,
+    routing: bool,
+    mutating: &Arc<Webhooks>,
+    validating: &Arc<Webhooks>,
+) -> Result<(), String> {
+    fn store<K: k8s_openapi::Resource>(core: &ResourceServer) -> Result<Arc<generic_server::registry::Store>, String> {
+        core.store_of::<K>().ok_or_else(|| format!("no {} store for the admission webhooks", K::URL_PATH_SEGMENT))
+    }
+    let namespaces = store::<Namespace>(core)?;
+    let resolver = || Resolver { core: core.clone(), routing };
+    mutating.bind(store::<MutatingWebhookConfiguration>(core)?, &namespaces, resolver()).await;
+    validating.bind(store::<ValidatingWebhookConfiguration>(core)?, &namespaces, resolver()).await;
+    Ok(())
 }

@@ -659,3 +659,25 @@ impl Server {
         assert!(!log.contains("panicked"), "the server logged a panic:\n{}", self.log_tail());
     }
 }
+
+/// A TLS acceptor for a test's own HTTPS server (a webhook), with a fresh
+/// self-signed certificate for `names` (DNS names or IPs); returns it with
+/// the certificate's PEM, which the server's clients get as caBundle.
+pub fn self_signed_acceptor(names: &[&str]) -> (tokio_rustls::TlsAcceptor, String) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let ck = rcgen::generate_simple_self_signed(names).expect("a self-signed certificate");
+    let ca_pem = ck.cert.pem();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(ca_pem.as_bytes()).collect::<Result<_, _>>().expect("cert PEM");
+    let key = PrivateKeyDer::from_pem_slice(ck.signing_key.serialize_pem().as_bytes()).expect("key PEM");
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+    (tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)), ca_pem)
+}

@@ -98,22 +98,8 @@ struct Webhook {
 
 fn start_webhook() -> Webhook {
     use http_body_util::{BodyExt, Full};
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("a self-signed certificate");
-    let ca_pem = ck.cert.pem();
-    let key_pem = ck.signing_key.serialize_pem();
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(ca_pem.as_bytes()).collect::<Result<_, _>>().expect("cert PEM");
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (acceptor, ca_pem) = e2e::self_signed_acceptor(&["localhost"]);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("binding the webhook port");
     let port = listener.local_addr().expect("an address").port();

@@ -25,6 +25,25 @@ impl UserInfo {
             ..Default::default()
         }
     }
+
+    /// authentication.k8s.io's UserInfo (reviews, AdmissionReview), empty
+    /// fields left out as upstream's omitempty leaves them.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let mut m = serde_json::Map::new();
+        m.insert("username".into(), json!(self.name));
+        if !self.uid.is_empty() {
+            m.insert("uid".into(), json!(self.uid));
+        }
+        if !self.groups.is_empty() {
+            m.insert("groups".into(), json!(self.groups));
+        }
+        if !self.extra.is_empty() {
+            let extra: std::collections::BTreeMap<_, _> = self.extra.iter().collect();
+            m.insert("extra".into(), json!(extra));
+        }
+        serde_json::Value::Object(m)
+    }
 }
 
 /// The subject of a verified client certificate (DER): CN is the user, each O a group.

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod authn;
 pub mod authz;
+pub mod backend;
 pub mod body;
 pub mod deadlines;
 pub mod depth;

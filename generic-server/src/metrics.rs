@@ -81,6 +81,10 @@ pub struct Metrics {
     audit_errors: IntCounterVec,
     audit_levels: IntCounterVec,
     audit_rejected: IntCounterVec,
+    webhook_duration: HistogramVec,
+    webhook_requests: IntCounterVec,
+    webhook_rejections: IntCounterVec,
+    webhook_fail_open: IntCounterVec,
     /// The highest in-flight count of each kind since the last publication.
     watermarks: [AtomicI64; 2],
     watermark_task: Once,
@@ -207,6 +211,36 @@ impl Metrics {
                 "Counter of apiserver requests rejected due to an error in audit logging backend.",
                 &[],
             ),
+            webhook_duration: {
+                // Upstream's buckets for admission webhooks, not the request ones.
+                let opts = HistogramOpts::new(
+                    "apiserver_admission_webhook_admission_duration_seconds",
+                    "Admission webhook latency histogram in seconds, identified by name and broken out for each operation and API resource and type (validate or admit).",
+                )
+                .buckets(vec![0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10.0, 25.0]);
+                let h = HistogramVec::new(opts, &["name", "type", "operation", "rejected"])
+                    .expect("a valid histogram definition");
+                registry.register(Box::new(h.clone())).expect("a metric name registered once");
+                h
+            },
+            webhook_requests: counter(
+                &registry,
+                "apiserver_admission_webhook_request_total",
+                "Admission webhook request total, identified by name and broken out for each admission type (validating or mutating) and operation. Additional labels specify whether the request was rejected or not and an HTTP status code. Codes greater than 600 are truncated to 600, to keep the metrics cardinality bounded.",
+                &["name", "type", "operation", "code", "rejected"],
+            ),
+            webhook_rejections: counter(
+                &registry,
+                "apiserver_admission_webhook_rejection_count",
+                "Admission webhook rejection count, identified by name and broken out for each admission type (validating or admit) and operation. Additional labels specify an error type (calling_webhook_error or apiserver_internal_error if an error occurred; no_error otherwise) and optionally a non-zero rejection code if the webhook rejects the request with an HTTP status code (honored by the apiserver when the code is greater or equal to 400). Codes greater than 600 are truncated to 600, to keep the metrics cardinality bounded.",
+                &["name", "type", "operation", "error_type", "rejection_code"],
+            ),
+            webhook_fail_open: counter(
+                &registry,
+                "apiserver_admission_webhook_fail_open_count",
+                "Admission webhook fail open count, identified by name and broken out for each admission type (validating or admit).",
+                &["name", "type"],
+            ),
             registry,
             watermarks: [AtomicI64::new(0), AtomicI64::new(0)],
             watermark_task: Once::new(),
@@ -217,6 +251,37 @@ impl Metrics {
             m.inflight.with_label_values(&[kind]).set(0);
         }
         m
+    }
+
+    /// One admission webhook call (upstream's ObserveWebhook): `step` is
+    /// "admit" or "validating", `code` the HTTP code it ended with (0 for an
+    /// internal error).
+    pub fn observe_webhook(
+        &self,
+        name: &str,
+        step: &str,
+        operation: &str,
+        rejected: bool,
+        code: u16,
+        elapsed: Duration,
+    ) {
+        let rejected = if rejected { "true" } else { "false" };
+        self.webhook_duration.with_label_values(&[name, step, operation, rejected]).observe(elapsed.as_secs_f64());
+        let code = code.min(600).to_string();
+        self.webhook_requests.with_label_values(&[name, step, operation, &code, rejected]).inc();
+    }
+
+    /// A request an admission webhook refused or failed (upstream's
+    /// ObserveWebhookRejection); `error_type` is calling_webhook_error,
+    /// apiserver_internal_error or no_error.
+    pub fn observe_webhook_rejection(&self, name: &str, step: &str, operation: &str, error_type: &str, code: u16) {
+        let code = code.min(600).to_string();
+        self.webhook_rejections.with_label_values(&[name, step, operation, error_type, &code]).inc();
+    }
+
+    /// A failing webhook whose failurePolicy let the request through.
+    pub fn observe_webhook_fail_open(&self, name: &str, step: &str) {
+        self.webhook_fail_open.with_label_values(&[name, step]).inc();
     }
 
     /// The audit policy's level for one request.

@@ -223,8 +223,11 @@ impl StatusError {
             "metadata": metadata,
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
         });
+        // metav1.Status omits an empty (unknown) reason.
+        if !self.reason.is_empty() {
+            v["reason"] = json!(self.reason);
+        }
         if let Some(d) = &self.details {
             v["details"] = (**d).clone();
         }

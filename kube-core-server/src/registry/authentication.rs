@@ -4,11 +4,10 @@
 //! own token authenticators; a SelfSubjectReview tells callers who the server
 //! takes them for (`kubectl auth whoami`).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenReview};
 
-use generic_server::authn::UserInfo;
 use generic_server::registry::{CreateCall, CreateOnly, Creater};
 use generic_server::status::StatusError;
 
@@ -16,24 +15,6 @@ use super::str_at;
 
 pub fn create_only() -> Vec<CreateOnly> {
     vec![CreateOnly::of::<TokenReview>(TokenReviewer), CreateOnly::of::<SelfSubjectReview>(SelfSubjectReviewer)]
-}
-
-/// authentication.k8s.io's UserInfo, empty fields left out as upstream's
-/// omitempty leaves them.
-pub(crate) fn user_info(u: &UserInfo) -> Value {
-    let mut m = Map::new();
-    m.insert("username".into(), json!(u.name));
-    if !u.uid.is_empty() {
-        m.insert("uid".into(), json!(u.uid));
-    }
-    if !u.groups.is_empty() {
-        m.insert("groups".into(), json!(u.groups));
-    }
-    if !u.extra.is_empty() {
-        let extra: std::collections::BTreeMap<_, _> = u.extra.iter().collect();
-        m.insert("extra".into(), json!(extra));
-    }
-    Value::Object(m)
 }
 
 /// The answer to a review: the posted object with `status`, and the
@@ -74,7 +55,7 @@ impl Creater for TokenReviewer {
         // Upstream's status: the user and the audiences it is good for, or
         // the authenticators' error.
         let status = match outcome {
-            Ok(a) => json!({"authenticated": true, "user": user_info(&a.user), "audiences": a.audiences}),
+            Ok(a) => json!({"authenticated": true, "user": a.user.to_json(), "audiences": a.audiences}),
             Err(e) => json!({"user": {}, "error": e}),
         };
         Ok(answer(call.object, status))
@@ -91,7 +72,7 @@ impl Creater for SelfSubjectReviewer {
             "kind": "SelfSubjectReview",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"creationTimestamp": generic_server::meta::now_rfc3339()},
-            "status": {"userInfo": user_info(user)},
+            "status": {"userInfo": user.to_json()},
         }))
     }
 }

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use k8s_openapi::api::core::v1::Node;
 
+use generic_server::backend::dial_error;
 use generic_server::meta::{label_value_problem, qualified_name_problem};
 use generic_server::registry::{
     Registration, Store, Strategy, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
@@ -277,15 +278,6 @@ fn kubelet_address(node: &Value) -> Result<String, String> {
         .filter(|p| *p > 0)
         .unwrap_or(KUBELET_PORT);
     Ok(if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") })
-}
-
-/// A dial error as Go's net package words it.
-fn dial_error(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connect: connection refused".into(),
-        std::io::ErrorKind::TimedOut => "i/o timeout".into(),
-        _ => e.to_string(),
-    }
 }
 
 #[async_trait::async_trait]

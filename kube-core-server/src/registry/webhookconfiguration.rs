@@ -6,8 +6,8 @@
 //! client config, side effects and review versions. Calling the webhooks is
 //! admission's business, not this module's.
 //!
-//! matchConditions are checked for names and presence; their CEL is not
-//! compiled here (the CEL engine is private to apiextensions for now).
+//! matchConditions are checked for names and presence and compiled in the
+//! shared CEL environment (cel-k8s).
 
 use serde_json::{json, Map, Value};
 
@@ -180,7 +180,7 @@ pub(crate) fn validate_selector(sel: &Value, path: &str, causes: &mut Vec<Cause>
     }
 }
 
-/// Upstream's validateMatchConditions, without compiling the expressions.
+/// Upstream's validateMatchConditions: names, and expressions that compile.
 pub(crate) fn validate_match_conditions(conditions: &[Value], path: &str, causes: &mut Vec<Cause>) {
     if conditions.len() > 64 {
         causes.push(Cause {
@@ -191,8 +191,11 @@ pub(crate) fn validate_match_conditions(conditions: &[Value], path: &str, causes
     }
     let mut names = std::collections::HashSet::new();
     for (i, c) in conditions.iter().enumerate() {
-        if str_at(c, "/expression").trim().is_empty() {
+        let expression = str_at(c, "/expression");
+        if expression.trim().is_empty() {
             causes.push(Cause::required(format!("{path}[{i}].expression"), ""));
+        } else if let Err(e) = cel_k8s::compile(expression) {
+            causes.push(Cause::invalid(format!("{path}[{i}].expression"), &json!(expression), &e));
         }
         let name = str_at(c, "/name");
         if name.is_empty() {

@@ -1,0 +1,218 @@
+//! A webhook of a stored configuration, compiled once when the configuration
+//! changes (upstream's webhook accessors with their cached matchers and REST
+//! clients): rules, selectors and matchConditions parsed, the TLS client
+//! built from the caBundle, the AdmissionReview version chosen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+
+use generic_server::backend::{self, ServiceRef};
+
+use crate::matching::{Rule, Selectors};
+
+/// Upstream's default timeoutSeconds.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a webhook is called.
+pub(crate) enum Endpoint {
+    /// A URL, split for dialing; `url` is as configured (no query, no fragment).
+    Url { url: String, host: String, port: u16, path: String },
+    /// A Service port and the path on it.
+    Service { service: ServiceRef, path: String },
+}
+
+impl Endpoint {
+    /// The URL as upstream's client names it in errors: a Service is addressed
+    /// as `https://<name>.<namespace>.svc:<port><path>`.
+    pub fn url(&self) -> String {
+        match self {
+            Endpoint::Url { url, .. } => url.clone(),
+            Endpoint::Service { service, path } => {
+                format!("https://{}.{}.svc:{}{path}", service.name, service.namespace, service.port)
+            }
+        }
+    }
+}
+
+/// A matchCondition: its name and compiled expression.
+pub(crate) struct Condition {
+    pub name: String,
+    pub program: cel::Program,
+}
+
+/// One webhook, ready to match and call.
+pub(crate) struct Hook {
+    pub name: String,
+    pub configuration: String,
+    pub endpoint: Result<Endpoint, String>,
+    pub tls: Result<Arc<rustls::ClientConfig>, String>,
+    pub rules: Vec<Rule>,
+    pub selectors: Selectors,
+    pub conditions: Result<Vec<Condition>, String>,
+    /// failurePolicy Ignore.
+    pub fail_open: bool,
+    /// sideEffects None or NoneOnDryRun: a dry run may be sent.
+    pub dry_run_safe: bool,
+    /// sideEffects was unset (only possible for objects stored long ago).
+    pub side_effects_unset: bool,
+    pub timeout: Duration,
+    /// reinvocationPolicy IfNeeded.
+    pub reinvoke: bool,
+    /// The first admissionReviewVersions entry this server speaks.
+    pub review_version: Option<&'static str>,
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Splits an https URL into host, port and path (validation already refused
+/// other schemes, queries and fragments).
+fn parse_url(url: &str) -> Result<Endpoint, String> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| format!("unsupported scheme in {url:?}"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| format!("invalid host in {url:?}"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().map_err(|_| format!("invalid port in {url:?}"))?,
+        None => 443,
+    };
+    Ok(Endpoint::Url { url: url.to_string(), host: host.to_string(), port, path: path.to_string() })
+}
+
+impl Hook {
+    /// Compiles the webhook `hook` of the configuration named `configuration`.
+    /// What cannot be compiled is kept as an error the call reports, so a bad
+    /// webhook fails (or is ignored) by its own failurePolicy.
+    pub fn compile(configuration: &str, hook: &Value) -> Hook {
+        let client = hook.get("clientConfig").cloned().unwrap_or_default();
+        let endpoint = match (client.get("url").and_then(Value::as_str), client.get("service")) {
+            (Some(url), _) => parse_url(url),
+            (None, Some(svc)) if svc.is_object() => Ok(Endpoint::Service {
+                service: ServiceRef {
+                    namespace: str_at(svc, "/namespace").to_string(),
+                    name: str_at(svc, "/name").to_string(),
+                    port: svc.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).unwrap_or(443),
+                },
+                path: match str_at(svc, "/path") {
+                    "" => "/".to_string(),
+                    p => p.to_string(),
+                },
+            }),
+            _ => Err("no url or service in clientConfig".to_string()),
+        };
+        let tls = base64::engine::general_purpose::STANDARD
+            .decode(str_at(&client, "/caBundle"))
+            .map_err(|e| format!("the caBundle: {e}"))
+            .and_then(|ca| backend::client_tls(&ca, false, None));
+        let rules = hook.get("rules").and_then(Value::as_array).map(|r| r.iter().map(Rule::parse).collect());
+        let conditions = hook
+            .get("matchConditions")
+            .and_then(Value::as_array)
+            .map(|cs| cs.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let name = str_at(c, "/name").to_string();
+                cel_k8s::compile(str_at(c, "/expression"))
+                    .map(|program| Condition { name: name.clone(), program })
+                    .map_err(|e| format!("matchCondition {name:?}: {e}"))
+            })
+            .collect();
+        let side_effects = str_at(hook, "/sideEffects");
+        let review_version = hook
+            .get("admissionReviewVersions")
+            .and_then(Value::as_array)
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .find_map(|v| match v.as_str() {
+                Some("v1") => Some("v1"),
+                Some("v1beta1") => Some("v1beta1"),
+                _ => None,
+            });
+        Hook {
+            name: str_at(hook, "/name").to_string(),
+            configuration: configuration.to_string(),
+            endpoint,
+            tls,
+            rules: rules.unwrap_or_default(),
+            selectors: Selectors::parse(hook),
+            conditions,
+            fail_open: str_at(hook, "/failurePolicy") == "Ignore",
+            dry_run_safe: matches!(side_effects, "None" | "NoneOnDryRun"),
+            side_effects_unset: side_effects.is_empty(),
+            timeout: hook
+                .get("timeoutSeconds")
+                .and_then(Value::as_u64)
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_TIMEOUT),
+            reinvoke: str_at(hook, "/reinvocationPolicy") == "IfNeeded",
+            review_version,
+        }
+    }
+
+    /// Every webhook of the configurations, in upstream's order: configurations
+    /// by name, webhooks in their order within each.
+    pub fn compile_all(mut configurations: Vec<Value>) -> Vec<Arc<Hook>> {
+        configurations.sort_by(|a, b| str_at(a, "/metadata/name").cmp(str_at(b, "/metadata/name")));
+        configurations
+            .iter()
+            .flat_map(|c| {
+                let name = str_at(c, "/metadata/name");
+                c.get("webhooks")
+                    .and_then(Value::as_array)
+                    .map(|h| h.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(move |h| Arc::new(Hook::compile(name, h)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_for_dialing() {
+        let Ok(Endpoint::Url { host, port, path, .. }) = parse_url("https://127.0.0.1:8443/validate") else {
+            panic!("a valid URL")
+        };
+        assert_eq!((host.as_str(), port, path.as_str()), ("127.0.0.1", 8443, "/validate"));
+        let Ok(Endpoint::Url { host, port, path, .. }) = parse_url("https://[::1]/x") else { panic!("a valid URL") };
+        assert_eq!((host.as_str(), port, path.as_str()), ("::1", 443, "/x"));
+        assert!(parse_url("http://a/").is_err());
+        assert!(parse_url("https://a:port/").is_err());
+    }
+
+    #[test]
+    fn webhooks_compile_in_configuration_order() {
+        let config = |name: &str, hooks: &[&str]| {
+            serde_json::json!({"metadata": {"name": name}, "webhooks": hooks.iter().map(|h| serde_json::json!({
+                "name": h, "sideEffects": "None", "admissionReviewVersions": ["v2", "v1beta1", "v1"],
+                "clientConfig": {"url": "https://example.com/"}, "failurePolicy": "Ignore"})).collect::<Vec<_>>()})
+        };
+        let hooks = Hook::compile_all(vec![config("b", &["b1.io"]), config("a", &["a1.io", "a2.io"])]);
+        let names: Vec<_> = hooks.iter().map(|h| (h.configuration.as_str(), h.name.as_str())).collect();
+        assert_eq!(names, [("a", "a1.io"), ("a", "a2.io"), ("b", "b1.io")]);
+        assert_eq!(hooks[0].review_version, Some("v1beta1"));
+        assert!(hooks[0].fail_open && hooks[0].dry_run_safe && !hooks[0].reinvoke);
+        assert_eq!(hooks[0].timeout, DEFAULT_TIMEOUT);
+    }
+}

@@ -1,0 +1,454 @@
+//! Admission webhooks (upstream's admission/plugin/webhook): the
+//! MutatingAdmissionWebhook and ValidatingAdmissionWebhook plugins, calling
+//! the webhooks of the stored Mutating- and ValidatingWebhookConfigurations.
+//!
+//! The configurations are followed by an informer and compiled when they
+//! change ([`config`]), so a request only walks precompiled rules, and a
+//! webhook that does not match costs a few comparisons. A matching webhook
+//! gets an AdmissionReview ([`review`]) over HTTPS ([`client`]); its answer
+//! refuses the request in upstream's words, patches the object (mutating),
+//! or adds warnings and audit annotations. A webhook that cannot be called
+//! or answers nonsense is judged by its failurePolicy: Ignore lets the
+//! request through, Fail refuses it with upstream's InternalError
+//! `failed calling webhook "NAME": ...`.
+//!
+//! Mutating webhooks run in order; one with reinvocationPolicy IfNeeded is
+//! called once more when a later webhook changed the object, as upstream's
+//! reinvocation round. Validating webhooks of one request run concurrently.
+
+mod client;
+mod config;
+mod review;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use generic_server::backend::Resolver;
+use generic_server::informer::Informer;
+use generic_server::metrics;
+use generic_server::registry::{AdmissionAttributes, Mutating, Store, Validating};
+use generic_server::status::StatusError;
+
+use crate::matching::Namespaces;
+use config::Hook;
+
+/// admissionregistration.k8s.io resources no webhook is called for
+/// (upstream's IsExemptAdmissionConfigurationResource).
+const EXEMPT: &[&str] = &[
+    "validatingwebhookconfigurations",
+    "mutatingwebhookconfigurations",
+    "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings",
+    "mutatingadmissionpolicies",
+    "mutatingadmissionpolicybindings",
+];
+
+/// Why a call did not admit.
+enum Failure {
+    /// The webhook could not be called or answered nonsense: failurePolicy
+    /// decides. The reason follows `failed calling webhook "NAME": `; the
+    /// code is the one upstream records in metrics.
+    Calling(String, u16),
+    /// The webhook refused.
+    Rejected(StatusError),
+    /// An error that fails the request whatever the policy.
+    Internal(StatusError),
+}
+
+/// One of the two webhook plugins, holding the compiled webhooks of its
+/// configuration kind.
+pub struct Webhooks {
+    mutating: bool,
+    hooks: RwLock<Arc<Vec<Arc<Hook>>>>,
+    namespaces: Namespaces,
+    resolver: OnceLock<Resolver>,
+}
+
+impl Webhooks {
+    /// MutatingAdmissionWebhook, unbound: it calls nothing until [`bind`](Self::bind).
+    pub fn mutating() -> Arc<Webhooks> {
+        Arc::new(Self::new(true))
+    }
+
+    /// ValidatingAdmissionWebhook, unbound.
+    pub fn validating() -> Arc<Webhooks> {
+        Arc::new(Self::new(false))
+    }
+
+    fn new(mutating: bool) -> Webhooks {
+        Webhooks { mutating, hooks: RwLock::default(), namespaces: Namespaces::default(), resolver: OnceLock::new() }
+    }
+
+    /// The metrics' name for the plugin's step.
+    fn step(&self) -> &'static str {
+        if self.mutating {
+            "admit"
+        } else {
+            "validating"
+        }
+    }
+
+    /// Follows the configurations in `configurations` (of this plugin's kind)
+    /// from now on; returns once the first list is compiled. Namespace labels
+    /// come from `namespaces`, Service backends from `resolver`.
+    pub async fn bind(self: &Arc<Self>, configurations: Arc<Store>, namespaces: &Arc<Store>, resolver: Resolver) {
+        self.namespaces.bind(namespaces);
+        let _ = self.resolver.set(resolver);
+        let informer = Informer::new(configurations);
+        let (me, cache) = (Arc::downgrade(self), informer.clone());
+        informer.spawn(move |_| {
+            if let Some(me) = me.upgrade() {
+                let hooks = Arc::new(Hook::compile_all(cache.list()));
+                *me.hooks.write().unwrap_or_else(|e| e.into_inner()) = hooks;
+            }
+        });
+        informer.wait_synced().await;
+    }
+
+    /// The webhooks for this request: none for the admission configuration
+    /// kinds themselves, which upstream exempts so that a broken webhook can
+    /// always be removed.
+    fn current(&self, a: &AdmissionAttributes<'_>) -> Arc<Vec<Arc<Hook>>> {
+        if a.info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&a.info.plural.as_str()) {
+            return Arc::default();
+        }
+        self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Upstream's ShouldCallHook: rules, then the object and namespace
+    /// selectors, then matchConditions.
+    async fn should_call(
+        &self,
+        hook: &Hook,
+        a: &AdmissionAttributes<'_>,
+        object: Option<&Value>,
+    ) -> Result<bool, StatusError> {
+        if !hook.rules.iter().any(|r| r.matches(a)) || !hook.selectors.matches_object(a, object) {
+            return Ok(false);
+        }
+        if !hook.selectors.matches_namespace(a, object, &self.namespaces).await? {
+            return Ok(false);
+        }
+        conditions_match(hook, a, object)
+    }
+
+    /// One exchange with a webhook, up to its checked answer; the answer's
+    /// warnings and audit annotations are recorded here.
+    async fn call(
+        &self,
+        hook: &Hook,
+        a: &AdmissionAttributes<'_>,
+        object: Option<&Value>,
+    ) -> Result<review::Response, Failure> {
+        if a.dry_run {
+            if hook.side_effects_unset {
+                return Err(Failure::Calling("Webhook SideEffects is nil".into(), 400));
+            }
+            if !hook.dry_run_safe {
+                let why = format!("admission webhook {:?} does not support dry run", hook.name);
+                return Err(Failure::Internal(StatusError::bad_request(why)));
+            }
+        }
+        let Some(version) = hook.review_version else {
+            let why = "could not create admission objects: webhook does not accept known AdmissionReview versions (v1, v1beta1)";
+            return Err(Failure::Calling(why.into(), 400));
+        };
+        let uid = uuid::Uuid::new_v4().to_string();
+        let body = serde_json::to_vec(&review::review(version, review::request(a, object, &uid)))
+            .map_err(|e| Failure::Calling(format!("could not create admission objects: {e}"), 400))?;
+        let answer = client::post(hook, self.resolver.get(), body)
+            .await
+            .map_err(|e| Failure::Calling(format!("failed to call webhook: {e}"), 503))?;
+        let resp = review::verify(&uid, version, self.mutating, &answer)
+            .map_err(|e| Failure::Calling(format!("received invalid webhook response: {e}"), 503))?;
+        for (k, v) in &resp.audit_annotations {
+            a.notes.annotate(format!("{}/{k}", hook.name), v.clone());
+        }
+        for w in &resp.warnings {
+            a.notes.warn(w.clone());
+        }
+        if !resp.allowed {
+            return Err(Failure::Rejected(review::denied(&hook.name, resp.result.as_ref())));
+        }
+        Ok(resp)
+    }
+
+    /// Records a finished call in metrics and turns a failure into the
+    /// request's error, or into nothing when failurePolicy is Ignore.
+    fn settle<T>(
+        &self,
+        hook: &Hook,
+        a: &AdmissionAttributes<'_>,
+        outcome: Result<T, Failure>,
+        started: Instant,
+        failed_open_key: impl FnOnce() -> String,
+    ) -> Result<Option<T>, StatusError> {
+        let (m, step, op) = (metrics::global(), self.step(), a.operation.as_str());
+        let observe =
+            |rejected: bool, code: u16| m.observe_webhook(&hook.name, step, op, rejected, code, started.elapsed());
+        match outcome {
+            Ok(v) => {
+                observe(false, 200);
+                Ok(Some(v))
+            }
+            Err(Failure::Calling(why, code)) if hook.fail_open => {
+                observe(false, code);
+                tracing::warn!(webhook = %hook.name, "Failed calling webhook, failing open: {why}");
+                m.observe_webhook_fail_open(&hook.name, step);
+                a.notes.annotate(failed_open_key(), hook.name.clone());
+                Ok(None)
+            }
+            Err(Failure::Calling(why, code)) => {
+                observe(true, code);
+                m.observe_webhook_rejection(&hook.name, step, op, "calling_webhook_error", code);
+                Err(StatusError::internal(format!("failed calling webhook {:?}: {why}", hook.name)))
+            }
+            Err(Failure::Rejected(status)) => {
+                observe(true, status.code);
+                m.observe_webhook_rejection(&hook.name, step, op, "no_error", status.code);
+                Err(status)
+            }
+            Err(Failure::Internal(e)) => {
+                observe(true, 0);
+                m.observe_webhook_rejection(&hook.name, step, op, "apiserver_internal_error", 0);
+                Err(e)
+            }
+        }
+    }
+
+    /// One mutating webhook's call and patch; whether the object changed.
+    async fn mutate_once(&self, hook: &Hook, a: &AdmissionAttributes<'_>, object: &mut Value) -> Result<bool, Failure> {
+        let current = (!object.is_null()).then_some(&*object);
+        let resp = self.call(hook, a, current).await?;
+        if resp.patch.is_empty() {
+            return Ok(false);
+        }
+        let ops: json_patch::Patch = serde_json::from_slice(&resp.patch)
+            .map_err(|e| Failure::Calling(format!("received undecodable patch in webhook response: {e}"), 503))?;
+        if ops.0.is_empty() {
+            return Ok(false);
+        }
+        if object.is_null() {
+            return Err(Failure::Internal(StatusError::internal(format!(
+                "admission webhook {:?} attempted to modify the object, which is not supported for this operation",
+                hook.name
+            ))));
+        }
+        if resp.patch_type != "JSONPatch" {
+            let status = review::denied(&hook.name, resp.result.as_ref());
+            return Err(Failure::Calling(format!("unsupported patch type {:?}", resp.patch_type), status.code));
+        }
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &ops).map_err(|e| Failure::Internal(StatusError::internal(e)))?;
+        let changed = patched != *object;
+        *object = patched;
+        Ok(changed)
+    }
+}
+
+/// Evaluates the webhook's matchConditions: any false skips the webhook;
+/// an error fails closed with upstream's Forbidden unless failurePolicy is
+/// Ignore.
+fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, object: Option<&Value>) -> Result<bool, StatusError> {
+    let conditions = match &hook.conditions {
+        Ok(c) if c.is_empty() => return Ok(true),
+        Ok(c) => c,
+        Err(e) if hook.fail_open => {
+            tracing::warn!(webhook = %hook.name, "matchConditions do not compile: {e}");
+            return Ok(false);
+        }
+        Err(e) => return Err(a.forbidden(e)),
+    };
+    let mut ctx = cel_k8s::context();
+    let object = object.filter(|o| !o.is_null());
+    ctx.add_variable_from_value("object", object.map(cel_k8s::to_cel).unwrap_or(cel::Value::Null));
+    ctx.add_variable_from_value("oldObject", a.old.map(cel_k8s::to_cel).unwrap_or(cel::Value::Null));
+    let mut request = review::request(a, None, "");
+    if let Some(r) = request.as_object_mut() {
+        r.remove("object");
+        r.remove("oldObject");
+        // A typed AdmissionRequest in CEL: empty strings are fields too.
+        for k in ["name", "namespace", "subResource", "requestSubResource"] {
+            r.entry(k).or_insert(json!(""));
+        }
+    }
+    ctx.add_variable_from_value("request", cel_k8s::to_cel(&request));
+    let mut errors = Vec::new();
+    for c in conditions {
+        match c.program.execute(&ctx) {
+            Ok(cel::Value::Bool(true)) => {}
+            Ok(cel::Value::Bool(false)) => return Ok(false),
+            Ok(other) => {
+                errors.push(format!("matchCondition {:?}: expected a boolean, got {:?}", c.name, other.type_of()))
+            }
+            Err(e) => errors.push(format!("matchCondition {:?}: {e}", c.name)),
+        }
+    }
+    match errors.is_empty() || hook.fail_open {
+        true => Ok(errors.is_empty()),
+        false => Err(a.forbidden(&errors.join(", "))),
+    }
+}
+
+#[async_trait::async_trait]
+impl Mutating for Webhooks {
+    async fn admit(&self, a: &AdmissionAttributes<'_>, object: &mut Value) -> Result<(), StatusError> {
+        if !self.mutating {
+            return Ok(());
+        }
+        let hooks = self.current(a);
+        // Upstream's reinvocation: webhooks with reinvocationPolicy IfNeeded
+        // called before a later change are called once more, in a second
+        // round that calls no webhook for the first time.
+        let mut invoked_reinvocable = BTreeSet::new();
+        let mut reinvoke = BTreeSet::new();
+        for round in 0..2 {
+            for (i, hook) in hooks.iter().enumerate() {
+                if round == 1 && !reinvoke.contains(&i) {
+                    continue;
+                }
+                let current = (!object.is_null()).then_some(&*object);
+                if !self.should_call(hook, a, current).await? {
+                    continue;
+                }
+                let started = Instant::now();
+                let outcome = self.mutate_once(hook, a, object).await;
+                let changed = matches!(outcome, Ok(true));
+                a.notes.annotate(
+                    format!("mutation.webhook.admission.k8s.io/round_{round}_index_{i}"),
+                    json!({"configuration": hook.configuration, "webhook": hook.name, "mutated": changed}).to_string(),
+                );
+                if changed {
+                    reinvoke.append(&mut invoked_reinvocable);
+                }
+                if hook.reinvoke {
+                    invoked_reinvocable.insert(i);
+                }
+                let failed_open = || format!("failed-open.mutation.webhook.admission.k8s.io/round_{round}_index_{i}");
+                self.settle(hook, a, outcome, started, failed_open)?;
+            }
+            if round == 0 && reinvoke.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Validating for Webhooks {
+    async fn validate(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
+        if self.mutating {
+            return Ok(());
+        }
+        let hooks = self.current(a);
+        let mut matched = Vec::new();
+        for (i, hook) in hooks.iter().enumerate() {
+            if self.should_call(hook, a, a.object).await? {
+                matched.push((i, hook));
+            }
+        }
+        let calls = matched.iter().map(|(i, hook)| async move {
+            let started = Instant::now();
+            let outcome = self.call(hook, a, a.object).await;
+            (*i, *hook, outcome, started)
+        });
+        let mut first = None;
+        for (i, hook, outcome, started) in futures::future::join_all(calls).await {
+            let failed_open = || format!("failed-open.validating.webhook.admission.k8s.io/round_0_index_{i}");
+            if let Err(e) = self.settle(hook, a, outcome, started, failed_open) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use generic_server::registry::{Notes, Operation, ResourceInfo};
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn hook(side_effects: &str, extra: Value) -> Hook {
+        let mut h = json!({"name": "side.example.com", "sideEffects": side_effects, "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": "https://127.0.0.1:1/"},
+            "rules": [{"operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]});
+        if let (Some(h), Some(e)) = (h.as_object_mut(), extra.as_object()) {
+            h.extend(e.clone());
+        }
+        Hook::compile("c", &h)
+    }
+
+    fn attrs<'a>(
+        info: &'a ResourceInfo,
+        object: &'a Value,
+        notes: &'a Notes,
+        dry_run: bool,
+    ) -> AdmissionAttributes<'a> {
+        AdmissionAttributes {
+            operation: Operation::Create,
+            info,
+            subresource: "",
+            namespace: "",
+            name: "x",
+            object: Some(object),
+            old: None,
+            user: None,
+            dry_run,
+            notes,
+        }
+    }
+
+    #[tokio::test]
+    async fn dry_run_is_refused_to_webhooks_with_side_effects() {
+        let (info, notes, obj) =
+            (ResourceInfo::of::<ConfigMap>(), Notes::default(), json!({"metadata": {"name": "x"}}));
+        let plugin = Webhooks::new(false);
+        let a = attrs(&info, &obj, &notes, true);
+        let Err(Failure::Internal(e)) = plugin.call(&hook("Some", json!({})), &a, a.object).await else {
+            panic!("a dry run must not reach a webhook with side effects")
+        };
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert_eq!(e.message, "admission webhook \"side.example.com\" does not support dry run");
+        // NoneOnDryRun is called (and here fails to connect: a calling error).
+        let Err(Failure::Calling(why, _)) = plugin.call(&hook("NoneOnDryRun", json!({})), &a, a.object).await else {
+            panic!("NoneOnDryRun accepts dry runs")
+        };
+        assert_eq!(
+            why,
+            "failed to call webhook: Post \"https://127.0.0.1:1/?timeout=10s\": dial tcp 127.0.0.1:1: connect: connection refused"
+        );
+    }
+
+    #[test]
+    fn match_conditions_see_object_old_object_and_request() {
+        let (info, notes, obj) =
+            (ResourceInfo::of::<ConfigMap>(), Notes::default(), json!({"metadata": {"name": "x"}}));
+        let a = attrs(&info, &obj, &notes, false);
+        let cond = |e: &str, policy: &str| {
+            hook("None", json!({"failurePolicy": policy, "matchConditions": [{"name": "c", "expression": e}]}))
+        };
+        let matched = |h: &Hook| conditions_match(h, &a, a.object);
+        let expr = "object.metadata.name == 'x' && oldObject == null && request.operation == 'CREATE'";
+        assert!(matches!(matched(&cond(expr, "Fail")), Ok(true)));
+        assert!(matches!(matched(&cond("request.namespace == 'other'", "Fail")), Ok(false)));
+        assert!(matches!(matched(&cond("object.nope.deeper", "Ignore")), Ok(false)), "Ignore skips on error");
+        let Err(e) = matched(&cond("object.nope.deeper", "Fail")) else { panic!("Fail refuses on error") };
+        assert_eq!(e.code, 403);
+    }
+
+    #[test]
+    fn configuration_kinds_are_exempt() {
+        use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+        let plugin = Webhooks::new(false);
+        *plugin.hooks.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(vec![Arc::new(hook("None", json!({})))]);
+        let (notes, obj) = (Notes::default(), json!({}));
+        let (cm, vwc) = (ResourceInfo::of::<ConfigMap>(), ResourceInfo::of::<ValidatingWebhookConfiguration>());
+        assert_eq!(plugin.current(&attrs(&cm, &obj, &notes, false)).len(), 1);
+        assert!(plugin.current(&attrs(&vwc, &obj, &notes, false)).is_empty());
+    }
+}
