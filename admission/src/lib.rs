@@ -1,6 +1,8 @@
 //! Dynamic admission (upstream's k8s.io/apiserver/pkg/admission/plugin):
 //! the plugins whose behaviour is configured by API objects rather than
 //! flags. [`matching`] decides which requests a configuration applies to,
-//! shared by webhooks and policies as upstream shares its predicates.
+//! shared by webhooks and policies as upstream shares its predicates;
+//! [`policy`] is the ValidatingAdmissionPolicy plugin.
 
 pub mod matching;
+pub mod policy;

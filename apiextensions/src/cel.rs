@@ -396,7 +396,12 @@ mod tests {
         let mut errs = Vec::new();
         compile(&schema(json!({"type": "string"})), "s", &mut errs);
         let msgs: Vec<String> = errs.iter().map(Cause::full_message).collect();
-        assert!(msgs.first().is_some_and(|m| m.starts_with("s.x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of ")), "{msgs:?}");
+        assert!(
+            msgs.first().is_some_and(|m| m.starts_with(
+                "s.x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of "
+            )),
+            "{msgs:?}"
+        );
         let mut errs = Vec::new();
         compile(&schema(json!({"type": "string", "maxLength": 100})), "s", &mut errs);
         assert!(errs.is_empty(), "bounded, the same rule is cheap");

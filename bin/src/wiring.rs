@@ -13,6 +13,8 @@ use generic_server::handler::{DynHandler, NotFoundHandler};
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::etcd::{EtcdStorage, EtcdTls};
 use generic_server::storage::Storage;
+use kube_core_server::admission::Plugin;
+use kube_core_server::server::Provided;
 use kube_core_server::CoreConfig;
 
 use crate::pki::Pki;
@@ -120,6 +122,11 @@ pub async fn build_chain(
     // The backends time their own requests; /metrics counts objects in storage.
     generic_server::metrics::global().count_objects_in(storage.clone());
     let shared = kube_core_server::Shared::with_plugins(access.plugins);
+    let policies = admission::policy::ValidatingAdmissionPolicy::new();
+    shared.provide(
+        Plugin::ValidatingAdmissionPolicy,
+        Provided { validating: Some(policies.clone()), ..Default::default() },
+    );
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;
@@ -135,6 +142,7 @@ pub async fn build_chain(
         service_account_tokens: Some(access.service_accounts),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
+    policies.start(core.registry.clone())?;
     let authorizer = authz::for_modes(&access.authorization_modes, core.rbac.clone());
     core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =

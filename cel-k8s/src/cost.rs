@@ -97,9 +97,9 @@ impl<'s> Shape<'s> {
         match self {
             Shape::Schema(s) => match schema_type(s) {
                 "string" => Estimate::up_to(bound(s, "maxLength").unwrap_or(UNBOUNDED)),
-                "array" => Estimate::up_to(bound(s, "maxItems").unwrap_or_else(|| {
-                    UNBOUNDED / (s.get("items").map(min_size).unwrap_or(2) + 1)
-                })),
+                "array" => Estimate::up_to(
+                    bound(s, "maxItems").unwrap_or_else(|| UNBOUNDED / (s.get("items").map(min_size).unwrap_or(2) + 1)),
+                ),
                 "object" => Estimate::up_to(bound(s, "maxProperties").unwrap_or_else(|| {
                     // A map entry is at least `"":` and its value.
                     UNBOUNDED / (s.get("additionalProperties").map(min_size).unwrap_or(2) + 4)
@@ -129,7 +129,8 @@ impl<'s> Shape<'s> {
     /// The shape of a field of an object.
     pub fn field(&self, name: &str) -> Shape<'s> {
         match self {
-            Shape::Schema(s) => match s.pointer(&format!("/properties/{}", name.replace('~', "~0").replace('/', "~1"))) {
+            Shape::Schema(s) => match s.pointer(&format!("/properties/{}", name.replace('~', "~0").replace('/', "~1")))
+            {
                 Some(p) => Shape::Schema(p),
                 None => self.element(),
             },
@@ -166,7 +167,9 @@ impl<'s> Estimator<'s> {
             Expr::Unspecified => (Estimate::default(), Shape::Unknown),
             Expr::Literal(l) => {
                 let shape = match l {
-                    cel::common::ast::LiteralValue::String(s) => sized(Estimate::exact(s.inner().chars().count() as u64)),
+                    cel::common::ast::LiteralValue::String(s) => {
+                        sized(Estimate::exact(s.inner().chars().count() as u64))
+                    }
                     cel::common::ast::LiteralValue::Bytes(b) => sized(Estimate::exact(b.inner().len() as u64)),
                     _ => Shape::Scalar,
                 };
@@ -230,7 +233,9 @@ impl<'s> Estimator<'s> {
                 let cost = range_cost.add(init_cost).add(result).add(count.mul(cond.add(step)));
                 // map() and filter() build a list at most as long as the range.
                 let shape = match (&init, step_shape) {
-                    (Shape::Sized(e, _), Shape::Sized(_, elem)) if e.max == 0 => Shape::Sized(Estimate::up_to(count.max), elem),
+                    (Shape::Sized(e, _), Shape::Sized(_, elem)) if e.max == 0 => {
+                        Shape::Sized(Estimate::up_to(count.max), elem)
+                    }
                     _ => result_shape,
                 };
                 (cost, shape)
@@ -349,7 +354,10 @@ fn call_cost<'s>(name: &str, target: Option<&Shape<'s>>, args: &[Shape<'s>]) -> 
         }
         "split" => {
             let elem = Shape::Sized(subject_size, None);
-            (subject_size.factor(2.0 * STRING_TRAVERSAL), Shape::Sized(Estimate::up_to(subject_size.max), Some(Box::new(elem))))
+            (
+                subject_size.factor(2.0 * STRING_TRAVERSAL),
+                Shape::Sized(Estimate::up_to(subject_size.max), Some(Box::new(elem))),
+            )
         }
         "join" => {
             let list = subject_size;
@@ -362,8 +370,13 @@ fn call_cost<'s>(name: &str, target: Option<&Shape<'s>>, args: &[Shape<'s>]) -> 
         }
         "find" | "findAll" => {
             let s = subject_size.add(one).factor(STRING_TRAVERSAL);
-            let result = if name == "find" { sized(Estimate::up_to(subject_size.max)) } else {
-                Shape::Sized(Estimate::up_to(subject_size.max), Some(Box::new(sized(Estimate::up_to(subject_size.max)))))
+            let result = if name == "find" {
+                sized(Estimate::up_to(subject_size.max))
+            } else {
+                Shape::Sized(
+                    Estimate::up_to(subject_size.max),
+                    Some(Box::new(sized(Estimate::up_to(subject_size.max)))),
+                )
             };
             (s.mul(arg_size(0).factor(REGEX_LENGTH)), result)
         }

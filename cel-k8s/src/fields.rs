@@ -20,10 +20,7 @@ impl<'s> Node<'s> {
     fn deref(s: &'s Value, resolve: Resolve<'s>) -> Option<&'s Value> {
         let mut s = s;
         for _ in 0..16 {
-            let r = s
-                .get("$ref")
-                .or_else(|| s.pointer("/allOf/0/$ref"))
-                .and_then(Value::as_str);
+            let r = s.get("$ref").or_else(|| s.pointer("/allOf/0/$ref")).and_then(Value::as_str);
             match r {
                 Some(r) => s = resolve(r.rsplit('/').next().unwrap_or(r))?,
                 None => return Some(s),
@@ -186,7 +183,10 @@ mod tests {
         };
         assert!(check("object.spec.replicas > 1 && object.metadata.name != ''").is_empty());
         assert!(check("object.spec.items.all(i, i.name != '') && object.spec.items[0].name == 'a'").is_empty());
-        assert_eq!(check("object.spec.replica > 1"), ["ERROR: <input>:1:12: undefined field 'replica'\n | object.spec.replica > 1\n | ...........^"]);
+        assert_eq!(
+            check("object.spec.replica > 1"),
+            ["ERROR: <input>:1:12: undefined field 'replica'\n | object.spec.replica > 1\n | ...........^"]
+        );
         assert_eq!(check("object.spec.items.all(i, has(i.nme))").len(), 1);
         assert!(check("params.anything == 1").is_empty(), "variables of unknown schema are not checked");
     }
