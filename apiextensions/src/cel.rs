@@ -76,7 +76,7 @@ pub fn compile(schema: &Value, path: &str, errors: &mut Vec<Cause>) -> Option<Ce
     let node = compile_node(schema, path, 1, &mut costs, errors);
     let total = costs.iter().fold(0u64, |t, (_, c)| t.saturating_add(*c));
     if total > cost::STATIC_CRD_LIMIT {
-        costs.sort_by(|a, b| b.1.cmp(&a.1));
+        costs.sort_by_key(|c| std::cmp::Reverse(c.1));
         for (p, _) in costs.iter().take(MOST_EXPENSIVE) {
             errors.push(Cause::forbidden(
                 p.clone(),

@@ -371,3 +371,60 @@ fn type_name(v: &CelValue) -> &'static str {
         _ => "dyn",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(object: Value, params: Value) -> Input {
+        Input {
+            object: cel_k8s::to_cel(&object),
+            old_object: CelValue::Null,
+            request: cel_k8s::to_cel(&json!({"operation": "CREATE"})),
+            params: cel_k8s::to_cel(&params),
+            namespace_object: CelValue::Null,
+        }
+    }
+
+    fn policy(spec: Value) -> Policy {
+        Policy::compile(&json!({"metadata": {"name": "p", "generation": 1}, "spec": spec}))
+    }
+
+    #[test]
+    fn validations_variables_and_conditions() {
+        let p = policy(json!({
+            "variables": [{"name": "n", "expression": "size(object.data)"}, {"name": "twice", "expression": "variables.n * 2"}],
+            "matchConditions": [{"name": "create", "expression": "request.operation == 'CREATE'"}],
+            "validations": [
+                {"expression": "variables.twice <= params.max", "messageExpression": "'too many: ' + string(variables.n)", "reason": "Forbidden"},
+                {"expression": "variables.n > 0", "message": " empty "},
+                {"expression": "object.data.all(k, k != 'x')"},
+                {"expression": "object.missing == 1"}
+            ],
+            "auditAnnotations": [{"key": "n", "valueExpression": "string(variables.n)"}]}));
+        assert!(p.config_error.is_none());
+        let e = p.evaluate(&input(json!({"data": {"a": "1", "x": "2"}}), json!({"max": 2})));
+        let got: Vec<(usize, &str, &str)> = e.denials.iter().map(|d| (d.index, d.message.as_str(), d.reason)).collect();
+        assert_eq!(got[0], (0, "too many: 2", "Forbidden"));
+        assert_eq!(got[1], (2, "failed expression: object.data.all(k, k != 'x')", "Invalid"));
+        assert_eq!(got[2].0, 3);
+        assert!(got[2].1.starts_with("expression 'object.missing == 1' resulted in error: "), "{got:?}");
+        assert_eq!(got[2].2, "", "an error carries no reason of its own");
+        assert_eq!(e.annotations, [("n".to_string(), "2".to_string())]);
+
+        let mut skipped = input(json!({"data": {}}), json!({"max": 2}));
+        skipped.request = cel_k8s::to_cel(&json!({"operation": "UPDATE"}));
+        assert!(p.evaluate(&skipped).denials.is_empty(), "a false matchCondition skips the policy");
+    }
+
+    #[test]
+    fn failure_policy_and_compile_errors() {
+        let spec = json!({"failurePolicy": "Ignore", "validations": [{"expression": "object.missing == 1"}]});
+        assert!(policy(spec).evaluate(&input(json!({}), Value::Null)).denials.is_empty(), "Ignore drops errors");
+        let broken = policy(json!({"validations": [{"expression": "object.a >"}]}));
+        assert!(broken.config_error.as_deref().is_some_and(|e| e.starts_with("compilation failed: ")));
+        assert_eq!(code_of("Forbidden"), 403);
+        assert_eq!(code_of(""), 422);
+    }
+}
