@@ -229,7 +229,7 @@ fn validating_admission_policies() {
     assert!(st["message"].as_str().is_some_and(|m| m.ends_with("denied request: name must start with ok-")), "{st}");
 
     // Params from a custom resource, chosen by a selector; none found with Allow admits.
-    s.apply_crd(LIMITS_CRD, "limits.vap.example.com");
+    s.apply_crd(&crd("limits", "Limit", LIMITS_PROPERTIES), "limits.vap.example.com");
     namespace(&s, "vap-crd");
     apply(
         &s,
@@ -295,23 +295,27 @@ fn validating_admission_policies() {
     assert_eq!(fine["status"]["typeChecking"], json!({}), "{fine}");
 
     // A CRD rule whose string growth is over budget is refused at write.
-    let err = s.kubectl_err(&["apply", "-f", "-"], Some(COSTLY_CRD), &[
+    let costly = crd("costlies", "Costly", COSTLY_PROPERTIES);
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&costly), &[
         "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[s].x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of",
         "(try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)",
     ]);
     assert!(!err.contains("created"), "{err}");
-    let bounded = COSTLY_CRD.replace("type: string\n", "type: string\n                    maxLength: 64\n");
+    let bounded = costly.replace("type: string\n", "type: string\n                maxLength: 64\n");
     s.apply_crd(&bounded, "costlies.vap.example.com");
 }
 
-const LIMITS_CRD: &str = r#"
+/// A namespaced CRD of group vap.example.com whose `spec` has these properties (YAML at 14 spaces).
+fn crd(plural: &str, kind: &str, properties: &str) -> String {
+    format!(
+        r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
-metadata: {name: limits.vap.example.com}
+metadata: {{name: {plural}.vap.example.com}}
 spec:
   group: vap.example.com
   scope: Namespaced
-  names: {plural: limits, singular: limit, kind: Limit}
+  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
   versions:
   - name: v1
     served: true
@@ -323,30 +327,15 @@ spec:
           spec:
             type: object
             properties:
-              maxKeys: {type: integer}
-"#;
+{properties}"#,
+        singular = kind.to_lowercase()
+    )
+}
 
-const COSTLY_CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: costlies.vap.example.com}
-spec:
-  group: vap.example.com
-  scope: Namespaced
-  names: {plural: costlies, singular: costly, kind: Costly}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              s:
-                    type: string
-                    x-kubernetes-validations:
-                    - rule: "self.replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa') != ''"
+const LIMITS_PROPERTIES: &str = "              maxKeys: {type: integer}\n";
+
+const COSTLY_PROPERTIES: &str = r#"              s:
+                type: string
+                x-kubernetes-validations:
+                - rule: "self.replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa') != ''"
 "#;
