@@ -261,6 +261,8 @@ pub struct Denial {
     pub index: usize,
     pub message: String,
     pub reason: &'static str,
+    /// An audit annotation's error: denied whatever the binding's actions.
+    pub always: bool,
 }
 
 /// What evaluating a policy for one param yields.
@@ -283,11 +285,12 @@ impl Policy {
     /// failure policy: Fail turns them into denials, Ignore drops them.
     pub fn evaluate(&self, input: &Input) -> Evaluation {
         let mut out = Evaluation::default();
-        let fail = |out: &mut Evaluation, index: usize, message: String| {
+        let fail_as = |out: &mut Evaluation, index: usize, message: String, always: bool| {
             if !self.fail_open {
-                out.denials.push(Denial { index, message, reason: "" });
+                out.denials.push(Denial { index, message, reason: "", always });
             }
         };
+        let fail = |out: &mut Evaluation, index: usize, message: String| fail_as(out, index, message, false);
         let base = cel_k8s::context();
         let mut ctx = base.new_inner_scope();
         ctx.add_variable_from_value("object", input.object.clone());
@@ -306,19 +309,21 @@ impl Policy {
             }
         }
         ctx.add_variable_from_value("variables", CelValue::Map(cel::objects::Map::from(vars)));
+        // Upstream's matchconditions matcher: any false skips the policy,
+        // even past errors; otherwise errors fail it, aggregated.
+        let mut errors = Vec::new();
         for (_, cond) in &self.match_conditions {
             match cond.run(&ctx) {
-                Ok(CelValue::Bool(true)) => {}
                 Ok(CelValue::Bool(false)) => return out,
-                Ok(_) => {
-                    fail(&mut out, 0, format!("expression '{}' resulted in error: no such overload", cond.source));
-                    return out;
-                }
-                Err(e) => {
-                    fail(&mut out, 0, e);
-                    return out;
-                }
+                Ok(CelValue::Bool(true)) => {}
+                Ok(_) => errors.push(format!("expression '{}' resulted in error: no such overload", cond.source)),
+                Err(e) => errors.push(e),
             }
+        }
+        if !errors.is_empty() {
+            let message = if errors.len() == 1 { errors.remove(0) } else { format!("[{}]", errors.join(", ")) };
+            fail(&mut out, 0, message);
+            return out;
         }
         for (i, v) in self.validations.iter().enumerate() {
             match v.expression.run(&ctx) {
@@ -332,7 +337,7 @@ impl Policy {
                     let message = from_expression
                         .or_else(|| (!v.message.is_empty()).then(|| v.message.clone()))
                         .unwrap_or_else(|| format!("failed expression: {}", v.expression.source.trim()));
-                    out.denials.push(Denial { index: i, message, reason: v.reason });
+                    out.denials.push(Denial { index: i, message, reason: v.reason, always: false });
                 }
                 Err(e) => fail(&mut out, i, e),
             }
@@ -343,7 +348,7 @@ impl Policy {
                     out.annotations.push((a.key.clone(), s.trim().to_string()))
                 }
                 Ok(CelValue::String(_)) | Ok(CelValue::Null) => {}
-                Ok(other) => fail(
+                Ok(other) => fail_as(
                     &mut out,
                     0,
                     format!(
@@ -351,8 +356,9 @@ impl Policy {
                         a.value.source,
                         type_name(&other)
                     ),
+                    true,
                 ),
-                Err(e) => fail(&mut out, 0, e),
+                Err(e) => fail_as(&mut out, 0, e, true),
             }
         }
         out

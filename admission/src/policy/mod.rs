@@ -357,6 +357,7 @@ async fn evaluate(policy: Arc<Policy>, input: Input) -> Evaluation {
                 message: "validation failed due to running out of cost budget, no further validation rules will be run"
                     .into(),
                 reason: "",
+                always: false,
             }],
             ..Default::default()
         },
@@ -373,6 +374,10 @@ fn act(
     denied: &mut Vec<Denied>,
     failures: &mut Vec<Value>,
 ) {
+    if d.always {
+        denied.push(Denied { policy: p.clone(), binding: Some(b.clone()), message: d.message, reason: d.reason });
+        return;
+    }
     if b.audit {
         failures.push(json!({
             "message": d.message, "policy": b.policy, "binding": b.name,
