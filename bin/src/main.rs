@@ -14,6 +14,7 @@ use std::time::Instant;
 use clap::Parser;
 use generic_server::authn::TokenFile;
 use generic_server::filters::{self, Authentication, FilterConfig, VersionInfo};
+use generic_server::registry::admission_config::AdmissionConfig;
 use generic_server::serve;
 use generic_server::serviceaccount::ServiceAccountTokens;
 use kube_core_server::admission::AdmissionPlugins;
@@ -49,8 +50,9 @@ pub struct Options {
     /// Static bearer tokens: CSV lines token,user,uid,"group1,group2".
     #[arg(long)]
     pub token_auth_file: Option<PathBuf>,
-    /// Whether requests without credentials are served as system:anonymous.
-    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    /// Whether requests without credentials are served as system:anonymous
+    /// (group system:unauthenticated), for authorization to decide.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub anonymous_auth: bool,
     /// The CIDR that service cluster IPs are allocated from.
     #[arg(long, default_value = "10.0.0.0/24")]
@@ -115,7 +117,7 @@ pub struct Options {
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub enable_aggregator_routing: bool,
     /// Authorizers, in order, that decide each request: AlwaysAllow,
-    /// AlwaysDeny, RBAC (members of system:masters are always allowed).
+    /// AlwaysDeny, Node, RBAC (members of system:masters are always allowed).
     /// Upstream's flag defaults to AlwaysAllow; every real cluster runs RBAC,
     /// and a server that lets any authenticated caller do anything is not
     /// what a drop-in should hand a newcomer.
@@ -127,6 +129,18 @@ pub struct Options {
     /// Admission plugins to turn off, default-on ones included.
     #[arg(long, value_delimiter = ',')]
     pub disable_admission_plugins: Vec<String>,
+    /// The admission plugins' configuration (an apiserver.config.k8s.io/v1
+    /// AdmissionConfiguration), e.g. PodSecurity's defaults and exemptions.
+    #[arg(long)]
+    pub admission_control_config_file: Option<PathBuf>,
+    /// The tolerationSeconds of the not-ready:NoExecute toleration the
+    /// DefaultTolerationSeconds plugin adds to every pod without one.
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// The tolerationSeconds of the unreachable:NoExecute toleration the
+    /// DefaultTolerationSeconds plugin adds to every pod without one.
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
+    pub default_unreachable_toleration_seconds: i64,
     /// The audit policy (audit.k8s.io/v1 Policy); without it nothing is audited.
     #[arg(long)]
     pub audit_policy_file: Option<PathBuf>,
@@ -252,6 +266,10 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
             [one] => one.clone(),
             many => format!("[{}]", many.join(", ")),
         })?;
+    let admission_config = match &opts.admission_control_config_file {
+        Some(f) => AdmissionConfig::load(f)?,
+        None => AdmissionConfig::default(),
+    };
     let authorization_modes = generic_server::authz::parse_modes(&opts.authorization_mode)?;
     let audit = generic_server::audit::Auditor::from_flags(
         opts.audit_policy_file.as_deref(),
@@ -308,7 +326,8 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let service_accounts =
         Arc::new(service_account_tokens(&opts, &data_dir.join("pki"), &format!("{host}:{}", local.port()))?);
 
-    let access = wiring::Access { plugins, service_accounts: service_accounts.clone(), authorization_modes };
+    let access =
+        wiring::Access { plugins, admission_config, service_accounts: service_accounts.clone(), authorization_modes };
     let wiring::Chain { handler: chain, ready_checks, authorizer } =
         wiring::build_chain(&opts, &data_dir, local.port(), &pki, &client_ca, access).await?;
     let service = filters::build(
@@ -367,5 +386,17 @@ mod tests {
         assert_eq!(opts.testing_read_header_timeout, upstream.header_timeout);
         assert_eq!(opts.testing_idle_timeout, upstream.idle_timeout);
         assert_eq!(opts.request_timeout, upstream.body_timeout);
+    }
+
+    #[test]
+    fn anonymous_auth_defaults_to_upstreams() {
+        assert!(Options::try_parse_from(["kube-apiserver"]).expect("no flags").anonymous_auth);
+        let off = Options::try_parse_from(["kube-apiserver", "--anonymous-auth=false"]).expect("a bool");
+        assert!(!off.anonymous_auth);
+        let modes = Options::try_parse_from(["kube-apiserver", "--authorization-mode=Node,RBAC"]).expect("modes");
+        assert_eq!(
+            generic_server::authz::parse_modes(&modes.authorization_mode),
+            Ok(vec![generic_server::authz::Mode::Node, generic_server::authz::Mode::Rbac])
+        );
     }
 }

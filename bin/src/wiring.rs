@@ -10,9 +10,11 @@ use std::time::Duration;
 use generic_server::authz::{self, Authorizer};
 use generic_server::filters::ReadyCheck;
 use generic_server::handler::{DynHandler, NotFoundHandler};
+use generic_server::registry::admission_config::AdmissionConfig;
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::etcd::{EtcdStorage, EtcdTls};
 use generic_server::storage::Storage;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube_core_server::admission::Plugin;
 use kube_core_server::server::Provided;
 use kube_core_server::CoreConfig;
@@ -105,6 +107,8 @@ fn aggregator_config(opts: &Options, pki: &Pki, client_ca: &[u8]) -> Result<aggr
 /// tokens and the authorization modes.
 pub struct Access {
     pub plugins: kube_core_server::admission::AdmissionPlugins,
+    /// --admission-control-config-file's configuration of each plugin.
+    pub admission_config: AdmissionConfig,
     pub service_accounts: Arc<generic_server::serviceaccount::ServiceAccountTokens>,
     pub authorization_modes: Vec<authz::Mode>,
 }
@@ -118,6 +122,7 @@ pub async fn build_chain(
     access: Access,
 ) -> Result<Chain, String> {
     let aggregator_config = aggregator_config(opts, pki, client_ca)?;
+    let pod_security_config = pod_security::Configuration::from_value(access.admission_config.plugin("PodSecurity"))?;
     let (storage, ready_checks) = open_storage(opts, data_dir).await?;
     // The backends time their own requests; /metrics counts objects in storage.
     generic_server::metrics::global().count_objects_in(storage.clone());
@@ -127,6 +132,12 @@ pub async fn build_chain(
         Plugin::ValidatingAdmissionPolicy,
         Provided { validating: Some(policies.clone()), ..Default::default() },
     );
+    let pod_security = Arc::new(pod_security::PodSecurity::new(pod_security_config));
+    shared.provide(Plugin::PodSecurity, Provided { validating: Some(pod_security.clone()), ..Default::default() });
+    shared
+        .builtins
+        .tolerations
+        .set_seconds(opts.default_not_ready_toleration_seconds, opts.default_unreachable_toleration_seconds);
     let not_found: DynHandler = Arc::new(NotFoundHandler);
     let apiext: DynHandler =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;
@@ -140,10 +151,17 @@ pub async fn build_chain(
         // kube-controller-manager publishes without --root-ca-file.
         root_ca: pki.ca.cert.clone(),
         service_account_tokens: Some(access.service_accounts),
+        node_authorization: access.authorization_modes.contains(&authz::Mode::Node),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
     policies.start(core.registry.clone())?;
-    let authorizer = authz::for_modes(&access.authorization_modes, core.rbac.clone());
+    let (namespaces, pods) = (core.server.store_of::<Namespace>(), core.server.store_of::<Pod>());
+    let (Some(namespaces), Some(pods)) = (namespaces, pods) else {
+        return Err("the built-in resources lack namespaces or pods".into());
+    };
+    pod_security.bind(&namespaces, &pods);
+    let by_objects = authz::ModeAuthorizers { rbac: core.rbac.clone(), node: core.node.clone() };
+    let authorizer = authz::for_modes(&access.authorization_modes, &by_objects);
     core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =
         aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server).await?;

@@ -1,16 +1,28 @@
-//! Authentication: x509 admin (every other test), no credentials (401), bearer
-//! tokens from --token-auth-file, and --anonymous-auth. What an authenticated
-//! user may then do is RBAC's (the default mode), so each test binds roles.
+//! Authentication: x509 admin (every other test), no credentials (anonymous
+//! by default, as upstream; 401 with --anonymous-auth=false), and bearer
+//! tokens from --token-auth-file. What a user may then do is RBAC's (the
+//! default mode), so each test binds roles.
 
 use e2e::{Cred, Server};
 use serde_json::json;
 
 const UNAUTHORIZED: &str = e2e::KUBECTL_UNAUTHORIZED;
 
+/// POSTs ConfigMap `anon` with no credentials.
+fn create_configmap_without_credentials(s: &Server) -> e2e::HttpResponse {
+    s.curl(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Cred::None,
+        &[("Content-Type", "application/json")],
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"anon"}}"#),
+    )
+}
+
 #[test]
-fn no_or_bad_credentials_get_401() {
-    let mut s = Server::start();
-    for path in ["/api/v1/namespaces", "/api", "/apis/apps/v1/deployments", "/version", "/openapi/v2"] {
+fn without_anonymous_auth_no_or_bad_credentials_get_401() {
+    let mut s = Server::start_with(&["--anonymous-auth=false"]);
+    for path in ["/api/v1/namespaces", "/api", "/apis/apps/v1/deployments", "/version", "/healthz", "/openapi/v2"] {
         let r = s.curl("GET", path, Cred::None, &[], None);
         r.assert_status(401, "Unauthorized");
         assert_eq!(
@@ -20,13 +32,7 @@ fn no_or_bad_credentials_get_401() {
             "{path}"
         );
     }
-    let r = s.curl(
-        "POST",
-        "/api/v1/namespaces/default/configmaps",
-        Cred::None,
-        &[("Content-Type", "application/json")],
-        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"anon"}}"#),
-    );
+    let r = create_configmap_without_credentials(&s);
     r.assert_status(401, "Unauthorized");
     s.curl("GET", "/api/v1/namespaces", Cred::Token("no-such-token".into()), &[], None)
         .assert_status(401, "Unauthorized");
@@ -78,7 +84,6 @@ fn bearer_tokens_from_token_auth_file() {
     let kc = s.user_kubeconfig("wrong", "{token: alice-token-x}");
     let out = s.run_env(&["get", "ns"], None, &[("KUBECONFIG", &kc)]);
     assert!(out.code == 1 && out.stderr.contains(UNAUTHORIZED), "{out:?}");
-    s.curl("GET", "/api", Cred::None, &[], None).assert_status(401, "Unauthorized");
     // The scheme is case-insensitive, as upstream's.
     for scheme in ["bearer", "BEARER"] {
         let auth = format!("{scheme} alice-token");
@@ -99,31 +104,75 @@ fn bearer_tokens_from_token_auth_file() {
 }
 
 #[test]
-fn anonymous_auth_allows_requests_without_credentials() {
-    let mut s = Server::start_with(&["--anonymous-auth=true"]);
-    // Authenticated as system:anonymous, then refused by RBAC, as upstream.
+fn requests_without_credentials_are_anonymous_by_default() {
+    let mut s = Server::start();
+    // system:public-info-viewer (bound to system:unauthenticated) lets anyone
+    // read health and the version, as upstream.
+    for path in ["/healthz", "/livez", "/readyz", "/version", "/version/"] {
+        let r = s.curl("GET", path, Cred::None, &[], None);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    let r = s.curl("GET", "/version", Cred::None, &[], None);
+    assert_eq!(r.json()["minor"], "33");
+    // Discovery (system:discovery), OpenAPI, metrics and the issuer's OIDC
+    // documents (system:service-account-issuer-discovery, bound to
+    // ServiceAccounts only) are for authenticated callers: 403, not 401.
+    for path in [
+        "/api",
+        "/apis",
+        "/apis/apps/v1",
+        "/openapi/v2",
+        "/metrics",
+        "/.well-known/openid-configuration",
+        "/openid/v1/jwks",
+        "/healthz/ping",
+    ] {
+        let r = s.curl("GET", path, Cred::None, &[], None);
+        r.assert_status(403, "Forbidden");
+        assert_eq!(
+            r.json(),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": format!("forbidden: User \"system:anonymous\" cannot get path \"{path}\""),
+                   "reason": "Forbidden", "details": {}, "code": 403}),
+            "{path}"
+        );
+    }
     let r = s.curl("GET", "/api/v1/namespaces", Cred::None, &[], None);
     r.assert_status(403, "Forbidden");
     assert_eq!(
         r.json()["message"],
         "namespaces is forbidden: User \"system:anonymous\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
     );
+    let r = create_configmap_without_credentials(&s);
+    r.assert_status(403, "Forbidden");
+    assert_eq!(
+        r.json()["message"],
+        "configmaps is forbidden: User \"system:anonymous\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    // kubectl without a credential the server accepts is refused at
+    // discovery, and words it as against upstream (client-go reads no
+    // message from a discovery 403).
+    let none = s.user_kubeconfig("none", "{username: nobody, password: nothing}");
+    let out = s.run_env(&["get", "namespaces"], None, &[("KUBECONFIG", &none)]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("couldn't get current server API group list: unknown"), "{out:?}");
+    assert!(out.stderr.ends_with("\nError from server (Forbidden): unknown\n"), "{out:?}");
+    // A wrong token is still refused: anonymous is only for requests with no credentials.
+    s.curl("GET", "/api", Cred::Token("nope".into()), &[], None).assert_status(401, "Unauthorized");
+    // Bound like any user, anonymous may do more.
     s.kubectl(&["create", "clusterrolebinding", "anonymous-view", "--clusterrole=view", "--user=system:anonymous"]);
     e2e::eventually("the binding reaches the authorizer", || {
         s.curl("GET", "/api/v1/namespaces", Cred::None, &[], None).status == 200
     });
     let r = s.curl("GET", "/api/v1/namespaces", Cred::None, &[], None);
     assert_eq!(r.json()["kind"], "NamespaceList");
-    // system:public-info-viewer lets anyone read the version.
-    let r = s.curl("GET", "/version", Cred::None, &[], None);
-    assert_eq!((r.status, r.json()["minor"].clone()), (200, json!("33")));
-    // A wrong token is still refused: anonymous is only for requests with no credentials.
-    s.curl("GET", "/api", Cred::Token("nope".into()), &[], None).assert_status(401, "Unauthorized");
+    // Nothing was created by the refused write.
+    s.kubectl_err(&["get", "configmaps", "anon"], None, &["NotFound"]);
     s.assert_healthy();
 }
 
 e2e::on_etcd!(
-    no_or_bad_credentials_get_401,
+    without_anonymous_auth_no_or_bad_credentials_get_401,
     bearer_tokens_from_token_auth_file,
-    anonymous_auth_allows_requests_without_credentials
+    requests_without_credentials_are_anonymous_by_default
 );

@@ -331,9 +331,12 @@ fn metrics_follow_kubectl_traffic() {
 }
 
 #[test]
-fn metrics_need_an_authenticated_caller() {
+fn metrics_need_an_authorized_caller() {
     let mut s = Server::start();
-    s.curl("GET", "/metrics", Cred::None, &[], None).assert_status(401, "Unauthorized");
+    // Anonymous callers hold no role naming /metrics.
+    let r = s.curl("GET", "/metrics", Cred::None, &[], None);
+    r.assert_status(403, "Forbidden");
+    assert_eq!(r.json()["message"], "forbidden: User \"system:anonymous\" cannot get path \"/metrics\"");
     // A family appears with its first sample.
     s.kubectl(&["get", "namespaces"]);
     let r = s.curl("GET", "/metrics", Cred::Admin, &[], None);

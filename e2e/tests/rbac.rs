@@ -1,10 +1,11 @@
-//! Authorization under `--authorization-mode=RBAC`: a decision matrix of
+//! Authorization under `--authorization-mode=Node,RBAC` (kubeadm's): a decision matrix of
 //! subjects (the admin certificate in system:masters, token-file users, an
 //! anonymous caller, impersonated users and ServiceAccounts) by verbs by
 //! resources (namespaced, cluster-scoped, subresources, named objects,
 //! non-resource URLs) under a fixed policy, each denial with upstream's exact
 //! message; escalation prevention; the access reviews behind
-//! `kubectl auth can-i`; and the mode flag's checks. One server serves the
+//! `kubectl auth can-i`; the Node authorizer limiting kubelets to what their
+//! pods use; and the mode flag's checks. One server serves the
 //! file: the policy is created once and the tests only read it, or write
 //! objects no other test reads.
 //!
@@ -17,7 +18,8 @@ use std::sync::OnceLock;
 use e2e::{Cred, Server};
 use serde_json::{json, Value};
 
-const TOKENS: &str = "alice-token,alice,1001,\"devs\"\nbob-token,bob,1002\n";
+const TOKENS: &str = "alice-token,alice,1001,\"devs\"\nbob-token,bob,1002\n\
+    n1-token,system:node:n1,n1,system:nodes\nn2-token,system:node:n2,n2,system:nodes\n";
 
 /// The policy every test reads. In rbac-b a binding for the devs group names
 /// a ClusterRole that does not exist, so alice's denials there carry RBAC's
@@ -193,7 +195,7 @@ fn server() -> &'static Server {
         let tokens = dir.path().join("tokens.csv");
         std::fs::write(&tokens, TOKENS).unwrap();
         let s = Server::start_with(&[
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",
             "--anonymous-auth=true",
             "--token-auth-file",
             tokens.to_str().unwrap(),
@@ -234,6 +236,8 @@ enum Who {
     Alice,
     Bob,
     Anonymous,
+    Node1,
+    Node2,
 }
 
 impl Who {
@@ -243,6 +247,8 @@ impl Who {
             Who::Alice => Cred::Token("alice-token".into()),
             Who::Bob => Cred::Token("bob-token".into()),
             Who::Anonymous => Cred::None,
+            Who::Node1 => Cred::Token("n1-token".into()),
+            Who::Node2 => Cred::Token("n2-token".into()),
         }
     }
 }
@@ -858,6 +864,207 @@ fn subject_access_reviews_answer_for_the_subject_named() {
         assert_eq!(r.status, 201, "{}", r.text());
         assert_eq!(r.json()["status"], want, "{spec}");
     }
+}
+
+/// The kubelets' objects: a pod bound to n1 using a secret, a configmap, a
+/// claim (bound to a PersistentVolume) and a ServiceAccount, and objects no
+/// pod uses.
+const NODE_OBJECTS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: rbac-node}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: used, namespace: rbac-node}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: unused, namespace: rbac-node}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: rbac-node}
+data: {k: v}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: runner, namespace: rbac-node}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: rbac-node-pv}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  hostPath: {path: /tmp/pv}
+  claimRef: {namespace: rbac-node, name: data}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: rbac-node}
+spec:
+  nodeName: n1
+  serviceAccountName: runner
+  containers:
+  - name: c
+    image: nginx
+    env:
+    - name: K
+      valueFrom: {configMapKeyRef: {name: settings, key: k}}
+  volumes:
+  - {name: s, secret: {secretName: used}}
+  - {name: d, persistentVolumeClaim: {claimName: data}}
+"#;
+
+#[test]
+fn node_authorizer_limits_kubelets_to_their_pods() {
+    let s = server();
+    s.apply(NODE_OBJECTS);
+    let ns = "/api/v1/namespaces/rbac-node";
+    let as_node = |who: Who, method: &'static str, path: String, expect: Expect| row(who, method, leak(path), expect);
+    let n1 = |method: &'static str, path: String, expect: Expect| as_node(Who::Node1, method, path, expect);
+    let no_relation = |node: &str| format!(": no relationship found between node '{node}' and this object");
+    // The informers report the pod soon after its write.
+    e2e::eventually("the pod reaches the node authorizer", || {
+        s.curl("GET", &format!("{ns}/secrets/used"), Who::Node1.cred(), &[], None).status == 200
+    });
+    let token_request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}});
+    run(
+        s,
+        vec![
+            n1("GET", format!("{ns}/secrets/used"), Served(200)),
+            // A single-object list or watch names the object by metadata.name.
+            n1("GET", format!("{ns}/secrets?fieldSelector=metadata.name%3Dused"), Served(200)),
+            n1("GET", format!("{ns}/configmaps/settings"), Served(200)),
+            n1("GET", format!("{ns}/persistentvolumeclaims/data"), Served(404)),
+            n1("GET", "/api/v1/persistentvolumes/rbac-node-pv".into(), Served(200)),
+            Row {
+                body: Some(token_request.clone()),
+                ..n1("POST", format!("{ns}/serviceaccounts/runner/token"), Served(201))
+            },
+            // Its own pods by spec.nodeName; the rest by the system:node rules.
+            n1("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1".into(), Served(200)),
+            n1("GET", format!("{ns}/pods/web"), Served(200)),
+            n1("GET", "/api/v1/services".into(), Served(200)),
+            n1("GET", "/api/v1/nodes/n1".into(), Served(404)),
+            as_node(
+                Who::Node1,
+                "GET",
+                format!("{ns}/secrets/unused"),
+                denied(&format!(
+                    r#"secrets "unused" is forbidden: User "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "rbac-node"{}"#,
+                    no_relation("n1")
+                )),
+            ),
+            as_node(
+                Who::Node2,
+                "GET",
+                format!("{ns}/secrets/used"),
+                denied(&format!(
+                    r#"secrets "used" is forbidden: User "system:node:n2" cannot get resource "secrets" in API group "" in the namespace "rbac-node"{}"#,
+                    no_relation("n2")
+                )),
+            ),
+            as_node(
+                Who::Node2,
+                "GET",
+                "/api/v1/persistentvolumes/rbac-node-pv".into(),
+                denied(&format!(
+                    r#"persistentvolumes "rbac-node-pv" is forbidden: User "system:node:n2" cannot get resource "persistentvolumes" in API group "" at the cluster scope{}"#,
+                    no_relation("n2")
+                )),
+            ),
+            as_node(
+                Who::Node1,
+                "GET",
+                format!("{ns}/secrets"),
+                denied(
+                    r#"secrets is forbidden: User "system:node:n1" cannot list resource "secrets" in API group "" in the namespace "rbac-node": No Object name found"#,
+                ),
+            ),
+            as_node(
+                Who::Node1,
+                "DELETE",
+                format!("{ns}/configmaps/settings"),
+                denied(
+                    r#"configmaps "settings" is forbidden: User "system:node:n1" cannot delete resource "configmaps" in API group "" in the namespace "rbac-node": can only read resources of this type"#,
+                ),
+            ),
+            as_node(
+                Who::Node1,
+                "GET",
+                "/api/v1/pods".into(),
+                denied(
+                    r#"pods is forbidden: User "system:node:n1" cannot list resource "pods" in API group "" at the cluster scope: can only list/watch pods with spec.nodeName field selector"#,
+                ),
+            ),
+            as_node(
+                Who::Node1,
+                "GET",
+                "/api/v1/nodes/n2".into(),
+                denied(
+                    r#"nodes "n2" is forbidden: User "system:node:n1" cannot get resource "nodes" in API group "" at the cluster scope: node 'n1' cannot read 'n2', only its own Node object"#,
+                ),
+            ),
+            Row {
+                body: Some(token_request),
+                ..as_node(
+                    Who::Node2,
+                    "POST",
+                    format!("{ns}/serviceaccounts/runner/token"),
+                    denied(&format!(
+                        r#"serviceaccounts "runner" is forbidden: User "system:node:n2" cannot create resource "serviceaccounts/token" in API group "" in the namespace "rbac-node"{}"#,
+                        no_relation("n2")
+                    )),
+                )
+            },
+            as_node(
+                Who::Node1,
+                "DELETE",
+                format!("{ns}/services/x"),
+                denied(
+                    r#"services "x" is forbidden: User "system:node:n1" cannot delete resource "services" in API group "" in the namespace "rbac-node""#,
+                ),
+            ),
+        ],
+    );
+    // A kubelet's certificate request records the kubelet, whatever it claims.
+    let kc = s.user_kubeconfig("n1", "{token: n1-token}");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let request =
+        rcgen::CertificateParams::new(vec!["system:node:n1".into()]).unwrap().serialize_request(&key).unwrap();
+    let request = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, request.pem().unwrap());
+    let csr = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: node-n1}}\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client-kubelet\n  usages: [digital signature, client auth]\n  username: system:admin\n  groups: [system:masters]\n"
+    );
+    let out = s.run_env(&["create", "-f", "-"], Some(&csr), &[("KUBECONFIG", &kc)]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "certificatesigningrequest.certificates.k8s.io/node-n1 created\n"),
+        "{out:?}"
+    );
+    let spec = s.request("GET", "/apis/certificates.k8s.io/v1/certificatesigningrequests/node-n1", None).json()["spec"]
+        .clone();
+    assert_eq!(
+        (&spec["username"], &spec["uid"], &spec["groups"]),
+        (&json!("system:node:n1"), &json!("n1"), &json!(["system:nodes", "system:authenticated"])),
+        "{spec}"
+    );
+    // Once the pod is gone, so is the node's access to what it used.
+    s.request("DELETE", &format!("{ns}/pods/web?gracePeriodSeconds=0"), None);
+    e2e::eventually("the pod's deletion reaches the node authorizer", || {
+        s.curl("GET", &format!("{ns}/secrets/used"), Who::Node1.cred(), &[], None).status == 403
+    });
+    let r = s.curl("GET", "/api/v1/persistentvolumes/rbac-node-pv", Who::Node1.cred(), &[], None);
+    assert_eq!(r.status, 403, "{}", r.text());
+}
+
+/// A row's path lives as long as the test.
+fn leak(path: String) -> &'static str {
+    Box::leak(path.into_boxed_str())
 }
 
 #[test]

@@ -63,6 +63,9 @@ pub struct Attributes<'a> {
     /// The URL path; what a non-resource request is authorized by.
     pub path: &'a str,
     pub resource_request: bool,
+    /// The raw field selector of a list, watch or deletecollection ("" for
+    /// none); upstream 1.33 hands its requirements to authorizers.
+    pub field_selector: &'a str,
 }
 
 impl<'a> Attributes<'a> {
@@ -79,6 +82,7 @@ impl<'a> Attributes<'a> {
             a.resource = &info.resource;
             a.subresource = &info.subresource;
             a.name = &info.name;
+            a.field_selector = &info.field_selector;
         }
         a
     }
@@ -95,6 +99,7 @@ impl<'a> Attributes<'a> {
             name: "",
             path,
             resource_request: false,
+            field_selector: "",
         }
     }
 
@@ -323,12 +328,13 @@ impl Authorizer for Deferred {
 pub enum Mode {
     AlwaysAllow,
     AlwaysDeny,
+    Node,
     Rbac,
 }
 
 /// Checks `--authorization-mode` as upstream's BuiltInAuthorizationOptions
 /// do; the error is upstream's aggregate of every problem. ABAC and Webhook
-/// need files this server has no flags for, and Node is not implemented.
+/// need files this server has no flags for.
 pub fn parse_modes(modes: &[String]) -> Result<Vec<Mode>, String> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
@@ -340,9 +346,9 @@ pub fn parse_modes(modes: &[String]) -> Result<Vec<Mode>, String> {
             "AlwaysAllow" => out.push(Mode::AlwaysAllow),
             "AlwaysDeny" => out.push(Mode::AlwaysDeny),
             "RBAC" => out.push(Mode::Rbac),
+            "Node" => out.push(Mode::Node),
             "ABAC" => errors.push("authorization-mode ABAC's authorization policy file not passed".into()),
             "Webhook" => errors.push("authorization-mode Webhook's authorization config file not passed".into()),
-            "Node" => errors.push("authorization-mode \"Node\" is not supported by this server".into()),
             other => errors.push(format!("authorization-mode {other:?} is not a valid mode")),
         }
     }
@@ -359,15 +365,24 @@ pub fn parse_modes(modes: &[String]) -> Result<Vec<Mode>, String> {
     }
 }
 
+/// The authorizers of the modes that read the API's objects, which the
+/// server that holds those objects builds.
+#[derive(Clone)]
+pub struct ModeAuthorizers {
+    pub rbac: Arc<dyn Authorizer>,
+    pub node: Arc<dyn Authorizer>,
+}
+
 /// The server's authorizer for `modes`: the privileged group first, then
 /// each mode in order, as upstream builds it.
-pub fn for_modes(modes: &[Mode], rbac: Arc<dyn Authorizer>) -> Arc<dyn Authorizer> {
+pub fn for_modes(modes: &[Mode], by_objects: &ModeAuthorizers) -> Arc<dyn Authorizer> {
     let mut members: Vec<Arc<dyn Authorizer>> = vec![Arc::new(PrivilegedGroup)];
     for m in modes {
         members.push(match m {
             Mode::AlwaysAllow => Arc::new(AlwaysAllow),
             Mode::AlwaysDeny => Arc::new(AlwaysDeny),
-            Mode::Rbac => rbac.clone(),
+            Mode::Node => by_objects.node.clone(),
+            Mode::Rbac => by_objects.rbac.clone(),
         });
     }
     Arc::new(Union(members))
@@ -448,17 +463,21 @@ mod tests {
 
     #[test]
     fn union_in_order_with_the_privileged_group_first() {
-        let deny = for_modes(&[Mode::AlwaysDeny, Mode::AlwaysAllow], Arc::new(AlwaysAllow));
+        let allow = ModeAuthorizers { rbac: Arc::new(AlwaysAllow), node: Arc::new(AlwaysDeny) };
+        let deny = for_modes(&[Mode::AlwaysDeny, Mode::AlwaysAllow], &allow);
         let (admin, u) = (user("a", &[PRIVILEGED_GROUP]), user("u", &[]));
         let a = Attributes::non_resource(&admin, "get", "/");
         assert!(deny.authorize(&a).allowed());
         // AlwaysDeny only has no opinion: the next mode decides.
         let v = deny.authorize(&Attributes::non_resource(&u, "get", "/"));
         assert!(v.allowed());
-        let only_deny = for_modes(&[Mode::AlwaysDeny], Arc::new(AlwaysAllow));
+        let only_deny = for_modes(&[Mode::AlwaysDeny], &allow);
         let v = only_deny.authorize(&Attributes::non_resource(&u, "get", "/"));
         assert_eq!((v.decision, v.reason.as_str()), (Decision::NoOpinion, "Everything is forbidden."));
-        let rules = for_modes(&[Mode::AlwaysDeny, Mode::AlwaysAllow], Arc::new(AlwaysAllow)).rules_for(&u, "ns");
+        let rules = for_modes(&[Mode::AlwaysDeny, Mode::AlwaysAllow], &allow).rules_for(&u, "ns");
+        // Node and RBAC are the authorizers the object-holding server made.
+        let v = for_modes(&[Mode::Node, Mode::Rbac], &allow).authorize(&Attributes::non_resource(&u, "get", "/"));
+        assert!(v.allowed());
         assert_eq!((rules.resource.len(), rules.non_resource.len(), rules.incomplete), (1, 1, false));
     }
 
@@ -466,6 +485,7 @@ mod tests {
     fn modes_are_checked_as_upstream() {
         let m = |s: &[&str]| parse_modes(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
         assert_eq!(m(&["RBAC", "AlwaysAllow"]).unwrap(), vec![Mode::Rbac, Mode::AlwaysAllow]);
+        assert_eq!(m(&["Node", "RBAC"]).unwrap(), vec![Mode::Node, Mode::Rbac]);
         assert_eq!(m(&["Foo"]).unwrap_err(), "authorization-mode \"Foo\" is not a valid mode");
         assert_eq!(
             m(&["RBAC", "RBAC", "Bar"]).unwrap_err(),

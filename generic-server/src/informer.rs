@@ -83,6 +83,26 @@ impl Informer {
         let _ = rx.wait_for(|s| *s).await;
     }
 
+    /// Follows each Store with its own informer, telling `on_change` which
+    /// source (`K`) changed, and returns once every first list is reported:
+    /// the shape of an in-process index over several kinds (the authorizers').
+    pub async fn follow_all<K: Copy + Send + Sync + 'static>(
+        sources: Vec<(Arc<Store>, K)>,
+        on_change: impl Fn(K, Change<'_>) + Send + Sync + 'static,
+    ) {
+        let on_change = Arc::new(on_change);
+        let mut informers = Vec::new();
+        for (store, source) in sources {
+            let informer = Informer::new(store);
+            let f = on_change.clone();
+            informer.spawn(move |change| f(source, change));
+            informers.push(informer);
+        }
+        for i in &informers {
+            i.wait_synced().await;
+        }
+    }
+
     /// Runs the list and watch loop on the current runtime for as long as it
     /// runs, calling `on_change` for every change once it is in the cache.
     pub fn spawn(

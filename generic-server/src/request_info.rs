@@ -27,6 +27,9 @@ pub struct RequestInfo {
     pub namespace_in_path: bool,
     /// Whether the path used the deprecated `watch/` prefix.
     pub watch_prefix: bool,
+    /// The `fieldSelector` of a list, watch or deletecollection, which
+    /// authorizers may consult (upstream's AuthorizeWithSelectors, on in 1.33).
+    pub field_selector: String,
 }
 
 impl RequestInfo {
@@ -146,10 +149,30 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     if info.name.is_empty() && info.verb == "delete" {
         info.verb = "deletecollection".into();
     }
+    if matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") {
+        info.field_selector = params.get("fieldSelector").cloned().unwrap_or_default();
+    }
+    // As upstream: a list or watch of one object by `metadata.name` names it,
+    // so authorizers may allow it by name (RBAC's resourceNames, the Node
+    // authorizer's single-object watches).
+    if info.name.is_empty() && matches!(info.verb.as_str(), "list" | "watch") {
+        if let Some(name) = exact_name(&info.field_selector) {
+            info.name = name;
+        }
+    }
     // `?watch=` turns only a collection GET into a watch: a GET of one object
     // stays a get, as upstream's.
     info.parts = parts;
     info
+}
+
+/// The name a field selector requires exactly (upstream's
+/// RequiresExactMatch("metadata.name")), when it is a valid path segment.
+fn exact_name(field_selector: &str) -> Option<String> {
+    let selector = crate::selectors::FieldSelector::parse(field_selector).ok()?;
+    let name = selector.required_value("metadata.name")?;
+    let valid = !matches!(name, "" | "." | "..") && !name.contains(['/', '%']);
+    valid.then(|| name.to_string())
 }
 
 #[cfg(test)]
@@ -178,6 +201,12 @@ mod tests {
         assert_eq!((i.verb.as_str(), i.namespace_in_path, i.parts.len()), ("list", false, 1));
         let i = p("DELETE", "/api/v1/namespaces/default/pods");
         assert_eq!(i.verb, "deletecollection");
+        let i = p("GET", "/api/v1/namespaces/default/secrets?fieldSelector=metadata.name%3Ds1&watch=1");
+        assert_eq!((i.verb.as_str(), i.name.as_str(), i.field_selector.as_str()), ("watch", "s1", "metadata.name=s1"));
+        let i = p("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1,metadata.name!%3Dx");
+        assert_eq!((i.verb.as_str(), i.name.as_str()), ("list", ""));
+        let i = p("GET", "/api/v1/namespaces/default/pods?fieldSelector=metadata.name%3D..");
+        assert_eq!(i.name, "");
         let i = p("PUT", "/api/v1/namespaces/default/pods/web/status");
         assert_eq!((i.verb.as_str(), i.subresource.as_str()), ("update", "status"));
     }

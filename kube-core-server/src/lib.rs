@@ -12,7 +12,7 @@
 //! ([`serviceaccount_admission`]) and the legacy [`tokens_controller`],
 //! [`bootstrap`] of the system namespaces and the `kubernetes` service, and
 //! upstream's default [`rbac`] policy with the ClusterRole aggregation
-//! controller.
+//! controller, and the [`node_authorizer`] for kubelets.
 //!
 //! Wiring, in order (the binary does this):
 //! 1. `let core = CoreResources::new(&CoreConfig::default())?;`
@@ -30,6 +30,7 @@ pub mod allocator;
 pub mod apf_bootstrap;
 pub mod bootstrap;
 pub mod namespace_controller;
+pub mod node_authorizer;
 pub mod publishers;
 pub mod rbac;
 pub mod registry;
@@ -70,6 +71,9 @@ pub struct CoreConfig {
     /// The ServiceAccount token issuer (--service-account-* flags); without
     /// it serviceaccounts/token refuses and no legacy tokens are filled in.
     pub service_account_tokens: Option<Arc<generic_server::serviceaccount::ServiceAccountTokens>>,
+    /// Whether the Node authorizer is in `--authorization-mode`: only then
+    /// does it follow pods and volumes (a second copy of every pod).
+    pub node_authorization: bool,
 }
 
 impl Default for CoreConfig {
@@ -81,6 +85,7 @@ impl Default for CoreConfig {
             event_ttl: std::time::Duration::from_secs(3600),
             root_ca: String::new(),
             service_account_tokens: None,
+            node_authorization: false,
         }
     }
 }

@@ -7,10 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ComponentStatus, ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ComponentStatus, ConfigMap, Namespace, PersistentVolume, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
+use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::{StorageClass, VolumeAttachment};
 
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::DynHandler;
@@ -21,7 +26,8 @@ use generic_server::storage::Storage;
 
 use generic_server::authz::Deferred;
 
-use crate::admission::{AdmissionPlugins, Plugin, Priority};
+use crate::admission::{AdmissionPlugins, BuiltinStores, Builtins, Plugin, Priority};
+use crate::node_authorizer::{NodeAuthorizer, NodeAuthorizerStores};
 use crate::rbac::escalation::EscalationCheck;
 use crate::rbac::{AuthorizerStores, Rbac};
 use crate::registry::componentstatus::ComponentStatuses;
@@ -41,6 +47,9 @@ pub struct CoreServer {
     pub admission: Arc<AdmissionChain>,
     /// The RBAC authorizer over this server's rbac Stores.
     pub rbac: Arc<Rbac>,
+    /// The Node authorizer over this server's pods and volumes (following
+    /// them only with `CoreConfig::node_authorization`).
+    pub node: Arc<NodeAuthorizer>,
     /// The handle the access reviews and escalation check consult: bind the
     /// server's authorizer into it.
     pub authorizer: Arc<Deferred>,
@@ -54,6 +63,8 @@ pub struct Shared {
     pub lifecycle: Arc<NamespaceLifecycle>,
     pub service_account: Arc<ServiceAccountAdmission>,
     pub priority: Arc<Priority>,
+    /// The other default-on plugins of this crate.
+    pub builtins: Builtins,
     pub registry: Arc<StoreRegistry>,
     pub plugins: AdmissionPlugins,
     provided: std::sync::Mutex<BTreeMap<Plugin, Provided>>,
@@ -78,6 +89,7 @@ impl Shared {
             lifecycle: Arc::new(NamespaceLifecycle::new()),
             service_account: Arc::new(ServiceAccountAdmission::new()),
             priority: Arc::new(Priority::new()),
+            builtins: Builtins::default(),
             registry: Arc::new(StoreRegistry::new()),
             plugins,
             provided: Default::default(),
@@ -95,6 +107,9 @@ impl Shared {
             Plugin::Priority,
             Provided { mutating: Some(shared.priority.clone()), validating: Some(shared.priority.clone()) },
         );
+        for (plugin, halves) in shared.builtins.provided() {
+            shared.provide(plugin, halves);
+        }
         shared
     }
 
@@ -193,6 +208,12 @@ pub async fn new_server(
     let classes = store_of::<PriorityClass>(&stores)?;
     lifecycle.bind(&namespaces);
     shared.priority.bind(&classes);
+    let builtin_stores = BuiltinStores {
+        storage_classes: &store_of::<StorageClass>(&stores)?,
+        ingress_classes: &store_of::<IngressClass>(&stores)?,
+        runtime_classes: &store_of::<RuntimeClass>(&stores)?,
+    };
+    shared.builtins.bind(builtin_stores, core.authorizer.clone());
     let (accounts, secrets) = (store_of::<ServiceAccount>(&stores)?, store_of::<Secret>(&stores)?);
     shared.service_account.bind(&accounts);
     if let Some(tokens) = &config.service_account_tokens {
@@ -228,9 +249,18 @@ pub async fn new_server(
         cluster_role_bindings: store_of::<ClusterRoleBinding>(&stores)?,
     };
     rbac.start(rbac_stores).await;
+    let node = Arc::new(NodeAuthorizer::default());
+    if config.node_authorization {
+        let node_stores = NodeAuthorizerStores {
+            pods: store_of::<Pod>(&stores)?,
+            persistent_volumes: store_of::<PersistentVolume>(&stores)?,
+            volume_attachments: store_of::<VolumeAttachment>(&stores)?,
+        };
+        node.start(node_stores).await;
+    }
     core.spawn_namespace_controller(namespaces, registry.clone());
     core.spawn_allocator_repair(services, ALLOCATOR_REPAIR_EVERY);
-    Ok(CoreServer { server, registry, admission, rbac, authorizer: core.authorizer.clone() })
+    Ok(CoreServer { server, registry, admission, rbac, node, authorizer: core.authorizer.clone() })
 }
 
 /// The Store of the built-in kind `K` (of its stored version).

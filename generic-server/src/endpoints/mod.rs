@@ -100,6 +100,11 @@ impl ResourceServer {
             .cloned()
     }
 
+    /// The Store of the built-in type `K`, identity from the type.
+    pub fn store_of<K: k8s_openapi::Resource>(&self) -> Option<Arc<Store>> {
+        self.store(K::GROUP, K::VERSION, K::URL_PATH_SEGMENT)
+    }
+
     pub fn stores(&self) -> Vec<Arc<Store>> {
         self.stores.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }

@@ -4,6 +4,7 @@
 //! A new resource is a Strategy and a registration, never a new handler.
 
 pub mod admission;
+pub mod admission_config;
 pub mod conversion;
 pub mod registration;
 pub mod rest;
@@ -159,6 +160,13 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// Clears what a client may not set on create (for example status).
     fn prepare_for_create(&self, _object: &mut Value) {}
+
+    /// Records the creator in the object, for kinds that keep who asked
+    /// (upstream's PrepareForCreate reading the user from the request
+    /// context: CertificateSigningRequest's spec.username and the rest).
+    /// Runs after `prepare_for_create`; `user` is None for the server's own
+    /// writes.
+    fn record_creator(&self, _object: &mut Value, _user: Option<&crate::authn::UserInfo>) {}
 
     /// Adjusts an update before validation (for example keeps the stored status).
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}

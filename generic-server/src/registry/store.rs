@@ -579,6 +579,7 @@ impl Store {
             reset_status(&mut obj, self.schema.definition.is_some());
         }
         self.strategy.prepare_for_create(&mut obj);
+        self.strategy.record_creator(&mut obj, opts.user.as_deref());
         self.strategy.default(&mut obj);
         self.track_fields(None, &mut obj, None, opts);
         let result = self.create_prepared(namespace, &mut obj, generate, warnings, opts).await;

@@ -274,21 +274,14 @@ pub(crate) enum Kind {
 impl Rbac {
     /// Follows the Stores and returns once the first list of each is indexed.
     pub async fn start(self: &Arc<Self>, stores: AuthorizerStores) {
-        let informers = [
+        let sources = vec![
             (stores.roles, Kind::Role),
             (stores.cluster_roles, Kind::ClusterRole),
             (stores.role_bindings, Kind::Binding),
             (stores.cluster_role_bindings, Kind::Binding),
-        ]
-        .map(|(store, kind)| {
-            let informer = Informer::new(store);
-            let me = self.clone();
-            informer.spawn(move |change| me.apply(kind, &change));
-            informer
-        });
-        for i in &informers {
-            i.wait_synced().await;
-        }
+        ];
+        let me = self.clone();
+        Informer::follow_all(sources, move |kind, change| me.apply(kind, &change)).await;
     }
 
     pub(crate) fn apply(&self, kind: Kind, change: &Change<'_>) {

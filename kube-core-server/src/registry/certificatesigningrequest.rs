@@ -5,9 +5,8 @@
 //! `/approval` changes only the conditions (Approved, Denied), `/status` only
 //! the certificate and the other conditions.
 //!
-//! Upstream fills spec.username/uid/groups/extra from the requesting user;
-//! the caller's identity does not reach a Strategy yet, so they are cleared
-//! (as upstream does first) and stay empty.
+//! As upstream, spec.username, uid, groups and extra are the requesting
+//! user's, whatever the client sent.
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -15,6 +14,7 @@ use serde_json::{json, Value};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use x509_parser::prelude::FromDer;
 
+use generic_server::authn::UserInfo;
 use generic_server::meta;
 use generic_server::registry::{Registration, Strategy, Subresource, TableColumn};
 use generic_server::status::Cause;
@@ -381,6 +381,22 @@ impl Strategy for CsrStrategy {
         super::clear_status(obj);
     }
 
+    fn record_creator(&self, obj: &mut Value, user: Option<&UserInfo>) {
+        let (Some(user), Some(spec)) = (user, obj.get_mut("spec").and_then(Value::as_object_mut)) else { return };
+        // Empty fields are left out, as Go's omitempty does.
+        let fields = [
+            ("username", (!user.name.is_empty()).then(|| json!(user.name))),
+            ("uid", (!user.uid.is_empty()).then(|| json!(user.uid))),
+            ("groups", (!user.groups.is_empty()).then(|| json!(user.groups))),
+            ("extra", (!user.extra.is_empty()).then(|| json!(user.extra))),
+        ];
+        for (key, value) in fields {
+            if let Some(v) = value {
+                spec.insert(key.into(), v);
+            }
+        }
+    }
+
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         set(new, "spec", old.get("spec"));
     }
@@ -485,6 +501,34 @@ mod tests {
 
     fn messages(causes: Vec<Cause>) -> Vec<String> {
         causes.iter().map(Cause::full_message).collect()
+    }
+
+    #[test]
+    fn the_requester_is_recorded_whatever_the_client_sent() {
+        let s = CsrStrategy;
+        let mut obj = csr(&request_pem());
+        obj["spec"]["username"] = json!("someone-else");
+        obj["spec"]["groups"] = json!(["system:masters"]);
+        s.prepare_for_create(&mut obj);
+        let user = UserInfo {
+            name: "alice".into(),
+            groups: vec!["devs".into(), "system:authenticated".into()],
+            extra: [("scopes".to_string(), vec!["a".to_string()])].into(),
+            ..Default::default()
+        };
+        s.record_creator(&mut obj, Some(&user));
+        let spec = &obj["spec"];
+        assert_eq!(
+            (&spec["username"], &spec["groups"], &spec["extra"]),
+            (&json!("alice"), &json!(["devs", "system:authenticated"]), &json!({"scopes": ["a"]}))
+        );
+        // No uid: left out, as upstream's omitempty.
+        assert!(spec.get("uid").is_none(), "{spec}");
+        let mut obj = csr(&request_pem());
+        obj["spec"]["username"] = json!("someone-else");
+        s.prepare_for_create(&mut obj);
+        s.record_creator(&mut obj, None);
+        assert!(obj["spec"].get("username").is_none());
     }
 
     #[test]

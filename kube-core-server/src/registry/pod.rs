@@ -40,14 +40,6 @@ pub fn registration(peers: &Arc<Peers>) -> Registration {
     pod_handlers(peers).into_iter().fold(r, Registration::handler)
 }
 
-/// The tolerations upstream's DefaultTolerationSeconds admission adds.
-fn default_tolerations() -> [Value; 2] {
-    [
-        json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
-        json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
-    ]
-}
-
 const PHASES: &[&str] = &["Pending", "Running", "Succeeded", "Failed", "Unknown"];
 
 impl Strategy for PodStrategy {
@@ -70,18 +62,8 @@ impl Strategy for PodStrategy {
         if let Some(sa) = spec.get("serviceAccountName").cloned() {
             spec.insert("serviceAccount".into(), sa);
         }
-        let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
-        if let Value::Array(list) = tolerations {
-            for t in default_tolerations() {
-                let key = t.get("key").cloned();
-                let present = list.iter().any(|x| {
-                    x.get("key") == key.as_ref() && x.get("effect").is_none_or(|e| e == "NoExecute" || e == "")
-                });
-                if !present {
-                    list.push(t);
-                }
-            }
-        }
+        // The default tolerations are the DefaultTolerationSeconds
+        // admission plugin's (admission/defaults.rs).
     }
 
     fn default(&self, object: &mut Value) {
@@ -329,7 +311,7 @@ mod tests {
         assert_eq!(pod["spec"]["priority"], 0);
         assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
         assert_eq!(pod["spec"].get("serviceAccountName"), None);
-        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(pod["spec"].get("tolerations"), None);
         assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "1", "memory": "1Gi"}));
         assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert!(s.validate(&pod).is_empty(), "{:?}", s.validate(&pod));

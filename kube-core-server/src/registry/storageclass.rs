@@ -26,6 +26,12 @@ const BINDING_MODES: &[&str] = &["Immediate", "WaitForFirstConsumer"];
 const DEFAULT_ANNOTATIONS: &[&str] =
     &["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"];
 
+/// Whether the class is marked the default (upstream's IsDefaultAnnotation).
+pub fn is_default_class(obj: &Value) -> bool {
+    let annotations = super::map_at(obj, "/metadata/annotations");
+    DEFAULT_ANNOTATIONS.iter().any(|a| annotations.and_then(|m| m.get(*a)) == Some(&json!("true")))
+}
+
 impl Strategy for StorageClassStrategy {
     fn default(&self, obj: &mut Value) {
         let Some(m) = obj.as_object_mut() else { return };
@@ -82,8 +88,7 @@ impl Strategy for StorageClassStrategy {
 
     fn table_row(&self, obj: &Value) -> Vec<Value> {
         let mut name = generic_server::meta::name(obj).to_string();
-        let annotations = super::map_at(obj, "/metadata/annotations");
-        if DEFAULT_ANNOTATIONS.iter().any(|a| annotations.and_then(|m| m.get(*a)) == Some(&json!("true"))) {
+        if is_default_class(obj) {
             name.push_str(" (default)");
         }
         let or = |f: &str, d: &'static str| {

@@ -12,12 +12,29 @@
 //! Each reads its resource through a Store. The Stores themselves need the
 //! plugins, so a Store is bound after construction and held weakly, which
 //! avoids a reference cycle.
+//!
+//! The other default-on plugins live in their own modules and are provided
+//! together as [`Builtins`]: TaintNodesByCondition, DefaultTolerationSeconds
+//! and DefaultIngressClass ([`defaults`]), DefaultStorageClass,
+//! StorageObjectInUseProtection and PersistentVolumeClaimResize
+//! ([`storage`]), RuntimeClass ([`runtimeclass`]), and CertificateApproval,
+//! CertificateSigning and CertificateSubjectRestriction ([`certificates`]).
 
-use std::sync::{Arc, OnceLock, Weak};
+mod bound;
+mod builtins;
+pub mod certificates;
+pub mod defaults;
+pub mod runtimeclass;
+pub mod storage;
+
+use bound::BoundStore;
+pub use builtins::{BuiltinStores, Builtins};
+
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use generic_server::registry::{AdmissionAttributes, ListOptions, Mutating, Operation, Store, Validating};
+use generic_server::registry::{AdmissionAttributes, Mutating, Operation, Store, Validating};
 use generic_server::status::StatusError;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -28,9 +45,14 @@ use crate::registry::priorityclass::SYSTEM_PRIORITY_CLASSES;
 /// Namespaces that always exist (upstream's immortal namespaces).
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
-#[derive(Default)]
 pub struct NamespaceLifecycle {
-    namespaces: OnceLock<Weak<Store>>,
+    namespaces: BoundStore,
+}
+
+impl Default for NamespaceLifecycle {
+    fn default() -> Self {
+        NamespaceLifecycle { namespaces: BoundStore::new("namespaces") }
+    }
 }
 
 impl NamespaceLifecycle {
@@ -48,14 +70,7 @@ impl NamespaceLifecycle {
 
     /// Sets the namespace Store (only the first call counts).
     pub fn bind(&self, store: &Arc<Store>) {
-        let _ = self.namespaces.set(Arc::downgrade(store));
-    }
-
-    fn store(&self) -> Result<Arc<Store>, StatusError> {
-        self.namespaces
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal("namespace lifecycle admission has no namespace store"))
+        self.namespaces.bind(store);
     }
 }
 
@@ -72,10 +87,8 @@ impl Validating for NamespaceLifecycle {
         if a.namespace.is_empty() || is_namespace || a.operation != Operation::Create {
             return Ok(());
         }
-        let ns = match self.store()?.get("", a.namespace).await {
-            Ok(ns) => ns,
-            Err(e) if e.code == 404 => return Err(StatusError::not_found("", "namespaces", a.namespace)),
-            Err(e) => return Err(e),
+        let Some(ns) = self.namespaces.find(a.namespace).await? else {
+            return Err(StatusError::not_found("", "namespaces", a.namespace));
         };
         if is_terminating(&ns) {
             let why =
@@ -250,9 +263,14 @@ impl AdmissionPlugins {
 }
 
 /// The Priority admission plugin; see the module doc.
-#[derive(Default)]
 pub struct Priority {
-    classes: OnceLock<Weak<Store>>,
+    classes: BoundStore,
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority { classes: BoundStore::new("priorityclasses") }
+    }
 }
 
 impl Priority {
@@ -262,22 +280,16 @@ impl Priority {
 
     /// Sets the PriorityClass Store (only the first call counts).
     pub fn bind(&self, store: &Arc<Store>) {
-        let _ = self.classes.set(Arc::downgrade(store));
-    }
-
-    fn store(&self) -> Result<Arc<Store>, StatusError> {
-        self.classes
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal("priority admission has no priorityclass store"))
+        self.classes.bind(store);
     }
 
     /// The global default class; with several (a race upstream allows too),
     /// the one of lowest value.
     async fn default_class(&self) -> Result<Option<Value>, StatusError> {
-        let list = self.store()?.list("", &ListOptions::default()).await?;
-        let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-        Ok(items
+        Ok(self
+            .classes
+            .list()
+            .await?
             .into_iter()
             .filter(|pc| pc.get("globalDefault").and_then(Value::as_bool) == Some(true))
             .min_by_key(|pc| pc.get("value").and_then(Value::as_i64).unwrap_or(0)))
@@ -297,12 +309,8 @@ impl Priority {
                 None => (String::new(), 0, Some(json!("PreemptLowerPriority"))),
             }
         } else {
-            let pc = match self.store()?.get("", &named).await {
-                Ok(pc) => pc,
-                Err(e) if e.code == 404 => {
-                    return Err(forbidden(format!("no PriorityClass with name {named} was found")))
-                }
-                Err(e) => return Err(e),
+            let Some(pc) = self.classes.find(&named).await? else {
+                return Err(forbidden(format!("no PriorityClass with name {named} was found")));
             };
             (named, pc.get("value").and_then(Value::as_i64).unwrap_or(0), pc.get("preemptionPolicy").cloned())
         };

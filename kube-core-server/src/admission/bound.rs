@@ -1,0 +1,53 @@
+//! The Store a plugin reads (upstream's plugins read listers of shared
+//! informers): created unbound, because the Stores are built with the chain
+//! that holds the plugin, then bound once they exist and held weakly, so
+//! that no Store keeps itself alive through its own admission chain.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use serde_json::Value;
+
+use generic_server::registry::{ListOptions, Store};
+use generic_server::status::StatusError;
+
+pub struct BoundStore {
+    store: OnceLock<Weak<Store>>,
+    /// The resource, for the error of a plugin used before it was bound.
+    resource: &'static str,
+}
+
+impl BoundStore {
+    pub const fn new(resource: &'static str) -> Self {
+        BoundStore { store: OnceLock::new(), resource }
+    }
+
+    /// Sets the Store (only the first call counts).
+    pub fn bind(&self, store: &Arc<Store>) {
+        let _ = self.store.set(Arc::downgrade(store));
+    }
+
+    fn store(&self) -> Result<Arc<Store>, StatusError> {
+        self.store
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| StatusError::internal(format!("admission has no {} store", self.resource)))
+    }
+
+    /// The cluster-scoped object `name`, None if there is none.
+    pub async fn find(&self, name: &str) -> Result<Option<Value>, StatusError> {
+        match self.store()?.get("", name).await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if e.code == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every object of the (cluster-scoped) resource.
+    pub async fn list(&self) -> Result<Vec<Value>, StatusError> {
+        let mut list = self.store()?.list("", &ListOptions::default()).await?;
+        Ok(match list.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! Pod Security admission (upstream's k8s.io/pod-security-admission and
+//! the PodSecurity plugin of kube-apiserver): the Pod Security Standards'
+//! levels and versions (`api`), their checks (`checks`), which checks a
+//! level and version runs (`evaluator`), the plugin's configuration
+//! (`config`) and the admission plugin itself (`plugin`).
+
+pub mod api;
+pub mod checks;
+pub mod config;
+pub mod evaluator;
+pub mod plugin;
+
+pub use config::Configuration;
+pub use plugin::PodSecurity;
+
+#[cfg(test)]
+mod tests;
