@@ -162,7 +162,7 @@ impl Namespaces {
         let _ = self.store.set(Arc::downgrade(store));
     }
 
-    async fn get(&self, name: &str) -> Result<Value, StatusError> {
+    pub(crate) async fn get(&self, name: &str) -> Result<Value, StatusError> {
         let store = self
             .store
             .get()

@@ -2,10 +2,11 @@
 //! `cel` crate) and evaluated against each write, `self` bound to the value
 //! at the rule's node and `oldSelf` to the correlated old value on updates.
 //!
-//! A rule cannot stall the server: rules are length-limited, nested
-//! comprehensions over lists without maxItems are refused when the CRD is
-//! written (upstream's cost estimate, simplified), and evaluation runs on a
-//! worker thread with a deadline.
+//! A rule cannot stall the server: rules are length-limited, a rule whose
+//! estimated cost (`cel_k8s::cost`, upstream's model) is over upstream's
+//! budget is refused when the CRD is written, and evaluation runs on a worker
+//! thread with a deadline (the `cel` crate counts no cost at runtime, so the
+//! deadline stands in for upstream's runtime budget).
 //!
 //! The environment and upstream's Kubernetes libraries are the `cel-k8s`
 //! crate's, shared with admission.
@@ -16,6 +17,7 @@ use std::time::Duration;
 use cel::{Context, Program, Value as CelValue};
 use serde_json::Value;
 
+use cel_k8s::cost;
 use generic_server::status::Cause;
 
 use crate::schema::type_name;
@@ -61,64 +63,67 @@ fn compile_expr(src: &str) -> Result<Program, String> {
     cel_k8s::compile(src)
 }
 
-/// How many comprehension macros are nested in a rule's text (a rough
-/// reading: macro calls opened before the previous one closed).
-fn comprehension_depth(src: &str) -> usize {
-    let macros = [".all(", ".exists(", ".exists_one(", ".map(", ".filter("];
-    let bytes = src.as_bytes();
-    let mut depth_stack: Vec<usize> = Vec::new();
-    let mut paren = 0usize;
-    let mut max = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(m) = macros.iter().find(|m| src[i..].starts_with(**m)) {
-            paren += 1;
-            depth_stack.push(paren);
-            max = max.max(depth_stack.len());
-            i += m.len();
-            continue;
-        }
-        match bytes[i] {
-            b'(' => paren += 1,
-            b')' => {
-                if depth_stack.last() == Some(&paren) {
-                    depth_stack.pop();
-                }
-                paren = paren.saturating_sub(1);
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    max
-}
-
-/// Whether a list below `schema` lacks maxItems (so nested iteration over it
-/// has no bound).
-fn has_unbounded_list(schema: &Value) -> bool {
-    let Value::Object(m) = schema else { return false };
-    if m.get("type").and_then(Value::as_str) == Some("array") && m.get("maxItems").is_none() {
-        return true;
-    }
-    let children = m
-        .get("properties")
-        .and_then(Value::as_object)
-        .map(|p| p.values().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(m.get("items"))
-        .chain(m.get("additionalProperties"));
-    for c in children {
-        if has_unbounded_list(c) {
-            return true;
-        }
-    }
-    false
-}
+/// How many of upstream's most expensive rules are named when the schema's
+/// total is over budget.
+const MOST_EXPENSIVE: usize = 4;
 
 /// Compiles every x-kubernetes-validations rule in `schema`; problems are
-/// causes at the CRD path `path` (".openAPIV3Schema" form).
+/// causes at the CRD path `path` (".openAPIV3Schema" form). Each rule's
+/// estimated cost, times how often its node can occur, must stay within
+/// upstream's per-rule limit, and their sum within the per-schema limit.
 pub fn compile(schema: &Value, path: &str, errors: &mut Vec<Cause>) -> Option<CelNode> {
+    let mut costs = Vec::new();
+    let node = compile_node(schema, path, 1, &mut costs, errors);
+    let total = costs.iter().fold(0u64, |t, (_, c)| t.saturating_add(*c));
+    if total > cost::STATIC_CRD_LIMIT {
+        costs.sort_by_key(|c| std::cmp::Reverse(c.1));
+        for (p, _) in costs.iter().take(MOST_EXPENSIVE) {
+            errors.push(Cause::forbidden(
+                p.clone(),
+                "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema",
+            ));
+        }
+        errors.push(Cause::forbidden(
+            path,
+            &cost::over_budget_message(
+                "x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema",
+                total,
+                cost::STATIC_CRD_LIMIT,
+            ),
+        ));
+    }
+    node
+}
+
+/// Estimates `program` at a node of `schema` occurring `cardinality` times,
+/// refusing it over the per-rule limit; the cost joins the schema's total.
+fn check_cost(
+    program: &Program,
+    schema: &Value,
+    cardinality: u64,
+    field: (String, &str),
+    costs: &mut Vec<(String, u64)>,
+    errors: &mut Vec<Cause>,
+) {
+    let shape = cost::Shape::Schema(schema);
+    let vars = [("self", shape.clone()), ("oldSelf", shape)];
+    let estimated = cost::estimate(program.expression(), &vars).max.saturating_mul(cardinality);
+    if estimated > cost::STATIC_RULE_LIMIT {
+        errors.push(Cause::forbidden(
+            field.0.clone(),
+            &cost::over_budget_message(&format!("estimated {} cost", field.1), estimated, cost::STATIC_RULE_LIMIT),
+        ));
+    }
+    costs.push((field.0, estimated));
+}
+
+fn compile_node(
+    schema: &Value,
+    path: &str,
+    cardinality: u64,
+    costs: &mut Vec<(String, u64)>,
+    errors: &mut Vec<Cause>,
+) -> Option<CelNode> {
     let mut node = CelNode::default();
     if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
         for (i, r) in rules.iter().enumerate() {
@@ -134,16 +139,14 @@ pub fn compile(schema: &Value, path: &str, errors: &mut Vec<Cause>) -> Option<Ce
                     continue;
                 }
             };
-            if comprehension_depth(rule) >= 2 && has_unbounded_list(schema) {
-                errors.push(Cause::forbidden(
-                    format!("{rpath}.rule"),
-                    "estimated rule cost exceeds budget by factor of more than 100x (try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)",
-                ));
-                continue;
-            }
+            check_cost(&program, schema, cardinality, (format!("{rpath}.rule"), "rule"), costs, errors);
             let message_expression = match r.get("messageExpression").and_then(Value::as_str) {
                 Some(m) => match compile_expr(m) {
-                    Ok(p) => Some(p),
+                    Ok(p) => {
+                        let field = (format!("{rpath}.messageExpression"), "messageExpression");
+                        check_cost(&p, schema, cardinality, field, costs, errors);
+                        Some(p)
+                    }
                     Err(e) => {
                         errors.push(Cause::invalid(
                             format!("{rpath}.messageExpression"),
@@ -182,16 +185,19 @@ pub fn compile(schema: &Value, path: &str, errors: &mut Vec<Cause>) -> Option<Ce
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (k, s) in props {
-            if let Some(child) = compile(s, &format!("{path}.properties[{k}]"), errors) {
+            if let Some(child) = compile_node(s, &format!("{path}.properties[{k}]"), cardinality, costs, errors) {
                 node.properties.push((k.clone(), child));
             }
         }
     }
+    // Below a list or map a node occurs as often as it has items or entries.
+    let repeated = cardinality.saturating_mul(cost::Shape::Schema(schema).size().max.max(1));
     if let Some(s) = schema.get("additionalProperties").filter(|s| s.is_object()) {
-        node.additional = compile(s, &format!("{path}.additionalProperties"), errors).map(Box::new);
+        node.additional =
+            compile_node(s, &format!("{path}.additionalProperties"), repeated, costs, errors).map(Box::new);
     }
     if let Some(s) = schema.get("items").filter(|s| s.is_object()) {
-        node.items = compile(s, &format!("{path}.items"), errors).map(Box::new);
+        node.items = compile_node(s, &format!("{path}.items"), repeated, costs, errors).map(Box::new);
     }
     node.list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str).map(str::to_string);
     node.list_map_keys = schema
@@ -376,7 +382,28 @@ mod tests {
             "s",
             &mut errs,
         );
-        assert_eq!(errs.len(), 1);
-        assert!(errs[0].message.contains("cost"));
+        let msgs: Vec<String> = errs.iter().map(Cause::full_message).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[0].starts_with("s.x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of more than 100x (try simplifying the rule"), "{msgs:?}");
+        assert_eq!(msgs[1], "s.x-kubernetes-validations[0].rule: Forbidden: contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema");
+        assert!(msgs[2].starts_with("s: Forbidden: x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema exceeds budget by factor of"), "{msgs:?}");
+    }
+
+    #[test]
+    fn string_growth_counts_against_the_budget() {
+        let rule = "self.replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa') != ''";
+        let schema = |s: Value| json!({"type": "object", "properties": {"s": s}, "x-kubernetes-validations": [{"rule": rule.replace("self.", "self.s.")}]});
+        let mut errs = Vec::new();
+        compile(&schema(json!({"type": "string"})), "s", &mut errs);
+        let msgs: Vec<String> = errs.iter().map(Cause::full_message).collect();
+        assert!(
+            msgs.first().is_some_and(|m| m.starts_with(
+                "s.x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of "
+            )),
+            "{msgs:?}"
+        );
+        let mut errs = Vec::new();
+        compile(&schema(json!({"type": "string", "maxLength": 100})), "s", &mut errs);
+        assert!(errs.is_empty(), "bounded, the same rule is cheap");
     }
 }

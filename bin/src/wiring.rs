@@ -131,6 +131,11 @@ pub async fn build_chain(
     // The backends time their own requests; /metrics counts objects in storage.
     generic_server::metrics::global().count_objects_in(storage.clone());
     let shared = kube_core_server::Shared::with_plugins(access.plugins);
+    let policies = admission::policy::ValidatingAdmissionPolicy::new();
+    shared.provide(
+        Plugin::ValidatingAdmissionPolicy,
+        Provided { validating: Some(policies.clone()), ..Default::default() },
+    );
     let pod_security = Arc::new(pod_security::PodSecurity::new(pod_security_config));
     shared.provide(Plugin::PodSecurity, Provided { validating: Some(pod_security.clone()), ..Default::default() });
     shared
@@ -162,6 +167,7 @@ pub async fn build_chain(
         node_authorization: access.authorization_modes.contains(&authz::Mode::Node),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
+    policies.start(core.registry.clone())?;
     let (namespaces, pods) = (core.server.store_of::<Namespace>(), core.server.store_of::<Pod>());
     let (Some(namespaces), Some(pods)) = (namespaces, pods) else {
         return Err("the built-in resources lack namespaces or pods".into());

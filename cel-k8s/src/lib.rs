@@ -5,7 +5,13 @@
 //! ([`context`]). CRD validation rules, ValidatingAdmissionPolicy and webhook
 //! matchConditions compile in this one environment, so an expression means
 //! the same everywhere.
+//!
+//! [`cost`] is upstream's static cost estimate (what a CRD rule may cost at
+//! most, refused when written if over budget); [`fields`] checks the fields
+//! an expression selects against a schema (a policy's status.typeChecking).
 
+pub mod cost;
+pub mod fields;
 mod library;
 mod net;
 pub mod quantity;

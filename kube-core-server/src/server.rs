@@ -41,8 +41,8 @@ const ALLOCATOR_REPAIR_EVERY: Duration = Duration::from_secs(180);
 
 pub struct CoreServer {
     pub server: Arc<ResourceServer>,
-    /// Every namespaced Store, for the namespace controller; servers behind
-    /// this one register theirs here too.
+    /// Every Store, for the namespace controller and admission; servers
+    /// behind this one register theirs here too.
     pub registry: Arc<StoreRegistry>,
     /// The admission chain every Store is built with, for servers behind.
     pub admission: Arc<AdmissionChain>,
@@ -209,9 +209,7 @@ pub async fn new_server(
         }
         let store = Arc::new(store);
         core.peers.bind(&store);
-        if store.info.namespaced {
-            registry.register(store.clone());
-        }
+        registry.register(store.clone());
         server.install(store.clone());
         stores.push(store);
     }

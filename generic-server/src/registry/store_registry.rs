@@ -1,13 +1,13 @@
-//! The registry of namespaced Stores across every server in the chain, which
-//! the namespace controller empties when a namespace goes away.
+//! The registry of Stores across every server in the chain: the namespace
+//! controller empties the namespaced ones when a namespace goes away, and
+//! admission finds a kind's Store in it (a policy's params).
 
 use std::sync::{Arc, RwLock};
 
 use super::Store;
 
-/// The namespaced Stores the controller empties. Servers register theirs
-/// (apiextensions adds one per namespaced custom resource as CRDs come and
-/// go).
+/// The Stores of the chain, one per key root. Servers register theirs
+/// (apiextensions adds one per custom resource as CRDs come and go).
 #[derive(Default)]
 pub struct StoreRegistry {
     stores: RwLock<Vec<Arc<Store>>>,
@@ -18,12 +18,9 @@ impl StoreRegistry {
         <Self as Default>::default()
     }
 
-    /// Adds a Store; cluster-scoped ones are ignored. Re-registering the same
-    /// key root replaces the earlier Store.
+    /// Adds a Store. Re-registering the same key root replaces the earlier
+    /// Store.
     pub fn register(&self, store: Arc<Store>) {
-        if !store.info.namespaced {
-            return;
-        }
         let mut s = self.stores.write().unwrap_or_else(|e| e.into_inner());
         s.retain(|x| x.info.key_root != store.info.key_root);
         s.push(store);
@@ -34,6 +31,18 @@ impl StoreRegistry {
     }
 
     pub fn namespaced(&self) -> Vec<Arc<Store>> {
-        self.stores.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.stores.read().unwrap_or_else(|e| e.into_inner()).iter().filter(|s| s.info.namespaced).cloned().collect()
+    }
+
+    /// The Store of a kind, by group and kind (any served version).
+    pub fn of_kind(&self, group: &str, kind: &str) -> Option<Arc<Store>> {
+        let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
+        s.iter().find(|s| s.info.group == group && s.info.kind == kind).cloned()
+    }
+
+    /// The Store of a resource, by group and plural.
+    pub fn of_resource(&self, group: &str, plural: &str) -> Option<Arc<Store>> {
+        let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
+        s.iter().find(|s| s.info.group == group && s.info.plural == plural).cloned()
     }
 }

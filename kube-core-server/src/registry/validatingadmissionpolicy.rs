@@ -4,10 +4,10 @@
 //! constraints default as upstream, the structure is validated with
 //! upstream's paths and messages, status is written through `/status`.
 //!
-//! Upstream also compiles every CEL expression (validations, messages,
-//! variables, match conditions, audit annotations) and reports compile
-//! errors here; the CEL engine is private to apiextensions for now, so only
-//! presence and form are checked. Evaluating policies is admission's work.
+//! Every CEL expression (validations, messages, variables, match
+//! conditions, audit annotations) is compiled in cel-k8s's environment and a
+//! compile error is upstream's Invalid cause at the expression's path.
+//! Evaluating policies is admission's work (admission::policy).
 
 use serde_json::{json, Map, Value};
 
@@ -18,7 +18,7 @@ use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
 use super::webhookconfiguration::{
-    default_rules, validate_match_conditions, validate_rule_with_operations, validate_selector,
+    compile_at, default_rules, validate_match_conditions, validate_rule_with_operations, validate_selector,
 };
 use super::{age, arr_at, default_field, str_at};
 
@@ -108,10 +108,13 @@ fn validate_param_kind(pk: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-/// Upstream's validateValidation, without compiling the expressions.
+/// Upstream's validateValidation.
 fn validate_validation(v: &Value, path: &str, causes: &mut Vec<Cause>) {
-    if str_at(v, "/expression").trim().is_empty() {
+    let expression = str_at(v, "/expression");
+    if expression.trim().is_empty() {
         causes.push(Cause::required(format!("{path}.expression"), "expression is not specified"));
+    } else {
+        compile_at(expression, format!("{path}.expression"), causes);
     }
     let message_expression = str_at(v, "/messageExpression");
     if !message_expression.is_empty() && message_expression.trim().is_empty() {
@@ -120,6 +123,8 @@ fn validate_validation(v: &Value, path: &str, causes: &mut Vec<Cause>) {
             &json!(message_expression),
             "must be non-empty if specified",
         ));
+    } else if !message_expression.is_empty() {
+        compile_at(message_expression, format!("{path}.messageExpression"), causes);
     }
     let message = str_at(v, "/message");
     if !message.is_empty() && message.trim().is_empty() {
@@ -183,7 +188,8 @@ impl Strategy for ValidatingAdmissionPolicyStrategy {
                 }
             }
         }
-        validate_match_conditions(arr_at(spec, "/matchConditions"), "spec.matchConditions", &mut causes);
+        let conditions = arr_at(spec, "/matchConditions");
+        validate_match_conditions(conditions, "spec.matchConditions", &mut causes);
         for (i, v) in arr_at(spec, "/variables").iter().enumerate() {
             let name = str_at(v, "/name");
             if name.trim().is_empty() {
@@ -195,8 +201,11 @@ impl Strategy for ValidatingAdmissionPolicyStrategy {
                     "name is not a valid CEL identifier",
                 ));
             }
-            if str_at(v, "/expression").trim().is_empty() {
+            let expression = str_at(v, "/expression");
+            if expression.trim().is_empty() {
                 causes.push(Cause::required(format!("spec.variables[{i}].expression"), "expression is not specified"));
+            } else {
+                compile_at(expression, format!("spec.variables[{i}].expression"), &mut causes);
             }
         }
         let (validations, audits) = (arr_at(spec, "/validations"), arr_at(spec, "/auditAnnotations"));
@@ -232,6 +241,8 @@ impl Strategy for ValidatingAdmissionPolicyStrategy {
                 causes.push(Cause::required(format!("{path}.valueExpression"), "valueExpression is not specified"));
             } else if value.len() > 5 * 1024 {
                 causes.push(super::too_long_cause(format!("{path}.valueExpression"), 5 * 1024));
+            } else {
+                compile_at(value, format!("{path}.valueExpression"), &mut causes);
             }
             if !keys.insert(key) {
                 causes.push(Cause::duplicate(format!("{path}.key"), &json!(key)));
@@ -298,5 +309,17 @@ mod tests {
                 "spec.validations[0].reason: Unsupported value: \"Teapot\": supported values: \"Forbidden\", \"Invalid\", \"RequestEntityTooLarge\"",
             ]
         );
+
+        let mut bad_cel = p.clone();
+        bad_cel["spec"]["validations"] =
+            json!([{"expression": "object.spec.replicas <=", "messageExpression": "'x' +"}]);
+        bad_cel["spec"]["variables"] = json!([{"name": "v", "expression": "1 +"}]);
+        let msgs = messages(&bad_cel);
+        let fields: Vec<&str> = msgs.iter().map(|m| m.split(':').next().unwrap_or("")).collect();
+        assert_eq!(
+            fields,
+            ["spec.variables[0].expression", "spec.validations[0].expression", "spec.validations[0].messageExpression"]
+        );
+        assert!(msgs[1].contains("Invalid value: \"object.spec.replicas <=\": compilation failed: "), "{msgs:?}");
     }
 }

@@ -181,6 +181,14 @@ pub(crate) fn validate_selector(sel: &Value, path: &str, causes: &mut Vec<Cause>
 }
 
 /// Upstream's validateMatchConditions: names, and expressions that compile.
+/// Upstream's validateCELCondition: a compile error is an Invalid cause
+/// carrying the compiler's text.
+pub(crate) fn compile_at(src: &str, path: String, causes: &mut Vec<Cause>) {
+    if let Err(e) = cel_k8s::compile(src) {
+        causes.push(Cause::invalid(path, &json!(src), &e));
+    }
+}
+
 pub(crate) fn validate_match_conditions(conditions: &[Value], path: &str, causes: &mut Vec<Cause>) {
     if conditions.len() > 64 {
         causes.push(Cause {
@@ -194,8 +202,8 @@ pub(crate) fn validate_match_conditions(conditions: &[Value], path: &str, causes
         let expression = str_at(c, "/expression");
         if expression.trim().is_empty() {
             causes.push(Cause::required(format!("{path}[{i}].expression"), ""));
-        } else if let Err(e) = cel_k8s::compile(expression) {
-            causes.push(Cause::invalid(format!("{path}[{i}].expression"), &json!(expression), &e));
+        } else {
+            compile_at(expression, format!("{path}[{i}].expression"), causes);
         }
         let name = str_at(c, "/name");
         if name.is_empty() {

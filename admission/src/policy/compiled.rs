@@ -1,0 +1,436 @@
+//! A policy and its bindings as the plugin keeps them: parsed and compiled
+//! once per change (upstream's policy/generic PolicyHook with the validating
+//! Validator), and one evaluation of a policy for one request and param
+//! (upstream's validator.Validate): match conditions, variables, validations
+//! with their messages and reasons, audit annotations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::{Program, Value as CelValue};
+use serde_json::Value;
+
+use generic_server::selectors::LabelSelector;
+
+use crate::matching::{Rule, Selectors};
+
+/// Upstream's celconfig.MaxEvaluatedMessageExpressionSizeBytes.
+const MAX_MESSAGE_BYTES: usize = 5 * 1024;
+
+/// A CEL expression with its source, compiled.
+pub struct Expression {
+    pub source: String,
+    program: Program,
+}
+
+impl Expression {
+    fn compile(source: &str) -> Result<Expression, String> {
+        let program = cel_k8s::compile(source)?;
+        Ok(Expression { source: source.to_string(), program })
+    }
+
+    /// Upstream's activation error: `expression 'X' resulted in error: E`.
+    fn run(&self, ctx: &cel::Context) -> Result<CelValue, String> {
+        self.program.execute(ctx).map_err(|e| format!("expression '{}' resulted in error: {e}", self.source))
+    }
+}
+
+/// matchConstraints or a binding's matchResources.
+pub struct MatchResources {
+    rules: Vec<(Rule, Vec<String>)>,
+    exclude: Vec<(Rule, Vec<String>)>,
+    pub selectors: Selectors,
+}
+
+fn named_rules(holder: &Value, key: &str) -> Vec<(Rule, Vec<String>)> {
+    let Some(rules) = holder.get(key).and_then(Value::as_array) else { return Vec::new() };
+    rules
+        .iter()
+        .map(|r| {
+            let names = r
+                .get("resourceNames")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
+            (Rule::parse(r), names)
+        })
+        .collect()
+}
+
+impl MatchResources {
+    pub fn parse(mr: &Value) -> MatchResources {
+        MatchResources {
+            rules: named_rules(mr, "resourceRules"),
+            exclude: named_rules(mr, "excludeResourceRules"),
+            selectors: Selectors::parse(mr),
+        }
+    }
+
+    /// The rules part of upstream's matching.Matches: not excluded, and
+    /// matched by a rule (no rules match everything), resourceNames
+    /// included.
+    pub fn matches_rules(&self, a: &generic_server::registry::AdmissionAttributes<'_>) -> bool {
+        let hit = |rules: &[(Rule, Vec<String>)]| {
+            rules.iter().any(|(r, names)| r.matches(a) && (names.is_empty() || names.iter().any(|n| n == a.name)))
+        };
+        !hit(&self.exclude) && (self.rules.is_empty() || hit(&self.rules))
+    }
+}
+
+pub struct Validation {
+    expression: Expression,
+    message: String,
+    message_expression: Option<Expression>,
+    /// The Status reason a denial carries (upstream's default: Invalid).
+    reason: &'static str,
+}
+
+pub struct AuditAnnotation {
+    key: String,
+    value: Expression,
+}
+
+/// What the policy's paramKind names.
+pub struct ParamKind {
+    pub api_version: String,
+    pub group: String,
+    pub kind: String,
+}
+
+pub struct Policy {
+    pub name: String,
+    pub generation: i64,
+    pub fail_open: bool,
+    pub param_kind: Option<ParamKind>,
+    pub constraints: MatchResources,
+    match_conditions: Vec<(String, Expression)>,
+    variables: Vec<(String, Expression)>,
+    validations: Vec<Validation>,
+    audit_annotations: Vec<AuditAnnotation>,
+    /// Why the policy cannot run (an expression that does not compile).
+    pub config_error: Option<String>,
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+fn items<'a>(v: &'a Value, p: &str) -> &'a [Value] {
+    v.pointer(p).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Upstream's Status reasons a validation may name.
+fn reason(name: &str) -> &'static str {
+    match name {
+        "Forbidden" => "Forbidden",
+        "Unauthorized" => "Unauthorized",
+        "RequestEntityTooLarge" => "RequestEntityTooLarge",
+        _ => "Invalid",
+    }
+}
+
+/// Upstream's reasonToCode.
+pub fn code_of(reason: &str) -> u16 {
+    match reason {
+        "Forbidden" => 403,
+        "Unauthorized" => 401,
+        "RequestEntityTooLarge" => 413,
+        _ => 422,
+    }
+}
+
+impl Policy {
+    /// Compiles a stored policy; an expression that does not compile makes
+    /// the whole policy a configuration error, as upstream.
+    pub fn compile(obj: &Value) -> Policy {
+        let spec = obj.get("spec").unwrap_or(&Value::Null);
+        let mut errors = Vec::new();
+        let mut compile = |src: &str| match Expression::compile(src) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        let named = |list: &[Value], compile: &mut dyn FnMut(&str) -> Option<Expression>| {
+            list.iter()
+                .filter_map(|c| compile(str_at(c, "/expression")).map(|e| (str_at(c, "/name").to_string(), e)))
+                .collect::<Vec<_>>()
+        };
+        let match_conditions = named(items(spec, "/matchConditions"), &mut compile);
+        let variables = named(items(spec, "/variables"), &mut compile);
+        let validations = items(spec, "/validations")
+            .iter()
+            .filter_map(|v| {
+                let expression = compile(str_at(v, "/expression"))?;
+                let me = str_at(v, "/messageExpression");
+                let message_expression = if me.is_empty() { None } else { Some(compile(me)?) };
+                Some(Validation {
+                    expression,
+                    message: str_at(v, "/message").trim().to_string(),
+                    message_expression,
+                    reason: reason(str_at(v, "/reason")),
+                })
+            })
+            .collect();
+        let audit_annotations = items(spec, "/auditAnnotations")
+            .iter()
+            .filter_map(|a| {
+                let value = compile(str_at(a, "/valueExpression"))?;
+                Some(AuditAnnotation { key: str_at(a, "/key").to_string(), value })
+            })
+            .collect();
+        let param_kind = spec.get("paramKind").filter(|v| v.is_object()).map(|pk| {
+            let api_version = str_at(pk, "/apiVersion").to_string();
+            let group = api_version.rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
+            ParamKind { api_version, group, kind: str_at(pk, "/kind").to_string() }
+        });
+        Policy {
+            name: generic_server::meta::name(obj).to_string(),
+            generation: obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0),
+            fail_open: str_at(spec, "/failurePolicy") == "Ignore",
+            param_kind,
+            constraints: MatchResources::parse(spec.get("matchConstraints").unwrap_or(&Value::Null)),
+            match_conditions,
+            variables,
+            validations,
+            audit_annotations,
+            config_error: (!errors.is_empty()).then(|| errors.join(", ")),
+        }
+    }
+}
+
+/// Where a binding's params come from.
+pub enum ParamRef {
+    Name { name: String, namespace: String },
+    Selector { selector: LabelSelector, namespace: String },
+}
+
+pub struct Binding {
+    pub name: String,
+    pub policy: String,
+    pub param_ref: Option<ParamRef>,
+    pub deny_when_missing: bool,
+    pub match_resources: Option<MatchResources>,
+    pub deny: bool,
+    pub warn: bool,
+    pub audit: bool,
+    /// validationActions as written, for the audit annotation.
+    pub actions: Vec<String>,
+}
+
+impl Binding {
+    pub fn parse(obj: &Value) -> Binding {
+        let spec = obj.get("spec").unwrap_or(&Value::Null);
+        let actions: Vec<String> =
+            items(spec, "/validationActions").iter().filter_map(Value::as_str).map(str::to_string).collect();
+        let pr = spec.get("paramRef").filter(|v| v.is_object());
+        let param_ref = pr.map(|pr| {
+            let namespace = str_at(pr, "/namespace").to_string();
+            match pr.get("selector").filter(|s| s.is_object()) {
+                Some(sel) => ParamRef::Selector { selector: LabelSelector::from_object(sel), namespace },
+                None => ParamRef::Name { name: str_at(pr, "/name").to_string(), namespace },
+            }
+        });
+        let has = |a: &str| actions.iter().any(|x| x == a);
+        Binding {
+            name: generic_server::meta::name(obj).to_string(),
+            policy: str_at(spec, "/policyName").to_string(),
+            deny_when_missing: pr.is_some_and(|pr| str_at(pr, "/parameterNotFoundAction") == "Deny"),
+            param_ref,
+            match_resources: spec.get("matchResources").filter(|v| v.is_object()).map(MatchResources::parse),
+            deny: has("Deny"),
+            warn: has("Warn"),
+            audit: has("Audit"),
+            actions,
+        }
+    }
+}
+
+/// The variables of one evaluation, as CEL values.
+pub struct Input {
+    pub object: CelValue,
+    pub old_object: CelValue,
+    pub request: CelValue,
+    pub params: CelValue,
+    pub namespace_object: CelValue,
+}
+
+/// One validation's outcome (upstream's PolicyDecision): None admits.
+pub struct Denial {
+    pub index: usize,
+    pub message: String,
+    pub reason: &'static str,
+    /// An audit annotation's error: denied whatever the binding's actions.
+    pub always: bool,
+}
+
+/// What evaluating a policy for one param yields.
+#[derive(Default)]
+pub struct Evaluation {
+    pub denials: Vec<Denial>,
+    /// Audit annotations to publish (key without the policy prefix).
+    pub annotations: Vec<(String, String)>,
+}
+
+fn cel_string(v: &CelValue) -> Option<&str> {
+    match v {
+        CelValue::String(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+impl Policy {
+    /// Upstream's validator.Validate for one param. Errors follow the
+    /// failure policy: Fail turns them into denials, Ignore drops them.
+    pub fn evaluate(&self, input: &Input) -> Evaluation {
+        let mut out = Evaluation::default();
+        let fail_as = |out: &mut Evaluation, index: usize, message: String, always: bool| {
+            if !self.fail_open {
+                out.denials.push(Denial { index, message, reason: "", always });
+            }
+        };
+        let fail = |out: &mut Evaluation, index: usize, message: String| fail_as(out, index, message, false);
+        let base = cel_k8s::context();
+        let mut ctx = base.new_inner_scope();
+        ctx.add_variable_from_value("object", input.object.clone());
+        ctx.add_variable_from_value("oldObject", input.old_object.clone());
+        ctx.add_variable_from_value("request", input.request.clone());
+        ctx.add_variable_from_value("params", input.params.clone());
+        ctx.add_variable_from_value("namespaceObject", input.namespace_object.clone());
+        // Variables see the ones before them; one that fails is left out, so
+        // an expression using it fails with it.
+        let mut vars: HashMap<cel::objects::Key, CelValue> = HashMap::new();
+        for (name, expr) in &self.variables {
+            let mut scope = ctx.new_inner_scope();
+            scope.add_variable_from_value("variables", CelValue::Map(cel::objects::Map::from(vars.clone())));
+            if let Ok(v) = expr.program.execute(&scope) {
+                vars.insert(cel::objects::Key::String(Arc::new(name.clone())), v);
+            }
+        }
+        ctx.add_variable_from_value("variables", CelValue::Map(cel::objects::Map::from(vars)));
+        // Upstream's matchconditions matcher: any false skips the policy,
+        // even past errors; otherwise errors fail it, aggregated.
+        let mut errors = Vec::new();
+        for (_, cond) in &self.match_conditions {
+            match cond.run(&ctx) {
+                Ok(CelValue::Bool(false)) => return out,
+                Ok(CelValue::Bool(true)) => {}
+                Ok(_) => errors.push(format!("expression '{}' resulted in error: no such overload", cond.source)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            let message = if errors.len() == 1 { errors.remove(0) } else { format!("[{}]", errors.join(", ")) };
+            fail(&mut out, 0, message);
+            return out;
+        }
+        for (i, v) in self.validations.iter().enumerate() {
+            match v.expression.run(&ctx) {
+                Ok(CelValue::Bool(true)) => {}
+                Ok(_) => {
+                    let from_expression = v.message_expression.as_ref().and_then(|m| {
+                        let r = m.run(&ctx).ok()?;
+                        let s = cel_string(&r)?.trim();
+                        (!s.is_empty() && s.len() <= MAX_MESSAGE_BYTES && !s.contains('\n')).then(|| s.to_string())
+                    });
+                    let message = from_expression
+                        .or_else(|| (!v.message.is_empty()).then(|| v.message.clone()))
+                        .unwrap_or_else(|| format!("failed expression: {}", v.expression.source.trim()));
+                    out.denials.push(Denial { index: i, message, reason: v.reason, always: false });
+                }
+                Err(e) => fail(&mut out, i, e),
+            }
+        }
+        for a in &self.audit_annotations {
+            match a.value.run(&ctx) {
+                Ok(CelValue::String(s)) if !s.trim().is_empty() => {
+                    out.annotations.push((a.key.clone(), s.trim().to_string()))
+                }
+                Ok(CelValue::String(_)) | Ok(CelValue::Null) => {}
+                Ok(other) => fail_as(
+                    &mut out,
+                    0,
+                    format!(
+                        "valueExpression '{}' resulted in unsupported return type: {}. Return type must be either string or null.",
+                        a.value.source,
+                        type_name(&other)
+                    ),
+                    true,
+                ),
+                Err(e) => fail_as(&mut out, 0, e, true),
+            }
+        }
+        out
+    }
+}
+
+fn type_name(v: &CelValue) -> &'static str {
+    match v {
+        CelValue::Int(_) => "int",
+        CelValue::UInt(_) => "uint",
+        CelValue::Float(_) => "double",
+        CelValue::Bool(_) => "bool",
+        CelValue::List(_) => "list",
+        CelValue::Map(_) => "map",
+        CelValue::Bytes(_) => "bytes",
+        _ => "dyn",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(object: Value, params: Value) -> Input {
+        Input {
+            object: cel_k8s::to_cel(&object),
+            old_object: CelValue::Null,
+            request: cel_k8s::to_cel(&json!({"operation": "CREATE"})),
+            params: cel_k8s::to_cel(&params),
+            namespace_object: CelValue::Null,
+        }
+    }
+
+    fn policy(spec: Value) -> Policy {
+        Policy::compile(&json!({"metadata": {"name": "p", "generation": 1}, "spec": spec}))
+    }
+
+    #[test]
+    fn validations_variables_and_conditions() {
+        let p = policy(json!({
+            "variables": [{"name": "n", "expression": "size(object.data)"}, {"name": "twice", "expression": "variables.n * 2"}],
+            "matchConditions": [{"name": "create", "expression": "request.operation == 'CREATE'"}],
+            "validations": [
+                {"expression": "variables.twice <= params.max", "messageExpression": "'too many: ' + string(variables.n)", "reason": "Forbidden"},
+                {"expression": "variables.n > 0", "message": " empty "},
+                {"expression": "object.data.all(k, k != 'x')"},
+                {"expression": "object.missing == 1"}
+            ],
+            "auditAnnotations": [{"key": "n", "valueExpression": "string(variables.n)"}]}));
+        assert!(p.config_error.is_none());
+        let e = p.evaluate(&input(json!({"data": {"a": "1", "x": "2"}}), json!({"max": 2})));
+        let got: Vec<(usize, &str, &str)> = e.denials.iter().map(|d| (d.index, d.message.as_str(), d.reason)).collect();
+        assert_eq!(got[0], (0, "too many: 2", "Forbidden"));
+        assert_eq!(got[1], (2, "failed expression: object.data.all(k, k != 'x')", "Invalid"));
+        assert_eq!(got[2].0, 3);
+        assert!(got[2].1.starts_with("expression 'object.missing == 1' resulted in error: "), "{got:?}");
+        assert_eq!(got[2].2, "", "an error carries no reason of its own");
+        assert_eq!(e.annotations, [("n".to_string(), "2".to_string())]);
+
+        let mut skipped = input(json!({"data": {}}), json!({"max": 2}));
+        skipped.request = cel_k8s::to_cel(&json!({"operation": "UPDATE"}));
+        assert!(p.evaluate(&skipped).denials.is_empty(), "a false matchCondition skips the policy");
+    }
+
+    #[test]
+    fn failure_policy_and_compile_errors() {
+        let spec = json!({"failurePolicy": "Ignore", "validations": [{"expression": "object.missing == 1"}]});
+        assert!(policy(spec).evaluate(&input(json!({}), Value::Null)).denials.is_empty(), "Ignore drops errors");
+        let broken = policy(json!({"validations": [{"expression": "object.a >"}]}));
+        assert!(broken.config_error.as_deref().is_some_and(|e| e.starts_with("compilation failed: ")));
+        assert_eq!(code_of("Forbidden"), 403);
+        assert_eq!(code_of(""), 422);
+    }
+}

@@ -1,0 +1,396 @@
+//! ValidatingAdmissionPolicy (upstream's admission/plugin/policy/validating
+//! on policy/generic and policy/matching): policies and their bindings are
+//! followed by informers and compiled once per change; every request is
+//! matched against each policy's matchConstraints and each binding's
+//! matchResources, its params looked up (a ConfigMap, a custom resource, any
+//! kind with a Store), and the validations evaluated with upstream's
+//! variables. Failures are denied, warned about or audited as the binding's
+//! validationActions say, in upstream's words.
+//!
+//! The `cel` crate counts no cost at runtime: an evaluation runs on a
+//! blocking thread under a deadline instead of upstream's cost budget, and
+//! running out of it is upstream's out-of-budget error.
+
+mod compiled;
+mod typecheck;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use generic_server::informer::{Change, Informer};
+use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, StoreRegistry, Validating};
+use generic_server::status::StatusError;
+
+use crate::matching::Namespaces;
+use compiled::{Binding, Denial, Evaluation, Input, MatchResources, ParamRef, Policy};
+
+/// How long one policy's evaluation for one param may take.
+const EVAL_DEADLINE: Duration = Duration::from_secs(1);
+/// Upstream's maxAuditAnnotationValueLength.
+const MAX_ANNOTATION_VALUE: usize = 10 * 1024;
+/// Upstream's maxValidationFailures in the audit annotation.
+const MAX_VALIDATION_FAILURES: usize = 50;
+const VALIDATION_FAILURE_KEY: &str = "validation.policy.admission.k8s.io/validation_failure";
+
+/// A policy with the bindings that name it.
+struct Hook {
+    policy: Arc<Policy>,
+    bindings: Vec<Arc<Binding>>,
+}
+
+/// The ValidatingAdmissionPolicy plugin, provided to the chain as its
+/// Validating half.
+#[derive(Default)]
+pub struct ValidatingAdmissionPolicy {
+    hooks: RwLock<Arc<Vec<Hook>>>,
+    /// Compiled policies by name, reused while their generation holds.
+    compiled: RwLock<HashMap<String, Arc<Policy>>>,
+    namespaces: Namespaces,
+    stores: OnceLock<Arc<StoreRegistry>>,
+}
+
+const GROUP: &str = "admissionregistration.k8s.io";
+
+impl ValidatingAdmissionPolicy {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Binds the plugin to the Stores (after they exist) and starts following
+    /// policies and bindings; status.typeChecking is written as policies
+    /// change. Must run inside a tokio runtime.
+    pub fn start(self: &Arc<Self>, stores: Arc<StoreRegistry>) -> Result<(), String> {
+        let find = |kind: &str| stores.of_kind(GROUP, kind).ok_or_else(|| format!("no Store serves {kind}"));
+        let (policies, bindings) = (find("ValidatingAdmissionPolicy")?, find("ValidatingAdmissionPolicyBinding")?);
+        if let Some(ns) = stores.of_kind("", "Namespace") {
+            self.namespaces.bind(&ns);
+        }
+        let _ = self.stores.set(stores.clone());
+        let (pi, bi) = (Informer::new(policies.clone()), Informer::new(bindings));
+        let refresh = {
+            let (me, pi, bi) = (Arc::downgrade(self), pi.clone(), bi.clone());
+            move || {
+                if let Some(me) = me.upgrade() {
+                    me.rebuild(&pi.list(), &bi.list());
+                }
+            }
+        };
+        let on_binding = refresh.clone();
+        bi.spawn(move |_| on_binding());
+        let typecheck = typecheck::TypeChecker::new(stores, policies);
+        pi.spawn(move |change| {
+            refresh();
+            if let Change::Added(p) | Change::Updated { new: p, .. } = change {
+                typecheck.observe(p);
+            }
+        });
+        Ok(())
+    }
+
+    /// Recompiles what changed and swaps the set the requests read.
+    fn rebuild(&self, policies: &[Value], bindings: &[Value]) {
+        let mut compiled = self.compiled.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = HashMap::new();
+        for p in policies {
+            let name = generic_server::meta::name(p);
+            let generation = p.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let policy = match compiled.get(name) {
+                Some(c) if c.generation == generation => c.clone(),
+                _ => Arc::new(Policy::compile(p)),
+            };
+            next.insert(name.to_string(), policy);
+        }
+        let mut by_policy: HashMap<&str, Vec<Arc<Binding>>> = HashMap::new();
+        let parsed: Vec<Arc<Binding>> = bindings.iter().map(|b| Arc::new(Binding::parse(b))).collect();
+        for b in &parsed {
+            by_policy.entry(b.policy.as_str()).or_default().push(b.clone());
+        }
+        let mut hooks: Vec<Hook> = next
+            .values()
+            .filter_map(|p| {
+                let bindings = by_policy.remove(p.name.as_str())?;
+                Some(Hook { policy: p.clone(), bindings })
+            })
+            .collect();
+        // Upstream evaluates in a stable order; the first denial is reported.
+        hooks.sort_by(|a, b| a.policy.name.cmp(&b.policy.name));
+        for h in &mut hooks {
+            h.bindings.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        *compiled = next;
+        *self.hooks.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(hooks);
+    }
+
+    async fn matches(&self, m: &MatchResources, a: &AdmissionAttributes<'_>) -> Result<bool, StatusError> {
+        if !m.matches_rules(a) {
+            return Ok(false);
+        }
+        if !m.selectors.matches_namespace(a, a.object, &self.namespaces).await? {
+            return Ok(false);
+        }
+        Ok(m.selectors.matches_object(a, a.object))
+    }
+
+    /// Upstream's CollectParams: the params a binding evaluates with; a
+    /// single null when the policy or binding takes none.
+    async fn params(&self, policy: &Policy, binding: &Binding, namespace: &str) -> Result<Vec<Value>, String> {
+        let (Some(kind), Some(param_ref)) = (&policy.param_kind, &binding.param_ref) else {
+            return Ok(vec![Value::Null]);
+        };
+        let store = self
+            .stores
+            .get()
+            .and_then(|s| s.of_kind(&kind.group, &kind.kind))
+            .ok_or_else(|| format!("paramKind kind `{}, Kind={}` not known", kind.api_version, kind.kind))?;
+        let ref_namespace = match param_ref {
+            ParamRef::Name { namespace, .. } | ParamRef::Selector { namespace, .. } => namespace,
+        };
+        let ns = if !store.info.namespaced {
+            if !ref_namespace.is_empty() {
+                return Err("paramRef.namespace must not be provided for a cluster-scoped `paramKind`".into());
+            }
+            ""
+        } else if !ref_namespace.is_empty() {
+            ref_namespace.as_str()
+        } else if !namespace.is_empty() {
+            namespace
+        } else {
+            return Err("cannot use namespaced paramRef in policy binding that matches cluster-scoped resources".into());
+        };
+        let params = match param_ref {
+            ParamRef::Name { name, .. } => match store.get(ns, name).await {
+                Ok(p) => vec![p],
+                Err(e) if e.code == 404 => Vec::new(),
+                Err(e) => return Err(e.message),
+            },
+            ParamRef::Selector { selector, .. } => {
+                let opts = ListOptions { label_selector: selector.clone(), ..Default::default() };
+                let list = store.list(ns, &opts).await.map_err(|e| e.message)?;
+                list.get("items").and_then(Value::as_array).cloned().unwrap_or_default()
+            }
+        };
+        if params.is_empty() && binding.deny_when_missing {
+            return Err("no params found for policy binding with `Deny` parameterNotFoundAction".into());
+        }
+        Ok(params)
+    }
+}
+
+/// A denial with the policy and binding it came from.
+struct Denied {
+    policy: Arc<Policy>,
+    binding: Option<Arc<Binding>>,
+    message: String,
+    reason: &'static str,
+}
+
+/// Upstream's AdmissionRequest as CEL's `request`.
+fn request_of(a: &AdmissionAttributes<'_>) -> Value {
+    let kind = json!({"group": a.info.group, "version": a.info.version, "kind": a.info.kind});
+    let resource = json!({"group": a.info.group, "version": a.info.version, "resource": a.info.plural});
+    let user = a.user.map(|u| json!({"username": u.name, "uid": u.uid, "groups": u.groups, "extra": u.extra}));
+    json!({
+        "kind": kind, "resource": resource, "subResource": a.subresource,
+        "requestKind": kind, "requestResource": resource, "requestSubResource": a.subresource,
+        "name": a.name, "namespace": a.namespace, "operation": a.operation.as_str(),
+        "userInfo": user.unwrap_or_else(|| json!({})), "dryRun": a.dry_run,
+    })
+}
+
+/// Upstream's CreateNamespaceObject: the namespace without managedFields
+/// and owner references.
+fn namespace_object(ns: &Value) -> Value {
+    let mut ns = ns.clone();
+    if let Some(m) = ns.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+        m.remove("ownerReferences");
+    }
+    ns
+}
+
+#[async_trait::async_trait]
+impl Validating for ValidatingAdmissionPolicy {
+    async fn validate(&self, a: &AdmissionAttributes<'_>) -> Result<(), StatusError> {
+        let hooks = self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let mut denied: Vec<Denied> = Vec::new();
+        let mut failures: Vec<Value> = Vec::new();
+        let config_error = |denied: &mut Vec<Denied>, p: &Arc<Policy>, b: Option<&Arc<Binding>>, e: String| {
+            if !p.fail_open {
+                let what = if b.is_some() { "binding" } else { "policy" };
+                denied.push(Denied {
+                    policy: p.clone(),
+                    binding: b.cloned(),
+                    message: format!("failed to configure {what}: {e}"),
+                    reason: "",
+                });
+            }
+        };
+        // The request's own values, converted once for every evaluation.
+        let mut base: Option<(cel::Value, cel::Value, cel::Value, cel::Value)> = None;
+        for hook in hooks.iter() {
+            let p = &hook.policy;
+            match self.matches(&p.constraints, a).await {
+                Err(e) => {
+                    config_error(&mut denied, p, None, e.message);
+                    continue;
+                }
+                Ok(false) => continue,
+                Ok(true) => {}
+            }
+            if let Some(e) = &p.config_error {
+                config_error(&mut denied, p, None, e.clone());
+                continue;
+            }
+            let mut annotations: Vec<(String, Vec<String>)> = Vec::new();
+            for b in &hook.bindings {
+                if let Some(m) = &b.match_resources {
+                    match self.matches(m, a).await {
+                        Err(e) => {
+                            config_error(&mut denied, p, Some(b), e.message);
+                            continue;
+                        }
+                        Ok(false) => continue,
+                        Ok(true) => {}
+                    }
+                }
+                let params = match self.params(p, b, a.namespace).await {
+                    Ok(params) => params,
+                    Err(e) => {
+                        config_error(&mut denied, p, Some(b), e);
+                        continue;
+                    }
+                };
+                if base.is_none() {
+                    base = Some(self.base_input(a).await?);
+                }
+                let Some((object, old_object, request, namespace_object)) = base.clone() else { continue };
+                for param in params {
+                    let input = Input {
+                        object: object.clone(),
+                        old_object: old_object.clone(),
+                        request: request.clone(),
+                        params: cel_k8s::to_cel(&param),
+                        namespace_object: namespace_object.clone(),
+                    };
+                    let result = evaluate(p.clone(), input).await;
+                    for d in result.denials {
+                        act(a, p, b, d, &mut denied, &mut failures);
+                    }
+                    for (k, v) in result.annotations {
+                        let v: String = v.chars().take(MAX_ANNOTATION_VALUE).collect();
+                        match annotations.iter_mut().find(|(key, _)| *key == k) {
+                            Some((_, vs)) if !vs.contains(&v) => vs.push(v),
+                            Some(_) => {}
+                            None => annotations.push((k, vec![v])),
+                        }
+                    }
+                }
+            }
+            for (k, vs) in annotations {
+                a.notes.annotate(format!("{}/{k}", p.name), vs.join(", "));
+            }
+        }
+        if !failures.is_empty() {
+            failures.truncate(MAX_VALIDATION_FAILURES);
+            a.notes.annotate(VALIDATION_FAILURE_KEY, Value::Array(failures).to_string());
+        }
+        let Some(d) = denied.into_iter().next() else { return Ok(()) };
+        let message = match &d.binding {
+            Some(b) => format!(
+                "ValidatingAdmissionPolicy '{}' with binding '{}' denied request: {}",
+                d.policy.name, b.name, d.message
+            ),
+            None => format!("ValidatingAdmissionPolicy '{}' denied request: {}", d.policy.name, d.message),
+        };
+        let mut err = a.forbidden(&message);
+        let reason = if d.reason.is_empty() { "Invalid" } else { d.reason };
+        err.reason = reason;
+        err.code = compiled::code_of(reason);
+        if let Some(details) = err.details.as_deref_mut().and_then(Value::as_object_mut) {
+            details.insert("causes".into(), json!([{"message": message}]));
+        }
+        Err(err)
+    }
+}
+
+impl ValidatingAdmissionPolicy {
+    /// object, oldObject, request and namespaceObject of the request.
+    async fn base_input(
+        &self,
+        a: &AdmissionAttributes<'_>,
+    ) -> Result<(cel::Value, cel::Value, cel::Value, cel::Value), StatusError> {
+        let is_namespace = a.is::<k8s_openapi::api::core::v1::Namespace>();
+        let namespace_object = if a.namespace.is_empty() || is_namespace {
+            cel::Value::Null
+        } else {
+            cel_k8s::to_cel(&namespace_object(&self.namespaces.get(a.namespace).await?))
+        };
+        let object = match (a.operation, a.object) {
+            (Operation::Delete, _) | (_, None) => cel::Value::Null,
+            (_, Some(o)) => cel_k8s::to_cel(o),
+        };
+        let old_object = match (a.operation, a.old) {
+            (Operation::Create, _) | (_, None) => cel::Value::Null,
+            (_, Some(o)) => cel_k8s::to_cel(o),
+        };
+        Ok((object, old_object, cel_k8s::to_cel(&request_of(a)), namespace_object))
+    }
+}
+
+/// Runs one evaluation on a blocking thread under the deadline; running
+/// out of time is upstream's out-of-budget error, under the failure policy.
+async fn evaluate(policy: Arc<Policy>, input: Input) -> Evaluation {
+    let fail_open = policy.fail_open;
+    let task = tokio::task::spawn_blocking(move || policy.evaluate(&input));
+    match tokio::time::timeout(EVAL_DEADLINE, task).await {
+        Ok(Ok(e)) => e,
+        _ if fail_open => Evaluation::default(),
+        _ => Evaluation {
+            denials: vec![Denial {
+                index: 0,
+                message: "validation failed due to running out of cost budget, no further validation rules will be run"
+                    .into(),
+                reason: "",
+                always: false,
+            }],
+            ..Default::default()
+        },
+    }
+}
+
+/// Upstream's dispatcher: a failed validation is denied, audited and warned
+/// about as the binding's validationActions say.
+fn act(
+    a: &AdmissionAttributes<'_>,
+    p: &Arc<Policy>,
+    b: &Arc<Binding>,
+    d: Denial,
+    denied: &mut Vec<Denied>,
+    failures: &mut Vec<Value>,
+) {
+    if d.always {
+        denied.push(Denied { policy: p.clone(), binding: Some(b.clone()), message: d.message, reason: d.reason });
+        return;
+    }
+    if b.audit {
+        failures.push(json!({
+            "message": d.message, "policy": b.policy, "binding": b.name,
+            "expressionIndex": d.index, "validationActions": b.actions,
+        }));
+    }
+    if b.warn {
+        a.notes.warn(format!(
+            "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {}",
+            p.name, b.name, d.message
+        ));
+    }
+    if b.deny {
+        denied.push(Denied { policy: p.clone(), binding: Some(b.clone()), message: d.message, reason: d.reason });
+    }
+}

@@ -1,0 +1,341 @@
+//! ValidatingAdmissionPolicy end to end: policies and bindings written with
+//! kubectl take effect within a second; Deny answers upstream's Status
+//! (reason and code from the validation, message naming policy and binding),
+//! Warn a Warning header, Audit an audit annotation; params come from a
+//! ConfigMap and from a custom resource; messageExpression, bad CEL refused
+//! with field paths, status.typeChecking; and a CRD rule whose string growth
+//! is over the cost budget refused at write.
+//!
+//! One server; each policy selects its own namespace by label, so the steps
+//! do not see each other's policies.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use e2e::{eventually, Server};
+use serde_json::{json, Value};
+
+const AUDIT_POLICY: &str =
+    "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  namespaces: [\"vap-audit\"]\n";
+
+/// A policy on configmaps in namespaces labelled `vap: <ns>`.
+fn configmap_policy(name: &str, ns: &str, extra: Value) -> Value {
+    let mut p = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {"matchConstraints": {
+            "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["configmaps"]}],
+            "namespaceSelector": {"matchLabels": {"vap": ns}}}}});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        p["spec"][k] = v.clone();
+    }
+    p
+}
+
+fn binding(name: &str, policy: &str, actions: &[&str], param_ref: Option<Value>) -> Value {
+    let mut b = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name}, "spec": {"policyName": policy, "validationActions": actions}});
+    if let Some(pr) = param_ref {
+        b["spec"]["paramRef"] = pr;
+    }
+    b
+}
+
+fn namespace(s: &Server, ns: &str) {
+    s.kubectl(&["create", "namespace", ns]);
+    s.kubectl(&["label", "namespace", ns, &format!("vap={ns}")]);
+}
+
+fn apply(s: &Server, v: &Value) {
+    s.apply(&v.to_string());
+}
+
+fn post_configmap(s: &Server, ns: &str, name: &str, data: Value) -> e2e::HttpResponse {
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data});
+    s.request("POST", &format!("/api/v1/namespaces/{ns}/configmaps"), Some(&cm))
+}
+
+/// Waits until a create is refused (the policy took effect); returns the refusal.
+#[track_caller]
+fn refused(s: &Server, ns: &str, name: &str, data: Value) -> e2e::HttpResponse {
+    let start = Instant::now();
+    loop {
+        let r = post_configmap(s, ns, name, data.clone());
+        if r.status >= 400 {
+            return r;
+        }
+        s.kubectl(&["delete", "configmap", "-n", ns, name]);
+        assert!(start.elapsed() < Duration::from_secs(10), "the policy never took effect in {ns}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn audit_annotations(log: &Path, ns: &str, name: &str) -> Option<Value> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find_map(|e| {
+        let create = e["verb"] == "create" && e["objectRef"]["namespace"] == ns && e["stage"] == "ResponseComplete";
+        let named = e["requestURI"].as_str().is_some_and(|u| u.contains("/configmaps"))
+            && e["responseStatus"]["code"] == 201
+            && e["objectRef"]["name"].as_str().is_none_or(|n| n == name);
+        (create && named && e.get("annotations").is_some()).then(|| e["annotations"].clone())
+    })
+}
+
+#[test]
+fn validating_admission_policies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy_file = dir.path().join("audit.yaml");
+    std::fs::write(&policy_file, AUDIT_POLICY).expect("writing the audit policy");
+    let log = dir.path().join("audit.log");
+    let s = Server::start_with(&[
+        "--audit-policy-file",
+        &policy_file.display().to_string(),
+        "--audit-log-path",
+        &log.display().to_string(),
+    ]);
+
+    // Deny, with upstream's default reason (Invalid, 422) and message.
+    namespace(&s, "vap-deny");
+    apply(
+        &s,
+        &configmap_policy(
+            "size-limit",
+            "vap-deny",
+            json!({
+        "validations": [{"expression": "!has(object.data) || size(object.data) <= 1", "message": "at most one key"}]}),
+        ),
+    );
+    apply(&s, &binding("size-limit-binding", "size-limit", &["Deny"], None));
+    let r = refused(&s, "vap-deny", "big", json!({"a": "1", "b": "2"}));
+    let st = r.assert_status(422, "Invalid");
+    let msg =
+        "ValidatingAdmissionPolicy 'size-limit' with binding 'size-limit-binding' denied request: at most one key";
+    assert_eq!(st["message"], format!("configmaps \"big\" is forbidden: {msg}"), "{st}");
+    assert_eq!(st["details"]["causes"], json!([{"message": msg}]), "{st}");
+    assert_eq!(post_configmap(&s, "vap-deny", "small", json!({"a": "1"})).status, 201);
+    assert_eq!(
+        post_configmap(&s, "default", "elsewhere", json!({"a": "1", "b": "2"})).status,
+        201,
+        "other namespaces are not selected"
+    );
+    let err = s.kubectl_err(
+        &["create", "configmap", "-n", "vap-deny", "two", "--from-literal=a=1", "--from-literal=b=2"],
+        None,
+        &[msg],
+    );
+    assert!(err.contains("is forbidden"), "{err}");
+
+    // messageExpression and a reason (Forbidden, 403); a dry run is judged too.
+    namespace(&s, "vap-msg");
+    apply(
+        &s,
+        &configmap_policy(
+            "no-secrets",
+            "vap-msg",
+            json!({
+        "validations": [{"expression": "!has(object.data) || !('password' in object.data)",
+            "messageExpression": "'configmap ' + object.metadata.name + ' must not hold a password'", "reason": "Forbidden"}]}),
+        ),
+    );
+    apply(&s, &binding("no-secrets-binding", "no-secrets", &["Deny"], None));
+    let st = refused(&s, "vap-msg", "creds", json!({"password": "x"})).assert_status(403, "Forbidden");
+    assert_eq!(st["message"], "configmaps \"creds\" is forbidden: ValidatingAdmissionPolicy 'no-secrets' with binding 'no-secrets-binding' denied request: configmap creds must not hold a password");
+    let dry = s.request(
+        "POST",
+        "/api/v1/namespaces/vap-msg/configmaps?dryRun=All",
+        Some(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}, "data": {"password": "x"}})),
+    );
+    dry.assert_status(403, "Forbidden");
+
+    // Warn: admitted, with upstream's Warning text.
+    namespace(&s, "vap-warn");
+    apply(
+        &s,
+        &configmap_policy(
+            "warn-empty",
+            "vap-warn",
+            json!({
+        "validations": [{"expression": "has(object.data)", "message": "a configmap should hold data"}]}),
+        ),
+    );
+    apply(&s, &binding("warn-empty-binding", "warn-empty", &["Warn"], None));
+    let warning = "Validation failed for ValidatingAdmissionPolicy 'warn-empty' with binding 'warn-empty-binding': a configmap should hold data";
+    let mut n = 0;
+    eventually("the Warn binding warns", || {
+        n += 1;
+        let name = format!("w{n}");
+        let r = s.run(&["create", "configmap", "-n", "vap-warn", &name], None);
+        assert_eq!(r.code, 0, "a Warn binding admits: {r:?}");
+        r.stderr.contains(&format!("Warning: {warning}"))
+    });
+
+    // Audit: admitted; the failure and the policy's audit annotations are in the audit event.
+    namespace(&s, "vap-audit");
+    apply(
+        &s,
+        &configmap_policy(
+            "audit-keys",
+            "vap-audit",
+            json!({
+        "validations": [{"expression": "!has(object.data) || size(object.data) <= 1", "message": "too many keys"}],
+        "auditAnnotations": [{"key": "keys", "valueExpression": "has(object.data) ? string(size(object.data)) + ' keys' : null"}]}),
+        ),
+    );
+    apply(&s, &binding("audit-keys-binding", "audit-keys", &["Audit"], None));
+    eventually("the Audit binding annotates the audit event", || {
+        n += 1;
+        let name = format!("a{n}");
+        assert_eq!(post_configmap(&s, "vap-audit", &name, json!({"a": "1", "b": "2"})).status, 201, "Audit admits");
+        std::thread::sleep(Duration::from_millis(200));
+        let Some(a) = audit_annotations(&log, "vap-audit", &name) else { return false };
+        let Some(failure) = a["validation.policy.admission.k8s.io/validation_failure"].as_str() else { return false };
+        let failure: Value = serde_json::from_str(failure).expect("the annotation is JSON");
+        assert_eq!(
+            failure,
+            json!([{"message": "too many keys", "policy": "audit-keys", "binding": "audit-keys-binding",
+            "expressionIndex": 0, "validationActions": ["Audit"]}])
+        );
+        assert_eq!(a["audit-keys/keys"], "2 keys", "{a}");
+        true
+    });
+
+    // Params from a ConfigMap; a missing one with parameterNotFoundAction Deny refuses.
+    namespace(&s, "vap-params");
+    s.kubectl(&["create", "namespace", "vap-config"]);
+    apply(
+        &s,
+        &configmap_policy(
+            "name-prefix",
+            "vap-params",
+            json!({
+        "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+        "validations": [{"expression": "object.metadata.name.startsWith(params.data.prefix)",
+            "messageExpression": "'name must start with ' + params.data.prefix"}]}),
+        ),
+    );
+    apply(
+        &s,
+        &binding(
+            "name-prefix-binding",
+            "name-prefix",
+            &["Deny"],
+            Some(json!({"name": "prefix", "namespace": "vap-config", "parameterNotFoundAction": "Deny"})),
+        ),
+    );
+    let st = refused(&s, "vap-params", "ok-1", json!({})).assert_status(422, "Invalid");
+    assert_eq!(st["message"], "configmaps \"ok-1\" is forbidden: ValidatingAdmissionPolicy 'name-prefix' with binding 'name-prefix-binding' denied request: failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction");
+    s.kubectl(&["create", "configmap", "-n", "vap-config", "prefix", "--from-literal=prefix=ok-"]);
+    assert_eq!(post_configmap(&s, "vap-params", "ok-1", json!({})).status, 201);
+    let st = post_configmap(&s, "vap-params", "bad", json!({})).assert_status(422, "Invalid");
+    assert!(st["message"].as_str().is_some_and(|m| m.ends_with("denied request: name must start with ok-")), "{st}");
+
+    // Params from a custom resource, chosen by a selector; none found with Allow admits.
+    s.apply_crd(&crd("limits", "Limit", LIMITS_PROPERTIES), "limits.vap.example.com");
+    namespace(&s, "vap-crd");
+    apply(
+        &s,
+        &configmap_policy(
+            "key-limit",
+            "vap-crd",
+            json!({
+        "paramKind": {"apiVersion": "vap.example.com/v1", "kind": "Limit"},
+        "validations": [{"expression": "!has(object.data) || size(object.data) <= params.spec.maxKeys",
+            "messageExpression": "'at most ' + string(params.spec.maxKeys) + ' keys'"}]}),
+        ),
+    );
+    apply(
+        &s,
+        &binding(
+            "key-limit-binding",
+            "key-limit",
+            &["Deny"],
+            Some(json!({"selector": {"matchLabels": {"use": "yes"}}, "parameterNotFoundAction": "Allow"})),
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(post_configmap(&s, "vap-crd", "before", json!({"a": "1", "b": "2"})).status, 201, "no params: Allow");
+    s.apply("apiVersion: vap.example.com/v1\nkind: Limit\nmetadata: {name: one, namespace: vap-crd, labels: {use: \"yes\"}}\nspec: {maxKeys: 1}\n");
+    let st = post_configmap(&s, "vap-crd", "after", json!({"a": "1", "b": "2"})).assert_status(422, "Invalid");
+    assert!(
+        st["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("with binding 'key-limit-binding' denied request: at most 1 keys")),
+        "{st}"
+    );
+    assert_eq!(post_configmap(&s, "vap-crd", "fits", json!({"a": "1"})).status, 201);
+
+    // Bad CEL is refused with 422 and the expression's field path.
+    let bad = configmap_policy("bad-cel", "none", json!({"validations": [{"expression": "object.data.size() >"}]}));
+    s.kubectl_err(
+        &["create", "-f", "-"],
+        Some(&bad.to_string()),
+        &[
+            "The ValidatingAdmissionPolicy \"bad-cel\" is invalid",
+            "spec.validations[0].expression: Invalid value: \"object.data.size() >\": compilation failed",
+        ],
+    );
+
+    // status.typeChecking: a field the matched kind lacks is reported.
+    let typo = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "typo"},
+        "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"]}]},
+            "validations": [{"expression": "object.spec.replicas < 10"}, {"expression": "object.spec.replicaz < 10"}]}});
+    apply(&s, &typo);
+    let mut status = Value::Null;
+    eventually("typeChecking is written", || {
+        status = s.kubectl_json(&["get", "validatingadmissionpolicy", "typo"])["status"].clone();
+        status["observedGeneration"] == 1
+    });
+    assert_eq!(
+        status["typeChecking"]["expressionWarnings"],
+        json!([{"fieldRef": "spec.validations[1].expression",
+        "warning": "apps/v1, Kind=Deployment: compilation failed: ERROR: <input>:1:12: undefined field 'replicaz'\n | object.spec.replicaz < 10\n | ...........^\n"}]),
+        "{status}"
+    );
+    let fine = s.kubectl_json(&["get", "validatingadmissionpolicy", "size-limit"]);
+    assert_eq!(fine["status"]["typeChecking"], json!({}), "{fine}");
+
+    // A CRD rule whose string growth is over budget is refused at write.
+    let costly = crd("costlies", "Costly", COSTLY_PROPERTIES);
+    let err = s.kubectl_err(&["apply", "-f", "-"], Some(&costly), &[
+        "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[s].x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of",
+        "(try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)",
+    ]);
+    assert!(!err.contains("created"), "{err}");
+    let bounded = costly.replace("type: string\n", "type: string\n                maxLength: 64\n");
+    s.apply_crd(&bounded, "costlies.vap.example.com");
+}
+
+/// A namespaced CRD of group vap.example.com whose `spec` has these properties (YAML at 14 spaces).
+fn crd(plural: &str, kind: &str, properties: &str) -> String {
+    format!(
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.vap.example.com}}
+spec:
+  group: vap.example.com
+  scope: Namespaced
+  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+{properties}"#,
+        singular = kind.to_lowercase()
+    )
+}
+
+const LIMITS_PROPERTIES: &str = "              maxKeys: {type: integer}\n";
+
+const COSTLY_PROPERTIES: &str = r#"              s:
+                type: string
+                x-kubernetes-validations:
+                - rule: "self.replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa') != ''"
+"#;
