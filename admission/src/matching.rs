@@ -8,11 +8,11 @@
 //! [`Selectors::parse`]); a request is then matched without allocating, so
 //! twenty configurations that do not match cost a create next to nothing.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use generic_server::registry::{AdmissionAttributes, Store};
+use generic_server::registry::{AdmissionAttributes, BoundStore, Store};
 use generic_server::selectors::LabelSelector;
 use generic_server::status::StatusError;
 
@@ -152,22 +152,23 @@ fn labels(o: &Value) -> Option<&Map<String, Value>> {
 
 /// Where namespace labels come from: the namespace Store, bound after it is
 /// built (the Stores need the admission chain first).
-#[derive(Default)]
 pub struct Namespaces {
-    store: OnceLock<Weak<Store>>,
+    store: BoundStore,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Namespaces { store: BoundStore::new("namespaces") }
+    }
 }
 
 impl Namespaces {
     pub fn bind(&self, store: &Arc<Store>) {
-        let _ = self.store.set(Arc::downgrade(store));
+        self.store.bind(store);
     }
 
     pub(crate) async fn get(&self, name: &str) -> Result<Value, StatusError> {
-        let store = self
-            .store
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal("admission has no namespace store"))?;
+        let store = self.store.store()?;
         store.get_at("", name, generic_server::storage::Freshness::Any).await
     }
 }

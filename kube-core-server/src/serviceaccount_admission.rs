@@ -7,15 +7,15 @@
 //! the namespace) at /var/run/secrets/kubernetes.io/serviceaccount.
 //! Mirror pods are left alone.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use generic_server::registry::store::generated_name;
-use generic_server::registry::Store;
 use generic_server::registry::{AdmissionAttributes, Mutating, Operation};
+use generic_server::registry::{BoundStore, Store};
 use generic_server::serviceaccount::WARN_ONLY_BOUND_TOKEN_EXPIRATION_SECONDS;
 use generic_server::status::StatusError;
 use k8s_openapi::api::core::v1::Pod;
@@ -31,9 +31,14 @@ const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
 const DEFAULT_ACCOUNT_ATTEMPTS: usize = 10;
 const RETRY_INTERVAL: Duration = Duration::from_millis(150);
 
-#[derive(Default)]
 pub struct ServiceAccountAdmission {
-    accounts: OnceLock<Weak<Store>>,
+    accounts: BoundStore,
+}
+
+impl Default for ServiceAccountAdmission {
+    fn default() -> Self {
+        ServiceAccountAdmission { accounts: BoundStore::new("serviceaccounts") }
+    }
 }
 
 impl ServiceAccountAdmission {
@@ -43,15 +48,11 @@ impl ServiceAccountAdmission {
 
     /// Sets the ServiceAccount Store (only the first call counts).
     pub fn bind(&self, store: &Arc<Store>) {
-        let _ = self.accounts.set(Arc::downgrade(store));
+        self.accounts.bind(store);
     }
 
     async fn account(&self, namespace: &str, name: &str) -> Result<Option<Value>, StatusError> {
-        let store = self
-            .accounts
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal("serviceaccount admission has no serviceaccount store"))?;
+        let store = self.accounts.store()?;
         let attempts = if name == DEFAULT_SERVICE_ACCOUNT { DEFAULT_ACCOUNT_ATTEMPTS } else { 1 };
         for attempt in 0..attempts {
             if attempt > 0 {

@@ -6,10 +6,10 @@
 //! namespace's enforce level warns about the pods already there.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, Store, Validating};
+use generic_server::registry::{AdmissionAttributes, BoundStore, ListOptions, Operation, Store, Validating};
 use generic_server::status::{Cause, StatusError};
 use generic_server::storage::Freshness;
 use k8s_openapi::api::core::v1::PodSpec;
@@ -47,24 +47,20 @@ const POD_CONTROLLERS: &[(&str, &str)] = &[
 
 pub struct PodSecurity {
     config: Configuration,
-    namespaces: OnceLock<Weak<Store>>,
-    pods: OnceLock<Weak<Store>>,
+    namespaces: BoundStore,
+    pods: BoundStore,
 }
 
 impl PodSecurity {
     /// A plugin with no Stores yet; call [`bind`](Self::bind) once they exist.
     pub fn new(config: Configuration) -> Self {
-        PodSecurity { config, namespaces: OnceLock::new(), pods: OnceLock::new() }
+        PodSecurity { config, namespaces: BoundStore::new("namespaces"), pods: BoundStore::new("pods") }
     }
 
     /// Sets the namespace and pod Stores (only the first call counts).
     pub fn bind(&self, namespaces: &Arc<Store>, pods: &Arc<Store>) {
-        let _ = self.namespaces.set(Arc::downgrade(namespaces));
-        let _ = self.pods.set(Arc::downgrade(pods));
-    }
-
-    fn store(cell: &OnceLock<Weak<Store>>) -> Result<Arc<Store>, StatusError> {
-        cell.get().and_then(Weak::upgrade).ok_or_else(|| StatusError::internal("PodSecurity admission has no stores"))
+        self.namespaces.bind(namespaces);
+        self.pods.bind(pods);
     }
 
     fn policy(&self, labels: &BTreeMap<String, String>) -> (Policy, Vec<Cause>) {
@@ -88,7 +84,7 @@ impl PodSecurity {
     /// The labels of namespace `ns`, from the watch cache as upstream reads
     /// its informer, from storage when the cache does not have it yet.
     async fn namespace_labels(&self, ns: &str) -> Result<BTreeMap<String, String>, StatusError> {
-        let store = Self::store(&self.namespaces)?;
+        let store = self.namespaces.store()?;
         let namespace = match store.get_at("", ns, Freshness::Any).await {
             Err(e) if e.code == 404 => store.get("", ns).await?,
             other => other?,
@@ -170,7 +166,7 @@ impl PodSecurity {
     /// one pod per controller is checked before the rest.
     async fn check_existing_pods(&self, ns: &str, enforce: LevelVersion) -> Vec<String> {
         const LIST_FAILED: &str = "failed to list pods while checking new PodSecurity enforce level";
-        let listed = match Self::store(&self.pods) {
+        let listed = match self.pods.store() {
             Ok(pods) => pods.list(ns, &ListOptions::default()).await,
             Err(e) => Err(e),
         };

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod admission_config;
+pub mod bound;
 pub mod cached;
 pub mod conversion;
 pub mod registration;
@@ -19,6 +20,7 @@ use serde_json::Value;
 pub use admission::{
     Attributes as AdmissionAttributes, Chain as AdmissionChain, Mutating, Notes, Operation, Validating,
 };
+pub use bound::BoundStore;
 pub use cached::CachedObject;
 pub use conversion::{Conversion, Converted, VersionConverter};
 pub use registration::{

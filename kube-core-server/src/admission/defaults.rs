@@ -23,8 +23,8 @@ use generic_server::status::StatusError;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::bound::BoundStore;
 use crate::registry::{child, str_at};
+use generic_server::registry::BoundStore;
 
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";

@@ -23,15 +23,14 @@
 //! ([`storage`]), RuntimeClass ([`runtimeclass`]), and CertificateApproval,
 //! CertificateSigning and CertificateSubjectRestriction ([`certificates`]).
 
-mod bound;
 mod builtins;
 pub mod certificates;
 pub mod defaults;
 pub mod runtimeclass;
 pub mod storage;
 
-use bound::BoundStore;
 pub use builtins::{BuiltinStores, Builtins};
+use generic_server::registry::BoundStore;
 
 pub mod limitranger;
 pub mod quota;

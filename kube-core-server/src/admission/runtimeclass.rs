@@ -10,9 +10,9 @@ use generic_server::registry::{AdmissionAttributes, Mutating, Operation, Validat
 use generic_server::status::StatusError;
 use k8s_openapi::api::core::v1::Pod;
 
-use super::bound::BoundStore;
 use crate::registry::podspec::parse_quantity;
 use crate::registry::{arr_at, child, map_at};
+use generic_server::registry::BoundStore;
 
 const OVERHEAD_MISMATCH: &str = "pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead";
 

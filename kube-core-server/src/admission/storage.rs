@@ -17,11 +17,11 @@ use generic_server::registry::{AdmissionAttributes, Mutating, Operation, Validat
 use generic_server::status::StatusError;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
-use super::bound::BoundStore;
 use super::defaults::{has_annotation, newest_default};
 use crate::registry::podspec::parse_quantity;
 use crate::registry::storageclass::is_default_class;
 use crate::registry::{child, str_at};
+use generic_server::registry::BoundStore;
 
 /// The claim annotation that named a class before spec.storageClassName.
 const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";

@@ -4,24 +4,36 @@
 //! once the server has built every Store, and held weakly, as the Stores hold
 //! their handlers.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use serde_json::Value;
 
-use generic_server::registry::Store;
+use generic_server::registry::{BoundStore, Store};
 use generic_server::status::StatusError;
 
-#[derive(Default)]
 pub struct Peers {
-    nodes: OnceLock<Weak<Store>>,
-    endpoints: OnceLock<Weak<Store>>,
-    budgets: OnceLock<Weak<Store>>,
-    pods: OnceLock<Weak<Store>>,
-    secrets: OnceLock<Weak<Store>>,
-    service_accounts: OnceLock<Weak<Store>>,
+    nodes: BoundStore,
+    endpoints: BoundStore,
+    budgets: BoundStore,
+    pods: BoundStore,
+    secrets: BoundStore,
+    service_accounts: BoundStore,
+}
+
+impl Default for Peers {
+    fn default() -> Self {
+        Peers {
+            nodes: BoundStore::new("nodes"),
+            endpoints: BoundStore::new("endpoints"),
+            budgets: BoundStore::new("poddisruptionbudgets"),
+            pods: BoundStore::new("pods"),
+            secrets: BoundStore::new("secrets"),
+            service_accounts: BoundStore::new("serviceaccounts"),
+        }
+    }
 }
 
 impl Peers {
@@ -42,36 +54,30 @@ impl Peers {
         } else {
             return;
         };
-        let _ = slot.set(Arc::downgrade(store));
+        slot.bind(store);
     }
 
     pub fn nodes(&self) -> Option<Arc<Store>> {
-        self.nodes.get().and_then(Weak::upgrade)
+        self.nodes.store().ok()
     }
 
     pub fn endpoints(&self) -> Option<Arc<Store>> {
-        self.endpoints.get().and_then(Weak::upgrade)
+        self.endpoints.store().ok()
     }
 
     /// The PodDisruptionBudget Store; every server has one, so its absence is
     /// the server's fault.
     pub fn budgets(&self) -> Result<Arc<Store>, StatusError> {
-        self.budgets
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal("the poddisruptionbudgets store is not ready"))
+        self.budgets.store()
     }
 
     /// The pod Store, for the `bindings` resource.
     pub fn pods(&self) -> Result<Arc<Store>, StatusError> {
-        self.pods.get().and_then(Weak::upgrade).ok_or_else(|| StatusError::internal("the pods store is not ready"))
+        self.pods.store()
     }
 
     pub fn secrets(&self) -> Result<Arc<Store>, StatusError> {
-        self.secrets
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal("the secrets store is not ready"))
+        self.secrets.store()
     }
 
     fn by_plural(&self, resource: &str) -> Option<Arc<Store>> {
@@ -82,7 +88,7 @@ impl Peers {
             "nodes" => &self.nodes,
             _ => return None,
         };
-        slot.get().and_then(Weak::upgrade)
+        slot.store().ok()
     }
 }
 

@@ -23,7 +23,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use generic_server::meta;
 use generic_server::registry::{
-    AdmissionAttributes, ListOptions, Operation, Store, StoreRegistry, Subresource, Validating, WriteOptions,
+    AdmissionAttributes, BoundStore, ListOptions, Operation, Store, StoreRegistry, Subresource, Validating,
+    WriteOptions,
 };
 use generic_server::status::StatusError;
 
@@ -38,9 +39,8 @@ pub struct ResourceQuota {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
-    quotas: OnceLock<Weak<Store>>,
+    quotas: BoundStore,
     registry: OnceLock<Weak<StoreRegistry>>,
     /// How many quotas each namespace holds, kept by the controller's
     /// informer: a write in a namespace with none costs nothing.
@@ -59,8 +59,8 @@ impl ResourceQuota {
     /// `registry`, and starts the controller (only the first call counts;
     /// inside a tokio runtime).
     pub fn bind(&self, quotas: &Arc<Store>, registry: &Arc<StoreRegistry>) {
-        if self.inner.quotas.set(Arc::downgrade(quotas)).is_ok() {
-            let _ = self.inner.registry.set(Arc::downgrade(registry));
+        if self.inner.registry.set(Arc::downgrade(registry)).is_ok() {
+            self.inner.quotas.bind(quotas);
             controller::spawn(self.inner.clone(), quotas.clone(), registry);
         }
     }
@@ -88,12 +88,21 @@ fn grown(new: &ResourceList, old: &ResourceList) -> ResourceList {
         .collect()
 }
 
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            quotas: BoundStore::new("resourcequotas"),
+            registry: OnceLock::new(),
+            namespaces: Mutex::default(),
+            queue: OnceLock::new(),
+            lock: tokio::sync::Mutex::default(),
+        }
+    }
+}
+
 impl Inner {
     fn quota_store(&self) -> Result<Arc<Store>, StatusError> {
-        self.quotas
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal("resource quota admission has no resourcequota store"))
+        self.quotas.store()
     }
 
     fn store_for(&self, ev: &Evaluator) -> Option<Arc<Store>> {

@@ -1,15 +1,17 @@
-//! The Store a plugin reads (upstream's plugins read listers of shared
-//! informers): created unbound, because the Stores are built with the chain
-//! that holds the plugin, then bound once they exist and held weakly, so
-//! that no Store keeps itself alive through its own admission chain.
+//! A Store that an admission plugin or subresource handler reads besides
+//! its own (upstream's plugins read listers of shared informers): created
+//! unbound, because the Stores are built with the chain that holds the
+//! plugin, then bound once they exist and held weakly, so that no Store keeps
+//! itself alive through its own admission chain or handlers.
 
 use std::sync::{Arc, OnceLock, Weak};
 
 use serde_json::Value;
 
-use generic_server::registry::{ListOptions, Store};
-use generic_server::status::StatusError;
+use crate::registry::{ListOptions, Store};
+use crate::status::StatusError;
 
+#[derive(Debug)]
 pub struct BoundStore {
     store: OnceLock<Weak<Store>>,
     /// The resource, for the error of a plugin used before it was bound.
@@ -26,11 +28,12 @@ impl BoundStore {
         let _ = self.store.set(Arc::downgrade(store));
     }
 
-    fn store(&self) -> Result<Arc<Store>, StatusError> {
+    /// The Store, or an internal error if it was never bound or is gone.
+    pub fn store(&self) -> Result<Arc<Store>, StatusError> {
         self.store
             .get()
             .and_then(Weak::upgrade)
-            .ok_or_else(|| StatusError::internal(format!("admission has no {} store", self.resource)))
+            .ok_or_else(|| StatusError::internal(format!("the {} store is not ready", self.resource)))
     }
 
     /// The cluster-scoped object `name`, None if there is none.
