@@ -107,7 +107,7 @@ impl Inner {
 
     fn store_for(&self, ev: &Evaluator) -> Option<Arc<Store>> {
         let registry = self.registry.get().and_then(Weak::upgrade)?;
-        registry.namespaced().into_iter().find(|s| s.info.group == ev.group && s.info.plural == ev.resource)
+        registry.of_resource(&ev.group, &ev.resource).filter(|s| s.info.namespaced)
     }
 
     fn holds_quotas(&self, namespace: &str) -> bool {
