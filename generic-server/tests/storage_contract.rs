@@ -524,8 +524,7 @@ async fn pagination_across_a_concurrent_write(s: Arc<dyn Storage>) {
         seen.extend(page.items.iter().map(|o| (data_of(o).0.to_string(), data_of(o).1.to_string())));
         token = page.metadata.get("continue").and_then(|t| t.as_str()).map(str::to_string);
     }
-    let expect: Vec<(String, String)> =
-        ["c", "d", "e"].iter().map(|n| (n.to_string(), "old".to_string())).collect();
+    let expect: Vec<(String, String)> = ["c", "d", "e"].iter().map(|n| (n.to_string(), "old".to_string())).collect();
     assert_eq!(seen, expect, "the snapshot: c still there, d unchanged, cc not yet created");
     // The writes above read storage (a write reads the latest state); the
     // pages did not.

@@ -283,70 +283,70 @@ struct Follow {
 }
 
 impl Follow {
-/// Fills the cache and follows the backend; on any watch failure (compaction,
-/// the backend going away) it ends every client watch, relists and starts over.
-async fn run(self) {
-    let Follow { storage: inner, prefix, state, ready, reached, progress } = self;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let list = match inner.list(&prefix, ListOptions::default()).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(prefix, "watch cache list failed: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        let opts = WatchOptions { after: list.revision, progress: Some(progress.clone()) };
-        let mut changes = match inner.watch(&prefix, opts).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::debug!(prefix, "watch cache watch failed: {e}");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        {
-            let mut s = state.write().unwrap_or_else(|e| e.into_inner());
-            s.objects = list.items.into_iter().map(|kv| (kv.key.clone(), CachedValue::new(kv))).collect();
-            s.revision = list.revision;
-            s.window.clear();
-            s.complete_after = list.revision;
-            s.ready = true;
-        }
-        reached.send_replace(list.revision);
-        let _ = ready.send(true);
-        while let Some(event) = changes.next().await {
-            match event {
-                Ok(e) => {
-                    let revision = {
-                        let mut s = state.write().unwrap_or_else(|e| e.into_inner());
-                        match e.event_type {
-                            EventType::Progress => s.revision = s.revision.max(e.revision()),
-                            EventType::Put | EventType::Delete => {
-                                s.apply(e);
-                            }
-                        }
-                        s.revision
-                    };
-                    reached.send_if_modified(|r| std::mem::replace(r, revision) != revision);
-                }
+    /// Fills the cache and follows the backend; on any watch failure (compaction,
+    /// the backend going away) it ends every client watch, relists and starts over.
+    async fn run(self) {
+        let Follow { storage: inner, prefix, state, ready, reached, progress } = self;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let list = match inner.list(&prefix, ListOptions::default()).await {
+                Ok(l) => l,
                 Err(e) => {
-                    tracing::debug!(prefix, "watch cache lost its watch: {e}");
-                    break;
+                    tracing::debug!(prefix, "watch cache list failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let opts = WatchOptions { after: list.revision, progress: Some(progress.clone()) };
+            let mut changes = match inner.watch(&prefix, opts).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::debug!(prefix, "watch cache watch failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            {
+                let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+                s.objects = list.items.into_iter().map(|kv| (kv.key.clone(), CachedValue::new(kv))).collect();
+                s.revision = list.revision;
+                s.window.clear();
+                s.complete_after = list.revision;
+                s.ready = true;
+            }
+            reached.send_replace(list.revision);
+            let _ = ready.send(true);
+            while let Some(event) = changes.next().await {
+                match event {
+                    Ok(e) => {
+                        let revision = {
+                            let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+                            match e.event_type {
+                                EventType::Progress => s.revision = s.revision.max(e.revision()),
+                                EventType::Put | EventType::Delete => {
+                                    s.apply(e);
+                                }
+                            }
+                            s.revision
+                        };
+                        reached.send_if_modified(|r| std::mem::replace(r, revision) != revision);
+                    }
+                    Err(e) => {
+                        tracing::debug!(prefix, "watch cache lost its watch: {e}");
+                        break;
+                    }
                 }
             }
+            let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+            s.ready = false;
+            let (live, _) = broadcast::channel(s.buffer);
+            // Dropping the old sender ends every client watch; they resume.
+            s.live = live;
+            let _ = ready.send(false);
         }
-        let mut s = state.write().unwrap_or_else(|e| e.into_inner());
-        s.ready = false;
-        let (live, _) = broadcast::channel(s.buffer);
-        // Dropping the old sender ends every client watch; they resume.
-        s.live = live;
-        let _ = ready.send(false);
     }
-}
 }
 
 /// The reads and watches the cache can answer; `None` sends the caller to storage.
