@@ -84,6 +84,10 @@ pub struct EtcdStorage {
     revisions: Arc<RevisionReads>,
 }
 
+/// Where a batch's answer goes: None until read, then the revision or
+/// what went wrong.
+type RevisionBatch = tokio::sync::watch::Sender<Option<std::result::Result<u64, String>>>;
+
 /// Concurrent reads of the current revision share one request to etcd: a
 /// caller joins the batch that has not started yet, and a batch starts when
 /// the one before it has answered. Every caller gets a revision read after
@@ -92,7 +96,7 @@ pub struct EtcdStorage {
 #[derive(Default)]
 struct RevisionReads {
     /// The batch not yet started; its first caller leads it.
-    waiting: std::sync::Mutex<Option<tokio::sync::watch::Sender<Option<std::result::Result<u64, String>>>>>,
+    waiting: std::sync::Mutex<Option<RevisionBatch>>,
     /// Held by the batch being read.
     running: tokio::sync::Mutex<()>,
 }
