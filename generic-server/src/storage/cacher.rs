@@ -374,6 +374,10 @@ impl Cacher {
         if caught_up(&reached.borrow()) {
             return true;
         }
+        if !self.progress.answered() {
+            // Only a write to this resource would move it: no use waiting.
+            return false;
+        }
         let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
         while tokio::time::Instant::now() < deadline {
             self.progress.request();
@@ -382,6 +386,12 @@ impl Cacher {
             }
         }
         false
+    }
+
+    /// Whether consistent reads can be answered from memory: the cache is
+    /// in use and its backend reports progress.
+    pub fn serves_consistent_reads(&self) -> bool {
+        self.read().ready && self.progress.answered()
     }
 
     /// `kv` as the cache holds it when it holds that very version (so a

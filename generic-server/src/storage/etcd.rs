@@ -82,6 +82,22 @@ pub struct EtcdStorage {
     timeout: Duration,
     leases: Arc<std::sync::Mutex<LeaseCache>>,
     revisions: Arc<RevisionReads>,
+    /// Whether this etcd reports watch progress only after the events it
+    /// covers (upstream's RequestWatchProgress check).
+    progress_in_order: bool,
+}
+
+/// Whether etcd `version` orders progress notifications after events:
+/// 3.4.31 and later 3.4s, 3.5.13 and later, 3.6 on.
+fn progress_in_order(version: &str) -> bool {
+    let mut parts = version.split(['.', '-', '+']).map(|p| p.parse::<u64>().unwrap_or(0));
+    let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    match (major, minor) {
+        (3, 4) => patch >= 31,
+        (3, 5) => patch >= 13,
+        (3, m) => m > 5,
+        (m, _) => m > 3,
+    }
 }
 
 /// Where a batch's answer goes: None until read, then the revision or
@@ -239,7 +255,10 @@ impl EtcdStorage {
             Ok(c) => c.map_err(map_err)?,
             Err(_) => return Err(StorageError::Unavailable(format!("connecting to etcd timed out after {timeout:?}"))),
         };
+        let version = tokio::time::timeout(timeout, client.maintenance_client().status()).await;
+        let progress_in_order = matches!(&version, Ok(Ok(status)) if progress_in_order(status.version()));
         Ok(EtcdStorage {
+            progress_in_order,
             kv: client.kv_client().max_decoding_message_size(MAX_RECV_MESSAGE),
             watch: client.watch_client().max_decoding_message_size(MAX_RECV_MESSAGE),
             lease: client.lease_client(),
@@ -786,7 +805,33 @@ impl Storage for EtcdStorage {
                 };
             }
         }
-        let st = WatchState::new(self, stream, opts.progress);
+        let progress = match opts.progress {
+            Some(p) if !self.progress_in_order => {
+                p.refuse();
+                None
+            }
+            p => p,
+        };
+        let st = WatchState::new(self, stream, progress);
         Ok(futures::stream::unfold(st, next_event).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_in_order_from_the_version() {
+        for (version, in_order) in [
+            ("3.4.23", false),
+            ("3.4.31", true),
+            ("3.5.0", false),
+            ("3.5.12", false),
+            ("3.5.13", true),
+            ("3.6.0", true),
+            ("3.6.0-rc.1", true),
+            ("", false),
+        ] {
+            assert_eq!(super::progress_in_order(version), in_order, "{version}");
+        }
     }
 }

@@ -91,18 +91,34 @@ impl WatchEvent {
 /// delivered. The watch cache asks when a consistent read waits for it to
 /// catch up with writes elsewhere in the store (upstream's progress
 /// requester).
+/// A backend that cannot report progress correctly (etcd before 3.4.31 and
+/// 3.5.13 may report it ahead of events, etcd-io/etcd#15220 and #17507)
+/// refuses instead, and the watcher does without.
 #[derive(Debug, Clone, Default)]
-pub struct ProgressRequests(Arc<tokio::sync::Notify>);
+pub struct ProgressRequests {
+    requests: Arc<tokio::sync::Notify>,
+    refused: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl ProgressRequests {
     /// Asks for one notification; requests made before it is sent share it.
     pub fn request(&self) {
-        self.0.notify_one();
+        self.requests.notify_one();
     }
 
     /// Waits for the next request.
     pub async fn requested(&self) {
-        self.0.notified().await
+        self.requests.notified().await
+    }
+
+    /// The backend's answer when it cannot report progress.
+    pub fn refuse(&self) {
+        self.refused.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether requests are answered (until the backend refuses).
+    pub fn answered(&self) -> bool {
+        !self.refused.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
