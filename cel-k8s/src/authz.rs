@@ -282,9 +282,12 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    /// A check as the authorizer got it: for which ServiceAccount, if any.
+    type Seen = (Option<(String, String)>, Check);
+
     /// Allows `get` of anything and GET of /healthz; records every check.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(Option<(String, String)>, Check)>>);
+    struct Recorder(Mutex<Vec<Seen>>);
 
     impl Authorize for Recorder {
         fn authorize(&self, sa: Option<(&str, &str)>, check: &Check) -> Decision {
