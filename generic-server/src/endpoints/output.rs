@@ -128,11 +128,21 @@ impl Responder<'_> {
         }
     }
 
-    /// A list read from the Store: JSON is written from its items' cached
-    /// encodings, the list around them; other forms from the list's value.
+    /// A list read from the Store: JSON and protobuf are written from its
+    /// items' cached encodings, the list around them; a Table from the
+    /// shared items; other forms from the list's value.
     pub fn objects(&self, code: u16, list: ObjectList) -> Response {
         match self.output() {
             Ok(Output::Json) => respond_bytes(code, JSON, list_json(&self.store, &list)),
+            Ok(Output::Protobuf) => match list_protobuf(&self.store, &list) {
+                Some(pb) => respond_bytes(code, PROTOBUF, pb),
+                None => respond_bytes(code, JSON, list_json(&self.store, &list)),
+            },
+            Ok(Output::Table(v)) => {
+                let items = list.items.iter().map(|i| &***i);
+                let table = table(&self.store, &v, items, list.metadata, &self.include_object(), true);
+                respond(self.req, code, &table, &Output::Table(v))
+            }
             _ => self.list(code, &self.store.list_value(list)),
         }
     }
@@ -171,10 +181,10 @@ impl Responder<'_> {
 
 /// A meta.k8s.io Table of `items`; `with_columns` false leaves out the column
 /// definitions (later events of a watch, as upstream's NoHeaders).
-pub(super) fn table(
+pub(super) fn table<'a>(
     store: &Store,
     version: &str,
-    items: &[Value],
+    items: impl IntoIterator<Item = &'a Value>,
     list_meta: Map<String, Value>,
     include_object: &str,
     with_columns: bool,
@@ -183,7 +193,7 @@ pub(super) fn table(
     let columns: Vec<Value> =
         if with_columns { strategy.table_columns().iter().map(|c| c.to_json()).collect() } else { Vec::new() };
     let rows: Vec<Value> = items
-        .iter()
+        .into_iter()
         .map(|obj| {
             let mut row = json!({"cells": strategy.table_row(obj)});
             match include_object {
@@ -201,6 +211,18 @@ pub(super) fn table(
         "columnDefinitions": columns,
         "rows": rows,
     })
+}
+
+/// `store`'s list as a protobuf body from its items' cached encodings;
+/// None when its kind has no protobuf form (the caller answers in JSON).
+fn list_protobuf(store: &Store, list: &ObjectList) -> Option<Bytes> {
+    let head = json!({
+        "kind": store.info.list_kind(),
+        "apiVersion": store.info.api_version(),
+        "metadata": list.metadata,
+    });
+    let items: Vec<&[u8]> = list.items.iter().map(|i| i.protobuf().ok().map(|b| b.as_ref())).collect::<Option<_>>()?;
+    crate::protobuf::encode_list(&head, items).ok().map(Bytes::from)
 }
 
 /// The bytes `wire::json` writes for `store`'s list (typed: kind,
@@ -300,6 +322,11 @@ mod tests {
                 let whole = store.list_value(store.list_objects(ns, &opts).await.unwrap());
                 let whole = if unstructured { wire::sorted(whole) } else { wire::typed_list(whole) };
                 assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(wire::json(&whole)).unwrap());
+                let pb = list_protobuf(&store, &store.list_objects(ns, &opts).await.unwrap());
+                if !unstructured {
+                    let encoded = crate::protobuf::encode(&whole).unwrap();
+                    assert_eq!(pb.as_deref(), Some(encoded.as_slice()), "protobuf, {opts:?}");
+                }
             }
         }
     }

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::ComponentStatus;
 
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::storage::{
-    GetOptions, KeyValue, ListOptions, ListResult, PutOptions, Result, Storage, StorageError, WatchStream,
+    GetOptions, KeyValue, ListOptions, ListResult, PutOptions, Result, Storage, StorageError, WatchOptions, WatchStream,
 };
 
 pub struct ComponentStatusStrategy;
@@ -119,7 +119,7 @@ impl Storage for ComponentStatuses {
         self.backend.current_revision().await
     }
 
-    async fn watch(&self, _prefix: &str, _after: u64) -> Result<WatchStream> {
+    async fn watch(&self, _prefix: &str, _opts: WatchOptions) -> Result<WatchStream> {
         Err(read_only())
     }
 }
