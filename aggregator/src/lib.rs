@@ -156,7 +156,7 @@ impl Aggregator {
             _ if core => docs::api_versions(),
             _ => discovery::group_list(&groups, &self.index.all()),
         };
-        Some(respond(req, 200, &value, &[], &output))
+        Some(respond(req, 200, &value, &output))
     }
 
     /// The remote APIService a request is for: /apis/<group>/<version>/...

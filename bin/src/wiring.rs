@@ -167,7 +167,7 @@ pub async fn build_chain(
         node_authorization: access.authorization_modes.contains(&authz::Mode::Node),
     };
     let core = kube_core_server::new_server(&config, storage.clone(), &shared, apiext).await?;
-    policies.start(core.registry.clone())?;
+    policies.start(core.registry.clone(), core.authorizer.clone())?;
     let (namespaces, pods) = (core.server.store_of::<Namespace>(), core.server.store_of::<Pod>());
     let (Some(namespaces), Some(pods)) = (namespaces, pods) else {
         return Err("the built-in resources lack namespaces or pods".into());

@@ -6,10 +6,12 @@
 //! matchConditions compile in this one environment, so an expression means
 //! the same everywhere.
 //!
-//! [`cost`] is upstream's static cost estimate (what a CRD rule may cost at
+//! [`authz`] is the authorization library behind a policy's `authorizer`
+//! variable. [`cost`] is upstream's static cost estimate (what a CRD rule may cost at
 //! most, refused when written if over budget); [`fields`] checks the fields
 //! an expression selects against a schema (a policy's status.typeChecking).
 
+pub mod authz;
 pub mod cost;
 pub mod fields;
 mod library;
@@ -34,7 +36,7 @@ pub fn env() -> Arc<Env> {
                 tracing::warn!("CEL extension unavailable: {e:?}");
             }
         }
-        if let Err(e) = library::register(&mut env) {
+        if let Err(e) = library::register(&mut env).and_then(|_| authz::register(&mut env)) {
             tracing::warn!("Kubernetes CEL libraries unavailable: {e:?}");
         }
         Arc::new(env)

@@ -45,17 +45,17 @@ impl Opaque for Cidr {
     }
 }
 
-type Impl = fn(&[Value]) -> Result<Value, ExecutionError>;
+pub(crate) type Impl = fn(&[Value]) -> Result<Value, ExecutionError>;
 
 /// Runs a library function on plain values: the overloads are chosen by
 /// type before this is called, so the arguments are of the declared types.
-fn call<'b, 'v>(args: Vec<CowVal<'b, 'v>>, f: Impl) -> Result<CowVal<'b, 'v>, ExecutionError> {
+pub(crate) fn call<'b, 'v>(args: Vec<CowVal<'b, 'v>>, f: Impl) -> Result<CowVal<'b, 'v>, ExecutionError> {
     let values = args.iter().map(|a| Value::try_from(a.as_ref())).collect::<Result<Vec<_>, _>>()?;
     let out: Box<dyn Val> = f(&values)?.try_into()?;
     Ok(CowVal::from(out))
 }
 
-fn arg<'a, T: 'static>(args: &'a [Value], i: usize, function: &str) -> Result<&'a T, ExecutionError> {
+pub(crate) fn arg<'a, T: 'static>(args: &'a [Value], i: usize, function: &str) -> Result<&'a T, ExecutionError> {
     match args.get(i) {
         Some(Value::Opaque(o)) => o.downcast_ref::<T>(),
         _ => None,
@@ -63,7 +63,7 @@ fn arg<'a, T: 'static>(args: &'a [Value], i: usize, function: &str) -> Result<&'
     .ok_or_else(|| ExecutionError::function_error(function, "no such overload"))
 }
 
-fn str_arg<'a>(args: &'a [Value], i: usize, function: &str) -> Result<&'a str, ExecutionError> {
+pub(crate) fn str_arg<'a>(args: &'a [Value], i: usize, function: &str) -> Result<&'a str, ExecutionError> {
     match args.get(i) {
         Some(Value::String(s)) => Ok(s.as_str()),
         _ => Err(ExecutionError::function_error(function, "no such overload")),
@@ -77,7 +77,7 @@ fn int_arg(args: &[Value], i: usize, function: &str) -> Result<i64, ExecutionErr
     }
 }
 
-fn opaque<T: Opaque>(v: T) -> Value {
+pub(crate) fn opaque<T: Opaque>(v: T) -> Value {
     Value::Opaque(Arc::new(v))
 }
 
@@ -263,9 +263,10 @@ macro_rules! global {
 }
 macro_rules! member {
     ($env:expr, $name:expr, $id:expr, $target:expr, [$($t:expr),*], $f:expr) => {
-        $env.add_member_overload($name, $id, $target, vec![$($t),*], |args| call(args, $f))?
+        $env.add_member_overload($name, $id, $target, vec![$($t),*], |args| $crate::library::call(args, $f))?
     };
 }
+pub(crate) use member;
 
 /// Declares the libraries' types and functions on `env`.
 pub fn register(env: &mut Env) -> Result<(), DeclarationError> {

@@ -339,3 +339,111 @@ const COSTLY_PROPERTIES: &str = r#"              s:
                 x-kubernetes-validations:
                 - rule: "self.replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa').replace('a', 'aaaaaaaaaa') != ''"
 "#;
+
+/// Waits until `kubectl args` fails with `needle` in its error output.
+#[track_caller]
+fn fails_with(s: &Server, args: &[&str], needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let out = s.run(args, None);
+        if out.code != 0 && out.stderr.contains(needle) {
+            return out.stderr;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "kubectl {args:?} never failed with {needle:?}: {out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A policy matching CONNECT judges `kubectl exec` by its PodExecOptions;
+/// the `authorizer` variable asks the server's RBAC for the requester; and
+/// the Store's warnings (unknown fields) come before a policy's, on one path.
+#[test]
+fn policies_on_connect_with_the_authorizer_and_warnings() {
+    let s = Server::start_with(&["--authorization-mode=Node,RBAC"]);
+
+    // CONNECT: the options are the object.
+    namespace(&s, "vap-connect");
+    let exec_rule =
+        json!({"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CONNECT"], "resources": ["pods/exec"]});
+    let mut policy = configmap_policy(
+        "no-rm",
+        "vap-connect",
+        json!({"validations": [{"expression": "request.operation == 'CONNECT' && object.command.all(c, c != 'rm')",
+            "message": "rm is not allowed here", "reason": "Forbidden"}]}),
+    );
+    policy["spec"]["matchConstraints"]["resourceRules"] = json!([exec_rule]);
+    apply(&s, &policy);
+    apply(&s, &binding("no-rm-binding", "no-rm", &["Deny"], None));
+    s.kubectl(&["run", "web", "-n", "vap-connect", "--image=nginx"]);
+    fails_with(
+        &s,
+        &["exec", "-n", "vap-connect", "web", "--", "rm", "-rf", "/tmp"],
+        "ValidatingAdmissionPolicy 'no-rm' with binding 'no-rm-binding' denied request: rm is not allowed here",
+    );
+    s.kubectl_err(&["exec", "-n", "vap-connect", "web", "--", "ls"], None, &["pod web does not have a host assigned"]);
+
+    // The authorizer: alice may create configmaps but not list secrets.
+    namespace(&s, "vap-authz");
+    for args in [
+        &["create", "role", "cm-writer", "--verb=create", "--resource=configmaps", "-n", "vap-authz"][..],
+        &["create", "rolebinding", "cm-writer", "--role=cm-writer", "--user=alice", "-n", "vap-authz"],
+    ] {
+        s.kubectl(args);
+    }
+    apply(
+        &s,
+        &configmap_policy(
+            "secret-listers-only",
+            "vap-authz",
+            json!({"validations": [
+                {"expression": "authorizer.path('/healthz').check('get').allowed()", "message": "no health"},
+                {"expression": "authorizer.group('').resource('secrets').namespace(object.metadata.namespace).check('list').allowed()",
+                 "messageExpression": "'may not list secrets; ' + authorizer.requestResource.check('create').reason()",
+                 "reason": "Forbidden"}]}),
+        ),
+    );
+    apply(&s, &binding("secret-listers-only-binding", "secret-listers-only", &["Deny"], None));
+    let create = ["--as", "alice", "create", "configmap", "c1", "-n", "vap-authz"];
+    fails_with(
+        &s,
+        &create,
+        "denied request: may not list secrets; RBAC: allowed by RoleBinding \"cm-writer/vap-authz\" of Role \"cm-writer\" to User \"alice\"",
+    );
+    // The admin is in system:masters, which the authorizer allows anything.
+    s.kubectl(&["create", "configmap", "c0", "-n", "vap-authz"]);
+    s.kubectl(&["create", "role", "secret-lister", "--verb=list", "--resource=secrets", "-n", "vap-authz"]);
+    s.kubectl(&["create", "rolebinding", "secret-lister", "--role=secret-lister", "--user=alice", "-n", "vap-authz"]);
+    eventually("alice may list secrets, so the policy admits her", || s.run(&create, None).code == 0);
+
+    // One path for warnings: the unknown field first, then the policy's.
+    namespace(&s, "vap-warn");
+    apply(
+        &s,
+        &configmap_policy(
+            "warn-all",
+            "vap-warn",
+            json!({"validations": [{"expression": "false", "message": "warned by policy"}]}),
+        ),
+    );
+    apply(&s, &binding("warn-all-binding", "warn-all", &["Warn"], None));
+    let bogus = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: vap-warn}}\nbogus: 1\n")
+    };
+    let policy_warning = "Warning: Validation failed for ValidatingAdmissionPolicy 'warn-all' with binding 'warn-all-binding': warned by policy\n";
+    let start = Instant::now();
+    let out = loop {
+        let name = format!("w{}", start.elapsed().as_millis());
+        let out = s.run(&["create", "--validate=warn", "-f", "-"], Some(&bogus(&name)));
+        assert_eq!(out.code, 0, "{out:?}");
+        if out.stderr.contains("warned by policy") || start.elapsed() > Duration::from_secs(10) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(out.stderr, format!("Warning: unknown field \"bogus\"\n{policy_warning}"));
+    // Warnings are answered with a refusal too, as upstream's recorder does.
+    let out = s.run(&["create", "--validate=warn", "-f", "-"], Some(&bogus("Bad_Name")));
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.starts_with("Warning: unknown field \"bogus\"\n"), "{out:?}");
+    assert!(out.stderr.contains("The ConfigMap \"Bad_Name\" is invalid"), "{out:?}");
+}

@@ -60,6 +60,10 @@ fn answer(path: &str, req: &Value) -> Result<Value, (&'static str, &'static str)
         "/deny" => json!({"allowed": true, "warnings": ["the deny webhook looked at this"],
             "auditAnnotations": {"looked": "yes"}}),
         "/deny-all" => json!({"allowed": false}),
+        "/deny-exec" if req.pointer("/object/command/0") == Some(&json!("rm")) => json!({
+            "allowed": false,
+            "status": {"code": 403, "reason": "Forbidden", "message": format!("exec of {} is not allowed", req["object"]["command"])},
+        }),
         "/mutate" => patch_response(json!([{"op": "add", "path": "/data/mutated", "value": "by-webhook"}])),
         "/reinvoke-a" => patch_response(
             json!([{"op": "add", "path": "/data/a-saw", "value": data("b").unwrap_or_else(|| "nothing".into())}]),
@@ -478,4 +482,50 @@ fn invalid_configurations_are_refused_with_field_paths() {
         "{message}"
     );
     assert!(message.contains("webhooks[0].matchConditions[0].expression: Invalid value: \"object.metadata.name ==\": compilation failed: "), "{message}");
+}
+
+/// A request to a connect subresource goes through admission as upstream's
+/// ConnectResource sends it: operation CONNECT, the connect options
+/// (PodExecOptions) as the object and the kind, before the kubelet-backed
+/// handler answers; a webhook refusing it stops `kubectl exec` with its words.
+#[test]
+fn connect_requests_are_admitted_by_webhooks() {
+    let s = server();
+    let rules = json!({"rules": [{"operations": ["CONNECT"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/exec"]}]});
+    configure(s, "Validating", "connect", vec![webhook("exec.example.com", url("/deny-exec"), "connect", rules)]);
+    s.kubectl(&["run", "web", "-n", "connect", "--image=nginx"]);
+    let denied =
+        "admission webhook \"exec.example.com\" denied the request: exec of [\"rm\",\"-rf\",\"/tmp\"] is not allowed";
+    let start = Instant::now();
+    let err = loop {
+        let out = s.run(&["exec", "-n", "connect", "web", "--", "rm", "-rf", "/tmp"], None);
+        assert_ne!(out.code, 0, "{out:?}");
+        if out.stderr.contains(denied) || start.elapsed() > Duration::from_secs(10) {
+            break out.stderr;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(err.contains(denied), "{err}");
+    let seen = hooks().requests("/deny-exec", "web");
+    let r = seen.last().expect("the webhook saw the exec");
+    assert_eq!(r["operation"], "CONNECT", "{r}");
+    assert_eq!(r["kind"], json!({"group": "", "version": "v1", "kind": "PodExecOptions"}), "{r}");
+    assert_eq!(r["resource"], json!({"group": "", "version": "v1", "resource": "pods"}), "{r}");
+    assert_eq!((r["subResource"].as_str(), r["namespace"].as_str()), (Some("exec"), Some("connect")), "{r}");
+    let object = &r["object"];
+    assert_eq!((object["kind"].as_str(), object["apiVersion"].as_str()), (Some("PodExecOptions"), Some("v1")), "{r}");
+    assert_eq!(object["command"], json!(["rm", "-rf", "/tmp"]), "{r}");
+    assert_eq!((object["container"].as_str(), object["stdout"].as_bool()), (Some("web"), Some(true)), "{r}");
+    assert!(r["oldObject"].is_null(), "{r}");
+
+    // Admitted, the request reaches the handler, which has no kubelet to
+    // dial; attach is not in the rule and never reaches the webhook.
+    s.kubectl_err(&["exec", "-n", "connect", "web", "--", "ls"], None, &["pod web does not have a host assigned"]);
+    let calls = hooks().requests("/deny-exec", "web").len();
+    let attach = s.request("POST", "/api/v1/namespaces/connect/pods/web/attach?stdout=true", None);
+    assert_eq!(attach.status, 400, "{}", attach.text());
+    assert_eq!(hooks().requests("/deny-exec", "web").len(), calls, "attach is not in the webhook's rules");
+    // A connect request is never a dry run.
+    let dry = s.request("POST", "/api/v1/namespaces/connect/pods/web/exec?command=ls&stdout=true&dryRun=All", None);
+    assert_eq!(dry.assert_status(400, "BadRequest")["message"], "dryRun is not supported");
 }

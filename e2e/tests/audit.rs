@@ -460,3 +460,66 @@ fn bad_audit_flags_stop_the_server() {
     let err = refused(&["--audit-log-path", &log, "--audit-log-maxbackup", "-1"]);
     assert!(err.contains("--audit-log-maxbackup -1 can't be a negative number"), "{err}");
 }
+
+/// Every audited request carries the authorization filter's decision and
+/// reason, as upstream's: allow with the RBAC binding that allowed it (empty
+/// for system:masters, which RBAC never sees), forbid with no reason when no
+/// rule allows.
+#[test]
+fn authorization_decisions_are_annotated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy =
+        write(dir.path(), "policy.yaml", "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n");
+    let log = dir.path().join("audit.log");
+    let s = Server::start_with(&[
+        "--authorization-mode=Node,RBAC",
+        "--audit-policy-file",
+        &policy.display().to_string(),
+        "--audit-log-path",
+        &log.display().to_string(),
+    ]);
+    s.kubectl(&["create", "role", "cm-reader", "--verb=get", "--resource=configmaps", "-n", "default"]);
+    s.kubectl(&["create", "rolebinding", "cm-reader", "--role=cm-reader", "--user=alice", "-n", "default"]);
+    let annotations = |id: &str| {
+        let ev = events_of(&log, id, 2);
+        assert_eq!(stages(&ev), ["RequestReceived", "ResponseComplete"], "{ev:?}");
+        assert!(ev[0].get("annotations").is_none(), "decided after RequestReceived: {}", ev[0]);
+        ev[1]["annotations"].clone()
+    };
+    let get = |path: &str, id: &str, as_user: Option<&str>| {
+        let mut headers = vec![("Audit-ID", id)];
+        headers.extend(as_user.map(|u| ("Impersonate-User", u)));
+        s.curl("GET", path, Cred::Admin, &headers, None)
+    };
+
+    let r = get("/api/v1/namespaces/default", "authz-admin", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        annotations("authz-admin"),
+        json!({"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""})
+    );
+
+    let cm = "/api/v1/namespaces/default/configmaps/kube-root-ca.crt";
+    let mut allowed = None;
+    for attempt in 0..50 {
+        let id = format!("authz-alice-{attempt}");
+        if get(cm, &id, Some("alice")).status == 200 {
+            allowed = Some(id);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = allowed.expect("the rolebinding took effect");
+    assert_eq!(
+        annotations(&id),
+        json!({"authorization.k8s.io/decision": "allow",
+            "authorization.k8s.io/reason": "RBAC: allowed by RoleBinding \"cm-reader/default\" of Role \"cm-reader\" to User \"alice\""})
+    );
+
+    let r = get("/api/v1/namespaces/default/secrets", "authz-denied", Some("alice"));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        annotations("authz-denied"),
+        json!({"authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": ""})
+    );
+}

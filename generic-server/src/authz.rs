@@ -403,15 +403,27 @@ pub fn check_request(authorizer: &dyn Authorizer, req: &Request) -> Option<Respo
     };
     let attrs = Attributes::of_request(user, info);
     let verdict = authorizer.authorize(&attrs);
+    // The decision is recorded in the audit event as upstream's filter does;
+    // an authorizer may allow despite an evaluation error, so allow wins.
     if verdict.allowed() {
+        crate::audit::add_annotation(req, DECISION_ANNOTATION, "allow");
+        crate::audit::add_annotation(req, REASON_ANNOTATION, &verdict.reason);
         return None;
     }
     if let Some(e) = verdict.error {
+        crate::audit::add_annotation(req, REASON_ANNOTATION, "internal error");
         return Some(internal_error(req, &e));
     }
     tracing::debug!(path = %info.path, reason = %verdict.reason, "forbidden");
+    crate::audit::add_annotation(req, DECISION_ANNOTATION, "forbid");
+    crate::audit::add_annotation(req, REASON_ANNOTATION, &verdict.reason);
     Some(attrs.forbidden(&verdict.reason).into_response())
 }
+
+/// The audit annotations the authorization filter leaves (upstream's
+/// decisionAnnotationKey and reasonAnnotationKey).
+pub const DECISION_ANNOTATION: &str = "authorization.k8s.io/decision";
+pub const REASON_ANNOTATION: &str = "authorization.k8s.io/reason";
 
 /// Upstream's responsewriters.InternalError: plain text naming the request.
 pub fn internal_error(req: &Request, err: &str) -> Response {

@@ -68,7 +68,7 @@ pub fn root_discovery(chain: &dyn Handler, req: &Request) -> Option<Response> {
         _ if core => discovery::api_versions(),
         _ => discovery::group_list(&groups),
     };
-    Some(respond(req, 200, &value, &[], &output))
+    Some(respond(req, 200, &value, &output))
 }
 
 /// /openapi/v2 (JSON, or gnostic's protobuf form for its media types),

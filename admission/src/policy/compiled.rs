@@ -248,12 +248,16 @@ impl Binding {
 }
 
 /// The variables of one evaluation, as CEL values.
+#[derive(Clone)]
 pub struct Input {
     pub object: CelValue,
     pub old_object: CelValue,
     pub request: CelValue,
     pub params: CelValue,
     pub namespace_object: CelValue,
+    /// `authorizer` and `authorizer.requestResource`.
+    pub authorizer: CelValue,
+    pub request_resource: CelValue,
 }
 
 /// One validation's outcome (upstream's PolicyDecision): None admits.
@@ -298,6 +302,8 @@ impl Policy {
         ctx.add_variable_from_value("request", input.request.clone());
         ctx.add_variable_from_value("params", input.params.clone());
         ctx.add_variable_from_value("namespaceObject", input.namespace_object.clone());
+        ctx.add_variable_from_value("authorizer", input.authorizer.clone());
+        ctx.add_variable_from_value("authorizer.requestResource", input.request_resource.clone());
         // Variables see the ones before them; one that fails is left out, so
         // an expression using it fails with it.
         let mut vars: HashMap<cel::objects::Key, CelValue> = HashMap::new();
@@ -390,6 +396,8 @@ mod tests {
             request: cel_k8s::to_cel(&json!({"operation": "CREATE"})),
             params: cel_k8s::to_cel(&params),
             namespace_object: CelValue::Null,
+            authorizer: CelValue::Null,
+            request_resource: CelValue::Null,
         }
     }
 

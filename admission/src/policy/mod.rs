@@ -11,6 +11,7 @@
 //! blocking thread under a deadline instead of upstream's cost budget, and
 //! running out of it is upstream's out-of-budget error.
 
+mod authorizer;
 mod compiled;
 mod typecheck;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use generic_server::authz::Authorizer;
 use generic_server::informer::{Change, Informer};
 use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, StoreRegistry, Validating};
 use generic_server::status::StatusError;
@@ -50,6 +52,8 @@ pub struct ValidatingAdmissionPolicy {
     compiled: RwLock<HashMap<String, Arc<Policy>>>,
     namespaces: Namespaces,
     stores: OnceLock<Arc<StoreRegistry>>,
+    /// The server's authorizer, which the `authorizer` variable asks.
+    authorizer: OnceLock<Arc<dyn Authorizer>>,
 }
 
 const GROUP: &str = "admissionregistration.k8s.io";
@@ -59,10 +63,12 @@ impl ValidatingAdmissionPolicy {
         Arc::new(Self::default())
     }
 
-    /// Binds the plugin to the Stores (after they exist) and starts following
-    /// policies and bindings; status.typeChecking is written as policies
-    /// change. Must run inside a tokio runtime.
-    pub fn start(self: &Arc<Self>, stores: Arc<StoreRegistry>) -> Result<(), String> {
+    /// Binds the plugin to the Stores (after they exist) and the server's
+    /// authorizer, and starts following policies and bindings;
+    /// status.typeChecking is written as policies change. Must run inside a
+    /// tokio runtime.
+    pub fn start(self: &Arc<Self>, stores: Arc<StoreRegistry>, authorizer: Arc<dyn Authorizer>) -> Result<(), String> {
+        let _ = self.authorizer.set(authorizer);
         let find = |kind: &str| stores.of_kind(GROUP, kind).ok_or_else(|| format!("no Store serves {kind}"));
         let (policies, bindings) = (find("ValidatingAdmissionPolicy")?, find("ValidatingAdmissionPolicyBinding")?);
         if let Some(ns) = stores.of_kind("", "Namespace") {
@@ -232,7 +238,7 @@ impl Validating for ValidatingAdmissionPolicy {
             }
         };
         // The request's own values, converted once for every evaluation.
-        let mut base: Option<(cel::Value, cel::Value, cel::Value, cel::Value)> = None;
+        let mut base: Option<Input> = None;
         for hook in hooks.iter() {
             let p = &hook.policy;
             match self.matches(&p.constraints, a).await {
@@ -269,15 +275,9 @@ impl Validating for ValidatingAdmissionPolicy {
                 if base.is_none() {
                     base = Some(self.base_input(a).await?);
                 }
-                let Some((object, old_object, request, namespace_object)) = base.clone() else { continue };
+                let Some(request_input) = &base else { continue };
                 for param in params {
-                    let input = Input {
-                        object: object.clone(),
-                        old_object: old_object.clone(),
-                        request: request.clone(),
-                        params: cel_k8s::to_cel(&param),
-                        namespace_object: namespace_object.clone(),
-                    };
+                    let input = Input { params: cel_k8s::to_cel(&param), ..request_input.clone() };
                     let result = evaluate(p.clone(), input).await;
                     for d in result.denials {
                         act(a, p, b, d, &mut denied, &mut failures);
@@ -320,11 +320,8 @@ impl Validating for ValidatingAdmissionPolicy {
 }
 
 impl ValidatingAdmissionPolicy {
-    /// object, oldObject, request and namespaceObject of the request.
-    async fn base_input(
-        &self,
-        a: &AdmissionAttributes<'_>,
-    ) -> Result<(cel::Value, cel::Value, cel::Value, cel::Value), StatusError> {
+    /// The request's variables (all but params).
+    async fn base_input(&self, a: &AdmissionAttributes<'_>) -> Result<Input, StatusError> {
         let is_namespace = a.is::<k8s_openapi::api::core::v1::Namespace>();
         let namespace_object = if a.namespace.is_empty() || is_namespace {
             cel::Value::Null
@@ -339,7 +336,19 @@ impl ValidatingAdmissionPolicy {
             (Operation::Create, _) | (_, None) => cel::Value::Null,
             (_, Some(o)) => cel_k8s::to_cel(o),
         };
-        Ok((object, old_object, cel_k8s::to_cel(&request_of(a)), namespace_object))
+        let (authorizer, request_resource) = match self.authorizer.get() {
+            Some(authz) => authorizer::variables(authz, a),
+            None => (cel::Value::Null, cel::Value::Null),
+        };
+        Ok(Input {
+            object,
+            old_object,
+            request: cel_k8s::to_cel(&request_of(a)),
+            params: cel::Value::Null,
+            namespace_object,
+            authorizer,
+            request_resource,
+        })
     }
 }
 

@@ -19,8 +19,11 @@ use crate::negotiation::{self, BodyFormat};
 use crate::registry::store::{
     read_at, read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, ReadAt, WriteOptions,
 };
-use crate::registry::{CreateCall, CreateOnly, ResourceInfo, Store, Subresource, SubresourceCall, SubresourceHandler};
-use crate::request_info::{query_params, RequestInfo};
+use crate::registry::{
+    ConnectOptions, CreateCall, CreateOnly, OptionField, ResourceInfo, Store, Subresource, SubresourceCall,
+    SubresourceHandler,
+};
+use crate::request_info::{percent_decode, query_params, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{success_status, Cause, StatusError};
 
@@ -406,7 +409,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             let opts = params.tracked_write_options(req, "CreateOptions")?;
             let obj = decode_body(req)?;
             let r = store.create(ns, obj, &opts).await?;
-            Ok(responder.object(201, &r.object, &r.warnings))
+            Ok(responder.object(201, &r.object))
         }
         "update" => {
             let opts = params.tracked_write_options(req, "UpdateOptions")?;
@@ -416,7 +419,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
                 return Ok(respond_value(req, 200, &scale));
             }
             let r = store.update(ns, &info.name, obj, sub.as_ref(), &opts).await?;
-            Ok(responder.object(if r.created { 201 } else { 200 }, &r.object, &r.warnings))
+            Ok(responder.object(if r.created { 201 } else { 200 }, &r.object))
         }
         "patch" => {
             let opts = params.tracked_write_options(req, "PatchOptions")?;
@@ -450,7 +453,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
                     None => Err(StatusError::not_found(&store.info.group, &store.info.plural, &info.name)),
                 })
                 .await?;
-            Ok(responder.object(200, &r.object, &r.warnings))
+            Ok(responder.object(200, &r.object))
         }
         "delete" => {
             let opts = delete_options(req, &params)?;
@@ -461,7 +464,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             // Upstream answers 202 only to an old-style request for cascading.
             let code = if !deleted && opts.orphan_dependents == Some(false) { 202 } else { 200 };
             if !deleted || store.return_deleted_object {
-                return Ok(responder.object(code, &obj, &[]));
+                return Ok(responder.object(code, &obj));
             }
             let mut details = serde_json::Map::new();
             details.insert("name".into(), json!(info.name));
@@ -502,8 +505,7 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
         return Err(StatusError::bad_request("the body of the request must be a JSON object"));
     }
     crate::registry::store::check_type(i, &obj)?;
-    let mut warnings = Vec::new();
-    let mut object = crate::registry::store::decode_checked(&resource.schema, obj, &opts, &mut warnings)?;
+    let mut object = crate::registry::store::decode_checked(&resource.schema, obj, &opts)?;
     if let Some(m) = object.as_object_mut() {
         m.insert("apiVersion".into(), json!(i.api_version()));
         m.insert("kind".into(), json!(i.kind));
@@ -528,7 +530,7 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
         dry_run: opts.dry_run,
     };
     let answer = resource.creater.create(call).await?;
-    Ok(respond(req, 201, &answer, &warnings, &output::negotiated_or_json(req)))
+    Ok(respond(req, 201, &answer, &output::negotiated_or_json(req)))
 }
 
 /// A subresource with its own handler: the verb must be one it lists; the
@@ -549,6 +551,17 @@ async fn serve_handler(
         ));
     }
     let (body, options) = if handler.connect() {
+        if let Some(spec) = handler.connect_options() {
+            // Upstream's ConnectResource: no dry run, then admission with
+            // the options as the object, before the handler connects.
+            if req.uri().query().is_some_and(|q| q.split('&').any(|p| p.split('=').next() == Some("dryRun"))) {
+                return Err(StatusError::bad_request("dryRun is not supported"));
+            }
+            let kind = handler.discovery().kind;
+            let mut object = connect_options(&store.info, kind, &spec, req, info)?;
+            let (user, notes) = (requester(req), crate::registry::admission::notes_of(req));
+            store.admit_connect(ns, &info.name, handler.name(), kind, &mut object, user.as_deref(), &notes).await?;
+        }
         (None, WriteOptions::default())
     } else {
         let body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
@@ -567,7 +580,65 @@ async fn serve_handler(
             .unwrap_or_else(|_| http::Response::new(crate::body::empty())));
     }
     let object = crate::wire::typed(reply.object);
-    Ok(respond(req, reply.code, &object, &reply.warnings, &output::negotiated_or_json(req)))
+    Ok(respond(req, reply.code, &object, &output::negotiated_or_json(req)))
+}
+
+/// Upstream's getRequestOptions: a connect options object of `kind` from
+/// the request's query (every value of a repeated parameter) and, for the
+/// proxies, the path after the subresource.
+fn connect_options(
+    info: &ResourceInfo,
+    kind: &str,
+    spec: &ConnectOptions,
+    req: &Request,
+    request: &RequestInfo,
+) -> Result<Value> {
+    let mut values: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        values.entry(percent_decode(k)).or_default().push(percent_decode(v));
+    }
+    let mut object = serde_json::Map::new();
+    object.insert("kind".into(), json!(kind));
+    object.insert("apiVersion".into(), json!(info.api_version()));
+    for (field, ty) in spec.fields {
+        let Some(vs) = values.get(*field).filter(|v| !v.is_empty()) else { continue };
+        let first = vs[0].as_str();
+        // The versioned types leave false and empty values out.
+        let value = match ty {
+            OptionField::Bool
+                if first == "0" || first.eq_ignore_ascii_case("f") || first.eq_ignore_ascii_case("false") =>
+            {
+                continue
+            }
+            OptionField::Bool => json!(true),
+            OptionField::String if first.is_empty() => continue,
+            OptionField::String => json!(first),
+            OptionField::Strings => json!(vs),
+            OptionField::Int32s => {
+                let ints = vs.iter().map(|v| {
+                    v.parse::<i32>().map_err(|_| {
+                        StatusError::bad_request(format!("strconv.ParseInt: parsing {v:?}: invalid syntax"))
+                    })
+                });
+                json!(ints.collect::<Result<Vec<i32>>>()?)
+            }
+        };
+        object.insert(field.to_string(), value);
+    }
+    if let Some(key) = spec.path {
+        let mut path = request.parts.get(3..).unwrap_or_default().join("/");
+        if !path.is_empty() && !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        if request.path.ends_with('/') && !path.ends_with('/') {
+            path.push('/');
+        }
+        if !path.is_empty() {
+            object.insert(key.into(), json!(path));
+        }
+    }
+    Ok(Value::Object(object))
 }
 
 /// The authenticated client of a request, for admission.
@@ -646,7 +717,7 @@ async fn apply(
     let config: Value = serde_yaml::from_slice(req.body()).map_err(|e| decoding(e.to_string()))?;
     let r = store.apply(ns, &info.name, sub, config, manager, force, opts).await?;
     let responder = Responder { store: store.clone(), req };
-    Ok(responder.object(if r.created { 201 } else { 200 }, &r.object, &r.warnings))
+    Ok(responder.object(if r.created { 201 } else { 200 }, &r.object))
 }
 
 /// The patch types upstream accepts.

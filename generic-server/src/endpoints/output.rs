@@ -27,7 +27,8 @@ pub fn warning_header(text: &str) -> Option<http::HeaderValue> {
 /// Serializes `value` in the negotiated form. JSON is written as upstream's
 /// serializer writes it ([`crate::wire`]); the caller has put the value in
 /// its wire order. A value with no protobuf form is answered in JSON.
-pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], output: &Output) -> Response {
+/// Warnings travel in the request's notes, which the filter chain writes.
+pub fn respond(req: &Request, code: u16, value: &Value, output: &Output) -> Response {
     let (ct, bytes) = match output {
         // Upstream writes YAML from a generic map: every key sorted.
         Output::Yaml => match serde_yaml::to_string(&wire::sorted(value.clone())) {
@@ -47,16 +48,14 @@ pub fn respond(req: &Request, code: u16, value: &Value, warnings: &[String], out
         },
         Output::Json => ("application/json".to_string(), wire::json(value)),
     };
-    respond_bytes(code, &ct, bytes, warnings)
+    respond_bytes(code, &ct, bytes)
 }
 
-/// A body already encoded, with the Warning headers upstream writes.
-fn respond_bytes(code: u16, content_type: &str, bytes: impl Into<Bytes>, warnings: &[String]) -> Response {
-    let mut b = http::Response::builder().status(code);
-    for h in warnings.iter().filter_map(|w| warning_header(w)) {
-        b = b.header("Warning", h);
-    }
-    b.header(http::header::CONTENT_TYPE, content_type)
+/// A body already encoded.
+fn respond_bytes(code: u16, content_type: &str, bytes: impl Into<Bytes>) -> Response {
+    http::Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, content_type)
         .body(body::full(bytes))
         .unwrap_or_else(|_| http::Response::new(body::empty()))
 }
@@ -84,7 +83,7 @@ pub(crate) fn negotiated_or_json(req: &Request) -> Output {
 
 /// A typed value that has no table form (Status, Scale, discovery).
 pub fn respond_value(req: &Request, code: u16, value: &Value) -> Response {
-    respond(req, code, &wire::typed(value.clone()), &[], &negotiated_or_json(req))
+    respond(req, code, &wire::typed(value.clone()), &negotiated_or_json(req))
 }
 
 /// Writes objects of one Store's resource, which may be asked for as a Table.
@@ -102,16 +101,16 @@ impl Responder<'_> {
         query_params(self.req.uri().query()).get("includeObject").cloned().unwrap_or_else(|| "Metadata".into())
     }
 
-    pub fn object(&self, code: u16, obj: &Value, warnings: &[String]) -> Response {
+    pub fn object(&self, code: u16, obj: &Value) -> Response {
         match self.output() {
             Ok(Output::Table(v)) => {
                 let table = self.table(&v, std::slice::from_ref(obj), Map::new());
-                respond(self.req, code, &table, warnings, &Output::Table(v))
+                respond(self.req, code, &table, &Output::Table(v))
             }
             Ok(Output::PartialObjectMetadata(v)) => {
-                respond(self.req, code, &partial(&v, obj), warnings, &Output::PartialObjectMetadata(v))
+                respond(self.req, code, &partial(&v, obj), &Output::PartialObjectMetadata(v))
             }
-            Ok(o) => respond(self.req, code, &wire_object(&self.store, obj.clone()), warnings, &o),
+            Ok(o) => respond(self.req, code, &wire_object(&self.store, obj.clone()), &o),
             Err(e) => e.into_response(),
         }
     }
@@ -120,12 +119,12 @@ impl Responder<'_> {
     /// with every other reader and watcher when JSON or protobuf is asked.
     pub fn cached(&self, code: u16, obj: &CachedObject) -> Response {
         match self.output() {
-            Ok(Output::Json) => respond_bytes(code, JSON, obj.json().clone(), &[]),
+            Ok(Output::Json) => respond_bytes(code, JSON, obj.json().clone()),
             Ok(Output::Protobuf) => match obj.protobuf() {
-                Ok(pb) => respond_bytes(code, PROTOBUF, pb.clone(), &[]),
-                Err(_) => respond_bytes(code, JSON, obj.json().clone(), &[]),
+                Ok(pb) => respond_bytes(code, PROTOBUF, pb.clone()),
+                Err(_) => respond_bytes(code, JSON, obj.json().clone()),
             },
-            _ => self.object(code, obj, &[]),
+            _ => self.object(code, obj),
         }
     }
 
@@ -134,15 +133,15 @@ impl Responder<'_> {
     /// shared items; other forms from the list's value.
     pub fn objects(&self, code: u16, list: ObjectList) -> Response {
         match self.output() {
-            Ok(Output::Json) => respond_bytes(code, JSON, list_json(&self.store, &list), &[]),
+            Ok(Output::Json) => respond_bytes(code, JSON, list_json(&self.store, &list)),
             Ok(Output::Protobuf) => match list_protobuf(&self.store, &list) {
-                Some(pb) => respond_bytes(code, PROTOBUF, pb, &[]),
-                None => respond_bytes(code, JSON, list_json(&self.store, &list), &[]),
+                Some(pb) => respond_bytes(code, PROTOBUF, pb),
+                None => respond_bytes(code, JSON, list_json(&self.store, &list)),
             },
             Ok(Output::Table(v)) => {
                 let items = list.items.iter().map(|i| &***i);
                 let table = table(&self.store, &v, items, list.metadata, &self.include_object(), true);
-                respond(self.req, code, &table, &[], &Output::Table(v))
+                respond(self.req, code, &table, &Output::Table(v))
             }
             _ => self.list(code, &self.store.list_value(list)),
         }
@@ -154,14 +153,14 @@ impl Responder<'_> {
         match self.output() {
             Ok(Output::Table(v)) => {
                 let table = self.table(&v, items, list_meta);
-                respond(self.req, code, &table, &[], &Output::Table(v))
+                respond(self.req, code, &table, &Output::Table(v))
             }
             Ok(Output::PartialObjectMetadata(v)) => {
                 let parts: Vec<Value> = items.iter().map(|i| partial(&v, i)).collect();
                 let out = wire::typed(
                     json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": list_meta, "items": parts}),
                 );
-                respond(self.req, code, &out, &[], &Output::PartialObjectMetadata(v))
+                respond(self.req, code, &out, &Output::PartialObjectMetadata(v))
             }
             Ok(o) => {
                 let list = if self.store.schema.unstructured {
@@ -169,7 +168,7 @@ impl Responder<'_> {
                 } else {
                     wire::typed_list(list.clone())
                 };
-                respond(self.req, code, &list, &[], &o)
+                respond(self.req, code, &list, &o)
             }
             Err(e) => e.into_response(),
         }

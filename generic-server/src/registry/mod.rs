@@ -24,7 +24,8 @@ pub use bound::BoundStore;
 pub use cached::CachedObject;
 pub use conversion::{Conversion, Converted, VersionConverter};
 pub use registration::{
-    Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
+    ConnectOptions, OptionField, Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler,
+    SubresourceReply,
 };
 pub use rest::{CreateCall, CreateOnly, Creater};
 pub use store::{ListOptions, Store, WriteOptions};

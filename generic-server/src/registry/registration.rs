@@ -312,11 +312,29 @@ pub struct SubresourceCall<'a> {
 }
 
 /// A handler's answer: a status code and an object the endpoints layer writes
-/// in the negotiated form.
+/// in the negotiated form (warnings go to the call's `options.notes`).
 pub struct SubresourceReply {
     pub code: u16,
     pub object: Value,
-    pub warnings: Vec<String>,
+}
+
+/// How a connect options kind is read from a request's query (upstream's
+/// query parameter conversion of the versioned options type).
+pub struct ConnectOptions {
+    /// Each query parameter the kind has, by its JSON name.
+    pub fields: &'static [(&'static str, OptionField)],
+    /// The field the path after the subresource goes to (upstream's
+    /// subpathKey, `path` for the proxies).
+    pub path: Option<&'static str>,
+}
+
+/// The type of a connect option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionField {
+    Bool,
+    String,
+    Strings,
+    Int32s,
 }
 
 /// A subresource with behaviour of its own (pods/binding, pods/eviction,
@@ -337,6 +355,14 @@ pub trait SubresourceHandler: Send + Sync {
     /// (`pods/NAME/proxy/some/path`), as upstream's proxy connecters do.
     fn takes_path(&self) -> bool {
         false
+    }
+    /// The fields of upstream's connect options (NewConnectOptions: the
+    /// PodExecOptions of pods/exec), read from the query, which admission
+    /// sees as the object of a CONNECT. None for a subresource upstream
+    /// serves without ConnectResource (pods/log is a getter there), which no
+    /// CONNECT admission sees.
+    fn connect_options(&self) -> Option<ConnectOptions> {
+        None
     }
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError>;
 }

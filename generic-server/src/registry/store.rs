@@ -169,11 +169,10 @@ impl DeleteOptions {
 }
 
 /// The outcome of a write: the object as stored (or as it would be, under dry
-/// run) and the warnings for the client's Warning header.
+/// run). Warnings go to the request's [`Notes`], as admission's do.
 #[derive(Debug)]
 pub struct WriteResult {
     pub object: Value,
-    pub warnings: Vec<String>,
     pub created: bool,
 }
 
@@ -454,6 +453,35 @@ impl Store {
         }
     }
 
+    /// Admission of a request to connect subresource `subresource` (upstream's
+    /// ConnectResource): operation CONNECT, the connect options (of `kind`,
+    /// e.g. PodExecOptions, which is also the kind admission is told) as the
+    /// object, through both phases, before the handler answers.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn admit_connect(
+        &self,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+        kind: &str,
+        options: &mut Value,
+        user: Option<&UserInfo>,
+        notes: &Notes,
+    ) -> Result<()> {
+        let info = ResourceInfo { kind: kind.to_string(), ..self.info.clone() };
+        let attrs = Attributes {
+            operation: Operation::Connect,
+            info: &info,
+            subresource,
+            namespace,
+            name,
+            ..self.attributes(user, false, notes)
+        };
+        self.admission.mutate(&attrs, options).await?;
+        let attrs = Attributes { object: Some(options), ..attrs };
+        self.validate_admission(&attrs).await
+    }
+
     /// The validating phase: this resource's own checks, then the chain's.
     async fn validate_admission(&self, attrs: &Attributes<'_>) -> Result<()> {
         for c in &self.checks {
@@ -616,8 +644,8 @@ impl Store {
 
     /// The checks every write of a new state shares: decode through the type,
     /// fieldValidation, ObjectMeta and the strategy's validation.
-    fn decode_checked(&self, obj: Value, opts: &WriteOptions, warnings: &mut Vec<String>) -> Result<Value> {
-        decode_checked(&self.schema, obj, opts, warnings)
+    fn decode_checked(&self, obj: Value, opts: &WriteOptions) -> Result<Value> {
+        decode_checked(&self.schema, obj, opts)
     }
 
     /// Every retry of a read-modify-write lost to another writer.
@@ -646,8 +674,7 @@ impl Store {
             return Err(StatusError::bad_request("the body of the request must be a JSON object"));
         }
         self.check_type(&obj)?;
-        let mut warnings = Vec::new();
-        let mut obj = self.decode_checked(obj, opts, &mut warnings)?;
+        let mut obj = self.decode_checked(obj, opts)?;
         self.set_type(&mut obj);
         if !meta::resource_version(&obj).is_empty() {
             return Err(StatusError::bad_request("resourceVersion should not be set on objects to be created"));
@@ -688,7 +715,7 @@ impl Store {
         self.strategy.record_creator(&mut obj, opts.user.as_deref());
         self.strategy.default(&mut obj);
         self.track_fields(None, &mut obj, None, opts);
-        let result = self.create_prepared(namespace, &mut obj, generate, warnings, opts).await;
+        let result = self.create_prepared(namespace, &mut obj, generate, opts).await;
         if result.is_err() || opts.dry_run {
             self.strategy.abort_create(&obj);
         }
@@ -702,7 +729,6 @@ impl Store {
         namespace: &str,
         obj: &mut Value,
         generate: bool,
-        warnings: Vec<String>,
         opts: &WriteOptions,
     ) -> Result<WriteResult> {
         let mut attempt = 0;
@@ -730,14 +756,14 @@ impl Store {
                 if self.read_latest(&key).await.map_err(storage_err)?.is_some() {
                     return Err(StatusError::already_exists(&self.info.group, &self.info.plural, &name));
                 }
-                return Ok(WriteResult { object: obj.clone(), warnings, created: true });
+                return Ok(WriteResult { object: obj.clone(), created: true });
             }
             let written = self.storage.create(&key, self.encode(obj).await?, self.put_options()).await;
             match written {
                 Ok(rev) => {
                     meta::set_meta(obj, "resourceVersion", json!(rev.to_string()));
                     self.strategy.after_create(obj);
-                    return Ok(WriteResult { object: obj.clone(), warnings, created: true });
+                    return Ok(WriteResult { object: obj.clone(), created: true });
                 }
                 Err(StorageError::AlreadyExists(_)) if generate && attempt < 8 => attempt += 1,
                 Err(StorageError::AlreadyExists(_)) => {
@@ -789,8 +815,7 @@ impl Store {
                     vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
                 ));
             }
-            let mut warnings = Vec::new();
-            let mut new = self.decode_checked(new, opts, &mut warnings)?;
+            let mut new = self.decode_checked(new, opts)?;
             self.set_type(&mut new);
             if let Some(err) = self.check_namespace(&new, namespace) {
                 return Err(err);
@@ -823,17 +848,17 @@ impl Store {
             self.validate_admission(&attrs).await?;
             if without_rv(&new) == without_rv(&old) {
                 // Nothing changed: upstream does not write, and keeps the version.
-                return Ok(WriteResult { object: old, warnings, created: false });
+                return Ok(WriteResult { object: old, created: false });
             }
             if opts.dry_run {
-                return Ok(WriteResult { object: new, warnings, created: false });
+                return Ok(WriteResult { object: new, created: false });
             }
             let finished = !meta::meta_str(&new, "deletionTimestamp").is_empty() && !self.pending_finalizers(&new);
             if finished {
                 return match self.storage.delete(&kv.key, Some(kv.mod_revision)).await {
                     Ok((_, _)) => {
                         self.strategy.after_delete(&new);
-                        Ok(WriteResult { object: new, warnings, created: false })
+                        Ok(WriteResult { object: new, created: false })
                     }
                     Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
                     Err(StorageError::Conflict { .. }) => {
@@ -849,7 +874,7 @@ impl Store {
                 Ok(rev) => {
                     meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
                     self.strategy.after_update(&new, &old);
-                    return Ok(WriteResult { object: new, warnings, created: false });
+                    return Ok(WriteResult { object: new, created: false });
                 }
                 Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
                 Err(StorageError::Conflict { .. }) => {
@@ -1391,19 +1416,15 @@ impl Store {
 }
 
 /// Decodes a client's object through `schema`, dropping the fields the type
-/// lacks as fieldValidation says: a warning each, an error, or silently.
-pub(crate) fn decode_checked(
-    schema: &Schema,
-    obj: Value,
-    opts: &WriteOptions,
-    warnings: &mut Vec<String>,
-) -> Result<Value> {
+/// lacks as fieldValidation says: a warning each (in the request's notes,
+/// before any admission plugin adds its own), an error, or silently.
+pub(crate) fn decode_checked(schema: &Schema, obj: Value, opts: &WriteOptions) -> Result<Value> {
     let decoded = schema.decode(obj)?;
     let unknown = || decoded.unknown_fields.iter().map(|f| format!("unknown field {:?}", f.trim_start_matches('.')));
     match opts.field_validation {
         _ if decoded.unknown_fields.is_empty() => {}
         FieldValidation::Ignore => {}
-        FieldValidation::Warn => warnings.extend(unknown()),
+        FieldValidation::Warn => unknown().for_each(|w| opts.notes.warn(w)),
         FieldValidation::Strict => {
             let list: Vec<String> = unknown().collect();
             return Err(StatusError::bad_request(format!("strict decoding error: {}", list.join(", "))));

@@ -158,7 +158,7 @@ impl SubresourceHandler for BindingHandler {
             return Err(StatusError::bad_request("name in URL does not match name in Binding object"));
         }
         assign(pods, call.namespace, &binding, call.options.dry_run).await?;
-        Ok(SubresourceReply { code: 201, object: success(), warnings: Vec::new() })
+        Ok(SubresourceReply { code: 201, object: success() })
     }
 }
 

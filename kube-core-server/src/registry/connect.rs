@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use generic_server::registry::{Store, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply};
+use generic_server::registry::{
+    ConnectOptions, OptionField, Store, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
+};
 use generic_server::status::{Cause, StatusError};
 
 use super::peers::Peers;
@@ -23,6 +25,20 @@ use super::{arr_at, str_at};
 const GET: &[&str] = &["get"];
 const CREATE_GET: &[&str] = &["create", "get"];
 const PROXY: &[&str] = &["create", "delete", "get", "patch", "update"];
+
+/// The streams of PodExecOptions and PodAttachOptions.
+const STREAMS: [(&str, OptionField); 5] = [
+    ("stdin", OptionField::Bool),
+    ("stdout", OptionField::Bool),
+    ("stderr", OptionField::Bool),
+    ("tty", OptionField::Bool),
+    ("container", OptionField::String),
+];
+const EXEC_OPTIONS: &[(&str, OptionField)] =
+    &[STREAMS[0], STREAMS[1], STREAMS[2], STREAMS[3], STREAMS[4], ("command", OptionField::Strings)];
+
+/// PodProxyOptions, ServiceProxyOptions and NodeProxyOptions: the path only.
+pub const PROXY_OPTIONS: ConnectOptions = ConnectOptions { fields: &[], path: Some("path") };
 
 async fn peer_get(store: Option<Arc<Store>>, resource: &str, ns: &str, name: &str) -> Result<Value, StatusError> {
     match store {
@@ -191,6 +207,16 @@ impl SubresourceHandler for PodHandler {
         self.what == PodConnect::Proxy
     }
 
+    fn connect_options(&self) -> Option<ConnectOptions> {
+        Some(match self.what {
+            PodConnect::Log => return None,
+            PodConnect::Exec => ConnectOptions { fields: EXEC_OPTIONS, path: None },
+            PodConnect::Attach => ConnectOptions { fields: &STREAMS, path: None },
+            PodConnect::PortForward => ConnectOptions { fields: &[("ports", OptionField::Int32s)], path: None },
+            PodConnect::Proxy => PROXY_OPTIONS,
+        })
+    }
+
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError> {
         let container = call.params.get("container").map(String::as_str).unwrap_or("");
         match self.what {
@@ -200,7 +226,7 @@ impl SubresourceHandler for PodHandler {
                 validate_container(&pod, container)?;
                 if str_at(&pod, "/spec/nodeName").is_empty() {
                     // Upstream streams from no location: nothing, 204.
-                    return Ok(SubresourceReply { code: 204, object: Value::Null, warnings: Vec::new() });
+                    return Ok(SubresourceReply { code: 204, object: Value::Null });
                 }
                 self.to_node(&pod, "containerLogs").await
             }
@@ -259,6 +285,10 @@ impl SubresourceHandler for ServiceProxy {
 
     fn takes_path(&self) -> bool {
         true
+    }
+
+    fn connect_options(&self) -> Option<ConnectOptions> {
+        Some(PROXY_OPTIONS)
     }
 
     /// Upstream's service ResourceLocation: a port number is first resolved

@@ -76,7 +76,6 @@ fn success() -> SubresourceReply {
     SubresourceReply {
         code: 201,
         object: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-        warnings: Vec::new(),
     }
 }
 
@@ -206,7 +205,6 @@ impl SubresourceHandler for EvictionHandler {
                 object: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
                     "code": 500}),
-                warnings: Vec::new(),
             });
         }
         let mut enforce_rv = false;

@@ -300,6 +300,10 @@ impl SubresourceHandler for NodeProxy {
         true
     }
 
+    fn connect_options(&self) -> Option<generic_server::registry::ConnectOptions> {
+        Some(super::connect::PROXY_OPTIONS)
+    }
+
     async fn serve(&self, store: &Arc<Store>, call: SubresourceCall<'_>) -> Result<SubresourceReply, StatusError> {
         let node = store.get("", call.name).await?;
         let target = kubelet_address(&node).map_err(StatusError::internal)?;

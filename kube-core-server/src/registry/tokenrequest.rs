@@ -162,11 +162,10 @@ impl SubresourceHandler for TokenRequestHandler {
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
         claims.audiences = if audiences.is_empty() { tokens.api_audiences.clone() } else { audiences };
-        let mut warnings = Vec::new();
         let mut expiration = expiration;
         let max = tokens.max_expiration_seconds;
         if max > 0 && expiration > max {
-            warnings.push(format!("requested expiration of {expiration} seconds shortened to {max} seconds"));
+            call.options.notes.warn(format!("requested expiration of {expiration} seconds shortened to {max} seconds"));
             expiration = max;
         }
         // Only pod-bound tokens are extended (the kubelet's projected ones).
@@ -193,6 +192,6 @@ impl SubresourceHandler for TokenRequestHandler {
             "status".into(),
             json!({"token": token, "expirationTimestamp": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
         );
-        Ok(SubresourceReply { code: 201, object: req, warnings })
+        Ok(SubresourceReply { code: 201, object: req })
     }
 }
