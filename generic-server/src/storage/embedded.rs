@@ -49,6 +49,13 @@ const WATCH_BUFFER: usize = 10_000;
 /// How many waiting writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
 
+/// redb's page cache (reads and the write buffer). Its default, 1 GiB,
+/// grows with everything written and read until it holds the whole file
+/// several times over the objects' size; the watch cache already keeps
+/// every current value in memory and the OS caches the file, so a small
+/// one serves the writer's working set and storage's own reads.
+const PAGE_CACHE_BYTES: usize = 16 << 20;
+
 /// Told after the batch's commit whether it held.
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// One write: applied inside the batch's transaction at the revision given; the
@@ -128,7 +135,7 @@ fn meta_value(txn: &redb::ReadTransaction, name: &str) -> Result<u64> {
 
 impl EmbeddedStorage {
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path).map_err(internal)?;
+        let db = redb::Builder::new().set_cache_size(PAGE_CACHE_BYTES).create(path).map_err(internal)?;
         let txn = db.begin_write().map_err(internal)?;
         {
             txn.open_table(OBJECTS).map_err(internal)?;
