@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::meta;
 use crate::registry::store::WatchStart;
-use crate::registry::{ListOptions, Store};
+use crate::registry::{CachedObject, ListOptions, Store};
 
 /// A change the informer observed.
 #[derive(Debug)]
@@ -47,9 +47,17 @@ type Callback = dyn Fn(Change<'_>) + Send + Sync;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// How many objects one list request of the informer reads: a resource of
+/// a hundred thousand objects is listed in pages, never decoded all at once.
+const LIST_PAGE: usize = 500;
+
 pub struct Informer {
     store: Arc<Store>,
-    cache: RwLock<HashMap<Key, Value>>,
+    /// Which objects it follows (its selectors); all by default.
+    selection: ListOptions,
+    /// The Store's own decoded objects, shared with its watch cache and every
+    /// other reader rather than copied.
+    cache: RwLock<HashMap<Key, Arc<CachedObject>>>,
     synced: tokio::sync::watch::Sender<bool>,
 }
 
@@ -64,17 +72,25 @@ fn revision(obj: &Value) -> &str {
 
 impl Informer {
     pub fn new(store: Arc<Store>) -> Arc<Informer> {
-        Arc::new(Informer { store, cache: RwLock::default(), synced: tokio::sync::watch::channel(false).0 })
+        Self::selecting(store, ListOptions::default())
+    }
+
+    /// An informer of the objects `selection`'s label and field selectors
+    /// pick (a controller that cares about one name in every namespace
+    /// keeps only those, not the whole resource).
+    pub fn selecting(store: Arc<Store>, selection: ListOptions) -> Arc<Informer> {
+        Arc::new(Informer { store, selection, cache: RwLock::default(), synced: tokio::sync::watch::channel(false).0 })
     }
 
     /// The cached object, if the informer has seen it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Value> {
-        self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&(namespace.into(), name.into())).cloned()
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache.get(&(namespace.into(), name.into())).map(|o| Value::clone(o))
     }
 
     /// Every cached object.
     pub fn list(&self) -> Vec<Value> {
-        self.cache.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).values().map(|o| Value::clone(o)).collect()
     }
 
     /// Waits until the first list is in the cache.
@@ -127,16 +143,26 @@ impl Informer {
     /// One list, the difference to the cache reported, then the watch from
     /// the list's revision until it ends.
     async fn list_and_watch(&self, on_change: &Callback, backoff: &mut Duration) -> Result<(), crate::StatusError> {
-        let list = self.store.list("", &ListOptions::default()).await?;
-        let rev: u64 =
-            list.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0").parse().unwrap_or(0);
-        let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut opts = ListOptions { limit: LIST_PAGE, ..self.selection.clone() };
+        let mut items = Vec::new();
+        let rev: u64 = loop {
+            let mut page = self.store.list_objects("", &opts).await?;
+            items.append(&mut page.items);
+            // Later pages read the first one's snapshot, whose revision they report.
+            match page.metadata.get("continue").and_then(Value::as_str) {
+                Some(token) => opts.continue_token = Some(token.to_string()),
+                None => {
+                    let rv = page.metadata.get("resourceVersion").and_then(Value::as_str);
+                    break rv.unwrap_or("0").parse().unwrap_or(0);
+                }
+            }
+        };
         self.replace(items, on_change);
         self.synced.send_replace(true);
-        let mut events = self.store.watch("", &ListOptions::default(), WatchStart::After(rev)).await?;
+        let mut events = self.store.watch("", &self.selection, WatchStart::After(rev)).await?;
         while let Some(event) = events.next().await {
             match event.event_type {
-                "ADDED" | "MODIFIED" => self.upsert(event.object.into_value(), on_change),
+                "ADDED" | "MODIFIED" => self.upsert(event.object, on_change),
                 "DELETED" => self.remove(&event.object, on_change),
                 // ERROR (a compacted revision) and anything else: relist.
                 "BOOKMARK" => continue,
@@ -147,7 +173,7 @@ impl Informer {
         Ok(())
     }
 
-    fn upsert(&self, obj: Value, on_change: &Callback) {
+    fn upsert(&self, obj: Arc<CachedObject>, on_change: &Callback) {
         let key = key_of(&obj);
         let old = self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(key, obj.clone());
         match old {
@@ -165,13 +191,13 @@ impl Informer {
     }
 
     /// Makes the cache hold exactly `items`, reporting what changed.
-    fn replace(&self, items: Vec<Value>, on_change: &Callback) {
+    fn replace(&self, items: Vec<Arc<CachedObject>>, on_change: &Callback) {
         let mut seen = std::collections::HashSet::new();
         for obj in items {
             seen.insert(key_of(&obj));
             self.upsert(obj, on_change);
         }
-        let gone: Vec<Value> = {
+        let gone: Vec<Arc<CachedObject>> = {
             let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
             cache.iter().filter(|(k, _)| !seen.contains(*k)).map(|(_, v)| v.clone()).collect()
         };

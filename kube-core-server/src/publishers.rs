@@ -18,7 +18,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use generic_server::informer::{Change, Informer};
 use generic_server::meta;
-use generic_server::registry::{Store, WriteOptions};
+use generic_server::registry::{ListOptions, Store, WriteOptions};
+use generic_server::selectors::FieldSelector;
 use generic_server::status::StatusError;
 
 use crate::registry::namespace::is_terminating;
@@ -132,7 +133,7 @@ pub fn spawn(stores: PublisherStores, root_ca: &str) {
     let mut queues = vec![Publisher {
         name: "default",
         store: stores.service_accounts.clone(),
-        objects: Informer::new(stores.service_accounts),
+        objects: Informer::selecting(stores.service_accounts, named("default")),
         namespaces: namespaces.clone(),
         desired: Box::new(|_| json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})),
         // Upstream only recreates a deleted account; edits are the user's.
@@ -147,7 +148,7 @@ pub fn spawn(stores: PublisherStores, root_ca: &str) {
             Publisher {
                 name: ROOT_CA_CONFIGMAP,
                 store: stores.configmaps.clone(),
-                objects: Informer::new(stores.configmaps),
+                objects: Informer::selecting(stores.configmaps, named(ROOT_CA_CONFIGMAP)),
                 namespaces: namespaces.clone(),
                 desired: Box::new(move |_| root_ca_configmap(&ca)),
                 repair: Box::new(move |cm| repair_root_ca(cm, &repaired)),
@@ -163,6 +164,13 @@ pub fn spawn(stores: PublisherStores, root_ca: &str) {
             }
         }
     });
+}
+
+/// The objects of one name in every namespace: all a publisher follows, so
+/// a hundred thousand other ConfigMaps cost it nothing.
+fn named(name: &str) -> ListOptions {
+    let field_selector = FieldSelector(vec![("metadata.name".into(), true, name.into())]);
+    ListOptions { field_selector, ..ListOptions::default() }
 }
 
 fn root_ca_configmap(ca: &str) -> Value {

@@ -548,6 +548,28 @@ impl Store {
             && (opts.field_selector.is_empty() || opts.field_selector.matches(obj.fields(|o| self.field_set(o))))
     }
 
+    /// Whether an object stored under `key` can match `opts`' field
+    /// selector on metadata.name and metadata.namespace, which the key alone
+    /// tells: values that cannot are never decoded for it (a controller
+    /// following one name in every namespace decodes only those).
+    fn key_may_match(&self, key: &str, opts: &ListOptions) -> bool {
+        if opts.field_selector.is_empty() {
+            return true;
+        }
+        let Some(rest) = key.strip_prefix(self.info.key_root.as_str()).and_then(|r| r.strip_prefix('/')) else {
+            return true;
+        };
+        let (namespace, name) = match rest.split_once('/') {
+            Some((ns, name)) if self.info.namespaced => (ns, name),
+            _ => ("", rest),
+        };
+        opts.field_selector.0.iter().all(|(field, equal, want)| match field.as_str() {
+            "metadata.name" => (name == want) == *equal,
+            "metadata.namespace" if self.info.namespaced => (namespace == want) == *equal,
+            _ => true,
+        })
+    }
+
     /// Lists objects as a `<Kind>List`, honouring selectors and limit/continue.
     pub async fn list(&self, namespace: &str, opts: &ListOptions) -> Result<Value> {
         Ok(self.list_value(self.list_objects(namespace, opts).await?))
@@ -600,7 +622,9 @@ impl Store {
             };
             snapshot = Some(page.revision);
             let last_key = page.items.last().map(|v| v.kv.key.clone());
-            for obj in self.decoded_all(&page.items).await? {
+            let mut candidates = page.items;
+            candidates.retain(|v| self.key_may_match(&v.kv.key, opts));
+            for obj in self.decoded_all(&candidates).await? {
                 if self.matches_cached(&obj, opts) {
                     items.push(obj);
                 }
@@ -1373,6 +1397,10 @@ impl Store {
         opts: &ListOptions,
     ) -> std::result::Result<Option<ObjectEvent>, ()> {
         use crate::storage::EventType;
+        // A key's name and namespace never change: neither version matches.
+        if !self.key_may_match(&e.value.kv.key, opts) {
+            return Ok(None);
+        }
         let object = self.decoded(&e.value).await.map_err(|_| ())?;
         // Without selectors every object matches, so the previous value is
         // never read.
