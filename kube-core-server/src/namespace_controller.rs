@@ -93,10 +93,10 @@ impl NamespaceController {
         }
         let mut orphaned = HashSet::new();
         for store in self.registry.namespaced() {
-            for obj in items(&store.list("", &ListOptions::default()).await?) {
-                let ns = meta::namespace(&obj);
-                if !ns.is_empty() && !existing.contains(ns) {
-                    orphaned.insert(ns.to_string());
+            // From the keys alone: a sweep every resync decodes no object.
+            for ns in store.namespaces_in_use().await? {
+                if !existing.contains(&ns) {
+                    orphaned.insert(ns);
                 }
             }
         }

@@ -652,6 +652,32 @@ impl Store {
         Ok(ObjectList { metadata: list_meta, items })
     }
 
+    /// The namespaces this resource has objects in, from storage's keys
+    /// alone, a page at a time: nothing is decoded, and at most a page of
+    /// values is read at once.
+    pub async fn namespaces_in_use(&self) -> Result<std::collections::BTreeSet<String>> {
+        const PAGE: usize = 500;
+        let prefix = self.prefix("");
+        let mut found = std::collections::BTreeSet::new();
+        let mut start_after: Option<String> = None;
+        loop {
+            let page = self.storage.list(
+                &prefix,
+                storage::ListOptions { start_after: start_after.as_deref(), limit: PAGE, revision: None },
+            );
+            let page = page.await.map_err(storage_err)?;
+            for kv in &page.items {
+                if let Some((namespace, _)) = kv.key[prefix.len().min(kv.key.len())..].split_once('/') {
+                    found.insert(namespace.to_string());
+                }
+            }
+            match page.items.last() {
+                Some(last) if page.remaining > 0 => start_after = Some(last.key.clone()),
+                _ => return Ok(found),
+            }
+        }
+    }
+
     /// Upstream's answer to a continue token whose snapshot is gone: 410 with
     /// a fresh token that continues from the same key at the latest revision.
     async fn expired_continue(&self, prefix: &str, start_after: Option<&str>) -> StatusError {
