@@ -154,12 +154,20 @@ impl Server {
     }
 
     pub fn start_with(extra_args: &[&str]) -> Server {
+        Self::start_prepared(extra_args, |_, _| {})
+    }
+
+    /// Starts a server on a data dir (and etcd, on that backend) that
+    /// `prepare` fills first: a store written directly, without the server.
+    pub fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path, Option<&etcd::EtcdServer>)) -> Server {
         let tmp = tempfile::tempdir().expect("creating a temp dir");
         let data_dir = tmp.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("creating the data dir");
         let etcd = match current_backend() {
             Backend::Embedded => None,
             Backend::Etcd => Some(etcd::EtcdServer::start()),
         };
+        prepare(&data_dir, etcd.as_ref());
         let mut s = Server {
             child: None,
             etcd,
@@ -213,6 +221,11 @@ impl Server {
         self.url = field("url");
         self.kubeconfig = PathBuf::from(field("kubeconfig"));
         self.child = Some(child);
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
     }
 
     /// Stops the process (SIGKILL) and starts it again on the same data dir and port.
