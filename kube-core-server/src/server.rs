@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount,
 };
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
-use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::networking::v1::{IPAddress, IngressClass, ServiceCIDR};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -235,7 +235,12 @@ pub async fn new_server(
         tokens.bind_lookup(core.peers.clone());
         crate::tokens_controller::spawn(secrets, accounts.clone(), tokens.clone(), &config.root_ca);
     }
+    core.ip_records.bind(&store_of::<IPAddress>(&stores)?);
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
+    let cidr = core.services.ip_allocator().cidr().to_string();
+    crate::service_ips::spawn_default_service_cidr(store_of::<ServiceCIDR>(&stores)?, cidr)
+        .await
+        .map_err(|e| format!("default ServiceCIDR: {e}"))?;
     crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}"))?;
     let (flow_schemas, priority_levels) =
         (store_of::<FlowSchema>(&stores)?, store_of::<PriorityLevelConfiguration>(&stores)?);

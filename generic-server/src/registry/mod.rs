@@ -8,6 +8,7 @@ pub mod admission_config;
 pub mod bound;
 pub mod cached;
 pub mod conversion;
+pub mod hooks;
 pub mod registration;
 pub mod rest;
 pub mod store;
@@ -23,6 +24,7 @@ pub use admission::{
 pub use bound::BoundStore;
 pub use cached::CachedObject;
 pub use conversion::{Conversion, Converted, VersionConverter};
+pub use hooks::WriteHooks;
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
 };
