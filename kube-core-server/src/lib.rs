@@ -234,7 +234,6 @@ fn core_v1(
         node::registration(),
         resourcequota::registration(),
         limitrange::registration(),
-        componentstatus::registration(),
     ]
     .into_iter()
     .chain(persistentvolume::registrations())

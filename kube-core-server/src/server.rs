@@ -8,8 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ComponentStatus, ConfigMap, LimitRange, Namespace, PersistentVolume, Pod, ResourceQuota as Quota, Secret, Service,
-    ServiceAccount,
+    ConfigMap, LimitRange, Namespace, PersistentVolume, Pod, ResourceQuota as Quota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::networking::v1::{IPAddress, IngressClass, ServiceCIDR};
@@ -31,7 +30,6 @@ use crate::admission::{AdmissionPlugins, BuiltinStores, Builtins, LimitRanger, P
 use crate::node_authorizer::{NodeAuthorizer, NodeAuthorizerStores};
 use crate::rbac::escalation::EscalationCheck;
 use crate::rbac::{AuthorizerStores, Rbac};
-use crate::registry::componentstatus::ComponentStatuses;
 use crate::serviceaccount_admission::ServiceAccountAdmission;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
@@ -196,14 +194,8 @@ pub async fn new_server(
             || info.is::<ClusterRole>()
             || info.is::<RoleBinding>()
             || info.is::<ClusterRoleBinding>();
-        let mut store = if info.is::<ComponentStatus>() {
-            // Computed on every read: nothing to cache or store.
-            let computed = Arc::new(ComponentStatuses::new(storage.clone(), &info.key_root));
-            Store::new(registration, computed, admission.clone())
-        } else {
-            let cache = caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root)).clone();
-            Store::new(registration, storage.clone(), admission.clone()).with_cache(cache)
-        };
+        let cache = caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root)).clone();
+        let mut store = Store::new(registration, storage.clone(), admission.clone()).with_cache(cache);
         if is_rbac {
             store = store.with_check(escalation.clone());
         }
@@ -216,6 +208,7 @@ pub async fn new_server(
     for resource in core.create_only() {
         server.install_create_only(resource);
     }
+    server.install_read_only(crate::registry::componentstatus::read_only(storage.clone()));
     let namespaces = store_of::<Namespace>(&stores)?;
     let services = store_of::<Service>(&stores)?;
     let classes = store_of::<PriorityClass>(&stores)?;

@@ -28,7 +28,7 @@ pub use hooks::WriteHooks;
 pub use registration::{
     Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler, SubresourceReply,
 };
-pub use rest::{CreateCall, CreateOnly, Creater};
+pub use rest::{CreateCall, CreateOnly, Creater, ReadOnly, Reader};
 pub use store::{ListOptions, Store, WriteOptions};
 pub use store_registry::StoreRegistry;
 pub use table::TableColumn;
