@@ -237,7 +237,7 @@ pub async fn new_server(
     crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}"))?;
     let (flow_schemas, priority_levels) =
         (store_of::<FlowSchema>(&stores)?, store_of::<PriorityLevelConfiguration>(&stores)?);
-    crate::apf_bootstrap::ensure(&flow_schemas, &priority_levels)
+    crate::apf_bootstrap::ensure_and_follow(flow_schemas, priority_levels)
         .await
         .map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
     let cluster_roles = store_of::<ClusterRole>(&stores)?;
