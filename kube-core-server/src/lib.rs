@@ -4,7 +4,8 @@
 //! Each resource is a [`Strategy`] in [`registry`] plus a [`ResourceInfo`]
 //! here; the generic Store (generic-server) does the rest. Besides the
 //! strategies this crate owns what the built-ins need around them: the
-//! service cluster IP and node port [`allocator`]s, the NamespaceLifecycle
+//! service cluster IP and node port [`allocator`]s with the IPAddress records
+//! and default ServiceCIDR of [`service_ips`], the NamespaceLifecycle
 //! [`admission`] plugin (and the admission flags' plugin set), the
 //! [`namespace_controller`] that empties deleted namespaces, the
 //! [`publishers`] of the `default` ServiceAccount and `kube-root-ca.crt` in
