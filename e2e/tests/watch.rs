@@ -119,6 +119,11 @@ fn watch_protocol_details() {
     s.kubectl(&["label", "configmap", "a", "team-"]);
     let e: Value = serde_json::from_str(&next_line(&lines, "the selector transition")).expect("json");
     assert_eq!((e["type"].as_str(), e["object"]["metadata"]["name"].as_str()), (Some("DELETED"), Some("a")));
+    // As upstream: the object as the watcher last saw it (still labelled),
+    // at the resourceVersion of the change.
+    assert_eq!(e["object"]["metadata"]["labels"]["team"], "x", "{e}");
+    let now = s.kubectl_json(&["get", "configmap", "a"]);
+    assert_eq!(e["object"]["metadata"]["resourceVersion"], now["metadata"]["resourceVersion"]);
     let _ = w.kill();
     let _ = w.wait();
 }

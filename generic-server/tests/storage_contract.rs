@@ -11,10 +11,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use generic_server::registry::store::{ListOptions as StoreListOptions, WatchStart, WriteOptions};
+use generic_server::registry::{AdmissionChain, DefaultStrategy, Registration, Store};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::{
-    EventType, GetOptions, ListOptions, PutOptions, Storage, StorageError, WatchEvent, WatchStream,
+    EventType, Freshness, GetOptions, KeyValue, ListOptions, ListResult, ProgressRequests, PutOptions, Storage,
+    StorageError, WatchEvent, WatchOptions, WatchStream,
 };
+use k8s_openapi::api::core::v1::ConfigMap;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -262,7 +268,7 @@ async fn watch_replay_then_live(s: Arc<dyn Storage>) {
     let r3 = s.create("/registry/a/ns/y", b("y"), PutOptions::default()).await.unwrap();
 
     // From r1: replays r2 and r3, then follows live writes.
-    let mut w = s.watch("/registry/a/", r1).await.unwrap();
+    let mut w = s.watch("/registry/a/", WatchOptions::after(r1)).await.unwrap();
     let e = next(&mut w).await;
     assert_eq!(
         (e.event_type, e.revision(), e.kv.key.as_str(), e.kv.value.clone()),
@@ -288,14 +294,14 @@ async fn watch_replay_then_live(s: Arc<dyn Storage>) {
     assert_eq!((e.event_type, e.revision(), e.kv.key.as_str()), (EventType::Put, r5, "/registry/a/ns/z"));
 
     // From the current revision: nothing old, only what comes next.
-    let mut w2 = s.watch("/registry/a/", r5).await.unwrap();
+    let mut w2 = s.watch("/registry/a/", WatchOptions::after(r5)).await.unwrap();
     quiet(&mut w2).await;
     let r6 = s.update("/registry/a/ns/z", b("zz"), r5, PutOptions::default()).await.unwrap();
     assert_eq!(next(&mut w2).await.revision(), r6);
     assert_eq!(next(&mut w).await.revision(), r6);
 
     // From 0: the whole retained history, in order.
-    let mut w3 = s.watch("/registry/a/", 0).await.unwrap();
+    let mut w3 = s.watch("/registry/a/", WatchOptions::after(0)).await.unwrap();
     let mut revs = Vec::new();
     for _ in 0..6 {
         revs.push(next(&mut w3).await.revision());
@@ -305,8 +311,8 @@ async fn watch_replay_then_live(s: Arc<dyn Storage>) {
 
 async fn watch_prefix_isolation(s: Arc<dyn Storage>) {
     let start = s.current_revision().await.unwrap();
-    let mut wa = s.watch("/registry/a/", start).await.unwrap();
-    let mut wns = s.watch("/registry/a/ns1/", start).await.unwrap();
+    let mut wa = s.watch("/registry/a/", WatchOptions::after(start)).await.unwrap();
+    let mut wns = s.watch("/registry/a/ns1/", WatchOptions::after(start)).await.unwrap();
     s.create("/registry/ab/ns1/x", b("-"), PutOptions::default()).await.unwrap();
     s.create("/registry/b/ns1/x", b("-"), PutOptions::default()).await.unwrap();
     s.create("/registry/a", b("-"), PutOptions::default()).await.unwrap();
@@ -360,6 +366,179 @@ async fn slow_watcher_cut_off(s: Arc<dyn Storage>) {
     assert!(tokio::time::timeout(WAIT, resumed.next()).await.unwrap().unwrap().is_ok());
 }
 
+/// A watch asked for progress reports a revision at least the store's
+/// current one when asked, after every change under its prefix up to it,
+/// even when the writes since were all elsewhere in the store.
+async fn watch_progress(s: Arc<dyn Storage>) {
+    let start = s.create("/registry/p/ns/a", b("1"), PutOptions::default()).await.unwrap();
+    let progress = ProgressRequests::default();
+    let opts = WatchOptions { after: start, progress: Some(progress.clone()) };
+    let mut w = s.watch("/registry/p/", opts).await.unwrap();
+    let mine = s.update("/registry/p/ns/a", b("2"), start, PutOptions::default()).await.unwrap();
+    for i in 0..5 {
+        s.create(&format!("/registry/q/ns/{i}"), b("-"), PutOptions::default()).await.unwrap();
+    }
+    let now = s.current_revision().await.unwrap();
+    assert!(now > mine + 4);
+    let e = next(&mut w).await;
+    assert_eq!((e.event_type, e.revision()), (EventType::Put, mine));
+    // etcd may ignore a request while the watch is still catching up: ask again.
+    let reported = loop {
+        progress.request();
+        match tokio::time::timeout(Duration::from_millis(500), w.next()).await {
+            Ok(Some(Ok(e))) => {
+                assert_eq!(e.event_type, EventType::Progress, "only progress, nothing from elsewhere: {e:?}");
+                break e.revision();
+            }
+            Ok(other) => panic!("watch ended or failed: {other:?}"),
+            Err(_) => continue,
+        }
+    };
+    assert!(reported >= now, "progress at {reported}, the store was at {now} when asked");
+    // Without a request, nothing.
+    quiet(&mut w).await;
+    let plain = s.watch("/registry/p/", WatchOptions::after(mine)).await.unwrap();
+    drop(plain);
+}
+
+/// A Store of ConfigMaps over `s` with a watch cache, counting the reads
+/// that reach storage; the cache is filled before it is returned.
+async fn cached_store(s: Arc<dyn Storage>) -> (Arc<Store>, Arc<CountingReads>) {
+    let counting = Arc::new(CountingReads { inner: s, reads: AtomicUsize::new(0) });
+    let storage: Arc<dyn Storage> = counting.clone();
+    let cache = Cacher::new(storage.clone(), "/registry/configmaps/");
+    let reg = Registration::of::<ConfigMap>(DefaultStrategy);
+    let store = Arc::new(Store::new(reg, storage, AdmissionChain::empty()).with_cache(cache));
+    // A watch starts the cache and waits for it to fill.
+    drop(store.watch("ns", &StoreListOptions::default(), WatchStart::Now).await.unwrap());
+    (store, counting)
+}
+
+/// Storage with its reads counted: the test's view of which reads the
+/// cache answered.
+struct CountingReads {
+    inner: Arc<dyn Storage>,
+    reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Storage for CountingReads {
+    async fn get(&self, key: &str, opts: GetOptions) -> generic_server::storage::Result<Option<KeyValue>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key, opts).await
+    }
+    async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> generic_server::storage::Result<ListResult> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(prefix, opts).await
+    }
+    async fn create(&self, key: &str, value: Bytes, opts: PutOptions) -> generic_server::storage::Result<u64> {
+        self.inner.create(key, value, opts).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: u64,
+        opts: PutOptions,
+    ) -> generic_server::storage::Result<u64> {
+        self.inner.update(key, value, expected, opts).await
+    }
+    async fn delete(&self, key: &str, expected: Option<u64>) -> generic_server::storage::Result<(KeyValue, u64)> {
+        self.inner.delete(key, expected).await
+    }
+    async fn count(&self, prefix: &str) -> generic_server::storage::Result<u64> {
+        self.inner.count(prefix).await
+    }
+    async fn current_revision(&self) -> generic_server::storage::Result<u64> {
+        self.inner.current_revision().await
+    }
+    async fn watch(&self, prefix: &str, opts: WatchOptions) -> generic_server::storage::Result<WatchStream> {
+        self.inner.watch(prefix, opts).await
+    }
+}
+
+fn configmap(name: &str, value: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": value}})
+}
+
+fn data_of(o: &serde_json::Value) -> (&str, &str) {
+    (o["metadata"]["name"].as_str().unwrap_or(""), o["data"]["v"].as_str().unwrap_or(""))
+}
+
+/// Consistent GETs and LISTs (no resourceVersion) are answered from the
+/// watch cache, and a write acknowledged before one is always in it, also
+/// when the last writes were to other resources.
+async fn consistent_reads_from_cache(s: Arc<dyn Storage>) {
+    let (store, counting) = cached_store(s.clone()).await;
+    let consistent = StoreListOptions::default();
+    assert_eq!(consistent.freshness, Freshness::Consistent);
+    for i in 0..20 {
+        let written = store.create("ns", configmap(&format!("c{i}"), "1"), &WriteOptions::default()).await.unwrap();
+        // Writes elsewhere move the store's revision past the cache's.
+        s.create(&format!("/registry/other/ns/{i}"), b("-"), PutOptions::default()).await.unwrap();
+        let mut changed = written.object.clone();
+        changed["data"]["v"] = serde_json::json!("2");
+        let updated = store.update("ns", &format!("c{i}"), changed, None, &WriteOptions::default()).await.unwrap();
+        let before = counting.reads.load(Ordering::SeqCst);
+        let got = store.get_object("ns", &format!("c{i}"), Freshness::Consistent).await.unwrap();
+        assert_eq!(data_of(&got), (format!("c{i}").as_str(), "2"), "a consistent GET sees the acknowledged update");
+        assert_eq!(got["metadata"]["resourceVersion"], updated.object["metadata"]["resourceVersion"]);
+        let list = store.list_objects("ns", &consistent).await.unwrap();
+        assert_eq!(list.items.len(), i + 1, "a consistent LIST sees every acknowledged create");
+        assert!(list.items.iter().all(|o| data_of(o).1 == "2"), "and every acknowledged update");
+        assert_eq!(counting.reads.load(Ordering::SeqCst), before, "both answered from the cache");
+    }
+    let gone = store.delete("ns", "c0", &Default::default()).await.unwrap();
+    drop(gone);
+    assert!(store.get_object("ns", "c0", Freshness::Consistent).await.is_err(), "a delete is seen at once");
+    assert_eq!(store.list_objects("ns", &consistent).await.unwrap().items.len(), 19);
+}
+
+/// A paginated LIST reads one snapshot: pages after a concurrent create,
+/// update and delete still show the state of the first page's revision,
+/// and they come from the cache while its window holds the changes since.
+async fn pagination_across_a_concurrent_write(s: Arc<dyn Storage>) {
+    let (store, counting) = cached_store(s.clone()).await;
+    for name in ["a", "b", "c", "d", "e"] {
+        store.create("ns", configmap(name, "old"), &WriteOptions::default()).await.unwrap();
+    }
+    let first = StoreListOptions { limit: 2, ..Default::default() };
+    let before = counting.reads.load(Ordering::SeqCst);
+    let page = store.list_objects("ns", &first).await.unwrap();
+    let names: Vec<_> = page.items.iter().map(|o| data_of(o).0.to_string()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let rv = page.metadata["resourceVersion"].clone();
+    let mut token = page.metadata.get("continue").and_then(|t| t.as_str()).map(str::to_string);
+    // Concurrent writes: one updated, one deleted, one created, one after
+    // the first page's keys.
+    let mut d = store.get("ns", "d").await.unwrap();
+    d["data"]["v"] = serde_json::json!("new");
+    store.update("ns", "d", d, None, &WriteOptions::default()).await.unwrap();
+    store.delete("ns", "c", &Default::default()).await.unwrap();
+    store.create("ns", configmap("cc", "new"), &WriteOptions::default()).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(t) = token {
+        let next = StoreListOptions { limit: 2, continue_token: Some(t), ..Default::default() };
+        let page = store.list_objects("ns", &next).await.unwrap();
+        assert_eq!(page.metadata["resourceVersion"], rv, "every page at the first page's revision");
+        seen.extend(page.items.iter().map(|o| (data_of(o).0.to_string(), data_of(o).1.to_string())));
+        token = page.metadata.get("continue").and_then(|t| t.as_str()).map(str::to_string);
+    }
+    let expect: Vec<(String, String)> = ["c", "d", "e"].iter().map(|n| (n.to_string(), "old".to_string())).collect();
+    assert_eq!(seen, expect, "the snapshot: c still there, d unchanged, cc not yet created");
+    // The writes above read storage (a write reads the latest state); the
+    // pages did not.
+    let writes_reads = 2;
+    assert!(
+        counting.reads.load(Ordering::SeqCst) - before <= writes_reads,
+        "pages served from the cache ({} storage reads)",
+        counting.reads.load(Ordering::SeqCst) - before
+    );
+    let now = store.list_objects("ns", &StoreListOptions::default()).await.unwrap();
+    let names: Vec<_> = now.items.iter().map(|o| data_of(o).0.to_string()).collect();
+    assert_eq!(names, ["a", "b", "cc", "d", "e"]);
+}
+
 /// Runs every contract fn against one backend kind.
 macro_rules! contract_tests {
     ($backend:ident, $make:expr) => {
@@ -407,6 +586,24 @@ macro_rules! contract_tests {
             async fn slow_watcher_cut_off() {
                 let bk = $make;
                 super::slow_watcher_cut_off(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn watch_progress() {
+                let bk = $make;
+                super::watch_progress(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn consistent_reads_from_cache() {
+                let bk = $make;
+                super::consistent_reads_from_cache(bk.storage.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn pagination_across_a_concurrent_write() {
+                let bk = $make;
+                super::pagination_across_a_concurrent_write(bk.storage.clone()).await;
             }
         }
     };
@@ -459,7 +656,7 @@ mod etcd_only {
         let bound = support::ETCD_TEST_TIMEOUT + Duration::from_secs(2);
         let t = Instant::now();
         assert!(matches!(s.get("/registry/a/b", GetOptions::default()).await, Err(StorageError::Unavailable(_))));
-        assert!(matches!(s.watch("/registry/a/", 0).await, Err(StorageError::Unavailable(_))));
+        assert!(matches!(s.watch("/registry/a/", WatchOptions::after(0)).await, Err(StorageError::Unavailable(_))));
         assert!(matches!(s.health().await, Err(StorageError::Unavailable(_))));
         assert!(t.elapsed() < bound * 3, "took {:?}", t.elapsed());
         assert!(EtcdStorage::connect(&[], "/registry", None).await.is_err());
@@ -478,13 +675,13 @@ mod etcd_only {
         etcd.compact(r2).await.unwrap(); // already compacted further: fine
 
         // Watching from before the oldest retained revision is Compacted(oldest).
-        match s.watch("/registry/pods/", r1).await {
+        match s.watch("/registry/pods/", WatchOptions::after(r1)).await {
             Err(StorageError::Compacted(oldest)) => assert_eq!(oldest, r3),
             Err(e) => panic!("expected Compacted, got {e}"),
             Ok(_) => panic!("expected Compacted, got a watch"),
         }
         // From r2 (events after r2, i.e. from r3) still works.
-        let mut w = s.watch("/registry/pods/", r2).await.unwrap();
+        let mut w = s.watch("/registry/pods/", WatchOptions::after(r2)).await.unwrap();
         assert_eq!(next(&mut w).await.revision(), r3);
         assert_eq!(next(&mut w).await.revision(), r4);
         // A paged list at a compacted revision.
@@ -506,7 +703,7 @@ mod etcd_only {
         let r2 = s.update("/registry/pods/ns/a", b("2"), r1, PutOptions::default()).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            match s.watch("/registry/pods/", r1.saturating_sub(1)).await {
+            match s.watch("/registry/pods/", WatchOptions::after(r1.saturating_sub(1))).await {
                 Err(StorageError::Compacted(oldest)) => {
                     assert!(oldest > r1, "{oldest}");
                     break;
@@ -530,7 +727,7 @@ mod etcd_only {
         let s = bk.storage.clone();
         let etcd: EtcdStorage = bk.etcd.clone().unwrap();
         let start = s.current_revision().await.unwrap();
-        let mut w = s.watch("/registry/events/", start).await.unwrap();
+        let mut w = s.watch("/registry/events/", WatchOptions::after(start)).await.unwrap();
         let r1 = etcd
             .create("/registry/events/ns/e1", b("e1"), PutOptions { ttl: Some(Duration::from_secs(2)) })
             .await
@@ -579,7 +776,7 @@ mod etcd_only {
         etcd.health().await.unwrap();
 
         let start = s.current_revision().await.unwrap();
-        let mut w = s.watch("/registry/cm/", start).await.unwrap();
+        let mut w = s.watch("/registry/cm/", WatchOptions::after(start)).await.unwrap();
         let r1 = s.create("/registry/cm/ns/a", b("1"), PutOptions::default()).await.unwrap();
         let r2 = s.create("/registry/cm/ns/b", b("2"), PutOptions::default()).await.unwrap();
         // The client has seen r1 only when etcd goes away.
@@ -620,7 +817,7 @@ mod etcd_only {
                 s.create("/registry/cm/ns/c", b("3"), PutOptions::default()).await.err(),
                 s.list("/registry/cm/", ListOptions::default()).await.err(),
                 s.current_revision().await.err(),
-                s.watch("/registry/cm/", r2).await.err(),
+                s.watch("/registry/cm/", WatchOptions::after(r2)).await.err(),
                 etcd.health().await.err(),
             ];
             for r in results {
@@ -651,7 +848,7 @@ mod etcd_only {
         assert!(r3 > r2);
 
         // Resuming from the last revision seen: exactly the missed events, once.
-        let mut w = s.watch("/registry/cm/", last).await.unwrap();
+        let mut w = s.watch("/registry/cm/", WatchOptions::after(last)).await.unwrap();
         let mut got = Vec::new();
         if last < r2 {
             got.push(next(&mut w).await.revision());

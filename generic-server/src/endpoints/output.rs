@@ -137,11 +137,21 @@ impl Responder<'_> {
         }
     }
 
-    /// A list read from the Store: JSON is written from its items' cached
-    /// encodings, the list around them; other forms from the list's value.
+    /// A list read from the Store: JSON and protobuf are written from its
+    /// items' cached encodings, the list around them; a Table from the
+    /// shared items; other forms from the list's value.
     pub fn objects(&self, code: u16, list: ObjectList) -> Response {
         match self.output() {
             Ok(Output::Json) => respond_bytes(code, JSON, list_json(&self.store, &list), &[]),
+            Ok(Output::Protobuf) => match list_protobuf(&self.store, &list) {
+                Some(pb) => respond_bytes(code, PROTOBUF, pb, &[]),
+                None => respond_bytes(code, JSON, list_json(&self.store, &list), &[]),
+            },
+            Ok(Output::Table(v)) => {
+                let items = list.items.iter().map(|i| &***i);
+                let table = table(&self.store, &v, items, list.metadata, &self.include_object(), true);
+                respond(self.req, code, &table, &[], &Output::Table(v))
+            }
             _ => self.list(code, &self.store.list_value(list)),
         }
     }
@@ -177,10 +187,10 @@ impl Responder<'_> {
 
 /// A meta.k8s.io Table of `items`; `with_columns` false leaves out the column
 /// definitions (later events of a watch, as upstream's NoHeaders).
-pub(super) fn table(
+pub(super) fn table<'a>(
     store: &Store,
     version: &str,
-    items: &[Value],
+    items: impl IntoIterator<Item = &'a Value>,
     list_meta: Map<String, Value>,
     include_object: &str,
     with_columns: bool,
@@ -204,10 +214,16 @@ struct TableRows<'a> {
 }
 
 impl TableRows<'_> {
-    fn table(&self, version: &str, columns: Vec<TableColumn>, items: &[Value], list_meta: Map<String, Value>) -> Value {
+    fn table<'v>(
+        &self,
+        version: &str,
+        columns: Vec<TableColumn>,
+        items: impl IntoIterator<Item = &'v Value>,
+        list_meta: Map<String, Value>,
+    ) -> Value {
         let columns: Vec<Value> = columns.iter().map(TableColumn::to_json).collect();
         let rows: Vec<Value> = items
-            .iter()
+            .into_iter()
             .map(|obj| {
                 let mut row = json!({"cells": (self.cells)(obj)});
                 match self.include_object {
@@ -259,6 +275,18 @@ pub(super) fn read_only(req: &Request, resource: &ReadOnly, value: &Value, list:
         _ => wire::typed(value.clone()),
     };
     respond(req, 200, &body, &[], &output)
+}
+
+/// `store`'s list as a protobuf body from its items' cached encodings;
+/// None when its kind has no protobuf form (the caller answers in JSON).
+fn list_protobuf(store: &Store, list: &ObjectList) -> Option<Bytes> {
+    let head = json!({
+        "kind": store.info.list_kind(),
+        "apiVersion": store.info.api_version(),
+        "metadata": list.metadata,
+    });
+    let items: Vec<&[u8]> = list.items.iter().map(|i| i.protobuf().ok().map(|b| b.as_ref())).collect::<Option<_>>()?;
+    crate::protobuf::encode_list(&head, items).ok().map(Bytes::from)
 }
 
 /// The bytes `wire::json` writes for `store`'s list (typed: kind,
@@ -368,6 +396,11 @@ mod tests {
                 let whole = store.list_value(store.list_objects(ns, &opts).await.unwrap());
                 let whole = if unstructured { wire::sorted(whole) } else { wire::typed_list(whole) };
                 assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(wire::json(&whole)).unwrap());
+                let pb = list_protobuf(&store, &store.list_objects(ns, &opts).await.unwrap());
+                if !unstructured {
+                    let encoded = crate::protobuf::encode(&whole).unwrap();
+                    assert_eq!(pb.as_deref(), Some(encoded.as_slice()), "protobuf, {opts:?}");
+                }
             }
         }
     }

@@ -97,7 +97,7 @@ pub async fn serve(
                     let t = table(
                         &store,
                         v,
-                        std::slice::from_ref(&*event.object),
+                        std::iter::once(&**event.object),
                         Default::default(),
                         &include_object,
                         first_row,

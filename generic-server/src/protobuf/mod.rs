@@ -83,17 +83,40 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>, StatusError> {
     let s = schema::schema();
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let idx = s.kind(api_version, kind).ok_or_else(|| {
-        StatusError::new(
-            406,
-            "NotAcceptable",
-            format!("object {api_version}/{kind} does not implement the protobuf marshalling interface"),
-        )
-    })?;
+    let idx = s.kind(api_version, kind).ok_or_else(|| not_protobuf(api_version, kind))?;
     let raw = convert::encode_message(s, idx, obj, 0)
         .map_err(|e| StatusError::internal(format!("unable to encode {kind} as protobuf: {e}")))?
         .unwrap_or_default();
     Ok(envelope(api_version, kind, &raw))
+}
+
+/// A list's protobuf body (`head` is the list without its items: apiVersion,
+/// kind, metadata) around its items' own bodies as [`encode`] wrote them: a
+/// list's message is its ListMeta then each item's message, so cached items
+/// are copied, not encoded again.
+pub fn encode_list<'a>(head: &Value, items: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, StatusError> {
+    let s = schema::schema();
+    let api_version = head.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind = head.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let idx = s.kind(api_version, kind).ok_or_else(|| not_protobuf(api_version, kind))?;
+    let items_tag = s.messages[idx].fields.iter().find(|f| f.json == "items").map(|f| f.tag);
+    let items_tag = items_tag.ok_or_else(|| StatusError::internal(format!("{kind} has no items")))?;
+    let mut raw = convert::encode_message(s, idx, head, 0)
+        .map_err(|e| StatusError::internal(format!("unable to encode {kind} as protobuf: {e}")))?
+        .unwrap_or_default();
+    for item in items {
+        let (_, _, item) = parse_envelope(item).map_err(StatusError::internal)?;
+        wire::put_len(&mut raw, items_tag, item);
+    }
+    Ok(envelope(api_version, kind, &raw))
+}
+
+fn not_protobuf(api_version: &str, kind: &str) -> StatusError {
+    StatusError::new(
+        406,
+        "NotAcceptable",
+        format!("object {api_version}/{kind} does not implement the protobuf marshalling interface"),
+    )
 }
 
 /// One frame of a protobuf watch stream: a 4-byte big-endian length, then a

@@ -365,26 +365,45 @@ impl Store {
         PutOptions { ttl: self.ttl }
     }
 
-    /// The stored value of `key`, from the watch cache when `freshness`
-    /// allows and the cache can answer, else from storage.
-    async fn read(&self, key: &str, freshness: Freshness) -> std::result::Result<Option<KeyValue>, StorageError> {
-        Ok(self.read_value(key, freshness).await?.map(|v| v.kv.clone()))
+    /// The stored value of `key` as storage has it now: what a write reads
+    /// (a compare-and-swap on it catches anything later).
+    async fn read_latest(&self, key: &str) -> std::result::Result<Option<KeyValue>, StorageError> {
+        self.storage.get(key, storage::GetOptions::default()).await
     }
 
-    /// [`Self::read`], as a value that may carry its decoded forms.
+    /// How fresh the watch cache must be to answer a read at `freshness`;
+    /// None: it cannot. A consistent read is the cache's once it has caught
+    /// up with the store's current revision.
+    async fn cache_freshness(&self, cache: &Cacher, freshness: Freshness) -> Option<Freshness> {
+        match freshness {
+            Freshness::Consistent => {
+                let now = self.storage.current_revision().await.ok()?;
+                cache.caught_up(now).await.then_some(Freshness::NotOlderThan(now))
+            }
+            f => Some(f),
+        }
+    }
+
+    /// The stored value of `key`, from the watch cache when `freshness`
+    /// allows and the cache can answer, else from storage; as a value that
+    /// may carry its decoded forms.
     async fn read_value(
         &self,
         key: &str,
         freshness: Freshness,
     ) -> std::result::Result<Option<Arc<CachedValue>>, StorageError> {
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key, freshness)) {
-            return Ok(hit);
+        if let Some(cache) = &self.cache {
+            if let Some(f) = self.cache_freshness(cache, freshness).await {
+                if let Some(hit) = cache.get(key, f) {
+                    return Ok(hit);
+                }
+            }
         }
-        Ok(self.storage.get(key, storage::GetOptions::default()).await?.map(|kv| self.shared(kv)))
+        Ok(self.read_latest(key).await?.map(|kv| self.shared(kv)))
     }
 
-    /// A page of the values under `prefix`: at `snapshot` from storage, or
-    /// as `freshness` allows from the watch cache, else from storage.
+    /// A page of the values under `prefix`, at `snapshot` or as `freshness`
+    /// allows: from the watch cache when it can answer, else from storage.
     async fn read_page(
         &self,
         prefix: &str,
@@ -393,12 +412,17 @@ impl Store {
         snapshot: Option<u64>,
         freshness: Freshness,
     ) -> std::result::Result<CachedPage, StorageError> {
-        if snapshot.is_none() {
-            if let Some(page) = self.cache.as_ref().and_then(|c| c.list(prefix, start_after, limit, freshness)) {
+        let opts = storage::ListOptions { start_after, limit, revision: snapshot };
+        if let Some(cache) = &self.cache {
+            let freshness = match snapshot {
+                Some(_) => Some(freshness),
+                None => self.cache_freshness(cache, freshness).await,
+            };
+            if let Some(page) = freshness.and_then(|f| cache.list(prefix, opts, f)) {
                 return Ok(page);
             }
         }
-        let page = self.storage.list(prefix, storage::ListOptions { start_after, limit, revision: snapshot }).await?;
+        let page = self.storage.list(prefix, opts).await?;
         let items = page.items.into_iter().map(|kv| self.shared(kv)).collect();
         Ok(CachedPage { items, revision: page.revision, remaining: page.remaining })
     }
@@ -412,7 +436,8 @@ impl Store {
                 return Ok(w);
             }
         }
-        Ok(self.storage.watch(prefix, after).await?.map(|r| r.map(CachedEvent::from_storage)).boxed())
+        let changes = self.storage.watch(prefix, storage::WatchOptions::after(after)).await?;
+        Ok(changes.map(|r| r.map(CachedEvent::from_storage)).boxed())
     }
 
     /// The admission attributes of a write to this resource by `user`; the
@@ -441,7 +466,7 @@ impl Store {
     }
 
     async fn current(&self, namespace: &str, name: &str) -> Result<Option<(KeyValue, Value)>> {
-        match self.read(&self.key(namespace, name), Freshness::Consistent).await.map_err(storage_err)? {
+        match self.read_latest(&self.key(namespace, name)).await.map_err(storage_err)? {
             Some(kv) => {
                 let v = self.decode_one(&kv).await?;
                 Ok(Some((kv, v)))
@@ -705,7 +730,7 @@ impl Store {
             self.validate_admission(&attrs).await?;
             let key = self.key(namespace, &name);
             if opts.dry_run {
-                if self.read(&key, Freshness::Consistent).await.map_err(storage_err)?.is_some() {
+                if self.read_latest(&key).await.map_err(storage_err)?.is_some() {
                     return Err(StatusError::already_exists(&self.info.group, &self.info.plural, &name));
                 }
                 return Ok(WriteResult { object: obj.clone(), warnings, created: true });
@@ -1352,23 +1377,33 @@ impl Store {
         // never read.
         let unfiltered = opts.label_selector.is_empty() && opts.field_selector.is_empty();
         let had_prev = e.prev.is_some();
-        let prev_matched = match &e.prev {
+        let prev = match &e.prev {
+            Some(prev) if !unfiltered => Some(self.decoded(prev).await.map_err(|_| ())?),
+            _ => None,
+        };
+        let prev_matched = match &prev {
             _ if unfiltered => had_prev,
-            Some(prev) => self.matches_cached(&*self.decoded(prev).await.map_err(|_| ())?, opts),
+            Some(prev) => self.matches_cached(prev, opts),
             None => false,
         };
         Ok(match e.event_type {
             EventType::Delete => prev_matched.then_some(ObjectEvent { event_type: "DELETED", object }),
             EventType::Put => {
                 let matched = unfiltered || self.matches_cached(&object, opts);
-                let event_type = match (had_prev, prev_matched, matched) {
-                    (_, true, true) => "MODIFIED",
-                    (_, false, true) => "ADDED",
-                    (true, true, false) => "DELETED",
-                    _ => return Ok(None),
-                };
-                Some(ObjectEvent { event_type, object })
+                match (had_prev, prev_matched, matched) {
+                    (_, true, true) => Some(ObjectEvent { event_type: "MODIFIED", object }),
+                    (_, false, true) => Some(ObjectEvent { event_type: "ADDED", object }),
+                    // Leaving the selection: upstream's watcher sees the
+                    // object it last saw, at the change's resourceVersion.
+                    (true, true, false) => prev.map(|prev| {
+                        let mut last = prev.into_value();
+                        meta::set_meta(&mut last, "resourceVersion", json!(e.revision().to_string()));
+                        ObjectEvent { event_type: "DELETED", object: CachedObject::new(last, self.schema.unstructured) }
+                    }),
+                    _ => None,
+                }
             }
+            EventType::Progress => None,
         })
     }
 

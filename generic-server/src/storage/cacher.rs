@@ -14,9 +14,15 @@
 //!
 //! It is not a [`Storage`]: the registry Store consults it explicitly, as
 //! upstream's cacher delegator does. Each method answers `None` when the
-//! cache cannot serve the request (a consistent read, a cache not yet filled
-//! or behind the asked revision, a watch older than its window), and the Store
-//! then goes to storage; writes always go to storage. The cache never decides
+//! cache cannot serve the request (a cache not yet filled or behind the
+//! asked revision, a snapshot or watch older than its window), and the Store
+//! then goes to storage; writes always go to storage. A consistent read is
+//! served once the cache has caught up with the store's current revision
+//! ([`Cacher::caught_up`], upstream's consistent reads from cache): the
+//! cache's watch reports progress on request, so writes elsewhere in the
+//! store do not leave it looking behind. A list at an older revision (a
+//! continue token's snapshot) is the cached state with the window's later
+//! events undone. The cache never decides
 //! an object's state, only remembers what the backend said. Delivery is a
 //! broadcast the cache's own task feeds, so no writer waits on a watcher; a
 //! watcher that falls a buffer behind is cut off (its stream yields an error
@@ -32,7 +38,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
-use super::{EventType, Freshness, KeyValue, ListOptions, Storage, WatchEvent};
+use super::{EventType, Freshness, KeyValue, ListOptions, ProgressRequests, Storage, WatchEvent, WatchOptions};
 
 /// Recent events kept for watchers that resume from a resourceVersion.
 const WINDOW: usize = 10_000;
@@ -40,6 +46,10 @@ const WINDOW: usize = 10_000;
 const WATCHER_BUFFER: usize = 4_096;
 /// How long a watch waits for the cache to fill before going to the backend.
 const READY_WAIT: Duration = Duration::from_secs(5);
+/// How long a consistent read waits for the cache to catch up before going
+/// to storage (upstream's 3 s), and how often it asks for progress meanwhile.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// One stored version of a key, shared by everything that holds it, with
 /// what readers derived from it.
@@ -131,10 +141,12 @@ pub struct CachedPage {
 
 struct State {
     objects: BTreeMap<String, Arc<CachedValue>>,
-    /// The revision the cache reflects: the last event applied, or the initial
-    /// list's revision.
+    /// The revision the cache reflects: the last event applied or progress
+    /// reported, or the initial list's revision.
     revision: u64,
     window: VecDeque<Arc<CachedEvent>>,
+    /// The window holds every event after this revision.
+    complete_after: u64,
     /// Live events; replaced (ending every client watch) when the cache restarts.
     live: broadcast::Sender<Arc<CachedEvent>>,
     /// How many live events a watcher may be behind before it is cut off.
@@ -149,6 +161,7 @@ impl State {
         let cached_prev = match e.event_type {
             EventType::Put => self.objects.insert(value.kv.key.clone(), value.clone()),
             EventType::Delete => self.objects.remove(&value.kv.key),
+            EventType::Progress => None,
         };
         // The map's previous value is the event's, unless the cache missed
         // something; then the event's own bytes are the truth.
@@ -159,7 +172,9 @@ impl State {
         let event = Arc::new(CachedEvent { event_type: e.event_type, value, prev });
         self.revision = self.revision.max(event.revision());
         if self.window.len() == WINDOW {
-            self.window.pop_front();
+            if let Some(gone) = self.window.pop_front() {
+                self.complete_after = gone.revision();
+            }
         }
         self.window.push_back(event.clone());
         // No receivers just means nobody is watching.
@@ -174,6 +189,9 @@ pub struct Cacher {
     prefix: String,
     state: Arc<RwLock<State>>,
     ready: tokio::sync::watch::Receiver<bool>,
+    /// The revision the cache has reached, for reads waiting on it.
+    reached: tokio::sync::watch::Sender<u64>,
+    progress: ProgressRequests,
     /// Taken by the first read or watch the cache could serve: a resource
     /// nobody reads from memory costs no backend watch and no copy of its
     /// objects (a server registers some sixty kinds; most stay idle).
@@ -195,6 +213,7 @@ impl Cacher {
             objects: BTreeMap::new(),
             revision: 0,
             window: VecDeque::new(),
+            complete_after: 0,
             live,
             buffer,
             ready: false,
@@ -205,6 +224,8 @@ impl Cacher {
             prefix: prefix.to_string(),
             state,
             ready,
+            reached: tokio::sync::watch::Sender::new(0),
+            progress: ProgressRequests::default(),
             start: std::sync::Mutex::new(Some(ready_tx)),
         })
     }
@@ -213,7 +234,15 @@ impl Cacher {
     fn ensure_started(&self) {
         let taken = self.start.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(ready_tx) = taken {
-            tokio::spawn(run(self.storage.clone(), self.prefix.clone(), self.state.clone(), ready_tx));
+            let follow = Follow {
+                storage: self.storage.clone(),
+                prefix: self.prefix.clone(),
+                state: self.state.clone(),
+                ready: ready_tx,
+                reached: self.reached.clone(),
+                progress: self.progress.clone(),
+            };
+            tokio::spawn(follow.run());
         }
     }
 
@@ -230,7 +259,10 @@ impl Cacher {
 
     /// Whether a read at `freshness` can be answered from memory now.
     fn serves(&self, freshness: Freshness) -> bool {
-        let s = self.read();
+        self.serves_state(&self.read(), freshness)
+    }
+
+    fn serves_state(&self, s: &State, freshness: Freshness) -> bool {
         s.ready
             && match freshness {
                 Freshness::Consistent => false,
@@ -240,59 +272,80 @@ impl Cacher {
     }
 }
 
-/// Fills the cache and follows the backend; on any watch failure (compaction,
-/// the backend going away) it ends every client watch, relists and starts over.
-async fn run(
-    inner: Arc<dyn Storage>,
+/// What the cache's task fills it from and tells about its progress.
+struct Follow {
+    storage: Arc<dyn Storage>,
     prefix: String,
     state: Arc<RwLock<State>>,
     ready: tokio::sync::watch::Sender<bool>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let list = match inner.list(&prefix, ListOptions::default()).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::debug!(prefix, "watch cache list failed: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        let mut changes = match inner.watch(&prefix, list.revision).await {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::debug!(prefix, "watch cache watch failed: {e}");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        {
-            let mut s = state.write().unwrap_or_else(|e| e.into_inner());
-            s.objects = list.items.into_iter().map(|kv| (kv.key.clone(), CachedValue::new(kv))).collect();
-            s.revision = list.revision;
-            s.window.clear();
-            s.ready = true;
-        }
-        let _ = ready.send(true);
-        while let Some(event) = changes.next().await {
-            match event {
-                Ok(e) => {
-                    state.write().unwrap_or_else(|e| e.into_inner()).apply(e);
-                }
+    reached: tokio::sync::watch::Sender<u64>,
+    progress: ProgressRequests,
+}
+
+impl Follow {
+    /// Fills the cache and follows the backend; on any watch failure (compaction,
+    /// the backend going away) it ends every client watch, relists and starts over.
+    async fn run(self) {
+        let Follow { storage: inner, prefix, state, ready, reached, progress } = self;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let list = match inner.list(&prefix, ListOptions::default()).await {
+                Ok(l) => l,
                 Err(e) => {
-                    tracing::debug!(prefix, "watch cache lost its watch: {e}");
-                    break;
+                    tracing::debug!(prefix, "watch cache list failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let opts = WatchOptions { after: list.revision, progress: Some(progress.clone()) };
+            let mut changes = match inner.watch(&prefix, opts).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::debug!(prefix, "watch cache watch failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            {
+                let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+                s.objects = list.items.into_iter().map(|kv| (kv.key.clone(), CachedValue::new(kv))).collect();
+                s.revision = list.revision;
+                s.window.clear();
+                s.complete_after = list.revision;
+                s.ready = true;
+            }
+            reached.send_replace(list.revision);
+            let _ = ready.send(true);
+            while let Some(event) = changes.next().await {
+                match event {
+                    Ok(e) => {
+                        let revision = {
+                            let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+                            match e.event_type {
+                                EventType::Progress => s.revision = s.revision.max(e.revision()),
+                                EventType::Put | EventType::Delete => {
+                                    s.apply(e);
+                                }
+                            }
+                            s.revision
+                        };
+                        reached.send_if_modified(|r| std::mem::replace(r, revision) != revision);
+                    }
+                    Err(e) => {
+                        tracing::debug!(prefix, "watch cache lost its watch: {e}");
+                        break;
+                    }
                 }
             }
+            let mut s = state.write().unwrap_or_else(|e| e.into_inner());
+            s.ready = false;
+            let (live, _) = broadcast::channel(s.buffer);
+            // Dropping the old sender ends every client watch; they resume.
+            s.live = live;
+            let _ = ready.send(false);
         }
-        let mut s = state.write().unwrap_or_else(|e| e.into_inner());
-        s.ready = false;
-        let (live, _) = broadcast::channel(s.buffer);
-        // Dropping the old sender ends every client watch; they resume.
-        s.live = live;
-        let _ = ready.send(false);
     }
 }
 
@@ -309,6 +362,28 @@ impl Cacher {
         Some(self.read().objects.get(key).cloned())
     }
 
+    /// Whether the cache, already in use, has caught up with `revision`
+    /// (the store's current one, for a consistent read), asking its watch
+    /// for progress while it waits; false sends the read to storage.
+    pub async fn caught_up(&self, revision: u64) -> bool {
+        let mut reached = self.reached.subscribe();
+        let caught_up = |r: &u64| *r >= revision;
+        if !self.read().ready {
+            return false;
+        }
+        if caught_up(&reached.borrow()) {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            self.progress.request();
+            if let Ok(r) = tokio::time::timeout(PROGRESS_EVERY, reached.wait_for(caught_up)).await {
+                return r.is_ok() && self.read().ready;
+            }
+        }
+        false
+    }
+
     /// `kv` as the cache holds it when it holds that very version (so a
     /// value read from storage reuses what readers derived from it), else
     /// a fresh value. Never starts the cache.
@@ -319,39 +394,75 @@ impl Cacher {
         }
     }
 
-    /// A page of the keys under `prefix` from memory, after `start_after`, at
-    /// most `limit` (0 = all), at the revision the cache has reached.
-    pub fn list(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        limit: usize,
-        freshness: Freshness,
-    ) -> Option<CachedPage> {
-        if freshness != Freshness::Consistent {
+    /// A page of the keys under `prefix` from memory, as `opts` pages it:
+    /// at the revision the cache has reached when `freshness` allows, or at
+    /// `opts.revision` (a snapshot) while the window still holds every
+    /// change since.
+    pub fn list(&self, prefix: &str, opts: ListOptions<'_>, freshness: Freshness) -> Option<CachedPage> {
+        if freshness != Freshness::Consistent || opts.revision.is_some() {
             self.ensure_started();
         }
-        if !(prefix.starts_with(&self.prefix) && self.serves(freshness)) {
+        if !prefix.starts_with(&self.prefix) {
             return None;
         }
         let s = self.read();
-        let start = match start_after {
+        let at = match opts.revision {
+            Some(at) if s.ready && s.complete_after <= at && at <= s.revision => Some(at),
+            Some(_) => return None,
+            None if self.serves_state(&s, freshness) => None,
+            None => return None,
+        };
+        let start = match opts.start_after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Included(prefix),
         };
+        let in_range = |k: &str| k.starts_with(prefix) && opts.start_after.is_none_or(|after| k > after);
+        // The state at a snapshot: what the first later change to a key
+        // replaced is what the key held then (None: it did not exist).
+        let mut then: BTreeMap<&str, Option<&Arc<CachedValue>>> = BTreeMap::new();
+        if let Some(at) = at {
+            let later = s.window.partition_point(|e| e.revision() <= at);
+            for e in s.window.range(later..) {
+                let key = e.value.kv.key.as_str();
+                if in_range(key) {
+                    then.entry(key).or_insert(e.prev.as_ref());
+                }
+            }
+        }
+        let mut now = s
+            .objects
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(k, v)| (k.as_str(), v))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let mut undone = then.into_iter().peekable();
         let mut items = Vec::new();
         let mut remaining = 0;
-        for (k, v) in s.objects.range::<str, _>((start, Bound::Unbounded)) {
-            if !k.starts_with(prefix) {
-                break;
-            }
-            if limit == 0 || items.len() < limit {
-                items.push(v.clone());
+        let mut next_now = now.next();
+        loop {
+            // The current keys merged with those changed since the snapshot,
+            // in key order; a changed key has its value from then.
+            let value = match (next_now, undone.peek()) {
+                (Some((k, _)), Some((u, _))) if *u <= k => {
+                    if *u == k {
+                        next_now = now.next();
+                    }
+                    undone.next().and_then(|(_, then)| then)
+                }
+                (Some((_, v)), _) => {
+                    next_now = now.next();
+                    Some(v)
+                }
+                (None, Some(_)) => undone.next().and_then(|(_, then)| then),
+                (None, None) => break,
+            };
+            let Some(value) = value else { continue };
+            if opts.limit == 0 || items.len() < opts.limit {
+                items.push(value.clone());
             } else {
                 remaining += 1;
             }
         }
-        Some(CachedPage { items, revision: s.revision, remaining })
+        Some(CachedPage { items, revision: at.unwrap_or(s.revision), remaining })
     }
 
     /// Changes under `prefix` after `after` from the cache's window, then
@@ -361,10 +472,9 @@ impl Cacher {
             return None;
         }
         let s = self.read();
-        let oldest = s.window.front().map(|e| e.revision()).unwrap_or(s.revision + 1);
-        // The window answers for every revision from oldest-1 on; anything
-        // older is the backend's to replay (or to call compacted).
-        if after + 1 < oldest && after < s.revision {
+        // Anything older than the window is the backend's to replay (or to
+        // call compacted).
+        if after < s.complete_after {
             return None;
         }
         let backlog: Vec<Arc<CachedEvent>> =
@@ -412,7 +522,7 @@ mod tests {
         // A consistent read is storage's and does not start the cache.
         assert!(c.get("/registry/cm/a/x", Freshness::Consistent).is_none());
         assert!(c.start.lock().unwrap().is_some());
-        assert!(c.list("/registry/cm/", None, 0, Freshness::Any).is_none(), "not filled yet");
+        assert!(c.list("/registry/cm/", ListOptions::default(), Freshness::Any).is_none(), "not filled yet");
         ready(&c).await;
         assert_eq!(c.read().objects.len(), 1);
     }
@@ -425,10 +535,10 @@ mod tests {
         inner.create("/registry/other/y", Bytes::from_static(b"-"), PutOptions::default()).await.unwrap();
         let c = Cacher::new(inner.clone(), "/registry/cm/");
         ready(&c).await;
-        let l = c.list("/registry/cm/", None, 0, Freshness::Any).unwrap();
+        let l = c.list("/registry/cm/", ListOptions::default(), Freshness::Any).unwrap();
         assert_eq!(l.items.len(), 1);
         assert_eq!(l.items[0].kv.mod_revision, r1);
-        assert!(c.list("/registry/other/", None, 0, Freshness::Any).is_none(), "outside its prefix");
+        assert!(c.list("/registry/other/", ListOptions::default(), Freshness::Any).is_none(), "outside its prefix");
 
         let mut w1 = c.watch("/registry/cm/", l.revision).await.unwrap();
         let mut w2 = c.watch("/registry/cm/a/", l.revision).await.unwrap();
@@ -453,7 +563,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the cache never reached revision {r3}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(c.list("/registry/cm/", None, 0, Freshness::NotOlderThan(r3)).unwrap().items.is_empty());
+        assert!(c.list("/registry/cm/", ListOptions::default(), Freshness::NotOlderThan(r3)).unwrap().items.is_empty());
         assert!(matches!(c.get("/registry/cm/a/x", Freshness::Any), Some(None)));
     }
 }

@@ -12,7 +12,9 @@
 //! The log also gives past states: a list at an older revision is the current
 //! state with the later events undone (paginating over one snapshot).
 
+use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,8 +23,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
 use super::{
-    op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, PutOptions, Result, Storage, StorageError,
-    WatchEvent, WatchStream,
+    op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, ProgressRequests, PutOptions, Result, Storage,
+    StorageError, WatchEvent, WatchOptions, WatchStream,
 };
 
 /// key -> (mod_revision, create_revision, expires_at (unix ms, 0 = never), value)
@@ -60,6 +62,10 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct EmbeddedStorage {
     db: Arc<Database>,
     events: broadcast::Sender<Arc<WatchEvent>>,
+    /// The revision of the last event published to `events`; a write is
+    /// acknowledged only after, so this is the store's current revision as
+    /// far as any reader can tell, read without a transaction.
+    published: Arc<AtomicU64>,
     writes: std::sync::mpsc::Sender<WriteOp>,
 }
 
@@ -131,6 +137,7 @@ impl EmbeddedStorage {
             txn.open_table(META).map_err(internal)?;
         }
         txn.commit().map_err(internal)?;
+        let published = Arc::new(AtomicU64::new(meta_value(&db.begin_read().map_err(internal)?, REVISION)?));
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let db = Arc::new(db);
         let (writes, queue) = std::sync::mpsc::channel();
@@ -138,12 +145,13 @@ impl EmbeddedStorage {
             // Weak, so dropping the last handle closes the file at once.
             let db = Arc::downgrade(&db);
             let events = events.clone();
+            let published = published.clone();
             std::thread::Builder::new()
                 .name("embedded-writer".into())
-                .spawn(move || writer(&db, &queue, &events))
+                .spawn(move || writer(&db, &queue, &events, &published))
                 .map_err(internal)?;
         }
-        let storage = EmbeddedStorage { db, events, writes };
+        let storage = EmbeddedStorage { db, events, published, writes };
         {
             let weak = Arc::downgrade(&storage.db);
             let writes = storage.writes.clone();
@@ -235,6 +243,7 @@ fn writer(
     db: &std::sync::Weak<Database>,
     queue: &std::sync::mpsc::Receiver<WriteOp>,
     events: &broadcast::Sender<Arc<WatchEvent>>,
+    published: &AtomicU64,
 ) {
     while let Ok(first) = queue.recv() {
         let Some(db) = db.upgrade() else { return };
@@ -252,7 +261,9 @@ fn writer(
         if committed.is_ok() {
             // Published in revision order, before anyone hears back.
             for e in logged {
+                let rev = e.revision();
                 let _ = events.send(Arc::new(e));
+                published.store(rev, Ordering::Release);
             }
         }
         for done in completions {
@@ -335,7 +346,7 @@ fn commit_batch(
             let (prev_value, prev_rev): (&[u8], u64) =
                 event.prev.as_ref().map(|p| (p.value.as_ref(), p.mod_revision)).unwrap_or((&[], 0));
             let kind = match event.event_type {
-                EventType::Put => 0u8,
+                EventType::Put | EventType::Progress => 0u8,
                 EventType::Delete => 1u8,
             };
             let row =
@@ -541,14 +552,11 @@ impl Storage for EmbeddedStorage {
     }
 
     async fn current_revision(&self) -> Result<u64> {
-        self.blocking(|db| {
-            let txn = db.begin_read().map_err(internal)?;
-            meta_value(&txn, REVISION)
-        })
-        .await
+        Ok(self.published.load(Ordering::Acquire))
     }
 
-    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream> {
+    async fn watch(&self, prefix: &str, opts: WatchOptions) -> Result<WatchStream> {
+        let after = opts.after;
         // Subscribe before reading the log so nothing committed in between is
         // missed; duplicates are dropped by revision below.
         let live = self.events.subscribe();
@@ -560,6 +568,7 @@ impl Storage for EmbeddedStorage {
                 if after < compacted {
                     return Err(StorageError::Compacted(compacted + 1));
                 }
+                let logged = meta_value(&txn, REVISION)?;
                 let log = txn.open_table(EVENTS).map_err(internal)?;
                 let mut out = Vec::new();
                 for entry in log.range(after + 1..).map_err(internal)? {
@@ -584,15 +593,96 @@ impl Storage for EmbeddedStorage {
                     let event_type = if kind == 1 { EventType::Delete } else { EventType::Put };
                     out.push(WatchEvent { event_type, kv, prev });
                 }
-                Ok(out)
+                Ok((out, logged))
             })
             .await?;
         use futures::StreamExt;
+        let (backlog, logged) = backlog;
         let last = backlog.last().map(|e| e.revision()).unwrap_or(after);
         let prefix = prefix.to_string();
+        if let Some(requests) = opts.progress {
+            let watch = ProgressWatch {
+                backlog: backlog.into(),
+                live,
+                prefix,
+                last,
+                seen: logged.max(after),
+                requests,
+                published: self.published.clone(),
+                asked: None,
+                ended: false,
+            };
+            return Ok(futures::stream::unfold(watch, ProgressWatch::next).boxed());
+        }
         let backlog = backlog.into_iter().map(Arc::new).collect();
         let keep = move |e: &Arc<WatchEvent>| e.revision() > last && e.kv.key.starts_with(prefix.as_str());
         Ok(super::replay_then_follow(backlog, live, keep).map(|r| r.map(|e| (*e).clone())).boxed())
+    }
+}
+
+/// A watch that also answers progress requests. Every write of the store
+/// passes through its receiver (those under other prefixes are only
+/// counted), so once it has seen the revision published when asked, every
+/// change up to it has been delivered.
+struct ProgressWatch {
+    backlog: VecDeque<WatchEvent>,
+    live: broadcast::Receiver<Arc<WatchEvent>>,
+    prefix: String,
+    /// The last revision delivered from the log; live events up to it are
+    /// duplicates.
+    last: u64,
+    /// Every change up to this revision has been delivered or skipped.
+    seen: u64,
+    requests: ProgressRequests,
+    published: Arc<AtomicU64>,
+    /// The revision a pending request must be answered at.
+    asked: Option<u64>,
+    ended: bool,
+}
+
+impl ProgressWatch {
+    async fn next(mut self) -> Option<(Result<WatchEvent>, Self)> {
+        use broadcast::error::RecvError;
+        loop {
+            if self.ended {
+                return None;
+            }
+            if let Some(e) = self.backlog.pop_front() {
+                return Some((Ok(e), self));
+            }
+            if let Some(at) = self.asked {
+                if self.seen >= at {
+                    self.asked = None;
+                    return Some((Ok(WatchEvent::progress(self.seen)), self));
+                }
+            }
+            let received = if self.asked.is_some() {
+                // What is owed is already in the buffer: published before
+                // the revision the request read.
+                self.live.recv().await
+            } else {
+                tokio::select! {
+                    _ = self.requests.requested() => {
+                        self.asked = Some(self.published.load(Ordering::Acquire));
+                        continue;
+                    }
+                    r = self.live.recv() => r,
+                }
+            };
+            match received {
+                Ok(e) => {
+                    self.seen = self.seen.max(e.revision());
+                    if e.revision() > self.last && e.kv.key.starts_with(self.prefix.as_str()) {
+                        return Some((Ok((*e).clone()), self));
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    self.ended = true;
+                    return Some((Err(StorageError::Unavailable("watcher fell behind".into())), self));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
     }
 }
 
@@ -640,7 +730,7 @@ mod tests {
     async fn objects_with_a_ttl_expire_as_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let s = EmbeddedStorage::open(&dir.path().join("db")).unwrap();
-        let mut w = s.watch("/ev/", 0).await.unwrap();
+        let mut w = s.watch("/ev/", WatchOptions::after(0)).await.unwrap();
         let r1 = s
             .create(
                 "/ev/a",
@@ -695,7 +785,7 @@ mod tests {
         let r1 = s.create("/registry/a/x", Bytes::from_static(b"1"), PutOptions::default()).await.unwrap();
         s.create("/registry/b/other", Bytes::from_static(b"-"), PutOptions::default()).await.unwrap();
         let r2 = s.update("/registry/a/x", Bytes::from_static(b"2"), r1, PutOptions::default()).await.unwrap();
-        let mut w = s.watch("/registry/a/", r1).await.unwrap();
+        let mut w = s.watch("/registry/a/", WatchOptions::after(r1)).await.unwrap();
         let e = w.next().await.unwrap().unwrap();
         assert_eq!((e.event_type, e.revision(), e.kv.value.as_ref()), (EventType::Put, r2, b"2".as_ref()));
         assert_eq!(e.prev.map(|p| p.value), Some(Bytes::from_static(b"1")));

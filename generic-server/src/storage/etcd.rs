@@ -23,13 +23,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions as EtcdGet, KvClient, LeaseClient,
-    PutOptions as EtcdPut, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
+    PutOptions as EtcdPut, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient, WatchOptions as EtcdWatch,
+    WatchRequestSender, WatchResponseStream,
 };
 use futures::StreamExt;
 
 use super::{
-    op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, PutOptions, Result, Storage, StorageError,
-    WatchEvent, WatchStream,
+    op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, ProgressRequests, PutOptions, Result, Storage,
+    StorageError, WatchEvent, WatchOptions, WatchStream,
 };
 
 /// The leading segment of every key the registry hands us; `--etcd-prefix`
@@ -80,6 +81,24 @@ pub struct EtcdStorage {
     prefix: String,
     timeout: Duration,
     leases: Arc<std::sync::Mutex<LeaseCache>>,
+    revisions: Arc<RevisionReads>,
+}
+
+/// Where a batch's answer goes: None until read, then the revision or
+/// what went wrong.
+type RevisionBatch = tokio::sync::watch::Sender<Option<std::result::Result<u64, String>>>;
+
+/// Concurrent reads of the current revision share one request to etcd: a
+/// caller joins the batch that has not started yet, and a batch starts when
+/// the one before it has answered. Every caller gets a revision read after
+/// it asked, as a consistent read needs, and a thousand concurrent
+/// consistent reads cost a few round trips, not a thousand.
+#[derive(Default)]
+struct RevisionReads {
+    /// The batch not yet started; its first caller leads it.
+    waiting: std::sync::Mutex<Option<RevisionBatch>>,
+    /// Held by the batch being read.
+    running: tokio::sync::Mutex<()>,
 }
 
 fn internal(e: impl std::fmt::Display) -> StorageError {
@@ -227,6 +246,7 @@ impl EtcdStorage {
             prefix: normalize_prefix(prefix),
             timeout,
             leases: Arc::default(),
+            revisions: Arc::default(),
         })
     }
 
@@ -471,7 +491,7 @@ impl EtcdStorage {
     /// revision at creation.
     async fn open_watch(&self, key: Vec<u8>, start: i64) -> Result<(etcd_client::WatchStream, u64)> {
         let end = prefix_end(&key);
-        let options = WatchOptions::new().with_range(end).with_start_revision(start).with_prev_key();
+        let options = EtcdWatch::new().with_range(end).with_start_revision(start).with_prev_key();
         let mut client = self.watch.clone();
         let open = async {
             let mut stream = client.watch(key, Some(options)).await?;
@@ -594,9 +614,19 @@ impl EtcdStorage {
 /// yielding an error).
 struct WatchState {
     storage: EtcdStorage,
-    stream: etcd_client::WatchStream,
+    requests: WatchRequestSender,
+    stream: WatchResponseStream,
+    /// Progress requests to pass on to etcd, when the watcher wants them.
+    progress: Option<ProgressRequests>,
     pending: std::collections::VecDeque<Result<WatchEvent>>,
     done: bool,
+}
+
+impl WatchState {
+    fn new(storage: &EtcdStorage, stream: etcd_client::WatchStream, progress: Option<ProgressRequests>) -> Self {
+        let (requests, stream) = stream.split();
+        WatchState { storage: storage.clone(), requests, stream, progress, pending: Default::default(), done: false }
+    }
 }
 
 async fn next_event(mut st: WatchState) -> Option<(Result<WatchEvent>, WatchState)> {
@@ -611,10 +641,29 @@ async fn next_event(mut st: WatchState) -> Option<(Result<WatchEvent>, WatchStat
         if st.done {
             return None;
         }
-        match st.stream.message().await {
+        let message = match st.progress.clone() {
+            None => st.stream.next().await,
+            Some(progress) => tokio::select! {
+                m = st.stream.next() => m,
+                _ = progress.requested() => {
+                    // etcd answers on this stream, after every event up to
+                    // the revision it reports.
+                    if let Err(e) = st.requests.request_progress().await {
+                        st.pending.push_back(Err(map_err(e)));
+                    }
+                    continue;
+                }
+            },
+        };
+        match message.transpose() {
             Ok(Some(resp)) => {
                 for ev in resp.events() {
                     st.pending.push_back(st.storage.watch_event(ev));
+                }
+                let progress_notify =
+                    resp.events().is_empty() && !resp.created() && !resp.canceled() && resp.compact_revision() == 0;
+                if progress_notify && st.progress.is_some() {
+                    st.pending.push_back(header_revision(resp.header()).map(WatchEvent::progress));
                 }
                 if resp.compact_revision() > 0 {
                     // The watcher fell behind a compaction: etcd cancelled it.
@@ -675,20 +724,52 @@ impl Storage for EtcdStorage {
     }
 
     async fn current_revision(&self) -> Result<u64> {
-        let mut kv = self.kv.clone();
-        let key = format!("{}/", self.prefix);
-        let resp = self.call("get revision", kv.get(key, Some(EtcdGet::new().with_count_only()))).await?;
-        header_revision(resp.header())
+        let (answer, leads) = {
+            let mut waiting = self.revisions.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            match &*waiting {
+                Some(batch) => (batch.subscribe(), false),
+                None => {
+                    let (batch, answer) = tokio::sync::watch::channel(None);
+                    *waiting = Some(batch);
+                    (answer, true)
+                }
+            }
+        };
+        if leads {
+            // A task of its own, so the batch is read even if its leader's
+            // request goes away.
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _running = this.revisions.running.lock().await;
+                // Later callers start the next batch: this read may have
+                // begun before they asked.
+                let batch = this.revisions.waiting.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let mut kv = this.kv.clone();
+                let key = format!("{}/", this.prefix);
+                let read = this.call("get revision", kv.get(key, Some(EtcdGet::new().with_count_only()))).await;
+                let revision = read.and_then(|resp| header_revision(resp.header()));
+                if let Some(batch) = batch {
+                    let _ = batch.send(Some(revision.map_err(|e| e.to_string())));
+                }
+            });
+        }
+        let mut answer = answer;
+        let read = answer.wait_for(Option::is_some).await;
+        match read.as_deref() {
+            Ok(Some(Ok(revision))) => Ok(*revision),
+            Ok(Some(Err(e))) => Err(StorageError::Unavailable(e.clone())),
+            _ => Err(StorageError::Unavailable("reading etcd's revision was abandoned".into())),
+        }
     }
 
-    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream> {
+    async fn watch(&self, prefix: &str, opts: WatchOptions) -> Result<WatchStream> {
+        let after = opts.after;
         let key = self.etcd_key(prefix)?;
         let start = to_i64(after.saturating_add(1));
         if start < 0 {
             return Err(StorageError::Internal(format!("watch revision {after} out of range")));
         }
         let (stream, current) = self.open_watch(key, start).await?;
-        let pending = std::collections::VecDeque::new();
         // etcd reports a compacted start revision asynchronously, after
         // confirming the watch. Replaying from history (start <= current) at a
         // compacted revision is known now by a read at that revision; then the
@@ -698,14 +779,14 @@ impl Storage for EtcdStorage {
             let probe = format!("{}/", self.prefix);
             let read = kv.get(probe, Some(EtcdGet::new().with_count_only().with_revision(start)));
             if let Err(StorageError::Compacted(_)) = self.call("watch", read).await {
-                let st = WatchState { storage: self.clone(), stream, pending, done: false };
+                let st = WatchState::new(self, stream, None);
                 return match tokio::time::timeout(self.timeout, next_event(st)).await {
                     Ok(Some((Err(e), _))) => Err(e),
                     _ => Err(self.compacted().await),
                 };
             }
         }
-        let st = WatchState { storage: self.clone(), stream, pending, done: false };
+        let st = WatchState::new(self, stream, opts.progress);
         Ok(futures::stream::unfold(st, next_event).boxed())
     }
 }

@@ -9,6 +9,7 @@ pub mod cacher;
 pub mod embedded;
 pub mod etcd;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -55,6 +56,11 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 pub enum EventType {
     Put,
     Delete,
+    /// Not a change: the watch has delivered every change under its prefix
+    /// up to this event's revision (etcd's progress notification). Only a
+    /// watch that asked for progress ([`WatchOptions::progress`]) gets one;
+    /// its `kv` carries the revision and nothing else.
+    Progress,
 }
 
 /// One change, as etcd reports it with prev_kv: for a Put `kv` is the new value
@@ -70,6 +76,49 @@ pub struct WatchEvent {
 impl WatchEvent {
     pub fn revision(&self) -> u64 {
         self.kv.mod_revision
+    }
+
+    /// The progress notification for `revision`.
+    pub fn progress(revision: u64) -> Self {
+        let kv = KeyValue { key: String::new(), value: Bytes::new(), mod_revision: revision, create_revision: 0 };
+        WatchEvent { event_type: EventType::Progress, kv, prev: None }
+    }
+}
+
+/// Where a watcher asks its watch for a progress notification: after a
+/// request the watch yields [`EventType::Progress`] at a revision at least
+/// the store's current one when asked, once every change up to it has been
+/// delivered. The watch cache asks when a consistent read waits for it to
+/// catch up with writes elsewhere in the store (upstream's progress
+/// requester).
+#[derive(Debug, Clone, Default)]
+pub struct ProgressRequests(Arc<tokio::sync::Notify>);
+
+impl ProgressRequests {
+    /// Asks for one notification; requests made before it is sent share it.
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Waits for the next request.
+    pub async fn requested(&self) {
+        self.0.notified().await
+    }
+}
+
+/// Where a `watch` starts, and whether it reports progress.
+#[derive(Debug, Clone, Default)]
+pub struct WatchOptions {
+    /// Changes with revisions after this one (a resourceVersion), then live ones.
+    pub after: u64,
+    /// Progress notifications on request; None: changes only.
+    pub progress: Option<ProgressRequests>,
+}
+
+impl WatchOptions {
+    /// Changes after `revision`, without progress notifications.
+    pub fn after(revision: u64) -> Self {
+        WatchOptions { after: revision, progress: None }
     }
 }
 
@@ -178,10 +227,12 @@ pub trait Storage: Send + Sync {
 
     async fn count(&self, prefix: &str) -> Result<u64>;
 
+    /// The store's latest revision: at least that of every write
+    /// acknowledged before the call (what a consistent read must reflect).
     async fn current_revision(&self) -> Result<u64>;
 
-    /// Changes under `prefix` with revisions after `after`, then live ones.
-    async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream>;
+    /// Changes under `prefix` as `opts` says.
+    async fn watch(&self, prefix: &str, opts: WatchOptions) -> Result<WatchStream>;
 }
 
 /// Upstream's operation names for etcd_request_duration_seconds (etcd3

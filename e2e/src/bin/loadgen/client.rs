@@ -1,7 +1,8 @@
 //! The HTTP client loadgen drives servers with: the admin client certificate
-//! from a kubeconfig, TLS by rustls, HTTP/2 by hyper, a few connections with
-//! every request multiplexed on them (client-go keeps one HTTP/2 connection
-//! per host).
+//! from a kubeconfig (or one issued by the server's CA for another user), TLS
+//! by rustls, HTTP/2 by hyper, a few connections with every request
+//! multiplexed on them (client-go keeps one HTTP/2 connection per host), in
+//! JSON or in protobuf as client-go asks for it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -55,6 +56,16 @@ impl Creds {
         })
     }
 
+    /// The same server and CA with a client certificate for `user` in
+    /// `groups`, issued by the CA in `pki_dir` (the server's DATA_DIR/pki):
+    /// how a non-admin identity authenticates without a token file.
+    pub fn as_user(&self, pki_dir: &std::path::Path, user: &str, groups: &[&str]) -> Result<Creds, String> {
+        let ca = generic_server::pki::read_pair(pki_dir, "ca")
+            .ok_or_else(|| format!("no CA certificate and key in {}", pki_dir.display()))?;
+        let pem = generic_server::pki::client_cert(&ca, user, groups)?;
+        Ok(Creds { cert_pem: pem.cert.into_bytes(), key_pem: pem.key.into_bytes(), ..self.clone() })
+    }
+
     fn tls_config(&self) -> Result<rustls::ClientConfig, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
@@ -90,6 +101,24 @@ impl Creds {
         match authority.rsplit_once(':') {
             Some((host, port)) => Ok((host.to_string(), port.parse().map_err(bad_port)?)),
             None => Ok((authority.to_string(), 443)),
+        }
+    }
+}
+
+/// What a request asks for in Accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    /// What client-go sends when configured for protobuf (kubectl 1.33 does
+    /// for its typed clients): protobuf, JSON where a kind has no protobuf form.
+    Protobuf,
+}
+
+impl Format {
+    pub fn accept(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Protobuf => "application/vnd.kubernetes.protobuf, application/json",
         }
     }
 }
@@ -147,9 +176,11 @@ impl Client {
         Ok(Client { base: creds.server.clone(), conns: Arc::new(conns), next: Arc::new(AtomicUsize::new(0)) })
     }
 
-    /// Sends a request and returns the response with its body still streaming.
-    pub async fn send(
+    /// Sends a request asking for `format` and returns the response with its
+    /// body still streaming.
+    pub async fn send_as(
         &self,
+        format: Format,
         method: hyper::Method,
         path: &str,
         body: Option<Bytes>,
@@ -157,7 +188,7 @@ impl Client {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         let mut send = self.conns[i].send.clone();
         let mut req = hyper::Request::builder().method(method).uri(format!("{}{path}", self.base));
-        req = req.header("accept", "application/json");
+        req = req.header("accept", format.accept());
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
@@ -168,7 +199,17 @@ impl Client {
 
     /// Sends a request and reads the whole response.
     pub async fn request(&self, method: hyper::Method, path: &str, body: Option<Bytes>) -> Result<Answer, String> {
-        let resp = self.send(method, path, body).await?;
+        self.request_as(Format::Json, method, path, body).await
+    }
+
+    pub async fn request_as(
+        &self,
+        format: Format,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Answer, String> {
+        let resp = self.send_as(format, method, path, body).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.map_err(|e| format!("reading the response: {e}"))?.to_bytes();
         Ok(Answer { status, body })
@@ -176,9 +217,24 @@ impl Client {
 
     /// `request` that counts anything but 2xx as an error, quoting the body.
     pub async fn ok(&self, method: hyper::Method, path: &str, body: Option<Bytes>) -> Result<Bytes, String> {
+        self.ok_as(Format::Json, method, path, body).await
+    }
+
+    /// `ok` asking for `format`; a protobuf request answered in another form
+    /// is an error, so a fallback to JSON is never measured as protobuf.
+    pub async fn ok_as(
+        &self,
+        format: Format,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, String> {
         let what = format!("{method} {path}");
-        let a = self.request(method, path, body).await?;
+        let a = self.request_as(format, method, path, body).await?;
         if (200..300).contains(&a.status) {
+            if format == Format::Protobuf && !a.body.starts_with(generic_server::protobuf::MAGIC) {
+                return Err(format!("{what}: asked for protobuf, answered in another form"));
+            }
             Ok(a.body)
         } else {
             let text = String::from_utf8_lossy(&a.body);

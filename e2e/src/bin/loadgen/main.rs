@@ -6,8 +6,11 @@
 //! It starts the release server itself on the embedded store and/or on a
 //! private etcd, or targets a running server through `--kubeconfig`.
 
+mod admission;
 mod client;
 mod driver;
+mod figures;
+mod rbac;
 mod report;
 mod server;
 mod targets;
@@ -20,11 +23,11 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
-use client::{Client, Creds};
+use client::{Client, Creds, Format};
 use driver::{drive, pick, Summary};
-use report::{Figure, Machine, Measurement, Report, Skipped};
+use report::{Machine, Measurement, Report, Skipped};
 use server::ServerProc;
-use targets::{configmap, ApiTarget, EtcdTarget, ListMode, StackServer, StoreTarget, Target};
+use targets::{configmap, Answer, ApiTarget, EtcdTarget, ListMode, StackServer, StoreTarget, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendChoice {
@@ -44,7 +47,7 @@ struct Opts {
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
     /// Comma-separated scenarios, or "all": startup, create, get, update,
-    /// list, delete, watch-fanout, memory.
+    /// list, delete, watch-fanout, admission, rbac, memory.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Shrink every scenario so the whole run takes about two minutes.
@@ -77,6 +80,9 @@ struct Opts {
     /// Writes per second during watch-fanout.
     #[arg(long)]
     write_rate: Option<u64>,
+    /// RoleBindings and ClusterRoleBindings in the cluster during rbac.
+    #[arg(long)]
+    bindings: Option<u64>,
     /// Bytes of JSON per object.
     #[arg(long)]
     object_bytes: Option<usize>,
@@ -97,6 +103,7 @@ struct Settings {
     page_size: u64,
     watchers: usize,
     write_rate: u64,
+    bindings: u64,
     object_bytes: usize,
     startup_runs: usize,
     /// Longest a bulk load may take before it stops short.
@@ -114,13 +121,13 @@ impl Settings {
 }
 
 fn settings(o: &Opts) -> Result<Settings, String> {
-    // (duration, concurrency, objects, list objects, watchers, write rate, startup runs, load cap)
-    let (d, c, n, l, w, r, runs, cap) = if o.smoke {
-        (1, 8, 200, 200, 10, 20, 1, 30)
+    // (duration, concurrency, objects, list objects, watchers, write rate, bindings, startup runs, load cap)
+    let (d, c, n, l, w, r, b, runs, cap) = if o.smoke {
+        (1, 8, 200, 200, 10, 20, 40, 1, 30)
     } else if o.quick {
-        (3, 64, 2_000, 1_000, 100, 100, 2, 60)
+        (3, 64, 2_000, 1_000, 100, 100, 1_000, 2, 60)
     } else {
-        (10, 64, 100_000, 10_000, 1_000, 100, 3, 240)
+        (10, 64, 100_000, 10_000, 1_000, 100, 1_000, 3, 240)
     };
     let scenarios: Vec<String> = if o.scenarios == "all" {
         report::SCENARIOS.iter().map(|s| s.to_string()).collect()
@@ -142,6 +149,7 @@ fn settings(o: &Opts) -> Result<Settings, String> {
         page_size: 500,
         watchers: o.watchers.unwrap_or(w),
         write_rate: o.write_rate.unwrap_or(r).max(1),
+        bindings: o.bindings.unwrap_or(b).max(1),
         object_bytes: o.object_bytes.unwrap_or(1024),
         startup_runs: runs,
         load_cap_secs: cap,
@@ -216,6 +224,9 @@ async fn load(run: &Run, target: &Arc<dyn Target>, scope: &str, from: u64, count
 /// ours (or a kubeconfig's): then get and list also run at resourceVersion=0.
 async fn request_scenarios(run: &mut Run, target: Arc<dyn Target>, name: &str, backend: Option<&str>, prefix: &str) {
     let server = backend.is_some();
+    // The same server read as client-go configured for protobuf reads it.
+    let protobuf: Option<Arc<dyn Target>> =
+        target.api().map(|c| Arc::new(ApiTarget { client: c.clone(), format: Format::Protobuf }) as Arc<dyn Target>);
     let dur = run.s.duration();
     let (seed, bytes, conc) = (run.s.seed, run.s.object_bytes, run.s.concurrency);
     let scope = format!("{prefix}-objects");
@@ -249,10 +260,16 @@ async fn request_scenarios(run: &mut Run, target: Arc<dyn Target>, name: &str, b
                 run.get_body = api.ok(hyper::Method::GET, &path, None).await.ok();
             }
         }
-        let variants: &[(bool, &str)] =
-            if server { &[(false, ", consistent"), (true, ", resourceVersion=0")] } else { &[(false, "")] };
-        for (cached, suffix) in variants {
-            let (t, sc, cached) = (target.clone(), scope.clone(), *cached);
+        let mut variants = vec![(target.clone(), false, "")];
+        if server {
+            variants = vec![(target.clone(), false, ", consistent"), (target.clone(), true, ", resourceVersion=0")];
+            if let Some(pb) = &protobuf {
+                variants.push((pb.clone(), false, ", protobuf, consistent"));
+                variants.push((pb.clone(), true, ", protobuf, resourceVersion=0"));
+            }
+        }
+        for (t, cached, suffix) in variants {
+            let sc = scope.clone();
             let sample = drive(conc, dur, None, move |i| {
                 let (t, sc) = (t.clone(), sc.clone());
                 async move { t.get(&sc, pick(seed, i, population), cached).await }
@@ -288,14 +305,19 @@ async fn request_scenarios(run: &mut Run, target: Arc<dyn Target>, name: &str, b
         match stored {
             Err(e) => run.skip("list", format!("{name}: preparing {wanted} objects: {e}")),
             Ok(n) => {
-                let mut variants = vec![(ListMode::Consistent, "".to_string())];
+                let mut variants = vec![(target.clone(), ListMode::Consistent, "".to_string())];
                 if server {
-                    variants[0].1 = ", consistent".into();
-                    variants.push((ListMode::Cached, ", resourceVersion=0".into()));
+                    variants[0].2 = ", consistent".into();
+                    variants.push((target.clone(), ListMode::Cached, ", resourceVersion=0".into()));
                 }
-                variants.push((ListMode::Paged(run.s.page_size), format!(", paginated (limit {})", run.s.page_size)));
-                for (mode, suffix) in variants {
-                    let (t, sc) = (target.clone(), list_scope.clone());
+                let paged = format!(", paginated (limit {})", run.s.page_size);
+                variants.push((target.clone(), ListMode::Paged(run.s.page_size), paged));
+                if let (true, Some(pb)) = (server, &protobuf) {
+                    variants.push((pb.clone(), ListMode::Consistent, ", protobuf, consistent".into()));
+                    variants.push((pb.clone(), ListMode::Cached, ", protobuf, resourceVersion=0".into()));
+                }
+                for (t, mode, suffix) in variants {
+                    let sc = list_scope.clone();
                     // One client: the figure is how long one list of n objects takes.
                     let sample = drive(1, dur, None, move |_| {
                         let (t, sc) = (t.clone(), sc.clone());
@@ -368,7 +390,7 @@ async fn run_all(opts: Opts) -> Result<u64, String> {
             }
         }
         let tag = format!("lg{}", std::process::id());
-        server_scenarios(&mut run, &creds, "external", &tag).await?;
+        server_scenarios(&mut run, &creds, None, "external", &tag).await?;
     } else {
         let binary = opts.server_binary.clone().unwrap_or_else(|| root.join("target/release/kube-apiserver"));
         if !binary.exists() {
@@ -395,7 +417,7 @@ async fn run_all(opts: Opts) -> Result<u64, String> {
     settings_json["smoke"] = json!(opts.smoke);
     settings_json["target"] = json!(if opts.kubeconfig.is_some() { "kubeconfig" } else { "started by loadgen" });
     settings_json["wall_seconds"] = json!(driver::round3(started.elapsed().as_secs_f64()));
-    let figures = figures(&run);
+    let figures = figures::figures(&run.measurements);
     let report = Report {
         machine: Machine::detect(&root),
         settings: settings_json,
@@ -440,10 +462,13 @@ async fn backend_run(run: &mut Run, binary: &Path, backend: &str, work: &Path) -
         run.push_extra("startup", "empty store", Some(backend), extra);
     }
 
-    let wants_requests = ["create", "get", "update", "list", "delete", "watch-fanout"].iter().any(|s| run.s.wants(s));
+    let wants_requests = ["create", "get", "update", "list", "delete", "watch-fanout", "admission", "rbac"]
+        .iter()
+        .any(|s| run.s.wants(s));
     if wants_requests {
         let (mut p, _) = start("main").await?;
-        let result = server_scenarios(run, &p.creds, backend, "lg").await;
+        let pki = p.data_dir.join("pki");
+        let result = server_scenarios(run, &p.creds, Some(&pki), backend, "lg").await;
         p.stop();
         result?;
     }
@@ -452,7 +477,7 @@ async fn backend_run(run: &mut Run, binary: &Path, backend: &str, work: &Path) -
         let (mut p, _) = start("loaded").await?;
         let rss_empty = p.rss_bytes().unwrap_or(0);
         let client = Client::connect(&p.creds, 1).await?;
-        let target: Arc<dyn Target> = Arc::new(ApiTarget { client });
+        let target: Arc<dyn Target> = Arc::new(ApiTarget::json(client));
         target.prepare("lg-loaded").await?;
         let n = run.s.objects;
         let loaded = load(run, &target, "lg-loaded", 0, n).await;
@@ -502,37 +527,76 @@ async fn backend_run(run: &mut Run, binary: &Path, backend: &str, work: &Path) -
     Ok(())
 }
 
-/// The request scenarios and watch-fanout against a running server.
-async fn server_scenarios(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) -> Result<(), String> {
+fn format_suffix(format: Format) -> &'static str {
+    match format {
+        Format::Json => "",
+        Format::Protobuf => "-protobuf",
+    }
+}
+
+fn watch_config(s: &Settings, namespace: &str, format: Format) -> watch::Config {
+    watch::Config {
+        namespace: namespace.to_string(),
+        watchers: s.watchers,
+        writes_per_sec: s.write_rate,
+        duration: s.duration(),
+        object_bytes: s.object_bytes,
+        format,
+    }
+}
+
+fn watch_variant(cfg: &watch::Config) -> String {
+    let format = if cfg.format == Format::Protobuf { ", protobuf" } else { "" };
+    format!("{} watchers, {} writes/s{format}", cfg.watchers, cfg.writes_per_sec)
+}
+
+fn json_of(o: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(o).unwrap_or_default()
+}
+
+/// The request scenarios, watch-fanout, admission and rbac against a running
+/// server; `pki` is its DATA_DIR/pki when loadgen started it (rbac issues a
+/// non-admin client certificate with its CA).
+async fn server_scenarios(
+    run: &mut Run,
+    creds: &Creds,
+    pki: Option<&Path>,
+    backend: &str,
+    prefix: &str,
+) -> Result<(), String> {
     let client = Client::connect(creds, 1).await?;
-    let target: Arc<dyn Target> = Arc::new(ApiTarget { client });
+    let target: Arc<dyn Target> = Arc::new(ApiTarget::json(client));
     request_scenarios(run, target, "server", Some(backend), prefix).await;
     if run.s.wants("watch-fanout") {
-        let cfg = watch::Config {
-            namespace: format!("{prefix}-watch"),
-            watchers: run.s.watchers,
-            writes_per_sec: run.s.write_rate,
-            duration: run.s.duration(),
-            object_bytes: run.s.object_bytes,
-        };
-        match watch::run(creds, &cfg).await {
-            Ok(o) => {
-                let extra = serde_json::to_value(&o).unwrap_or_default();
-                run.push_extra(
-                    "watch-fanout",
-                    &format!("{} watchers, {} writes/s", cfg.watchers, cfg.writes_per_sec),
-                    Some(backend),
-                    extra,
-                );
+        for format in [Format::Json, Format::Protobuf] {
+            let cfg = watch_config(&run.s, &format!("{prefix}-watch{}", format_suffix(format)), format);
+            match watch::run(creds, &cfg).await {
+                Ok(o) => run.push_extra("watch-fanout", &watch_variant(&cfg), Some(backend), json_of(&o)),
+                Err(e) => run.skip("watch-fanout", format!("{backend}: {e}")),
             }
-            Err(e) => run.skip("watch-fanout", format!("{backend}: {e}")),
         }
+    }
+    if run.s.wants("admission") {
+        admission::run(run, creds, backend, prefix).await;
+    }
+    if run.s.wants("rbac") {
+        rbac::run(run, creds, pki, backend, prefix).await;
     }
     if backend == "external" {
         // Not our server: leave it as it was (the namespaces' deletion
         // removes everything loadgen stored).
         let client = Client::connect(creds, 1).await?;
-        for ns in ["objects", "list", "watch"] {
+        for ns in [
+            "objects",
+            "list",
+            "watch",
+            "watch-protobuf",
+            "rbac",
+            "admission-none",
+            "admission-nomatch",
+            "admission-match",
+            "admission-probe",
+        ] {
             let _ = client.request(hyper::Method::DELETE, &format!("/api/v1/namespaces/{prefix}-{ns}"), None).await;
         }
     }
@@ -554,13 +618,16 @@ async fn baselines(run: &mut Run, backends: &[&str], work: &Path) {
             Err(e) => run.skip("create", format!("raw etcd baseline: {e}")),
         }
     }
+    if run.s.wants("watch-fanout") {
+        watch_baseline(run).await;
+    }
     if run.s.wants("get") {
         let body = run.get_body.clone().unwrap_or_else(|| configmap("base", 0, run.s.object_bytes, &[]));
         let bytes = body.len();
-        match StackServer::start(body) {
+        match StackServer::start(Answer::Fixed(body)) {
             Ok(stack) => match Client::connect(&stack.creds, 1).await {
                 Ok(client) => {
-                    let t: Arc<dyn Target> = Arc::new(ApiTarget { client });
+                    let t: Arc<dyn Target> = Arc::new(ApiTarget::json(client));
                     let sample = drive(run.s.concurrency, run.s.duration(), None, move |i| {
                         let t = t.clone();
                         async move { t.get("base", i, false).await }
@@ -575,174 +642,12 @@ async fn baselines(run: &mut Run, backends: &[&str], work: &Path) {
     }
 }
 
-/// How far a figure is from its target.
-fn judge(value: f64, target: f64, at_least: bool, unit: &str) -> (bool, String) {
-    let met = if at_least { value >= target } else { value < target };
-    if met {
-        let shown = if at_least { format!("{value:.2}{unit}") } else { format!("{value:.1}{unit}") };
-        return (true, format!("met: {shown}"));
+/// The watch-fanout baseline: the bare HTTP stack streaming the same event
+/// bytes to as many watchers at the same rate.
+async fn watch_baseline(run: &mut Run) {
+    let cfg = watch_config(&run.s, "base-watch", Format::Json);
+    match watch::baseline(&cfg).await {
+        Ok(o) => run.push_extra("watch-fanout", &format!("HTTP stack, {}", watch_variant(&cfg)), None, json_of(&o)),
+        Err(e) => run.skip("watch-fanout", format!("HTTP stack baseline: {e}")),
     }
-    let how = if at_least {
-        format!("missed: {value:.2}{unit}, short by {:.0}%", (1.0 - value / target) * 100.0)
-    } else {
-        format!("missed: {value:.1}{unit}, {:.0}% over", (value / target - 1.0) * 100.0)
-    };
-    (false, how)
-}
-
-fn figures(run: &Run) -> Vec<Figure> {
-    let ms = &run.measurements;
-    let find = |scenario: &str, variant_prefix: &str, backend: Option<&str>| {
-        ms.iter().find(|m| {
-            m.scenario == scenario && m.variant.starts_with(variant_prefix) && m.backend.as_deref() == backend
-        })
-    };
-    let raw_for = |backend: Option<&str>| match backend {
-        Some("embedded") => Some("embedded store alone"),
-        Some("etcd") => Some("raw etcd"),
-        _ => None,
-    };
-    let mut out = Vec::new();
-    for m in ms {
-        let sc = m.scenario.as_str();
-        let b = m.backend.as_deref();
-        let mut f = Figure {
-            scenario: m.scenario.clone(),
-            figure: m.label(),
-            value: String::new(),
-            baseline: String::new(),
-            ratio: None,
-            target: String::new(),
-            result: String::new(),
-            met: None,
-        };
-        if let Some(s) = &m.summary {
-            let l = s.latency_ms;
-            f.value = format!(
-                "{:.0} ops/s; p50 {:.2} / p90 {:.2} / p99 {:.2} / max {:.2} ms; {} ops, {} errors",
-                s.throughput, l.p50, l.p90, l.p99, l.max, s.ops, s.errors
-            );
-            // The baseline this variant is set against: the raw store of its
-            // backend, and for a cached get the bare HTTP stack.
-            let base = match (sc, b) {
-                ("get", Some(_)) if m.variant.contains("resourceVersion=0") => find("get", "HTTP stack", None),
-                ("list", Some(_)) if m.variant.contains("paginated") => raw_for(b).and_then(|r| {
-                    ms.iter().find(|x| {
-                        x.scenario == "list" && x.backend.is_none() && x.variant.starts_with(&format!("{r}, paginated"))
-                    })
-                }),
-                ("list", Some(_)) => raw_for(b).and_then(|r| {
-                    ms.iter().find(|x| {
-                        x.scenario == "list" && x.backend.is_none() && x.variant.starts_with(&format!("{r} ("))
-                    })
-                }),
-                (_, Some(_)) => raw_for(b).and_then(|r| find(sc, r, None)),
-                _ => None,
-            };
-            if let Some(bm) = base {
-                if let Some(bs) = &bm.summary {
-                    f.baseline = format!("{}: {:.0} ops/s, p50 {:.2} ms", bm.variant, bs.throughput, bs.latency_ms.p50);
-                    if bs.throughput > 0.0 {
-                        f.ratio = Some(driver::round3(s.throughput / bs.throughput));
-                    }
-                }
-            }
-            let target = match (sc, b) {
-                ("create", Some("embedded" | "etcd")) => Some((0.5, true, "throughput ≥ 0.50 × raw store".to_string())),
-                ("get", Some(_)) if m.variant.contains("resourceVersion=0") => {
-                    Some((0.6, true, "throughput ≥ 0.60 × HTTP stack".to_string()))
-                }
-                ("list", Some(_)) if m.variant.contains("resourceVersion=0") => {
-                    Some((50.0, false, "p50 < 50 ms (10k objects)".to_string()))
-                }
-                _ => None,
-            };
-            if let Some((t, at_least, text)) = target {
-                f.target = text;
-                let value = if at_least { f.ratio } else { Some(l.p50) };
-                if let Some(v) = value {
-                    let (met, how) = judge(v, t, at_least, if at_least { "" } else { " ms" });
-                    f.met = Some(met);
-                    f.result = how;
-                } else {
-                    f.result = "no baseline measured".into();
-                }
-            }
-        } else {
-            let x = &m.extra;
-            match sc {
-                "startup" => {
-                    let ms_ = x["readyz_ms"].as_f64().unwrap_or(0.0);
-                    let objects = x["objects"].as_u64().unwrap_or(0);
-                    f.value = format!("{ms_:.1} ms to /readyz 200");
-                    let (t, text) = if objects == 0 {
-                        (100.0, "< 100 ms (empty embedded store)")
-                    } else {
-                        (1000.0, "< 1 s (100k objects)")
-                    };
-                    if objects > 0 || b == Some("embedded") {
-                        let (met, how) = judge(ms_, t, false, " ms");
-                        f.target = text.into();
-                        f.met = Some(met);
-                        f.result = how;
-                    }
-                }
-                "memory" => {
-                    let ratio = x["ratio"].as_f64().unwrap_or(0.0);
-                    let mib = |k: &str| x[k].as_f64().unwrap_or(0.0) / (1u64 << 20) as f64;
-                    f.value = format!(
-                        "RSS {:.1} MiB (empty server {:.1} MiB, so {:.2}× the JSON over an empty server; after restart {:.1} MiB)",
-                        mib("rss_bytes"),
-                        mib("rss_empty_bytes"),
-                        x["growth_ratio"].as_f64().unwrap_or(0.0),
-                        mib("rss_after_restart_bytes")
-                    );
-                    f.baseline = format!("{:.1} MiB of JSON stored", mib("json_bytes"));
-                    f.ratio = Some(ratio);
-                    f.target = "RSS < 2 × JSON (100k objects of 1 KiB)".into();
-                    let (met, how) = judge(ratio, 2.0, false, "×");
-                    f.met = Some(met);
-                    f.result = how;
-                }
-                "watch-fanout" => {
-                    let d = &x["delivery_ms"];
-                    let p99 = d["p99"].as_f64().unwrap_or(0.0);
-                    let n = |k: &str| x[k].as_u64().unwrap_or(0);
-                    let bad = n("lost") + n("reordered") + n("duplicates");
-                    f.value = format!(
-                        "delivery p50 {:.2} / p90 {:.2} / p99 {:.2} / max {:.2} ms; {} events/s delivered; {} writes \
-                         (p50 {:.1} ms, {} errors); lost {}, reordered {}, duplicated {}, undelivered at the end {}, \
-                         broken watches {}",
-                        d["p50"].as_f64().unwrap_or(0.0),
-                        d["p90"].as_f64().unwrap_or(0.0),
-                        p99,
-                        d["max"].as_f64().unwrap_or(0.0),
-                        x["events_per_sec"].as_f64().unwrap_or(0.0).round(),
-                        n("writes"),
-                        x["write"]["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
-                        n("write_errors"),
-                        n("lost"),
-                        n("reordered"),
-                        n("duplicates"),
-                        n("undelivered"),
-                        n("broken_watches"),
-                    );
-                    f.target = "p99 < 100 ms, nothing lost (1000 watchers, 100 writes/s)".into();
-                    let (met, how) = judge(p99, 100.0, false, " ms");
-                    let late = n("undelivered");
-                    f.met = Some(met && bad == 0 && late == 0);
-                    f.result = if bad > 0 {
-                        format!("MISSED: {bad} events lost, reordered or duplicated; {how}")
-                    } else if late > 0 {
-                        format!("missed: {late} events still undelivered 10 s after the last write (none lost in between); {how}")
-                    } else {
-                        how
-                    };
-                }
-                _ => continue,
-            }
-        }
-        out.push(f);
-    }
-    out
 }

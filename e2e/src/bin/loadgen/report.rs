@@ -39,6 +39,9 @@ impl Measurement {
 pub struct Figure {
     pub scenario: String,
     pub figure: String,
+    /// The server's storage backend; None for a baseline.
+    #[serde(default)]
+    pub backend: Option<String>,
     pub value: String,
     pub baseline: String,
     pub ratio: Option<f64>,
@@ -119,7 +122,8 @@ impl Machine {
 }
 
 /// The order scenarios appear in.
-pub const SCENARIOS: &[&str] = &["startup", "create", "get", "update", "list", "delete", "watch-fanout", "memory"];
+pub const SCENARIOS: &[&str] =
+    &["startup", "create", "get", "update", "list", "delete", "watch-fanout", "admission", "rbac", "memory"];
 
 pub fn write_all(report: &Report, out: &Path) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
@@ -171,17 +175,7 @@ pub fn markdown(r: &Report) -> String {
     if r.watch_violations > 0 {
         let _ = writeln!(md, "**WATCH EVENTS LOST, REORDERED OR DUPLICATED: {}**\n", r.watch_violations);
     }
-    let targeted: Vec<&Figure> = r.figures.iter().filter(|f| f.met.is_some()).collect();
-    if !targeted.is_empty() {
-        let _ = writeln!(md, "## Targets\n");
-        let _ = writeln!(md, "| scenario | figure | target | result |");
-        let _ = writeln!(md, "| --- | --- | --- | --- |");
-        for f in targeted {
-            let _ =
-                writeln!(md, "| {} | {} | {} | {} |", f.scenario, cell(&f.figure), cell(&f.target), cell(&f.result));
-        }
-        let _ = writeln!(md);
-    }
+    targets_table(&mut md, r);
     for s in SCENARIOS {
         let rows: Vec<&Figure> = r.figures.iter().filter(|f| f.scenario == *s).collect();
         let skipped: Vec<&Skipped> = r.skipped.iter().filter(|k| k.scenario == *s).collect();
@@ -227,6 +221,49 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(md, "![{s}]({s}.svg)\n");
     }
     md
+}
+
+/// Every target in one table: a row per target, a column per backend, each
+/// cell met or missed (with the figure) or "not measured".
+fn targets_table(md: &mut String, r: &Report) {
+    let targeted: Vec<&Figure> = r.figures.iter().filter(|f| f.met.is_some()).collect();
+    if targeted.is_empty() {
+        return;
+    }
+    let mut backends: Vec<&str> = Vec::new();
+    let mut targets: Vec<(&str, &str)> = Vec::new();
+    for f in &targeted {
+        let b = f.backend.as_deref().unwrap_or("baseline");
+        if !backends.contains(&b) {
+            backends.push(b);
+        }
+        if !targets.iter().any(|(s, t)| *s == f.scenario && *t == f.target) {
+            targets.push((&f.scenario, &f.target));
+        }
+    }
+    let _ = writeln!(md, "## Targets\n");
+    let _ = writeln!(md, "| scenario | target | {} |", backends.join(" | "));
+    let _ = writeln!(md, "| --- | --- |{}", " --- |".repeat(backends.len()));
+    for (scenario, target) in targets {
+        let cells: Vec<String> = backends
+            .iter()
+            .map(|b| {
+                let results: Vec<String> = targeted
+                    .iter()
+                    .filter(|f| f.scenario == scenario && f.target == target)
+                    .filter(|f| f.backend.as_deref().unwrap_or("baseline") == *b)
+                    .map(|f| cell(&f.result))
+                    .collect();
+                if results.is_empty() {
+                    "not measured".to_string()
+                } else {
+                    results.join("; ")
+                }
+            })
+            .collect();
+        let _ = writeln!(md, "| {scenario} | {} | {} |", cell(target), cells.join(" | "));
+    }
+    let _ = writeln!(md);
 }
 
 /// One variant's bars: its label and named values.

@@ -16,6 +16,7 @@ const START_LIMIT: Duration = Duration::from_secs(120);
 pub struct ServerProc {
     child: Option<Child>,
     pub pid: u32,
+    pub data_dir: PathBuf,
     pub creds: Creds,
     pub kubeconfig: PathBuf,
     pub log: PathBuf,
@@ -66,6 +67,7 @@ impl ServerProc {
         let mut proc = ServerProc {
             child: Some(child),
             pid,
+            data_dir: data_dir.to_path_buf(),
             creds: Creds { server: String::new(), ca_pem: vec![], cert_pem: vec![], key_pem: vec![] },
             kubeconfig: PathBuf::new(),
             log: log.to_path_buf(),

@@ -2,7 +2,8 @@
 //! baselines that give every figure a ratio — etcd driven directly with
 //! etcd-client (transactions shaped like the server's), the embedded store
 //! alone through the `Storage` trait, and a minimal hyper+rustls server that
-//! answers a fixed JSON body (the ceiling of the HTTP stack on this machine).
+//! answers a fixed JSON body or streams the bytes it is handed to every
+//! watcher (the ceiling of the HTTP stack on this machine).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, KvClient, Txn, 
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::{self, Storage};
 
-use crate::client::Client;
+use crate::client::{Client, Format};
 
 /// How often a raw-store update retries its read + compare-and-swap when
 /// another writer changed the object in between (as the server's does).
@@ -77,8 +78,16 @@ pub trait Target: Send + Sync {
 }
 
 /// Our server (or any server given by kubeconfig), or the fixed-JSON server.
+/// Reads ask for `format`; writes send JSON.
 pub struct ApiTarget {
     pub client: Client,
+    pub format: Format,
+}
+
+impl ApiTarget {
+    pub fn json(client: Client) -> ApiTarget {
+        ApiTarget { client, format: Format::Json }
+    }
 }
 
 fn cm_path(ns: &str) -> String {
@@ -127,7 +136,7 @@ impl Target for ApiTarget {
     async fn get(&self, ns: &str, i: u64, cached: bool) -> Result<u64, String> {
         let rv = if cached { "?resourceVersion=0" } else { "" };
         let path = format!("{}/{}{rv}", cm_path(ns), object_name(i));
-        Ok(self.client.ok(hyper::Method::GET, &path, None).await?.len() as u64)
+        Ok(self.client.ok_as(self.format, hyper::Method::GET, &path, None).await?.len() as u64)
     }
 
     async fn update(&self, ns: &str, i: u64, body: Bytes) -> Result<u64, String> {
@@ -138,6 +147,9 @@ impl Target for ApiTarget {
     }
 
     async fn list(&self, ns: &str, mode: ListMode, count: bool) -> Result<(u64, u64), String> {
+        if self.format != Format::Json && (count || matches!(mode, ListMode::Paged(_))) {
+            return Err("counting items and following continue tokens read JSON lists only".into());
+        }
         let base = cm_path(ns);
         let (mut items, mut bytes) = (0, 0);
         let mut token: Option<String> = None;
@@ -148,7 +160,7 @@ impl Target for ApiTarget {
                 (ListMode::Paged(n), None) => format!("{base}?limit={n}"),
                 (ListMode::Paged(n), Some(t)) => format!("{base}?limit={n}&continue={t}"),
             };
-            let body = self.client.ok(hyper::Method::GET, &path, None).await?;
+            let body = self.client.ok_as(self.format, hyper::Method::GET, &path, None).await?;
             bytes += body.len() as u64;
             if count {
                 items += count_items(&body)?;
@@ -371,10 +383,60 @@ impl Target for StoreTarget {
     }
 }
 
+/// What the bare HTTP stack answers every request with.
+#[derive(Clone)]
+pub enum Answer {
+    /// One fixed JSON body.
+    Fixed(Bytes),
+    /// A response that streams, to each request, every chunk sent on this
+    /// channel after the request arrived: a watch with nothing behind it.
+    Stream(tokio::sync::broadcast::Sender<Bytes>),
+}
+
+/// A response body fed by a channel, as a watch response is.
+struct Streamed(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+type StackBody = http_body_util::Either<http_body_util::Full<Bytes>, Streamed>;
+
+fn stack_response(answer: &Answer) -> hyper::Response<StackBody> {
+    let body = match answer {
+        Answer::Fixed(b) => http_body_util::Either::Left(http_body_util::Full::new(b.clone())),
+        Answer::Stream(events) => {
+            // A watcher too slow for the broadcast buffer loses its stream,
+            // which the watcher reports as a broken watch.
+            let mut rx = events.subscribe();
+            let (tx, body) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(async move {
+                while let Ok(chunk) = rx.recv().await {
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            http_body_util::Either::Right(Streamed(body))
+        }
+    };
+    let mut resp = hyper::Response::new(body);
+    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    resp
+}
+
 /// The HTTP-stack ceiling: hyper and rustls as the server configures them
 /// (HTTP/2 by ALPN, client certificates verified), answering every request
-/// with one fixed JSON body. Serves on its own runtime so it does not share
-/// worker threads with the load it answers.
+/// with an [`Answer`]. Serves on its own runtime so it does not share worker
+/// threads with the load it answers.
 pub struct StackServer {
     pub creds: crate::client::Creds,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -382,7 +444,7 @@ pub struct StackServer {
 }
 
 impl StackServer {
-    pub fn start(body: Bytes) -> Result<StackServer, String> {
+    pub fn start(answer: Answer) -> Result<StackServer, String> {
         let pki = test_pki()?;
         let tls = generic_server::serve::tls_config(
             pki.server_cert.as_bytes(),
@@ -405,19 +467,12 @@ impl StackServer {
                             let Ok((tcp, _)) = listener.accept().await else { continue };
                             let _ = tcp.set_nodelay(true);
                             let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
-                            let body = body.clone();
+                            let answer = answer.clone();
                             tokio::spawn(async move {
                                 let Ok(stream) = acceptor.accept(tcp).await else { return };
                                 let service = hyper::service::service_fn(move |_req| {
-                                    let body = body.clone();
-                                    async move {
-                                        let mut resp = hyper::Response::new(http_body_util::Full::new(body));
-                                        resp.headers_mut().insert(
-                                            hyper::header::CONTENT_TYPE,
-                                            hyper::header::HeaderValue::from_static("application/json"),
-                                        );
-                                        Ok::<_, std::convert::Infallible>(resp)
-                                    }
+                                    let resp = stack_response(&answer);
+                                    async move { Ok::<_, std::convert::Infallible>(resp) }
                                 });
                                 let builder =
                                     hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());

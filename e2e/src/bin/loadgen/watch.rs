@@ -2,8 +2,13 @@
 //! create and update objects at a fixed rate, each write carrying its send
 //! time. Every watcher checks what it got against what the writers had
 //! acknowledged: each write seen exactly once, in resourceVersion order.
+//! Watchers read JSON or protobuf streams. The baseline runs the same
+//! watchers against the bare HTTP stack, which streams the same event bytes
+//! at the same rate with nothing behind them.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,9 +17,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde::Serialize;
 
-use crate::client::{Client, Creds};
+use crate::client::{Client, Creds, Format};
 use crate::driver::{Percentiles, Sample, Summary};
-use crate::targets::{configmap, object_name, ApiTarget, Target};
+use crate::targets::{configmap, object_name, Answer, ApiTarget, StackServer, Target};
 
 /// Watches per HTTP/2 connection, under the server's concurrent-stream limit.
 const WATCHES_PER_CONNECTION: usize = 100;
@@ -29,7 +34,16 @@ pub struct Config {
     pub writes_per_sec: u64,
     pub duration: Duration,
     pub object_bytes: usize,
+    /// What the watchers ask for (writes are always JSON).
+    pub format: Format,
 }
+
+/// One write of the scenario: write number `i`, carrying its send time;
+/// answers the resourceVersion it was acknowledged at.
+type WriteFn = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send>> + Send + Sync>;
+
+/// Events the baseline's broadcast holds for a watcher that fell behind.
+const BASELINE_BUFFER: usize = 1 << 14;
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Outcome {
@@ -90,6 +104,115 @@ struct EventData {
     sent: Option<String>,
 }
 
+/// The resourceVersion of a watch event and the send time it carries.
+type Seen1 = (u64, Option<u64>);
+
+fn json_event(line: &[u8]) -> Result<Seen1, String> {
+    let ev: Event = serde_json::from_slice(line).map_err(|e| format!("undecodable watch event: {e}"))?;
+    let rv = &ev.object.metadata.resource_version;
+    let rv = rv.parse::<u64>().map_err(|_| format!("event with resourceVersion {rv:?}"))?;
+    Ok((rv, ev.object.data.and_then(|d| d.sent).and_then(|s| s.parse::<u64>().ok())))
+}
+
+/// A protobuf watch event (`WatchEvent {1: type, 2: RawExtension {1: raw}}`,
+/// raw being `k8s\0` + `Unknown {2: ConfigMap}`), read only as far as
+/// `metadata.resourceVersion` (ObjectMeta field 6) and `data["sent"]`
+/// (ConfigMap field 2, map entries {1: key, 2: value}).
+fn proto_event(frame: &[u8]) -> Result<Seen1, String> {
+    let bad = |what: &str| format!("protobuf watch event without {what}");
+    let raw_ext = proto::field(frame, 2)?.ok_or_else(|| bad("object"))?;
+    let raw = proto::field(raw_ext, 1)?.ok_or_else(|| bad("raw object"))?;
+    let unknown = raw.strip_prefix(generic_server::protobuf::MAGIC).ok_or_else(|| bad("the k8s magic"))?;
+    let object = proto::field(unknown, 2)?.ok_or_else(|| bad("raw bytes"))?;
+    let meta = proto::field(object, 1)?.ok_or_else(|| bad("metadata"))?;
+    let rv = proto::field(meta, 6)?.ok_or_else(|| bad("resourceVersion"))?;
+    let rv = std::str::from_utf8(rv)
+        .ok()
+        .and_then(|r| r.parse::<u64>().ok())
+        .ok_or_else(|| bad("a numeric resourceVersion"))?;
+    let mut sent = None;
+    proto::each(object, |tag, entry| {
+        if tag == 2 && proto::field(entry, 1)? == Some(b"sent".as_slice()) {
+            sent = proto::field(entry, 2)?.and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+        }
+        Ok(())
+    })?;
+    Ok((rv, sent))
+}
+
+/// The next whole event at the front of `buf`, taken out of it: a line of
+/// JSON, or a protobuf frame (4-byte big-endian length, then the event).
+fn next_event(format: Format, buf: &mut Vec<u8>) -> Option<Result<Seen1, String>> {
+    match format {
+        Format::Json => loop {
+            let nl = buf.iter().position(|b| *b == b'\n')?;
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            if !line.iter().all(|b| b.is_ascii_whitespace()) {
+                return Some(json_event(&line));
+            }
+        },
+        Format::Protobuf => {
+            let len = u32::from_be_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+            if buf.len() < 4 + len {
+                return None;
+            }
+            let frame: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+            Some(proto_event(&frame))
+        }
+    }
+}
+
+/// Just enough of the protobuf wire format to find fields in a message.
+mod proto {
+    fn varint(b: &[u8], at: &mut usize) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *b.get(*at).ok_or("truncated varint")?;
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long".into())
+    }
+
+    /// Calls `f` with each length-delimited field's tag and bytes; skips the rest.
+    pub fn each<'a>(b: &'a [u8], mut f: impl FnMut(u32, &'a [u8]) -> Result<(), String>) -> Result<(), String> {
+        let mut at = 0;
+        while at < b.len() {
+            let key = varint(b, &mut at)?;
+            match key & 7 {
+                0 => {
+                    varint(b, &mut at)?;
+                }
+                1 => at += 8,
+                5 => at += 4,
+                2 => {
+                    let len = varint(b, &mut at)? as usize;
+                    let v = b.get(at..at + len).ok_or("truncated field")?;
+                    at += len;
+                    f((key >> 3) as u32, v)?;
+                }
+                w => return Err(format!("unexpected wire type {w}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of the first length-delimited field `tag`.
+    pub fn field(b: &[u8], tag: u32) -> Result<Option<&[u8]>, String> {
+        let mut found = None;
+        each(b, |t, v| {
+            if t == tag && found.is_none() {
+                found = Some(v);
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+}
+
 /// What one watcher saw.
 #[derive(Default)]
 struct Seen {
@@ -109,6 +232,7 @@ struct Progress {
 
 async fn watch_one(
     client: Client,
+    format: Format,
     path: String,
     stop: tokio::sync::watch::Receiver<bool>,
     progress: Arc<Progress>,
@@ -116,7 +240,7 @@ async fn watch_one(
 ) -> Seen {
     let mut seen = Seen::default();
     let mut stop = stop;
-    let resp = match client.send(hyper::Method::GET, &path, None).await {
+    let resp = match client.send_as(format, hyper::Method::GET, &path, None).await {
         Ok(r) => r,
         Err(e) => {
             seen.error = Some(e);
@@ -125,6 +249,11 @@ async fn watch_one(
     };
     if resp.status() != 200 {
         seen.error = Some(format!("watch answered HTTP {}", resp.status()));
+        return seen;
+    }
+    let content_type = resp.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if format == Format::Protobuf && !content_type.starts_with(generic_server::protobuf::CONTENT_TYPE) {
+        seen.error = Some(format!("asked for a protobuf watch, got {content_type:?}"));
         return seen;
     }
     let mut body = resp.into_body();
@@ -152,21 +281,13 @@ async fn watch_one(
         };
         let received = now_ns();
         buf.extend_from_slice(&data);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            if line.iter().all(|b| b.is_ascii_whitespace()) {
-                continue;
-            }
-            let ev: Event = match serde_json::from_slice(&line) {
+        while let Some(event) = next_event(format, &mut buf) {
+            let (rv, sent) = match event {
                 Ok(e) => e,
                 Err(e) => {
-                    seen.error = Some(format!("undecodable watch event: {e}"));
+                    seen.error = Some(e);
                     return seen;
                 }
-            };
-            let Ok(rv) = ev.object.metadata.resource_version.parse::<u64>() else {
-                seen.error = Some(format!("event with resourceVersion {:?}", ev.object.metadata.resource_version));
-                return seen;
             };
             if !set.insert(rv) {
                 seen.duplicates += 1;
@@ -179,7 +300,7 @@ async fn watch_one(
             seen.revisions.push(rv);
             progress.counts[me].fetch_add(1, Ordering::Relaxed);
             progress.last_receipt.fetch_max(received, Ordering::Relaxed);
-            if let Some(sent) = ev.object.data.and_then(|d| d.sent).and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(sent) = sent {
                 seen.latencies.push(received.saturating_sub(sent));
             }
         }
@@ -187,9 +308,11 @@ async fn watch_one(
     seen
 }
 
+/// The scenario against a server: watchers of the namespace's ConfigMaps
+/// from its current state, writers updating them.
 pub async fn run(creds: &Creds, cfg: &Config) -> Result<Outcome, String> {
     let writer = Client::connect(creds, 1).await?;
-    let api = ApiTarget { client: writer.clone() };
+    let api = ApiTarget::json(writer.clone());
     api.prepare(&cfg.namespace).await?;
     // The objects exist before the watches start: every measured write is an
     // update, so none can overtake the create of its object.
@@ -204,9 +327,69 @@ pub async fn run(creds: &Creds, cfg: &Config) -> Result<Outcome, String> {
         .await?;
     let list: serde_json::Value = serde_json::from_slice(&list).map_err(|e| format!("decoding a list: {e}"))?;
     let from = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let path = format!("/api/v1/namespaces/{}/configmaps?watch=true&resourceVersion={from}", cfg.namespace);
+    let (ns, bytes) = (cfg.namespace.clone(), cfg.object_bytes);
+    let write: WriteFn = Arc::new(move |i| {
+        let (writer, ns) = (writer.clone(), ns.clone());
+        Box::pin(async move {
+            let n = i % OBJECTS;
+            let body = configmap(&ns, n, bytes, &[("sent", now_ns().to_string()), ("seq", i.to_string())]);
+            let path = format!("/api/v1/namespaces/{ns}/configmaps/{}", object_name(n));
+            let b = writer.ok(hyper::Method::PUT, &path, Some(body)).await?;
+            let v: serde_json::Value = serde_json::from_slice(&b).map_err(|e| format!("decoding: {e}"))?;
+            v["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| "write answer without resourceVersion".to_string())
+        })
+    });
+    fan_out(creds, &path, cfg, || true, write).await
+}
+
+/// The same watchers against the bare HTTP stack, which streams to each of
+/// them the event lines a write would cause (the ConfigMap the writer would
+/// send, with a resourceVersion), at the same rate: the delivery the HTTP
+/// stack alone allows on this machine.
+pub async fn baseline(cfg: &Config) -> Result<Outcome, String> {
+    let (events, _) = tokio::sync::broadcast::channel::<Bytes>(BASELINE_BUFFER);
+    let stack = StackServer::start(Answer::Stream(events.clone()))?;
+    let (ns, bytes, watchers) = (cfg.namespace.clone(), cfg.object_bytes, cfg.watchers);
+    // Numbering and sending under one lock keeps the stream in revision order.
+    let revision = Arc::new(Mutex::new(1_000u64));
+    let sender = events.clone();
+    let write: WriteFn = Arc::new(move |i| {
+        let (events, ns, revision) = (sender.clone(), ns.clone(), revision.clone());
+        Box::pin(async move {
+            let n = i % OBJECTS;
+            let body = configmap(&ns, n, bytes, &[("sent", now_ns().to_string()), ("seq", i.to_string())]);
+            let mut object: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            let mut rv = revision.lock().unwrap_or_else(|e| e.into_inner());
+            *rv += 1;
+            object["metadata"]["resourceVersion"] = serde_json::Value::String(rv.to_string());
+            let mut line = serde_json::to_vec(&serde_json::json!({"type": "MODIFIED", "object": object}))
+                .map_err(|e| e.to_string())?;
+            line.push(b'\n');
+            events.send(Bytes::from(line)).map_err(|_| "no watcher is subscribed".to_string())?;
+            Ok(*rv)
+        })
+    });
+    let outcome = fan_out(&stack.creds, "/watch", cfg, move || events.receiver_count() >= watchers, write).await;
+    drop(stack);
+    outcome
+}
+
+/// Starts the watchers on `path`, waits for them (and for `ready`), writes
+/// at the configured rate, gives the watchers a bounded time to catch up,
+/// and sets what each saw against what was acknowledged.
+async fn fan_out(
+    creds: &Creds,
+    path: &str,
+    cfg: &Config,
+    ready: impl Fn() -> bool,
+    write: WriteFn,
+) -> Result<Outcome, String> {
     let connections = cfg.watchers.div_ceil(WATCHES_PER_CONNECTION).max(1);
     let watch_client = Client::connect(creds, connections).await?;
-    let path = format!("/api/v1/namespaces/{}/configmaps?watch=true&resourceVersion={from}", cfg.namespace);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let progress = Arc::new(Progress {
         counts: (0..cfg.watchers).map(|_| AtomicU64::new(0)).collect(),
@@ -214,11 +397,15 @@ pub async fn run(creds: &Creds, cfg: &Config) -> Result<Outcome, String> {
     });
     let mut watchers = Vec::new();
     for me in 0..cfg.watchers {
-        let w = watch_one(watch_client.clone(), path.clone(), stop_rx.clone(), progress.clone(), me);
+        let w = watch_one(watch_client.clone(), cfg.format, path.to_string(), stop_rx.clone(), progress.clone(), me);
         watchers.push(tokio::spawn(w));
     }
-    // Let the watches register before the first write; a watch from `from`
-    // would replay anything written earlier anyway.
+    let registered = Instant::now() + Duration::from_secs(10);
+    while !ready() && Instant::now() < registered {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Let the watches register before the first write; a watch from a
+    // resourceVersion would replay anything written earlier anyway.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let acked: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
@@ -230,23 +417,11 @@ pub async fn run(creds: &Creds, cfg: &Config) -> Result<Outcome, String> {
     let mut writes = Vec::new();
     for i in 0..total {
         tokio::time::sleep_until((start + interval * i as u32).into()).await;
-        let (api_client, acked, write_sample, ns) =
-            (writer.clone(), acked.clone(), write_sample.clone(), cfg.namespace.clone());
-        let bytes = cfg.object_bytes;
+        let (write, acked, write_sample) = (write.clone(), acked.clone(), write_sample.clone());
         writes.push(tokio::spawn(async move {
-            let n = i % OBJECTS;
             let t = Instant::now();
-            let body = configmap(&ns, n, bytes, &[("sent", now_ns().to_string()), ("seq", i.to_string())]);
-            let path = format!("/api/v1/namespaces/{ns}/configmaps/{}", object_name(n));
-            let r = api_client.ok(hyper::Method::PUT, &path, Some(body)).await;
+            let rv = write(i).await;
             let elapsed = t.elapsed().as_nanos() as u64;
-            let rv = r.and_then(|b: Bytes| {
-                let v: serde_json::Value = serde_json::from_slice(&b).map_err(|e| format!("decoding: {e}"))?;
-                v["metadata"]["resourceVersion"]
-                    .as_str()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| "write answer without resourceVersion".to_string())
-            });
             let mut s = write_sample.lock().unwrap_or_else(|e| e.into_inner());
             match rv {
                 Ok(rv) => {
