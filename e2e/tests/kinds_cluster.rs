@@ -617,19 +617,52 @@ fn create_commands_and_fixed_fields() {
 }
 
 /// componentstatuses are computed on read: the storage's health as etcd-0,
-/// and nothing can be written.
+/// nothing can be written, and every answer carries upstream's deprecation
+/// warning.
 #[test]
 fn component_statuses() {
+    const WARNING: &str = "v1 ComponentStatus is deprecated in v1.19+";
     let s = Server::start();
-    let out = s.kubectl(&["get", "componentstatuses"]);
-    assert_eq!(e2e::kinds::header(&out), ["NAME", "STATUS", "MESSAGE", "ERROR"], "{out}");
+    let r = s.run(&["get", "componentstatuses"], None);
+    assert_eq!(e2e::kinds::header(&r.stdout), ["NAME", "STATUS", "MESSAGE", "ERROR"], "{r:?}");
+    assert!(r.stderr.contains(&format!("Warning: {WARNING}")), "{r:?}");
     let row = s.kubectl(&["get", "cs", "etcd-0", "--no-headers"]);
     assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["etcd-0", "Healthy", "ok"], "{row}");
     let cs = s.kubectl_json(&["get", "cs", "etcd-0"]);
     assert_eq!(cs["conditions"], json!([{"type": "Healthy", "status": "True", "message": "ok"}]), "{cs}");
+    let yaml = s.kubectl(&["get", "cs", "etcd-0", "-o", "yaml"]);
+    for line in ["apiVersion: v1", "kind: ComponentStatus", "  name: etcd-0", "- message: ok", "  type: Healthy"] {
+        assert!(yaml.lines().any(|l| l == line), "no {line:?} in:\n{yaml}");
+    }
     s.kubectl_err(&["get", "cs", "scheduler"], None, &["NotFound"]);
-    s.request("DELETE", "/api/v1/componentstatuses/etcd-0", None).assert_status(405, "MethodNotAllowed");
+    // Lists: selectors apply; computed objects carry no resourceVersion.
+    let list = s.request("GET", "/api/v1/componentstatuses", None);
+    assert_eq!(list.status, 200);
+    assert_eq!(list.header("Warning"), [format!("299 - \"{WARNING}\"")]);
+    let list = list.json();
+    assert_eq!((list["kind"].as_str(), list["apiVersion"].as_str()), (Some("ComponentStatusList"), Some("v1")));
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    assert!(list["items"][0]["metadata"].get("resourceVersion").is_none(), "{list}");
+    let by_name = s.kubectl(&["get", "cs", "--field-selector", "metadata.name=etcd-0", "-o", "name"]);
+    assert_eq!(by_name.trim(), "componentstatus/etcd-0");
+    let r = s.run(&["get", "cs", "-l", "tier=control-plane"], None);
+    assert!(r.stderr.contains("No resources found"), "{r:?}");
+    let pb = s.curl(
+        "GET",
+        "/api/v1/componentstatuses/etcd-0",
+        e2e::Cred::Admin,
+        &[("Accept", "application/vnd.kubernetes.protobuf")],
+        None,
+    );
+    assert_eq!(pb.status, 200);
+    assert!(pb.headers.contains("application/vnd.kubernetes.protobuf"), "{}", pb.headers);
+    assert!(pb.body.windows(6).any(|w| w == b"etcd-0"));
+    // Read only, refusals warned about too.
+    let refused = s.request("DELETE", "/api/v1/componentstatuses/etcd-0", None);
+    assert_eq!(refused.header("Warning"), [format!("299 - \"{WARNING}\"")]);
+    refused.assert_status(405, "MethodNotAllowed");
     s.request("POST", "/api/v1/componentstatuses", Some(&json!({"metadata": {"name": "x"}})))
         .assert_status(405, "MethodNotAllowed");
+    s.request("GET", "/api/v1/componentstatuses?watch=true", None).assert_status(405, "MethodNotAllowed");
 }
 e2e::on_etcd!(nodes, component_statuses);

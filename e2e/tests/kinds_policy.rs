@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use e2e::kinds::KindCase;
-use e2e::{table, Server};
+use e2e::{eventually, table, Server};
 use serde_json::{json, Value};
 
 /// A PEM certificate signing request for `cn`, signed by a fresh key.
@@ -388,9 +388,10 @@ fn csr_status(s: &Server) {
     );
 }
 
-/// Every cluster starts with upstream's mandatory and suggested APF objects;
-/// a deleted one comes back at the next start, and a changed one whose
-/// autoupdate annotation is "true" gets its spec back.
+/// Every cluster starts with upstream's mandatory and suggested APF objects
+/// and keeps them as upstream's config producer does: a deleted one comes
+/// back, a changed mandatory one or one whose autoupdate annotation is "true"
+/// gets its spec back, an annotated object that is none of them is removed.
 fn flowcontrol_bootstrap(s: &mut Server) {
     let out = s.kubectl(&["get", "flowschemas"]);
     let rows = table(&out);
@@ -431,31 +432,46 @@ fn flowcontrol_bootstrap(s: &mut Server) {
     let fs = s.kubectl_json(&["get", "flowschema", "global-default"]);
     assert_eq!(fs["metadata"]["annotations"]["apf.kubernetes.io/autoupdate-spec"], "true", "{fs}");
 
-    // Changed and deleted bootstrap objects are ensured again at start.
-    s.kubectl(&[
-        "patch",
-        "flowschema",
-        "global-default",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"matchingPrecedence":9800}}"#,
-    ]);
+    // The configuration is kept while the server runs: a changed suggested
+    // object whose annotation is "true" gets its spec back, deleted bootstrap
+    // objects (suggested or mandatory) come back.
+    let precedence =
+        |s: &Server, name: &str| s.kubectl(&["get", "flowschema", name, "-o", "jsonpath={.spec.matchingPrecedence}"]);
+    let patch_precedence = |s: &Server, name: &str, p: u32| {
+        let body = format!(r#"{{"spec":{{"matchingPrecedence":{p}}}}}"#);
+        s.kubectl(&["patch", "flowschema", name, "--type=merge", "-p", &body]);
+    };
+    patch_precedence(s, "global-default", 9800);
+    eventually("global-default's spec is put back", || precedence(s, "global-default") == "9900");
     s.kubectl(&["delete", "flowschema", "probes"]);
-    s.restart();
-    let fs = s.kubectl_json(&["get", "flowschema", "global-default"]);
-    assert_eq!(fs["spec"]["matchingPrecedence"], 9900, "{fs}");
-    s.kubectl(&["get", "flowschema", "probes"]);
-    // An object marked as the user's keeps the user's spec.
+    s.kubectl(&["delete", "flowschema", "catch-all"]);
+    s.kubectl(&["delete", "prioritylevelconfiguration", "exempt"]);
+    eventually("deleted bootstrap objects are recreated", || {
+        s.run(&["get", "flowschema", "probes", "catch-all"], None).code == 0
+            && s.run(&["get", "prioritylevelconfiguration", "exempt"], None).code == 0
+    });
+    // Mandatory objects are put back whatever their annotation says.
+    s.kubectl(&["annotate", "--overwrite", "flowschema", "catch-all", "apf.kubernetes.io/autoupdate-spec=false"]);
+    patch_precedence(s, "catch-all", 9000);
+    eventually("catch-all is put back and annotated true", || {
+        let fs = s.kubectl_json(&["get", "flowschema", "catch-all"]);
+        fs["spec"]["matchingPrecedence"] == 10000
+            && fs["metadata"]["annotations"]["apf.kubernetes.io/autoupdate-spec"] == "true"
+    });
+    // An object that says it is kept by the bootstrap configuration but is
+    // not part of it is removed; one without the annotation is the user's.
+    let mine = |name: &str, annotations: &str| {
+        format!("apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {{name: {name}, annotations: {{{annotations}}}}}\nspec: {{priorityLevelConfiguration: {{name: global-default}}, matchingPrecedence: 5000}}\n")
+    };
+    s.create(&mine("claims-bootstrap", "apf.kubernetes.io/autoupdate-spec: 'true'"));
+    s.create(&mine("users-own", ""));
+    eventually("the dangling flowschema is removed", || {
+        s.run(&["get", "flowschema", "claims-bootstrap"], None).code != 0
+    });
+    s.kubectl(&["get", "flowschema", "users-own"]);
+    // A suggested object marked as the user's keeps the user's spec, at start too.
     s.kubectl(&["annotate", "--overwrite", "flowschema", "global-default", "apf.kubernetes.io/autoupdate-spec=false"]);
-    s.kubectl(&[
-        "patch",
-        "flowschema",
-        "global-default",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"matchingPrecedence":9800}}"#,
-    ]);
+    patch_precedence(s, "global-default", 9800);
     s.restart();
-    let fs = s.kubectl_json(&["get", "flowschema", "global-default"]);
-    assert_eq!(fs["spec"]["matchingPrecedence"], 9800, "{fs}");
+    assert_eq!(precedence(s, "global-default"), "9800");
 }

@@ -1,9 +1,10 @@
 //! Service cluster IP and node port allocators (upstream pkg/registry/core/
 //! service/ipallocator and portallocator), in memory.
 //!
-//! Storage holds the truth (the services themselves); the allocators are a
-//! cache of which values are taken, learnt at startup with `seed` and
-//! re-learnt by `repair` (upstream runs the same repair loop). An allocation
+//! Storage holds the truth (the services themselves, and for cluster IPs the
+//! IPAddress objects that [`crate::service_ips`] writes for them); the
+//! allocators are a cache of which values are taken, learnt at startup with
+//! `seed` and re-learnt by `repair` (upstream runs the same repair loop). An allocation
 //! made while a create is in flight is *pending* under the new object's uid
 //! until `commit` (after the create is stored); a pending allocation whose
 //! create failed, was a dry run or lost a race simply expires after
@@ -116,6 +117,15 @@ impl Pool {
             used.insert(n, Slot { owner: owner.to_string(), committed, since: Instant::now() });
             Ok(n)
         })
+    }
+
+    /// Marks `n` taken by `owner` whoever held it (storage says so).
+    fn claim(&self, n: u128, owner: &str) {
+        if self.in_range(n) {
+            self.with_used(|used| {
+                used.insert(n, Slot { owner: owner.to_string(), committed: true, since: Instant::now() })
+            });
+        }
     }
 
     fn commit(&self, owner: &str) {
@@ -275,6 +285,14 @@ impl IpAllocator {
 
     pub fn release_owner(&self, owner: &str) {
         self.pool.release_owner(owner)
+    }
+
+    /// Records `ip` as taken by `owner`, committed, replacing any holder: an
+    /// IPAddress object found in storage.
+    pub fn claim(&self, ip: IpAddr, owner: &str) {
+        if let Some(o) = self.offset(ip) {
+            self.pool.claim(o, owner)
+        }
     }
 
     pub fn is_allocated(&self, ip: IpAddr) -> bool {

@@ -1,14 +1,23 @@
-//! API Priority and Fairness configuration a fresh cluster has (upstream's
+//! API Priority and Fairness configuration a cluster keeps (upstream's
 //! k8s.io/apiserver pkg/apis/flowcontrol/bootstrap and the APF bootstrap
-//! configuration ensurer): the mandatory `exempt` and `catch-all` objects and
-//! the suggested ones, created when missing; an object whose
-//! `apf.kubernetes.io/autoupdate-spec` annotation is "true" (or, lacking the
-//! annotation, that nobody changed since it was created) gets its spec put back.
-//! Classifying requests by them is another matter (not done here).
+//! configuration ensurer, pkg/registry/flowcontrol/ensurer): the mandatory
+//! `exempt` and `catch-all` objects and the suggested ones, created when
+//! missing, at start and whenever one is deleted; a mandatory object always
+//! gets its spec put back, a suggested one when its
+//! `apf.kubernetes.io/autoupdate-spec` annotation is true (or, lacking it,
+//! when nobody changed it since it was created); an object with the
+//! annotation true that is no bootstrap object is removed. Classifying
+//! requests by them is another matter (not done here).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::sync::mpsc::unbounded_channel;
 
+use generic_server::informer::{Change, Informer};
 use generic_server::meta;
+use generic_server::registry::store::DeleteOptions;
 use generic_server::registry::{Store, WriteOptions};
 use generic_server::status::StatusError;
 
@@ -179,24 +188,61 @@ pub fn flow_schemas() -> Vec<Value> {
     ]
 }
 
-/// Whether the ensurer may put the spec back: the annotation says so, or it
-/// is absent and the object was never changed (generation 1).
-fn auto_update(current: &Value) -> bool {
-    let annotation = current.pointer("/metadata/annotations").and_then(|a| a.get(AUTO_UPDATE_ANNOTATION));
-    match annotation.and_then(Value::as_str) {
-        Some(v) => v == "true",
-        None => current.pointer("/metadata/generation").and_then(Value::as_i64) == Some(1),
+/// The mandatory objects (of either kind): operators' changes to them are
+/// put back whatever their annotation says.
+const MANDATORY: &[&str] = &["exempt", "catch-all"];
+
+/// How upstream's ensurer records its writes.
+fn write_options() -> WriteOptions {
+    WriteOptions { field_manager: Some("api-priority-and-fairness-config-producer-v1".into()), ..Default::default() }
+}
+
+/// The auto-update annotation as a boolean (Go's strconv.ParseBool).
+fn annotation(current: &Value) -> Option<bool> {
+    let value = current.pointer("/metadata/annotations").and_then(|a| a.get(AUTO_UPDATE_ANNOTATION))?.as_str()?;
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 
-/// Creates `wanted` when missing; otherwise puts its spec (and the
-/// annotation) back when the stored object allows it.
-async fn ensure_one(store: &Store, wanted: Value) -> Result<(), StatusError> {
-    let name = meta::name(&wanted).to_string();
+/// Whether a suggested object's spec may be put back: the annotation says
+/// so, or it is absent (or not a boolean) and nobody changed the object
+/// since it was created (generation 1).
+fn auto_update(current: &Value) -> bool {
+    annotation(current).unwrap_or_else(|| current.pointer("/metadata/generation").and_then(Value::as_i64) == Some(1))
+}
+
+/// What upstream's ensure strategy makes of `current`: the object to write,
+/// if any. A mandatory object always gets the bootstrap spec; either kind
+/// gets the annotation stating whether it is kept up to date.
+fn update_of(current: &Value, wanted: &Value) -> Option<Value> {
+    let auto = MANDATORY.contains(&meta::name(wanted)) || auto_update(current);
+    let fix_annotation = annotation(current) != Some(auto);
+    let fix_spec = auto && current.get("spec") != wanted.get("spec");
+    if !fix_annotation && !fix_spec {
+        return None;
+    }
+    let mut next = current.clone();
+    if fix_spec {
+        next["spec"] = wanted["spec"].clone();
+    }
+    let annotations = meta::metadata_mut(&mut next).entry("annotations").or_insert_with(|| json!({}));
+    if let Some(a) = annotations.as_object_mut() {
+        a.insert(AUTO_UPDATE_ANNOTATION.into(), json!(auto.to_string()));
+    }
+    Some(next)
+}
+
+/// Creates `wanted` when missing (mandatory or suggested, as upstream
+/// always recreates); otherwise writes what [`update_of`] asks for.
+async fn ensure_one(store: &Store, wanted: &Value) -> Result<(), StatusError> {
+    let name = meta::name(wanted).to_string();
     let current = match store.get("", &name).await {
         Ok(c) => c,
         Err(e) if e.code == 404 => {
-            return match store.create("", wanted, &WriteOptions::default()).await {
+            return match store.create("", wanted.clone(), &write_options()).await {
                 Ok(_) => Ok(()),
                 // Another server of the same cluster got there first.
                 Err(e) if e.code == 409 => Ok(()),
@@ -205,32 +251,119 @@ async fn ensure_one(store: &Store, wanted: Value) -> Result<(), StatusError> {
         }
         Err(e) => return Err(e),
     };
-    if !auto_update(&current) || current.get("spec") == wanted.get("spec") {
+    if update_of(&current, wanted).is_none() {
         return Ok(());
     }
     store
-        .update_with("", &name, None, &WriteOptions::default(), |cur| {
-            let mut next =
-                cur.cloned().ok_or_else(|| StatusError::not_found(&store.info.group, &store.info.plural, &name))?;
-            next["spec"] = wanted["spec"].clone();
-            let annotations = meta::metadata_mut(&mut next).entry("annotations").or_insert_with(|| json!({}));
-            if let Some(a) = annotations.as_object_mut() {
-                a.insert(AUTO_UPDATE_ANNOTATION.into(), json!("true"));
-            }
+        .update_with("", &name, None, &write_options(), |cur| {
+            let cur = cur.ok_or_else(|| StatusError::not_found(&store.info.group, &store.info.plural, &name))?;
+            let mut next = update_of(cur, wanted).unwrap_or_else(|| cur.clone());
             meta::remove_meta(&mut next, "resourceVersion");
             Ok(next)
         })
         .await
-        .map(|_| ())
+        .map(drop)
 }
 
-/// Ensures every bootstrap priority level, then every flow schema.
-pub async fn ensure(flow_schemas_store: &Store, priority_levels_store: &Store) -> Result<(), StatusError> {
-    for pl in priority_levels() {
-        ensure_one(priority_levels_store, pl).await?;
+/// Removes an object that is not (or no longer) part of the bootstrap
+/// configuration but says it is kept up to date by it (upstream's
+/// removeDanglingBootstrapConfiguration).
+async fn remove_dangling(store: &Store, name: &str) -> Result<(), StatusError> {
+    let current = match store.get("", name).await {
+        Ok(c) => c,
+        Err(e) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if annotation(&current) != Some(true) {
+        return Ok(());
     }
-    for fs in flow_schemas() {
-        ensure_one(flow_schemas_store, fs).await?;
+    let opts = DeleteOptions { precondition_uid: Some(meta::uid(&current).to_string()), ..Default::default() };
+    match store.delete("", name, &opts).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// One kind's Store and its bootstrap objects.
+struct Configuration {
+    store: Arc<Store>,
+    bootstrap: Vec<Value>,
+}
+
+impl Configuration {
+    fn wanted(&self, name: &str) -> Option<&Value> {
+        self.bootstrap.iter().find(|o| meta::name(o) == name)
+    }
+
+    /// Brings the object `name` in line: ensured if it is a bootstrap object,
+    /// removed if it is a dangling one.
+    async fn sync(&self, name: &str) -> Result<(), StatusError> {
+        match self.wanted(name) {
+            Some(wanted) => ensure_one(&self.store, wanted).await,
+            None => remove_dangling(&self.store, name).await,
+        }
+    }
+
+    /// Everything at once: the bootstrap objects, then the dangling ones.
+    async fn sync_all(&self) -> Result<(), StatusError> {
+        for wanted in &self.bootstrap {
+            ensure_one(&self.store, wanted).await?;
+        }
+        let list = self.store.list("", &Default::default()).await?;
+        for item in list.get("items").and_then(Value::as_array).into_iter().flatten() {
+            if self.wanted(meta::name(item)).is_none() && annotation(item) == Some(true) {
+                remove_dangling(&self.store, meta::name(item)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long a sync that failed waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Ensures the bootstrap configuration now (priority levels first, which the
+/// flow schemas name), then keeps it, as upstream's config producer does:
+/// a deleted bootstrap object is recreated, a changed one updated as its
+/// strategy says, and an annotated object that is no bootstrap object
+/// removed, on every change the informers of both kinds report.
+pub async fn ensure_and_follow(schemas: Arc<Store>, levels: Arc<Store>) -> Result<(), StatusError> {
+    let kinds = [
+        Arc::new(Configuration { store: levels, bootstrap: priority_levels() }),
+        Arc::new(Configuration { store: schemas, bootstrap: flow_schemas() }),
+    ];
+    for kind in &kinds {
+        kind.sync_all().await?;
+    }
+    for kind in kinds {
+        let (tx, mut rx) = unbounded_channel::<String>();
+        let retry = tx.clone();
+        let watched = kind.clone();
+        Informer::new(kind.store.clone()).spawn(move |change| {
+            let obj = change.object();
+            let relevant = match change {
+                Change::Deleted(_) => watched.wanted(meta::name(obj)).is_some(),
+                Change::Added(_) | Change::Updated { .. } => {
+                    watched.wanted(meta::name(obj)).is_some() || annotation(obj) == Some(true)
+                }
+            };
+            if relevant {
+                let _ = tx.send(meta::name(obj).to_string());
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(name) = rx.recv().await {
+                if let Err(e) = kind.sync(&name).await {
+                    tracing::warn!(name, resource = %kind.store.info.plural, error = %e, "APF bootstrap sync failed; retrying");
+                    let retry = retry.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RETRY_AFTER).await;
+                        let _ = retry.send(name);
+                    });
+                }
+            }
+        });
     }
     Ok(())
 }
@@ -262,12 +395,39 @@ mod tests {
     }
 
     #[test]
-    fn only_unchanged_or_annotated_objects_are_updated() {
-        assert!(auto_update(&json!({"metadata": {"annotations": {AUTO_UPDATE_ANNOTATION: "true"}, "generation": 4}})));
-        assert!(!auto_update(
-            &json!({"metadata": {"annotations": {AUTO_UPDATE_ANNOTATION: "false"}, "generation": 1}})
-        ));
+    fn mandatory_objects_are_stomped_suggested_ones_follow_their_annotation() {
+        let wanted = |name: &str| object("FlowSchema", name, json!({"priorityLevelConfiguration": {"name": name}}));
+        let edited = |name: &str, annotation: Option<&str>, generation: i64| {
+            let mut o = wanted(name);
+            o["spec"]["matchingPrecedence"] = json!(42);
+            o["metadata"]["generation"] = json!(generation);
+            match annotation {
+                Some(a) => o["metadata"]["annotations"][AUTO_UPDATE_ANNOTATION] = json!(a),
+                None => o["metadata"]["annotations"] = json!({}),
+            }
+            o
+        };
+        // Mandatory: spec and annotation put back even when the annotation says false.
+        let fixed = update_of(&edited("exempt", Some("false"), 3), &wanted("exempt")).unwrap();
+        assert_eq!(
+            (fixed["spec"].clone(), fixed["metadata"]["annotations"].clone()),
+            (wanted("exempt")["spec"].clone(), json!({AUTO_UPDATE_ANNOTATION: "true"}))
+        );
+        // Suggested, annotated false: left alone.
+        assert!(update_of(&edited("system-nodes", Some("False"), 3), &wanted("system-nodes")).is_none());
+        // Suggested, annotated true (any Go boolean spelling): spec put back, annotation kept.
+        let fixed = update_of(&edited("system-nodes", Some("1"), 3), &wanted("system-nodes")).unwrap();
+        assert_eq!(fixed["spec"], wanted("system-nodes")["spec"]);
+        assert_eq!(fixed["metadata"]["annotations"][AUTO_UPDATE_ANNOTATION], "true");
+        // Suggested, unannotated: changed by someone (generation 2) -> only annotated false.
+        let kept = update_of(&edited("system-nodes", None, 2), &wanted("system-nodes")).unwrap();
+        assert_eq!(kept["spec"]["matchingPrecedence"], 42);
+        assert_eq!(kept["metadata"]["annotations"][AUTO_UPDATE_ANNOTATION], "false");
+        // Unchanged and annotated: nothing to write.
+        assert!(update_of(&wanted("catch-all"), &wanted("catch-all")).is_none());
         assert!(auto_update(&json!({"metadata": {"generation": 1}})));
-        assert!(!auto_update(&json!({"metadata": {"generation": 2}})));
+        assert!(!auto_update(
+            &json!({"metadata": {"annotations": {AUTO_UPDATE_ANNOTATION: "maybe"}, "generation": 2}})
+        ));
     }
 }

@@ -4,7 +4,8 @@
 //! Each resource is a [`Strategy`] in [`registry`] plus a [`ResourceInfo`]
 //! here; the generic Store (generic-server) does the rest. Besides the
 //! strategies this crate owns what the built-ins need around them: the
-//! service cluster IP and node port [`allocator`]s, the NamespaceLifecycle
+//! service cluster IP and node port [`allocator`]s with the IPAddress records
+//! and default ServiceCIDR of [`service_ips`], the NamespaceLifecycle
 //! [`admission`] plugin (and the admission flags' plugin set), the
 //! [`namespace_controller`] that empties deleted namespaces, the
 //! [`publishers`] of the `default` ServiceAccount and `kube-root-ca.crt` in
@@ -35,6 +36,7 @@ pub mod publishers;
 pub mod rbac;
 pub mod registry;
 pub mod server;
+pub mod service_ips;
 pub mod serviceaccount_admission;
 pub mod tokens_controller;
 
@@ -95,6 +97,8 @@ pub struct CoreResources {
     pub config: CoreConfig,
     pub namespaces: Arc<NamespaceStrategy>,
     pub services: Arc<ServiceStrategy>,
+    /// The IPAddress records of the services' cluster IPs.
+    pub ip_records: Arc<service_ips::IpRecords>,
     /// The Stores the connect subresources read besides their own.
     pub peers: Arc<registry::peers::Peers>,
     /// The server's authorizer, as the access reviews and RBAC's escalation
@@ -114,9 +118,10 @@ impl CoreResources {
         let namespaces = Arc::new(NamespaceStrategy::new());
         let (tx, rx) = unbounded_channel();
         namespaces.set_notifier(tx);
+        let ip_records = Arc::new(service_ips::IpRecords::new(ips.clone()));
         let services = Arc::new(ServiceStrategy::new(ips, ports));
         let peers = Arc::new(registry::peers::Peers::default());
-        let mut registrations = core_v1(config, &namespaces, &services, &peers);
+        let mut registrations = core_v1(config, &namespaces, (&services, &ip_records), &peers);
         registrations.extend(apps_v1());
         registrations.extend(batch_v1());
         registrations.extend(policy_v1());
@@ -140,6 +145,7 @@ impl CoreResources {
             config: config.clone(),
             namespaces,
             services,
+            ip_records,
             peers,
             authorizer,
             registrations,
@@ -180,22 +186,26 @@ impl CoreResources {
         Some(tokio::spawn(c.run(rx)))
     }
 
-    /// Seeds the allocators and creates the system namespaces and the
-    /// `kubernetes` service when missing. Idempotent across restarts.
+    /// Seeds the allocators, creates the system namespaces and the
+    /// `kubernetes` service when missing and brings the IPAddress records in
+    /// step with the services. Idempotent across restarts.
     pub async fn bootstrap(&self, namespaces: &Store, services: &Store) -> Result<(), StatusError> {
-        bootstrap::bootstrap(&self.config, &self.services, namespaces, services).await
+        bootstrap::bootstrap(&self.config, &self.services, namespaces, services).await?;
+        self.ip_records.repair(services, &self.services).await
     }
 
-    /// Periodically re-learns allocations from stored services, returning
-    /// what failed or dry-run writes left allocated (upstream's repair loop).
+    /// Periodically re-learns allocations from stored services and
+    /// IPAddresses, returning what failed or dry-run writes left allocated
+    /// (upstream's repair loops).
     pub fn spawn_allocator_repair(&self, services: Arc<Store>, every: Duration) -> tokio::task::JoinHandle<()> {
         let strategy = self.services.clone();
+        let records = self.ip_records.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = strategy.seed_from_store(&services).await {
+                if let Err(e) = records.repair(&services, &strategy).await {
                     tracing::warn!(error = %e, "service allocator repair failed");
                 }
             }
@@ -207,7 +217,7 @@ impl CoreResources {
 fn core_v1(
     config: &CoreConfig,
     namespaces: &Arc<NamespaceStrategy>,
-    services: &Arc<ServiceStrategy>,
+    (services, ip_records): (&Arc<ServiceStrategy>, &Arc<service_ips::IpRecords>),
     peers: &Arc<registry::peers::Peers>,
 ) -> Vec<Registration> {
     use registry::*;
@@ -215,7 +225,7 @@ fn core_v1(
         namespace::registration(namespaces.clone()),
         configmap::registration(),
         secret::registration(),
-        service::registration(services.clone(), peers),
+        service::registration(services.clone(), peers, ip_records.clone()),
         serviceaccount::registration(config.service_account_tokens.clone(), peers),
         pod::registration(peers),
         event::registration(config.event_ttl),
@@ -225,7 +235,6 @@ fn core_v1(
         node::registration(),
         resourcequota::registration(),
         limitrange::registration(),
-        componentstatus::registration(),
     ]
     .into_iter()
     .chain(persistentvolume::registrations())

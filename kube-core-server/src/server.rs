@@ -8,11 +8,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ComponentStatus, ConfigMap, LimitRange, Namespace, PersistentVolume, Pod, ResourceQuota as Quota, Secret, Service,
-    ServiceAccount,
+    ConfigMap, LimitRange, Namespace, PersistentVolume, Pod, ResourceQuota as Quota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
-use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::networking::v1::{IPAddress, IngressClass, ServiceCIDR};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -31,7 +30,6 @@ use crate::admission::{AdmissionPlugins, BuiltinStores, Builtins, LimitRanger, P
 use crate::node_authorizer::{NodeAuthorizer, NodeAuthorizerStores};
 use crate::rbac::escalation::EscalationCheck;
 use crate::rbac::{AuthorizerStores, Rbac};
-use crate::registry::componentstatus::ComponentStatuses;
 use crate::serviceaccount_admission::ServiceAccountAdmission;
 use crate::{CoreConfig, CoreResources, NamespaceLifecycle, StoreRegistry};
 
@@ -196,14 +194,8 @@ pub async fn new_server(
             || info.is::<ClusterRole>()
             || info.is::<RoleBinding>()
             || info.is::<ClusterRoleBinding>();
-        let mut store = if info.is::<ComponentStatus>() {
-            // Computed on every read: nothing to cache or store.
-            let computed = Arc::new(ComponentStatuses::new(storage.clone(), &info.key_root));
-            Store::new(registration, computed, admission.clone())
-        } else {
-            let cache = caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root)).clone();
-            Store::new(registration, storage.clone(), admission.clone()).with_cache(cache)
-        };
+        let cache = caches.entry(root).or_insert_with_key(|root| Cacher::new(storage.clone(), root)).clone();
+        let mut store = Store::new(registration, storage.clone(), admission.clone()).with_cache(cache);
         if is_rbac {
             store = store.with_check(escalation.clone());
         }
@@ -216,6 +208,7 @@ pub async fn new_server(
     for resource in core.create_only() {
         server.install_create_only(resource);
     }
+    server.install_read_only(crate::registry::componentstatus::read_only(storage.clone()));
     let namespaces = store_of::<Namespace>(&stores)?;
     let services = store_of::<Service>(&stores)?;
     let classes = store_of::<PriorityClass>(&stores)?;
@@ -235,11 +228,16 @@ pub async fn new_server(
         tokens.bind_lookup(core.peers.clone());
         crate::tokens_controller::spawn(secrets, accounts.clone(), tokens.clone(), &config.root_ca);
     }
+    core.ip_records.bind(&store_of::<IPAddress>(&stores)?);
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
+    let cidr = core.services.ip_allocator().cidr().to_string();
+    crate::service_ips::spawn_default_service_cidr(store_of::<ServiceCIDR>(&stores)?, cidr)
+        .await
+        .map_err(|e| format!("default ServiceCIDR: {e}"))?;
     crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}"))?;
     let (flow_schemas, priority_levels) =
         (store_of::<FlowSchema>(&stores)?, store_of::<PriorityLevelConfiguration>(&stores)?);
-    crate::apf_bootstrap::ensure(&flow_schemas, &priority_levels)
+    crate::apf_bootstrap::ensure_and_follow(flow_schemas, priority_levels)
         .await
         .map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
     let cluster_roles = store_of::<ClusterRole>(&stores)?;

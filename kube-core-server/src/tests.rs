@@ -32,6 +32,7 @@ impl Cluster {
             .map(|r| Arc::new(Store::new(r, storage.clone(), admission.clone())))
             .collect();
         lifecycle.bind(&stores[0]);
+        bind_records(&core, &stores);
         Cluster { _dir: dir, core, stores }
     }
 
@@ -42,6 +43,12 @@ impl Cluster {
     async fn bootstrap(&self) {
         self.core.bootstrap(self.store("namespaces"), self.store("services")).await.unwrap();
     }
+}
+
+/// Points the services' IPAddress records at the IPAddress Store.
+fn bind_records(core: &CoreResources, stores: &[Arc<Store>]) {
+    let addresses = stores.iter().find(|s| s.info.is::<k8s_openapi::api::networking::v1::IPAddress>()).unwrap();
+    core.ip_records.bind(addresses);
 }
 
 fn names(list: &Value) -> Vec<String> {
@@ -93,6 +100,7 @@ async fn restart_reseeds_allocations() {
             .into_iter()
             .map(|r| Arc::new(Store::new(r, storage.clone(), AdmissionChain::empty())))
             .collect();
+        bind_records(&core, &stores);
         core.bootstrap(&stores[0], &stores[3]).await.unwrap();
         let created = stores[3]
             .create(
@@ -111,6 +119,7 @@ async fn restart_reseeds_allocations() {
         .into_iter()
         .map(|r| Arc::new(Store::new(r, storage.clone(), AdmissionChain::empty())))
         .collect();
+    bind_records(&core, &stores);
     core.bootstrap(&stores[0], &stores[3]).await.unwrap();
     assert!(core.services.ip_allocator().is_allocated(ip.parse().unwrap()));
     let err = stores[3]
@@ -295,4 +304,57 @@ fn registrations_match_upstream_discovery() {
     assert_eq!(nodes.info.key_root, "/registry/minions");
     let ingresses = core.registrations().into_iter().find(|r| r.info.plural == "ingresses").unwrap();
     assert_eq!(ingresses.info.key_root, "/registry/ingress");
+}
+
+#[tokio::test]
+async fn cluster_ips_are_recorded_as_ip_addresses() {
+    let c = Cluster::new();
+    c.bootstrap().await;
+    let (services, addresses) = (c.store("services"), c.store("ipaddresses"));
+    let kubernetes = addresses.get("", "10.0.0.1").await.unwrap();
+    assert_eq!(
+        kubernetes["spec"]["parentRef"],
+        json!({"group": "", "resource": "services", "namespace": "default", "name": "kubernetes"})
+    );
+    assert_eq!(
+        kubernetes["metadata"]["labels"],
+        json!({"ipaddress.kubernetes.io/ip-family": "IPv4", "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io"})
+    );
+    let svc =
+        |name: &str, ip: &str| json!({"metadata": {"name": name}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
+    let web = services.create("default", svc("web", ""), &WriteOptions::default()).await.unwrap().object;
+    let ip = web["spec"]["clusterIP"].as_str().unwrap().to_string();
+    assert_eq!(addresses.get("", &ip).await.unwrap()["spec"]["parentRef"]["name"], "web");
+    // An address someone recorded by hand is taken, and the refused create leaves nothing.
+    let by_hand = json!({"metadata": {"name": "10.0.0.77"},
+        "spec": {"parentRef": {"group": "example.com", "resource": "gateways", "name": "gw"}}});
+    addresses.create("", by_hand, &WriteOptions::default()).await.unwrap();
+    let err = services.create("default", svc("taken", "10.0.0.77"), &WriteOptions::default()).await.unwrap_err();
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.contains("failed to allocate IP 10.0.0.77: provided IP is already allocated"),
+        "{}",
+        err.message
+    );
+    assert_eq!(addresses.get("", "10.0.0.77").await.unwrap()["spec"]["parentRef"]["name"], "gw");
+    assert!(services.get("default", "taken").await.is_err());
+    // A create that fails in storage (the name exists) takes its record back.
+    let err = services.create("default", svc("web", "10.0.0.88"), &WriteOptions::default()).await.unwrap_err();
+    assert_eq!(err.code, 409);
+    assert_eq!(addresses.get("", "10.0.0.88").await.unwrap_err().code, 404);
+    // Becoming ExternalName gives the IP up; deletion removes the record.
+    let mut external = web.clone();
+    external["spec"] = json!({"type": "ExternalName", "externalName": "example.com"});
+    services.update("default", "web", external, None, &WriteOptions::default()).await.unwrap();
+    assert_eq!(addresses.get("", &ip).await.unwrap_err().code, 404);
+    let db = services.create("default", svc("db", "10.0.0.99"), &WriteOptions::default()).await.unwrap().object;
+    assert_eq!(addresses.get("", "10.0.0.99").await.unwrap()["spec"]["parentRef"]["name"], "db");
+    services.delete("default", "db", &DeleteOptions::default()).await.unwrap();
+    assert_eq!(addresses.get("", "10.0.0.99").await.unwrap_err().code, 404);
+    assert!(!c.core.services.ip_allocator().is_allocated("10.0.0.99".parse().unwrap()), "{db}");
+    // A record lost (as by a crash, or data from before records) comes back at repair.
+    addresses.delete("", "10.0.0.1", &DeleteOptions::default()).await.unwrap();
+    c.bootstrap().await;
+    assert_eq!(addresses.get("", "10.0.0.1").await.unwrap()["spec"]["parentRef"]["name"], "kubernetes");
+    assert!(c.core.services.ip_allocator().is_allocated("10.0.0.77".parse().unwrap()));
 }

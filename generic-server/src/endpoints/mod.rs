@@ -20,7 +20,7 @@ use crate::registry::store::{
     read_at, read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, ReadAt, WriteOptions,
 };
 use crate::registry::{
-    ConnectOptions, CreateCall, CreateOnly, OptionField, ResourceInfo, Store, Subresource, SubresourceCall,
+    ConnectOptions, CreateCall, CreateOnly, OptionField, ReadOnly, ResourceInfo, Store, Subresource, SubresourceCall,
     SubresourceHandler,
 };
 use crate::request_info::{percent_decode, query_params, RequestInfo};
@@ -32,14 +32,29 @@ pub use output::{respond, respond_value, Responder};
 type Result<T> = std::result::Result<T, StatusError>;
 type StoreKey = (String, String, String);
 
+/// A resource served without a Store.
+enum Unstored {
+    CreateOnly(CreateOnly),
+    ReadOnly(ReadOnly),
+}
+
+impl Unstored {
+    fn info(&self) -> &ResourceInfo {
+        match self {
+            Unstored::CreateOnly(c) => &c.info,
+            Unstored::ReadOnly(r) => &r.info,
+        }
+    }
+}
+
 /// Serves the resources whose Stores are installed in it; delegates the rest.
 /// Produces the OpenAPI parts for a server's resources.
 pub type OpenApiSource = fn(&[ResourceInfo]) -> Vec<discovery::OpenApiPart>;
 
 pub struct ResourceServer {
     stores: RwLock<HashMap<StoreKey, Arc<Store>>>,
-    /// Resources that are only created, never stored (review kinds).
-    create_only: RwLock<HashMap<StoreKey, Arc<CreateOnly>>>,
+    /// Resources served without a Store (the review kinds, componentstatuses).
+    unstored: RwLock<HashMap<StoreKey, Arc<Unstored>>>,
     openapi: Option<OpenApiSource>,
     /// Group names in the order they were first installed, for discovery.
     group_order: RwLock<Vec<String>>,
@@ -50,7 +65,7 @@ impl ResourceServer {
     pub fn new(delegate: DynHandler) -> Self {
         ResourceServer {
             stores: RwLock::default(),
-            create_only: RwLock::default(),
+            unstored: RwLock::default(),
             openapi: None,
             group_order: RwLock::default(),
             delegate,
@@ -70,8 +85,17 @@ impl ResourceServer {
 
     /// Installs a resource that is only created, never stored.
     pub fn install_create_only(&self, resource: CreateOnly) {
-        let key = self.note_group(&resource.info);
-        self.create_only.write().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(resource));
+        self.install_unstored(Unstored::CreateOnly(resource));
+    }
+
+    /// Installs a resource that is only read, computed on each read.
+    pub fn install_read_only(&self, resource: ReadOnly) {
+        self.install_unstored(Unstored::ReadOnly(resource));
+    }
+
+    fn install_unstored(&self, resource: Unstored) {
+        let key = self.note_group(resource.info());
+        self.unstored.write().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(resource));
     }
 
     /// Records the group's place in discovery order; the resource's key.
@@ -87,7 +111,7 @@ impl ResourceServer {
     fn infos(&self) -> Vec<ResourceInfo> {
         let mut infos: Vec<ResourceInfo> =
             self.stores.read().unwrap_or_else(|e| e.into_inner()).values().map(|s| s.info.clone()).collect();
-        infos.extend(self.create_only.read().unwrap_or_else(|e| e.into_inner()).values().map(|c| c.info.clone()));
+        infos.extend(self.unstored.read().unwrap_or_else(|e| e.into_inner()).values().map(|c| c.info().clone()));
         infos
     }
 
@@ -197,10 +221,17 @@ impl Handler for ResourceServer {
         }
         let Some(store) = self.store(&info.api_group, &info.api_version, &info.resource) else {
             let key = (info.api_group.clone(), info.api_version.clone(), info.resource.clone());
-            let found = self.create_only.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-            return match found {
-                Some(resource) => {
-                    serve_create_only(&resource, &req, &info).await.unwrap_or_else(StatusError::into_response)
+            let found = self.unstored.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            return match found.as_deref() {
+                Some(Unstored::CreateOnly(resource)) => {
+                    serve_create_only(resource, &req, &info).await.unwrap_or_else(StatusError::into_response)
+                }
+                Some(Unstored::ReadOnly(resource)) => {
+                    // Upstream warns on every request to a deprecated API, refused ones too.
+                    if let Some(w) = resource.warning {
+                        crate::registry::admission::notes_of(&req).warn(w);
+                    }
+                    serve_read_only(resource, &req, &info).await.unwrap_or_else(StatusError::into_response)
                 }
                 None => self.delegate.handle(req).await,
             };
@@ -531,6 +562,41 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
     };
     let answer = resource.creater.create(call).await?;
     Ok(respond(req, 201, &answer, &output::negotiated_or_json(req)))
+}
+
+/// A read-only resource: get and list on the routes upstream's installer
+/// gives a Getter and Lister, lists filtered by label and name selectors.
+async fn serve_read_only(resource: &ReadOnly, req: &Request, info: &RequestInfo) -> Result<Response> {
+    let i = &resource.info;
+    let routes = routes(i, info);
+    if routes.is_empty() {
+        return Err(StatusError::not_found_resource_type(info));
+    }
+    if !routes.iter().any(|(method, _)| *method == req.method().as_str()) {
+        return Err(StatusError::method_not_allowed());
+    }
+    let ns = if i.namespaced { info.namespace.as_str() } else { "" };
+    match info.verb.as_str() {
+        "get" => match resource.reader.get(ns, &info.name).await? {
+            Some(obj) => Ok(output::read_only(req, resource, &obj, false)),
+            None => Err(StatusError::not_found(&i.group, &i.plural, &info.name)),
+        },
+        "list" => {
+            let opts = Params(query_params(req.uri().query())).selector_options()?;
+            let items: Vec<Value> = (resource.reader.list(ns).await?.into_iter())
+                .filter(|o| {
+                    let mut fields = vec![("metadata.name", crate::meta::name(o).to_string())];
+                    if i.namespaced {
+                        fields.push(("metadata.namespace", crate::meta::namespace(o).to_string()));
+                    }
+                    opts.label_selector.matches(&crate::meta::labels(o)) && opts.field_selector.matches(&fields)
+                })
+                .collect();
+            let list = json!({"kind": i.list_kind(), "apiVersion": i.api_version(), "metadata": {}, "items": items});
+            Ok(output::read_only(req, resource, &list, true))
+        }
+        other => Err(StatusError::method_not_supported(&i.group, &i.plural, other)),
+    }
 }
 
 /// A subresource with its own handler: the verb must be one it lists; the

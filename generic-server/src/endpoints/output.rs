@@ -10,7 +10,7 @@ use crate::body;
 use crate::handler::{Request, Response};
 use crate::negotiation::{self, Offer, Output};
 use crate::registry::store::ObjectList;
-use crate::registry::{CachedObject, Store};
+use crate::registry::{CachedObject, ReadOnly, Store, TableColumn};
 use crate::request_info::query_params;
 use crate::status::StatusError;
 use crate::wire;
@@ -156,10 +156,7 @@ impl Responder<'_> {
                 respond(self.req, code, &table, &Output::Table(v))
             }
             Ok(Output::PartialObjectMetadata(v)) => {
-                let parts: Vec<Value> = items.iter().map(|i| partial(&v, i)).collect();
-                let out = wire::typed(
-                    json!({"kind": "PartialObjectMetadataList", "apiVersion": format!("meta.k8s.io/{v}"), "metadata": list_meta, "items": parts}),
-                );
+                let out = partial_list(&v, items, list_meta);
                 respond(self.req, code, &out, &Output::PartialObjectMetadata(v))
             }
             Ok(o) => {
@@ -190,27 +187,85 @@ pub(super) fn table<'a>(
     with_columns: bool,
 ) -> Value {
     let strategy = &store.strategy;
-    let columns: Vec<Value> =
-        if with_columns { strategy.table_columns().iter().map(|c| c.to_json()).collect() } else { Vec::new() };
-    let rows: Vec<Value> = items
-        .into_iter()
-        .map(|obj| {
-            let mut row = json!({"cells": strategy.table_row(obj)});
-            match include_object {
-                "None" => {}
-                "Object" => row["object"] = wire_object(store, obj.clone()),
-                _ => row["object"] = partial(version, obj),
-            }
-            row
-        })
-        .collect();
-    json!({
+    let columns = if with_columns { strategy.table_columns() } else { Vec::new() };
+    let rows = TableRows {
+        cells: &|obj| strategy.table_row(obj),
+        whole: &|obj| wire_object(store, obj.clone()),
+        include_object,
+    };
+    rows.table(version, columns, items, list_meta)
+}
+
+/// How a Table's rows are made: their cells, and the object each carries as
+/// `includeObject` asks (None, Object, or by default its metadata).
+struct TableRows<'a> {
+    cells: &'a dyn Fn(&Value) -> Vec<Value>,
+    whole: &'a dyn Fn(&Value) -> Value,
+    include_object: &'a str,
+}
+
+impl TableRows<'_> {
+    fn table<'v>(
+        &self,
+        version: &str,
+        columns: Vec<TableColumn>,
+        items: impl IntoIterator<Item = &'v Value>,
+        list_meta: Map<String, Value>,
+    ) -> Value {
+        let columns: Vec<Value> = columns.iter().map(TableColumn::to_json).collect();
+        let rows: Vec<Value> = items
+            .into_iter()
+            .map(|obj| {
+                let mut row = json!({"cells": (self.cells)(obj)});
+                match self.include_object {
+                    "None" => {}
+                    "Object" => row["object"] = (self.whole)(obj),
+                    _ => row["object"] = partial(version, obj),
+                }
+                row
+            })
+            .collect();
+        json!({
         "kind": "Table",
         "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": list_meta,
         "columnDefinitions": columns,
         "rows": rows,
-    })
+        })
+    }
+}
+
+/// Writes `value`, an object or (with `list`) a list of a read-only kind, in
+/// the negotiated form.
+pub(super) fn read_only(req: &Request, resource: &ReadOnly, value: &Value, list: bool) -> Response {
+    let a = accept(req);
+    let offer = Offer { table: true, discovery: false, protobuf: true };
+    let Some(output) = negotiation::negotiate_offer(a, offer) else {
+        return StatusError::not_acceptable(a.unwrap_or("")).into_response();
+    };
+    let (items, list_meta) = match list {
+        true => (
+            value.get("items").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]),
+            value.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default(),
+        ),
+        false => (std::slice::from_ref(value), Map::new()),
+    };
+    let body = match &output {
+        Output::Table(v) => {
+            let include_object = query_params(req.uri().query()).get("includeObject").cloned();
+            let rows = TableRows {
+                cells: &|obj| resource.reader.table_row(obj),
+                whole: &|obj| wire::typed(obj.clone()),
+                include_object: include_object.as_deref().unwrap_or("Metadata"),
+            };
+            rows.table(v, resource.reader.table_columns(), items, list_meta)
+        }
+        Output::PartialObjectMetadata(v) if list => partial_list(v, items, list_meta),
+        Output::PartialObjectMetadata(v) => partial(v, value),
+        _ if list => wire::typed_list(value.clone()),
+        _ => wire::typed(value.clone()),
+    };
+    respond(req, 200, &body, &output)
 }
 
 /// `store`'s list as a protobuf body from its items' cached encodings;
@@ -277,6 +332,16 @@ pub(super) fn negotiate_objects(req: &Request, store: &Store) -> Result<Output, 
 /// One object of `store`'s resource in upstream's key order.
 pub(super) fn wire_object(store: &Store, obj: Value) -> Value {
     wire::object(obj, store.schema.unstructured)
+}
+
+fn partial_list(version: &str, items: &[Value], list_meta: Map<String, Value>) -> Value {
+    let parts: Vec<Value> = items.iter().map(|i| partial(version, i)).collect();
+    wire::typed(json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": list_meta,
+        "items": parts,
+    }))
 }
 
 pub(super) fn partial(version: &str, obj: &Value) -> Value {

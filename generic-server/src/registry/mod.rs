@@ -8,6 +8,7 @@ pub mod admission_config;
 pub mod bound;
 pub mod cached;
 pub mod conversion;
+pub mod hooks;
 pub mod registration;
 pub mod rest;
 pub mod store;
@@ -23,11 +24,12 @@ pub use admission::{
 pub use bound::BoundStore;
 pub use cached::CachedObject;
 pub use conversion::{Conversion, Converted, VersionConverter};
+pub use hooks::WriteHooks;
 pub use registration::{
     ConnectOptions, OptionField, Registration, Schema, SubresourceCall, SubresourceDiscovery, SubresourceHandler,
     SubresourceReply,
 };
-pub use rest::{CreateCall, CreateOnly, Creater};
+pub use rest::{CreateCall, CreateOnly, Creater, ReadOnly, Reader};
 pub use store::{ListOptions, Store, WriteOptions};
 pub use store_registry::StoreRegistry;
 pub use table::TableColumn;

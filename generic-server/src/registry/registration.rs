@@ -12,7 +12,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
 use super::conversion::{Conversion, Converted, VersionConverter};
-use super::{Decoded, ResourceInfo, ScalePaths, Store, Strategy, Subresource, WriteOptions};
+use super::{Decoded, ResourceInfo, ScalePaths, Store, Strategy, Subresource, WriteHooks, WriteOptions};
 use crate::fieldmanager::{Definitions, TypeResolver, Untyped};
 use crate::status::StatusError;
 
@@ -149,6 +149,8 @@ pub struct Registration {
     /// For a version served over another version's storage: how objects
     /// convert to and from the stored version.
     pub conversion: Option<Arc<dyn VersionConverter>>,
+    /// Records kept beside the objects (see [`WriteHooks`]).
+    pub hooks: Option<Arc<dyn WriteHooks>>,
 }
 
 impl Registration {
@@ -164,7 +166,7 @@ impl Registration {
 
     /// A resource whose identity is known only at run time (a custom resource).
     pub fn new(info: ResourceInfo, schema: Schema, strategy: Arc<dyn Strategy>) -> Registration {
-        Registration { info, schema, strategy, ttl: None, return_deleted_object: false, conversion: None }
+        Registration { info, schema, strategy, ttl: None, return_deleted_object: false, conversion: None, hooks: None }
     }
 
     /// This resource served as version `K` too, over the same storage: `K`'s
@@ -195,6 +197,7 @@ impl Registration {
             ttl: self.ttl,
             return_deleted_object: self.return_deleted_object,
             conversion: Some(Arc::new(conversion)),
+            hooks: self.hooks.clone(),
         }
     }
 
@@ -264,6 +267,12 @@ impl Registration {
 
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// Records this resource's writes keep beside their objects.
+    pub fn hooks(mut self, hooks: Arc<dyn WriteHooks>) -> Self {
+        self.hooks = Some(hooks);
         self
     }
 

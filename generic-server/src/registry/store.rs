@@ -204,6 +204,8 @@ pub struct Store {
     pub return_deleted_object: bool,
     /// Set when this Store serves a version other than the stored one.
     conversion: Option<Arc<dyn super::VersionConverter>>,
+    /// Records the writes keep beside their objects.
+    hooks: Option<Arc<dyn super::WriteHooks>>,
     /// This Store's slot in each cached value: its decoded objects.
     reader: crate::storage::cacher::Reader,
 }
@@ -229,7 +231,7 @@ fn storage_err(e: StorageError) -> StatusError {
 
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Arc<admission::Chain>) -> Self {
-        let Registration { info, schema, strategy, ttl, return_deleted_object, conversion } = registration;
+        let Registration { info, schema, strategy, ttl, return_deleted_object, conversion, hooks } = registration;
         let checks = Vec::new();
         Store {
             info,
@@ -242,6 +244,7 @@ impl Store {
             ttl,
             return_deleted_object,
             conversion,
+            hooks,
             reader: Default::default(),
         }
     }
@@ -808,7 +811,14 @@ impl Store {
                 }
                 return Ok(WriteResult { object: obj.clone(), created: true });
             }
-            let written = self.storage.create(&key, self.encode(obj).await?, self.put_options()).await;
+            let encoded = self.encode(obj).await?;
+            if let Some(h) = &self.hooks {
+                h.begin_create(obj).await?;
+            }
+            let written = self.storage.create(&key, encoded, self.put_options()).await;
+            if let Some(h) = &self.hooks {
+                h.finish_create(obj, written.is_ok()).await;
+            }
             match written {
                 Ok(rev) => {
                     meta::set_meta(obj, "resourceVersion", json!(rev.to_string()));
@@ -907,6 +917,10 @@ impl Store {
             if finished {
                 return match self.storage.delete(&kv.key, Some(kv.mod_revision)).await {
                     Ok((_, _)) => {
+                        // The records first: an allocator must not hand out what storage still holds.
+                        if let Some(h) = &self.hooks {
+                            h.after_delete(&new).await;
+                        }
                         self.strategy.after_delete(&new);
                         Ok(WriteResult { object: new, created: false })
                     }
@@ -918,8 +932,14 @@ impl Store {
                     Err(e) => Err(storage_err(e)),
                 };
             }
-            let written =
-                self.storage.update(&kv.key, self.encode(&new).await?, kv.mod_revision, self.put_options()).await;
+            let encoded = self.encode(&new).await?;
+            if let Some(h) = &self.hooks {
+                h.begin_update(&new, &old).await?;
+            }
+            let written = self.storage.update(&kv.key, encoded, kv.mod_revision, self.put_options()).await;
+            if let Some(h) = &self.hooks {
+                h.finish_update(&new, &old, written.is_ok()).await;
+            }
             match written {
                 Ok(rev) => {
                     meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
@@ -1174,6 +1194,10 @@ impl Store {
             }
             match self.storage.delete(&kv.key, Some(kv.mod_revision)).await {
                 Ok(_) => {
+                    // The records first: an allocator must not hand out what storage still holds.
+                    if let Some(h) = &self.hooks {
+                        h.after_delete(&obj).await;
+                    }
                     self.strategy.after_delete(&obj);
                     return Ok(DeleteResult::Deleted(obj));
                 }

@@ -6,7 +6,8 @@
 //! Allocation happens in `prepare_for_create` (the uid is already set, and it
 //! is the owner the allocators record); what failed there is remembered per
 //! uid and reported by `validate` as upstream's 422. `after_create` commits,
-//! `after_delete` releases.
+//! `after_delete` releases. The IPAddress objects that record cluster IPs in
+//! storage are the registration's write hooks ([`crate::service_ips`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,6 +27,7 @@ use super::{
     valid_port, PORT_RANGE_MSG,
 };
 use crate::allocator::{AllocError, IpAllocator, PortAllocator, PENDING_TTL};
+use crate::service_ips::IpRecords;
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
@@ -38,8 +40,9 @@ pub struct ServiceStrategy {
 }
 
 /// Services live under `/registry/services/specs`, as upstream keeps them.
-pub fn registration(strategy: Arc<ServiceStrategy>, peers: &Arc<Peers>) -> Registration {
+pub fn registration(strategy: Arc<ServiceStrategy>, peers: &Arc<Peers>, ips: Arc<IpRecords>) -> Registration {
     Registration::shared::<k8s_openapi::api::core::v1::Service>(strategy)
+        .hooks(ips)
         .short_names(&["svc"])
         .categories(&["all"])
         .key_root("/registry/services/specs")
@@ -58,6 +61,23 @@ fn svc_type(obj: &Value) -> &str {
 fn needs_cluster_ip(obj: &Value) -> bool {
     svc_type(obj) != "ExternalName"
 }
+
+/// The cluster IPs a stored service holds (none for ExternalName or headless).
+pub(crate) fn cluster_ips(obj: &Value) -> Vec<IpAddr> {
+    if !needs_cluster_ip(obj) {
+        return Vec::new();
+    }
+    ServiceStrategy::allocated_values(obj).0
+}
+
+/// Upstream's refusal of a cluster IP that cannot be had.
+pub(crate) fn ip_failure_cause(obj: &Value, ip: &str, detail: &str) -> Cause {
+    let shown = go_string_slice(arr_at(obj, "/spec/clusterIPs"));
+    invalid_raw("spec.clusterIPs", &shown, &format!("failed to allocate IP {ip}: {detail}"))
+}
+
+/// Upstream's detail for an address someone else holds.
+pub(crate) const IP_ALLOCATED: &str = "provided IP is already allocated";
 
 fn needs_node_ports(obj: &Value) -> bool {
     match svc_type(obj) {
@@ -120,12 +140,11 @@ impl ServiceStrategy {
 
     fn ip_failure(&self, obj: &Value, ip: &str, err: AllocError) -> Cause {
         let detail = match err {
-            AllocError::Allocated => "provided IP is already allocated".to_string(),
+            AllocError::Allocated => IP_ALLOCATED.to_string(),
             AllocError::NotInRange => self.ips.not_in_range_message(ip),
             AllocError::Full => "range is full".to_string(),
         };
-        let shown = go_string_slice(arr_at(obj, "/spec/clusterIPs"));
-        invalid_raw("spec.clusterIPs", &shown, &format!("failed to allocate IP {ip}: {detail}"))
+        ip_failure_cause(obj, ip, &detail)
     }
 
     /// Takes (or reuses, for the same owner) the requested cluster IP, or a

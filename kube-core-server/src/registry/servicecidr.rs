@@ -2,8 +2,8 @@
 //! MultiCIDRServiceAllocator (pkg/registry/networking/servicecidr and
 //! ipaddress): canonical CIDRs, at most one per IP family, growing only to
 //! dual-stack; IPAddresses named by a canonical IP with a fixed parentRef.
-//! This server's allocator does not yet write them itself: they are stored and
-//! validated as clients write them.
+//! The server writes the default ServiceCIDR and the IPAddress of every
+//! Service cluster IP itself ([`crate::service_ips`]).
 
 use std::net::IpAddr;
 
