@@ -29,6 +29,13 @@ fn endpoints_workflow() {
     assert_eq!(s.create(WEB_ENDPOINTS), "endpoints/web created\n");
     assert_eq!(s.create("apiVersion: v1\nkind: Endpoints\nmetadata: {name: empty}\n"), "endpoints/empty created\n");
 
+    // Every request to v1 Endpoints carries upstream 1.33's deprecation warning.
+    let r = s.run(&["get", "endpoints"], None);
+    let warning = "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice";
+    assert!(r.stderr.contains(warning), "{r:?}");
+    assert_eq!(s.request("GET", "/api/v1/endpoints/nope", None).header("Warning").len(), 1, "a 404 too");
+    assert!(s.request("GET", "/apis/discovery.k8s.io/v1/endpointslices", None).header("Warning").is_empty());
+
     // The table: NAME ENDPOINTS AGE, at most three host:port pairs then "+ N more...".
     let out = s.kubectl(&["get", "endpoints"]);
     let rows = table(&out);

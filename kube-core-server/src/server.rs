@@ -231,15 +231,8 @@ pub async fn new_server(
     core.ip_records.bind(&store_of::<IPAddress>(&stores)?);
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
     let cidr = core.services.ip_allocator().cidr().to_string();
-    crate::service_ips::spawn_default_service_cidr(store_of::<ServiceCIDR>(&stores)?, cidr)
-        .await
-        .map_err(|e| format!("default ServiceCIDR: {e}"))?;
-    crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}"))?;
     let (flow_schemas, priority_levels) =
         (store_of::<FlowSchema>(&stores)?, store_of::<PriorityLevelConfiguration>(&stores)?);
-    crate::apf_bootstrap::ensure_and_follow(flow_schemas, priority_levels)
-        .await
-        .map_err(|e| format!("flowcontrol bootstrap: {e}"))?;
     let cluster_roles = store_of::<ClusterRole>(&stores)?;
     let policy_stores = crate::rbac::RbacStores {
         cluster_roles: &cluster_roles,
@@ -247,7 +240,25 @@ pub async fn new_server(
         roles: &*store_of::<Role>(&stores)?,
         role_bindings: &*store_of::<RoleBinding>(&stores)?,
     };
-    crate::rbac::ensure(crate::rbac::policy(), &policy_stores).await.map_err(|e| format!("rbac bootstrap: {e}"))?;
+    // Independent of each other: written together, the embedded store
+    // commits them in a few group commits rather than one after another.
+    let service_cidr = store_of::<ServiceCIDR>(&stores)?;
+    tokio::try_join!(
+        async {
+            crate::service_ips::spawn_default_service_cidr(service_cidr, cidr)
+                .await
+                .map_err(|e| format!("default ServiceCIDR: {e}"))
+        },
+        async { crate::bootstrap::bootstrap_priority_classes(&classes).await.map_err(|e| format!("bootstrap: {e}")) },
+        async {
+            crate::apf_bootstrap::ensure_and_follow(flow_schemas, priority_levels)
+                .await
+                .map_err(|e| format!("flowcontrol bootstrap: {e}"))
+        },
+        async {
+            crate::rbac::ensure(crate::rbac::policy(), &policy_stores).await.map_err(|e| format!("rbac bootstrap: {e}"))
+        },
+    )?;
     crate::rbac::aggregation::spawn(cluster_roles);
     let publishers = crate::publishers::PublisherStores {
         namespaces: namespaces.clone(),

@@ -228,7 +228,7 @@ impl Handler for ResourceServer {
                 }
                 Some(Unstored::ReadOnly(resource)) => {
                     // Upstream warns on every request to a deprecated API, refused ones too.
-                    if let Some(w) = resource.warning {
+                    if let Some(w) = resource.deprecation {
                         crate::registry::admission::notes_of(&req).warn(w);
                     }
                     serve_read_only(resource, &req, &info).await.unwrap_or_else(StatusError::into_response)
@@ -236,6 +236,10 @@ impl Handler for ResourceServer {
                 None => self.delegate.handle(req).await,
             };
         };
+        // Upstream warns on every request to a deprecated API, refused ones too.
+        if let Some(w) = store.deprecation {
+            crate::registry::admission::notes_of(&req).warn(w);
+        }
         match serve_resource(&store, &req, &info).await {
             Ok(resp) => resp,
             Err(e) => e.into_response(),

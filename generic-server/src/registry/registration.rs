@@ -151,6 +151,9 @@ pub struct Registration {
     pub conversion: Option<Arc<dyn VersionConverter>>,
     /// Records kept beside the objects (see [`WriteHooks`]).
     pub hooks: Option<Arc<dyn WriteHooks>>,
+    /// The Warning every request to this resource gets: upstream's for a
+    /// deprecated API.
+    pub deprecation: Option<&'static str>,
 }
 
 impl Registration {
@@ -166,7 +169,16 @@ impl Registration {
 
     /// A resource whose identity is known only at run time (a custom resource).
     pub fn new(info: ResourceInfo, schema: Schema, strategy: Arc<dyn Strategy>) -> Registration {
-        Registration { info, schema, strategy, ttl: None, return_deleted_object: false, conversion: None, hooks: None }
+        Registration {
+            info,
+            schema,
+            strategy,
+            ttl: None,
+            return_deleted_object: false,
+            conversion: None,
+            hooks: None,
+            deprecation: None,
+        }
     }
 
     /// This resource served as version `K` too, over the same storage: `K`'s
@@ -198,6 +210,7 @@ impl Registration {
             return_deleted_object: self.return_deleted_object,
             conversion: Some(Arc::new(conversion)),
             hooks: self.hooks.clone(),
+            deprecation: None,
         }
     }
 
@@ -273,6 +286,13 @@ impl Registration {
     /// Records this resource's writes keep beside their objects.
     pub fn hooks(mut self, hooks: Arc<dyn WriteHooks>) -> Self {
         self.hooks = Some(hooks);
+        self
+    }
+
+    /// Every request to this resource warns with `warning` (upstream's
+    /// deprecated-API warning).
+    pub fn deprecated(mut self, warning: &'static str) -> Self {
+        self.deprecation = Some(warning);
         self
     }
 

@@ -72,13 +72,13 @@ pub struct ReadOnly {
     pub info: ResourceInfo,
     pub reader: Arc<dyn Reader>,
     /// The Warning every answer carries: upstream's for a deprecated API.
-    pub warning: Option<&'static str>,
+    pub deprecation: Option<&'static str>,
 }
 
 impl ReadOnly {
     /// A built-in kind: identity from `K`.
     pub fn of<K: BuiltIn>(reader: impl Reader + 'static) -> ReadOnly {
-        ReadOnly { info: unstored::<K>(crate::discovery::VERBS_GET_LIST), reader: Arc::new(reader), warning: None }
+        ReadOnly { info: unstored::<K>(crate::discovery::VERBS_GET_LIST), reader: Arc::new(reader), deprecation: None }
     }
 
     pub fn short_names(mut self, names: &[&str]) -> Self {
@@ -88,7 +88,7 @@ impl ReadOnly {
 
     /// Every answer warns with `warning` (upstream's deprecated-API warning).
     pub fn deprecated(self, warning: &'static str) -> Self {
-        ReadOnly { warning: Some(warning), ..self }
+        ReadOnly { deprecation: Some(warning), ..self }
     }
 }
 

@@ -206,6 +206,8 @@ pub struct Store {
     conversion: Option<Arc<dyn super::VersionConverter>>,
     /// Records the writes keep beside their objects.
     hooks: Option<Arc<dyn super::WriteHooks>>,
+    /// See [`Registration::deprecation`].
+    pub deprecation: Option<&'static str>,
     /// This Store's slot in each cached value: its decoded objects.
     reader: crate::storage::cacher::Reader,
 }
@@ -231,7 +233,8 @@ fn storage_err(e: StorageError) -> StatusError {
 
 impl Store {
     pub fn new(registration: Registration, storage: Arc<dyn Storage>, admission: Arc<admission::Chain>) -> Self {
-        let Registration { info, schema, strategy, ttl, return_deleted_object, conversion, hooks } = registration;
+        let Registration { info, schema, strategy, ttl, return_deleted_object, conversion, hooks, deprecation } =
+            registration;
         let checks = Vec::new();
         Store {
             info,
@@ -245,6 +248,7 @@ impl Store {
             return_deleted_object,
             conversion,
             hooks,
+            deprecation,
             reader: Default::default(),
         }
     }

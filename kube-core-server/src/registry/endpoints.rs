@@ -26,7 +26,10 @@ const SHOWN: usize = 3;
 pub struct EndpointsStrategy;
 
 pub fn registration() -> Registration {
-    Registration::of::<Endpoints>(EndpointsStrategy).short_names(&["ep"]).key_root("/registry/services/endpoints")
+    Registration::of::<Endpoints>(EndpointsStrategy)
+        .short_names(&["ep"])
+        .key_root("/registry/services/endpoints")
+        .deprecated("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
 }
 
 /// Upstream's ValidateNonSpecialIP: addresses a client may not name as an
