@@ -584,7 +584,14 @@ where
     // two would leave the first without the second. Each transaction is whole
     // either way; the client learns the outcome by reading.
     let mut task = tokio::spawn(inner.call(req));
-    match tokio::time::timeout_at(deadline, &mut task).await {
+    // A deadline already past when the request is served (`?timeout=1ns`)
+    // is a 504 at once, however quickly the handler could answer; the
+    // timer alone would let a fast handler win the race.
+    let waited = match deadline.checked_duration_since(tokio::time::Instant::now()) {
+        Some(_) => tokio::time::timeout_at(deadline, &mut task).await,
+        None => tokio::time::timeout_at(deadline, std::future::pending()).await,
+    };
+    match waited {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             // The task is outside the recovery layer's reach.
