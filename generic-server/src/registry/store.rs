@@ -379,6 +379,9 @@ impl Store {
     /// up with the store's current revision.
     async fn cache_freshness(&self, cache: &Cacher, freshness: Freshness) -> Option<Freshness> {
         match freshness {
+            // An idle cache cannot answer: spare the revision read (a round
+            // trip on etcd).
+            Freshness::Consistent if !cache.filled() => None,
             Freshness::Consistent => {
                 let now = self.storage.current_revision().await.ok()?;
                 cache.caught_up(now).await.then_some(Freshness::NotOlderThan(now))

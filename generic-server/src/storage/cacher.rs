@@ -368,7 +368,7 @@ impl Cacher {
     pub async fn caught_up(&self, revision: u64) -> bool {
         let mut reached = self.reached.subscribe();
         let caught_up = |r: &u64| *r >= revision;
-        if !self.read().ready {
+        if !self.filled() {
             return false;
         }
         if caught_up(&reached.borrow()) {
@@ -382,16 +382,21 @@ impl Cacher {
         while tokio::time::Instant::now() < deadline {
             self.progress.request();
             if let Ok(r) = tokio::time::timeout(PROGRESS_EVERY, reached.wait_for(caught_up)).await {
-                return r.is_ok() && self.read().ready;
+                return r.is_ok() && self.filled();
             }
         }
         false
     }
 
+    /// Whether the cache is in use and filled.
+    pub fn filled(&self) -> bool {
+        self.read().ready
+    }
+
     /// Whether consistent reads can be answered from memory: the cache is
     /// in use and its backend reports progress.
     pub fn serves_consistent_reads(&self) -> bool {
-        self.read().ready && self.progress.answered()
+        self.filled() && self.progress.answered()
     }
 
     /// `kv` as the cache holds it when it holds that very version (so a
