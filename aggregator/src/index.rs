@@ -92,11 +92,11 @@ impl ApiServiceIndex {
                         }
                     }
                     ("ADDED", Some(all)) => {
-                        let s = ApiService::parse(&ev.object);
+                        let s = ApiService::parse(&ev.object.value());
                         all.insert(s.name.clone(), s);
                     }
-                    ("ADDED" | "MODIFIED", None) => self.put(ApiService::parse(&ev.object)),
-                    ("DELETED", None) => self.remove(generic_server::meta::name(&ev.object)),
+                    ("ADDED" | "MODIFIED", None) => self.put(ApiService::parse(&ev.object.value())),
+                    ("DELETED", None) => self.remove(generic_server::meta::name(&ev.object.value())),
                     ("ERROR", _) => break,
                     _ => {}
                 }

@@ -247,12 +247,31 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 fn main() {
     let started = Instant::now();
+    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let opts = Options::parse();
     serve::run_to_exit("kube-apiserver", run(opts, started));
+}
+
+/// glibc's malloc gives threads their own arenas, up to eight per core, and
+/// memory freed in one stays resident for that arena alone: with the watch
+/// cache's long-lived objects spread over all of them, a server holding
+/// 100k objects kept a third more resident than with one arena per core
+/// (measured with MALLOC_ARENA_MAX). One per core, unless the environment
+/// says otherwise; set before any other thread exists.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // SAFETY: mallopt only sets a parameter of the allocator, and no
+        // other thread is allocating yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, i32::try_from(cores).unwrap_or(i32::MAX));
+        }
+    }
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, String> {

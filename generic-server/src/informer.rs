@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::meta;
 use crate::registry::store::WatchStart;
-use crate::registry::{CachedObject, ListOptions, Store};
+use crate::registry::{ListOptions, Store};
 
 /// A change the informer observed.
 #[derive(Debug)]
@@ -56,8 +56,9 @@ pub struct Informer {
     /// Which objects it follows (its selectors); all by default.
     selection: ListOptions,
     /// The Store's own decoded objects, shared with its watch cache and every
-    /// other reader rather than copied.
-    cache: RwLock<HashMap<Key, Arc<CachedObject>>>,
+    /// other reader rather than copied (the cache keeps them decoded while
+    /// the informer holds them).
+    cache: RwLock<HashMap<Key, Arc<Value>>>,
     synced: tokio::sync::watch::Sender<bool>,
 }
 
@@ -146,8 +147,8 @@ impl Informer {
         let mut opts = ListOptions { limit: LIST_PAGE, ..self.selection.clone() };
         let mut items = Vec::new();
         let rev: u64 = loop {
-            let mut page = self.store.list_objects("", &opts).await?;
-            items.append(&mut page.items);
+            let page = self.store.list_objects("", &opts).await?;
+            items.extend(page.values());
             // Later pages read the first one's snapshot, whose revision they report.
             match page.metadata.get("continue").and_then(Value::as_str) {
                 Some(token) => opts.continue_token = Some(token.to_string()),
@@ -162,8 +163,8 @@ impl Informer {
         let mut events = self.store.watch("", &self.selection, WatchStart::After(rev)).await?;
         while let Some(event) = events.next().await {
             match event.event_type {
-                "ADDED" | "MODIFIED" => self.upsert(event.object, on_change),
-                "DELETED" => self.remove(&event.object, on_change),
+                "ADDED" | "MODIFIED" => self.upsert(event.object.value(), on_change),
+                "DELETED" => self.remove(&event.object.value(), on_change),
                 // ERROR (a compacted revision) and anything else: relist.
                 "BOOKMARK" => continue,
                 _ => return Ok(()),
@@ -173,7 +174,7 @@ impl Informer {
         Ok(())
     }
 
-    fn upsert(&self, obj: Arc<CachedObject>, on_change: &Callback) {
+    fn upsert(&self, obj: Arc<Value>, on_change: &Callback) {
         let key = key_of(&obj);
         let old = self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(key, obj.clone());
         match old {
@@ -191,13 +192,13 @@ impl Informer {
     }
 
     /// Makes the cache hold exactly `items`, reporting what changed.
-    fn replace(&self, items: Vec<Arc<CachedObject>>, on_change: &Callback) {
+    fn replace(&self, items: Vec<Arc<Value>>, on_change: &Callback) {
         let mut seen = std::collections::HashSet::new();
         for obj in items {
             seen.insert(key_of(&obj));
             self.upsert(obj, on_change);
         }
-        let gone: Vec<Arc<CachedObject>> = {
+        let gone: Vec<Arc<Value>> = {
             let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
             cache.iter().filter(|(k, _)| !seen.contains(*k)).map(|(_, v)| v.clone()).collect()
         };

@@ -226,9 +226,13 @@ async fn reads_at_a_revision(s: Arc<dyn Storage>) {
     let r1 = s.create("/registry/r/ns/a", b("a1"), PutOptions::default()).await.unwrap();
     let rb = s.create("/registry/r/ns/b", b("b1"), PutOptions::default()).await.unwrap();
     let snapshot = s.current_revision().await.unwrap();
-    s.update("/registry/r/ns/a", b("a2"), r1, PutOptions::default()).await.unwrap();
+    let r2 = s.update("/registry/r/ns/a", b("a2"), r1, PutOptions::default()).await.unwrap();
     s.delete("/registry/r/ns/b", None).await.unwrap();
     s.create("/registry/r/ns/c", b("c1"), PutOptions::default()).await.unwrap();
+    // Changed more than once since: the snapshot has the state before the first change.
+    s.create("/registry/r/ns/d", b("d1"), PutOptions::default()).await.unwrap();
+    s.delete("/registry/r/ns/d", None).await.unwrap();
+    let r3 = s.update("/registry/r/ns/a", b("a3"), r2, PutOptions::default()).await.unwrap();
 
     let at = GetOptions { revision: Some(snapshot) };
     let a = s.get("/registry/r/ns/a", at).await.unwrap().unwrap();
@@ -236,7 +240,10 @@ async fn reads_at_a_revision(s: Arc<dyn Storage>) {
     let gone = s.get("/registry/r/ns/b", at).await.unwrap().unwrap();
     assert_eq!((gone.value, gone.mod_revision), (b("b1"), rb));
     assert!(s.get("/registry/r/ns/c", at).await.unwrap().is_none(), "created after the snapshot");
-    assert_eq!(s.get("/registry/r/ns/a", GetOptions::default()).await.unwrap().unwrap().value, b("a2"));
+    assert!(s.get("/registry/r/ns/d", at).await.unwrap().is_none(), "created and deleted after the snapshot");
+    assert_eq!(s.get("/registry/r/ns/a", GetOptions { revision: Some(r2) }).await.unwrap().unwrap().value, b("a2"));
+    assert_eq!(s.get("/registry/r/ns/a", GetOptions::default()).await.unwrap().unwrap().value, b("a3"));
+    assert_eq!(s.get("/registry/r/ns/a", GetOptions { revision: Some(r3) }).await.unwrap().unwrap().value, b("a3"));
 
     let page = s.list("/registry/r/ns/", ListOptions { limit: 1, revision: Some(snapshot), ..Default::default() });
     let page = page.await.unwrap();
@@ -483,8 +490,10 @@ fn configmap(name: &str, value: &str) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": value}})
 }
 
-fn data_of(o: &serde_json::Value) -> (&str, &str) {
-    (o["metadata"]["name"].as_str().unwrap_or(""), o["data"]["v"].as_str().unwrap_or(""))
+fn data_of(o: &generic_server::registry::CachedObject) -> (String, String) {
+    let o = o.value();
+    let field = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    (field(&o["metadata"]["name"]), field(&o["data"]["v"]))
 }
 
 /// Consistent GETs and LISTs (no resourceVersion) are answered from the
@@ -506,8 +515,8 @@ async fn consistent_reads_from_cache(s: Arc<dyn Storage>, backend: &str) {
         s.create(&format!("/registry/other/ns/{i}"), b("-"), PutOptions::default()).await.unwrap();
         let before = counting.reads.load(Ordering::SeqCst);
         let got = store.get_object("ns", &format!("c{i}"), Freshness::Consistent).await.unwrap();
-        assert_eq!(data_of(&got), (format!("c{i}").as_str(), "2"), "a consistent GET sees the acknowledged update");
-        assert_eq!(got["metadata"]["resourceVersion"], updated.object["metadata"]["resourceVersion"]);
+        assert_eq!(data_of(&got), (format!("c{i}"), "2".into()), "a consistent GET sees the acknowledged update");
+        assert_eq!(got.value()["metadata"]["resourceVersion"], updated.object["metadata"]["resourceVersion"]);
         let list = store.list_objects("ns", &consistent).await.unwrap();
         assert_eq!(list.items.len(), i + 1, "a consistent LIST sees every acknowledged create");
         assert!(list.items.iter().all(|o| data_of(o).1 == "2"), "and every acknowledged update");
@@ -534,7 +543,7 @@ async fn pagination_across_a_concurrent_write(s: Arc<dyn Storage>) {
     let first = StoreListOptions { limit: 2, ..Default::default() };
     let before = counting.reads.load(Ordering::SeqCst);
     let page = store.list_objects("ns", &first).await.unwrap();
-    let names: Vec<_> = page.items.iter().map(|o| data_of(o).0.to_string()).collect();
+    let names: Vec<_> = page.items.iter().map(|o| data_of(o).0).collect();
     assert_eq!(names, ["a", "b"]);
     let rv = page.metadata["resourceVersion"].clone();
     let mut token = page.metadata.get("continue").and_then(|t| t.as_str()).map(str::to_string);
@@ -550,7 +559,7 @@ async fn pagination_across_a_concurrent_write(s: Arc<dyn Storage>) {
         let next = StoreListOptions { limit: 2, continue_token: Some(t), ..Default::default() };
         let page = store.list_objects("ns", &next).await.unwrap();
         assert_eq!(page.metadata["resourceVersion"], rv, "every page at the first page's revision");
-        seen.extend(page.items.iter().map(|o| (data_of(o).0.to_string(), data_of(o).1.to_string())));
+        seen.extend(page.items.iter().map(|o| data_of(o)));
         token = page.metadata.get("continue").and_then(|t| t.as_str()).map(str::to_string);
     }
     let expect: Vec<(String, String)> = ["c", "d", "e"].iter().map(|n| (n.to_string(), "old".to_string())).collect();
@@ -565,7 +574,7 @@ async fn pagination_across_a_concurrent_write(s: Arc<dyn Storage>) {
         counting.reads.load(Ordering::SeqCst) - before
     );
     let now = store.list_objects("ns", &StoreListOptions::default()).await.unwrap();
-    let names: Vec<_> = now.items.iter().map(|o| data_of(o).0.to_string()).collect();
+    let names: Vec<_> = now.items.iter().map(|o| data_of(o).0).collect();
     assert_eq!(names, ["a", "b", "cc", "d", "e"]);
 }
 

@@ -430,7 +430,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             let freshness = read_freshness(params.get("resourceVersion"), None, false)?;
             let obj = store.get_object(ns, &info.name, freshness).await?;
             match sub {
-                Some(Subresource::Scale(_)) => Ok(respond_value(req, 200, &store.to_scale(&obj)?)),
+                Some(Subresource::Scale(_)) => Ok(respond_value(req, 200, &store.to_scale(&obj.value())?)),
                 _ => Ok(responder.cached(200, &obj)),
             }
         }

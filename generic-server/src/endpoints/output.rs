@@ -124,7 +124,7 @@ impl Responder<'_> {
                 Ok(pb) => respond_bytes(code, PROTOBUF, pb.clone()),
                 Err(_) => respond_bytes(code, JSON, obj.json().clone()),
             },
-            _ => self.object(code, obj),
+            _ => self.object(code, &obj.value()),
         }
     }
 
@@ -139,7 +139,8 @@ impl Responder<'_> {
                 None => respond_bytes(code, JSON, list_json(&self.store, &list)),
             },
             Ok(Output::Table(v)) => {
-                let items = list.items.iter().map(|i| &***i);
+                let values: Vec<Arc<Value>> = list.values().collect();
+                let items = values.iter().map(|v| &**v);
                 let table = table(&self.store, &v, items, list.metadata, &self.include_object(), true);
                 respond(self.req, code, &table, &Output::Table(v))
             }

@@ -94,22 +94,16 @@ pub async fn serve(
             let control = matches!(event.event_type, "ERROR" | "BOOKMARK");
             let framed = match &form {
                 Output::Table(v) if !control => {
-                    let t = table(
-                        &store,
-                        v,
-                        std::iter::once(&**event.object),
-                        Default::default(),
-                        &include_object,
-                        first_row,
-                    );
+                    let value = event.object.value();
+                    let t = table(&store, v, std::iter::once(&*value), Default::default(), &include_object, first_row);
                     first_row = false;
                     CachedObject::new(t, false).watch_frame(event.event_type, false)
                 }
                 Output::PartialObjectMetadata(v) if !control => {
-                    let partial = super::output::partial(v, &event.object);
+                    let partial = super::output::partial(v, &event.object.value());
                     CachedObject::new(partial, false).watch_frame(event.event_type, false)
                 }
-                _ => event.object.watch_frame(event.event_type, form == Output::Protobuf),
+                _ => event.frame(form == Output::Protobuf),
             };
             let frame = match framed {
                 Ok(f) => f,

@@ -1,16 +1,28 @@
-//! An object as the read path hands it out (upstream's cachingObject): decoded
-//! once from a stored version, in one Store's served version with its
-//! resourceVersion stamped, behind an `Arc` that every reader and watcher of
-//! that version shares. What readers need beyond the value (its labels and
-//! field set for selectors, its JSON and protobuf encodings) is computed on
-//! first use and kept, so a write watched by a thousand clients is decoded,
-//! converted and encoded once per form rather than once per watcher.
+//! An object as the read path hands it out (upstream's cachingObject): one
+//! stored version, in one Store's served version with its resourceVersion
+//! stamped, behind an `Arc` that every reader and watcher of that version
+//! shares.
+//!
+//! What it keeps is its JSON, and nothing else unless asked: a watch cache
+//! of a hundred thousand objects must stay within twice their stored bytes,
+//! and a decoded tree costs several times its JSON. When the stored bytes
+//! already are the object's JSON but for the resourceVersion (the Store
+//! writes its objects in the wire form), the JSON is those same bytes with
+//! the stamp spliced in, so the cache's copy is the only one. GETs, lists
+//! and watch events are written from it. A decoded value is made for whoever
+//! asks (a Table, an informer) and not kept; the one the Store decoded the
+//! object from goes to the reader that caused it. The label and field sets
+//! a selector reads and the protobuf encoding are computed on first use and
+//! kept.
+//!
+//! A write watched by a thousand clients is decoded, converted and encoded
+//! once; its watch frames are shared through [`EventFrames`], which live
+//! with the change in the watch cache's window rather than with the object.
 //!
 //! The Store keeps one of these in the watch cache's slot of each stored
 //! version ([`crate::storage::cacher::CachedValue::slot`]); values read from
 //! storage that the cache does not hold get a fresh one, used once.
 
-use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -20,20 +32,66 @@ use crate::status::StatusError;
 use crate::wire;
 
 pub struct CachedObject {
-    object: Value,
+    json: Json,
     /// Custom resources are written with sorted keys, built-ins in their Go
     /// struct's order ([`wire::object`]).
     unstructured: bool,
+    /// Where the JSON goes on after kind and apiVersion (its comma), for a
+    /// typed object that starts with them: a list's items leave them out.
+    after_type: Option<u32>,
+    /// What only some readers ask for, allocated when one first does.
+    derived: OnceLock<Box<Derived>>,
+}
+
+#[derive(Default)]
+struct Derived {
     labels: OnceLock<Map<String, Value>>,
     fields: OnceLock<Vec<(&'static str, String)>>,
-    json: OnceLock<Bytes>,
-    /// Where the JSON goes on after kind and apiVersion (its comma), for a
-    /// typed object that starts with them.
-    after_type: OnceLock<Option<usize>>,
     protobuf: OnceLock<Result<Bytes, StatusError>>,
-    /// Whole watch event frames, JSON then protobuf, per event type
-    /// ([`EVENT_TYPES`]): most watchers of an event get the same frame.
-    frames: [OnceLock<Result<Bytes, StatusError>>; 2 * EVENT_TYPES.len()],
+}
+
+/// The object's JSON, without its trailing newline.
+enum Json {
+    Encoded(Bytes),
+    /// The stored bytes with `stamp` (the resourceVersion, as it is written
+    /// among the metadata) inserted at `at`.
+    Stamped {
+        stored: Bytes,
+        at: u32,
+        stamp: Box<[u8]>,
+    },
+}
+
+impl Json {
+    fn parts(&self) -> [&[u8]; 3] {
+        match self {
+            Json::Encoded(b) => [b, &[], &[]],
+            Json::Stamped { stored, at, stamp } => {
+                let at = *at as usize;
+                [&stored[..at], stamp, &stored[at..]]
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+
+    /// Appends the JSON from byte `from` on.
+    fn write_from(&self, out: &mut Vec<u8>, mut from: usize) {
+        for part in self.parts() {
+            let skip = from.min(part.len());
+            out.extend_from_slice(&part[skip..]);
+            from -= skip;
+        }
+    }
+}
+
+/// Where `json` is `stored` with one run of bytes inserted: (where, what).
+fn splice(stored: &[u8], json: &[u8]) -> Option<(usize, Box<[u8]>)> {
+    let extra = json.len().checked_sub(stored.len())?;
+    let at = stored.iter().zip(json).take_while(|(a, b)| a == b).count();
+    (json[at + extra..] == stored[at..]).then(|| (at, json[at..at + extra].into()))
 }
 
 /// The event types a shared object is sent in; BOOKMARK and ERROR objects
@@ -41,72 +99,100 @@ pub struct CachedObject {
 const EVENT_TYPES: [&str; 3] = ["ADDED", "MODIFIED", "DELETED"];
 
 impl CachedObject {
+    /// An object made for its reader (a Table, a bookmark, a Status).
     pub fn new(object: Value, unstructured: bool) -> Arc<Self> {
-        Arc::new(CachedObject {
-            object,
-            unstructured,
-            labels: OnceLock::new(),
-            fields: OnceLock::new(),
-            json: OnceLock::new(),
-            after_type: OnceLock::new(),
-            protobuf: OnceLock::new(),
-            frames: Default::default(),
+        Self::encoded(object, unstructured, None).0
+    }
+
+    /// A stored value decoded into `object` (its resourceVersion stamped),
+    /// with the decoded value back for the caller's use: the object does
+    /// not keep it.
+    pub fn from_stored(object: Value, unstructured: bool, stored: &Bytes) -> (Arc<Self>, Arc<Value>) {
+        Self::encoded(object, unstructured, Some(stored))
+    }
+
+    fn encoded(object: Value, unstructured: bool, stored: Option<&Bytes>) -> (Arc<Self>, Arc<Value>) {
+        let mut encoded = wire::json(&wire::object(object.clone(), unstructured));
+        encoded.pop();
+        let spliced = stored.and_then(|s| splice(s, &encoded).map(|(at, stamp)| (s, at, stamp)));
+        let json = match spliced.and_then(|(s, at, stamp)| Some((s, u32::try_from(at).ok()?, stamp))) {
+            Some((stored, at, stamp)) => Json::Stamped { stored: stored.clone(), at, stamp },
+            None => Json::Encoded(Bytes::from(encoded)),
+        };
+        let after_type = (!unstructured).then(|| type_end(&object, &json)).flatten();
+        let value = Arc::new(object);
+        let cached = Arc::new(CachedObject { json, unstructured, after_type, derived: OnceLock::new() });
+        (cached, value)
+    }
+
+    /// The object itself, decoded from its JSON.
+    pub fn value(&self) -> Arc<Value> {
+        let mut json = Vec::with_capacity(self.json.len());
+        self.json.write_from(&mut json, 0);
+        // The server's own encoding of a JSON value always parses.
+        Arc::new(serde_json::from_slice(&json).unwrap_or(Value::Null))
+    }
+
+    /// The object, for a caller that must own it.
+    pub fn into_value(self: Arc<Self>) -> Value {
+        Arc::unwrap_or_clone(self.value())
+    }
+
+    fn derived(&self) -> &Derived {
+        self.derived.get_or_init(Box::default)
+    }
+
+    /// The labels a label selector reads, from `decoded` (the object's
+    /// value, when the caller has it at hand) or the JSON, once.
+    pub fn labels(&self, decoded: Option<&Value>) -> &Map<String, Value> {
+        self.derived().labels.get_or_init(|| match decoded {
+            Some(v) => crate::meta::labels(v),
+            None => crate::meta::labels(&self.value()),
         })
     }
 
-    /// The object itself, for a caller that must own it (a clone unless
-    /// nothing else holds it).
-    pub fn into_value(self: Arc<Self>) -> Value {
-        match Arc::try_unwrap(self) {
-            Ok(c) => c.object,
-            Err(shared) => shared.object.clone(),
-        }
-    }
-
-    /// The labels a label selector reads.
-    pub fn labels(&self) -> &Map<String, Value> {
-        self.labels.get_or_init(|| crate::meta::labels(&self.object))
-    }
-
     /// The field set a field selector reads; `of` computes it (the Store's
-    /// strategy knows its fields), once.
-    pub fn fields(&self, of: impl FnOnce(&Value) -> Vec<(&'static str, String)>) -> &[(&'static str, String)] {
-        self.fields.get_or_init(|| of(&self.object))
+    /// strategy knows its fields) from `decoded` or the JSON, once.
+    pub fn fields(
+        &self,
+        decoded: Option<&Value>,
+        of: impl FnOnce(&Value) -> Vec<(&'static str, String)>,
+    ) -> &[(&'static str, String)] {
+        self.derived().fields.get_or_init(|| match decoded {
+            Some(v) => of(v),
+            None => of(&self.value()),
+        })
     }
 
     /// The object as a JSON body, as upstream writes it, newline included.
-    pub fn json(&self) -> &Bytes {
-        self.json.get_or_init(|| Bytes::from(wire::json(&wire::object(self.object.clone(), self.unstructured))))
+    pub fn json(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.json.len() + 1);
+        self.json.write_from(&mut out, 0);
+        out.push(b'\n');
+        Bytes::from(out)
+    }
+
+    /// The length of [`Self::json`] without its newline.
+    pub fn json_len(&self) -> usize {
+        self.json.len()
     }
 
     /// Appends the object as an item of its list's JSON: a built-in's items
     /// leave out kind and apiVersion (only the list says what they are), a
-    /// custom resource's keep them. Both are cut from [`Self::json`], which
-    /// a typed object starts with `{"kind":..,"apiVersion":..,`, so a list
-    /// keeps no second encoding of its items.
+    /// custom resource's keep them. Both are cut from the object's JSON, so
+    /// a list keeps no second encoding of its items.
     pub fn write_item(&self, out: &mut Vec<u8>) {
-        let json = self.json();
-        let json = json.strip_suffix(b"\n").unwrap_or(json);
         if self.unstructured {
-            out.extend_from_slice(json);
-            return;
+            return self.json.write_from(out, 0);
         }
-        let after_type = self.after_type.get_or_init(|| {
-            let type_meta =
-                serde_json::json!({"kind": self.object.get("kind"), "apiVersion": self.object.get("apiVersion")});
-            // `{"kind":..,"apiVersion":..}` and a newline; the object goes on with a comma.
-            let type_meta = wire::json(&type_meta);
-            let lead = &type_meta[..type_meta.len() - 2];
-            (json.starts_with(lead) && json.get(lead.len()) == Some(&b',')).then_some(lead.len())
-        });
-        match after_type {
+        match self.after_type {
             Some(comma) => {
                 out.push(b'{');
-                out.extend_from_slice(&json[comma + 1..]);
+                self.json.write_from(out, comma as usize + 1);
             }
             // No kind or apiVersion to leave out: the object as it is.
             None => {
-                let mut item = wire::typed(self.object.clone());
+                let mut item = wire::typed(Value::clone(&self.value()));
                 if let Some(m) = item.as_object_mut() {
                     m.shift_remove("kind");
                     m.shift_remove("apiVersion");
@@ -120,60 +206,71 @@ impl CachedObject {
     /// The object as a protobuf body (`k8s\0` envelope included); an error
     /// when its kind has no protobuf form.
     pub fn protobuf(&self) -> Result<&Bytes, &StatusError> {
-        self.protobuf.get_or_init(|| crate::protobuf::encode(&self.object).map(Bytes::from)).as_ref()
+        self.derived().protobuf.get_or_init(|| crate::protobuf::encode(&self.value()).map(Bytes::from)).as_ref()
     }
-}
 
-impl CachedObject {
     /// This object as one event of a watch stream: JSON (`{"type":...,
     /// "object":...}` and a newline) or a protobuf frame; an error when it
     /// has no protobuf form.
     pub fn watch_frame(&self, event_type: &str, protobuf: bool) -> Result<Bytes, StatusError> {
-        let frame = || {
-            if !protobuf {
-                return Ok(json_frame(event_type, self.json()));
-            }
+        if protobuf {
             let pb = self.protobuf().map_err(Clone::clone)?;
-            crate::protobuf::watch_frame(event_type, pb).map(Bytes::from)
-        };
-        match EVENT_TYPES.iter().position(|t| *t == event_type) {
-            Some(i) => self.frames[i + if protobuf { EVENT_TYPES.len() } else { 0 }].get_or_init(frame).clone(),
-            None => frame(),
+            return crate::protobuf::watch_frame(event_type, pb).map(Bytes::from);
         }
+        let mut frame = Vec::with_capacity(self.json.len() + event_type.len() + 24);
+        frame.extend_from_slice(b"{\"type\":\"");
+        frame.extend_from_slice(event_type.as_bytes());
+        frame.extend_from_slice(b"\",\"object\":");
+        self.json.write_from(&mut frame, 0);
+        frame.extend_from_slice(b"}\n");
+        Ok(Bytes::from(frame))
     }
 }
 
-/// One JSON watch event around an object's encoding (which ends in a
-/// newline) without re-encoding it: the bytes Go's encoder writes for the
-/// event.
-fn json_frame(event_type: &str, object: &[u8]) -> Bytes {
-    let object = object.strip_suffix(b"\n").unwrap_or(object);
-    let mut frame = Vec::with_capacity(object.len() + event_type.len() + 24);
-    frame.extend_from_slice(b"{\"type\":\"");
-    frame.extend_from_slice(event_type.as_bytes());
-    frame.extend_from_slice(b"\",\"object\":");
-    frame.extend_from_slice(object);
-    frame.extend_from_slice(b"}\n");
-    Bytes::from(frame)
+/// Where a typed object's JSON goes on after `{"kind":..,"apiVersion":..`
+/// (the offset of the comma), if it starts so.
+fn type_end(object: &Value, json: &Json) -> Option<u32> {
+    let type_meta = serde_json::json!({"kind": object.get("kind")?, "apiVersion": object.get("apiVersion")?});
+    // `{"kind":..,"apiVersion":..}` and a newline; the object goes on with a comma.
+    let type_meta = wire::json(&type_meta);
+    let lead = &type_meta[..type_meta.len() - 2];
+    let mut start = Vec::with_capacity(lead.len() + 1);
+    for part in json.parts() {
+        let want = lead.len() + 1 - start.len();
+        start.extend_from_slice(&part[..want.min(part.len())]);
+    }
+    let typed = start.len() == lead.len() + 1 && start.starts_with(lead) && start[lead.len()] == b',';
+    typed.then(|| u32::try_from(lead.len()).ok()).flatten()
 }
 
-impl Deref for CachedObject {
-    type Target = Value;
+/// The watch frames of one change in one Store's version, shared by every
+/// watcher of the Store it is sent to. They are kept in the change's slot
+/// in the watch cache ([`crate::storage::cacher::CachedEvent::slot`]), so
+/// they go when the change leaves the window, while the object stays.
+#[derive(Default)]
+pub struct EventFrames([OnceLock<Result<Bytes, StatusError>>; 2 * EVENT_TYPES.len()]);
 
-    fn deref(&self) -> &Value {
-        &self.object
+impl EventFrames {
+    /// `object`'s frame as `event_type`, made by the first watcher that asks.
+    pub fn frame(&self, object: &CachedObject, event_type: &str, protobuf: bool) -> Result<Bytes, StatusError> {
+        match EVENT_TYPES.iter().position(|t| *t == event_type) {
+            Some(i) => self.0[i + if protobuf { EVENT_TYPES.len() } else { 0 }]
+                .get_or_init(|| object.watch_frame(event_type, protobuf))
+                .clone(),
+            None => object.watch_frame(event_type, protobuf),
+        }
     }
 }
 
 impl std::fmt::Debug for CachedObject {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.object.fmt(f)
+        self.value().fmt(f)
     }
 }
 
 impl PartialEq for CachedObject {
     fn eq(&self, other: &Self) -> bool {
-        self.object == other.object
+        self.json.parts().concat() == other.json.parts().concat()
     }
 }
 
@@ -187,18 +284,25 @@ mod tests {
         let cm = json!({"data": {"a": "<b>"}, "metadata": {"resourceVersion": "5", "name": "x"}, "apiVersion": "v1", "kind": "ConfigMap"});
         let c = CachedObject::new(cm.clone(), false);
         assert_eq!(c.json().as_ref(), wire::json(&wire::typed(cm.clone())).as_slice());
+        assert_eq!(c.json_len() + 1, c.json().len());
         let mut item = Vec::new();
         c.write_item(&mut item);
         let item = String::from_utf8(item).unwrap();
         assert_eq!(item, r#"{"metadata":{"name":"x","resourceVersion":"5"},"data":{"a":"\u003cb\u003e"}}"#);
         assert_eq!(c.protobuf().unwrap().as_ref(), crate::protobuf::encode(&cm).unwrap().as_slice());
-        // Computed once: later calls hand out the same bytes.
-        assert_eq!(c.json().as_ptr(), c.json().as_ptr());
+        assert_eq!(*c.value(), cm, "decoded again from its JSON when nothing holds it");
         let frame = c.watch_frame("MODIFIED", false).unwrap();
         assert_eq!(frame.as_ref(), wire::json(&json!({"type": "MODIFIED", "object": wire::typed(cm.clone())})));
-        assert_eq!(frame.as_ptr(), c.watch_frame("MODIFIED", false).unwrap().as_ptr(), "one frame for every watcher");
         let pb = c.watch_frame("DELETED", true).unwrap();
         assert_eq!(pb.as_ref(), crate::protobuf::encode_watch_event("DELETED", &cm).unwrap().as_slice());
+        let frames = EventFrames::default();
+        let shared = frames.frame(&c, "MODIFIED", false).unwrap();
+        assert_eq!(shared, frame);
+        assert_eq!(
+            shared.as_ptr(),
+            frames.frame(&c, "MODIFIED", false).unwrap().as_ptr(),
+            "one frame for every watcher"
+        );
 
         let cr = json!({"spec": {"b": 1, "a": 2}, "kind": "W", "apiVersion": "x.io/v1", "metadata": {"name": "w"}});
         let c = CachedObject::new(cr.clone(), true);
@@ -212,6 +316,55 @@ mod tests {
         bare.write_item(&mut item);
         assert_eq!(item, br#"{"metadata":{"name":"n"}}"#);
         assert!(c.protobuf().is_err(), "a custom resource has no protobuf form");
+    }
+
+    /// Stored bytes in the wire form are the object's JSON with the
+    /// resourceVersion spliced in: the object keeps no copy of its own.
+    #[test]
+    fn stored_wire_form_is_served_as_stored() {
+        let cm = json!({"kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "x", "namespace": "ns", "uid": "u", "creationTimestamp": "2026-12-02T00:00:00Z"},
+            "data": {"a": "<b>"}});
+        let mut stored = wire::json(&wire::typed(cm.clone()));
+        stored.pop();
+        let stored = Bytes::from(stored);
+        let mut decoded = cm.clone();
+        decoded["metadata"]["resourceVersion"] = json!("42");
+        let (c, held) = CachedObject::from_stored(decoded.clone(), false, &stored);
+        assert!(
+            matches!(&c.json, Json::Stamped { stored: s, .. } if s.as_ptr() == stored.as_ptr()),
+            "the stored bytes themselves"
+        );
+        assert_eq!(c.json().as_ref(), wire::json(&wire::typed(decoded.clone())).as_slice());
+        let mut item = Vec::new();
+        c.write_item(&mut item);
+        assert_eq!(
+            String::from_utf8(item).unwrap(),
+            r#"{"metadata":{"name":"x","namespace":"ns","uid":"u","resourceVersion":"42","creationTimestamp":"2026-12-02T00:00:00Z"},"data":{"a":"\u003cb\u003e"}}"#
+        );
+        assert_eq!(*held, decoded);
+        assert_eq!(*c.value(), decoded, "decoded again from the JSON");
+
+        // Stored in another key order (written before the wire form): served from its own encoding.
+        let reordered = Bytes::from(
+            serde_json::to_vec(&json!({"data": {"a": "<b>"}, "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "x", "namespace": "ns", "uid": "u", "creationTimestamp": "2026-12-02T00:00:00Z"}}))
+            .unwrap(),
+        );
+        let (c, _) = CachedObject::from_stored(decoded.clone(), false, &reordered);
+        assert!(matches!(&c.json, Json::Encoded(_)));
+        assert_eq!(c.json().as_ref(), wire::json(&wire::typed(decoded)).as_slice());
+    }
+
+    #[test]
+    fn splices() {
+        assert_eq!(
+            splice(b"{\"a\":1,\"c\":3}", b"{\"a\":1,\"b\":2,\"c\":3}"),
+            Some((8, b"b\":2,\"".as_slice().into()))
+        );
+        assert_eq!(splice(b"{}", b"{}"), Some((2, Box::default())));
+        assert_eq!(splice(b"{\"a\":1}", b"{\"b\":1}"), None, "not an insertion");
+        assert_eq!(splice(b"{\"a\":1,\"b\":2}", b"{\"a\":1}"), None, "shorter");
     }
 
     mod through_a_store {
@@ -273,18 +426,18 @@ mod tests {
             assert_ne!(rv(&updated), rv(&created));
             // Watch streams are lazy: every decode from here on is a reader's.
             let before = conversions.0.load(Ordering::SeqCst);
-            let mut seen = Vec::new();
+            let (mut seen, mut frames) = (Vec::new(), Vec::new());
             for w in &mut watchers {
                 let e = w.next().await.unwrap();
                 assert_eq!(e.event_type, "MODIFIED");
-                assert_eq!(rv(&e.object), rv(&updated), "the event carries the object's own resourceVersion");
+                assert_eq!(rv(&e.object.value()), rv(&updated), "the event carries the object's own resourceVersion");
+                frames.push(e.frame(false).unwrap());
                 seen.push(e.object);
             }
             assert!(seen.iter().all(|o| Arc::ptr_eq(o, &seen[0])), "every watcher holds the one decoded object");
             // The selector read the previous version too: decoded once, for it.
             assert_eq!(conversions.0.load(Ordering::SeqCst) - before, 2, "one conversion per stored version");
-            let json = seen[0].json().clone();
-            assert!(seen.iter().all(|o| o.json().as_ptr() == json.as_ptr()), "and its one encoding");
+            assert!(frames.iter().all(|f| f.as_ptr() == frames[0].as_ptr()), "and the event's one frame");
 
             // Reads share it: from the cache, and from storage at the same version.
             let before = conversions.0.load(Ordering::SeqCst);
@@ -295,7 +448,7 @@ mod tests {
                     store.list_objects("default", &ListOptions { freshness, ..Default::default() }).await.unwrap();
                 assert_eq!(list.items.len(), 2);
                 assert!(Arc::ptr_eq(&list.items[0], &seen[0]), "{freshness:?}");
-                assert_eq!(rv(&list.items[1]), rv(&other), "each item keeps its own resourceVersion");
+                assert_eq!(rv(&list.items[1].value()), rv(&other), "each item keeps its own resourceVersion");
             }
             assert_eq!(conversions.0.load(Ordering::SeqCst) - before, 1, "only b was not decoded yet");
         }

@@ -14,6 +14,7 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::admission::{self, Attributes, Notes, Operation};
+use super::cached::EventFrames;
 use super::CachedObject;
 use super::{Registration, ResourceInfo, ScalePaths, Schema, Strategy, Subresource};
 use crate::authn::UserInfo;
@@ -22,6 +23,7 @@ use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{Cause, StatusError};
 use crate::storage::cacher::{CachedEvent, CachedPage, CachedStream, CachedValue, Cacher};
 use crate::storage::{self, Freshness, KeyValue, PutOptions, Storage, StorageError};
+use crate::wire;
 
 type Result<T> = std::result::Result<T, StatusError>;
 
@@ -212,6 +214,9 @@ pub struct Store {
     reader: crate::storage::cacher::Reader,
 }
 
+/// An object as a read found it, with its value when that read decoded it.
+type Read = (Arc<CachedObject>, Option<Arc<Value>>);
+
 /// What a Store keeps in a cached value's slot: the value decoded into its
 /// version, filled by the first reader while later ones wait for it.
 type Decoded = tokio::sync::OnceCell<Arc<CachedObject>>;
@@ -314,31 +319,39 @@ impl Store {
     }
 
     /// `value` in this Store's version, decoded (and converted) once however
-    /// many readers and watchers ask, concurrently or later.
-    async fn decoded(&self, value: &CachedValue) -> Result<Arc<CachedObject>> {
+    /// many readers and watchers ask, concurrently or later; with the
+    /// decoded value when this call decoded it, for the caller's own use
+    /// (the object keeps its JSON, not its value).
+    async fn decoded(&self, value: &CachedValue) -> Result<Read> {
         let slot = value.slot::<Decoded>(&self.reader);
+        let mut fresh = None;
         let object = slot
             .get_or_try_init(|| async {
                 let v = self.decode_one(&value.kv).await?;
-                Ok::<_, StatusError>(CachedObject::new(v, self.schema.unstructured))
+                let (object, v) = CachedObject::from_stored(v, self.schema.unstructured, &value.kv.value);
+                fresh = Some(v);
+                Ok::<_, StatusError>(object)
             })
             .await?;
-        Ok(object.clone())
+        Ok((object.clone(), fresh))
     }
 
     /// A page of values in this Store's version: those not decoded yet are
     /// converted in one call (one webhook request per page, not per item).
-    async fn decoded_all(&self, values: &[Arc<CachedValue>]) -> Result<Vec<Arc<CachedObject>>> {
+    /// The values decoded now come too, as [`Self::decoded`]'s.
+    async fn decoded_all(&self, values: &[Arc<CachedValue>]) -> Result<Vec<Read>> {
         let slots: Vec<Arc<Decoded>> = values.iter().map(|v| v.slot::<Decoded>(&self.reader)).collect();
-        let mut out: Vec<Option<Arc<CachedObject>>> = slots.iter().map(|s| s.get().cloned()).collect();
+        let mut out: Vec<Option<Read>> = slots.iter().map(|s| s.get().map(|o| (o.clone(), None))).collect();
         let missing: Vec<usize> = (0..values.len()).filter(|&i| out[i].is_none()).collect();
         if !missing.is_empty() {
             let kvs: Vec<&KeyValue> = missing.iter().map(|&i| &values[i].kv).collect();
             for (i, v) in missing.into_iter().zip(self.decode_stored(&kvs).await?) {
-                let object = CachedObject::new(v, self.schema.unstructured);
+                let (object, v) = CachedObject::from_stored(v, self.schema.unstructured, &values[i].kv.value);
                 // Another reader may have filled the slot meanwhile; theirs stays.
-                let _ = slots[i].set(object.clone());
-                out[i] = Some(slots[i].get().cloned().unwrap_or(object));
+                out[i] = Some(match slots[i].set(object.clone()) {
+                    Ok(()) => (object, Some(v)),
+                    Err(_) => (slots[i].get().cloned().unwrap_or(object), None),
+                });
             }
         }
         out.into_iter().map(|o| o.ok_or_else(|| StatusError::internal("a cached object went missing"))).collect()
@@ -360,7 +373,11 @@ impl Store {
             None => obj.clone(),
         };
         meta::remove_meta(&mut o, "resourceVersion");
-        Ok(Bytes::from(serde_json::to_vec(&o).map_err(StatusError::internal)?))
+        // In the wire form clients read, so that the watch cache can serve
+        // these very bytes with the resourceVersion spliced in (one copy).
+        let mut bytes = wire::json(&wire::object(o, self.schema.unstructured));
+        bytes.pop();
+        Ok(Bytes::from(bytes))
     }
 
     /// How this Store's writes go to storage (its objects' TTL).
@@ -515,11 +532,16 @@ impl Store {
     }
 
     pub async fn get_at(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Value> {
-        Ok(self.get_object(namespace, name, freshness).await?.into_value())
+        let (object, fresh) = self.read_object(namespace, name, freshness).await?;
+        Ok(Arc::unwrap_or_clone(fresh.unwrap_or_else(|| object.value())))
     }
 
     /// [`Self::get_at`] as the shared object, with its cached encodings.
     pub async fn get_object(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Arc<CachedObject>> {
+        Ok(self.read_object(namespace, name, freshness).await?.0)
+    }
+
+    async fn read_object(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Read> {
         match self.read_value(&self.key(namespace, name), freshness).await.map_err(storage_err)? {
             Some(v) => self.decoded(&v).await,
             None => Err(self.not_found(name)),
@@ -552,10 +574,12 @@ impl Store {
         opts.label_selector.matches(&meta::labels(obj)) && opts.field_selector.matches(&self.field_set(obj))
     }
 
-    /// [`Self::matches`] on the label and field sets the object keeps.
-    fn matches_cached(&self, obj: &CachedObject, opts: &ListOptions) -> bool {
-        (opts.label_selector.is_empty() || opts.label_selector.matches(obj.labels()))
-            && (opts.field_selector.is_empty() || opts.field_selector.matches(obj.fields(|o| self.field_set(o))))
+    /// [`Self::matches`] on the label and field sets the object keeps,
+    /// computed from `decoded` (its value, if at hand) the first time.
+    fn matches_cached(&self, obj: &CachedObject, decoded: Option<&Value>, opts: &ListOptions) -> bool {
+        (opts.label_selector.is_empty() || opts.label_selector.matches(obj.labels(decoded)))
+            && (opts.field_selector.is_empty()
+                || opts.field_selector.matches(obj.fields(decoded, |o| self.field_set(o))))
     }
 
     /// Whether an object stored under `key` can match `opts`' field
@@ -612,6 +636,7 @@ impl Store {
         };
         let filtering = !opts.label_selector.is_empty() || !opts.field_selector.is_empty();
         let mut items = Vec::new();
+        let mut decoded = Vec::new();
         let mut next: Option<String> = None;
         let mut remaining: Option<u64> = None;
         let revision = loop {
@@ -634,9 +659,10 @@ impl Store {
             let last_key = page.items.last().map(|v| v.kv.key.clone());
             let mut candidates = page.items;
             candidates.retain(|v| self.key_may_match(&v.kv.key, opts));
-            for obj in self.decoded_all(&candidates).await? {
-                if self.matches_cached(&obj, opts) {
+            for (obj, fresh) in self.decoded_all(&candidates).await? {
+                if self.matches_cached(&obj, fresh.as_deref(), opts) {
                     items.push(obj);
+                    decoded.push(fresh);
                 }
             }
             if page.remaining == 0 {
@@ -659,7 +685,7 @@ impl Store {
                 list_meta.insert("remainingItemCount".into(), json!(r));
             }
         }
-        Ok(ObjectList { metadata: list_meta, items })
+        Ok(ObjectList { metadata: list_meta, items, decoded })
     }
 
     /// The namespaces this resource has objects in, from storage's keys
@@ -1330,15 +1356,59 @@ impl Store {
 pub struct ObjectList {
     pub metadata: Map<String, Value>,
     pub items: Vec<Arc<CachedObject>>,
+    /// Beside each item, its value if this list decoded it (nobody had
+    /// read that version yet): see [`Self::values`].
+    pub decoded: Vec<Option<Arc<Value>>>,
+}
+
+impl ObjectList {
+    /// The items' values: those this list decoded, the others decoded from
+    /// their JSON.
+    pub fn values(&self) -> impl Iterator<Item = Arc<Value>> + '_ {
+        self.items.iter().enumerate().map(|(i, o)| match self.decoded.get(i) {
+            Some(Some(v)) => v.clone(),
+            _ => o.value(),
+        })
+    }
 }
 
 /// One event of a watch, in the object form clients see; the object is
-/// shared by every watcher of the Store that receives the event.
-#[derive(Debug, Clone, PartialEq)]
+/// shared by every watcher of the Store that receives the event, and so are
+/// the frames of a change the watch cache delivered.
+#[derive(Clone)]
 pub struct ObjectEvent {
     /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
     pub event_type: &'static str,
     pub object: Arc<CachedObject>,
+    frames: Option<Arc<EventFrames>>,
+}
+
+impl ObjectEvent {
+    /// An event made for one watcher (initial state, a bookmark, an error).
+    pub fn new(event_type: &'static str, object: Arc<CachedObject>) -> Self {
+        ObjectEvent { event_type, object, frames: None }
+    }
+
+    /// The event as one frame of a JSON or protobuf watch stream; an error
+    /// when its object has no protobuf form.
+    pub fn frame(&self, protobuf: bool) -> Result<Bytes> {
+        match &self.frames {
+            Some(frames) => frames.frame(&self.object, self.event_type, protobuf),
+            None => self.object.watch_frame(self.event_type, protobuf),
+        }
+    }
+}
+
+impl std::fmt::Debug for ObjectEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectEvent").field("event_type", &self.event_type).field("object", &self.object).finish()
+    }
+}
+
+impl PartialEq for ObjectEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_type == other.event_type && self.object == other.object
+    }
 }
 
 pub type ObjectEventStream = futures::stream::BoxStream<'static, ObjectEvent>;
@@ -1382,7 +1452,7 @@ impl Store {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta});
-        ObjectEvent { event_type: "BOOKMARK", object: CachedObject::new(object, self.schema.unstructured) }
+        ObjectEvent::new("BOOKMARK", CachedObject::new(object, self.schema.unstructured))
     }
 
     /// Watches objects matching `opts` (selectors) from `start`. A selector
@@ -1409,7 +1479,7 @@ impl Store {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 let items: Vec<ObjectEvent> =
-                    list.items.into_iter().map(|object| ObjectEvent { event_type: "ADDED", object }).collect();
+                    list.items.into_iter().map(|object| ObjectEvent::new("ADDED", object)).collect();
                 (items, rev, bookmark.then(|| self.bookmark(rev, true)))
             }
             WatchStart::After(rev) => (Vec::new(), rev, None),
@@ -1420,7 +1490,7 @@ impl Store {
             Err(StorageError::Compacted(oldest)) => {
                 let e = StatusError::gone(format!("too old resource version: {after} ({oldest})"));
                 let object = CachedObject::new(e.to_status(), false);
-                return Ok(futures::stream::iter(vec![ObjectEvent { event_type: "ERROR", object }]).boxed());
+                return Ok(futures::stream::iter(vec![ObjectEvent::new("ERROR", object)]).boxed());
             }
             Err(e) => return Err(storage_err(e)),
         };
@@ -1458,7 +1528,7 @@ impl Store {
         if !self.key_may_match(&e.value.kv.key, opts) {
             return Ok(None);
         }
-        let object = self.decoded(&e.value).await.map_err(|_| ())?;
+        let (object, fresh) = self.decoded(&e.value).await.map_err(|_| ())?;
         // Without selectors every object matches, so the previous value is
         // never read.
         let unfiltered = opts.label_selector.is_empty() && opts.field_selector.is_empty();
@@ -1469,22 +1539,28 @@ impl Store {
         };
         let prev_matched = match &prev {
             _ if unfiltered => had_prev,
-            Some(prev) => self.matches_cached(prev, opts),
+            Some((prev, fresh)) => self.matches_cached(prev, fresh.as_deref(), opts),
             None => false,
         };
+        // Frames of the change's own object are shared by the Store's watchers.
+        let shared = |event_type| ObjectEvent {
+            event_type,
+            object: object.clone(),
+            frames: Some(e.slot::<EventFrames>(&self.reader)),
+        };
         Ok(match e.event_type {
-            EventType::Delete => prev_matched.then_some(ObjectEvent { event_type: "DELETED", object }),
+            EventType::Delete => prev_matched.then(|| shared("DELETED")),
             EventType::Put => {
-                let matched = unfiltered || self.matches_cached(&object, opts);
+                let matched = unfiltered || self.matches_cached(&object, fresh.as_deref(), opts);
                 match (had_prev, prev_matched, matched) {
-                    (_, true, true) => Some(ObjectEvent { event_type: "MODIFIED", object }),
-                    (_, false, true) => Some(ObjectEvent { event_type: "ADDED", object }),
+                    (_, true, true) => Some(shared("MODIFIED")),
+                    (_, false, true) => Some(shared("ADDED")),
                     // Leaving the selection: upstream's watcher sees the
                     // object it last saw, at the change's resourceVersion.
-                    (true, true, false) => prev.map(|prev| {
-                        let mut last = prev.into_value();
+                    (true, true, false) => prev.map(|(prev, fresh)| {
+                        let mut last = fresh.map(Arc::unwrap_or_clone).unwrap_or_else(|| prev.into_value());
                         meta::set_meta(&mut last, "resourceVersion", json!(e.revision().to_string()));
-                        ObjectEvent { event_type: "DELETED", object: CachedObject::new(last, self.schema.unstructured) }
+                        ObjectEvent::new("DELETED", CachedObject::new(last, self.schema.unstructured))
                     }),
                     _ => None,
                 }

@@ -6,10 +6,11 @@
 //!
 //! Each stored version is held once, as a [`CachedValue`] behind an `Arc`
 //! that the object map, the window and every watcher share. Readers keep what
-//! they derive from it in its slots (the registry Store: the decoded object in
-//! its served version, its selector sets and its encodings, upstream's
-//! cachingObject), so one write watched by a thousand clients is decoded and
-//! encoded once per form, not once per watcher. This module still knows
+//! they derive from it in its slots (the registry Store: the object in its
+//! served version, its selector sets and its encodings, upstream's
+//! cachingObject), and what they derive from a change in the change's slots
+//! (its watch frames), so one write watched by a thousand clients is decoded
+//! and encoded once per form, not once per watcher. This module still knows
 //! nothing of objects: a slot is an opaque value a reader fills.
 //!
 //! It is not a [`Storage`]: the registry Store consults it explicitly, as
@@ -30,7 +31,7 @@
 //! last resourceVersion.
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
@@ -55,23 +56,20 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// what readers derived from it.
 pub struct CachedValue {
     pub kv: KeyValue,
-    /// One slot per live [`Reader`]; few readers share a key root.
-    slots: Mutex<Vec<Slot>>,
+    slots: Slots,
 }
+
+/// What readers keep beside a shared value or event: one slot per live
+/// [`Reader`]; few readers share a key root.
+#[derive(Default)]
+struct Slots(Mutex<Vec<Slot>>);
 
 /// A reader's slot: whose it is, and what it holds.
 type Slot = (Weak<()>, Arc<dyn Any + Send + Sync>);
 
-impl CachedValue {
-    pub fn new(kv: KeyValue) -> Arc<Self> {
-        Arc::new(CachedValue { kv, slots: Mutex::new(Vec::new()) })
-    }
-
-    /// The slot `reader` keeps its form of this value in, empty (`T`'s
-    /// default) until the reader fills it; readers fill theirs at most once
-    /// (a `OnceCell`), so concurrent readers wait for one computation.
-    pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+impl Slots {
+    fn get<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
+        let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // The slots of readers gone (a CRD's Stores rebuilt) go too.
         slots.retain(|(r, _)| r.strong_count() > 0);
         let mine = |r: &Weak<()>| std::ptr::eq(r.as_ptr(), Arc::as_ptr(&reader.0));
@@ -82,8 +80,23 @@ impl CachedValue {
         }
         let t = Arc::new(T::default());
         slots.retain(|(r, _)| !mine(r));
+        // Most values are read by one Store: room for one slot, not Vec's four.
+        slots.reserve_exact(1);
         slots.push((Arc::downgrade(&reader.0), t.clone()));
         t
+    }
+}
+
+impl CachedValue {
+    pub fn new(kv: KeyValue) -> Arc<Self> {
+        Arc::new(CachedValue { kv, slots: Slots::default() })
+    }
+
+    /// The slot `reader` keeps its form of this value in, empty (`T`'s
+    /// default) until the reader fills it; readers fill theirs at most once
+    /// (a `OnceCell`), so concurrent readers wait for one computation.
+    pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
+        self.slots.get(reader)
     }
 }
 
@@ -103,14 +116,20 @@ pub struct Reader(Arc<()>);
 /// One change as the cache delivers it: the value written (for a Delete,
 /// the last value, at the deletion's revision) and the one it replaced,
 /// both shared with the cache's map so what readers derived is reused.
-#[derive(Debug, Clone)]
+/// Readers keep what they make of the change itself (its watch frames) in
+/// its slots, which go with the event when it leaves the window.
 pub struct CachedEvent {
     pub event_type: EventType,
     pub value: Arc<CachedValue>,
     pub prev: Option<Arc<CachedValue>>,
+    slots: Slots,
 }
 
 impl CachedEvent {
+    pub fn new(event_type: EventType, value: Arc<CachedValue>, prev: Option<Arc<CachedValue>>) -> Arc<Self> {
+        Arc::new(CachedEvent { event_type, value, prev, slots: Slots::default() })
+    }
+
     pub fn revision(&self) -> u64 {
         self.value.kv.mod_revision
     }
@@ -118,11 +137,22 @@ impl CachedEvent {
     /// A backend's event, with nothing derived yet (a watch the cache
     /// cannot serve).
     pub fn from_storage(e: WatchEvent) -> Arc<Self> {
-        Arc::new(CachedEvent {
-            event_type: e.event_type,
-            value: CachedValue::new(e.kv),
-            prev: e.prev.map(CachedValue::new),
-        })
+        Self::new(e.event_type, CachedValue::new(e.kv), e.prev.map(CachedValue::new))
+    }
+
+    /// `reader`'s slot in this change, as [`CachedValue::slot`].
+    pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
+        self.slots.get(reader)
+    }
+}
+
+impl std::fmt::Debug for CachedEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedEvent")
+            .field("event_type", &self.event_type)
+            .field("value", &self.value)
+            .field("prev", &self.prev)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,8 +169,38 @@ pub struct CachedPage {
     pub remaining: u64,
 }
 
+/// A cached value ordered by its key, so the map of objects holds each key
+/// once (in the value) rather than a second copy beside it.
+struct ByKey(Arc<CachedValue>);
+
+impl std::borrow::Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        &self.0.kv.key
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kv.key == other.0.kv.key
+    }
+}
+
+impl Eq for ByKey {}
+
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.kv.key.cmp(&other.0.kv.key)
+    }
+}
+
 struct State {
-    objects: BTreeMap<String, Arc<CachedValue>>,
+    objects: BTreeSet<ByKey>,
     /// The revision the cache reflects: the last event applied or progress
     /// reported, or the initial list's revision.
     revision: u64,
@@ -159,8 +219,8 @@ impl State {
     fn apply(&mut self, e: WatchEvent) -> Arc<CachedEvent> {
         let value = CachedValue::new(e.kv);
         let cached_prev = match e.event_type {
-            EventType::Put => self.objects.insert(value.kv.key.clone(), value.clone()),
-            EventType::Delete => self.objects.remove(&value.kv.key),
+            EventType::Put => self.objects.replace(ByKey(value.clone())).map(|old| old.0),
+            EventType::Delete => self.objects.take(value.kv.key.as_str()).map(|old| old.0),
             EventType::Progress => None,
         };
         // The map's previous value is the event's, unless the cache missed
@@ -169,7 +229,7 @@ impl State {
             (Some(c), Some(p)) if c.kv.mod_revision == p.mod_revision => Some(c),
             (_, p) => p.map(CachedValue::new),
         };
-        let event = Arc::new(CachedEvent { event_type: e.event_type, value, prev });
+        let event = CachedEvent::new(e.event_type, value, prev);
         self.revision = self.revision.max(event.revision());
         if self.window.len() == WINDOW {
             if let Some(gone) = self.window.pop_front() {
@@ -210,7 +270,7 @@ impl Cacher {
     pub fn with_watcher_buffer(storage: Arc<dyn Storage>, prefix: &str, buffer: usize) -> Arc<Self> {
         let (live, _) = broadcast::channel(buffer);
         let state = Arc::new(RwLock::new(State {
-            objects: BTreeMap::new(),
+            objects: BTreeSet::new(),
             revision: 0,
             window: VecDeque::new(),
             complete_after: 0,
@@ -310,7 +370,7 @@ impl Follow {
             backoff = Duration::from_millis(100);
             {
                 let mut s = state.write().unwrap_or_else(|e| e.into_inner());
-                s.objects = list.items.into_iter().map(|kv| (kv.key.clone(), CachedValue::new(kv))).collect();
+                s.objects = list.items.into_iter().map(|kv| ByKey(CachedValue::new(kv))).collect();
                 s.revision = list.revision;
                 s.window.clear();
                 s.complete_after = list.revision;
@@ -359,7 +419,7 @@ impl Cacher {
         if !(key.starts_with(&self.prefix) && self.serves(freshness)) {
             return None;
         }
-        Some(self.read().objects.get(key).cloned())
+        Some(self.read().objects.get(key).map(|v| v.0.clone()))
     }
 
     /// Whether the cache, already in use, has caught up with `revision`
@@ -403,8 +463,8 @@ impl Cacher {
     /// value read from storage reuses what readers derived from it), else
     /// a fresh value. Never starts the cache.
     pub fn shared(&self, kv: KeyValue) -> Arc<CachedValue> {
-        match self.read().objects.get(&kv.key) {
-            Some(c) if c.kv.mod_revision == kv.mod_revision => c.clone(),
+        match self.read().objects.get(kv.key.as_str()) {
+            Some(c) if c.0.kv.mod_revision == kv.mod_revision => c.0.clone(),
             _ => CachedValue::new(kv),
         }
     }
@@ -447,7 +507,7 @@ impl Cacher {
         let mut now = s
             .objects
             .range::<str, _>((start, Bound::Unbounded))
-            .map(|(k, v)| (k.as_str(), v))
+            .map(|v| (v.0.kv.key.as_str(), &v.0))
             .take_while(|(k, _)| k.starts_with(prefix));
         let mut undone = then.into_iter().peekable();
         let mut items = Vec::new();
@@ -523,7 +583,7 @@ mod tests {
         drop(r1);
         let r3 = Reader::default();
         assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r3).get(), None);
-        assert_eq!(v.slots.lock().unwrap().len(), 2, "the slot of a reader gone is dropped");
+        assert_eq!(v.slots.0.lock().unwrap().len(), 2, "the slot of a reader gone is dropped");
     }
 
     #[tokio::test]

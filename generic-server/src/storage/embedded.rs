@@ -395,8 +395,8 @@ impl EmbeddedStorage {
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
-            let mut state = snapshot(&txn, &key, |k| k == key, revision)?;
-            Ok(state.remove(&key))
+            let page = Snapshot::at(&txn, &key, |k| k == key, revision)?.page(None, 1, false)?;
+            Ok(page.items.into_iter().next())
         })
         .await
     }
@@ -442,64 +442,119 @@ impl EmbeddedStorage {
         let start_after = start_after.map(str::to_string);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
-            let after = |k: &str| start_after.as_deref().is_none_or(|s| k > s);
-            let state = snapshot(&txn, &prefix, after, revision)?;
-            let total = state.len();
-            let take = if limit == 0 { total } else { limit.min(total) };
-            let items: Vec<KeyValue> = state.into_values().take(take).collect();
-            Ok(ListResult { items, revision, remaining: (total - take) as u64 })
+            let snapshot = Snapshot::at(&txn, &prefix, |_| true, revision)?;
+            snapshot.page(start_after.as_deref(), limit, true)
         })
         .await
     }
 }
 
-/// The objects under `prefix` that `keep` selects, as they were at
-/// `revision`: the current state with every later change undone, newest
-/// first. `Compacted` when the log no longer reaches back that far.
-fn snapshot(
-    txn: &redb::ReadTransaction,
-    prefix: &str,
-    keep: impl Fn(&str) -> bool,
+/// The objects under a prefix as they were at a revision: the current
+/// objects, except the keys changed since, which are as the oldest of
+/// those changes found them. Only the changes are held in memory, so a page
+/// of a large resource costs its own items, not a copy of the resource.
+struct Snapshot<'t, K> {
+    txn: &'t redb::ReadTransaction,
+    prefix: &'t str,
+    keep: K,
     revision: u64,
-) -> Result<std::collections::BTreeMap<String, KeyValue>> {
-    let now = meta_value(txn, REVISION)?;
-    let compacted = meta_value(txn, COMPACTED)?;
-    if revision < compacted || revision > now {
-        return Err(StorageError::Compacted(compacted + 1));
+    /// Each key changed since `revision`: the revision of its oldest change
+    /// after it, and whether the key existed before that change.
+    changed: std::collections::BTreeMap<String, (u64, bool)>,
+}
+
+impl<'t, K: Fn(&str) -> bool> Snapshot<'t, K> {
+    /// `Compacted` when the log no longer reaches back to `revision`.
+    fn at(txn: &'t redb::ReadTransaction, prefix: &'t str, keep: K, revision: u64) -> Result<Self> {
+        let now = meta_value(txn, REVISION)?;
+        let compacted = meta_value(txn, COMPACTED)?;
+        if revision < compacted || revision > now {
+            return Err(StorageError::Compacted(compacted + 1));
+        }
+        let mut changed = std::collections::BTreeMap::new();
+        let log = txn.open_table(EVENTS).map_err(internal)?;
+        // Newest first, so the oldest change of a key is the one kept.
+        for entry in log.range(revision + 1..).map_err(internal)?.rev() {
+            let (rev, v) = entry.map_err(internal)?;
+            let (_, key, _, _, _, prev_rev) = v.value();
+            if key.starts_with(prefix) && keep(key) {
+                changed.insert(key.to_string(), (rev.value(), prev_rev != 0));
+            }
+        }
+        Ok(Snapshot { txn, prefix, keep, revision, changed })
     }
-    let selected = |k: &str| k.starts_with(prefix) && keep(k);
-    let mut state = std::collections::BTreeMap::new();
-    let objects = txn.open_table(OBJECTS).map_err(internal)?;
-    for entry in objects.range(prefix..).map_err(internal)? {
-        let (k, v) = entry.map_err(internal)?;
-        let key = k.value();
-        if !key.starts_with(prefix) {
-            break;
-        }
-        if selected(key) {
-            state.insert(key.to_string(), kv(key, v.value()));
-        }
+
+    fn selected(&self, key: &str, start_after: Option<&str>) -> bool {
+        key.starts_with(self.prefix) && start_after.is_none_or(|s| key > s) && (self.keep)(key)
     }
-    let log = txn.open_table(EVENTS).map_err(internal)?;
-    for entry in log.range(revision + 1..).map_err(internal)?.rev() {
-        let (_, v) = entry.map_err(internal)?;
-        let (_, key, _, create, prev_value, prev_rev) = v.value();
-        if !selected(key) {
-            continue;
-        }
-        if prev_rev == 0 {
-            state.remove(key);
-        } else {
-            let prev = KeyValue {
-                key: key.to_string(),
+
+    /// Up to `limit` objects (0: all) after `start_after`, in key order,
+    /// with how many more there are when `count_rest`.
+    fn page(&self, start_after: Option<&str>, limit: usize, count_rest: bool) -> Result<ListResult> {
+        use std::cmp::Ordering;
+        let objects = self.txn.open_table(OBJECTS).map_err(internal)?;
+        let log = self.txn.open_table(EVENTS).map_err(internal)?;
+        let mut current = objects.range(start_after.unwrap_or(self.prefix)..).map_err(internal)?;
+        let mut next_current = || -> Result<Option<_>> {
+            for entry in current.by_ref() {
+                let (k, v) = entry.map_err(internal)?;
+                if !k.value().starts_with(self.prefix) {
+                    return Ok(None);
+                }
+                if self.selected(k.value(), start_after) {
+                    return Ok(Some((k, v)));
+                }
+            }
+            Ok(None)
+        };
+        let mut changes = self.changed.iter().filter(|(k, _)| self.selected(k, start_after)).peekable();
+        let mut pending = next_current()?;
+        let (mut items, mut remaining) = (Vec::new(), 0u64);
+        loop {
+            let order = match (&pending, changes.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((k, _)), Some((changed, _))) => k.value().cmp(changed.as_str()),
+            };
+            let full = limit != 0 && items.len() >= limit;
+            if full && !count_rest {
+                break;
+            }
+            if order == Ordering::Less {
+                // Unchanged since the revision: as it is now.
+                if let Some((k, v)) = pending.take() {
+                    if full {
+                        remaining += 1;
+                    } else {
+                        items.push(kv(k.value(), v.value()));
+                    }
+                }
+                pending = next_current()?;
+                continue;
+            }
+            if order == Ordering::Equal {
+                pending = next_current()?;
+            }
+            let Some((key, &(rev, existed))) = changes.next() else { break };
+            if !existed {
+                continue;
+            }
+            if full {
+                remaining += 1;
+                continue;
+            }
+            let row = log.get(rev).map_err(internal)?.ok_or_else(|| internal("a change left the log"))?;
+            let (_, _, _, create, prev_value, prev_rev) = row.value();
+            items.push(KeyValue {
+                key: key.clone(),
                 value: Bytes::copy_from_slice(prev_value),
                 mod_revision: prev_rev,
                 create_revision: create,
-            };
-            state.insert(key.to_string(), prev);
+            });
         }
+        Ok(ListResult { items, revision: self.revision, remaining })
     }
-    Ok(state)
 }
 
 #[async_trait]

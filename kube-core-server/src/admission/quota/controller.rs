@@ -102,8 +102,9 @@ async fn replenish(inner: Arc<Inner>, store: Arc<Store>) {
         match store.watch("", &ListOptions::default(), WatchStart::Now).await {
             Ok(mut events) => {
                 while let Some(e) = events.next().await {
-                    let ns = meta::namespace(&e.object);
-                    if frees_usage(e.event_type, &e.object, pods) && inner.holds_quotas(ns) {
+                    let object = e.object.value();
+                    let ns = meta::namespace(&object);
+                    if frees_usage(e.event_type, &object, pods) && inner.holds_quotas(ns) {
                         queue(&inner, ns.to_string());
                     }
                 }
