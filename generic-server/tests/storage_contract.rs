@@ -731,6 +731,34 @@ mod etcd_only {
         assert_eq!((l.revision, l.items[0].value.clone()), (r3, b("3")));
     }
 
+    /// A whole prefix is read in chunks at one revision: every key once, in
+    /// order, none written after the first chunk.
+    #[tokio::test]
+    async fn whole_prefix_read_in_chunks() {
+        let bk = support::etcd().await;
+        let etcd = bk.etcd.clone().unwrap().with_list_chunk(2);
+        for name in ["a", "b", "c", "d", "e"] {
+            etcd.create(&format!("/registry/cm/ns/{name}"), b(name), PutOptions::default()).await.unwrap();
+        }
+        etcd.create("/registry/cmx/ns/a", b("other"), PutOptions::default()).await.unwrap();
+        let at = etcd.current_revision().await.unwrap();
+        etcd.create("/registry/cm/ns/f", b("f"), PutOptions::default()).await.unwrap();
+        etcd.delete("/registry/cm/ns/b", None).await.unwrap();
+        let then =
+            etcd.list("/registry/cm/ns/", ListOptions { revision: Some(at), ..Default::default() }).await.unwrap();
+        let values: Vec<_> = then.items.iter().map(|kv| kv.value.clone()).collect();
+        assert_eq!((values, then.revision, then.remaining), (vec![b("a"), b("b"), b("c"), b("d"), b("e")], at, 0));
+        let now = etcd.list("/registry/cm/ns/", ListOptions::default()).await.unwrap();
+        let keys: Vec<_> = now.items.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["/registry/cm/ns/a", "/registry/cm/ns/c", "/registry/cm/ns/d", "/registry/cm/ns/e", "/registry/cm/ns/f"]
+        );
+        assert_eq!(now.revision, etcd.current_revision().await.unwrap());
+        let page = etcd.list("/registry/cm/ns/", ListOptions { limit: 3, ..Default::default() }).await.unwrap();
+        assert_eq!((page.items.len(), page.remaining), (3, 2), "a limit is one request, as asked");
+    }
+
     /// The compactor compacts to the revision it saw one interval earlier.
     #[tokio::test]
     async fn periodic_compactor() {

@@ -113,9 +113,10 @@ impl NamespaceController {
     pub async fn delete_content(&self, namespace: &str) -> Result<usize, StatusError> {
         let mut remaining = 0;
         for store in self.registry.namespaced() {
-            let list = store.list(namespace, &ListOptions::default()).await?;
-            for obj in items(&list) {
-                match store.delete(namespace, meta::name(&obj), &DeleteOptions::default()).await {
+            // Names from the keys: the objects are never decoded here, nor
+            // all read at once.
+            for name in store.names_in(namespace).await? {
+                match store.delete(namespace, &name, &DeleteOptions::default()).await {
                     Ok(DeleteResult::Deleted(_)) => {}
                     Ok(DeleteResult::Pending(_)) => remaining += 1,
                     Err(e) if e.code == 404 => {}

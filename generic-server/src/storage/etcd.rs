@@ -85,6 +85,8 @@ pub struct EtcdStorage {
     /// Whether this etcd reports watch progress only after the events it
     /// covers (upstream's RequestWatchProgress check).
     progress_in_order: bool,
+    /// Keys per range request when a whole prefix is read.
+    list_chunk: usize,
 }
 
 /// Whether etcd `version` orders progress notifications after events:
@@ -220,7 +222,16 @@ fn normalize_prefix(prefix: &str) -> String {
     }
 }
 
+/// How many keys one range request reads when a whole prefix is asked for.
+const RANGE_CHUNK: usize = 5_000;
+
 impl EtcdStorage {
+    /// This client reading whole prefixes `keys` at a time (tests make it
+    /// small to read across chunks).
+    pub fn with_list_chunk(&self, keys: usize) -> Self {
+        EtcdStorage { list_chunk: keys.max(1), ..self.clone() }
+    }
+
     /// Connects to `endpoints` (`--etcd-servers`: URLs such as
     /// "http://127.0.0.1:2379", or host:port) with the default request timeout.
     /// The connection is made lazily: an unreachable etcd is reported by the
@@ -259,6 +270,7 @@ impl EtcdStorage {
         let progress_in_order = matches!(&version, Ok(Ok(status)) if progress_in_order(status.version()));
         Ok(EtcdStorage {
             progress_in_order,
+            list_chunk: RANGE_CHUNK,
             kv: client.kv_client().max_decoding_message_size(MAX_RECV_MESSAGE),
             watch: client.watch_client().max_decoding_message_size(MAX_RECV_MESSAGE),
             lease: client.lease_client(),
@@ -449,10 +461,10 @@ impl EtcdStorage {
     /// `list` as of `opts.revision` (None = now). A compacted revision is
     /// `StorageError::Compacted`.
     async fn range(&self, prefix: &str, opts: ListOptions<'_>) -> Result<ListResult> {
-        let ListOptions { start_after, limit, revision } = opts;
+        let ListOptions { start_after, limit, mut revision } = opts;
         let p = self.etcd_key(prefix)?;
         let end = prefix_end(&p);
-        let start = match start_after {
+        let mut start = match start_after {
             Some(after) => {
                 let mut k = self.etcd_key(after)?;
                 k.push(0);
@@ -460,23 +472,42 @@ impl EtcdStorage {
             }
             None => p,
         };
-        let mut options = EtcdGet::new().with_range(end).with_limit(i64::try_from(limit).unwrap_or(0));
-        if let Some(revision) = revision {
-            options = options.with_revision(to_i64(revision));
+        let mut items = Vec::new();
+        loop {
+            // A whole resource (the watch cache filling) is read in chunks
+            // at one revision: one response of every value would be held,
+            // decoded, beside their copies.
+            let chunk = if limit == 0 { self.list_chunk } else { limit };
+            let mut options = EtcdGet::new().with_range(end.clone()).with_limit(i64::try_from(chunk).unwrap_or(0));
+            if let Some(revision) = revision {
+                options = options.with_revision(to_i64(revision));
+            }
+            let mut kv = self.kv.clone();
+            let resp = match self.call("list", kv.get(start.clone(), Some(options))).await {
+                Err(StorageError::Compacted(_)) => return Err(self.compacted().await),
+                r => r?,
+            };
+            let read = resp.kvs().len();
+            for kv in resp.kvs() {
+                items.push(self.key_value(kv)?);
+            }
+            if revision.is_none() {
+                revision = Some(header_revision(resp.header())?);
+            }
+            let count = u64::try_from(resp.count()).unwrap_or(0);
+            let remaining = count.saturating_sub(read as u64);
+            match resp.kvs().last() {
+                Some(last) if limit == 0 && remaining > 0 => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => {
+                    let revision = revision.unwrap_or(0);
+                    let remaining = if limit == 0 { 0 } else { remaining };
+                    return Ok(ListResult { items, revision, remaining });
+                }
+            }
         }
-        let mut kv = self.kv.clone();
-        let resp = match self.call("list", kv.get(start, Some(options))).await {
-            Err(StorageError::Compacted(_)) => return Err(self.compacted().await),
-            r => r?,
-        };
-        let items = resp.kvs().iter().map(|kv| self.key_value(kv)).collect::<Result<Vec<_>>>()?;
-        let count = u64::try_from(resp.count()).unwrap_or(0);
-        let remaining = count.saturating_sub(items.len() as u64);
-        let revision = match revision {
-            Some(revision) => revision,
-            None => header_revision(resp.header())?,
-        };
-        Ok(ListResult { items, revision, remaining })
     }
 
     /// The Compacted error with etcd's oldest retained revision. etcd reports
