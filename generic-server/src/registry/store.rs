@@ -377,7 +377,9 @@ impl Store {
         // these very bytes with the resourceVersion spliced in (one copy).
         let mut bytes = wire::json(&wire::object(o, self.schema.unstructured));
         bytes.pop();
-        Ok(Bytes::from(bytes))
+        // Exactly its length: the watch cache keeps these very bytes, and a
+        // Vec grown while serializing has up to twice the room.
+        Ok(Bytes::from(bytes.into_boxed_slice()))
     }
 
     /// How this Store's writes go to storage (its objects' TTL).
