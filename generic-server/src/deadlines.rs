@@ -173,16 +173,41 @@ pub async fn expired(activity: &Activity, limits: &ServingLimits) {
     }
 }
 
+/// Bytes a connection holds back from TLS before it writes them anyway.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
 /// A connection's stream whose reads tell its [`Activity`] when a request
-/// head begins.
+/// head begins, and whose writes are coalesced: a flush first yields once, so
+/// that the frames other tasks queue meanwhile (the same change going to a
+/// hundred watchers multiplexed on one HTTP/2 connection) leave in one TLS
+/// write rather than one system call and record each.
 pub struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    held: bytes::BytesMut,
+    /// The last flush yielded; the next one writes.
+    yielded: bool,
 }
 
 impl<S> Watched<S> {
     pub fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Watched { inner, activity }
+        Watched { inner, activity, held: bytes::BytesMut::new(), yielded: false }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    /// Writes what is held back to the stream.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        use bytes::Buf;
+        while !self.held.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.held) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.held.advance(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -198,34 +223,102 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if this.held.len() + len > COALESCE_LIMIT {
+            std::task::ready!(this.poll_drain(cx))?;
+            // Large writes (a big list over HTTP/1.1) go straight through.
+            if len >= COALESCE_LIMIT {
+                return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+            }
+        }
+        for b in bufs {
+            this.held.extend_from_slice(b);
+        }
+        Poll::Ready(Ok(len))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.held.is_empty() && !this.yielded {
+            // Woken now, polled again after the tasks already queued.
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        this.yielded = false;
+        std::task::ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records each write it is given.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn writes_are_coalesced_until_a_flush_has_yielded() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut w = Watched::new(Writes::default(), Activity::new(true));
+        let mut pin = Pin::new(&mut w);
+        assert!(matches!(pin.as_mut().poll_write(&mut cx, b"frame one "), Poll::Ready(Ok(10))));
+        // The first flush yields: nothing reaches the stream yet.
+        assert!(pin.as_mut().poll_flush(&mut cx).is_pending());
+        assert!(pin.inner.0.is_empty());
+        // What other tasks queued meanwhile goes in the same write.
+        let two = [std::io::IoSlice::new(b"frame "), std::io::IoSlice::new(b"two")];
+        assert!(matches!(pin.as_mut().poll_write_vectored(&mut cx, &two), Poll::Ready(Ok(9))));
+        assert!(matches!(pin.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(pin.inner.0, vec![b"frame one frame two".to_vec()]);
+        // Nothing held: a flush does not yield.
+        assert!(matches!(pin.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        // Past the limit, what is held goes first and a large write goes
+        // straight through; shutting down writes what is held.
+        let big = vec![7u8; COALESCE_LIMIT];
+        assert!(matches!(pin.as_mut().poll_write(&mut cx, b"small"), Poll::Ready(Ok(5))));
+        assert!(matches!(pin.as_mut().poll_write(&mut cx, &big), Poll::Ready(Ok(n)) if n == COALESCE_LIMIT));
+        assert!(matches!(pin.as_mut().poll_write(&mut cx, b"tail"), Poll::Ready(Ok(4))));
+        assert!(pin.inner.0.len() == 3 && pin.inner.0[1] == b"small" && pin.inner.0[2] == big);
+        assert!(matches!(pin.as_mut().poll_shutdown(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(pin.inner.0.last().map(Vec::as_slice), Some(&b"tail"[..]));
+    }
 
     #[test]
     fn defaults_are_upstreams() {

@@ -13,7 +13,7 @@ use super::Params;
 use crate::body::{self, BoxError};
 use crate::handler::{Request, Response};
 use crate::negotiation::Output;
-use crate::registry::store::{ListOptions, WatchStart};
+use crate::registry::store::{ListOptions, ObjectEventStream, WatchStart};
 use crate::registry::{CachedObject, Store};
 use crate::request_info::RequestInfo;
 use crate::status::StatusError;
@@ -59,72 +59,30 @@ pub async fn serve(
         Output::Protobuf if !crate::protobuf::supports(&store.info.api_version(), &store.info.kind) => Output::Json,
         o => o,
     };
-    let include_object = params.get("includeObject").unwrap_or("Metadata").to_string();
     let ns = if store.info.namespaced { info.namespace.as_str() } else { "" };
-    let mut events = store.watch(ns, &opts, start).await?;
+    let events = store.watch(ns, &opts, start).await?;
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BoxError>>(64);
-    let sent = crate::metrics::global().watch_events(&store.info.group, &store.info.version, &store.info.kind);
-    let store = store.clone();
-    let form = output.clone();
-    tokio::spawn(async move {
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
-        let mut first_row = true;
-        loop {
-            let event = tokio::select! {
-                e = events.next() => match e {
-                    Some(e) => e,
-                    None => break,
-                },
-                _ = ticker.tick(), if bookmarks => match store.current_bookmark().await {
-                    Ok(b) => b,
-                    Err(_) => continue,
-                },
-                _ = &mut deadline => break,
-                _ = tx.closed() => break,
-            };
-            if event.event_type == "BOOKMARK" && !bookmarks {
-                continue;
-            }
-            // Objects and their JSON and protobuf encodings are shared by
-            // every watcher of the Store; only a Table or a
-            // PartialObjectMetadata is made per watcher.
-            let control = matches!(event.event_type, "ERROR" | "BOOKMARK");
-            let framed = match &form {
-                Output::Table(v) if !control => {
-                    let value = event.object.value();
-                    let t = table(&store, v, std::iter::once(&*value), Default::default(), &include_object, first_row);
-                    first_row = false;
-                    CachedObject::new(t, false).watch_frame(event.event_type, false)
-                }
-                Output::PartialObjectMetadata(v) if !control => {
-                    let partial = super::output::partial(v, &event.object.value());
-                    CachedObject::new(partial, false).watch_frame(event.event_type, false)
-                }
-                _ => event.frame(form == Output::Protobuf),
-            };
-            let frame = match framed {
-                Ok(f) => f,
-                // An event without a protobuf form ends the watch with an
-                // ERROR event saying so, as upstream's encoder failing does;
-                // the client lists again (in a form it can read).
-                Err(e) => {
-                    let status = StatusError::internal(e.message).to_status();
-                    if let Ok(f) = crate::protobuf::encode_watch_event("ERROR", &status) {
-                        let _ = tx.send(Ok(Bytes::from(f))).await;
-                    }
-                    break;
-                }
-            };
-            if tx.send(Ok(frame)).await.is_err() {
-                break;
-            }
-            sent.inc();
-        }
+    // The response body pulls events itself rather than a task of its own
+    // pushing them through a channel: one task wakes per watcher and change,
+    // not two, and that is what a write queues behind during a large
+    // fan-out. Hyper drops the body when the client goes away, and the
+    // watch with it.
+    let watching = Watching {
+        events,
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        bookmarks: bookmarks
+            .then(|| tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY)),
+        sent: crate::metrics::global().watch_events(&store.info.group, &store.info.version, &store.info.kind),
+        store: store.clone(),
+        form: output.clone(),
+        include_object: params.get("includeObject").unwrap_or("Metadata").to_string(),
+        first_row: true,
+        ended: false,
+    };
+    let stream = futures::stream::unfold(watching, |mut w| async move {
+        let frame = w.next_frame().await?;
+        Some((Ok::<_, BoxError>(frame), w))
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     let content_type = match &output {
         Output::Table(v) => format!("application/json;as=Table;v={v};g=meta.k8s.io"),
         Output::Protobuf => "application/vnd.kubernetes.protobuf;stream=watch".to_string(),
@@ -136,4 +94,83 @@ pub async fn serve(
         .header(http::header::CACHE_CONTROL, "no-cache, private")
         .body(body::stream(stream))
         .map_err(StatusError::internal)
+}
+
+/// One watch's state between the frames it sends.
+struct Watching {
+    events: ObjectEventStream,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Ticks when a BOOKMARK is due, for a client that allows them.
+    bookmarks: Option<tokio::time::Interval>,
+    sent: prometheus::IntCounter,
+    store: Arc<Store>,
+    form: Output,
+    include_object: String,
+    first_row: bool,
+    /// An ERROR event was the last frame.
+    ended: bool,
+}
+
+impl Watching {
+    /// The next frame to send; None when the watch is over (its events
+    /// ended, its timeout passed, or an ERROR event was sent).
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let event = tokio::select! {
+                e = self.events.next() => e?,
+                _ = Self::tick(&mut self.bookmarks) => match self.store.current_bookmark().await {
+                    Ok(b) => b,
+                    Err(_) => continue,
+                },
+                _ = &mut self.deadline => return None,
+            };
+            if event.event_type == "BOOKMARK" && self.bookmarks.is_none() {
+                continue;
+            }
+            // Objects and their JSON and protobuf encodings are shared by
+            // every watcher of the Store; only a Table or a
+            // PartialObjectMetadata is made per watcher.
+            let control = matches!(event.event_type, "ERROR" | "BOOKMARK");
+            let framed = match &self.form {
+                Output::Table(v) if !control => {
+                    let value = event.object.value();
+                    let rows = std::iter::once(&*value);
+                    let t = table(&self.store, v, rows, Default::default(), &self.include_object, self.first_row);
+                    self.first_row = false;
+                    CachedObject::new(t, false).watch_frame(event.event_type, false)
+                }
+                Output::PartialObjectMetadata(v) if !control => {
+                    let partial = super::output::partial(v, &event.object.value());
+                    CachedObject::new(partial, false).watch_frame(event.event_type, false)
+                }
+                _ => event.frame(self.form == Output::Protobuf),
+            };
+            return match framed {
+                Ok(f) => {
+                    self.sent.inc();
+                    Some(f)
+                }
+                // An event without a protobuf form ends the watch with an
+                // ERROR event saying so, as upstream's encoder failing does;
+                // the client lists again (in a form it can read).
+                Err(e) => {
+                    self.ended = true;
+                    let status = StatusError::internal(e.message).to_status();
+                    crate::protobuf::encode_watch_event("ERROR", &status).ok().map(Bytes::from)
+                }
+            };
+        }
+    }
+
+    async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+        match ticker {
+            Some(t) => {
+                t.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
