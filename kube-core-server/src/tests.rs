@@ -184,6 +184,29 @@ async fn deleting_a_namespace_empties_it() {
 }
 
 #[tokio::test]
+async fn deletions_are_followed_by_key() {
+    use futures::StreamExt;
+    let c = Cluster::new();
+    c.bootstrap().await;
+    let w = WriteOptions::default();
+    let configmaps = c.store("configmaps");
+    configmaps.create("default", json!({"metadata": {"name": "before"}}), &w).await.unwrap();
+    let mut deleted = configmaps.deleted_namespaces().await.unwrap();
+    // Only deletions after the stream began, each with its namespace.
+    configmaps.create("kube-public", json!({"metadata": {"name": "a"}}), &w).await.unwrap();
+    configmaps
+        .update("kube-public", "a", json!({"metadata": {"name": "a"}, "data": {"k": "v"}}), None, &w)
+        .await
+        .unwrap();
+    configmaps.delete("kube-public", "a", &DeleteOptions::default()).await.unwrap();
+    configmaps.delete("default", "before", &DeleteOptions::default()).await.unwrap();
+    let wait = std::time::Duration::from_secs(5);
+    let first = tokio::time::timeout(wait, deleted.next()).await.unwrap();
+    let second = tokio::time::timeout(wait, deleted.next()).await.unwrap();
+    assert_eq!((first.as_deref(), second.as_deref()), (Some("kube-public"), Some("default")));
+}
+
+#[tokio::test]
 async fn objects_round_trip_through_stores() {
     let c = Cluster::new();
     c.bootstrap().await;

@@ -713,6 +713,33 @@ impl Store {
         Ok(names)
     }
 
+    /// The namespace of each of this resource's objects deleted from now on,
+    /// read from the changes' keys as [`Self::names_in`] reads names: a
+    /// controller that only needs deletions decodes nothing, so a write costs
+    /// it no decode and leaves no decoded object in the cache. Ends when the
+    /// changes do (a watcher cut off for falling behind), for the caller to
+    /// start again.
+    pub async fn deleted_namespaces(&self) -> Result<futures::stream::BoxStream<'static, String>> {
+        use futures::StreamExt;
+        let after = self.storage.current_revision().await.map_err(storage_err)?;
+        let prefix = self.prefix("");
+        let changes = self.changes(&prefix, after).await.map_err(storage_err)?;
+        let deleted = changes.take_while(|r| futures::future::ready(r.is_ok())).filter_map(move |r| {
+            let namespace = match r {
+                Ok(e) if e.event_type == crate::storage::EventType::Delete => e
+                    .value
+                    .kv
+                    .key
+                    .get(prefix.len()..)
+                    .and_then(|rest| rest.split_once('/'))
+                    .map(|(ns, _)| ns.to_string()),
+                _ => None,
+            };
+            futures::future::ready(namespace)
+        });
+        Ok(deleted.boxed())
+    }
+
     /// Tells `f` each key under `namespace`'s prefix, without the prefix.
     async fn walk_keys(&self, namespace: &str, mut f: impl FnMut(&str)) -> Result<()> {
         const PAGE: usize = 500;

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -18,6 +19,7 @@ use generic_server::informer::{Change, Informer};
 use generic_server::meta;
 use generic_server::registry::store::WatchStart;
 use generic_server::registry::{ListOptions, Store, StoreRegistry};
+use generic_server::status::StatusError;
 
 use super::evaluator::CORE_EVALUATED;
 use super::{needs_sync, Inner};
@@ -87,25 +89,23 @@ fn queue(inner: &Inner, namespace: String) {
     }
 }
 
-/// Whether a change of `obj` frees usage: a deletion, or a pod that finished.
-fn frees_usage(event: &str, obj: &Value, pods: bool) -> bool {
+/// Whether a change of pod `obj` frees usage: its deletion, or its finishing.
+fn pod_frees_usage(event: &str, obj: &Value) -> bool {
     event == "DELETED"
-        || (pods
-            && event == "MODIFIED"
+        || (event == "MODIFIED"
             && matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Failed" | "Succeeded")))
 }
 
-/// Follows one Store's changes, queueing the namespaces where usage fell.
+/// Follows one Store's changes, queueing the namespaces where usage fell:
+/// deletions, read from keys alone, and for pods the ones that finished.
 async fn replenish(inner: Arc<Inner>, store: Arc<Store>) {
     let pods = store.info.plural == "pods";
     loop {
-        match store.watch("", &ListOptions::default(), WatchStart::Now).await {
-            Ok(mut events) => {
-                while let Some(e) = events.next().await {
-                    let object = e.object.value();
-                    let ns = meta::namespace(&object);
-                    if frees_usage(e.event_type, &object, pods) && inner.holds_quotas(ns) {
-                        queue(&inner, ns.to_string());
+        match freed(&store, pods).await {
+            Ok(mut namespaces) => {
+                while let Some(ns) = namespaces.next().await {
+                    if inner.holds_quotas(&ns) {
+                        queue(&inner, ns);
                     }
                 }
             }
@@ -114,6 +114,21 @@ async fn replenish(inner: Arc<Inner>, store: Arc<Store>) {
         // The periodic resync covers what happened between watches.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The namespaces where `store`'s changes free usage, from now on.
+async fn freed(store: &Arc<Store>, pods: bool) -> Result<BoxStream<'static, String>, StatusError> {
+    if !pods {
+        return store.deleted_namespaces().await;
+    }
+    let events = store.watch("", &ListOptions::default(), WatchStart::Now).await?;
+    Ok(events
+        .filter_map(|e| {
+            let object = e.object.value();
+            let ns = pod_frees_usage(e.event_type, &object).then(|| meta::namespace(&object).to_string());
+            futures::future::ready(ns)
+        })
+        .boxed())
 }
 
 /// Recomputes the quotas of queued namespaces, each once per batch.
