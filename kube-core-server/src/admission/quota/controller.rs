@@ -99,7 +99,7 @@ fn pod_frees_usage(event: &str, obj: &Value) -> bool {
 /// Follows one Store's changes, queueing the namespaces where usage fell:
 /// deletions, read from keys alone, and for pods the ones that finished.
 async fn replenish(inner: Arc<Inner>, store: Arc<Store>) {
-    let pods = store.info.plural == "pods";
+    let pods = store.info.is::<k8s_openapi::api::core::v1::Pod>();
     loop {
         match freed(&store, pods).await {
             Ok(mut namespaces) => {
