@@ -584,6 +584,16 @@ impl Store {
                 || opts.field_selector.matches(obj.fields(decoded, |o| self.field_set(o))))
     }
 
+    /// The namespace ("" for a cluster-scoped resource) and name an object
+    /// stored under `key` has; None for a key outside this resource.
+    fn key_parts<'k>(&self, key: &'k str) -> Option<(&'k str, &'k str)> {
+        let rest = key.strip_prefix(self.info.key_root.as_str())?.strip_prefix('/')?;
+        Some(match rest.split_once('/') {
+            Some((ns, name)) if self.info.namespaced => (ns, name),
+            _ => ("", rest),
+        })
+    }
+
     /// Whether an object stored under `key` can match `opts`' field
     /// selector on metadata.name and metadata.namespace, which the key alone
     /// tells: values that cannot are never decoded for it (a controller
@@ -592,12 +602,8 @@ impl Store {
         if opts.field_selector.is_empty() {
             return true;
         }
-        let Some(rest) = key.strip_prefix(self.info.key_root.as_str()).and_then(|r| r.strip_prefix('/')) else {
+        let Some((namespace, name)) = self.key_parts(key) else {
             return true;
-        };
-        let (namespace, name) = match rest.split_once('/') {
-            Some((ns, name)) if self.info.namespaced => (ns, name),
-            _ => ("", rest),
         };
         opts.field_selector.0.iter().all(|(field, equal, want)| match field.as_str() {
             "metadata.name" => (name == want) == *equal,
@@ -719,20 +725,16 @@ impl Store {
     /// it no decode and leaves no decoded object in the cache. Ends when the
     /// changes do (a watcher cut off for falling behind), for the caller to
     /// start again.
-    pub async fn deleted_namespaces(&self) -> Result<futures::stream::BoxStream<'static, String>> {
+    pub async fn deleted_namespaces(self: &Arc<Self>) -> Result<futures::stream::BoxStream<'static, String>> {
         use futures::StreamExt;
         let after = self.storage.current_revision().await.map_err(storage_err)?;
-        let prefix = self.prefix("");
-        let changes = self.changes(&prefix, after).await.map_err(storage_err)?;
+        let changes = self.changes(&self.prefix(""), after).await.map_err(storage_err)?;
+        let store = self.clone();
         let deleted = changes.take_while(|r| futures::future::ready(r.is_ok())).filter_map(move |r| {
             let namespace = match r {
-                Ok(e) if e.event_type == crate::storage::EventType::Delete => e
-                    .value
-                    .kv
-                    .key
-                    .get(prefix.len()..)
-                    .and_then(|rest| rest.split_once('/'))
-                    .map(|(ns, _)| ns.to_string()),
+                Ok(e) if e.event_type == crate::storage::EventType::Delete => {
+                    store.key_parts(&e.value.kv.key).map(|(ns, _)| ns.to_string())
+                }
                 _ => None,
             };
             futures::future::ready(namespace)
