@@ -17,21 +17,28 @@ struct GoFormatter;
 
 impl serde_json::ser::Formatter for GoFormatter {
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            let escape = match c {
-                '<' => "\\u003c",
-                '>' => "\\u003e",
-                '&' => "\\u0026",
-                '\u{2028}' => "\\u2028",
-                '\u{2029}' => "\\u2029",
-                _ => continue,
+        // Bytes, not chars: all but U+2028 and U+2029 are ASCII, and those
+        // two are the only characters starting E2 80 A8 and E2 80 A9.
+        let bytes = fragment.as_bytes();
+        let (mut start, mut i) = (0, 0);
+        while i < bytes.len() {
+            let (escape, len): (&[u8], usize) = match bytes[i] {
+                b'<' => (b"\\u003c", 1),
+                b'>' => (b"\\u003e", 1),
+                b'&' => (b"\\u0026", 1),
+                0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA8) => (b"\\u2028", 3),
+                0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA9) => (b"\\u2029", 3),
+                _ => {
+                    i += 1;
+                    continue;
+                }
             };
-            writer.write_all(&fragment.as_bytes()[start..i])?;
-            writer.write_all(escape.as_bytes())?;
-            start = i + c.len_utf8();
+            writer.write_all(&bytes[start..i])?;
+            writer.write_all(escape)?;
+            i += len;
+            start = i;
         }
-        writer.write_all(&fragment.as_bytes()[start..])
+        writer.write_all(&bytes[start..])
     }
 }
 
@@ -113,10 +120,145 @@ pub fn sorted(value: Value) -> Value {
     }
 }
 
+/// One object's JSON body in its writer's key order, as [`json`] of
+/// [`object`] writes it, from a borrowed value: the order is followed while
+/// writing, nothing is copied. `version`, when given, is written as the
+/// object's resourceVersion whether or not it has one.
+pub fn object_json(value: &Value, unstructured: bool, version: Option<&str>) -> Vec<u8> {
+    if !unstructured && value.get("items").is_some_and(Value::is_array) {
+        // A list's metadata is ListMeta, in its own order.
+        let mut list = value.clone();
+        if let Some(v) = version {
+            crate::meta::set_meta(&mut list, "resourceVersion", Value::String(v.into()));
+        }
+        return json(&object(list, false));
+    }
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
+    // Serializing a Value into memory cannot fail.
+    let _ = Ordered { value, unstructured, version, top: true }.serialize(&mut ser);
+    out.push(b'\n');
+    out
+}
+
+/// A value written in wire order: at the top, a typed object's leading
+/// fields and its metadata's, or an unstructured one's keys sorted at every
+/// depth.
+struct Ordered<'a> {
+    value: &'a Value,
+    unstructured: bool,
+    /// The resourceVersion to write into the metadata (top level only).
+    version: Option<&'a str>,
+    top: bool,
+}
+
+impl Ordered<'_> {
+    fn below<'v>(&self, value: &'v Value) -> Ordered<'v> {
+        Ordered { value, unstructured: self.unstructured, version: None, top: false }
+    }
+}
+
+impl Serialize for Ordered<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let m = match self.value {
+            Value::Object(m) if self.top || self.unstructured => m,
+            Value::Array(a) if self.unstructured => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    seq.serialize_element(&self.below(v))?;
+                }
+                return seq.end();
+            }
+            other => return other.serialize(s),
+        };
+        let keys =
+            ordered_keys(m, self.unstructured, self.top.then_some(["kind", "apiVersion", "metadata"].as_slice()));
+        let mut map = s.serialize_map(Some(keys.len()))?;
+        for k in keys {
+            let v = &m[k];
+            match (k, v) {
+                ("metadata", Value::Object(meta)) if self.top => {
+                    map.serialize_entry(k, &Meta { meta, unstructured: self.unstructured, version: self.version })?
+                }
+                _ if self.unstructured => map.serialize_entry(k, &self.below(v))?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// An object's metadata in wire order, with `version` as its resourceVersion.
+struct Meta<'a> {
+    meta: &'a Map<String, Value>,
+    unstructured: bool,
+    version: Option<&'a str>,
+}
+
+impl Serialize for Meta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        const VERSION: &str = "resourceVersion";
+        let mut keys = ordered_keys(self.meta, self.unstructured, Some(crate::meta::OBJECT_META_FIELDS));
+        if self.version.is_some() && !self.meta.contains_key(VERSION) {
+            let at = if self.unstructured {
+                keys.partition_point(|k| *k < VERSION)
+            } else {
+                let rank = |k: &str| crate::meta::OBJECT_META_FIELDS.iter().position(|f| *f == k);
+                let mine = rank(VERSION);
+                keys.iter().position(|k| rank(k).is_none_or(|r| Some(r) > mine)).unwrap_or(keys.len())
+            };
+            keys.insert(at, VERSION);
+        }
+        let mut map = s.serialize_map(Some(keys.len()))?;
+        for k in keys {
+            match (k, self.version) {
+                (VERSION, Some(v)) => map.serialize_entry(k, v)?,
+                _ => {
+                    let v = &self.meta[k];
+                    let o = Ordered { value: v, unstructured: self.unstructured, version: None, top: false };
+                    map.serialize_entry(k, &o)?
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// `m`'s keys in wire order: sorted when unstructured, else `lead` first (in
+/// its order) and the rest as they are.
+fn ordered_keys<'m>(m: &'m Map<String, Value>, unstructured: bool, lead: Option<&[&str]>) -> Vec<&'m str> {
+    let mut keys: Vec<&str> = Vec::with_capacity(m.len());
+    if unstructured {
+        keys.extend(m.keys().map(String::as_str));
+        keys.sort_unstable();
+        return keys;
+    }
+    let lead = lead.unwrap_or(&[]);
+    keys.extend(lead.iter().filter_map(|k| m.get_key_value(*k)).map(|(k, _)| k.as_str()));
+    keys.extend(m.keys().map(String::as_str).filter(|k| !lead.contains(k)));
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn object_json_writes_what_object_then_json_write() {
+        let typed = json!({"data": {"b": "1", "a": "<&>"}, "metadata": {"labels": {"z": "1", "a": "2"},
+            "managedFields": [], "uid": "u", "name": "x", "namespace": "n"}, "apiVersion": "v1", "kind": "ConfigMap"});
+        let custom = json!({"spec": {"z": [{"b": 1, "a": 2}], "a": null}, "kind": "Widget", "apiVersion": "x.io/v1",
+            "metadata": {"uid": "u", "name": "x", "resourceVersion": "3", "annotations": {"b": "", "a": ""}}});
+        for (v, unstructured) in [(&typed, false), (&custom, true), (&json!({"metadata": {}}), false)] {
+            assert_eq!(object_json(v, unstructured, None), json(&object(v.clone(), unstructured)));
+            let mut stamped = v.clone();
+            crate::meta::set_meta(&mut stamped, "resourceVersion", json!("42"));
+            assert_eq!(object_json(v, unstructured, Some("42")), json(&object(stamped, unstructured)), "{v}");
+        }
+    }
 
     #[test]
     fn escapes_as_go_and_ends_with_a_newline() {

@@ -444,7 +444,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             let opts = params.tracked_write_options(req, "CreateOptions")?;
             let obj = decode_body(req)?;
             let r = store.create(ns, obj, &opts).await?;
-            Ok(responder.object(201, &r.object))
+            Ok(responder.written(201, r))
         }
         "update" => {
             let opts = params.tracked_write_options(req, "UpdateOptions")?;
@@ -454,7 +454,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
                 return Ok(respond_value(req, 200, &scale));
             }
             let r = store.update(ns, &info.name, obj, sub.as_ref(), &opts).await?;
-            Ok(responder.object(if r.created { 201 } else { 200 }, &r.object))
+            Ok(responder.written(if r.created { 201 } else { 200 }, r))
         }
         "patch" => {
             let opts = params.tracked_write_options(req, "PatchOptions")?;
@@ -488,7 +488,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
                     None => Err(StatusError::not_found(&store.info.group, &store.info.plural, &info.name)),
                 })
                 .await?;
-            Ok(responder.object(200, &r.object))
+            Ok(responder.written(200, r))
         }
         "delete" => {
             let opts = delete_options(req, &params)?;
@@ -499,7 +499,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             // Upstream answers 202 only to an old-style request for cascading.
             let code = if !deleted && opts.orphan_dependents == Some(false) { 202 } else { 200 };
             if !deleted || store.return_deleted_object {
-                return Ok(responder.object(code, &obj));
+                return Ok(responder.object(code, obj));
             }
             let mut details = serde_json::Map::new();
             details.insert("name".into(), json!(info.name));
@@ -787,7 +787,7 @@ async fn apply(
     let config: Value = serde_yaml::from_slice(req.body()).map_err(|e| decoding(e.to_string()))?;
     let r = store.apply(ns, &info.name, sub, config, manager, force, opts).await?;
     let responder = Responder { store: store.clone(), req };
-    Ok(responder.object(if r.created { 201 } else { 200 }, &r.object))
+    Ok(responder.written(if r.created { 201 } else { 200 }, r))
 }
 
 /// The patch types upstream accepts.

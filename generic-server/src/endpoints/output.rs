@@ -101,17 +101,26 @@ impl Responder<'_> {
         query_params(self.req.uri().query()).get("includeObject").cloned().unwrap_or_else(|| "Metadata".into())
     }
 
-    pub fn object(&self, code: u16, obj: &Value) -> Response {
+    pub fn object(&self, code: u16, obj: Value) -> Response {
         match self.output() {
             Ok(Output::Table(v)) => {
-                let table = self.table(&v, std::slice::from_ref(obj), Map::new());
+                let table = self.table(&v, std::slice::from_ref(&obj), Map::new());
                 respond(self.req, code, &table, &Output::Table(v))
             }
             Ok(Output::PartialObjectMetadata(v)) => {
-                respond(self.req, code, &partial(&v, obj), &Output::PartialObjectMetadata(v))
+                respond(self.req, code, &partial(&v, &obj), &Output::PartialObjectMetadata(v))
             }
-            Ok(o) => respond(self.req, code, &wire_object(&self.store, obj.clone()), &o),
+            Ok(o) => respond(self.req, code, &wire_object(&self.store, obj), &o),
             Err(e) => e.into_response(),
+        }
+    }
+
+    /// The answer to a write: its JSON is the bytes the Store wrote when it
+    /// kept them, other forms are made from the object.
+    pub fn written(&self, code: u16, r: crate::registry::store::WriteResult) -> Response {
+        match (self.output(), r.encoded) {
+            (Ok(Output::Json), Some(encoded)) => respond_bytes(code, JSON, encoded.json()),
+            _ => self.object(code, r.object),
         }
     }
 
@@ -124,7 +133,7 @@ impl Responder<'_> {
                 Ok(pb) => respond_bytes(code, PROTOBUF, pb.clone()),
                 Err(_) => respond_bytes(code, JSON, obj.json().clone()),
             },
-            _ => self.object(code, &obj.value()),
+            _ => self.object(code, Arc::unwrap_or_clone(obj.value())),
         }
     }
 

@@ -71,6 +71,27 @@ impl Entry {
         Value::Object(m).to_string()
     }
 
+    /// Whether two entries have the same [`Self::identifier`], without
+    /// writing it out (every write asks this of every entry).
+    fn same(&self, other: &Entry) -> bool {
+        self.manager == other.manager
+            && self.operation == other.operation
+            && self.subresource == other.subresource
+            && (self.operation != Operation::Update || self.api_version == other.api_version)
+    }
+
+    /// An entry with this one's identity and nothing else, to find it by.
+    fn clone_id(&self) -> Entry {
+        Entry {
+            manager: self.manager.clone(),
+            operation: self.operation,
+            api_version: self.api_version.clone(),
+            subresource: self.subresource.clone(),
+            time: None,
+            set: Set::new(),
+        }
+    }
+
     /// How conflict messages name a manager (upstream's printManager).
     fn printed(&self) -> String {
         let mut s = format!("{:?}", self.manager);
@@ -149,9 +170,14 @@ impl Managed {
 
     /// Adds an entry, replacing one with the same identifier.
     fn put(&mut self, e: Entry) {
-        let id = e.identifier();
-        self.0.retain(|x| x.identifier() != id);
+        self.0.retain(|x| !x.same(&e));
         self.0.push(e);
+    }
+
+    /// Removes and returns the entry that is the same manager's as `like`.
+    fn take_same(&mut self, like: &Entry) -> Option<Entry> {
+        let i = self.0.iter().position(|e| e.same(like))?;
+        Some(self.0.remove(i))
     }
 
     fn take(&mut self, id: &str) -> Option<Entry> {
@@ -182,15 +208,15 @@ impl Managed {
     /// Upstream's capManagersManager: beyond the cap, the oldest Update
     /// entries of each version are merged into one "ancient-changes" entry.
     fn cap_updaters(&mut self) {
+        if self.0.iter().filter(|e| e.operation == Operation::Update).count() <= MAX_UPDATE_MANAGERS {
+            return;
+        }
         let mut updaters: Vec<(Option<String>, String)> = self
             .0
             .iter()
             .filter(|e| e.operation == Operation::Update)
             .map(|e| (e.time.clone(), e.identifier()))
             .collect();
-        if updaters.len() <= MAX_UPDATE_MANAGERS {
-            return;
-        }
         updaters.sort();
         let mut length = updaters.len();
         let mut first_of_version: Vec<(String, String)> = Vec::new();
@@ -295,29 +321,12 @@ impl Writer<'_> {
 
     /// Upstream's stripMeta: fields no manager owns.
     fn strip(&self, set: &Set) -> Set {
-        let f = |s: &str| PathElement::Field(s.into());
-        let mut stripped = Set::new();
-        for top in ["apiVersion", "kind", "metadata"] {
-            stripped.insert(&[f(top)]);
-        }
-        for m in [
-            "name",
-            "namespace",
-            "creationTimestamp",
-            "selfLink",
-            "uid",
-            "clusterName",
-            "generation",
-            "managedFields",
-            "resourceVersion",
-        ] {
-            stripped.insert(&[f("metadata"), f(m)]);
-        }
-        self.reset(&set.difference(&stripped))
+        self.reset(&set.difference(&STRIPPED))
     }
 
+    /// What changed from `old` to `new`, both without bookkeeping.
     fn compare(&self, old: &Value, new: &Value) -> typed::Comparison {
-        let mut c = typed::compare(self.resolver, &without_bookkeeping(old), &without_bookkeeping(new));
+        let mut c = typed::compare(self.resolver, old, new);
         c.added = self.reset(&c.added);
         c.modified = self.reset(&c.modified);
         c.removed = self.reset(&c.removed);
@@ -325,12 +334,59 @@ impl Writer<'_> {
     }
 }
 
+/// What [`Writer::strip`] takes out of every set (the same for every write).
+static STRIPPED: std::sync::LazyLock<Set> = std::sync::LazyLock::new(|| {
+    let f = |s: &str| PathElement::Field(s.into());
+    let mut stripped = Set::new();
+    for top in ["apiVersion", "kind", "metadata"] {
+        stripped.insert(&[f(top)]);
+    }
+    for m in [
+        "name",
+        "namespace",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "clusterName",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+    ] {
+        stripped.insert(&[f("metadata"), f(m)]);
+    }
+    stripped
+});
+
+/// What the Store and this module stamp on an object.
+const BOOKKEEPING: [&str; 2] = ["managedFields", "resourceVersion"];
+
 /// An object without what the Store and this module stamp on it.
 fn without_bookkeeping(v: &Value) -> Value {
     let mut v = v.clone();
-    meta::remove_meta(&mut v, "managedFields");
-    meta::remove_meta(&mut v, "resourceVersion");
+    for field in BOOKKEEPING {
+        meta::remove_meta(&mut v, field);
+    }
     v
+}
+
+/// Runs `f` on `v` without its bookkeeping, which is then put back where it
+/// was: the object a write is about is not copied to be looked at.
+fn bookkeeping_aside<T>(v: &mut Value, f: impl FnOnce(&Value) -> T) -> T {
+    let mut aside = Vec::new();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in BOOKKEEPING {
+            if let Some(at) = m.keys().position(|k| k == field) {
+                aside.extend(m.shift_remove_entry(field).map(|(k, x)| (at, k, x)));
+            }
+        }
+    }
+    let out = f(v);
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for (at, k, x) in aside.into_iter().rev() {
+            m.shift_insert(at.min(m.len()), k, x);
+        }
+    }
+    out
 }
 
 /// Drops the struct nodes of a set that a typed zero value already has: Go's
@@ -399,15 +455,19 @@ fn live_or_new(old: Option<&Value>, new: &Value, subresource: &str) -> Managed {
 /// managedFields: what it changed moves to the writer's Update entry.
 pub fn update(old: Option<&Value>, new: &mut Value, w: &Writer) {
     let mut managed = live_or_new(old, new, w.subresource);
-    let empty = json!({});
-    let cmp = w.compare(old.unwrap_or(&empty), new);
+    let created = old.is_none();
+    let old = old.map_or_else(|| json!({}), without_bookkeeping);
+    let (cmp, changed) = bookkeeping_aside(new, |new| {
+        let cmp = w.compare(&old, new);
+        let mut changed = w.strip(&cmp.added.union(&cmp.modified));
+        if created && matches!(w.resolver.root().id, TypeId::Definition(_)) {
+            changed = without_struct_nodes(w.resolver, &changed, new);
+        }
+        (cmp, changed)
+    });
     let touched = cmp.added.union(&cmp.modified);
     for e in managed.0.iter_mut() {
         e.set = e.set.difference(&touched).difference(&cmp.removed);
-    }
-    let mut changed = w.strip(&touched);
-    if old.is_none() && matches!(w.resolver.root().id, TypeId::Definition(_)) {
-        changed = without_struct_nodes(w.resolver, &changed, &without_bookkeeping(new));
     }
     if !changed.is_empty() {
         let mut entry = Entry {
@@ -418,7 +478,7 @@ pub fn update(old: Option<&Value>, new: &mut Value, w: &Writer) {
             time: Some(meta::now_rfc3339()),
             set: Set::new(),
         };
-        if let Some(prev) = managed.take(&entry.identifier()) {
+        if let Some(prev) = managed.take_same(&entry) {
             entry.set = prev.set;
         }
         entry.set = entry.set.union(&changed);
@@ -454,8 +514,8 @@ pub fn apply(
         time: None,
         set: w.strip(&typed::field_set(r, known)),
     };
-    let id = entry.identifier();
-    let last = managed.take(&id);
+    let last = managed.take_same(&entry);
+    let id = entry.clone_id();
     entry.time = last.as_ref().and_then(|l| l.time.clone());
     managed.0.push(entry);
     if let Some(last) = &last {
@@ -467,7 +527,7 @@ pub fn apply(
     let cmp = w.compare(&live_clean, &merged);
     let touched = cmp.added.union(&cmp.modified);
     let mut conflicts: Vec<(String, String, Path)> = Vec::new();
-    for e in managed.0.iter().filter(|e| e.identifier() != id) {
+    for e in managed.0.iter().filter(|e| !e.same(&id)) {
         for p in e.set.intersection(&touched).paths() {
             conflicts.push((e.identifier(), e.printed(), p));
         }
@@ -485,11 +545,11 @@ pub fn apply(
             return Err(conflict_error(conflicts));
         }
     }
-    for e in managed.0.iter_mut().filter(|e| e.identifier() != id) {
+    for e in managed.0.iter_mut().filter(|e| !e.same(&id)) {
         e.set = e.set.difference(&touched).difference(&cmp.removed);
     }
     let changed = merged != live_clean;
-    if let Some(e) = managed.0.iter_mut().find(|e| e.identifier() == id) {
+    if let Some(e) = managed.0.iter_mut().find(|e| e.same(&id)) {
         if changed || e.time.is_none() {
             e.time = Some(meta::now_rfc3339());
         }

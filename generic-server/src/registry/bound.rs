@@ -36,9 +36,11 @@ impl BoundStore {
             .ok_or_else(|| StatusError::internal(format!("the {} store is not ready", self.resource)))
     }
 
-    /// The cluster-scoped object `name`, None if there is none.
-    pub async fn find(&self, name: &str) -> Result<Option<Value>, StatusError> {
-        match self.store()?.get("", name).await {
+    /// The cluster-scoped object `name`, None if there is none. Decoded once
+    /// per version and shared: what these plugins look up (namespaces,
+    /// classes) is few objects read by many requests.
+    pub async fn find(&self, name: &str) -> Result<Option<Arc<Value>>, StatusError> {
+        match self.store()?.get_shared("", name).await {
             Ok(obj) => Ok(Some(obj)),
             Err(e) if e.code == 404 => Ok(None),
             Err(e) => Err(e),

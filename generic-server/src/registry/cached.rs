@@ -48,6 +48,9 @@ struct Derived {
     labels: OnceLock<Map<String, Value>>,
     fields: OnceLock<Vec<(&'static str, String)>>,
     protobuf: OnceLock<Result<Bytes, StatusError>>,
+    /// The decoded object, kept for the server's own readers of a few small
+    /// resources ([`CachedObject::shared_value`]).
+    value: OnceLock<Arc<Value>>,
 }
 
 /// The object's JSON, without its trailing newline.
@@ -87,6 +90,52 @@ impl Json {
     }
 }
 
+/// Where an object's resourceVersion member goes in its stored encoding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StampSite {
+    at: u32,
+    /// The member follows another (`,"resourceVersion":".."`) rather than
+    /// opening the metadata (`"resourceVersion":"..",`).
+    leading_comma: bool,
+}
+
+/// A resourceVersion no client sends: where it lands in an encoding is
+/// where the real one goes.
+fn placeholder() -> &'static str {
+    static PLACEHOLDER: OnceLock<String> = OnceLock::new();
+    PLACEHOLDER.get_or_init(|| format!("placeholder-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// `object` (of a version that is stored as served) in the wire form,
+/// without its resourceVersion, and where that goes: the Store writes these
+/// bytes and answers from them with [`CachedObject::written`]. The object is
+/// encoded once with a placeholder version that is then cut out.
+pub fn encode_for_storage(object: &Value, unstructured: bool) -> (Vec<u8>, Option<StampSite>) {
+    let mut bytes = wire::object_json(object, unstructured, Some(placeholder()));
+    bytes.pop();
+    let member = format!("\"resourceVersion\":\"{}\"", placeholder());
+    let found = bytes.windows(member.len()).position(|w| w == member.as_bytes());
+    let cut = found.and_then(|i| match (i.checked_sub(1).map(|b| bytes[b]), bytes.get(i + member.len())) {
+        (Some(b','), _) => Some((i - 1, i + member.len(), true)),
+        (Some(b'{'), Some(b',')) => Some((i, i + member.len() + 1, false)),
+        _ => None,
+    });
+    match cut.and_then(|(from, to, lead)| Some((from, to, u32::try_from(from).ok()?, lead))) {
+        Some((from, to, at, leading_comma)) => {
+            bytes.drain(from..to);
+            (bytes, Some(StampSite { at, leading_comma }))
+        }
+        // The member alone in its metadata: the encoding without it.
+        None => {
+            let mut object = object.clone();
+            crate::meta::remove_meta(&mut object, "resourceVersion");
+            let mut bytes = wire::json(&wire::object(object, unstructured));
+            bytes.pop();
+            (bytes, None)
+        }
+    }
+}
+
 /// Where `json` is `stored` with one run of bytes inserted: (where, what).
 fn splice(stored: &[u8], json: &[u8]) -> Option<(usize, Box<[u8]>)> {
     let extra = json.len().checked_sub(stored.len())?;
@@ -111,8 +160,19 @@ impl CachedObject {
         Self::encoded(object, unstructured, Some(stored))
     }
 
+    /// An object just written as `stored` (from [`encode_for_storage`]) at
+    /// `revision`: its JSON is the stored bytes with the resourceVersion put
+    /// where the encoding left it out, so nothing is encoded again.
+    pub fn written(object: &Value, unstructured: bool, stored: &Bytes, site: StampSite, revision: u64) -> Arc<Self> {
+        let member = format!("\"resourceVersion\":\"{revision}\"");
+        let stamp = if site.leading_comma { format!(",{member}") } else { format!("{member},") };
+        let json = Json::Stamped { stored: stored.clone(), at: site.at, stamp: stamp.into_bytes().into_boxed_slice() };
+        let after_type = (!unstructured).then(|| type_end(object, &json)).flatten();
+        Arc::new(CachedObject { json, unstructured, after_type, derived: OnceLock::new() })
+    }
+
     fn encoded(object: Value, unstructured: bool, stored: Option<&Bytes>) -> (Arc<Self>, Arc<Value>) {
-        let mut encoded = wire::json(&wire::object(object.clone(), unstructured));
+        let mut encoded = wire::object_json(&object, unstructured, None);
         encoded.pop();
         let spliced = stored.and_then(|s| splice(s, &encoded).map(|(at, stamp)| (s, at, stamp)));
         let json = match spliced.and_then(|(s, at, stamp)| Some((s, u32::try_from(at).ok()?, stamp))) {
@@ -131,6 +191,15 @@ impl CachedObject {
         self.json.write_from(&mut json, 0);
         // The server's own encoding of a JSON value always parses.
         Arc::new(serde_json::from_slice(&json).unwrap_or(Value::Null))
+    }
+
+    /// The object decoded once and kept with it, for what the server itself
+    /// reads on every request of some kind (the namespace every namespaced
+    /// create is admitted against): `decoded` when the caller has it at hand.
+    /// Only for resources with few objects, as the decoded tree costs
+    /// several times its JSON.
+    pub fn shared_value(&self, decoded: Option<Arc<Value>>) -> Arc<Value> {
+        self.derived().value.get_or_init(|| decoded.unwrap_or_else(|| self.value())).clone()
     }
 
     /// The object, for a caller that must own it.
@@ -316,6 +385,29 @@ mod tests {
         bare.write_item(&mut item);
         assert_eq!(item, br#"{"metadata":{"name":"n"}}"#);
         assert!(c.protobuf().is_err(), "a custom resource has no protobuf form");
+    }
+
+    /// A write's answer is the bytes it stored with the version put in, the
+    /// same as the object encoded with that version, whichever member the
+    /// version follows or leads.
+    #[test]
+    fn written_objects_are_their_stored_bytes_stamped() {
+        let typed = json!({"kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "x", "namespace": "ns", "uid": "u", "resourceVersion": "7"}, "data": {"a": "<b>"}});
+        let custom = json!({"kind": "W", "apiVersion": "x.io/v1", "spec": {"b": 1, "a": 2},
+            "metadata": {"name": "x", "annotations": {"resourceVersion": "not this"}, "uid": "u"}});
+        let leading = json!({"kind": "W", "apiVersion": "x.io/v1", "metadata": {"uid": "u", "selfLink": "s"}});
+        for (object, unstructured) in [(&typed, false), (&custom, true), (&leading, true)] {
+            let (stored, site) = encode_for_storage(object, unstructured);
+            let mut bare = object.clone();
+            crate::meta::remove_meta(&mut bare, "resourceVersion");
+            assert_eq!(stored, wire::object_json(&bare, unstructured, None)[..stored.len()], "{object}");
+            let site = site.expect("a place for the version");
+            let c = CachedObject::written(object, unstructured, &Bytes::from(stored), site, 42);
+            let mut stamped = object.clone();
+            crate::meta::set_meta(&mut stamped, "resourceVersion", json!("42"));
+            assert_eq!(c.json().as_ref(), wire::object_json(&stamped, unstructured, None).as_slice(), "{object}");
+        }
     }
 
     /// Stored bytes in the wire form are the object's JSON with the

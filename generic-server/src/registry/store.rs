@@ -14,7 +14,7 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::admission::{self, Attributes, Notes, Operation};
-use super::cached::EventFrames;
+use super::cached::{encode_for_storage, EventFrames, StampSite};
 use super::CachedObject;
 use super::{Registration, ResourceInfo, ScalePaths, Schema, Strategy, Subresource};
 use crate::authn::UserInfo;
@@ -176,6 +176,9 @@ impl DeleteOptions {
 pub struct WriteResult {
     pub object: Value,
     pub created: bool,
+    /// The object as written, encoded, when the write could keep its
+    /// encoding (a JSON answer is then these bytes).
+    pub encoded: Option<Arc<CachedObject>>,
 }
 
 #[derive(Debug)]
@@ -368,18 +371,39 @@ impl Store {
 
     /// Encodes an object of this Store's version in the stored version.
     async fn encode(&self, obj: &Value) -> Result<Bytes> {
-        let mut o = match &self.conversion {
-            Some(c) => c.to_stored(obj.clone()).await?,
-            None => obj.clone(),
-        };
-        meta::remove_meta(&mut o, "resourceVersion");
+        Ok(self.encode_stamped(obj).await?.0)
+    }
+
+    /// [`Self::encode`], and where the resourceVersion goes in those bytes
+    /// when they are also the object as this Store serves it (no conversion
+    /// between them), so the answer to the write is those bytes.
+    async fn encode_stamped(&self, obj: &Value) -> Result<(Bytes, Option<StampSite>)> {
         // In the wire form clients read, so that the watch cache can serve
         // these very bytes with the resourceVersion spliced in (one copy).
-        let mut bytes = wire::json(&wire::object(o, self.schema.unstructured));
-        bytes.pop();
+        let (bytes, site) = match &self.conversion {
+            Some(c) => {
+                let mut o = c.to_stored(obj.clone()).await?;
+                meta::remove_meta(&mut o, "resourceVersion");
+                let mut bytes = wire::json(&wire::object(o, self.schema.unstructured));
+                bytes.pop();
+                (bytes, None)
+            }
+            None => encode_for_storage(obj, self.schema.unstructured),
+        };
         // Exactly its length: the watch cache keeps these very bytes, and a
         // Vec grown while serializing has up to twice the room.
-        Ok(Bytes::from(bytes.into_boxed_slice()))
+        Ok((Bytes::from(bytes.into_boxed_slice()), site))
+    }
+
+    /// The answer to a write of `obj` stored as `stored` at `revision`.
+    fn written(
+        &self,
+        obj: &Value,
+        stored: &Bytes,
+        site: Option<StampSite>,
+        revision: u64,
+    ) -> Option<Arc<CachedObject>> {
+        site.map(|site| CachedObject::written(obj, self.schema.unstructured, stored, site, revision))
     }
 
     /// How this Store's writes go to storage (its objects' TTL).
@@ -536,6 +560,14 @@ impl Store {
     pub async fn get_at(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Value> {
         let (object, fresh) = self.read_object(namespace, name, freshness).await?;
         Ok(Arc::unwrap_or_clone(fresh.unwrap_or_else(|| object.value())))
+    }
+
+    /// [`Self::get`] decoded once per object version and kept with it in the
+    /// watch cache ([`CachedObject::shared_value`]), for the server's own
+    /// lookups of small resources.
+    pub async fn get_shared(&self, namespace: &str, name: &str) -> Result<Arc<Value>> {
+        let (object, fresh) = self.read_object(namespace, name, Freshness::Consistent).await?;
+        Ok(object.shared_value(fresh))
     }
 
     /// [`Self::get_at`] as the shared object, with its cached encodings.
@@ -891,13 +923,13 @@ impl Store {
                 if self.read_latest(&key).await.map_err(storage_err)?.is_some() {
                     return Err(StatusError::already_exists(&self.info.group, &self.info.plural, &name));
                 }
-                return Ok(WriteResult { object: obj.clone(), created: true });
+                return Ok(WriteResult { object: obj.clone(), created: true, encoded: None });
             }
-            let encoded = self.encode(obj).await?;
+            let (encoded, site) = self.encode_stamped(obj).await?;
             if let Some(h) = &self.hooks {
                 h.begin_create(obj).await?;
             }
-            let written = self.storage.create(&key, encoded, self.put_options()).await;
+            let written = self.storage.create(&key, encoded.clone(), self.put_options()).await;
             if let Some(h) = &self.hooks {
                 h.finish_create(obj, written.is_ok()).await;
             }
@@ -905,7 +937,10 @@ impl Store {
                 Ok(rev) => {
                     meta::set_meta(obj, "resourceVersion", json!(rev.to_string()));
                     self.strategy.after_create(obj);
-                    return Ok(WriteResult { object: obj.clone(), created: true });
+                    let encoded = self.written(obj, &encoded, site, rev);
+                    // Written: the caller's value is not needed any more (only
+                    // a failed or dry-run create is undone from it).
+                    return Ok(WriteResult { object: std::mem::take(obj), created: true, encoded });
                 }
                 Err(StorageError::AlreadyExists(_)) if generate && attempt < 8 => attempt += 1,
                 Err(StorageError::AlreadyExists(_)) => {
@@ -988,12 +1023,12 @@ impl Store {
             self.strategy.canonicalize(&mut new);
             let attrs = Attributes { object: Some(&new), ..attrs };
             self.validate_admission(&attrs).await?;
-            if without_rv(&new) == without_rv(&old) {
+            if same_but_version(&new, &old) {
                 // Nothing changed: upstream does not write, and keeps the version.
-                return Ok(WriteResult { object: old, created: false });
+                return Ok(WriteResult { object: old, created: false, encoded: None });
             }
             if opts.dry_run {
-                return Ok(WriteResult { object: new, created: false });
+                return Ok(WriteResult { object: new, created: false, encoded: None });
             }
             let finished = !meta::meta_str(&new, "deletionTimestamp").is_empty() && !self.pending_finalizers(&new);
             if finished {
@@ -1004,7 +1039,7 @@ impl Store {
                             h.after_delete(&new).await;
                         }
                         self.strategy.after_delete(&new);
-                        Ok(WriteResult { object: new, created: false })
+                        Ok(WriteResult { object: new, created: false, encoded: None })
                     }
                     Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
                     Err(StorageError::Conflict { .. }) => {
@@ -1014,11 +1049,11 @@ impl Store {
                     Err(e) => Err(storage_err(e)),
                 };
             }
-            let encoded = self.encode(&new).await?;
+            let (encoded, site) = self.encode_stamped(&new).await?;
             if let Some(h) = &self.hooks {
                 h.begin_update(&new, &old).await?;
             }
-            let written = self.storage.update(&kv.key, encoded, kv.mod_revision, self.put_options()).await;
+            let written = self.storage.update(&kv.key, encoded.clone(), kv.mod_revision, self.put_options()).await;
             if let Some(h) = &self.hooks {
                 h.finish_update(&new, &old, written.is_ok()).await;
             }
@@ -1026,7 +1061,8 @@ impl Store {
                 Ok(rev) => {
                     meta::set_meta(&mut new, "resourceVersion", json!(rev.to_string()));
                     self.strategy.after_update(&new, &old);
-                    return Ok(WriteResult { object: new, created: false });
+                    let encoded = self.written(&new, &encoded, site, rev);
+                    return Ok(WriteResult { object: new, created: false, encoded });
                 }
                 Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
                 Err(StorageError::Conflict { .. }) => {
@@ -1663,22 +1699,27 @@ fn keep_managed_fields(obj: &mut Value, managed: Option<Value>) {
     }
 }
 
-fn without_rv(v: &Value) -> Value {
-    let mut v = v.clone();
-    meta::remove_meta(&mut v, "resourceVersion");
-    v
+/// Whether two objects are the same but for their resourceVersion.
+fn same_but_version(a: &Value, b: &Value) -> bool {
+    equal_except(a, b, &["metadata"])
+        && match (a.get("metadata"), b.get("metadata")) {
+            (Some(x), Some(y)) => equal_except(x, y, &["resourceVersion"]),
+            (x, y) => x == y,
+        }
+}
+
+/// Whether two JSON objects hold the same members, leaving out `skip`
+/// (compared in place, the objects are written often and large).
+fn equal_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+    let kept = |m: &'_ serde_json::Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+    kept(a) == kept(b) && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// Whether anything outside metadata and status changed: upstream bumps
 /// generation exactly then.
 fn spec_changed(new: &Value, old: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut m = v.as_object().cloned().unwrap_or_default();
-        m.remove("metadata");
-        m.remove("status");
-        m
-    };
-    strip(new) != strip(old)
+    !equal_except(new, old, &["metadata", "status"])
 }
 
 /// Upstream's SimpleNameGenerator: `base` (cut to 58 bytes) and five random characters.

@@ -10,8 +10,8 @@ use crate::status::StatusError;
 
 /// Decodes `object` as `T` and back, reporting the fields `T` dropped.
 pub fn decode_as<T: DeserializeOwned + Serialize>(object: Value) -> Result<Decoded, StatusError> {
-    let typed: T = serde_json::from_value(object.clone())
-        .map_err(|e| StatusError::bad_request(format!("error decoding request body: {e}")))?;
+    let typed =
+        T::deserialize(&object).map_err(|e| StatusError::bad_request(format!("error decoding request body: {e}")))?;
     let mut canonical = serde_json::to_value(&typed).map_err(StatusError::internal)?;
     drop_materialized(&object, &mut canonical);
     let mut unknown = Vec::new();

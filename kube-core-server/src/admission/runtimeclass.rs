@@ -4,6 +4,8 @@
 //! is refused, and so is an overhead the client set that the class does not
 //! define, because the overhead is the class's to say.
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
 use generic_server::registry::{AdmissionAttributes, Mutating, Operation, Validating};
@@ -29,7 +31,7 @@ impl Default for RuntimeClass {
 
 impl RuntimeClass {
     /// The pod's RuntimeClass, if it names one.
-    async fn class_of(&self, a: &AdmissionAttributes<'_>, pod: &Value) -> Result<Option<Value>, StatusError> {
+    async fn class_of(&self, a: &AdmissionAttributes<'_>, pod: &Value) -> Result<Option<Arc<Value>>, StatusError> {
         let Some(name) = pod.pointer("/spec/runtimeClassName").and_then(Value::as_str) else { return Ok(None) };
         match self.classes.find(name).await? {
             Some(class) => Ok(Some(class)),
@@ -194,7 +196,7 @@ impl Validating for RuntimeClass {
         let Some(pod) = a.object.filter(|_| applies(a)) else { return Ok(()) };
         let class = self.class_of(a, pod).await?;
         let given = pod.pointer("/spec/overhead").filter(|o| !o.is_null());
-        match class.as_ref().and_then(class_overhead) {
+        match class.as_deref().and_then(class_overhead) {
             Some(fixed) if !same_resources(&fixed, given.unwrap_or(&Value::Null)) => {
                 Err(a.forbidden(OVERHEAD_MISMATCH))
             }

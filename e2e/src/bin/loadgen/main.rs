@@ -342,6 +342,12 @@ async fn request_scenarios(run: &mut Run, target: Arc<dyn Target>, name: &str, b
     }
 }
 
+/// The server's allocator, so that the baselines measured in this process
+/// (the embedded store alone, the bare HTTP stack) pay what the server pays
+/// for memory and ratios compare the server's own work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let opts = Opts::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
