@@ -128,7 +128,7 @@ impl Selectors {
         &self,
         a: &AdmissionAttributes<'_>,
         object: Option<&Value>,
-        namespaces: &Namespaces,
+        namespace: &RequestNamespace<'_>,
     ) -> Result<bool, StatusError> {
         let is_namespace = a.is::<k8s_openapi::api::core::v1::Namespace>();
         if self.namespace.is_empty() || (!a.info.namespaced && !is_namespace) {
@@ -140,14 +140,15 @@ impl Selectors {
                 return Ok(self.namespace.matches(labels(o).unwrap_or(&empty)));
             }
         }
-        let name = if is_namespace { a.name } else { a.namespace };
-        let ns = namespaces.get(name).await?;
-        Ok(self.namespace.matches(labels(&ns).unwrap_or(&empty)))
+        let ns = namespace.get(a).await?;
+        Ok(self.namespace.matches(labels(ns).unwrap_or(&empty)))
     }
 }
 
 fn labels(o: &Value) -> Option<&Map<String, Value>> {
-    o.pointer("/metadata/labels").and_then(Value::as_object)
+    // Not `pointer`: it allocates per segment, and this runs for every
+    // configuration on every request.
+    o.get("metadata")?.get("labels")?.as_object()
 }
 
 /// Where namespace labels come from: the namespace Store, bound after it is
@@ -167,9 +168,31 @@ impl Namespaces {
         self.store.bind(store);
     }
 
-    pub(crate) async fn get(&self, name: &str) -> Result<Value, StatusError> {
+    /// As upstream's namespace lister: the watch cache's state, decoded
+    /// once per namespace version and shared.
+    async fn get(&self, name: &str) -> Result<Arc<Value>, StatusError> {
         let store = self.store.store()?;
-        store.get_at("", name, generic_server::storage::Freshness::Any).await
+        store.get_shared("", name, generic_server::storage::Freshness::Any).await
+    }
+
+    /// A lookup of `a`'s namespace for one admission pass.
+    pub fn of_request(&self) -> RequestNamespace<'_> {
+        RequestNamespace { namespaces: self, got: tokio::sync::OnceCell::new() }
+    }
+}
+
+/// The namespace a request concerns (its own, for a namespace's
+/// subresources), read at most once however many configurations select on
+/// its labels or read it in CEL.
+pub struct RequestNamespace<'a> {
+    namespaces: &'a Namespaces,
+    got: tokio::sync::OnceCell<Arc<Value>>,
+}
+
+impl RequestNamespace<'_> {
+    pub async fn get(&self, a: &AdmissionAttributes<'_>) -> Result<&Value, StatusError> {
+        let name = if a.is::<k8s_openapi::api::core::v1::Namespace>() { a.name } else { a.namespace };
+        Ok(self.got.get_or_try_init(|| self.namespaces.get(name)).await?)
     }
 }
 

@@ -26,7 +26,7 @@ use generic_server::informer::{Change, Informer};
 use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, StoreRegistry, Validating};
 use generic_server::status::StatusError;
 
-use crate::matching::Namespaces;
+use crate::matching::{Namespaces, RequestNamespace};
 use compiled::{Binding, Denial, Evaluation, Input, MatchResources, ParamRef, Policy};
 
 /// How long one policy's evaluation for one param may take.
@@ -130,11 +130,16 @@ impl ValidatingAdmissionPolicy {
         *self.hooks.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(hooks);
     }
 
-    async fn matches(&self, m: &MatchResources, a: &AdmissionAttributes<'_>) -> Result<bool, StatusError> {
+    async fn matches(
+        &self,
+        m: &MatchResources,
+        a: &AdmissionAttributes<'_>,
+        namespace: &RequestNamespace<'_>,
+    ) -> Result<bool, StatusError> {
         if !m.matches_rules(a) {
             return Ok(false);
         }
-        if !m.selectors.matches_namespace(a, a.object, &self.namespaces).await? {
+        if !m.selectors.matches_namespace(a, a.object, namespace).await? {
             return Ok(false);
         }
         Ok(m.selectors.matches_object(a, a.object))
@@ -239,9 +244,10 @@ impl Validating for ValidatingAdmissionPolicy {
         };
         // The request's own values, converted once for every evaluation.
         let mut base: Option<Input> = None;
+        let namespace = self.namespaces.of_request();
         for hook in hooks.iter() {
             let p = &hook.policy;
-            match self.matches(&p.constraints, a).await {
+            match self.matches(&p.constraints, a, &namespace).await {
                 Err(e) => {
                     config_error(&mut denied, p, None, e.message);
                     continue;
@@ -256,7 +262,7 @@ impl Validating for ValidatingAdmissionPolicy {
             let mut annotations: Vec<(String, Vec<String>)> = Vec::new();
             for b in &hook.bindings {
                 if let Some(m) = &b.match_resources {
-                    match self.matches(m, a).await {
+                    match self.matches(m, a, &namespace).await {
                         Err(e) => {
                             config_error(&mut denied, p, Some(b), e.message);
                             continue;
@@ -273,7 +279,7 @@ impl Validating for ValidatingAdmissionPolicy {
                     }
                 };
                 if base.is_none() {
-                    base = Some(self.base_input(a).await?);
+                    base = Some(self.base_input(a, &namespace).await?);
                 }
                 let Some(request_input) = &base else { continue };
                 for param in params {
@@ -321,12 +327,16 @@ impl Validating for ValidatingAdmissionPolicy {
 
 impl ValidatingAdmissionPolicy {
     /// The request's variables (all but params).
-    async fn base_input(&self, a: &AdmissionAttributes<'_>) -> Result<Input, StatusError> {
+    async fn base_input(
+        &self,
+        a: &AdmissionAttributes<'_>,
+        namespace: &RequestNamespace<'_>,
+    ) -> Result<Input, StatusError> {
         let is_namespace = a.is::<k8s_openapi::api::core::v1::Namespace>();
         let namespace_object = if a.namespace.is_empty() || is_namespace {
             cel::Value::Null
         } else {
-            cel_k8s::to_cel(&namespace_object(&self.namespaces.get(a.namespace).await?))
+            cel_k8s::to_cel(&namespace_object(namespace.get(a).await?))
         };
         let object = match (a.operation, a.object) {
             (Operation::Delete, _) | (_, None) => cel::Value::Null,

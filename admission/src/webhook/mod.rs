@@ -32,7 +32,7 @@ use generic_server::metrics;
 use generic_server::registry::{AdmissionAttributes, Mutating, Store, Validating};
 use generic_server::status::StatusError;
 
-use crate::matching::Namespaces;
+use crate::matching::{Namespaces, RequestNamespace};
 use config::Hook;
 
 /// admissionregistration.k8s.io resources no webhook is called for
@@ -125,11 +125,12 @@ impl Webhooks {
         hook: &Hook,
         a: &AdmissionAttributes<'_>,
         object: Option<&Value>,
+        namespace: &RequestNamespace<'_>,
     ) -> Result<bool, StatusError> {
         if !hook.rules.iter().any(|r| r.matches(a)) || !hook.selectors.matches_object(a, object) {
             return Ok(false);
         }
-        if !hook.selectors.matches_namespace(a, object, &self.namespaces).await? {
+        if !hook.selectors.matches_namespace(a, object, namespace).await? {
             return Ok(false);
         }
         conditions_match(hook, a, object)
@@ -305,13 +306,14 @@ impl Mutating for Webhooks {
         // round that calls no webhook for the first time.
         let mut invoked_reinvocable = BTreeSet::new();
         let mut reinvoke = BTreeSet::new();
+        let namespace = self.namespaces.of_request();
         for round in 0..2 {
             for (i, hook) in hooks.iter().enumerate() {
                 if round == 1 && !reinvoke.contains(&i) {
                     continue;
                 }
                 let current = (!object.is_null()).then_some(&*object);
-                if !self.should_call(hook, a, current).await? {
+                if !self.should_call(hook, a, current, &namespace).await? {
                     continue;
                 }
                 let started = Instant::now();
@@ -346,8 +348,9 @@ impl Validating for Webhooks {
         }
         let hooks = self.current(a);
         let mut matched = Vec::new();
+        let namespace = self.namespaces.of_request();
         for (i, hook) in hooks.iter().enumerate() {
-            if self.should_call(hook, a, a.object).await? {
+            if self.should_call(hook, a, a.object, &namespace).await? {
                 matched.push((i, hook));
             }
         }

@@ -40,7 +40,7 @@ impl BoundStore {
     /// per version and shared: what these plugins look up (namespaces,
     /// classes) is few objects read by many requests.
     pub async fn find(&self, name: &str) -> Result<Option<Arc<Value>>, StatusError> {
-        match self.store()?.get_shared("", name).await {
+        match self.store()?.get_shared("", name, crate::storage::Freshness::Consistent).await {
             Ok(obj) => Ok(Some(obj)),
             Err(e) if e.code == 404 => Ok(None),
             Err(e) => Err(e),

@@ -565,8 +565,8 @@ impl Store {
     /// [`Self::get`] decoded once per object version and kept with it in the
     /// watch cache ([`CachedObject::shared_value`]), for the server's own
     /// lookups of small resources.
-    pub async fn get_shared(&self, namespace: &str, name: &str) -> Result<Arc<Value>> {
-        let (object, fresh) = self.read_object(namespace, name, Freshness::Consistent).await?;
+    pub async fn get_shared(&self, namespace: &str, name: &str, freshness: Freshness) -> Result<Arc<Value>> {
+        let (object, fresh) = self.read_object(namespace, name, freshness).await?;
         Ok(object.shared_value(fresh))
     }
 
