@@ -140,7 +140,7 @@ impl Selectors {
                 return Ok(self.namespace.matches(labels(o).unwrap_or(&empty)));
             }
         }
-        let ns = namespace.get(a).await?;
+        let ns = namespace.get().await?;
         Ok(self.namespace.matches(labels(ns).unwrap_or(&empty)))
     }
 }
@@ -176,8 +176,9 @@ impl Namespaces {
     }
 
     /// A lookup of `a`'s namespace for one admission pass.
-    pub fn of_request(&self) -> RequestNamespace<'_> {
-        RequestNamespace { namespaces: self, got: tokio::sync::OnceCell::new() }
+    pub fn of_request<'a>(&'a self, a: &AdmissionAttributes<'a>) -> RequestNamespace<'a> {
+        let name = if a.is::<k8s_openapi::api::core::v1::Namespace>() { a.name } else { a.namespace };
+        RequestNamespace { namespaces: self, name, got: tokio::sync::OnceCell::new() }
     }
 }
 
@@ -186,13 +187,13 @@ impl Namespaces {
 /// its labels or read it in CEL.
 pub struct RequestNamespace<'a> {
     namespaces: &'a Namespaces,
+    name: &'a str,
     got: tokio::sync::OnceCell<Arc<Value>>,
 }
 
 impl RequestNamespace<'_> {
-    pub async fn get(&self, a: &AdmissionAttributes<'_>) -> Result<&Value, StatusError> {
-        let name = if a.is::<k8s_openapi::api::core::v1::Namespace>() { a.name } else { a.namespace };
-        Ok(self.got.get_or_try_init(|| self.namespaces.get(name)).await?)
+    pub async fn get(&self) -> Result<&Value, StatusError> {
+        Ok(self.got.get_or_try_init(|| self.namespaces.get(self.name)).await?)
     }
 }
 

@@ -244,7 +244,7 @@ impl Validating for ValidatingAdmissionPolicy {
         };
         // The request's own values, converted once for every evaluation.
         let mut base: Option<Input> = None;
-        let namespace = self.namespaces.of_request();
+        let namespace = self.namespaces.of_request(a);
         for hook in hooks.iter() {
             let p = &hook.policy;
             match self.matches(&p.constraints, a, &namespace).await {
@@ -336,7 +336,7 @@ impl ValidatingAdmissionPolicy {
         let namespace_object = if a.namespace.is_empty() || is_namespace {
             cel::Value::Null
         } else {
-            cel_k8s::to_cel(&namespace_object(namespace.get(a).await?))
+            cel_k8s::to_cel(&namespace_object(namespace.get().await?))
         };
         let object = match (a.operation, a.object) {
             (Operation::Delete, _) | (_, None) => cel::Value::Null,

@@ -306,7 +306,7 @@ impl Mutating for Webhooks {
         // round that calls no webhook for the first time.
         let mut invoked_reinvocable = BTreeSet::new();
         let mut reinvoke = BTreeSet::new();
-        let namespace = self.namespaces.of_request();
+        let namespace = self.namespaces.of_request(a);
         for round in 0..2 {
             for (i, hook) in hooks.iter().enumerate() {
                 if round == 1 && !reinvoke.contains(&i) {
@@ -348,7 +348,7 @@ impl Validating for Webhooks {
         }
         let hooks = self.current(a);
         let mut matched = Vec::new();
-        let namespace = self.namespaces.of_request();
+        let namespace = self.namespaces.of_request(a);
         for (i, hook) in hooks.iter().enumerate() {
             if self.should_call(hook, a, a.object, &namespace).await? {
                 matched.push((i, hook));
