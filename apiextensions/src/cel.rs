@@ -251,14 +251,12 @@ impl Eval<'_> {
             if rule.transition && old.is_none() && !rule.optional_old_self {
                 continue;
             }
-            let mut ctx = self.base.new_inner_scope();
-            ctx.add_variable_from_value("self", cel_k8s::to_cel(new));
+            let mut vars = cel_k8s::bind::Variables::new().json("self", new);
             if rule.transition || old.is_some() {
-                match old {
-                    Some(o) => ctx.add_variable_from_value("oldSelf", cel_k8s::to_cel(o)),
-                    None => ctx.add_variable_from_value("oldSelf", CelValue::Null),
-                }
+                vars = vars.json("oldSelf", old.unwrap_or(&Value::Null));
             }
+            let mut ctx = self.base.new_inner_scope();
+            ctx.set_variable_resolver(&vars);
             let message = match rule.program.execute(&ctx) {
                 Ok(CelValue::Bool(true)) => continue,
                 Ok(CelValue::Bool(false)) => {

@@ -6,12 +6,14 @@
 //! matchConditions compile in this one environment, so an expression means
 //! the same everywhere.
 //!
+//! [`bind`] binds JSON to an evaluation's variables without copying it.
 //! [`authz`] is the authorization library behind a policy's `authorizer`
 //! variable. [`cost`] is upstream's static cost estimate (what a CRD rule may cost at
 //! most, refused when written if over budget); [`fields`] checks the fields
 //! an expression selects against a schema (a policy's status.typeChecking).
 
 pub mod authz;
+pub mod bind;
 pub mod cost;
 pub mod fields;
 mod library;
@@ -52,7 +54,7 @@ pub fn compile(src: &str) -> Result<Program, String> {
 
 /// A context with the Kubernetes functions the `cel` crate does not ship;
 /// callers add their variables in an inner scope.
-pub fn context() -> Context<'static, 'static> {
+pub fn context<'p, 'v>() -> Context<'p, 'v> {
     let mut ctx = Context::with_env(env());
     add_kubernetes_library(&mut ctx);
     ctx

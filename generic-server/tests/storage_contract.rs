@@ -17,8 +17,8 @@ use generic_server::registry::store::{ListOptions as StoreListOptions, WatchStar
 use generic_server::registry::{AdmissionChain, DefaultStrategy, Registration, Store};
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::{
-    EventType, Freshness, GetOptions, KeyValue, ListOptions, ListResult, ProgressRequests, PutOptions, Storage,
-    StorageError, WatchEvent, WatchOptions, WatchStream,
+    EventType, Freshness, GetOptions, KeyValue, ListOptions, ListResult, ProgressRequests, PutOptions, Remaining,
+    Storage, StorageError, WatchEvent, WatchOptions, WatchStream,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -196,6 +196,23 @@ async fn list_paging_and_count(s: Arc<dyn Storage>) {
         .unwrap();
     assert_eq!(p3.items.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), ["/registry/secrets/ns/e"]);
     assert_eq!(p3.remaining, 0);
+    // Asked only whether more follow: a walk page by page ends exactly
+    // where the counted pages do, now and at a past revision.
+    for revision in [None, Some(rev)] {
+        let mut walked = Vec::new();
+        let mut start_after: Option<String> = None;
+        loop {
+            let opts =
+                ListOptions { start_after: start_after.as_deref(), limit: 2, revision, remaining: Remaining::Any };
+            let page = s.list("/registry/secrets/ns/", opts).await.unwrap();
+            walked.extend(page.items.iter().map(|kv| kv.key.clone()));
+            match page.items.last() {
+                Some(last) if page.remaining > 0 => start_after = Some(last.key.clone()),
+                _ => break,
+            }
+        }
+        assert_eq!(walked, keys, "at {revision:?}");
+    }
     // start_after a key that no longer exists still continues after it.
     let p = s
         .list(
@@ -254,7 +271,12 @@ async fn reads_at_a_revision(s: Arc<dyn Storage>) {
     let rest = s
         .list(
             "/registry/r/ns/",
-            ListOptions { start_after: Some("/registry/r/ns/a"), limit: 0, revision: Some(snapshot) },
+            ListOptions {
+                start_after: Some("/registry/r/ns/a"),
+                limit: 0,
+                revision: Some(snapshot),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

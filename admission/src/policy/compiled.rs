@@ -5,10 +5,10 @@
 //! with their messages and reasons, audit annotations.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cel::{Program, Value as CelValue};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use generic_server::selectors::LabelSelector;
 
@@ -27,6 +27,24 @@ impl Expression {
     fn compile(source: &str) -> Result<Expression, String> {
         let program = cel_k8s::compile(source)?;
         Ok(Expression { source: source.to_string(), program })
+    }
+
+    /// Upstream's static estimate of the worst case. Only what every
+    /// object has is known (labels and annotations are maps); the rest is
+    /// as large as a request.
+    fn cost(&self) -> u64 {
+        static META: OnceLock<Value> = OnceLock::new();
+        let meta = META.get_or_init(|| {
+            let map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+            json!({"type": "object", "properties": {"metadata": {"type": "object", "properties": {"labels": map, "annotations": map}}}})
+        });
+        let object = || cel_k8s::cost::Shape::Schema(meta);
+        let vars = [("object", object()), ("oldObject", object()), ("namespaceObject", object())];
+        cel_k8s::cost::estimate(self.program.expression(), &vars).max
+    }
+
+    fn names(&self, variable: &str) -> bool {
+        self.program.references().has_variable(variable)
     }
 
     /// Upstream's activation error: `expression 'X' resulted in error: E`.
@@ -109,7 +127,17 @@ pub struct Policy {
     audit_annotations: Vec<AuditAnnotation>,
     /// Why the policy cannot run (an expression that does not compile).
     pub config_error: Option<String>,
+    /// Whether an expression reads `namespaceObject` (a lookup otherwise
+    /// skipped).
+    pub reads_namespace: bool,
+    /// Whether the worst case of all expressions together is small enough
+    /// to evaluate on the request's own thread, without the deadline.
+    pub inline: bool,
 }
+
+/// The estimated cost under which a policy runs inline: a few hundred
+/// microseconds at most, with nothing in it that loops over the request.
+const INLINE_COST: u64 = 100_000;
 
 fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or("")
@@ -159,7 +187,7 @@ impl Policy {
         };
         let match_conditions = named(items(spec, "/matchConditions"), &mut compile);
         let variables = named(items(spec, "/variables"), &mut compile);
-        let validations = items(spec, "/validations")
+        let validations: Vec<Validation> = items(spec, "/validations")
             .iter()
             .filter_map(|v| {
                 let expression = compile(str_at(v, "/expression"))?;
@@ -173,7 +201,7 @@ impl Policy {
                 })
             })
             .collect();
-        let audit_annotations = items(spec, "/auditAnnotations")
+        let audit_annotations: Vec<AuditAnnotation> = items(spec, "/auditAnnotations")
             .iter()
             .filter_map(|a| {
                 let value = compile(str_at(a, "/valueExpression"))?;
@@ -185,7 +213,22 @@ impl Policy {
             let group = api_version.rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
             ParamKind { api_version, group, kind: str_at(pk, "/kind").to_string() }
         });
+        let expressions: Vec<&Expression> = match_conditions
+            .iter()
+            .chain(&variables)
+            .map(|(_, e)| e)
+            .chain(
+                validations
+                    .iter()
+                    .flat_map(|v: &Validation| std::iter::once(&v.expression).chain(&v.message_expression)),
+            )
+            .chain(audit_annotations.iter().map(|a: &AuditAnnotation| &a.value))
+            .collect();
+        let reads_namespace = expressions.iter().any(|e| e.names("namespaceObject"));
+        let inline = expressions.iter().map(|e| e.cost()).fold(0u64, u64::saturating_add) <= INLINE_COST;
         Policy {
+            reads_namespace,
+            inline,
             name: generic_server::meta::name(obj).to_string(),
             generation: obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0),
             fail_open: str_at(spec, "/failurePolicy") == "Ignore",
@@ -247,17 +290,56 @@ impl Binding {
     }
 }
 
-/// The variables of one evaluation, as CEL values.
-#[derive(Clone)]
-pub struct Input {
-    pub object: CelValue,
-    pub old_object: CelValue,
-    pub request: CelValue,
-    pub params: CelValue,
-    pub namespace_object: CelValue,
+/// The variables of one evaluation, as JSON: CEL sees each through
+/// [`cel_k8s::bind`], converted only if an expression names it.
+pub struct Input<'a> {
+    pub object: &'a Value,
+    pub old_object: &'a Value,
+    pub request: &'a Value,
+    pub params: &'a Value,
+    pub namespace_object: &'a Value,
     /// `authorizer` and `authorizer.requestResource`.
+    pub authorizer: &'a CelValue,
+    pub request_resource: &'a CelValue,
+}
+
+/// [`Input`] owned, for an evaluation on another thread.
+pub struct OwnedInput {
+    pub object: Value,
+    pub old_object: Value,
+    pub request: Value,
+    pub params: Value,
+    pub namespace_object: Value,
     pub authorizer: CelValue,
     pub request_resource: CelValue,
+}
+
+impl Input<'_> {
+    pub fn to_owned(&self) -> OwnedInput {
+        OwnedInput {
+            object: self.object.clone(),
+            old_object: self.old_object.clone(),
+            request: self.request.clone(),
+            params: self.params.clone(),
+            namespace_object: self.namespace_object.clone(),
+            authorizer: self.authorizer.clone(),
+            request_resource: self.request_resource.clone(),
+        }
+    }
+}
+
+impl OwnedInput {
+    pub fn borrow(&self) -> Input<'_> {
+        Input {
+            object: &self.object,
+            old_object: &self.old_object,
+            request: &self.request,
+            params: &self.params,
+            namespace_object: &self.namespace_object,
+            authorizer: &self.authorizer,
+            request_resource: &self.request_resource,
+        }
+    }
 }
 
 /// One validation's outcome (upstream's PolicyDecision): None admits.
@@ -287,7 +369,7 @@ fn cel_string(v: &CelValue) -> Option<&str> {
 impl Policy {
     /// Upstream's validator.Validate for one param. Errors follow the
     /// failure policy: Fail turns them into denials, Ignore drops them.
-    pub fn evaluate(&self, input: &Input) -> Evaluation {
+    pub fn evaluate(&self, input: &Input<'_>) -> Evaluation {
         let mut out = Evaluation::default();
         let fail_as = |out: &mut Evaluation, index: usize, message: String, always: bool| {
             if !self.fail_open {
@@ -295,15 +377,17 @@ impl Policy {
             }
         };
         let fail = |out: &mut Evaluation, index: usize, message: String| fail_as(out, index, message, false);
-        let base = cel_k8s::context();
+        let bound = cel_k8s::bind::Variables::new()
+            .json("object", input.object)
+            .json("oldObject", input.old_object)
+            .json("request", input.request)
+            .json("params", input.params)
+            .json("namespaceObject", input.namespace_object)
+            .cel("authorizer", input.authorizer.clone())
+            .cel("authorizer.requestResource", input.request_resource.clone());
+        let mut base = cel_k8s::context();
+        base.set_variable_resolver(&bound);
         let mut ctx = base.new_inner_scope();
-        ctx.add_variable_from_value("object", input.object.clone());
-        ctx.add_variable_from_value("oldObject", input.old_object.clone());
-        ctx.add_variable_from_value("request", input.request.clone());
-        ctx.add_variable_from_value("params", input.params.clone());
-        ctx.add_variable_from_value("namespaceObject", input.namespace_object.clone());
-        ctx.add_variable_from_value("authorizer", input.authorizer.clone());
-        ctx.add_variable_from_value("authorizer.requestResource", input.request_resource.clone());
         // Variables see the ones before them; one that fails is left out, so
         // an expression using it fails with it.
         let mut vars: HashMap<cel::objects::Key, CelValue> = HashMap::new();
@@ -387,15 +471,14 @@ fn type_name(v: &CelValue) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn input(object: Value, params: Value) -> Input {
-        Input {
-            object: cel_k8s::to_cel(&object),
-            old_object: CelValue::Null,
-            request: cel_k8s::to_cel(&json!({"operation": "CREATE"})),
-            params: cel_k8s::to_cel(&params),
-            namespace_object: CelValue::Null,
+    fn input(object: Value, params: Value) -> OwnedInput {
+        OwnedInput {
+            object,
+            old_object: Value::Null,
+            request: json!({"operation": "CREATE"}),
+            params,
+            namespace_object: Value::Null,
             authorizer: CelValue::Null,
             request_resource: CelValue::Null,
         }
@@ -418,7 +501,7 @@ mod tests {
             ],
             "auditAnnotations": [{"key": "n", "valueExpression": "string(variables.n)"}]}));
         assert!(p.config_error.is_none());
-        let e = p.evaluate(&input(json!({"data": {"a": "1", "x": "2"}}), json!({"max": 2})));
+        let e = p.evaluate(&input(json!({"data": {"a": "1", "x": "2"}}), json!({"max": 2})).borrow());
         let got: Vec<(usize, &str, &str)> = e.denials.iter().map(|d| (d.index, d.message.as_str(), d.reason)).collect();
         assert_eq!(got[0], (0, "too many: 2", "Forbidden"));
         assert_eq!(got[1], (2, "failed expression: object.data.all(k, k != 'x')", "Invalid"));
@@ -428,14 +511,33 @@ mod tests {
         assert_eq!(e.annotations, [("n".to_string(), "2".to_string())]);
 
         let mut skipped = input(json!({"data": {}}), json!({"max": 2}));
-        skipped.request = cel_k8s::to_cel(&json!({"operation": "UPDATE"}));
-        assert!(p.evaluate(&skipped).denials.is_empty(), "a false matchCondition skips the policy");
+        skipped.request = json!({"operation": "UPDATE"});
+        assert!(p.evaluate(&skipped.borrow()).denials.is_empty(), "a false matchCondition skips the policy");
+    }
+
+    #[test]
+    fn what_a_policy_reads_and_where_it_runs() {
+        let cheap = policy(
+            json!({"validations": [{"expression": "!has(object.metadata.labels) || !('x' in object.metadata.labels)"}]}),
+        );
+        assert!(cheap.inline, "field reads and a map lookup run on the request's thread");
+        assert!(!cheap.reads_namespace);
+        let looping =
+            policy(json!({"validations": [{"expression": "object.data.all(k, object.data.exists(j, j != k))"}]}));
+        assert!(!looping.inline, "nested loops over the request run under the deadline");
+        let ns = policy(
+            json!({"matchConditions": [{"name": "n", "expression": "namespaceObject.metadata.name != 'x'"}], "validations": [{"expression": "true"}]}),
+        );
+        assert!(ns.reads_namespace);
     }
 
     #[test]
     fn failure_policy_and_compile_errors() {
         let spec = json!({"failurePolicy": "Ignore", "validations": [{"expression": "object.missing == 1"}]});
-        assert!(policy(spec).evaluate(&input(json!({}), Value::Null)).denials.is_empty(), "Ignore drops errors");
+        assert!(
+            policy(spec).evaluate(&input(json!({}), Value::Null).borrow()).denials.is_empty(),
+            "Ignore drops errors"
+        );
         let broken = policy(json!({"validations": [{"expression": "object.a >"}]}));
         assert!(broken.config_error.as_deref().is_some_and(|e| e.starts_with("compilation failed: ")));
         assert_eq!(code_of("Forbidden"), 403);

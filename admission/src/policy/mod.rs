@@ -7,7 +7,8 @@
 //! variables. Failures are denied, warned about or audited as the binding's
 //! validationActions say, in upstream's words.
 //!
-//! The `cel` crate counts no cost at runtime: an evaluation runs on a
+//! The `cel` crate counts no cost at runtime: a policy whose estimated
+//! worst case is small runs on the request's thread; any other runs on a
 //! blocking thread under a deadline instead of upstream's cost budget, and
 //! running out of it is upstream's out-of-budget error.
 
@@ -27,7 +28,7 @@ use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, Stor
 use generic_server::status::StatusError;
 
 use crate::matching::{Namespaces, RequestNamespace};
-use compiled::{Binding, Denial, Evaluation, Input, MatchResources, ParamRef, Policy};
+use compiled::{Binding, Denial, Evaluation, Input, MatchResources, OwnedInput, ParamRef, Policy};
 
 /// How long one policy's evaluation for one param may take.
 const EVAL_DEADLINE: Duration = Duration::from_secs(1);
@@ -242,8 +243,8 @@ impl Validating for ValidatingAdmissionPolicy {
                 });
             }
         };
-        // The request's own values, converted once for every evaluation.
-        let mut base: Option<Input> = None;
+        // The request's own values, made once for every evaluation.
+        let mut base: Option<RequestInput> = None;
         let namespace = self.namespaces.of_request(a);
         for hook in hooks.iter() {
             let p = &hook.policy;
@@ -278,13 +279,20 @@ impl Validating for ValidatingAdmissionPolicy {
                         continue;
                     }
                 };
-                if base.is_none() {
-                    base = Some(self.base_input(a, &namespace).await?);
+                let shared = match &mut base {
+                    Some(b) => b,
+                    None => base.insert(self.base_input(a)),
+                };
+                if p.reads_namespace && shared.namespace_object.is_none() {
+                    shared.namespace_object = Some(namespace_input(a, &namespace).await?);
                 }
-                let Some(request_input) = &base else { continue };
                 for param in params {
-                    let input = Input { params: cel_k8s::to_cel(&param), ..request_input.clone() };
-                    let result = evaluate(p.clone(), input).await;
+                    let result = if p.inline {
+                        p.evaluate(&shared.input(a, &param))
+                    } else {
+                        let owned = shared.input(a, &param).to_owned();
+                        evaluate(p.clone(), owned).await
+                    };
                     for d in result.denials {
                         act(a, p, b, d, &mut denied, &mut failures);
                     }
@@ -325,48 +333,63 @@ impl Validating for ValidatingAdmissionPolicy {
     }
 }
 
+/// What every evaluation for one request shares.
+struct RequestInput {
+    request: Value,
+    authorizer: cel::Value,
+    request_resource: cel::Value,
+    /// Read when the first policy that names `namespaceObject` matches.
+    namespace_object: Option<Value>,
+}
+
+static NULL: Value = Value::Null;
+
 impl ValidatingAdmissionPolicy {
-    /// The request's variables (all but params).
-    async fn base_input(
-        &self,
-        a: &AdmissionAttributes<'_>,
-        namespace: &RequestNamespace<'_>,
-    ) -> Result<Input, StatusError> {
-        let is_namespace = a.is::<k8s_openapi::api::core::v1::Namespace>();
-        let namespace_object = if a.namespace.is_empty() || is_namespace {
-            cel::Value::Null
-        } else {
-            cel_k8s::to_cel(&namespace_object(namespace.get().await?))
-        };
-        let object = match (a.operation, a.object) {
-            (Operation::Delete, _) | (_, None) => cel::Value::Null,
-            (_, Some(o)) => cel_k8s::to_cel(o),
-        };
-        let old_object = match (a.operation, a.old) {
-            (Operation::Create, _) | (_, None) => cel::Value::Null,
-            (_, Some(o)) => cel_k8s::to_cel(o),
-        };
+    fn base_input(&self, a: &AdmissionAttributes<'_>) -> RequestInput {
         let (authorizer, request_resource) = match self.authorizer.get() {
             Some(authz) => authorizer::variables(authz, a),
             None => (cel::Value::Null, cel::Value::Null),
         };
-        Ok(Input {
+        RequestInput { request: request_of(a), authorizer, request_resource, namespace_object: None }
+    }
+}
+
+/// Upstream's namespaceObject: null for cluster-scoped requests and for
+/// Namespaces themselves.
+async fn namespace_input(a: &AdmissionAttributes<'_>, namespace: &RequestNamespace<'_>) -> Result<Value, StatusError> {
+    if a.namespace.is_empty() || a.is::<k8s_openapi::api::core::v1::Namespace>() {
+        return Ok(Value::Null);
+    }
+    Ok(namespace_object(namespace.get().await?))
+}
+
+impl RequestInput {
+    fn input<'a>(&'a self, a: &AdmissionAttributes<'a>, params: &'a Value) -> Input<'a> {
+        let object = match (a.operation, a.object) {
+            (Operation::Delete, _) | (_, None) => &NULL,
+            (_, Some(o)) => o,
+        };
+        let old_object = match (a.operation, a.old) {
+            (Operation::Create, _) | (_, None) => &NULL,
+            (_, Some(o)) => o,
+        };
+        Input {
             object,
             old_object,
-            request: cel_k8s::to_cel(&request_of(a)),
-            params: cel::Value::Null,
-            namespace_object,
-            authorizer,
-            request_resource,
-        })
+            request: &self.request,
+            params,
+            namespace_object: self.namespace_object.as_ref().unwrap_or(&NULL),
+            authorizer: &self.authorizer,
+            request_resource: &self.request_resource,
+        }
     }
 }
 
 /// Runs one evaluation on a blocking thread under the deadline; running
 /// out of time is upstream's out-of-budget error, under the failure policy.
-async fn evaluate(policy: Arc<Policy>, input: Input) -> Evaluation {
+async fn evaluate(policy: Arc<Policy>, input: OwnedInput) -> Evaluation {
     let fail_open = policy.fail_open;
-    let task = tokio::task::spawn_blocking(move || policy.evaluate(&input));
+    let task = tokio::task::spawn_blocking(move || policy.evaluate(&input.borrow()));
     match tokio::time::timeout(EVAL_DEADLINE, task).await {
         Ok(Ok(e)) => e,
         _ if fail_open => Evaluation::default(),

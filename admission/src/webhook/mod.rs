@@ -263,10 +263,7 @@ fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, object: Option<&Va
         }
         Err(e) => return Err(a.forbidden(e)),
     };
-    let mut ctx = cel_k8s::context();
-    let object = object.filter(|o| !o.is_null());
-    ctx.add_variable_from_value("object", object.map(cel_k8s::to_cel).unwrap_or(cel::Value::Null));
-    ctx.add_variable_from_value("oldObject", a.old.map(cel_k8s::to_cel).unwrap_or(cel::Value::Null));
+    let null = Value::Null;
     let mut request = review::request(a, None, "");
     if let Some(r) = request.as_object_mut() {
         r.remove("object");
@@ -276,7 +273,12 @@ fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, object: Option<&Va
             r.entry(k).or_insert(json!(""));
         }
     }
-    ctx.add_variable_from_value("request", cel_k8s::to_cel(&request));
+    let vars = cel_k8s::bind::Variables::new()
+        .json("object", object.unwrap_or(&null))
+        .json("oldObject", a.old.unwrap_or(&null))
+        .json("request", &request);
+    let mut ctx = cel_k8s::context();
+    ctx.set_variable_resolver(&vars);
     let mut errors = Vec::new();
     for c in conditions {
         match c.program.execute(&ctx) {

@@ -460,8 +460,9 @@ impl Store {
         limit: usize,
         snapshot: Option<u64>,
         freshness: Freshness,
+        remaining: storage::Remaining,
     ) -> std::result::Result<CachedPage, StorageError> {
-        let opts = storage::ListOptions { start_after, limit, revision: snapshot };
+        let opts = storage::ListOptions { start_after, limit, revision: snapshot, remaining };
         if let Some(cache) = &self.cache {
             let freshness = match snapshot {
                 Some(_) => Some(freshness),
@@ -681,7 +682,9 @@ impl Store {
         let mut remaining: Option<u64> = None;
         let revision = loop {
             let want = if opts.limit == 0 { 0 } else { opts.limit - items.len() };
-            let page = self.read_page(&prefix, start_after.as_deref(), want, snapshot, opts.freshness).await;
+            // remainingItemCount is only given for an unfiltered list.
+            let count = if filtering { storage::Remaining::Any } else { storage::Remaining::Count };
+            let page = self.read_page(&prefix, start_after.as_deref(), want, snapshot, opts.freshness, count).await;
             let page = match page {
                 Ok(p) => p,
                 Err(StorageError::Compacted(_)) if opts.continue_token.is_some() => {
@@ -782,7 +785,12 @@ impl Store {
         loop {
             let page = self.storage.list(
                 &prefix,
-                storage::ListOptions { start_after: start_after.as_deref(), limit: PAGE, revision: None },
+                storage::ListOptions {
+                    start_after: start_after.as_deref(),
+                    limit: PAGE,
+                    revision: None,
+                    remaining: storage::Remaining::Any,
+                },
             );
             let page = page.await.map_err(storage_err)?;
             for kv in &page.items {

@@ -39,7 +39,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
-use super::{EventType, Freshness, KeyValue, ListOptions, ProgressRequests, Storage, WatchEvent, WatchOptions};
+use super::{
+    EventType, Freshness, KeyValue, ListOptions, ProgressRequests, Remaining, Storage, WatchEvent, WatchOptions,
+};
 
 /// Recent events kept for watchers that resume from a resourceVersion.
 const WINDOW: usize = 10_000;
@@ -535,6 +537,9 @@ impl Cacher {
                 items.push(value.clone());
             } else {
                 remaining += 1;
+                if opts.remaining == Remaining::Any {
+                    break;
+                }
             }
         }
         Some(CachedPage { items, revision: at.unwrap_or(s.revision), remaining })

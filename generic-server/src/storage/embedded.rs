@@ -23,8 +23,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
 
 use super::{
-    op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, ProgressRequests, PutOptions, Result, Storage,
-    StorageError, WatchEvent, WatchOptions, WatchStream,
+    op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, ProgressRequests, PutOptions, Remaining,
+    Result, Storage, StorageError, WatchEvent, WatchOptions, WatchStream,
 };
 
 /// key -> (mod_revision, create_revision, expires_at (unix ms, 0 = never), value)
@@ -399,13 +399,19 @@ impl EmbeddedStorage {
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
-            let page = Snapshot::at(&txn, &key, |k| k == key, revision)?.page(None, 1, false)?;
+            let page = Snapshot::at(&txn, &key, |k| k == key, revision)?.page(None, 1, Remaining::Any)?;
             Ok(page.items.into_iter().next())
         })
         .await
     }
 
-    async fn list_latest(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult> {
+    async fn list_latest(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        count: Remaining,
+    ) -> Result<ListResult> {
         let prefix = prefix.to_string();
         let start_after = start_after.map(str::to_string);
         self.blocking(move |db| {
@@ -428,6 +434,9 @@ impl EmbeddedStorage {
                     items.push(kv(key, v.value()));
                 } else {
                     remaining += 1;
+                    if count == Remaining::Any {
+                        break;
+                    }
                 }
             }
             Ok(ListResult { items, revision, remaining })
@@ -441,13 +450,14 @@ impl EmbeddedStorage {
         start_after: Option<&str>,
         limit: usize,
         revision: u64,
+        count: Remaining,
     ) -> Result<ListResult> {
         let prefix = prefix.to_string();
         let start_after = start_after.map(str::to_string);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(internal)?;
             let snapshot = Snapshot::at(&txn, &prefix, |_| true, revision)?;
-            snapshot.page(start_after.as_deref(), limit, true)
+            snapshot.page(start_after.as_deref(), limit, count)
         })
         .await
     }
@@ -493,8 +503,8 @@ impl<'t, K: Fn(&str) -> bool> Snapshot<'t, K> {
     }
 
     /// Up to `limit` objects (0: all) after `start_after`, in key order,
-    /// with how many more there are when `count_rest`.
-    fn page(&self, start_after: Option<&str>, limit: usize, count_rest: bool) -> Result<ListResult> {
+    /// with what `count` asks of the rest.
+    fn page(&self, start_after: Option<&str>, limit: usize, count: Remaining) -> Result<ListResult> {
         use std::cmp::Ordering;
         let objects = self.txn.open_table(OBJECTS).map_err(internal)?;
         let log = self.txn.open_table(EVENTS).map_err(internal)?;
@@ -522,7 +532,7 @@ impl<'t, K: Fn(&str) -> bool> Snapshot<'t, K> {
                 (Some((k, _)), Some((changed, _))) => k.value().cmp(changed.as_str()),
             };
             let full = limit != 0 && items.len() >= limit;
-            if full && !count_rest {
+            if full && remaining > 0 && count == Remaining::Any {
                 break;
             }
             if order == Ordering::Less {
@@ -576,8 +586,8 @@ impl Storage for EmbeddedStorage {
     async fn list(&self, prefix: &str, opts: ListOptions<'_>) -> Result<ListResult> {
         timed(op::LIST, prefix, async {
             match opts.revision {
-                Some(rev) => self.list_at_revision(prefix, opts.start_after, opts.limit, rev).await,
-                None => self.list_latest(prefix, opts.start_after, opts.limit).await,
+                Some(rev) => self.list_at_revision(prefix, opts.start_after, opts.limit, rev, opts.remaining).await,
+                None => self.list_latest(prefix, opts.start_after, opts.limit, opts.remaining).await,
             }
         })
         .await
@@ -613,7 +623,7 @@ impl Storage for EmbeddedStorage {
     }
 
     async fn count(&self, prefix: &str) -> Result<u64> {
-        let page = timed(op::COUNT, prefix, self.list_latest(prefix, None, 1)).await?;
+        let page = timed(op::COUNT, prefix, self.list_latest(prefix, None, 1, Remaining::Count)).await?;
         Ok(page.items.len() as u64 + page.remaining)
     }
 

@@ -461,7 +461,9 @@ impl EtcdStorage {
     /// `list` as of `opts.revision` (None = now). A compacted revision is
     /// `StorageError::Compacted`.
     async fn range(&self, prefix: &str, opts: ListOptions<'_>) -> Result<ListResult> {
-        let ListOptions { start_after, limit, mut revision } = opts;
+        // etcd counts the rest of the range whatever is asked: the exact
+        // count is always given.
+        let ListOptions { start_after, limit, mut revision, remaining: _ } = opts;
         let p = self.etcd_key(prefix)?;
         let end = prefix_end(&p);
         let mut start = match start_after {

@@ -206,6 +206,22 @@ pub struct ListOptions<'a> {
     /// The state as it was at this revision (a consistent snapshot for
     /// paginating); `Compacted` once that history is gone. None: the latest.
     pub revision: Option<u64>,
+    /// What a page with a limit says of the keys after it.
+    pub remaining: Remaining,
+}
+
+/// What [`ListResult::remaining`] holds for a page with a limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Remaining {
+    /// Exactly how many keys follow (a list's remainingItemCount): the rest
+    /// of the prefix is read to count it.
+    #[default]
+    Count,
+    /// Only whether any key follows: 0 when none, at least 1 when some
+    /// (a backend that counts anyway may say how many). Walking a prefix
+    /// page by page this way reads each key once, not once per page before
+    /// it.
+    Any,
 }
 
 /// How a `create` or `update` writes.

@@ -6,7 +6,8 @@
 //! 20 ValidatingAdmissionPolicies with bindings, none selecting the
 //! namespace; and the same in a namespace one of the policies selects (its
 //! CEL expression allows the object). The configurations are proven active
-//! before the measurement by probe creates they refuse, and removed after.
+//! before the measurement by probe creates they refuse, and proven gone by
+//! the same probes admitted before the second half of the baseline.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Creds};
-use crate::driver::drive;
+use crate::driver::{drive, Sample};
 use crate::targets::{configmap, ApiTarget, Target};
 use crate::Run;
 
@@ -146,25 +147,35 @@ async fn namespace(client: &Client, name: &str, labels: Value) -> Result<(), Str
     post(client, "/api/v1/namespaces", &body).await.map(|_| ())
 }
 
-/// Waits until a create labelled `label` in `ns` is refused: the webhook or
-/// policy that refuses it is in force.
-async fn until_refused(client: &Client, ns: &str, label: &str) -> Result<(), String> {
+/// Waits until a create labelled `label` in `ns` is refused (`refused`:
+/// the webhook or policy that refuses it is in force) or admitted (it is
+/// gone).
+async fn until(client: &Client, ns: &str, label: &str, refused: bool) -> Result<(), String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let path = format!("/api/v1/namespaces/{ns}/configmaps");
     loop {
         let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"generateName": "probe-", "labels": {label: "yes"}}});
         let a = client.request(hyper::Method::POST, &path, Some(Bytes::from(probe.to_string()))).await?;
-        if !(200..300).contains(&a.status) {
+        if (200..300).contains(&a.status) != refused {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            return Err(format!(
-                "a create labelled {label} was still admitted 15 s after the configurations were made"
-            ));
+            let state = if refused { "still admitted" } else { "still refused" };
+            return Err(format!("a create labelled {label} was {state} 15 s after the configurations changed"));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Removes every configuration this run made.
+async fn remove(client: &Client, prefix: &str) -> Result<(), String> {
+    for kind in ["validatingwebhookconfigurations", "validatingadmissionpolicybindings", "validatingadmissionpolicies"]
+    {
+        let path = format!("{GROUP}/{kind}?labelSelector=loadgen%3D{prefix}");
+        client.ok(hyper::Method::DELETE, &path, None).await.map_err(|e| format!("removing the {kind}: {e}"))?;
+    }
+    Ok(())
 }
 
 pub async fn run(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) {
@@ -173,52 +184,81 @@ pub async fn run(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) {
     }
     // Whatever happened, leave no configuration behind to slow later scenarios.
     if let Ok(client) = Client::connect(creds, 1).await {
-        for kind in
-            ["validatingwebhookconfigurations", "validatingadmissionpolicybindings", "validatingadmissionpolicies"]
-        {
-            let path = format!("{GROUP}/{kind}?labelSelector=loadgen%3D{prefix}");
-            if let Err(e) = client.ok(hyper::Method::DELETE, &path, None).await {
-                eprintln!("admission: removing the {kind}: {e}");
-            }
+        if let Err(e) = remove(&client, prefix).await {
+            eprintln!("admission: {e}");
         }
     }
 }
 
+/// The store grows by every create measured, and creates slow as it grows,
+/// so the variants are bracketed: half of each baseline runs before and half
+/// after what it is compared with (none, not matching, matching, not
+/// matching, none), and every figure is centred on the same point of the
+/// store's growth.
 async fn measure(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) -> Result<(), String> {
     let client = Client::connect(creds, 1).await?;
     let hook = start_webhook().await?;
     let ns = |v: &str| format!("{prefix}-admission-{v}");
-    namespace(&client, &ns("none"), json!({})).await?;
-    namespace(&client, &ns("nomatch"), json!({})).await?;
+    // Each slice writes into a namespace of its own: names restart at 0.
+    for v in ["none", "none-2", "nomatch", "nomatch-2"] {
+        namespace(&client, &ns(v), json!({})).await?;
+    }
     namespace(&client, &ns("match"), json!({"loadgen-policy": "match"})).await?;
     namespace(&client, &ns("probe"), json!({"loadgen-policy": "match", "loadgen-webhook": "probe"})).await?;
+    let (full, half) = (run.s.duration(), run.s.duration() / 2);
+    let calls = || hook.calls.load(Ordering::Relaxed);
 
-    measure_creates(run, &client, &hook, &ns("none"), NONE, backend).await;
+    let start = calls();
+    let mut none = creates(run, &client, &ns("none"), half).await;
+    let none_calls = calls() - start;
     for k in 0..CONFIGURED {
         for (resource, body) in configurations(prefix, &hook, k) {
             post(&client, &format!("{GROUP}/{resource}"), &body).await?;
         }
     }
-    until_refused(&client, &ns("probe"), DENY_WEBHOOK).await?;
-    until_refused(&client, &ns("probe"), DENY_POLICY).await?;
-    measure_creates(run, &client, &hook, &ns("nomatch"), NOT_MATCHING, backend).await;
-    measure_creates(run, &client, &hook, &ns("match"), ONE_MATCHING, backend).await;
+    until(&client, &ns("probe"), DENY_WEBHOOK, true).await?;
+    until(&client, &ns("probe"), DENY_POLICY, true).await?;
+    let before = calls();
+    let mut not_matching = creates(run, &client, &ns("nomatch"), half).await;
+    let during = calls();
+    let matching = creates(run, &client, &ns("match"), full).await;
+    let after = calls();
+    merge(&mut not_matching, creates(run, &client, &ns("nomatch-2"), half).await);
+    let not_matching_calls = (during - before) + (calls() - after);
+    remove(&client, prefix).await?;
+    until(&client, &ns("probe"), DENY_WEBHOOK, false).await?;
+    until(&client, &ns("probe"), DENY_POLICY, false).await?;
+    let removed = calls();
+    merge(&mut none, creates(run, &client, &ns("none-2"), half).await);
+    let none_calls = none_calls + (calls() - removed);
+
+    for (variant, sample, webhook_calls) in [
+        (NONE, none, none_calls),
+        (NOT_MATCHING, not_matching, not_matching_calls),
+        (ONE_MATCHING, matching, after - during),
+    ] {
+        run.push("admission", variant, Some(backend), sample.summary());
+        // None is selected by a measured namespace: a call here is a bug.
+        if let Some(m) = run.measurements.last_mut() {
+            m.extra = json!({"webhook_calls": webhook_calls});
+        }
+    }
     Ok(())
 }
 
-/// Creates in `ns` for the run's duration; the webhook's calls meanwhile go
-/// into the measurement (none is selected by a measured namespace).
-async fn measure_creates(run: &mut Run, client: &Client, hook: &Webhook, ns: &str, variant: &str, backend: &str) {
+/// Two slices of one variant as one sample over both.
+fn merge(into: &mut Sample, other: Sample) {
+    into.elapsed += other.elapsed;
+    into.merge(other);
+}
+
+/// Creates in `ns` for `duration`.
+async fn creates(run: &Run, client: &Client, ns: &str, duration: std::time::Duration) -> Sample {
     let target: Arc<dyn Target> = Arc::new(ApiTarget::json(client.clone()));
     let (scope, bytes) = (ns.to_string(), run.s.object_bytes);
-    let before = hook.calls.load(Ordering::Relaxed);
-    let sample = drive(run.s.concurrency, run.s.duration(), None, move |i| {
+    drive(run.s.concurrency, duration, None, move |i| {
         let (t, sc) = (target.clone(), scope.clone());
         async move { t.create(&sc, i, configmap(&sc, i, bytes, &[])).await }
     })
-    .await;
-    run.push("admission", variant, Some(backend), sample.summary());
-    if let Some(m) = run.measurements.last_mut() {
-        m.extra = json!({"webhook_calls": hook.calls.load(Ordering::Relaxed) - before});
-    }
+    .await
 }

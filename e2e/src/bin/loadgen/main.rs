@@ -599,7 +599,9 @@ async fn server_scenarios(
             "watch-protobuf",
             "rbac",
             "admission-none",
+            "admission-none-2",
             "admission-nomatch",
+            "admission-nomatch-2",
             "admission-match",
             "admission-probe",
         ] {

@@ -365,7 +365,7 @@ impl Target for StoreTarget {
         loop {
             let page = self
                 .store
-                .list(&prefix, storage::ListOptions { start_after: after.as_deref(), limit, revision: None })
+                .list(&prefix, storage::ListOptions { start_after: after.as_deref(), limit, ..Default::default() })
                 .await
                 .map_err(store_err)?;
             items += page.items.len() as u64;
