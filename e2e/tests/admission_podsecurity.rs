@@ -318,6 +318,46 @@ fn configured_exemptions_are_honoured() {
     );
 }
 
+/// The value of one series in /metrics (0 when it is not there yet).
+fn series(s: &Server, line: &str) -> u64 {
+    let metrics = s.curl("GET", "/metrics", e2e::Cred::Admin, &[], None).text();
+    metrics.lines().find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn evaluations_exemptions_and_errors_are_counted() {
+    let s = &shared().server;
+    // Label sets no other test produces, so the counts are exact.
+    let denied_future = r#"pod_security_evaluations_total{decision="deny",mode="enforce",policy_level="restricted",policy_version="future",request_operation="create",resource="pod",subresource=""}"#;
+    let allowed_v121 = r#"pod_security_evaluations_total{decision="allow",mode="enforce",policy_level="baseline",policy_version="v1.21",request_operation="create",resource="pod",subresource=""}"#;
+    let warned_controller = r#"pod_security_evaluations_total{decision="deny",mode="warn",policy_level="restricted",policy_version="v1.30",request_operation="create",resource="controller",subresource=""}"#;
+    let exempt = r#"pod_security_exemptions_total{request_operation="create",resource="pod",subresource=""}"#;
+    let before = [denied_future, allowed_v121, warned_controller, exempt].map(|l| series(s, l));
+
+    namespace(s, "psa-m-future", &[("enforce", "restricted"), ("enforce-version", "v1.40")]);
+    post_pod(s, "psa-m-future", &plain_pod("bad")).assert_status(403, "Forbidden");
+    namespace(s, "psa-m-v121", &[("enforce", "baseline"), ("enforce-version", "v1.21")]);
+    assert_eq!(post_pod(s, "psa-m-v121", &plain_pod("ok")).status, 201);
+    namespace(s, "psa-m-warn", &[("warn", "restricted"), ("warn-version", "v1.30")]);
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"app": "d"}},
+                 "template": {"metadata": {"labels": {"app": "d"}}, "spec": plain_pod("x")["spec"]}}});
+    let r = s.request("POST", "/apis/apps/v1/namespaces/psa-m-warn/deployments", Some(&deployment));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(!warnings(&r).is_empty(), "{}", r.headers);
+    // The configured exempt user.
+    let yaml = serde_json::to_string(&host_network_pod("counted")).unwrap();
+    let run =
+        s.run(&["--as=psa-admin", "--as-group=system:masters", "create", "-n", "psa-m-v121", "-f", "-"], Some(&yaml));
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let after = [denied_future, allowed_v121, warned_controller, exempt].map(|l| series(s, l));
+    assert_eq!(after[0] - before[0], 1, "{denied_future}");
+    assert_eq!(after[1] - before[1], 1, "{allowed_v121}");
+    assert_eq!(after[2] - before[2], 1, "{warned_controller}");
+    assert!(after[3] > before[3], "{exempt}");
+}
+
 /// The audit event of the request with this ID, once written.
 fn audit_event(log: &std::path::Path, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(5);

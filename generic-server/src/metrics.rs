@@ -85,6 +85,9 @@ pub struct Metrics {
     webhook_requests: IntCounterVec,
     webhook_rejections: IntCounterVec,
     webhook_fail_open: IntCounterVec,
+    pod_security_evaluations: IntCounterVec,
+    pod_security_exemptions: IntCounterVec,
+    pod_security_errors: IntCounterVec,
     /// The highest in-flight count of each kind since the last publication.
     watermarks: [AtomicI64; 2],
     watermark_task: Once,
@@ -241,6 +244,24 @@ impl Metrics {
                 "Admission webhook fail open count, identified by name and broken out for each admission type (validating or admit).",
                 &["name", "type"],
             ),
+            pod_security_evaluations: counter(
+                &registry,
+                "pod_security_evaluations_total",
+                "Number of policy evaluations that occurred, not counting ignored or exempt requests.",
+                &["decision", "policy_level", "policy_version", "mode", "request_operation", "resource", "subresource"],
+            ),
+            pod_security_exemptions: counter(
+                &registry,
+                "pod_security_exemptions_total",
+                "Number of exempt requests, not counting ignored or out of scope requests.",
+                &["request_operation", "resource", "subresource"],
+            ),
+            pod_security_errors: counter(
+                &registry,
+                "pod_security_errors_total",
+                "Number of errors preventing normal evaluation. Non-fatal errors may result in the latest restricted profile being used for evaluation.",
+                &["fatal", "request_operation", "resource", "subresource"],
+            ),
             registry,
             watermarks: [AtomicI64::new(0), AtomicI64::new(0)],
             watermark_task: Once::new(),
@@ -282,6 +303,30 @@ impl Metrics {
     /// A failing webhook whose failurePolicy let the request through.
     pub fn observe_webhook_fail_open(&self, name: &str, step: &str) {
         self.webhook_fail_open.with_label_values(&[name, step]).inc();
+    }
+
+    /// One PodSecurity policy evaluation (upstream's RecordEvaluation):
+    /// `policy` is (level, version label, mode), `request` (operation,
+    /// resource, subresource) as upstream labels them.
+    pub fn observe_pod_security_evaluation(&self, allowed: bool, policy: [&str; 3], request: [&str; 3]) {
+        let decision = if allowed { "allow" } else { "deny" };
+        let [level, version, mode] = policy;
+        let [operation, resource, subresource] = request;
+        let labels = [decision, level, version, mode, operation, resource, subresource];
+        self.pod_security_evaluations.with_label_values(&labels).inc();
+    }
+
+    /// A request PodSecurity exempted (upstream's RecordExemption).
+    pub fn observe_pod_security_exemption(&self, request: [&str; 3]) {
+        self.pod_security_exemptions.with_label_values(&request).inc();
+    }
+
+    /// An error keeping PodSecurity from its normal evaluation (upstream's
+    /// RecordError); a fatal one decided the request without a policy.
+    pub fn observe_pod_security_error(&self, fatal: bool, request: [&str; 3]) {
+        let [operation, resource, subresource] = request;
+        let fatal = if fatal { "true" } else { "false" };
+        self.pod_security_errors.with_label_values(&[fatal, operation, resource, subresource]).inc();
     }
 
     /// The audit policy's level for one request.

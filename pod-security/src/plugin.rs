@@ -23,6 +23,7 @@ use crate::api::{
 };
 use crate::config::Configuration;
 use crate::evaluator::{evaluate, Outcome};
+use crate::metrics::{self, Mode};
 
 /// At most this many existing pods are checked on a namespace relabel, for
 /// at most this long (upstream's defaults).
@@ -259,6 +260,7 @@ impl PodSecurity {
         let labels = match self.namespace_labels(a.namespace).await {
             Ok(l) => l,
             Err(e) => {
+                metrics::error(a, true);
                 let err = StatusError::internal(format!("failed to lookup namespace {:?}", a.namespace));
                 annotate(a, "error", &format!("{}: {}", err.message, e.message));
                 return Err(err);
@@ -266,11 +268,13 @@ impl PodSecurity {
         };
         let (policy, errs) = self.policy(&labels);
         if errs.is_empty() && policy.fully_privileged() {
+            metrics::evaluation(a, true, policy.enforce, Mode::Enforce);
             annotate(a, "enforce-policy", &LevelVersion::PRIVILEGED_LATEST.to_string());
             return Ok(());
         }
         let decoded = a.object.map(decode_pod).transpose();
         let Ok(Some((meta, spec))) = decoded else {
+            metrics::error(a, true);
             let why = "failed to decode object";
             if let Err(e) = decoded {
                 annotate(a, "error", &format!("{why}: {e}"));
@@ -295,6 +299,7 @@ impl PodSecurity {
         let labels = match self.namespace_labels(a.namespace).await {
             Ok(l) => l,
             Err(e) => {
+                metrics::error(a, true);
                 annotate(a, "error", &format!("failed to lookup namespace {:?}: {}", a.namespace, e.message));
                 return Ok(());
             }
@@ -309,6 +314,7 @@ impl PodSecurity {
         match decode_pod(template) {
             Ok((meta, spec)) => self.evaluate_pod(a, &policy, &errs, &meta, &spec, false),
             Err(e) => {
+                metrics::error(a, true);
                 annotate(a, "error", &format!("failed to decode object: {e}"));
                 Ok(())
             }
@@ -325,6 +331,7 @@ impl PodSecurity {
             return false;
         };
         annotate(a, "exempt", reason);
+        metrics::exemption(a);
         true
     }
 
@@ -341,10 +348,12 @@ impl PodSecurity {
     ) -> Result<(), StatusError> {
         if self.exempt_runtime_class(spec) {
             annotate(a, "exempt", "runtimeClass");
+            metrics::exemption(a);
             return Ok(());
         }
         if !policy_errs.is_empty() {
             annotate(a, "error", &format!("Failed to parse policy: {}", aggregate(policy_errs)));
+            metrics::error(a, false);
         }
         let mut cache: HashMap<LevelVersion, Outcome> = HashMap::new();
         let mut outcome = |lv: LevelVersion| cache.entry(lv).or_insert_with(|| evaluate(lv, meta, spec)).clone();
@@ -352,6 +361,7 @@ impl PodSecurity {
         if enforce {
             annotate(a, "enforce-policy", &policy.enforce.to_string());
             let result = outcome(policy.enforce);
+            metrics::evaluation(a, result.allowed(), policy.enforce, Mode::Enforce);
             if !result.allowed() {
                 refusal = Some(a.forbidden(&format!(
                     "violates PodSecurity {:?}: {}",
@@ -362,6 +372,7 @@ impl PodSecurity {
         }
         let audit = outcome(policy.audit);
         if !audit.allowed() {
+            metrics::evaluation(a, false, policy.audit, Mode::Audit);
             let text = format!("would violate PodSecurity {:?}: {}", policy.audit.to_string(), audit.details());
             annotate(a, "audit-violations", &text);
         }
@@ -370,6 +381,7 @@ impl PodSecurity {
         }
         let warn = outcome(policy.warn);
         if !warn.allowed() {
+            metrics::evaluation(a, false, policy.warn, Mode::Warn);
             a.notes.warn(format!("would violate PodSecurity {:?}: {}", policy.warn.to_string(), warn.details()));
         }
         Ok(())
