@@ -320,7 +320,9 @@ impl ApiextensionsServer {
             keys.push((s.info.group.clone(), s.info.version.clone(), s.info.plural.clone()));
             self.resources.install(s.clone());
         }
-        self.registry.register(first.clone());
+        for s in &stores {
+            self.registry.register(s.clone());
+        }
         let mut served = self.served.write().unwrap_or_else(|e| e.into_inner());
         served.insert(crd.name.clone(), Served { fingerprint, keys, key_root, store: first, openapi, terminating });
         Ok(())

@@ -275,21 +275,35 @@ fn validating_admission_policies() {
     );
 
     // status.typeChecking: a field the matched kind lacks is reported.
-    let typo = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": "typo"},
-        "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"]}]},
-            "validations": [{"expression": "object.spec.replicas < 10"}, {"expression": "object.spec.replicaz < 10"}]}});
-    apply(&s, &typo);
-    let mut status = Value::Null;
-    eventually("typeChecking is written", || {
-        status = s.kubectl_json(&["get", "validatingadmissionpolicy", "typo"])["status"].clone();
-        status["observedGeneration"] == 1
-    });
+    let type_warnings = |name: &str, rules: Value, expressions: &[&str]| {
+        let validations: Vec<Value> = expressions.iter().map(|e| json!({"expression": e})).collect();
+        apply(
+            &s,
+            &json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {"matchConstraints": {"resourceRules": rules}, "validations": validations}}),
+        );
+        let mut status = Value::Null;
+        eventually("typeChecking is written", || {
+            status = s.kubectl_json(&["get", "validatingadmissionpolicy", name])["status"].clone();
+            status["observedGeneration"] == 1
+        });
+        status["typeChecking"]["expressionWarnings"].clone()
+    };
+    let deployments =
+        json!([{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"]}]);
     assert_eq!(
-        status["typeChecking"]["expressionWarnings"],
+        type_warnings("typo", deployments, &["object.spec.replicas < 10", "object.spec.replicaz < 10"]),
         json!([{"fieldRef": "spec.validations[1].expression",
         "warning": "apps/v1, Kind=Deployment: compilation failed: ERROR: <input>:1:12: undefined field 'replicaz'\n | object.spec.replicaz < 10\n | ...........^\n"}]),
-        "{status}"
+    );
+    // Each served version is checked against its own schema: v1's field is
+    // not in v2.
+    let hpas = json!([{"apiGroups": ["autoscaling"], "apiVersions": ["v1", "v2"], "operations": ["CREATE"], "resources": ["horizontalpodautoscalers"]}]);
+    assert_eq!(
+        type_warnings("hpa-versions", hpas, &["object.spec.targetCPUUtilizationPercentage < 90"]),
+        json!([{"fieldRef": "spec.validations[0].expression",
+        "warning": "autoscaling/v2, Kind=HorizontalPodAutoscaler: compilation failed: ERROR: <input>:1:12: undefined field 'targetCPUUtilizationPercentage'\n | object.spec.targetCPUUtilizationPercentage < 90\n | ...........^\n"}]),
     );
     let fine = s.kubectl_json(&["get", "validatingadmissionpolicy", "size-limit"]);
     assert_eq!(fine["status"]["typeChecking"], json!({}), "{fine}");

@@ -147,6 +147,37 @@ async fn namespace_lifecycle_admission() {
     c.store("configmaps").create("default", cm, &WriteOptions::default()).await.unwrap();
 }
 
+#[test]
+fn the_registry_keeps_every_version_and_walks_each_key_root_once() {
+    let c = Cluster::new();
+    let registry = StoreRegistry::new();
+    for s in &c.stores {
+        registry.register(s.clone());
+    }
+    let hpa = |v: &str| registry.of_gvk("autoscaling", v, "HorizontalPodAutoscaler").map(|s| s.info.version.clone());
+    assert_eq!((hpa("v1").as_deref(), hpa("v2").as_deref()), (Some("v1"), Some("v2")));
+    let first = registry.of_kind("autoscaling", "HorizontalPodAutoscaler").map(|s| s.info.version.clone());
+    assert_eq!(first.as_deref(), Some("v2"), "the first registered: the stored version");
+    assert!(
+        registry.of_gvr("", "v1", "events").is_some() && registry.of_gvr("events.k8s.io", "v1", "events").is_some()
+    );
+
+    let roots = |r: &StoreRegistry| r.namespaced().iter().map(|s| s.info.key_root.clone()).collect::<Vec<_>>();
+    let walked = roots(&registry);
+    let unique: std::collections::HashSet<&String> = walked.iter().collect();
+    assert_eq!(unique.len(), walked.len(), "each key root once: {walked:?}");
+    let events = registry.namespaced().into_iter().find(|s| s.info.plural == "events").map(|s| s.info.group.clone());
+    assert_eq!(events.as_deref(), Some(""), "core Events, registered before events.k8s.io's");
+    // Registering again replaces; unregistering a key root drops every version.
+    for s in &c.stores {
+        registry.register(s.clone());
+    }
+    assert_eq!(roots(&registry), walked);
+    let Some(v2) = registry.of_gvk("autoscaling", "v2", "HorizontalPodAutoscaler") else { panic!("no v2") };
+    registry.unregister(&v2.info.key_root);
+    assert_eq!((hpa("v1"), hpa("v2")), (None, None));
+}
+
 #[tokio::test]
 async fn deleting_a_namespace_empties_it() {
     let c = Cluster::new();

@@ -112,6 +112,7 @@ pub struct AuditAnnotation {
 pub struct ParamKind {
     pub api_version: String,
     pub group: String,
+    pub version: String,
     pub kind: String,
 }
 
@@ -210,8 +211,9 @@ impl Policy {
             .collect();
         let param_kind = spec.get("paramKind").filter(|v| v.is_object()).map(|pk| {
             let api_version = str_at(pk, "/apiVersion").to_string();
-            let group = api_version.rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
-            ParamKind { api_version, group, kind: str_at(pk, "/kind").to_string() }
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+            let (group, version) = (group.to_string(), version.to_string());
+            ParamKind { api_version, group, version, kind: str_at(pk, "/kind").to_string() }
         });
         let expressions: Vec<&Expression> = match_conditions
             .iter()

@@ -155,7 +155,7 @@ impl ValidatingAdmissionPolicy {
         let store = self
             .stores
             .get()
-            .and_then(|s| s.of_kind(&kind.group, &kind.kind))
+            .and_then(|s| s.of_gvk(&kind.group, &kind.version, &kind.kind))
             .ok_or_else(|| format!("paramKind kind `{}, Kind={}` not known", kind.api_version, kind.kind))?;
         let ref_namespace = match param_ref {
             ParamRef::Name { namespace, .. } | ParamRef::Selector { namespace, .. } => namespace,

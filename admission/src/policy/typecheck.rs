@@ -62,7 +62,7 @@ impl TypeChecker {
             for g in &groups {
                 for v in &versions {
                     for r in &resources {
-                        let Some(store) = self.stores.of_resource(g, r).filter(|s| s.info.version == *v) else {
+                        let Some(store) = self.stores.of_gvr(g, v, r) else {
                             continue;
                         };
                         let Some(schema) = Self::schema_of(&store) else { continue };
@@ -89,8 +89,8 @@ impl TypeChecker {
         }
         let params = policy.pointer("/spec/paramKind").and_then(|pk| {
             let api_version = pk.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-            let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-            let store = self.stores.of_kind(group, pk.get("kind").and_then(Value::as_str).unwrap_or(""))?;
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+            let store = self.stores.of_gvk(group, version, pk.get("kind").and_then(Value::as_str).unwrap_or(""))?;
             Self::schema_of(&store)
         });
         let resolve = |name: &str| definitions().get(name);

@@ -6,11 +6,22 @@ use std::sync::{Arc, RwLock};
 
 use super::Store;
 
-/// The Stores of the chain, one per key root. Servers register theirs
-/// (apiextensions adds one per custom resource as CRDs come and go).
+/// The Stores of the chain: every served version of every resource, so a
+/// lookup by version finds that version's Store. The versions of one
+/// resource share its key root (autoscaling/v1 and v2
+/// HorizontalPodAutoscalers; core and events.k8s.io Events; a CRD's
+/// versions). Servers register theirs (apiextensions adds a custom
+/// resource's as CRDs come and go).
 #[derive(Default)]
 pub struct StoreRegistry {
     stores: RwLock<Vec<Arc<Store>>>,
+}
+
+fn same_version(a: &Store, b: &Store) -> bool {
+    a.info.key_root == b.info.key_root
+        && a.info.group == b.info.group
+        && a.info.version == b.info.version
+        && a.info.plural == b.info.plural
 }
 
 impl StoreRegistry {
@@ -18,31 +29,51 @@ impl StoreRegistry {
         <Self as Default>::default()
     }
 
-    /// Adds a Store. Re-registering the same key root replaces the earlier
-    /// Store.
+    /// Adds a Store. Registering the same version of the same resource
+    /// again replaces the earlier Store.
     pub fn register(&self, store: Arc<Store>) {
         let mut s = self.stores.write().unwrap_or_else(|e| e.into_inner());
-        s.retain(|x| x.info.key_root != store.info.key_root);
-        s.push(store);
+        match s.iter_mut().find(|x| same_version(x, &store)) {
+            Some(slot) => *slot = store,
+            None => s.push(store),
+        }
     }
 
+    /// Removes every version stored under `key_root`.
     pub fn unregister(&self, key_root: &str) {
         self.stores.write().unwrap_or_else(|e| e.into_inner()).retain(|x| x.info.key_root != key_root);
     }
 
+    /// One Store per namespaced key root (the first registered version), so
+    /// whoever walks them sees each stored object once.
     pub fn namespaced(&self) -> Vec<Arc<Store>> {
-        self.stores.read().unwrap_or_else(|e| e.into_inner()).iter().filter(|s| s.info.namespaced).cloned().collect()
+        let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
+        let mut roots = std::collections::HashSet::new();
+        s.iter().filter(|x| x.info.namespaced && roots.insert(x.info.key_root.as_str())).cloned().collect()
     }
 
-    /// The Store of a kind, by group and kind (any served version).
+    fn find(&self, matches: impl Fn(&Store) -> bool) -> Option<Arc<Store>> {
+        self.stores.read().unwrap_or_else(|e| e.into_inner()).iter().find(|s| matches(s)).cloned()
+    }
+
+    /// The Store of a kind, by group and kind (the first version registered).
     pub fn of_kind(&self, group: &str, kind: &str) -> Option<Arc<Store>> {
-        let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
-        s.iter().find(|s| s.info.group == group && s.info.kind == kind).cloned()
+        self.find(|s| s.info.group == group && s.info.kind == kind)
     }
 
-    /// The Store of a resource, by group and plural.
+    /// The Store serving this version of a kind.
+    pub fn of_gvk(&self, group: &str, version: &str, kind: &str) -> Option<Arc<Store>> {
+        self.find(|s| s.info.group == group && s.info.version == version && s.info.kind == kind)
+    }
+
+    /// The Store of a resource, by group and plural (the first version
+    /// registered).
     pub fn of_resource(&self, group: &str, plural: &str) -> Option<Arc<Store>> {
-        let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
-        s.iter().find(|s| s.info.group == group && s.info.plural == plural).cloned()
+        self.find(|s| s.info.group == group && s.info.plural == plural)
+    }
+
+    /// The Store serving this version of a resource.
+    pub fn of_gvr(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Store>> {
+        self.find(|s| s.info.group == group && s.info.version == version && s.info.plural == plural)
     }
 }
