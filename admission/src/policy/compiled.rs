@@ -4,6 +4,7 @@
 //! (upstream's validator.Validate): match conditions, variables, validations
 //! with their messages and reasons, audit annotations.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -293,53 +294,30 @@ impl Binding {
 }
 
 /// The variables of one evaluation, as JSON: CEL sees each through
-/// [`cel_k8s::bind`], converted only if an expression names it.
+/// [`cel_k8s::bind`], converted only if an expression names it. Borrowed
+/// from the request where the evaluation runs on its thread; owned
+/// ([`Input::into_owned`]) where it runs on another.
 pub struct Input<'a> {
-    pub object: &'a Value,
-    pub old_object: &'a Value,
-    pub request: &'a Value,
-    pub params: &'a Value,
-    pub namespace_object: &'a Value,
+    pub object: Cow<'a, Value>,
+    pub old_object: Cow<'a, Value>,
+    pub request: Cow<'a, Value>,
+    pub params: Cow<'a, Value>,
+    pub namespace_object: Cow<'a, Value>,
     /// `authorizer` and `authorizer.requestResource`.
-    pub authorizer: &'a CelValue,
-    pub request_resource: &'a CelValue,
-}
-
-/// [`Input`] owned, for an evaluation on another thread.
-pub struct OwnedInput {
-    pub object: Value,
-    pub old_object: Value,
-    pub request: Value,
-    pub params: Value,
-    pub namespace_object: Value,
-    pub authorizer: CelValue,
-    pub request_resource: CelValue,
+    pub authorizer: Cow<'a, CelValue>,
+    pub request_resource: Cow<'a, CelValue>,
 }
 
 impl Input<'_> {
-    pub fn to_owned(&self) -> OwnedInput {
-        OwnedInput {
-            object: self.object.clone(),
-            old_object: self.old_object.clone(),
-            request: self.request.clone(),
-            params: self.params.clone(),
-            namespace_object: self.namespace_object.clone(),
-            authorizer: self.authorizer.clone(),
-            request_resource: self.request_resource.clone(),
-        }
-    }
-}
-
-impl OwnedInput {
-    pub fn borrow(&self) -> Input<'_> {
+    pub fn into_owned(self) -> Input<'static> {
         Input {
-            object: &self.object,
-            old_object: &self.old_object,
-            request: &self.request,
-            params: &self.params,
-            namespace_object: &self.namespace_object,
-            authorizer: &self.authorizer,
-            request_resource: &self.request_resource,
+            object: Cow::Owned(self.object.into_owned()),
+            old_object: Cow::Owned(self.old_object.into_owned()),
+            request: Cow::Owned(self.request.into_owned()),
+            params: Cow::Owned(self.params.into_owned()),
+            namespace_object: Cow::Owned(self.namespace_object.into_owned()),
+            authorizer: Cow::Owned(self.authorizer.into_owned()),
+            request_resource: Cow::Owned(self.request_resource.into_owned()),
         }
     }
 }
@@ -380,13 +358,13 @@ impl Policy {
         };
         let fail = |out: &mut Evaluation, index: usize, message: String| fail_as(out, index, message, false);
         let bound = cel_k8s::bind::Variables::new()
-            .json("object", input.object)
-            .json("oldObject", input.old_object)
-            .json("request", input.request)
-            .json("params", input.params)
-            .json("namespaceObject", input.namespace_object)
-            .cel("authorizer", input.authorizer.clone())
-            .cel("authorizer.requestResource", input.request_resource.clone());
+            .json("object", &input.object)
+            .json("oldObject", &input.old_object)
+            .json("request", &input.request)
+            .json("params", &input.params)
+            .json("namespaceObject", &input.namespace_object)
+            .cel("authorizer", input.authorizer.as_ref().clone())
+            .cel("authorizer.requestResource", input.request_resource.as_ref().clone());
         let mut base = cel_k8s::context();
         base.set_variable_resolver(&bound);
         let mut ctx = base.new_inner_scope();
@@ -474,15 +452,15 @@ fn type_name(v: &CelValue) -> &'static str {
 mod tests {
     use super::*;
 
-    fn input(object: Value, params: Value) -> OwnedInput {
-        OwnedInput {
-            object,
-            old_object: Value::Null,
-            request: json!({"operation": "CREATE"}),
-            params,
-            namespace_object: Value::Null,
-            authorizer: CelValue::Null,
-            request_resource: CelValue::Null,
+    fn input(object: Value, params: Value) -> Input<'static> {
+        Input {
+            object: Cow::Owned(object),
+            old_object: Cow::Owned(Value::Null),
+            request: Cow::Owned(json!({"operation": "CREATE"})),
+            params: Cow::Owned(params),
+            namespace_object: Cow::Owned(Value::Null),
+            authorizer: Cow::Owned(CelValue::Null),
+            request_resource: Cow::Owned(CelValue::Null),
         }
     }
 
@@ -503,7 +481,7 @@ mod tests {
             ],
             "auditAnnotations": [{"key": "n", "valueExpression": "string(variables.n)"}]}));
         assert!(p.config_error.is_none());
-        let e = p.evaluate(&input(json!({"data": {"a": "1", "x": "2"}}), json!({"max": 2})).borrow());
+        let e = p.evaluate(&input(json!({"data": {"a": "1", "x": "2"}}), json!({"max": 2})));
         let got: Vec<(usize, &str, &str)> = e.denials.iter().map(|d| (d.index, d.message.as_str(), d.reason)).collect();
         assert_eq!(got[0], (0, "too many: 2", "Forbidden"));
         assert_eq!(got[1], (2, "failed expression: object.data.all(k, k != 'x')", "Invalid"));
@@ -513,8 +491,8 @@ mod tests {
         assert_eq!(e.annotations, [("n".to_string(), "2".to_string())]);
 
         let mut skipped = input(json!({"data": {}}), json!({"max": 2}));
-        skipped.request = json!({"operation": "UPDATE"});
-        assert!(p.evaluate(&skipped.borrow()).denials.is_empty(), "a false matchCondition skips the policy");
+        skipped.request = Cow::Owned(json!({"operation": "UPDATE"}));
+        assert!(p.evaluate(&skipped).denials.is_empty(), "a false matchCondition skips the policy");
     }
 
     #[test]
@@ -536,10 +514,7 @@ mod tests {
     #[test]
     fn failure_policy_and_compile_errors() {
         let spec = json!({"failurePolicy": "Ignore", "validations": [{"expression": "object.missing == 1"}]});
-        assert!(
-            policy(spec).evaluate(&input(json!({}), Value::Null).borrow()).denials.is_empty(),
-            "Ignore drops errors"
-        );
+        assert!(policy(spec).evaluate(&input(json!({}), Value::Null)).denials.is_empty(), "Ignore drops errors");
         let broken = policy(json!({"validations": [{"expression": "object.a >"}]}));
         assert!(broken.config_error.as_deref().is_some_and(|e| e.starts_with("compilation failed: ")));
         assert_eq!(code_of("Forbidden"), 403);

@@ -16,6 +16,7 @@ mod authorizer;
 mod compiled;
 mod typecheck;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -28,7 +29,7 @@ use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, Stor
 use generic_server::status::StatusError;
 
 use crate::matching::{Namespaces, RequestNamespace};
-use compiled::{Binding, Denial, Evaluation, Input, MatchResources, OwnedInput, ParamRef, Policy};
+use compiled::{Binding, Denial, Evaluation, Input, MatchResources, ParamRef, Policy};
 
 /// How long one policy's evaluation for one param may take.
 const EVAL_DEADLINE: Duration = Duration::from_secs(1);
@@ -290,7 +291,7 @@ impl Validating for ValidatingAdmissionPolicy {
                     let result = if p.inline {
                         p.evaluate(&shared.input(a, &param))
                     } else {
-                        let owned = shared.input(a, &param).to_owned();
+                        let owned = shared.input(a, &param).into_owned();
                         evaluate(p.clone(), owned).await
                     };
                     for d in result.denials {
@@ -374,22 +375,22 @@ impl RequestInput {
             (_, Some(o)) => o,
         };
         Input {
-            object,
-            old_object,
-            request: &self.request,
-            params,
-            namespace_object: self.namespace_object.as_ref().unwrap_or(&NULL),
-            authorizer: &self.authorizer,
-            request_resource: &self.request_resource,
+            object: Cow::Borrowed(object),
+            old_object: Cow::Borrowed(old_object),
+            request: Cow::Borrowed(&self.request),
+            params: Cow::Borrowed(params),
+            namespace_object: Cow::Borrowed(self.namespace_object.as_ref().unwrap_or(&NULL)),
+            authorizer: Cow::Borrowed(&self.authorizer),
+            request_resource: Cow::Borrowed(&self.request_resource),
         }
     }
 }
 
 /// Runs one evaluation on a blocking thread under the deadline; running
 /// out of time is upstream's out-of-budget error, under the failure policy.
-async fn evaluate(policy: Arc<Policy>, input: OwnedInput) -> Evaluation {
+async fn evaluate(policy: Arc<Policy>, input: Input<'static>) -> Evaluation {
     let fail_open = policy.fail_open;
-    let task = tokio::task::spawn_blocking(move || policy.evaluate(&input.borrow()));
+    let task = tokio::task::spawn_blocking(move || policy.evaluate(&input));
     match tokio::time::timeout(EVAL_DEADLINE, task).await {
         Ok(Ok(e)) => e,
         _ if fail_open => Evaluation::default(),
