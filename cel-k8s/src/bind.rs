@@ -19,7 +19,7 @@ use cel::Value as CelValue;
 use serde_json::Value;
 
 /// JSON as a CEL value that borrows its strings and keys: integers stay
-/// integers, objects become string-keyed maps (as [`crate::to_cel`]).
+/// integers, objects become string-keyed maps.
 pub fn to_val(v: &Value) -> Box<dyn Val + '_> {
     match v {
         Value::Null => Box::new(CelNull),
@@ -121,9 +121,9 @@ mod tests {
         ] {
             assert_eq!(eval(src, &vars), want, "{src}");
         }
-        // The same expression over the copying conversion agrees.
+        // The same expression over the crate's own, copying, conversion agrees.
         let mut ctx = crate::context();
-        ctx.add_variable_from_value("object", crate::to_cel(&object));
+        ctx.add_variable_from_value("object", cel::to_value(&object).expect("JSON converts"));
         let copied = crate::compile("object.spec.items[1] + object.metadata.name")
             .and_then(|p| p.execute(&ctx).map_err(|e| e.to_string()));
         assert_eq!(Ok(eval("object.spec.items[1] + object.metadata.name", &vars)), copied);

@@ -24,9 +24,7 @@ mod url;
 use std::sync::{Arc, OnceLock};
 
 use cel::extractors::This;
-use cel::objects::{Key, Map as CelMap};
 use cel::{Context, Env, ExecutionError, Program, Value as CelValue};
-use serde_json::Value;
 
 /// The shared environment, built once.
 pub fn env() -> Arc<Env> {
@@ -58,28 +56,6 @@ pub fn context<'p, 'v>() -> Context<'p, 'v> {
     let mut ctx = Context::with_env(env());
     add_kubernetes_library(&mut ctx);
     ctx
-}
-
-/// JSON to a CEL value: integers stay integers, objects become string-keyed maps.
-pub fn to_cel(v: &Value) -> CelValue {
-    match v {
-        Value::Null => CelValue::Null,
-        Value::Bool(b) => CelValue::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => CelValue::Int(i),
-            None => match n.as_u64() {
-                Some(u) => CelValue::UInt(u),
-                None => CelValue::Float(n.as_f64().unwrap_or(0.0)),
-            },
-        },
-        Value::String(s) => CelValue::String(Arc::new(s.clone())),
-        Value::Array(a) => CelValue::List(Arc::new(a.iter().map(to_cel).collect())),
-        Value::Object(m) => {
-            let map: std::collections::HashMap<Key, CelValue> =
-                m.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v))).collect();
-            CelValue::Map(CelMap::from(map))
-        }
-    }
 }
 
 fn cmp_values(a: &CelValue, b: &CelValue) -> Option<std::cmp::Ordering> {
