@@ -3,16 +3,20 @@
 //! operations, groups, versions, resources with subresources and scope; a
 //! namespace selector on the labels of the request's namespace; an object
 //! selector on the labels of the object or the object it replaces.
+//! With matchPolicy Equivalent, rules that miss the request's version are
+//! tried against the other versions of its resource ([`Equivalents`]), and
+//! the configuration then sees the request in the version it matched
+//! ([`Versioned`]), as upstream's VersionedAttributes.
 //!
 //! Configurations are parsed once, when they change ([`Rule::parse`],
 //! [`Selectors::parse`]); a request is then matched without allocating, so
 //! twenty configurations that do not match cost a create next to nothing.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
-use generic_server::registry::{AdmissionAttributes, BoundStore, Store};
+use generic_server::registry::{AdmissionAttributes, BoundStore, ResourceInfo, Store, StoreRegistry, Versions};
 use generic_server::selectors::LabelSelector;
 use generic_server::status::StatusError;
 
@@ -74,24 +78,139 @@ impl Rule {
     /// subresource part ("pods", "*") matches only requests without one, as
     /// upstream; "*/*" matches every subresource.
     pub fn matches(&self, a: &AdmissionAttributes<'_>) -> bool {
-        self.matches_resource(a) && any_or(&self.operations, a.operation.as_str())
+        self.matches_as(a, a.info)
     }
 
-    /// As [`matches`](Self::matches), ignoring the operation (a policy's
-    /// excludeResourceRules and paramKind checks use this too).
-    pub fn matches_resource(&self, a: &AdmissionAttributes<'_>) -> bool {
+    /// As [`matches`](Self::matches), with the request's resource seen as
+    /// `resource` (one of its equivalents).
+    pub fn matches_as(&self, a: &AdmissionAttributes<'_>, resource: &ResourceInfo) -> bool {
         let scope = match self.scope {
             Scope::Any => true,
-            Scope::Cluster => !a.info.namespaced,
-            Scope::Namespaced => a.info.namespaced,
+            Scope::Cluster => !resource.namespaced,
+            Scope::Namespaced => resource.namespaced,
         };
         scope
-            && any_or(&self.groups, &a.info.group)
-            && any_or(&self.versions, &a.info.version)
+            && any_or(&self.operations, a.operation.as_str())
+            && any_or(&self.groups, &resource.group)
+            && any_or(&self.versions, &resource.version)
             && self
                 .resources
                 .iter()
-                .any(|(res, sub)| (res == "*" || *res == a.info.plural) && (sub == "*" || *sub == a.subresource))
+                .any(|(res, sub)| (res == "*" || *res == resource.plural) && (sub == "*" || *sub == a.subresource))
+    }
+}
+
+/// The other versions of a request's resource (upstream's equivalent
+/// resources: every Store over the same stored objects), looked up at most
+/// once per request and only when a rule with matchPolicy Equivalent missed
+/// the request's own version.
+pub struct Equivalents<'a> {
+    registry: Option<&'a StoreRegistry>,
+    resource: &'a ResourceInfo,
+    got: OnceLock<Versions>,
+}
+
+impl<'a> Equivalents<'a> {
+    /// Without a registry, nothing is equivalent.
+    pub fn of(registry: Option<&'a StoreRegistry>, a: &AdmissionAttributes<'a>) -> Self {
+        Equivalents { registry, resource: a.info, got: OnceLock::new() }
+    }
+
+    fn get(&self) -> &Versions {
+        self.got.get_or_init(|| self.registry.map(|r| r.versions_of(self.resource)).unwrap_or_default())
+    }
+
+    /// Upstream's fuzzy matching: rules in order, each tried against the
+    /// equivalents in order; the first Store `matches` accepts.
+    pub fn first<R>(&self, rules: &[R], matches: impl Fn(&R, &ResourceInfo) -> bool) -> Option<Arc<Store>> {
+        let others = &self.get().others;
+        rules.iter().find_map(|r| others.iter().find(|s| matches(r, &s.info)).cloned())
+    }
+
+    /// The request's objects in `target`'s version. A conversion that fails
+    /// fails the request (upstream's InternalError), whatever the failure
+    /// policy.
+    pub async fn convert(
+        &self,
+        target: Arc<Store>,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<Versioned, StatusError> {
+        let own = self.own()?;
+        // Only the resource's own kind converts: a subresource's object of
+        // another kind (a Scale) is the same in every version.
+        let convert = async |o: Option<&Value>| match o.filter(|o| !o.is_null()) {
+            Some(o) if o.get("kind").and_then(Value::as_str) == Some(&self.resource.kind) => {
+                own.convert_to(&target, o.clone()).await.map(Some)
+            }
+            o => Ok(o.cloned()),
+        };
+        let object = convert(object).await?;
+        let old = convert(old).await?;
+        Ok(Versioned { target, object, old })
+    }
+
+    /// `object`, changed in `from`'s version, back in the request's.
+    pub async fn convert_back(&self, from: &Store, object: Value) -> Result<Value, StatusError> {
+        match object.get("kind").and_then(Value::as_str) == Some(&from.info.kind) {
+            true => from.convert_to(&*self.own()?, object).await,
+            false => Ok(object),
+        }
+    }
+
+    fn own(&self) -> Result<Arc<Store>, StatusError> {
+        self.get().own.clone().ok_or_else(|| {
+            StatusError::internal(format!("unable to convert from {}: unknown resource", self.resource.plural))
+        })
+    }
+}
+
+/// Which version of the request's resource a configuration's rules matched.
+pub enum Matched {
+    Exact,
+    /// Another version's (matchPolicy Equivalent).
+    Equivalent(Arc<Store>),
+}
+
+impl Matched {
+    /// The request's objects in the matched version: None for its own.
+    pub async fn convert(
+        &self,
+        equivalents: &Equivalents<'_>,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<Option<Versioned>, StatusError> {
+        match self {
+            Matched::Exact => Ok(None),
+            Matched::Equivalent(target) => equivalents.convert(target.clone(), object, old).await.map(Some),
+        }
+    }
+}
+
+/// A request's objects converted to the version an equivalent rule matched.
+pub struct Versioned {
+    pub target: Arc<Store>,
+    pub object: Option<Value>,
+    pub old: Option<Value>,
+}
+
+/// The request as one configuration sees it: the resource version its rules
+/// matched, and the object and old object in that version.
+#[derive(Clone, Copy)]
+pub struct View<'v> {
+    pub resource: &'v ResourceInfo,
+    pub object: Option<&'v Value>,
+    pub old: Option<&'v Value>,
+}
+
+impl<'v> View<'v> {
+    /// The request in its own version, with `object` as admission has it now.
+    pub fn exact(a: &AdmissionAttributes<'v>, object: Option<&'v Value>) -> Self {
+        View { resource: a.info, object, old: a.old }
+    }
+
+    pub fn converted(v: &'v Versioned) -> Self {
+        View { resource: &v.target.info, object: v.object.as_ref(), old: v.old.as_ref() }
     }
 }
 

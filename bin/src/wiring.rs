@@ -174,7 +174,8 @@ pub async fn build_chain(
     };
     pod_security.bind(&namespaces, &pods);
     let by_objects = authz::ModeAuthorizers { rbac: core.rbac.clone(), node: core.node.clone() };
-    bind_webhooks(&core.server, opts.enable_aggregator_routing, &mutating_webhooks, &validating_webhooks).await?;
+    let webhooks = [&mutating_webhooks, &validating_webhooks];
+    bind_webhooks(&core.server, &core.registry, opts.enable_aggregator_routing, webhooks).await?;
     let authorizer = authz::for_modes(&access.authorization_modes, &by_objects);
     core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =
@@ -182,21 +183,20 @@ pub async fn build_chain(
     Ok(Chain { handler, ready_checks, authorizer })
 }
 
-/// Binds the webhook plugins to their configuration Stores, the namespace
-/// Store and a Service resolver on the built-in Stores (the one the
-/// aggregator uses for APIService backends).
+/// Binds the webhook plugins to their configuration Stores, the chain's
+/// Stores (namespace labels, equivalent versions) and a Service resolver on
+/// the built-in Stores (the one the aggregator uses for APIService backends).
 async fn bind_webhooks(
     core: &Arc<ResourceServer>,
+    stores: &Arc<kube_core_server::StoreRegistry>,
     routing: bool,
-    mutating: &Arc<Webhooks>,
-    validating: &Arc<Webhooks>,
+    [mutating, validating]: [&Arc<Webhooks>; 2],
 ) -> Result<(), String> {
     fn store<K: k8s_openapi::Resource>(core: &ResourceServer) -> Result<Arc<generic_server::registry::Store>, String> {
         core.store_of::<K>().ok_or_else(|| format!("no {} store for the admission webhooks", K::URL_PATH_SEGMENT))
     }
-    let namespaces = store::<Namespace>(core)?;
     let resolver = || Resolver { core: core.clone(), routing };
-    mutating.bind(store::<MutatingWebhookConfiguration>(core)?, &namespaces, resolver()).await;
-    validating.bind(store::<ValidatingWebhookConfiguration>(core)?, &namespaces, resolver()).await;
+    mutating.bind(store::<MutatingWebhookConfiguration>(core)?, stores.clone(), resolver()).await;
+    validating.bind(store::<ValidatingWebhookConfiguration>(core)?, stores.clone(), resolver()).await;
     Ok(())
 }

@@ -461,3 +461,89 @@ fn policies_on_connect_with_the_authorizer_and_warnings() {
     assert!(out.stderr.starts_with("Warning: unknown field \"bogus\"\n"), "{out:?}");
     assert!(out.stderr.contains("The ConfigMap \"Bad_Name\" is invalid"), "{out:?}");
 }
+
+/// A CRD served as v1 (stored) and v2 in group vap.example.com.
+const TWO_VERSIONS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: gadgets.vap.example.com}
+spec:
+  group: vap.example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, properties: {spec: {type: object, properties: {size: {type: integer}}}}}
+  - name: v2
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema: {type: object, properties: {spec: {type: object, properties: {size: {type: integer}}}}}
+"#;
+
+/// matchPolicy Equivalent: a policy whose rules name v1 judges a request
+/// made as v2, with the object converted to v1 and `request.kind` v1; an
+/// Exact policy on v1 is not consulted for v2.
+#[test]
+fn an_equivalent_policy_judges_other_versions_in_its_own() {
+    let s = Server::start();
+    s.apply_crd(TWO_VERSIONS, "gadgets.vap.example.com");
+    namespace(&s, "vap-equivalent");
+    let policy = |name: &str, match_policy: &str, validation: Value| {
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {"matchConstraints": {"matchPolicy": match_policy,
+                "resourceRules": [{"apiGroups": ["vap.example.com"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["gadgets"]}],
+                "namespaceSelector": {"matchLabels": {"vap": "vap-equivalent"}}},
+                "validations": [validation]}})
+    };
+    apply(
+        &s,
+        &policy(
+            "small-gadgets",
+            "Equivalent",
+            json!({"expression": "object.spec.size < 10",
+                "messageExpression": "'seen as ' + object.apiVersion + ', kind ' + request.kind.version + ' of ' + request.resource.resource + ', asked as ' + request.requestKind.version"}),
+        ),
+    );
+    apply(&s, &binding("small-gadgets-binding", "small-gadgets", &["Deny"], None));
+    apply(
+        &s,
+        &policy("v1-only-refused", "Exact", json!({"expression": "false", "message": "v1 requests are refused"})),
+    );
+    apply(&s, &binding("v1-only-refused-binding", "v1-only-refused", &["Deny"], None));
+    let gadget = |version: &str, name: &str, size: u32| {
+        json!({"apiVersion": format!("vap.example.com/{version}"), "kind": "Gadget",
+            "metadata": {"name": name, "namespace": "vap-equivalent"}, "spec": {"size": size}})
+    };
+    let create = |version: &str, name: &str, size: u32| {
+        let path = format!("/apis/vap.example.com/{version}/namespaces/vap-equivalent/gadgets");
+        s.request("POST", &path, Some(&gadget(version, name, size)))
+    };
+    let mut probes = 0;
+    eventually("the Exact policy refuses v1", || {
+        probes += 1;
+        create("v1", &format!("probe-{probes}"), 1).status == 422
+    });
+
+    let r = create("v2", "big", 20);
+    let st = r.assert_status(422, "Invalid");
+    assert_eq!(
+        st["message"],
+        "gadgets.vap.example.com \"big\" is forbidden: ValidatingAdmissionPolicy 'small-gadgets' with binding \
+         'small-gadgets-binding' denied request: seen as vap.example.com/v1, kind v1 of gadgets, asked as v2",
+    );
+    let r = create("v2", "small", 5);
+    assert_eq!(r.status, 201, "the Exact policy does not judge v2: {}", r.text());
+    let r = create("v1", "small-v1", 5);
+    assert!(
+        r.text().contains(
+            "'v1-only-refused' with binding 'v1-only-refused-binding' denied request: v1 requests are refused"
+        ),
+        "{}",
+        r.text()
+    );
+}

@@ -2,8 +2,8 @@
 //! (a self-signed certificate given as caBundle, reached by URL and through
 //! an ExternalName Service): refusals, JSONPatch mutation, failurePolicy on
 //! unreachable, slow and garbage-answering webhooks, selectors,
-//! matchConditions, reinvocation, dry run, metrics and configuration
-//! validation. Every configuration selects only namespaces labelled with its
+//! matchConditions, reinvocation, dry run, matchPolicy Equivalent, metrics
+//! and configuration validation. Every configuration selects only namespaces labelled with its
 //! own case, so the tests share one server without seeing each other's
 //! webhooks.
 
@@ -69,6 +69,7 @@ fn answer(path: &str, req: &Value) -> Result<Value, (&'static str, &'static str)
             json!([{"op": "add", "path": "/data/a-saw", "value": data("b").unwrap_or_else(|| "nothing".into())}]),
         ),
         "/reinvoke-b" => patch_response(json!([{"op": "add", "path": "/data/b", "value": "set"}])),
+        "/note" => patch_response(json!([{"op": "add", "path": "/note", "value": "rewritten by the webhook"}])),
         "/slow" => {
             std::thread::sleep(Duration::from_millis(2500));
             json!({"allowed": true})
@@ -528,4 +529,65 @@ fn connect_requests_are_admitted_by_webhooks() {
     // A connect request is never a dry run.
     let dry = s.request("POST", "/api/v1/namespaces/connect/pods/web/exec?command=ls&stdout=true&dryRun=All", None);
     assert_eq!(dry.assert_status(400, "BadRequest")["message"], "dryRun is not supported");
+}
+
+#[test]
+fn match_policy_equivalent_calls_webhooks_in_the_version_their_rules_name() {
+    let s = server();
+    // Rules on events.k8s.io/v1 Events; the requests are core/v1 Events,
+    // the same stored objects.
+    let rules = |policy: &str| {
+        json!({"matchPolicy": policy, "rules": [{"operations": ["CREATE"], "apiGroups": ["events.k8s.io"],
+            "apiVersions": ["v1"], "resources": ["events"]}]})
+    };
+    configure(
+        s,
+        "Mutating",
+        "equivalent",
+        vec![
+            webhook("note.equivalent.example.com", url("/note"), "equivalent", rules("Equivalent")),
+            webhook("exact.equivalent.example.com", url("/exact"), "equivalent", rules("Exact")),
+        ],
+    );
+    let event = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name},
+            "involvedObject": {"kind": "Pod", "name": "db", "namespace": "equivalent"},
+            "reason": "Pulled", "message": "pulled image", "type": "Normal", "source": {"component": "kubelet"}})
+    };
+    let create = |name: &str| s.request("POST", "/api/v1/namespaces/equivalent/events", Some(&event(name)));
+    e2e::eventually("the Equivalent webhook is in effect", || {
+        create(&unique("probe")).json()["message"] == "rewritten by the webhook"
+    });
+
+    let r = create("converted");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["message"], "rewritten by the webhook", "the patch to note is converted back to message");
+    let stored = s.kubectl_json(&["get", "events.v1.events.k8s.io", "converted", "-n", "equivalent", "-o", "json"]);
+    assert_eq!(stored["note"], "rewritten by the webhook");
+
+    let reqs = hooks().requests("/note", "converted");
+    let [req] = reqs.as_slice() else { panic!("the Equivalent webhook is called once: {reqs:?}") };
+    assert_eq!(req["kind"], json!({"group": "events.k8s.io", "version": "v1", "kind": "Event"}));
+    assert_eq!(req["resource"], json!({"group": "events.k8s.io", "version": "v1", "resource": "events"}));
+    assert_eq!(req["requestKind"], json!({"group": "", "version": "v1", "kind": "Event"}));
+    assert_eq!(req["requestResource"], json!({"group": "", "version": "v1", "resource": "events"}));
+    let object = &req["object"];
+    assert_eq!(object["apiVersion"], "events.k8s.io/v1", "{object}");
+    assert_eq!((&object["note"], &object["regarding"]["name"]), (&json!("pulled image"), &json!("db")), "{object}");
+    assert!(object.get("message").is_none() && object.get("involvedObject").is_none(), "{object}");
+    assert!(hooks().requests("/exact", "converted").is_empty(), "an Exact webhook is not called for another version");
+
+    // Made in the version the rules name, both are called, with that
+    // version throughout.
+    let v1 = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "direct"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "e2e/test", "reportingInstance": "e2e-1",
+        "action": "Pull", "reason": "Pulled", "note": "as v1", "type": "Normal",
+        "regarding": {"kind": "Pod", "name": "db", "namespace": "equivalent"}});
+    let r = s.request("POST", "/apis/events.k8s.io/v1/namespaces/equivalent/events", Some(&v1));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["note"], "rewritten by the webhook");
+    let reqs = hooks().requests("/exact", "direct");
+    let [req] = reqs.as_slice() else { panic!("the Exact webhook is called for its own version: {reqs:?}") };
+    assert_eq!(req["kind"], req["requestKind"]);
+    assert_eq!(req["requestKind"], json!({"group": "events.k8s.io", "version": "v1", "kind": "Event"}));
 }

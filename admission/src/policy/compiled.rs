@@ -11,9 +11,10 @@ use std::sync::{Arc, OnceLock};
 use cel::{Program, Value as CelValue};
 use serde_json::{json, Value};
 
+use generic_server::registry::AdmissionAttributes;
 use generic_server::selectors::LabelSelector;
 
-use crate::matching::{Rule, Selectors};
+use crate::matching::{Equivalents, Matched, Rule, Selectors};
 
 /// Upstream's celconfig.MaxEvaluatedMessageExpressionSizeBytes.
 const MAX_MESSAGE_BYTES: usize = 5 * 1024;
@@ -58,6 +59,8 @@ impl Expression {
 pub struct MatchResources {
     rules: Vec<(Rule, Vec<String>)>,
     exclude: Vec<(Rule, Vec<String>)>,
+    /// matchPolicy Equivalent.
+    equivalent: bool,
     pub selectors: Selectors,
 }
 
@@ -81,18 +84,30 @@ impl MatchResources {
         MatchResources {
             rules: named_rules(mr, "resourceRules"),
             exclude: named_rules(mr, "excludeResourceRules"),
+            equivalent: mr.get("matchPolicy").and_then(Value::as_str) == Some("Equivalent"),
             selectors: Selectors::parse(mr),
         }
     }
 
     /// The rules part of upstream's matching.Matches: not excluded, and
     /// matched by a rule (no rules match everything), resourceNames
-    /// included.
-    pub fn matches_rules(&self, a: &generic_server::registry::AdmissionAttributes<'_>) -> bool {
-        let hit = |rules: &[(Rule, Vec<String>)]| {
-            rules.iter().any(|(r, names)| r.matches(a) && (names.is_empty() || names.iter().any(|n| n == a.name)))
+    /// included; with matchPolicy Equivalent, rules that miss the request's
+    /// version are tried against the others. None when the request does not
+    /// match.
+    pub fn matches_rules(&self, a: &AdmissionAttributes<'_>, equivalents: &Equivalents<'_>) -> Option<Matched> {
+        let named = |names: &[String]| names.is_empty() || names.iter().any(|n| n == a.name);
+        let exact = |rules: &[(Rule, Vec<String>)]| rules.iter().any(|(r, names)| r.matches(a) && named(names));
+        let fuzzy = |rules: &[(Rule, Vec<String>)]| match self.equivalent {
+            true => equivalents.first(rules, |(r, names), resource| r.matches_as(a, resource) && named(names)),
+            false => None,
         };
-        !hit(&self.exclude) && (self.rules.is_empty() || hit(&self.rules))
+        if exact(&self.exclude) || fuzzy(&self.exclude).is_some() {
+            return None;
+        }
+        if self.rules.is_empty() || exact(&self.rules) {
+            return Some(Matched::Exact);
+        }
+        fuzzy(&self.rules).map(Matched::Equivalent)
     }
 }
 

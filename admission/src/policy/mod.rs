@@ -5,7 +5,10 @@
 //! matchResources, its params looked up (a ConfigMap, a custom resource, any
 //! kind with a Store), and the validations evaluated with upstream's
 //! variables. Failures are denied, warned about or audited as the binding's
-//! validationActions say, in upstream's words.
+//! validationActions say, in upstream's words. A policy whose
+//! matchConstraints (matchPolicy Equivalent) matched another version of the
+//! request's resource evaluates the objects converted to that version, with
+//! that version as `request.kind` and `request.resource`.
 //!
 //! The `cel` crate counts no cost at runtime: a policy whose estimated
 //! worst case is small runs on the request's thread; any other runs on a
@@ -25,10 +28,10 @@ use serde_json::{json, Value};
 
 use generic_server::authz::Authorizer;
 use generic_server::informer::{Change, Informer};
-use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, StoreRegistry, Validating};
+use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, ResourceInfo, StoreRegistry, Validating};
 use generic_server::status::StatusError;
 
-use crate::matching::{Namespaces, RequestNamespace};
+use crate::matching::{Equivalents, Matched, Namespaces, RequestNamespace, Versioned, View};
 use compiled::{Binding, Denial, Evaluation, Input, MatchResources, ParamRef, Policy};
 
 /// How long one policy's evaluation for one param may take.
@@ -132,19 +135,20 @@ impl ValidatingAdmissionPolicy {
         *self.hooks.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(hooks);
     }
 
+    /// Upstream's matching.Matches: the rules (which version matched), then
+    /// the namespace and object selectors.
     async fn matches(
         &self,
         m: &MatchResources,
         a: &AdmissionAttributes<'_>,
         namespace: &RequestNamespace<'_>,
-    ) -> Result<bool, StatusError> {
-        if !m.matches_rules(a) {
-            return Ok(false);
+        equivalents: &Equivalents<'_>,
+    ) -> Result<Option<Matched>, StatusError> {
+        let Some(matched) = m.matches_rules(a, equivalents) else { return Ok(None) };
+        if !m.selectors.matches_namespace(a, a.object, namespace).await? || !m.selectors.matches_object(a, a.object) {
+            return Ok(None);
         }
-        if !m.selectors.matches_namespace(a, a.object, namespace).await? {
-            return Ok(false);
-        }
-        Ok(m.selectors.matches_object(a, a.object))
+        Ok(Some(matched))
     }
 
     /// Upstream's CollectParams: the params a binding evaluates with; a
@@ -200,14 +204,15 @@ struct Denied {
     reason: &'static str,
 }
 
-/// Upstream's AdmissionRequest as CEL's `request`.
-fn request_of(a: &AdmissionAttributes<'_>) -> Value {
-    let kind = json!({"group": a.info.group, "version": a.info.version, "kind": a.info.kind});
-    let resource = json!({"group": a.info.group, "version": a.info.version, "resource": a.info.plural});
+/// Upstream's AdmissionRequest as CEL's `request`, for the policy matching
+/// the request as `resource` (its own version, or an equivalent).
+fn request_of(a: &AdmissionAttributes<'_>, resource: &ResourceInfo) -> Value {
+    let gvk = |i: &ResourceInfo| json!({"group": i.group, "version": i.version, "kind": i.kind});
+    let gvr = |i: &ResourceInfo| json!({"group": i.group, "version": i.version, "resource": i.plural});
     let user = a.user.map(|u| json!({"username": u.name, "uid": u.uid, "groups": u.groups, "extra": u.extra}));
     json!({
-        "kind": kind, "resource": resource, "subResource": a.subresource,
-        "requestKind": kind, "requestResource": resource, "requestSubResource": a.subresource,
+        "kind": gvk(resource), "resource": gvr(resource), "subResource": a.subresource,
+        "requestKind": gvk(a.info), "requestResource": gvr(a.info), "requestSubResource": a.subresource,
         "name": a.name, "namespace": a.namespace, "operation": a.operation.as_str(),
         "userInfo": user.unwrap_or_else(|| json!({})), "dryRun": a.dry_run,
     })
@@ -247,30 +252,34 @@ impl Validating for ValidatingAdmissionPolicy {
         // The request's own values, made once for every evaluation.
         let mut base: Option<RequestInput> = None;
         let namespace = self.namespaces.of_request(a);
+        let equivalents = Equivalents::of(self.stores.get().map(|s| &**s), a);
         for hook in hooks.iter() {
             let p = &hook.policy;
-            match self.matches(&p.constraints, a, &namespace).await {
+            let matched = match self.matches(&p.constraints, a, &namespace, &equivalents).await {
                 Err(e) => {
                     config_error(&mut denied, p, None, e.message);
                     continue;
                 }
-                Ok(false) => continue,
-                Ok(true) => {}
-            }
+                Ok(None) => continue,
+                Ok(Some(matched)) => matched,
+            };
             if let Some(e) = &p.config_error {
                 config_error(&mut denied, p, None, e.clone());
                 continue;
             }
             let mut annotations: Vec<(String, Vec<String>)> = Vec::new();
+            // The objects in the version the policy matched, converted when
+            // the first binding applies (as upstream's VersionedAttribute).
+            let mut versioned: Option<Option<(Versioned, Value)>> = None;
             for b in &hook.bindings {
                 if let Some(m) = &b.match_resources {
-                    match self.matches(m, a, &namespace).await {
+                    match self.matches(m, a, &namespace, &equivalents).await {
                         Err(e) => {
                             config_error(&mut denied, p, Some(b), e.message);
                             continue;
                         }
-                        Ok(false) => continue,
-                        Ok(true) => {}
+                        Ok(None) => continue,
+                        Ok(Some(_)) => {}
                     }
                 }
                 let params = match self.params(p, b, a.namespace).await {
@@ -287,13 +296,24 @@ impl Validating for ValidatingAdmissionPolicy {
                 if p.reads_namespace && shared.namespace_object.is_none() {
                     shared.namespace_object = Some(namespace_input(a, &namespace).await?);
                 }
+                let converted = match &mut versioned {
+                    Some(v) => v,
+                    None => {
+                        let v = matched.convert(&equivalents, a.object, a.old).await?;
+                        versioned.insert(v.map(|v| {
+                            let request = request_of(a, &v.target.info);
+                            (v, request)
+                        }))
+                    }
+                };
+                let (view, request) = match converted {
+                    Some((v, request)) => (View::converted(v), &*request),
+                    None => (View::exact(a, a.object), &shared.request),
+                };
                 for param in params {
-                    let result = if p.inline {
-                        p.evaluate(&shared.input(a, &param))
-                    } else {
-                        let owned = shared.input(a, &param).into_owned();
-                        evaluate(p.clone(), owned).await
-                    };
+                    let input = shared.input(a, view, request, &param);
+                    let result =
+                        if p.inline { p.evaluate(&input) } else { evaluate(p.clone(), input.into_owned()).await };
                     for d in result.denials {
                         act(a, p, b, d, &mut denied, &mut failures);
                     }
@@ -351,7 +371,7 @@ impl ValidatingAdmissionPolicy {
             Some(authz) => authorizer::variables(authz, a),
             None => (cel::Value::Null, cel::Value::Null),
         };
-        RequestInput { request: request_of(a), authorizer, request_resource, namespace_object: None }
+        RequestInput { request: request_of(a, a.info), authorizer, request_resource, namespace_object: None }
     }
 }
 
@@ -365,19 +385,27 @@ async fn namespace_input(a: &AdmissionAttributes<'_>, namespace: &RequestNamespa
 }
 
 impl RequestInput {
-    fn input<'a>(&'a self, a: &AdmissionAttributes<'a>, params: &'a Value) -> Input<'a> {
-        let object = match (a.operation, a.object) {
+    /// The variables of one evaluation: the request's objects as `view` has
+    /// them, `request` for the version matched.
+    fn input<'a>(
+        &'a self,
+        a: &AdmissionAttributes<'_>,
+        view: View<'a>,
+        request: &'a Value,
+        params: &'a Value,
+    ) -> Input<'a> {
+        let object = match (a.operation, view.object) {
             (Operation::Delete, _) | (_, None) => &NULL,
             (_, Some(o)) => o,
         };
-        let old_object = match (a.operation, a.old) {
+        let old_object = match (a.operation, view.old) {
             (Operation::Create, _) | (_, None) => &NULL,
             (_, Some(o)) => o,
         };
         Input {
             object: Cow::Borrowed(object),
             old_object: Cow::Borrowed(old_object),
-            request: Cow::Borrowed(&self.request),
+            request: Cow::Borrowed(request),
             params: Cow::Borrowed(params),
             namespace_object: Cow::Borrowed(self.namespace_object.as_ref().unwrap_or(&NULL)),
             authorizer: Cow::Borrowed(&self.authorizer),

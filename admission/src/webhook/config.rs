@@ -50,6 +50,9 @@ pub(crate) struct Hook {
     pub endpoint: Result<Endpoint, String>,
     pub tls: Result<Arc<rustls::ClientConfig>, String>,
     pub rules: Vec<Rule>,
+    /// matchPolicy Equivalent: rules may match another version of the
+    /// request's resource.
+    pub equivalent: bool,
     pub selectors: Selectors,
     pub conditions: Result<Vec<Condition>, String>,
     /// failurePolicy Ignore.
@@ -151,6 +154,7 @@ impl Hook {
             endpoint,
             tls,
             rules: rules.unwrap_or_default(),
+            equivalent: str_at(hook, "/matchPolicy") == "Equivalent",
             selectors: Selectors::parse(hook),
             conditions,
             fail_open: str_at(hook, "/failurePolicy") == "Ignore",

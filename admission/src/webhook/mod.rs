@@ -12,6 +12,13 @@
 //! request through, Fail refuses it with upstream's InternalError
 //! `failed calling webhook "NAME": ...`.
 //!
+//! A webhook with matchPolicy Equivalent whose rules miss the request's
+//! version but name another version of the same resource (core and
+//! events.k8s.io Events, a CRD's versions) is called with the request in
+//! that version: the objects converted, `kind` and `resource` the matched
+//! ones, `requestKind` and `requestResource` the request's; a mutating
+//! webhook's patch applies in its version and is converted back.
+//!
 //! Mutating webhooks run in order; one with reinvocationPolicy IfNeeded is
 //! called once more when a later webhook changed the object, as upstream's
 //! reinvocation round. Validating webhooks of one request run concurrently.
@@ -29,10 +36,10 @@ use serde_json::{json, Value};
 use generic_server::backend::Resolver;
 use generic_server::informer::Informer;
 use generic_server::metrics;
-use generic_server::registry::{AdmissionAttributes, Mutating, Store, Validating};
+use generic_server::registry::{AdmissionAttributes, Mutating, Store, StoreRegistry, Validating};
 use generic_server::status::StatusError;
 
-use crate::matching::{Namespaces, RequestNamespace};
+use crate::matching::{Equivalents, Matched, Namespaces, RequestNamespace, Versioned, View};
 use config::Hook;
 
 /// admissionregistration.k8s.io resources no webhook is called for
@@ -64,7 +71,15 @@ pub struct Webhooks {
     mutating: bool,
     hooks: RwLock<Arc<Vec<Arc<Hook>>>>,
     namespaces: Namespaces,
+    stores: OnceLock<Arc<StoreRegistry>>,
     resolver: OnceLock<Resolver>,
+}
+
+/// What a request may need looked up while its webhooks are matched, each
+/// read at most once.
+struct Lookups<'a> {
+    namespace: RequestNamespace<'a>,
+    equivalents: Equivalents<'a>,
 }
 
 impl Webhooks {
@@ -79,7 +94,13 @@ impl Webhooks {
     }
 
     fn new(mutating: bool) -> Webhooks {
-        Webhooks { mutating, hooks: RwLock::default(), namespaces: Namespaces::default(), resolver: OnceLock::new() }
+        Webhooks {
+            mutating,
+            hooks: RwLock::default(),
+            namespaces: Namespaces::default(),
+            stores: OnceLock::new(),
+            resolver: OnceLock::new(),
+        }
     }
 
     /// The metrics' name for the plugin's step.
@@ -93,9 +114,13 @@ impl Webhooks {
 
     /// Follows the configurations in `configurations` (of this plugin's kind)
     /// from now on; returns once the first list is compiled. Namespace labels
-    /// come from `namespaces`, Service backends from `resolver`.
-    pub async fn bind(self: &Arc<Self>, configurations: Arc<Store>, namespaces: &Arc<Store>, resolver: Resolver) {
-        self.namespaces.bind(namespaces);
+    /// and other versions of a resource come from `stores`, Service backends
+    /// from `resolver`.
+    pub async fn bind(self: &Arc<Self>, configurations: Arc<Store>, stores: Arc<StoreRegistry>, resolver: Resolver) {
+        if let Some(ns) = stores.of_kind("", "Namespace") {
+            self.namespaces.bind(&ns);
+        }
+        let _ = self.stores.set(stores);
         let _ = self.resolver.set(resolver);
         let informer = Informer::new(configurations);
         let (me, cache) = (Arc::downgrade(self), informer.clone());
@@ -118,22 +143,41 @@ impl Webhooks {
         self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Upstream's ShouldCallHook: rules, then the object and namespace
-    /// selectors, then matchConditions.
+    fn lookups<'a>(&'a self, a: &AdmissionAttributes<'a>) -> Lookups<'a> {
+        Lookups {
+            namespace: self.namespaces.of_request(a),
+            equivalents: Equivalents::of(self.stores.get().map(|s| &**s), a),
+        }
+    }
+
+    /// Upstream's ShouldCallHook: rules (with matchPolicy Equivalent, the
+    /// other versions of the resource when the request's own misses), the
+    /// object and namespace selectors, then matchConditions on the request
+    /// in the version matched. None when the webhook is not called; else
+    /// the request's objects converted, when an equivalent matched.
     async fn should_call(
         &self,
         hook: &Hook,
         a: &AdmissionAttributes<'_>,
         object: Option<&Value>,
-        namespace: &RequestNamespace<'_>,
-    ) -> Result<bool, StatusError> {
-        if !hook.rules.iter().any(|r| r.matches(a)) || !hook.selectors.matches_object(a, object) {
-            return Ok(false);
+        lookups: &Lookups<'_>,
+    ) -> Result<Option<Option<Versioned>>, StatusError> {
+        let matched = match hook.rules.iter().any(|r| r.matches(a)) {
+            true => Matched::Exact,
+            false if hook.equivalent => match lookups.equivalents.first(&hook.rules, |r, res| r.matches_as(a, res)) {
+                Some(store) => Matched::Equivalent(store),
+                None => return Ok(None),
+            },
+            false => return Ok(None),
+        };
+        if !hook.selectors.matches_object(a, object)
+            || !hook.selectors.matches_namespace(a, object, &lookups.namespace).await?
+        {
+            return Ok(None);
         }
-        if !hook.selectors.matches_namespace(a, object, namespace).await? {
-            return Ok(false);
-        }
-        conditions_match(hook, a, object)
+        let versioned = matched.convert(&lookups.equivalents, object, a.old).await?;
+        let view = versioned.as_ref().map_or_else(|| View::exact(a, object), View::converted);
+        Ok(conditions_match(hook, a, view)?.then_some(versioned))
     }
 
     /// One exchange with a webhook, up to its checked answer; the answer's
@@ -142,7 +186,7 @@ impl Webhooks {
         &self,
         hook: &Hook,
         a: &AdmissionAttributes<'_>,
-        object: Option<&Value>,
+        view: View<'_>,
     ) -> Result<review::Response, Failure> {
         if a.dry_run {
             if hook.side_effects_unset {
@@ -158,7 +202,7 @@ impl Webhooks {
             return Err(Failure::Calling(why.into(), 400));
         };
         let uid = uuid::Uuid::new_v4().to_string();
-        let body = serde_json::to_vec(&review::review(version, review::request(a, object, &uid)))
+        let body = serde_json::to_vec(&review::review(version, review::request(a, view, &uid)))
             .map_err(|e| Failure::Calling(format!("could not create admission objects: {e}"), 400))?;
         let answer = client::post(hook, self.resolver.get(), body)
             .await
@@ -220,40 +264,43 @@ impl Webhooks {
         }
     }
 
-    /// One mutating webhook's call and patch; whether the object changed.
-    async fn mutate_once(&self, hook: &Hook, a: &AdmissionAttributes<'_>, object: &mut Value) -> Result<bool, Failure> {
-        let current = (!object.is_null()).then_some(&*object);
-        let resp = self.call(hook, a, current).await?;
+    /// One mutating webhook's call and patch: the object patched (in the
+    /// view's version) when the patch changed it.
+    async fn mutate_once(
+        &self,
+        hook: &Hook,
+        a: &AdmissionAttributes<'_>,
+        view: View<'_>,
+    ) -> Result<Option<Value>, Failure> {
+        let resp = self.call(hook, a, view).await?;
         if resp.patch.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let ops: json_patch::Patch = serde_json::from_slice(&resp.patch)
             .map_err(|e| Failure::Calling(format!("received undecodable patch in webhook response: {e}"), 503))?;
         if ops.0.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
-        if object.is_null() {
+        let Some(object) = view.object else {
             return Err(Failure::Internal(StatusError::internal(format!(
                 "admission webhook {:?} attempted to modify the object, which is not supported for this operation",
                 hook.name
             ))));
-        }
+        };
         if resp.patch_type != "JSONPatch" {
             let status = review::denied(&hook.name, resp.result.as_ref());
             return Err(Failure::Calling(format!("unsupported patch type {:?}", resp.patch_type), status.code));
         }
         let mut patched = object.clone();
         json_patch::patch(&mut patched, &ops).map_err(|e| Failure::Internal(StatusError::internal(e)))?;
-        let changed = patched != *object;
-        *object = patched;
-        Ok(changed)
+        Ok((patched != *object).then_some(patched))
     }
 }
 
 /// Evaluates the webhook's matchConditions: any false skips the webhook;
 /// an error fails closed with upstream's Forbidden unless failurePolicy is
 /// Ignore.
-fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, object: Option<&Value>) -> Result<bool, StatusError> {
+fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, view: View<'_>) -> Result<bool, StatusError> {
     let conditions = match &hook.conditions {
         Ok(c) if c.is_empty() => return Ok(true),
         Ok(c) => c,
@@ -264,7 +311,7 @@ fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, object: Option<&Va
         Err(e) => return Err(a.forbidden(e)),
     };
     let null = Value::Null;
-    let mut request = review::request(a, None, "");
+    let mut request = review::request(a, View { object: None, old: None, ..view }, "");
     if let Some(r) = request.as_object_mut() {
         r.remove("object");
         r.remove("oldObject");
@@ -274,8 +321,8 @@ fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, object: Option<&Va
         }
     }
     let vars = cel_k8s::bind::Variables::new()
-        .json("object", object.unwrap_or(&null))
-        .json("oldObject", a.old.unwrap_or(&null))
+        .json("object", view.object.unwrap_or(&null))
+        .json("oldObject", view.old.unwrap_or(&null))
         .json("request", &request);
     let mut ctx = cel_k8s::context();
     ctx.set_variable_resolver(&vars);
@@ -308,19 +355,25 @@ impl Mutating for Webhooks {
         // round that calls no webhook for the first time.
         let mut invoked_reinvocable = BTreeSet::new();
         let mut reinvoke = BTreeSet::new();
-        let namespace = self.namespaces.of_request(a);
+        let lookups = self.lookups(a);
         for round in 0..2 {
             for (i, hook) in hooks.iter().enumerate() {
                 if round == 1 && !reinvoke.contains(&i) {
                     continue;
                 }
                 let current = (!object.is_null()).then_some(&*object);
-                if !self.should_call(hook, a, current, &namespace).await? {
+                let Some(versioned) = self.should_call(hook, a, current, &lookups).await? else {
                     continue;
-                }
+                };
+                let view = versioned.as_ref().map_or_else(|| View::exact(a, current), View::converted);
                 let started = Instant::now();
-                let outcome = self.mutate_once(hook, a, object).await;
-                let changed = matches!(outcome, Ok(true));
+                let outcome = match (self.mutate_once(hook, a, view).await, &versioned) {
+                    (Ok(Some(patched)), Some(v)) => {
+                        lookups.equivalents.convert_back(&v.target, patched).await.map(Some).map_err(Failure::Internal)
+                    }
+                    (outcome, _) => outcome,
+                };
+                let changed = matches!(outcome, Ok(Some(_)));
                 a.notes.annotate(
                     format!("mutation.webhook.admission.k8s.io/round_{round}_index_{i}"),
                     json!({"configuration": hook.configuration, "webhook": hook.name, "mutated": changed}).to_string(),
@@ -332,7 +385,9 @@ impl Mutating for Webhooks {
                     invoked_reinvocable.insert(i);
                 }
                 let failed_open = || format!("failed-open.mutation.webhook.admission.k8s.io/round_{round}_index_{i}");
-                self.settle(hook, a, outcome, started, failed_open)?;
+                if let Some(Some(patched)) = self.settle(hook, a, outcome, started, failed_open)? {
+                    *object = patched;
+                }
             }
             if round == 0 && reinvoke.is_empty() {
                 break;
@@ -350,15 +405,16 @@ impl Validating for Webhooks {
         }
         let hooks = self.current(a);
         let mut matched = Vec::new();
-        let namespace = self.namespaces.of_request(a);
+        let lookups = self.lookups(a);
         for (i, hook) in hooks.iter().enumerate() {
-            if self.should_call(hook, a, a.object, &namespace).await? {
-                matched.push((i, hook));
+            if let Some(versioned) = self.should_call(hook, a, a.object, &lookups).await? {
+                matched.push((i, hook, versioned));
             }
         }
-        let calls = matched.iter().map(|(i, hook)| async move {
+        let calls = matched.iter().map(|(i, hook, versioned)| async move {
             let started = Instant::now();
-            let outcome = self.call(hook, a, a.object).await;
+            let view = versioned.as_ref().map_or_else(|| View::exact(a, a.object), View::converted);
+            let outcome = self.call(hook, a, view).await;
             (*i, *hook, outcome, started)
         });
         let mut first = None;
@@ -414,13 +470,16 @@ mod tests {
             (ResourceInfo::of::<ConfigMap>(), Notes::default(), json!({"metadata": {"name": "x"}}));
         let plugin = Webhooks::new(false);
         let a = attrs(&info, &obj, &notes, true);
-        let Err(Failure::Internal(e)) = plugin.call(&hook("Some", json!({})), &a, a.object).await else {
+        let Err(Failure::Internal(e)) = plugin.call(&hook("Some", json!({})), &a, View::exact(&a, a.object)).await
+        else {
             panic!("a dry run must not reach a webhook with side effects")
         };
         assert_eq!((e.code, e.reason), (400, "BadRequest"));
         assert_eq!(e.message, "admission webhook \"side.example.com\" does not support dry run");
         // NoneOnDryRun is called (and here fails to connect: a calling error).
-        let Err(Failure::Calling(why, _)) = plugin.call(&hook("NoneOnDryRun", json!({})), &a, a.object).await else {
+        let Err(Failure::Calling(why, _)) =
+            plugin.call(&hook("NoneOnDryRun", json!({})), &a, View::exact(&a, a.object)).await
+        else {
             panic!("NoneOnDryRun accepts dry runs")
         };
         assert_eq!(
@@ -437,7 +496,7 @@ mod tests {
         let cond = |e: &str, policy: &str| {
             hook("None", json!({"failurePolicy": policy, "matchConditions": [{"name": "c", "expression": e}]}))
         };
-        let matched = |h: &Hook| conditions_match(h, &a, a.object);
+        let matched = |h: &Hook| conditions_match(h, &a, View::exact(&a, a.object));
         let expr = "object.metadata.name == 'x' && oldObject == null && request.operation == 'CREATE'";
         assert!(matches!(matched(&cond(expr, "Fail")), Ok(true)));
         assert!(matches!(matched(&cond("request.namespace == 'other'", "Fail")), Ok(false)));

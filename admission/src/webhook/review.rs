@@ -6,25 +6,35 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use generic_server::registry::{AdmissionAttributes, Operation};
+use generic_server::registry::{AdmissionAttributes, Operation, ResourceInfo};
 use generic_server::status::StatusError;
 
-/// The `request` of an AdmissionReview (also the `request` variable of
-/// matchConditions). `object` is the object as admission sees it now.
-pub(crate) fn request(a: &AdmissionAttributes<'_>, object: Option<&Value>, uid: &str) -> Value {
-    let info = a.info;
+use crate::matching::View;
+
+/// A resource's group, version and kind, and group, version and resource.
+pub(crate) fn gvk_gvr(info: &ResourceInfo) -> (Value, Value) {
     let kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
     let resource = json!({"group": info.group, "version": info.version, "resource": info.plural});
+    (kind, resource)
+}
+
+/// The `request` of an AdmissionReview (also the `request` variable of
+/// matchConditions): `kind`, `resource` and the objects as `view` has them
+/// (the version the webhook matched, the object as admission sees it now),
+/// `requestKind` and `requestResource` the request's own.
+pub(crate) fn request(a: &AdmissionAttributes<'_>, view: View<'_>, uid: &str) -> Value {
+    let (kind, resource) = gvk_gvr(view.resource);
+    let (request_kind, request_resource) = gvk_gvr(a.info);
     let user = a.user.map_or_else(|| json!({}), |u| u.to_json());
     let mut r = Map::new();
     r.insert("uid".into(), json!(uid));
-    r.insert("kind".into(), kind.clone());
-    r.insert("resource".into(), resource.clone());
+    r.insert("kind".into(), kind);
+    r.insert("resource".into(), resource);
     if !a.subresource.is_empty() {
         r.insert("subResource".into(), json!(a.subresource));
     }
-    r.insert("requestKind".into(), kind);
-    r.insert("requestResource".into(), resource);
+    r.insert("requestKind".into(), request_kind);
+    r.insert("requestResource".into(), request_resource);
     if !a.subresource.is_empty() {
         r.insert("requestSubResource".into(), json!(a.subresource));
     }
@@ -36,8 +46,8 @@ pub(crate) fn request(a: &AdmissionAttributes<'_>, object: Option<&Value>, uid: 
     }
     r.insert("operation".into(), json!(a.operation.as_str()));
     r.insert("userInfo".into(), user);
-    r.insert("object".into(), object.filter(|o| !o.is_null()).cloned().unwrap_or(Value::Null));
-    r.insert("oldObject".into(), a.old.cloned().unwrap_or(Value::Null));
+    r.insert("object".into(), view.object.filter(|o| !o.is_null()).cloned().unwrap_or(Value::Null));
+    r.insert("oldObject".into(), view.old.cloned().unwrap_or(Value::Null));
     r.insert("dryRun".into(), json!(a.dry_run));
     r.insert("options".into(), options(a));
     Value::Object(r)

@@ -31,7 +31,7 @@ pub use registration::{
 };
 pub use rest::{CreateCall, CreateOnly, Creater, ReadOnly, Reader};
 pub use store::{ListOptions, Store, WriteOptions};
-pub use store_registry::StoreRegistry;
+pub use store_registry::{StoreRegistry, Versions};
 pub use table::TableColumn;
 
 use crate::meta::NameRule;

@@ -295,6 +295,24 @@ impl Store {
         StatusError::not_found(&self.info.group, &self.info.plural, name)
     }
 
+    /// `object`, of this Store's version, in the version `other` serves
+    /// (a Store over the same objects): through the stored version, as
+    /// upstream converts through its internal one.
+    pub async fn convert_to(&self, other: &Store, object: Value) -> Result<Value> {
+        let stored = match &self.conversion {
+            Some(c) => c.to_stored(object).await?,
+            None => object,
+        };
+        match &other.conversion {
+            Some(c) => c
+                .to_served(vec![stored])
+                .await?
+                .pop()
+                .ok_or_else(|| StatusError::internal("conversion lost the object")),
+            None => Ok(stored),
+        }
+    }
+
     /// Decodes stored values into this Store's version (one conversion for
     /// all of them), stamping each with the resourceVersion it was stored at.
     async fn decode_stored(&self, kvs: &[&KeyValue]) -> Result<Vec<Value>> {

@@ -1,6 +1,7 @@
 //! The registry of Stores across every server in the chain: the namespace
 //! controller empties the namespaced ones when a namespace goes away, and
-//! admission finds a kind's Store in it (a policy's params).
+//! admission finds a kind's Store in it (a policy's params) and the other
+//! versions of a request's resource (matchPolicy Equivalent).
 
 use std::sync::{Arc, RwLock};
 
@@ -72,8 +73,31 @@ impl StoreRegistry {
         self.find(|s| s.info.group == group && s.info.plural == plural)
     }
 
+    /// The versions of `info`'s resource.
+    pub fn versions_of(&self, info: &super::ResourceInfo) -> Versions {
+        let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
+        let mut v = Versions::default();
+        for store in s.iter().filter(|x| x.info.key_root == info.key_root) {
+            let i = &store.info;
+            match i.group == info.group && i.version == info.version && i.plural == info.plural {
+                true => v.own = Some(store.clone()),
+                false => v.others.push(store.clone()),
+            }
+        }
+        v
+    }
+
     /// The Store serving this version of a resource.
     pub fn of_gvr(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Store>> {
         self.find(|s| s.info.group == group && s.info.version == version && s.info.plural == plural)
     }
+}
+
+/// The Stores of one resource (upstream's equivalent resources: one key root).
+#[derive(Default)]
+pub struct Versions {
+    /// The Store of exactly the version asked about.
+    pub own: Option<Arc<Store>>,
+    /// The others, in registration order.
+    pub others: Vec<Arc<Store>>,
 }
