@@ -14,7 +14,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use generic_server::registry::{AdmissionAttributes, BoundStore, ResourceInfo, Store, StoreRegistry, Versions};
 use generic_server::selectors::LabelSelector;
@@ -214,6 +214,16 @@ impl<'v> View<'v> {
     }
 }
 
+/// The group, version and kind of the request's object as `resource` (its
+/// own or an equivalent) serves it, and that resource's group, version and
+/// resource.
+pub fn gvk_gvr(a: &AdmissionAttributes<'_>, resource: &ResourceInfo) -> (Value, Value) {
+    let k = a.kind_as(resource);
+    let kind = json!({"group": k.group, "version": k.version, "kind": k.kind});
+    let resource = json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
+    (kind, resource)
+}
+
 /// A namespaceSelector and an objectSelector, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct Selectors {
@@ -329,6 +339,7 @@ mod tests {
             operation: op,
             info,
             subresource: sub,
+            kind: None,
             namespace: if info.namespaced { "ns" } else { "" },
             name: "x",
             object: None,

@@ -2,8 +2,8 @@
 //! (a self-signed certificate given as caBundle, reached by URL and through
 //! an ExternalName Service): refusals, JSONPatch mutation, failurePolicy on
 //! unreachable, slow and garbage-answering webhooks, selectors,
-//! matchConditions, reinvocation, dry run, matchPolicy Equivalent, metrics
-//! and configuration validation. Every configuration selects only namespaces labelled with its
+//! matchConditions, reinvocation, dry run, matchPolicy Equivalent, the
+//! kinds of subresources, metrics and configuration validation. Every configuration selects only namespaces labelled with its
 //! own case, so the tests share one server without seeing each other's
 //! webhooks.
 
@@ -69,6 +69,7 @@ fn answer(path: &str, req: &Value) -> Result<Value, (&'static str, &'static str)
             json!([{"op": "add", "path": "/data/a-saw", "value": data("b").unwrap_or_else(|| "nothing".into())}]),
         ),
         "/reinvoke-b" => patch_response(json!([{"op": "add", "path": "/data/b", "value": "set"}])),
+        "/scale" => patch_response(json!([{"op": "replace", "path": "/spec/replicas", "value": 3}])),
         "/note" => patch_response(json!([{"op": "add", "path": "/note", "value": "rewritten by the webhook"}])),
         "/slow" => {
             std::thread::sleep(Duration::from_millis(2500));
@@ -590,4 +591,81 @@ fn match_policy_equivalent_calls_webhooks_in_the_version_their_rules_name() {
     let [req] = reqs.as_slice() else { panic!("the Exact webhook is called for its own version: {reqs:?}") };
     assert_eq!(req["kind"], req["requestKind"]);
     assert_eq!(req["requestKind"], json!({"group": "events.k8s.io", "version": "v1", "kind": "Event"}));
+}
+
+/// A subresource's object is admitted as its own kind: the autoscaling/v1
+/// Scale of deployments/scale (which a mutating webhook may change), the
+/// policy/v1 Eviction of pods/eviction, the Binding of pods/binding; and a
+/// rule on the main resource does not see them.
+#[test]
+fn subresources_are_admitted_as_their_own_kinds() {
+    let s = server();
+    let rule = |group: &str, resources: &[&str], op: &str| json!({"rules": [{"operations": [op], "apiGroups": [group], "apiVersions": ["v1"], "resources": resources}]});
+    configure(
+        s,
+        "Mutating",
+        "subresources",
+        vec![
+            webhook(
+                "scale.subresources.example.com",
+                url("/scale"),
+                "subresources",
+                rule("apps", &["deployments/scale"], "UPDATE"),
+            ),
+            webhook(
+                "main.subresources.example.com",
+                url("/main"),
+                "subresources",
+                rule("apps", &["deployments"], "UPDATE"),
+            ),
+        ],
+    );
+    configure(
+        s,
+        "Validating",
+        "subresources-create",
+        vec![webhook(
+            "create.subresources.example.com",
+            url("/created"),
+            "subresources",
+            rule("", &["pods/eviction", "pods/binding"], "CREATE"),
+        )],
+    );
+    s.kubectl(&["create", "deployment", "web", "-n", "subresources", "--image=nginx", "--replicas=1"]);
+    e2e::eventually("the scale webhook sets three replicas", || {
+        s.run(&["scale", "deployment", "web", "-n", "subresources", "--replicas=2"], None).code == 0
+            && s.kubectl_json(&["get", "deployment", "web", "-n", "subresources", "-o", "json"])["spec"]["replicas"]
+                == 3
+    });
+    let reqs = hooks().requests("/scale", "web");
+    let req = reqs.last().expect("the scale webhook was called");
+    assert_eq!(req["kind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}), "{req}");
+    assert_eq!(req["resource"], json!({"group": "apps", "version": "v1", "resource": "deployments"}), "{req}");
+    assert_eq!((req["subResource"].as_str(), req["requestSubResource"].as_str()), (Some("scale"), Some("scale")));
+    assert_eq!((req["object"]["kind"].as_str(), req["object"]["spec"]["replicas"].as_i64()), (Some("Scale"), Some(2)));
+    assert_eq!(
+        (req["oldObject"]["kind"].as_str(), req["oldObject"]["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(1))
+    );
+    assert!(hooks().requests("/main", "web").is_empty(), "a scale is not an update of the deployment itself");
+
+    s.kubectl(&["run", "worker", "-n", "subresources", "--image=nginx"]);
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "worker"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}});
+    let r = s.request("POST", "/api/v1/namespaces/subresources/pods/worker/binding", Some(&binding));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "worker", "namespace": "subresources"}});
+    let r = s.request("POST", "/api/v1/namespaces/subresources/pods/worker/eviction", Some(&eviction));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let reqs = hooks().requests("/created", "worker");
+    let kinds: Vec<(&Value, &Value, &Value)> =
+        reqs.iter().map(|r| (&r["kind"], &r["subResource"], &r["object"]["kind"])).collect();
+    assert_eq!(
+        kinds,
+        [
+            (&json!({"group": "", "version": "v1", "kind": "Binding"}), &json!("binding"), &json!("Binding")),
+            (&json!({"group": "policy", "version": "v1", "kind": "Eviction"}), &json!("eviction"), &json!("Eviction")),
+        ],
+    );
+    assert!(reqs.iter().all(|r| r["resource"] == json!({"group": "", "version": "v1", "resource": "pods"})));
 }

@@ -207,12 +207,12 @@ struct Denied {
 /// Upstream's AdmissionRequest as CEL's `request`, for the policy matching
 /// the request as `resource` (its own version, or an equivalent).
 fn request_of(a: &AdmissionAttributes<'_>, resource: &ResourceInfo) -> Value {
-    let gvk = |i: &ResourceInfo| json!({"group": i.group, "version": i.version, "kind": i.kind});
-    let gvr = |i: &ResourceInfo| json!({"group": i.group, "version": i.version, "resource": i.plural});
+    let (kind, resource) = crate::matching::gvk_gvr(a, resource);
+    let (request_kind, request_resource) = crate::matching::gvk_gvr(a, a.info);
     let user = a.user.map(|u| json!({"username": u.name, "uid": u.uid, "groups": u.groups, "extra": u.extra}));
     json!({
-        "kind": gvk(resource), "resource": gvr(resource), "subResource": a.subresource,
-        "requestKind": gvk(a.info), "requestResource": gvr(a.info), "requestSubResource": a.subresource,
+        "kind": kind, "resource": resource, "subResource": a.subresource,
+        "requestKind": request_kind, "requestResource": request_resource, "requestSubResource": a.subresource,
         "name": a.name, "namespace": a.namespace, "operation": a.operation.as_str(),
         "userInfo": user.unwrap_or_else(|| json!({})), "dryRun": a.dry_run,
     })

@@ -454,6 +454,7 @@ mod tests {
             operation: Operation::Create,
             info,
             subresource: "",
+            kind: None,
             namespace: "",
             name: "x",
             object: Some(object),

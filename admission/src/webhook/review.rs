@@ -6,25 +6,18 @@
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use generic_server::registry::{AdmissionAttributes, Operation, ResourceInfo};
+use generic_server::registry::{AdmissionAttributes, Operation};
 use generic_server::status::StatusError;
 
-use crate::matching::View;
-
-/// A resource's group, version and kind, and group, version and resource.
-pub(crate) fn gvk_gvr(info: &ResourceInfo) -> (Value, Value) {
-    let kind = json!({"group": info.group, "version": info.version, "kind": info.kind});
-    let resource = json!({"group": info.group, "version": info.version, "resource": info.plural});
-    (kind, resource)
-}
+use crate::matching::{gvk_gvr, View};
 
 /// The `request` of an AdmissionReview (also the `request` variable of
 /// matchConditions): `kind`, `resource` and the objects as `view` has them
 /// (the version the webhook matched, the object as admission sees it now),
 /// `requestKind` and `requestResource` the request's own.
 pub(crate) fn request(a: &AdmissionAttributes<'_>, view: View<'_>, uid: &str) -> Value {
-    let (kind, resource) = gvk_gvr(view.resource);
-    let (request_kind, request_resource) = gvk_gvr(a.info);
+    let (kind, resource) = gvk_gvr(a, view.resource);
+    let (request_kind, request_resource) = gvk_gvr(a, a.info);
     let user = a.user.map_or_else(|| json!({}), |u| u.to_json());
     let mut r = Map::new();
     r.insert("uid".into(), json!(uid));

@@ -17,11 +17,12 @@ use crate::discovery::{self, ApiGroup, ApiVersion};
 use crate::handler::{DynHandler, Handler, Request, Response};
 use crate::negotiation::{self, BodyFormat};
 use crate::registry::store::{
-    read_at, read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, ReadAt, WriteOptions,
+    read_at, read_freshness, DeleteOptions, DeleteResult, FieldValidation, ListOptions, ReadAt, SubresourceAdmission,
+    WriteOptions,
 };
 use crate::registry::{
-    ConnectOptions, CreateCall, CreateOnly, OptionField, ReadOnly, ResourceInfo, Store, Subresource, SubresourceCall,
-    SubresourceHandler,
+    AdmissionKind, ConnectOptions, CreateCall, CreateOnly, Operation, OptionField, ReadOnly, ResourceInfo, Store,
+    Subresource, SubresourceCall, SubresourceHandler,
 };
 use crate::request_info::{percent_decode, query_params, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -630,15 +631,46 @@ async fn serve_handler(
             let kind = handler.discovery().kind;
             let mut object = connect_options(&store.info, kind, &spec, req, info)?;
             let (user, notes) = (requester(req), crate::registry::admission::notes_of(req));
-            store.admit_connect(ns, &info.name, handler.name(), kind, &mut object, user.as_deref(), &notes).await?;
+            let call = SubresourceAdmission {
+                operation: Operation::Connect,
+                namespace: ns,
+                name: &info.name,
+                subresource: handler.name(),
+                kind: AdmissionKind { kind, ..AdmissionKind::of(&store.info) },
+                user: user.as_deref(),
+                dry_run: false,
+                notes: &notes,
+            };
+            store.admit_subresource(call, &mut object).await?;
         }
         (None, WriteOptions::default())
     } else {
-        let body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
+        let mut body = if req.body().is_empty() { None } else { Some(decode_body(req)?) };
         let options = match info.verb.as_str() {
             "create" | "update" | "patch" => params.tracked_write_options(req, "CreateOptions")?,
             _ => params.write_options(req)?,
         };
+        if let (Some(object), "create") = (&mut body, info.verb.as_str()) {
+            // Upstream's createHandler: a subresource's create (a Binding,
+            // an Eviction, a TokenRequest) is admitted as its own kind.
+            let d = handler.discovery();
+            let own = AdmissionKind::of(&store.info);
+            let kind = match d.group.is_empty() && d.version.is_empty() {
+                true => AdmissionKind { kind: d.kind, ..own },
+                false => AdmissionKind { group: d.group, version: d.version, kind: d.kind },
+            };
+            let call = SubresourceAdmission {
+                operation: Operation::Create,
+                namespace: ns,
+                name: &info.name,
+                subresource: handler.name(),
+                kind,
+                user: options.user.as_deref(),
+                dry_run: options.dry_run,
+                notes: &options.notes,
+            };
+            store.admit_subresource(call, object).await?;
+        }
         (body, options)
     };
     let call = SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &params.0, options };

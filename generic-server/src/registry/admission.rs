@@ -44,6 +44,10 @@ pub struct Attributes<'a> {
     /// The resource as served at the request's version.
     pub info: &'a ResourceInfo,
     pub subresource: &'a str,
+    /// The kind of the object when a subresource's is not the resource's own
+    /// (the autoscaling/v1 Scale of deployments/scale, the policy/v1
+    /// Eviction of pods/eviction, a connect's options).
+    pub kind: Option<Kind<'a>>,
     pub namespace: &'a str,
     /// Empty for a create whose name is still to be generated.
     pub name: &'a str,
@@ -59,7 +63,28 @@ pub struct Attributes<'a> {
     pub notes: &'a Notes,
 }
 
+/// A group, version and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+}
+
+impl<'a> Kind<'a> {
+    /// The kind of `info`'s objects.
+    pub fn of(info: &'a ResourceInfo) -> Self {
+        Kind { group: &info.group, version: &info.version, kind: &info.kind }
+    }
+}
+
 impl Attributes<'_> {
+    /// Upstream's GetKind: the object's kind, as `resource` (the request's
+    /// resource or an equivalent version of it) serves it.
+    pub fn kind_as<'r>(&'r self, resource: &'r ResourceInfo) -> Kind<'r> {
+        self.kind.unwrap_or_else(|| Kind::of(resource))
+    }
+
     /// Whether the request is for the resource of type `K` (group and
     /// resource; any version, any subresource).
     pub fn is<K: k8s_openapi::Resource>(&self) -> bool {

@@ -19,7 +19,8 @@ pub mod typed;
 use serde_json::Value;
 
 pub use admission::{
-    Attributes as AdmissionAttributes, Chain as AdmissionChain, Mutating, Notes, Operation, Validating,
+    Attributes as AdmissionAttributes, Chain as AdmissionChain, Kind as AdmissionKind, Mutating, Notes, Operation,
+    Validating,
 };
 pub use bound::BoundStore;
 pub use cached::CachedObject;

@@ -516,6 +516,7 @@ impl Store {
             info: &self.info,
             subresource: "",
             namespace: "",
+            kind: None,
             name: "",
             object: None,
             old: None,
@@ -525,32 +526,22 @@ impl Store {
         }
     }
 
-    /// Admission of a request to connect subresource `subresource` (upstream's
-    /// ConnectResource): operation CONNECT, the connect options (of `kind`,
-    /// e.g. PodExecOptions, which is also the kind admission is told) as the
-    /// object, through both phases, before the handler answers.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn admit_connect(
-        &self,
-        namespace: &str,
-        name: &str,
-        subresource: &str,
-        kind: &str,
-        options: &mut Value,
-        user: Option<&UserInfo>,
-        notes: &Notes,
-    ) -> Result<()> {
-        let info = ResourceInfo { kind: kind.to_string(), ..self.info.clone() };
+    /// Admission of a request to a subresource whose object is not this
+    /// resource's (upstream's ConnectResource and subresource Creaters):
+    /// `operation` on `subresource` with `object` of `kind` (the PodExecOptions
+    /// of a CONNECT to pods/exec, the Eviction of a create of pods/eviction),
+    /// through both phases, before the handler acts on it.
+    pub async fn admit_subresource(&self, call: SubresourceAdmission<'_>, object: &mut Value) -> Result<()> {
         let attrs = Attributes {
-            operation: Operation::Connect,
-            info: &info,
-            subresource,
-            namespace,
-            name,
-            ..self.attributes(user, false, notes)
+            operation: call.operation,
+            subresource: call.subresource,
+            kind: Some(call.kind),
+            namespace: call.namespace,
+            name: call.name,
+            ..self.attributes(call.user, call.dry_run, call.notes)
         };
-        self.admission.mutate(&attrs, options).await?;
-        let attrs = Attributes { object: Some(options), ..attrs };
+        self.admission.mutate(&attrs, object).await?;
+        let attrs = Attributes { object: Some(object), ..attrs };
         self.validate_admission(&attrs).await
     }
 
@@ -987,6 +978,22 @@ impl Store {
         name: &str,
         subresource: Option<&Subresource>,
         opts: &WriteOptions,
+        mutate: F,
+    ) -> Result<WriteResult>
+    where
+        F: FnMut(Option<&Value>) -> Result<Value> + Send,
+    {
+        self.update_admitted_as(namespace, name, subresource, AdmitAs::Object, opts, mutate).await
+    }
+
+    /// [`Self::update_with`], admitted as `admit_as` says.
+    async fn update_admitted_as<F>(
+        &self,
+        namespace: &str,
+        name: &str,
+        subresource: Option<&Subresource>,
+        admit_as: AdmitAs,
+        opts: &WriteOptions,
         mut mutate: F,
     ) -> Result<WriteResult>
     where
@@ -1023,16 +1030,30 @@ impl Store {
             if let Some(err) = self.check_namespace(&new, namespace) {
                 return Err(err);
             }
-            let sub = subresource.map(Subresource::name).unwrap_or("");
+            // A scale is admitted as the Scale it is (upstream's scale
+            // REST hands admission Scales, never the scaled object).
+            let (sub, kind, old_scale) = match admit_as {
+                AdmitAs::Object => (subresource.map(Subresource::name).unwrap_or(""), None, None),
+                AdmitAs::Scale => ("scale", Some(SCALE_KIND), Some(self.to_scale(&old)?)),
+            };
             let attrs = Attributes {
                 operation: Operation::Update,
                 subresource: sub,
+                kind,
                 namespace,
                 name,
-                old: Some(&old),
+                old: Some(old_scale.as_ref().unwrap_or(&old)),
                 ..self.attributes(opts.user.as_deref(), opts.dry_run, &opts.notes)
             };
-            self.admission.mutate(&attrs, &mut new).await?;
+            match (&old_scale, self.scale_paths()) {
+                (Some(_), Some(paths)) => {
+                    let mut scale = self.to_scale(&new)?;
+                    self.admission.mutate(&attrs, &mut scale).await?;
+                    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+                    set_path(&mut new, &paths.spec_replicas, replicas);
+                }
+                _ => self.admission.mutate(&attrs, &mut new).await?,
+            }
             self.merge_for_update(&mut new, &old, subresource);
             self.track_fields(Some(&old), &mut new, subresource, opts);
             let mut causes = meta::validate_no_new_finalizers(&new, &old);
@@ -1047,7 +1068,11 @@ impl Store {
                 return Err(self.invalid(name, causes));
             }
             self.strategy.canonicalize(&mut new);
-            let attrs = Attributes { object: Some(&new), ..attrs };
+            let new_scale = match old_scale {
+                Some(_) => Some(self.to_scale(&new)?),
+                None => None,
+            };
+            let attrs = Attributes { object: Some(new_scale.as_ref().unwrap_or(&new)), ..attrs };
             self.validate_admission(&attrs).await?;
             if same_but_version(&new, &old) {
                 // Nothing changed: upstream does not write, and keeps the version.
@@ -1437,7 +1462,7 @@ impl Store {
     {
         let paths = self.scale_paths().cloned().ok_or_else(|| self.not_found(name))?;
         let result = self
-            .update_with(namespace, name, None, opts, |old| {
+            .update_admitted_as(namespace, name, None, AdmitAs::Scale, opts, |old| {
                 let old = old.ok_or_else(|| self.not_found(name))?;
                 let current_scale = self.to_scale(old)?;
                 let scale = scale_of(current_scale)?;
@@ -1459,6 +1484,30 @@ impl Store {
             .await?;
         self.to_scale(&result.object)
     }
+}
+
+/// What admission is shown of an update.
+#[derive(Clone, Copy)]
+enum AdmitAs {
+    /// The object.
+    Object,
+    /// The object's autoscaling/v1 Scale (a write to `/scale`).
+    Scale,
+}
+
+const SCALE_KIND: super::AdmissionKind<'static> =
+    super::AdmissionKind { group: "autoscaling", version: "v1", kind: "Scale" };
+
+/// A request to a subresource, as [`Store::admit_subresource`] admits it.
+pub struct SubresourceAdmission<'a> {
+    pub operation: Operation,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub subresource: &'a str,
+    pub kind: super::AdmissionKind<'a>,
+    pub user: Option<&'a UserInfo>,
+    pub dry_run: bool,
+    pub notes: &'a Notes,
 }
 
 /// A list's objects, shared with the watch cache, and its ListMeta

@@ -182,6 +182,7 @@ mod tests {
             operation: Operation::Create,
             info: &info,
             subresource: "",
+            kind: None,
             namespace: "a",
             name: "x",
             object: Some(obj),
