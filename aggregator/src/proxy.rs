@@ -42,7 +42,7 @@ fn unavailable(message: impl Into<String>) -> Response {
 /// no deadline on the backend's answer then.
 fn long_running(req: &Request) -> bool {
     let watch_param = query_params(req.uri().query()).get("watch").is_some_and(|v| v == "true" || v == "1");
-    watch_param || req.extensions().get::<RequestInfo>().is_some_and(|i| i.verb == "watch")
+    watch_param || req.extensions().get::<std::sync::Arc<RequestInfo>>().is_some_and(|i| i.verb == "watch")
 }
 
 impl Proxy {

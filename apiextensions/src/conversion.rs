@@ -55,7 +55,7 @@ impl Converter {
                     .map(|(i, o)| (i, o.clone()))
                     .unzip();
                 let review_version = if review_versions.iter().any(|v| v == "v1") { "v1" } else { "v1beta1" };
-                let uid = uuid::Uuid::new_v4().to_string();
+                let uid = generic_server::meta::new_uuid().to_string();
                 let review = json!({
                     "apiVersion": format!("apiextensions.k8s.io/{review_version}"),
                     "kind": "ConversionReview",

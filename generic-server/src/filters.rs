@@ -514,7 +514,8 @@ where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
     let info = request_info::parse(req.method(), req.uri().path(), req.uri().query());
-    req.extensions_mut().insert(info);
+    // Shared: the filters and handlers behind read it, several cloning it.
+    req.extensions_mut().insert(Arc::new(info));
     // The listener notes the head's arrival, before the body is read.
     if req.extensions().get::<Received>().is_none() {
         req.extensions_mut().insert(Received(Instant::now()));
@@ -565,7 +566,7 @@ where
     S: Service<Request, Response = Response, Error = Infallible>,
     S::Future: Send + 'static,
 {
-    let Some(info) = req.extensions().get::<RequestInfo>().cloned() else { return inner.call(req).await };
+    let Some(info) = req.extensions().get::<Arc<RequestInfo>>().cloned() else { return inner.call(req).await };
     if is_long_running(&info) {
         return inner.call(req).await;
     }
@@ -642,7 +643,7 @@ async fn limit_in_flight<S>(mut inner: S, pools: Arc<InFlight>, req: Request) ->
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let Some(info) = req.extensions().get::<RequestInfo>() else { return inner.call(req).await };
+    let Some(info) = req.extensions().get::<Arc<RequestInfo>>() else { return inner.call(req).await };
     if is_long_running(info) {
         return inner.call(req).await;
     }
@@ -694,7 +695,7 @@ async fn instrument<S>(mut inner: S, _: (), req: Request) -> Result<Response, In
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let Some(info) = req.extensions().get::<RequestInfo>().cloned() else { return inner.call(req).await };
+    let Some(info) = req.extensions().get::<Arc<RequestInfo>>().cloned() else { return inner.call(req).await };
     if !info.is_resource_request {
         return inner.call(req).await;
     }

@@ -39,9 +39,9 @@ pub struct NotFoundHandler;
 #[async_trait::async_trait]
 impl Handler for NotFoundHandler {
     async fn handle(&self, req: Request) -> Response {
-        let info = req.extensions().get::<RequestInfo>().cloned();
+        let info = req.extensions().get::<std::sync::Arc<RequestInfo>>();
         let err = match info {
-            Some(info) if info.is_resource_request => StatusError::not_found_resource_type(&info),
+            Some(info) if info.is_resource_request => StatusError::not_found_resource_type(info),
             _ => StatusError::new(404, "NotFound", "the server could not find the requested resource"),
         };
         err.into_response()

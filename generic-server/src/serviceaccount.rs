@@ -484,7 +484,7 @@ impl ServiceAccountTokens {
             "exp": exp,
             "iat": now,
             "iss": self.issuers[0],
-            "jti": uuid::Uuid::new_v4().to_string(),
+            "jti": crate::meta::new_uuid().to_string(),
             "kubernetes.io": Value::Object(k8s),
             "nbf": now,
             "sub": username(&c.namespace, &c.service_account.name),

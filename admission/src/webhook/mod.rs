@@ -201,7 +201,7 @@ impl Webhooks {
             let why = "could not create admission objects: webhook does not accept known AdmissionReview versions (v1, v1beta1)";
             return Err(Failure::Calling(why.into(), 400));
         };
-        let uid = uuid::Uuid::new_v4().to_string();
+        let uid = generic_server::meta::new_uuid().to_string();
         let body = serde_json::to_vec(&review::review(version, review::request(a, view, &uid)))
             .map_err(|e| Failure::Calling(format!("could not create admission objects: {e}"), 400))?;
         let answer = client::post(hook, self.resolver.get(), body)

@@ -401,7 +401,7 @@ where
     let (id, header) = match req.headers().get(&HEADER).filter(|v| !v.is_empty()) {
         Some(v) => (String::from_utf8_lossy(v.as_bytes()).into_owned(), v.clone()),
         None => {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::meta::new_uuid().to_string();
             let header = http::HeaderValue::from_str(&id).unwrap_or_else(|_| http::HeaderValue::from_static(""));
             (id, header)
         }
@@ -427,7 +427,7 @@ where
     // decides: most requests cost one evaluation and nothing else.
     let started = context(&req).and_then(|ctx| {
         let auditor = ctx.auditor.as_ref()?;
-        let info = req.extensions().get::<RequestInfo>()?;
+        let info = req.extensions().get::<Arc<RequestInfo>>()?;
         let user = req.extensions().get::<UserInfo>();
         let config = auditor.policy.evaluate(&policy::Attributes { user, info });
         crate::metrics::global().observe_audit_level(config.level.name());
@@ -506,7 +506,7 @@ impl Drop for EmitWhenDropped {
 pub fn failed_authentication(req: &Request) {
     let Some(ctx) = context(req) else { return };
     let Some(auditor) = &ctx.auditor else { return };
-    let Some(info) = req.extensions().get::<RequestInfo>() else { return };
+    let Some(info) = req.extensions().get::<Arc<RequestInfo>>() else { return };
     let config = auditor.policy.evaluate(&policy::Attributes { user: None, info });
     crate::metrics::global().observe_audit_level(config.level.name());
     if config.level == Level::None {
@@ -723,7 +723,7 @@ mod tests {
     fn request(path: &str) -> Request {
         let mut req = http::Request::builder().uri(path).body(bytes::Bytes::new()).expect("request");
         let info = crate::request_info::parse(&http::Method::GET, path, None);
-        req.extensions_mut().insert(info);
+        req.extensions_mut().insert(Arc::new(info));
         req.extensions_mut().insert(UserInfo {
             name: "alice".into(),
             groups: vec!["devs".into()],

@@ -885,7 +885,7 @@ impl Store {
         let attrs =
             Attributes { namespace, name: &name, ..self.attributes(opts.user.as_deref(), opts.dry_run, &opts.notes) };
         self.admission.mutate(&attrs, &mut obj).await?;
-        meta::set_meta(&mut obj, "uid", json!(uuid::Uuid::new_v4().to_string()));
+        meta::set_meta(&mut obj, "uid", json!(meta::new_uuid().to_string()));
         meta::set_meta(&mut obj, "creationTimestamp", json!(meta::now_rfc3339()));
         if self.strategy.tracks_generation() {
             meta::set_meta(&mut obj, "generation", json!(1));
