@@ -864,6 +864,49 @@ fn subject_access_reviews_answer_for_the_subject_named() {
         assert_eq!(r.status, 201, "{}", r.text());
         assert_eq!(r.json()["status"], want, "{spec}");
     }
+
+    // The selectors a review names reach the authorizer (the Node
+    // authorizer lets a kubelet list only its own pods); what cannot be
+    // read is said in evaluationError, and narrows nothing.
+    let node_lists = |selector: Value| {
+        let spec = json!({"user": "system:node:n1", "groups": ["system:nodes"],
+            "resourceAttributes": {"verb": "list", "resource": "pods", "fieldSelector": selector}});
+        let body = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec});
+        s.request("POST", cluster, Some(&body))
+    };
+    let only_own = "can only list/watch pods with spec.nodeName field selector";
+    for (selector, allowed, error) in [
+        (json!({"rawSelector": "spec.nodeName=n1"}), true, None),
+        (json!({"requirements": [{"key": "spec.nodeName", "operator": "In", "values": ["n1"]}]}), true, None),
+        (json!({"rawSelector": "spec.nodeName=n2"}), false, None),
+        (
+            json!({"rawSelector": "spec.nodeName"}),
+            false,
+            Some("spec.resourceAttributes.fieldSelector ignored due to parse error"),
+        ),
+        (
+            json!({"requirements": [{"key": "spec.nodeName", "operator": "In", "values": ["n1"]}, {"key": "x", "operator": "Exists"}]}),
+            true,
+            Some("spec.resourceAttributes.fieldSelector partially ignored due to parse error"),
+        ),
+    ] {
+        let r = node_lists(selector.clone());
+        assert_eq!(r.status, 201, "{}", r.text());
+        let status = &r.json()["status"];
+        assert_eq!(status["allowed"], allowed, "{selector}: {status}");
+        assert_eq!(status["evaluationError"].as_str(), error, "{selector}: {status}");
+        if !allowed {
+            assert!(status["reason"].as_str().is_some_and(|r| r.contains(only_own)), "{selector}: {status}");
+        }
+    }
+    let both =
+        node_lists(json!({"rawSelector": "a=b", "requirements": [{"key": "a", "operator": "In", "values": ["b"]}]}));
+    let refused = both.assert_status(422, "Invalid");
+    assert_eq!(
+        refused["details"]["causes"],
+        json!([{"reason": "FieldValueInvalid", "message": "Invalid value: \"a=b\": may not specified at the same time as requirements",
+            "field": "spec.resourceAttributes.fieldSelector.rawSelector"}])
+    );
 }
 
 /// The kubelets' objects: a pod bound to n1 using a secret, a configmap, a

@@ -33,8 +33,9 @@ pub fn create_only(authorizer: Arc<dyn Authorizer>) -> Vec<CreateOnly> {
 
 /// A review's status from the authorizer's verdict (upstream's
 /// SubjectAccessReviewStatus: denied, reason and evaluationError omitted
-/// when empty).
-fn status_of(v: Verdict) -> Value {
+/// when empty); selectors the review named but that could not be read
+/// are said so in evaluationError, after the authorizer's own error.
+fn status_of(v: Verdict, selectors: &Selectors) -> Value {
     let mut status = json!({"allowed": v.decision == Decision::Allow});
     if v.decision == Decision::Deny {
         status["denied"] = json!(true);
@@ -42,10 +43,113 @@ fn status_of(v: Verdict) -> Value {
     if !v.reason.is_empty() {
         status["reason"] = json!(v.reason);
     }
-    if let Some(e) = v.error {
-        status["evaluationError"] = json!(e);
+    let ignored = [("fieldSelector", selectors.field_ignored), ("labelSelector", selectors.label_ignored)];
+    let errors: Vec<String> = v
+        .error
+        .into_iter()
+        .chain(ignored.into_iter().filter_map(|(which, ignored)| {
+            let how = match ignored? {
+                Ignored::Partly => "partially ignored",
+                Ignored::Wholly => "ignored",
+            };
+            Some(format!("spec.resourceAttributes.{which} {how} due to parse error"))
+        }))
+        .collect();
+    if !errors.is_empty() {
+        status["evaluationError"] = json!(errors.join("; "));
     }
     status
+}
+
+/// How much of a selector could not be read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ignored {
+    /// Some requirements were, the rest still narrow the question.
+    Partly,
+    Wholly,
+}
+
+/// A review's resourceAttributes selectors as upstream's
+/// ResourceAttributesFrom reads them (AuthorizeWithSelectors, on in 1.33):
+/// the field selector the authorizer is given, in a query's form, and what
+/// could not be read of either.
+#[derive(Debug, Default, PartialEq)]
+struct Selectors {
+    field: String,
+    field_ignored: Option<Ignored>,
+    label_ignored: Option<Ignored>,
+}
+
+impl Selectors {
+    fn of(attrs: &Value) -> Selectors {
+        let mut out = Selectors::default();
+        if let Some(f) = present(attrs, "/fieldSelector") {
+            let raw = str_at(f, "/rawSelector");
+            if !raw.is_empty() {
+                match generic_server::selectors::FieldSelector::parse(raw) {
+                    Ok(_) => out.field = raw.to_string(),
+                    Err(_) => out.field_ignored = Some(Ignored::Wholly),
+                }
+            }
+            let reqs = arr_at(f, "/requirements");
+            if !reqs.is_empty() {
+                // Only single-valued In and NotIn say anything a field
+                // selector can; the rest is dropped, which only widens the
+                // question asked.
+                let read: Vec<Option<String>> = reqs
+                    .iter()
+                    .map(|r| {
+                        let values = arr_at(r, "/values");
+                        let [value] = values else { return None };
+                        let op = match str_at(r, "/operator") {
+                            "In" => "=",
+                            "NotIn" => "!=",
+                            _ => return None,
+                        };
+                        Some(format!("{}{op}{}", str_at(r, "/key"), value.as_str().unwrap_or_default()))
+                    })
+                    .collect();
+                let kept: Vec<String> = read.iter().flatten().cloned().collect();
+                out.field_ignored = ignored(kept.len(), read.len());
+                out.field = kept.join(",");
+            }
+        }
+        if let Some(l) = present(attrs, "/labelSelector") {
+            let raw = str_at(l, "/rawSelector");
+            if !raw.is_empty() && generic_server::selectors::LabelSelector::parse(raw).is_err() {
+                out.label_ignored = Some(Ignored::Wholly);
+            }
+            let reqs = arr_at(l, "/requirements");
+            if !reqs.is_empty() {
+                let readable = reqs.iter().filter(|r| label_requirement_readable(r)).count();
+                out.label_ignored = ignored(readable, reqs.len());
+            }
+        }
+        out
+    }
+}
+
+/// Whether `read` of `all` requirements is all, some or none of them.
+fn ignored(read: usize, all: usize) -> Option<Ignored> {
+    match read {
+        _ if read == all => None,
+        0 => Some(Ignored::Wholly),
+        _ => Some(Ignored::Partly),
+    }
+}
+
+/// Upstream's labels.NewRequirement on a review's requirement: a known
+/// operator with the values it takes, a qualified key, label values.
+fn label_requirement_readable(r: &Value) -> bool {
+    let values = arr_at(r, "/values");
+    let counted = match str_at(r, "/operator") {
+        "In" | "NotIn" => !values.is_empty(),
+        "Exists" | "DoesNotExist" => values.is_empty(),
+        _ => false,
+    };
+    counted
+        && generic_server::meta::qualified_name_problem(str_at(r, "/key")).is_none()
+        && values.iter().all(|v| v.as_str().is_some_and(|v| generic_server::meta::label_value_problem(v).is_none()))
 }
 
 /// The user a (Local)SubjectAccessReview asks about, from its spec.
@@ -70,12 +174,14 @@ fn spec_user(review: &Value) -> UserInfo {
 
 /// Upstream's ResourceAttributesFrom / NonResourceAttributesFrom: what a
 /// review's spec asks of `authorizer` for `user`.
-fn decide(authorizer: &dyn Authorizer, user: &UserInfo, review: &Value) -> Verdict {
+fn decide(authorizer: &dyn Authorizer, user: &UserInfo, review: &Value) -> Value {
     if let Some(r) = present(review, "/spec/resourceAttributes") {
         let version = str_at(r, "/version");
+        let selectors = Selectors::of(r);
         let attrs = Attributes {
             subresource: str_at(r, "/subresource"),
             api_version: if version.is_empty() { "*" } else { version },
+            field_selector: &selectors.field,
             ..Attributes::resource(
                 user,
                 str_at(r, "/verb"),
@@ -85,10 +191,11 @@ fn decide(authorizer: &dyn Authorizer, user: &UserInfo, review: &Value) -> Verdi
                 str_at(r, "/name"),
             )
         };
-        return authorizer.authorize(&attrs);
+        return status_of(authorizer.authorize(&attrs), &selectors);
     }
     let n = present(review, "/spec/nonResourceAttributes").cloned().unwrap_or(Value::Null);
-    authorizer.authorize(&Attributes::non_resource(user, str_at(&n, "/verb"), str_at(&n, "/path")))
+    let verdict = authorizer.authorize(&Attributes::non_resource(user, str_at(&n, "/verb"), str_at(&n, "/path")));
+    status_of(verdict, &Selectors::default())
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -123,6 +230,9 @@ fn validate_spec(review: &Value, who: Review, causes: &mut Vec<Cause>) {
             "cannot be specified in combination with resourceAttributes",
         ));
     }
+    if let Some(r) = resource {
+        validate_selector_attributes(r, causes);
+    }
     if resource.is_none() && non_resource.is_none() {
         causes.push(Cause::invalid(
             "spec.resourceAttributes",
@@ -149,6 +259,61 @@ fn validate_meta(review: &Value, who: Review, causes: &mut Vec<Cause>) {
     if !meta.is_empty() {
         let detail = if who == Review::Local { "must be empty except for namespace" } else { "must be empty" };
         causes.push(Cause::invalid("metadata", &review["metadata"], detail));
+    }
+}
+
+/// validateFieldSelectorAttributes and validateLabelSelectorAttributes:
+/// a raw selector or requirements, not both; each requirement as metav1's
+/// validation has it, operators this server does not know allowed (a newer
+/// client's).
+fn validate_selector_attributes(attrs: &Value, causes: &mut Vec<Cause>) {
+    for (which, label) in [("fieldSelector", false), ("labelSelector", true)] {
+        let Some(sel) = present(attrs, &format!("/{which}")) else { continue };
+        let path = format!("spec.resourceAttributes.{which}");
+        let (raw, reqs) = (str_at(sel, "/rawSelector"), arr_at(sel, "/requirements"));
+        if !raw.is_empty() && !reqs.is_empty() {
+            causes.push(Cause::invalid(
+                format!("{path}.rawSelector"),
+                &json!(raw),
+                "may not specified at the same time as requirements",
+            ));
+        }
+        if raw.is_empty() && reqs.is_empty() {
+            causes.push(Cause::required(
+                format!("{path}.requirements"),
+                &format!("when {path} is specified, requirements or rawSelector is required"),
+            ));
+        }
+        for (i, r) in reqs.iter().enumerate() {
+            let at = format!("{path}.requirements[{i}]");
+            let values = arr_at(r, "/values");
+            match str_at(r, "/operator") {
+                "In" | "NotIn" if values.is_empty() => causes.push(Cause::required(
+                    format!("{at}.values"),
+                    "must be specified when `operator` is 'In' or 'NotIn'",
+                )),
+                "Exists" | "DoesNotExist" if !values.is_empty() => causes.push(Cause::forbidden(
+                    format!("{at}.values"),
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                )),
+                _ => {}
+            }
+            let key = str_at(r, "/key");
+            if !label {
+                if key.is_empty() {
+                    causes.push(Cause::required(format!("{at}.key"), "must be specified"));
+                }
+                continue;
+            }
+            for problem in generic_server::meta::qualified_name_problems(key) {
+                causes.push(Cause::invalid(format!("{at}.key"), &json!(key), &problem));
+            }
+            for (j, v) in values.iter().enumerate() {
+                if let Some(problem) = v.as_str().and_then(generic_server::meta::label_value_problem) {
+                    causes.push(Cause::invalid(format!("{at}.values[{j}]"), v, &problem));
+                }
+            }
+        }
     }
 }
 
@@ -191,7 +356,7 @@ impl Creater for AccessReviewer {
             Review::SelfSubject => decide(self.1.as_ref(), call.user.ok_or_else(no_user)?, review),
             _ => decide(self.1.as_ref(), &spec_user(review), review),
         };
-        Ok(answer(call.object, status_of(verdict)))
+        Ok(answer(call.object, verdict))
     }
 }
 
@@ -234,6 +399,49 @@ mod tests {
         validate_spec(&review, who, &mut causes);
         validate_meta(&review, who, &mut causes);
         causes.iter().map(Cause::full_message).collect()
+    }
+
+    #[test]
+    fn selector_attributes_are_validated_and_read_as_upstream() {
+        let review = |attrs: Value| json!({"spec": {"user": "me", "resourceAttributes": attrs}});
+        let first = |attrs: Value| msgs(review(attrs), Review::Subject).into_iter().next().unwrap_or_default();
+        assert_eq!(
+            first(json!({"fieldSelector": {}})),
+            "spec.resourceAttributes.fieldSelector.requirements: Required value: when spec.resourceAttributes.fieldSelector is specified, requirements or rawSelector is required"
+        );
+        assert_eq!(
+            first(json!({"fieldSelector": {"requirements": [{"key": ""}]}})),
+            "spec.resourceAttributes.fieldSelector.requirements[0].key: Required value: must be specified"
+        );
+        assert_eq!(
+            first(json!({"labelSelector": {"rawSelector": "foo", "requirements": [{}]}})),
+            "spec.resourceAttributes.labelSelector.rawSelector: Invalid value: \"foo\": may not specified at the same time as requirements"
+        );
+        assert_eq!(
+            first(json!({"labelSelector": {"requirements": [{"key": ""}]}})),
+            "spec.resourceAttributes.labelSelector.requirements[0].key: Invalid value: \"\": name part must be non-empty"
+        );
+        assert_eq!(
+            first(json!({"labelSelector": {"requirements": [{"key": "k", "operator": "In", "values": []}]}})),
+            "spec.resourceAttributes.labelSelector.requirements[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'"
+        );
+        assert_eq!(
+            first(json!({"fieldSelector": {"requirements": [{"key": "k", "operator": "Exists", "values": ["v"]}]}})),
+            "spec.resourceAttributes.fieldSelector.requirements[0].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"
+        );
+        // Operators a newer client knows pass validation, and are dropped.
+        let unknown = json!({"labelSelector": {"requirements": [{"key": "k", "operator": "Gt", "values": ["1"]}]}});
+        assert!(msgs(review(unknown.clone()), Review::Subject).is_empty());
+        assert_eq!(Selectors::of(&unknown).label_ignored, Some(Ignored::Wholly));
+        let fields = json!({"fieldSelector": {"requirements": [
+            {"key": "spec.nodeName", "operator": "In", "values": ["n1"]},
+            {"key": "metadata.name", "operator": "NotIn", "values": ["x"]},
+            {"key": "a", "operator": "In", "values": ["1", "2"]}]}});
+        let read = Selectors::of(&fields);
+        assert_eq!(
+            (read.field.as_str(), read.field_ignored),
+            ("spec.nodeName=n1,metadata.name!=x", Some(Ignored::Partly))
+        );
     }
 
     #[test]
