@@ -161,6 +161,16 @@ fn the_registry_keeps_every_version_and_walks_each_key_root_once() {
     assert!(
         registry.of_gvr("", "v1", "events").is_some() && registry.of_gvr("events.k8s.io", "v1", "events").is_some()
     );
+    // The other versions of a resource: those over its key root.
+    let versions = |group: &str, plural: &str| {
+        let Some(s) = registry.of_gvr(group, "v1", plural) else { panic!("no {plural}") };
+        let v = registry.versions_of(&s.info);
+        let others: Vec<String> = v.others.iter().map(|o| o.info.api_version()).collect();
+        (v.own.map(|o| o.info.api_version()), others)
+    };
+    assert_eq!(versions("", "events"), (Some("v1".into()), vec!["events.k8s.io/v1".to_string()]));
+    assert_eq!(versions("events.k8s.io", "events"), (Some("events.k8s.io/v1".into()), vec!["v1".to_string()]));
+    assert_eq!(versions("", "configmaps"), (None, vec![]), "one version: nothing to convert");
 
     let roots = |r: &StoreRegistry| r.namespaced().iter().map(|s| s.info.key_root.clone()).collect::<Vec<_>>();
     let walked = roots(&registry);
@@ -176,6 +186,12 @@ fn the_registry_keeps_every_version_and_walks_each_key_root_once() {
     let Some(v2) = registry.of_gvk("autoscaling", "v2", "HorizontalPodAutoscaler") else { panic!("no v2") };
     registry.unregister(&v2.info.key_root);
     assert_eq!((hpa("v1"), hpa("v2")), (None, None));
+    let Some(v1) = c.stores.iter().find(|s| s.info.is::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>())
+    else {
+        panic!("no autoscaling/v1")
+    };
+    registry.register(v1.clone());
+    assert!(registry.versions_of(&v1.info).others.is_empty(), "alone again under its key root");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! admission finds a kind's Store in it (a policy's params) and the other
 //! versions of a request's resource (matchPolicy Equivalent).
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use super::Store;
@@ -16,6 +17,10 @@ use super::Store;
 #[derive(Default)]
 pub struct StoreRegistry {
     stores: RwLock<Vec<Arc<Store>>>,
+    /// Key roots served in more than one version: admission asks for a
+    /// request's other versions whenever a matchPolicy Equivalent rule
+    /// misses, and most resources have none.
+    shared_roots: RwLock<HashSet<String>>,
 }
 
 fn same_version(a: &Store, b: &Store) -> bool {
@@ -38,18 +43,27 @@ impl StoreRegistry {
             Some(slot) => *slot = store,
             None => s.push(store),
         }
+        self.note_shared_roots(&s);
     }
 
     /// Removes every version stored under `key_root`.
     pub fn unregister(&self, key_root: &str) {
-        self.stores.write().unwrap_or_else(|e| e.into_inner()).retain(|x| x.info.key_root != key_root);
+        let mut s = self.stores.write().unwrap_or_else(|e| e.into_inner());
+        s.retain(|x| x.info.key_root != key_root);
+        self.note_shared_roots(&s);
+    }
+
+    fn note_shared_roots(&self, stores: &[Arc<Store>]) {
+        let mut seen = HashSet::new();
+        let shared = stores.iter().filter(|x| !seen.insert(x.info.key_root.as_str())).map(|x| x.info.key_root.clone());
+        *self.shared_roots.write().unwrap_or_else(|e| e.into_inner()) = shared.collect();
     }
 
     /// One Store per namespaced key root (the first registered version), so
     /// whoever walks them sees each stored object once.
     pub fn namespaced(&self) -> Vec<Arc<Store>> {
         let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
-        let mut roots = std::collections::HashSet::new();
+        let mut roots = HashSet::new();
         s.iter().filter(|x| x.info.namespaced && roots.insert(x.info.key_root.as_str())).cloned().collect()
     }
 
@@ -73,10 +87,15 @@ impl StoreRegistry {
         self.find(|s| s.info.group == group && s.info.plural == plural)
     }
 
-    /// The versions of `info`'s resource.
+    /// The versions of `info`'s resource; nothing for a resource served in
+    /// one version only.
     pub fn versions_of(&self, info: &super::ResourceInfo) -> Versions {
-        let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
         let mut v = Versions::default();
+        if !self.shared_roots.read().unwrap_or_else(|e| e.into_inner()).contains(&info.key_root) {
+            // One version: nothing to convert to or from.
+            return v;
+        }
+        let s = self.stores.read().unwrap_or_else(|e| e.into_inner());
         for store in s.iter().filter(|x| x.info.key_root == info.key_root) {
             let i = &store.info;
             match i.group == info.group && i.version == info.version && i.plural == info.plural {
@@ -96,7 +115,8 @@ impl StoreRegistry {
 /// The Stores of one resource (upstream's equivalent resources: one key root).
 #[derive(Default)]
 pub struct Versions {
-    /// The Store of exactly the version asked about.
+    /// The Store of exactly the version asked about (None too when there
+    /// are no others: nothing converts).
     pub own: Option<Arc<Store>>,
     /// The others, in registration order.
     pub others: Vec<Arc<Store>>,
