@@ -204,13 +204,13 @@ pub struct View<'v> {
 }
 
 impl<'v> View<'v> {
-    /// The request in its own version, with `object` as admission has it now.
-    pub fn exact(a: &AdmissionAttributes<'v>, object: Option<&'v Value>) -> Self {
-        View { resource: a.info, object, old: a.old }
-    }
-
-    pub fn converted(v: &'v Versioned) -> Self {
-        View { resource: &v.target.info, object: v.object.as_ref(), old: v.old.as_ref() }
+    /// The request in the version matched: its own (`versioned` None), with
+    /// `object` as admission has it now, or the converted one.
+    pub fn of(a: &AdmissionAttributes<'v>, object: Option<&'v Value>, versioned: Option<&'v Versioned>) -> Self {
+        match versioned {
+            None => View { resource: a.info, object, old: a.old },
+            Some(v) => View { resource: &v.target.info, object: v.object.as_ref(), old: v.old.as_ref() },
+        }
     }
 }
 

@@ -306,10 +306,8 @@ impl Validating for ValidatingAdmissionPolicy {
                         }))
                     }
                 };
-                let (view, request) = match converted {
-                    Some((v, request)) => (View::converted(v), &*request),
-                    None => (View::exact(a, a.object), &shared.request),
-                };
+                let view = View::of(a, a.object, converted.as_ref().map(|(v, _)| v));
+                let request = converted.as_ref().map_or(&shared.request, |(_, request)| request);
                 for param in params {
                     let input = shared.input(a, view, request, &param);
                     let result =

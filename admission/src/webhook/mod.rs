@@ -176,7 +176,7 @@ impl Webhooks {
             return Ok(None);
         }
         let versioned = matched.convert(&lookups.equivalents, object, a.old).await?;
-        let view = versioned.as_ref().map_or_else(|| View::exact(a, object), View::converted);
+        let view = View::of(a, object, versioned.as_ref());
         Ok(conditions_match(hook, a, view)?.then_some(versioned))
     }
 
@@ -365,7 +365,7 @@ impl Mutating for Webhooks {
                 let Some(versioned) = self.should_call(hook, a, current, &lookups).await? else {
                     continue;
                 };
-                let view = versioned.as_ref().map_or_else(|| View::exact(a, current), View::converted);
+                let view = View::of(a, current, versioned.as_ref());
                 let started = Instant::now();
                 let outcome = match (self.mutate_once(hook, a, view).await, &versioned) {
                     (Ok(Some(patched)), Some(v)) => {
@@ -413,7 +413,7 @@ impl Validating for Webhooks {
         }
         let calls = matched.iter().map(|(i, hook, versioned)| async move {
             let started = Instant::now();
-            let view = versioned.as_ref().map_or_else(|| View::exact(a, a.object), View::converted);
+            let view = View::of(a, a.object, versioned.as_ref());
             let outcome = self.call(hook, a, view).await;
             (*i, *hook, outcome, started)
         });
@@ -471,7 +471,7 @@ mod tests {
             (ResourceInfo::of::<ConfigMap>(), Notes::default(), json!({"metadata": {"name": "x"}}));
         let plugin = Webhooks::new(false);
         let a = attrs(&info, &obj, &notes, true);
-        let Err(Failure::Internal(e)) = plugin.call(&hook("Some", json!({})), &a, View::exact(&a, a.object)).await
+        let Err(Failure::Internal(e)) = plugin.call(&hook("Some", json!({})), &a, View::of(&a, a.object, None)).await
         else {
             panic!("a dry run must not reach a webhook with side effects")
         };
@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(e.message, "admission webhook \"side.example.com\" does not support dry run");
         // NoneOnDryRun is called (and here fails to connect: a calling error).
         let Err(Failure::Calling(why, _)) =
-            plugin.call(&hook("NoneOnDryRun", json!({})), &a, View::exact(&a, a.object)).await
+            plugin.call(&hook("NoneOnDryRun", json!({})), &a, View::of(&a, a.object, None)).await
         else {
             panic!("NoneOnDryRun accepts dry runs")
         };
@@ -497,7 +497,7 @@ mod tests {
         let cond = |e: &str, policy: &str| {
             hook("None", json!({"failurePolicy": policy, "matchConditions": [{"name": "c", "expression": e}]}))
         };
-        let matched = |h: &Hook| conditions_match(h, &a, View::exact(&a, a.object));
+        let matched = |h: &Hook| conditions_match(h, &a, View::of(&a, a.object, None));
         let expr = "object.metadata.name == 'x' && oldObject == null && request.operation == 'CREATE'";
         assert!(matches!(matched(&cond(expr, "Fail")), Ok(true)));
         assert!(matches!(matched(&cond("request.namespace == 'other'", "Fail")), Ok(false)));

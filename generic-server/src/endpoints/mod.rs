@@ -21,8 +21,8 @@ use crate::registry::store::{
     WriteOptions,
 };
 use crate::registry::{
-    AdmissionKind, ConnectOptions, CreateCall, CreateOnly, Operation, OptionField, ReadOnly, ResourceInfo, Store,
-    Subresource, SubresourceCall, SubresourceHandler,
+    ConnectOptions, CreateCall, CreateOnly, Operation, OptionField, ReadOnly, ResourceInfo, Store, Subresource,
+    SubresourceCall, SubresourceHandler,
 };
 use crate::request_info::{percent_decode, query_params, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -636,7 +636,7 @@ async fn serve_handler(
                 namespace: ns,
                 name: &info.name,
                 subresource: handler.name(),
-                kind: AdmissionKind { kind, ..AdmissionKind::of(&store.info) },
+                kind: handler.discovery().admission_kind(&store.info),
                 user: user.as_deref(),
                 dry_run: false,
                 notes: &notes,
@@ -653,18 +653,12 @@ async fn serve_handler(
         if let (Some(object), "create") = (&mut body, info.verb.as_str()) {
             // Upstream's createHandler: a subresource's create (a Binding,
             // an Eviction, a TokenRequest) is admitted as its own kind.
-            let d = handler.discovery();
-            let own = AdmissionKind::of(&store.info);
-            let kind = match d.group.is_empty() && d.version.is_empty() {
-                true => AdmissionKind { kind: d.kind, ..own },
-                false => AdmissionKind { group: d.group, version: d.version, kind: d.kind },
-            };
             let call = SubresourceAdmission {
                 operation: Operation::Create,
                 namespace: ns,
                 name: &info.name,
                 subresource: handler.name(),
-                kind,
+                kind: handler.discovery().admission_kind(&store.info),
                 user: options.user.as_deref(),
                 dry_run: options.dry_run,
                 notes: &options.notes,

@@ -327,6 +327,20 @@ pub struct SubresourceDiscovery {
     pub verbs: &'static [&'static str],
 }
 
+impl SubresourceDiscovery {
+    /// The kind of the subresource's object, as admission is told it: the
+    /// parent's group, version or kind wherever this leaves them empty.
+    pub fn admission_kind<'a>(&self, parent: &'a ResourceInfo) -> super::AdmissionKind<'a> {
+        let own = super::AdmissionKind::of(parent);
+        let or = |mine: &'static str, theirs: &'a str| if mine.is_empty() { theirs } else { mine };
+        super::AdmissionKind {
+            group: if self.version.is_empty() { own.group } else { self.group },
+            version: or(self.version, own.version),
+            kind: or(self.kind, own.kind),
+        }
+    }
+}
+
 /// One request to a handler's subresource, decoded: the endpoints layer owns
 /// HTTP, the handler only the meaning.
 pub struct SubresourceCall<'a> {

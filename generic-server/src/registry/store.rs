@@ -992,7 +992,7 @@ impl Store {
         namespace: &str,
         name: &str,
         subresource: Option<&Subresource>,
-        admit_as: AdmitAs,
+        admit_as: AdmitAs<'_>,
         opts: &WriteOptions,
         mut mutate: F,
     ) -> Result<WriteResult>
@@ -1034,7 +1034,7 @@ impl Store {
             // REST hands admission Scales, never the scaled object).
             let (sub, kind, old_scale) = match admit_as {
                 AdmitAs::Object => (subresource.map(Subresource::name).unwrap_or(""), None, None),
-                AdmitAs::Scale => ("scale", Some(SCALE_KIND), Some(self.to_scale(&old)?)),
+                AdmitAs::Scale(paths) => ("scale", Some(SCALE_KIND), Some((paths, self.to_scale(&old)?))),
             };
             let attrs = Attributes {
                 operation: Operation::Update,
@@ -1042,17 +1042,17 @@ impl Store {
                 kind,
                 namespace,
                 name,
-                old: Some(old_scale.as_ref().unwrap_or(&old)),
+                old: Some(old_scale.as_ref().map_or(&old, |(_, s)| s)),
                 ..self.attributes(opts.user.as_deref(), opts.dry_run, &opts.notes)
             };
-            match (&old_scale, self.scale_paths()) {
-                (Some(_), Some(paths)) => {
+            match old_scale {
+                Some((paths, _)) => {
                     let mut scale = self.to_scale(&new)?;
                     self.admission.mutate(&attrs, &mut scale).await?;
                     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
                     set_path(&mut new, &paths.spec_replicas, replicas);
                 }
-                _ => self.admission.mutate(&attrs, &mut new).await?,
+                None => self.admission.mutate(&attrs, &mut new).await?,
             }
             self.merge_for_update(&mut new, &old, subresource);
             self.track_fields(Some(&old), &mut new, subresource, opts);
@@ -1068,9 +1068,9 @@ impl Store {
                 return Err(self.invalid(name, causes));
             }
             self.strategy.canonicalize(&mut new);
-            let new_scale = match old_scale {
-                Some(_) => Some(self.to_scale(&new)?),
-                None => None,
+            let new_scale = match admit_as {
+                AdmitAs::Scale(_) => Some(self.to_scale(&new)?),
+                AdmitAs::Object => None,
             };
             let attrs = Attributes { object: Some(new_scale.as_ref().unwrap_or(&new)), ..attrs };
             self.validate_admission(&attrs).await?;
@@ -1462,7 +1462,7 @@ impl Store {
     {
         let paths = self.scale_paths().cloned().ok_or_else(|| self.not_found(name))?;
         let result = self
-            .update_admitted_as(namespace, name, None, AdmitAs::Scale, opts, |old| {
+            .update_admitted_as(namespace, name, None, AdmitAs::Scale(&paths), opts, |old| {
                 let old = old.ok_or_else(|| self.not_found(name))?;
                 let current_scale = self.to_scale(old)?;
                 let scale = scale_of(current_scale)?;
@@ -1488,11 +1488,12 @@ impl Store {
 
 /// What admission is shown of an update.
 #[derive(Clone, Copy)]
-enum AdmitAs {
+enum AdmitAs<'p> {
     /// The object.
     Object,
-    /// The object's autoscaling/v1 Scale (a write to `/scale`).
-    Scale,
+    /// The object's autoscaling/v1 Scale (a write to `/scale`), read from
+    /// and written back to these paths.
+    Scale(&'p ScalePaths),
 }
 
 const SCALE_KIND: super::AdmissionKind<'static> =
