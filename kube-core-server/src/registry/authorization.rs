@@ -19,6 +19,7 @@ use generic_server::registry::{CreateCall, CreateOnly, Creater};
 use generic_server::status::{Cause, StatusError};
 
 use super::authentication::{answer, no_user};
+use super::webhookconfiguration::{validate_label_requirement, validate_operator_values, RequirementRules};
 use super::{arr_at, str_at};
 
 pub fn create_only(authorizer: Arc<dyn Authorizer>) -> Vec<CreateOnly> {
@@ -286,32 +287,14 @@ fn validate_selector_attributes(attrs: &Value, causes: &mut Vec<Cause>) {
         }
         for (i, r) in reqs.iter().enumerate() {
             let at = format!("{path}.requirements[{i}]");
-            let values = arr_at(r, "/values");
-            match str_at(r, "/operator") {
-                "In" | "NotIn" if values.is_empty() => causes.push(Cause::required(
-                    format!("{at}.values"),
-                    "must be specified when `operator` is 'In' or 'NotIn'",
-                )),
-                "Exists" | "DoesNotExist" if !values.is_empty() => causes.push(Cause::forbidden(
-                    format!("{at}.values"),
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                )),
-                _ => {}
-            }
-            let key = str_at(r, "/key");
-            if !label {
-                if key.is_empty() {
-                    causes.push(Cause::required(format!("{at}.key"), "must be specified"));
-                }
+            if label {
+                let rules = RequirementRules { allow_unknown_operator: true, check_values: true };
+                validate_label_requirement(r, &at, rules, causes);
                 continue;
             }
-            for problem in generic_server::meta::qualified_name_problems(key) {
-                causes.push(Cause::invalid(format!("{at}.key"), &json!(key), &problem));
-            }
-            for (j, v) in values.iter().enumerate() {
-                if let Some(problem) = v.as_str().and_then(generic_server::meta::label_value_problem) {
-                    causes.push(Cause::invalid(format!("{at}.values[{j}]"), v, &problem));
-                }
+            validate_operator_values(r, &at, causes);
+            if str_at(r, "/key").is_empty() {
+                causes.push(Cause::required(format!("{at}.key"), "must be specified"));
             }
         }
     }

@@ -158,26 +158,58 @@ pub(crate) fn validate_rule_with_operations(rule: &Value, path: &str, causes: &m
 
 /// Upstream's ValidateLabelSelector, in its operator and value rules.
 pub(crate) fn validate_selector(sel: &Value, path: &str, causes: &mut Vec<Cause>) {
+    let rules = RequirementRules { allow_unknown_operator: false, check_values: false };
     for (i, e) in arr_at(sel, "/matchExpressions").iter().enumerate() {
-        let p = format!("{path}.matchExpressions[{i}]");
-        let values = arr_at(e, "/values");
-        match str_at(e, "/operator") {
-            "In" | "NotIn" if values.is_empty() => causes
-                .push(Cause::required(format!("{p}.values"), "must be specified when `operator` is 'In' or 'NotIn'")),
-            "Exists" | "DoesNotExist" if !values.is_empty() => causes.push(Cause::forbidden(
-                format!("{p}.values"),
-                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-            )),
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            other => {
-                causes.push(Cause::invalid(format!("{p}.operator"), &json!(other), "not a valid selector operator"))
+        validate_label_requirement(e, &format!("{path}.matchExpressions[{i}]"), rules, causes);
+    }
+}
+
+/// Upstream's LabelSelectorValidationOptions, where callers differ.
+#[derive(Clone, Copy)]
+pub(crate) struct RequirementRules {
+    /// An operator this server does not know passes (a newer client's, in
+    /// an access review).
+    pub allow_unknown_operator: bool,
+    /// Each value must be a label value.
+    pub check_values: bool,
+}
+
+/// metav1validation.ValidateLabelSelectorRequirement for the requirement
+/// at `path`.
+pub(crate) fn validate_label_requirement(req: &Value, path: &str, rules: RequirementRules, causes: &mut Vec<Cause>) {
+    let operator = str_at(req, "/operator");
+    if !validate_operator_values(req, path, causes) && !rules.allow_unknown_operator {
+        causes.push(Cause::invalid(format!("{path}.operator"), &json!(operator), "not a valid selector operator"));
+    }
+    let key = str_at(req, "/key");
+    for m in meta::qualified_name_problems(key) {
+        causes.push(Cause::invalid(format!("{path}.key"), &json!(key), &m));
+    }
+    if rules.check_values {
+        for (j, v) in arr_at(req, "/values").iter().enumerate() {
+            if let Some(problem) = v.as_str().and_then(meta::label_value_problem) {
+                causes.push(Cause::invalid(format!("{path}.values[{j}]"), v, &problem));
             }
         }
-        let key = str_at(e, "/key");
-        for m in meta::qualified_name_problems(key) {
-            causes.push(Cause::invalid(format!("{p}.key"), &json!(key), &m));
-        }
     }
+}
+
+/// What a label or field selector requirement's operator says of its
+/// values: In and NotIn need some, Exists and DoesNotExist take none.
+/// Whether the operator is one of those.
+pub(crate) fn validate_operator_values(req: &Value, path: &str, causes: &mut Vec<Cause>) -> bool {
+    let values = arr_at(req, "/values");
+    match str_at(req, "/operator") {
+        "In" | "NotIn" if values.is_empty() => causes
+            .push(Cause::required(format!("{path}.values"), "must be specified when `operator` is 'In' or 'NotIn'")),
+        "Exists" | "DoesNotExist" if !values.is_empty() => causes.push(Cause::forbidden(
+            format!("{path}.values"),
+            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        )),
+        "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+        _ => return false,
+    }
+    true
 }
 
 /// Upstream's validateMatchConditions: names, and expressions that compile.
