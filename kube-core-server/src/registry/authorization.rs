@@ -292,10 +292,11 @@ fn validate_selector_attributes(attrs: &Value, causes: &mut Vec<Cause>) {
                 validate_label_requirement(r, &at, rules, causes);
                 continue;
             }
-            validate_operator_values(r, &at, causes);
+            // ValidateFieldSelectorRequirement: the key, then the operator.
             if str_at(r, "/key").is_empty() {
                 causes.push(Cause::required(format!("{at}.key"), "must be specified"));
             }
+            validate_operator_values(r, &at, causes);
         }
     }
 }
@@ -395,6 +396,14 @@ mod tests {
         assert_eq!(
             first(json!({"fieldSelector": {"requirements": [{"key": ""}]}})),
             "spec.resourceAttributes.fieldSelector.requirements[0].key: Required value: must be specified"
+        );
+        assert_eq!(
+            msgs(review(json!({"fieldSelector": {"requirements": [{"operator": "In"}]}})), Review::Subject),
+            [
+                "spec.resourceAttributes.fieldSelector.requirements[0].key: Required value: must be specified",
+                "spec.resourceAttributes.fieldSelector.requirements[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+            ],
+            "the key first, as upstream"
         );
         assert_eq!(
             first(json!({"labelSelector": {"rawSelector": "foo", "requirements": [{}]}})),
