@@ -120,11 +120,25 @@ impl<'a> Equivalents<'a> {
         self.got.get_or_init(|| self.registry.map(|r| r.versions_of(self.resource)).unwrap_or_default())
     }
 
-    /// Upstream's fuzzy matching: rules in order, each tried against the
-    /// equivalents in order; the first Store `matches` accepts.
-    pub fn first<R>(&self, rules: &[R], matches: impl Fn(&R, &ResourceInfo) -> bool) -> Option<Arc<Store>> {
+    /// Which version `rules` match (`matches` judging one rule against one
+    /// version of the resource): the request's own if any rule matches it;
+    /// else, with matchPolicy Equivalent (`equivalent`), upstream's fuzzy
+    /// matching: rules in order, each tried against the other versions in
+    /// order.
+    pub fn matched<R>(
+        &self,
+        rules: &[R],
+        equivalent: bool,
+        matches: impl Fn(&R, &ResourceInfo) -> bool,
+    ) -> Option<Matched> {
+        if rules.iter().any(|r| matches(r, self.resource)) {
+            return Some(Matched::Exact);
+        }
+        if !equivalent {
+            return None;
+        }
         let others = &self.get().others;
-        rules.iter().find_map(|r| others.iter().find(|s| matches(r, &s.info)).cloned())
+        rules.iter().find_map(|r| others.iter().find(|s| matches(r, &s.info)).cloned()).map(Matched::Equivalent)
     }
 
     /// The request's objects in `target`'s version. A conversion that fails

@@ -96,18 +96,17 @@ impl MatchResources {
     /// match.
     pub fn matches_rules(&self, a: &AdmissionAttributes<'_>, equivalents: &Equivalents<'_>) -> Option<Matched> {
         let named = |names: &[String]| names.is_empty() || names.iter().any(|n| n == a.name);
-        let exact = |rules: &[(Rule, Vec<String>)]| rules.iter().any(|(r, names)| r.matches(a) && named(names));
-        let fuzzy = |rules: &[(Rule, Vec<String>)]| match self.equivalent {
-            true => equivalents.first(rules, |(r, names), resource| r.matches_as(a, resource) && named(names)),
-            false => None,
+        let matched = |rules: &[(Rule, Vec<String>)]| {
+            let matches = |(r, names): &(Rule, Vec<String>), resource: &_| r.matches_as(a, resource) && named(names);
+            equivalents.matched(rules, self.equivalent, matches)
         };
-        if exact(&self.exclude) || fuzzy(&self.exclude).is_some() {
+        if matched(&self.exclude).is_some() {
             return None;
         }
-        if self.rules.is_empty() || exact(&self.rules) {
+        if self.rules.is_empty() {
             return Some(Matched::Exact);
         }
-        fuzzy(&self.rules).map(Matched::Equivalent)
+        matched(&self.rules)
     }
 }
 

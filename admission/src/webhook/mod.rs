@@ -39,7 +39,7 @@ use generic_server::metrics;
 use generic_server::registry::{AdmissionAttributes, Mutating, Store, StoreRegistry, Validating};
 use generic_server::status::StatusError;
 
-use crate::matching::{Equivalents, Matched, Namespaces, RequestNamespace, Versioned, View};
+use crate::matching::{Equivalents, Namespaces, RequestNamespace, Versioned, View};
 use config::Hook;
 
 /// admissionregistration.k8s.io resources no webhook is called for
@@ -162,13 +162,9 @@ impl Webhooks {
         object: Option<&Value>,
         lookups: &Lookups<'_>,
     ) -> Result<Option<Option<Versioned>>, StatusError> {
-        let matched = match hook.rules.iter().any(|r| r.matches(a)) {
-            true => Matched::Exact,
-            false if hook.equivalent => match lookups.equivalents.first(&hook.rules, |r, res| r.matches_as(a, res)) {
-                Some(store) => Matched::Equivalent(store),
-                None => return Ok(None),
-            },
-            false => return Ok(None),
+        let matches = |r: &crate::matching::Rule, resource: &_| r.matches_as(a, resource);
+        let Some(matched) = lookups.equivalents.matched(&hook.rules, hook.equivalent, matches) else {
+            return Ok(None);
         };
         if !hook.selectors.matches_object(a, object)
             || !hook.selectors.matches_namespace(a, object, &lookups.namespace).await?
