@@ -54,7 +54,8 @@ pub struct Options {
     /// (group system:unauthenticated), for authorization to decide.
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub anonymous_auth: bool,
-    /// The CIDR that service cluster IPs are allocated from.
+    /// The CIDR that service cluster IPs are allocated from; two, comma
+    /// separated and of different IP families, make the cluster dual-stack.
     #[arg(long, default_value = "10.0.0.0/24")]
     pub service_cluster_ip_range: String,
     /// The port range NodePort services are allocated from.

@@ -173,19 +173,19 @@ impl Pool {
     }
 }
 
-/// Cluster IPs from one CIDR. The network address (and, for IPv4, the
+/// Cluster IPs of one CIDR. The network address (and, for IPv4, the
 /// broadcast address) are never handed out; the first address after the
 /// network address is kept for the `kubernetes` service.
 #[derive(Debug)]
-pub struct IpAllocator {
+struct IpRange {
     cidr: String,
     base: u128,
     v6: bool,
     pool: Pool,
 }
 
-impl IpAllocator {
-    pub fn new(cidr: &str) -> Result<Self, String> {
+impl IpRange {
+    fn new(cidr: &str) -> Result<Self, String> {
         let (addr, bits) =
             cidr.split_once('/').ok_or_else(|| format!("invalid CIDR {cidr:?}: missing prefix length"))?;
         let ip: IpAddr = addr.parse().map_err(|e| format!("invalid CIDR {cidr:?}: {e}"))?;
@@ -210,12 +210,7 @@ impl IpAllocator {
         let base = raw & mask;
         // IPv4 loses the broadcast address; IPv6 has none.
         let last = if v6 { size - 1 } else { size - 2 };
-        Ok(IpAllocator {
-            cidr: format!("{}/{bits}", Self::render(v6, base)),
-            base,
-            v6,
-            pool: Pool::new(1, last, vec![1]),
-        })
+        Ok(IpRange { cidr: format!("{}/{bits}", Self::render(v6, base)), base, v6, pool: Pool::new(1, last, vec![1]) })
     }
 
     fn render(v6: bool, n: u128) -> IpAddr {
@@ -235,85 +230,249 @@ impl IpAllocator {
         raw.checked_sub(self.base).filter(|o| self.pool.in_range(*o))
     }
 
-    pub fn cidr(&self) -> &str {
+    fn cidr(&self) -> &str {
         &self.cidr
     }
 
-    /// "IPv4" or "IPv6", as spec.ipFamilies names them.
-    pub fn family(&self) -> &'static str {
+    fn family(&self) -> IpFamily {
         if self.v6 {
-            "IPv6"
+            IpFamily::V6
         } else {
-            "IPv4"
+            IpFamily::V4
         }
     }
 
     /// The address kept for the `kubernetes` service.
-    pub fn first(&self) -> IpAddr {
+    fn first(&self) -> IpAddr {
         Self::render(self.v6, self.base + 1)
     }
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    fn contains(&self, ip: IpAddr) -> bool {
         self.offset(ip).is_some()
     }
 
-    pub fn allocate(&self, ip: IpAddr, owner: &str) -> Result<(), AllocError> {
+    fn allocate(&self, ip: IpAddr, owner: &str) -> Result<(), AllocError> {
         let o = self.offset(ip).ok_or(AllocError::NotInRange)?;
         self.pool.allocate(o, owner, false)
     }
 
-    pub fn allocate_next(&self, owner: &str) -> Result<IpAddr, AllocError> {
+    fn allocate_next(&self, owner: &str) -> Result<IpAddr, AllocError> {
         let o = self.pool.allocate_next(owner, false)?;
         Ok(Self::render(self.v6, self.base + o))
     }
 
     /// Allocates and commits at once (for writes with no after-hook: updates).
-    pub fn allocate_next_committed(&self, owner: &str) -> Result<IpAddr, AllocError> {
+    fn allocate_next_committed(&self, owner: &str) -> Result<IpAddr, AllocError> {
         let o = self.pool.allocate_next(owner, true)?;
         Ok(Self::render(self.v6, self.base + o))
     }
 
-    pub fn commit(&self, owner: &str) {
+    fn commit(&self, owner: &str) {
         self.pool.commit(owner)
     }
 
-    pub fn release(&self, ip: IpAddr, owner: &str) {
+    fn release(&self, ip: IpAddr, owner: &str) {
         if let Some(o) = self.offset(ip) {
             self.pool.release(o, owner)
         }
     }
 
-    pub fn release_owner(&self, owner: &str) {
+    fn release_owner(&self, owner: &str) {
         self.pool.release_owner(owner)
     }
 
     /// Records `ip` as taken by `owner`, committed, replacing any holder: an
     /// IPAddress object found in storage.
-    pub fn claim(&self, ip: IpAddr, owner: &str) {
+    fn claim(&self, ip: IpAddr, owner: &str) {
         if let Some(o) = self.offset(ip) {
             self.pool.claim(o, owner)
         }
     }
 
-    pub fn is_allocated(&self, ip: IpAddr) -> bool {
+    fn is_allocated(&self, ip: IpAddr) -> bool {
         self.offset(ip).is_some_and(|o| self.pool.is_allocated(o))
     }
 
-    pub fn owned_by(&self, owner: &str) -> Vec<IpAddr> {
+    fn owned_by(&self, owner: &str) -> Vec<IpAddr> {
         self.pool.owned_by(owner).into_iter().map(|o| Self::render(self.v6, self.base + o)).collect()
     }
 
     /// Replaces the committed allocations with (ip, owner uid) pairs read from
     /// storage; addresses outside the range are ignored.
-    pub fn reset(&self, entries: &[(IpAddr, String)]) {
+    fn reset(&self, entries: &[(IpAddr, String)]) {
         let e: Vec<(u128, String)> =
             entries.iter().filter_map(|(ip, o)| self.offset(*ip).map(|n| (n, o.clone()))).collect();
         self.pool.reset(&e)
     }
 
     /// The message upstream gives for an address outside the range.
-    pub fn not_in_range_message(&self, ip: &str) -> String {
+    fn not_in_range_message(&self, ip: &str) -> String {
         format!("the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}", self.cidr)
+    }
+}
+
+/// An IP family, as spec.ipFamilies names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+impl IpFamily {
+    pub fn of(ip: IpAddr) -> Self {
+        if ip.is_ipv4() {
+            IpFamily::V4
+        } else {
+            IpFamily::V6
+        }
+    }
+
+    /// The family spec.ipFamilies names `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "IPv4" => Some(IpFamily::V4),
+            "IPv6" => Some(IpFamily::V6),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        }
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            IpFamily::V4 => IpFamily::V6,
+            IpFamily::V6 => IpFamily::V4,
+        }
+    }
+}
+
+/// Service cluster IPs from --service-cluster-ip-range: one CIDR, or two of
+/// different families for a dual-stack cluster, the first the primary
+/// (upstream's serviceIPAllocatorsByFamily and defaultServiceIPFamily).
+pub struct IpAllocator {
+    ranges: Vec<IpRange>,
+}
+
+impl IpAllocator {
+    /// Parses the flag: one CIDR, or two separated by a comma.
+    pub fn new(flag: &str) -> Result<Self, String> {
+        let ranges = flag.split(',').map(|c| IpRange::new(c.trim())).collect::<Result<Vec<_>, _>>()?;
+        match ranges.as_slice() {
+            [_] => {}
+            [a, b] if a.family() != b.family() => {}
+            [_, _] => {
+                return Err(format!(
+                    "--service-cluster-ip-range {flag:?}: the two CIDRs must be of different IP families"
+                ))
+            }
+            _ => return Err(format!("--service-cluster-ip-range {flag:?}: at most two CIDRs, one of each IP family")),
+        }
+        Ok(IpAllocator { ranges })
+    }
+
+    fn primary(&self) -> &IpRange {
+        &self.ranges[0]
+    }
+
+    fn range_of(&self, ip: IpAddr) -> Option<&IpRange> {
+        self.ranges.iter().find(|r| r.family() == IpFamily::of(ip))
+    }
+
+    /// The primary CIDR.
+    pub fn cidr(&self) -> &str {
+        self.primary().cidr()
+    }
+
+    /// Every CIDR, the primary first, as the default ServiceCIDR lists them.
+    pub fn cidrs(&self) -> Vec<String> {
+        self.ranges.iter().map(|r| r.cidr().to_string()).collect()
+    }
+
+    /// The primary family: what a Service that names none gets.
+    pub fn family(&self) -> IpFamily {
+        self.primary().family()
+    }
+
+    pub fn has_family(&self, family: IpFamily) -> bool {
+        self.ranges.iter().any(|r| r.family() == family)
+    }
+
+    pub fn is_dual_stack(&self) -> bool {
+        self.ranges.len() == 2
+    }
+
+    /// The primary range's address kept for the `kubernetes` service.
+    pub fn first(&self) -> IpAddr {
+        self.primary().first()
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.range_of(ip).is_some_and(|r| r.contains(ip))
+    }
+
+    pub fn allocate(&self, ip: IpAddr, owner: &str) -> Result<(), AllocError> {
+        self.range_of(ip).ok_or(AllocError::NotInRange)?.allocate(ip, owner)
+    }
+
+    /// A free address of `family`, held for `owner` until committed.
+    pub fn allocate_next(&self, family: IpFamily, owner: &str) -> Result<IpAddr, AllocError> {
+        self.range(family)?.allocate_next(owner)
+    }
+
+    /// Allocates and commits at once (for writes with no after-hook: updates).
+    pub fn allocate_next_committed(&self, family: IpFamily, owner: &str) -> Result<IpAddr, AllocError> {
+        self.range(family)?.allocate_next_committed(owner)
+    }
+
+    fn range(&self, family: IpFamily) -> Result<&IpRange, AllocError> {
+        self.ranges.iter().find(|r| r.family() == family).ok_or(AllocError::NotInRange)
+    }
+
+    pub fn commit(&self, owner: &str) {
+        self.ranges.iter().for_each(|r| r.commit(owner))
+    }
+
+    pub fn release(&self, ip: IpAddr, owner: &str) {
+        if let Some(r) = self.range_of(ip) {
+            r.release(ip, owner)
+        }
+    }
+
+    pub fn release_owner(&self, owner: &str) {
+        self.ranges.iter().for_each(|r| r.release_owner(owner))
+    }
+
+    /// Records `ip` as taken by `owner`, committed, replacing any holder: an
+    /// IPAddress object found in storage.
+    pub fn claim(&self, ip: IpAddr, owner: &str) {
+        if let Some(r) = self.range_of(ip) {
+            r.claim(ip, owner)
+        }
+    }
+
+    pub fn is_allocated(&self, ip: IpAddr) -> bool {
+        self.range_of(ip).is_some_and(|r| r.is_allocated(ip))
+    }
+
+    pub fn owned_by(&self, owner: &str) -> Vec<IpAddr> {
+        self.ranges.iter().flat_map(|r| r.owned_by(owner)).collect()
+    }
+
+    /// Replaces the committed allocations with (ip, owner uid) pairs read from
+    /// storage; addresses outside the ranges are ignored.
+    pub fn reset(&self, entries: &[(IpAddr, String)]) {
+        self.ranges.iter().for_each(|r| r.reset(entries))
+    }
+
+    /// The message upstream gives for an address outside the range of its family.
+    pub fn not_in_range_message(&self, ip: &str) -> String {
+        let range = ip.parse().ok().and_then(|ip| self.range_of(ip)).unwrap_or(self.primary());
+        range.not_in_range_message(ip)
     }
 }
 
@@ -394,15 +553,16 @@ mod tests {
     fn ipv4_range_reserves_first_and_skips_network_and_broadcast() {
         let a = IpAllocator::new("10.0.0.0/29").unwrap();
         assert_eq!(a.first().to_string(), "10.0.0.1");
-        assert_eq!(a.family(), "IPv4");
+        assert_eq!(a.family(), IpFamily::V4);
         assert!(!a.contains("10.0.0.0".parse().unwrap()));
         assert!(!a.contains("10.0.0.7".parse().unwrap()));
         assert!(a.contains("10.0.0.6".parse().unwrap()));
         // .2 to .6 are dynamic: five of them, never .1.
-        let mut got: Vec<String> = (0..5).map(|i| a.allocate_next(&format!("o{i}")).unwrap().to_string()).collect();
+        let mut got: Vec<String> =
+            (0..5).map(|i| a.allocate_next(IpFamily::V4, &format!("o{i}")).unwrap().to_string()).collect();
         got.sort();
         assert_eq!(got, ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
-        assert_eq!(a.allocate_next("x"), Err(AllocError::Full));
+        assert_eq!(a.allocate_next(IpFamily::V4, "x"), Err(AllocError::Full));
         // The kubernetes service may still ask for .1 explicitly.
         assert_eq!(a.allocate(a.first(), "k"), Ok(()));
         assert_eq!(a.allocate("10.0.0.3".parse().unwrap(), "y"), Err(AllocError::Allocated));
@@ -413,7 +573,7 @@ mod tests {
     #[test]
     fn owners_commit_release_and_reset() {
         let a = IpAllocator::new("10.0.0.0/24").unwrap();
-        let ip = a.allocate_next("svc-a").unwrap();
+        let ip = a.allocate_next(IpFamily::V4, "svc-a").unwrap();
         // The same owner asking again is not a conflict (create retries).
         assert_eq!(a.allocate(ip, "svc-a"), Ok(()));
         assert_eq!(a.allocate(ip, "svc-b"), Err(AllocError::Allocated));
@@ -438,9 +598,31 @@ mod tests {
         assert!(IpAllocator::new("10.0.0.0/31").is_err());
         assert!(IpAllocator::new("nonsense/8").is_err());
         let v6 = IpAllocator::new("fd00::/108").unwrap();
-        assert_eq!(v6.family(), "IPv6");
+        assert_eq!(v6.family(), IpFamily::V6);
         assert_eq!(v6.first().to_string(), "fd00::1");
-        assert!(v6.contains(v6.allocate_next("x").unwrap()));
+        assert!(v6.contains(v6.allocate_next(IpFamily::V6, "x").unwrap()));
+        assert_eq!(v6.allocate_next(IpFamily::V4, "x"), Err(AllocError::NotInRange));
+        assert!(IpAllocator::new("10.0.0.0/24,10.1.0.0/24").is_err(), "two of one family");
+        assert!(IpAllocator::new("10.0.0.0/24,fd00::/108,fd01::/108").is_err(), "three");
+    }
+
+    #[test]
+    fn dual_stack_ranges_by_family() {
+        let a = IpAllocator::new("fd00::/108, 10.0.0.0/24").unwrap();
+        assert!(a.is_dual_stack());
+        assert_eq!(a.family(), IpFamily::V6, "the first range is the primary");
+        assert_eq!(a.cidrs(), ["fd00::/108", "10.0.0.0/24"]);
+        assert_eq!(a.first().to_string(), "fd00::1");
+        let v4 = a.allocate_next(IpFamily::V4, "s").unwrap();
+        let v6 = a.allocate_next(IpFamily::V6, "s").unwrap();
+        assert!(v4.is_ipv4() && v6.is_ipv6());
+        a.commit("s");
+        assert_eq!(a.owned_by("s").len(), 2);
+        assert_eq!(a.allocate(v4, "t"), Err(AllocError::Allocated));
+        assert!(a.not_in_range_message("fe80::1").ends_with("The range of valid IPs is fd00::/108"));
+        assert!(a.not_in_range_message("1.2.3.4").ends_with("The range of valid IPs is 10.0.0.0/24"));
+        a.release_owner("s");
+        assert!(!a.is_allocated(v4) && !a.is_allocated(v6));
     }
 
     #[test]

@@ -230,7 +230,7 @@ pub async fn new_server(
     }
     core.ip_records.bind(&store_of::<IPAddress>(&stores)?);
     core.bootstrap(&namespaces, &services).await.map_err(|e| format!("bootstrap: {e}"))?;
-    let cidr = core.services.ip_allocator().cidr().to_string();
+    let cidrs = core.services.ip_allocator().cidrs();
     let (flow_schemas, priority_levels) =
         (store_of::<FlowSchema>(&stores)?, store_of::<PriorityLevelConfiguration>(&stores)?);
     let cluster_roles = store_of::<ClusterRole>(&stores)?;
@@ -245,7 +245,7 @@ pub async fn new_server(
     let service_cidr = store_of::<ServiceCIDR>(&stores)?;
     tokio::try_join!(
         async {
-            crate::service_ips::spawn_default_service_cidr(service_cidr, cidr)
+            crate::service_ips::spawn_default_service_cidr(service_cidr, cidrs)
                 .await
                 .map_err(|e| format!("default ServiceCIDR: {e}"))
         },

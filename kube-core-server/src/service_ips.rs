@@ -236,8 +236,9 @@ impl WriteHooks for IpRecords {
 }
 
 /// Creates the default ServiceCIDR if it is missing and marks it Ready when
-/// it matches `cidr` and has no Ready condition yet (upstream's controller).
-pub async fn sync_default_service_cidr(store: &Store, cidr: &str) -> Result<(), StatusError> {
+/// it matches `cidrs` (the flag's, primary first) and has no Ready condition
+/// yet (upstream's controller).
+pub async fn sync_default_service_cidr(store: &Store, cidrs: &[String]) -> Result<(), StatusError> {
     let current = match store.get("", DEFAULT_SERVICE_CIDR).await {
         Ok(obj) => obj,
         Err(e) if e.code == 404 => {
@@ -245,7 +246,7 @@ pub async fn sync_default_service_cidr(store: &Store, cidr: &str) -> Result<(), 
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "ServiceCIDR",
                 "metadata": {"name": DEFAULT_SERVICE_CIDR},
-                "spec": {"cidrs": [cidr]},
+                "spec": {"cidrs": cidrs},
             });
             match store.create("", obj, &write_options("kube-apiserver")).await {
                 Ok(w) => w.object,
@@ -259,8 +260,8 @@ pub async fn sync_default_service_cidr(store: &Store, cidr: &str) -> Result<(), 
         // Its deletion is the controller manager's to finish.
         return Ok(());
     }
-    if current.pointer("/spec/cidrs") != Some(&json!([cidr])) {
-        tracing::info!(flag = cidr, "the default ServiceCIDR does not match --service-cluster-ip-range; left as it is");
+    if current.pointer("/spec/cidrs") != Some(&json!(cidrs)) {
+        tracing::info!(flag = ?cidrs, "the default ServiceCIDR does not match --service-cluster-ip-range; left as it is");
         return Ok(());
     }
     let ready = crate::registry::arr_at(&current, "/status/conditions")
@@ -292,8 +293,8 @@ pub async fn sync_default_service_cidr(store: &Store, cidr: &str) -> Result<(), 
 
 /// Keeps the default ServiceCIDR: synced now, then whenever it changes or
 /// goes (upstream recreates a deleted one).
-pub async fn spawn_default_service_cidr(store: Arc<Store>, cidr: String) -> Result<(), StatusError> {
-    sync_default_service_cidr(&store, &cidr).await?;
+pub async fn spawn_default_service_cidr(store: Arc<Store>, cidrs: Vec<String>) -> Result<(), StatusError> {
+    sync_default_service_cidr(&store, &cidrs).await?;
     let (tx, mut rx) = unbounded_channel::<()>();
     let retry = tx.clone();
     Informer::new(store.clone()).spawn(move |change| {
@@ -304,7 +305,7 @@ pub async fn spawn_default_service_cidr(store: Arc<Store>, cidr: String) -> Resu
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
             while rx.try_recv().is_ok() {}
-            if let Err(e) = sync_default_service_cidr(&store, &cidr).await {
+            if let Err(e) = sync_default_service_cidr(&store, &cidrs).await {
                 tracing::warn!(error = %e, "syncing the default ServiceCIDR failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 let _ = retry.send(());

@@ -26,11 +26,14 @@ use super::{
     age, arr_at, child, default_field, format_labels, go_string_slice, invalid_raw, map_at, port_name_problems, str_at,
     valid_port, PORT_RANGE_MSG,
 };
-use crate::allocator::{AllocError, IpAllocator, PortAllocator, PENDING_TTL};
+use crate::allocator::{AllocError, IpAllocator, IpFamily, PortAllocator, PENDING_TTL};
 use crate::service_ips::IpRecords;
 
+mod families;
+use families::IpFields;
+
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
-const IP_MSG: &str = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+const SINGLE_STACK: &str = "SingleStack";
 
 pub struct ServiceStrategy {
     ips: Arc<IpAllocator>,
@@ -87,21 +90,6 @@ fn needs_node_ports(obj: &Value) -> bool {
     }
 }
 
-/// The requested primary cluster IP: spec.clusterIP, else spec.clusterIPs[0].
-fn requested_ip(obj: &Value) -> String {
-    let ip = str_at(obj, "/spec/clusterIP");
-    if !ip.is_empty() {
-        return ip.to_string();
-    }
-    arr_at(obj, "/spec/clusterIPs").first().and_then(Value::as_str).unwrap_or("").to_string()
-}
-
-fn set_cluster_ip(obj: &mut Value, ip: &str) {
-    let spec = child(obj, "spec");
-    spec.insert("clusterIP".into(), json!(ip));
-    spec.insert("clusterIPs".into(), json!([ip]));
-}
-
 fn port_key(p: &Value) -> (i64, String) {
     (p.get("port").and_then(Value::as_i64).unwrap_or(0), str_at(p, "/protocol").to_string())
 }
@@ -147,30 +135,40 @@ impl ServiceStrategy {
         ip_failure_cause(obj, ip, &detail)
     }
 
-    /// Takes (or reuses, for the same owner) the requested cluster IP, or a
-    /// free one. `committed` is for updates, which have no after-hook.
-    fn allocate_ip(&self, obj: &mut Value, owner: &str, committed: bool, causes: &mut Vec<Cause>) {
-        let requested = requested_ip(obj);
-        if requested == "None" {
-            set_cluster_ip(obj, "None");
+    /// Takes a cluster IP for each of the Service's families from index
+    /// `from` on: the one asked for, or a free one (upstream's
+    /// allocClusterIPs). `committed` is for updates, which have no after-hook.
+    fn allocate_ips(&self, obj: &mut Value, from: usize, owner: &str, committed: bool, causes: &mut Vec<Cause>) {
+        let mut f = IpFields::of(obj);
+        if f.is_headless() {
             return;
         }
-        if requested.is_empty() {
-            let got = if committed { self.ips.allocate_next_committed(owner) } else { self.ips.allocate_next(owner) };
-            match got {
-                Ok(ip) => set_cluster_ip(obj, &ip.to_string()),
-                Err(e) => causes.push(self.ip_failure(obj, "", e)),
+        let families: Vec<IpFamily> = f.families.iter().filter_map(|fam| IpFamily::parse(fam)).collect();
+        for (i, family) in families.into_iter().enumerate().skip(from) {
+            if i >= f.ips.len() {
+                f.ips.push(String::new());
             }
-            return;
+            let taken = if f.ips[i].is_empty() {
+                let next = if committed {
+                    self.ips.allocate_next_committed(family, owner)
+                } else {
+                    self.ips.allocate_next(family, owner)
+                };
+                next.map(|ip| f.ips[i] = ip.to_string()).map_err(|e| (String::new(), e))
+            } else {
+                // Unparseable addresses were refused before allocation.
+                let Ok(ip) = f.ips[i].parse::<IpAddr>() else { continue };
+                self.ips.allocate(ip, owner).map_err(|e| (f.ips[i].clone(), e))
+            };
+            if let Err((ip, e)) = taken {
+                causes.push(self.ip_failure(obj, &ip, e));
+                return;
+            }
         }
-        set_cluster_ip(obj, &requested);
-        // Unparseable addresses are left for validation to name.
-        let Ok(ip) = requested.parse::<IpAddr>() else { return };
-        match self.ips.allocate(ip, owner) {
-            Ok(()) if committed => self.ips.commit(owner),
-            Ok(()) => {}
-            Err(e) => causes.push(self.ip_failure(obj, &requested, e)),
+        if committed {
+            self.ips.commit(owner);
         }
+        f.write(obj);
     }
 
     fn allocate_node_ports(&self, obj: &mut Value, owner: &str, committed: bool, causes: &mut Vec<Cause>) {
@@ -254,8 +252,7 @@ impl ServiceStrategy {
             causes.push(Cause::not_supported("spec.type", &ty, TYPES));
         }
         let ty = svc_type(obj);
-        let cluster_ip = requested_ip(obj);
-        let headless = cluster_ip == "None";
+        let headless = IpFields::of(obj).is_headless();
         let ports = arr_at(obj, "/spec/ports");
         if ports.is_empty() && !headless && ty != "ExternalName" {
             causes.push(Cause::required("spec.ports", ""));
@@ -330,8 +327,14 @@ impl ServiceStrategy {
                 } else if let Some(m) = generic_server::meta::is_dns1123_subdomain(en.trim_end_matches('.')) {
                     causes.push(Cause::invalid("spec.externalName", &json!(en), &m));
                 }
-                if !cluster_ip.is_empty() {
+                if !arr_at(obj, "/spec/clusterIPs").is_empty() {
                     causes.push(Cause::forbidden("spec.clusterIPs", "may not be set for ExternalName services"));
+                }
+                if !arr_at(obj, "/spec/ipFamilies").is_empty() {
+                    causes.push(Cause::forbidden("spec.ipFamilies", "may not be set for ExternalName services"));
+                }
+                if obj.pointer("/spec/ipFamilyPolicy").is_some_and(|v| !v.is_null()) {
+                    causes.push(Cause::forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services"));
                 }
             }
             _ => {
@@ -342,28 +345,11 @@ impl ServiceStrategy {
                         &format!("may not be set to 'None' for {ty} services"),
                     ));
                 }
-                for (i, ip) in arr_at(obj, "/spec/clusterIPs").iter().enumerate() {
-                    let s = ip.as_str().unwrap_or("");
-                    if s != "None" && s.parse::<IpAddr>().is_err() {
-                        causes.push(Cause::invalid(format!("spec.clusterIPs[{i}]"), ip, IP_MSG));
-                    }
-                }
-                let primary = arr_at(obj, "/spec/clusterIPs").first().and_then(Value::as_str).unwrap_or("");
-                let single = str_at(obj, "/spec/clusterIP");
-                if !single.is_empty() && !primary.is_empty() && single != primary {
-                    causes.push(Cause::invalid(
-                        "spec.clusterIPs",
-                        &json!(primary),
-                        "must match `clusterIP` if specified",
-                    ));
-                }
             }
         }
-        for (field, allowed) in [
-            ("internalTrafficPolicy", &["Cluster", "Local"][..]),
-            ("externalTrafficPolicy", &["Cluster", "Local"][..]),
-            ("ipFamilyPolicy", &["SingleStack", "PreferDualStack", "RequireDualStack"][..]),
-        ] {
+        for (field, allowed) in
+            [("internalTrafficPolicy", &["Cluster", "Local"][..]), ("externalTrafficPolicy", &["Cluster", "Local"][..])]
+        {
             if let Some(v) = obj.pointer(&format!("/spec/{field}")).filter(|v| !v.is_null()) {
                 if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
                     causes.push(Cause::not_supported(format!("spec.{field}"), v, allowed));
@@ -380,12 +366,53 @@ impl ServiceStrategy {
                 "may only be set when `type` is 'NodePort' or 'LoadBalancer'",
             ));
         }
-        for (i, f) in arr_at(obj, "/spec/ipFamilies").iter().enumerate() {
-            if !matches!(f.as_str(), Some("IPv4" | "IPv6")) {
-                causes.push(Cause::not_supported(format!("spec.ipFamilies[{i}]"), f, &["IPv4", "IPv6"]));
+        causes.extend(families::validate(obj));
+        causes
+    }
+}
+
+/// Values that no longer apply after a type change are dropped when the
+/// client left them as they were (upstream's dropTypeDependentFields): a
+/// NodePort service patched to ClusterIP loses its node ports instead of
+/// being refused for having them.
+fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
+    let same = |new: &Value, pointer: &str| new.pointer(pointer) == old.pointer(pointer);
+    let node_ports = |v: &Value| -> Vec<Option<Value>> {
+        arr_at(v, "/spec/ports").iter().map(|p| p.get("nodePort").cloned()).collect()
+    };
+    let (old_ty, new_ty) = (svc_type(old).to_string(), svc_type(new).to_string());
+    let external = |t: &str| matches!(t, "NodePort" | "LoadBalancer");
+    let mut dropped: Vec<&str> = Vec::new();
+    if needs_cluster_ip(old) && !needs_cluster_ip(new) {
+        if same(new, "/spec/clusterIPs") {
+            dropped.extend(["clusterIP", "clusterIPs"]);
+        }
+        dropped.extend(["ipFamilies", "ipFamilyPolicy"].into_iter().filter(|f| same(new, &format!("/spec/{f}"))));
+    }
+    if external(&old_ty) && !external(&new_ty) {
+        if node_ports(new) == node_ports(old) {
+            if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+                ports.iter_mut().filter_map(Value::as_object_mut).for_each(|p| drop(p.remove("nodePort")));
             }
         }
-        causes
+        dropped.extend(
+            ["externalTrafficPolicy", "healthCheckNodePort"].into_iter().filter(|f| same(new, &format!("/spec/{f}"))),
+        );
+    }
+    if old_ty == "LoadBalancer" && new_ty != "LoadBalancer" {
+        dropped.extend(
+            ["allocateLoadBalancerNodePorts", "loadBalancerClass"]
+                .into_iter()
+                .filter(|f| same(new, &format!("/spec/{f}"))),
+        );
+    }
+    let spec = child(new, "spec");
+    for f in dropped {
+        spec.remove(f);
+    }
+    // Whatever a load balancer reported is gone with it.
+    if new_ty != "LoadBalancer" {
+        child(new, "status").insert("loadBalancer".into(), json!({}));
     }
 }
 
@@ -401,11 +428,11 @@ impl Strategy for ServiceStrategy {
             m.insert("status".into(), json!({"loadBalancer": {}}));
         }
         let uid = meta::uid(obj).to_string();
-        let mut causes = Vec::new();
-        if needs_cluster_ip(obj) {
-            self.allocate_ip(obj, &uid, false, &mut causes);
+        let mut causes = families::init(obj, None, &self.ips);
+        if causes.is_empty() && needs_cluster_ip(obj) {
+            self.allocate_ips(obj, 0, &uid, false, &mut causes);
         }
-        if needs_node_ports(obj) {
+        if causes.is_empty() && needs_node_ports(obj) {
             self.allocate_node_ports(obj, &uid, false, &mut causes);
         }
         self.record_failures(&uid, causes);
@@ -446,24 +473,28 @@ impl Strategy for ServiceStrategy {
                 }
             }
         }
-        // A type change may need values the old service did not have. Updates
-        // have no after-hook, so these are committed right away; if the write
-        // then fails, the periodic repair gives them back.
+        drop_type_dependent_fields(new, old);
+        // A type change or a move to dual-stack may need values the old
+        // service did not have. Updates have no after-hook, so these are
+        // committed right away; if the write then fails, the periodic repair
+        // gives them back. What a downgrade gives up is released when the
+        // update is stored (the IpRecords hooks).
         let uid = meta::uid(old).to_string();
-        let mut causes = Vec::new();
-        let requested = requested_ip(new);
-        let from_external_name = !needs_cluster_ip(old) && requested != requested_ip(old);
-        if needs_cluster_ip(new) && (requested.is_empty() || from_external_name) {
-            self.allocate_ip(new, &uid, true, &mut causes);
+        let mut causes = families::init(new, Some(old), &self.ips);
+        if causes.is_empty() && needs_cluster_ip(new) && !IpFields::of(old).is_headless() {
+            let (before, after) = (IpFields::of(old).families.len(), IpFields::of(new).families.len());
+            let from = if !needs_cluster_ip(old) { Some(0) } else { (before == 1 && after == 2).then_some(1) };
+            if let Some(from) = from {
+                self.allocate_ips(new, from, &uid, true, &mut causes);
+            }
         }
-        if needs_node_ports(new) {
+        if causes.is_empty() && needs_node_ports(new) {
             self.allocate_node_ports(new, &uid, true, &mut causes);
         }
         self.record_failures(&uid, causes);
     }
 
     fn default(&self, obj: &mut Value) {
-        let family = self.ips.family();
         let spec = child(obj, "spec");
         default_field(spec, "type", json!("ClusterIP"));
         default_field(spec, "sessionAffinity", json!("None"));
@@ -494,15 +525,6 @@ impl Strategy for ServiceStrategy {
                 let first = spec.get("clusterIPs").and_then(|v| v.get(0)).cloned().unwrap_or(json!(""));
                 spec.insert("clusterIP".into(), first);
             }
-            default_field(spec, "ipFamilyPolicy", json!("SingleStack"));
-            if spec.get("ipFamilies").and_then(Value::as_array).is_none_or(Vec::is_empty) {
-                let fam = match spec.get("clusterIP").and_then(Value::as_str).and_then(|s| s.parse::<IpAddr>().ok()) {
-                    Some(IpAddr::V6(_)) => "IPv6",
-                    Some(IpAddr::V4(_)) => "IPv4",
-                    None => family,
-                };
-                spec.insert("ipFamilies".into(), json!([fam]));
-            }
         }
         if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
             default_field(spec, "externalTrafficPolicy", json!("Cluster"));
@@ -517,28 +539,23 @@ impl Strategy for ServiceStrategy {
         }
     }
 
+    /// What allocation refused is the whole answer, as upstream's
+    /// BeginCreate fails before the object is validated.
     fn validate(&self, obj: &Value) -> Vec<Cause> {
-        let mut causes = self.validate_spec(obj);
-        causes.extend(self.failures_for(meta::uid(obj), false));
-        causes
+        let failures = self.failures_for(meta::uid(obj), false);
+        if !failures.is_empty() {
+            return failures;
+        }
+        self.validate_spec(obj)
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
-        let mut causes = self.validate_spec(new);
-        causes.extend(self.failures_for(meta::uid(old), true));
-        // The primary cluster IP is fixed for the service's life, unless the
-        // service moves to or from ExternalName.
-        if needs_cluster_ip(old) && needs_cluster_ip(new) {
-            let o = arr_at(old, "/spec/clusterIPs").first().and_then(Value::as_str).unwrap_or("");
-            let n = arr_at(new, "/spec/clusterIPs").first().and_then(Value::as_str).unwrap_or("");
-            if !o.is_empty() && !n.is_empty() && o != n {
-                causes.push(invalid_raw(
-                    "spec.clusterIPs[0]",
-                    &go_string_slice(arr_at(new, "/spec/clusterIPs")),
-                    "may not change once set",
-                ));
-            }
+        let failures = self.failures_for(meta::uid(old), true);
+        if !failures.is_empty() {
+            return failures;
         }
+        let mut causes = families::validate_update(new, old);
+        causes.extend(self.validate_spec(new));
         causes
     }
 
@@ -662,6 +679,8 @@ mod tests {
         let mut v =
             generic_server::registry::typed::decode_as::<k8s_openapi::api::core::v1::Service>(v).unwrap().object;
         meta::set_meta(&mut v, "uid", json!(uid));
+        // As the Store runs them.
+        s.default(&mut v);
         s.prepare_for_create(&mut v);
         s.default(&mut v);
         let causes = s.validate(&v);
