@@ -384,6 +384,29 @@ fn kubectl_workload_commands() {
     assert_ne!(s.kubectl_json(&["get", "deployment/web"])["spec"]["paused"], true);
     let history = s.kubectl(&["rollout", "history", "deployment/web"]);
     assert!(history.contains("No rollout history found."), "{history}");
+
+    // Selectors are label selectors wherever they are: keys are label names
+    // and values label values, in matchLabels and in requirements.
+    let bad_selector = "{matchLabels: {-app: web}, matchExpressions: [{key: tier, operator: In, values: [a b]}]}";
+    s.kubectl_err(
+        &["create", "-f", "-"],
+        Some(&controller("apps/v1", "Deployment", "badsel", "web", "").replace("{matchLabels: {app: web}}", bad_selector)),
+        &[
+            r#"spec.selector.matchLabels: Invalid value: "-app": name part must consist of alphanumeric characters"#,
+            r#"spec.selector.matchExpressions[0].values[0]: Invalid value: "a b": a valid label must be an empty string or consist of alphanumeric characters"#,
+        ],
+    );
+    s.kubectl_err(
+        &["create", "-f", "-"],
+        Some(&format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: badsel}}\nspec:\n  podSelector: {bad_selector}\n  ingress: [{{from: [{{namespaceSelector: {{matchExpressions: [{{key: x/y/z, operator: Exists}}]}}}}]}}]\n"
+        )),
+        &[
+            "spec.podSelector.matchLabels: Invalid value",
+            "spec.podSelector.matchExpressions[0].values[0]",
+            r#"spec.ingress[0].from[0].namespaceSelector.matchExpressions[0].key: Invalid value: "x/y/z""#,
+        ],
+    );
 }
 
 fn eviction(name: &str) -> Value {

@@ -268,6 +268,28 @@ pub fn label_value_problem(v: &str) -> Option<String> {
     None
 }
 
+/// Upstream's ValidateLabels: each key a qualified name, each value a
+/// label value, both reported at `path` (metadata.labels, or a selector's
+/// matchLabels).
+pub fn validate_labels(labels: &Map<String, Value>, path: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    for (k, v) in labels {
+        for p in qualified_name_problems(k) {
+            causes.push(Cause::invalid(path, &Value::String(k.clone()), &p));
+        }
+        match v.as_str() {
+            Some(s) => {
+                if let Some(p) = label_value_problem(s) {
+                    causes.push(Cause::invalid(path, v, &p));
+                }
+            }
+            None if v.is_null() => {}
+            None => causes.push(Cause::invalid(path, v, "must be a string")),
+        }
+    }
+    causes
+}
+
 /// How a resource's names are checked: most use DNS subdomains, some labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameRule {
@@ -316,22 +338,7 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule) -> Ve
     if let Some(m) = metadata(obj) {
         if let Some(labels) = m.get("labels") {
             match labels.as_object() {
-                Some(l) => {
-                    for (k, v) in l {
-                        for p in qualified_name_problems(k) {
-                            causes.push(Cause::invalid("metadata.labels", &Value::String(k.clone()), &p));
-                        }
-                        match v.as_str() {
-                            Some(s) => {
-                                if let Some(p) = label_value_problem(s) {
-                                    causes.push(Cause::invalid("metadata.labels", v, &p));
-                                }
-                            }
-                            None if v.is_null() => {}
-                            None => causes.push(Cause::invalid("metadata.labels", v, "must be a string")),
-                        }
-                    }
-                }
+                Some(l) => causes.extend(validate_labels(l, "metadata.labels")),
                 None if labels.is_null() => {}
                 None => causes.push(Cause::invalid("metadata.labels", labels, "must be a map of strings")),
             }

@@ -19,7 +19,7 @@ use generic_server::registry::{CreateCall, CreateOnly, Creater};
 use generic_server::status::{Cause, StatusError};
 
 use super::authentication::{answer, no_user};
-use super::webhookconfiguration::{validate_label_requirement, validate_operator_values, RequirementRules};
+use super::label_selector::{validate_label_requirement, validate_operator_values, UnknownOperator};
 use super::{arr_at, str_at};
 
 pub fn create_only(authorizer: Arc<dyn Authorizer>) -> Vec<CreateOnly> {
@@ -288,8 +288,7 @@ fn validate_selector_attributes(attrs: &Value, causes: &mut Vec<Cause>) {
         for (i, r) in reqs.iter().enumerate() {
             let at = format!("{path}.requirements[{i}]");
             if label {
-                let rules = RequirementRules { allow_unknown_operator: true, check_values: true };
-                validate_label_requirement(r, &at, rules, causes);
+                validate_label_requirement(r, &at, UnknownOperator::Allowed, causes);
                 continue;
             }
             // ValidateFieldSelectorRequirement: the key, then the operator.

@@ -11,9 +11,10 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::label_selector::validate_label_selector;
 use super::workload::{
     at, clear_status, container_cells, default_template, immutable, int, non_negative, selector_is_empty,
-    template_matches, validate_int_or_percent, validate_label_selector, validate_replica_template,
+    template_matches, validate_int_or_percent, validate_replica_template,
 };
 use super::{age, child, default_field, format_label_selector, format_labels, invalid_raw, map_at, show};
 
@@ -108,7 +109,7 @@ impl Strategy for DaemonSetStrategy {
         let mut causes = Vec::new();
         let sel = at(obj, "spec.selector");
         if let Some(s) = sel {
-            validate_label_selector(&mut causes, s, "spec.selector");
+            validate_label_selector(s, "spec.selector", &mut causes);
         }
         template_matches(&mut causes, obj, sel, "spec.template");
         if let Some(s) = sel.filter(|s| selector_is_empty(s)) {

@@ -14,10 +14,10 @@ use generic_server::registry::table::human_duration;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::label_selector::validate_label_selector;
 use super::podspec::validate_pod_spec;
 use super::workload::{
     at, container_cells, default_template, immutable, int, non_negative, pointer, selects, template_matches,
-    validate_label_selector,
 };
 use super::{age, arr_at, child, default_field, format_label_selector, invalid_raw, map_at, show, str_at};
 
@@ -209,7 +209,7 @@ impl Strategy for JobStrategy {
         let sel = at(obj, "spec.selector");
         match sel {
             None => causes.push(Cause::required("spec.selector", "")),
-            Some(s) => validate_label_selector(&mut causes, s, "spec.selector"),
+            Some(s) => validate_label_selector(s, "spec.selector", &mut causes),
         }
         template_matches(&mut causes, obj, sel, "spec.template");
         non_negative(

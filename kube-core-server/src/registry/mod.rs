@@ -31,6 +31,7 @@ pub mod horizontalpodautoscaler_v1;
 pub mod ingress;
 pub mod ingressclass;
 pub mod job;
+pub(crate) mod label_selector;
 pub mod lease;
 pub mod limitrange;
 pub mod namespace;

@@ -9,6 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::label_selector::validate_label_selector;
 use super::{age, arr_at, child, default_field, format_label_selector, port_name_problems, valid_port, PORT_RANGE_MSG};
 
 pub struct NetworkPolicyStrategy;
@@ -60,6 +61,11 @@ fn validate_peers(peers: &[Value], path: &str, causes: &mut Vec<Cause>) {
     for (i, peer) in peers.iter().enumerate() {
         let field = format!("{path}[{i}]");
         let has = |k: &str| peer.get(k).is_some_and(Value::is_object);
+        for key in ["podSelector", "namespaceSelector"] {
+            if let Some(sel) = peer.get(key).filter(|s| s.is_object()) {
+                validate_label_selector(sel, &format!("{field}.{key}"), causes);
+            }
+        }
         let selectors = usize::from(has("podSelector")) + usize::from(has("namespaceSelector"));
         if selectors == 0 && !has("ipBlock") {
             causes.push(Cause::required(&field, "must specify a peer"));
@@ -109,6 +115,9 @@ impl Strategy for NetworkPolicyStrategy {
 
     fn validate(&self, obj: &Value) -> Vec<Cause> {
         let mut causes = Vec::new();
+        if let Some(sel) = obj.pointer("/spec/podSelector") {
+            validate_label_selector(sel, "spec.podSelector", &mut causes);
+        }
         for (i, rule) in arr_at(obj, "/spec/ingress").iter().enumerate() {
             validate_ports(arr_at(rule, "/ports"), &format!("spec.ingress[{i}].ports"), &mut causes);
             validate_peers(arr_at(rule, "/from"), &format!("spec.ingress[{i}].from"), &mut causes);

@@ -12,6 +12,7 @@ use generic_server::meta::is_dns1123_subdomain;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::label_selector::validate_label_selector;
 use super::podspec::parse_quantity;
 use super::{age, arr_at, child, default_field, map_at, str_at};
 
@@ -290,6 +291,9 @@ impl Strategy for PersistentVolumeClaimStrategy {
         let mut causes = Vec::new();
         let spec = obj.get("spec").unwrap_or(&Value::Null);
         validate_access_modes(spec, "at least 1 access mode is required", &mut causes);
+        if let Some(sel) = spec.get("selector").filter(|s| s.is_object()) {
+            validate_label_selector(sel, "spec.selector", &mut causes);
+        }
         match spec.pointer("/resources/requests/storage") {
             None => causes.push(Cause::required("spec.resources[storage]", "")),
             Some(q) => {

@@ -10,7 +10,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
-use super::workload::{at, clear_status, int, non_negative, validate_int_or_percent, validate_label_selector};
+use super::label_selector::validate_label_selector;
+use super::workload::{at, clear_status, int, non_negative, validate_int_or_percent};
 use super::{age, invalid_raw, show};
 
 pub struct PodDisruptionBudgetStrategy;
@@ -50,7 +51,7 @@ impl Strategy for PodDisruptionBudgetStrategy {
             validate_int_or_percent(&mut causes, obj, path, true);
         }
         if let Some(sel) = at(obj, "spec.selector") {
-            validate_label_selector(&mut causes, sel, "spec.selector");
+            validate_label_selector(sel, "spec.selector", &mut causes);
         }
         if let Some(p) = at(obj, "spec.unhealthyPodEvictionPolicy") {
             if !p.as_str().is_some_and(|s| EVICTION_POLICIES.contains(&s)) {

@@ -12,7 +12,7 @@ use generic_server::meta::NameRule;
 use generic_server::registry::{table, Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
-use super::webhookconfiguration::validate_selector;
+use super::label_selector::validate_label_selector;
 use super::{arr_at, go_string_slice};
 
 /// Roles and clusterroles differ only in where non-resource URLs may appear.
@@ -87,7 +87,7 @@ impl Strategy for RoleStrategy {
                 ));
             }
             for (i, selector) in selectors.iter().enumerate() {
-                validate_selector(selector, &format!("aggregationRule.clusterRoleSelectors[{i}]"), &mut causes);
+                validate_label_selector(selector, &format!("aggregationRule.clusterRoleSelectors[{i}]"), &mut causes);
             }
         }
         causes

@@ -17,8 +17,9 @@ use generic_server::meta;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::label_selector::validate_label_selector;
 use super::webhookconfiguration::{
-    compile_at, default_rules, validate_match_conditions, validate_rule_with_operations, validate_selector,
+    compile_at, default_rules, validate_match_conditions, validate_rule_with_operations,
 };
 use super::{age, arr_at, default_field, str_at};
 
@@ -52,7 +53,7 @@ pub(crate) fn validate_match_resources(mr: &Value, path: &str, causes: &mut Vec<
     for key in ["namespaceSelector", "objectSelector"] {
         match mr.get(key).filter(|v| !v.is_null()) {
             None => causes.push(Cause::required(format!("{path}.{key}"), "")),
-            Some(sel) => validate_selector(sel, &format!("{path}.{key}"), causes),
+            Some(sel) => validate_label_selector(sel, &format!("{path}.{key}"), causes),
         }
     }
     for key in ["resourceRules", "excludeResourceRules"] {

@@ -11,8 +11,8 @@ use generic_server::meta;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::label_selector::validate_label_selector;
 use super::validatingadmissionpolicy::{default_match_resources, validate_match_resources};
-use super::webhookconfiguration::validate_selector;
 use super::{age, arr_at, format_label_selector, invalid_raw, str_at};
 
 pub struct ValidatingAdmissionPolicyBindingStrategy;
@@ -42,7 +42,7 @@ fn validate_param_ref(pr: &Value, causes: &mut Vec<Cause>) {
         causes.push(Cause::invalid(format!("{path}.namespace"), &json!(ns), &m));
     }
     if let Some(sel) = selector {
-        validate_selector(sel, &format!("{path}.selector"), causes);
+        validate_label_selector(sel, &format!("{path}.selector"), causes);
         if !name.is_empty() {
             causes.push(Cause::forbidden(format!("{path}.selector"), MUTUALLY_EXCLUSIVE));
         }

@@ -17,6 +17,7 @@ use generic_server::meta;
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
+use super::label_selector::validate_label_selector;
 use super::{age, arr_at, default_field, go_string_slice, invalid_raw, str_at};
 
 /// The two kinds differ in mutating webhooks' reinvocationPolicy.
@@ -154,62 +155,6 @@ pub(crate) fn validate_rule_with_operations(rule: &Value, path: &str, causes: &m
             causes.push(not_supported(format!("{path}.scope"), scope, &["*", "Cluster", "Namespaced"]));
         }
     }
-}
-
-/// Upstream's ValidateLabelSelector, in its operator and value rules.
-pub(crate) fn validate_selector(sel: &Value, path: &str, causes: &mut Vec<Cause>) {
-    let rules = RequirementRules { allow_unknown_operator: false, check_values: false };
-    for (i, e) in arr_at(sel, "/matchExpressions").iter().enumerate() {
-        validate_label_requirement(e, &format!("{path}.matchExpressions[{i}]"), rules, causes);
-    }
-}
-
-/// Upstream's LabelSelectorValidationOptions, where callers differ.
-#[derive(Clone, Copy)]
-pub(crate) struct RequirementRules {
-    /// An operator this server does not know passes (a newer client's, in
-    /// an access review).
-    pub allow_unknown_operator: bool,
-    /// Each value must be a label value.
-    pub check_values: bool,
-}
-
-/// metav1validation.ValidateLabelSelectorRequirement for the requirement
-/// at `path`.
-pub(crate) fn validate_label_requirement(req: &Value, path: &str, rules: RequirementRules, causes: &mut Vec<Cause>) {
-    let operator = str_at(req, "/operator");
-    if !validate_operator_values(req, path, causes) && !rules.allow_unknown_operator {
-        causes.push(Cause::invalid(format!("{path}.operator"), &json!(operator), "not a valid selector operator"));
-    }
-    let key = str_at(req, "/key");
-    for m in meta::qualified_name_problems(key) {
-        causes.push(Cause::invalid(format!("{path}.key"), &json!(key), &m));
-    }
-    if rules.check_values {
-        for (j, v) in arr_at(req, "/values").iter().enumerate() {
-            if let Some(problem) = v.as_str().and_then(meta::label_value_problem) {
-                causes.push(Cause::invalid(format!("{path}.values[{j}]"), v, &problem));
-            }
-        }
-    }
-}
-
-/// What a label or field selector requirement's operator says of its
-/// values: In and NotIn need some, Exists and DoesNotExist take none.
-/// Whether the operator is one of those.
-pub(crate) fn validate_operator_values(req: &Value, path: &str, causes: &mut Vec<Cause>) -> bool {
-    let values = arr_at(req, "/values");
-    match str_at(req, "/operator") {
-        "In" | "NotIn" if values.is_empty() => causes
-            .push(Cause::required(format!("{path}.values"), "must be specified when `operator` is 'In' or 'NotIn'")),
-        "Exists" | "DoesNotExist" if !values.is_empty() => causes.push(Cause::forbidden(
-            format!("{path}.values"),
-            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-        )),
-        "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-        _ => return false,
-    }
-    true
 }
 
 /// Upstream's validateMatchConditions: names, and expressions that compile.
@@ -358,7 +303,7 @@ impl WebhookConfigurationStrategy {
         }
         for key in ["namespaceSelector", "objectSelector"] {
             if let Some(sel) = hook.get(key) {
-                validate_selector(sel, &format!("{path}.{key}"), causes);
+                validate_label_selector(sel, &format!("{path}.{key}"), causes);
             }
         }
         if self.mutating {

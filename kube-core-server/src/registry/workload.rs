@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use generic_server::selectors::LabelSelector;
 use generic_server::status::Cause;
 
+use super::label_selector::validate_label_selector;
 use super::podspec::{default_pod_spec, validate_pod_spec};
 use super::{arr_at, child, go_string_map, invalid_raw, map_at, show, str_at};
 
@@ -97,27 +98,6 @@ pub(crate) fn validate_int_or_percent(causes: &mut Vec<Cause>, obj: &Value, path
     0
 }
 
-/// ValidateLabelSelector's operator rules for a metav1.LabelSelector.
-pub(crate) fn validate_label_selector(causes: &mut Vec<Cause>, sel: &Value, path: &str) {
-    for (i, e) in arr_at(sel, "/matchExpressions").iter().enumerate() {
-        let op = e.get("operator").cloned().unwrap_or(Value::Null);
-        let values = arr_at(e, "/values");
-        let field = format!("{path}.matchExpressions[{i}]");
-        match op.as_str() {
-            Some("In" | "NotIn") if values.is_empty() => causes.push(Cause::required(
-                format!("{field}.values"),
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
-            Some("Exists" | "DoesNotExist") if !values.is_empty() => causes.push(Cause::forbidden(
-                format!("{field}.values"),
-                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-            )),
-            Some("In" | "NotIn" | "Exists" | "DoesNotExist") => {}
-            _ => causes.push(Cause::invalid(format!("{field}.operator"), &op, "not a valid selector operator")),
-        }
-    }
-}
-
 pub(crate) fn selector_is_empty(sel: &Value) -> bool {
     map_at(sel, "/matchLabels").is_none_or(Map::is_empty) && arr_at(sel, "/matchExpressions").is_empty()
 }
@@ -140,7 +120,7 @@ pub(crate) fn validate_selector(causes: &mut Vec<Cause>, obj: &Value, spec: &str
     match sel {
         None => causes.push(Cause::required(&path, "")),
         Some(s) => {
-            validate_label_selector(causes, s, &path);
+            validate_label_selector(s, &path, causes);
             if let Some(kind) = empty_kind.filter(|_| selector_is_empty(s)) {
                 causes.push(invalid_raw(&path, &show(s), &format!("empty selector is invalid for {kind}")));
             }
