@@ -265,9 +265,23 @@ fn events_in_two_versions() {
 
     // An events.k8s.io update may not change what the event says.
     s.kubectl_err(
-        &["patch", "events.events.k8s.io", "synced", "-n", "ev", "--type=merge", "-p", r#"{"note": "changed"}"#],
+        &[
+            "patch",
+            "events.events.k8s.io",
+            "synced",
+            "-n",
+            "ev",
+            "--type=merge",
+            "-p",
+            r#"{"note": "changed", "regarding": {"name": "db"}, "eventTime": "2026-01-01T00:00:00.500000Z"}"#,
+        ],
         None,
-        &["message: Invalid value", "field is immutable"],
+        // Values as upstream's Go prints them.
+        &[
+            r#"involvedObject: Invalid value: core.ObjectReference{Kind:"Pod", Namespace:"ev", Name:"db", UID:"", APIVersion:"", ResourceVersion:"", FieldPath:""}: field is immutable"#,
+            r#"message: Invalid value: "changed": field is immutable"#,
+            "eventTime: Invalid value: 2026-01-01 00:00:00.5 +0000 UTC: field is immutable",
+        ],
     );
 }
 

@@ -13,7 +13,7 @@ use generic_server::status::Cause;
 
 use super::label_selector::validate_label_selector;
 use super::workload::{
-    at, clear_status, container_cells, default_template, immutable, int, non_negative, selector_is_empty,
+    at, clear_status, container_cells, default_template, immutable_selector, int, non_negative, selector_is_empty,
     template_matches, validate_int_or_percent, validate_replica_template,
 };
 use super::{age, child, default_field, format_label_selector, format_labels, invalid_raw, map_at, show};
@@ -125,7 +125,7 @@ impl Strategy for DaemonSetStrategy {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut causes = self.validate(new);
-        immutable(&mut causes, new, old, "spec.selector");
+        immutable_selector(&mut causes, new, old, "spec.selector");
         causes
     }
 

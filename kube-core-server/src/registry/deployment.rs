@@ -12,7 +12,7 @@ use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
 use super::workload::{
-    at, container_cells, default_template, immutable, non_negative, status_counts, validate_int_or_percent,
+    at, container_cells, default_template, immutable_selector, non_negative, status_counts, validate_int_or_percent,
     validate_replica_template, validate_selector,
 };
 use super::{age, child, default_field, format_label_selector};
@@ -107,7 +107,7 @@ impl Strategy for DeploymentStrategy {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut causes = self.validate(new);
         // apps/v1 made the selector immutable.
-        immutable(&mut causes, new, old, "spec.selector");
+        immutable_selector(&mut causes, new, old, "spec.selector");
         causes
     }
 
@@ -200,8 +200,16 @@ mod tests {
         new["spec"]["template"]["metadata"]["labels"] = json!({"app": "web", "v": "2"});
         let causes = s.validate_update(&new, &old);
         assert_eq!(causes.len(), 1);
-        assert_eq!(causes[0].field, "spec.selector");
-        assert!(causes[0].message.ends_with("field is immutable"));
+        assert_eq!(
+            causes[0].full_message(),
+            r#"spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web", "v":"2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"#
+        );
+        let mut expr = old.clone();
+        expr["spec"]["selector"] = json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]});
+        assert_eq!(
+            s.validate_update(&expr, &old)[0].full_message(),
+            r#"spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), MatchExpressions:[]v1.LabelSelectorRequirement{v1.LabelSelectorRequirement{Key:"app", Operator:"In", Values:[]string{"web"}}}}: field is immutable"#
+        );
     }
 
     #[test]

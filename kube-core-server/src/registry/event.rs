@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
-use super::{since, str_at};
+use super::{invalid_raw, since, str_at};
 
 pub struct EventStrategy;
 
@@ -144,10 +144,41 @@ pub(crate) fn validate_strict_update(new: &Value, old: &Value) -> Vec<Cause> {
     for (field, path) in IMMUTABLE {
         let n = new.get(field).filter(|v| !v.is_null());
         if n != old.get(field).filter(|v| !v.is_null()) {
-            causes.push(Cause::immutable(path, n.unwrap_or(&Value::Null)));
+            causes.push(invalid_raw(path, &go_value(field, n), "field is immutable"));
         }
     }
     causes
+}
+
+/// An Event field as upstream's error shows its Go value: references and
+/// sources as %#v structs, times as time.Time prints itself, absent values
+/// as Go's zero values (a nil reference as null).
+fn go_value(field: &str, v: Option<&Value>) -> String {
+    let text = |k: &str| format!("{:?}", v.and_then(|v| v.get(k)).and_then(Value::as_str).unwrap_or(""));
+    match field {
+        "involvedObject" | "related" => {
+            if field == "related" && v.is_none() {
+                return "null".into();
+            }
+            let fields = ["Kind", "Namespace", "Name", "UID", "APIVersion", "ResourceVersion", "FieldPath"];
+            let keys = ["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"];
+            let parts: Vec<String> = fields.iter().zip(keys).map(|(f, k)| format!("{f}:{}", text(k))).collect();
+            format!("core.ObjectReference{{{}}}", parts.join(", "))
+        }
+        "source" => format!("core.EventSource{{Component:{}, Host:{}}}", text("component"), text("host")),
+        "firstTimestamp" | "lastTimestamp" | "eventTime" => {
+            let t = v.and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+            let Some(t) = t.map(|t| t.with_timezone(&chrono::Utc)) else {
+                return "0001-01-01 00:00:00 +0000 UTC".into();
+            };
+            let fraction = format!("{:09}", t.timestamp_subsec_nanos());
+            let fraction = fraction.trim_end_matches('0');
+            let dot = if fraction.is_empty() { "" } else { "." };
+            format!("{}{dot}{fraction} +0000 UTC", t.format("%Y-%m-%d %H:%M:%S"))
+        }
+        "count" => v.and_then(Value::as_i64).unwrap_or(0).to_string(),
+        _ => format!("{:?}", v.and_then(Value::as_str).unwrap_or("")),
+    }
 }
 
 fn first_non_empty<'a>(a: &'a str, b: &'a str) -> &'a str {

@@ -17,7 +17,8 @@ use generic_server::status::Cause;
 use super::label_selector::validate_label_selector;
 use super::podspec::validate_pod_spec;
 use super::workload::{
-    at, container_cells, default_template, immutable, int, non_negative, pointer, selects, template_matches,
+    at, container_cells, default_template, immutable, immutable_selector, int, non_negative, pointer, selects,
+    template_matches,
 };
 use super::{age, arr_at, child, default_field, format_label_selector, invalid_raw, map_at, show, str_at};
 
@@ -222,7 +223,9 @@ impl Strategy for JobStrategy {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut causes = self.validate(new);
-        for path in ["spec.completions", "spec.selector", "spec.template", "spec.completionMode"] {
+        immutable(&mut causes, new, old, "spec.completions");
+        immutable_selector(&mut causes, new, old, "spec.selector");
+        for path in ["spec.template", "spec.completionMode"] {
             immutable(&mut causes, new, old, path);
         }
         causes

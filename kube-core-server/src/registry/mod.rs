@@ -157,6 +157,38 @@ pub(crate) fn go_string_map(m: Option<&Map<String, Value>>) -> String {
     format!("map[string]string{{{}}}", parts.join(", "))
 }
 
+/// A metav1.LabelSelector as Go's %#v prints one (upstream shows it so in
+/// "field is immutable" errors): `null` for none, nil fields as typed nils.
+pub(crate) fn go_label_selector(sel: Option<&Value>) -> String {
+    let Some(sel) = sel.filter(|s| s.is_object()) else { return "null".into() };
+    let labels = match sel.get("matchLabels").and_then(Value::as_object) {
+        Some(m) => go_string_map(Some(m)),
+        None => "map[string]string(nil)".into(),
+    };
+    let strings = |v: Option<&Value>| match v.and_then(Value::as_array) {
+        Some(items) => go_string_slice(items),
+        None => "[]string(nil)".into(),
+    };
+    let expressions = match sel.get("matchExpressions").and_then(Value::as_array) {
+        None => "[]v1.LabelSelectorRequirement(nil)".into(),
+        Some(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|r| {
+                    format!(
+                        "v1.LabelSelectorRequirement{{Key:{:?}, Operator:{:?}, Values:{}}}",
+                        str_at(r, "/key"),
+                        str_at(r, "/operator"),
+                        strings(r.get("values"))
+                    )
+                })
+                .collect();
+            format!("[]v1.LabelSelectorRequirement{{{}}}", parts.join(", "))
+        }
+    };
+    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{expressions}}}")
+}
+
 /// Labels as upstream's labels.FormatLabels prints them: "a=b,c=d" sorted by
 /// key, "<none>" when empty.
 pub(crate) fn format_labels(m: Option<&Map<String, Value>>) -> String {

@@ -11,7 +11,7 @@ use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
 use super::workload::{
-    clear_status, container_cells, default_template, immutable, int, non_negative, status_counts,
+    clear_status, container_cells, default_template, immutable_selector, int, non_negative, status_counts,
     validate_replica_template, validate_selector,
 };
 use super::{age, child, default_field, format_label_selector};
@@ -82,7 +82,7 @@ impl Strategy for ReplicaSetStrategy {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<Cause> {
         let mut causes = self.validate(new);
-        immutable(&mut causes, new, old, "spec.selector");
+        immutable_selector(&mut causes, new, old, "spec.selector");
         causes
     }
 

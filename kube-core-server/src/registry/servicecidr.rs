@@ -175,7 +175,21 @@ impl Strategy for IPAddressStrategy {
         let mut causes = self.validate(new);
         let parent = |o: &Value| o.pointer("/spec/parentRef").cloned().unwrap_or(Value::Null);
         if parent(new) != parent(old) {
-            causes.push(Cause::immutable("spec.parentRef", &parent(new)));
+            // Upstream prints the reference as Go's %#v does.
+            let p = parent(new);
+            let shown = if p.is_object() {
+                let f = |k: &str| format!("{:?}", str_at(&p, &format!("/{k}")));
+                format!(
+                    "networking.ParentReference{{Group:{}, Resource:{}, Namespace:{}, Name:{}}}",
+                    f("group"),
+                    f("resource"),
+                    f("namespace"),
+                    f("name")
+                )
+            } else {
+                "null".into()
+            };
+            causes.push(invalid_raw("spec.parentRef", &shown, "field is immutable"));
         }
         causes
     }
@@ -242,5 +256,13 @@ mod tests {
         let ok = json!({"metadata": {"name": "2001:db8::1"}, "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "web"}}});
         assert!(s.validate(&ok).is_empty());
         assert_eq!(s.table_row(&ok)[1], "services/default/web");
+        let mut moved = ok.clone();
+        moved["spec"]["parentRef"]["name"] = json!("db");
+        assert_eq!(
+            messages(s.validate_update(&moved, &ok)),
+            [
+                r#"spec.parentRef: Invalid value: networking.ParentReference{Group:"", Resource:"services", Namespace:"default", Name:"db"}: field is immutable"#
+            ]
+        );
     }
 }

@@ -16,7 +16,7 @@ use generic_server::status::Cause;
 
 use super::label_selector::validate_label_selector;
 use super::podspec::{default_pod_spec, validate_pod_spec};
-use super::{arr_at, child, go_string_map, invalid_raw, map_at, show, str_at};
+use super::{arr_at, child, go_label_selector, go_string_map, invalid_raw, map_at, show, str_at};
 
 /// The JSON pointer of a dotted field path.
 pub(crate) fn pointer(path: &str) -> String {
@@ -171,6 +171,14 @@ pub(crate) fn immutable(causes: &mut Vec<Cause>, new: &Value, old: &Value, path:
     let (n, o) = (at(new, path), at(old, path));
     if n != o {
         causes.push(invalid_raw(path, &n.map(show).unwrap_or_else(|| "null".into()), "field is immutable"));
+    }
+}
+
+/// ValidateImmutableField for the label selector at a dotted path.
+pub(crate) fn immutable_selector(causes: &mut Vec<Cause>, new: &Value, old: &Value, path: &str) {
+    let (n, o) = (at(new, path), at(old, path));
+    if n != o {
+        causes.push(invalid_raw(path, &go_label_selector(n), "field is immutable"));
     }
 }
 
