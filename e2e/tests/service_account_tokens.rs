@@ -14,6 +14,12 @@ use serde_json::{json, Value};
 
 const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
+/// Waits until a TokenReview refuses `token`: validation reads the watch
+/// cache first, as upstream's does its informers, so a deletion counts once
+/// the cache has seen it.
+fn no_longer_valid(s: &Server, token: &str) {
+    eventually("the token refused", || review(s, token, &[])["error"].is_string());
+}
 fn b64url(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
@@ -177,6 +183,7 @@ fn service_account_tokens() {
         &[r#"cannot bind token for serviceaccount "default" to pod running with different serviceaccount name."#],
     );
     s.kubectl(&["delete", "pod", "worker", "-n", "team", "--grace-period=0", "--force"]);
+    no_longer_valid(&s, &bound);
     assert_refused(&s, &bound);
     assert_eq!(review(&s, &bound, &[]), json!({"user": {}, "error": "service account token has been invalidated"}));
 
@@ -194,12 +201,14 @@ fn service_account_tokens() {
         Some(None)
     );
     s.kubectl(&["delete", "secret", "holder", "-n", "team"]);
+    no_longer_valid(&s, &held);
     assert_refused(&s, &held);
 
     // Recreating the ServiceAccount invalidates its tokens (uid checked).
     s.kubectl(&["delete", "serviceaccount", "robot", "-n", "team"]);
     s.kubectl(&["create", "serviceaccount", "robot", "-n", "team"]);
     let new_uid = uid(&s, &["serviceaccount", "robot", "-n", "team"]);
+    no_longer_valid(&s, &token);
     assert_refused(&s, &token);
     assert_eq!(
         review(&s, &token, &[])["error"],
@@ -314,6 +323,7 @@ fn service_account_tokens() {
     );
     assert_eq!(user.get("extra"), None);
     s.kubectl(&["delete", "secret", "robot-token", "-n", "team"]);
+    no_longer_valid(&s, &legacy);
     assert_refused(&s, &legacy);
     assert_eq!(review(&s, &legacy, &[])["error"], "token has been invalidated");
     // One naming no ServiceAccount is deleted, as upstream's controller does.

@@ -335,13 +335,21 @@ pub fn generate_rsa_pem() -> Result<(String, String), String> {
     Ok((private.to_string(), public))
 }
 
-/// The Stores a token's validation reads (ServiceAccounts, Pods, Secrets,
-/// Nodes), supplied by the server that has them.
+/// The kinds a token's validation reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenObject {
+    ServiceAccount,
+    Secret,
+    Pod,
+    Node,
+}
+
+/// The Stores a token's validation reads, supplied by the server that has
+/// them (upstream's ServiceAccountTokenGetter).
 #[async_trait::async_trait]
 pub trait ObjectLookup: Send + Sync {
-    /// The object, `None` if it does not exist; `resource` is the core/v1
-    /// plural ("serviceaccounts", "pods", "secrets").
-    async fn get(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>, String>;
+    /// The object, `None` if it does not exist.
+    async fn get(&self, kind: TokenObject, namespace: &str, name: &str) -> Result<Option<Arc<Value>>, String>;
 }
 
 /// The settings of ServiceAccount tokens, named after kube-apiserver's flags.
@@ -713,7 +721,7 @@ async fn validate_bound(lookup: &dyn ObjectLookup, claims: &Value) -> Result<Use
     let namespace = str_at(&k8s, "/namespace");
     let sa = object_ref(k8s.get("serviceaccount")).unwrap_or_default();
     let service_account =
-        lookup.get("serviceaccounts", namespace, &sa.name).await?.ok_or_else(|| sa_not_found(&sa.name))?;
+        lookup.get(TokenObject::ServiceAccount, namespace, &sa.name).await?.ok_or_else(|| sa_not_found(&sa.name))?;
     if deleted_before_leeway(&service_account) {
         return Err(format!("service account {namespace}/{} has been deleted", sa.name));
     }
@@ -722,7 +730,8 @@ async fn validate_bound(lookup: &dyn ObjectLookup, claims: &Value) -> Result<Use
     }
     let invalidated = || "service account token has been invalidated".to_string();
     if let Some(secret) = object_ref(k8s.get("secret")) {
-        let found = lookup.get("secrets", namespace, &secret.name).await.ok().flatten().ok_or_else(invalidated)?;
+        let found =
+            lookup.get(TokenObject::Secret, namespace, &secret.name).await.ok().flatten().ok_or_else(invalidated)?;
         if deleted_before_leeway(&found) {
             return Err(invalidated());
         }
@@ -736,7 +745,7 @@ async fn validate_bound(lookup: &dyn ObjectLookup, claims: &Value) -> Result<Use
     }
     let pod = object_ref(k8s.get("pod"));
     if let Some(pod) = &pod {
-        let found = lookup.get("pods", namespace, &pod.name).await.ok().flatten().ok_or_else(invalidated)?;
+        let found = lookup.get(TokenObject::Pod, namespace, &pod.name).await.ok().flatten().ok_or_else(invalidated)?;
         if deleted_before_leeway(&found) {
             return Err(invalidated());
         }
@@ -752,7 +761,7 @@ async fn validate_bound(lookup: &dyn ObjectLookup, claims: &Value) -> Result<Use
     // still be the same Node.
     let node = object_ref(k8s.get("node"));
     if let (Some(node), None) = (&node, &pod) {
-        let found = lookup.get("nodes", "", &node.name).await.ok().flatten().ok_or_else(invalidated)?;
+        let found = lookup.get(TokenObject::Node, "", &node.name).await.ok().flatten().ok_or_else(invalidated)?;
         if deleted_before_leeway(&found) {
             return Err(invalidated());
         }
@@ -795,7 +804,8 @@ async fn validate_legacy(lookup: &dyn ObjectLookup, token: &str, claims: &Value)
         return Err("sub claim is invalid".into());
     }
     let invalidated = || "token has been invalidated".to_string();
-    let secret = lookup.get("secrets", namespace, secret_name).await.ok().flatten().ok_or_else(invalidated)?;
+    let secret =
+        lookup.get(TokenObject::Secret, namespace, secret_name).await.ok().flatten().ok_or_else(invalidated)?;
     if secret.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
         return Err(invalidated());
     }
@@ -807,7 +817,8 @@ async fn validate_legacy(lookup: &dyn ObjectLookup, token: &str, claims: &Value)
     if !constant_time_eq(&stored, token.as_bytes()) {
         return Err("token does not match server's copy".into());
     }
-    let found = lookup.get("serviceaccounts", namespace, &sa.name).await?.ok_or_else(|| sa_not_found(&sa.name))?;
+    let found =
+        lookup.get(TokenObject::ServiceAccount, namespace, &sa.name).await?.ok_or_else(|| sa_not_found(&sa.name))?;
     if found.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
         return Err(format!("service account {namespace}/{} has been deleted", sa.name));
     }
@@ -836,12 +847,12 @@ pub fn extended_expiration(tokens: &ServiceAccountTokens, requested: i64, audien
 mod tests {
     use super::*;
 
-    struct Objects(HashMap<(String, String, String), Value>);
+    struct Objects(HashMap<(TokenObject, String, String), Value>);
 
     #[async_trait::async_trait]
     impl ObjectLookup for Objects {
-        async fn get(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>, String> {
-            Ok(self.0.get(&(resource.into(), namespace.into(), name.into())).cloned())
+        async fn get(&self, kind: TokenObject, namespace: &str, name: &str) -> Result<Option<Arc<Value>>, String> {
+            Ok(self.0.get(&(kind, namespace.into(), name.into())).cloned().map(Arc::new))
         }
     }
 
@@ -850,7 +861,7 @@ mod tests {
         let signer = Signer::from_pem(private.as_bytes()).unwrap();
         let t = ServiceAccountTokens::new(vec!["https://issuer".into()], vec![], signer, vec![], None, "h:1").unwrap();
         let sa = json!({"metadata": {"name": "sa", "namespace": "ns", "uid": "u1"}});
-        let key = ("serviceaccounts".to_string(), "ns".to_string(), "sa".to_string());
+        let key = (TokenObject::ServiceAccount, "ns".to_string(), "sa".to_string());
         t.bind_lookup(Arc::new(Objects([(key, sa)].into_iter().collect())));
         t
     }

@@ -12,7 +12,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::Value;
 
 use generic_server::registry::{BoundStore, Store};
+use generic_server::serviceaccount::{ObjectLookup, TokenObject};
 use generic_server::status::StatusError;
+use generic_server::storage::Freshness;
 
 pub struct Peers {
     nodes: BoundStore,
@@ -80,28 +82,31 @@ impl Peers {
         self.secrets.store()
     }
 
-    fn by_plural(&self, resource: &str) -> Option<Arc<Store>> {
-        let slot = match resource {
-            "serviceaccounts" => &self.service_accounts,
-            "pods" => &self.pods,
-            "secrets" => &self.secrets,
-            "nodes" => &self.nodes,
-            _ => return None,
-        };
-        slot.store().ok()
+    fn token_store(&self, kind: TokenObject) -> &BoundStore {
+        match kind {
+            TokenObject::ServiceAccount => &self.service_accounts,
+            TokenObject::Pod => &self.pods,
+            TokenObject::Secret => &self.secrets,
+            TokenObject::Node => &self.nodes,
+        }
     }
 }
 
-/// What a ServiceAccount token's validation reads: the Stores themselves, so
-/// a deleted or recreated object counts at once.
+/// What a ServiceAccount token's validation reads: the watch cache's copy,
+/// and storage when the cache has not seen the object yet (upstream's getter:
+/// the informers' listers with a live read behind them), so a token is
+/// checked without a storage read or a copy of the object.
 #[async_trait::async_trait]
-impl generic_server::serviceaccount::ObjectLookup for Peers {
-    async fn get(&self, resource: &str, namespace: &str, name: &str) -> Result<Option<Value>, String> {
-        let store = self.by_plural(resource).ok_or_else(|| format!("the {resource} store is not ready"))?;
-        match store.get(namespace, name).await {
-            Ok(obj) => Ok(Some(obj)),
-            Err(e) if e.code == 404 => Ok(None),
-            Err(e) => Err(e.message),
+impl ObjectLookup for Peers {
+    async fn get(&self, kind: TokenObject, namespace: &str, name: &str) -> Result<Option<Arc<Value>>, String> {
+        let store = self.token_store(kind).store().map_err(|e| e.message)?;
+        for freshness in [Freshness::Any, Freshness::Consistent] {
+            match store.get_shared(namespace, name, freshness).await {
+                Ok(obj) => return Ok(Some(obj)),
+                Err(e) if e.code == 404 => continue,
+                Err(e) => return Err(e.message),
+            }
         }
+        Ok(None)
     }
 }
