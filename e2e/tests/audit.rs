@@ -26,7 +26,7 @@ rules:
   namespaces: ["audit-omf"]
 - level: Request
   omitStages: ["RequestReceived"]
-  resources: [{group: "", resources: ["configmaps"]}]
+  resources: [{group: "", resources: ["configmaps", "services"]}]
   namespaces: ["audit-req"]
 - level: Metadata
   resources: [{group: "", resources: ["configmaps"]}]
@@ -178,6 +178,17 @@ fn audit_policy_levels_stages_and_ids() {
     assert_eq!(ev[0]["requestObject"]["data"], json!({"k": "v"}));
     assert!(ev[0].get("responseObject").is_none(), "{}", ev[0]);
     assert_eq!(ev[0]["responseStatus"]["code"], 201);
+    // The object is recorded as the server decoded it, as upstream's: with
+    // its defaults, without the fields its type does not have, and before
+    // the server filled in anything (no uid, no clusterIP).
+    let svc =
+        br#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"s"},"spec":{"ports":[{"port":80}]},"bogus":1}"#;
+    send(&s, "POST", "/api/v1/namespaces/audit-req/services", "application/json", "id-svc", svc, 201);
+    let logged = &events_of(&log, "id-svc", 1)[0]["requestObject"];
+    assert_eq!(logged["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}), "{logged}");
+    assert_eq!(logged["spec"]["sessionAffinity"], "None", "{logged}");
+    assert!(logged.get("bogus").is_none() && logged["metadata"].get("uid").is_none(), "{logged}");
+    assert!(logged["spec"].get("clusterIP").is_none(), "{logged}");
     // A patch is recorded as sent.
     let patch = json!({"data": {"k": "patched"}});
     let cm = "/api/v1/namespaces/audit-req/configmaps/c1";

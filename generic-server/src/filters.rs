@@ -246,6 +246,15 @@ where
     let notes = Arc::new(crate::registry::Notes::default());
     req.extensions_mut().insert(notes.clone());
     let audit = crate::audit::context_of(&req);
+    // Upstream logs a created or replaced object as decoded; a patch is
+    // logged as sent, by the audit filter.
+    let writes_object = req
+        .extensions()
+        .get::<Arc<crate::request_info::RequestInfo>>()
+        .is_some_and(|i| i.is_resource_request && matches!(i.verb.as_str(), "create" | "update"));
+    if writes_object && audit.as_ref().is_some_and(|a| a.wants_request_object()) {
+        notes.want_request_object();
+    }
     let mut response = inner.call(req).await?;
     for w in notes.take_warnings() {
         if let Some(h) = crate::endpoints::output::warning_header(&w) {
@@ -255,6 +264,9 @@ where
     if let Some(audit) = audit {
         for (k, v) in notes.take_annotations() {
             audit.annotate(&k, &v);
+        }
+        if let Some(obj) = notes.take_request_object() {
+            audit.log_decoded_object(obj);
         }
     }
     Ok(response)

@@ -368,6 +368,23 @@ pub fn context_of(req: &Request) -> Option<Arc<AuditContext>> {
 }
 
 impl AuditContext {
+    /// Whether the event records the request's object (level Request and
+    /// above): the Store then hands over the object it decoded.
+    pub fn wants_request_object(&self) -> bool {
+        self.state().active.as_ref().is_some_and(|(_, config)| config.level >= Level::Request)
+    }
+
+    /// The request's object as the server decoded and defaulted it, which
+    /// upstream's handlers log in place of the body as sent.
+    pub fn log_decoded_object(&self, mut obj: Value) {
+        self.update(|ev, config| {
+            if config.omit_managed_fields {
+                drop_managed_fields(&mut obj);
+            }
+            ev.request_object = Some(obj);
+        });
+    }
+
     /// Adds an annotation to the event; the first value of a key stays.
     pub fn annotate(&self, key: &str, value: &str) {
         let mut state = self.state();
@@ -558,6 +575,8 @@ fn decode(content_type: Option<&http::HeaderValue>, bytes: &[u8]) -> Option<Valu
 /// upstream's LogRequestObject and LogRequestPatch: a written object completes
 /// the objectRef (name, namespace, uid, resourceVersion it carries) and, from
 /// level Request, is the requestObject; a patch is the requestObject as sent.
+/// A created or replaced object is replaced, once the Store has decoded and
+/// defaulted it, by that object (`AuditContext::log_decoded_object`).
 fn log_request_object(ev: &mut Event, req: &Request, info: &RequestInfo, config: &RequestAuditConfig) {
     let object = matches!(info.verb.as_str(), "create" | "update" | "delete" | "deletecollection");
     if !info.is_resource_request || req.body().is_empty() || !(object || info.verb == "patch") {

@@ -178,6 +178,9 @@ pub struct Notes {
 struct NotesState {
     warnings: Vec<String>,
     annotations: Vec<(String, String)>,
+    /// Whether the audit event records the decoded request object.
+    wants_request_object: bool,
+    request_object: Option<serde_json::Value>,
 }
 
 impl Notes {
@@ -207,6 +210,25 @@ impl Notes {
     /// The audit annotations, taken out.
     pub fn take_annotations(&self) -> Vec<(String, String)> {
         std::mem::take(&mut self.state().annotations)
+    }
+
+    /// Asks for the request's object as decoded, for the audit event.
+    pub fn want_request_object(&self) {
+        self.state().wants_request_object = true;
+    }
+
+    /// Records the request's object once decoded and defaulted, when the
+    /// audit event wants it (else `obj` is never made); the first one stays,
+    /// as a retried update decodes the same body again.
+    pub fn log_request_object(&self, obj: impl FnOnce() -> serde_json::Value) {
+        let mut s = self.state();
+        if s.wants_request_object && s.request_object.is_none() {
+            s.request_object = Some(obj());
+        }
+    }
+
+    pub fn take_request_object(&self) -> Option<serde_json::Value> {
+        self.state().request_object.take()
     }
 
     /// Takes the warnings out (they are sent once).

@@ -881,6 +881,7 @@ impl Store {
         // Mutating admission sees the object as decoded and defaulted, before
         // the server fills in its system fields, as upstream's webhooks do.
         self.strategy.default(&mut obj);
+        opts.notes.log_request_object(|| obj.clone());
         let name = meta::name(&obj).to_string();
         let attrs =
             Attributes { namespace, name: &name, ..self.attributes(opts.user.as_deref(), opts.dry_run, &opts.notes) };
@@ -1029,6 +1030,13 @@ impl Store {
             self.set_type(&mut new);
             if let Some(err) = self.check_namespace(&new, namespace) {
                 return Err(err);
+            }
+            if let AdmitAs::Object = admit_as {
+                opts.notes.log_request_object(|| {
+                    let mut decoded = new.clone();
+                    self.strategy.default(&mut decoded);
+                    decoded
+                });
             }
             // A scale is admitted as the Scale it is (upstream's scale
             // REST hands admission Scales, never the scaled object).
