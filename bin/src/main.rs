@@ -364,7 +364,12 @@ async fn run(opts: Options, started: Instant) -> Result<(), String> {
     let service = filters::build(
         chain,
         FilterConfig {
-            authn: Authentication { tokens, anonymous: opts.anonymous_auth, service_accounts: Some(service_accounts) },
+            authn: Authentication {
+                tokens,
+                anonymous: opts.anonymous_auth,
+                service_accounts: Some(service_accounts),
+                token_reviews: None,
+            },
             version: VersionInfo {
                 major: KUBE_MAJOR.into(),
                 minor: KUBE_MINOR.into(),

@@ -4,7 +4,9 @@
 //! ExternalName Service pointing at localhost, then driven with kubectl
 //! through kube-apiserver: availability, discovery, create/get/watch through
 //! the proxy, the caller's identity forwarded and its token stripped, the
-//! backend going away and coming back.
+//! backend going away and coming back. The backend delegates bearer tokens
+//! and authorization to kube-apiserver (TokenReview, SubjectAccessReview),
+//! as upstream's sample-apiserver does.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use serde_json::Value;
 
 const APISERVICE: &str = "v1alpha1.wardle.example.com";
 const TOKEN: &str = "wardle-token-4f1d";
+/// A user with no role at all.
+const BOB_TOKEN: &str = "bob-token-77aa";
 
 /// Builds the sample server once per test process (`E2E_SAMPLE_BIN` names a
 /// prebuilt one instead).
@@ -52,6 +56,8 @@ struct Sample {
     cert_dir: PathBuf,
     proxy_ca: PathBuf,
     log: PathBuf,
+    /// Where it finds kube-apiserver for its reviews.
+    kubeconfig: PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -68,6 +74,7 @@ impl Sample {
             cert_dir: dir.clone(),
             proxy_ca: server.data_dir.join("pki").join("front-proxy-ca.crt"),
             log: server.scratch().join("sample.log"),
+            kubeconfig: server.kubeconfig.clone(),
         };
         s.launch();
         s
@@ -81,6 +88,10 @@ impl Sample {
             .arg("--requestheader-client-ca-file")
             .arg(&self.proxy_ca)
             .args(["--requestheader-allowed-names", "front-proxy-client", "--tls-san", "api.wardle.svc"])
+            .arg("--authentication-kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--authorization-kubeconfig")
+            .arg(&self.kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .stdin(Stdio::null())
@@ -113,6 +124,23 @@ impl Sample {
         base64::engine::general_purpose::STANDARD.encode(pem)
     }
 
+    /// A request straight to the backend, bypassing the aggregator, with a
+    /// bearer token: (status code, body).
+    fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-X", method, "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.cert_dir.join("ca.crt"))
+            .args(["-H", &format!("Authorization: Bearer {token}"), "-H", "Content-Type: application/json"])
+            .arg(format!("https://localhost:{}{path}", self.port));
+        if let Some(b) = body {
+            cmd.args(["--data-binary", b]);
+        }
+        let out = cmd.output().expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -131,7 +159,8 @@ impl Drop for Sample {
 fn start_server() -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let tokens = dir.path().join("tokens.csv");
-    std::fs::write(&tokens, format!("{TOKEN},alice,1001,\"wardle-devs,qa\"\n")).expect("writing the token file");
+    std::fs::write(&tokens, format!("{TOKEN},alice,1001,\"wardle-devs,qa\"\n{BOB_TOKEN},bob,1002\n"))
+        .expect("writing the token file");
     let server = Server::start_with(&["--token-auth-file", tokens.to_str().expect("utf-8 path")]);
     (server, dir)
 }
@@ -282,6 +311,30 @@ fn aggregated_server_through_kubectl() {
         assert!(groups.split(',').any(|x| x == g), "groups {groups:?} lack {g}");
     }
     assert_eq!(ann["wardle.example.com/authorization"], "absent", "{f}");
+    // Straight to the backend, tokens are what kube-apiserver's TokenReview
+    // says and requests what its SubjectAccessReview allows, in upstream's
+    // words.
+    let flunders = "/apis/wardle.example.com/v1alpha1/namespaces/wardle/flunders";
+    let direct = r#"{"apiVersion":"wardle.example.com/v1alpha1","kind":"Flunder","metadata":{"name":"direct"}}"#;
+    let (code, created) = sample.call("POST", flunders, TOKEN, Some(direct));
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["metadata"]["annotations"]["wardle.example.com/user"], "alice", "{created}");
+    let (code, denied) = sample.call("GET", flunders, TOKEN, None);
+    assert_eq!((code, denied["reason"].as_str()), (403, Some("Forbidden")), "{denied}");
+    assert_eq!(
+        denied["message"],
+        r#"flunders.wardle.example.com is forbidden: User "alice" cannot list resource "flunders" in API group "wardle.example.com" in the namespace "wardle""#
+    );
+    let (code, denied) = sample.call("POST", flunders, BOB_TOKEN, Some(direct));
+    assert_eq!(code, 403, "{denied}");
+    assert!(denied["message"].as_str().is_some_and(|m| m.contains(r#"User "bob" cannot create resource "flunders""#)));
+    let (code, refused) = sample.call("GET", flunders, "not-a-token", None);
+    assert_eq!((code, refused["reason"].as_str()), (401, Some("Unauthorized")), "{refused}");
+    // Health needs no review.
+    let (code, _) = sample.call("GET", "/healthz", BOB_TOKEN, None);
+    assert_eq!(code, 200);
+    server.kubectl(&["delete", "flunder", "direct", "-n", "wardle"]);
+
     // Created as admin (client certificate): the admin identity arrives.
     server.create(&flunder("from-admin"));
     let f = server.kubectl_json(&["get", "fl", "from-admin", "-n", "wardle"]);

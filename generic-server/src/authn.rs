@@ -258,10 +258,22 @@ impl TokenFile {
 /// token file, then ServiceAccount JWTs), which the authentication filter
 /// hands every request so a handler can check a token on a client's behalf
 /// (TokenReview) exactly as a request's would be.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TokenAuthenticator {
     pub file: Option<Arc<TokenFile>>,
     pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccountTokens>>,
+    /// TokenReviews on the server this one extends, asked last.
+    pub reviews: Option<Arc<crate::delegation::TokenReviews>>,
+}
+
+impl std::fmt::Debug for TokenAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAuthenticator")
+            .field("file", &self.file)
+            .field("service_accounts", &self.service_accounts)
+            .field("reviews", &self.reviews.is_some())
+            .finish()
+    }
 }
 
 /// What upstream's bearer-token authenticator says when no token
@@ -292,13 +304,18 @@ impl TokenAuthenticator {
                 return Ok(crate::serviceaccount::Authenticated { user, audiences: auds });
             }
         }
-        match &self.service_accounts {
+        let local = match &self.service_accounts {
             Some(sa) => match sa.authenticate(token, audiences).await {
-                Ok(Some(a)) => Ok(a),
-                Ok(None) => Err(INVALID_BEARER_TOKEN.into()),
-                Err(e) => Err(e),
+                Ok(Some(a)) => return Ok(a),
+                Ok(None) => None,
+                Err(e) => Some(e),
             },
-            None => Err(INVALID_BEARER_TOKEN.into()),
+            None => None,
+        };
+        match (&self.reviews, local) {
+            (_, Some(e)) => Err(e),
+            (Some(reviews), None) => reviews.authenticate(token, audiences).await,
+            (None, None) => Err(INVALID_BEARER_TOKEN.into()),
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct Authentication {
     pub anonymous: bool,
     /// ServiceAccount JWTs (and the OIDC discovery documents of their issuer).
     pub service_accounts: Option<Arc<ServiceAccountTokens>>,
+    /// Tokens no local authenticator knows, asked of the server this one
+    /// extends (an aggregated server's delegated authentication).
+    pub token_reviews: Option<Arc<crate::delegation::TokenReviews>>,
 }
 
 /// The /version answer.
@@ -141,6 +144,7 @@ fn build_with(
             tokens: TokenAuthenticator {
                 file: config.authn.tokens.clone().map(Arc::new),
                 service_accounts: config.authn.service_accounts.clone(),
+                reviews: config.authn.token_reviews.clone(),
             },
             config: config.authn,
             request_header,

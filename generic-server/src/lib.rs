@@ -15,6 +15,7 @@ pub mod authz;
 pub mod backend;
 pub mod body;
 pub mod deadlines;
+pub mod delegation;
 pub mod depth;
 pub mod discovery;
 pub mod duration;

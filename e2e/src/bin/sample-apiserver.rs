@@ -3,7 +3,10 @@
 //! built from generic-server's pieces the way kube-apiserver's servers are: a
 //! ResourceServer with one Store on the embedded storage behind a watch cache,
 //! root discovery and OpenAPI in front, the filter chain with the front proxy's
-//! request-header authentication, and the TLS listener.
+//! request-header authentication, and the TLS listener. With
+//! --authentication-kubeconfig and --authorization-kubeconfig it delegates
+//! bearer tokens and authorization to that kube-apiserver, as upstream's
+//! sample-apiserver does.
 //!
 //! Prints `sample-apiserver ready: port=<port> ca=<cert-dir>/ca.crt` to stderr
 //! once it accepts connections.
@@ -17,6 +20,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use generic_server::authn::RequestHeaderAuthenticator;
+use generic_server::authz::Authorizer;
+use generic_server::delegation::{RemoteApi, SubjectAccessReviews, TokenReviews};
 use generic_server::endpoints::ResourceServer;
 use generic_server::filters::{self, Authentication, FilterConfig, VersionInfo};
 use generic_server::handler::{DynHandler, NotFoundHandler};
@@ -59,6 +64,14 @@ struct Options {
     /// Prefixes of headers carrying the user's extra fields.
     #[arg(long, value_delimiter = ',', default_value = "X-Remote-Extra-")]
     requestheader_extra_headers_prefix: Vec<String>,
+    /// The kube-apiserver that checks bearer tokens (TokenReview); without
+    /// it only the front proxy's users get in.
+    #[arg(long)]
+    authentication_kubeconfig: Option<PathBuf>,
+    /// The kube-apiserver that authorizes requests (SubjectAccessReview);
+    /// without it every authenticated user may do anything.
+    #[arg(long)]
+    authorization_kubeconfig: Option<PathBuf>,
 }
 
 fn main() {
@@ -116,17 +129,22 @@ async fn run(opts: Options) -> Result<(), String> {
     let recorded: DynHandler = Arc::new(sample::caller::RecordCaller::new(Arc::new(resources)));
     let chain: DynHandler = Arc::new(RootHandler::new(recorded));
 
+    let remote = |path: &Option<PathBuf>| path.as_deref().map(RemoteApi::from_kubeconfig).transpose();
+    let token_reviews = remote(&opts.authentication_kubeconfig)?.map(|api| Arc::new(TokenReviews::new(api)));
+    let authorizer: Arc<dyn Authorizer> = match remote(&opts.authorization_kubeconfig)? {
+        Some(api) => Arc::new(SubjectAccessReviews::new(api)),
+        None => Arc::new(generic_server::authz::AlwaysAllow),
+    };
     let service = filters::build_with_request_header(
         chain,
         FilterConfig {
-            // Only the front proxy's users get in: no tokens, no anonymous.
-            authn: Authentication { tokens: None, anonymous: false, service_accounts: None },
+            // The front proxy's users, and tokens the main server vouches
+            // for; never anonymous.
+            authn: Authentication { tokens: None, anonymous: false, service_accounts: None, token_reviews },
             version: VersionInfo { major: "1".into(), minor: "33".into(), git_version: "v1.33.0".into() },
             ready_checks: Vec::new(),
             limits: Default::default(),
-            // Delegated authorization (SubjectAccessReview to the main
-            // server) is not built yet: the front proxy's users may do anything.
-            authorizer: Arc::new(generic_server::authz::AlwaysAllow),
+            authorizer,
             audit: None,
         },
         Arc::new(request_header),
