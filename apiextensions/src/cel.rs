@@ -4,9 +4,11 @@
 //!
 //! A rule cannot stall the server: rules are length-limited, a rule whose
 //! estimated cost (`cel_k8s::cost`, upstream's model) is over upstream's
-//! budget is refused when the CRD is written, and evaluation runs on a worker
-//! thread with a deadline (the `cel` crate counts no cost at runtime, so the
-//! deadline stands in for upstream's runtime budget).
+//! budget is refused when the CRD is written, and evaluation is metered
+//! (`cel_k8s::meter`) as upstream's is: each rule within the per-call limit,
+//! all rules of a write within the runtime budget, with upstream's errors
+//! when either runs out. It runs on a worker thread with a deadline too, a
+//! last line for work the meter does not see.
 //!
 //! The environment and upstream's Kubernetes libraries are the `cel-k8s`
 //! crate's, shared with admission.
@@ -18,6 +20,7 @@ use cel::{Context, Program, Value as CelValue};
 use serde_json::Value;
 
 use cel_k8s::cost;
+use cel_k8s::meter::{Metered, Outcome};
 use generic_server::status::Cause;
 
 use crate::schema::type_name;
@@ -30,9 +33,9 @@ pub const EVAL_DEADLINE: Duration = Duration::from_secs(1);
 
 pub struct Rule {
     pub rule: String,
-    program: Program,
+    program: Metered,
     message: Option<String>,
-    message_expression: Option<Program>,
+    message_expression: Option<Metered>,
     reason: Option<String>,
     field_path: Option<String>,
     transition: bool,
@@ -145,7 +148,7 @@ fn compile_node(
                     Ok(p) => {
                         let field = (format!("{rpath}.messageExpression"), "messageExpression");
                         check_cost(&p, schema, cardinality, field, costs, errors);
-                        Some(p)
+                        Some(Metered::new(&p))
                     }
                     Err(e) => {
                         errors.push(Cause::invalid(
@@ -173,7 +176,7 @@ fn compile_node(
             let transition = program.references().has_variable("oldSelf");
             node.rules.push(Rule {
                 rule: rule.to_string(),
-                program,
+                program: Metered::new(&program),
                 message: r.get("message").and_then(Value::as_str).map(str::to_string),
                 message_expression,
                 reason,
@@ -230,8 +233,19 @@ struct Eval<'a> {
     base: Context<'a, 'a>,
     deadline: std::time::Instant,
     causes: Vec<Cause>,
+    /// No further rule runs: out of time or of budget.
     timed_out: bool,
+    /// What is left of the write's runtime cost budget.
+    remaining: u64,
 }
+
+/// Upstream's ruleErrorString: the rule's message, else the rule.
+fn rule_error_string(rule: &Rule) -> &str {
+    rule.message.as_deref().filter(|m| !m.trim().is_empty()).unwrap_or(&rule.rule).trim()
+}
+
+const OUT_OF_BUDGET: &str =
+    "validation failed due to running out of cost budget, no further validation rules will be run";
 
 impl Eval<'_> {
     fn run(&mut self, node: &CelNode, new: &Value, old: Option<&Value>, path: &str) {
@@ -244,7 +258,7 @@ impl Eval<'_> {
                 self.causes.push(Cause::invalid(
                     path.trim_start_matches('.'),
                     &Value::String(type_name(new).into()),
-                    "validation failed due to running out of cost budget, no further validation rules will be run",
+                    OUT_OF_BUDGET,
                 ));
                 return;
             }
@@ -257,12 +271,48 @@ impl Eval<'_> {
             }
             let mut ctx = self.base.new_inner_scope();
             ctx.set_variable_resolver(&vars);
-            let message = match rule.program.execute(&ctx) {
+            let shown = Value::String(type_name(new).into());
+            let field = path.trim_start_matches('.');
+            // Upstream checks what the rule cost against the budget before
+            // it looks at the result; a rule stopped at the per-call limit
+            // cost that much.
+            let (result, outcome) = rule.program.execute(&ctx, cost::PER_CALL_LIMIT);
+            let spent = match outcome {
+                Outcome::Within(c) => c,
+                Outcome::Exceeded => cost::PER_CALL_LIMIT,
+            };
+            if spent > self.remaining {
+                self.timed_out = true;
+                self.causes.push(Cause::invalid(field, &shown, OUT_OF_BUDGET));
+                return;
+            }
+            self.remaining -= spent;
+            if outcome == Outcome::Exceeded {
+                self.timed_out = true;
+                let message = format!(
+                    "'{}': no further validation rules will be run due to call cost exceeds limit for rule: {}",
+                    cel_k8s::meter::COST_EXCEEDED,
+                    rule_error_string(rule)
+                );
+                self.causes.push(Cause::invalid(field, &shown, &message));
+                return;
+            }
+            let message = match result {
                 Ok(CelValue::Bool(true)) => continue,
                 Ok(CelValue::Bool(false)) => {
-                    let from_expr = rule.message_expression.as_ref().and_then(|m| match m.execute(&ctx) {
-                        Ok(CelValue::String(s)) if !s.trim().is_empty() => Some(s.to_string()),
-                        _ => None,
+                    let from_expr = rule.message_expression.as_ref().and_then(|m| {
+                        let limit = cost::PER_CALL_LIMIT.min(self.remaining);
+                        match m.execute(&ctx, limit) {
+                            (Ok(CelValue::String(s)), Outcome::Within(c)) if !s.trim().is_empty() => {
+                                self.remaining -= c;
+                                Some(s.to_string())
+                            }
+                            (_, Outcome::Within(c)) => {
+                                self.remaining -= c;
+                                None
+                            }
+                            (_, Outcome::Exceeded) => None,
+                        }
                     });
                     from_expr.or_else(|| rule.message.clone()).unwrap_or_else(|| format!("failed rule: {}", rule.rule))
                 }
@@ -312,8 +362,13 @@ pub fn evaluate(root: Arc<CelNode>, new: Value, old: Option<Value>) -> Vec<Cause
     let (tx, rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new().name("cel-eval".into()).spawn(move || {
         let base = cel_k8s::context();
-        let mut ev =
-            Eval { base, deadline: std::time::Instant::now() + EVAL_DEADLINE, causes: Vec::new(), timed_out: false };
+        let mut ev = Eval {
+            base,
+            deadline: std::time::Instant::now() + EVAL_DEADLINE,
+            causes: Vec::new(),
+            timed_out: false,
+            remaining: cost::RUNTIME_BUDGET,
+        };
         ev.run(&root, &new, old.as_ref(), "");
         let _ = tx.send(ev.causes);
     });
@@ -322,11 +377,7 @@ pub fn evaluate(root: Arc<CelNode>, new: Value, old: Option<Value>) -> Vec<Cause
     }
     match rx.recv_timeout(EVAL_DEADLINE + Duration::from_millis(500)) {
         Ok(c) => c,
-        Err(_) => vec![Cause::invalid(
-            "",
-            &Value::String("object".into()),
-            "validation failed due to running out of cost budget, no further validation rules will be run",
-        )],
+        Err(_) => vec![Cause::invalid("", &Value::String("object".into()), OUT_OF_BUDGET)],
     }
 }
 

@@ -92,8 +92,23 @@ fn min_size(s: &Value) -> u64 {
 }
 
 impl<'s> Shape<'s> {
+    /// A number or a boolean: its size does not grow with the request.
+    fn is_scalar(&self) -> bool {
+        match self {
+            Shape::Scalar => true,
+            Shape::Schema(s) => {
+                matches!(schema_type(s), "integer" | "number" | "boolean")
+                    && s.get("x-kubernetes-int-or-string").and_then(Value::as_bool) != Some(true)
+            }
+            _ => false,
+        }
+    }
+
     /// How many characters, items or entries the value can have.
     pub fn size(&self) -> Estimate {
+        if self.is_scalar() {
+            return Estimate::exact(1);
+        }
         match self {
             Shape::Schema(s) => match schema_type(s) {
                 "string" => Estimate::up_to(bound(s, "maxLength").unwrap_or(UNBOUNDED)),
@@ -289,7 +304,7 @@ fn call_cost<'s>(name: &str, target: Option<&Shape<'s>>, args: &[Shape<'s>]) -> 
         op::ADD => {
             let (l, r) = (args.first(), args.get(1));
             match (l, r) {
-                (Some(l), Some(r)) if !matches!(l, Shape::Scalar) && !matches!(r, Shape::Scalar) => {
+                (Some(l), Some(r)) if !l.is_scalar() && !r.is_scalar() => {
                     let size = l.size().add(r.size());
                     let elem = match (l, r) {
                         (Shape::Sized(_, Some(e)), _) | (_, Shape::Sized(_, Some(e))) => Some(e.clone()),
@@ -303,7 +318,7 @@ fn call_cost<'s>(name: &str, target: Option<&Shape<'s>>, args: &[Shape<'s>]) -> 
         op::EQUALS | op::NOT_EQUALS | op::LESS | op::LESS_EQUALS | op::GREATER | op::GREATER_EQUALS => {
             let (l, r) = (args.first(), args.get(1));
             let smaller = match (l, r) {
-                (Some(l), Some(r)) if !matches!(l, Shape::Scalar) && !matches!(r, Shape::Scalar) => {
+                (Some(l), Some(r)) if !l.is_scalar() && !r.is_scalar() => {
                     let (ls, rs) = (l.size(), r.size());
                     Estimate { min: ls.min.min(rs.min), max: ls.max.min(rs.max) }.factor(STRING_TRAVERSAL)
                 }
@@ -435,6 +450,10 @@ mod tests {
         let bounded = json!({"type": "array", "maxItems": 10, "items": {"type": "string", "maxLength": 10}});
         assert!(cost("self.all(a, self.all(b, a == b))", &bounded) < 1000);
         assert_eq!(cost("size(self) < 5", &bounded), 3, "the variable, size() and the comparison");
+        // Numbers do not grow: adding or comparing them costs one.
+        let ints = json!({"type": "array", "maxItems": 1000, "items": {"type": "integer"}});
+        let pairs = cost("self.all(x, self.all(y, x + y >= 0))", &ints);
+        assert!((1_000_000..STATIC_RULE_LIMIT).contains(&pairs), "{pairs}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod bind;
 pub mod cost;
 pub mod fields;
 mod library;
+pub mod meter;
 mod net;
 pub mod quantity;
 mod url;
@@ -55,6 +56,7 @@ pub fn compile(src: &str) -> Result<Program, String> {
 pub fn context<'p, 'v>() -> Context<'p, 'v> {
     let mut ctx = Context::with_env(env());
     add_kubernetes_library(&mut ctx);
+    meter::register(&mut ctx);
     ctx
 }
 

@@ -547,3 +547,26 @@ fn an_equivalent_policy_judges_other_versions_in_its_own() {
         r.text()
     );
 }
+
+/// A policy's evaluation is metered as upstream's: an expression that an
+/// object makes too expensive stops at the per-call limit and is an error
+/// under the failure policy, in upstream's words; a cheap object passes.
+#[test]
+fn policy_expressions_stop_at_the_cost_limit() {
+    let s = Server::start();
+    namespace(&s, "vap-cost");
+    let distinct = "object.data.all(k, object.data.all(j, k == j || object.data[k] != '' || true))";
+    apply(&s, &configmap_policy("pairwise", "vap-cost", json!({"validations": [{"expression": distinct}]})));
+    apply(&s, &binding("pairwise", "pairwise", &["Deny"], None));
+    let data = |n: usize| Value::Object((0..n).map(|i| (format!("k{i}"), json!("v"))).collect());
+    let r = refused(&s, "vap-cost", "large", data(1500));
+    assert_eq!(r.status, 422, "{}", r.json());
+    assert_eq!(
+        r.json()["message"],
+        format!(
+            "configmaps \"large\" is forbidden: ValidatingAdmissionPolicy 'pairwise' with binding 'pairwise' denied request: expression '{distinct}' resulted in error: operation cancelled: actual cost limit exceeded"
+        )
+    );
+    let small = post_configmap(&s, "vap-cost", "small", data(10));
+    assert_eq!(small.status, 201, "{}", small.json());
+}

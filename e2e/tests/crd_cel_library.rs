@@ -135,3 +135,59 @@ fn crd_rules_with_quantity_url_ip_and_cidr() {
     let names = s.kubectl(&["get", "netpools", "-o", "name"]);
     assert_eq!(names.split_whitespace().count(), 2, "{names}");
 }
+
+const PAIRS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: pairs.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: pairs, singular: pair, kind: Pair}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.items.all(x, self.items.all(y, x + y >= 0))"
+              message: no two items may sum below zero
+            - rule: "size(self.items) < 5000"
+            properties:
+              items:
+                type: array
+                maxItems: 1000
+                items: {type: integer}
+"#;
+
+fn pair(name: &str, n: usize) -> String {
+    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    format!(
+        "apiVersion: example.com/v1\nkind: Pair\nmetadata: {{name: {name}}}\nspec:\n  items: [{}]\n",
+        items.join(", ")
+    )
+}
+
+/// A rule whose worst case is within the per-rule estimate limit, so the CRD
+/// is accepted, still stops at upstream's per-call limit when an object
+/// makes it that expensive: the write is refused with upstream's error and
+/// no later rule runs. A cheaper object passes.
+#[test]
+fn runtime_cost_is_metered_per_call() {
+    let s = Server::start();
+    s.apply_crd(PAIRS, "pairs.example.com");
+    s.create(&pair("small", 100));
+    let err = s.kubectl_err(
+        &["create", "-f", "-"],
+        Some(&pair("large", 1000)),
+        &[r#"spec: Invalid value: "object": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: no two items may sum below zero"#],
+    );
+    assert!(!err.contains("size(self.items)"), "no rule runs after the limit: {err}");
+    assert!(s.run(&["get", "pair", "large"], None).code != 0, "nothing stored");
+}

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use cel::{Program, Value as CelValue};
+use cel_k8s::meter::{Metered, Outcome};
 use serde_json::{json, Value};
 
 use generic_server::registry::AdmissionAttributes;
@@ -19,16 +20,40 @@ use crate::matching::{Equivalents, Matched, Rule, Selectors};
 /// Upstream's celconfig.MaxEvaluatedMessageExpressionSizeBytes.
 const MAX_MESSAGE_BYTES: usize = 5 * 1024;
 
-/// A CEL expression with its source, compiled.
+/// A CEL expression with its source, compiled (and metered when run).
 pub struct Expression {
     pub source: String,
     program: Program,
+    metered: Metered,
 }
+
+/// What is left of one evaluation's runtime cost budget (upstream's
+/// RuntimeCELCostBudget, shared by every expression of the policy).
+pub struct Budget(u64);
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget(cel_k8s::cost::RUNTIME_BUDGET)
+    }
+}
+
+/// Why an expression gave no value.
+enum RunError {
+    /// Upstream's activation error: `expression 'X' resulted in error: E`.
+    Failed(String),
+    /// The evaluation's budget is spent: no further expression runs.
+    OutOfBudget,
+}
+
+/// Upstream's filter error once the budget is spent.
+const OUT_OF_BUDGET: &str =
+    "validation failed due to running out of cost budget, no further validation rules will be run";
 
 impl Expression {
     fn compile(source: &str) -> Result<Expression, String> {
         let program = cel_k8s::compile(source)?;
-        Ok(Expression { source: source.to_string(), program })
+        let metered = Metered::new(&program);
+        Ok(Expression { source: source.to_string(), program, metered })
     }
 
     /// Upstream's static estimate of the worst case. Only what every
@@ -49,9 +74,27 @@ impl Expression {
         self.program.references().has_variable(variable)
     }
 
-    /// Upstream's activation error: `expression 'X' resulted in error: E`.
-    fn run(&self, ctx: &cel::Context) -> Result<CelValue, String> {
-        self.program.execute(ctx).map_err(|e| format!("expression '{}' resulted in error: {e}", self.source))
+    /// Runs within the per-call limit, charging `budget` what it cost, as
+    /// upstream's filter does: over the remaining budget, nothing further
+    /// runs; over the per-call limit, this expression failed.
+    fn run(&self, ctx: &cel::Context, budget: &mut Budget) -> Result<CelValue, RunError> {
+        let (result, outcome) = self.metered.execute(ctx, cel_k8s::cost::PER_CALL_LIMIT);
+        let spent = match outcome {
+            Outcome::Within(c) => c,
+            Outcome::Exceeded => cel_k8s::cost::PER_CALL_LIMIT,
+        };
+        if spent > budget.0 {
+            return Err(RunError::OutOfBudget);
+        }
+        budget.0 -= spent;
+        let failed = |e: &dyn std::fmt::Display| {
+            RunError::Failed(format!("expression '{}' resulted in error: {e}", self.source))
+        };
+        match (result, outcome) {
+            (_, Outcome::Exceeded) => Err(failed(&cel_k8s::meter::COST_EXCEEDED)),
+            (Ok(v), _) => Ok(v),
+            (Err(e), _) => Err(failed(&e)),
+        }
     }
 }
 
@@ -382,14 +425,21 @@ impl Policy {
         let mut base = cel_k8s::context();
         base.set_variable_resolver(&bound);
         let mut ctx = base.new_inner_scope();
+        let mut budget = Budget::default();
+        let out_of_budget = |mut out: Evaluation| {
+            fail(&mut out, 0, OUT_OF_BUDGET.to_string());
+            out
+        };
         // Variables see the ones before them; one that fails is left out, so
         // an expression using it fails with it.
         let mut vars: HashMap<cel::objects::Key, CelValue> = HashMap::new();
         for (name, expr) in &self.variables {
             let mut scope = ctx.new_inner_scope();
             scope.add_variable_from_value("variables", CelValue::Map(cel::objects::Map::from(vars.clone())));
-            if let Ok(v) = expr.program.execute(&scope) {
-                vars.insert(cel::objects::Key::String(Arc::new(name.clone())), v);
+            match expr.run(&scope, &mut budget) {
+                Ok(v) => drop(vars.insert(cel::objects::Key::String(Arc::new(name.clone())), v)),
+                Err(RunError::OutOfBudget) => return out_of_budget(out),
+                Err(RunError::Failed(_)) => {}
             }
         }
         ctx.add_variable_from_value("variables", CelValue::Map(cel::objects::Map::from(vars)));
@@ -397,11 +447,12 @@ impl Policy {
         // even past errors; otherwise errors fail it, aggregated.
         let mut errors = Vec::new();
         for (_, cond) in &self.match_conditions {
-            match cond.run(&ctx) {
+            match cond.run(&ctx, &mut budget) {
                 Ok(CelValue::Bool(false)) => return out,
                 Ok(CelValue::Bool(true)) => {}
                 Ok(_) => errors.push(format!("expression '{}' resulted in error: no such overload", cond.source)),
-                Err(e) => errors.push(e),
+                Err(RunError::Failed(e)) => errors.push(e),
+                Err(RunError::OutOfBudget) => return out_of_budget(out),
             }
         }
         if !errors.is_empty() {
@@ -410,11 +461,12 @@ impl Policy {
             return out;
         }
         for (i, v) in self.validations.iter().enumerate() {
-            match v.expression.run(&ctx) {
+            match v.expression.run(&ctx, &mut budget) {
                 Ok(CelValue::Bool(true)) => {}
+                Err(RunError::OutOfBudget) => return out_of_budget(out),
                 Ok(_) => {
                     let from_expression = v.message_expression.as_ref().and_then(|m| {
-                        let r = m.run(&ctx).ok()?;
+                        let r = m.run(&ctx, &mut budget).ok()?;
                         let s = cel_string(&r)?.trim();
                         (!s.is_empty() && s.len() <= MAX_MESSAGE_BYTES && !s.contains('\n')).then(|| s.to_string())
                     });
@@ -423,11 +475,11 @@ impl Policy {
                         .unwrap_or_else(|| format!("failed expression: {}", v.expression.source.trim()));
                     out.denials.push(Denial { index: i, message, reason: v.reason, always: false });
                 }
-                Err(e) => fail(&mut out, i, e),
+                Err(RunError::Failed(e)) => fail(&mut out, i, e),
             }
         }
         for a in &self.audit_annotations {
-            match a.value.run(&ctx) {
+            match a.value.run(&ctx, &mut budget) {
                 Ok(CelValue::String(s)) if !s.trim().is_empty() => {
                     out.annotations.push((a.key.clone(), s.trim().to_string()))
                 }
@@ -442,7 +494,8 @@ impl Policy {
                     ),
                     true,
                 ),
-                Err(e) => fail_as(&mut out, 0, e, true),
+                Err(RunError::Failed(e)) => fail_as(&mut out, 0, e, true),
+                Err(RunError::OutOfBudget) => return out_of_budget(out),
             }
         }
         out

@@ -10,10 +10,12 @@
 //! request's resource evaluates the objects converted to that version, with
 //! that version as `request.kind` and `request.resource`.
 //!
-//! The `cel` crate counts no cost at runtime: a policy whose estimated
-//! worst case is small runs on the request's thread; any other runs on a
-//! blocking thread under a deadline instead of upstream's cost budget, and
-//! running out of it is upstream's out-of-budget error.
+//! Evaluation is metered as upstream's (`cel_k8s::meter`): each expression
+//! within the per-call limit, the policy's expressions together within the
+//! runtime budget, with upstream's errors under the failure policy. A
+//! policy whose estimated worst case is small runs on the request's thread;
+//! any other runs on a blocking thread, under a deadline as a last line for
+//! work the meter does not see.
 
 mod authorizer;
 mod compiled;

@@ -40,7 +40,7 @@ impl Endpoint {
 /// A matchCondition: its name and compiled expression.
 pub(crate) struct Condition {
     pub name: String,
-    pub program: cel::Program,
+    pub metered: cel_k8s::meter::Metered,
 }
 
 /// One webhook, ready to match and call.
@@ -132,7 +132,7 @@ impl Hook {
             .map(|c| {
                 let name = str_at(c, "/name").to_string();
                 cel_k8s::compile(str_at(c, "/expression"))
-                    .map(|program| Condition { name: name.clone(), program })
+                    .map(|program| Condition { name: name.clone(), metered: cel_k8s::meter::Metered::new(&program) })
                     .map_err(|e| format!("matchCondition {name:?}: {e}"))
             })
             .collect();
