@@ -99,6 +99,7 @@ impl EtcdServer {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
+        crate::reaper::adopt(child.id());
         self.child = Some(child);
         self.wait_healthy();
     }
@@ -141,6 +142,7 @@ impl EtcdServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            crate::reaper::release(child.id());
         }
     }
 

@@ -19,6 +19,39 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e lives inside the workspace").to_path_buf()
 }
 
+/// The processes the tests started (servers, etcd), killed when the test
+/// binary exits: a server a binary shares lives in a static, which Rust
+/// never drops, and would outlive the run otherwise.
+pub mod reaper {
+    use std::sync::{Mutex, Once};
+
+    static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+    static REGISTER: Once = Once::new();
+
+    extern "C" fn reap() {
+        let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        for pid in live.iter() {
+            // SAFETY: kill(2) on a pid this process started; at worst it is
+            // already gone and the call fails.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+
+    /// Kills `pid` at exit unless it is [`release`]d first.
+    pub fn adopt(pid: u32) {
+        REGISTER.call_once(|| {
+            // SAFETY: registers a plain function with no captured state.
+            unsafe { libc::atexit(reap) };
+        });
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+    }
+
+    /// `pid` was stopped by its owner.
+    pub fn release(pid: u32) {
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| *p != pid);
+    }
+}
+
 /// Builds the server binary once per test process and returns its path
 /// (`E2E_SERVER_BIN` names a prebuilt one instead).
 pub fn server_binary() -> &'static Path {
@@ -194,6 +227,7 @@ impl Server {
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         let mut child = cmd.spawn().expect("starting kube-apiserver");
+        reaper::adopt(child.id());
         tee_lines(child.stdout.take().expect("stdout was piped"), self.stdout_log.clone(), |_| {});
         let (tx, rx) = mpsc::channel();
         tee_lines(child.stderr.take().expect("stderr was piped"), self.log.clone(), move |line| {
@@ -238,6 +272,7 @@ impl Server {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            reaper::release(c.id());
         }
     }
 
