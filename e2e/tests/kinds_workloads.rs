@@ -337,6 +337,22 @@ fn kubectl_workload_commands() {
 
     // kubectl scale on every scalable workload, and their Scale subresources.
     s.kubectl(&["create", "deployment", "web", "--image=nginx"]);
+    // kubectl sends it as protobuf, where Go writes its plain bools and ints
+    // even when zero; stored, they are unset, as upstream stores them.
+    let web = s.kubectl_json(&["get", "deployment", "web"]);
+    let pod = &web["spec"]["template"]["spec"];
+    for (at, field) in [
+        (&web["spec"], "paused"),
+        (&web["spec"], "minReadySeconds"),
+        (pod, "hostNetwork"),
+        (pod, "hostPID"),
+        (pod, "hostIPC"),
+        (&pod["containers"][0], "stdin"),
+        (&pod["containers"][0], "stdinOnce"),
+        (&pod["containers"][0], "tty"),
+    ] {
+        assert!(at.get(field).is_none(), "{field} stored from a zero on the wire: {web}");
+    }
     s.apply(&controller("apps/v1", "ReplicaSet", "rs1", "rs1", ""));
     s.apply(&controller("apps/v1", "StatefulSet", "sts1", "sts1", "  serviceName: sts1\n"));
     s.apply(&format!(

@@ -16,7 +16,63 @@ pub const MAX_DEPTH: u32 = 128;
 /// arrives as 0; upstream treats that as unset, and so must the JSON form.
 /// (Pointer fields such as `replicas` or `gracePeriodSeconds` carry a meaningful
 /// 0 and cannot be told apart on the wire, so zeros are kept everywhere else.)
-const ZERO_MEANS_UNSET: &[&str] = &["nodePort", "hostPort", "healthCheckNodePort", "targetPort", "generation"];
+const ZERO_MEANS_UNSET: &[&str] = &[
+    "nodePort",
+    "hostPort",
+    "healthCheckNodePort",
+    "targetPort",
+    "generation",
+    "minReadySeconds",
+    "initialDelaySeconds",
+    "observedGeneration",
+];
+
+/// Singular bools that are plain (not pointer) fields in Go, by message (as
+/// the field table names it) and field: Go clients always put them on the wire, so `kubectl create
+/// deployment` sends `stdin: false` and `hostNetwork: false`, which upstream
+/// drops again under `omitempty`. A pointer bool's false is kept: it differs
+/// from unset.
+pub(super) const FALSE_MEANS_UNSET: &[(&str, &[&str])] = &[
+    ("Container", &["stdin", "stdinOnce", "tty"]),
+    ("EphemeralContainerCommon", &["stdin", "stdinOnce", "tty"]),
+    ("PodSpec", &["hostNetwork", "hostPID", "hostIPC"]),
+    ("VolumeMount", &["readOnly"]),
+    ("ServiceSpec", &["publishNotReadyAddresses"]),
+    ("NodeSpec", &["unschedulable"]),
+    ("DeploymentSpec", &["paused"]),
+    ("PriorityClass", &["globalDefault"]),
+    ("APIServiceSpec", &["insecureSkipTLSVerify"]),
+    ("CustomResourceDefinitionSpec", &["preserveUnknownFields"]),
+    ("CustomResourceDefinitionVersion", &["deprecated"]),
+    ("TokenReviewStatus", &["authenticated"]),
+    ("SubjectAccessReviewStatus", &["denied"]),
+    ("IscsiVolumeSource", &["readOnly", "chapAuthDiscovery", "chapAuthSession"]),
+    ("IscsiPersistentVolumeSource", &["readOnly", "chapAuthDiscovery", "chapAuthSession"]),
+    ("ScaleIoVolumeSource", &["readOnly", "sslEnabled"]),
+    ("ScaleIoPersistentVolumeSource", &["readOnly", "sslEnabled"]),
+    ("PersistentVolumeClaimVolumeSource", &["readOnly"]),
+    ("AwsElasticBlockStoreVolumeSource", &["readOnly"]),
+    ("GcePersistentDiskVolumeSource", &["readOnly"]),
+    ("NfsVolumeSource", &["readOnly"]),
+    ("RbdVolumeSource", &["readOnly"]),
+    ("RbdPersistentVolumeSource", &["readOnly"]),
+    ("CephFsVolumeSource", &["readOnly"]),
+    ("CephFsPersistentVolumeSource", &["readOnly"]),
+    ("CinderVolumeSource", &["readOnly"]),
+    ("CinderPersistentVolumeSource", &["readOnly"]),
+    ("FcVolumeSource", &["readOnly"]),
+    ("FlexVolumeSource", &["readOnly"]),
+    ("FlexPersistentVolumeSource", &["readOnly"]),
+    ("AzureFileVolumeSource", &["readOnly"]),
+    ("AzureFilePersistentVolumeSource", &["readOnly"]),
+    ("QuobyteVolumeSource", &["readOnly"]),
+    ("PortworxVolumeSource", &["readOnly"]),
+    ("StorageOsVolumeSource", &["readOnly"]),
+    ("StorageOsPersistentVolumeSource", &["readOnly"]),
+    ("GlusterfsVolumeSource", &["readOnly"]),
+    ("GlusterfsPersistentVolumeSource", &["readOnly"]),
+    ("CSIPersistentVolumeSource", &["readOnly"]),
+];
 
 /// Singular string fields whose empty value is meaningful (pointer fields where
 /// `""` differs from unset). Every other empty singular string is dropped unless
@@ -65,7 +121,7 @@ fn decode_fields(s: &Schema, msg: &Message, data: &[u8], depth: u32) -> Result<M
                 }
                 let v = decode_single(s, field.ty, &value, depth).map_err(|e| format!("{}: {e}", ctx()))?;
                 match v {
-                    Some(v) if keep_singular(field, &v) => merge_into(&mut out, &field.json, v),
+                    Some(v) if keep_singular(msg, field, &v) => merge_into(&mut out, &field.json, v),
                     _ => {
                         out.remove(&field.json);
                     }
@@ -96,9 +152,13 @@ fn short_name(msg: &Message) -> &str {
 }
 
 /// Whether a decoded singular value belongs in the JSON form (see
-/// [`ZERO_MEANS_UNSET`] and [`EMPTY_STRING_MEANINGFUL`]).
-fn keep_singular(field: &Field, v: &Value) -> bool {
+/// [`ZERO_MEANS_UNSET`], [`FALSE_MEANS_UNSET`] and [`EMPTY_STRING_MEANINGFUL`]).
+fn keep_singular(msg: &Message, field: &Field, v: &Value) -> bool {
     match v {
+        Value::Bool(false) => {
+            let name = short_name(msg);
+            !FALSE_MEANS_UNSET.iter().any(|(m, fields)| *m == name && fields.contains(&field.json.as_str()))
+        }
         Value::String(st) if st.is_empty() && matches!(field.ty, Ty::String) => {
             field.required || EMPTY_STRING_MEANINGFUL.contains(&field.json.as_str())
         }

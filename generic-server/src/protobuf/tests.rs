@@ -489,3 +489,44 @@ fn schema_table_is_up_to_date() {
         "src/protobuf/schema.txt is stale; run REGENERATE_PROTOBUF_SCHEMA=1 cargo test -p generic-server protobuf"
     );
 }
+
+#[test]
+fn every_plain_bool_listed_is_a_bool_of_its_message() {
+    let s = schema::schema();
+    for (message, fields) in convert::FALSE_MEANS_UNSET {
+        let found: Vec<_> = s.messages.iter().filter(|m| m.name.rsplit('.').next() == Some(message)).collect();
+        assert!(!found.is_empty(), "no message {message}");
+        for f in *fields {
+            let ok = found.iter().any(|m| m.fields.iter().any(|x| x.json == *f && x.ty == schema::Ty::Bool));
+            assert!(ok, "{message} has no bool {f}");
+        }
+    }
+}
+
+/// What kubectl sends for `kubectl create deployment`: Go's encoder puts
+/// plain bools and ints on the wire even when zero; the JSON form drops them
+/// as upstream's omitempty does, and keeps a pointer's explicit false.
+#[test]
+fn zero_plain_fields_from_go_clients_are_unset() {
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"minReadySeconds": 0, "paused": false, "template": {"spec": {
+            "hostNetwork": false, "hostPID": false, "hostIPC": false, "enableServiceLinks": false,
+            "containers": [{"name": "c", "image": "nginx", "stdin": false, "tty": false, "stdinOnce": false,
+                "volumeMounts": [{"name": "v", "mountPath": "/v", "readOnly": false}]}],
+            "volumes": [{"name": "v", "csi": {"driver": "d", "readOnly": false}}]}}}
+    });
+    let back = roundtrip(&deployment);
+    let spec = &back["spec"];
+    assert!(spec.get("minReadySeconds").is_none() && spec.get("paused").is_none(), "{spec}");
+    let pod = &spec["template"]["spec"];
+    for f in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert!(pod.get(f).is_none(), "{f}: {pod}");
+    }
+    assert_eq!(pod["enableServiceLinks"], false, "a pointer's false stays");
+    assert_eq!(
+        pod["containers"][0],
+        json!({"name": "c", "image": "nginx", "volumeMounts": [{"name": "v", "mountPath": "/v"}]})
+    );
+    assert_eq!(pod["volumes"][0]["csi"]["readOnly"], false, "CSIVolumeSource.readOnly is a pointer");
+}
