@@ -134,7 +134,8 @@ impl<'a> Equivalents<'a> {
         if rules.iter().any(|r| matches(r, self.resource)) {
             return Some(Matched::Exact);
         }
-        if !equivalent {
+        // No rule (an empty exclude list), no other version to look up.
+        if !equivalent || rules.is_empty() {
             return None;
         }
         let others = &self.get().others;
