@@ -19,6 +19,32 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e lives inside the workspace").to_path_buf()
 }
 
+/// A namespaced CustomResourceDefinition `<plural>.<group>`, one served and
+/// stored version v1, whose `spec` property is `spec_schema` (YAML lines
+/// indented 12 spaces: `type: object` and what follows).
+pub fn namespaced_crd(group: &str, plural: &str, kind: &str, spec_schema: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: {plural}.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+{spec_schema}",
+        singular = kind.to_lowercase()
+    )
+}
+
 /// The processes the tests started (servers, etcd), killed when the test
 /// binary exits: a server a binary shares lives in a static, which Rust
 /// never drops, and would outlive the run otherwise.

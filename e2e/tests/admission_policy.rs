@@ -321,28 +321,11 @@ fn validating_admission_policies() {
 
 /// A namespaced CRD of group vap.example.com whose `spec` has these properties (YAML at 14 spaces).
 fn crd(plural: &str, kind: &str, properties: &str) -> String {
-    format!(
-        r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {{name: {plural}.vap.example.com}}
-spec:
-  group: vap.example.com
-  scope: Namespaced
-  names: {{plural: {plural}, singular: {singular}, kind: {kind}}}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-{properties}"#,
-        singular = kind.to_lowercase()
+    e2e::namespaced_crd(
+        "vap.example.com",
+        plural,
+        kind,
+        &format!("            type: object\n            properties:\n{properties}"),
     )
 }
 

@@ -5,25 +5,13 @@
 
 use e2e::Server;
 
-const CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: netpools.example.com
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: netpools, singular: netpool, kind: NetPool}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
+/// NetPools, whose rules use the quantity, URL, IP and CIDR libraries.
+fn netpools_crd() -> String {
+    e2e::namespaced_crd(
+        "example.com",
+        "netpools",
+        "NetPool",
+        r#"            type: object
             x-kubernetes-validations:
             - rule: "cidr(self.podCIDR).containsIP(self.nodeIP)"
               message: nodeIP must be inside podCIDR
@@ -52,7 +40,9 @@ spec:
                 x-kubernetes-validations:
                 - rule: "isIP(self) && ip.isCanonical(self) && ip(self).isGlobalUnicast()"
                   message: nodeIP must be a canonical global unicast address
-"#;
+"#,
+    )
+}
 
 fn pool(name: &str, memory: &str, endpoint: &str, pod_cidr: &str, node_ip: &str, reserved: &str) -> String {
     format!(
@@ -64,7 +54,7 @@ fn pool(name: &str, memory: &str, endpoint: &str, pod_cidr: &str, node_ip: &str,
 #[test]
 fn crd_rules_with_quantity_url_ip_and_cidr() {
     let s = Server::start();
-    s.apply_crd(CRD, "netpools.example.com");
+    s.apply_crd(&netpools_crd(), "netpools.example.com");
 
     // "1024Mi" equals 1Gi as a quantity, though not as a string.
     let good = [
@@ -136,25 +126,13 @@ fn crd_rules_with_quantity_url_ip_and_cidr() {
     assert_eq!(names.split_whitespace().count(), 2, "{names}");
 }
 
-const PAIRS: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: pairs.example.com
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: pairs, singular: pair, kind: Pair}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
+/// Pairs of integers, every pair summing to at least zero.
+fn pairs_crd() -> String {
+    e2e::namespaced_crd(
+        "example.com",
+        "pairs",
+        "Pair",
+        r#"            type: object
             x-kubernetes-validations:
             - rule: "self.items.all(x, self.items.all(y, x + y >= 0))"
               message: no two items may sum below zero
@@ -164,7 +142,9 @@ spec:
                 type: array
                 maxItems: 1000
                 items: {type: integer}
-"#;
+"#,
+    )
+}
 
 fn pair(name: &str, n: usize) -> String {
     let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
@@ -181,7 +161,7 @@ fn pair(name: &str, n: usize) -> String {
 #[test]
 fn runtime_cost_is_metered_per_call() {
     let s = Server::start();
-    s.apply_crd(PAIRS, "pairs.example.com");
+    s.apply_crd(&pairs_crd(), "pairs.example.com");
     s.create(&pair("small", 100));
     let err = s.kubectl_err(
         &["create", "-f", "-"],

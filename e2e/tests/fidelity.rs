@@ -199,28 +199,15 @@ fn routes_validation_and_deletes() {
     assert_eq!(s.kubectl(&["delete", "configmap", "x", "-n", "fid-a"]), "configmap \"x\" deleted\n");
 }
 
-const WIDGETS_CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: widgets.example.com}
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: widgets, singular: widget, kind: Widget}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              zeta: {type: string}
-              alpha: {type: string}
-"#;
+/// Widgets, with spec properties whose order the answers keep.
+fn widgets_crd() -> String {
+    e2e::namespaced_crd(
+        "example.com",
+        "widgets",
+        "Widget",
+        "            type: object\n            properties:\n              zeta: {type: string}\n              alpha: {type: string}\n",
+    )
+}
 
 #[test]
 fn wire_form_negotiation_and_certificates() {
@@ -267,7 +254,7 @@ fn wire_form_negotiation_and_certificates() {
     assert!(line.starts_with(r#"{"type":"ADDED","object":{"kind":"ConfigMap","apiVersion":"v1","#), "{events}");
     assert!(events.ends_with("}\n"), "{events:?}");
     // Custom resources are maps to upstream: every key sorted.
-    s.apply_crd(WIDGETS_CRD, "widgets.example.com");
+    s.apply_crd(&widgets_crd(), "widgets.example.com");
     let widget = json!({"kind": "Widget", "apiVersion": "example.com/v1", "spec": {"zeta": "z", "alpha": "a"},
         "metadata": {"namespace": "fid", "name": "w", "labels": {"b": "1", "a": "2"}}});
     assert_eq!(s.request("POST", "/apis/example.com/v1/namespaces/fid/widgets", Some(&widget)).status, 201);
