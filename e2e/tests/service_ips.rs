@@ -68,7 +68,8 @@ fn service_ips_are_ip_addresses() {
     assert_eq!(kubernetes["PARENTREF"], "services/default/kubernetes");
     assert_recorded(&s, "10.0.0.1", "kubernetes");
 
-    s.kubectl(&["create", "service", "clusterip", "web", "--tcp=80"]);
+    // A fixed address: a random one could be one of those asked for below.
+    s.kubectl(&["create", "service", "clusterip", "web", "--tcp=80", "--clusterip=10.0.0.10"]);
     let web = cluster_ip(&s, "web");
     assert_recorded(&s, &web, "web");
 
@@ -206,6 +207,12 @@ fn dual_stack_services_get_an_address_of_each_family() {
     // The primary range is the first: the kubernetes service and any
     // Service that names no family are IPv6.
     assert_eq!(families(&s, "kubernetes"), ("SingleStack".into(), vec!["IPv6".into()], vec!["fd00:10::1".into()]));
+    // Fixed addresses first, so no random one can have taken them.
+    s.create(&service(
+        "fixed",
+        "ipFamilyPolicy: RequireDualStack, clusterIP: 10.0.0.77, clusterIPs: [10.0.0.77, 'fd00:10::77']",
+    ));
+    assert_eq!(families(&s, "fixed").2, ["10.0.0.77", "fd00:10::77"]);
     s.create(&service("single", "ports: [{port: 80}]"));
     let (_, fams, single) = families(&s, "single");
     assert_eq!((fams, single.len()), (vec!["IPv6".to_string()], 1));
@@ -219,11 +226,6 @@ fn dual_stack_services_get_an_address_of_each_family() {
     }
     s.create(&service("pref4", "ipFamilyPolicy: PreferDualStack, ipFamilies: [IPv4]"));
     assert_eq!(families(&s, "pref4").1, ["IPv4", "IPv6"]);
-    s.create(&service(
-        "fixed",
-        "ipFamilyPolicy: RequireDualStack, clusterIP: 10.0.0.77, clusterIPs: [10.0.0.77, 'fd00:10::77']",
-    ));
-    assert_eq!(families(&s, "fixed").2, ["10.0.0.77", "fd00:10::77"]);
     s.kubectl_err(
         &["create", "-f", "-"],
         Some(&service("two4", "ipFamilyPolicy: RequireDualStack, clusterIP: 10.0.0.78, clusterIPs: [10.0.0.78, 10.0.0.79]")),

@@ -392,7 +392,8 @@ async fn cluster_ips_are_recorded_as_ip_addresses() {
     );
     let svc =
         |name: &str, ip: &str| json!({"metadata": {"name": name}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}});
-    let web = services.create("default", svc("web", ""), &WriteOptions::default()).await.unwrap().object;
+    // A fixed address: a random one could be one of those asked for below.
+    let web = services.create("default", svc("web", "10.0.0.10"), &WriteOptions::default()).await.unwrap().object;
     let ip = web["spec"]["clusterIP"].as_str().unwrap().to_string();
     assert_eq!(addresses.get("", &ip).await.unwrap()["spec"]["parentRef"]["name"], "web");
     // An address someone recorded by hand is taken, and the refused create leaves nothing.
