@@ -20,7 +20,7 @@ use cel::{Context, Program, Value as CelValue};
 use serde_json::Value;
 
 use cel_k8s::cost;
-use cel_k8s::meter::{Metered, Outcome};
+use cel_k8s::meter::{Budget, Metered, Spent, OUT_OF_BUDGET};
 use generic_server::status::Cause;
 
 use crate::schema::type_name;
@@ -235,17 +235,14 @@ struct Eval<'a> {
     causes: Vec<Cause>,
     /// No further rule runs: out of time or of budget.
     timed_out: bool,
-    /// What is left of the write's runtime cost budget.
-    remaining: u64,
+    /// The write's runtime cost budget.
+    budget: Budget,
 }
 
 /// Upstream's ruleErrorString: the rule's message, else the rule.
 fn rule_error_string(rule: &Rule) -> &str {
     rule.message.as_deref().filter(|m| !m.trim().is_empty()).unwrap_or(&rule.rule).trim()
 }
-
-const OUT_OF_BUDGET: &str =
-    "validation failed due to running out of cost budget, no further validation rules will be run";
 
 impl Eval<'_> {
     fn run(&mut self, node: &CelNode, new: &Value, old: Option<&Value>, path: &str) {
@@ -276,42 +273,31 @@ impl Eval<'_> {
             // Upstream checks what the rule cost against the budget before
             // it looks at the result; a rule stopped at the per-call limit
             // cost that much.
-            let (result, outcome) = rule.program.execute(&ctx, cost::PER_CALL_LIMIT);
-            let spent = match outcome {
-                Outcome::Within(c) => c,
-                Outcome::Exceeded => cost::PER_CALL_LIMIT,
+            let result = match self.budget.run(&rule.program, &ctx) {
+                Spent::Ran(result) => result,
+                Spent::OutOfBudget => {
+                    self.timed_out = true;
+                    self.causes.push(Cause::invalid(field, &shown, OUT_OF_BUDGET));
+                    return;
+                }
+                Spent::CallLimitExceeded => {
+                    self.timed_out = true;
+                    let message = format!(
+                        "'{}': no further validation rules will be run due to call cost exceeds limit for rule: {}",
+                        cel_k8s::meter::COST_EXCEEDED,
+                        rule_error_string(rule)
+                    );
+                    self.causes.push(Cause::invalid(field, &shown, &message));
+                    return;
+                }
             };
-            if spent > self.remaining {
-                self.timed_out = true;
-                self.causes.push(Cause::invalid(field, &shown, OUT_OF_BUDGET));
-                return;
-            }
-            self.remaining -= spent;
-            if outcome == Outcome::Exceeded {
-                self.timed_out = true;
-                let message = format!(
-                    "'{}': no further validation rules will be run due to call cost exceeds limit for rule: {}",
-                    cel_k8s::meter::COST_EXCEEDED,
-                    rule_error_string(rule)
-                );
-                self.causes.push(Cause::invalid(field, &shown, &message));
-                return;
-            }
             let message = match result {
                 Ok(CelValue::Bool(true)) => continue,
                 Ok(CelValue::Bool(false)) => {
                     let from_expr = rule.message_expression.as_ref().and_then(|m| {
-                        let limit = cost::PER_CALL_LIMIT.min(self.remaining);
-                        match m.execute(&ctx, limit) {
-                            (Ok(CelValue::String(s)), Outcome::Within(c)) if !s.trim().is_empty() => {
-                                self.remaining -= c;
-                                Some(s.to_string())
-                            }
-                            (_, Outcome::Within(c)) => {
-                                self.remaining -= c;
-                                None
-                            }
-                            (_, Outcome::Exceeded) => None,
+                        match self.budget.run_if_affordable(m, &ctx)? {
+                            Ok(CelValue::String(s)) if !s.trim().is_empty() => Some(s.to_string()),
+                            _ => None,
                         }
                     });
                     from_expr.or_else(|| rule.message.clone()).unwrap_or_else(|| format!("failed rule: {}", rule.rule))
@@ -367,7 +353,7 @@ pub fn evaluate(root: Arc<CelNode>, new: Value, old: Option<Value>) -> Vec<Cause
             deadline: std::time::Instant::now() + EVAL_DEADLINE,
             causes: Vec::new(),
             timed_out: false,
-            remaining: cost::RUNTIME_BUDGET,
+            budget: Budget::default(),
         };
         ev.run(&root, &new, old.as_ref(), "");
         let _ = tx.send(ev.causes);

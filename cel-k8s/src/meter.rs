@@ -143,9 +143,61 @@ impl Metered {
     }
 }
 
-/// Whether an evaluation error is the meter's.
-pub fn is_cost_exceeded(e: &ExecutionError) -> bool {
-    e.to_string().contains(COST_EXCEEDED)
+/// Upstream's error once an evaluation's runtime budget is spent.
+pub const OUT_OF_BUDGET: &str =
+    "validation failed due to running out of cost budget, no further validation rules will be run";
+
+/// What is left of one evaluation's runtime cost budget (upstream's
+/// RuntimeCELCostBudget): a CRD write's rules, a policy's expressions, a
+/// webhook's matchConditions.
+pub struct Budget(u64);
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget(crate::cost::RUNTIME_BUDGET)
+    }
+}
+
+/// How one expression ran against a [`Budget`].
+pub enum Spent {
+    /// It ran; its cost is charged.
+    Ran(Result<CelValue, ExecutionError>),
+    /// It was stopped at the per-call limit, which is charged.
+    CallLimitExceeded,
+    /// It cost more than was left: nothing further runs.
+    OutOfBudget,
+}
+
+impl Budget {
+    /// Runs `m` within the per-call limit and charges what it cost, checked
+    /// against what is left before its result is looked at, as upstream does.
+    pub fn run(&mut self, m: &Metered, ctx: &Context) -> Spent {
+        let (result, outcome) = m.execute(ctx, crate::cost::PER_CALL_LIMIT);
+        let spent = match outcome {
+            Outcome::Within(c) => c,
+            Outcome::Exceeded => crate::cost::PER_CALL_LIMIT,
+        };
+        if spent > self.0 {
+            return Spent::OutOfBudget;
+        }
+        self.0 -= spent;
+        match outcome {
+            Outcome::Within(_) => Spent::Ran(result),
+            Outcome::Exceeded => Spent::CallLimitExceeded,
+        }
+    }
+
+    /// Runs `m` within what is left (and the per-call limit), charging it
+    /// only if it finished: None if it did not.
+    pub fn run_if_affordable(&mut self, m: &Metered, ctx: &Context) -> Option<Result<CelValue, ExecutionError>> {
+        match m.execute(ctx, crate::cost::PER_CALL_LIMIT.min(self.0)) {
+            (result, Outcome::Within(c)) => {
+                self.0 -= c;
+                Some(result)
+            }
+            (_, Outcome::Exceeded) => None,
+        }
+    }
 }
 
 fn children(e: &IdedExpr) -> Vec<&IdedExpr> {
@@ -373,7 +425,7 @@ mod tests {
         // Over the limit: stopped, whatever the expression made of the error.
         let (r, outcome) = run("big.map(x, big.exists(y, y == x)).size() > 0", 1_000_000);
         assert_eq!(outcome, Outcome::Exceeded);
-        assert!(r.is_err_and(|e| is_cost_exceeded(&e)));
+        assert!(r.is_err_and(|e| e.to_string().contains(COST_EXCEEDED)));
         let (_, outcome) = run("big.all(x, x < 0 || big.all(y, y >= 0))", 1_000_000);
         assert_eq!(outcome, Outcome::Exceeded);
         // Unmetered evaluation (plain execute) is unaffected by the charges.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use cel::{Program, Value as CelValue};
-use cel_k8s::meter::{Metered, Outcome};
+use cel_k8s::meter::{Budget, Metered, Spent, OUT_OF_BUDGET};
 use serde_json::{json, Value};
 
 use generic_server::registry::AdmissionAttributes;
@@ -27,16 +27,6 @@ pub struct Expression {
     metered: Metered,
 }
 
-/// What is left of one evaluation's runtime cost budget (upstream's
-/// RuntimeCELCostBudget, shared by every expression of the policy).
-pub struct Budget(u64);
-
-impl Default for Budget {
-    fn default() -> Self {
-        Budget(cel_k8s::cost::RUNTIME_BUDGET)
-    }
-}
-
 /// Why an expression gave no value.
 enum RunError {
     /// Upstream's activation error: `expression 'X' resulted in error: E`.
@@ -44,10 +34,6 @@ enum RunError {
     /// The evaluation's budget is spent: no further expression runs.
     OutOfBudget,
 }
-
-/// Upstream's filter error once the budget is spent.
-const OUT_OF_BUDGET: &str =
-    "validation failed due to running out of cost budget, no further validation rules will be run";
 
 impl Expression {
     fn compile(source: &str) -> Result<Expression, String> {
@@ -78,22 +64,14 @@ impl Expression {
     /// upstream's filter does: over the remaining budget, nothing further
     /// runs; over the per-call limit, this expression failed.
     fn run(&self, ctx: &cel::Context, budget: &mut Budget) -> Result<CelValue, RunError> {
-        let (result, outcome) = self.metered.execute(ctx, cel_k8s::cost::PER_CALL_LIMIT);
-        let spent = match outcome {
-            Outcome::Within(c) => c,
-            Outcome::Exceeded => cel_k8s::cost::PER_CALL_LIMIT,
-        };
-        if spent > budget.0 {
-            return Err(RunError::OutOfBudget);
-        }
-        budget.0 -= spent;
         let failed = |e: &dyn std::fmt::Display| {
             RunError::Failed(format!("expression '{}' resulted in error: {e}", self.source))
         };
-        match (result, outcome) {
-            (_, Outcome::Exceeded) => Err(failed(&cel_k8s::meter::COST_EXCEEDED)),
-            (Ok(v), _) => Ok(v),
-            (Err(e), _) => Err(failed(&e)),
+        match budget.run(&self.metered, ctx) {
+            Spent::Ran(Ok(v)) => Ok(v),
+            Spent::Ran(Err(e)) => Err(failed(&e)),
+            Spent::CallLimitExceeded => Err(failed(&cel_k8s::meter::COST_EXCEEDED)),
+            Spent::OutOfBudget => Err(RunError::OutOfBudget),
         }
     }
 }

@@ -27,7 +27,7 @@ mod client;
 mod config;
 mod review;
 
-use cel_k8s::meter::Outcome;
+use cel_k8s::meter::Budget;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
@@ -326,16 +326,12 @@ fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, view: View<'_>) ->
     let mut errors = Vec::new();
     // Metered as upstream's matcher: each condition within the per-call
     // limit, all of them within the runtime budget.
-    let mut remaining = cel_k8s::cost::RUNTIME_BUDGET;
+    let mut budget = Budget::default();
     for c in conditions {
-        let (result, outcome) = c.metered.execute(&ctx, cel_k8s::cost::PER_CALL_LIMIT.min(remaining));
-        match outcome {
-            Outcome::Within(spent) => remaining -= spent,
-            Outcome::Exceeded => {
-                errors.push(format!("matchCondition {:?}: {}", c.name, cel_k8s::meter::COST_EXCEEDED));
-                break;
-            }
-        }
+        let Some(result) = budget.run_if_affordable(&c.metered, &ctx) else {
+            errors.push(format!("matchCondition {:?}: {}", c.name, cel_k8s::meter::COST_EXCEEDED));
+            break;
+        };
         match result {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => return Ok(false),
