@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
-use super::{invalid_raw, since, str_at};
+use super::{go_struct, invalid_raw, since, str_at};
 
 pub struct EventStrategy;
 
@@ -162,10 +162,10 @@ fn go_value(field: &str, v: Option<&Value>) -> String {
             }
             let fields = ["Kind", "Namespace", "Name", "UID", "APIVersion", "ResourceVersion", "FieldPath"];
             let keys = ["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"];
-            let parts: Vec<String> = fields.iter().zip(keys).map(|(f, k)| format!("{f}:{}", text(k))).collect();
-            format!("core.ObjectReference{{{}}}", parts.join(", "))
+            let values: Vec<(&str, String)> = fields.into_iter().zip(keys).map(|(f, k)| (f, text(k))).collect();
+            go_struct("core.ObjectReference", &values)
         }
-        "source" => format!("core.EventSource{{Component:{}, Host:{}}}", text("component"), text("host")),
+        "source" => go_struct("core.EventSource", &[("Component", text("component")), ("Host", text("host"))]),
         "firstTimestamp" | "lastTimestamp" | "eventTime" => {
             let t = v.and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
             let Some(t) = t.map(|t| t.with_timezone(&chrono::Utc)) else {

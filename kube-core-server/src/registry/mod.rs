@@ -157,6 +157,13 @@ pub(crate) fn go_string_map(m: Option<&Map<String, Value>>) -> String {
     format!("map[string]string{{{}}}", parts.join(", "))
 }
 
+/// A Go struct as %#v prints it: `pkg.Type{Field:value, ...}`, each value
+/// already in Go's form.
+pub(crate) fn go_struct(type_name: &str, fields: &[(&str, String)]) -> String {
+    let parts: Vec<String> = fields.iter().map(|(f, v)| format!("{f}:{v}")).collect();
+    format!("{type_name}{{{}}}", parts.join(", "))
+}
+
 /// A metav1.LabelSelector as Go's %#v prints one (upstream shows it so in
 /// "field is immutable" errors): `null` for none, nil fields as typed nils.
 pub(crate) fn go_label_selector(sel: Option<&Value>) -> String {
@@ -175,18 +182,20 @@ pub(crate) fn go_label_selector(sel: Option<&Value>) -> String {
             let parts: Vec<String> = items
                 .iter()
                 .map(|r| {
-                    format!(
-                        "v1.LabelSelectorRequirement{{Key:{:?}, Operator:{:?}, Values:{}}}",
-                        str_at(r, "/key"),
-                        str_at(r, "/operator"),
-                        strings(r.get("values"))
+                    go_struct(
+                        "v1.LabelSelectorRequirement",
+                        &[
+                            ("Key", format!("{:?}", str_at(r, "/key"))),
+                            ("Operator", format!("{:?}", str_at(r, "/operator"))),
+                            ("Values", strings(r.get("values"))),
+                        ],
                     )
                 })
                 .collect();
             format!("[]v1.LabelSelectorRequirement{{{}}}", parts.join(", "))
         }
     };
-    format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{expressions}}}")
+    go_struct("v1.LabelSelector", &[("MatchLabels", labels), ("MatchExpressions", expressions)])
 }
 
 /// Labels as upstream's labels.FormatLabels prints them: "a=b,c=d" sorted by

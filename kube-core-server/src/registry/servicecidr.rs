@@ -16,7 +16,7 @@ use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 
 use super::networkpolicy::{parse_cidr, CIDR_MSG};
-use super::{age, arr_at, go_string_slice, invalid_raw, str_at};
+use super::{age, arr_at, go_string_slice, go_struct, invalid_raw, str_at};
 
 pub fn registrations() -> Vec<Registration> {
     vec![
@@ -179,13 +179,13 @@ impl Strategy for IPAddressStrategy {
             let p = parent(new);
             let shown = if p.is_object() {
                 let f = |k: &str| format!("{:?}", str_at(&p, &format!("/{k}")));
-                format!(
-                    "networking.ParentReference{{Group:{}, Resource:{}, Namespace:{}, Name:{}}}",
-                    f("group"),
-                    f("resource"),
-                    f("namespace"),
-                    f("name")
-                )
+                let fields = [
+                    ("Group", f("group")),
+                    ("Resource", f("resource")),
+                    ("Namespace", f("namespace")),
+                    ("Name", f("name")),
+                ];
+                go_struct("networking.ParentReference", &fields)
             } else {
                 "null".into()
             };
