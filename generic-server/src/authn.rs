@@ -258,22 +258,12 @@ impl TokenFile {
 /// token file, then ServiceAccount JWTs), which the authentication filter
 /// hands every request so a handler can check a token on a client's behalf
 /// (TokenReview) exactly as a request's would be.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TokenAuthenticator {
     pub file: Option<Arc<TokenFile>>,
     pub service_accounts: Option<Arc<crate::serviceaccount::ServiceAccountTokens>>,
     /// TokenReviews on the server this one extends, asked last.
     pub reviews: Option<Arc<crate::delegation::TokenReviews>>,
-}
-
-impl std::fmt::Debug for TokenAuthenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenAuthenticator")
-            .field("file", &self.file)
-            .field("service_accounts", &self.service_accounts)
-            .field("reviews", &self.reviews.is_some())
-            .finish()
-    }
 }
 
 /// What upstream's bearer-token authenticator says when no token

@@ -183,6 +183,13 @@ pub struct TokenReviews {
     cache: Cache<Result<Authenticated, String>>,
 }
 
+/// Names the server asked, never the tokens remembered.
+impl std::fmt::Debug for TokenReviews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReviews").field("server", &self.api.target).finish_non_exhaustive()
+    }
+}
+
 impl TokenReviews {
     pub fn new(api: RemoteApi) -> Self {
         TokenReviews { api, cache: Cache::new() }
