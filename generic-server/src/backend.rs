@@ -183,6 +183,31 @@ fn named_port(ports: Option<&Value>, name: &str) -> Option<u16> {
         .and_then(|p| u16::try_from(p).ok())
 }
 
+/// Splits an https URL into host (a bracketed IPv6 host without its
+/// brackets, user info dropped), port (443 when none) and path.
+pub fn split_https_url(url: &str) -> Result<(String, u16, String), String> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| format!("unsupported scheme in {url:?}"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| format!("invalid host in {url:?}"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().map_err(|_| format!("invalid port in {url:?}"))?,
+        None => 443,
+    };
+    Ok((host.to_string(), port, path.to_string()))
+}
+
 /// A TLS client config trusting only `ca_bundle` (PEM), or verifying
 /// nothing with `insecure`; `client` is the certificate and key to present.
 pub fn client_tls(

@@ -80,16 +80,11 @@ impl RemoteApi {
         let cluster = named(&config, "clusters", field("cluster"), "cluster")?;
         let user = named(&config, "users", field("user"), "user")?;
         let server = cluster.get("server").and_then(Value::as_str).unwrap_or("");
-        let authority = server
-            .strip_prefix("https://")
-            .ok_or_else(|| format!("the kubeconfig's server {server:?} is not an https URL"))?
-            .trim_end_matches('/');
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && !p.contains(']') => {
-                (h.trim_matches(|c| c == '[' || c == ']'), p.parse().map_err(|_| format!("bad port in {server}"))?)
-            }
-            _ => (authority.trim_matches(|c| c == '[' || c == ']'), 443),
-        };
+        let (host, port, path) =
+            backend::split_https_url(server).map_err(|e| format!("the kubeconfig's server: {e}"))?;
+        if !matches!(path.as_str(), "" | "/") {
+            return Err(format!("the kubeconfig's server {server:?} has a path; only a host and port are supported"));
+        }
         let ca =
             data_or_file(cluster, "certificate-authority-data", "certificate-authority", base)?.unwrap_or_default();
         let insecure = cluster.get("insecure-skip-tls-verify").and_then(Value::as_bool).unwrap_or(false);
@@ -115,7 +110,7 @@ impl RemoteApi {
                 None => None,
             },
         };
-        let target = Target { host: host.to_string(), port, server_name: host.to_string() };
+        let target = Target { server_name: host.clone(), host, port };
         Ok(RemoteApi { target, tls, token })
     }
 

@@ -72,29 +72,11 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// Splits an https URL into host, port and path (validation already refused
-/// other schemes, queries and fragments).
+/// The endpoint of an https URL (validation already refused other schemes,
+/// queries and fragments).
 fn parse_url(url: &str) -> Result<Endpoint, String> {
-    let rest = url.strip_prefix("https://").ok_or_else(|| format!("unsupported scheme in {url:?}"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| format!("invalid host in {url:?}"))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse::<u16>().map_err(|_| format!("invalid port in {url:?}"))?,
-        None => 443,
-    };
-    Ok(Endpoint::Url { url: url.to_string(), host: host.to_string(), port, path: path.to_string() })
+    let (host, port, path) = generic_server::backend::split_https_url(url)?;
+    Ok(Endpoint::Url { url: url.to_string(), host, port, path })
 }
 
 impl Hook {
