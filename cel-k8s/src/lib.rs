@@ -60,6 +60,17 @@ pub fn context<'p, 'v>() -> Context<'p, 'v> {
     ctx
 }
 
+thread_local! {
+    static CONTEXT: Context<'static, 'static> = context();
+}
+
+/// Runs `f` with this thread's [`context`], built once per thread rather
+/// than once per evaluation (a request may evaluate dozens of expressions):
+/// `f` binds its variables in an inner scope, for as long as `'v`.
+pub fn with_context<'v, R>(f: impl FnOnce(&Context<'_, 'v>) -> R) -> R {
+    CONTEXT.with(|root| f(root))
+}
+
 fn cmp_values(a: &CelValue, b: &CelValue) -> Option<std::cmp::Ordering> {
     match (a, b) {
         (CelValue::Int(x), CelValue::Int(y)) => x.partial_cmp(y),

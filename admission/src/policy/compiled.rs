@@ -164,12 +164,22 @@ pub struct Policy {
     audit_annotations: Vec<AuditAnnotation>,
     /// Why the policy cannot run (an expression that does not compile).
     pub config_error: Option<String>,
-    /// Whether an expression reads `namespaceObject` (a lookup otherwise
-    /// skipped).
-    pub reads_namespace: bool,
+    /// Which of the request's costlier variables an expression names; the
+    /// others are never built.
+    pub reads: Reads,
     /// Whether the worst case of all expressions together is small enough
     /// to evaluate on the request's own thread, without the deadline.
     pub inline: bool,
+}
+
+/// The variables an evaluation builds only for a policy that names them:
+/// `namespaceObject` is a lookup, `request` and `authorizer` are built
+/// from the request's attributes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reads {
+    pub namespace: bool,
+    pub request: bool,
+    pub authorizer: bool,
 }
 
 /// The estimated cost under which a policy runs inline: a few hundred
@@ -262,10 +272,12 @@ impl Policy {
             )
             .chain(audit_annotations.iter().map(|a: &AuditAnnotation| &a.value))
             .collect();
-        let reads_namespace = expressions.iter().any(|e| e.names("namespaceObject"));
+        let names = |v: &str| expressions.iter().any(|e| e.names(v));
+        let reads =
+            Reads { namespace: names("namespaceObject"), request: names("request"), authorizer: names("authorizer") };
         let inline = expressions.iter().map(|e| e.cost()).fold(0u64, u64::saturating_add) <= INLINE_COST;
         Policy {
-            reads_namespace,
+            reads,
             inline,
             name: generic_server::meta::name(obj).to_string(),
             generation: obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0),
@@ -385,13 +397,6 @@ impl Policy {
     /// Upstream's validator.Validate for one param. Errors follow the
     /// failure policy: Fail turns them into denials, Ignore drops them.
     pub fn evaluate(&self, input: &Input<'_>) -> Evaluation {
-        let mut out = Evaluation::default();
-        let fail_as = |out: &mut Evaluation, index: usize, message: String, always: bool| {
-            if !self.fail_open {
-                out.denials.push(Denial { index, message, reason: "", always });
-            }
-        };
-        let fail = |out: &mut Evaluation, index: usize, message: String| fail_as(out, index, message, false);
         let bound = cel_k8s::bind::Variables::new()
             .json("object", &input.object)
             .json("oldObject", &input.old_object)
@@ -400,9 +405,19 @@ impl Policy {
             .json("namespaceObject", &input.namespace_object)
             .cel("authorizer", input.authorizer.as_ref().clone())
             .cel("authorizer.requestResource", input.request_resource.as_ref().clone());
-        let mut base = cel_k8s::context();
-        base.set_variable_resolver(&bound);
-        let mut ctx = base.new_inner_scope();
+        cel_k8s::with_context(|root| self.evaluate_in(root, &bound))
+    }
+
+    fn evaluate_in<'v>(&self, root: &cel::Context<'_, 'v>, bound: &'v cel_k8s::bind::Variables<'_>) -> Evaluation {
+        let mut out = Evaluation::default();
+        let fail_as = |out: &mut Evaluation, index: usize, message: String, always: bool| {
+            if !self.fail_open {
+                out.denials.push(Denial { index, message, reason: "", always });
+            }
+        };
+        let fail = |out: &mut Evaluation, index: usize, message: String| fail_as(out, index, message, false);
+        let mut ctx = root.new_inner_scope();
+        ctx.set_variable_resolver(bound);
         let mut budget = Budget::default();
         let out_of_budget = |mut out: Evaluation| {
             fail(&mut out, 0, OUT_OF_BUDGET.to_string());
@@ -546,14 +561,19 @@ mod tests {
             json!({"validations": [{"expression": "!has(object.metadata.labels) || !('x' in object.metadata.labels)"}]}),
         );
         assert!(cheap.inline, "field reads and a map lookup run on the request's thread");
-        assert!(!cheap.reads_namespace);
+        assert_eq!(cheap.reads, Reads::default(), "nothing but the object is built for it");
         let looping =
             policy(json!({"validations": [{"expression": "object.data.all(k, object.data.exists(j, j != k))"}]}));
         assert!(!looping.inline, "nested loops over the request run under the deadline");
         let ns = policy(
             json!({"matchConditions": [{"name": "n", "expression": "namespaceObject.metadata.name != 'x'"}], "validations": [{"expression": "true"}]}),
         );
-        assert!(ns.reads_namespace);
+        assert_eq!(ns.reads, Reads { namespace: true, ..Reads::default() });
+        let who = policy(json!({"validations": [
+            {"expression": "request.userInfo.username != 'x'"},
+            {"expression": "true", "messageExpression": "authorizer.requestResource.check('get').reason()"},
+        ]}));
+        assert_eq!(who.reads, Reads { request: true, authorizer: true, namespace: false });
     }
 
     #[test]

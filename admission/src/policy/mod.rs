@@ -251,8 +251,9 @@ impl Validating for ValidatingAdmissionPolicy {
                 });
             }
         };
-        // The request's own values, made once for every evaluation.
-        let mut base: Option<RequestInput> = None;
+        // The request's own values, each made once, for the first policy
+        // that reads it.
+        let mut base = RequestInput::default();
         let namespace = self.namespaces.of_request(a);
         let equivalents = Equivalents::of(self.stores.get().map(|s| &**s), a);
         for hook in hooks.iter() {
@@ -272,7 +273,7 @@ impl Validating for ValidatingAdmissionPolicy {
             let mut annotations: Vec<(String, Vec<String>)> = Vec::new();
             // The objects in the version the policy matched, converted when
             // the first binding applies (as upstream's VersionedAttribute).
-            let mut versioned: Option<Option<(Versioned, Value)>> = None;
+            let mut versioned: Option<Option<(Versioned, Option<Value>)>> = None;
             for b in &hook.bindings {
                 if let Some(m) = &b.match_resources {
                     match self.matches(m, a, &namespace, &equivalents).await {
@@ -291,25 +292,31 @@ impl Validating for ValidatingAdmissionPolicy {
                         continue;
                     }
                 };
-                let shared = match &mut base {
-                    Some(b) => b,
-                    None => base.insert(self.base_input(a)),
-                };
-                if p.reads_namespace && shared.namespace_object.is_none() {
-                    shared.namespace_object = Some(namespace_input(a, &namespace).await?);
+                if p.reads.request && base.request.is_none() {
+                    base.request = Some(request_of(a, a.info));
+                }
+                if p.reads.authorizer && base.authorizer.is_none() {
+                    base.authorizer = Some(self.authorizer_variables(a));
+                }
+                if p.reads.namespace && base.namespace_object.is_none() {
+                    base.namespace_object = Some(namespace_input(a, &namespace).await?);
                 }
                 let converted = match &mut versioned {
                     Some(v) => v,
                     None => {
                         let v = matched.convert(&equivalents, a.object, a.old).await?;
                         versioned.insert(v.map(|v| {
-                            let request = request_of(a, &v.target.info);
+                            let request = p.reads.request.then(|| request_of(a, &v.target.info));
                             (v, request)
                         }))
                     }
                 };
                 let view = View::of(a, a.object, converted.as_ref().map(|(v, _)| v));
-                let request = converted.as_ref().map_or(&shared.request, |(_, request)| request);
+                let request = match &*converted {
+                    Some((_, request)) => request.as_ref(),
+                    None => base.request.as_ref(),
+                };
+                let shared = &base;
                 for param in params {
                     let input = shared.input(a, view, request, &param);
                     let result =
@@ -354,24 +361,25 @@ impl Validating for ValidatingAdmissionPolicy {
     }
 }
 
-/// What every evaluation for one request shares.
+/// What every evaluation for one request shares, each part built when the
+/// first policy that names it applies.
+#[derive(Default)]
 struct RequestInput {
-    request: Value,
-    authorizer: cel::Value,
-    request_resource: cel::Value,
-    /// Read when the first policy that names `namespaceObject` matches.
+    request: Option<Value>,
+    /// `authorizer` and `authorizer.requestResource`.
+    authorizer: Option<(cel::Value, cel::Value)>,
     namespace_object: Option<Value>,
 }
 
 static NULL: Value = Value::Null;
+static CEL_NULL: cel::Value = cel::Value::Null;
 
 impl ValidatingAdmissionPolicy {
-    fn base_input(&self, a: &AdmissionAttributes<'_>) -> RequestInput {
-        let (authorizer, request_resource) = match self.authorizer.get() {
+    fn authorizer_variables(&self, a: &AdmissionAttributes<'_>) -> (cel::Value, cel::Value) {
+        match self.authorizer.get() {
             Some(authz) => authorizer::variables(authz, a),
             None => (cel::Value::Null, cel::Value::Null),
-        };
-        RequestInput { request: request_of(a, a.info), authorizer, request_resource, namespace_object: None }
+        }
     }
 }
 
@@ -391,7 +399,7 @@ impl RequestInput {
         &'a self,
         a: &AdmissionAttributes<'_>,
         view: View<'a>,
-        request: &'a Value,
+        request: Option<&'a Value>,
         params: &'a Value,
     ) -> Input<'a> {
         let object = match (a.operation, view.object) {
@@ -405,11 +413,11 @@ impl RequestInput {
         Input {
             object: Cow::Borrowed(object),
             old_object: Cow::Borrowed(old_object),
-            request: Cow::Borrowed(request),
+            request: Cow::Borrowed(request.unwrap_or(&NULL)),
             params: Cow::Borrowed(params),
             namespace_object: Cow::Borrowed(self.namespace_object.as_ref().unwrap_or(&NULL)),
-            authorizer: Cow::Borrowed(&self.authorizer),
-            request_resource: Cow::Borrowed(&self.request_resource),
+            authorizer: Cow::Borrowed(self.authorizer.as_ref().map_or(&CEL_NULL, |(a, _)| a)),
+            request_resource: Cow::Borrowed(self.authorizer.as_ref().map_or(&CEL_NULL, |(_, r)| r)),
         }
     }
 }

@@ -321,30 +321,39 @@ fn conditions_match(hook: &Hook, a: &AdmissionAttributes<'_>, view: View<'_>) ->
         .json("object", view.object.unwrap_or(&null))
         .json("oldObject", view.old.unwrap_or(&null))
         .json("request", &request);
-    let mut ctx = cel_k8s::context();
-    ctx.set_variable_resolver(&vars);
+    let errors = cel_k8s::with_context(|root| {
+        let mut ctx = root.new_inner_scope();
+        ctx.set_variable_resolver(&vars);
+        condition_errors(conditions, &ctx)
+    });
+    match errors {
+        None => Ok(false),
+        Some(errors) if errors.is_empty() || hook.fail_open => Ok(errors.is_empty()),
+        Some(errors) => Err(a.forbidden(&errors.join(", "))),
+    }
+}
+
+/// The errors of `conditions` (all true: none); None when one is false.
+fn condition_errors(conditions: &[config::Condition], ctx: &cel::Context<'_, '_>) -> Option<Vec<String>> {
     let mut errors = Vec::new();
     // Metered as upstream's matcher: each condition within the per-call
     // limit, all of them within the runtime budget.
     let mut budget = Budget::default();
     for c in conditions {
-        let Some(result) = budget.run_if_affordable(&c.metered, &ctx) else {
+        let Some(result) = budget.run_if_affordable(&c.metered, ctx) else {
             errors.push(format!("matchCondition {:?}: {}", c.name, cel_k8s::meter::COST_EXCEEDED));
             break;
         };
         match result {
             Ok(cel::Value::Bool(true)) => {}
-            Ok(cel::Value::Bool(false)) => return Ok(false),
+            Ok(cel::Value::Bool(false)) => return None,
             Ok(other) => {
                 errors.push(format!("matchCondition {:?}: expected a boolean, got {:?}", c.name, other.type_of()))
             }
             Err(e) => errors.push(format!("matchCondition {:?}: {e}", c.name)),
         }
     }
-    match errors.is_empty() || hook.fail_open {
-        true => Ok(errors.is_empty()),
-        false => Err(a.forbidden(&errors.join(", "))),
-    }
+    Some(errors)
 }
 
 #[async_trait::async_trait]

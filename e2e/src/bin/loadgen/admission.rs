@@ -223,13 +223,13 @@ async fn measure(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) -> R
     let during = calls();
     let matching = creates(run, &client, &ns("match"), full).await;
     let after = calls();
-    merge(&mut not_matching, creates(run, &client, &ns("nomatch-2"), half).await);
+    not_matching.merge_slice(creates(run, &client, &ns("nomatch-2"), half).await);
     let not_matching_calls = (during - before) + (calls() - after);
     remove(&client, prefix).await?;
     until(&client, &ns("probe"), DENY_WEBHOOK, false).await?;
     until(&client, &ns("probe"), DENY_POLICY, false).await?;
     let removed = calls();
-    merge(&mut none, creates(run, &client, &ns("none-2"), half).await);
+    none.merge_slice(creates(run, &client, &ns("none-2"), half).await);
     let none_calls = none_calls + (calls() - removed);
 
     for (variant, sample, webhook_calls) in [
@@ -244,12 +244,6 @@ async fn measure(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) -> R
         }
     }
     Ok(())
-}
-
-/// Two slices of one variant as one sample over both.
-fn merge(into: &mut Sample, other: Sample) {
-    into.elapsed += other.elapsed;
-    into.merge(other);
 }
 
 /// Creates in `ns` for `duration`.

@@ -43,6 +43,13 @@ impl Sample {
         self.units += other.units;
     }
 
+    /// Another slice of the same variant, measured at another time: one
+    /// sample over both (the throughput is over their summed time).
+    pub fn merge_slice(&mut self, other: Sample) {
+        self.elapsed += other.elapsed;
+        self.merge(other);
+    }
+
     pub fn summary(mut self) -> Summary {
         self.latencies.sort_unstable();
         let secs = self.elapsed.as_secs_f64();
