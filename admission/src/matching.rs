@@ -12,7 +12,8 @@
 //! [`Selectors::parse`]); a request is then matched without allocating, so
 //! twenty configurations that do not match cost a create next to nothing.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Map, Value};
 
@@ -254,6 +255,13 @@ impl Selectors {
         Selectors { namespace: read("namespaceSelector"), object: read("objectSelector") }
     }
 
+    /// The namespace selector on a namespace's labels, as
+    /// [`matches_namespace`](Self::matches_namespace) judges a request to a
+    /// namespaced resource.
+    pub fn namespace_passes(&self, labels: &Map<String, Value>) -> bool {
+        self.namespace.is_empty() || self.namespace.matches(labels)
+    }
+
     /// The object selector: the labels of the object, or of the object it
     /// replaces, must match (upstream's object/matcher.go).
     pub fn matches_object(&self, a: &AdmissionAttributes<'_>, object: Option<&Value>) -> bool {
@@ -324,6 +332,74 @@ impl Namespaces {
         let name = if a.is::<k8s_openapi::api::core::v1::Namespace>() { a.name } else { a.namespace };
         RequestNamespace { namespaces: self, name, got: tokio::sync::OnceCell::new() }
     }
+}
+
+/// Namespaces whose verdicts a list keeps before it starts over.
+const REMEMBERED_NAMESPACES: usize = 1024;
+
+/// Which configurations' namespace selectors pass the labels of a
+/// request's namespace, remembered per configuration list and namespace
+/// version. Configurations that select other namespaces are then passed
+/// over without touching their rules or selectors: with dozens configured,
+/// reading each one's scattered parts is most of what a request pays for
+/// them.
+pub struct NamespaceVerdicts<T> {
+    /// The list the verdicts are for (held, so its address is not reused),
+    /// and per (namespace, resourceVersion) one verdict per configuration.
+    memo: Mutex<Option<(Arc<T>, ByNamespace)>>,
+}
+
+/// One verdict per configuration, by namespace name and resourceVersion.
+type ByNamespace = HashMap<(String, String), Arc<[bool]>>;
+
+impl<T> Default for NamespaceVerdicts<T> {
+    fn default() -> Self {
+        NamespaceVerdicts { memo: Mutex::new(None) }
+    }
+}
+
+impl<T> NamespaceVerdicts<T> {
+    /// For a request to a namespaced resource, whether each configuration of
+    /// `list` passes its namespace selector, as `judge` decides them on the
+    /// namespace's labels ([`Selectors::namespace_passes`]). None where the
+    /// selectors see something else (cluster-scoped requests and namespaces'
+    /// own) or the namespace cannot be read: every configuration is then
+    /// matched in full.
+    pub async fn of(
+        &self,
+        list: &Arc<T>,
+        a: &AdmissionAttributes<'_>,
+        namespace: &RequestNamespace<'_>,
+        judge: impl FnOnce(&Map<String, Value>) -> Vec<bool>,
+    ) -> Option<Arc<[bool]>> {
+        if !a.info.namespaced || a.namespace.is_empty() {
+            return None;
+        }
+        let ns = namespace.get().await.ok()?;
+        let version = ns.get("metadata")?.get("resourceVersion")?.as_str()?;
+        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+        let by_namespace = match &mut *memo {
+            Some((held, by_namespace)) if Arc::ptr_eq(held, list) => by_namespace,
+            other => &mut other.insert((list.clone(), HashMap::new())).1,
+        };
+        let key = (a.namespace.to_string(), version.to_string());
+        if let Some(v) = by_namespace.get(&key) {
+            return Some(v.clone());
+        }
+        if by_namespace.len() >= REMEMBERED_NAMESPACES {
+            by_namespace.clear();
+        }
+        let empty = Map::new();
+        let verdicts: Arc<[bool]> = judge(labels(ns).unwrap_or(&empty)).into();
+        by_namespace.insert(key, verdicts.clone());
+        Some(verdicts)
+    }
+}
+
+/// Whether `verdicts` (from [`NamespaceVerdicts::of`]) pass configuration `i`
+/// over: its namespace selector fails, so it cannot match.
+pub fn passed_over(verdicts: &Option<Arc<[bool]>>, i: usize) -> bool {
+    verdicts.as_ref().is_some_and(|v| !v.get(i).copied().unwrap_or(true))
 }
 
 /// The namespace a request concerns (its own, for a namespace's

@@ -257,6 +257,21 @@ fn a_refusal_in_upstreams_words_with_warnings_annotations_and_metrics() {
     s.kubectl(&["create", "namespace", "deny-unselected"]);
     let r = create(s, "deny-unselected", &configmap("bad-elsewhere", json!({})));
     assert_eq!(r.status, 201, "{}", r.text());
+    // Selected once labelled, and no longer once the label goes: the
+    // selector follows the namespace's labels (as upstream's namespace
+    // lister, within moments of the change).
+    for (label, status) in [("webhook-case=deny", 403), ("webhook-case-", 201)] {
+        s.kubectl(&["label", "namespace", "deny-unselected", label]);
+        let since = Instant::now();
+        loop {
+            let r = create(s, "deny-unselected", &configmap(&unique("bad-relabelled"), json!({})));
+            if r.status == status {
+                break;
+            }
+            assert!(since.elapsed() < Duration::from_secs(2), "{label}: still {} after 2 s: {}", r.status, r.text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 #[test]

@@ -33,7 +33,9 @@ use generic_server::informer::{Change, Informer};
 use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, ResourceInfo, StoreRegistry, Validating};
 use generic_server::status::StatusError;
 
-use crate::matching::{Equivalents, Matched, Namespaces, RequestNamespace, Versioned, View};
+use crate::matching::{
+    passed_over, Equivalents, Matched, NamespaceVerdicts, Namespaces, RequestNamespace, Versioned, View,
+};
 use compiled::{Binding, Denial, Evaluation, Input, MatchResources, ParamRef, Policy};
 
 /// How long one policy's evaluation for one param may take.
@@ -55,6 +57,7 @@ struct Hook {
 #[derive(Default)]
 pub struct ValidatingAdmissionPolicy {
     hooks: RwLock<Arc<Vec<Hook>>>,
+    verdicts: NamespaceVerdicts<Vec<Hook>>,
     /// Compiled policies by name, reused while their generation holds.
     compiled: RwLock<HashMap<String, Arc<Policy>>>,
     namespaces: Namespaces,
@@ -256,7 +259,13 @@ impl Validating for ValidatingAdmissionPolicy {
         let mut base = RequestInput::default();
         let namespace = self.namespaces.of_request(a);
         let equivalents = Equivalents::of(self.stores.get().map(|s| &**s), a);
-        for hook in hooks.iter() {
+        let judge =
+            |labels: &_| hooks.iter().map(|h| h.policy.constraints.selectors.namespace_passes(labels)).collect();
+        let verdicts = self.verdicts.of(&hooks, a, &namespace, judge).await;
+        for (i, hook) in hooks.iter().enumerate() {
+            if passed_over(&verdicts, i) {
+                continue;
+            }
             let p = &hook.policy;
             let matched = match self.matches(&p.constraints, a, &namespace, &equivalents).await {
                 Err(e) => {

@@ -40,7 +40,7 @@ use generic_server::metrics;
 use generic_server::registry::{AdmissionAttributes, Mutating, Store, StoreRegistry, Validating};
 use generic_server::status::StatusError;
 
-use crate::matching::{Equivalents, Namespaces, RequestNamespace, Versioned, View};
+use crate::matching::{passed_over, Equivalents, NamespaceVerdicts, Namespaces, RequestNamespace, Versioned, View};
 use config::Hook;
 
 /// admissionregistration.k8s.io resources no webhook is called for
@@ -71,6 +71,7 @@ enum Failure {
 pub struct Webhooks {
     mutating: bool,
     hooks: RwLock<Arc<Vec<Arc<Hook>>>>,
+    verdicts: NamespaceVerdicts<Vec<Arc<Hook>>>,
     namespaces: Namespaces,
     stores: OnceLock<Arc<StoreRegistry>>,
     resolver: OnceLock<Resolver>,
@@ -98,6 +99,7 @@ impl Webhooks {
         Webhooks {
             mutating,
             hooks: RwLock::default(),
+            verdicts: NamespaceVerdicts::default(),
             namespaces: Namespaces::default(),
             stores: OnceLock::new(),
             resolver: OnceLock::new(),
@@ -149,6 +151,16 @@ impl Webhooks {
             namespace: self.namespaces.of_request(a),
             equivalents: Equivalents::of(self.stores.get().map(|s| &**s), a),
         }
+    }
+
+    async fn namespace_verdicts(
+        &self,
+        hooks: &Arc<Vec<Arc<Hook>>>,
+        a: &AdmissionAttributes<'_>,
+        lookups: &Lookups<'_>,
+    ) -> Option<Arc<[bool]>> {
+        let judge = |labels: &_| hooks.iter().map(|h| h.selectors.namespace_passes(labels)).collect();
+        self.verdicts.of(hooks, a, &lookups.namespace, judge).await
     }
 
     /// Upstream's ShouldCallHook: rules (with matchPolicy Equivalent, the
@@ -369,9 +381,10 @@ impl Mutating for Webhooks {
         let mut invoked_reinvocable = BTreeSet::new();
         let mut reinvoke = BTreeSet::new();
         let lookups = self.lookups(a);
+        let verdicts = self.namespace_verdicts(&hooks, a, &lookups).await;
         for round in 0..2 {
             for (i, hook) in hooks.iter().enumerate() {
-                if round == 1 && !reinvoke.contains(&i) {
+                if (round == 1 && !reinvoke.contains(&i)) || passed_over(&verdicts, i) {
                     continue;
                 }
                 let current = (!object.is_null()).then_some(&*object);
@@ -419,7 +432,11 @@ impl Validating for Webhooks {
         let hooks = self.current(a);
         let mut matched = Vec::new();
         let lookups = self.lookups(a);
+        let verdicts = self.namespace_verdicts(&hooks, a, &lookups).await;
         for (i, hook) in hooks.iter().enumerate() {
+            if passed_over(&verdicts, i) {
+                continue;
+            }
             if let Some(versioned) = self.should_call(hook, a, a.object, &lookups).await? {
                 matched.push((i, hook, versioned));
             }

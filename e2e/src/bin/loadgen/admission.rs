@@ -24,6 +24,8 @@ use crate::Run;
 
 /// Webhooks and policies installed, as issue 12 counts them.
 pub const CONFIGURED: usize = 20;
+/// Slices of each variant, in rounds that alternate their order.
+const ROUNDS: usize = 4;
 pub const NONE: &str = "creates, no webhooks or policies";
 pub const NOT_MATCHING: &str = "creates, 20 webhooks + 20 policies not matching";
 pub const ONE_MATCHING: &str = "creates, 1 of the 20 policies matching";
@@ -190,60 +192,72 @@ pub async fn run(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) {
     }
 }
 
-/// The store grows by every create measured, and creates slow as it grows,
-/// so the variants are bracketed: half of each baseline runs before and half
-/// after what it is compared with (none, not matching, matching, not
-/// matching, none), and every figure is centred on the same point of the
-/// store's growth.
+/// The store grows by every create measured, and creates slow as it grows
+/// (fastest on a fresh store), so no variant may run only early or only
+/// late: the three run in rounds, none / not matching / matching and back
+/// (N B C C B N N B C C B N), the configurations added before and removed
+/// after each pair of configured slices. Every variant is centred on the
+/// same point of the store's growth, and a stall of the machine or of etcd
+/// weighs on all alike.
 async fn measure(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) -> Result<(), String> {
     let client = Client::connect(creds, 1).await?;
     let hook = start_webhook().await?;
     let ns = |v: &str| format!("{prefix}-admission-{v}");
     // Each slice writes into a namespace of its own: names restart at 0.
-    for v in ["none", "none-2", "nomatch", "nomatch-2"] {
-        namespace(&client, &ns(v), json!({})).await?;
+    for round in 0..ROUNDS {
+        namespace(&client, &ns(&format!("none-{round}")), json!({})).await?;
+        namespace(&client, &ns(&format!("nomatch-{round}")), json!({})).await?;
+        namespace(&client, &ns(&format!("match-{round}")), json!({"loadgen-policy": "match"})).await?;
     }
-    namespace(&client, &ns("match"), json!({"loadgen-policy": "match"})).await?;
     namespace(&client, &ns("probe"), json!({"loadgen-policy": "match", "loadgen-webhook": "probe"})).await?;
-    let (full, half) = (run.s.duration(), run.s.duration() / 2);
+    let slice = run.s.duration() / ROUNDS as u32;
     let calls = || hook.calls.load(Ordering::Relaxed);
 
-    let start = calls();
-    let mut none = creates(run, &client, &ns("none"), half).await;
-    let none_calls = calls() - start;
-    for k in 0..CONFIGURED {
-        for (resource, body) in configurations(prefix, &hook, k) {
-            post(&client, &format!("{GROUP}/{resource}"), &body).await?;
+    let variants = [("none", NONE), ("nomatch", NOT_MATCHING), ("match", ONE_MATCHING)];
+    let mut samples: [Sample; 3] = Default::default();
+    let mut webhook_calls = [0u64; 3];
+    let mut configured = false;
+    for round in 0..ROUNDS {
+        let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
+        for v in order {
+            if (v != 0) != configured {
+                configured = !configured;
+                configure(&client, prefix, &hook, &ns("probe"), configured).await?;
+            }
+            let before = calls();
+            let sample = creates(run, &client, &ns(&format!("{}-{round}", variants[v].0)), slice).await;
+            samples[v].merge_slice(sample);
+            webhook_calls[v] += calls() - before;
         }
     }
-    until(&client, &ns("probe"), DENY_WEBHOOK, true).await?;
-    until(&client, &ns("probe"), DENY_POLICY, true).await?;
-    let before = calls();
-    let mut not_matching = creates(run, &client, &ns("nomatch"), half).await;
-    let during = calls();
-    let matching = creates(run, &client, &ns("match"), full).await;
-    let after = calls();
-    not_matching.merge_slice(creates(run, &client, &ns("nomatch-2"), half).await);
-    let not_matching_calls = (during - before) + (calls() - after);
-    remove(&client, prefix).await?;
-    until(&client, &ns("probe"), DENY_WEBHOOK, false).await?;
-    until(&client, &ns("probe"), DENY_POLICY, false).await?;
-    let removed = calls();
-    none.merge_slice(creates(run, &client, &ns("none-2"), half).await);
-    let none_calls = none_calls + (calls() - removed);
-
-    for (variant, sample, webhook_calls) in [
-        (NONE, none, none_calls),
-        (NOT_MATCHING, not_matching, not_matching_calls),
-        (ONE_MATCHING, matching, after - during),
-    ] {
+    if configured {
+        configure(&client, prefix, &hook, &ns("probe"), false).await?;
+    }
+    for ((_, variant), (sample, calls)) in variants.into_iter().zip(samples.into_iter().zip(webhook_calls)) {
         run.push("admission", variant, Some(backend), sample.summary());
         // None is selected by a measured namespace: a call here is a bug.
         if let Some(m) = run.measurements.last_mut() {
-            m.extra = json!({"webhook_calls": webhook_calls});
+            m.extra = json!({"webhook_calls": calls});
         }
     }
     Ok(())
+}
+
+/// Adds (`on`) or removes the configurations, returning once a create in
+/// the probe namespace shows both the webhook and the policy in effect (or
+/// neither).
+async fn configure(client: &Client, prefix: &str, hook: &Webhook, probe: &str, on: bool) -> Result<(), String> {
+    if on {
+        for k in 0..CONFIGURED {
+            for (resource, body) in configurations(prefix, hook, k) {
+                post(client, &format!("{GROUP}/{resource}"), &body).await?;
+            }
+        }
+    } else {
+        remove(client, prefix).await?;
+    }
+    until(client, probe, DENY_WEBHOOK, on).await?;
+    until(client, probe, DENY_POLICY, on).await
 }
 
 /// Creates in `ns` for `duration`.
