@@ -5,9 +5,10 @@
 //! at a real HTTPS webhook loadgen serves, with a self-signed caBundle) and
 //! 20 ValidatingAdmissionPolicies with bindings, none selecting the
 //! namespace; and the same in a namespace one of the policies selects (its
-//! CEL expression allows the object). The configurations are proven active
-//! before the measurement by probe creates they refuse, and proven gone by
-//! the same probes admitted before the second half of the baseline.
+//! CEL expression allows the object). The variants run in alternating
+//! rounds ([`measure`]); each time the configurations are added they are
+//! proven active by probe creates they refuse, and each time they are
+//! removed, proven gone by the same probes admitted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
