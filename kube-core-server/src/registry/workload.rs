@@ -168,17 +168,26 @@ pub(crate) fn restart_always(causes: &mut Vec<Cause>, spec: &Value, spec_path: &
 
 /// ValidateImmutableField for the value at a dotted path.
 pub(crate) fn immutable(causes: &mut Vec<Cause>, new: &Value, old: &Value, path: &str) {
-    let (n, o) = (at(new, path), at(old, path));
-    if n != o {
-        causes.push(invalid_raw(path, &n.map(show).unwrap_or_else(|| "null".into()), "field is immutable"));
-    }
+    immutable_shown(causes, new, old, path, |n| n.map(show).unwrap_or_else(|| "null".into()))
 }
 
 /// ValidateImmutableField for the label selector at a dotted path.
 pub(crate) fn immutable_selector(causes: &mut Vec<Cause>, new: &Value, old: &Value, path: &str) {
+    immutable_shown(causes, new, old, path, go_label_selector)
+}
+
+/// ValidateImmutableField, the new value printed by `shown` as Go prints
+/// that field's type.
+fn immutable_shown(
+    causes: &mut Vec<Cause>,
+    new: &Value,
+    old: &Value,
+    path: &str,
+    shown: impl FnOnce(Option<&Value>) -> String,
+) {
     let (n, o) = (at(new, path), at(old, path));
     if n != o {
-        causes.push(invalid_raw(path, &go_label_selector(n), "field is immutable"));
+        causes.push(invalid_raw(path, &shown(n), "field is immutable"));
     }
 }
 
