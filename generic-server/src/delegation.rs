@@ -14,7 +14,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rustls_pki_types::pem::PemObject;
@@ -43,54 +42,20 @@ pub struct RemoteApi {
     token: Option<String>,
 }
 
-/// A kubeconfig field that is inline data or a file it names.
-fn data_or_file(entry: &Value, data: &str, file: &str, base: &Path) -> Result<Option<Vec<u8>>, String> {
-    if let Some(d) = entry.get(data).and_then(Value::as_str) {
-        return base64::engine::general_purpose::STANDARD
-            .decode(d)
-            .map(Some)
-            .map_err(|e| format!("the kubeconfig's {data}: {e}"));
-    }
-    match entry.get(file).and_then(Value::as_str) {
-        Some(f) => std::fs::read(base.join(f)).map(Some).map_err(|e| format!("reading {f}: {e}")),
-        None => Ok(None),
-    }
-}
-
-/// The entry of `list` (clusters, users) named `name`.
-fn named<'v>(config: &'v Value, list: &str, name: &str, inner: &str) -> Result<&'v Value, String> {
-    config
-        .get(list)
-        .and_then(Value::as_array)
-        .and_then(|l| l.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(name)))
-        .and_then(|e| e.get(inner))
-        .ok_or_else(|| format!("the kubeconfig has no {inner} {name:?}"))
-}
-
 impl RemoteApi {
     /// Reads the current context of the kubeconfig at `path`: the server's
     /// https URL and CA, and a client certificate or a bearer token.
     pub fn from_kubeconfig(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let config: Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let current = config.get("current-context").and_then(Value::as_str).unwrap_or("");
-        let context = named(&config, "contexts", current, "context")?;
-        let field = |k: &str| context.get(k).and_then(Value::as_str).unwrap_or("");
-        let cluster = named(&config, "clusters", field("cluster"), "cluster")?;
-        let user = named(&config, "users", field("user"), "user")?;
-        let server = cluster.get("server").and_then(Value::as_str).unwrap_or("");
+        let kc = crate::kubeconfig::Context::read(path)?;
         let (host, port, path) =
-            backend::split_https_url(server).map_err(|e| format!("the kubeconfig's server: {e}"))?;
+            backend::split_https_url(&kc.server).map_err(|e| format!("the kubeconfig's server: {e}"))?;
         if !matches!(path.as_str(), "" | "/") {
-            return Err(format!("the kubeconfig's server {server:?} has a path; only a host and port are supported"));
+            return Err(format!(
+                "the kubeconfig's server {:?} has a path; only a host and port are supported",
+                kc.server
+            ));
         }
-        let ca =
-            data_or_file(cluster, "certificate-authority-data", "certificate-authority", base)?.unwrap_or_default();
-        let insecure = cluster.get("insecure-skip-tls-verify").and_then(Value::as_bool).unwrap_or(false);
-        let cert = data_or_file(user, "client-certificate-data", "client-certificate", base)?;
-        let key = data_or_file(user, "client-key-data", "client-key", base)?;
-        let client = match (&cert, &key) {
+        let client = match (&kc.client_cert_pem, &kc.client_key_pem) {
             (Some(c), Some(k)) => {
                 let certs = CertificateDer::pem_slice_iter(c)
                     .collect::<Result<Vec<_>, _>>()
@@ -100,16 +65,12 @@ impl RemoteApi {
             }
             _ => None,
         };
-        let tls = backend::client_tls(&ca, insecure, client.as_ref().map(|(c, k)| (c.as_slice(), k)))?;
-        let token = match user.get("token").and_then(Value::as_str) {
-            Some(t) => Some(t.to_string()),
-            None => match user.get("tokenFile").and_then(Value::as_str) {
-                Some(f) => Some(
-                    std::fs::read_to_string(base.join(f)).map_err(|e| format!("reading {f}: {e}"))?.trim().to_string(),
-                ),
-                None => None,
-            },
-        };
+        let tls = backend::client_tls(
+            &kc.ca_pem,
+            kc.insecure_skip_tls_verify,
+            client.as_ref().map(|(c, k)| (c.as_slice(), k)),
+        )?;
+        let token = kc.token;
         let target = Target { server_name: host.clone(), host, port };
         Ok(RemoteApi { target, tls, token })
     }
@@ -344,6 +305,7 @@ impl Authorizer for SubjectAccessReviews {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn review_specs_name_what_is_asked() {

@@ -25,6 +25,7 @@ pub mod filters;
 pub mod handler;
 pub mod impersonation;
 pub mod informer;
+pub mod kubeconfig;
 pub mod meta;
 pub mod metrics;
 pub mod negotiation;

@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
@@ -26,33 +25,16 @@ pub struct Creds {
 }
 
 impl Creds {
-    /// The current context's cluster and user of a kubeconfig with inline PEM
-    /// data (what the server writes as DATA_DIR/admin.kubeconfig).
+    /// The current context's cluster and user of a kubeconfig with a client
+    /// certificate (what the server writes as DATA_DIR/admin.kubeconfig).
     pub fn from_kubeconfig(path: &std::path::Path) -> Result<Creds, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let kc: serde_yaml::Value =
-            serde_yaml::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?;
-        let current = kc["current-context"].as_str().unwrap_or_default();
-        let named = |list: &str, name: &str| -> Option<serde_yaml::Value> {
-            kc[list].as_sequence()?.iter().find(|e| e["name"].as_str() == Some(name)).cloned()
-        };
-        let context = named("contexts", current)
-            .or_else(|| kc["contexts"].as_sequence().and_then(|s| s.first().cloned()))
-            .ok_or_else(|| format!("{}: no context", path.display()))?;
-        let cluster_name = context["context"]["cluster"].as_str().unwrap_or_default();
-        let user_name = context["context"]["user"].as_str().unwrap_or_default();
-        let cluster = named("clusters", cluster_name).ok_or_else(|| format!("no cluster {cluster_name:?}"))?;
-        let user = named("users", user_name).ok_or_else(|| format!("no user {user_name:?}"))?;
-        let data = |v: &serde_yaml::Value, field: &str| -> Result<Vec<u8>, String> {
-            let b64 =
-                v[field].as_str().ok_or_else(|| format!("{}: {field} missing (inline data needed)", path.display()))?;
-            base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| format!("{field}: {e}"))
-        };
+        let kc = generic_server::kubeconfig::Context::read(path)?;
+        let missing = |what: &str| format!("{}: the user has no {what}", path.display());
         Ok(Creds {
-            server: cluster["cluster"]["server"].as_str().unwrap_or_default().trim_end_matches('/').to_string(),
-            ca_pem: data(&cluster["cluster"], "certificate-authority-data")?,
-            cert_pem: data(&user["user"], "client-certificate-data")?,
-            key_pem: data(&user["user"], "client-key-data")?,
+            server: kc.server.trim_end_matches('/').to_string(),
+            ca_pem: kc.ca_pem,
+            cert_pem: kc.client_cert_pem.ok_or_else(|| missing("client certificate"))?,
+            key_pem: kc.client_key_pem.ok_or_else(|| missing("client key"))?,
         })
     }
 
