@@ -6,15 +6,16 @@
 //! defaults and prunes what it read by the version's schema, as upstream
 //! does on read.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde_json::{json, Value};
 
+use generic_server::backend::Resolver;
 use generic_server::registry::VersionConverter;
 use generic_server::status::StatusError;
+use generic_server::webhook;
 
 use crate::crd::Conversion;
 use crate::schema;
@@ -24,6 +25,10 @@ const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Converter {
     pub group: String,
     pub conversion: Conversion,
+    /// The webhook's clientConfig, compiled once per CRD change.
+    client: Option<webhook::Client>,
+    /// How a webhook Service is found: bound once the built-in Stores exist.
+    resolver: Arc<OnceLock<Resolver>>,
 }
 
 fn api_version_of(v: &Value) -> &str {
@@ -31,6 +36,14 @@ fn api_version_of(v: &Value) -> &str {
 }
 
 impl Converter {
+    pub fn new(group: &str, conversion: &Conversion, resolver: Arc<OnceLock<Resolver>>) -> Converter {
+        let client = match conversion {
+            Conversion::Webhook { client_config, .. } => Some(webhook::Client::from_client_config(client_config)),
+            Conversion::None => None,
+        };
+        Converter { group: group.to_string(), conversion: conversion.clone(), client, resolver }
+    }
+
     /// Converts `objects` to `group/version`.
     pub async fn convert(&self, objects: Vec<Value>, version: &str) -> std::result::Result<Vec<Value>, String> {
         let desired = format!("{}/{version}", self.group);
@@ -47,7 +60,8 @@ impl Converter {
                     o
                 })
                 .collect()),
-            Conversion::Webhook { url, ca_bundle, review_versions } => {
+            Conversion::Webhook { review_versions, .. } => {
+                let client = self.client.as_ref().ok_or("conversion webhook not compiled")?;
                 let (todo_idx, todo): (Vec<usize>, Vec<Value>) = objects
                     .iter()
                     .enumerate()
@@ -62,11 +76,7 @@ impl Converter {
                     "request": {"uid": uid, "desiredAPIVersion": desired, "objects": todo},
                 });
                 let body = serde_json::to_vec(&review).map_err(|e| e.to_string())?;
-                let resp = tokio::time::timeout(WEBHOOK_TIMEOUT, post(url, ca_bundle.as_deref(), body))
-                    .await
-                    .map_err(|_| "conversion webhook timed out".to_string())??;
-                let resp: Value = serde_json::from_slice(&resp)
-                    .map_err(|e| format!("conversion webhook response is not JSON: {e}"))?;
+                let resp = client.post(self.resolver.get(), "", body, WEBHOOK_TIMEOUT).await?;
                 let r = resp.get("response").ok_or("conversion webhook response has no response")?;
                 if r.get("uid").and_then(Value::as_str) != Some(uid.as_str()) {
                     return Err("conversion webhook response uid does not match the request".into());
@@ -113,66 +123,6 @@ impl Converter {
     }
 }
 
-/// POSTs `body` as JSON to an https URL, trusting `ca_bundle` (PEM).
-async fn post(url: &str, ca_bundle: Option<&[u8]>, body: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
-    use http_body_util::{BodyExt, Full};
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, ServerName};
-
-    let rest = url.strip_prefix("https://").ok_or("conversion webhook URL must be https")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            (h.trim_matches(|c| c == '[' || c == ']'), p.parse::<u16>().map_err(|_| format!("bad port in {url}"))?)
-        }
-        _ => (authority.trim_matches(|c| c == '[' || c == ']'), 443),
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(pem) = ca_bundle {
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("caBundle: {e}"))?;
-            roots.add(cert).map_err(|e| format!("caBundle: {e}"))?;
-        }
-    }
-    if roots.is_empty() {
-        return Err("conversion webhook has no caBundle to verify it with".into());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let server_name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
-    let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("connecting to {url}: {e}"))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| format!("TLS to {url}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| format!("HTTP to {url}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = http::Request::post(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("calling {url}: {e}"))?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.map_err(|e| format!("reading {url}: {e}"))?.to_bytes();
-    if !status.is_success() {
-        return Err(format!("conversion webhook {url} answered {status}"));
-    }
-    Ok(bytes.to_vec())
-}
-
 /// One served version's conversion, at its Store's codec seam: what the
 /// Store writes goes to the storage version, what it reads comes to this
 /// version and is then defaulted and pruned by this version's schema, as
@@ -210,7 +160,7 @@ mod tests {
 
     #[tokio::test]
     async fn none_conversion_rewrites_api_version() {
-        let c = Converter { group: "example.com".into(), conversion: Conversion::None };
+        let c = Converter::new("example.com", &Conversion::None, Arc::default());
         let out = c
             .convert(vec![json!({"apiVersion": "example.com/v1beta1", "kind": "W", "spec": {"a": 1}})], "v1")
             .await
@@ -221,14 +171,19 @@ mod tests {
 
     #[tokio::test]
     async fn webhook_without_ca_fails_cleanly() {
-        let c = Converter {
-            group: "example.com".into(),
-            conversion: Conversion::Webhook {
-                url: "https://127.0.0.1:1/convert".into(),
-                ca_bundle: None,
-                review_versions: vec!["v1".into()],
-            },
+        let conversion = Conversion::Webhook {
+            client_config: json!({"url": "https://127.0.0.1:1/convert"}),
+            review_versions: vec!["v1".into()],
         };
-        assert!(c.convert(vec![json!({"apiVersion": "example.com/v1beta1"})], "v1").await.is_err());
+        let c = Converter::new("example.com", &conversion, Arc::default());
+        let e = c.convert(vec![json!({"apiVersion": "example.com/v1beta1"})], "v1").await.expect_err("no server");
+        assert!(e.starts_with("Post \"https://127.0.0.1:1/convert\": "), "{e}");
+        let by_service = Conversion::Webhook {
+            client_config: json!({"service": {"namespace": "ns", "name": "conv", "port": 8443}}),
+            review_versions: vec!["v1".into()],
+        };
+        let c = Converter::new("example.com", &by_service, Arc::default());
+        let e = c.convert(vec![json!({"apiVersion": "example.com/v1beta1"})], "v1").await.expect_err("no resolver");
+        assert_eq!(e, "Post \"https://conv.ns.svc:8443/\": no service resolver");
     }
 }

@@ -53,7 +53,11 @@ pub struct Version {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Conversion {
     None,
-    Webhook { url: String, ca_bundle: Option<Vec<u8>>, review_versions: Vec<String> },
+    /// The webhook's clientConfig as written (compiled by the Converter).
+    Webhook {
+        client_config: Value,
+        review_versions: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,27 +138,13 @@ impl Crd {
             .unwrap_or_default();
         let conversion = match str_at(&spec, "/conversion/strategy") {
             "Webhook" => {
-                let cc = spec.pointer("/conversion/webhook/clientConfig").cloned().unwrap_or_default();
-                let url = match cc.get("url").and_then(Value::as_str) {
-                    Some(u) => u.to_string(),
-                    None => {
-                        // A service reference resolves as the aggregator resolves
-                        // an ExternalName of localhost: https://localhost:<port><path>.
-                        let port = cc.pointer("/service/port").and_then(Value::as_i64).unwrap_or(443);
-                        let path = str_at(&cc, "/service/path");
-                        format!("https://localhost:{port}{path}")
-                    }
-                };
-                let ca_bundle = cc.get("caBundle").and_then(Value::as_str).and_then(|b| {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD.decode(b).ok()
-                });
+                let client_config = spec.pointer("/conversion/webhook/clientConfig").cloned().unwrap_or_default();
                 let review_versions = spec
                     .pointer("/conversion/webhook/conversionReviewVersions")
                     .and_then(Value::as_array)
                     .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
                     .unwrap_or_default();
-                Conversion::Webhook { url, ca_bundle, review_versions }
+                Conversion::Webhook { client_config, review_versions }
             }
             _ => Conversion::None,
         };

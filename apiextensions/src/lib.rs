@@ -20,12 +20,13 @@ pub mod schema;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
+use generic_server::backend::Resolver;
 use generic_server::discovery::{ApiGroup, OpenApiPart};
 use generic_server::endpoints::ResourceServer;
 use generic_server::handler::{DynHandler, Handler, Request, Response};
@@ -81,6 +82,8 @@ pub struct ApiextensionsServer {
     /// One watch cache per key root, kept for the process's life (its task
     /// runs forever), reused when a CRD is recreated.
     cachers: Mutex<HashMap<String, Arc<Cacher>>>,
+    /// How conversion webhooks' Services are found ([`bind_resolver`](Self::bind_resolver)).
+    resolver: Arc<OnceLock<Resolver>>,
 }
 
 /// Builds the apiextensions server in front of `delegate` and starts its
@@ -104,6 +107,7 @@ pub async fn new_server(
         registry,
         served: RwLock::default(),
         cachers: Mutex::default(),
+        resolver: Arc::default(),
     });
     // Serve what is already established before answering anything.
     server.reconcile_all().await;
@@ -117,6 +121,13 @@ fn status_of(obj: &Value) -> Value {
 }
 
 impl ApiextensionsServer {
+    /// Where conversion webhooks given as a Service are called: resolved as
+    /// the aggregator resolves APIService backends. Until bound (the built-in
+    /// Stores come after this server in the chain), such a call fails.
+    pub fn bind_resolver(&self, resolver: Resolver) {
+        let _ = self.resolver.set(resolver);
+    }
+
     pub fn crd_store(&self) -> &Arc<Store> {
         &self.crd_store
     }
@@ -289,7 +300,7 @@ impl ApiextensionsServer {
         let storage_version = crd.storage_version().ok_or("no storage version")?.name.clone();
         let key_root = format!("/registry/{}/{}", crd.group, names.plural);
         let cache = self.cacher(&key_root);
-        let converter = Arc::new(Converter { group: crd.group.clone(), conversion: crd.conversion.clone() });
+        let converter = Arc::new(Converter::new(&crd.group, &crd.conversion, self.resolver.clone()));
         let mut stores = Vec::new();
         let mut openapi = Vec::new();
         let terminating = Arc::new(AtomicBool::new(false));

@@ -152,8 +152,9 @@ pub async fn build_chain(
         Provided { validating: Some(validating_webhooks.clone()), ..Default::default() },
     );
     let not_found: DynHandler = Arc::new(NotFoundHandler);
-    let apiext: DynHandler =
+    let crds =
         apiextensions::new_server(storage.clone(), shared.admission(), shared.registry.clone(), not_found).await?;
+    let apiext: DynHandler = crds.clone();
     let config = CoreConfig {
         service_cluster_ip_range: opts.service_cluster_ip_range.clone(),
         service_node_port_range: opts.service_node_port_range.clone(),
@@ -176,6 +177,8 @@ pub async fn build_chain(
     let by_objects = authz::ModeAuthorizers { rbac: core.rbac.clone(), node: core.node.clone() };
     let webhooks = [&mutating_webhooks, &validating_webhooks];
     bind_webhooks(&core.server, &core.registry, opts.enable_aggregator_routing, webhooks).await?;
+    // Conversion webhooks' Services resolve as admission webhooks' do.
+    crds.bind_resolver(Resolver { core: core.server.clone(), routing: opts.enable_aggregator_routing });
     let authorizer = authz::for_modes(&access.authorization_modes, &by_objects);
     core.authorizer.bind(authorizer.clone());
     let handler: DynHandler =

@@ -96,10 +96,11 @@ struct Webhook {
     _rt: tokio::runtime::Runtime,
 }
 
-fn start_webhook() -> Webhook {
+/// The conversion webhook, serving a certificate for `names`.
+fn start_webhook(names: &[&str]) -> Webhook {
     use http_body_util::{BodyExt, Full};
 
-    let (acceptor, ca_pem) = e2e::self_signed_acceptor(&["localhost"]);
+    let (acceptor, ca_pem) = e2e::self_signed_acceptor(names);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("binding the webhook port");
     let port = listener.local_addr().expect("an address").port();
@@ -139,7 +140,13 @@ fn start_webhook() -> Webhook {
     Webhook { port, ca_pem, calls, _rt: rt }
 }
 
+/// The CRD, its webhook called at `https://localhost:<port>/convert`.
 fn webhook_crd(port: u16, ca_pem: &str) -> String {
+    webhook_crd_at(&format!("url: https://localhost:{port}/convert"), ca_pem)
+}
+
+/// The CRD, its webhook at `client` (a clientConfig's url or service line).
+fn webhook_crd_at(client: &str, ca_pem: &str) -> String {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     format!(
@@ -156,7 +163,7 @@ spec:
     webhook:
       conversionReviewVersions: [v1]
       clientConfig:
-        url: https://localhost:{port}/convert
+        {client}
         caBundle: {ca}
   versions:
   - name: v1beta1
@@ -181,7 +188,7 @@ spec:
 
 #[test]
 fn crd_conversion_webhook() {
-    let hook = start_webhook();
+    let hook = start_webhook(&["localhost"]);
     let s = Server::start();
     s.apply_crd(&webhook_crd(hook.port, &hook.ca_pem), "sprockets.example.com");
     s.kubectl_stdin(
@@ -215,6 +222,30 @@ fn crd_conversion_webhook() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(failed, "conversion through an unverifiable webhook must fail");
+
+    // A webhook as the Service `conv` (an ExternalName for localhost here),
+    // whose certificate names only conv.default.svc: it is verified as the
+    // Service is named, as upstream verifies it.
+    let by_service = start_webhook(&["conv.default.svc"]);
+    s.apply(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: conv, namespace: default}}\n\
+         spec: {{type: ExternalName, externalName: localhost, ports: [{{port: {}}}]}}\n",
+        by_service.port
+    ));
+    let client = format!("service: {{namespace: default, name: conv, port: {}, path: /convert}}", by_service.port);
+    s.kubectl_stdin(&["apply", "-f", "-"], Some(&webhook_crd_at(&client, &by_service.ca_pem)));
+    let mut beta = Value::Null;
+    for _ in 0..50 {
+        let out =
+            s.kubectl_output(&["get", "--raw", "/apis/example.com/v1beta1/namespaces/default/sprockets/s1"], None);
+        if out.status.success() {
+            beta = serde_json::from_slice(&out.stdout).expect("JSON");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(beta["spec"], json!({"size": "3"}), "converted through the Service: {beta}");
+    assert!(by_service.calls.load(Ordering::SeqCst) >= 1, "the Service's webhook was called");
 }
 
 e2e::on_etcd!(crd_versions_none_conversion, crd_conversion_webhook);

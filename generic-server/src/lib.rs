@@ -41,6 +41,7 @@ pub mod serve;
 pub mod serviceaccount;
 pub mod status;
 pub mod storage;
+pub mod webhook;
 pub mod wire;
 
 pub use handler::{Handler, NotFoundHandler, Request, Response};

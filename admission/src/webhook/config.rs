@@ -6,36 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::Value;
-
-use generic_server::backend::{self, ServiceRef};
 
 use crate::matching::{Rule, Selectors};
 
 /// Upstream's default timeoutSeconds.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where a webhook is called.
-pub(crate) enum Endpoint {
-    /// A URL, split for dialing; `url` is as configured (no query, no fragment).
-    Url { url: String, host: String, port: u16, path: String },
-    /// A Service port and the path on it.
-    Service { service: ServiceRef, path: String },
-}
-
-impl Endpoint {
-    /// The URL as upstream's client names it in errors: a Service is addressed
-    /// as `https://<name>.<namespace>.svc:<port><path>`.
-    pub fn url(&self) -> String {
-        match self {
-            Endpoint::Url { url, .. } => url.clone(),
-            Endpoint::Service { service, path } => {
-                format!("https://{}.{}.svc:{}{path}", service.name, service.namespace, service.port)
-            }
-        }
-    }
-}
 
 /// A matchCondition: its name and compiled expression.
 pub(crate) struct Condition {
@@ -47,8 +23,8 @@ pub(crate) struct Condition {
 pub(crate) struct Hook {
     pub name: String,
     pub configuration: String,
-    pub endpoint: Result<Endpoint, String>,
-    pub tls: Result<Arc<rustls::ClientConfig>, String>,
+    /// The clientConfig, compiled.
+    pub client: generic_server::webhook::Client,
     pub rules: Vec<Rule>,
     /// matchPolicy Equivalent: rules may match another version of the
     /// request's resource.
@@ -72,38 +48,13 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// The endpoint of an https URL (validation already refused other schemes,
-/// queries and fragments).
-fn parse_url(url: &str) -> Result<Endpoint, String> {
-    let (host, port, path) = generic_server::backend::split_https_url(url)?;
-    Ok(Endpoint::Url { url: url.to_string(), host, port, path })
-}
-
 impl Hook {
     /// Compiles the webhook `hook` of the configuration named `configuration`.
     /// What cannot be compiled is kept as an error the call reports, so a bad
     /// webhook fails (or is ignored) by its own failurePolicy.
     pub fn compile(configuration: &str, hook: &Value) -> Hook {
-        let client = hook.get("clientConfig").cloned().unwrap_or_default();
-        let endpoint = match (client.get("url").and_then(Value::as_str), client.get("service")) {
-            (Some(url), _) => parse_url(url),
-            (None, Some(svc)) if svc.is_object() => Ok(Endpoint::Service {
-                service: ServiceRef {
-                    namespace: str_at(svc, "/namespace").to_string(),
-                    name: str_at(svc, "/name").to_string(),
-                    port: svc.get("port").and_then(Value::as_u64).and_then(|p| u16::try_from(p).ok()).unwrap_or(443),
-                },
-                path: match str_at(svc, "/path") {
-                    "" => "/".to_string(),
-                    p => p.to_string(),
-                },
-            }),
-            _ => Err("no url or service in clientConfig".to_string()),
-        };
-        let tls = base64::engine::general_purpose::STANDARD
-            .decode(str_at(&client, "/caBundle"))
-            .map_err(|e| format!("the caBundle: {e}"))
-            .and_then(|ca| backend::client_tls(&ca, false, None));
+        let client =
+            generic_server::webhook::Client::from_client_config(hook.get("clientConfig").unwrap_or(&Value::Null));
         let rules = hook.get("rules").and_then(Value::as_array).map(|r| r.iter().map(Rule::parse).collect());
         let conditions = hook
             .get("matchConditions")
@@ -133,8 +84,7 @@ impl Hook {
         Hook {
             name: str_at(hook, "/name").to_string(),
             configuration: configuration.to_string(),
-            endpoint,
-            tls,
+            client,
             rules: rules.unwrap_or_default(),
             equivalent: str_at(hook, "/matchPolicy") == "Equivalent",
             selectors: Selectors::parse(hook),
@@ -174,18 +124,6 @@ impl Hook {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_split_for_dialing() {
-        let Ok(Endpoint::Url { host, port, path, .. }) = parse_url("https://127.0.0.1:8443/validate") else {
-            panic!("a valid URL")
-        };
-        assert_eq!((host.as_str(), port, path.as_str()), ("127.0.0.1", 8443, "/validate"));
-        let Ok(Endpoint::Url { host, port, path, .. }) = parse_url("https://[::1]/x") else { panic!("a valid URL") };
-        assert_eq!((host.as_str(), port, path.as_str()), ("::1", 443, "/x"));
-        assert!(parse_url("http://a/").is_err());
-        assert!(parse_url("https://a:port/").is_err());
-    }
 
     #[test]
     fn webhooks_compile_in_configuration_order() {

@@ -23,7 +23,6 @@
 //! called once more when a later webhook changed the object, as upstream's
 //! reinvocation round. Validating webhooks of one request run concurrently.
 
-mod client;
 mod config;
 mod review;
 
@@ -213,7 +212,11 @@ impl Webhooks {
         let uid = generic_server::meta::new_uuid().to_string();
         let body = serde_json::to_vec(&review::review(version, review::request(a, view, &uid)))
             .map_err(|e| Failure::Calling(format!("could not create admission objects: {e}"), 400))?;
-        let answer = client::post(hook, self.resolver.get(), body)
+        // Upstream's `timeout` parameter: Go's time.Duration text.
+        let query = format!("?timeout={}s", hook.timeout.as_secs());
+        let answer = hook
+            .client
+            .post(self.resolver.get(), &query, body, hook.timeout)
             .await
             .map_err(|e| Failure::Calling(format!("failed to call webhook: {e}"), 503))?;
         let resp = review::verify(&uid, version, self.mutating, &answer)
