@@ -347,16 +347,9 @@ fn json_patch_copies_are_bounded_even_in_dry_run() {
 #[test]
 fn headers_up_to_a_mebibyte_are_served_over_http1_and_http2() {
     let s = server();
-    s.kubectl(&["create", "namespace", "selectors"]);
-    s.kubectl(&["create", "configmap", "-n", "selectors", "picked", "--from-literal=a=b"]);
-    s.kubectl(&["label", "configmap", "-n", "selectors", "picked", "k=value-0"]);
     // A 31 KB labelSelector: kubectl (HTTP/2) and curl on either protocol.
-    let values: Vec<String> = (0..3000).map(|i| format!("value-{i}")).collect();
-    let selector = format!("k in ({})", values.join(","));
-    assert!(selector.len() > 31_000, "{}", selector.len());
-    let names = s.kubectl(&["get", "configmap", "-n", "selectors", "-l", &selector, "-o", "name"]);
-    assert_eq!(names.trim(), "configmap/picked");
-    let query = format!("/api/v1/namespaces/selectors/configmaps?labelSelector={}", urlencode(&selector));
+    let query = long_selector(s, "selectors", 3000);
+    assert!(query.len() > 31_000, "{}", query.len());
     for proto in ["--http2", "--http1.1"] {
         let r = s.curl_with(&[proto], "GET", &query, Cred::Admin, &[], None);
         assert_eq!(r.status, 200, "{proto}: {}", r.text());
@@ -391,16 +384,9 @@ fn long_urls_are_served_over_http1_and_http2() {
     // and `hyper` crates stop at 64 KiB (414, or a reset h2 stream); the
     // workspace patches them (vendor/README.md).
     let s = server();
-    s.kubectl(&["create", "namespace", "long-urls"]);
-    s.kubectl(&["create", "configmap", "-n", "long-urls", "picked", "--from-literal=a=b"]);
-    s.kubectl(&["label", "configmap", "-n", "long-urls", "picked", "k=value-7999"]);
-    let values: Vec<String> = (0..8_000).map(|i| format!("value-{i}")).collect();
-    let selector = format!("k in ({})", values.join(","));
-    let query = format!("/api/v1/namespaces/long-urls/configmaps?labelSelector={}", urlencode(&selector));
-    assert!(query.len() > 100_000, "{}", query.len());
     // kubectl speaks HTTP/2 (curl's HTTP/2 sends at most 64 KiB of headers).
-    let names = s.kubectl(&["get", "configmap", "-n", "long-urls", "-l", &selector, "-o", "name"]);
-    assert_eq!(names.trim(), "configmap/picked");
+    let query = long_selector(s, "long-urls", 8000);
+    assert!(query.len() > 100_000, "{}", query.len());
     let r = s.curl_with(&["--http1.1"], "GET", &query, Cred::Admin, &[], None);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["items"][0]["metadata"]["name"], "picked");
@@ -414,6 +400,20 @@ fn long_urls_are_served_over_http1_and_http2() {
     let n = tls.read(&mut buf).expect("a response");
     let got = String::from_utf8_lossy(&buf[..n]);
     assert!(got.starts_with("HTTP/1.1 431"), "a request line over a mebibyte: {got}");
+}
+
+/// A namespace `ns` holding one ConfigMap, `picked`, which a labelSelector
+/// of `values` values picks (kubectl's list over HTTP/2 is checked here);
+/// returns the list's path with that selector.
+fn long_selector(s: &Server, ns: &str, values: usize) -> String {
+    s.kubectl(&["create", "namespace", ns]);
+    s.kubectl(&["create", "configmap", "-n", ns, "picked", "--from-literal=a=b"]);
+    s.kubectl(&["label", "configmap", "-n", ns, "picked", &format!("k=value-{}", values - 1)]);
+    let listed: Vec<String> = (0..values).map(|i| format!("value-{i}")).collect();
+    let selector = format!("k in ({})", listed.join(","));
+    let names = s.kubectl(&["get", "configmap", "-n", ns, "-l", &selector, "-o", "name"]);
+    assert_eq!(names.trim(), "configmap/picked");
+    format!("/api/v1/namespaces/{ns}/configmaps?labelSelector={}", urlencode(&selector))
 }
 
 fn urlencode(s: &str) -> String {
