@@ -345,12 +345,14 @@ const REMEMBERED_NAMESPACES: usize = 1024;
 /// them.
 pub struct NamespaceVerdicts<T> {
     /// The list the verdicts are for (held, so its address is not reused),
-    /// and per (namespace, resourceVersion) one verdict per configuration.
+    /// and the verdicts by namespace version.
     memo: Mutex<Option<(Arc<T>, ByNamespace)>>,
 }
 
-/// One verdict per configuration, by namespace name and resourceVersion.
-type ByNamespace = HashMap<(String, String), Arc<[bool]>>;
+/// One verdict per configuration, by the address of the namespace object as
+/// the watch cache shares it (one `Arc` per stored version); the object is
+/// held beside its verdicts, so that address names that version alone.
+type ByNamespace = HashMap<usize, (Arc<Value>, Arc<[bool]>)>;
 
 impl<T> Default for NamespaceVerdicts<T> {
     fn default() -> Self {
@@ -375,15 +377,14 @@ impl<T> NamespaceVerdicts<T> {
         if !a.info.namespaced || a.namespace.is_empty() {
             return None;
         }
-        let ns = namespace.get().await.ok()?;
-        let version = ns.get("metadata")?.get("resourceVersion")?.as_str()?;
+        let ns = namespace.shared().await.ok()?;
         let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
         let by_namespace = match &mut *memo {
             Some((held, by_namespace)) if Arc::ptr_eq(held, list) => by_namespace,
             other => &mut other.insert((list.clone(), HashMap::new())).1,
         };
-        let key = (a.namespace.to_string(), version.to_string());
-        if let Some(v) = by_namespace.get(&key) {
+        let key = Arc::as_ptr(ns) as usize;
+        if let Some((_, v)) = by_namespace.get(&key) {
             return Some(v.clone());
         }
         if by_namespace.len() >= REMEMBERED_NAMESPACES {
@@ -391,7 +392,7 @@ impl<T> NamespaceVerdicts<T> {
         }
         let empty = Map::new();
         let verdicts: Arc<[bool]> = judge(labels(ns).unwrap_or(&empty)).into();
-        by_namespace.insert(key, verdicts.clone());
+        by_namespace.insert(key, (ns.clone(), verdicts.clone()));
         Some(verdicts)
     }
 }
@@ -413,7 +414,12 @@ pub struct RequestNamespace<'a> {
 
 impl RequestNamespace<'_> {
     pub async fn get(&self) -> Result<&Value, StatusError> {
-        Ok(self.got.get_or_try_init(|| self.namespaces.get(self.name)).await?)
+        Ok(self.shared().await?)
+    }
+
+    /// The namespace as the watch cache shares it.
+    pub async fn shared(&self) -> Result<&Arc<Value>, StatusError> {
+        self.got.get_or_try_init(|| self.namespaces.get(self.name)).await
     }
 }
 

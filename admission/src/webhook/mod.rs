@@ -158,6 +158,9 @@ impl Webhooks {
         a: &AdmissionAttributes<'_>,
         lookups: &Lookups<'_>,
     ) -> Option<Arc<[bool]>> {
+        if hooks.is_empty() {
+            return None;
+        }
         let judge = |labels: &_| hooks.iter().map(|h| h.selectors.namespace_passes(labels)).collect();
         self.verdicts.of(hooks, a, &lookups.namespace, judge).await
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Creds};
-use crate::driver::{drive, pick};
+use crate::driver::{drive, pick, Sample};
 use crate::targets::{configmap, ApiTarget, Target};
 use crate::Run;
 
@@ -106,21 +106,26 @@ async fn measure(run: &mut Run, creds: &Creds, pki: &Path, backend: &str, prefix
         return Err(format!("the reader's list outside its namespace answered {}, not 403", elsewhere.status));
     }
 
-    // In halves, admin-reader-reader-admin, so a drift in the machine's
-    // speed over the run weighs on both alike.
+    // In alternating quarters (admin, reader, reader, admin, admin, reader,
+    // reader, admin), so a drift or a stall of the machine weighs on both
+    // alike.
     let admin_target: Arc<dyn Target> = Arc::new(admin_target);
-    let half = run.s.duration() / 2;
+    let slice = run.s.duration() / 4;
     let gets = |target: &Arc<dyn Target>| {
         let (target, seed, sc) = (target.clone(), run.s.seed, ns.clone());
-        drive(run.s.concurrency, half, None, move |i| {
+        drive(run.s.concurrency, slice, None, move |i| {
             let (t, sc) = (target.clone(), sc.clone());
             async move { t.get(&sc, pick(seed, i, population), true).await }
         })
     };
-    let mut as_admin = gets(&admin_target).await;
-    let mut as_reader = gets(&reader_target).await;
-    as_reader.merge_slice(gets(&reader_target).await);
-    as_admin.merge_slice(gets(&admin_target).await);
+    let (mut as_admin, mut as_reader) = (Sample::default(), Sample::default());
+    for round in 0..4 {
+        let admin_first = round % 2 == 0;
+        for admin in [admin_first, !admin_first] {
+            let (target, into) = if admin { (&admin_target, &mut as_admin) } else { (&reader_target, &mut as_reader) };
+            into.merge_slice(gets(target).await);
+        }
+    }
     run.push("rbac", AS_ADMIN, Some(backend), as_admin.summary());
     run.push("rbac", &format!("{AS_READER} ({} bindings)", run.s.bindings), Some(backend), as_reader.summary());
     Ok(())
