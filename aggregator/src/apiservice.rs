@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use generic_server::meta::{self, NameRule};
+use generic_server::meta::{self, str_at, NameRule};
 use generic_server::registry::{Registration, Strategy, TableColumn};
 use generic_server::status::Cause;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
@@ -44,10 +44,6 @@ pub struct ApiService {
     pub available: bool,
     /// The Available condition's (status, reason, message), as stored.
     pub condition: Option<(String, String, String)>,
-}
-
-fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 impl ApiService {

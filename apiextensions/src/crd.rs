@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde_json::{json, Value};
 
-use generic_server::meta;
+use generic_server::meta::{self, str_at};
 use generic_server::registry::{Registration, ResourceInfo, ScalePaths, Strategy, Subresource, TableColumn};
 use generic_server::status::Cause;
 
@@ -120,10 +120,6 @@ pub struct Crd {
     pub namespaced: bool,
     pub versions: Vec<Version>,
     pub conversion: Conversion,
-}
-
-fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 impl Crd {

@@ -42,6 +42,11 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     entry.as_object_mut().expect("made an object above")
 }
 
+/// The string at a JSON pointer in `v`; empty when absent or not a string.
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
     metadata(obj).and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
 }

@@ -18,6 +18,7 @@ use ring::signature::{self, KeyPair};
 use serde_json::{json, Map, Value};
 
 use crate::authn::UserInfo;
+use crate::meta::str_at;
 
 /// The issuer of the tokens the legacy tokens controller puts into Secrets.
 pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
@@ -672,10 +673,6 @@ fn sa_user(
         ],
         extra,
     }
-}
-
-fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
 fn object_ref(v: Option<&Value>) -> Option<ObjectRef> {

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use crate::backend::{self, Resolver, ServiceRef, Target};
+use crate::meta::str_at;
 
 /// The largest answer read from a webhook (upstream's REST client has no
 /// limit; a bound keeps a misbehaving webhook from exhausting memory).
@@ -64,10 +65,6 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("endpoint", &self.endpoint).field("tls", &self.tls.as_ref().map(|_| ())).finish()
     }
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
 impl Client {

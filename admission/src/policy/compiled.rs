@@ -12,6 +12,7 @@ use cel::{Program, Value as CelValue};
 use cel_k8s::meter::{Budget, Metered, Spent, OUT_OF_BUDGET};
 use serde_json::{json, Value};
 
+use generic_server::meta::str_at;
 use generic_server::registry::AdmissionAttributes;
 use generic_server::selectors::LabelSelector;
 
@@ -185,10 +186,6 @@ pub struct Reads {
 /// The estimated cost under which a policy runs inline: a few hundred
 /// microseconds at most, with nothing in it that loops over the request.
 const INLINE_COST: u64 = 100_000;
-
-fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
-    v.pointer(p).and_then(Value::as_str).unwrap_or("")
-}
 
 fn items<'a>(v: &'a Value, p: &str) -> &'a [Value] {
     v.pointer(p).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use generic_server::meta::str_at;
+
 use crate::matching::{Rule, Selectors};
 
 /// Upstream's default timeoutSeconds.
@@ -42,10 +44,6 @@ pub(crate) struct Hook {
     pub reinvoke: bool,
     /// The first admissionReviewVersions entry this server speaks.
     pub review_version: Option<&'static str>,
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
 impl Hook {

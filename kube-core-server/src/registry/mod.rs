@@ -69,9 +69,7 @@ use serde_json::{Map, Value};
 use generic_server::status::Cause;
 
 /// The string at a JSON pointer, or "" when absent or not a string.
-pub(crate) fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
-    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
+pub(crate) use generic_server::meta::str_at;
 
 /// The array at a JSON pointer, or an empty slice.
 pub(crate) fn arr_at<'a>(obj: &'a Value, pointer: &str) -> &'a [Value] {
