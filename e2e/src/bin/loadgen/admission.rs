@@ -19,14 +19,12 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Creds};
-use crate::driver::{drive, Sample};
+use crate::driver::{alternating, drive, Sample, ROUNDS};
 use crate::targets::{configmap, ApiTarget, Target};
 use crate::Run;
 
 /// Webhooks and policies installed, as issue 12 counts them.
 pub const CONFIGURED: usize = 20;
-/// Slices of each variant, in rounds that alternate their order.
-const ROUNDS: usize = 4;
 pub const NONE: &str = "creates, no webhooks or policies";
 pub const NOT_MATCHING: &str = "creates, 20 webhooks + 20 policies not matching";
 pub const ONE_MATCHING: &str = "creates, 1 of the 20 policies matching";
@@ -218,18 +216,15 @@ async fn measure(run: &mut Run, creds: &Creds, backend: &str, prefix: &str) -> R
     let mut samples: [Sample; 3] = Default::default();
     let mut webhook_calls = [0u64; 3];
     let mut configured = false;
-    for round in 0..ROUNDS {
-        let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
-        for v in order {
-            if (v != 0) != configured {
-                configured = !configured;
-                configure(&client, prefix, &hook, &ns("probe"), configured).await?;
-            }
-            let before = calls();
-            let sample = creates(run, &client, &ns(&format!("{}-{round}", variants[v].0)), slice).await;
-            samples[v].merge_slice(sample);
-            webhook_calls[v] += calls() - before;
+    for (round, v) in alternating(variants.len()) {
+        if (v != 0) != configured {
+            configured = !configured;
+            configure(&client, prefix, &hook, &ns("probe"), configured).await?;
         }
+        let before = calls();
+        let sample = creates(run, &client, &ns(&format!("{}-{round}", variants[v].0)), slice).await;
+        samples[v].merge_slice(sample);
+        webhook_calls[v] += calls() - before;
     }
     if configured {
         configure(&client, prefix, &hook, &ns("probe"), false).await?;

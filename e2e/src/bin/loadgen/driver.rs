@@ -158,6 +158,18 @@ where
     sample
 }
 
+/// Rounds in which the variants of a comparison run, each round in the
+/// reverse order of the one before.
+pub const ROUNDS: usize = 4;
+
+/// The order in which `variants` compared variants run (variant indexes):
+/// [`ROUNDS`] rounds, each the reverse of the one before (A B B A A B B A
+/// for two), so a drift or a stall of the machine weighs on each alike.
+pub fn alternating(variants: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..ROUNDS)
+        .flat_map(move |round| (0..variants).map(move |i| (round, if round % 2 == 0 { i } else { variants - 1 - i })))
+}
+
 /// A small seeded generator (splitmix64) for picking objects: the same seed
 /// gives the same sequence of picks on every run and every target.
 pub fn pick(seed: u64, i: u64, n: u64) -> u64 {
@@ -168,4 +180,17 @@ pub fn pick(seed: u64, i: u64, n: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (z ^ (z >> 31)) % n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_alternate_their_order() {
+        let order: Vec<usize> = alternating(2).map(|(_, v)| v).collect();
+        assert_eq!(order, [0, 1, 1, 0, 0, 1, 1, 0]);
+        let rounds: Vec<(usize, usize)> = alternating(3).take(6).collect();
+        assert_eq!(rounds, [(0, 0), (0, 1), (0, 2), (1, 2), (1, 1), (1, 0)]);
+    }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Creds};
-use crate::driver::{drive, pick, Sample};
+use crate::driver::{alternating, drive, pick, Sample, ROUNDS};
 use crate::targets::{configmap, ApiTarget, Target};
 use crate::Run;
 
@@ -106,11 +106,9 @@ async fn measure(run: &mut Run, creds: &Creds, pki: &Path, backend: &str, prefix
         return Err(format!("the reader's list outside its namespace answered {}, not 403", elsewhere.status));
     }
 
-    // In alternating quarters (admin, reader, reader, admin, admin, reader,
-    // reader, admin), so a drift or a stall of the machine weighs on both
-    // alike.
+    // In alternating rounds, so a drift or a stall weighs on both alike.
     let admin_target: Arc<dyn Target> = Arc::new(admin_target);
-    let slice = run.s.duration() / 4;
+    let slice = run.s.duration() / ROUNDS as u32;
     let gets = |target: &Arc<dyn Target>| {
         let (target, seed, sc) = (target.clone(), run.s.seed, ns.clone());
         drive(run.s.concurrency, slice, None, move |i| {
@@ -118,14 +116,12 @@ async fn measure(run: &mut Run, creds: &Creds, pki: &Path, backend: &str, prefix
             async move { t.get(&sc, pick(seed, i, population), true).await }
         })
     };
-    let (mut as_admin, mut as_reader) = (Sample::default(), Sample::default());
-    for round in 0..4 {
-        let admin_first = round % 2 == 0;
-        for admin in [admin_first, !admin_first] {
-            let (target, into) = if admin { (&admin_target, &mut as_admin) } else { (&reader_target, &mut as_reader) };
-            into.merge_slice(gets(target).await);
-        }
+    let targets = [&admin_target, &reader_target];
+    let mut samples: [Sample; 2] = Default::default();
+    for (_, v) in alternating(targets.len()) {
+        samples[v].merge_slice(gets(targets[v]).await);
     }
+    let [as_admin, as_reader] = samples;
     run.push("rbac", AS_ADMIN, Some(backend), as_admin.summary());
     run.push("rbac", &format!("{AS_READER} ({} bindings)", run.s.bindings), Some(backend), as_reader.summary());
     Ok(())
