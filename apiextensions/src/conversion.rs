@@ -24,11 +24,16 @@ const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Converter {
     pub group: String,
-    pub conversion: Conversion,
-    /// The webhook's clientConfig, compiled once per CRD change.
-    client: Option<webhook::Client>,
+    /// None: the None strategy, which rewrites apiVersion.
+    webhook: Option<Webhook>,
     /// How a webhook Service is found: bound once the built-in Stores exist.
     resolver: Arc<OnceLock<Resolver>>,
+}
+
+/// The Webhook strategy, its clientConfig compiled once per CRD change.
+struct Webhook {
+    client: webhook::Client,
+    review_versions: Vec<String>,
 }
 
 fn api_version_of(v: &Value) -> &str {
@@ -37,11 +42,14 @@ fn api_version_of(v: &Value) -> &str {
 
 impl Converter {
     pub fn new(group: &str, conversion: &Conversion, resolver: Arc<OnceLock<Resolver>>) -> Converter {
-        let client = match conversion {
-            Conversion::Webhook { client_config, .. } => Some(webhook::Client::from_client_config(client_config)),
+        let webhook = match conversion {
+            Conversion::Webhook { client_config, review_versions } => Some(Webhook {
+                client: webhook::Client::from_client_config(client_config),
+                review_versions: review_versions.clone(),
+            }),
             Conversion::None => None,
         };
-        Converter { group: group.to_string(), conversion: conversion.clone(), client, resolver }
+        Converter { group: group.to_string(), webhook, resolver }
     }
 
     /// Converts `objects` to `group/version`.
@@ -50,8 +58,8 @@ impl Converter {
         if objects.iter().all(|o| api_version_of(o) == desired) {
             return Ok(objects);
         }
-        match &self.conversion {
-            Conversion::None => Ok(objects
+        match &self.webhook {
+            None => Ok(objects
                 .into_iter()
                 .map(|mut o| {
                     if let Some(m) = o.as_object_mut() {
@@ -60,8 +68,7 @@ impl Converter {
                     o
                 })
                 .collect()),
-            Conversion::Webhook { review_versions, .. } => {
-                let client = self.client.as_ref().ok_or("conversion webhook not compiled")?;
+            Some(Webhook { client, review_versions }) => {
                 let (todo_idx, todo): (Vec<usize>, Vec<Value>) = objects
                     .iter()
                     .enumerate()
