@@ -325,9 +325,8 @@ impl Validating for ValidatingAdmissionPolicy {
                     Some((_, request)) => request.as_ref(),
                     None => base.request.as_ref(),
                 };
-                let shared = &base;
                 for param in params {
-                    let input = shared.input(a, view, request, &param);
+                    let input = base.input(a, view, request, &param);
                     let result =
                         if p.inline { p.evaluate(&input) } else { evaluate(p.clone(), input.into_owned()).await };
                     for d in result.denials {
