@@ -147,6 +147,40 @@ async fn namespace_lifecycle_admission() {
     c.store("configmaps").create("default", cm, &WriteOptions::default()).await.unwrap();
 }
 
+/// NamespaceLifecycle reads namespaces from the watch cache, which trails
+/// writes: a namespace created just before is found in storage, and one whose
+/// deletion was just admitted is not taken as active from a stale copy.
+#[tokio::test]
+async fn namespace_lifecycle_reads_past_a_stale_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
+    let core = CoreResources::new(&CoreConfig::default()).unwrap();
+    let lifecycle = Arc::new(NamespaceLifecycle::new());
+    let admission = Arc::new(AdmissionChain::default().validating(lifecycle.clone()));
+    let store = |r: generic_server::registry::Registration| {
+        let cache = generic_server::storage::cacher::Cacher::new(storage.clone(), &format!("{}/", r.info.key_root));
+        Arc::new(Store::new(r, storage.clone(), admission.clone()).with_cache(cache))
+    };
+    let mut regs = core.registrations().into_iter();
+    let namespaces = store(regs.next().unwrap());
+    assert!(namespaces.info.is::<k8s_openapi::api::core::v1::Namespace>());
+    let Some(configmaps) = regs.find(|r| r.info.is::<k8s_openapi::api::core::v1::ConfigMap>()).map(store) else {
+        panic!("no configmaps")
+    };
+    lifecycle.bind(&namespaces);
+    let w = WriteOptions::default();
+    for i in 0..20 {
+        let name = format!("ns{i}");
+        let ns = json!({"metadata": {"name": name, "finalizers": ["e2e.example.com/hold"]}});
+        namespaces.create("", ns, &w).await.unwrap();
+        configmaps.create(&name, json!({"metadata": {"name": "early"}}), &w).await.unwrap();
+        namespaces.delete("", &name, &DeleteOptions::default()).await.unwrap();
+        let err = configmaps.create(&name, json!({"metadata": {"name": "late"}}), &w).await.unwrap_err();
+        assert_eq!(err.code, 403, "{}", err.message);
+        assert!(err.message.ends_with("because it is being terminated"), "{}", err.message);
+    }
+}
+
 #[test]
 fn the_registry_keeps_every_version_and_walks_each_key_root_once() {
     let c = Cluster::new();

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::registry::{ListOptions, Store};
 use crate::status::StatusError;
+use crate::storage::Freshness;
 
 #[derive(Debug)]
 pub struct BoundStore {
@@ -39,8 +40,27 @@ impl BoundStore {
     /// The cluster-scoped object `name`, None if there is none. Decoded once
     /// per version and shared: what these plugins look up (namespaces,
     /// classes) is few objects read by many requests.
+    ///
+    /// As upstream's plugins read their listers: from the watch cache, which
+    /// may trail the latest write by a moment, and from storage only when
+    /// the cache has no such object (one created just before the request
+    /// that names it). A consistent read on every admission would put a
+    /// revision read, and on etcd a quorum read, in front of every write.
     pub async fn find(&self, name: &str) -> Result<Option<Arc<Value>>, StatusError> {
-        match self.store()?.get_shared("", name, crate::storage::Freshness::Consistent).await {
+        match self.read(name, Freshness::Any).await? {
+            Some(obj) => Ok(Some(obj)),
+            None => self.find_live(name).await,
+        }
+    }
+
+    /// [`Self::find`] from the latest committed state, for a caller that
+    /// knows the cached object may be out of date.
+    pub async fn find_live(&self, name: &str) -> Result<Option<Arc<Value>>, StatusError> {
+        self.read(name, Freshness::Consistent).await
+    }
+
+    async fn read(&self, name: &str, freshness: Freshness) -> Result<Option<Arc<Value>>, StatusError> {
+        match self.store()?.get_shared("", name, freshness).await {
             Ok(obj) => Ok(Some(obj)),
             Err(e) if e.code == 404 => Ok(None),
             Err(e) => Err(e),

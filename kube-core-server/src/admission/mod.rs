@@ -36,7 +36,9 @@ pub mod limitranger;
 pub mod quota;
 pub mod resources;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -54,13 +56,20 @@ pub use quota::ResourceQuota;
 
 pub const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
+/// How long after admitting a namespace's deletion the plugin distrusts a
+/// cached copy that still shows it active (upstream's forceLiveLookupTTL).
+const DELETED_RECENTLY: Duration = Duration::from_secs(30);
+
 pub struct NamespaceLifecycle {
     namespaces: BoundStore,
+    /// Namespaces whose deletion this plugin admitted, and when: the watch
+    /// cache may not show them terminating yet.
+    deleted: Mutex<HashMap<String, Instant>>,
 }
 
 impl Default for NamespaceLifecycle {
     fn default() -> Self {
-        NamespaceLifecycle { namespaces: BoundStore::new("namespaces") }
+        NamespaceLifecycle { namespaces: BoundStore::new("namespaces"), deleted: Mutex::default() }
     }
 }
 
@@ -81,6 +90,27 @@ impl NamespaceLifecycle {
     pub fn bind(&self, store: &Arc<Store>) {
         self.namespaces.bind(store);
     }
+
+    fn deleting(&self, name: &str) {
+        let now = Instant::now();
+        let mut deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
+        deleted.retain(|_, at| now.duration_since(*at) < DELETED_RECENTLY);
+        deleted.insert(name.to_string(), now);
+    }
+
+    fn deleted_recently(&self, name: &str) -> bool {
+        let deleted = self.deleted.lock().unwrap_or_else(|e| e.into_inner());
+        deleted.get(name).is_some_and(|at| at.elapsed() < DELETED_RECENTLY)
+    }
+
+    /// The namespace as the watch cache has it, unless that copy may predate
+    /// a deletion this server admitted.
+    async fn namespace(&self, name: &str) -> Result<Option<Arc<Value>>, StatusError> {
+        match self.namespaces.find(name).await? {
+            Some(ns) if !is_terminating(&ns) && self.deleted_recently(name) => self.namespaces.find_live(name).await,
+            found => Ok(found),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -90,13 +120,16 @@ impl Validating for NamespaceLifecycle {
         if is_namespace && a.operation == Operation::Delete && IMMORTAL_NAMESPACES.contains(&a.name) {
             return Err(a.forbidden("this namespace may not be deleted"));
         }
+        if is_namespace && a.operation == Operation::Delete {
+            self.deleting(a.name);
+        }
         // Only creates of namespaced objects are this plugin's business:
         // updates and deletes inside a terminating namespace must go through
         // so that it can be emptied.
         if a.namespace.is_empty() || is_namespace || a.operation != Operation::Create {
             return Ok(());
         }
-        let Some(ns) = self.namespaces.find(a.namespace).await? else {
+        let Some(ns) = self.namespace(a.namespace).await? else {
             return Err(StatusError::not_found("", "namespaces", a.namespace));
         };
         if is_terminating(&ns) {
