@@ -69,9 +69,10 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct EmbeddedStorage {
     db: Arc<Database>,
     events: broadcast::Sender<Arc<WatchEvent>>,
-    /// The revision of the last event published to `events`; a write is
-    /// acknowledged only after, so this is the store's current revision as
-    /// far as any reader can tell, read without a transaction.
+    /// The revision of the last committed write, stored just before its
+    /// event goes to `events`; a write is acknowledged only after, so this
+    /// is the store's current revision as far as any reader or watcher can
+    /// tell, read without a transaction.
     published: Arc<AtomicU64>,
     writes: std::sync::mpsc::Sender<WriteOp>,
 }
@@ -266,11 +267,12 @@ fn writer(
         let committed = commit_batch(&db, batch, &mut completions, &mut logged);
         drop(db);
         if committed.is_ok() {
-            // Published in revision order, before anyone hears back.
+            // Published in revision order, before anyone hears back, and
+            // each revision before its event: whoever has seen a change must
+            // find it in a consistent read, which reads up to `published`.
             for e in logged {
-                let rev = e.revision();
+                published.store(e.revision(), Ordering::Release);
                 let _ = events.send(Arc::new(e));
-                published.store(rev, Ordering::Release);
             }
         }
         for done in completions {
@@ -733,8 +735,8 @@ impl ProgressWatch {
                 }
             }
             let received = if self.asked.is_some() {
-                // What is owed is already in the buffer: published before
-                // the revision the request read.
+                // What is owed is in the buffer or about to be: the writer
+                // sends each event right after publishing its revision.
                 self.live.recv().await
             } else {
                 tokio::select! {
