@@ -40,6 +40,8 @@ fn is_token_secret(obj: &Value) -> bool {
 
 struct TokensController {
     secrets: Arc<Store>,
+    /// The Secrets as the informer that queued them saw them.
+    secret_cache: Arc<Informer>,
     accounts: Arc<Store>,
     tokens: Arc<ServiceAccountTokens>,
     root_ca: String,
@@ -49,7 +51,13 @@ struct TokensController {
 pub fn spawn(secrets: Arc<Store>, accounts: Arc<Store>, tokens: Arc<ServiceAccountTokens>, root_ca: &str) {
     let secret_informer = Informer::new(secrets.clone());
     let account_informer = Informer::new(accounts.clone());
-    let me = Arc::new(TokensController { secrets, accounts, tokens, root_ca: root_ca.to_string() });
+    let me = Arc::new(TokensController {
+        secrets,
+        secret_cache: secret_informer.clone(),
+        accounts,
+        tokens,
+        root_ca: root_ca.to_string(),
+    });
     let (tx, mut rx) = unbounded_channel::<(String, String)>();
     let queue = tx.clone();
     secret_informer.spawn(move |change| {
@@ -95,7 +103,12 @@ async fn get_opt(store: &Store, ns: &str, name: &str) -> Result<Option<Value>, S
 
 impl TokensController {
     async fn sync(&self, ns: &str, name: &str) -> Result<(), StatusError> {
-        let Some(secret) = get_opt(&self.secrets, ns, name).await? else { return Ok(()) };
+        // The Secret as the informer that queued it has it (upstream's
+        // syncSecret reads its cache too): a queued Secret is always found
+        // there, where a read could miss one a watch had just announced and
+        // drop it unfilled for good. A stale copy is harmless: its
+        // resourceVersion makes the update conflict and the retry look again.
+        let Some(secret) = self.secret_cache.get(ns, name) else { return Ok(()) };
         if !is_token_secret(&secret) {
             return Ok(());
         }
