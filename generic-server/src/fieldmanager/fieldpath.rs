@@ -115,6 +115,14 @@ impl Set {
         }
     }
 
+    /// Adds `below` as the set under `pe` (paths relative to it), for a
+    /// caller building the tree top-down instead of path by path.
+    pub fn insert_below(&mut self, pe: PathElement, below: Set) {
+        if !below.is_empty() {
+            self.children.insert(pe, below);
+        }
+    }
+
     pub fn has(&self, path: &[PathElement]) -> bool {
         match path {
             [] => false,

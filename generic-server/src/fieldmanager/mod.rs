@@ -389,46 +389,6 @@ fn bookkeeping_aside<T>(v: &mut Value, f: impl FnOnce(&Value) -> T) -> T {
     out
 }
 
-/// Drops the struct nodes of a set that a typed zero value already has: Go's
-/// zero structs make upstream's creates not own the structs themselves, only
-/// what is inside them.
-fn without_struct_nodes(r: &dyn TypeResolver, set: &Set, new: &Value) -> Set {
-    let shape = typed::field_set(r, new);
-    let mut out = Set::new();
-    for p in set.paths() {
-        if shape.has(&p) || !is_struct_object(r, new, &p) {
-            out.insert(&p);
-        }
-    }
-    out
-}
-
-fn is_struct_object(r: &dyn TypeResolver, v: &Value, path: &Path) -> bool {
-    let mut t = r.root();
-    let mut cur = v;
-    for pe in path {
-        match pe {
-            PathElement::Field(f) => {
-                t = r.field(&t, f);
-                match cur.get(f) {
-                    Some(next) => cur = next,
-                    None => return false,
-                }
-            }
-            _ => {
-                let list = t.list.clone();
-                t = r.item(&t);
-                let found = cur.as_array().and_then(|a| a.iter().find(|i| typed::item_element(&list, i) == *pe));
-                match found {
-                    Some(next) => cur = next,
-                    None => return false,
-                }
-            }
-        }
-    }
-    t.is_struct && matches!(cur, Value::Object(m) if !m.is_empty())
-}
-
 /// The managedFields a non-apply write starts from (upstream's
 /// decodeLiveOrNew): a subresource write cannot set them; `managedFields: []`
 /// resets them; otherwise valid, non-empty ones from the client win, and
@@ -455,20 +415,28 @@ fn live_or_new(old: Option<&Value>, new: &Value, subresource: &str) -> Managed {
 /// managedFields: what it changed moves to the writer's Update entry.
 pub fn update(old: Option<&Value>, new: &mut Value, w: &Writer) {
     let mut managed = live_or_new(old, new, w.subresource);
-    let created = old.is_none();
-    let old = old.map_or_else(|| json!({}), without_bookkeeping);
-    let (cmp, changed) = bookkeeping_aside(new, |new| {
-        let cmp = w.compare(&old, new);
-        let mut changed = w.strip(&cmp.added.union(&cmp.modified));
-        if created && matches!(w.resolver.root().id, TypeId::Definition(_)) {
-            changed = without_struct_nodes(w.resolver, &changed, new);
+    let changed = bookkeeping_aside(new, |new| match old {
+        // Everything in a new object is new: its node set is the change,
+        // without comparing it against an empty object.
+        None => {
+            if !managed.0.is_empty() {
+                let touched = w.reset(&typed::node_set(w.resolver, new, false));
+                for e in managed.0.iter_mut() {
+                    e.set = e.set.difference(&touched);
+                }
+            }
+            let zero_structs = matches!(w.resolver.root().id, TypeId::Definition(_));
+            w.strip(&typed::node_set(w.resolver, new, zero_structs))
         }
-        (cmp, changed)
+        Some(old) => {
+            let cmp = w.compare(&without_bookkeeping(old), new);
+            let touched = cmp.added.union(&cmp.modified);
+            for e in managed.0.iter_mut() {
+                e.set = e.set.difference(&touched).difference(&cmp.removed);
+            }
+            w.strip(&touched)
+        }
     });
-    let touched = cmp.added.union(&cmp.modified);
-    for e in managed.0.iter_mut() {
-        e.set = e.set.difference(&touched).difference(&cmp.removed);
-    }
     if !changed.is_empty() {
         let mut entry = Entry {
             manager: w.manager.to_string(),

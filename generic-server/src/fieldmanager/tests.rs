@@ -249,3 +249,72 @@ fn manager_names_follow_upstream() {
     assert_eq!(manager_name(Some(""), ""), "unknown");
     assert_eq!(manager_name(None, &"x".repeat(300)).len(), 128);
 }
+
+/// The definition `typed::node_set` computes in one walk: every node added
+/// against an empty object, less the struct nodes a typed zero value
+/// already has (the struct objects that are not in the value's field set).
+fn without_struct_nodes(r: &dyn TypeResolver, set: &Set, new: &Value) -> Set {
+    let shape = typed::field_set(r, new);
+    let mut out = Set::new();
+    for p in set.paths() {
+        if shape.has(&p) || !is_struct_object(r, new, &p) {
+            out.insert(&p);
+        }
+    }
+    out
+}
+
+fn is_struct_object(r: &dyn TypeResolver, v: &Value, path: &Path) -> bool {
+    let mut t = r.root();
+    let mut cur = v;
+    for pe in path {
+        match pe {
+            PathElement::Field(f) => {
+                t = r.field(&t, f);
+                match cur.get(f) {
+                    Some(next) => cur = next,
+                    None => return false,
+                }
+            }
+            _ => {
+                let list = t.list.clone();
+                t = r.item(&t);
+                let found = cur.as_array().and_then(|a| a.iter().find(|i| typed::item_element(&list, i) == *pe));
+                match found {
+                    Some(next) => cur = next,
+                    None => return false,
+                }
+            }
+        }
+    }
+    t.is_struct && matches!(cur, Value::Object(m) if !m.is_empty())
+}
+
+#[test]
+fn a_creates_node_set_is_the_comparison_with_an_empty_object() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "b"}, "annotations": {}},
+        "spec": {"containers": [
+            {"name": "c", "image": "i", "ports": [{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 80, "protocol": "TCP"}],
+             "resources": {}, "securityContext": {"capabilities": {"add": ["A", "A"]}}, "env": null},
+            {"name": "d", "image": "j", "args": ["x", "y"]}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "In", "values": ["v"]}]}]}}},
+            "nodeSelector": {"disk": "ssd"}, "tolerations": [{"key": "t"}, {"key": "t"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    let mut custom = pod.clone();
+    custom["spec"]["unknown"] = json!({"deep": {"er": [1, 2, {"x": {}}]}});
+    let cases: Vec<(Box<dyn TypeResolver>, Value)> = vec![
+        (Box::new(Definitions::new("io.k8s.api.apps.v1.Deployment")), deployment(2, "a")),
+        (Box::new(Definitions::new("io.k8s.api.core.v1.Pod")), pod.clone()),
+        (Box::new(Definitions::new("io.k8s.api.core.v1.Pod")), custom.clone()),
+        (
+            Box::new(Definitions::new("io.k8s.api.core.v1.ConfigMap")),
+            json!({"metadata": {"name": "c"}, "data": {"a": "1"}, "binaryData": {}, "immutable": true}),
+        ),
+        (Box::new(typed::Untyped), custom),
+    ];
+    for (r, v) in cases {
+        let added = typed::compare(r.as_ref(), &json!({}), &v).added;
+        assert_eq!(typed::node_set(r.as_ref(), &v, false), added, "{v}");
+        assert_eq!(typed::node_set(r.as_ref(), &v, true), without_struct_nodes(r.as_ref(), &added, &v), "{v}");
+    }
+}

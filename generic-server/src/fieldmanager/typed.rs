@@ -302,6 +302,54 @@ fn walk_field_set(r: &dyn TypeResolver, v: &Value, t: &Type, path: &Path, set: &
     }
 }
 
+/// Every node of `v`: what structured-merge-diff's Compare reports added
+/// against an empty object (leaves, atomic nodes, list items, map entries
+/// and the objects and lists holding them). With `zero_structs`, less the
+/// struct objects that are fields of structs: a Go zero value already has
+/// those, so upstream's creates of built-ins own only what is inside them.
+/// One walk that builds the tree directly, since every create needs it.
+pub fn node_set(r: &dyn TypeResolver, v: &Value, zero_structs: bool) -> Set {
+    let mut set = Set::new();
+    nodes_below(r, v, &r.root(), zero_structs, &mut set);
+    set
+}
+
+fn nodes_below(r: &dyn TypeResolver, v: &Value, t: &Type, zero_structs: bool, set: &mut Set) {
+    match v {
+        Value::Object(m) if !t.atomic => {
+            for (k, cv) in m {
+                let ct = r.field(t, k);
+                let pe = PathElement::Field(k.clone());
+                let mut below = Set::new();
+                nodes_below(r, cv, &ct, zero_structs, &mut below);
+                let zero = zero_structs
+                    && t.is_struct
+                    && ct.is_struct
+                    && !ct.atomic
+                    && cv.as_object().is_some_and(|o| !o.is_empty());
+                if !zero {
+                    set.insert(std::slice::from_ref(&pe));
+                }
+                set.insert_below(pe, below);
+            }
+        }
+        Value::Array(items) if t.list != ListType::Atomic => {
+            let it = r.item(t);
+            let pes: Vec<PathElement> = items.iter().map(|i| item_element(&t.list, i)).collect();
+            for (item, pe) in items.iter().zip(&pes) {
+                // Duplicated items are one node, with nothing below it.
+                if pes.iter().filter(|other| *other == pe).count() == 1 {
+                    let mut below = Set::new();
+                    nodes_below(r, item, &it, zero_structs, &mut below);
+                    set.insert_below(pe.clone(), below);
+                }
+                set.insert(std::slice::from_ref(pe));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The differences between two values (structured-merge-diff's Compare).
 #[derive(Debug, Default)]
 pub struct Comparison {
