@@ -262,6 +262,20 @@ fn timeout_query_answers_504_and_the_write_still_happens_whole() {
     assert_eq!(stored["data"], json!({"a": "1", "b": "2"}));
     assert!(stored["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()), "{stored}");
 
+    // Reads are served in place rather than on a task of their own: past
+    // its deadline a read is the same 504, counted as a termination, and
+    // the create above counted as one too.
+    for (path, verb) in [("configmaps?timeout=1ns", "LIST"), ("configmaps/late?timeout=1ns", "GET")] {
+        let r = s.request("GET", &format!("/api/v1/namespaces/default/{path}"), None);
+        let status = r.assert_status(504, "Timeout");
+        assert_eq!(status["message"], "Timeout: request did not complete within the allotted timeout");
+        assert_eq!(status["details"], json!({}));
+        let labels = [("verb", verb), ("resource", "configmaps"), ("code", "504")];
+        assert_eq!(metric(&s, "apiserver_request_terminations_total", &labels), 1.0, "{verb}");
+    }
+    let labels = [("verb", "POST"), ("resource", "configmaps"), ("code", "504")];
+    assert_eq!(metric(&s, "apiserver_request_terminations_total", &labels), 1.0);
+
     // A timeout the server cannot read is a 400, as upstream.
     let r = s.request("GET", "/api/v1/namespaces/default/configmaps?timeout=soon", None);
     let status = r.assert_status(400, "BadRequest");

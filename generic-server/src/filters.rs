@@ -593,20 +593,37 @@ where
         Err(e) => return Ok(e.into_response()),
     };
     let deadline = tokio::time::Instant::from_std(received(&req) + timeout);
+    // A deadline already past when the request is served (`?timeout=1ns`)
+    // is a 504 at once, however quickly the handler could answer; the
+    // timer alone would let a fast handler win the race.
+    let past = deadline <= tokio::time::Instant::now();
+    if matches!(info.verb.as_str(), "get" | "list") {
+        // A read is served in place: dropped at its deadline it leaves
+        // nothing half-done, and a task of its own would cost every GET a
+        // spawn. Its labels are only needed for a 504, so only what they are
+        // made from is kept.
+        let head = (req.method().clone(), req.uri().clone());
+        let answer = if past { None } else { tokio::time::timeout_at(deadline, inner.call(req)).await.ok() };
+        return match answer {
+            Some(r) => r,
+            None => {
+                let mut req = Request::default();
+                (*req.method_mut(), *req.uri_mut()) = head;
+                Ok(timed_out(&RequestLabels::of(&req, &info), &info))
+            }
+        };
+    }
     let labels = RequestLabels::of(&req, &info);
     let path = req.uri().path().to_string();
-    // The handler runs on as its own task when its client stops waiting, as
+    // A write runs on as its own task when its client stops waiting, as
     // upstream's goroutine does: a request is a sequence of storage
     // transactions (an allocation, then the object), and stopping it between
     // two would leave the first without the second. Each transaction is whole
     // either way; the client learns the outcome by reading.
     let mut task = tokio::spawn(inner.call(req));
-    // A deadline already past when the request is served (`?timeout=1ns`)
-    // is a 504 at once, however quickly the handler could answer; the
-    // timer alone would let a fast handler win the race.
-    let waited = match deadline.checked_duration_since(tokio::time::Instant::now()) {
-        Some(_) => tokio::time::timeout_at(deadline, &mut task).await,
-        None => tokio::time::timeout_at(deadline, std::future::pending()).await,
+    let waited = match past {
+        false => tokio::time::timeout_at(deadline, &mut task).await,
+        true => tokio::time::timeout_at(deadline, std::future::pending()).await,
     };
     match waited {
         Ok(Ok(r)) => r,
@@ -615,13 +632,17 @@ where
             tracing::error!(path, "handler panicked: {e}");
             Ok(StatusError::internal("the server could not complete the request").into_response())
         }
-        Err(_) => {
-            if reportable(&info) {
-                metrics::global().observe_termination(&labels, 504);
-            }
-            Ok(request_timed_out().into_response())
-        }
+        Err(_) => Ok(timed_out(&labels, &info)),
     }
+}
+
+/// The 504 for a request past its deadline, counted as upstream's
+/// apiserver_request_terminations_total counts it.
+fn timed_out(labels: &RequestLabels, info: &RequestInfo) -> Response {
+    if reportable(info) {
+        metrics::global().observe_termination(labels, 504);
+    }
+    request_timed_out().into_response()
 }
 
 /// The timeout filter's 504.
