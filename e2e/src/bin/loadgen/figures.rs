@@ -36,7 +36,7 @@ fn judge(value: f64, target: f64, at_least: bool, unit: &str) -> (bool, String) 
     (false, how)
 }
 
-fn raw_store(backend: Option<&str>) -> Option<&'static str> {
+pub fn raw_store(backend: Option<&str>) -> Option<&'static str> {
     match backend {
         Some("embedded") => Some("embedded store alone"),
         Some("etcd") => Some("raw etcd"),
@@ -68,12 +68,13 @@ fn baseline_of<'a>(ms: &'a [Measurement], m: &Measurement) -> (Option<&'a Measur
             (same_prefix(&format!("server, {read}")), None)
         }
         "get" if v == "server, consistent" => (same("server, resourceVersion=0"), Some((0.8, T_CONSISTENT))),
-        "get" if v == "server, resourceVersion=0" => {
-            (ms.iter().find(|x| x.scenario == "get" && x.variant.starts_with("HTTP stack")), Some((0.8, T_GET)))
-        }
+        "get" if v == "server, resourceVersion=0" => (same_prefix(crate::HTTP_STACK), Some((0.8, T_GET))),
         "list" if v.contains("paginated") => (raw_store(b).and_then(|r| raw(format!("{r}, paginated"))), None),
         "list" => (raw_store(b).and_then(|r| raw(format!("{r} ("))), None),
-        "create" => (raw_store(b).and_then(|r| raw(r.to_string())), Some((0.5, T_CREATE))),
+        "create" if v == "server" => {
+            (raw_store(b).and_then(|r| same(&format!("{r}{}", crate::ALTERNATING))), Some((0.5, T_CREATE)))
+        }
+        "create" => (None, None),
         "admission" if v == admission::NOT_MATCHING => (same(admission::NONE), Some((0.95, T_ADMISSION))),
         "admission" if v == admission::ONE_MATCHING => (same(admission::NOT_MATCHING), Some((0.9, T_POLICY))),
         "rbac" if v.starts_with(rbac::AS_READER) => (same(rbac::AS_ADMIN), Some((0.9, T_RBAC))),

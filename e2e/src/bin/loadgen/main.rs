@@ -2,6 +2,10 @@
 //! concurrency, object size and duration, each bounded in time, next to
 //! baselines measured in the same run (raw etcd, the embedded store alone,
 //! the bare HTTP stack), and writes JSON, a Markdown summary and SVG charts.
+//! The baselines a target is judged against run in rounds alternating with
+//! the server's own variant (`driver::alternating`): creates with the raw
+//! store of the same backend, GET resourceVersion=0 with the bare stack
+//! answering the same bytes, so a drift of the machine weighs on both.
 //!
 //! It starts the release server itself on the embedded store and/or on a
 //! private etcd, or targets a running server through `--kubeconfig`.
@@ -17,6 +21,7 @@ mod targets;
 mod watch;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -222,7 +227,44 @@ async fn load(run: &Run, target: &Arc<dyn Target>, scope: &str, from: u64, count
 
 /// create, get, update, list, delete against one target. `server` says it is
 /// ours (or a kubeconfig's): then get and list also run at resourceVersion=0.
-async fn request_scenarios(run: &mut Run, target: Arc<dyn Target>, name: &str, backend: Option<&str>, prefix: &str) {
+/// Said of a baseline measured in rounds alternating with the server's.
+pub const ALTERNATING: &str = " (alternating with the server)";
+/// The bare hyper+rustls stack's variants start so.
+pub const HTTP_STACK: &str = "HTTP stack";
+
+/// Runs each of `variants` for its share of `dur` in [`driver::alternating`]
+/// rounds, `op` making each one's operation (with a counter that goes on
+/// across its rounds); their samples in `variants`' order.
+async fn alternate<F, O, Fut>(
+    conc: usize,
+    dur: Duration,
+    variants: &[(Arc<dyn Target>, String)],
+    op: F,
+) -> Vec<driver::Sample>
+where
+    F: Fn(&Arc<dyn Target>, Arc<AtomicU64>) -> O,
+    O: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<u64, String>> + Send + 'static,
+{
+    let slice = dur / driver::ROUNDS as u32;
+    let counters: Vec<Arc<AtomicU64>> = variants.iter().map(|_| Arc::default()).collect();
+    let mut samples: Vec<driver::Sample> = variants.iter().map(|_| driver::Sample::default()).collect();
+    for (_, v) in driver::alternating(variants.len()) {
+        samples[v].merge_slice(drive(conc, slice, None, op(&variants[v].0, counters[v].clone())).await);
+    }
+    samples
+}
+
+/// The request scenarios against `target`; `paired` is the raw store (and
+/// its name) the server's creates are compared with, run in the same rounds.
+async fn request_scenarios(
+    run: &mut Run,
+    target: Arc<dyn Target>,
+    name: &str,
+    backend: Option<&str>,
+    prefix: &str,
+    paired: Option<(Arc<dyn Target>, &str)>,
+) {
     let server = backend.is_some();
     // The same server read as client-go configured for protobuf reads it.
     let protobuf: Option<Arc<dyn Target>> =
@@ -236,14 +278,31 @@ async fn request_scenarios(run: &mut Run, target: Arc<dyn Target>, name: &str, b
     }
     let mut population = 0u64;
     if run.s.wants("create") {
-        let (t, sc) = (target.clone(), scope.clone());
-        let sample = drive(conc, dur, None, move |i| {
-            let (t, sc) = (t.clone(), sc.clone());
-            async move { t.create(&sc, i, configmap(&sc, i, bytes, &[])).await }
+        // The server's creates against its raw store's, in alternating
+        // rounds, so a drift of the machine weighs on both alike.
+        let mut variants = vec![(target.clone(), name.to_string())];
+        if let Some((raw, raw_name)) = &paired {
+            match raw.prepare(&scope).await {
+                Ok(()) => variants.push((raw.clone(), format!("{raw_name}{ALTERNATING}"))),
+                Err(e) => run.skip("create", format!("{raw_name}: {e}")),
+            }
+        }
+        let samples = alternate(conc, dur, &variants, |t, next| {
+            let (t, sc) = (t.clone(), scope.clone());
+            move |_| {
+                let (t, sc) = (t.clone(), sc.clone());
+                // One name sequence per target across its rounds.
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move { t.create(&sc, i, configmap(&sc, i, bytes, &[])).await }
+            }
         })
         .await;
-        population = sample.latencies.len() as u64 + sample.errors;
-        run.push("create", name, backend, sample.summary());
+        for ((_, variant), sample) in variants.iter().zip(samples) {
+            if variant == name {
+                population = sample.latencies.len() as u64 + sample.errors;
+            }
+            run.push("create", variant, backend, sample.summary());
+        }
     }
     let needs_objects = ["get", "update", "delete"].iter().any(|s| run.s.wants(s));
     if needs_objects && population == 0 {
@@ -269,13 +328,39 @@ async fn request_scenarios(run: &mut Run, target: Arc<dyn Target>, name: &str, b
             }
         }
         for (t, cached, suffix) in variants {
-            let sc = scope.clone();
-            let sample = drive(conc, dur, None, move |i| {
-                let (t, sc) = (t.clone(), sc.clone());
-                async move { t.get(&sc, pick(seed, i, population), cached).await }
-            })
-            .await;
-            run.push("get", &format!("{name}{suffix}"), backend, sample.summary());
+            let get = |t: &Arc<dyn Target>, _: Arc<AtomicU64>| {
+                let (t, sc) = (t.clone(), scope.clone());
+                move |i| {
+                    let (t, sc) = (t.clone(), sc.clone());
+                    async move { t.get(&sc, pick(seed, i, population), cached).await }
+                }
+            };
+            // GET resourceVersion=0 against the bare stack answering the
+            // same bytes, in alternating rounds.
+            let stack = match (&run.get_body, server && suffix == ", resourceVersion=0") {
+                (Some(body), true) => match StackServer::start(Answer::Fixed(body.clone())) {
+                    Ok(stack) => match Client::connect(&stack.creds, 1).await {
+                        Ok(c) => Some((stack, body.len(), Arc::new(ApiTarget::json(c)) as Arc<dyn Target>)),
+                        Err(e) => {
+                            run.skip("get", format!("HTTP stack: {e}"));
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        run.skip("get", format!("HTTP stack: {e}"));
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let mut compared = vec![(t.clone(), format!("{name}{suffix}"))];
+            if let Some((_, len, st)) = &stack {
+                compared.push((st.clone(), format!("{HTTP_STACK}, fixed {len}-byte JSON{ALTERNATING}")));
+            }
+            let samples = alternate(conc, dur, &compared, get).await;
+            for ((_, variant), sample) in compared.iter().zip(samples) {
+                run.push("get", variant, backend, sample.summary());
+            }
         }
     }
     if run.s.wants("update") {
@@ -396,7 +481,7 @@ async fn run_all(opts: Opts) -> Result<u64, String> {
             }
         }
         let tag = format!("lg{}", std::process::id());
-        server_scenarios(&mut run, &creds, None, "external", &tag).await?;
+        server_scenarios(&mut run, &creds, None, "external", &tag, None).await?;
     } else {
         let binary = opts.server_binary.clone().unwrap_or_else(|| root.join("target/release/kube-apiserver"));
         if !binary.exists() {
@@ -474,7 +559,22 @@ async fn backend_run(run: &mut Run, binary: &Path, backend: &str, work: &Path) -
     if wants_requests {
         let (mut p, _) = start("main").await?;
         let pki = p.data_dir.join("pki");
-        let result = server_scenarios(run, &p.creds, Some(&pki), backend, "lg").await;
+        // The raw store of the same backend, for the creates compared in
+        // alternating rounds (its etcd a private one, as the baseline's).
+        let (raw, _raw_etcd): (Option<Arc<dyn Target>>, _) = match backend {
+            "etcd" if run.s.wants("create") => {
+                let etcd = tokio::task::block_in_place(e2e::etcd::EtcdServer::start);
+                let raw = EtcdTarget::connect(&etcd.client_url()).await.map(|t| Arc::new(t) as Arc<dyn Target>);
+                (raw.map_err(|e| eprintln!("raw etcd for create: {e}")).ok(), Some(etcd))
+            }
+            _ if run.s.wants("create") => {
+                let raw = StoreTarget::open(&dir.join("paired.redb")).map(|t| Arc::new(t) as Arc<dyn Target>);
+                (raw.map_err(|e| eprintln!("embedded store for create: {e}")).ok(), None)
+            }
+            _ => (None, None),
+        };
+        let paired = raw.map(|t| (t, figures::raw_store(Some(backend)).unwrap_or("raw store")));
+        let result = server_scenarios(run, &p.creds, Some(&pki), backend, "lg", paired).await;
         p.stop();
         result?;
     }
@@ -569,10 +669,12 @@ async fn server_scenarios(
     pki: Option<&Path>,
     backend: &str,
     prefix: &str,
+    paired: Option<(Arc<dyn Target>, &str)>,
 ) -> Result<(), String> {
     let client = Client::connect(creds, 1).await?;
     let target: Arc<dyn Target> = Arc::new(ApiTarget::json(client));
-    request_scenarios(run, target, "server", Some(backend), prefix).await;
+    let raw = paired.as_ref().map(|(t, n)| (t.clone(), *n));
+    request_scenarios(run, target, "server", Some(backend), prefix, raw).await;
     if run.s.wants("watch-fanout") {
         for format in [Format::Json, Format::Protobuf] {
             let cfg = watch_config(&run.s, &format!("{prefix}-watch{}", format_suffix(format)), format);
@@ -615,38 +717,19 @@ async fn baselines(run: &mut Run, backends: &[&str], work: &Path) {
     let any_request = ["create", "get", "update", "list", "delete"].iter().any(|s| run.s.wants(s));
     if any_request && backends.contains(&"embedded") {
         match StoreTarget::open(&work.join("baseline.redb")) {
-            Ok(t) => request_scenarios(run, Arc::new(t), "embedded store alone", None, "base").await,
+            Ok(t) => request_scenarios(run, Arc::new(t), "embedded store alone", None, "base", None).await,
             Err(e) => run.skip("create", format!("embedded store baseline: {e}")),
         }
     }
     if any_request && backends.contains(&"etcd") {
         let etcd = tokio::task::block_in_place(e2e::etcd::EtcdServer::start);
         match EtcdTarget::connect(&etcd.client_url()).await {
-            Ok(t) => request_scenarios(run, Arc::new(t), "raw etcd", None, "base").await,
+            Ok(t) => request_scenarios(run, Arc::new(t), "raw etcd", None, "base", None).await,
             Err(e) => run.skip("create", format!("raw etcd baseline: {e}")),
         }
     }
     if run.s.wants("watch-fanout") {
         watch_baseline(run).await;
-    }
-    if run.s.wants("get") {
-        let body = run.get_body.clone().unwrap_or_else(|| configmap("base", 0, run.s.object_bytes, &[]));
-        let bytes = body.len();
-        match StackServer::start(Answer::Fixed(body)) {
-            Ok(stack) => match Client::connect(&stack.creds, 1).await {
-                Ok(client) => {
-                    let t: Arc<dyn Target> = Arc::new(ApiTarget::json(client));
-                    let sample = drive(run.s.concurrency, run.s.duration(), None, move |i| {
-                        let t = t.clone();
-                        async move { t.get("base", i, false).await }
-                    })
-                    .await;
-                    run.push("get", &format!("HTTP stack, fixed {bytes}-byte JSON"), None, sample.summary());
-                }
-                Err(e) => run.skip("get", format!("HTTP stack baseline: {e}")),
-            },
-            Err(e) => run.skip("get", format!("HTTP stack baseline: {e}")),
-        }
     }
 }
 
