@@ -170,6 +170,24 @@ pub fn alternating(variants: usize) -> impl Iterator<Item = (usize, usize)> {
         .flat_map(move |round| (0..variants).map(move |i| (round, if round % 2 == 0 { i } else { variants - 1 - i })))
 }
 
+/// Runs each of `variants` for its share of `dur` in [`alternating`]
+/// rounds, `op` making each one's operation (given a counter that goes on
+/// across that variant's rounds); their samples in `variants`' order.
+pub async fn alternate<V, F, O, Fut>(conc: usize, dur: Duration, variants: &[V], op: F) -> Vec<Sample>
+where
+    F: Fn(&V, Arc<AtomicU64>) -> O,
+    O: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<u64, String>> + Send + 'static,
+{
+    let slice = dur / ROUNDS as u32;
+    let counters: Vec<Arc<AtomicU64>> = variants.iter().map(|_| Arc::default()).collect();
+    let mut samples: Vec<Sample> = variants.iter().map(|_| Sample::default()).collect();
+    for (_, v) in alternating(variants.len()) {
+        samples[v].merge_slice(drive(conc, slice, None, op(&variants[v], counters[v].clone())).await);
+    }
+    samples
+}
+
 /// A small seeded generator (splitmix64) for picking objects: the same seed
 /// gives the same sequence of picks on every run and every target.
 pub fn pick(seed: u64, i: u64, n: u64) -> u64 {

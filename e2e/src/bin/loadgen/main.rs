@@ -225,38 +225,15 @@ async fn load(run: &Run, target: &Arc<dyn Target>, scope: &str, from: u64, count
     .summary()
 }
 
-/// create, get, update, list, delete against one target. `server` says it is
-/// ours (or a kubeconfig's): then get and list also run at resourceVersion=0.
 /// Said of a baseline measured in rounds alternating with the server's.
 pub const ALTERNATING: &str = " (alternating with the server)";
 /// The bare hyper+rustls stack's variants start so.
 pub const HTTP_STACK: &str = "HTTP stack";
 
-/// Runs each of `variants` for its share of `dur` in [`driver::alternating`]
-/// rounds, `op` making each one's operation (with a counter that goes on
-/// across its rounds); their samples in `variants`' order.
-async fn alternate<F, O, Fut>(
-    conc: usize,
-    dur: Duration,
-    variants: &[(Arc<dyn Target>, String)],
-    op: F,
-) -> Vec<driver::Sample>
-where
-    F: Fn(&Arc<dyn Target>, Arc<AtomicU64>) -> O,
-    O: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<u64, String>> + Send + 'static,
-{
-    let slice = dur / driver::ROUNDS as u32;
-    let counters: Vec<Arc<AtomicU64>> = variants.iter().map(|_| Arc::default()).collect();
-    let mut samples: Vec<driver::Sample> = variants.iter().map(|_| driver::Sample::default()).collect();
-    for (_, v) in driver::alternating(variants.len()) {
-        samples[v].merge_slice(drive(conc, slice, None, op(&variants[v].0, counters[v].clone())).await);
-    }
-    samples
-}
-
-/// The request scenarios against `target`; `paired` is the raw store (and
-/// its name) the server's creates are compared with, run in the same rounds.
+/// create, get, update, list, delete against one target. `server` says it is
+/// ours (or a kubeconfig's): then get and list also run at resourceVersion=0.
+/// `paired` is the raw store (and its name) the server's creates are
+/// compared with, run in the same rounds.
 async fn request_scenarios(
     run: &mut Run,
     target: Arc<dyn Target>,
@@ -287,7 +264,7 @@ async fn request_scenarios(
                 Err(e) => run.skip("create", format!("{raw_name}: {e}")),
             }
         }
-        let samples = alternate(conc, dur, &variants, |t, next| {
+        let samples = driver::alternate(conc, dur, &variants, |(t, _), next| {
             let (t, sc) = (t.clone(), scope.clone());
             move |_| {
                 let (t, sc) = (t.clone(), sc.clone());
@@ -328,7 +305,7 @@ async fn request_scenarios(
             }
         }
         for (t, cached, suffix) in variants {
-            let get = |t: &Arc<dyn Target>, _: Arc<AtomicU64>| {
+            let get = |(t, _): &(Arc<dyn Target>, String), _: Arc<AtomicU64>| {
                 let (t, sc) = (t.clone(), scope.clone());
                 move |i| {
                     let (t, sc) = (t.clone(), sc.clone());
@@ -357,7 +334,7 @@ async fn request_scenarios(
             if let Some((_, len, st)) = &stack {
                 compared.push((st.clone(), format!("{HTTP_STACK}, fixed {len}-byte JSON{ALTERNATING}")));
             }
-            let samples = alternate(conc, dur, &compared, get).await;
+            let samples = driver::alternate(conc, dur, &compared, get).await;
             for ((_, variant), sample) in compared.iter().zip(samples) {
                 run.push("get", variant, backend, sample.summary());
             }
@@ -673,8 +650,7 @@ async fn server_scenarios(
 ) -> Result<(), String> {
     let client = Client::connect(creds, 1).await?;
     let target: Arc<dyn Target> = Arc::new(ApiTarget::json(client));
-    let raw = paired.as_ref().map(|(t, n)| (t.clone(), *n));
-    request_scenarios(run, target, "server", Some(backend), prefix, raw).await;
+    request_scenarios(run, target, "server", Some(backend), prefix, paired).await;
     if run.s.wants("watch-fanout") {
         for format in [Format::Json, Format::Protobuf] {
             let cfg = watch_config(&run.s, &format!("{prefix}-watch{}", format_suffix(format)), format);

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::client::{Client, Creds};
-use crate::driver::{alternating, drive, pick, Sample, ROUNDS};
+use crate::driver::{alternate, drive, pick, Sample};
 use crate::targets::{configmap, ApiTarget, Target};
 use crate::Run;
 
@@ -108,20 +108,17 @@ async fn measure(run: &mut Run, creds: &Creds, pki: &Path, backend: &str, prefix
 
     // In alternating rounds, so a drift or a stall weighs on both alike.
     let admin_target: Arc<dyn Target> = Arc::new(admin_target);
-    let slice = run.s.duration() / ROUNDS as u32;
-    let gets = |target: &Arc<dyn Target>| {
-        let (target, seed, sc) = (target.clone(), run.s.seed, ns.clone());
-        drive(run.s.concurrency, slice, None, move |i| {
+    let (seed, conc) = (run.s.seed, run.s.concurrency);
+    let gets = |target: &Arc<dyn Target>, _| {
+        let (target, sc) = (target.clone(), ns.clone());
+        move |i| {
             let (t, sc) = (target.clone(), sc.clone());
             async move { t.get(&sc, pick(seed, i, population), true).await }
-        })
+        }
     };
-    let targets = [&admin_target, &reader_target];
-    let mut samples: [Sample; 2] = Default::default();
-    for (_, v) in alternating(targets.len()) {
-        samples[v].merge_slice(gets(targets[v]).await);
-    }
-    let [as_admin, as_reader] = samples;
+    let samples = alternate(conc, run.s.duration(), &[admin_target, reader_target], gets).await;
+    let [as_admin, as_reader]: [Sample; 2] =
+        samples.try_into().map_err(|_| "alternate gives one sample per variant".to_string())?;
     run.push("rbac", AS_ADMIN, Some(backend), as_admin.summary());
     run.push("rbac", &format!("{AS_READER} ({} bindings)", run.s.bindings), Some(backend), as_reader.summary());
     Ok(())
