@@ -209,8 +209,10 @@ struct State {
     window: VecDeque<Arc<CachedEvent>>,
     /// The window holds every event after this revision.
     complete_after: u64,
-    /// Live events; replaced (ending every client watch) when the cache restarts.
-    live: broadcast::Sender<Arc<CachedEvent>>,
+    /// Live events while the cache is filled; dropped (ending every client
+    /// watch) when it loses its watch. Made only once the cache fills: the
+    /// channel's ring is allocated whole, and most kinds are never cached.
+    live: Option<broadcast::Sender<Arc<CachedEvent>>>,
     /// How many live events a watcher may be behind before it is cut off.
     buffer: usize,
     ready: bool,
@@ -239,8 +241,10 @@ impl State {
             }
         }
         self.window.push_back(event.clone());
-        // No receivers just means nobody is watching.
-        let _ = self.live.send(event.clone());
+        if let Some(live) = &self.live {
+            // No receivers just means nobody is watching.
+            let _ = live.send(event.clone());
+        }
         event
     }
 }
@@ -270,13 +274,12 @@ impl Cacher {
     /// A cache whose watchers are cut off `buffer` events behind (tests
     /// make it small).
     pub fn with_watcher_buffer(storage: Arc<dyn Storage>, prefix: &str, buffer: usize) -> Arc<Self> {
-        let (live, _) = broadcast::channel(buffer);
         let state = Arc::new(RwLock::new(State {
             objects: BTreeSet::new(),
             revision: 0,
             window: VecDeque::new(),
             complete_after: 0,
-            live,
+            live: None,
             buffer,
             ready: false,
         }));
@@ -376,6 +379,7 @@ impl Follow {
                 s.revision = list.revision;
                 s.window.clear();
                 s.complete_after = list.revision;
+                s.live = Some(broadcast::channel(s.buffer).0);
                 s.ready = true;
             }
             reached.send_replace(list.revision);
@@ -403,9 +407,8 @@ impl Follow {
             }
             let mut s = state.write().unwrap_or_else(|e| e.into_inner());
             s.ready = false;
-            let (live, _) = broadcast::channel(s.buffer);
-            // Dropping the old sender ends every client watch; they resume.
-            s.live = live;
+            // Dropping the sender ends every client watch; they resume.
+            s.live = None;
             let _ = ready.send(false);
         }
     }
@@ -553,7 +556,9 @@ impl Cacher {
         }
         let s = self.read();
         // Anything older than the window is the backend's to replay (or to
-        // call compacted).
+        // call compacted); a cache that lost its watch since it was ready
+        // has nothing live to follow.
+        let live = s.live.as_ref()?;
         if after < s.complete_after {
             return None;
         }
@@ -562,7 +567,7 @@ impl Cacher {
         let last = s.revision.max(after);
         let prefix = prefix.to_string();
         let keep = move |e: &Arc<CachedEvent>| e.revision() > last && e.value.kv.key.starts_with(prefix.as_str());
-        Some(super::replay_then_follow(backlog, s.live.subscribe(), keep))
+        Some(super::replay_then_follow(backlog, live.subscribe(), keep))
     }
 }
 
@@ -599,12 +604,14 @@ mod tests {
         let c = Cacher::new(inner.clone(), "/registry/cm/");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!c.read().ready && c.read().objects.is_empty(), "nothing is read before the cache is used");
+        assert!(c.read().live.is_none(), "no ring of live events is allocated for a cache never used");
         // A consistent read is storage's and does not start the cache.
         assert!(c.get("/registry/cm/a/x", Freshness::Consistent).is_none());
         assert!(c.start.lock().unwrap().is_some());
         assert!(c.list("/registry/cm/", ListOptions::default(), Freshness::Any).is_none(), "not filled yet");
         ready(&c).await;
         assert_eq!(c.read().objects.len(), 1);
+        assert!(c.read().live.is_some(), "a filled cache broadcasts live events");
     }
 
     #[tokio::test]
