@@ -320,11 +320,11 @@ impl Namespaces {
         self.store.bind(store);
     }
 
-    /// As upstream's namespace lister: the watch cache's state, decoded
-    /// once per namespace version and shared.
+    /// As upstream's namespace matcher: the watch cache's state, decoded
+    /// once per namespace version and shared, or storage's when the cache
+    /// does not show the namespace yet.
     async fn get(&self, name: &str) -> Result<Arc<Value>, StatusError> {
-        let store = self.store.store()?;
-        store.get_shared("", name, generic_server::storage::Freshness::Any).await
+        self.store.find(name).await?.ok_or_else(|| StatusError::not_found("", "namespaces", name))
     }
 
     /// A lookup of `a`'s namespace for one admission pass.
@@ -445,6 +445,43 @@ mod tests {
             dry_run: false,
             notes,
         }
+    }
+
+    /// As upstream's namespace matcher: a namespace the watch cache does not
+    /// show yet (created a moment before the request in it) is read from
+    /// storage rather than refused as missing.
+    #[tokio::test]
+    async fn a_namespace_created_a_moment_before_is_found() {
+        use generic_server::registry::{AdmissionChain, DefaultStrategy, Registration, WriteOptions};
+        use generic_server::storage::{cacher::Cacher, embedded::EmbeddedStorage, Storage};
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
+        let reg = Registration::of::<Namespace>(DefaultStrategy);
+        let cache = Cacher::new(storage.clone(), &format!("{}/", reg.info.key_root));
+        let store = Arc::new(Store::new(reg, storage, Arc::new(AdmissionChain::default())).with_cache(cache.clone()));
+        let namespaces = Namespaces::default();
+        namespaces.bind(&store);
+        let w = WriteOptions::default();
+        store.create("", json!({"metadata": {"name": "first"}}), &w).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !cache.filled() {
+            assert!(std::time::Instant::now() < deadline, "the namespace cache never filled");
+            let _ = namespaces.get("first").await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let (notes, pods) = (Notes::default(), ResourceInfo::of::<Pod>());
+        for i in 0..20 {
+            let name = format!("ns{i}");
+            let ns = json!({"metadata": {"name": name, "labels": {"round": i.to_string()}}});
+            store.create("", ns, &w).await.unwrap();
+            let a = AdmissionAttributes { namespace: &name, ..attrs(&pods, "", Operation::Create, &notes) };
+            let lookup = namespaces.of_request(&a);
+            let got = lookup.get().await.map_err(|e| e.message).unwrap();
+            assert_eq!(labels(got).and_then(|l| l.get("round")), Some(&json!(i.to_string())));
+        }
+        let a = AdmissionAttributes { namespace: "missing", ..attrs(&pods, "", Operation::Create, &notes) };
+        let err = namespaces.of_request(&a).get().await.unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (404, "namespaces \"missing\" not found"));
     }
 
     #[test]
