@@ -183,9 +183,21 @@ fn named_port(ports: Option<&Value>, name: &str) -> Option<u16> {
         .and_then(|p| u16::try_from(p).ok())
 }
 
-/// Splits an https URL into host (a bracketed IPv6 host without its
-/// brackets, user info dropped), port (443 when none) and path.
-pub fn split_https_url(url: &str) -> Result<(String, u16, String), String> {
+/// An https URL split for dialing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpsUrl {
+    /// The host and port as the URL writes them, user info dropped: what Go's
+    /// client sends as the Host header (no port when the URL has none).
+    pub authority: String,
+    /// The host to dial (a bracketed IPv6 host without its brackets).
+    pub host: String,
+    /// 443 when the URL has none.
+    pub port: u16,
+    pub path: String,
+}
+
+/// Splits an https URL for dialing.
+pub fn split_https_url(url: &str) -> Result<HttpsUrl, String> {
     let rest = url.strip_prefix("https://").ok_or_else(|| format!("unsupported scheme in {url:?}"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -205,7 +217,7 @@ pub fn split_https_url(url: &str) -> Result<(String, u16, String), String> {
         Some(p) => p.parse::<u16>().map_err(|_| format!("invalid port in {url:?}"))?,
         None => 443,
     };
-    Ok((host.to_string(), port, path.to_string()))
+    Ok(HttpsUrl { authority: authority.to_string(), host: host.to_string(), port, path: path.to_string() })
 }
 
 /// A TLS client config trusting only `ca_bundle` (PEM), or verifying

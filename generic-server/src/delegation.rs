@@ -47,7 +47,7 @@ impl RemoteApi {
     /// https URL and CA, and a client certificate or a bearer token.
     pub fn from_kubeconfig(path: &Path) -> Result<Self, String> {
         let kc = crate::kubeconfig::Context::read(path)?;
-        let (host, port, path) =
+        let backend::HttpsUrl { host, port, path, .. } =
             backend::split_https_url(&kc.server).map_err(|e| format!("the kubeconfig's server: {e}"))?;
         if !matches!(path.as_str(), "" | "/") {
             return Err(format!(

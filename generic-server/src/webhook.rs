@@ -24,8 +24,8 @@ const MAX_RESPONSE: usize = 32 << 20;
 /// Where a webhook is called.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Endpoint {
-    /// A URL, split for dialing; `url` is as configured (no query, no fragment).
-    Url { url: String, host: String, port: u16, path: String },
+    /// A URL as configured (no query, no fragment), and split for dialing.
+    Url { url: String, split: backend::HttpsUrl },
     /// A Service port and the path on it.
     Service { service: ServiceRef, path: String },
 }
@@ -45,8 +45,7 @@ impl Endpoint {
     /// The endpoint of an https URL (validation already refused other
     /// schemes, queries and fragments).
     pub fn of_url(url: &str) -> Result<Endpoint, String> {
-        let (host, port, path) = backend::split_https_url(url)?;
-        Ok(Endpoint::Url { url: url.to_string(), host, port, path })
+        Ok(Endpoint::Url { url: url.to_string(), split: backend::split_https_url(url)? })
     }
 }
 
@@ -109,8 +108,9 @@ impl Client {
         let exchange = async {
             let tls = self.tls.clone().map_err(Transport)?;
             let (target, path) = match endpoint {
-                Endpoint::Url { host, port, path, .. } => {
-                    (Target { host: host.clone(), port: *port, server_name: host.clone() }, path.clone())
+                Endpoint::Url { split, .. } => {
+                    let target = Target { host: split.host.clone(), port: split.port, server_name: split.host.clone() };
+                    (target, split.path.clone())
                 }
                 Endpoint::Service { service, path } => {
                     let resolver = resolver.ok_or(Transport("no service resolver".into()))?;
@@ -129,7 +129,7 @@ impl Client {
                 Endpoint::Service { service, .. } => {
                     format!("{}.{}.svc:{}", service.name, service.namespace, service.port)
                 }
-                Endpoint::Url { .. } => format!("{}:{}", target.host, target.port),
+                Endpoint::Url { split, .. } => split.authority.clone(),
             };
             let req = http::Request::post(format!("{path}{query}"))
                 .header(http::header::HOST, host_header)
@@ -186,14 +186,17 @@ mod tests {
 
     #[test]
     fn urls_split_for_dialing() {
-        let Ok(Endpoint::Url { host, port, path, .. }) = Endpoint::of_url("https://127.0.0.1:8443/validate") else {
-            panic!("a valid URL")
+        let split = |url: &str| match Endpoint::of_url(url) {
+            Ok(Endpoint::Url { split: s, .. }) => (s.authority, s.host, s.port, s.path),
+            other => panic!("{url}: {other:?}"),
         };
-        assert_eq!((host.as_str(), port, path.as_str()), ("127.0.0.1", 8443, "/validate"));
-        let Ok(Endpoint::Url { host, port, path, .. }) = Endpoint::of_url("https://[::1]/x") else {
-            panic!("a valid URL")
-        };
-        assert_eq!((host.as_str(), port, path.as_str()), ("::1", 443, "/x"));
+        let owned = |a: &str, h: &str, port: u16, p: &str| (a.to_string(), h.to_string(), port, p.to_string());
+        assert_eq!(split("https://127.0.0.1:8443/validate"), owned("127.0.0.1:8443", "127.0.0.1", 8443, "/validate"));
+        // The Host header is the authority as written: brackets kept, no
+        // port added, user info dropped.
+        assert_eq!(split("https://[::1]/x"), owned("[::1]", "::1", 443, "/x"));
+        assert_eq!(split("https://u@[::1]:9443/x"), owned("[::1]:9443", "::1", 9443, "/x"));
+        assert_eq!(split("https://hook.example"), owned("hook.example", "hook.example", 443, ""));
         assert!(Endpoint::of_url("http://a/").is_err());
         assert!(Endpoint::of_url("https://a:port/").is_err());
         let svc = Client::from_client_config(&serde_json::json!({"service": {"namespace": "n", "name": "s"}}));
@@ -213,5 +216,39 @@ mod tests {
             decode(bad, "text/plain", b"boom\n").unwrap_err(),
             "an error on the server (\"boom\") has prevented the request from succeeding"
         );
+    }
+
+    /// A real HTTPS webhook on the IPv6 loopback answers with the Host header
+    /// it was sent: the URL's authority, brackets and all.
+    #[tokio::test]
+    async fn an_ipv6_webhook_is_sent_a_bracketed_host() {
+        use base64::Engine;
+        let ca = crate::pki::new_ca("webhook-ca").unwrap();
+        let serving = crate::pki::serving_cert(&ca, "webhook", &["::1".to_string()]).unwrap();
+        let tls = crate::serve::tls_config(serving.cert.as_bytes(), serving.key.as_bytes(), None).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.expect("the IPv6 loopback");
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok(stream) = acceptor.accept(tcp).await else { return };
+            let echo = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                let host = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+                let body = serde_json::json!({"host": host}).to_string();
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap(),
+                )
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, echo).await;
+        });
+        let url = format!("https://[::1]:{port}/validate");
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert.as_bytes());
+        let client = Client::from_client_config(&serde_json::json!({"url": url, "caBundle": ca_bundle}));
+        let answer = client.post(None, "", b"{}".to_vec(), Duration::from_secs(10)).await.unwrap();
+        assert_eq!(answer, serde_json::json!({"host": format!("[::1]:{port}")}));
     }
 }
