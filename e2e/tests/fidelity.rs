@@ -2,8 +2,9 @@
 //! routes of upstream's APIInstaller (no DELETE of every ConfigMap through the
 //! all-namespaces path), finalizer names validated, DELETE answering with the
 //! object where upstream's registries do, JSON bodies as upstream's serializer
-//! writes them, content negotiation as goautoneg orders it, and generated
-//! certificates that pass strict X.509 verification.
+//! writes them, names unescaped as Go unescapes a path, content negotiation
+//! as goautoneg orders it, and generated certificates that pass strict X.509
+//! verification.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -197,6 +198,17 @@ fn routes_validation_and_deletes() {
     s.kubectl(&["run", "q", "-n", "fid-a", "--image=nginx"]);
     assert_eq!(s.kubectl(&["delete", "pod", "q", "-n", "fid-a"]), "pod \"q\" deleted\n");
     assert_eq!(s.kubectl(&["delete", "configmap", "x", "-n", "fid-a"]), "configmap \"x\" deleted\n");
+
+    // A name segment is path-unescaped: '+' is itself (only a query makes
+    // it a space), so an object whose name holds one is read and deleted.
+    s.kubectl(&["create", "clusterrole", "fid+plus", "--verb=get", "--resource=pods"]);
+    assert_eq!(s.kubectl_json(&["get", "clusterrole", "fid+plus"])["metadata"]["name"], json!("fid+plus"));
+    let r = s.request("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/fid%2Bplus", None);
+    assert_eq!((r.status, r.json()["metadata"]["name"].clone()), (200, json!("fid+plus")), "{}", r.text());
+    assert_eq!(
+        s.kubectl(&["delete", "clusterrole", "fid+plus"]),
+        "clusterrole.rbac.authorization.k8s.io \"fid+plus\" deleted\n"
+    );
 }
 
 /// Widgets, with spec properties whose order the answers keep.

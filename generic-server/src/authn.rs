@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::request_info::path_unescape;
+
 /// The authenticated caller, put into request extensions by the filter chain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserInfo {
@@ -164,7 +166,7 @@ impl RequestHeaderAuthenticator {
             let Some(prefix) = self.extra_prefixes.iter().find(|p| lower.starts_with(p.as_str())) else {
                 continue;
             };
-            let key = percent_decode(&lower[prefix.len()..]);
+            let key = path_unescape(&lower[prefix.len()..]);
             if let Ok(v) = value.to_str() {
                 extra.entry(key).or_default().push(v.to_string());
             }
@@ -187,30 +189,6 @@ impl RequestHeaderAuthenticator {
             headers.remove(k);
         }
     }
-}
-
-/// Go's url.PathUnescape, keeping the input when it is not valid escaping
-/// (upstream then uses the raw key).
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                Some(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                None => return s.to_string(),
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
 }
 
 /// `--token-auth-file`: CSV lines `token,user,uid[,"group1,group2"]`.
@@ -372,8 +350,8 @@ mod tests {
 
     #[test]
     fn extra_keys_are_unescaped_as_go_does() {
-        assert_eq!(percent_decode("example.com%2fkey"), "example.com/key");
-        assert_eq!(percent_decode("plain"), "plain");
-        assert_eq!(percent_decode("bad%zzkey"), "bad%zzkey");
+        assert_eq!(path_unescape("example.com%2fkey"), "example.com/key");
+        assert_eq!(path_unescape("plain+key"), "plain+key");
+        assert_eq!(path_unescape("bad%zzkey"), "bad%zzkey");
     }
 }

@@ -4,9 +4,10 @@
 //! `-Extra-<key>` headers name. Each thing asked for is authorized on its
 //! own; the first refusal is upstream's 403.
 
-use crate::authn::{percent_decode, UserInfo};
+use crate::authn::UserInfo;
 use crate::authz::{Attributes, Authorizer};
 use crate::handler::{Request, Response};
+use crate::request_info::path_unescape;
 
 const USER: &str = "impersonate-user";
 const GROUP: &str = "impersonate-group";
@@ -76,7 +77,7 @@ fn requested(headers: &http::HeaderMap) -> Result<Vec<Wanted>, String> {
     for (name, value) in headers {
         if let Some(key) = name.as_str().strip_prefix(EXTRA_PREFIX) {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            extras.push(Wanted::Extra { key: percent_decode(key), value });
+            extras.push(Wanted::Extra { key: path_unescape(key), value });
         }
     }
     out.extend(extras);

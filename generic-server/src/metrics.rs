@@ -24,7 +24,7 @@ use prometheus::{
 
 use crate::body;
 use crate::handler::{DynHandler, Request, Response};
-use crate::request_info::{percent_decode, RequestInfo};
+use crate::request_info::{query_unescape, RequestInfo};
 use crate::storage::Storage;
 
 /// Upstream's request latency buckets, shared by the request and etcd histograms.
@@ -614,8 +614,8 @@ fn clean_dry_run(query: Option<&str>) -> String {
     let values: std::collections::BTreeSet<String> = q
         .split('&')
         .filter_map(|p| p.split_once('=').or(Some((p, ""))))
-        .filter(|(k, _)| percent_decode(k) == "dryRun")
-        .map(|(_, v)| percent_decode(v))
+        .filter(|(k, _)| query_unescape(k) == "dryRun")
+        .map(|(_, v)| query_unescape(v))
         .collect();
     if values.iter().any(|v| v != "All") {
         return "invalid".into();

@@ -51,41 +51,59 @@ pub fn query_params(query: Option<&str>) -> HashMap<String, String> {
     if let Some(q) = query {
         for pair in q.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            out.insert(percent_decode(k), percent_decode(v));
+            out.insert(query_unescape(k), query_unescape(v));
         }
     }
     out
 }
 
-pub fn percent_decode(s: &str) -> String {
+/// Go's url.QueryUnescape: `%XX` escapes, and '+' is a space.
+pub fn query_unescape(s: &str) -> String {
+    unescape(s, true)
+}
+
+/// Go's url.PathUnescape: `%XX` escapes; '+' is itself (a name may hold one).
+pub fn path_unescape(s: &str) -> String {
+    unescape(s, false)
+}
+
+/// `s` unescaped, or `s` as it is when its escaping is not valid (Go's
+/// unescapers refuse it; upstream then keeps the raw text).
+fn unescape(s: &str, plus_is_space: bool) -> String {
+    let special = |b: &u8| *b == b'%' || (plus_is_space && *b == b'+');
+    // Most segments and parameters have nothing to unescape.
+    if !s.as_bytes().iter().any(special) {
+        return s.to_owned();
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+                match hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
                     Some(b) => {
                         out.push(b);
-                        i += 2;
+                        i += 3;
+                        continue;
                     }
-                    None => out.push(b'%'),
+                    None => return s.to_owned(),
                 }
             }
+            b'+' if plus_is_space => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestInfo {
     let mut info =
         RequestInfo { path: path.to_string(), verb: method.as_str().to_ascii_lowercase(), ..Default::default() };
     let mut parts: Vec<String> =
-        path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+        path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(path_unescape).collect();
     if parts.is_empty() || (parts[0] != "api" && parts[0] != "apis") {
         return info;
     }
@@ -240,9 +258,16 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(percent_decode("a%3Db%2Cc"), "a=b,c");
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(query_unescape("a%3Db%2Cc+d"), "a=b,c d");
+        assert_eq!(path_unescape("a%3Ab+c"), "a:b+c", "'+' is a space only in a query");
+        for invalid in ["%", "%4", "a%zz", "%+4", "%4%41", "%ff"] {
+            assert_eq!(query_unescape(invalid), invalid, "kept as sent");
+        }
+        assert_eq!(path_unescape("example.com%2fkey"), "example.com/key");
+        let i = p("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/a+b");
+        assert_eq!(i.name, "a+b");
+        let i = p("GET", "/api/v1/namespaces/ns/configmaps/a%2Bb");
+        assert_eq!(i.name, "a+b");
         let q = query_params(Some("labelSelector=app%3Dweb&limit=5"));
         assert_eq!(q["labelSelector"], "app=web");
     }
