@@ -361,51 +361,29 @@ impl Metrics {
 
     /// Records a request that the chain answered.
     pub fn observe_request(&self, labels: &RequestLabels, code: u16, elapsed: Duration) {
-        let mut values = labels.values();
-        self.request_duration.with_label_values(&values).observe(elapsed.as_secs_f64());
-        let code = code.to_string();
-        values.push(&code);
-        self.request_total.with_label_values(&values).inc();
+        self.request_duration.with_label_values(&labels.with_dry_run([])).observe(elapsed.as_secs_f64());
+        let mut buf = [0; 3];
+        self.request_total.with_label_values(&labels.with_dry_run([code_label(code, &mut buf)])).inc();
     }
 
     /// Records a request refused before it was served (upstream's
     /// RecordDroppedRequest): counted, not timed.
     pub fn observe_dropped(&self, labels: &RequestLabels, code: u16) {
-        let code = code.to_string();
-        let mut values = labels.values();
-        values.push(&code);
-        self.request_total.with_label_values(&values).inc();
+        let mut buf = [0; 3];
+        self.request_total.with_label_values(&labels.with_dry_run([code_label(code, &mut buf)])).inc();
     }
 
     /// Records a request that a filter refused in self-defense (429, 504).
     pub fn observe_termination(&self, labels: &RequestLabels, code: u16) {
-        let code = code.to_string();
-        let l = labels;
-        self.request_terminations
-            .with_label_values(&[
-                &l.verb,
-                &l.group,
-                &l.version,
-                &l.resource,
-                &l.subresource,
-                &l.scope,
-                &l.component,
-                &code,
-            ])
-            .inc();
+        let mut buf = [0; 3];
+        let [verb, group, version, resource, subresource, scope, component] = labels.common();
+        let values = [verb, group, version, resource, subresource, scope, component, code_label(code, &mut buf)];
+        self.request_terminations.with_label_values(&values).inc();
     }
 
     /// Counts a long-running request for as long as the guard lives.
     pub fn long_running(&self, l: &RequestLabels) -> GaugeGuard {
-        let g = self.longrunning.with_label_values(&[
-            &l.verb,
-            &l.group,
-            &l.version,
-            &l.resource,
-            &l.subresource,
-            &l.scope,
-            &l.component,
-        ]);
+        let g = self.longrunning.with_label_values(&l.common());
         g.inc();
         GaugeGuard(g)
     }
@@ -518,53 +496,78 @@ impl Drop for GaugeGuard {
 }
 
 /// The labels a request is reported under, as upstream's MonitorRequest
-/// computes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// computes them. Made for every request, so nothing is copied: the group,
+/// version, resource and subresource are read from its RequestInfo.
+#[derive(Debug, Clone)]
 pub struct RequestLabels {
-    pub verb: String,
+    pub verb: &'static str,
+    /// Empty (no allocation) unless the request asks for a dry run.
     pub dry_run: String,
-    pub group: String,
-    pub version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub scope: String,
-    pub component: String,
+    pub scope: &'static str,
+    info: Arc<RequestInfo>,
 }
 
 impl RequestLabels {
-    pub fn of(req: &Request, info: &RequestInfo) -> RequestLabels {
+    pub fn of(req: &Request, info: &Arc<RequestInfo>) -> RequestLabels {
         let scope = clean_scope(info);
-        let (group, version, resource) = if info.is_resource_request {
-            (info.api_group.clone(), info.api_version.clone(), info.resource.clone())
-        } else {
-            Default::default()
-        };
         RequestLabels {
             verb: reported_verb(req, info, scope),
             dry_run: clean_dry_run(req.uri().query()),
-            group,
-            version,
-            resource,
-            // Upstream puts a non-resource request's path here in some families;
-            // paths are whatever a client sends, so this keeps them out.
-            subresource: if info.is_resource_request { info.subresource.clone() } else { String::new() },
-            scope: scope.to_string(),
-            component: APISERVER_COMPONENT.to_string(),
+            scope,
+            info: info.clone(),
         }
     }
 
-    fn values(&self) -> Vec<&str> {
-        vec![
-            &self.verb,
-            &self.dry_run,
-            &self.group,
-            &self.version,
-            &self.resource,
-            &self.subresource,
-            &self.scope,
-            &self.component,
-        ]
+    /// `part` of a resource request's info; empty for other requests, whose
+    /// paths are whatever a client sends (upstream puts a non-resource path
+    /// in some families; this keeps them out).
+    fn resource_part<'a>(&'a self, part: &'a str) -> &'a str {
+        if self.info.is_resource_request {
+            part
+        } else {
+            ""
+        }
     }
+
+    pub fn group(&self) -> &str {
+        self.resource_part(&self.info.api_group)
+    }
+
+    pub fn version(&self) -> &str {
+        self.resource_part(&self.info.api_version)
+    }
+
+    pub fn resource(&self) -> &str {
+        self.resource_part(&self.info.resource)
+    }
+
+    pub fn subresource(&self) -> &str {
+        self.resource_part(&self.info.subresource)
+    }
+
+    /// verb, group, version, resource, subresource, scope, component: the
+    /// labels of the families without dryRun.
+    fn common(&self) -> [&str; 7] {
+        [self.verb, self.group(), self.version(), self.resource(), self.subresource(), self.scope, APISERVER_COMPONENT]
+    }
+
+    /// The common labels with dryRun second, then `more`.
+    fn with_dry_run<'a, const N: usize>(&'a self, more: [&'a str; N]) -> Vec<&'a str> {
+        let mut values = Vec::with_capacity(8 + N);
+        let [verb, rest @ ..] = self.common();
+        values.push(verb);
+        values.push(self.dry_run.as_str());
+        values.extend_from_slice(&rest);
+        values.extend_from_slice(&more);
+        values
+    }
+}
+
+/// A status code as a label, without allocating (codes have three digits).
+fn code_label(code: u16, buf: &mut [u8; 3]) -> &str {
+    let code = code.clamp(100, 999);
+    *buf = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
+    std::str::from_utf8(buf).unwrap_or("000")
 }
 
 /// Upstream's CleanScope.
@@ -583,28 +586,29 @@ fn clean_scope(info: &RequestInfo) -> &'static str {
 /// Upstream's CanonicalVerb and CleanVerb: the HTTP method upper-cased, GET of
 /// a collection as LIST, watches as WATCH, apply patches as APPLY, connect
 /// subresources as CONNECT, anything unknown as "other".
-fn reported_verb(req: &Request, info: &RequestInfo, scope: &str) -> String {
-    let method = req.method().as_str().to_ascii_uppercase();
-    let mut verb = match method.as_str() {
-        "GET" | "HEAD" if scope != "resource" && !scope.is_empty() => "LIST".to_string(),
-        "HEAD" => "GET".to_string(),
-        _ => method,
-    };
-    if info.verb == "watch" {
-        verb = "WATCH".into();
-    }
-    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if verb == "PATCH" && content_type.split(';').next().map(str::trim) == Some("application/apply-patch+yaml") {
-        verb = "APPLY".into();
-    }
+fn reported_verb(req: &Request, info: &RequestInfo, scope: &str) -> &'static str {
+    let method = |name: &str| req.method().as_str().eq_ignore_ascii_case(name);
+    let collection = scope != "resource" && !scope.is_empty();
     if info.is_resource_request && CONNECT_SUBRESOURCES.contains(&info.subresource.as_str()) {
-        verb = "CONNECT".into();
-    }
-    if VALID_VERBS.contains(&verb.as_str()) {
-        verb
+        "CONNECT"
+    } else if info.verb == "watch" {
+        "WATCH"
+    } else if method("GET") || method("HEAD") {
+        if collection {
+            "LIST"
+        } else {
+            "GET"
+        }
+    } else if method("PATCH") && is_apply(req) {
+        "APPLY"
     } else {
-        "other".into()
+        VALID_VERBS.iter().find(|v| method(v)).copied().unwrap_or("other")
     }
+}
+
+fn is_apply(req: &Request) -> bool {
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    content_type.split(';').next().map(str::trim) == Some("application/apply-patch+yaml")
 }
 
 /// Upstream's cleanDryRun: every dryRun value, sorted and deduplicated, or
@@ -731,29 +735,29 @@ mod tests {
         }
         let req = b.body(bytes::Bytes::new()).expect("a valid request");
         let info = crate::request_info::parse(req.method(), req.uri().path(), req.uri().query());
-        RequestLabels::of(&req, &info)
+        RequestLabels::of(&req, &Arc::new(info))
     }
 
     #[test]
     fn verbs_as_upstream_reports_them() {
         let l = labels("GET", "/api/v1/namespaces/default/configmaps", None);
-        assert_eq!((l.verb.as_str(), l.scope.as_str()), ("LIST", "namespace"));
+        assert_eq!((l.verb, l.scope), ("LIST", "namespace"));
         let l = labels("GET", "/api/v1/namespaces/default/configmaps/a", None);
-        assert_eq!((l.verb.as_str(), l.scope.as_str()), ("GET", "resource"));
+        assert_eq!((l.verb, l.scope), ("GET", "resource"));
         let l = labels("GET", "/api/v1/configmaps?watch=true", None);
-        assert_eq!((l.verb.as_str(), l.scope.as_str()), ("WATCH", "cluster"));
+        assert_eq!((l.verb, l.scope), ("WATCH", "cluster"));
         let l = labels("GET", "/api/v1/watch/namespaces/default/configmaps", None);
         assert_eq!(l.verb, "WATCH");
         let l = labels("POST", "/apis/apps/v1/namespaces/default/deployments", None);
-        assert_eq!((l.verb.as_str(), l.scope.as_str(), l.group.as_str()), ("POST", "resource", "apps"));
+        assert_eq!((l.verb, l.scope, l.group()), ("POST", "resource", "apps"));
         let l = labels("PATCH", "/api/v1/namespaces/default/configmaps/a", Some("application/apply-patch+yaml"));
         assert_eq!(l.verb, "APPLY");
         let l = labels("PATCH", "/api/v1/namespaces/default/configmaps/a", Some("application/merge-patch+json"));
         assert_eq!(l.verb, "PATCH");
         let l = labels("DELETE", "/api/v1/namespaces/default/configmaps", None);
-        assert_eq!((l.verb.as_str(), l.scope.as_str()), ("DELETE", "namespace"));
+        assert_eq!((l.verb, l.scope), ("DELETE", "namespace"));
         let l = labels("GET", "/api/v1/namespaces/default/pods/p/log", None);
-        assert_eq!((l.verb.as_str(), l.subresource.as_str()), ("CONNECT", "log"));
+        assert_eq!((l.verb, l.subresource()), ("CONNECT", "log"));
         let l = labels("OPTIONS", "/api/v1/namespaces/default/pods/p", None);
         assert_eq!(l.verb, "other");
     }
