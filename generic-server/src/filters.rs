@@ -178,8 +178,45 @@ impl Service<Request> for HandlerService {
     }
 
     fn call(&mut self, req: Request) -> BoxFuture {
+        self.call_shared(req)
+    }
+}
+
+/// A service of the chain that serves a request through a shared reference:
+/// every filter and the handler are always ready and keep no per-call state.
+pub trait SharedService: Send + Sync + 'static {
+    fn call_shared(&self, req: Request) -> BoxFuture;
+}
+
+impl SharedService for HandlerService {
+    fn call_shared(&self, req: Request) -> BoxFuture {
         let h = self.0.clone();
         Box::pin(async move { Ok(h.handle(req).await) })
+    }
+}
+
+/// The rest of the chain as a filter holds it: shared, so the per-request
+/// copy each filter's future owns is one reference count, not a copy of
+/// every filter below it.
+pub struct Next<S>(Arc<S>);
+
+impl<S> Clone for Next<S> {
+    fn clone(&self) -> Self {
+        Next(self.0.clone())
+    }
+}
+
+impl<S: SharedService> Service<Request> for Next<S> {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> BoxFuture {
+        self.0.call_shared(req)
     }
 }
 
@@ -190,37 +227,41 @@ macro_rules! filter_layer {
         #[derive(Clone)]
         pub struct $layer(pub $state);
 
-        #[derive(Clone)]
         pub struct $service<S> {
-            inner: S,
+            inner: Next<S>,
             state: $state,
+        }
+
+        impl<S> Clone for $service<S> {
+            fn clone(&self) -> Self {
+                $service { inner: self.inner.clone(), state: self.state.clone() }
+            }
         }
 
         impl<S> Layer<S> for $layer {
             type Service = $service<S>;
             fn layer(&self, inner: S) -> $service<S> {
-                $service { inner, state: self.0.clone() }
+                $service { inner: Next(Arc::new(inner)), state: self.0.clone() }
             }
         }
 
-        impl<S> Service<Request> for $service<S>
-        where
-            S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-            S::Future: Send + 'static,
-        {
+        impl<S: SharedService> SharedService for $service<S> {
+            fn call_shared(&self, req: Request) -> BoxFuture {
+                Box::pin($run(self.inner.clone(), self.state.clone(), req))
+            }
+        }
+
+        impl<S: SharedService> Service<Request> for $service<S> {
             type Response = Response;
             type Error = Infallible;
             type Future = BoxFuture;
 
-            fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                self.inner.poll_ready(cx)
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
             }
 
             fn call(&mut self, req: Request) -> BoxFuture {
-                // Take the service that was polled ready, leave a fresh clone.
-                let inner = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, inner);
-                Box::pin($run(inner, self.state.clone(), req))
+                self.call_shared(req)
             }
         }
     };
