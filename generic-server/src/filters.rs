@@ -33,7 +33,9 @@ use crate::status::StatusError;
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// The whole chain as one cloneable service.
-pub type HttpService = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+/// The filter chain as the listener serves it: shared by every connection
+/// and request (a request costs it one reference count).
+pub type HttpService = Arc<dyn SharedService>;
 
 /// The subject of the verified TLS client certificate, put into the request by
 /// the listener.
@@ -161,7 +163,7 @@ fn build_with(
         })))
         .layer(InstrumentLayer(()))
         .service(HandlerService(chain));
-    tower::util::BoxCloneSyncService::new(service)
+    Arc::new(service)
 }
 
 /// The end of the filters: the first server of the delegation chain.

@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::authn::{user_from_certificate, UserInfo};
 pub use crate::deadlines::ServingLimits;
@@ -108,7 +107,7 @@ async fn read_and_serve(
     if let Some(a) = peer.addr {
         req.extensions_mut().insert(RemoteAddr(a));
     }
-    match service.oneshot(req).await {
+    match service.call_shared(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     }
