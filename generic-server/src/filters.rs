@@ -550,7 +550,7 @@ fn health(ready_checks: &[ReadyCheck], path: &str, query: Option<&str>) -> Optio
         });
     }
     let ok = checks.iter().all(|(_, ok)| *ok);
-    if !ok || request_info::query_params(query).contains_key("verbose") {
+    if !ok || request_info::query_param(query, "verbose").is_some() {
         let mut s = String::new();
         for (n, good) in &checks {
             s.push_str(&format!("[{}]{n} {}\n", if *good { "+" } else { "-" }, if *good { "ok" } else { "failed" }));
@@ -613,9 +613,8 @@ filter_layer!(
 
 /// The `?timeout=` a client asked for, a Go duration (upstream's parseTimeout).
 fn requested_timeout(query: Option<&str>) -> Result<Option<Duration>, StatusError> {
-    let params = request_info::query_params(query);
-    let Some(value) = params.get("timeout").filter(|v| !v.is_empty()) else { return Ok(None) };
-    let nanos = crate::duration::parse_duration(value)
+    let Some(value) = request_info::query_param(query, "timeout").filter(|v| !v.is_empty()) else { return Ok(None) };
+    let nanos = crate::duration::parse_duration(&value)
         .map_err(|e| StatusError::bad_request(format!("invalid timeout specified in the request URL - time: {e}")))?;
     Ok(u64::try_from(nanos).ok().filter(|n| *n > 0).map(Duration::from_nanos))
 }

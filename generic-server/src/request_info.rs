@@ -45,16 +45,28 @@ impl RequestInfo {
 /// Subresources of a namespace that stay on the namespace resource itself.
 const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
-/// Splits a query string into its decoded parameters (the last value wins).
+/// Splits a query string into its decoded parameters, each with its first
+/// value (as Go's Values.Get and upstream's parameter codec read them).
 pub fn query_params(query: Option<&str>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     if let Some(q) = query {
         for pair in q.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            out.insert(query_unescape(k), query_unescape(v));
+            out.entry(query_unescape(k)).or_insert_with(|| query_unescape(v));
         }
     }
     out
+}
+
+/// The first value of `key` in `query`, unescaped, as Go's
+/// `URL.Query().Get`; None when absent. Reads one parameter without
+/// building the map of all of them.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').filter(|p| !p.is_empty()).find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let named = if k.contains(['%', '+']) { query_unescape(k) == key } else { k == key };
+        named.then(|| query_unescape(v))
+    })
 }
 
 /// Go's url.QueryUnescape: `%XX` escapes, and '+' is a space.
@@ -123,7 +135,6 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     }
     info.is_resource_request = true;
 
-    let params = query_params(query);
     if parts[0] == "watch" {
         info.watch_prefix = true;
         parts.remove(0);
@@ -161,14 +172,14 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     }
 
     if info.name.is_empty() && info.verb == "get" {
-        let watching = matches!(params.get("watch").map(String::as_str), Some("1") | Some("true"));
+        let watching = matches!(query_param(query, "watch").as_deref(), Some("1" | "true"));
         info.verb = if watching { "watch".into() } else { "list".into() };
     }
     if info.name.is_empty() && info.verb == "delete" {
         info.verb = "deletecollection".into();
     }
     if matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") {
-        info.field_selector = params.get("fieldSelector").cloned().unwrap_or_default();
+        info.field_selector = query_param(query, "fieldSelector").unwrap_or_default();
     }
     // As upstream: a list or watch of one object by `metadata.name` names it,
     // so authorizers may allow it by name (RBAC's resourceNames, the Node
@@ -268,7 +279,12 @@ mod tests {
         assert_eq!(i.name, "a+b");
         let i = p("GET", "/api/v1/namespaces/ns/configmaps/a%2Bb");
         assert_eq!(i.name, "a+b");
-        let q = query_params(Some("labelSelector=app%3Dweb&limit=5"));
-        assert_eq!(q["labelSelector"], "app=web");
+        let q = query_params(Some("labelSelector=app%3Dweb&limit=5&limit=6"));
+        assert_eq!((q["labelSelector"].as_str(), q["limit"].as_str()), ("app=web", "5"));
+        let q = Some("limit=5&label%53elector=app%3Dweb&limit=6&watch");
+        assert_eq!(query_param(q, "labelSelector").as_deref(), Some("app=web"), "a key unescaped");
+        assert_eq!(query_param(q, "limit").as_deref(), Some("5"), "the first value, as Go's Get");
+        assert_eq!(query_param(q, "watch").as_deref(), Some(""));
+        assert_eq!(query_param(q, "continue"), None);
     }
 }

@@ -548,7 +548,7 @@ fn auth_methods(req: &Request) -> String {
             methods.push("bearer");
         }
     }
-    if crate::request_info::query_params(req.uri().query()).get("access_token").is_some_and(|t| !t.trim().is_empty()) {
+    if crate::request_info::query_param(req.uri().query(), "access_token").is_some_and(|t| !t.trim().is_empty()) {
         methods.push("access_token");
     }
     if req.extensions().get::<PeerCertificateUser>().is_some() || req.extensions().get::<PeerCertificates>().is_some() {

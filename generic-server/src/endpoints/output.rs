@@ -11,7 +11,7 @@ use crate::handler::{Request, Response};
 use crate::negotiation::{self, Offer, Output};
 use crate::registry::store::ObjectList;
 use crate::registry::{CachedObject, ReadOnly, Store, TableColumn};
-use crate::request_info::query_params;
+use crate::request_info::query_param;
 use crate::status::StatusError;
 use crate::wire;
 
@@ -98,7 +98,7 @@ impl Responder<'_> {
     }
 
     fn include_object(&self) -> String {
-        query_params(self.req.uri().query()).get("includeObject").cloned().unwrap_or_else(|| "Metadata".into())
+        query_param(self.req.uri().query(), "includeObject").unwrap_or_else(|| "Metadata".into())
     }
 
     pub fn object(&self, code: u16, obj: Value) -> Response {
@@ -262,7 +262,7 @@ pub(super) fn read_only(req: &Request, resource: &ReadOnly, value: &Value, list:
     };
     let body = match &output {
         Output::Table(v) => {
-            let include_object = query_params(req.uri().query()).get("includeObject").cloned();
+            let include_object = query_param(req.uri().query(), "includeObject");
             let rows = TableRows {
                 cells: &|obj| resource.reader.table_row(obj),
                 whole: &|obj| wire::typed(obj.clone()),
