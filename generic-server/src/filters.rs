@@ -170,20 +170,6 @@ fn build_with(
 #[derive(Clone)]
 pub struct HandlerService(pub DynHandler);
 
-impl Service<Request> for HandlerService {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> BoxFuture {
-        self.call_shared(req)
-    }
-}
-
 /// A service of the chain that serves a request through a shared reference:
 /// every filter and the handler are always ready and keep no per-call state.
 pub trait SharedService: Send + Sync + 'static {
@@ -199,7 +185,7 @@ impl SharedService for HandlerService {
 
 /// The rest of the chain as a filter holds it: shared, so the per-request
 /// copy each filter's future owns is one reference count, not a copy of
-/// every filter below it.
+/// every filter below it. The filters call it as a tower Service.
 pub struct Next<S>(Arc<S>);
 
 impl<S> Clone for Next<S> {
@@ -253,19 +239,6 @@ macro_rules! filter_layer {
             }
         }
 
-        impl<S: SharedService> Service<Request> for $service<S> {
-            type Response = Response;
-            type Error = Infallible;
-            type Future = BoxFuture;
-
-            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                Poll::Ready(Ok(()))
-            }
-
-            fn call(&mut self, req: Request) -> BoxFuture {
-                self.call_shared(req)
-            }
-        }
     };
 }
 
