@@ -168,6 +168,44 @@ fn validating_admission_policies() {
         r.stderr.contains(&format!("Warning: {warning}"))
     });
 
+    // A binding's matchResources narrows the policy to the namespaces it
+    // selects: one binding denies where bind=deny, another warns where
+    // bind=warn, and elsewhere nothing judges; a namespace relabelled is
+    // judged by its new labels.
+    for (ns, label) in [("vap-bind-deny", Some("deny")), ("vap-bind-warn", Some("warn")), ("vap-bind-none", None)] {
+        s.kubectl(&["create", "namespace", ns]);
+        if let Some(l) = label {
+            s.kubectl(&["label", "namespace", ns, &format!("bind={l}")]);
+        }
+    }
+    let mut policy = configmap_policy(
+        "bind-select",
+        "",
+        json!({"validations": [{"expression": "!has(object.data) || !('forbidden' in object.data)", "message": "no forbidden key"}]}),
+    );
+    policy["spec"]["matchConstraints"].as_object_mut().map(|m| m.remove("namespaceSelector"));
+    apply(&s, &policy);
+    for action in ["Deny", "Warn"] {
+        let mut b = binding(&format!("bind-select-{}", action.to_lowercase()), "bind-select", &[action], None);
+        b["spec"]["matchResources"] = json!({"namespaceSelector": {"matchLabels": {"bind": action.to_lowercase()}}});
+        apply(&s, &b);
+    }
+    let forbidden = json!({"forbidden": "x"});
+    refused(&s, "vap-bind-deny", "f", forbidden.clone()).assert_status(422, "Invalid");
+    let warned = "Validation failed for ValidatingAdmissionPolicy 'bind-select' with binding 'bind-select-warn': no forbidden key";
+    let mut n = 0;
+    eventually("the Warn binding warns in its namespace", || {
+        n += 1;
+        let r = s
+            .run(&["create", "configmap", "-n", "vap-bind-warn", &format!("f{n}"), "--from-literal=forbidden=x"], None);
+        assert_eq!(r.code, 0, "a Warn binding admits: {r:?}");
+        r.stderr.contains(&format!("Warning: {warned}"))
+    });
+    let r = s.run(&["create", "configmap", "-n", "vap-bind-none", "f", "--from-literal=forbidden=x"], None);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""), "no binding selects the namespace: {r:?}");
+    s.kubectl(&["label", "namespace", "vap-bind-none", "bind=deny"]);
+    refused(&s, "vap-bind-none", "g", forbidden).assert_status(422, "Invalid");
+
     // Audit: admitted; the failure and the policy's audit annotations are in the audit event.
     namespace(&s, "vap-audit");
     apply(

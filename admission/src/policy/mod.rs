@@ -259,8 +259,20 @@ impl Validating for ValidatingAdmissionPolicy {
         let mut base = RequestInput::default();
         let namespace = self.namespaces.of_request(a);
         let equivalents = Equivalents::of(self.stores.get().map(|s| &**s), a);
-        let judge =
-            |labels: &_| hooks.iter().map(|h| h.policy.constraints.selectors.namespace_passes(labels)).collect();
+        // A policy is passed over in a namespace that its own selector or
+        // every one of its bindings' selectors exclude; one with a
+        // configuration error is not, since its error is reported once the
+        // policy matches, whatever its bindings select.
+        let judge = |labels: &_| {
+            let passes = |h: &Hook| {
+                let binding_passes =
+                    |b: &Arc<Binding>| b.match_resources.as_ref().is_none_or(|m| m.selectors.namespace_passes(labels));
+                h.policy.config_error.is_some()
+                    || (h.policy.constraints.selectors.namespace_passes(labels)
+                        && h.bindings.iter().any(binding_passes))
+            };
+            hooks.iter().map(passes).collect()
+        };
         let verdicts = self.verdicts.of(&hooks, a, &namespace, judge).await;
         for (i, hook) in hooks.iter().enumerate() {
             if passed_over(&verdicts, i) {
