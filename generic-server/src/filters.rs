@@ -32,7 +32,6 @@ use crate::status::StatusError;
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-/// The whole chain as one cloneable service.
 /// The filter chain as the listener serves it: shared by every connection
 /// and request (a request costs it one reference count).
 pub type HttpService = Arc<dyn SharedService>;
@@ -238,7 +237,6 @@ macro_rules! filter_layer {
                 Box::pin($run(self.inner.clone(), self.state.clone(), req))
             }
         }
-
     };
 }
 

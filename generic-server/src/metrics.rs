@@ -24,7 +24,7 @@ use prometheus::{
 
 use crate::body;
 use crate::handler::{DynHandler, Request, Response};
-use crate::request_info::{query_unescape, RequestInfo};
+use crate::request_info::{query_values, RequestInfo};
 use crate::storage::Storage;
 
 /// Upstream's request latency buckets, shared by the request and etcd histograms.
@@ -615,12 +615,7 @@ fn is_apply(req: &Request) -> bool {
 /// "invalid" if one is not "All".
 fn clean_dry_run(query: Option<&str>) -> String {
     let Some(q) = query.filter(|q| q.contains("dryRun")) else { return String::new() };
-    let values: std::collections::BTreeSet<String> = q
-        .split('&')
-        .filter_map(|p| p.split_once('=').or(Some((p, ""))))
-        .filter(|(k, _)| query_unescape(k) == "dryRun")
-        .map(|(_, v)| query_unescape(v))
-        .collect();
+    let values: std::collections::BTreeSet<String> = query_values(Some(q), "dryRun").collect();
     if values.iter().any(|v| v != "All") {
         return "invalid".into();
     }

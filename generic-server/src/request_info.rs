@@ -45,28 +45,35 @@ impl RequestInfo {
 /// Subresources of a namespace that stay on the namespace resource itself.
 const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 
+/// The `key=value` pairs of a query as sent (still escaped), in order; a
+/// pair without '=' has an empty value.
+pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query.unwrap_or("").split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
 /// Splits a query string into its decoded parameters, each with its first
 /// value (as Go's Values.Get and upstream's parameter codec read them).
 pub fn query_params(query: Option<&str>) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    if let Some(q) = query {
-        for pair in q.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            out.entry(query_unescape(k)).or_insert_with(|| query_unescape(v));
-        }
+    for (k, v) in query_pairs(query) {
+        out.entry(query_unescape(k)).or_insert_with(|| query_unescape(v));
     }
     out
+}
+
+/// Every value of `key` in `query`, unescaped, in order (Go's
+/// `URL.Query()[key]`); only the values of `key` are unescaped.
+pub fn query_values<'a>(query: Option<&'a str>, key: &'a str) -> impl Iterator<Item = String> + 'a {
+    query_pairs(query)
+        .filter(move |(k, _)| if k.contains(['%', '+']) { query_unescape(k) == key } else { *k == key })
+        .map(|(_, v)| query_unescape(v))
 }
 
 /// The first value of `key` in `query`, unescaped, as Go's
 /// `URL.Query().Get`; None when absent. Reads one parameter without
 /// building the map of all of them.
 pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
-    query?.split('&').filter(|p| !p.is_empty()).find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let named = if k.contains(['%', '+']) { query_unescape(k) == key } else { k == key };
-        named.then(|| query_unescape(v))
-    })
+    query_values(query, key).next()
 }
 
 /// Go's url.QueryUnescape: `%XX` escapes, and '+' is a space.

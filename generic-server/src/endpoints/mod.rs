@@ -24,7 +24,7 @@ use crate::registry::{
     ConnectOptions, CreateCall, CreateOnly, Operation, OptionField, ReadOnly, ResourceInfo, Store, Subresource,
     SubresourceCall, SubresourceHandler,
 };
-use crate::request_info::{query_params, query_unescape, RequestInfo};
+use crate::request_info::{query_pairs, query_params, query_unescape, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{success_status, Cause, StatusError};
 
@@ -690,8 +690,7 @@ fn connect_options(
     request: &RequestInfo,
 ) -> Result<Value> {
     let mut values: HashMap<String, Vec<String>> = HashMap::new();
-    for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in query_pairs(req.uri().query()) {
         values.entry(query_unescape(k)).or_default().push(query_unescape(v));
     }
     let mut object = serde_json::Map::new();
