@@ -315,19 +315,14 @@ async fn request_scenarios(
             // GET resourceVersion=0 against the bare stack answering the
             // same bytes, in alternating rounds.
             let stack = match (&run.get_body, server && suffix == ", resourceVersion=0") {
-                (Some(body), true) => match StackServer::start(Answer::Fixed(body.clone())) {
-                    Ok(stack) => match Client::connect(&stack.creds, 1).await {
-                        Ok(c) => Some((stack, body.len(), Arc::new(ApiTarget::json(c)) as Arc<dyn Target>)),
-                        Err(e) => {
-                            run.skip("get", format!("HTTP stack: {e}"));
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        run.skip("get", format!("HTTP stack: {e}"));
-                        None
-                    }
-                },
+                (Some(body), true) => {
+                    let started = async {
+                        let stack = StackServer::start(Answer::Fixed(body.clone()))?;
+                        let client = Client::connect(&stack.creds, 1).await?;
+                        Ok::<_, String>((stack, body.len(), Arc::new(ApiTarget::json(client)) as Arc<dyn Target>))
+                    };
+                    started.await.map_err(|e| run.skip("get", format!("HTTP stack: {e}"))).ok()
+                }
                 _ => None,
             };
             let mut compared = vec![(t.clone(), format!("{name}{suffix}"))];
