@@ -361,16 +361,18 @@ impl Metrics {
 
     /// Records a request that the chain answered.
     pub fn observe_request(&self, labels: &RequestLabels, code: u16, elapsed: Duration) {
-        self.request_duration.with_label_values(&labels.with_dry_run([])).observe(elapsed.as_secs_f64());
         let mut buf = [0; 3];
-        self.request_total.with_label_values(&labels.with_dry_run([code_label(code, &mut buf)])).inc();
+        let values = labels.with_dry_run(code_label(code, &mut buf));
+        // The duration histogram has every label but the code.
+        self.request_duration.with_label_values(&values[..values.len() - 1]).observe(elapsed.as_secs_f64());
+        self.request_total.with_label_values(&values).inc();
     }
 
     /// Records a request refused before it was served (upstream's
     /// RecordDroppedRequest): counted, not timed.
     pub fn observe_dropped(&self, labels: &RequestLabels, code: u16) {
         let mut buf = [0; 3];
-        self.request_total.with_label_values(&labels.with_dry_run([code_label(code, &mut buf)])).inc();
+        self.request_total.with_label_values(&labels.with_dry_run(code_label(code, &mut buf))).inc();
     }
 
     /// Records a request that a filter refused in self-defense (429, 504).
@@ -551,15 +553,11 @@ impl RequestLabels {
         [self.verb, self.group(), self.version(), self.resource(), self.subresource(), self.scope, APISERVER_COMPONENT]
     }
 
-    /// The common labels with dryRun second, then `more`.
-    fn with_dry_run<'a, const N: usize>(&'a self, more: [&'a str; N]) -> Vec<&'a str> {
-        let mut values = Vec::with_capacity(8 + N);
-        let [verb, rest @ ..] = self.common();
-        values.push(verb);
-        values.push(self.dry_run.as_str());
-        values.extend_from_slice(&rest);
-        values.extend_from_slice(&more);
-        values
+    /// The common labels with dryRun second, then the code: those of
+    /// apiserver_request_total.
+    fn with_dry_run<'a>(&'a self, code: &'a str) -> [&'a str; 9] {
+        let [verb, group, version, resource, subresource, scope, component] = self.common();
+        [verb, &self.dry_run, group, version, resource, subresource, scope, component, code]
     }
 }
 
