@@ -44,7 +44,34 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 /// The string at a JSON pointer in `v`; empty when absent or not a string.
 pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    at(v, pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The value at a JSON pointer (RFC 6901), as `Value::pointer` finds it,
+/// without that method's two strings per step: only a step holding an
+/// escape (`~0`, `~1`) is unescaped.
+pub fn at<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        return Some(v);
+    }
+    let rest = pointer.strip_prefix('/')?;
+    rest.split('/').try_fold(v, |v, step| {
+        let step: std::borrow::Cow<'_, str> =
+            if step.contains('~') { step.replace("~1", "/").replace("~0", "~").into() } else { step.into() };
+        match v {
+            Value::Object(m) => m.get(step.as_ref()),
+            Value::Array(items) => array_index(&step).and_then(|i| items.get(i)),
+            _ => None,
+        }
+    })
+}
+
+/// An array step as RFC 6901 writes one: digits, no sign, no leading zero.
+fn array_index(step: &str) -> Option<usize> {
+    if step.starts_with('+') || (step.starts_with('0') && step.len() != 1) {
+        return None;
+    }
+    step.parse().ok()
 }
 
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
@@ -92,8 +119,20 @@ pub fn new_uuid() -> uuid::Uuid {
 }
 
 /// RFC 3339 with second precision in UTC, as metav1.Time serializes.
+/// Formatted once per second per thread: every create and every managed
+/// fields entry stamps one.
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = chrono::Utc::now();
+    LAST.with_borrow_mut(|(second, text)| {
+        if *second != now.timestamp() {
+            *second = now.timestamp();
+            *text = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        }
+        text.clone()
+    })
 }
 
 const DNS1123_LABEL_MAX: usize = 63;
@@ -374,6 +413,48 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule) -> Ve
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pointers_find_what_value_pointer_finds() {
+        let v = json!({
+            "a/b": {"c~d": 1, "": 2},
+            "list": [10, {"x": "y"}],
+            "metadata": {"annotations": {"example.com/k": "v"}},
+            "0": "zero",
+        });
+        for p in [
+            "",
+            "/",
+            "/a~1b",
+            "/a~1b/c~0d",
+            "/a~1b/",
+            "/list/0",
+            "/list/1/x",
+            "/list/01",
+            "/list/+1",
+            "/list/2",
+            "/list/-",
+            "/metadata/annotations/example.com~1k",
+            "/0",
+            "nope",
+            "/missing/x",
+            "/a~1b/c~0d/deeper",
+            "/~01",
+        ] {
+            assert_eq!(at(&v, p), v.pointer(p), "{p:?}");
+        }
+        assert_eq!(str_at(&v, "/list/1/x"), "y");
+        assert_eq!(str_at(&v, "/list/0"), "");
+    }
+
+    #[test]
+    fn the_time_is_formatted_as_metav1_time() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), "2026-12-04T22:58:00Z".len(), "{t}");
+        assert!(chrono::DateTime::parse_from_rfc3339(&t).is_ok(), "{t}");
+        let again = now_rfc3339();
+        assert!(again >= t, "{again} after {t}");
+    }
 
     #[test]
     fn names() {

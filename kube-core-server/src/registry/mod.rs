@@ -73,12 +73,12 @@ pub(crate) use generic_server::meta::str_at;
 
 /// The array at a JSON pointer, or an empty slice.
 pub(crate) fn arr_at<'a>(obj: &'a Value, pointer: &str) -> &'a [Value] {
-    obj.pointer(pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    generic_server::meta::at(obj, pointer).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// The object at a JSON pointer, if it is one.
 pub(crate) fn map_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a Map<String, Value>> {
-    obj.pointer(pointer).and_then(Value::as_object)
+    generic_server::meta::at(obj, pointer).and_then(Value::as_object)
 }
 
 /// The child object `key` of `obj`, created (or replaced, if it is not an
