@@ -419,7 +419,10 @@ where
         Some(v) => (String::from_utf8_lossy(v.as_bytes()).into_owned(), v.clone()),
         None => {
             let id = crate::meta::new_uuid().to_string();
-            let header = http::HeaderValue::from_str(&id).unwrap_or_else(|_| http::HeaderValue::from_static(""));
+            let mut header = http::HeaderValue::from_str(&id).unwrap_or_else(|_| http::HeaderValue::from_static(""));
+            // Never the same twice: HTTP/2's header compression would search
+            // its table for it and store it, evicting what does repeat.
+            header.set_sensitive(true);
             (id, header)
         }
     };

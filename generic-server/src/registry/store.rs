@@ -276,11 +276,18 @@ impl Store {
     }
 
     pub fn key(&self, namespace: &str, name: &str) -> String {
+        // Joined by hand: every read and write makes one, and format!'s
+        // machinery costs more than the copying.
+        let root = &self.info.key_root;
+        let mut key = String::with_capacity(root.len() + namespace.len() + name.len() + 2);
+        key.push_str(root);
+        key.push('/');
         if self.info.namespaced {
-            format!("{}/{}/{}", self.info.key_root, namespace, name)
-        } else {
-            format!("{}/{}", self.info.key_root, name)
+            key.push_str(namespace);
+            key.push('/');
         }
+        key.push_str(name);
+        key
     }
 
     fn prefix(&self, namespace: &str) -> String {

@@ -72,8 +72,6 @@ type Slot = (Weak<()>, Arc<dyn Any + Send + Sync>);
 impl Slots {
     fn get<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
         let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // The slots of readers gone (a CRD's Stores rebuilt) go too.
-        slots.retain(|(r, _)| r.strong_count() > 0);
         let mine = |r: &Weak<()>| std::ptr::eq(r.as_ptr(), Arc::as_ptr(&reader.0));
         if let Some((_, s)) = slots.iter().find(|(r, _)| mine(r)) {
             if let Ok(t) = s.clone().downcast::<T>() {
@@ -81,7 +79,9 @@ impl Slots {
             }
         }
         let t = Arc::new(T::default());
-        slots.retain(|(r, _)| !mine(r));
+        // The slots of readers gone (a CRD's Stores rebuilt) go when another
+        // reader first fills its own, as the new Store does on every value.
+        slots.retain(|(r, _)| r.strong_count() > 0 && !mine(r));
         // Most values are read by one Store: room for one slot, not Vec's four.
         slots.reserve_exact(1);
         slots.push((Arc::downgrade(&reader.0), t.clone()));
