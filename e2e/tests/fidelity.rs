@@ -3,8 +3,8 @@
 //! all-namespaces path), finalizer names validated, DELETE answering with the
 //! object where upstream's registries do, JSON bodies as upstream's serializer
 //! writes them, names unescaped as Go unescapes a path, content negotiation
-//! as goautoneg orders it, and generated certificates that pass strict X.509
-//! verification.
+//! as goautoneg orders it, the Cache-Control every answer carries, and
+//! generated certificates that pass strict X.509 verification.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -308,6 +308,26 @@ fn wire_form_negotiation_and_certificates() {
     assert!(r.body.len() > 4, "a frame");
     let len = u32::from_be_bytes([r.body[0], r.body[1], r.body[2], r.body[3]]) as usize;
     assert!(r.body.len() >= 4 + len && r.body[4..4 + len].windows(5).any(|w| w == b"ADDED"), "one ADDED frame");
+
+    // Every answer is private and revalidated unless its handler chose
+    // otherwise (upstream's WithCacheControl), refusals and errors included.
+    let refused = s.curl("GET", "/api/v1/namespaces/fid/secrets", Cred::None, &[], None);
+    assert!([401, 403].contains(&refused.status), "{}", refused.text());
+    for (what, r) in [
+        ("a GET", s.request("GET", "/api/v1/namespaces/fid/configmaps/c", None)),
+        ("a 404", s.request("GET", "/api/v1/namespaces/fid/configmaps/missing", None)),
+        ("a refusal", refused),
+        ("a watch", get("application/json", "/api/v1/namespaces/fid/configmaps?watch=true&timeoutSeconds=1")),
+        ("discovery", s.request("GET", "/apis", None)),
+        ("a health check", s.request("GET", "/readyz", None)),
+    ] {
+        assert_eq!(r.header("Cache-Control"), ["no-cache, private"], "{what}: {}", r.headers);
+    }
+    // A handler's own choice stands: an OpenAPI document named by its hash.
+    let index = s.raw("/openapi/v3");
+    let hashed = index["paths"]["api/v1"]["serverRelativeURL"].as_str().expect("api/v1's URL").to_string();
+    let r = s.request("GET", &hashed, None);
+    assert_eq!(r.header("Cache-Control"), ["public, immutable"], "{hashed}: {}", r.headers);
 
     // Every generated certificate passes strict X.509 verification.
     let openssl = require_tool("openssl");

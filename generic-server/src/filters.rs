@@ -292,7 +292,8 @@ where
 
 filter_layer!(
     /// Turns a panic anywhere behind it into a 500 Status instead of a dropped
-    /// connection.
+    /// connection, and gives every answer upstream's Cache-Control (its
+    /// WithPanicRecovery and WithCacheControl, adjacent in its chain).
     RecoverLayer, RecoverService, (), recover
 );
 
@@ -300,14 +301,22 @@ async fn recover<S>(mut inner: S, _: (), req: Request) -> Result<Response, Infal
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let path = req.uri().path().to_string();
-    match std::panic::AssertUnwindSafe(inner.call(req)).catch_unwind().await {
-        Ok(r) => r,
+    // The Uri shares its bytes: nothing is copied unless there is a panic to log.
+    let uri = req.uri().clone();
+    let mut resp = match std::panic::AssertUnwindSafe(inner.call(req)).catch_unwind().await {
+        Ok(Ok(r)) => r,
+        Ok(Err(never)) => match never {},
         Err(_) => {
-            tracing::error!(path, "handler panicked");
-            Ok(StatusError::internal("the server could not complete the request").into_response())
+            tracing::error!(path = uri.path(), "handler panicked");
+            StatusError::internal("the server could not complete the request").into_response()
         }
-    }
+    };
+    // Every server behind authentication answers private, revalidated
+    // content, unless the handler chose otherwise (hashed OpenAPI documents).
+    resp.headers_mut()
+        .entry(http::header::CACHE_CONTROL)
+        .or_insert(http::HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
 }
 
 /// Every way the authentication filter may identify a caller.
