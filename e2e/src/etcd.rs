@@ -1,5 +1,5 @@
-//! A private etcd for a test (the storage contract tests and the e2e suite): Debian's etcd-server (installed on first use when
-//! `etcd` is missing; a failed install panics, tests never skip), listening on
+//! A private etcd for a test (the storage contract tests and the e2e suite): Debian trixie's etcd-server (installed on first
+//! use when no etcd on PATH orders its progress notifications; a failed install panics, tests never skip), listening on
 //! free loopback ports with a temporary data dir, killed when dropped.
 
 use std::io::{Read, Write};
@@ -11,38 +11,73 @@ use std::time::{Duration, Instant};
 
 static INSTALL: Once = Once::new();
 
+/// Where apt is told of Debian trixie, for etcd-server alone: bookworm's
+/// 3.4.23 may report watch progress ahead of events, so the etcd backend
+/// refuses progress there and its consistent reads from the cache would go
+/// untested; trixie's (3.5.16) orders them, as upstream requires (3.5.13 on).
+const TRIXIE_SOURCE: (&str, &str) =
+    ("/etc/apt/sources.list.d/kube-apiserver-tests-trixie.list", "deb http://deb.debian.org/debian trixie main\n");
+/// Nothing else comes from trixie unless asked for by name.
+const TRIXIE_PIN: (&str, &str) =
+    ("/etc/apt/preferences.d/kube-apiserver-tests-trixie", "Package: *\nPin: release n=trixie\nPin-Priority: 100\n");
+
 fn etcd_on_path() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join("etcd")).find(|p| p.is_file())
 }
 
-/// Installs Debian's etcd-server when `etcd` is not on PATH.
+/// The version `etcd --version` reports, if it runs.
+fn version_of(etcd: &Path) -> Option<String> {
+    let out = Command::new(etcd).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find_map(|l| l.strip_prefix("etcd Version:")).map(|v| v.trim().to_string())
+}
+
+/// An etcd on PATH whose progress notifications follow the events they cover.
+fn usable_etcd() -> Option<PathBuf> {
+    etcd_on_path().filter(|p| version_of(p).is_some_and(|v| generic_server::storage::etcd::progress_in_order(&v)))
+}
+
+/// Runs `program args` as root: directly when we are root, else through
+/// `sudo -n`; `input` is its standard input. Panics when it fails: the etcd
+/// tests never skip.
+fn as_root(program: &str, args: &[&str], input: Option<&str>) {
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let mut cmd = if root {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(program);
+        c
+    };
+    cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::null());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {program} {args:?}: {e}"));
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("writing to {program} {args:?}: {e}"));
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("waiting for {program} {args:?}: {e}"));
+    assert!(status.success(), "{program} {args:?} failed ({status}): cannot install etcd-server for the etcd tests");
+}
+
+/// Installs Debian trixie's etcd-server unless an etcd on PATH already
+/// orders its progress notifications.
 pub fn ensure_etcd_installed() -> PathBuf {
     INSTALL.call_once(|| {
-        if etcd_on_path().is_some() {
+        if usable_etcd().is_some() {
             return;
         }
-        eprintln!("etcd not found on PATH: installing Debian's etcd-server with apt-get");
-        let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-        let apt = |args: &[&str]| {
-            let mut cmd = if root {
-                Command::new("apt-get")
-            } else {
-                let mut c = Command::new("sudo");
-                c.arg("-n").arg("apt-get");
-                c
-            };
-            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-            let status = cmd.status().unwrap_or_else(|e| panic!("running apt-get {args:?}: {e}"));
-            assert!(
-                status.success(),
-                "apt-get {args:?} failed ({status}): cannot install etcd-server for the etcd tests"
-            );
-        };
-        apt(&["update"]);
-        apt(&["install", "-y", "etcd-server"]);
+        eprintln!("no etcd of 3.5.13 or later on PATH: installing Debian trixie's etcd-server with apt-get");
+        for (file, content) in [TRIXIE_SOURCE, TRIXIE_PIN] {
+            as_root("tee", &[file], Some(content));
+        }
+        as_root("apt-get", &["update"], None);
+        as_root("apt-get", &["install", "-y", "etcd-server/trixie"], None);
     });
-    etcd_on_path().unwrap_or_else(|| panic!("etcd is not on PATH even after installing etcd-server"))
+    usable_etcd().unwrap_or_else(|| {
+        let found = etcd_on_path().map(|p| format!("{} ({:?})", p.display(), version_of(&p)));
+        panic!("no etcd of 3.5.13 or later on PATH even after installing trixie's etcd-server: found {found:?}")
+    })
 }
 
 fn free_port() -> u16 {

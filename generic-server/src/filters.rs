@@ -166,7 +166,6 @@ fn build_with(
 }
 
 /// The end of the filters: the first server of the delegation chain.
-#[derive(Clone)]
 pub struct HandlerService(pub DynHandler);
 
 /// A service of the chain that serves a request through a shared reference:

@@ -90,8 +90,8 @@ pub struct EtcdStorage {
 }
 
 /// Whether etcd `version` orders progress notifications after events:
-/// 3.4.31 and later 3.4s, 3.5.13 and later, 3.6 on.
-fn progress_in_order(version: &str) -> bool {
+/// 3.4.31 and later 3.4s, 3.5.13 and later, 3.6 on. The tests' etcd must.
+pub fn progress_in_order(version: &str) -> bool {
     let mut parts = version.split(['.', '-', '+']).map(|p| p.parse::<u64>().unwrap_or(0));
     let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     match (major, minor) {
