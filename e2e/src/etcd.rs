@@ -21,9 +21,10 @@ const TRIXIE_SOURCE: (&str, &str) =
 const TRIXIE_PIN: (&str, &str) =
     ("/etc/apt/preferences.d/kube-apiserver-tests-trixie", "Package: *\nPin: release n=trixie\nPin-Priority: 100\n");
 
-fn etcd_on_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("etcd")).find(|p| p.is_file())
+/// Every `etcd` on PATH, in PATH's order.
+fn etcds_on_path() -> Vec<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join("etcd")).filter(|p| p.is_file()).collect()
 }
 
 /// The version `etcd --version` reports, if it runs.
@@ -33,9 +34,12 @@ fn version_of(etcd: &Path) -> Option<String> {
     text.lines().find_map(|l| l.strip_prefix("etcd Version:")).map(|v| v.trim().to_string())
 }
 
-/// An etcd on PATH whose progress notifications follow the events they cover.
+/// The first etcd on PATH whose progress notifications follow the events
+/// they cover (an older one earlier on PATH is passed over).
 fn usable_etcd() -> Option<PathBuf> {
-    etcd_on_path().filter(|p| version_of(p).is_some_and(|v| generic_server::storage::etcd::progress_in_order(&v)))
+    etcds_on_path()
+        .into_iter()
+        .find(|p| version_of(p).is_some_and(|v| generic_server::storage::etcd::progress_in_order(&v)))
 }
 
 /// Runs `program args` as root: directly when we are root, else through
@@ -75,7 +79,8 @@ pub fn ensure_etcd_installed() -> PathBuf {
         as_root("apt-get", &["install", "-y", "etcd-server/trixie"], None);
     });
     usable_etcd().unwrap_or_else(|| {
-        let found = etcd_on_path().map(|p| format!("{} ({:?})", p.display(), version_of(&p)));
+        let found: Vec<String> =
+            etcds_on_path().iter().map(|p| format!("{} ({:?})", p.display(), version_of(p))).collect();
         panic!("no etcd of 3.5.13 or later on PATH even after installing trixie's etcd-server: found {found:?}")
     })
 }
