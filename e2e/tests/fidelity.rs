@@ -319,6 +319,7 @@ fn wire_form_negotiation_and_certificates() {
         ("a refusal", refused),
         ("a watch", get("application/json", "/api/v1/namespaces/fid/configmaps?watch=true&timeoutSeconds=1")),
         ("discovery", s.request("GET", "/apis", None)),
+        ("an OpenAPI document not named by its hash", s.request("GET", "/openapi/v3/api/v1", None)),
         ("a health check", s.request("GET", "/readyz", None)),
     ] {
         assert_eq!(r.header("Cache-Control"), ["no-cache, private"], "{what}: {}", r.headers);

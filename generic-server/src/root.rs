@@ -119,10 +119,12 @@ pub fn openapi(cache: &OpenApiCache, chain: &dyn Handler, req: &Request) -> Opti
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
     let versioned = req.uri().query().is_some_and(|q| q.contains("hash="));
-    let mut builder = http::Response::builder()
-        .header(http::header::ETAG, etag)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .header(http::header::CACHE_CONTROL, if versioned { "public, immutable" } else { "no-cache, private" });
+    let mut builder =
+        http::Response::builder().header(http::header::ETAG, etag).header(http::header::CONTENT_TYPE, content_type);
+    if versioned {
+        // Otherwise the filters' default (no-cache, private) applies.
+        builder = builder.header(http::header::CACHE_CONTROL, "public, immutable");
+    }
     if v2_form.is_some() {
         // One URL, two representations chosen by Accept (as upstream says).
         builder = builder.header(http::header::VARY, "Accept");

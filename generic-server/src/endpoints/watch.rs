@@ -91,7 +91,6 @@ pub async fn serve(
     http::Response::builder()
         .status(200)
         .header(http::header::CONTENT_TYPE, content_type)
-        .header(http::header::CACHE_CONTROL, "no-cache, private")
         .body(body::stream(stream))
         .map_err(StatusError::internal)
 }
