@@ -140,33 +140,48 @@ impl Set {
         self.children.get(pe)
     }
 
-    pub fn union(&self, other: &Set) -> Set {
-        let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
-        for (pe, c) in &other.children {
-            let merged = match out.children.get(pe) {
-                Some(mine) => mine.union(c),
-                None => c.clone(),
-            };
-            out.children.insert(pe.clone(), merged);
+    /// Adds every path of `other`.
+    pub fn merge(&mut self, other: Set) {
+        if self.is_empty() {
+            *self = other;
+            return;
         }
-        out
+        self.members.extend(other.members);
+        for (pe, c) in other.children {
+            match self.children.get_mut(&pe) {
+                Some(mine) => mine.merge(c),
+                None => {
+                    self.children.insert(pe, c);
+                }
+            }
+        }
+    }
+
+    /// The union, taking both sides.
+    pub fn union(mut self, other: Set) -> Set {
+        self.merge(other);
+        self
+    }
+
+    /// Removes every path of `other`.
+    pub fn subtract(&mut self, other: &Set) {
+        if other.is_empty() {
+            return;
+        }
+        self.members.retain(|m| !other.members.contains(m));
+        self.children.retain(|pe, c| match other.children.get(pe) {
+            Some(o) => {
+                c.subtract(o);
+                !c.is_empty()
+            }
+            None => true,
+        });
     }
 
     /// The paths of `self` that are not paths of `other`.
-    pub fn difference(&self, other: &Set) -> Set {
-        let mut out = Set::new();
-        out.members = self.members.difference(&other.members).cloned().collect();
-        for (pe, c) in &self.children {
-            let d = match other.children.get(pe) {
-                Some(o) => c.difference(o),
-                None => c.clone(),
-            };
-            if !d.is_empty() {
-                out.children.insert(pe.clone(), d);
-            }
-        }
-        out
+    pub fn difference(mut self, other: &Set) -> Set {
+        self.subtract(other);
+        self
     }
 
     pub fn intersection(&self, other: &Set) -> Set {
@@ -185,19 +200,10 @@ impl Set {
 
     /// Keeps only what lies below the given top-level elements (or, with
     /// `keep == false`, drops those subtrees): how reset fields are filtered.
-    pub fn filter_top(&self, elements: &[PathElement], keep: bool) -> Set {
-        let mut out = Set::new();
-        for m in &self.members {
-            if elements.contains(m) == keep {
-                out.members.insert(m.clone());
-            }
-        }
-        for (pe, c) in &self.children {
-            if elements.contains(pe) == keep {
-                out.children.insert(pe.clone(), c.clone());
-            }
-        }
-        out
+    pub fn filter_top(mut self, elements: &[PathElement], keep: bool) -> Set {
+        self.members.retain(|m| elements.contains(m) == keep);
+        self.children.retain(|pe, _| elements.contains(pe) == keep);
+        self
     }
 
     /// Every path, members of a node before the paths below it, in element order.
@@ -222,26 +228,34 @@ impl Set {
 
     /// The FieldsV1 form.
     pub fn to_fields_v1(&self) -> Value {
-        let mut keys: BTreeSet<&PathElement> = self.members.iter().collect();
-        keys.extend(self.children.keys());
         let mut out = Map::new();
-        for pe in keys {
-            let v = match self.children.get(pe) {
-                Some(c) => {
-                    let mut inner = Map::new();
-                    if self.members.contains(pe) {
-                        inner.insert(".".into(), Value::Object(Map::new()));
-                    }
-                    if let Value::Object(rest) = c.to_fields_v1() {
-                        inner.extend(rest);
-                    }
-                    Value::Object(inner)
-                }
-                None => Value::Object(Map::new()),
-            };
-            out.insert(pe.serialize(), v);
-        }
+        self.write_fields_v1(&mut out);
         Value::Object(out)
+    }
+
+    /// Writes the FieldsV1 keys of this node into `out`, in element order:
+    /// members and children are both sorted, so one pass merges them.
+    fn write_fields_v1(&self, out: &mut Map<String, Value>) {
+        let mut members = self.members.iter().peekable();
+        let mut children = self.children.iter().peekable();
+        loop {
+            let pe = match (members.peek(), children.peek()) {
+                (None, None) => return,
+                (Some(m), None) => *m,
+                (None, Some((c, _))) => *c,
+                (Some(m), Some((c, _))) => (*m).min(*c),
+            };
+            let member = members.next_if(|m| *m == pe).is_some();
+            let below = children.next_if(|(c, _)| *c == pe).map(|(_, s)| s);
+            let mut inner = Map::new();
+            if let Some(below) = below {
+                if member {
+                    inner.insert(".".into(), Value::Object(Map::new()));
+                }
+                below.write_fields_v1(&mut inner);
+            }
+            out.insert(pe.serialize(), Value::Object(inner));
+        }
     }
 
     /// Parses the FieldsV1 form.
@@ -319,10 +333,20 @@ mod tests {
         let mut b = Set::new();
         b.insert(&[f("x"), f("y")]);
         b.insert(&[f("w")]);
-        assert_eq!(a.difference(&b).paths(), vec![vec![f("x"), f("z")]]);
+        assert_eq!(a.clone().difference(&b).paths(), vec![vec![f("x"), f("z")]]);
         assert_eq!(a.intersection(&b).paths(), vec![vec![f("x"), f("y")]]);
-        assert_eq!(a.union(&b).paths().len(), 3);
-        assert!(a.difference(&a).is_empty());
-        assert_eq!(a.union(&b).filter_top(&[f("w")], false), a);
+        assert_eq!(a.clone().union(b.clone()).paths().len(), 3);
+        assert!(a.clone().difference(&a).is_empty());
+        assert_eq!(a.clone().union(b.clone()).filter_top(&[f("w")], false), a);
+        // In place: a member that also has children below it stays a member
+        // when only its children go, and a node left empty is dropped.
+        let mut c = a.clone();
+        c.insert(&[f("x")]);
+        c.subtract(&a);
+        assert_eq!(c.paths(), vec![vec![f("x")]]);
+        let mut d = Set::new();
+        d.merge(a.clone());
+        d.merge(b);
+        assert_eq!(d.paths(), vec![vec![f("w")], vec![f("x"), f("y")], vec![f("x"), f("z")]]);
     }
 }

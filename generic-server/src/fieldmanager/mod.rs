@@ -243,7 +243,7 @@ impl Managed {
                             Entry { set: f, ..bucket.clone() }
                         }
                     };
-                    b.set = b.set.union(&e.set);
+                    b.set.merge(e.set);
                     b.time = e.time.clone();
                     self.0.push(b);
                     length -= 1;
@@ -310,26 +310,26 @@ pub struct Writer<'a> {
 
 impl Writer<'_> {
     /// Upstream's reset fields: what a write through this endpoint never owns.
-    fn reset(&self, set: &Set) -> Set {
+    fn reset(&self, set: Set) -> Set {
         let status = [PathElement::Field("status".into())];
         match self.subresource {
             "" if self.status_split => set.filter_top(&status, false),
             "status" => set.filter_top(&status, true),
-            _ => set.clone(),
+            _ => set,
         }
     }
 
     /// Upstream's stripMeta: fields no manager owns.
-    fn strip(&self, set: &Set) -> Set {
-        self.reset(&set.difference(&STRIPPED))
+    fn strip(&self, set: Set) -> Set {
+        self.reset(set.difference(&STRIPPED))
     }
 
     /// What changed from `old` to `new`, both without bookkeeping.
     fn compare(&self, old: &Value, new: &Value) -> typed::Comparison {
         let mut c = typed::compare(self.resolver, old, new);
-        c.added = self.reset(&c.added);
-        c.modified = self.reset(&c.modified);
-        c.removed = self.reset(&c.removed);
+        c.added = self.reset(std::mem::take(&mut c.added));
+        c.modified = self.reset(std::mem::take(&mut c.modified));
+        c.removed = self.reset(std::mem::take(&mut c.removed));
         c
     }
 }
@@ -420,21 +420,22 @@ pub fn update(old: Option<&Value>, new: &mut Value, w: &Writer) {
         // without comparing it against an empty object.
         None => {
             if !managed.0.is_empty() {
-                let touched = w.reset(&typed::node_set(w.resolver, new, false));
+                let touched = w.reset(typed::node_set(w.resolver, new, false));
                 for e in managed.0.iter_mut() {
-                    e.set = e.set.difference(&touched);
+                    e.set.subtract(&touched);
                 }
             }
             let zero_structs = matches!(w.resolver.root().id, TypeId::Definition(_));
-            w.strip(&typed::node_set(w.resolver, new, zero_structs))
+            w.strip(typed::node_set(w.resolver, new, zero_structs))
         }
         Some(old) => {
             let cmp = w.compare(&without_bookkeeping(old), new);
-            let touched = cmp.added.union(&cmp.modified);
+            let touched = cmp.added.union(cmp.modified);
             for e in managed.0.iter_mut() {
-                e.set = e.set.difference(&touched).difference(&cmp.removed);
+                e.set.subtract(&touched);
+                e.set.subtract(&cmp.removed);
             }
-            w.strip(&touched)
+            w.strip(touched)
         }
     });
     if !changed.is_empty() {
@@ -449,7 +450,7 @@ pub fn update(old: Option<&Value>, new: &mut Value, w: &Writer) {
         if let Some(prev) = managed.take_same(&entry) {
             entry.set = prev.set;
         }
-        entry.set = entry.set.union(&changed);
+        entry.set.merge(changed);
         managed.0.push(entry);
     }
     managed.0.retain(|e| !e.set.is_empty());
@@ -480,7 +481,7 @@ pub fn apply(
         api_version: w.api_version.clone(),
         subresource: w.subresource.to_string(),
         time: None,
-        set: w.strip(&typed::field_set(r, known)),
+        set: w.strip(typed::field_set(r, known)),
     };
     let last = managed.take_same(&entry);
     let id = entry.clone_id();
@@ -488,12 +489,12 @@ pub fn apply(
     managed.0.push(entry);
     if let Some(last) = &last {
         // What the manager applied before and no manager holds now goes.
-        let owned = managed.0.iter().fold(Set::new(), |acc, e| acc.union(&e.set));
-        let gone = last.set.difference(&typed::with_named_fields(r, &owned));
+        let owned = managed.0.iter().fold(Set::new(), |acc, e| acc.union(e.set.clone()));
+        let gone = last.set.clone().difference(&typed::with_named_fields(r, &owned));
         typed::remove(r, &mut merged, &gone);
     }
     let cmp = w.compare(&live_clean, &merged);
-    let touched = cmp.added.union(&cmp.modified);
+    let touched = cmp.added.union(cmp.modified);
     let mut conflicts: Vec<(String, String, Path)> = Vec::new();
     for e in managed.0.iter().filter(|e| !e.same(&id)) {
         for p in e.set.intersection(&touched).paths() {
@@ -514,7 +515,8 @@ pub fn apply(
         }
     }
     for e in managed.0.iter_mut().filter(|e| !e.same(&id)) {
-        e.set = e.set.difference(&touched).difference(&cmp.removed);
+        e.set.subtract(&touched);
+        e.set.subtract(&cmp.removed);
     }
     let changed = merged != live_clean;
     if let Some(e) = managed.0.iter_mut().find(|e| e.same(&id)) {
