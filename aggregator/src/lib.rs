@@ -197,7 +197,9 @@ impl Handler for Aggregator {
             return resp;
         }
         if let Some(api) = self.remote_for(&req) {
-            return self.proxy.serve(&api, req).await;
+            // Boxed: the proxy's future would otherwise make every local
+            // request's future kilobytes larger.
+            return Box::pin(self.proxy.serve(&api, req)).await;
         }
         if let Some(resp) = self.remote_group(&req) {
             return resp;

@@ -370,7 +370,9 @@ async fn identify(authn: &Authenticators, req: &mut Request) -> Result<UserInfo,
         return Ok(u.clone());
     }
     if let Some(token) = crate::authn::bearer_token(req.headers()).map(str::to_string) {
-        return match authn.tokens.authenticate(&token, &[]).await {
+        // Boxed: token review's future is several kilobytes, which every
+        // request's future would otherwise carry and move.
+        return match Box::pin(authn.tokens.authenticate(&token, &[])).await {
             Ok(a) => {
                 // As upstream: nothing behind may be tempted to reuse it.
                 req.headers_mut().remove(http::header::AUTHORIZATION);

@@ -42,7 +42,7 @@ struct Peer {
 async fn serve_one(
     service: HttpService,
     req: http::Request<Incoming>,
-    peer: Peer,
+    peer: Arc<Peer>,
     activity: Arc<Activity>,
     body_timeout: std::time::Duration,
 ) -> Response {
@@ -65,7 +65,7 @@ async fn serve_one(
 async fn read_and_serve(
     service: HttpService,
     req: http::Request<Incoming>,
-    peer: Peer,
+    peer: Arc<Peer>,
     body_timeout: std::time::Duration,
 ) -> Response {
     let received = std::time::Instant::now();
@@ -98,11 +98,11 @@ async fn read_and_serve(
     let mut req = http::Request::from_parts(parts, bytes);
     // The request timeout counts from the head's arrival, body read included.
     req.extensions_mut().insert(Received(received));
-    if let Some(u) = peer.user {
-        req.extensions_mut().insert(PeerCertificateUser(u));
+    if let Some(u) = &peer.user {
+        req.extensions_mut().insert(PeerCertificateUser(u.clone()));
     }
-    if let Some(c) = peer.chain {
-        req.extensions_mut().insert(c);
+    if let Some(c) = &peer.chain {
+        req.extensions_mut().insert(c.clone());
     }
     if let Some(a) = peer.addr {
         req.extensions_mut().insert(RemoteAddr(a));
@@ -225,7 +225,7 @@ async fn serve_connections(
                 Err(_) => return,
             };
             let certs = stream.get_ref().1.peer_certificates().filter(|c| !c.is_empty());
-            let client = if unverified_peers {
+            let client = Arc::new(if unverified_peers {
                 Peer {
                     user: None,
                     chain: certs.map(|c| PeerCertificates(c.iter().map(|d| d.clone().into_owned()).collect())),
@@ -237,7 +237,7 @@ async fn serve_connections(
                     chain: None,
                     addr: Some(peer),
                 }
-            };
+            });
             let activity = Activity::new(stream.get_ref().1.alpn_protocol() == Some(b"h2"));
             let handler = {
                 let activity = activity.clone();
@@ -246,8 +246,13 @@ async fn serve_connections(
                     let service = service.clone();
                     let client = client.clone();
                     let activity = activity.clone();
+                    // The connection's own task makes this future and moves it
+                    // into the stream's task, one request after another; the
+                    // request's real state is allocated inside the stream's
+                    // task, on first poll, so that serial part stays small.
                     async move {
-                        Ok::<_, std::convert::Infallible>(serve_one(service, req, client, activity, body_timeout).await)
+                        let served = Box::pin(serve_one(service, req, client, activity, body_timeout));
+                        Ok::<_, std::convert::Infallible>(served.await)
                     }
                 })
             };

@@ -423,9 +423,11 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
     let ns = if store.info.namespaced { info.namespace.as_str() } else { "" };
     let sub = store.info.subresources.iter().find(|s| s.name() == info.subresource).cloned();
     if let Some(Subresource::Handler(handler)) = &sub {
-        return serve_handler(store, handler.as_ref(), req, info, &params, ns).await;
+        return Box::pin(serve_handler(store, handler.as_ref(), req, info, &params, ns)).await;
     }
     let responder = Responder { store: store.clone(), req };
+    // This future is allocated and moved for every request, so it holds
+    // the reads and creates inline and boxes the larger, rarer verbs'.
     match info.verb.as_str() {
         "get" => {
             let freshness = read_freshness(params.get("resourceVersion"), None, false)?;
@@ -440,7 +442,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             let list = store.list_objects(ns, &opts).await?;
             Ok(responder.objects(200, list))
         }
-        "watch" => watch::serve(store, req, info, &params).await,
+        "watch" => Box::pin(watch::serve(store, req, info, &params)).await,
         "create" => {
             let opts = params.tracked_write_options(req, "CreateOptions")?;
             let obj = decode_body(req)?;
@@ -451,10 +453,10 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             let opts = params.tracked_write_options(req, "UpdateOptions")?;
             let obj = decode_body(req)?;
             if let Some(Subresource::Scale(_)) = sub {
-                let scale = store.update_scale(ns, &info.name, &opts, |_| Ok(obj.clone())).await?;
+                let scale = Box::pin(store.update_scale(ns, &info.name, &opts, |_| Ok(obj.clone()))).await?;
                 return Ok(respond_value(req, 200, &scale));
             }
-            let r = store.update(ns, &info.name, obj, sub.as_ref(), &opts).await?;
+            let r = Box::pin(store.update(ns, &info.name, obj, sub.as_ref(), &opts)).await?;
             Ok(responder.written(if r.created { 201 } else { 200 }, r))
         }
         "patch" => {
@@ -463,7 +465,8 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             let kind = PatchKind::from_content_type(ct, store)?;
             let force = params.force()?;
             if let PatchKind::Apply = kind {
-                return apply(store, req, info, &params, ns, sub.as_ref(), force.unwrap_or(false), &opts).await;
+                return Box::pin(apply(store, req, info, &params, ns, sub.as_ref(), force.unwrap_or(false), &opts))
+                    .await;
             }
             if force.is_some() {
                 return Err(StatusError::invalid(
@@ -475,25 +478,23 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
             }
             let patch = req.body().clone();
             if let Some(Subresource::Scale(_)) = sub {
-                let scale = store
-                    .update_scale(ns, &info.name, &opts, |current| {
-                        kind.apply(&current, &patch, Some("io.k8s.api.autoscaling.v1.Scale"))
-                    })
-                    .await?;
+                let scale = Box::pin(store.update_scale(ns, &info.name, &opts, |current| {
+                    kind.apply(&current, &patch, Some("io.k8s.api.autoscaling.v1.Scale"))
+                }))
+                .await?;
                 return Ok(respond_value(req, 200, &scale));
             }
             let smp_type = store.schema.definition;
-            let r = store
-                .update_with(ns, &info.name, sub.as_ref(), &opts, |current| match current {
-                    Some(c) => kind.apply(c, &patch, smp_type),
-                    None => Err(StatusError::not_found(&store.info.group, &store.info.plural, &info.name)),
-                })
-                .await?;
+            let r = Box::pin(store.update_with(ns, &info.name, sub.as_ref(), &opts, |current| match current {
+                Some(c) => kind.apply(c, &patch, smp_type),
+                None => Err(StatusError::not_found(&store.info.group, &store.info.plural, &info.name)),
+            }))
+            .await?;
             Ok(responder.written(200, r))
         }
         "delete" => {
             let opts = delete_options(req, &params)?;
-            let (obj, deleted) = match store.delete(ns, &info.name, &opts).await? {
+            let (obj, deleted) = match Box::pin(store.delete(ns, &info.name, &opts)).await? {
                 DeleteResult::Deleted(obj) => (obj, true),
                 DeleteResult::Pending(obj) => (obj, false),
             };
@@ -515,7 +516,7 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
         "deletecollection" => {
             let opts = delete_options(req, &params)?;
             let list_opts = params.list_options()?;
-            let list = store.delete_collection(ns, &list_opts, &opts).await?;
+            let list = Box::pin(store.delete_collection(ns, &list_opts, &opts)).await?;
             Ok(responder.list(200, &list))
         }
         other => Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, other)),
