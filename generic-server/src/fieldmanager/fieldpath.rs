@@ -29,7 +29,12 @@ impl PathElement {
     /// The FieldsV1 key of this element.
     pub fn serialize(&self) -> String {
         match self {
-            PathElement::Field(f) => format!("f:{f}"),
+            PathElement::Field(f) => {
+                let mut key = String::with_capacity(f.len() + 2);
+                key.push_str("f:");
+                key.push_str(f);
+                key
+            }
             PathElement::Key(fields) => {
                 let parts: Vec<String> = fields
                     .iter()
@@ -113,6 +118,11 @@ impl Set {
             }
             [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
         }
+    }
+
+    /// Adds the path of one element.
+    pub fn insert_member(&mut self, pe: PathElement) {
+        self.members.insert(pe);
     }
 
     /// Adds `below` as the set under `pe` (paths relative to it), for a
@@ -228,9 +238,15 @@ impl Set {
 
     /// The FieldsV1 form.
     pub fn to_fields_v1(&self) -> Value {
-        let mut out = Map::new();
+        let mut out = Map::with_capacity(self.width());
         self.write_fields_v1(&mut out);
         Value::Object(out)
+    }
+
+    /// At most how many FieldsV1 keys this node has (members with children
+    /// count once there), to size its map.
+    fn width(&self) -> usize {
+        self.members.len() + self.children.len()
     }
 
     /// Writes the FieldsV1 keys of this node into `out`, in element order:
@@ -247,7 +263,7 @@ impl Set {
             };
             let member = members.next_if(|m| *m == pe).is_some();
             let below = children.next_if(|(c, _)| *c == pe).map(|(_, s)| s);
-            let mut inner = Map::new();
+            let mut inner = Map::with_capacity(below.map_or(0, |b| b.width() + usize::from(member)));
             if let Some(below) = below {
                 if member {
                     inner.insert(".".into(), Value::Object(Map::new()));

@@ -327,10 +327,14 @@ fn nodes_below(r: &dyn TypeResolver, v: &Value, t: &Type, zero_structs: bool, se
                     && ct.is_struct
                     && !ct.atomic
                     && cv.as_object().is_some_and(|o| !o.is_empty());
-                if !zero {
-                    set.insert(std::slice::from_ref(&pe));
+                match (zero, below.is_empty()) {
+                    (false, true) => set.insert_member(pe),
+                    (false, false) => {
+                        set.insert_member(pe.clone());
+                        set.insert_below(pe, below);
+                    }
+                    (true, _) => set.insert_below(pe, below),
                 }
-                set.insert_below(pe, below);
             }
         }
         Value::Array(items) if t.list != ListType::Atomic => {
