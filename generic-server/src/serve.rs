@@ -32,7 +32,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 const MAX_HTTP1_HEADERS: usize = 512;
 
 /// What the handshake established about the client, for the request's extensions.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Peer {
     user: Option<UserInfo>,
     chain: Option<PeerCertificates>,
