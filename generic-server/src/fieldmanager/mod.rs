@@ -487,10 +487,10 @@ pub fn apply(
     let id = entry.clone_id();
     entry.time = last.as_ref().and_then(|l| l.time.clone());
     managed.0.push(entry);
-    if let Some(last) = &last {
+    if let Some(last) = last {
         // What the manager applied before and no manager holds now goes.
         let owned = managed.0.iter().fold(Set::new(), |acc, e| acc.union(e.set.clone()));
-        let gone = last.set.clone().difference(&typed::with_named_fields(r, &owned));
+        let gone = last.set.difference(&typed::with_named_fields(r, &owned));
         typed::remove(r, &mut merged, &gone);
     }
     let cmp = w.compare(&live_clean, &merged);
