@@ -31,15 +31,16 @@ pub fn metadata(obj: &Value) -> Option<&Map<String, Value>> {
 
 /// The object's metadata map, created if absent or not an object.
 pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
-    if !obj.is_object() {
-        *obj = Value::Object(Map::new());
+    // Looked up by &str first: `entry` would allocate the key on every call,
+    // and a create sets half a dozen fields.
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        if !obj.is_object() {
+            *obj = Value::Object(Map::new());
+        }
+        let map = obj.as_object_mut().expect("made an object above");
+        map.insert("metadata".into(), Value::Object(Map::new()));
     }
-    let map = obj.as_object_mut().expect("made an object above");
-    let entry = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        *entry = Value::Object(Map::new());
-    }
-    entry.as_object_mut().expect("made an object above")
+    obj.get_mut("metadata").and_then(Value::as_object_mut).expect("made an object above")
 }
 
 /// The string at a JSON pointer in `v`; empty when absent or not a string.
@@ -92,7 +93,13 @@ pub fn resource_version(obj: &Value) -> &str {
 }
 
 pub fn set_meta(obj: &mut Value, field: &str, value: Value) {
-    metadata_mut(obj).insert(field.to_string(), value);
+    let meta = metadata_mut(obj);
+    match meta.get_mut(field) {
+        Some(slot) => *slot = value,
+        None => {
+            meta.insert(field.to_string(), value);
+        }
+    }
 }
 
 pub fn remove_meta(obj: &mut Value, field: &str) {
@@ -413,6 +420,26 @@ pub fn validate_object_meta(obj: &Value, namespaced: bool, rule: NameRule) -> Ve
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn set_meta_makes_room_and_keeps_order() {
+        // A field already there keeps its place; a new one goes last.
+        let mut o = json!({"kind": "ConfigMap", "metadata": {"name": "a", "uid": "u"}});
+        set_meta(&mut o, "name", json!("b"));
+        set_meta(&mut o, "resourceVersion", json!("7"));
+        let keys: Vec<&str> = o["metadata"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["name", "uid", "resourceVersion"]);
+        assert_eq!(o["metadata"]["name"], "b");
+        // Metadata that is not an object is replaced in its place; a value
+        // that is not an object becomes one.
+        let mut o = json!({"metadata": "x", "data": {}});
+        set_meta(&mut o, "name", json!("n"));
+        assert_eq!(o, json!({"metadata": {"name": "n"}, "data": {}}));
+        assert_eq!(serde_json::to_string(&o).unwrap(), r#"{"metadata":{"name":"n"},"data":{}}"#);
+        let mut o = json!([1]);
+        set_meta(&mut o, "name", json!("n"));
+        assert_eq!(o, json!({"metadata": {"name": "n"}}));
+    }
 
     #[test]
     fn pointers_find_what_value_pointer_finds() {

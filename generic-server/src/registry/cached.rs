@@ -111,13 +111,18 @@ fn placeholder() -> &'static str {
 /// bytes and answers from them with [`CachedObject::written`]. The object is
 /// encoded once with a placeholder version that is then cut out.
 pub fn encode_for_storage(object: &Value, unstructured: bool) -> (Vec<u8>, Option<StampSite>) {
+    static MEMBER: OnceLock<memchr::memmem::Finder<'static>> = OnceLock::new();
+    let member = MEMBER.get_or_init(|| {
+        let text = format!("\"resourceVersion\":\"{}\"", placeholder());
+        memchr::memmem::Finder::new(text.as_bytes()).into_owned()
+    });
+    let len = member.needle().len();
     let mut bytes = wire::object_json(object, unstructured, Some(placeholder()));
     bytes.pop();
-    let member = format!("\"resourceVersion\":\"{}\"", placeholder());
-    let found = bytes.windows(member.len()).position(|w| w == member.as_bytes());
-    let cut = found.and_then(|i| match (i.checked_sub(1).map(|b| bytes[b]), bytes.get(i + member.len())) {
-        (Some(b','), _) => Some((i - 1, i + member.len(), true)),
-        (Some(b'{'), Some(b',')) => Some((i, i + member.len() + 1, false)),
+    let found = member.find(&bytes);
+    let cut = found.and_then(|i| match (i.checked_sub(1).map(|b| bytes[b]), bytes.get(i + len)) {
+        (Some(b','), _) => Some((i - 1, i + len, true)),
+        (Some(b'{'), Some(b',')) => Some((i, i + len + 1, false)),
         _ => None,
     });
     match cut.and_then(|(from, to, lead)| Some((from, to, u32::try_from(from).ok()?, lead))) {
