@@ -276,6 +276,28 @@ static COMMIT_ON_DEMAND: extern "C" fn() = {
     commit_on_demand
 };
 
+/// mimalloc gives freed memory back to the OS only when an allocation
+/// later finds its purge delay passed, so a server gone quiet after a burst
+/// (a large LIST, a relist, a watch replay) kept it resident for as long as
+/// it stayed quiet. This thread lets the purges that are due happen, as Go's
+/// background scavenger does for the kube-apiserver.
+fn scavenge_freed_memory() {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+    let scavenger = std::thread::Builder::new().name("scavenger".into()).spawn(|| {
+        // mimalloc collects only for a thread that has allocated.
+        let warm = std::hint::black_box(vec![0u8; 64]);
+        drop(warm);
+        loop {
+            std::thread::sleep(EVERY);
+            // SAFETY: mimalloc's collect takes no pointers and may run on any thread.
+            unsafe { libmimalloc_sys::mi_collect(false) }
+        }
+    });
+    if let Err(e) = scavenger {
+        tracing::warn!("no thread to return freed memory: {e}");
+    }
+}
+
 fn main() {
     let started = Instant::now();
     tracing_subscriber::fmt()
@@ -283,6 +305,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let opts = Options::parse();
+    scavenge_freed_memory();
     serve::run_to_exit("kube-apiserver", run(opts, started));
 }
 

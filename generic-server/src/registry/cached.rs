@@ -20,12 +20,13 @@
 //! with the change in the watch cache's window rather than with the object.
 //!
 //! The Store keeps one of these in the watch cache's slot of each stored
-//! version ([`crate::storage::cacher::CachedValue::slot`]); values read from
+//! version ([`crate::storage::cacher::CachedValue::slot_get_or_try_init`]); values read from
 //! storage that the cache does not hold get a fresh one, used once.
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use once_cell::race::OnceBox;
 use serde_json::{Map, Value};
 
 use crate::status::StatusError;
@@ -38,9 +39,10 @@ pub struct CachedObject {
     unstructured: bool,
     /// Where the JSON goes on after kind and apiVersion (its comma), for a
     /// typed object that starts with them: a list's items leave them out.
-    after_type: Option<u32>,
+    after_type: Option<std::num::NonZeroU32>,
     /// What only some readers ask for, allocated when one first does.
-    derived: OnceLock<Box<Derived>>,
+    /// A pointer's width when empty (a `OnceLock` would take two).
+    derived: OnceBox<Derived>,
 }
 
 #[derive(Default)]
@@ -56,33 +58,76 @@ struct Derived {
 /// The object's JSON, without its trailing newline.
 enum Json {
     Encoded(Bytes),
-    /// The stored bytes with `stamp` (the resourceVersion, as it is written
-    /// among the metadata) inserted at `at`.
+    /// The stored bytes with a stamp inserted at `at` (its fields beside
+    /// the others', which packs them into fewer bytes than a [`Stamp`]).
     Stamped {
         stored: Bytes,
         at: u32,
-        stamp: Box<[u8]>,
+        revision: u64,
+        leading_comma: bool,
     },
 }
 
+/// The resourceVersion member as it is written among the metadata, kept as
+/// the number and written out when used: every cached object has one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Stamp {
+    revision: u64,
+    /// `,"resourceVersion":".."` rather than `"resourceVersion":"..",`.
+    leading_comma: bool,
+}
+
+/// The longest stamp: the member, a comma and a u64's 20 digits.
+const STAMP_MAX: usize = 42;
+const RV_MEMBER: &[u8] = b"\"resourceVersion\":\"";
+
+impl Stamp {
+    fn write<'b>(&self, buf: &'b mut [u8; STAMP_MAX]) -> &'b [u8] {
+        use std::io::Write;
+        let mut w = &mut buf[..];
+        // The buffer holds the longest stamp: writing cannot fail.
+        let _ = if self.leading_comma {
+            write!(w, ",\"resourceVersion\":\"{}\"", self.revision)
+        } else {
+            write!(w, "\"resourceVersion\":\"{}\",", self.revision)
+        };
+        let len = STAMP_MAX - w.len();
+        &buf[..len]
+    }
+
+    /// The stamp `run` is, if it is exactly one.
+    fn parse(run: &[u8]) -> Option<Stamp> {
+        let (leading_comma, member) = match run.strip_prefix(b",") {
+            Some(m) => (true, m),
+            None => (false, run.strip_suffix(b",")?),
+        };
+        let digits = member.strip_prefix(RV_MEMBER)?.strip_suffix(b"\"")?;
+        let revision = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        let stamp = Stamp { revision, leading_comma };
+        (stamp.write(&mut [0; STAMP_MAX]) == run).then_some(stamp)
+    }
+}
+
 impl Json {
-    fn parts(&self) -> [&[u8]; 3] {
+    /// The JSON in three runs; `buf` holds the stamp written out.
+    fn parts<'a>(&'a self, buf: &'a mut [u8; STAMP_MAX]) -> [&'a [u8]; 3] {
         match self {
             Json::Encoded(b) => [b, &[], &[]],
-            Json::Stamped { stored, at, stamp } => {
+            Json::Stamped { stored, at, revision, leading_comma } => {
                 let at = *at as usize;
-                [&stored[..at], stamp, &stored[at..]]
+                let stamp = Stamp { revision: *revision, leading_comma: *leading_comma };
+                [&stored[..at], stamp.write(buf), &stored[at..]]
             }
         }
     }
 
     fn len(&self) -> usize {
-        self.parts().iter().map(|p| p.len()).sum()
+        self.parts(&mut [0; STAMP_MAX]).iter().map(|p| p.len()).sum()
     }
 
     /// Appends the JSON from byte `from` on.
     fn write_from(&self, out: &mut Vec<u8>, mut from: usize) {
-        for part in self.parts() {
+        for part in self.parts(&mut [0; STAMP_MAX]) {
             let skip = from.min(part.len());
             out.extend_from_slice(&part[skip..]);
             from -= skip;
@@ -141,11 +186,25 @@ pub fn encode_for_storage(object: &Value, unstructured: bool) -> (Vec<u8>, Optio
     }
 }
 
-/// Where `json` is `stored` with one run of bytes inserted: (where, what).
-fn splice(stored: &[u8], json: &[u8]) -> Option<(usize, Box<[u8]>)> {
+/// Where `json` is `stored` with a resourceVersion member inserted: where,
+/// and the member.
+fn splice(stored: &[u8], json: &[u8]) -> Option<(usize, Stamp)> {
     let extra = json.len().checked_sub(stored.len())?;
-    let at = stored.iter().zip(json).take_while(|(a, b)| a == b).count();
-    (json[at + extra..] == stored[at..]).then(|| (at, json[at..at + extra].into()))
+    let mut at = stored.iter().zip(json).take_while(|(a, b)| a == b).count();
+    if json[at + extra..] != stored[at..] {
+        return None;
+    }
+    // The longest common prefix may have taken the member's first bytes
+    // (the quote after a comma): the same insertion, earlier.
+    loop {
+        if let Some(stamp) = Stamp::parse(&json[at..at + extra]) {
+            return Some((at, stamp));
+        }
+        if at == 0 || extra == 0 || json[at - 1] != json[at + extra - 1] {
+            return None;
+        }
+        at -= 1;
+    }
 }
 
 /// The event types a shared object is sent in; BOOKMARK and ERROR objects
@@ -169,11 +228,9 @@ impl CachedObject {
     /// `revision`: its JSON is the stored bytes with the resourceVersion put
     /// where the encoding left it out, so nothing is encoded again.
     pub fn written(object: &Value, unstructured: bool, stored: &Bytes, site: StampSite, revision: u64) -> Arc<Self> {
-        let member = format!("\"resourceVersion\":\"{revision}\"");
-        let stamp = if site.leading_comma { format!(",{member}") } else { format!("{member},") };
-        let json = Json::Stamped { stored: stored.clone(), at: site.at, stamp: stamp.into_bytes().into_boxed_slice() };
+        let json = Json::Stamped { stored: stored.clone(), at: site.at, revision, leading_comma: site.leading_comma };
         let after_type = (!unstructured).then(|| type_end(object, &json)).flatten();
-        Arc::new(CachedObject { json, unstructured, after_type, derived: OnceLock::new() })
+        Arc::new(CachedObject { json, unstructured, after_type, derived: OnceBox::new() })
     }
 
     fn encoded(object: Value, unstructured: bool, stored: Option<&Bytes>) -> (Arc<Self>, Arc<Value>) {
@@ -181,12 +238,14 @@ impl CachedObject {
         encoded.pop();
         let spliced = stored.and_then(|s| splice(s, &encoded).map(|(at, stamp)| (s, at, stamp)));
         let json = match spliced.and_then(|(s, at, stamp)| Some((s, u32::try_from(at).ok()?, stamp))) {
-            Some((stored, at, stamp)) => Json::Stamped { stored: stored.clone(), at, stamp },
+            Some((stored, at, Stamp { revision, leading_comma })) => {
+                Json::Stamped { stored: stored.clone(), at, revision, leading_comma }
+            }
             None => Json::Encoded(Bytes::from(encoded)),
         };
         let after_type = (!unstructured).then(|| type_end(&object, &json)).flatten();
         let value = Arc::new(object);
-        let cached = Arc::new(CachedObject { json, unstructured, after_type, derived: OnceLock::new() });
+        let cached = Arc::new(CachedObject { json, unstructured, after_type, derived: OnceBox::new() });
         (cached, value)
     }
 
@@ -213,6 +272,7 @@ impl CachedObject {
     }
 
     fn derived(&self) -> &Derived {
+        // Racing readers may each make one; the first stays.
         self.derived.get_or_init(Box::default)
     }
 
@@ -262,7 +322,7 @@ impl CachedObject {
         match self.after_type {
             Some(comma) => {
                 out.push(b'{');
-                self.json.write_from(out, comma as usize + 1);
+                self.json.write_from(out, comma.get() as usize + 1);
             }
             // No kind or apiVersion to leave out: the object as it is.
             None => {
@@ -303,18 +363,18 @@ impl CachedObject {
 
 /// Where a typed object's JSON goes on after `{"kind":..,"apiVersion":..`
 /// (the offset of the comma), if it starts so.
-fn type_end(object: &Value, json: &Json) -> Option<u32> {
+fn type_end(object: &Value, json: &Json) -> Option<std::num::NonZeroU32> {
     let type_meta = serde_json::json!({"kind": object.get("kind")?, "apiVersion": object.get("apiVersion")?});
     // `{"kind":..,"apiVersion":..}` and a newline; the object goes on with a comma.
     let type_meta = wire::json(&type_meta);
     let lead = &type_meta[..type_meta.len() - 2];
     let mut start = Vec::with_capacity(lead.len() + 1);
-    for part in json.parts() {
+    for part in json.parts(&mut [0; STAMP_MAX]) {
         let want = lead.len() + 1 - start.len();
         start.extend_from_slice(&part[..want.min(part.len())]);
     }
     let typed = start.len() == lead.len() + 1 && start.starts_with(lead) && start[lead.len()] == b',';
-    typed.then(|| u32::try_from(lead.len()).ok()).flatten()
+    typed.then(|| u32::try_from(lead.len()).ok().and_then(std::num::NonZeroU32::new)).flatten()
 }
 
 /// The watch frames of one change in one Store's version, shared by every
@@ -344,7 +404,7 @@ impl std::fmt::Debug for CachedObject {
 
 impl PartialEq for CachedObject {
     fn eq(&self, other: &Self) -> bool {
-        self.json.parts().concat() == other.json.parts().concat()
+        self.json.parts(&mut [0; STAMP_MAX]).concat() == other.json.parts(&mut [0; STAMP_MAX]).concat()
     }
 }
 
@@ -390,6 +450,25 @@ mod tests {
         bare.write_item(&mut item);
         assert_eq!(item, br#"{"metadata":{"name":"n"}}"#);
         assert!(c.protobuf().is_err(), "a custom resource has no protobuf form");
+    }
+
+    /// A stamp is kept as its number only when writing it out gives back
+    /// exactly the run it was read from.
+    #[test]
+    fn stamps_round_trip() {
+        for (run, stamp) in [
+            (&br#","resourceVersion":"42""#[..], Some(Stamp { revision: 42, leading_comma: true })),
+            (br#""resourceVersion":"18446744073709551615","#, Some(Stamp { revision: u64::MAX, leading_comma: false })),
+            (br#","resourceVersion":"042""#, None),
+            (br#","resourceVersion":"4","#, None),
+            (br#""resourceVersion":"x","#, None),
+            (br#","generation":4"#, None),
+        ] {
+            assert_eq!(Stamp::parse(run), stamp, "{}", String::from_utf8_lossy(run));
+            if let Some(s) = stamp {
+                assert_eq!(s.write(&mut [0; STAMP_MAX]), run);
+            }
+        }
     }
 
     /// A write's answer is the bytes it stored with the version put in, the
@@ -456,10 +535,15 @@ mod tests {
     #[test]
     fn splices() {
         assert_eq!(
-            splice(b"{\"a\":1,\"c\":3}", b"{\"a\":1,\"b\":2,\"c\":3}"),
-            Some((8, b"b\":2,\"".as_slice().into()))
+            splice(br#"{"a":1,"c":3}"#, br#"{"a":1,"resourceVersion":"7","c":3}"#),
+            Some((7, Stamp { revision: 7, leading_comma: false }))
         );
-        assert_eq!(splice(b"{}", b"{}"), Some((2, Box::default())));
+        assert_eq!(
+            splice(br#"{"a":1}"#, br#"{"a":1,"resourceVersion":"7"}"#),
+            Some((6, Stamp { revision: 7, leading_comma: true }))
+        );
+        assert_eq!(splice(br#"{"a":1,"c":3}"#, br#"{"a":1,"b":2,"c":3}"#), None, "not a resourceVersion");
+        assert_eq!(splice(b"{}", b"{}"), None, "nothing inserted");
         assert_eq!(splice(b"{\"a\":1}", b"{\"b\":1}"), None, "not an insertion");
         assert_eq!(splice(b"{\"a\":1,\"b\":2}", b"{\"a\":1}"), None, "shorter");
     }

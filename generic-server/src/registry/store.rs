@@ -213,16 +213,13 @@ pub struct Store {
     hooks: Option<Arc<dyn super::WriteHooks>>,
     /// See [`Registration::deprecation`].
     pub deprecation: Option<&'static str>,
-    /// This Store's slot in each cached value: its decoded objects.
+    /// This Store's slot in each cached value: the value decoded into its
+    /// version, as an `Arc<CachedObject>`.
     reader: crate::storage::cacher::Reader,
 }
 
 /// An object as a read found it, with its value when that read decoded it.
 type Read = (Arc<CachedObject>, Option<Arc<Value>>);
-
-/// What a Store keeps in a cached value's slot: the value decoded into its
-/// version, filled by the first reader while later ones wait for it.
-type Decoded = tokio::sync::OnceCell<Arc<CachedObject>>;
 
 /// How many times a write retries when the stored object changed underneath and
 /// the client did not ask for a specific resourceVersion.
@@ -351,35 +348,32 @@ impl Store {
     /// decoded value when this call decoded it, for the caller's own use
     /// (the object keeps its JSON, not its value).
     async fn decoded(&self, value: &CachedValue) -> Result<Read> {
-        let slot = value.slot::<Decoded>(&self.reader);
         let mut fresh = None;
-        let object = slot
-            .get_or_try_init(|| async {
+        let object = value
+            .slot_get_or_try_init(&self.reader, || async {
                 let v = self.decode_one(&value.kv).await?;
                 let (object, v) = CachedObject::from_stored(v, self.schema.unstructured, &value.kv.value);
                 fresh = Some(v);
                 Ok::<_, StatusError>(object)
             })
             .await?;
-        Ok((object.clone(), fresh))
+        Ok((object, fresh))
     }
 
     /// A page of values in this Store's version: those not decoded yet are
     /// converted in one call (one webhook request per page, not per item).
     /// The values decoded now come too, as [`Self::decoded`]'s.
     async fn decoded_all(&self, values: &[Arc<CachedValue>]) -> Result<Vec<Read>> {
-        let slots: Vec<Arc<Decoded>> = values.iter().map(|v| v.slot::<Decoded>(&self.reader)).collect();
-        let mut out: Vec<Option<Read>> = slots.iter().map(|s| s.get().map(|o| (o.clone(), None))).collect();
+        let mut out: Vec<Option<Read>> =
+            values.iter().map(|v| v.slot_get::<CachedObject>(&self.reader).map(|o| (o, None))).collect();
         let missing: Vec<usize> = (0..values.len()).filter(|&i| out[i].is_none()).collect();
         if !missing.is_empty() {
             let kvs: Vec<&KeyValue> = missing.iter().map(|&i| &values[i].kv).collect();
             for (i, v) in missing.into_iter().zip(self.decode_stored(&kvs).await?) {
                 let (object, v) = CachedObject::from_stored(v, self.schema.unstructured, &values[i].kv.value);
                 // Another reader may have filled the slot meanwhile; theirs stays.
-                out[i] = Some(match slots[i].set(object.clone()) {
-                    Ok(()) => (object, Some(v)),
-                    Err(_) => (slots[i].get().cloned().unwrap_or(object), None),
-                });
+                let kept = values[i].slot_set(&self.reader, object.clone());
+                out[i] = Some(if Arc::ptr_eq(&kept, &object) { (object, Some(v)) } else { (kept, None) });
             }
         }
         out.into_iter().map(|o| o.ok_or_else(|| StatusError::internal("a cached object went missing"))).collect()

@@ -62,30 +62,110 @@ pub struct CachedValue {
 }
 
 /// What readers keep beside a shared value or event: one slot per live
-/// [`Reader`]; few readers share a key root.
+/// [`Reader`]. Most values are read by one Store, so the first slot is held
+/// in place and a list is made only for a second reader: a hundred thousand
+/// cached objects each carry whatever is allocated here.
 #[derive(Default)]
-struct Slots(Mutex<Vec<Slot>>);
+struct Slots(Mutex<SlotList>);
 
-/// A reader's slot: whose it is, and what it holds.
+#[derive(Default)]
+enum SlotList {
+    #[default]
+    Empty,
+    One(Slot),
+    Many(Vec<Slot>),
+}
+
+/// A reader's slot: whose it is, and what it holds (a value the reader
+/// derived, or while one is being derived, the cell its other callers wait on).
 type Slot = (Weak<()>, Arc<dyn Any + Send + Sync>);
 
-impl Slots {
-    fn get<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
-        let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = |r: &Weak<()>| std::ptr::eq(r.as_ptr(), Arc::as_ptr(&reader.0));
-        if let Some((_, s)) = slots.iter().find(|(r, _)| mine(r)) {
-            if let Ok(t) = s.clone().downcast::<T>() {
-                return t;
+impl SlotList {
+    fn find(&self, reader: &Reader) -> Option<Arc<dyn Any + Send + Sync>> {
+        let slots = match self {
+            SlotList::Empty => &[],
+            SlotList::One(s) => std::slice::from_ref(s),
+            SlotList::Many(v) => v.as_slice(),
+        };
+        slots.iter().find(|(r, _)| reader.owns(r)).map(|(_, s)| s.clone())
+    }
+
+    /// Puts `value` in `reader`'s slot. The slots of readers gone (a CRD's
+    /// Stores rebuilt) go when another reader fills its own, as the new
+    /// Store does on every value.
+    fn put(&mut self, reader: &Reader, value: Arc<dyn Any + Send + Sync>) {
+        let slot = (Arc::downgrade(&reader.0), value);
+        let other_live = |(r, _): &Slot| r.strong_count() > 0 && !reader.owns(r);
+        *self = match std::mem::take(self) {
+            SlotList::Empty => SlotList::One(slot),
+            SlotList::One(s) if !other_live(&s) => SlotList::One(slot),
+            SlotList::One(s) => SlotList::Many(vec![s, slot]),
+            SlotList::Many(mut v) => {
+                v.retain(other_live);
+                v.push(slot);
+                SlotList::Many(v)
             }
+        };
+    }
+}
+
+impl Slots {
+    fn list(&self) -> std::sync::MutexGuard<'_, SlotList> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get<T: Send + Sync + 'static>(&self, reader: &Reader) -> Option<Arc<T>> {
+        self.list().find(reader).and_then(|s| s.downcast::<T>().ok())
+    }
+
+    fn get_or_default<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
+        let mut list = self.list();
+        if let Some(t) = list.find(reader).and_then(|s| s.downcast::<T>().ok()) {
+            return t;
         }
         let t = Arc::new(T::default());
-        // The slots of readers gone (a CRD's Stores rebuilt) go when another
-        // reader first fills its own, as the new Store does on every value.
-        slots.retain(|(r, _)| r.strong_count() > 0 && !mine(r));
-        // Most values are read by one Store: room for one slot, not Vec's four.
-        slots.reserve_exact(1);
-        slots.push((Arc::downgrade(&reader.0), t.clone()));
+        list.put(reader, t.clone());
         t
+    }
+
+    fn set<T: Send + Sync + 'static>(&self, reader: &Reader, t: Arc<T>) -> Arc<T> {
+        let mut list = self.list();
+        if let Some(held) = list.find(reader).and_then(|s| s.downcast::<T>().ok()) {
+            return held;
+        }
+        list.put(reader, t.clone());
+        t
+    }
+
+    async fn get_or_try_init<T, E, F, Fut>(&self, reader: &Reader, init: F) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<T>, E>>,
+    {
+        type Pending<T> = tokio::sync::OnceCell<Arc<T>>;
+        let pending = {
+            let mut list = self.list();
+            match list.find(reader) {
+                Some(held) => match held.downcast::<T>() {
+                    Ok(t) => return Ok(t),
+                    Err(held) => held.downcast::<Pending<T>>().ok(),
+                },
+                None => None,
+            }
+            .unwrap_or_else(|| {
+                let p = Arc::new(Pending::<T>::new());
+                list.put(reader, p.clone());
+                p
+            })
+        };
+        let t = pending.get_or_try_init(init).await?.clone();
+        // The slot keeps the value, not the cell its callers waited on.
+        let mut list = self.list();
+        if list.find(reader).is_some_and(|held| std::ptr::addr_eq(Arc::as_ptr(&held), Arc::as_ptr(&pending))) {
+            list.put(reader, t.clone());
+        }
+        Ok(t)
     }
 }
 
@@ -94,11 +174,27 @@ impl CachedValue {
         Arc::new(CachedValue { kv, slots: Slots::default() })
     }
 
-    /// The slot `reader` keeps its form of this value in, empty (`T`'s
-    /// default) until the reader fills it; readers fill theirs at most once
-    /// (a `OnceCell`), so concurrent readers wait for one computation.
-    pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
+    /// What `reader` keeps of this value, if it has filled its slot.
+    pub fn slot_get<T: Send + Sync + 'static>(&self, reader: &Reader) -> Option<Arc<T>> {
         self.slots.get(reader)
+    }
+
+    /// Fills `reader`'s slot with `t`, unless it was filled meanwhile:
+    /// then what it holds, which stays.
+    pub fn slot_set<T: Send + Sync + 'static>(&self, reader: &Reader, t: Arc<T>) -> Arc<T> {
+        self.slots.set(reader, t)
+    }
+
+    /// What `reader` keeps of this value, made by `init` at most once:
+    /// concurrent callers wait for the first (a conversion webhook is asked
+    /// once, not once per watcher); after a failure the next caller tries.
+    pub async fn slot_get_or_try_init<T, E, F, Fut>(&self, reader: &Reader, init: F) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<T>, E>>,
+    {
+        self.slots.get_or_try_init(reader, init).await
     }
 }
 
@@ -114,6 +210,12 @@ impl std::fmt::Debug for CachedValue {
 /// are dropped with it.
 #[derive(Default)]
 pub struct Reader(Arc<()>);
+
+impl Reader {
+    fn owns(&self, slot: &Weak<()>) -> bool {
+        std::ptr::eq(slot.as_ptr(), Arc::as_ptr(&self.0))
+    }
+}
 
 /// One change as the cache delivers it: the value written (for a Delete,
 /// the last value, at the deletion's revision) and the one it replaced,
@@ -142,9 +244,10 @@ impl CachedEvent {
         Self::new(e.event_type, CachedValue::new(e.kv), e.prev.map(CachedValue::new))
     }
 
-    /// `reader`'s slot in this change, as [`CachedValue::slot`].
+    /// `reader`'s slot in this change, empty (`T`'s default) until the
+    /// reader fills it.
     pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
-        self.slots.get(reader)
+        self.slots.get_or_default(reader)
     }
 }
 
@@ -587,13 +690,48 @@ mod tests {
         let kv = KeyValue { key: "/k".into(), value: Bytes::from_static(b"1"), mod_revision: 2, create_revision: 2 };
         let v = CachedValue::new(kv);
         let (r1, r2) = (Reader::default(), Reader::default());
-        v.slot::<std::sync::OnceLock<u32>>(&r1).get_or_init(|| 1);
-        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r1).get(), Some(&1), "a reader finds its slot again");
-        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r2).get(), None, "another reader has its own");
+        assert_eq!(v.slot_get::<u32>(&r1), None);
+        assert_eq!(*v.slot_set(&r1, Arc::new(1u32)), 1);
+        assert_eq!(*v.slot_set(&r1, Arc::new(9u32)), 1, "a filled slot keeps what it holds");
+        assert_eq!(v.slot_get::<u32>(&r1).as_deref(), Some(&1), "a reader finds its slot again");
+        assert_eq!(v.slot_get::<u32>(&r2), None, "another reader has its own");
+        v.slot_set(&r2, Arc::new(2u32));
+        assert!(matches!(&*v.slots.list(), SlotList::Many(l) if l.len() == 2));
         drop(r1);
         let r3 = Reader::default();
-        assert_eq!(v.slot::<std::sync::OnceLock<u32>>(&r3).get(), None);
-        assert_eq!(v.slots.0.lock().unwrap().len(), 2, "the slot of a reader gone is dropped");
+        assert_eq!(v.slot_get::<u32>(&r3), None);
+        v.slot_set(&r3, Arc::new(3u32));
+        assert!(matches!(&*v.slots.list(), SlotList::Many(l) if l.len() == 2), "the slot of a reader gone is dropped");
+        assert_eq!(v.slot_get::<u32>(&r2).as_deref(), Some(&2));
+    }
+
+    /// Concurrent callers share one computation; the slot then holds the
+    /// value itself, and a failed computation leaves the next caller to try.
+    #[tokio::test]
+    async fn slots_fill_once() {
+        let kv = KeyValue { key: "/k".into(), value: Bytes::from_static(b"1"), mod_revision: 2, create_revision: 2 };
+        let v = CachedValue::new(kv);
+        let r = Reader::default();
+        let failed: Result<Arc<u32>, &str> = v.slot_get_or_try_init(&r, || async { Err("no") }).await;
+        assert_eq!(failed, Err("no"));
+        assert_eq!(v.slot_get::<u32>(&r), None);
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let (gate, open) = tokio::sync::oneshot::channel::<()>();
+        let init = || async {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = open.await;
+            Ok::<_, ()>(Arc::new(7u32))
+        };
+        let first = v.slot_get_or_try_init(&r, init);
+        let second = v.slot_get_or_try_init(&r, || async { Ok::<_, ()>(Arc::new(8u32)) });
+        let opener = async {
+            tokio::task::yield_now().await;
+            let _ = gate.send(());
+        };
+        let (a, b, ()) = tokio::join!(first, second, opener);
+        assert_eq!((*a.unwrap(), *b.unwrap()), (7, 7), "the second caller waited for the first");
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(v.slot_get::<u32>(&r).as_deref(), Some(&7), "the slot holds the value, not the cell");
     }
 
     #[tokio::test]
