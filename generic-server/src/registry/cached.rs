@@ -58,53 +58,45 @@ struct Derived {
 /// The object's JSON, without its trailing newline.
 enum Json {
     Encoded(Bytes),
-    /// The stored bytes with a stamp inserted at `at` (its fields beside
-    /// the others', which packs them into fewer bytes than a [`Stamp`]).
+    /// The stored bytes with the resourceVersion member inserted at `site`,
+    /// kept as the number and written out when used: every cached object
+    /// has one.
     Stamped {
         stored: Bytes,
-        at: u32,
+        site: StampSite,
         revision: u64,
-        leading_comma: bool,
     },
-}
-
-/// The resourceVersion member as it is written among the metadata, kept as
-/// the number and written out when used: every cached object has one.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Stamp {
-    revision: u64,
-    /// `,"resourceVersion":".."` rather than `"resourceVersion":"..",`.
-    leading_comma: bool,
 }
 
 /// The longest stamp: the member, a comma and a u64's 20 digits.
 const STAMP_MAX: usize = 42;
-const RV_MEMBER: &[u8] = b"\"resourceVersion\":\"";
 
-impl Stamp {
-    fn write<'b>(&self, buf: &'b mut [u8; STAMP_MAX]) -> &'b [u8] {
+impl StampSite {
+    /// The member as it goes in at this site.
+    fn write(self, revision: u64, buf: &mut [u8; STAMP_MAX]) -> &[u8] {
         use std::io::Write;
         let mut w = &mut buf[..];
         // The buffer holds the longest stamp: writing cannot fail.
         let _ = if self.leading_comma {
-            write!(w, ",\"resourceVersion\":\"{}\"", self.revision)
+            write!(w, ",\"resourceVersion\":\"{revision}\"")
         } else {
-            write!(w, "\"resourceVersion\":\"{}\",", self.revision)
+            write!(w, "\"resourceVersion\":\"{revision}\",")
         };
         let len = STAMP_MAX - w.len();
         &buf[..len]
     }
 
-    /// The stamp `run` is, if it is exactly one.
-    fn parse(run: &[u8]) -> Option<Stamp> {
+    /// The revision `run` stamps inserted at `at`, if it is exactly one
+    /// member as [`Self::write`] writes it.
+    fn parse(at: u32, run: &[u8]) -> Option<(StampSite, u64)> {
         let (leading_comma, member) = match run.strip_prefix(b",") {
             Some(m) => (true, m),
             None => (false, run.strip_suffix(b",")?),
         };
-        let digits = member.strip_prefix(RV_MEMBER)?.strip_suffix(b"\"")?;
+        let digits = member.strip_prefix(b"\"resourceVersion\":\"")?.strip_suffix(b"\"")?;
         let revision = std::str::from_utf8(digits).ok()?.parse().ok()?;
-        let stamp = Stamp { revision, leading_comma };
-        (stamp.write(&mut [0; STAMP_MAX]) == run).then_some(stamp)
+        let site = StampSite { at, leading_comma };
+        (site.write(revision, &mut [0; STAMP_MAX]) == run).then_some((site, revision))
     }
 }
 
@@ -113,10 +105,9 @@ impl Json {
     fn parts<'a>(&'a self, buf: &'a mut [u8; STAMP_MAX]) -> [&'a [u8]; 3] {
         match self {
             Json::Encoded(b) => [b, &[], &[]],
-            Json::Stamped { stored, at, revision, leading_comma } => {
-                let at = *at as usize;
-                let stamp = Stamp { revision: *revision, leading_comma: *leading_comma };
-                [&stored[..at], stamp.write(buf), &stored[at..]]
+            Json::Stamped { stored, site, revision } => {
+                let at = site.at as usize;
+                [&stored[..at], site.write(*revision, buf), &stored[at..]]
             }
         }
     }
@@ -186,9 +177,9 @@ pub fn encode_for_storage(object: &Value, unstructured: bool) -> (Vec<u8>, Optio
     }
 }
 
-/// Where `json` is `stored` with a resourceVersion member inserted: where,
-/// and the member.
-fn splice(stored: &[u8], json: &[u8]) -> Option<(usize, Stamp)> {
+/// Where `json` is `stored` with a resourceVersion member inserted, and
+/// the revision.
+fn splice(stored: &[u8], json: &[u8]) -> Option<(StampSite, u64)> {
     let extra = json.len().checked_sub(stored.len())?;
     let mut at = stored.iter().zip(json).take_while(|(a, b)| a == b).count();
     if json[at + extra..] != stored[at..] {
@@ -197,8 +188,8 @@ fn splice(stored: &[u8], json: &[u8]) -> Option<(usize, Stamp)> {
     // The longest common prefix may have taken the member's first bytes
     // (the quote after a comma): the same insertion, earlier.
     loop {
-        if let Some(stamp) = Stamp::parse(&json[at..at + extra]) {
-            return Some((at, stamp));
+        if let Some(found) = StampSite::parse(u32::try_from(at).ok()?, &json[at..at + extra]) {
+            return Some(found);
         }
         if at == 0 || extra == 0 || json[at - 1] != json[at + extra - 1] {
             return None;
@@ -228,7 +219,7 @@ impl CachedObject {
     /// `revision`: its JSON is the stored bytes with the resourceVersion put
     /// where the encoding left it out, so nothing is encoded again.
     pub fn written(object: &Value, unstructured: bool, stored: &Bytes, site: StampSite, revision: u64) -> Arc<Self> {
-        let json = Json::Stamped { stored: stored.clone(), at: site.at, revision, leading_comma: site.leading_comma };
+        let json = Json::Stamped { stored: stored.clone(), site, revision };
         let after_type = (!unstructured).then(|| type_end(object, &json)).flatten();
         Arc::new(CachedObject { json, unstructured, after_type, derived: OnceBox::new() })
     }
@@ -236,11 +227,8 @@ impl CachedObject {
     fn encoded(object: Value, unstructured: bool, stored: Option<&Bytes>) -> (Arc<Self>, Arc<Value>) {
         let mut encoded = wire::object_json(&object, unstructured, None);
         encoded.pop();
-        let spliced = stored.and_then(|s| splice(s, &encoded).map(|(at, stamp)| (s, at, stamp)));
-        let json = match spliced.and_then(|(s, at, stamp)| Some((s, u32::try_from(at).ok()?, stamp))) {
-            Some((stored, at, Stamp { revision, leading_comma })) => {
-                Json::Stamped { stored: stored.clone(), at, revision, leading_comma }
-            }
+        let json = match stored.and_then(|s| Some((s, splice(s, &encoded)?))) {
+            Some((stored, (site, revision))) => Json::Stamped { stored: stored.clone(), site, revision },
             None => Json::Encoded(Bytes::from(encoded)),
         };
         let after_type = (!unstructured).then(|| type_end(&object, &json)).flatten();
@@ -456,17 +444,18 @@ mod tests {
     /// exactly the run it was read from.
     #[test]
     fn stamps_round_trip() {
+        let site = |leading_comma| StampSite { at: 3, leading_comma };
         for (run, stamp) in [
-            (&br#","resourceVersion":"42""#[..], Some(Stamp { revision: 42, leading_comma: true })),
-            (br#""resourceVersion":"18446744073709551615","#, Some(Stamp { revision: u64::MAX, leading_comma: false })),
+            (&br#","resourceVersion":"42""#[..], Some((site(true), 42))),
+            (br#""resourceVersion":"18446744073709551615","#, Some((site(false), u64::MAX))),
             (br#","resourceVersion":"042""#, None),
             (br#","resourceVersion":"4","#, None),
             (br#""resourceVersion":"x","#, None),
             (br#","generation":4"#, None),
         ] {
-            assert_eq!(Stamp::parse(run), stamp, "{}", String::from_utf8_lossy(run));
-            if let Some(s) = stamp {
-                assert_eq!(s.write(&mut [0; STAMP_MAX]), run);
+            assert_eq!(StampSite::parse(3, run), stamp, "{}", String::from_utf8_lossy(run));
+            if let Some((s, revision)) = stamp {
+                assert_eq!(s.write(revision, &mut [0; STAMP_MAX]), run);
             }
         }
     }
@@ -536,11 +525,11 @@ mod tests {
     fn splices() {
         assert_eq!(
             splice(br#"{"a":1,"c":3}"#, br#"{"a":1,"resourceVersion":"7","c":3}"#),
-            Some((7, Stamp { revision: 7, leading_comma: false }))
+            Some((StampSite { at: 7, leading_comma: false }, 7))
         );
         assert_eq!(
             splice(br#"{"a":1}"#, br#"{"a":1,"resourceVersion":"7"}"#),
-            Some((6, Stamp { revision: 7, leading_comma: true }))
+            Some((StampSite { at: 6, leading_comma: true }, 7))
         );
         assert_eq!(splice(br#"{"a":1,"c":3}"#, br#"{"a":1,"b":2,"c":3}"#), None, "not a resourceVersion");
         assert_eq!(splice(b"{}", b"{}"), None, "nothing inserted");

@@ -118,21 +118,13 @@ impl Slots {
         self.list().find(reader).and_then(|s| s.downcast::<T>().ok())
     }
 
-    fn get_or_default<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
-        let mut list = self.list();
-        if let Some(t) = list.find(reader).and_then(|s| s.downcast::<T>().ok()) {
-            return t;
-        }
-        let t = Arc::new(T::default());
-        list.put(reader, t.clone());
-        t
-    }
-
-    fn set<T: Send + Sync + 'static>(&self, reader: &Reader, t: Arc<T>) -> Arc<T> {
+    /// What `reader`'s slot holds, or `make`'s value, which it then holds.
+    fn get_or_put<T: Send + Sync + 'static>(&self, reader: &Reader, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
         let mut list = self.list();
         if let Some(held) = list.find(reader).and_then(|s| s.downcast::<T>().ok()) {
             return held;
         }
+        let t = make();
         list.put(reader, t.clone());
         t
     }
@@ -182,7 +174,7 @@ impl CachedValue {
     /// Fills `reader`'s slot with `t`, unless it was filled meanwhile:
     /// then what it holds, which stays.
     pub fn slot_set<T: Send + Sync + 'static>(&self, reader: &Reader, t: Arc<T>) -> Arc<T> {
-        self.slots.set(reader, t)
+        self.slots.get_or_put(reader, || t)
     }
 
     /// What `reader` keeps of this value, made by `init` at most once:
@@ -247,7 +239,7 @@ impl CachedEvent {
     /// `reader`'s slot in this change, empty (`T`'s default) until the
     /// reader fills it.
     pub fn slot<T: Default + Send + Sync + 'static>(&self, reader: &Reader) -> Arc<T> {
-        self.slots.get_or_default(reader)
+        self.slots.get_or_put(reader, Arc::<T>::default)
     }
 }
 
