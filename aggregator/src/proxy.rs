@@ -74,7 +74,11 @@ impl Proxy {
     /// hop-by-hop headers, the caller's credentials and any identity headers
     /// the caller sent dropped; the authenticated identity added.
     fn outgoing(&self, req: Request, target: &backend::Target) -> Result<http::Request<Full<Bytes>>, StatusError> {
-        let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_else(UserInfo::anonymous);
+        let user = req
+            .extensions()
+            .get::<std::sync::Arc<UserInfo>>()
+            .map(|u| UserInfo::clone(u))
+            .unwrap_or_else(UserInfo::anonymous);
         let (parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
         let mut builder = http::Request::builder().method(parts.method.clone()).uri(path);

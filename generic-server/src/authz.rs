@@ -394,7 +394,7 @@ pub fn for_modes(modes: &[Mode], by_objects: &ModeAuthorizers) -> Arc<dyn Author
 pub fn check_request(authorizer: &dyn Authorizer, req: &Request) -> Option<Response> {
     let info = req.extensions().get::<std::sync::Arc<RequestInfo>>()?;
     let anonymous;
-    let user = match req.extensions().get::<UserInfo>() {
+    let user = match req.extensions().get::<Arc<UserInfo>>() {
         Some(u) => u,
         None => {
             anonymous = UserInfo::default();

@@ -39,7 +39,7 @@ pub type HttpService = Arc<dyn SharedService>;
 /// The subject of the verified TLS client certificate, put into the request by
 /// the listener.
 #[derive(Clone, Debug)]
-pub struct PeerCertificateUser(pub UserInfo);
+pub struct PeerCertificateUser(pub Arc<UserInfo>);
 
 /// The client's address, put into the request by the listener.
 #[derive(Clone, Copy, Debug)]
@@ -344,7 +344,7 @@ where
         match rh.authenticate(chain, req.headers()) {
             Ok(user) => {
                 rh.clear_headers(req.headers_mut());
-                req.extensions_mut().insert(user);
+                req.extensions_mut().insert(Arc::new(user));
                 return inner.call(req).await;
             }
             Err(RequestHeaderRefusal::Untrusted(why)) => {
@@ -365,7 +365,7 @@ where
     }
 }
 
-async fn identify(authn: &Authenticators, req: &mut Request) -> Result<UserInfo, StatusError> {
+async fn identify(authn: &Authenticators, req: &mut Request) -> Result<Arc<UserInfo>, StatusError> {
     if let Some(PeerCertificateUser(u)) = req.extensions().get::<PeerCertificateUser>() {
         return Ok(u.clone());
     }
@@ -376,7 +376,7 @@ async fn identify(authn: &Authenticators, req: &mut Request) -> Result<UserInfo,
             Ok(a) => {
                 // As upstream: nothing behind may be tempted to reuse it.
                 req.headers_mut().remove(http::header::AUTHORIZATION);
-                Ok(a.user)
+                Ok(Arc::new(a.user))
             }
             // A credential that fails is refused, even where anonymous access
             // would have let the request through (upstream's FailOnError).
@@ -387,7 +387,7 @@ async fn identify(authn: &Authenticators, req: &mut Request) -> Result<UserInfo,
         };
     }
     if authn.config.anonymous {
-        return Ok(UserInfo::anonymous());
+        return Ok(Arc::new(UserInfo::anonymous()));
     }
     Err(StatusError::unauthorized())
 }
@@ -723,7 +723,7 @@ where
         }
         Err(_) => {
             let privileged =
-                req.extensions().get::<UserInfo>().is_some_and(|u| u.groups.iter().any(|g| g == PRIVILEGED_GROUP));
+                req.extensions().get::<Arc<UserInfo>>().is_some_and(|u| u.groups.iter().any(|g| g == PRIVILEGED_GROUP));
             if privileged {
                 return inner.call(req).await;
             }

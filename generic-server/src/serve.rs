@@ -34,7 +34,7 @@ const MAX_HTTP1_HEADERS: usize = 512;
 /// What the handshake established about the client, for the request's extensions.
 #[derive(Default)]
 struct Peer {
-    user: Option<UserInfo>,
+    user: Option<Arc<UserInfo>>,
     chain: Option<PeerCertificates>,
     addr: Option<SocketAddr>,
 }
@@ -233,7 +233,7 @@ async fn serve_connections(
                 }
             } else {
                 Peer {
-                    user: certs.and_then(|c| c.first()).and_then(|c| user_from_certificate(c.as_ref())),
+                    user: certs.and_then(|c| c.first()).and_then(|c| user_from_certificate(c.as_ref())).map(Arc::new),
                     chain: None,
                     addr: Some(peer),
                 }

@@ -29,7 +29,7 @@ impl RecordCaller {
 /// request alone (the resource server then reports what is wrong with it).
 fn annotated(req: &Request) -> Option<Vec<u8>> {
     let mut obj = decode_body(req).ok()?;
-    let user = req.extensions().get::<UserInfo>()?;
+    let user = req.extensions().get::<std::sync::Arc<UserInfo>>()?;
     let authorization = if req.headers().contains_key(http::header::AUTHORIZATION) { "present" } else { "absent" };
     let meta = obj.as_object_mut()?.entry("metadata").or_insert_with(|| json!({}));
     let annotations = meta.as_object_mut()?.entry("annotations").or_insert_with(|| json!({}));

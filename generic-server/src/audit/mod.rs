@@ -418,12 +418,13 @@ where
     let (id, header) = match req.headers().get(&HEADER).filter(|v| !v.is_empty()) {
         Some(v) => (String::from_utf8_lossy(v.as_bytes()).into_owned(), v.clone()),
         None => {
-            let id = crate::meta::new_uuid().to_string();
-            let mut header = http::HeaderValue::from_str(&id).unwrap_or_else(|_| http::HeaderValue::from_static(""));
+            let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
+            let id: &str = crate::meta::new_uuid().hyphenated().encode_lower(&mut buf);
+            let mut header = http::HeaderValue::from_str(id).unwrap_or_else(|_| http::HeaderValue::from_static(""));
             // Never the same twice: HTTP/2's header compression would search
             // its table for it and store it, evicting what does repeat.
             header.set_sensitive(true);
-            (id, header)
+            (id.to_string(), header)
         }
     };
     req.extensions_mut().insert(Arc::new(AuditContext { id, auditor, state: Mutex::new(State::default()) }));
@@ -448,7 +449,7 @@ where
     let started = context(&req).and_then(|ctx| {
         let auditor = ctx.auditor.as_ref()?;
         let info = req.extensions().get::<Arc<RequestInfo>>()?;
-        let user = req.extensions().get::<UserInfo>();
+        let user = req.extensions().get::<Arc<UserInfo>>().map(|u| &**u);
         let config = auditor.policy.evaluate(&policy::Attributes { user, info });
         crate::metrics::global().observe_audit_level(config.level.name());
         if config.level == Level::None {
@@ -746,11 +747,11 @@ mod tests {
         let mut req = http::Request::builder().uri(path).body(bytes::Bytes::new()).expect("request");
         let info = crate::request_info::parse(&http::Method::GET, path, None);
         req.extensions_mut().insert(Arc::new(info));
-        req.extensions_mut().insert(UserInfo {
+        req.extensions_mut().insert(Arc::new(UserInfo {
             name: "alice".into(),
             groups: vec!["devs".into()],
             ..Default::default()
-        });
+        }));
         req
     }
 

@@ -31,7 +31,38 @@ use crate::status::{success_status, Cause, StatusError};
 pub use output::{respond, respond_value, Responder};
 
 type Result<T> = std::result::Result<T, StatusError>;
-type StoreKey = (String, String, String);
+/// An installed resource's key: `group/version/plural`.
+type StoreKey = String;
+
+fn store_key(group: &str, version: &str, plural: &str) -> StoreKey {
+    format!("{group}/{version}/{plural}")
+}
+
+/// The value at `group/version/plural`, the key made on the stack: every
+/// resource request looks its Store up.
+fn find<V: Clone>(map: &RwLock<HashMap<StoreKey, V>>, group: &str, version: &str, plural: &str) -> Option<V> {
+    // No installed name holds a slash, so a requested one with one (an
+    // escaped `%2F`) names nothing, and the joined key stays unambiguous.
+    if [group, version, plural].iter().any(|p| p.contains('/')) {
+        return None;
+    }
+    let mut buf = [0u8; 192];
+    let len = group.len() + version.len() + plural.len() + 2;
+    let map = map.read().unwrap_or_else(|e| e.into_inner());
+    if len > buf.len() {
+        return map.get(&store_key(group, version, plural)).cloned();
+    }
+    let mut at = 0;
+    for (i, part) in [group, version, plural].iter().enumerate() {
+        if i > 0 {
+            buf[at] = b'/';
+            at += 1;
+        }
+        buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+        at += part.len();
+    }
+    map.get(std::str::from_utf8(&buf[..len]).ok()?).cloned()
+}
 
 /// A resource served without a Store.
 enum Unstored {
@@ -105,7 +136,7 @@ impl ResourceServer {
         if !order.contains(&i.group) {
             order.push(i.group.clone());
         }
-        (i.group.clone(), i.version.clone(), i.plural.clone())
+        store_key(&i.group, &i.version, &i.plural)
     }
 
     /// What every installed resource is, stored or create-only.
@@ -117,15 +148,11 @@ impl ResourceServer {
     }
 
     pub fn uninstall(&self, group: &str, version: &str, plural: &str) {
-        self.stores.write().unwrap_or_else(|e| e.into_inner()).remove(&(group.into(), version.into(), plural.into()));
+        self.stores.write().unwrap_or_else(|e| e.into_inner()).remove(&store_key(group, version, plural));
     }
 
     pub fn store(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Store>> {
-        self.stores
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(group.into(), version.into(), plural.into()))
-            .cloned()
+        find(&self.stores, group, version, plural)
     }
 
     /// The Store of the built-in type `K`, identity from the type.
@@ -221,8 +248,7 @@ impl Handler for ResourceServer {
             return self.delegate.handle(req).await;
         }
         let Some(store) = self.store(&info.api_group, &info.api_version, &info.resource) else {
-            let key = (info.api_group.clone(), info.api_version.clone(), info.resource.clone());
-            let found = self.unstored.read().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            let found = find(&self.unstored, &info.api_group, &info.api_version, &info.resource);
             return match found.as_deref() {
                 Some(Unstored::CreateOnly(resource)) => {
                     serve_create_only(resource, &req, &info).await.unwrap_or_else(StatusError::into_response)
@@ -562,7 +588,7 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
     let call = CreateCall {
         namespace: ns,
         object,
-        user: req.extensions().get::<crate::authn::UserInfo>(),
+        user: req.extensions().get::<Arc<crate::authn::UserInfo>>().map(|u| &**u),
         tokens: req.extensions().get::<crate::authn::TokenAuthenticator>(),
         dry_run: opts.dry_run,
     };
@@ -739,7 +765,7 @@ fn connect_options(
 
 /// The authenticated client of a request, for admission.
 fn requester(req: &Request) -> Option<Arc<crate::authn::UserInfo>> {
-    req.extensions().get::<crate::authn::UserInfo>().cloned().map(Arc::new)
+    req.extensions().get::<Arc<crate::authn::UserInfo>>().cloned()
 }
 
 /// DeleteOptions from the body (if any) and the query, query winning as upstream.
@@ -873,6 +899,24 @@ fn patch_states_resource_version(patch: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn installed_resources_are_found_by_their_three_names_only() {
+        let long = "g".repeat(300);
+        let map = RwLock::new(HashMap::from([
+            ("/v1/configmaps".to_string(), 1),
+            ("apps/v1/deployments".to_string(), 2),
+            (format!("{long}/v1/things"), 3),
+        ]));
+        assert_eq!(find(&map, "", "v1", "configmaps"), Some(1));
+        assert_eq!(find(&map, "apps", "v1", "deployments"), Some(2));
+        // Past the key's room on the stack, it is made on the heap.
+        assert_eq!(find(&map, &long, "v1", "things"), Some(3));
+        // An escaped slash in a requested name does not shift the join.
+        assert_eq!(find(&map, "apps/v1", "deployments", ""), None);
+        assert_eq!(find(&map, "", "", "v1/configmaps"), None);
+        assert_eq!(find(&map, "apps", "v1", "daemonsets"), None);
+    }
 
     fn resource(plural: &str, namespaced: bool, subresources: Vec<Subresource>) -> ResourceInfo {
         ResourceInfo {
