@@ -90,6 +90,11 @@ impl SlotList {
         slots.iter().find(|(r, _)| reader.owns(r)).map(|(_, s)| s.clone())
     }
 
+    /// `reader`'s slot, if it holds a `T`.
+    fn get<T: Send + Sync + 'static>(&self, reader: &Reader) -> Option<Arc<T>> {
+        self.find(reader).and_then(|s| s.downcast::<T>().ok())
+    }
+
     /// Puts `value` in `reader`'s slot. The slots of readers gone (a CRD's
     /// Stores rebuilt) go when another reader fills its own, as the new
     /// Store does on every value.
@@ -115,13 +120,13 @@ impl Slots {
     }
 
     fn get<T: Send + Sync + 'static>(&self, reader: &Reader) -> Option<Arc<T>> {
-        self.list().find(reader).and_then(|s| s.downcast::<T>().ok())
+        self.list().get(reader)
     }
 
     /// What `reader`'s slot holds, or `make`'s value, which it then holds.
     fn get_or_put<T: Send + Sync + 'static>(&self, reader: &Reader, make: impl FnOnce() -> Arc<T>) -> Arc<T> {
         let mut list = self.list();
-        if let Some(held) = list.find(reader).and_then(|s| s.downcast::<T>().ok()) {
+        if let Some(held) = list.get(reader) {
             return held;
         }
         let t = make();
