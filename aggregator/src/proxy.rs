@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use generic_server::authn::UserInfo;
 use generic_server::body::BoxError;
 use generic_server::handler::{Request, Response};
-use generic_server::request_info::{query_params, RequestInfo};
+use generic_server::request_info::{query_param, RequestInfo};
 use generic_server::status::StatusError;
 
 use crate::apiservice::ApiService;
@@ -41,7 +41,7 @@ fn unavailable(message: impl Into<String>) -> Response {
 /// Whether the request streams for as long as the client stays (a watch):
 /// no deadline on the backend's answer then.
 fn long_running(req: &Request) -> bool {
-    let watch_param = query_params(req.uri().query()).get("watch").is_some_and(|v| v == "true" || v == "1");
+    let watch_param = matches!(query_param(req.uri().query(), "watch").as_deref(), Some("true" | "1"));
     watch_param || req.extensions().get::<std::sync::Arc<RequestInfo>>().is_some_and(|i| i.verb == "watch")
 }
 

@@ -2,7 +2,7 @@
 //! asked (verb) of which resource. Authorization, admission and routing all read
 //! this one value rather than re-parsing paths.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestInfo {
@@ -19,9 +19,12 @@ pub struct RequestInfo {
     pub resource: String,
     pub subresource: String,
     pub name: String,
-    /// The path from the resource on, as upstream's: resource, name,
-    /// subresource, and anything after (which no route serves).
-    pub parts: Vec<String>,
+    /// How many segments the path has from the resource on (upstream's
+    /// Parts): resource, name, subresource, and anything after.
+    pub parts_len: usize,
+    /// The segments after the subresource, which only a subresource that
+    /// takes a path serves (a proxy's).
+    pub rest: Vec<String>,
     /// Whether the resource was addressed under `namespaces/{namespace}/`
     /// (the namespace object's own path `namespaces/{name}` is not).
     pub namespace_in_path: bool,
@@ -51,14 +54,11 @@ pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &s
     query.unwrap_or("").split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
-/// Splits a query string into its decoded parameters, each with its first
-/// value (as Go's Values.Get and upstream's parameter codec read them).
-pub fn query_params(query: Option<&str>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for (k, v) in query_pairs(query) {
-        out.entry(query_unescape(k)).or_insert_with(|| query_unescape(v));
-    }
-    out
+/// Every parameter of a query, decoded, in order: what a reader of each
+/// key's first value (Go's Values.Get) searches. A parameter without
+/// escapes is borrowed from the query.
+pub fn query_params(query: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    query_pairs(query).map(|(k, v)| (unescape(k, true), unescape(v, true))).collect()
 }
 
 /// Every value of `key` in `query`, unescaped, in order (Go's
@@ -78,21 +78,21 @@ pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
 
 /// Go's url.QueryUnescape: `%XX` escapes, and '+' is a space.
 pub fn query_unescape(s: &str) -> String {
-    unescape(s, true)
+    unescape(s, true).into_owned()
 }
 
 /// Go's url.PathUnescape: `%XX` escapes; '+' is itself (a name may hold one).
 pub fn path_unescape(s: &str) -> String {
-    unescape(s, false)
+    unescape(s, false).into_owned()
 }
 
 /// `s` unescaped, or `s` as it is when its escaping is not valid (Go's
 /// unescapers refuse it; upstream then keeps the raw text).
-fn unescape(s: &str, plus_is_space: bool) -> String {
+fn unescape(s: &str, plus_is_space: bool) -> Cow<'_, str> {
     let special = |b: &u8| *b == b'%' || (plus_is_space && *b == b'+');
     // Most segments and parameters have nothing to unescape.
     if !s.as_bytes().iter().any(special) {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -107,7 +107,7 @@ fn unescape(s: &str, plus_is_space: bool) -> String {
                         i += 3;
                         continue;
                     }
-                    None => return s.to_owned(),
+                    None => return Cow::Borrowed(s),
                 }
             }
             b'+' if plus_is_space => out.push(b' '),
@@ -115,42 +115,47 @@ fn unescape(s: &str, plus_is_space: bool) -> String {
         }
         i += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+    String::from_utf8(out).map_or(Cow::Borrowed(s), Cow::Owned)
 }
 
 pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestInfo {
-    let mut info =
-        RequestInfo { path: path.to_string(), verb: method.as_str().to_ascii_lowercase(), ..Default::default() };
-    let mut parts: Vec<String> =
-        path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(path_unescape).collect();
-    if parts.is_empty() || (parts[0] != "api" && parts[0] != "apis") {
-        return info;
+    let mut info = RequestInfo { path: path.to_string(), ..Default::default() };
+    let non_resource = |mut info: RequestInfo| {
+        info.verb = method.as_str().to_ascii_lowercase();
+        info
+    };
+    let parts: Vec<Cow<'_, str>> =
+        path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(|s| unescape(s, false)).collect();
+    let mut parts = parts.as_slice();
+    let next = |parts: &mut &[Cow<'_, str>]| {
+        let (first, rest) = parts.split_first()?;
+        *parts = rest;
+        Some(first.to_string())
+    };
+    match parts.first().map(|p| p.as_ref()) {
+        Some(prefix @ ("api" | "apis")) => info.api_prefix = prefix.to_string(),
+        _ => return non_resource(info),
     }
-    info.api_prefix = parts.remove(0);
+    parts = &parts[1..];
     if info.api_prefix == "apis" {
-        if parts.is_empty() {
-            return info;
-        }
-        info.api_group = parts.remove(0);
+        let Some(group) = next(&mut parts) else { return non_resource(info) };
+        info.api_group = group;
     }
+    let Some(version) = next(&mut parts) else { return non_resource(info) };
+    info.api_version = version;
     if parts.is_empty() {
-        return info;
+        return non_resource(info);
     }
-    info.api_version = parts.remove(0);
-    if parts.is_empty() {
-        return info;
-    }
-    info.is_resource_request = true;
-
     if parts[0] == "watch" {
         info.watch_prefix = true;
-        parts.remove(0);
+        parts = &parts[1..];
         if parts.is_empty() {
-            info.is_resource_request = false;
-            return info;
+            return non_resource(info);
         }
     }
+    info.is_resource_request = true;
     info.verb = match *method {
+        _ if info.watch_prefix => "watch",
         http::Method::POST => "create",
         http::Method::GET | http::Method::HEAD => "get",
         http::Method::PUT => "update",
@@ -159,24 +164,18 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
         _ => "",
     }
     .to_string();
-    if info.watch_prefix {
-        info.verb = "watch".into();
-    }
 
     if parts[0] == "namespaces" && parts.len() > 1 {
-        info.namespace = parts[1].clone();
-        if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2].as_str()) {
-            parts.drain(0..2);
+        info.namespace = parts[1].to_string();
+        if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2].as_ref()) {
+            parts = &parts[2..];
             info.namespace_in_path = true;
         }
     }
-    info.resource = parts[0].clone();
-    if parts.len() >= 2 {
-        info.name = parts[1].clone();
-    }
-    if parts.len() >= 3 {
-        info.subresource = parts[2].clone();
-    }
+    info.parts_len = parts.len();
+    let field = |i: usize| parts.get(i).map(|p| p.to_string()).unwrap_or_default();
+    (info.resource, info.name, info.subresource) = (field(0), field(1), field(2));
+    info.rest = parts.get(3..).unwrap_or_default().iter().map(|p| p.to_string()).collect();
 
     if info.name.is_empty() && info.verb == "get" {
         let watching = matches!(query_param(query, "watch").as_deref(), Some("1" | "true"));
@@ -198,7 +197,6 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     }
     // `?watch=` turns only a collection GET into a watch: a GET of one object
     // stays a get, as upstream's.
-    info.parts = parts;
     info
 }
 
@@ -234,7 +232,7 @@ mod tests {
         let i = p("GET", "/api/v1/namespaces/default/pods/web?watch=true");
         assert_eq!(i.verb, "get");
         let i = p("GET", "/api/v1/pods");
-        assert_eq!((i.verb.as_str(), i.namespace_in_path, i.parts.len()), ("list", false, 1));
+        assert_eq!((i.verb.as_str(), i.namespace_in_path, i.parts_len), ("list", false, 1));
         let i = p("DELETE", "/api/v1/namespaces/default/pods");
         assert_eq!(i.verb, "deletecollection");
         let i = p("GET", "/api/v1/namespaces/default/secrets?fieldSelector=metadata.name%3Ds1&watch=1");
@@ -287,7 +285,8 @@ mod tests {
         let i = p("GET", "/api/v1/namespaces/ns/configmaps/a%2Bb");
         assert_eq!(i.name, "a+b");
         let q = query_params(Some("labelSelector=app%3Dweb&limit=5&limit=6"));
-        assert_eq!((q["labelSelector"].as_str(), q["limit"].as_str()), ("app=web", "5"));
+        let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+        assert_eq!(q, [("labelSelector", "app=web"), ("limit", "5"), ("limit", "6")]);
         let q = Some("limit=5&label%53elector=app%3Dweb&limit=6&watch");
         assert_eq!(query_param(q, "labelSelector").as_deref(), Some("app=web"), "a key unescaped");
         assert_eq!(query_param(q, "limit").as_deref(), Some("5"), "the first value, as Go's Get");

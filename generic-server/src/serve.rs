@@ -107,10 +107,7 @@ async fn read_and_serve(
     if let Some(a) = peer.addr {
         req.extensions_mut().insert(RemoteAddr(a));
     }
-    match service.call_shared(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    }
+    service.serve(req).await
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`].

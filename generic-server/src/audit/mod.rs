@@ -6,9 +6,11 @@
 //! for long-running requests, when the stream starts), ResponseComplete (when
 //! the answer, or the stream, ends) and Panic.
 //!
-//! Two filters: [`init`] (outermost) gives the request its [`AuditContext`];
-//! [`audit`] (right after authentication) evaluates the policy for the
-//! authenticated user and writes the events. Filters behind it add to the
+//! Two steps of the filter chain: [`begin`] (outermost) gives the request its
+//! ID and, with a log, its [`AuditContext`]; [`start`] (right after
+//! authentication) evaluates the policy for the authenticated user and
+//! writes RequestReceived, and its [`Started`] the events after. Filters
+//! behind it add to the
 //! event through the context: [`add_annotation`] (authorization's decision)
 //! and [`log_impersonated_user`] (impersonation). Authentication failures are
 //! recorded by [`failed_authentication`], as upstream's failed-authentication
@@ -26,14 +28,11 @@ pub mod policy;
 pub mod sink;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use futures::FutureExt;
 use http_body::Body as _;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tower::Service;
 
 use crate::authn::UserInfo;
 use crate::body;
@@ -288,10 +287,11 @@ fn source_ips(req: &Request) -> Vec<String> {
 }
 
 /// One request's audit state, shared (through the request's extensions) by
-/// every filter and handler behind [`init`].
+/// every filter and handler behind [`begin`]; only a server with an audit
+/// log gives its requests one.
 pub struct AuditContext {
     id: String,
-    auditor: Option<Arc<Auditor>>,
+    auditor: Arc<Auditor>,
     state: Mutex<State>,
 }
 
@@ -303,10 +303,6 @@ struct State {
 }
 
 impl AuditContext {
-    pub fn audit_id(&self) -> &str {
-        &self.id
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -318,7 +314,6 @@ impl AuditContext {
     /// Writes the event at `stage` unless the policy omits it; false if the
     /// backend lost it.
     fn emit(&self, stage: Stage) -> bool {
-        let Some(auditor) = &self.auditor else { return true };
         let mut state = self.state();
         let annotations = state.annotations.clone();
         let Some((event, config)) = state.active.as_mut() else { return true };
@@ -332,7 +327,7 @@ impl AuditContext {
             micro_time(chrono::Utc::now())
         };
         event.annotations = annotations;
-        let written = auditor.sink.process(event);
+        let written = self.auditor.sink.process(event);
         crate::metrics::global().observe_audit_event(!written);
         written
     }
@@ -346,11 +341,6 @@ impl AuditContext {
 
 fn context(req: &Request) -> Option<&Arc<AuditContext>> {
     req.extensions().get::<Arc<AuditContext>>()
-}
-
-/// The request's audit ID, once [`init`] has run.
-pub fn audit_id(req: &Request) -> Option<&str> {
-    context(req).map(|c| c.id.as_str())
 }
 
 /// Records an annotation on the request's audit event (upstream's
@@ -408,15 +398,13 @@ pub fn log_impersonated_user(req: &Request, user: &UserInfo) {
     }
 }
 
-/// The outermost filter: gives the request its audit ID and context and
-/// echoes the ID in the response, unless a server behind (an aggregated one)
-/// already set it.
-pub async fn init<S>(mut inner: S, auditor: Option<Arc<Auditor>>, mut req: Request) -> Result<Response, Infallible>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    let (id, header) = match req.headers().get(&HEADER).filter(|v| !v.is_empty()) {
-        Some(v) => (String::from_utf8_lossy(v.as_bytes()).into_owned(), v.clone()),
+/// The outermost filter: gives the request its audit ID and, when there is
+/// a log to write, the context its event is gathered in. The ID returned
+/// goes back in the response ([`echo_id`]).
+pub fn begin(auditor: Option<&Arc<Auditor>>, req: &mut Request) -> http::HeaderValue {
+    let sent = req.headers().get(&HEADER).filter(|v| !v.is_empty());
+    let header = match sent {
+        Some(v) => v.clone(),
         None => {
             let mut buf = [0; uuid::fmt::Hyphenated::LENGTH];
             let id: &str = crate::meta::new_uuid().hyphenated().encode_lower(&mut buf);
@@ -424,30 +412,34 @@ where
             // Never the same twice: HTTP/2's header compression would search
             // its table for it and store it, evicting what does repeat.
             header.set_sensitive(true);
-            (id.to_string(), header)
+            header
         }
     };
-    req.extensions_mut().insert(Arc::new(AuditContext { id, auditor, state: Mutex::new(State::default()) }));
-    let mut resp = match inner.call(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
+    if let Some(auditor) = auditor {
+        let id = String::from_utf8_lossy(header.as_bytes()).into_owned();
+        let context = AuditContext { id, auditor: auditor.clone(), state: Mutex::new(State::default()) };
+        req.extensions_mut().insert(Arc::new(context));
+    }
+    header
+}
+
+/// The audit ID in the `Audit-ID` response header, unless a server behind
+/// (an aggregated one) already set it.
+pub fn echo_id(resp: &mut Response, header: http::HeaderValue) {
     if !resp.headers().contains_key(&HEADER) {
         resp.headers_mut().insert(HEADER, header);
     }
-    Ok(resp)
 }
 
 /// The audit filter proper, behind authentication: evaluates the policy for
-/// the authenticated user and writes the request's events.
-pub async fn audit<S>(mut inner: S, _: (), req: Request) -> Result<Response, Infallible>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
+/// the authenticated user and, when it asks for events, writes
+/// RequestReceived. `Ok(None)` when the request is not audited; an error
+/// when the event could not be stored and the log is strict.
+pub fn start(req: &Request) -> Result<Option<Started>, StatusError> {
     // Only what a request at level None needs is looked at before the policy
     // decides: most requests cost one evaluation and nothing else.
-    let started = context(&req).and_then(|ctx| {
-        let auditor = ctx.auditor.as_ref()?;
+    let started = context(req).and_then(|ctx| {
+        let auditor = &ctx.auditor;
         let info = req.extensions().get::<Arc<RequestInfo>>()?;
         let user = req.extensions().get::<Arc<UserInfo>>().map(|u| &**u);
         let config = auditor.policy.evaluate(&policy::Attributes { user, info });
@@ -455,60 +447,75 @@ where
         if config.level == Level::None {
             return None;
         }
-        ctx.start(Event::new(&ctx.id, &req, info, user, config.level), config.clone());
-        Some((ctx.clone(), auditor.clone(), info.clone(), config))
+        ctx.start(Event::new(&ctx.id, req, info, user, config.level), config.clone());
+        Some((ctx.clone(), auditor.mode, info.clone(), config))
     });
-    let Some((ctx, auditor, info, config)) = started else { return inner.call(req).await };
-    if !ctx.emit(Stage::RequestReceived) && auditor.mode == Mode::BlockingStrict {
+    let Some((ctx, mode, info, config)) = started else { return Ok(None) };
+    if !ctx.emit(Stage::RequestReceived) && mode == Mode::BlockingStrict {
         crate::metrics::global().observe_audit_rejected();
-        return Ok(StatusError::internal("failed to store audit event").into_response());
+        return Err(StatusError::internal("failed to store audit event"));
     }
     // As upstream's handlers do once they have decoded the body: after
     // RequestReceived, which therefore never carries it.
-    ctx.update(|ev, config| log_request_object(ev, &req, &info, config));
-    let resp = match std::panic::AssertUnwindSafe(inner.call(req)).catch_unwind().await {
-        Ok(Ok(r)) => r,
-        Ok(Err(never)) => match never {},
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            ctx.update(|ev, _| {
-                ev.response_status = Some(json!({
-                    "metadata": {},
-                    "status": "Failure",
-                    "message": format!("APIServer panic'd: {what}"),
-                    "reason": "InternalError",
-                    "code": 500,
-                }))
-            });
-            ctx.emit(Stage::Panic);
-            std::panic::resume_unwind(panic);
+    ctx.update(|ev, config| log_request_object(ev, req, &info, config));
+    Ok(Some(Started { ctx, info, config }))
+}
+
+/// An audited request being served: its event is written when it ends.
+pub struct Started {
+    ctx: Arc<AuditContext>,
+    info: Arc<RequestInfo>,
+    config: RequestAuditConfig,
+}
+
+impl Started {
+    /// Writes the Panic event for a panic behind the filter, which goes on
+    /// to the recovery.
+    pub fn panicked(&self, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        self.ctx.update(|ev, _| {
+            ev.response_status = Some(json!({
+                "metadata": {},
+                "status": "Failure",
+                "message": format!("APIServer panic'd: {what}"),
+                "reason": "InternalError",
+                "code": 500,
+            }))
+        });
+        self.ctx.emit(Stage::Panic);
+    }
+
+    /// Records the answer and writes ResponseComplete (and ResponseStarted
+    /// for a long-running request), or has the answer's stream write it when
+    /// it ends.
+    pub async fn finish(self, resp: Response) -> Response {
+        let Started { ctx, info, config } = self;
+        let code = resp.status().as_u16();
+        let long_running = is_long_running(&info);
+        // A long-running request refused before its stream began answers with a
+        // Status, whole.
+        if long_running && !(code >= 400 && encoded_object(&resp)) {
+            ctx.update(|ev, _| ev.response_status = Some(response_status(code, None)));
+            ctx.emit(Stage::ResponseStarted);
+            let done = EmitWhenDropped(ctx);
+            let (parts, body) = resp.into_parts();
+            let body = http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(body, move |f| {
+                let _ = &done;
+                f
+            }));
+            return http::Response::from_parts(parts, body);
         }
-    };
-    let code = resp.status().as_u16();
-    let long_running = is_long_running(&info);
-    // A long-running request refused before its stream began answers with a
-    // Status, whole.
-    if long_running && !(code >= 400 && encoded_object(&resp)) {
-        ctx.update(|ev, _| ev.response_status = Some(response_status(code, None)));
-        ctx.emit(Stage::ResponseStarted);
-        let done = EmitWhenDropped(ctx);
-        let (parts, body) = resp.into_parts();
-        let body = http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(body, move |f| {
-            let _ = &done;
-            f
-        }));
-        return Ok(http::Response::from_parts(parts, body));
+        let resp = log_response(&ctx, &config, resp, long_running).await;
+        if long_running {
+            ctx.emit(Stage::ResponseStarted);
+        }
+        ctx.emit(Stage::ResponseComplete);
+        resp
     }
-    let resp = log_response(&ctx, &config, resp, long_running).await;
-    if long_running {
-        ctx.emit(Stage::ResponseStarted);
-    }
-    ctx.emit(Stage::ResponseComplete);
-    Ok(resp)
 }
 
 /// Held by a long-running answer's body: its ResponseComplete is written
@@ -526,9 +533,8 @@ impl Drop for EmitWhenDropped {
 /// tried. Called by the authentication filter before it refuses.
 pub fn failed_authentication(req: &Request) {
     let Some(ctx) = context(req) else { return };
-    let Some(auditor) = &ctx.auditor else { return };
     let Some(info) = req.extensions().get::<Arc<RequestInfo>>() else { return };
-    let config = auditor.policy.evaluate(&policy::Attributes { user: None, info });
+    let config = ctx.auditor.policy.evaluate(&policy::Attributes { user: None, info });
     crate::metrics::global().observe_audit_level(config.level.name());
     if config.level == Level::None {
         return;
@@ -719,28 +725,32 @@ fn drop_managed_fields(v: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
-    /// The chain's two audit filters around `inner`, writing to `log`.
+    /// The audit steps of the filter chain around `inner`, writing to `log`.
     async fn serve(
         log: &std::path::Path,
         policy: &str,
         req: Request,
-        inner: impl Fn(Request) -> Response + Clone + Send + 'static,
+        inner: impl FnOnce(Request) -> Response,
     ) -> Response {
-        use tower::ServiceExt;
         let opts = LogOptions { path: log.display().to_string(), ..Default::default() };
         let (sink, mode) = LogSink::open(&opts).expect("log");
-        let auditor = Auditor::new(Policy::from_bytes(policy.as_bytes()).expect("policy"), sink, mode);
-        let handler = tower::service_fn(move |r: Request| {
-            let inner = inner.clone();
-            async move { Ok::<_, Infallible>(inner(r)) }
-        });
-        let with_audit = tower::service_fn(move |r: Request| audit(handler.clone(), (), r));
-        let chain = tower::service_fn(move |r: Request| init(with_audit.clone(), Some(auditor.clone()), r));
-        match chain.oneshot(req).await {
+        let auditor = Arc::new(Auditor::new(Policy::from_bytes(policy.as_bytes()).expect("policy"), sink, mode));
+        // The audit steps of the filter chain, in its order.
+        let mut req = req;
+        let id = begin(Some(&auditor), &mut req);
+        let started = start(&req).expect("stored").expect("audited");
+        let served = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner(req))) {
             Ok(r) => r,
-            Err(never) => match never {},
-        }
+            Err(panic) => {
+                started.panicked(panic.as_ref());
+                std::panic::resume_unwind(panic)
+            }
+        };
+        let mut resp = started.finish(served).await;
+        echo_id(&mut resp, id);
+        resp
     }
 
     fn request(path: &str) -> Request {

@@ -7,6 +7,7 @@
 pub(crate) mod output;
 mod watch;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -293,12 +294,22 @@ impl Handler for ResourceServer {
     }
 }
 
-/// Query parameters of a resource request.
-pub(crate) struct Params(HashMap<String, String>);
+/// Query parameters of a resource request, decoded, in order; a key's
+/// value is its first (Go's Values.Get).
+pub(crate) struct Params<'q>(Vec<(Cow<'q, str>, Cow<'q, str>)>);
 
-impl Params {
+impl<'q> Params<'q> {
+    fn of(req: &'q Request) -> Self {
+        Params(query_params(req.uri().query()))
+    }
+
+    /// The first value of `k`, empty or not.
+    fn first(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_ref())
+    }
+
     fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        self.first(k).filter(|v| !v.is_empty())
     }
 
     fn dry_run(&self) -> Result<bool> {
@@ -337,7 +348,7 @@ impl Params {
 
     /// PatchOptions.force, which only an apply may state.
     fn force(&self) -> Result<Option<bool>> {
-        match self.0.get("force").map(String::as_str) {
+        match self.first("force") {
             None => Ok(None),
             Some("true") => Ok(Some(true)),
             Some("false") | Some("") => Ok(Some(false)),
@@ -403,38 +414,38 @@ pub fn decode_body(req: &Request) -> Result<Value> {
 /// across all namespaces but nothing else there: its writes, and deletecollection
 /// above all, exist only under a namespace.
 fn routes(r: &ResourceInfo, info: &RequestInfo) -> Vec<(&'static str, &'static str)> {
-    let parts = &info.parts;
+    let parts = info.parts_len;
     let has_path = |s: &Subresource| matches!(s, Subresource::Handler(h) if h.takes_path());
-    let path_allowed = parts.len() > 3 && r.subresources.iter().any(|s| s.name() == parts[2] && has_path(s));
-    if parts.is_empty() || (parts.len() > 3 && !path_allowed) || (info.namespace_in_path && !r.namespaced) {
+    let path_allowed = parts > 3 && r.subresources.iter().any(|s| s.name() == info.subresource && has_path(s));
+    if parts == 0 || (parts > 3 && !path_allowed) || (info.namespace_in_path && !r.namespaced) {
         return Vec::new();
     }
     let all_namespaces = r.namespaced && !info.namespace_in_path;
-    let (candidates, verbs): (&[(&str, &str)], Vec<&str>) = match (parts.len(), info.watch_prefix) {
+    let (candidates, verbs): (&[(&str, &str)], Cow<'_, [&str]>) = match (parts, info.watch_prefix) {
         // Upstream's WATCHLIST needs both verbs.
-        (1, true) if r.verbs.contains(&"list") => (&[("GET", "watch")], r.verbs.to_vec()),
-        (1, true) => (&[], Vec::new()),
-        (1, false) if all_namespaces => (&[("GET", "list")], r.verbs.to_vec()),
-        (1, false) => (&[("GET", "list"), ("POST", "create"), ("DELETE", "deletecollection")], r.verbs.to_vec()),
-        _ if all_namespaces => (&[], Vec::new()),
-        (2, true) => (&[("GET", "watch")], r.verbs.to_vec()),
+        (1, true) if r.verbs.contains(&"list") => (&[("GET", "watch")], Cow::Borrowed(r.verbs)),
+        (1, true) => (&[], Cow::Borrowed(&[])),
+        (1, false) if all_namespaces => (&[("GET", "list")], Cow::Borrowed(r.verbs)),
+        (1, false) => (&[("GET", "list"), ("POST", "create"), ("DELETE", "deletecollection")], Cow::Borrowed(r.verbs)),
+        _ if all_namespaces => (&[], Cow::Borrowed(&[])),
+        (2, true) => (&[("GET", "watch")], Cow::Borrowed(r.verbs)),
         (2, false) => {
-            (&[("GET", "get"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete")], r.verbs.to_vec())
+            (&[("GET", "get"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete")], Cow::Borrowed(r.verbs))
         }
-        (_, true) => (&[], Vec::new()),
-        _ => match r.subresources.iter().find(|s| s.name() == parts[2]) {
+        (_, true) => (&[], Cow::Borrowed(&[])),
+        _ => match r.subresources.iter().find(|s| s.name() == info.subresource) {
             Some(s) => (
                 &[("GET", "get"), ("POST", "create"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete")],
-                discovery::subresource_verbs(r, s),
+                Cow::Owned(discovery::subresource_verbs(r, s)),
             ),
-            None => (&[], Vec::new()),
+            None => (&[], Cow::Borrowed(&[])),
         },
     };
     candidates.iter().filter(|(_, v)| verbs.contains(v)).copied().collect()
 }
 
 async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -> Result<Response> {
-    let params = Params(query_params(req.uri().query()));
+    let params = Params::of(req);
     let routes = routes(&store.info, info);
     if routes.is_empty() {
         return Err(StatusError::not_found_resource_type(info));
@@ -554,14 +565,14 @@ async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -
 async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestInfo) -> Result<Response> {
     let i = &resource.info;
     let ns = info.namespace.as_str();
-    let addressed_ns = info.parts.get(2).map(String::as_str) == Some("namespaces");
+    let addressed_ns = info.subresource == "namespaces";
     if (i.namespaced && ns.is_empty()) || (!i.namespaced && addressed_ns) {
         return Err(StatusError::not_found_resource_type(info));
     }
     if info.verb != "create" || !info.name.is_empty() || !info.subresource.is_empty() {
         return Err(StatusError::method_not_supported(&i.group, &i.plural, &info.verb));
     }
-    let params = Params(query_params(req.uri().query()));
+    let params = Params::of(req);
     let opts = params.write_options(req)?;
     let obj = decode_body(req)?;
     if !obj.is_object() {
@@ -589,7 +600,7 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
         namespace: ns,
         object,
         user: req.extensions().get::<Arc<crate::authn::UserInfo>>().map(|u| &**u),
-        tokens: req.extensions().get::<crate::authn::TokenAuthenticator>(),
+        tokens: req.extensions().get::<Arc<crate::authn::TokenAuthenticator>>().map(|t| &**t),
         dry_run: opts.dry_run,
     };
     let answer = resource.creater.create(call).await?;
@@ -614,7 +625,7 @@ async fn serve_read_only(resource: &ReadOnly, req: &Request, info: &RequestInfo)
             None => Err(StatusError::not_found(&i.group, &i.plural, &info.name)),
         },
         "list" => {
-            let opts = Params(query_params(req.uri().query())).selector_options()?;
+            let opts = Params::of(req).selector_options()?;
             let items: Vec<Value> = (resource.reader.list(ns).await?.into_iter())
                 .filter(|o| {
                     let mut fields = vec![("metadata.name", crate::meta::name(o).to_string())];
@@ -638,7 +649,7 @@ async fn serve_handler(
     handler: &dyn SubresourceHandler,
     req: &Request,
     info: &RequestInfo,
-    params: &Params,
+    params: &Params<'_>,
     ns: &str,
 ) -> Result<Response> {
     if !handler.discovery().verbs.contains(&info.verb.as_str()) {
@@ -694,7 +705,12 @@ async fn serve_handler(
         }
         (body, options)
     };
-    let call = SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &params.0, options };
+    let mut first_values = HashMap::new();
+    for (k, v) in &params.0 {
+        first_values.entry(k.to_string()).or_insert_with(|| v.to_string());
+    }
+    let call =
+        SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &first_values, options };
     let reply = handler.serve(store, call).await?;
     if reply.code == 204 {
         return Ok(http::Response::builder()
@@ -749,7 +765,7 @@ fn connect_options(
         object.insert(field.to_string(), value);
     }
     if let Some(key) = spec.path {
-        let mut path = request.parts.get(3..).unwrap_or_default().join("/");
+        let mut path = request.rest.join("/");
         if !path.is_empty() && !path.starts_with('/') {
             path.insert(0, '/');
         }
@@ -817,7 +833,7 @@ async fn apply(
     store: &Arc<Store>,
     req: &Request,
     info: &RequestInfo,
-    params: &Params,
+    params: &Params<'_>,
     ns: &str,
     sub: Option<&Subresource>,
     force: bool,

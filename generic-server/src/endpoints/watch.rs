@@ -27,7 +27,7 @@ pub async fn serve(
     store: &Arc<Store>,
     req: &Request,
     info: &RequestInfo,
-    params: &Params,
+    params: &Params<'_>,
 ) -> Result<Response, StatusError> {
     let mut opts: ListOptions = params.selector_options()?;
     match params.get("resourceVersionMatch") {
