@@ -173,13 +173,42 @@ impl Unresolved {
     }
 }
 
+/// Values by namespace ("" for cluster-wide) and name, found without making
+/// a key: the authorizer looks bindings and roles up for every request.
+struct Scoped<V>(HashMap<String, HashMap<String, V>>);
+
+impl<V> Default for Scoped<V> {
+    fn default() -> Self {
+        Scoped(HashMap::new())
+    }
+}
+
+impl<V> Scoped<V> {
+    fn get(&self, namespace: &str, name: &str) -> Option<&V> {
+        self.0.get(namespace)?.get(name)
+    }
+
+    fn insert(&mut self, namespace: String, name: String, value: V) {
+        self.0.entry(namespace).or_default().insert(name, value);
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) -> Option<V> {
+        let in_ns = self.0.get_mut(namespace)?;
+        let removed = in_ns.remove(name);
+        if in_ns.is_empty() {
+            self.0.remove(namespace);
+        }
+        removed
+    }
+}
+
 /// The policy as the informers last reported it.
 #[derive(Default)]
 struct Index {
-    roles: HashMap<(String, String), Arc<[PolicyRule]>>,
+    roles: Scoped<Arc<[PolicyRule]>>,
     cluster_roles: HashMap<String, Arc<[PolicyRule]>>,
-    /// Keyed by (namespace, name); "" is cluster-wide.
-    bindings: HashMap<(String, String), Arc<Binding>>,
+    /// "" is cluster-wide.
+    bindings: Scoped<Arc<Binding>>,
     /// namespace ("" cluster-wide) -> subject -> names of the bindings naming it.
     by_subject: HashMap<String, HashMap<SubjectKey, Names>>,
 }
@@ -191,11 +220,11 @@ impl Index {
         for k in b.keys() {
             in_ns.entry(k).or_default().insert(b.name.clone());
         }
-        self.bindings.insert((b.namespace.clone(), b.name.clone()), Arc::new(b));
+        self.bindings.insert(b.namespace.clone(), b.name.clone(), Arc::new(b));
     }
 
     fn remove_binding(&mut self, namespace: &str, name: &str) {
-        let Some(old) = self.bindings.remove(&(namespace.to_string(), name.to_string())) else { return };
+        let Some(old) = self.bindings.remove(namespace, name) else { return };
         if let Some(in_ns) = self.by_subject.get_mut(namespace) {
             for k in old.keys() {
                 if let Some(names) = in_ns.get_mut(&k) {
@@ -211,7 +240,7 @@ impl Index {
     /// The rules a role reference resolves to.
     fn role_rules(&self, kind: &str, name: &str, namespace: &str) -> Result<Arc<[PolicyRule]>, Unresolved> {
         let found = match kind {
-            "Role" => self.roles.get(&(namespace.to_string(), name.to_string())),
+            "Role" => self.roles.get(namespace, name),
             "ClusterRole" => self.cluster_roles.get(name),
             other => return Err(Unresolved::Unsupported(other.to_string())),
         };
@@ -223,12 +252,12 @@ impl Index {
     /// `visit` returns false.
     fn visit(&self, user: &UserInfo, namespace: &str, visit: &mut dyn FnMut(Visit<'_>) -> bool) {
         let keys = keys_of(user);
-        let scopes = if namespace.is_empty() { vec![""] } else { vec!["", namespace] };
-        for scope in scopes {
+        let scopes: &[&str] = if namespace.is_empty() { &[""] } else { &["", namespace] };
+        for &scope in scopes {
             let Some(in_scope) = self.by_subject.get(scope) else { continue };
             let names: BTreeSet<&String> = keys.iter().filter_map(|k| in_scope.get(k)).flatten().collect();
             for name in names {
-                let Some(binding) = self.bindings.get(&(scope.to_string(), name.clone())) else { continue };
+                let Some(binding) = self.bindings.get(scope, name) else { continue };
                 let Some(subject) = binding.subject_for(&keys) else { continue };
                 match self.role_rules(&binding.role_kind, &binding.role_name, scope) {
                     Err(e) => {
@@ -291,10 +320,10 @@ impl Rbac {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
         match (kind, deleted) {
             (Kind::Role, false) => {
-                index.roles.insert((ns, name), rules_of(obj).into());
+                index.roles.insert(ns, name, rules_of(obj).into());
             }
             (Kind::Role, true) => {
-                index.roles.remove(&(ns, name));
+                index.roles.remove(&ns, &name);
             }
             (Kind::ClusterRole, false) => {
                 index.cluster_roles.insert(name, rules_of(obj).into());
