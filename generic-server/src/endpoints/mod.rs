@@ -312,6 +312,15 @@ impl<'q> Params<'q> {
         self.first(k).filter(|v| !v.is_empty())
     }
 
+    /// Every key's first value, owned: what a subresource handler reads.
+    fn first_values(&self) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        for (k, v) in &self.0 {
+            out.entry(k.to_string()).or_insert_with(|| v.to_string());
+        }
+        out
+    }
+
     fn dry_run(&self) -> Result<bool> {
         match self.get("dryRun") {
             None => Ok(false),
@@ -705,12 +714,8 @@ async fn serve_handler(
         }
         (body, options)
     };
-    let mut first_values = HashMap::new();
-    for (k, v) in &params.0 {
-        first_values.entry(k.to_string()).or_insert_with(|| v.to_string());
-    }
-    let call =
-        SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &first_values, options };
+    let params = params.first_values();
+    let call = SubresourceCall { verb: &info.verb, namespace: ns, name: &info.name, body, params: &params, options };
     let reply = handler.serve(store, call).await?;
     if reply.code == 204 {
         return Ok(http::Response::builder()
