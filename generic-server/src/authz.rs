@@ -66,6 +66,10 @@ pub struct Attributes<'a> {
     /// The raw field selector of a list, watch or deletecollection ("" for
     /// none); upstream 1.33 hands its requirements to authorizers.
     pub field_selector: &'a str,
+    /// Whether the reason of an allow is read (an audit log records it, an
+    /// access review returns it). When not, an authorizer may leave it
+    /// empty: wording it cost an RBAC decision as much as deciding.
+    pub explain: bool,
 }
 
 impl<'a> Attributes<'a> {
@@ -100,6 +104,7 @@ impl<'a> Attributes<'a> {
             path,
             resource_request: false,
             field_selector: "",
+            explain: true,
         }
     }
 
@@ -401,7 +406,7 @@ pub fn check_request(authorizer: &dyn Authorizer, req: &Request) -> Option<Respo
             &anonymous
         }
     };
-    let attrs = Attributes::of_request(user, info);
+    let attrs = Attributes { explain: crate::audit::is_audited(req), ..Attributes::of_request(user, info) };
     let verdict = authorizer.authorize(&attrs);
     // The decision is recorded in the audit event as upstream's filter does;
     // an authorizer may allow despite an evaluation error, so allow wins.

@@ -290,7 +290,11 @@ impl Filters {
     /// otherwise 401.
     async fn authenticate(&self, req: &mut Request) -> Result<(), StatusError> {
         let authn = &self.authn;
-        req.extensions_mut().insert(authn.tokens.clone());
+        // For TokenReview, the only handler that checks a token for its
+        // client; only a create can be one.
+        if req.method() == http::Method::POST {
+            req.extensions_mut().insert(authn.tokens.clone());
+        }
         if let Some(rh) = &authn.request_header {
             let chain = req.extensions().get::<PeerCertificates>().map(|c| c.0.as_slice()).unwrap_or(&[]);
             match rh.authenticate(chain, req.headers()) {

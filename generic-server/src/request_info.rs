@@ -12,7 +12,7 @@ pub struct RequestInfo {
     /// deletecollection; for non-resource requests the lower-cased method.
     pub verb: String,
     /// "api" or "apis"
-    pub api_prefix: String,
+    pub api_prefix: &'static str,
     pub api_group: String,
     pub api_version: String,
     pub namespace: String,
@@ -124,7 +124,9 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
         info.verb = method.as_str().to_ascii_lowercase();
         info
     };
-    let parts: Vec<Cow<'_, str>> =
+    // On the stack: a resource path has at most eight segments but for a
+    // proxy's tail, and this runs for every request.
+    let parts: smallvec::SmallVec<[Cow<'_, str>; 8]> =
         path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(|s| unescape(s, false)).collect();
     let mut parts = parts.as_slice();
     let next = |parts: &mut &[Cow<'_, str>]| {
@@ -133,7 +135,8 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
         Some(first.to_string())
     };
     match parts.first().map(|p| p.as_ref()) {
-        Some(prefix @ ("api" | "apis")) => info.api_prefix = prefix.to_string(),
+        Some("api") => info.api_prefix = "api",
+        Some("apis") => info.api_prefix = "apis",
         _ => return non_resource(info),
     }
     parts = &parts[1..];

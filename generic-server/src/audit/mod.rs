@@ -351,6 +351,12 @@ pub fn add_annotation(req: &Request, key: &str, value: &str) {
     }
 }
 
+/// Whether the request is audited at all (a log is configured): what
+/// annotations would be read.
+pub fn is_audited(req: &Request) -> bool {
+    context(req).is_some()
+}
+
 /// The request's audit context, for a filter that annotates the event after
 /// the request has been handed on.
 pub fn context_of(req: &Request) -> Option<Arc<AuditContext>> {

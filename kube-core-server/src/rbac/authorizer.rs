@@ -5,10 +5,16 @@
 //! bindings are indexed by subject (user name, group, ServiceAccount) as the
 //! informers report them, so a decision looks up the user's name and groups
 //! and reads only the bindings naming them, however many bindings exist.
-//! Bindings are visited in name order (cluster-wide first, then the
-//! namespace's), so the "allowed by" reason is stable.
+//! The lookups take the user's own strings and the index holds the bindings
+//! themselves, so a decision allocates nothing; its "allowed by" reason is
+//! worded only when someone reads it (`Attributes::explain`). Bindings are
+//! visited in name order (cluster-wide first, then the namespace's), so
+//! that reason is stable.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+// Every decision makes a dozen lookups by short strings: foldhash, not SipHash.
+use hashbrown::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
@@ -34,33 +40,79 @@ enum SubjectKey {
 
 #[derive(Debug, Clone)]
 struct Subject {
-    kind: String,
+    kind: SubjectKind,
     name: String,
     namespace: String,
+}
+
+/// A subject's kind, read once when its binding is indexed rather than
+/// compared as text on every decision.
+#[derive(Debug, Clone, PartialEq)]
+enum SubjectKind {
+    User,
+    Group,
+    ServiceAccount,
+    /// A kind RBAC does not know; it names nobody.
+    Other(String),
+}
+
+impl SubjectKind {
+    fn of(kind: String) -> Self {
+        match kind.as_str() {
+            "User" => SubjectKind::User,
+            "Group" => SubjectKind::Group,
+            "ServiceAccount" => SubjectKind::ServiceAccount,
+            _ => SubjectKind::Other(kind),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            SubjectKind::User => "User",
+            SubjectKind::Group => "Group",
+            SubjectKind::ServiceAccount => "ServiceAccount",
+            SubjectKind::Other(k) => k,
+        }
+    }
 }
 
 impl Subject {
     /// The key of this subject in a binding of `binding_ns` ("" cluster-wide);
     /// None when it can never apply (a ServiceAccount with no namespace).
     fn key(&self, binding_ns: &str) -> Option<SubjectKey> {
-        match self.kind.as_str() {
-            "User" => Some(SubjectKey::User(self.name.clone())),
-            "Group" => Some(SubjectKey::Group(self.name.clone())),
-            "ServiceAccount" => {
+        match self.kind {
+            SubjectKind::User => Some(SubjectKey::User(self.name.clone())),
+            SubjectKind::Group => Some(SubjectKey::Group(self.name.clone())),
+            SubjectKind::ServiceAccount => {
                 let ns = if self.namespace.is_empty() { binding_ns } else { &self.namespace };
                 (!ns.is_empty()).then(|| SubjectKey::ServiceAccount(ns.to_string(), self.name.clone()))
             }
-            _ => None,
+            SubjectKind::Other(_) => None,
+        }
+    }
+
+    /// Whether this subject of a binding in `binding_ns` names `who`
+    /// (upstream's appliesTo), compared in place.
+    fn names(&self, binding_ns: &str, who: &Identity<'_>) -> bool {
+        match self.kind {
+            SubjectKind::User => self.name == who.name,
+            SubjectKind::Group => who.groups.contains(&self.name),
+            SubjectKind::ServiceAccount => {
+                let ns = if self.namespace.is_empty() { binding_ns } else { &self.namespace };
+                !ns.is_empty() && who.service_account == Some((ns, self.name.as_str()))
+            }
+            SubjectKind::Other(_) => false,
         }
     }
 
     /// Upstream's describeSubject.
     fn describe(&self, binding_ns: &str) -> String {
-        if self.kind == "ServiceAccount" {
+        let kind = self.kind.as_str();
+        if self.kind == SubjectKind::ServiceAccount {
             let ns = if self.namespace.is_empty() { binding_ns } else { &self.namespace };
-            return format!("{} {:?}", self.kind, format!("{}/{ns}", self.name));
+            return format!("{kind} {:?}", format!("{}/{ns}", self.name));
         }
-        format!("{} {:?}", self.kind, self.name)
+        format!("{kind} {:?}", self.name)
     }
 }
 
@@ -87,7 +139,11 @@ impl Binding {
                 .and_then(Value::as_array)
                 .map(|a| {
                     a.iter()
-                        .map(|x| Subject { kind: s(x, "/kind"), name: s(x, "/name"), namespace: s(x, "/namespace") })
+                        .map(|x| Subject {
+                            kind: SubjectKind::of(s(x, "/kind")),
+                            name: s(x, "/name"),
+                            namespace: s(x, "/namespace"),
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -98,21 +154,27 @@ impl Binding {
         self.subjects.iter().filter_map(|s| s.key(&self.namespace)).collect()
     }
 
-    /// The first subject naming `keys` (upstream's appliesTo).
-    fn subject_for(&self, keys: &[SubjectKey]) -> Option<&Subject> {
-        self.subjects.iter().find(|s| s.key(&self.namespace).is_some_and(|k| keys.contains(&k)))
+    /// The first subject naming `who` (upstream's appliesTo).
+    fn subject_for(&self, who: &Identity<'_>) -> Option<&Subject> {
+        self.subjects.iter().find(|s| s.names(&self.namespace, who))
     }
 }
 
-/// The subject keys a user answers to: its name, each group, and the
-/// ServiceAccount its name denotes (upstream's MatchesUsername).
-fn keys_of(user: &UserInfo) -> Vec<SubjectKey> {
-    let mut keys = vec![SubjectKey::User(user.name.clone())];
-    keys.extend(user.groups.iter().map(|g| SubjectKey::Group(g.clone())));
-    if let Some((ns, name)) = user.name.strip_prefix(SERVICE_ACCOUNT_PREFIX).and_then(|r| r.split_once(':')) {
-        keys.push(SubjectKey::ServiceAccount(ns.into(), name.into()));
+/// What a user answers to as a binding subject: its name, each group, and
+/// the ServiceAccount its name denotes (upstream's MatchesUsername),
+/// borrowed from the user, as every request asks.
+struct Identity<'a> {
+    name: &'a str,
+    groups: &'a [String],
+    /// (namespace, name)
+    service_account: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> Identity<'a> {
+    fn of(user: &'a UserInfo) -> Self {
+        let service_account = user.name.strip_prefix(SERVICE_ACCOUNT_PREFIX).and_then(|r| r.split_once(':'));
+        Identity { name: &user.name, groups: &user.groups, service_account }
     }
-    keys
 }
 
 /// Where a rule came from, as upstream's "allowed by" reason names it.
@@ -134,7 +196,8 @@ impl fmt::Display for Source<'_> {
     }
 }
 
-type Names = BTreeSet<String>;
+/// The bindings naming one subject, by name.
+type Names = BTreeMap<String, Arc<Binding>>;
 
 /// What a visit of the user's policy meets: a rule and where it came from,
 /// or a binding whose role is missing.
@@ -202,6 +265,67 @@ impl<V> Scoped<V> {
     }
 }
 
+/// The bindings of one scope by the subjects they name: a map per kind of
+/// subject, so a lookup takes the user's own strings.
+#[derive(Default)]
+struct Subjects {
+    users: HashMap<String, Names>,
+    groups: HashMap<String, Names>,
+    service_accounts: Scoped<Names>,
+}
+
+impl Subjects {
+    fn add(&mut self, key: SubjectKey, binding: &Arc<Binding>) {
+        let names = match key {
+            SubjectKey::User(n) => self.users.entry(n).or_default(),
+            SubjectKey::Group(g) => self.groups.entry(g).or_default(),
+            SubjectKey::ServiceAccount(ns, n) => self.service_accounts.0.entry(ns).or_default().entry(n).or_default(),
+        };
+        names.insert(binding.name.clone(), binding.clone());
+    }
+
+    fn remove(&mut self, key: &SubjectKey, binding: &str) {
+        fn drop_name(map: &mut HashMap<String, Names>, key: &str, binding: &str) {
+            if let Some(names) = map.get_mut(key) {
+                names.remove(binding);
+                if names.is_empty() {
+                    map.remove(key);
+                }
+            }
+        }
+        match key {
+            SubjectKey::User(n) => drop_name(&mut self.users, n, binding),
+            SubjectKey::Group(g) => drop_name(&mut self.groups, g, binding),
+            SubjectKey::ServiceAccount(ns, n) => {
+                if let Some(in_ns) = self.service_accounts.0.get_mut(ns) {
+                    drop_name(in_ns, n, binding);
+                    if in_ns.is_empty() {
+                        self.service_accounts.0.remove(ns);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty() && self.service_accounts.0.is_empty()
+    }
+
+    /// The bindings naming `who`, each once, in name order.
+    fn naming(&self, who: &Identity<'_>) -> Vec<&Arc<Binding>> {
+        let mut found: Vec<&Arc<Binding>> = self.users.get(who.name).into_iter().flat_map(|n| n.values()).collect();
+        for g in who.groups {
+            found.extend(self.groups.get(g.as_str()).into_iter().flat_map(|n| n.values()));
+        }
+        if let Some((ns, name)) = who.service_account {
+            found.extend(self.service_accounts.get(ns, name).into_iter().flat_map(|n| n.values()));
+        }
+        found.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        found.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        found
+    }
+}
+
 /// The policy as the informers last reported it.
 #[derive(Default)]
 struct Index {
@@ -210,29 +334,28 @@ struct Index {
     /// "" is cluster-wide.
     bindings: Scoped<Arc<Binding>>,
     /// namespace ("" cluster-wide) -> subject -> names of the bindings naming it.
-    by_subject: HashMap<String, HashMap<SubjectKey, Names>>,
+    by_subject: HashMap<String, Subjects>,
 }
 
 impl Index {
     fn put_binding(&mut self, b: Binding) {
         self.remove_binding(&b.namespace, &b.name);
+        let b = Arc::new(b);
         let in_ns = self.by_subject.entry(b.namespace.clone()).or_default();
         for k in b.keys() {
-            in_ns.entry(k).or_default().insert(b.name.clone());
+            in_ns.add(k, &b);
         }
-        self.bindings.insert(b.namespace.clone(), b.name.clone(), Arc::new(b));
+        self.bindings.insert(b.namespace.clone(), b.name.clone(), b);
     }
 
     fn remove_binding(&mut self, namespace: &str, name: &str) {
         let Some(old) = self.bindings.remove(namespace, name) else { return };
         if let Some(in_ns) = self.by_subject.get_mut(namespace) {
             for k in old.keys() {
-                if let Some(names) = in_ns.get_mut(&k) {
-                    names.remove(name);
-                    if names.is_empty() {
-                        in_ns.remove(&k);
-                    }
-                }
+                in_ns.remove(&k, name);
+            }
+            if in_ns.is_empty() {
+                self.by_subject.remove(namespace);
             }
         }
     }
@@ -251,14 +374,12 @@ impl Index {
     /// then in `namespace`, and every error resolving them; stops when
     /// `visit` returns false.
     fn visit(&self, user: &UserInfo, namespace: &str, visit: &mut dyn FnMut(Visit<'_>) -> bool) {
-        let keys = keys_of(user);
+        let who = Identity::of(user);
         let scopes: &[&str] = if namespace.is_empty() { &[""] } else { &["", namespace] };
         for &scope in scopes {
             let Some(in_scope) = self.by_subject.get(scope) else { continue };
-            let names: BTreeSet<&String> = keys.iter().filter_map(|k| in_scope.get(k)).flatten().collect();
-            for name in names {
-                let Some(binding) = self.bindings.get(scope, name) else { continue };
-                let Some(subject) = binding.subject_for(&keys) else { continue };
+            for binding in in_scope.naming(&who) {
+                let Some(subject) = binding.subject_for(&who) else { continue };
                 match self.role_rules(&binding.role_kind, &binding.role_name, scope) {
                     Err(e) => {
                         if !visit(Visit::Unresolved(e)) {
@@ -366,7 +487,8 @@ impl Authorizer for Rbac {
         let mut errors = Vec::new();
         self.read().visit(attrs.user, attrs.namespace, &mut |v| match v {
             Visit::Rule(source, rule) if rule.allows(attrs) => {
-                allowed_by = Some(format!("RBAC: allowed by {source}"));
+                // Upstream always words it; here only a reader pays for it.
+                allowed_by = Some(if attrs.explain { format!("RBAC: allowed by {source}") } else { String::new() });
                 false
             }
             Visit::Rule(..) => true,
@@ -463,6 +585,21 @@ mod tests {
         let bot = user("system:serviceaccount:a:bot", &["system:serviceaccounts"]);
         let v = r.authorize(&Attributes::resource(&bot, "delete", "", "configmaps", "a", "x"));
         assert_eq!(v.reason, "RBAC: allowed by RoleBinding \"cm/a\" of Role \"cm\" to ServiceAccount \"bot/a\"");
+        // Nobody reads the reason: the same decision, unworded.
+        let unexplained =
+            Attributes { explain: false, ..Attributes::resource(&bot, "delete", "", "configmaps", "a", "x") };
+        assert_eq!(r.authorize(&unexplained), Verdict::allow(""));
+        // A binding naming the user twice (by name and by group) is visited
+        // once, and the first subject naming the user is the one reported.
+        let zed = user("zed", &["devs"]);
+        let naming: Vec<String> =
+            r.read().by_subject[""].naming(&Identity::of(&zed)).iter().map(|b| b.name.clone()).collect();
+        assert_eq!(naming, ["devs-read"]);
+        let v = r.authorize(&Attributes::resource(&zed, "get", "", "pods", "b", "p"));
+        assert_eq!(
+            v.reason,
+            "RBAC: allowed by ClusterRoleBinding \"devs-read\" of ClusterRole \"reader\" to User \"zed\""
+        );
         assert!(!r.authorize(&Attributes::resource(&bot, "delete", "", "configmaps", "b", "x")).allowed());
     }
 
@@ -480,7 +617,7 @@ mod tests {
         assert!(r.authorize(&Attributes::resource(&zed, "list", "", "pods", "", "")).allowed());
         r.apply(Kind::Binding, &Change::Deleted(&old));
         assert!(!r.authorize(&Attributes::resource(&zed, "list", "", "pods", "", "")).allowed());
-        assert!(r.read().by_subject.get("").is_none_or(HashMap::is_empty));
+        assert!(r.read().by_subject.get("").is_none_or(Subjects::is_empty));
         let rules = r.rules_for(&alice, "a");
         assert_eq!(rules.resource.len(), 0);
         assert_eq!(rules.error.as_deref(), Some("role.rbac.authorization.k8s.io \"gone\" not found"));
