@@ -101,7 +101,7 @@ pub struct EtcdServer {
 impl EtcdServer {
     pub fn start() -> EtcdServer {
         let binary = ensure_etcd_installed();
-        let data_dir = tempfile::tempdir().expect("temp dir for etcd");
+        let data_dir = crate::scratch_dir();
         let mut server = EtcdServer { binary, child: None, data_dir, client_port: free_port(), peer_port: free_port() };
         server.spawn();
         server

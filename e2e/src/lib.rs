@@ -175,11 +175,38 @@ fn tee_lines(from: impl std::io::Read + Send + 'static, path: PathBuf, mut seen:
     });
 }
 
+/// Where this test process keeps its temporary dirs: one dir per process,
+/// named by its pid. A server shared through a static is never dropped, so
+/// its dir outlives the process; the first test process to start after it
+/// removes the dirs of processes that are gone (some held hundreds of MB).
+pub fn scratch_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        const PREFIX: &str = "kube-apiserver-e2e.";
+        let tmp = std::env::temp_dir();
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else { continue };
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let root = tmp.join(format!("{PREFIX}{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("creating the scratch root");
+        root
+    })
+}
+
+/// A fresh temporary dir under [`scratch_root`].
+pub fn scratch_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(scratch_root()).expect("creating a temp dir")
+}
+
 /// Runs the server with `flags` (on a throwaway data dir) expecting it to
 /// refuse to start; returns what it wrote to stderr.
 #[track_caller]
 pub fn start_refused(flags: &[&str]) -> String {
-    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let dir = scratch_dir();
     let out = Command::new(server_binary())
         .args(["--data-dir", &dir.path().join("data").display().to_string()])
         .args(["--secure-port", "0"])
@@ -219,7 +246,7 @@ impl Server {
     /// Starts a server on a data dir (and etcd, on that backend) that
     /// `prepare` fills first: a store written directly, without the server.
     pub fn start_prepared(extra_args: &[&str], prepare: impl FnOnce(&Path, Option<&etcd::EtcdServer>)) -> Server {
-        let tmp = tempfile::tempdir().expect("creating a temp dir");
+        let tmp = scratch_dir();
         let data_dir = tmp.path().join("data");
         std::fs::create_dir_all(&data_dir).expect("creating the data dir");
         let etcd = match current_backend() {

@@ -15,7 +15,7 @@ const TOKENS: &str = "alice-token,alice,1001,\"devs,ops\"\n";
 fn shared() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("reviews-tokens-{}", std::process::id()));
+        let dir = e2e::scratch_root().join("reviews-tokens");
         std::fs::create_dir_all(&dir).expect("token dir");
         let tokens = dir.join("tokens.csv");
         std::fs::write(&tokens, TOKENS).expect("token file");
