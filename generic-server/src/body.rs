@@ -24,3 +24,15 @@ where
     use futures::StreamExt;
     StreamBody::new(s.map(|r| r.map(http_body::Frame::data))).boxed_unsync()
 }
+
+/// `resp` with `guard` kept alive until its body has been sent in full or
+/// dropped: what must last exactly as long as an answer's stream (a
+/// connection's in-flight count, a watch's metrics, its audit event).
+pub fn hold_until_sent<G: Send + 'static>(resp: http::Response<Body>, guard: G) -> http::Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let body = body.map_frame(move |f| {
+        let _ = &guard;
+        f
+    });
+    http::Response::from_parts(parts, body.boxed_unsync())
+}

@@ -184,10 +184,7 @@ impl Filters {
             // The Uri shares its bytes: nothing is copied unless there is a panic to log.
             let uri = req.uri().clone();
             let served = std::panic::AssertUnwindSafe(this.within_deadline(&mut req)).catch_unwind().await;
-            let mut resp = served.unwrap_or_else(|_| {
-                tracing::error!(path = uri.path(), "handler panicked");
-                StatusError::internal("the server could not complete the request").into_response()
-            });
+            let mut resp = served.unwrap_or_else(|_| panicked(uri.path(), "recovered"));
             // Every server behind authentication answers private, revalidated
             // content, unless the handler chose otherwise (hashed OpenAPI documents).
             resp.headers_mut()
@@ -252,11 +249,8 @@ impl Filters {
         };
         match waited {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                // The task is outside the recovery's reach.
-                tracing::error!(path, "handler panicked: {e}");
-                StatusError::internal("the server could not complete the request").into_response()
-            }
+            // The task is outside the recovery's reach.
+            Ok(Err(e)) => panicked(&path, &e.to_string()),
             Err(_) => timed_out(&labels, &info),
         }
     }
@@ -358,12 +352,7 @@ impl Filters {
             return resp;
         }
         let finished = WhenStreamEnds { long_running: Some(m.long_running(&labels)), labels, code, started };
-        let (parts, body) = resp.into_parts();
-        let body = http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(body, move |f| {
-            let _ = &finished;
-            f
-        }));
-        http::Response::from_parts(parts, body)
+        body::hold_until_sent(resp, finished)
     }
 }
 
@@ -597,6 +586,13 @@ fn requested_timeout(query: Option<&str>) -> Result<Option<Duration>, StatusErro
     let nanos = crate::duration::parse_duration(&value)
         .map_err(|e| StatusError::bad_request(format!("invalid timeout specified in the request URL - time: {e}")))?;
     Ok(u64::try_from(nanos).ok().filter(|n| *n > 0).map(Duration::from_nanos))
+}
+
+/// The 500 for a request whose handler panicked (upstream's
+/// WithPanicRecovery), logged with its path.
+fn panicked(path: &str, how: &str) -> Response {
+    tracing::error!(path, "handler panicked: {how}");
+    StatusError::internal("the server could not complete the request").into_response()
 }
 
 /// The 504 for a request past its deadline, counted as upstream's

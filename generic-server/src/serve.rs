@@ -54,12 +54,7 @@ async fn serve_one(
         *resp.body_mut() = crate::body::empty();
     }
     // The request is in flight until hyper has sent (or dropped) the body.
-    let (parts, body) = resp.into_parts();
-    let body = body.map_frame(move |f| {
-        let _ = &in_flight;
-        f
-    });
-    http::Response::from_parts(parts, body.boxed_unsync())
+    crate::body::hold_until_sent(resp, in_flight)
 }
 
 async fn read_and_serve(

@@ -507,13 +507,7 @@ impl Started {
         if long_running && !(code >= 400 && encoded_object(&resp)) {
             ctx.update(|ev, _| ev.response_status = Some(response_status(code, None)));
             ctx.emit(Stage::ResponseStarted);
-            let done = EmitWhenDropped(ctx);
-            let (parts, body) = resp.into_parts();
-            let body = http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(body, move |f| {
-                let _ = &done;
-                f
-            }));
-            return http::Response::from_parts(parts, body);
+            return crate::body::hold_until_sent(resp, EmitWhenDropped(ctx));
         }
         let resp = log_response(&ctx, &config, resp, long_running).await;
         if long_running {
