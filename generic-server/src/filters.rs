@@ -32,19 +32,40 @@ use crate::status::StatusError;
 /// and request (a request costs it one reference count).
 pub type HttpService = Arc<Filters>;
 
-/// The subject of the verified TLS client certificate, put into the request by
-/// the listener.
+/// What the listener knows of a request before the filters run: when its
+/// head arrived (upstream's ReceivedTimestamp, from which the request timeout
+/// and the latency metrics count) and what the connection's handshake
+/// established. One extension for all of it: each insert into a request's
+/// extensions allocates.
 #[derive(Clone, Debug)]
-pub struct PeerCertificateUser(pub Arc<UserInfo>);
+pub struct Arrival {
+    pub at: Instant,
+    pub peer: Arc<Peer>,
+}
 
-/// The client's address, put into the request by the listener.
-#[derive(Clone, Copy, Debug)]
-pub struct RemoteAddr(pub std::net::SocketAddr);
+/// What a connection's TLS handshake established about the client, shared
+/// by every request on it.
+#[derive(Debug, Default)]
+pub struct Peer {
+    /// The subject of the verified client certificate.
+    pub user: Option<Arc<UserInfo>>,
+    /// The client certificate chain (leaf first) as presented, unverified:
+    /// only from [`crate::serve::serve_tls_unverified_peers`].
+    pub chain: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    pub addr: Option<std::net::SocketAddr>,
+}
 
-/// The client certificate chain (leaf first) as presented, unverified, put
-/// into the request by [`crate::serve::serve_tls_unverified_peers`].
-#[derive(Clone, Debug)]
-pub struct PeerCertificates(pub Vec<rustls_pki_types::CertificateDer<'static>>);
+impl Arrival {
+    /// A request that did not come through the listener (an in-process
+    /// caller): arrived now, from nobody in particular.
+    pub fn now() -> Arrival {
+        Arrival { at: Instant::now(), peer: Arc::default() }
+    }
+
+    pub fn of(req: &Request) -> Option<&Arrival> {
+        req.extensions().get::<Arrival>()
+    }
+}
 
 /// How callers are authenticated.
 #[derive(Clone, Default)]
@@ -203,8 +224,8 @@ impl Filters {
         // Shared: the filters and handlers behind read it, several cloning it.
         req.extensions_mut().insert(info.clone());
         // The listener notes the head's arrival, before the body is read.
-        if req.extensions().get::<Received>().is_none() {
-            req.extensions_mut().insert(Received(Instant::now()));
+        if Arrival::of(req).is_none() {
+            req.extensions_mut().insert(Arrival::now());
         }
         let Some(limit) = self.timeout.filter(|_| !is_long_running(&info)) else {
             return self.authenticated(req).await;
@@ -290,7 +311,7 @@ impl Filters {
             req.extensions_mut().insert(authn.tokens.clone());
         }
         if let Some(rh) = &authn.request_header {
-            let chain = req.extensions().get::<PeerCertificates>().map(|c| c.0.as_slice()).unwrap_or(&[]);
+            let chain = Arrival::of(req).and_then(|a| a.peer.chain.as_deref()).unwrap_or(&[]);
             match rh.authenticate(chain, req.headers()) {
                 Ok(user) => {
                     rh.clear_headers(req.headers_mut());
@@ -409,7 +430,7 @@ pub struct Authenticators {
 }
 
 async fn identify(authn: &Authenticators, req: &mut Request) -> Result<Arc<UserInfo>, StatusError> {
-    if let Some(PeerCertificateUser(u)) = req.extensions().get::<PeerCertificateUser>() {
+    if let Some(u) = Arrival::of(req).and_then(|a| a.peer.user.as_ref()) {
         return Ok(u.clone());
     }
     if let Some(token) = crate::authn::bearer_token(req.headers()).map(str::to_string) {
@@ -557,13 +578,10 @@ fn health(ready_checks: &[ReadyCheck], path: &str, query: Option<&str>) -> Optio
     Some(text(200, "ok"))
 }
 
-/// When the request arrived (upstream's ReceivedTimestamp): the request
-/// timeout and the latency metrics count from here.
-#[derive(Clone, Copy, Debug)]
-pub struct Received(pub Instant);
-
+/// When the request arrived: `within_deadline` sees that every request has
+/// an [`Arrival`] before the filters that ask.
 fn received(req: &Request) -> Instant {
-    req.extensions().get::<Received>().map(|r| r.0).unwrap_or_else(Instant::now)
+    Arrival::of(req).map(|a| a.at).unwrap_or_else(Instant::now)
 }
 
 /// Upstream's BasicLongRunningRequestCheck: watches and the streaming

@@ -15,10 +15,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::authn::{user_from_certificate, UserInfo};
+use crate::authn::user_from_certificate;
 pub use crate::deadlines::ServingLimits;
 use crate::deadlines::{Activity, Watched};
-use crate::filters::{HttpService, PeerCertificateUser, PeerCertificates, Received, RemoteAddr};
+use crate::filters::{Arrival, HttpService, Peer};
 use crate::handler::Response;
 use crate::status::StatusError;
 
@@ -30,14 +30,6 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// count is set well above what clients send, and low enough that the table
 /// hyper allocates for each request head stays small (64 bytes a field).
 const MAX_HTTP1_HEADERS: usize = 512;
-
-/// What the handshake established about the client, for the request's extensions.
-#[derive(Default)]
-struct Peer {
-    user: Option<Arc<UserInfo>>,
-    chain: Option<PeerCertificates>,
-    addr: Option<SocketAddr>,
-}
 
 async fn serve_one(
     service: HttpService,
@@ -92,16 +84,7 @@ async fn read_and_serve(
     };
     let mut req = http::Request::from_parts(parts, bytes);
     // The request timeout counts from the head's arrival, body read included.
-    req.extensions_mut().insert(Received(received));
-    if let Some(u) = &peer.user {
-        req.extensions_mut().insert(PeerCertificateUser(u.clone()));
-    }
-    if let Some(c) = &peer.chain {
-        req.extensions_mut().insert(c.clone());
-    }
-    if let Some(a) = peer.addr {
-        req.extensions_mut().insert(RemoteAddr(a));
-    }
+    req.extensions_mut().insert(Arrival { at: received, peer });
     service.serve(req).await
 }
 
@@ -172,7 +155,7 @@ pub async fn serve_tls(
 
 /// Like [`serve_tls`] for a config from [`tls_config_requesting_client_certs`]:
 /// the handshake proved only that the client holds the certificate's key, so
-/// the presented chain goes to the request as [`PeerCertificates`] for an
+/// the presented chain goes to the request (its [`Peer`]`::chain`) for an
 /// authenticator that verifies it against its own CA (upstream's request-header
 /// authenticator), and never as a user.
 pub async fn serve_tls_unverified_peers(
@@ -220,7 +203,7 @@ async fn serve_connections(
             let client = Arc::new(if unverified_peers {
                 Peer {
                     user: None,
-                    chain: certs.map(|c| PeerCertificates(c.iter().map(|d| d.clone().into_owned()).collect())),
+                    chain: certs.map(|c| c.iter().map(|d| d.clone().into_owned()).collect()),
                     addr: Some(peer),
                 }
             } else {

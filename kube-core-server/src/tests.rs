@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use generic_server::registry::store::DeleteOptions;
 use generic_server::registry::{AdmissionChain, ListOptions, ResourceInfo, Store, Subresource, WriteOptions};
+use generic_server::storage::cacher::Cacher;
 use generic_server::storage::embedded::EmbeddedStorage;
 use generic_server::storage::Storage;
 
@@ -17,23 +18,37 @@ struct Cluster {
     _dir: tempfile::TempDir,
     core: CoreResources,
     stores: Vec<Arc<Store>>,
+    /// The watch caches of a cached cluster, by plural.
+    caches: std::collections::HashMap<String, Arc<Cacher>>,
 }
 
 impl Cluster {
     fn new() -> Self {
+        let lifecycle = Arc::new(NamespaceLifecycle::new());
+        let c = Cluster::build(Arc::new(AdmissionChain::default().validating(lifecycle.clone())), false);
+        lifecycle.bind(c.store("namespaces"));
+        c
+    }
+
+    /// Every built-in Store over one embedded storage, each with a watch
+    /// cache of its own when `cached`, as the server wires them.
+    fn build(admission: Arc<AdmissionChain>, cached: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
         let core = CoreResources::new(&CoreConfig::default()).unwrap();
-        let lifecycle = Arc::new(NamespaceLifecycle::new());
-        let admission = Arc::new(AdmissionChain::default().validating(lifecycle.clone()));
-        let stores: Vec<Arc<Store>> = core
-            .registrations()
-            .into_iter()
-            .map(|r| Arc::new(Store::new(r, storage.clone(), admission.clone())))
-            .collect();
-        lifecycle.bind(&stores[0]);
+        let mut caches = std::collections::HashMap::new();
+        let mut stores = Vec::new();
+        for r in core.registrations() {
+            let mut store = Store::new(r, storage.clone(), admission.clone());
+            if cached {
+                let cache = Cacher::new(storage.clone(), &format!("{}/", store.info.key_root));
+                caches.insert(store.info.plural.clone(), cache.clone());
+                store = store.with_cache(cache);
+            }
+            stores.push(Arc::new(store));
+        }
         bind_records(&core, &stores);
-        Cluster { _dir: dir, core, stores }
+        Cluster { _dir: dir, core, stores, caches }
     }
 
     fn store(&self, plural: &str) -> &Arc<Store> {
@@ -152,22 +167,10 @@ async fn namespace_lifecycle_admission() {
 /// deletion was just admitted is not taken as active from a stale copy.
 #[tokio::test]
 async fn namespace_lifecycle_reads_past_a_stale_cache() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(EmbeddedStorage::open(&dir.path().join("db")).unwrap());
-    let core = CoreResources::new(&CoreConfig::default()).unwrap();
     let lifecycle = Arc::new(NamespaceLifecycle::new());
-    let admission = Arc::new(AdmissionChain::default().validating(lifecycle.clone()));
-    let store = |r: generic_server::registry::Registration| {
-        let cache = generic_server::storage::cacher::Cacher::new(storage.clone(), &format!("{}/", r.info.key_root));
-        Arc::new(Store::new(r, storage.clone(), admission.clone()).with_cache(cache))
-    };
-    let mut regs = core.registrations().into_iter();
-    let namespaces = store(regs.next().unwrap());
-    assert!(namespaces.info.is::<k8s_openapi::api::core::v1::Namespace>());
-    let Some(configmaps) = regs.find(|r| r.info.is::<k8s_openapi::api::core::v1::ConfigMap>()).map(store) else {
-        panic!("no configmaps")
-    };
-    lifecycle.bind(&namespaces);
+    let c = Cluster::build(Arc::new(AdmissionChain::default().validating(lifecycle.clone())), true);
+    let (namespaces, configmaps) = (c.store("namespaces"), c.store("configmaps"));
+    lifecycle.bind(namespaces);
     let w = WriteOptions::default();
     for i in 0..20 {
         let name = format!("ns{i}");
@@ -262,6 +265,47 @@ async fn deleting_a_namespace_empties_it() {
     assert!(names(&c.store("services").list("team", &ListOptions::default()).await.unwrap()).is_empty());
     assert!(!c.core.services.ip_allocator().is_allocated(svc_ip));
     controller.sweep().await.unwrap();
+}
+
+/// The sweep finds the namespaces in use from one key of each, skipping the
+/// rest, through storage and through a filled watch cache alike, whatever
+/// order the names sort in; and it empties the one whose namespace is gone.
+#[tokio::test]
+async fn the_sweep_reads_one_key_per_namespace() {
+    use generic_server::storage::Freshness;
+    let c = Cluster::build(AdmissionChain::empty(), true);
+    let registry = Arc::new(StoreRegistry::new());
+    for s in &c.stores {
+        registry.register(s.clone());
+    }
+    let (namespaces, configmaps) = (c.store("namespaces"), c.store("configmaps"));
+    let w = WriteOptions::default();
+    // "a-b" sorts before "a/", and "a0" and "ab" after every key of "a".
+    for ns in ["a", "a0", "ab"] {
+        namespaces.create("", json!({"metadata": {"name": ns}}), &w).await.unwrap();
+    }
+    for ns in ["a-b", "a", "a0", "ab"] {
+        for i in 0..3 {
+            configmaps.create(ns, json!({"metadata": {"name": format!("c{i}")}}), &w).await.unwrap();
+        }
+    }
+    let in_use = ["a", "a-b", "a0", "ab"].map(String::from).into_iter().collect::<std::collections::BTreeSet<_>>();
+    assert!(!c.caches["configmaps"].filled());
+    assert_eq!(configmaps.namespaces_in_use().await.unwrap(), in_use);
+    configmaps.list("", &ListOptions { freshness: Freshness::Any, ..Default::default() }).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !c.caches["configmaps"].filled() {
+        assert!(std::time::Instant::now() < deadline, "the configmaps cache never filled");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(configmaps.namespaces_in_use().await.unwrap(), in_use);
+    let (controller, _rx) = c.core.namespace_controller(namespaces.clone(), registry.clone()).unwrap();
+    controller.sweep().await.unwrap();
+    let count = |ns: &'static str| {
+        let configmaps = configmaps.clone();
+        async move { names(&configmaps.list(ns, &ListOptions::default()).await.unwrap()).len() }
+    };
+    assert_eq!((count("a-b").await, count("a").await, count("a0").await, count("ab").await), (0, 3, 3, 3));
 }
 
 #[tokio::test]

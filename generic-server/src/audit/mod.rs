@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 
 use crate::authn::UserInfo;
 use crate::body;
-use crate::filters::{is_long_running, PeerCertificateUser, PeerCertificates, Received, RemoteAddr};
+use crate::filters::{is_long_running, Arrival};
 use crate::handler::{Request, Response};
 use crate::request_info::RequestInfo;
 use crate::status::StatusError;
@@ -170,8 +170,8 @@ fn micro_time(t: chrono::DateTime<chrono::Utc>) -> String {
 
 impl Event {
     fn new(id: &str, req: &Request, info: &RequestInfo, user: Option<&UserInfo>, level: Level) -> Event {
-        let received = match req.extensions().get::<Received>() {
-            Some(r) => chrono::Utc::now() - chrono::Duration::from_std(r.0.elapsed()).unwrap_or_default(),
+        let received = match Arrival::of(req) {
+            Some(a) => chrono::Utc::now() - chrono::Duration::from_std(a.at.elapsed()).unwrap_or_default(),
             None => chrono::Utc::now(),
         };
         let mut user_agent = req
@@ -277,7 +277,7 @@ fn source_ips(req: &Request) -> Vec<String> {
             ips.push(ip);
         }
     }
-    if let Some(RemoteAddr(addr)) = req.extensions().get::<RemoteAddr>() {
+    if let Some(addr) = Arrival::of(req).and_then(|a| a.peer.addr) {
         let ip = addr.ip().to_canonical();
         if ips.last() != Some(&ip) {
             ips.push(ip);
@@ -561,7 +561,7 @@ fn auth_methods(req: &Request) -> String {
     if crate::request_info::query_param(req.uri().query(), "access_token").is_some_and(|t| !t.trim().is_empty()) {
         methods.push("access_token");
     }
-    if req.extensions().get::<PeerCertificateUser>().is_some() || req.extensions().get::<PeerCertificates>().is_some() {
+    if Arrival::of(req).is_some_and(|a| a.peer.user.is_some() || a.peer.chain.is_some()) {
         methods.push("x509");
     }
     if methods.is_empty() {
@@ -825,9 +825,13 @@ mod tests {
             .header("X-Real-Ip", "10.0.0.2")
             .body(bytes::Bytes::new())
             .expect("request");
-        req.extensions_mut().insert(RemoteAddr("127.0.0.1:4000".parse().expect("addr")));
+        let from = |addr: &str| Arrival {
+            at: std::time::Instant::now(),
+            peer: Arc::new(crate::filters::Peer { addr: Some(addr.parse().expect("addr")), ..Default::default() }),
+        };
+        req.extensions_mut().insert(from("127.0.0.1:4000"));
         assert_eq!(source_ips(&req), vec!["10.0.0.1", "10.0.0.2", "127.0.0.1"]);
-        req.extensions_mut().insert(RemoteAddr("10.0.0.2:4000".parse().expect("addr")));
+        req.extensions_mut().insert(from("10.0.0.2:4000"));
         assert_eq!(source_ips(&req), vec!["10.0.0.1", "10.0.0.2"]);
     }
 

@@ -741,23 +741,41 @@ impl Store {
         Ok(ObjectList { metadata: list_meta, items, decoded })
     }
 
-    /// The namespaces this resource has objects in, from storage's keys
-    /// alone, a page at a time: nothing is decoded, and at most a page of
-    /// values is read at once.
+    /// The namespaces this resource has objects in. One read per namespace,
+    /// not per object: after a namespace's first key the scan jumps past all
+    /// of its keys, so a sweep over a store of a hundred thousand objects in
+    /// a few namespaces costs a few reads. From the watch cache when it is in
+    /// use (a namespace seen a moment late is caught by the next sweep), else
+    /// from storage; it never starts an idle cache.
     pub async fn namespaces_in_use(&self) -> Result<std::collections::BTreeSet<String>> {
+        let prefix = self.prefix("");
+        let freshness = match &self.cache {
+            Some(c) if c.filled() => Freshness::Any,
+            // Consistent reads skip a cache that is not filled.
+            _ => Freshness::Consistent,
+        };
         let mut found = std::collections::BTreeSet::new();
-        self.walk_keys("", |rest| {
-            if let Some((namespace, _)) = rest.split_once('/') {
-                found.insert(namespace.to_string());
-            }
-        })
-        .await?;
-        Ok(found)
+        let mut start_after: Option<String> = None;
+        loop {
+            let page = self.read_page(&prefix, start_after.as_deref(), 1, None, freshness, storage::Remaining::Any);
+            let page = page.await.map_err(storage_err)?;
+            let Some(first) = page.items.first() else { return Ok(found) };
+            let key = first.kv.key.as_str();
+            start_after = Some(match key[prefix.len().min(key.len())..].split_once('/') {
+                Some((namespace, _)) => {
+                    found.insert(namespace.to_string());
+                    // `<namespace>/...` sorts below `<namespace>0` ('0'
+                    // follows '/'), and no key is `<namespace>0` itself.
+                    format!("{prefix}{namespace}0")
+                }
+                None => key.to_string(),
+            });
+        }
     }
 
     /// The names of this resource's objects in `namespace`, from storage's
-    /// keys as [`Self::namespaces_in_use`] reads them: emptying a namespace
-    /// of a hundred thousand objects decodes none of them.
+    /// keys a page at a time: emptying a namespace of a hundred thousand
+    /// objects decodes none of them.
     pub async fn names_in(&self, namespace: &str) -> Result<Vec<String>> {
         let mut names = Vec::new();
         self.walk_keys(namespace, |name| names.push(name.to_string())).await?;
