@@ -161,8 +161,16 @@ pub fn figures(ms: &[Measurement]) -> Vec<Figure> {
             "memory" => {
                 let ratio = x["ratio"].as_f64().unwrap_or(0.0);
                 let mib = |k: &str| x[k].as_f64().unwrap_or(0.0) / (1u64 << 20) as f64;
+                let idle = match x["idle_cpu_percent"].as_f64() {
+                    Some(p) => format!(
+                        "; idle after restart, {:.2}% of a core over {:.0} s",
+                        p,
+                        x["idle_seconds"].as_f64().unwrap_or(0.0)
+                    ),
+                    None => String::new(),
+                };
                 f.value = format!(
-                    "RSS {:.1} MiB (empty server {:.1} MiB, so {:.2}× the JSON over an empty server; after restart {:.1} MiB)",
+                    "RSS {:.1} MiB (empty server {:.1} MiB, so {:.2}× the JSON over an empty server; after restart {:.1} MiB{idle})",
                     mib("rss_bytes"),
                     mib("rss_empty_bytes"),
                     x["growth_ratio"].as_f64().unwrap_or(0.0),

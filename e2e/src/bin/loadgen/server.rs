@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::client::{Client, Creds};
 
+/// The unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on Linux).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
 /// How long a start may take before loadgen gives up on it.
 const START_LIMIT: Duration = Duration::from_secs(120);
 
@@ -107,6 +110,16 @@ impl ServerProc {
     /// The resident set size from /proc/<pid>/status, in bytes.
     pub fn rss_bytes(&self) -> Option<u64> {
         rss_of(self.pid)
+    }
+
+    /// CPU time (user and system) the process has used, from /proc/<pid>/stat.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        // The fields after the command name, which is in parentheses and may
+        // hold spaces: utime and stime are the 12th and 13th of them.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_secs_f64(ticks as f64 / CLOCK_TICKS_PER_SEC))
     }
 
     pub fn log_tail(&self) -> String {
