@@ -761,14 +761,14 @@ impl Store {
             let page = page.await.map_err(storage_err)?;
             let Some(first) = page.items.first() else { return Ok(found) };
             let key = first.kv.key.as_str();
-            start_after = Some(match key[prefix.len().min(key.len())..].split_once('/') {
-                Some((namespace, _)) => {
+            start_after = Some(match self.key_parts(key) {
+                Some((namespace, _)) if !namespace.is_empty() => {
                     found.insert(namespace.to_string());
                     // `<namespace>/...` sorts below `<namespace>0` ('0'
                     // follows '/'), and no key is `<namespace>0` itself.
                     format!("{prefix}{namespace}0")
                 }
-                None => key.to_string(),
+                _ => key.to_string(),
             });
         }
     }
