@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use generic_server::registry::store::WatchStart;
-use generic_server::registry::{ListOptions, Store};
+use generic_server::registry::{ListOptions, Store, WatchEventType};
 
 use crate::apiservice::ApiService;
 
@@ -86,18 +86,20 @@ impl ApiServiceIndex {
             let mut initial: Option<BTreeMap<String, ApiService>> = Some(BTreeMap::new());
             while let Some(ev) = stream.next().await {
                 match (ev.event_type, initial.as_mut()) {
-                    ("BOOKMARK", Some(_)) => {
+                    (WatchEventType::Bookmark, Some(_)) => {
                         if let Some(all) = initial.take() {
                             self.replace(all);
                         }
                     }
-                    ("ADDED", Some(all)) => {
+                    (WatchEventType::Added, Some(all)) => {
                         let s = ApiService::parse(&ev.object.value());
                         all.insert(s.name.clone(), s);
                     }
-                    ("ADDED" | "MODIFIED", None) => self.put(ApiService::parse(&ev.object.value())),
-                    ("DELETED", None) => self.remove(generic_server::meta::name(&ev.object.value())),
-                    ("ERROR", _) => break,
+                    (WatchEventType::Added | WatchEventType::Modified, None) => {
+                        self.put(ApiService::parse(&ev.object.value()))
+                    }
+                    (WatchEventType::Deleted, None) => self.remove(generic_server::meta::name(&ev.object.value())),
+                    (WatchEventType::Error, _) => break,
                     _ => {}
                 }
             }

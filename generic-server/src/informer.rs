@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::meta;
 use crate::registry::store::WatchStart;
-use crate::registry::{ListOptions, Store};
+use crate::registry::{ListOptions, Store, WatchEventType};
 
 /// A change the informer observed.
 #[derive(Debug)]
@@ -163,11 +163,11 @@ impl Informer {
         let mut events = self.store.watch("", &self.selection, WatchStart::After(rev)).await?;
         while let Some(event) = events.next().await {
             match event.event_type {
-                "ADDED" | "MODIFIED" => self.upsert(event.object.value(), on_change),
-                "DELETED" => self.remove(&event.object.value(), on_change),
-                // ERROR (a compacted revision) and anything else: relist.
-                "BOOKMARK" => continue,
-                _ => return Ok(()),
+                WatchEventType::Added | WatchEventType::Modified => self.upsert(event.object.value(), on_change),
+                WatchEventType::Deleted => self.remove(&event.object.value(), on_change),
+                WatchEventType::Bookmark => continue,
+                // A compacted revision: relist.
+                WatchEventType::Error => return Ok(()),
             }
             *backoff = BACKOFF_FIRST;
         }

@@ -363,9 +363,24 @@ impl Metrics {
     pub fn observe_request(&self, labels: &RequestLabels, code: u16, elapsed: Duration) {
         let mut buf = [0; 3];
         let values = labels.with_dry_run(code_label(code, &mut buf));
-        // The duration histogram has every label but the code.
-        self.request_duration.with_label_values(&values[..values.len() - 1]).observe(elapsed.as_secs_f64());
-        self.request_total.with_label_values(&values).inc();
+        LAST_REQUEST_SERIES.with_borrow_mut(|last| {
+            let series = match last {
+                Some(s) if s.labels.iter().eq(values.iter()) => s,
+                _ => {
+                    // The duration histogram has every label but the code.
+                    let duration = self.request_duration.with_label_values(&values[..values.len() - 1]);
+                    let total = self.request_total.with_label_values(&values);
+                    let mut labels = last.take().map(|s| s.labels).unwrap_or_default();
+                    for (kept, value) in labels.iter_mut().zip(values) {
+                        kept.clear();
+                        kept.push_str(value);
+                    }
+                    last.insert(RequestSeries { labels, duration, total })
+                }
+            };
+            series.duration.observe(elapsed.as_secs_f64());
+            series.total.inc();
+        });
     }
 
     /// Records a request refused before it was served (upstream's
@@ -561,6 +576,23 @@ impl RequestLabels {
     }
 }
 
+thread_local! {
+    /// The request series of [`global`] this thread recorded last (there is
+    /// no other Metrics). A client's requests
+    /// mostly repeat one kind, and finding a series anew costs a hash of every
+    /// label, a lock and a reference count that all threads share.
+    static LAST_REQUEST_SERIES: std::cell::RefCell<Option<RequestSeries>> = const { std::cell::RefCell::new(None) };
+}
+
+/// apiserver_request_duration_seconds and apiserver_request_total for one
+/// set of labels (in [`RequestLabels::with_dry_run`]'s order); the strings
+/// are reused when another set replaces it.
+struct RequestSeries {
+    labels: [String; 9],
+    duration: prometheus::Histogram,
+    total: prometheus::IntCounter,
+}
+
 /// A status code as a label, without allocating (codes have three digits).
 fn code_label(code: u16, buf: &mut [u8; 3]) -> &str {
     let code = code.clamp(100, 999);
@@ -753,6 +785,25 @@ mod tests {
         assert_eq!((l.verb, l.subresource()), ("CONNECT", "log"));
         let l = labels("OPTIONS", "/api/v1/namespaces/default/pods/p", None);
         assert_eq!(l.verb, "other");
+    }
+
+    #[test]
+    fn alternating_requests_are_each_counted_in_their_own_series() {
+        // A resource no other test records, so the counts are this test's.
+        let get = labels("GET", "/apis/memo.example.com/v1/namespaces/ns/widgets/a", None);
+        let list = labels("GET", "/apis/memo.example.com/v1/namespaces/ns/widgets", None);
+        let dry = labels("POST", "/apis/memo.example.com/v1/namespaces/ns/widgets?dryRun=All", None);
+        let m = global();
+        for (l, code) in [(&get, 200), (&list, 200), (&get, 200), (&get, 404), (&dry, 201), (&get, 200)] {
+            m.observe_request(l, code, Duration::from_millis(1));
+        }
+        let total = |l: &RequestLabels, code: &str| m.request_total.with_label_values(&l.with_dry_run(code)).get();
+        assert_eq!((total(&get, "200"), total(&get, "404"), total(&list, "200"), total(&dry, "201")), (3, 1, 1, 1));
+        let timed = |l: &RequestLabels| {
+            let values = l.with_dry_run("");
+            m.request_duration.with_label_values(&values[..values.len() - 1]).get_sample_count()
+        };
+        assert_eq!((timed(&get), timed(&list), timed(&dry)), (4, 1, 1), "404s are timed with the 200s");
     }
 
     #[test]

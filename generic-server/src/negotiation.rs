@@ -18,43 +18,44 @@ pub enum Output {
 
 /// One entry of an Accept header, as munnerz/goautoneg parses it: type and
 /// subtype as written, `q` apart (1 when absent, 0 when unreadable), other
-/// parameters trimmed of spaces.
+/// parameters trimmed of spaces. It borrows the header: every request with
+/// an Accept header other than plain JSON is parsed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MediaRange {
-    pub kind: String,
-    pub subtype: String,
+pub struct MediaRange<'a> {
+    pub kind: &'a str,
+    pub subtype: &'a str,
     pub q: f64,
-    pub params: Vec<(String, String)>,
+    pub params: smallvec::SmallVec<[(&'a str, &'a str); 3]>,
 }
 
-impl MediaRange {
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+impl<'a> MediaRange<'a> {
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
 }
 
 /// The entries of an Accept header in goautoneg's order: by q, higher first,
 /// and before a wildcard at equal footing; ill-formed entries are dropped.
-pub fn parse_accept(header: &str) -> Vec<MediaRange> {
-    let mut out: Vec<MediaRange> = Vec::new();
+pub fn parse_accept(header: &str) -> smallvec::SmallVec<[MediaRange<'_>; 3]> {
+    let mut out = smallvec::SmallVec::<[MediaRange<'_>; 3]>::new();
     for part in header.split(',') {
         let mut pieces = part.trim_matches(' ').split(';');
         let range = pieces.next().unwrap_or("");
-        let halves: Vec<&str> = range.split('/').collect();
-        let kind = halves[0].trim_matches(' ').to_string();
-        let subtype = match halves[..] {
-            [_] if kind == "*" => "*".to_string(),
-            [_, sub] => sub.trim_matches(' ').to_string(),
+        let mut halves = range.split('/');
+        let kind = halves.next().unwrap_or("").trim_matches(' ');
+        let subtype = match (halves.next(), halves.next()) {
+            (None, _) if kind == "*" => "*",
+            (Some(sub), None) => sub.trim_matches(' '),
             _ => continue,
         };
-        let mut m = MediaRange { kind, subtype, q: 1.0, params: Vec::new() };
+        let mut m = MediaRange { kind, subtype, q: 1.0, params: smallvec::SmallVec::new() };
         for p in pieces {
             let Some((k, v)) = p.split_once('=') else { continue };
             let k = k.trim_matches(' ');
             if k == "q" {
                 m.q = v.parse().unwrap_or(0.0);
             } else {
-                m.params.push((k.to_string(), v.trim_matches(' ').to_string()));
+                m.params.push((k, v.trim_matches(' ')));
             }
         }
         out.push(m);

@@ -158,7 +158,7 @@ fn v2_form(req: &Request) -> Option<V2Form> {
     let mut ranges: Vec<(f32, u8, String)> = negotiation::parse_accept(accept)
         .into_iter()
         .map(|m| {
-            let specificity = match (m.kind.as_str(), m.subtype.as_str()) {
+            let specificity = match (m.kind, m.subtype) {
                 ("*", _) => 0,
                 (_, "*") => 1,
                 _ => 2,

@@ -389,7 +389,10 @@ async fn versions_share_one_stored_form() {
     assert_eq!(created["spec"]["minReplicas"], 1);
     assert_eq!(created["status"], json!({"currentReplicas": 0, "desiredReplicas": 0}));
     let seen = watch.next().await.unwrap();
-    assert_eq!((seen.event_type, seen.object.value()["apiVersion"].as_str()), ("ADDED", Some("autoscaling/v2")));
+    assert_eq!(
+        (seen.event_type, seen.object.value()["apiVersion"].as_str()),
+        (generic_server::registry::WatchEventType::Added, Some("autoscaling/v2"))
+    );
     assert_eq!(seen.object.value()["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 50);
 
     // A metric v1 cannot express survives a v1 update made from a v1 read.

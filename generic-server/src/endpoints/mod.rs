@@ -421,13 +421,14 @@ pub fn decode_body(req: &Request) -> Result<Value> {
 /// as (HTTP method, verb); none means no route has this path (404), and a
 /// method missing among them is 405. A namespaced resource has list and watch
 /// across all namespaces but nothing else there: its writes, and deletecollection
-/// above all, exist only under a namespace.
-fn routes(r: &ResourceInfo, info: &RequestInfo) -> Vec<(&'static str, &'static str)> {
+/// above all, exist only under a namespace. On the stack: every resource
+/// request asks.
+fn routes(r: &ResourceInfo, info: &RequestInfo) -> Routes {
     let parts = info.parts_len;
     let has_path = |s: &Subresource| matches!(s, Subresource::Handler(h) if h.takes_path());
     let path_allowed = parts > 3 && r.subresources.iter().any(|s| s.name() == info.subresource && has_path(s));
     if parts == 0 || (parts > 3 && !path_allowed) || (info.namespace_in_path && !r.namespaced) {
-        return Vec::new();
+        return Routes::new();
     }
     let all_namespaces = r.namespaced && !info.namespace_in_path;
     let (candidates, verbs): (&[(&str, &str)], Cow<'_, [&str]>) = match (parts, info.watch_prefix) {
@@ -452,6 +453,9 @@ fn routes(r: &ResourceInfo, info: &RequestInfo) -> Vec<(&'static str, &'static s
     };
     candidates.iter().filter(|(_, v)| verbs.contains(v)).copied().collect()
 }
+
+/// A path has at most five routes (an object's).
+type Routes = smallvec::SmallVec<[(&'static str, &'static str); 5]>;
 
 async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -> Result<Response> {
     let params = Params::of(req);

@@ -128,10 +128,10 @@ impl Responder<'_> {
     /// with every other reader and watcher when JSON or protobuf is asked.
     pub fn cached(&self, code: u16, obj: &CachedObject) -> Response {
         match self.output() {
-            Ok(Output::Json) => respond_bytes(code, JSON, obj.json().clone()),
+            Ok(Output::Json) => respond_bytes(code, JSON, obj.json()),
             Ok(Output::Protobuf) => match obj.protobuf() {
                 Ok(pb) => respond_bytes(code, PROTOBUF, pb.clone()),
-                Err(_) => respond_bytes(code, JSON, obj.json().clone()),
+                Err(_) => respond_bytes(code, JSON, obj.json()),
             },
             _ => self.object(code, Arc::unwrap_or_clone(obj.value())),
         }

@@ -14,7 +14,7 @@ use crate::body::{self, BoxError};
 use crate::handler::{Request, Response};
 use crate::negotiation::Output;
 use crate::registry::store::{ListOptions, ObjectEventStream, WatchStart};
-use crate::registry::{CachedObject, Store};
+use crate::registry::{CachedObject, Store, WatchEventType};
 use crate::request_info::RequestInfo;
 use crate::status::StatusError;
 
@@ -126,13 +126,13 @@ impl Watching {
                 },
                 _ = &mut self.deadline => return None,
             };
-            if event.event_type == "BOOKMARK" && self.bookmarks.is_none() {
+            if event.event_type == WatchEventType::Bookmark && self.bookmarks.is_none() {
                 continue;
             }
             // Objects and their JSON and protobuf encodings are shared by
             // every watcher of the Store; only a Table or a
             // PartialObjectMetadata is made per watcher.
-            let control = matches!(event.event_type, "ERROR" | "BOOKMARK");
+            let control = event.event_type.is_control();
             let framed = match &self.form {
                 Output::Table(v) if !control => {
                     let value = event.object.value();
@@ -158,7 +158,7 @@ impl Watching {
                 Err(e) => {
                     self.ended = true;
                     let status = StatusError::internal(e.message).to_status();
-                    crate::protobuf::encode_watch_event("ERROR", &status).ok().map(Bytes::from)
+                    crate::protobuf::encode_watch_event(WatchEventType::Error.as_str(), &status).ok().map(Bytes::from)
                 }
             };
         }

@@ -198,9 +198,33 @@ fn splice(stored: &[u8], json: &[u8]) -> Option<(StampSite, u64)> {
     }
 }
 
-/// The event types a shared object is sent in; BOOKMARK and ERROR objects
-/// are made for one watcher and framed uncached.
-const EVENT_TYPES: [&str; 3] = ["ADDED", "MODIFIED", "DELETED"];
+/// The `type` of a watch event, upstream's watch.EventType.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchEventType {
+    Added,
+    Modified,
+    Deleted,
+    Bookmark,
+    Error,
+}
+
+impl WatchEventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchEventType::Added => "ADDED",
+            WatchEventType::Modified => "MODIFIED",
+            WatchEventType::Deleted => "DELETED",
+            WatchEventType::Bookmark => "BOOKMARK",
+            WatchEventType::Error => "ERROR",
+        }
+    }
+
+    /// Whether the event says something about the stream rather than an
+    /// object: its object is made for one watcher.
+    pub fn is_control(self) -> bool {
+        matches!(self, WatchEventType::Bookmark | WatchEventType::Error)
+    }
+}
 
 impl CachedObject {
     /// An object made for its reader (a Table, a bookmark, a Status).
@@ -334,7 +358,8 @@ impl CachedObject {
     /// This object as one event of a watch stream: JSON (`{"type":...,
     /// "object":...}` and a newline) or a protobuf frame; an error when it
     /// has no protobuf form.
-    pub fn watch_frame(&self, event_type: &str, protobuf: bool) -> Result<Bytes, StatusError> {
+    pub fn watch_frame(&self, event_type: WatchEventType, protobuf: bool) -> Result<Bytes, StatusError> {
+        let event_type = event_type.as_str();
         if protobuf {
             let pb = self.protobuf().map_err(Clone::clone)?;
             return crate::protobuf::watch_frame(event_type, pb).map(Bytes::from);
@@ -368,19 +393,27 @@ fn type_end(object: &Value, json: &Json) -> Option<std::num::NonZeroU32> {
 /// The watch frames of one change in one Store's version, shared by every
 /// watcher of the Store it is sent to. They are kept in the change's slot
 /// in the watch cache ([`crate::storage::cacher::CachedEvent::slot`]), so
-/// they go when the change leaves the window, while the object stays.
+/// they go when the change leaves the window, while the object stays. A
+/// change is sent as ADDED, MODIFIED or DELETED, in JSON or protobuf.
 #[derive(Default)]
-pub struct EventFrames([OnceLock<Result<Bytes, StatusError>>; 2 * EVENT_TYPES.len()]);
+pub struct EventFrames([OnceLock<Result<Bytes, StatusError>>; 6]);
 
 impl EventFrames {
     /// `object`'s frame as `event_type`, made by the first watcher that asks.
-    pub fn frame(&self, object: &CachedObject, event_type: &str, protobuf: bool) -> Result<Bytes, StatusError> {
-        match EVENT_TYPES.iter().position(|t| *t == event_type) {
-            Some(i) => self.0[i + if protobuf { EVENT_TYPES.len() } else { 0 }]
-                .get_or_init(|| object.watch_frame(event_type, protobuf))
-                .clone(),
-            None => object.watch_frame(event_type, protobuf),
-        }
+    pub fn frame(
+        &self,
+        object: &CachedObject,
+        event_type: WatchEventType,
+        protobuf: bool,
+    ) -> Result<Bytes, StatusError> {
+        let slot = match event_type {
+            WatchEventType::Added => 0,
+            WatchEventType::Modified => 1,
+            WatchEventType::Deleted => 2,
+            // Made for one watcher: nothing to share.
+            WatchEventType::Bookmark | WatchEventType::Error => return object.watch_frame(event_type, protobuf),
+        };
+        self.0[slot + if protobuf { 3 } else { 0 }].get_or_init(|| object.watch_frame(event_type, protobuf)).clone()
     }
 }
 
@@ -413,16 +446,16 @@ mod tests {
         assert_eq!(item, r#"{"metadata":{"name":"x","resourceVersion":"5"},"data":{"a":"\u003cb\u003e"}}"#);
         assert_eq!(c.protobuf().unwrap().as_ref(), crate::protobuf::encode(&cm).unwrap().as_slice());
         assert_eq!(*c.value(), cm, "decoded again from its JSON when nothing holds it");
-        let frame = c.watch_frame("MODIFIED", false).unwrap();
+        let frame = c.watch_frame(WatchEventType::Modified, false).unwrap();
         assert_eq!(frame.as_ref(), wire::json(&json!({"type": "MODIFIED", "object": wire::typed(cm.clone())})));
-        let pb = c.watch_frame("DELETED", true).unwrap();
+        let pb = c.watch_frame(WatchEventType::Deleted, true).unwrap();
         assert_eq!(pb.as_ref(), crate::protobuf::encode_watch_event("DELETED", &cm).unwrap().as_slice());
         let frames = EventFrames::default();
-        let shared = frames.frame(&c, "MODIFIED", false).unwrap();
+        let shared = frames.frame(&c, WatchEventType::Modified, false).unwrap();
         assert_eq!(shared, frame);
         assert_eq!(
             shared.as_ptr(),
-            frames.frame(&c, "MODIFIED", false).unwrap().as_ptr(),
+            frames.frame(&c, WatchEventType::Modified, false).unwrap().as_ptr(),
             "one frame for every watcher"
         );
 
@@ -599,7 +632,7 @@ mod tests {
             let (mut seen, mut frames) = (Vec::new(), Vec::new());
             for w in &mut watchers {
                 let e = w.next().await.unwrap();
-                assert_eq!(e.event_type, "MODIFIED");
+                assert_eq!(e.event_type, WatchEventType::Modified);
                 assert_eq!(rv(&e.object.value()), rv(&updated), "the event carries the object's own resourceVersion");
                 frames.push(e.frame(false).unwrap());
                 seen.push(e.object);

@@ -23,7 +23,7 @@ pub use admission::{
     Validating,
 };
 pub use bound::BoundStore;
-pub use cached::CachedObject;
+pub use cached::{CachedObject, WatchEventType};
 pub use conversion::{Conversion, Converted, VersionConverter};
 pub use hooks::WriteHooks;
 pub use registration::{

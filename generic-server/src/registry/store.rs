@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::admission::{self, Attributes, Notes, Operation};
 use super::cached::{encode_for_storage, EventFrames, StampSite};
-use super::CachedObject;
+use super::{CachedObject, WatchEventType};
 use super::{Registration, ResourceInfo, ScalePaths, Schema, Strategy, Subresource};
 use crate::authn::UserInfo;
 use crate::meta;
@@ -1565,15 +1565,14 @@ impl ObjectList {
 /// the frames of a change the watch cache delivered.
 #[derive(Clone)]
 pub struct ObjectEvent {
-    /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
-    pub event_type: &'static str,
+    pub event_type: WatchEventType,
     pub object: Arc<CachedObject>,
     frames: Option<Arc<EventFrames>>,
 }
 
 impl ObjectEvent {
     /// An event made for one watcher (initial state, a bookmark, an error).
-    pub fn new(event_type: &'static str, object: Arc<CachedObject>) -> Self {
+    pub fn new(event_type: WatchEventType, object: Arc<CachedObject>) -> Self {
         ObjectEvent { event_type, object, frames: None }
     }
 
@@ -1640,7 +1639,7 @@ impl Store {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta});
-        ObjectEvent::new("BOOKMARK", CachedObject::new(object, self.schema.unstructured))
+        ObjectEvent::new(WatchEventType::Bookmark, CachedObject::new(object, self.schema.unstructured))
     }
 
     /// Watches objects matching `opts` (selectors) from `start`. A selector
@@ -1667,7 +1666,7 @@ impl Store {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 let items: Vec<ObjectEvent> =
-                    list.items.into_iter().map(|object| ObjectEvent::new("ADDED", object)).collect();
+                    list.items.into_iter().map(|object| ObjectEvent::new(WatchEventType::Added, object)).collect();
                 (items, rev, bookmark.then(|| self.bookmark(rev, true)))
             }
             WatchStart::After(rev) => (Vec::new(), rev, None),
@@ -1678,7 +1677,7 @@ impl Store {
             Err(StorageError::Compacted(oldest)) => {
                 let e = StatusError::gone(format!("too old resource version: {after} ({oldest})"));
                 let object = CachedObject::new(e.to_status(), false);
-                return Ok(futures::stream::iter(vec![ObjectEvent::new("ERROR", object)]).boxed());
+                return Ok(futures::stream::iter(vec![ObjectEvent::new(WatchEventType::Error, object)]).boxed());
             }
             Err(e) => return Err(storage_err(e)),
         };
@@ -1737,18 +1736,18 @@ impl Store {
             frames: Some(e.slot::<EventFrames>(&self.reader)),
         };
         Ok(match e.event_type {
-            EventType::Delete => prev_matched.then(|| shared("DELETED")),
+            EventType::Delete => prev_matched.then(|| shared(WatchEventType::Deleted)),
             EventType::Put => {
                 let matched = unfiltered || self.matches_cached(&object, fresh.as_deref(), opts);
                 match (had_prev, prev_matched, matched) {
-                    (_, true, true) => Some(shared("MODIFIED")),
-                    (_, false, true) => Some(shared("ADDED")),
+                    (_, true, true) => Some(shared(WatchEventType::Modified)),
+                    (_, false, true) => Some(shared(WatchEventType::Added)),
                     // Leaving the selection: upstream's watcher sees the
                     // object it last saw, at the change's resourceVersion.
                     (true, true, false) => prev.map(|(prev, fresh)| {
                         let mut last = fresh.map(Arc::unwrap_or_clone).unwrap_or_else(|| prev.into_value());
                         meta::set_meta(&mut last, "resourceVersion", json!(e.revision().to_string()));
-                        ObjectEvent::new("DELETED", CachedObject::new(last, self.schema.unstructured))
+                        ObjectEvent::new(WatchEventType::Deleted, CachedObject::new(last, self.schema.unstructured))
                     }),
                     _ => None,
                 }

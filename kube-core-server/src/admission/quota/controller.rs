@@ -18,7 +18,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use generic_server::informer::{Change, Informer};
 use generic_server::meta;
 use generic_server::registry::store::WatchStart;
-use generic_server::registry::{ListOptions, Store, StoreRegistry};
+use generic_server::registry::{ListOptions, Store, StoreRegistry, WatchEventType};
 use generic_server::status::StatusError;
 
 use super::evaluator::CORE_EVALUATED;
@@ -90,9 +90,9 @@ fn queue(inner: &Inner, namespace: String) {
 }
 
 /// Whether a change of pod `obj` frees usage: its deletion, or its finishing.
-fn pod_frees_usage(event: &str, obj: &Value) -> bool {
-    event == "DELETED"
-        || (event == "MODIFIED"
+fn pod_frees_usage(event: WatchEventType, obj: &Value) -> bool {
+    event == WatchEventType::Deleted
+        || (event == WatchEventType::Modified
             && matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Failed" | "Succeeded")))
 }
 
