@@ -78,6 +78,7 @@ pub async fn new_server(
     storage: Arc<dyn Storage>,
     admission: Arc<AdmissionChain>,
     core: Arc<ResourceServer>,
+    served_changes: Vec<tokio::sync::watch::Receiver<u64>>,
 ) -> Result<Arc<Aggregator>, String> {
     let registration = apiservice::registration();
     let cache = Cacher::new(storage.clone(), &format!("{}/", registration.info.key_root));
@@ -104,16 +105,17 @@ pub async fn new_server(
             .map_err(|e| format!("publishing {}: {e}", authentication_configmap::NAME))?;
     }
 
-    // Local APIServices exist before the first request is served.
-    let own = vec![(apiservice::GROUP.to_string(), "v1".to_string())];
-    let autoregister =
-        Arc::new(AutoRegister { store: apiservices.clone(), served: AutoRegister::served_by(delegate.clone(), own) });
-    autoregister.sync().await;
-    tokio::spawn(autoregister.run());
-
     let index = Arc::new(ApiServiceIndex::default());
     index.load(&apiservices).await;
     tokio::spawn(index.clone().run(apiservices.clone()));
+
+    // Local APIServices exist before the first request is served.
+    let own = vec![(apiservice::GROUP.to_string(), "v1".to_string())];
+    let autoregister = AutoRegister::new(apiservices.clone(), AutoRegister::served_by(delegate.clone(), own));
+    autoregister.sync().await;
+    let mut prompts = served_changes;
+    prompts.push(index.subscribe());
+    tokio::spawn(autoregister.run(prompts));
 
     let remote = Arc::new(RemoteDiscovery::default());
     let controller = Arc::new(AvailabilityController {

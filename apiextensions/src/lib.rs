@@ -132,6 +132,11 @@ impl ApiextensionsServer {
         &self.crd_store
     }
 
+    /// Changes whenever a CRD version starts or stops being served.
+    pub fn served_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.resources.changes()
+    }
+
     fn cacher(&self, key_root: &str) -> Arc<Cacher> {
         let mut c = self.cachers.lock().unwrap_or_else(|e| e.into_inner());
         c.entry(key_root.to_string())

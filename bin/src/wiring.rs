@@ -181,8 +181,10 @@ pub async fn build_chain(
     crds.bind_resolver(Resolver { core: core.server.clone(), routing: opts.enable_aggregator_routing });
     let authorizer = authz::for_modes(&access.authorization_modes, &by_objects);
     core.authorizer.bind(authorizer.clone());
+    let served_changes = vec![core.server.changes(), crds.served_changes()];
     let handler: DynHandler =
-        aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server).await?;
+        aggregator::new_server(&aggregator_config, storage, core.admission.clone(), core.server, served_changes)
+            .await?;
     Ok(Chain { handler, ready_checks, authorizer })
 }
 

@@ -26,6 +26,9 @@ const BOB_TOKEN: &str = "bob-token-77aa";
 
 /// Builds the sample server once per test process (`E2E_SAMPLE_BIN` names a
 /// prebuilt one instead).
+/// The label autoregistration marks its APIServices with.
+const MANAGED: &str = "kube-aggregator.kubernetes.io/automanaged";
+
 fn sample_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -494,12 +497,49 @@ spec:
     let crd = server.kubectl_json(&["get", "apiservice", "v1.stable.example.com"]);
     assert_eq!(crd["spec"]["groupPriorityMinimum"], 1000);
     assert_eq!(crd["spec"]["versionPriority"], 100);
-    assert_eq!(crd["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"], "true");
+    assert_eq!(crd["metadata"]["labels"][MANAGED], "true");
+    // A CRD group's APIService is kept as wanted: deleted, it comes back;
+    // changed, it is changed back. The change prompts a pass: well within
+    // the 30 s between passes that nothing prompts.
+    server.kubectl(&["delete", "apiservice", "v1.stable.example.com"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.run(&["get", "apiservice", "v1.stable.example.com"], None).code != 0 {
+        assert!(Instant::now() < deadline, "the CRD group's deleted APIService was not made again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let priority = |name: &str| server.kubectl_json(&["get", "apiservice", name])["spec"]["versionPriority"].clone();
+    server.kubectl(&[
+        "patch",
+        "apiservice",
+        "v1.stable.example.com",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"versionPriority":7}}"#,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while priority("v1.stable.example.com") != 100 {
+        assert!(Instant::now() < deadline, "the CRD group's changed APIService was not changed back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let apis = server.raw("/apis");
     let groups: Vec<&str> = apis["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
     assert_eq!(groups.last(), Some(&"stable.example.com"), "{groups:?}");
     server.kubectl(&["delete", "crd", "widgets.stable.example.com"]);
     server.kubectl(&["wait", "--for=delete", "apiservice/v1.stable.example.com", "--timeout=30s"]);
+    // A built-in group's ("onstart") was synced when the server started and
+    // is its users' from then on, as upstream: a change or a deletion stays
+    // (the change to an APIService prompts a pass at once).
+    assert_eq!(server.kubectl_json(&["get", "apiservice", "v1.apps"])["metadata"]["labels"][MANAGED], "onstart");
+    server.kubectl(&["patch", "apiservice", "v1.apps", "--type=merge", "-p", r#"{"spec":{"versionPriority":7}}"#]);
+    server.kubectl(&["delete", "apiservice", "v1.coordination.k8s.io"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(priority("v1.apps"), 7, "an onstart APIService was changed back");
+    let gone = server.run(&["get", "apiservice", "v1.coordination.k8s.io"], None);
+    assert!(
+        gone.code != 0 && gone.stderr.contains("NotFound"),
+        "an onstart APIService was made again: {}",
+        gone.stdout
+    );
 }
 
 e2e::on_etcd!(aggregated_server_through_kubectl);

@@ -92,6 +92,9 @@ pub struct ResourceServer {
     /// Group names in the order they were first installed, for discovery.
     group_order: RwLock<Vec<String>>,
     delegate: DynHandler,
+    /// Counts the changes to what is served, for controllers that follow it
+    /// ([`Self::changes`]).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl ResourceServer {
@@ -102,7 +105,17 @@ impl ResourceServer {
             openapi: None,
             group_order: RwLock::default(),
             delegate,
+            changed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes whenever a resource is installed here or uninstalled.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn note_change(&self) {
+        self.changed.send_modify(|n| *n += 1);
     }
 
     /// Has this server contribute OpenAPI documents for its resources.
@@ -114,6 +127,7 @@ impl ResourceServer {
     pub fn install(&self, store: Arc<Store>) {
         let key = self.note_group(&store.info);
         self.stores.write().unwrap_or_else(|e| e.into_inner()).insert(key, store);
+        self.note_change();
     }
 
     /// Installs a resource that is only created, never stored.
@@ -129,6 +143,7 @@ impl ResourceServer {
     fn install_unstored(&self, resource: Unstored) {
         let key = self.note_group(resource.info());
         self.unstored.write().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::new(resource));
+        self.note_change();
     }
 
     /// Records the group's place in discovery order; the resource's key.
@@ -150,6 +165,7 @@ impl ResourceServer {
 
     pub fn uninstall(&self, group: &str, version: &str, plural: &str) {
         self.stores.write().unwrap_or_else(|e| e.into_inner()).remove(&store_key(group, version, plural));
+        self.note_change();
     }
 
     pub fn store(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Store>> {
