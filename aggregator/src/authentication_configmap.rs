@@ -58,7 +58,7 @@ pub async fn publish(configmaps: &Arc<Store>, data: Map<String, Value>) -> Resul
             .await
             .map(|_| ())
             .map_err(|e| e.message),
-        Err(e) if e.code == 404 => {
+        Err(e) if e.is_not_found() => {
             let obj = json!({
                 "apiVersion": "v1",
                 "kind": "ConfigMap",

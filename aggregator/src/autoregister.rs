@@ -184,13 +184,13 @@ impl AutoRegister {
             (None, None) => Ok(()),
             (Some(_), _) if on_start(desired) && has_synced => Ok(()),
             (Some(want), None) => match self.store.create("", want.clone(), &WriteOptions::default()).await {
-                Err(e) if e.code != 409 => Err(e),
+                Err(e) if !e.is_already_exists() => Err(e),
                 _ => Ok(()),
             },
             (_, Some(_)) if managed_as(current).is_none() => Ok(()),
             (_, Some(_)) if on_start(current) && (!at_start.contains(name) || has_synced) => Ok(()),
             (None, Some(_)) => match self.store.delete("", name, &DeleteOptions::default()).await {
-                Err(e) if e.code != 404 => Err(e),
+                Err(e) if !e.is_not_found() => Err(e),
                 _ => Ok(()),
             },
             (Some(want), Some(cur)) if cur.get("spec") == want.get("spec") => Ok(()),

@@ -403,7 +403,7 @@ impl ApiextensionsServer {
                         if let Err(e) =
                             store.delete(meta::namespace(item), meta::name(item), &DeleteOptions::default()).await
                         {
-                            if e.code != 404 {
+                            if !e.is_not_found() {
                                 tracing::debug!("deleting a {name} object: {}", e.message);
                             }
                         }
@@ -442,7 +442,7 @@ impl ApiextensionsServer {
             .await;
         match result {
             Ok(_) => true,
-            Err(e) if e.code == 404 => true,
+            Err(e) if e.is_not_found() => true,
             Err(e) => {
                 tracing::debug!("removing the finalizer of {name}: {}", e.message);
                 false

@@ -81,7 +81,7 @@ impl Resolver {
         let Some(services) = self.store("", "services") else { return Err(not_found()) };
         let service = match services.get_at(&svc.namespace, &svc.name, Freshness::Any).await {
             Ok(s) => s,
-            Err(e) if e.code == 404 => return Err(not_found()),
+            Err(e) if e.is_not_found() => return Err(not_found()),
             Err(e) => return Err(Unresolved { reason: "ServiceAccessError", message: e.message }),
         };
         let spec = service.get("spec").cloned().unwrap_or_default();

@@ -698,7 +698,8 @@ impl Drop for Admitted<'_> {
 
 /// Upstream's answer when the server is at its in-flight limit.
 fn too_many_requests() -> StatusError {
-    let mut e = StatusError::new(429, "TooManyRequests", "Too many requests, please try again later.");
+    let mut e =
+        StatusError::new(429, crate::status::Reason::TooManyRequests, "Too many requests, please try again later.");
     e.details = Some(Box::new(json!({"retryAfterSeconds": 1})));
     e.retry_after = Some(1);
     e

@@ -42,7 +42,11 @@ impl Handler for NotFoundHandler {
         let info = req.extensions().get::<std::sync::Arc<RequestInfo>>();
         let err = match info {
             Some(info) if info.is_resource_request => StatusError::not_found_resource_type(info),
-            _ => StatusError::new(404, "NotFound", "the server could not find the requested resource"),
+            _ => StatusError::new(
+                404,
+                crate::status::Reason::NotFound,
+                "the server could not find the requested resource",
+            ),
         };
         err.into_response()
     }

@@ -94,8 +94,12 @@ pub fn openapi(cache: &OpenApiCache, chain: &dyn Handler, req: &Request) -> Opti
         ("/openapi/v2", Some(V2Form::Protobuf)) => {
             if rendered.v2_protobuf.is_empty() {
                 return Some(
-                    StatusError::new(503, "ServiceUnavailable", "the OpenAPI document could not be encoded")
-                        .into_response(),
+                    StatusError::new(
+                        503,
+                        crate::status::Reason::ServiceUnavailable,
+                        "the OpenAPI document could not be encoded",
+                    )
+                    .into_response(),
                 );
             }
             (rendered.v2_protobuf.clone(), rendered.v2_protobuf_etag.clone(), v2proto::CONTENT_TYPE)
@@ -106,8 +110,12 @@ pub fn openapi(cache: &OpenApiCache, chain: &dyn Handler, req: &Request) -> Opti
             Some((b, e)) => (b.clone(), e.clone(), "application/json"),
             None => {
                 return Some(
-                    StatusError::new(404, "NotFound", "the server could not find the requested resource")
-                        .into_response(),
+                    StatusError::new(
+                        404,
+                        crate::status::Reason::NotFound,
+                        "the server could not find the requested resource",
+                    )
+                    .into_response(),
                 )
             }
         },

@@ -60,10 +60,99 @@ impl Cause {
     }
 }
 
+/// upstream's metav1.StatusReason: what a client may act on without
+/// reading the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// StatusReasonUnknown: the Status carries no reason.
+    Unknown,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    Gone,
+    Invalid,
+    ServerTimeout,
+    StoreReadError,
+    Timeout,
+    TooManyRequests,
+    BadRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    InternalError,
+    Expired,
+    ServiceUnavailable,
+}
+
+impl Reason {
+    const NAMED: [Reason; 19] = [
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::AlreadyExists,
+        Reason::Conflict,
+        Reason::Gone,
+        Reason::Invalid,
+        Reason::ServerTimeout,
+        Reason::StoreReadError,
+        Reason::Timeout,
+        Reason::TooManyRequests,
+        Reason::BadRequest,
+        Reason::MethodNotAllowed,
+        Reason::NotAcceptable,
+        Reason::RequestEntityTooLarge,
+        Reason::UnsupportedMediaType,
+        Reason::InternalError,
+        Reason::Expired,
+        Reason::ServiceUnavailable,
+    ];
+
+    /// The reason as a Status writes it; empty for Unknown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unknown => "",
+            Reason::Unauthorized => "Unauthorized",
+            Reason::Forbidden => "Forbidden",
+            Reason::NotFound => "NotFound",
+            Reason::AlreadyExists => "AlreadyExists",
+            Reason::Conflict => "Conflict",
+            Reason::Gone => "Gone",
+            Reason::Invalid => "Invalid",
+            Reason::ServerTimeout => "ServerTimeout",
+            Reason::StoreReadError => "StoreReadError",
+            Reason::Timeout => "Timeout",
+            Reason::TooManyRequests => "TooManyRequests",
+            Reason::BadRequest => "BadRequest",
+            Reason::MethodNotAllowed => "MethodNotAllowed",
+            Reason::NotAcceptable => "NotAcceptable",
+            Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::UnsupportedMediaType => "UnsupportedMediaType",
+            Reason::InternalError => "InternalError",
+            Reason::Expired => "Expired",
+            Reason::ServiceUnavailable => "ServiceUnavailable",
+        }
+    }
+
+    /// The reason a Status names (a webhook's, a policy's); Unknown for a
+    /// name upstream does not define.
+    pub fn named(name: &str) -> Reason {
+        Reason::NAMED.into_iter().find(|r| r.as_str() == name).unwrap_or(Reason::Unknown)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StatusError {
     pub code: u16,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     /// Boxed: errors travel in every Result, so the common path stays small.
     pub details: Option<Box<Value>>,
@@ -90,8 +179,18 @@ fn qualified(group: &str, resource: &str) -> String {
 }
 
 impl StatusError {
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: u16, reason: Reason, message: impl Into<String>) -> Self {
         StatusError { code, reason, message: message.into(), details: None, retry_after: None, list_continue: None }
+    }
+
+    /// upstream's apierrors.IsNotFound.
+    pub fn is_not_found(&self) -> bool {
+        self.reason == Reason::NotFound
+    }
+
+    /// upstream's apierrors.IsAlreadyExists.
+    pub fn is_already_exists(&self) -> bool {
+        self.reason == Reason::AlreadyExists
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
@@ -108,25 +207,25 @@ impl StatusError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(400, Reason::BadRequest, message)
     }
     pub fn internal(message: impl std::fmt::Display) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+        Self::new(500, Reason::InternalError, format!("Internal error occurred: {message}"))
     }
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(group, resource)))
+        Self::new(404, Reason::NotFound, format!("{} {name:?} not found", qualified(group, resource)))
             .with_details(name, group, resource)
     }
     /// A path no route serves: upstream's router error, as its
     /// serviceErrorHandler turns it into a Status (empty details).
     pub fn not_found_resource_type(info: &RequestInfo) -> Self {
         let _ = info;
-        Self::new(404, "NotFound", "the server could not find the requested resource").with_empty_details()
+        Self::new(404, Reason::NotFound, "the server could not find the requested resource").with_empty_details()
     }
     /// A method no route serves at a path that has routes, as upstream's router
     /// answers it.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(405, Reason::MethodNotAllowed, "the server does not allow this method on the requested resource")
             .with_empty_details()
     }
     fn with_empty_details(mut self) -> Self {
@@ -134,13 +233,13 @@ impl StatusError {
         self
     }
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(group, resource)))
+        Self::new(409, Reason::AlreadyExists, format!("{} {name:?} already exists", qualified(group, resource)))
             .with_details(name, group, resource)
     }
     pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> Self {
         Self::new(
             409,
-            "Conflict",
+            Reason::Conflict,
             format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(group, resource)),
         )
         .with_details(name, group, resource)
@@ -156,43 +255,43 @@ impl StatusError {
     pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
         if group.is_empty() && resource.is_empty() {
             // No resource (a non-resource path): upstream's message names none.
-            return Self::new(403, "Forbidden", format!("forbidden: {why}")).with_empty_details();
+            return Self::new(403, Reason::Forbidden, format!("forbidden: {why}")).with_empty_details();
         }
         let what = if name.is_empty() {
             qualified(group, resource)
         } else {
             format!("{} {name:?}", qualified(group, resource))
         };
-        Self::new(403, "Forbidden", format!("{what} is forbidden: {why}")).with_details(name, group, resource)
+        Self::new(403, Reason::Forbidden, format!("{what} is forbidden: {why}")).with_details(name, group, resource)
     }
     pub fn method_not_supported(group: &str, resource: &str, verb: &str) -> Self {
         Self::new(
             405,
-            "MethodNotAllowed",
+            Reason::MethodNotAllowed,
             format!("{verb} is not supported on resources of kind {:?}", qualified(group, resource)),
         )
         .with_details("", group, resource)
     }
     pub fn unauthorized() -> Self {
-        Self::new(401, "Unauthorized", "Unauthorized")
+        Self::new(401, Reason::Unauthorized, "Unauthorized")
     }
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type:?}"))
+        Self::new(415, Reason::UnsupportedMediaType, format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type:?}"))
     }
     pub fn not_acceptable(accept: &str) -> Self {
-        Self::new(406, "NotAcceptable", format!("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {accept:?}"))
+        Self::new(406, Reason::NotAcceptable, format!("only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {accept:?}"))
     }
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(413, Reason::RequestEntityTooLarge, "Request entity too large: limit is 3145728")
     }
     pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+        Self::new(410, Reason::Expired, message)
     }
     pub fn service_unavailable(message: impl Into<String>) -> Self {
-        Self::new(503, "ServiceUnavailable", message)
+        Self::new(503, Reason::ServiceUnavailable, message)
     }
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(504, "Timeout", message)
+        Self::new(504, Reason::Timeout, message)
     }
 
     /// 422 Invalid with field causes, message formatted as upstream's
@@ -201,8 +300,8 @@ impl StatusError {
         let parts: Vec<String> = causes.iter().map(Cause::full_message).collect();
         let joined = if parts.len() == 1 { parts[0].clone() } else { format!("[{}]", parts.join(", ")) };
         let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let mut e =
-            Self::new(422, "Invalid", format!("{gk} {name:?} is invalid: {joined}")).with_details(name, group, kind);
+        let mut e = Self::new(422, Reason::Invalid, format!("{gk} {name:?} is invalid: {joined}"))
+            .with_details(name, group, kind);
         if let Some(Value::Object(d)) = e.details.as_deref_mut() {
             let cs: Vec<Value> =
                 causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
@@ -225,8 +324,8 @@ impl StatusError {
             "message": self.message,
         });
         // metav1.Status omits an empty (unknown) reason.
-        if !self.reason.is_empty() {
-            v["reason"] = json!(self.reason);
+        if self.reason != Reason::Unknown {
+            v["reason"] = json!(self.reason.as_str());
         }
         if let Some(d) = &self.details {
             v["details"] = (**d).clone();
@@ -260,4 +359,25 @@ pub type Result<T> = std::result::Result<T, StatusError>;
 pub fn go_quoted(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
     format!("[{}]", quoted.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_by_name() {
+        for r in Reason::NAMED {
+            assert_eq!(Reason::named(r.as_str()), r);
+        }
+        assert_eq!(Reason::named("Teapot"), Reason::Unknown, "a name upstream does not define");
+        assert_eq!(Reason::named(""), Reason::Unknown);
+        let unknown = StatusError::new(500, Reason::Unknown, "x").to_status();
+        assert!(unknown.get("reason").is_none(), "an unknown reason is left out: {unknown}");
+        let gone = StatusError::gone("too old").to_status();
+        assert_eq!((gone["reason"].as_str(), gone["code"].as_u64()), (Some("Expired"), Some(410)));
+        assert!(StatusError::not_found("apps", "deployments", "d").is_not_found());
+        assert!(StatusError::already_exists("", "pods", "p").is_already_exists());
+        assert!(!StatusError::conflict("", "pods", "p", "why").is_already_exists(), "both are 409s");
+    }
 }

@@ -241,7 +241,7 @@ async fn ensure_one(store: &Store, wanted: &Value) -> Result<(), StatusError> {
     let name = meta::name(wanted).to_string();
     let current = match store.get("", &name).await {
         Ok(c) => c,
-        Err(e) if e.code == 404 => {
+        Err(e) if e.is_not_found() => {
             return match store.create("", wanted.clone(), &write_options()).await {
                 Ok(_) => Ok(()),
                 // Another server of the same cluster got there first.
@@ -271,7 +271,7 @@ async fn ensure_one(store: &Store, wanted: &Value) -> Result<(), StatusError> {
 async fn remove_dangling(store: &Store, name: &str) -> Result<(), StatusError> {
     let current = match store.get("", name).await {
         Ok(c) => c,
-        Err(e) if e.code == 404 => return Ok(()),
+        Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(e),
     };
     if annotation(&current) != Some(true) {
@@ -280,7 +280,7 @@ async fn remove_dangling(store: &Store, name: &str) -> Result<(), StatusError> {
     let opts = DeleteOptions { precondition_uid: Some(meta::uid(&current).to_string()), ..Default::default() };
     match store.delete("", name, &opts).await {
         Ok(_) => Ok(()),
-        Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) if e.is_not_found() || e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -21,7 +21,7 @@ async fn create_if_missing(store: &Store, namespace: &str, obj: Value) -> Result
     let name = meta::name(&obj).to_string();
     match store.get(namespace, &name).await {
         Ok(_) => return Ok(false),
-        Err(e) if e.code == 404 => {}
+        Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
     match store.create(namespace, obj, &WriteOptions::default()).await {

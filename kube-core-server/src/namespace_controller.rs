@@ -74,7 +74,7 @@ impl NamespaceController {
         match self.namespaces.get("", name).await {
             Ok(ns) if meta::meta_str(&ns, "deletionTimestamp").is_empty() => Ok(()),
             Ok(ns) => self.finish(&ns).await,
-            Err(e) if e.code == 404 => {
+            Err(e) if e.is_not_found() => {
                 self.delete_content(name).await?;
                 Ok(())
             }
@@ -122,7 +122,7 @@ impl NamespaceController {
                 match store.delete(namespace, &name, &DeleteOptions::default()).await {
                     Ok(DeleteResult::Deleted(_)) => {}
                     Ok(DeleteResult::Pending(_)) => remaining += 1,
-                    Err(e) if e.code == 404 => {}
+                    Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -163,7 +163,7 @@ impl NamespaceController {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.code == 404 => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         }
     }

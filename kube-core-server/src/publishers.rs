@@ -98,7 +98,7 @@ impl Publisher {
         }
         let current = match self.store.get(namespace, self.name).await {
             Ok(obj) => Some(obj),
-            Err(e) if e.code == 404 => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
         };
         let result = match current {
@@ -113,7 +113,7 @@ impl Publisher {
             // Created meanwhile (the retry compares again), or the namespace
             // started terminating after the check above.
             Err(e) if e.code == 409 => Err(e),
-            Err(e) if e.code == 403 || e.code == 404 => Ok(()),
+            Err(e) if e.code == 403 || e.is_not_found() => Ok(()),
             Err(e) => Err(e),
         }
     }

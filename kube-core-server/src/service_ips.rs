@@ -149,7 +149,7 @@ impl IpRecords {
         match store.delete("", &name, &opts).await {
             Ok(_) => {}
             // Gone or replaced meanwhile: no longer this Service's.
-            Err(e) if e.code == 404 || e.code == 409 => {}
+            Err(e) if e.is_not_found() || e.code == 409 => {}
             Err(e) => tracing::warn!(ip = %name, error = %e, "removing an IPAddress failed; the repair will"),
         }
     }
@@ -241,7 +241,7 @@ impl WriteHooks for IpRecords {
 pub async fn sync_default_service_cidr(store: &Store, cidrs: &[String]) -> Result<(), StatusError> {
     let current = match store.get("", DEFAULT_SERVICE_CIDR).await {
         Ok(obj) => obj,
-        Err(e) if e.code == 404 => {
+        Err(e) if e.is_not_found() => {
             let obj = json!({
                 "apiVersion": "networking.k8s.io/v1",
                 "kind": "ServiceCIDR",

@@ -60,7 +60,7 @@ impl ServiceAccountAdmission {
             }
             match store.get(namespace, name).await {
                 Ok(sa) => return Ok(Some(sa)),
-                Err(e) if e.code == 404 => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }

@@ -96,7 +96,7 @@ pub fn spawn(secrets: Arc<Store>, accounts: Arc<Store>, tokens: Arc<ServiceAccou
 async fn get_opt(store: &Store, ns: &str, name: &str) -> Result<Option<Value>, StatusError> {
     match store.get(ns, name).await {
         Ok(o) => Ok(Some(o)),
-        Err(e) if e.code == 404 => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -118,7 +118,7 @@ impl TokensController {
         let Some(sa) = sa else {
             let opts = DeleteOptions { precondition_uid: Some(meta::uid(&secret).to_string()), ..Default::default() };
             return match self.secrets.delete(ns, name, &opts).await {
-                Err(e) if e.code == 404 || e.code == 409 => Ok(()),
+                Err(e) if e.is_not_found() || e.code == 409 => Ok(()),
                 other => other.map(|_| ()),
             };
         };

@@ -87,7 +87,7 @@ impl PodSecurity {
     async fn namespace_labels(&self, ns: &str) -> Result<BTreeMap<String, String>, StatusError> {
         let store = self.namespaces.store()?;
         let namespace = match store.get_at("", ns, Freshness::Any).await {
-            Err(e) if e.code == 404 => store.get("", ns).await?,
+            Err(e) if e.is_not_found() => store.get("", ns).await?,
             other => other?,
         };
         Ok(labels_of(&namespace))

@@ -185,7 +185,7 @@ impl ValidatingAdmissionPolicy {
         let params = match param_ref {
             ParamRef::Name { name, .. } => match store.get(ns, name).await {
                 Ok(p) => vec![p],
-                Err(e) if e.code == 404 => Vec::new(),
+                Err(e) if e.is_not_found() => Vec::new(),
                 Err(e) => return Err(e.message),
             },
             ParamRef::Selector { selector, .. } => {
@@ -372,7 +372,7 @@ impl Validating for ValidatingAdmissionPolicy {
         };
         let mut err = a.forbidden(&message);
         let reason = if d.reason.is_empty() { "Invalid" } else { d.reason };
-        err.reason = reason;
+        err.reason = generic_server::status::Reason::named(reason);
         err.code = compiled::code_of(reason);
         if let Some(details) = err.details.as_deref_mut().and_then(Value::as_object_mut) {
             details.insert("causes".into(), json!([{"message": message}]));

@@ -511,7 +511,7 @@ mod tests {
         else {
             panic!("a dry run must not reach a webhook with side effects")
         };
-        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert_eq!((e.code, e.reason), (400, generic_server::status::Reason::BadRequest));
         assert_eq!(e.message, "admission webhook \"side.example.com\" does not support dry run");
         // NoneOnDryRun is called (and here fails to connect: a calling error).
         let Err(Failure::Calling(why, _)) =

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use generic_server::registry::{AdmissionAttributes, Operation};
-use generic_server::status::StatusError;
+use generic_server::status::{Reason, StatusError};
 
 use crate::matching::{gvk_gvr, View};
 
@@ -151,30 +151,6 @@ pub(crate) fn verify(uid: &str, version: &str, mutating: bool, review: &Value) -
     })
 }
 
-/// The reasons a webhook's Status may carry that this server knows by
-/// name; any other becomes empty (upstream's StatusReasonUnknown).
-const REASONS: &[&str] = &[
-    "Unauthorized",
-    "Forbidden",
-    "NotFound",
-    "AlreadyExists",
-    "Conflict",
-    "Gone",
-    "Invalid",
-    "ServerTimeout",
-    "StoreReadError",
-    "Timeout",
-    "TooManyRequests",
-    "BadRequest",
-    "MethodNotAllowed",
-    "NotAcceptable",
-    "RequestEntityTooLarge",
-    "UnsupportedMediaType",
-    "InternalError",
-    "Expired",
-    "ServiceUnavailable",
-];
-
 /// A refusal in upstream's words (webhook/errors ToStatusErr): the webhook's
 /// Status with its message prefixed by `admission webhook "NAME" denied the
 /// request`, its code at least 400.
@@ -189,8 +165,8 @@ pub(crate) fn denied(hook: &str, result: Option<&Value>) -> StatusError {
         (message, _) => format!("{by}: {message}"),
     };
     let code = result.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(0).max(400);
-    let reason = REASONS.iter().find(|r| **r == text("reason")).copied().unwrap_or("");
-    let mut err = StatusError::new(code, reason, message);
+    // A reason upstream does not define becomes none (StatusReasonUnknown).
+    let mut err = StatusError::new(code, Reason::named(text("reason")), message);
     if let Some(d) = result.get("details").filter(|d| d.is_object()) {
         err.details = Some(Box::new(d.clone()));
     }
@@ -247,7 +223,7 @@ mod tests {
         let e = denied("d.io", Some(&json!({"reason": "Forbidden", "code": 200})));
         assert_eq!(
             (e.code, e.reason, e.message.as_str()),
-            (400, "Forbidden", "admission webhook \"d.io\" denied the request: Forbidden")
+            (400, Reason::Forbidden, "admission webhook \"d.io\" denied the request: Forbidden")
         );
     }
 }

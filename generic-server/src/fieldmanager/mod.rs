@@ -622,17 +622,17 @@ impl Store {
         for _ in 0..8 {
             let exists = match self.get(namespace, name).await {
                 Ok(_) => true,
-                Err(e) if e.code == 404 => false,
+                Err(e) if e.is_not_found() => false,
                 Err(e) => return Err(e),
             };
             if exists || subresource.is_some() {
                 match self.update_with(namespace, name, subresource, &untracked, prepare).await {
-                    Err(e) if e.code == 404 && exists && subresource.is_none() => continue,
+                    Err(e) if e.is_not_found() && exists && subresource.is_none() => continue,
                     other => return other,
                 }
             }
             match self.create(namespace, prepare(None)?, &untracked).await {
-                Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
+                Err(e) if e.is_already_exists() => continue,
                 other => return other,
             }
         }
@@ -711,7 +711,7 @@ fn conflict_error(mut conflicts: Vec<(String, String, Path)>) -> StatusError {
             json!({"reason": "FieldManagerConflict", "message": format!("conflict with {printed}"), "field": path_string(path)})
         })
         .collect();
-    let mut e = StatusError::new(409, "Conflict", message);
+    let mut e = StatusError::new(409, crate::status::Reason::Conflict, message);
     e.details = Some(Box::new(json!({ "causes": causes })));
     e
 }

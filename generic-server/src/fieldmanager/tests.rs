@@ -101,7 +101,7 @@ fn apply_merges_owns_conflicts_and_prunes() {
     other2["spec"]["replicas"] = json!(5);
     let err = apply(Some(&obj), &other2, &other2, &writer("other", &r), false).unwrap_err();
     assert_eq!(err.code, 409);
-    assert_eq!(err.reason, "Conflict");
+    assert_eq!(err.reason, crate::status::Reason::Conflict);
     assert_eq!(err.message, "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas");
     let causes = &err.details.as_ref().unwrap()["causes"];
     assert_eq!(

@@ -40,7 +40,11 @@ pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
 /// applied (upstream builds it with NewGenericServerResponse, which drops the
 /// underlying error text).
 pub(crate) fn unprocessable() -> StatusError {
-    let mut e = StatusError::new(422, "Invalid", "the server rejected our request due to an error in our request");
+    let mut e = StatusError::new(
+        422,
+        crate::status::Reason::Invalid,
+        "the server rejected our request due to an error in our request",
+    );
     e.details = Some(Box::new(json!({})));
     e
 }
@@ -53,7 +57,7 @@ pub fn json_patch(doc: &Value, patch: &[u8]) -> Result<Value, StatusError> {
         if ops.len() > MAX_JSON_PATCH_OPERATIONS {
             return Err(StatusError::new(
                 413,
-                "RequestEntityTooLarge",
+                crate::status::Reason::RequestEntityTooLarge,
                 format!(
                     "Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got: {}",
                     ops.len()
@@ -155,13 +159,13 @@ mod tests {
         assert_eq!(out["metadata"]["labels"], json!({}));
 
         let e = json_patch(&doc, b"{not json").expect_err("malformed");
-        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert_eq!((e.code, e.reason), (400, crate::status::Reason::BadRequest));
         let e = json_patch(&doc, br#"{"op":"add"}"#).expect_err("not a list");
         assert_eq!(e.code, 400);
         let e = json_patch(&doc, br#"[{"op":"frob","path":"/a"}]"#).expect_err("bad op");
         assert_eq!(e.code, 400);
         let e = json_patch(&doc, br#"[{"op":"test","path":"/data/k","value":"other"}]"#).expect_err("test fails");
-        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        assert_eq!((e.code, e.reason), (422, crate::status::Reason::Invalid));
         let e = json_patch(&doc, br#"[{"op":"remove","path":"/nope/x"}]"#).expect_err("missing path");
         assert_eq!(e.code, 422);
     }
@@ -176,7 +180,7 @@ mod tests {
         }
         let patch = serde_json::to_vec(&ops).expect("json");
         let e = json_patch(&doc, &patch).expect_err("amplification");
-        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        assert_eq!((e.code, e.reason), (422, crate::status::Reason::Invalid));
         assert_eq!(e.message, "the server rejected our request due to an error in our request");
 
         // Copies within the limit apply, each counted by the size of what it copies.
@@ -202,7 +206,7 @@ mod tests {
         // Copying the deep value into its own depths would nest past the limit.
         let patch = br#"[{"op":"copy","from":"/a","path":"/a/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0"}]"#;
         let e = json_patch(&doc, patch).expect_err("too deep");
-        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        assert_eq!((e.code, e.reason), (422, crate::status::Reason::Invalid));
         assert_eq!(depth_of(&json!([[], {"a": [1]}])), 3);
         assert_eq!(depth_of(&json!("x")), 0);
     }
@@ -226,7 +230,7 @@ mod tests {
         assert_eq!(out, json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"list": [3]}}));
         for bad in [&b"{"[..], b"[1]", b"null", b"3", b""] {
             let e = merge_patch(&doc, bad).expect_err("malformed");
-            assert_eq!((e.code, e.reason), (400, "BadRequest"));
+            assert_eq!((e.code, e.reason), (400, crate::status::Reason::BadRequest));
         }
     }
 }

@@ -887,7 +887,12 @@ mod tests {
         let doc = pod(json!([{"name": "a"}]));
         for body in [&b"{"[..], b"[1,2]", b"\"x\"", b"{\"spec\": }"] {
             let e = strategic_merge_patch(&doc, body, POD).expect_err("malformed");
-            assert_eq!((e.code, e.reason), (400, "BadRequest"), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                (e.code, e.reason),
+                (400, crate::status::Reason::BadRequest),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         // Missing merge key.
         let e = strategic_merge_patch(&doc, br#"{"spec":{"containers":[{"image":"x"}]}}"#, POD).expect_err("no key");
@@ -903,7 +908,7 @@ mod tests {
             POD,
         )
         .expect_err("list of lists");
-        assert_eq!((e.code, e.reason), (422, "Invalid"));
+        assert_eq!((e.code, e.reason), (422, crate::status::Reason::Invalid));
         // Bad $setElementOrder and $deleteFromPrimitiveList keys.
         let e = strategic_merge_patch(&doc, br#"{"spec":{"$setElementOrder":[]}}"#, POD).expect_err("bad order key");
         assert_eq!((e.code, e.message.as_str()), (400, BAD_SET_ELEMENT_ORDER));

@@ -114,7 +114,7 @@ pub fn encode_list<'a>(head: &Value, items: impl IntoIterator<Item = &'a [u8]>) 
 fn not_protobuf(api_version: &str, kind: &str) -> StatusError {
     StatusError::new(
         406,
-        "NotAcceptable",
+        crate::status::Reason::NotAcceptable,
         format!("object {api_version}/{kind} does not implement the protobuf marshalling interface"),
     )
 }

@@ -62,7 +62,7 @@ impl BoundStore {
     async fn read(&self, name: &str, freshness: Freshness) -> Result<Option<Arc<Value>>, StatusError> {
         match self.store()?.get_shared("", name, freshness).await {
             Ok(obj) => Ok(Some(obj)),
-            Err(e) if e.code == 404 => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -1420,7 +1420,7 @@ impl Store {
             for item in items {
                 match self.delete(meta::namespace(item), meta::name(item), opts).await {
                     Ok(DeleteResult::Deleted(v)) | Ok(DeleteResult::Pending(v)) => gone.push(v),
-                    Err(e) if e.code == 404 => {}
+                    Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e),
                 }
             }

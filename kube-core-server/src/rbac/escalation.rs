@@ -202,7 +202,7 @@ mod tests {
         assert!(admit(&check, "roles", &held, Some(&u)).await.is_ok());
         let more = json!({"rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]});
         let e = admit(&check, "roles", &more, Some(&u)).await.unwrap_err();
-        assert_eq!((e.code, e.reason), (403, "Forbidden"));
+        assert_eq!((e.code, e.reason), (403, generic_server::status::Reason::Forbidden));
         assert_eq!(
             e.message,
             "roles.rbac.authorization.k8s.io \"x\" is forbidden: user \"alice\" (groups=[\"devs\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"list\"]}"

@@ -171,7 +171,7 @@ async fn ensure_one(store: &Store, expected: &Value, reconcile: Reconcile) -> Re
     for _ in 0..ATTEMPTS {
         let existing = match store.get(namespace, name).await {
             Ok(obj) => Some(obj),
-            Err(e) if e.code == 404 => None,
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e),
         };
         let r = reconcile(existing.as_ref(), expected);
@@ -201,7 +201,7 @@ async fn ensure_one(store: &Store, expected: &Value, reconcile: Reconcile) -> Re
                 return Ok(());
             }
             // Someone else wrote it meanwhile: compare again.
-            Err(e) if e.code == 409 || e.code == 404 => continue,
+            Err(e) if e.code == 409 || e.is_not_found() => continue,
             Err(e) => return Err(e),
         }
     }

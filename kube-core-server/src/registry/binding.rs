@@ -72,8 +72,8 @@ fn validate(binding: &Value) -> Result<(), StatusError> {
     }
     match problems.len() {
         0 => Ok(()),
-        1 => Err(StatusError::new(500, "", problems.remove(0))),
-        _ => Err(StatusError::new(500, "", format!("[{}]", problems.join(", ")))),
+        1 => Err(StatusError::new(500, generic_server::status::Reason::Unknown, problems.remove(0))),
+        _ => Err(StatusError::new(500, generic_server::status::Reason::Unknown, format!("[{}]", problems.join(", ")))),
     }
 }
 

@@ -33,7 +33,7 @@ const MAX_DISRUPTED_PODS: usize = 2000;
 const VIOLATION: &str = "Cannot evict pod as it would violate the pod's disruption budget.";
 
 fn too_many_requests(cause: String, retry_after: u64) -> StatusError {
-    let mut e = StatusError::new(429, "TooManyRequests", VIOLATION);
+    let mut e = StatusError::new(429, generic_server::status::Reason::TooManyRequests, VIOLATION);
     let mut details = json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]});
     if retry_after > 0 {
         details["retryAfterSeconds"] = json!(retry_after);
@@ -261,7 +261,10 @@ mod tests {
         assert!(next["status"]["disruptedPods"]["p"].is_string());
         assert_eq!(next["status"]["conditions"][0]["reason"], "InsufficientPods");
         let refused = decrement(&budget(0), "p").unwrap_err();
-        assert_eq!((refused.code, refused.reason, refused.message.as_str()), (429, "TooManyRequests", VIOLATION));
+        assert_eq!(
+            (refused.code, refused.reason, refused.message.as_str()),
+            (429, generic_server::status::Reason::TooManyRequests, VIOLATION)
+        );
         assert_eq!(
             refused.to_status()["details"]["causes"][0],
             json!({"reason": "DisruptionBudget", "message": "The disruption budget b needs 2 healthy pods and has 2 currently"})

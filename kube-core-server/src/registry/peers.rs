@@ -103,7 +103,7 @@ impl ObjectLookup for Peers {
         for freshness in [Freshness::Any, Freshness::Consistent] {
             match store.get_shared(namespace, name, freshness).await {
                 Ok(obj) => return Ok(Some(obj)),
-                Err(e) if e.code == 404 => continue,
+                Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.message),
             }
         }
