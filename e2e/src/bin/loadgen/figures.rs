@@ -29,11 +29,33 @@ fn judge(value: f64, target: f64, at_least: bool, unit: &str) -> (bool, String) 
         return (true, format!("met: {shown}"));
     }
     let how = if at_least {
-        format!("missed: {value:.2}{unit}, short by {:.0}%", (1.0 - value / target) * 100.0)
+        let short = percent((1.0 - value / target) * 100.0);
+        format!("missed: {}, short by {short}", apart(value, target, 2, unit))
     } else {
-        format!("missed: {value:.1}{unit}, {:.0}% over", (value / target - 1.0) * 100.0)
+        format!("missed: {}, {} over", apart(value, target, 1, unit), percent((value / target - 1.0) * 100.0))
     };
     (false, how)
+}
+
+/// A missed figure with as many decimals as it takes not to read as its
+/// target (0.4993 is "0.499", not "0.50").
+fn apart(value: f64, target: f64, decimals: usize, unit: &str) -> String {
+    let mut d = decimals;
+    while d < 4 && format!("{value:.d$}") == format!("{target:.d$}") {
+        d += 1;
+    }
+    format!("{value:.d$}{unit}")
+}
+
+/// A shortfall or an excess in percent, with a decimal when it is under one.
+fn percent(p: f64) -> String {
+    if p < 0.1 {
+        "under 0.1%".to_string()
+    } else if p < 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
+    }
 }
 
 pub fn raw_store(backend: Option<&str>) -> Option<&'static str> {
@@ -262,4 +284,18 @@ fn fanout(ms: &[Measurement], m: &Measurement, mut f: Figure) -> Vec<Figure> {
     writes.met = Some(met && errors == 0);
     writes.result = if errors > 0 { format!("missed: {errors} writes failed; {how}") } else { how };
     vec![f, writes]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judge;
+
+    #[test]
+    fn a_near_miss_does_not_read_as_its_target() {
+        assert_eq!(judge(0.4993, 0.5, true, "×"), (false, "missed: 0.499×, short by 0.1%".to_string()));
+        assert_eq!(judge(0.77, 0.8, true, "×"), (false, "missed: 0.77×, short by 4%".to_string()));
+        assert_eq!(judge(0.5, 0.5, true, "×"), (true, "met: 0.50×".to_string()));
+        assert_eq!(judge(50.02, 50.0, false, " ms"), (false, "missed: 50.02 ms, under 0.1% over".to_string()));
+        assert_eq!(judge(75.0, 50.0, false, " ms"), (false, "missed: 75.0 ms, 50% over".to_string()));
+    }
 }
