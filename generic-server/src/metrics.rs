@@ -578,9 +578,9 @@ impl RequestLabels {
 
 thread_local! {
     /// The request series of [`global`] this thread recorded last (there is
-    /// no other Metrics). A client's requests
-    /// mostly repeat one kind, and finding a series anew costs a hash of every
-    /// label, a lock and a reference count that all threads share.
+    /// no other Metrics). A client's requests mostly repeat one kind, and
+    /// finding a series anew costs a hash of every label, a lock and a
+    /// reference count that all threads share.
     static LAST_REQUEST_SERIES: std::cell::RefCell<Option<RequestSeries>> = const { std::cell::RefCell::new(None) };
 }
 

@@ -60,12 +60,35 @@ impl Cause {
     }
 }
 
-/// upstream's metav1.StatusReason: what a client may act on without
-/// reading the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// StatusReasonUnknown: the Status carries no reason.
-    Unknown,
+/// Declares [`Reason`] from one list of upstream's named reasons: the
+/// variant, its name in a Status and the lookup by name all come from it.
+macro_rules! reasons {
+    ($($r:ident),* $(,)?) => {
+        /// upstream's metav1.StatusReason: what a client may act on without
+        /// reading the message.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reason {
+            /// StatusReasonUnknown: the Status carries no reason.
+            Unknown,
+            $($r),*
+        }
+
+        impl Reason {
+            /// Every reason with a name.
+            pub const NAMED: &'static [Reason] = &[$(Reason::$r),*];
+
+            /// The reason as a Status writes it; empty for Unknown.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    Reason::Unknown => "",
+                    $(Reason::$r => stringify!($r)),*
+                }
+            }
+        }
+    };
+}
+
+reasons!(
     Unauthorized,
     Forbidden,
     NotFound,
@@ -85,61 +108,13 @@ pub enum Reason {
     InternalError,
     Expired,
     ServiceUnavailable,
-}
+);
 
 impl Reason {
-    const NAMED: [Reason; 19] = [
-        Reason::Unauthorized,
-        Reason::Forbidden,
-        Reason::NotFound,
-        Reason::AlreadyExists,
-        Reason::Conflict,
-        Reason::Gone,
-        Reason::Invalid,
-        Reason::ServerTimeout,
-        Reason::StoreReadError,
-        Reason::Timeout,
-        Reason::TooManyRequests,
-        Reason::BadRequest,
-        Reason::MethodNotAllowed,
-        Reason::NotAcceptable,
-        Reason::RequestEntityTooLarge,
-        Reason::UnsupportedMediaType,
-        Reason::InternalError,
-        Reason::Expired,
-        Reason::ServiceUnavailable,
-    ];
-
-    /// The reason as a Status writes it; empty for Unknown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Unknown => "",
-            Reason::Unauthorized => "Unauthorized",
-            Reason::Forbidden => "Forbidden",
-            Reason::NotFound => "NotFound",
-            Reason::AlreadyExists => "AlreadyExists",
-            Reason::Conflict => "Conflict",
-            Reason::Gone => "Gone",
-            Reason::Invalid => "Invalid",
-            Reason::ServerTimeout => "ServerTimeout",
-            Reason::StoreReadError => "StoreReadError",
-            Reason::Timeout => "Timeout",
-            Reason::TooManyRequests => "TooManyRequests",
-            Reason::BadRequest => "BadRequest",
-            Reason::MethodNotAllowed => "MethodNotAllowed",
-            Reason::NotAcceptable => "NotAcceptable",
-            Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
-            Reason::UnsupportedMediaType => "UnsupportedMediaType",
-            Reason::InternalError => "InternalError",
-            Reason::Expired => "Expired",
-            Reason::ServiceUnavailable => "ServiceUnavailable",
-        }
-    }
-
     /// The reason a Status names (a webhook's, a policy's); Unknown for a
     /// name upstream does not define.
     pub fn named(name: &str) -> Reason {
-        Reason::NAMED.into_iter().find(|r| r.as_str() == name).unwrap_or(Reason::Unknown)
+        Reason::NAMED.iter().copied().find(|r| r.as_str() == name).unwrap_or(Reason::Unknown)
     }
 }
 
@@ -367,9 +342,11 @@ mod tests {
 
     #[test]
     fn reasons_by_name() {
+        assert_eq!(Reason::NAMED.len(), 19, "metav1 names nineteen reasons");
         for r in Reason::NAMED {
-            assert_eq!(Reason::named(r.as_str()), r);
+            assert_eq!(Reason::named(r.as_str()), *r);
         }
+        assert_eq!(Reason::NotFound.as_str(), "NotFound");
         assert_eq!(Reason::named("Teapot"), Reason::Unknown, "a name upstream does not define");
         assert_eq!(Reason::named(""), Reason::Unknown);
         let unknown = StatusError::new(500, Reason::Unknown, "x").to_status();

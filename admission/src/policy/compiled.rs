@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use generic_server::meta::str_at;
 use generic_server::registry::AdmissionAttributes;
 use generic_server::selectors::LabelSelector;
+use generic_server::status::Reason;
 
 use crate::matching::{Equivalents, Matched, Rule, Selectors};
 
@@ -137,7 +138,7 @@ pub struct Validation {
     message: String,
     message_expression: Option<Expression>,
     /// The Status reason a denial carries (upstream's default: Invalid).
-    reason: &'static str,
+    reason: Reason,
 }
 
 pub struct AuditAnnotation {
@@ -192,21 +193,19 @@ fn items<'a>(v: &'a Value, p: &str) -> &'a [Value] {
 }
 
 /// Upstream's Status reasons a validation may name.
-fn reason(name: &str) -> &'static str {
-    match name {
-        "Forbidden" => "Forbidden",
-        "Unauthorized" => "Unauthorized",
-        "RequestEntityTooLarge" => "RequestEntityTooLarge",
-        _ => "Invalid",
+fn reason(name: &str) -> Reason {
+    match Reason::named(name) {
+        r @ (Reason::Forbidden | Reason::Unauthorized | Reason::RequestEntityTooLarge) => r,
+        _ => Reason::Invalid,
     }
 }
 
-/// Upstream's reasonToCode.
-pub fn code_of(reason: &str) -> u16 {
+/// Upstream's reasonToCode; a denial without a reason is Invalid's 422.
+pub fn code_of(reason: Option<Reason>) -> u16 {
     match reason {
-        "Forbidden" => 403,
-        "Unauthorized" => 401,
-        "RequestEntityTooLarge" => 413,
+        Some(Reason::Forbidden) => 403,
+        Some(Reason::Unauthorized) => 401,
+        Some(Reason::RequestEntityTooLarge) => 413,
         _ => 422,
     }
 }
@@ -370,7 +369,8 @@ impl Input<'_> {
 pub struct Denial {
     pub index: usize,
     pub message: String,
-    pub reason: &'static str,
+    /// None for an error, which carries no reason of its own.
+    pub reason: Option<Reason>,
     /// An audit annotation's error: denied whatever the binding's actions.
     pub always: bool,
 }
@@ -409,7 +409,7 @@ impl Policy {
         let mut out = Evaluation::default();
         let fail_as = |out: &mut Evaluation, index: usize, message: String, always: bool| {
             if !self.fail_open {
-                out.denials.push(Denial { index, message, reason: "", always });
+                out.denials.push(Denial { index, message, reason: None, always });
             }
         };
         let fail = |out: &mut Evaluation, index: usize, message: String| fail_as(out, index, message, false);
@@ -463,7 +463,7 @@ impl Policy {
                     let message = from_expression
                         .or_else(|| (!v.message.is_empty()).then(|| v.message.clone()))
                         .unwrap_or_else(|| format!("failed expression: {}", v.expression.source.trim()));
-                    out.denials.push(Denial { index: i, message, reason: v.reason, always: false });
+                    out.denials.push(Denial { index: i, message, reason: Some(v.reason), always: false });
                 }
                 Err(RunError::Failed(e)) => fail(&mut out, i, e),
             }
@@ -539,12 +539,13 @@ mod tests {
             "auditAnnotations": [{"key": "n", "valueExpression": "string(variables.n)"}]}));
         assert!(p.config_error.is_none());
         let e = p.evaluate(&input(json!({"data": {"a": "1", "x": "2"}}), json!({"max": 2})));
-        let got: Vec<(usize, &str, &str)> = e.denials.iter().map(|d| (d.index, d.message.as_str(), d.reason)).collect();
-        assert_eq!(got[0], (0, "too many: 2", "Forbidden"));
-        assert_eq!(got[1], (2, "failed expression: object.data.all(k, k != 'x')", "Invalid"));
+        let got: Vec<(usize, &str, Option<Reason>)> =
+            e.denials.iter().map(|d| (d.index, d.message.as_str(), d.reason)).collect();
+        assert_eq!(got[0], (0, "too many: 2", Some(Reason::Forbidden)));
+        assert_eq!(got[1], (2, "failed expression: object.data.all(k, k != 'x')", Some(Reason::Invalid)));
         assert_eq!(got[2].0, 3);
         assert!(got[2].1.starts_with("expression 'object.missing == 1' resulted in error: "), "{got:?}");
-        assert_eq!(got[2].2, "", "an error carries no reason of its own");
+        assert_eq!(got[2].2, None, "an error carries no reason of its own");
         assert_eq!(e.annotations, [("n".to_string(), "2".to_string())]);
 
         let mut skipped = input(json!({"data": {}}), json!({"max": 2}));
@@ -579,7 +580,7 @@ mod tests {
         assert!(policy(spec).evaluate(&input(json!({}), Value::Null)).denials.is_empty(), "Ignore drops errors");
         let broken = policy(json!({"validations": [{"expression": "object.a >"}]}));
         assert!(broken.config_error.as_deref().is_some_and(|e| e.starts_with("compilation failed: ")));
-        assert_eq!(code_of("Forbidden"), 403);
-        assert_eq!(code_of(""), 422);
+        assert_eq!(code_of(Some(Reason::Forbidden)), 403);
+        assert_eq!(code_of(None), 422);
     }
 }

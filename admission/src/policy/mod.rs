@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use generic_server::authz::Authorizer;
 use generic_server::informer::{Change, Informer};
 use generic_server::registry::{AdmissionAttributes, ListOptions, Operation, ResourceInfo, StoreRegistry, Validating};
-use generic_server::status::StatusError;
+use generic_server::status::{Reason, StatusError};
 
 use crate::matching::{
     passed_over, Equivalents, Matched, NamespaceVerdicts, Namespaces, RequestNamespace, Versioned, View,
@@ -206,7 +206,7 @@ struct Denied {
     policy: Arc<Policy>,
     binding: Option<Arc<Binding>>,
     message: String,
-    reason: &'static str,
+    reason: Option<Reason>,
 }
 
 /// Upstream's AdmissionRequest as CEL's `request`, for the policy matching
@@ -250,7 +250,7 @@ impl Validating for ValidatingAdmissionPolicy {
                     policy: p.clone(),
                     binding: b.cloned(),
                     message: format!("failed to configure {what}: {e}"),
-                    reason: "",
+                    reason: None,
                 });
             }
         };
@@ -371,9 +371,8 @@ impl Validating for ValidatingAdmissionPolicy {
             None => format!("ValidatingAdmissionPolicy '{}' denied request: {}", d.policy.name, d.message),
         };
         let mut err = a.forbidden(&message);
-        let reason = if d.reason.is_empty() { "Invalid" } else { d.reason };
-        err.reason = generic_server::status::Reason::named(reason);
-        err.code = compiled::code_of(reason);
+        err.reason = d.reason.unwrap_or(Reason::Invalid);
+        err.code = compiled::code_of(d.reason);
         if let Some(details) = err.details.as_deref_mut().and_then(Value::as_object_mut) {
             details.insert("causes".into(), json!([{"message": message}]));
         }
@@ -455,7 +454,7 @@ async fn evaluate(policy: Arc<Policy>, input: Input<'static>) -> Evaluation {
                 index: 0,
                 message: "validation failed due to running out of cost budget, no further validation rules will be run"
                     .into(),
-                reason: "",
+                reason: None,
                 always: false,
             }],
             ..Default::default()
