@@ -770,15 +770,20 @@ fn services_defaults_and_cluster_ip_allocation() {
     );
     assert_eq!(table_names(&s.kubectl(&["get", "svc"])), ["db", "kubernetes", "web"]);
 
-    // A requested address is honoured, and a taken or out-of-range one is Invalid.
+    // A requested address is honoured, and a taken or out-of-range one is
+    // Invalid. The requested one is not web's or db's, which are random, nor
+    // the .51 the immutability check below asks for.
+    let db_ip = db["spec"]["clusterIP"].as_str().expect("db's clusterIP").to_string();
+    let wanted =
+        [50, 52, 53].iter().map(|n| format!("10.0.0.{n}")).find(|a| *a != ip && *a != db_ip).expect("a free address");
     let fixed = |name: &str, ip: &str| {
         format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n")
     };
-    s.create(&fixed("fixed", "10.0.0.50"));
-    assert_eq!(s.kubectl(&["get", "svc", "fixed", "-o", "jsonpath={.spec.clusterIP}"]), "10.0.0.50");
+    s.create(&fixed("fixed", &wanted));
+    assert_eq!(s.kubectl(&["get", "svc", "fixed", "-o", "jsonpath={.spec.clusterIP}"]), wanted);
     s.kubectl_err(
         &["create", "-f", "-"],
-        Some(&fixed("clash", "10.0.0.50")),
+        Some(&fixed("clash", &wanted)),
         &[r#"The Service "clash" is invalid"#, "spec.clusterIPs", "provided IP is already allocated"],
     );
     s.kubectl_err(
@@ -800,7 +805,7 @@ fn services_defaults_and_cluster_ip_allocation() {
         &[r#"The Service "fixed" is invalid"#, "spec.clusterIPs[0]", "may not change once set"],
     );
     s.kubectl(&["delete", "svc", "fixed"]);
-    s.create(&fixed("again", "10.0.0.50"));
+    s.create(&fixed("again", &wanted));
     // Headless services get no address; an unsupported type is Invalid.
     s.create(
         "apiVersion: v1\nkind: Service\nmetadata: {name: headless}\nspec:\n  clusterIP: None\n  ports:\n  - port: 80\n",
