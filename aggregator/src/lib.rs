@@ -62,6 +62,8 @@ pub struct AggregatorConfig {
 pub struct Aggregator {
     /// apiregistration.k8s.io, in front of `delegate`.
     resources: Arc<ResourceServer>,
+    /// The server behind (`resources`' delegate).
+    delegate: DynHandler,
     apiservices: Arc<Store>,
     openapi: OpenApiCache,
     index: Arc<ApiServiceIndex>,
@@ -128,7 +130,7 @@ pub async fn new_server(
     tokio::spawn(controller.run());
 
     let proxy = Proxy { client, resolver };
-    Ok(Arc::new(Aggregator { resources, apiservices, openapi: OpenApiCache::new(), index, remote, proxy }))
+    Ok(Arc::new(Aggregator { resources, delegate, apiservices, openapi: OpenApiCache::new(), index, remote, proxy }))
 }
 
 impl Aggregator {
@@ -205,6 +207,14 @@ impl Handler for Aggregator {
         }
         if let Some(resp) = self.remote_group(&req) {
             return resp;
+        }
+        // A resource of a group not served here goes straight to the server
+        // behind, as it would through `resources`, without the hop's lookups
+        // and boxed future on every request.
+        let elsewhere = generic_server::request_info::RequestInfo::of(&req)
+            .is_some_and(|i| i.is_resource_request && !self.resources.serves_group(&i.api_group));
+        if elsewhere {
+            return self.delegate.handle(req).await;
         }
         self.resources.handle(req).await
     }

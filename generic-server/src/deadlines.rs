@@ -112,6 +112,10 @@ impl Activity {
     }
 
     fn read_some(&self) {
+        // An HTTP/2 connection's deadline does not depend on its reads.
+        if self.http2 {
+            return;
+        }
         let mut p = self.phase();
         if p.in_flight == 0 && p.first_byte.is_none() {
             p.first_byte = Some(Instant::now());
@@ -149,16 +153,27 @@ impl Drop for InFlight {
             p.since = Instant::now();
             p.first_byte = None;
         }
-        drop(p);
-        self.0.changed.notify_one();
+        // The watchdog is not woken: the end of a request only moves the
+        // deadline later, and [`expired`] looks again before it could pass.
     }
 }
 
 /// Resolves once the connection has passed its deadline with nothing in flight.
+///
+/// Only an HTTP/1 request's first byte makes the deadline earlier, and only
+/// that wakes this; while requests are in flight it looks again every
+/// shortest limit, since the last one to end sets a deadline at least that
+/// far off. Requests that begin and end cost it nothing.
 pub async fn expired(activity: &Activity, limits: &ServingLimits) {
+    let recheck = limits.header_timeout.min(limits.idle_timeout);
     loop {
         match activity.deadline(limits) {
-            None => activity.changed.notified().await,
+            None => {
+                tokio::select! {
+                    _ = tokio::time::sleep(recheck) => {}
+                    _ = activity.changed.notified() => {}
+                }
+            }
             Some(deadline) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline) => {

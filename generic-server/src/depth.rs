@@ -115,13 +115,15 @@ fn followed_by_blank(body: &[u8], i: usize) -> bool {
 /// The index of the closing quote of the double-quoted string opening at `start`
 /// (or the end of the body).
 fn skip_double_quoted(body: &[u8], start: usize) -> usize {
+    // Strings are most of a body's bytes: the search jumps to the next
+    // quote or backslash rather than stepping through each.
     let mut i = start + 1;
-    while i < body.len() {
-        match body[i] {
-            b'\\' => i += 2,
-            b'"' => return i,
-            _ => i += 1,
+    while let Some(at) = body.get(i..).and_then(|rest| memchr::memchr2(b'\\', b'"', rest)) {
+        i += at;
+        if body[i] == b'"' {
+            return i;
         }
+        i += 2;
     }
     body.len()
 }
@@ -192,6 +194,9 @@ mod tests {
         // Brackets inside strings are text.
         let text = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
         assert!(check_json(text.as_bytes()).is_ok());
+        // A string that ends in an escaped backslash ends there: what follows counts.
+        let after = format!("[\"a\\\\\",{}]", nested("[", "]", MAX_DEPTH));
+        assert_eq!(check_json(after.as_bytes()), Err("invalid character '[' exceeded max depth".into()));
     }
 
     #[test]

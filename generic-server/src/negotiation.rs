@@ -94,8 +94,8 @@ const SERVED: [&str; 3] = ["json", "yaml", "vnd.kubernetes.protobuf"];
 /// it: the first Accept entry (in goautoneg's order) that names a served media
 /// type whose parameters this endpoint can honour. `None` is 406.
 pub fn negotiate_offer(accept: Option<&str>, offer: Offer) -> Option<Output> {
-    // What most clients send, answered without parsing it.
-    let Some(accept) = accept.filter(|a| !a.is_empty() && *a != "application/json") else {
+    // What most clients send (and curl's default), answered without parsing it.
+    let Some(accept) = accept.filter(|a| !matches!(*a, "" | "application/json" | "*/*")) else {
         return Some(Output::Json);
     };
     for m in parse_accept(accept) {

@@ -4,21 +4,25 @@
 
 use std::borrow::Cow;
 
+/// A RequestInfo field: a name, namespace or verb is held inline (up to 24
+/// bytes), so parsing a request's path allocates nothing for most requests.
+pub type Text = compact_str::CompactString;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestInfo {
     pub is_resource_request: bool,
-    pub path: String,
+    pub path: Text,
     /// Upstream's verbs: get, list, watch, create, update, patch, delete,
     /// deletecollection; for non-resource requests the lower-cased method.
-    pub verb: String,
+    pub verb: Text,
     /// "api" or "apis"
     pub api_prefix: &'static str,
-    pub api_group: String,
-    pub api_version: String,
-    pub namespace: String,
-    pub resource: String,
-    pub subresource: String,
-    pub name: String,
+    pub api_group: Text,
+    pub api_version: Text,
+    pub namespace: Text,
+    pub resource: Text,
+    pub subresource: Text,
+    pub name: Text,
     /// How many segments the path has from the resource on (upstream's
     /// Parts): resource, name, subresource, and anything after.
     pub parts_len: usize,
@@ -36,9 +40,14 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// What the filter chain parsed of `req`.
+    pub fn of<B>(req: &http::Request<B>) -> Option<&std::sync::Arc<RequestInfo>> {
+        req.extensions().get()
+    }
+
     pub fn group_version(&self) -> String {
         if self.api_group.is_empty() {
-            self.api_version.clone()
+            self.api_version.to_string()
         } else {
             format!("{}/{}", self.api_group, self.api_version)
         }
@@ -65,7 +74,7 @@ pub fn query_params(query: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
 /// `URL.Query()[key]`); only the values of `key` are unescaped.
 pub fn query_values<'a>(query: Option<&'a str>, key: &'a str) -> impl Iterator<Item = String> + 'a {
     query_pairs(query)
-        .filter(move |(k, _)| if k.contains(['%', '+']) { query_unescape(k) == key } else { *k == key })
+        .filter(move |(k, _)| *k == key || (k.contains(['%', '+']) && query_unescape(k) == key))
         .map(|(_, v)| query_unescape(v))
 }
 
@@ -119,20 +128,24 @@ fn unescape(s: &str, plus_is_space: bool) -> Cow<'_, str> {
 }
 
 pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestInfo {
-    let mut info = RequestInfo { path: path.to_string(), ..Default::default() };
+    let mut info = RequestInfo { path: path.into(), ..Default::default() };
     let non_resource = |mut info: RequestInfo| {
-        info.verb = method.as_str().to_ascii_lowercase();
+        info.verb = Text::from(method.as_str()).to_ascii_lowercase();
         info
     };
     // On the stack: a resource path has at most eight segments but for a
     // proxy's tail, and this runs for every request.
-    let parts: smallvec::SmallVec<[Cow<'_, str>; 8]> =
-        path.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(|s| unescape(s, false)).collect();
+    let segments = path.split('/').filter(|s| !s.is_empty());
+    // Most paths have nothing escaped: their segments are borrowed unchecked.
+    let parts: smallvec::SmallVec<[Cow<'_, str>; 8]> = match memchr::memchr(b'%', path.as_bytes()) {
+        None => segments.map(Cow::Borrowed).collect(),
+        Some(_) => segments.map(|s| unescape(s, false)).collect(),
+    };
     let mut parts = parts.as_slice();
     let next = |parts: &mut &[Cow<'_, str>]| {
         let (first, rest) = parts.split_first()?;
         *parts = rest;
-        Some(first.to_string())
+        Some(Text::from(first.as_ref()))
     };
     match parts.first().map(|p| p.as_ref()) {
         Some("api") => info.api_prefix = "api",
@@ -166,17 +179,17 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
         http::Method::DELETE => "delete",
         _ => "",
     }
-    .to_string();
+    .into();
 
     if parts[0] == "namespaces" && parts.len() > 1 {
-        info.namespace = parts[1].to_string();
+        info.namespace = parts[1].as_ref().into();
         if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2].as_ref()) {
             parts = &parts[2..];
             info.namespace_in_path = true;
         }
     }
     info.parts_len = parts.len();
-    let field = |i: usize| parts.get(i).map(|p| p.to_string()).unwrap_or_default();
+    let field = |i: usize| parts.get(i).map(|p| Text::from(p.as_ref())).unwrap_or_default();
     (info.resource, info.name, info.subresource) = (field(0), field(1), field(2));
     info.rest = parts.get(3..).unwrap_or_default().iter().map(|p| p.to_string()).collect();
 
@@ -205,11 +218,11 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
 
 /// The name a field selector requires exactly (upstream's
 /// RequiresExactMatch("metadata.name")), when it is a valid path segment.
-fn exact_name(field_selector: &str) -> Option<String> {
+fn exact_name(field_selector: &str) -> Option<Text> {
     let selector = crate::selectors::FieldSelector::parse(field_selector).ok()?;
     let name = selector.required_value("metadata.name")?;
     let valid = !matches!(name, "" | "." | "..") && !name.contains(['/', '%']);
-    valid.then(|| name.to_string())
+    valid.then(|| name.into())
 }
 
 #[cfg(test)]

@@ -188,12 +188,12 @@ impl Event {
             user_agent.push_str("...TRUNCATED");
         }
         let object_ref = info.is_resource_request.then(|| ObjectRef {
-            namespace: info.namespace.clone(),
-            name: info.name.clone(),
-            resource: info.resource.clone(),
-            subresource: info.subresource.clone(),
-            api_group: info.api_group.clone(),
-            api_version: info.api_version.clone(),
+            namespace: info.namespace.to_string(),
+            name: info.name.to_string(),
+            resource: info.resource.to_string(),
+            subresource: info.subresource.to_string(),
+            api_group: info.api_group.to_string(),
+            api_version: info.api_version.to_string(),
             ..Default::default()
         });
         let received = micro_time(received);
@@ -204,7 +204,7 @@ impl Event {
             audit_id: id.to_string(),
             stage: Stage::RequestReceived,
             request_uri: req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default(),
-            verb: info.verb.clone(),
+            verb: info.verb.to_string(),
             user: user.map(EventUser::from).unwrap_or_default(),
             impersonated_user: None,
             source_ips: source_ips(req),

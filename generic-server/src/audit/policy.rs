@@ -306,7 +306,7 @@ impl Rule {
         {
             return false;
         }
-        if !self.verbs.is_empty() && !self.verbs.contains(&a.info.verb) {
+        if !self.verbs.is_empty() && !self.verbs.iter().any(|v| *v == a.info.verb) {
             return false;
         }
         if !self.namespaces.is_empty() || !self.resources.is_empty() {
@@ -324,14 +324,14 @@ impl Rule {
             return false;
         }
         // Cluster-scoped requests have the empty namespace, which a rule may name.
-        if !self.namespaces.is_empty() && !self.namespaces.contains(&info.namespace) {
+        if !self.namespaces.is_empty() && !self.namespaces.iter().any(|n| *n == info.namespace) {
             return false;
         }
         if self.resources.is_empty() {
             return true;
         }
         let combined = if info.subresource.is_empty() {
-            info.resource.clone()
+            info.resource.to_string()
         } else {
             format!("{}/{}", info.resource, info.subresource)
         };
@@ -339,7 +339,7 @@ impl Rule {
             if gr.resources.is_empty() {
                 return true;
             }
-            if !gr.resource_names.is_empty() && !gr.resource_names.contains(&info.name) {
+            if !gr.resource_names.is_empty() && !gr.resource_names.iter().any(|n| *n == info.name) {
                 return false;
             }
             gr.resources.iter().any(|res| {

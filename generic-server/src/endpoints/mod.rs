@@ -32,37 +32,32 @@ use crate::status::{success_status, Cause, StatusError};
 pub use output::{respond, respond_value, Responder};
 
 type Result<T> = std::result::Result<T, StatusError>;
-/// An installed resource's key: `group/version/plural`.
-type StoreKey = String;
+/// An installed resource's key: its group, version and plural.
+type StoreKey = (String, String, String);
+
+/// What is installed, by [`StoreKey`]: every resource request looks its
+/// resource up in each server it passes through, by the names it was given
+/// ([`Names`]), without making a key.
+type ByKey<V> = hashbrown::HashMap<StoreKey, V>;
 
 fn store_key(group: &str, version: &str, plural: &str) -> StoreKey {
-    format!("{group}/{version}/{plural}")
+    (group.to_string(), version.to_string(), plural.to_string())
 }
 
-/// The value at `group/version/plural`, the key made on the stack: every
-/// resource request looks its Store up.
-fn find<V: Clone>(map: &RwLock<HashMap<StoreKey, V>>, group: &str, version: &str, plural: &str) -> Option<V> {
-    // No installed name holds a slash, so a requested one with one (an
-    // escaped `%2F`) names nothing, and the joined key stays unambiguous.
-    if [group, version, plural].iter().any(|p| p.contains('/')) {
-        return None;
+/// A request's group, version and plural, hashed as the [`StoreKey`] they
+/// name (a tuple hashes its parts in order, as a derived Hash does).
+#[derive(Hash)]
+struct Names<'a>(&'a str, &'a str, &'a str);
+
+impl hashbrown::Equivalent<StoreKey> for Names<'_> {
+    fn equivalent(&self, key: &StoreKey) -> bool {
+        (self.0, self.1, self.2) == (key.0.as_str(), key.1.as_str(), key.2.as_str())
     }
-    let mut buf = [0u8; 192];
-    let len = group.len() + version.len() + plural.len() + 2;
-    let map = map.read().unwrap_or_else(|e| e.into_inner());
-    if len > buf.len() {
-        return map.get(&store_key(group, version, plural)).cloned();
-    }
-    let mut at = 0;
-    for (i, part) in [group, version, plural].iter().enumerate() {
-        if i > 0 {
-            buf[at] = b'/';
-            at += 1;
-        }
-        buf[at..at + part.len()].copy_from_slice(part.as_bytes());
-        at += part.len();
-    }
-    map.get(std::str::from_utf8(&buf[..len]).ok()?).cloned()
+}
+
+/// The value at `group/version/plural`.
+fn find<V: Clone>(map: &RwLock<ByKey<V>>, group: &str, version: &str, plural: &str) -> Option<V> {
+    map.read().unwrap_or_else(|e| e.into_inner()).get(&Names(group, version, plural)).cloned()
 }
 
 /// A resource served without a Store.
@@ -85,9 +80,9 @@ impl Unstored {
 pub type OpenApiSource = fn(&[ResourceInfo]) -> Vec<discovery::OpenApiPart>;
 
 pub struct ResourceServer {
-    stores: RwLock<HashMap<StoreKey, Arc<Store>>>,
+    stores: RwLock<ByKey<Arc<Store>>>,
     /// Resources served without a Store (the review kinds, componentstatuses).
-    unstored: RwLock<HashMap<StoreKey, Arc<Unstored>>>,
+    unstored: RwLock<ByKey<Arc<Unstored>>>,
     openapi: Option<OpenApiSource>,
     /// Group names in the order they were first installed, for discovery.
     group_order: RwLock<Vec<String>>,
@@ -179,6 +174,11 @@ impl ResourceServer {
 
     pub fn stores(&self) -> Vec<Arc<Store>> {
         self.stores.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Whether a resource of `group` was ever installed here.
+    pub fn serves_group(&self, group: &str) -> bool {
+        self.group_order.read().unwrap_or_else(|e| e.into_inner()).iter().any(|g| g == group)
     }
 
     /// The groups installed here, versions and resources in a stable order.
@@ -944,16 +944,15 @@ mod tests {
     #[test]
     fn installed_resources_are_found_by_their_three_names_only() {
         let long = "g".repeat(300);
-        let map = RwLock::new(HashMap::from([
-            ("/v1/configmaps".to_string(), 1),
-            ("apps/v1/deployments".to_string(), 2),
-            (format!("{long}/v1/things"), 3),
+        let map = RwLock::new(ByKey::from_iter([
+            (store_key("", "v1", "configmaps"), 1),
+            (store_key("apps", "v1", "deployments"), 2),
+            (store_key(&long, "v1", "things"), 3),
         ]));
         assert_eq!(find(&map, "", "v1", "configmaps"), Some(1));
         assert_eq!(find(&map, "apps", "v1", "deployments"), Some(2));
-        // Past the key's room on the stack, it is made on the heap.
         assert_eq!(find(&map, &long, "v1", "things"), Some(3));
-        // An escaped slash in a requested name does not shift the join.
+        // An escaped slash in a requested name does not shift the parts.
         assert_eq!(find(&map, "apps/v1", "deployments", ""), None);
         assert_eq!(find(&map, "", "", "v1/configmaps"), None);
         assert_eq!(find(&map, "apps", "v1", "daemonsets"), None);

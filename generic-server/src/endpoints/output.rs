@@ -48,20 +48,27 @@ pub fn respond(req: &Request, code: u16, value: &Value, output: &Output) -> Resp
         },
         Output::Json => ("application/json".to_string(), wire::json(value)),
     };
-    respond_bytes(code, &ct, bytes)
+    match http::HeaderValue::try_from(ct) {
+        Ok(ct) => respond_bytes(code, ct, bytes),
+        Err(e) => StatusError::internal(e).into_response(),
+    }
 }
 
 /// A body already encoded.
-fn respond_bytes(code: u16, content_type: &str, bytes: impl Into<Bytes>) -> Response {
-    http::Response::builder()
-        .status(code)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(body::full(bytes))
-        .unwrap_or_else(|_| http::Response::new(body::empty()))
+fn respond_bytes(code: u16, content_type: http::HeaderValue, bytes: impl Into<Bytes>) -> Response {
+    let mut resp = http::Response::new(body::full(bytes));
+    *resp.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, content_type);
+    resp
 }
 
-const JSON: &str = "application/json";
-const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+fn json() -> http::HeaderValue {
+    http::HeaderValue::from_static("application/json")
+}
+
+fn protobuf() -> http::HeaderValue {
+    http::HeaderValue::from_static("application/vnd.kubernetes.protobuf")
+}
 
 /// The content type to answer a Table/PartialObjectMetadata request with: the
 /// Accept entry that asked for it.
@@ -119,7 +126,7 @@ impl Responder<'_> {
     /// kept them, other forms are made from the object.
     pub fn written(&self, code: u16, r: crate::registry::store::WriteResult) -> Response {
         match (self.output(), r.encoded) {
-            (Ok(Output::Json), Some(encoded)) => respond_bytes(code, JSON, encoded.json()),
+            (Ok(Output::Json), Some(encoded)) => respond_bytes(code, json(), encoded.json()),
             _ => self.object(code, r.object),
         }
     }
@@ -128,10 +135,10 @@ impl Responder<'_> {
     /// with every other reader and watcher when JSON or protobuf is asked.
     pub fn cached(&self, code: u16, obj: &CachedObject) -> Response {
         match self.output() {
-            Ok(Output::Json) => respond_bytes(code, JSON, obj.json()),
+            Ok(Output::Json) => respond_bytes(code, json(), obj.json()),
             Ok(Output::Protobuf) => match obj.protobuf() {
-                Ok(pb) => respond_bytes(code, PROTOBUF, pb.clone()),
-                Err(_) => respond_bytes(code, JSON, obj.json()),
+                Ok(pb) => respond_bytes(code, protobuf(), pb.clone()),
+                Err(_) => respond_bytes(code, json(), obj.json()),
             },
             _ => self.object(code, Arc::unwrap_or_clone(obj.value())),
         }
@@ -142,10 +149,10 @@ impl Responder<'_> {
     /// shared items; other forms from the list's value.
     pub fn objects(&self, code: u16, list: ObjectList) -> Response {
         match self.output() {
-            Ok(Output::Json) => respond_bytes(code, JSON, list_json(&self.store, &list)),
+            Ok(Output::Json) => respond_bytes(code, json(), list_json(&self.store, &list)),
             Ok(Output::Protobuf) => match list_protobuf(&self.store, &list) {
-                Some(pb) => respond_bytes(code, PROTOBUF, pb),
-                None => respond_bytes(code, JSON, list_json(&self.store, &list)),
+                Some(pb) => respond_bytes(code, protobuf(), pb),
+                None => respond_bytes(code, json(), list_json(&self.store, &list)),
             },
             Ok(Output::Table(v)) => {
                 let values: Vec<Arc<Value>> = list.values().collect();

@@ -37,7 +37,7 @@ pub async fn serve(
         }
     }
     if !info.name.is_empty() {
-        opts.field_selector.0.push(("metadata.name".into(), true, info.name.clone()));
+        opts.field_selector.0.push(("metadata.name".into(), true, info.name.to_string()));
     }
     let send_initial = match params.get("sendInitialEvents") {
         None => None,

@@ -430,6 +430,9 @@ pub struct Cacher {
     /// nobody reads from memory costs no backend watch and no copy of its
     /// objects (a server registers some sixty kinds; most stay idle).
     start: std::sync::Mutex<Option<tokio::sync::watch::Sender<bool>>>,
+    /// Set once `start` is taken: every read asks, and a load, unlike the
+    /// lock, does not move the cache line between cores.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Cacher {
@@ -460,12 +463,18 @@ impl Cacher {
             reached: tokio::sync::watch::Sender::new(0),
             progress: ProgressRequests::default(),
             start: std::sync::Mutex::new(Some(ready_tx)),
+            started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Starts filling the cache, once.
     fn ensure_started(&self) {
+        use std::sync::atomic::Ordering;
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
         let taken = self.start.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.started.store(true, Ordering::Release);
         if let Some(ready_tx) = taken {
             let follow = Follow {
                 storage: self.storage.clone(),
@@ -491,6 +500,7 @@ impl Cacher {
     }
 
     /// Whether a read at `freshness` can be answered from memory now.
+    #[cfg(test)]
     fn serves(&self, freshness: Freshness) -> bool {
         self.serves_state(&self.read(), freshness)
     }
@@ -589,10 +599,11 @@ impl Cacher {
         if freshness != Freshness::Consistent {
             self.ensure_started();
         }
-        if !(key.starts_with(&self.prefix) && self.serves(freshness)) {
+        if !key.starts_with(&self.prefix) {
             return None;
         }
-        Some(self.read().objects.get(key).cloned())
+        let s = self.read();
+        self.serves_state(&s, freshness).then(|| s.objects.get(key).cloned())
     }
 
     /// Whether the cache, already in use, has caught up with `revision`
