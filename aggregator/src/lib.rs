@@ -32,6 +32,7 @@ use generic_server::handler::{DynHandler, Handler, Request, Response};
 use generic_server::negotiation::{self, Output};
 use generic_server::openapi::OpenApiCache;
 use generic_server::registry::{AdmissionChain, Store};
+use generic_server::request_info::RequestInfo;
 use generic_server::status::StatusError;
 use generic_server::storage::cacher::Cacher;
 use generic_server::storage::Storage;
@@ -211,8 +212,8 @@ impl Handler for Aggregator {
         // A resource of a group not served here goes straight to the server
         // behind, as it would through `resources`, without the hop's lookups
         // and boxed future on every request.
-        let elsewhere = generic_server::request_info::RequestInfo::of(&req)
-            .is_some_and(|i| i.is_resource_request && !self.resources.serves_group(&i.api_group));
+        let elsewhere =
+            RequestInfo::of(&req).is_some_and(|i| i.is_resource_request && !self.resources.serves_group(&i.api_group));
         if elsewhere {
             return self.delegate.handle(req).await;
         }

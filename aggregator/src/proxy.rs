@@ -42,7 +42,7 @@ fn unavailable(message: impl Into<String>) -> Response {
 /// no deadline on the backend's answer then.
 fn long_running(req: &Request) -> bool {
     let watch_param = matches!(query_param(req.uri().query(), "watch").as_deref(), Some("true" | "1"));
-    watch_param || req.extensions().get::<std::sync::Arc<RequestInfo>>().is_some_and(|i| i.verb == "watch")
+    watch_param || RequestInfo::of(req).is_some_and(|i| i.verb == "watch")
 }
 
 impl Proxy {

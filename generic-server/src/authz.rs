@@ -397,7 +397,7 @@ pub fn for_modes(modes: &[Mode], by_objects: &ModeAuthorizers) -> Arc<dyn Author
 /// the answer refusing it (403, or 500 when the authorizer failed without
 /// allowing).
 pub fn check_request(authorizer: &dyn Authorizer, req: &Request) -> Option<Response> {
-    let info = req.extensions().get::<std::sync::Arc<RequestInfo>>()?;
+    let info = RequestInfo::of(req)?;
     let anonymous;
     let user = match req.extensions().get::<Arc<UserInfo>>() {
         Some(u) => u,

@@ -353,7 +353,7 @@ impl Filters {
         // Records every served resource request in the request metrics when
         // it ends (a watch when its stream does), and long-running ones while
         // they last.
-        let Some(info) = req.extensions().get::<Arc<RequestInfo>>().filter(|i| i.is_resource_request).cloned() else {
+        let Some(info) = RequestInfo::of(req).filter(|i| i.is_resource_request).cloned() else {
             if let Some(resp) = self.non_resource.serve(req).await {
                 return resp;
             }
@@ -391,10 +391,8 @@ fn take_notes(req: &mut Request) -> TakenNotes {
     let audit = crate::audit::context_of(req);
     // Upstream logs a created or replaced object as decoded; a patch is
     // logged as sent, by the audit filter.
-    let writes_object = req
-        .extensions()
-        .get::<Arc<RequestInfo>>()
-        .is_some_and(|i| i.is_resource_request && matches!(i.verb.as_str(), "create" | "update"));
+    let writes_object =
+        RequestInfo::of(req).is_some_and(|i| i.is_resource_request && matches!(i.verb.as_str(), "create" | "update"));
     if writes_object && audit.as_ref().is_some_and(|a| a.wants_request_object()) {
         notes.want_request_object();
     }
@@ -649,7 +647,7 @@ impl InFlight {
     /// read-only and --max-mutating-requests-inflight other requests at once;
     /// one more gets 429 with Retry-After. Long-running requests do not count.
     fn admit(&self, req: &Request) -> Result<Option<Admitted<'_>>, StatusError> {
-        let Some(info) = req.extensions().get::<Arc<RequestInfo>>().filter(|i| !is_long_running(i)) else {
+        let Some(info) = RequestInfo::of(req).filter(|i| !is_long_running(i)) else {
             return Ok(None);
         };
         let mutating = !matches!(info.verb.as_str(), "get" | "list" | "watch");

@@ -39,7 +39,7 @@ pub struct NotFoundHandler;
 #[async_trait::async_trait]
 impl Handler for NotFoundHandler {
     async fn handle(&self, req: Request) -> Response {
-        let info = req.extensions().get::<std::sync::Arc<RequestInfo>>();
+        let info = RequestInfo::of(&req);
         let err = match info {
             Some(info) if info.is_resource_request => StatusError::not_found_resource_type(info),
             _ => StatusError::new(

@@ -46,10 +46,7 @@ fn annotated(req: &Request) -> Option<Vec<u8>> {
 #[async_trait::async_trait]
 impl Handler for RecordCaller {
     async fn handle(&self, req: Request) -> Response {
-        let is_create = req
-            .extensions()
-            .get::<std::sync::Arc<RequestInfo>>()
-            .is_some_and(|i| i.is_resource_request && i.verb == "create");
+        let is_create = RequestInfo::of(&req).is_some_and(|i| i.is_resource_request && i.verb == "create");
         if !is_create {
             return self.delegate.handle(req).await;
         }

@@ -446,7 +446,7 @@ pub fn start(req: &Request) -> Result<Option<Started>, StatusError> {
     // decides: most requests cost one evaluation and nothing else.
     let started = context(req).and_then(|ctx| {
         let auditor = &ctx.auditor;
-        let info = req.extensions().get::<Arc<RequestInfo>>()?;
+        let info = RequestInfo::of(req)?;
         let user = req.extensions().get::<Arc<UserInfo>>().map(|u| &**u);
         let config = auditor.policy.evaluate(&policy::Attributes { user, info });
         crate::metrics::global().observe_audit_level(config.level.name());
@@ -533,7 +533,7 @@ impl Drop for EmitWhenDropped {
 /// tried. Called by the authentication filter before it refuses.
 pub fn failed_authentication(req: &Request) {
     let Some(ctx) = context(req) else { return };
-    let Some(info) = req.extensions().get::<Arc<RequestInfo>>() else { return };
+    let Some(info) = RequestInfo::of(req) else { return };
     let config = ctx.auditor.policy.evaluate(&policy::Attributes { user: None, info });
     crate::metrics::global().observe_audit_level(config.level.name());
     if config.level == Level::None {

@@ -255,7 +255,7 @@ pub fn version_priority(v: &str) -> (u8, u32, u32) {
 #[async_trait::async_trait]
 impl Handler for ResourceServer {
     async fn handle(&self, req: Request) -> Response {
-        let Some(info) = req.extensions().get::<Arc<RequestInfo>>().cloned() else {
+        let Some(info) = RequestInfo::of(&req).cloned() else {
             return self.delegate.handle(req).await;
         };
         if !info.is_resource_request {

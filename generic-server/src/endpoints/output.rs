@@ -32,23 +32,24 @@ pub fn respond(req: &Request, code: u16, value: &Value, output: &Output) -> Resp
     let (ct, bytes) = match output {
         // Upstream writes YAML from a generic map: every key sorted.
         Output::Yaml => match serde_yaml::to_string(&wire::sorted(value.clone())) {
-            Ok(s) => ("application/yaml".to_string(), s.into_bytes()),
+            Ok(s) => (Ok(http::HeaderValue::from_static("application/yaml")), s.into_bytes()),
             Err(e) => return StatusError::internal(e).into_response(),
         },
         Output::Table(_) | Output::PartialObjectMetadata(_) => {
-            let ct = accept(req).and_then(first_json_param_form).unwrap_or_else(|| "application/json".into());
+            let ct = accept(req).and_then(first_json_param_form).map_or(Ok(json()), http::HeaderValue::try_from);
             (ct, wire::json(value))
         }
         Output::AggregatedDiscovery(v) => {
-            (format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"), wire::json(value))
+            let ct = format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList");
+            (http::HeaderValue::try_from(ct), wire::json(value))
         }
         Output::Protobuf => match crate::protobuf::encode(value) {
-            Ok(pb) => ("application/vnd.kubernetes.protobuf".to_string(), pb),
-            Err(_) => ("application/json".to_string(), wire::json(value)),
+            Ok(pb) => (Ok(protobuf()), pb),
+            Err(_) => (Ok(json()), wire::json(value)),
         },
-        Output::Json => ("application/json".to_string(), wire::json(value)),
+        Output::Json => (Ok(json()), wire::json(value)),
     };
-    match http::HeaderValue::try_from(ct) {
+    match ct {
         Ok(ct) => respond_bytes(code, ct, bytes),
         Err(e) => StatusError::internal(e).into_response(),
     }
