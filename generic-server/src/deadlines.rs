@@ -111,6 +111,11 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// Whether a request's response has yet to end.
+    fn busy(&self) -> bool {
+        self.phase().in_flight > 0
+    }
+
     fn read_some(&self) {
         // An HTTP/2 connection's deadline does not depend on its reads.
         if self.http2 {
@@ -188,14 +193,72 @@ pub async fn expired(activity: &Activity, limits: &ServingLimits) {
     }
 }
 
+/// [`expired`] as a task of its own, resolving when it does and aborted when
+/// dropped. A connection's task is polled several times per request; a
+/// `select!` over the connection and `expired` would poll `expired`'s timer
+/// and notice each time, where a task of its own runs only when they fire,
+/// and the connection's polls only look at a flag.
+pub struct Watchdog {
+    alarm: Arc<Alarm>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Alarm {
+    rung: std::sync::atomic::AtomicBool,
+    waker: futures::task::AtomicWaker,
+}
+
+impl Watchdog {
+    pub fn start(activity: Arc<Activity>, limits: Arc<ServingLimits>) -> Watchdog {
+        let alarm = Arc::new(Alarm::default());
+        let ring = alarm.clone();
+        let task = tokio::spawn(async move {
+            expired(&activity, &limits).await;
+            ring.rung.store(true, std::sync::atomic::Ordering::Release);
+            ring.waker.wake();
+        });
+        Watchdog { alarm, task }
+    }
+
+    fn rung(&self) -> bool {
+        self.alarm.rung.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl std::future::Future for Watchdog {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.rung() {
+            return Poll::Ready(());
+        }
+        self.alarm.waker.register(cx.waker());
+        // Rung between the look and the registration: its wake found no waker.
+        match self.rung() {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Bytes a connection holds back from TLS before it writes them anyway.
 const COALESCE_LIMIT: usize = 64 * 1024;
 
 /// A connection's stream whose reads tell its [`Activity`] when a request
-/// head begins, and whose writes are coalesced: a flush first yields once, so
-/// that the frames other tasks queue meanwhile (the same change going to a
-/// hundred watchers multiplexed on one HTTP/2 connection) leave in one TLS
-/// write rather than one system call and record each.
+/// head begins, and whose writes are coalesced: while a response is still
+/// being written, a flush first yields once, so that the frames other tasks
+/// queue meanwhile (the same change going to a hundred watchers multiplexed
+/// on one HTTP/2 connection, a watch's next events) leave in one TLS write
+/// rather than one system call and record each. With nothing in flight
+/// nothing more can come, and the flush is not delayed: a client sending one
+/// request at a time would pay a second poll of the connection for each.
 pub struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
@@ -268,7 +331,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if !this.held.is_empty() && !this.yielded {
+        if !this.held.is_empty() && !this.yielded && this.activity.busy() {
             // Woken now, polled again after the tasks already queued.
             this.yielded = true;
             cx.waker().wake_by_ref();
@@ -311,10 +374,12 @@ mod tests {
     fn writes_are_coalesced_until_a_flush_has_yielded() {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        let mut w = Watched::new(Writes::default(), Activity::new(true));
+        let activity = Activity::new(true);
+        let mut w = Watched::new(Writes::default(), activity.clone());
         let mut pin = Pin::new(&mut w);
+        let answering = activity.begin();
         assert!(matches!(pin.as_mut().poll_write(&mut cx, b"frame one "), Poll::Ready(Ok(10))));
-        // The first flush yields: nothing reaches the stream yet.
+        // While a response is being written, the first flush yields: nothing reaches the stream yet.
         assert!(pin.as_mut().poll_flush(&mut cx).is_pending());
         assert!(pin.inner.0.is_empty());
         // What other tasks queued meanwhile goes in the same write.
@@ -333,6 +398,11 @@ mod tests {
         assert!(pin.inner.0.len() == 3 && pin.inner.0[1] == b"small" && pin.inner.0[2] == big);
         assert!(matches!(pin.as_mut().poll_shutdown(&mut cx), Poll::Ready(Ok(()))));
         assert_eq!(pin.inner.0.last().map(Vec::as_slice), Some(&b"tail"[..]));
+        // With nothing in flight, nothing more can come: the flush writes at once.
+        drop(answering);
+        assert!(matches!(pin.as_mut().poll_write(&mut cx, b"last"), Poll::Ready(Ok(4))));
+        assert!(matches!(pin.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(pin.inner.0.last().map(Vec::as_slice), Some(&b"last"[..]));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use serde_json::json;
 use crate::authn::{RequestHeaderAuthenticator, RequestHeaderRefusal, TokenAuthenticator, TokenFile, UserInfo};
 use crate::authz::{Authorizer, PRIVILEGED_GROUP};
 use crate::body;
+use crate::context::RequestContext;
 use crate::handler::{DynHandler, Request, Response};
 use crate::metrics::{self, RequestLabels};
 use crate::request_info::{self, RequestInfo};
@@ -31,41 +32,6 @@ use crate::status::StatusError;
 /// The filter chain as the listener serves it: shared by every connection
 /// and request (a request costs it one reference count).
 pub type HttpService = Arc<Filters>;
-
-/// What the listener knows of a request before the filters run: when its
-/// head arrived (upstream's ReceivedTimestamp, from which the request timeout
-/// and the latency metrics count) and what the connection's handshake
-/// established. One extension for all of it: each insert into a request's
-/// extensions allocates.
-#[derive(Clone, Debug)]
-pub struct Arrival {
-    pub at: Instant,
-    pub peer: Arc<Peer>,
-}
-
-/// What a connection's TLS handshake established about the client, shared
-/// by every request on it.
-#[derive(Debug, Default)]
-pub struct Peer {
-    /// The subject of the verified client certificate.
-    pub user: Option<Arc<UserInfo>>,
-    /// The client certificate chain (leaf first) as presented, unverified:
-    /// only from [`crate::serve::serve_tls_unverified_peers`].
-    pub chain: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
-    pub addr: Option<std::net::SocketAddr>,
-}
-
-impl Arrival {
-    /// A request that did not come through the listener (an in-process
-    /// caller): arrived now, from nobody in particular.
-    pub fn now() -> Arrival {
-        Arrival { at: Instant::now(), peer: Arc::default() }
-    }
-
-    pub fn of(req: &Request) -> Option<&Arrival> {
-        req.extensions().get::<Arrival>()
-    }
-}
 
 /// How callers are authenticated.
 #[derive(Clone, Default)]
@@ -222,11 +188,7 @@ impl Filters {
     async fn within_deadline(self: &Arc<Self>, req: &mut Request) -> Response {
         let info = Arc::new(request_info::parse(req.method(), req.uri().path(), req.uri().query()));
         // Shared: the filters and handlers behind read it, several cloning it.
-        req.extensions_mut().insert(info.clone());
-        // The listener notes the head's arrival, before the body is read.
-        if Arrival::of(req).is_none() {
-            req.extensions_mut().insert(Arrival::now());
-        }
+        RequestContext::of_mut(req).set_info(info.clone());
         let Some(limit) = self.timeout.filter(|_| !is_long_running(&info)) else {
             return self.authenticated(req).await;
         };
@@ -311,7 +273,7 @@ impl Filters {
             req.extensions_mut().insert(authn.tokens.clone());
         }
         if let Some(rh) = &authn.request_header {
-            let chain = Arrival::of(req).and_then(|a| a.peer.chain.as_deref()).unwrap_or(&[]);
+            let chain = RequestContext::of(req).and_then(|c| c.peer.chain.as_deref()).unwrap_or(&[]);
             match rh.authenticate(chain, req.headers()) {
                 Ok(user) => {
                     rh.clear_headers(req.headers_mut());
@@ -387,7 +349,7 @@ struct TakenNotes {
 
 fn take_notes(req: &mut Request) -> TakenNotes {
     let notes = Arc::new(crate::registry::Notes::default());
-    req.extensions_mut().insert(notes.clone());
+    RequestContext::of_mut(req).set_notes(notes.clone());
     let audit = crate::audit::context_of(req);
     // Upstream logs a created or replaced object as decoded; a patch is
     // logged as sent, by the audit filter.
@@ -428,7 +390,7 @@ pub struct Authenticators {
 }
 
 async fn identify(authn: &Authenticators, req: &mut Request) -> Result<Arc<UserInfo>, StatusError> {
-    if let Some(u) = Arrival::of(req).and_then(|a| a.peer.user.as_ref()) {
+    if let Some(u) = RequestContext::of(req).and_then(|c| c.peer.user.as_ref()) {
         return Ok(u.clone());
     }
     if let Some(token) = crate::authn::bearer_token(req.headers()).map(str::to_string) {
@@ -577,9 +539,9 @@ fn health(ready_checks: &[ReadyCheck], path: &str, query: Option<&str>) -> Optio
 }
 
 /// When the request arrived: `within_deadline` sees that every request has
-/// an [`Arrival`] before the filters that ask.
+/// a [`RequestContext`] before the filters that ask.
 fn received(req: &Request) -> Instant {
-    Arrival::of(req).map(|a| a.at).unwrap_or_else(Instant::now)
+    RequestContext::of(req).map_or_else(Instant::now, |c| c.arrived)
 }
 
 /// Upstream's BasicLongRunningRequestCheck: watches and the streaming

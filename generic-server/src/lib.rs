@@ -14,6 +14,7 @@ pub mod authn;
 pub mod authz;
 pub mod backend;
 pub mod body;
+pub mod context;
 pub mod deadlines;
 pub mod delegation;
 pub mod depth;

@@ -644,8 +644,7 @@ fn is_apply(req: &Request) -> bool {
 /// Upstream's cleanDryRun: every dryRun value, sorted and deduplicated, or
 /// "invalid" if one is not "All".
 fn clean_dry_run(query: Option<&str>) -> String {
-    let Some(q) = query.filter(|q| q.contains("dryRun")) else { return String::new() };
-    let values: std::collections::BTreeSet<String> = query_values(Some(q), "dryRun").collect();
+    let values: std::collections::BTreeSet<String> = query_values(query, "dryRun").collect();
     if values.iter().any(|v| v != "All") {
         return "invalid".into();
     }

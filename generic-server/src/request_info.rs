@@ -40,11 +40,6 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
-    /// What the filter chain parsed of `req`.
-    pub fn of<B>(req: &http::Request<B>) -> Option<&std::sync::Arc<RequestInfo>> {
-        req.extensions().get()
-    }
-
     pub fn group_version(&self) -> String {
         if self.api_group.is_empty() {
             self.api_version.to_string()
@@ -60,13 +55,35 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 /// The `key=value` pairs of a query as sent (still escaped), in order; a
 /// pair without '=' has an empty value.
 pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
-    query.unwrap_or("").split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")))
+    pieces(query.unwrap_or(""), b'&').map(|p| match p.bytes().position(|b| b == b'=') {
+        Some(i) => (&p[..i], &p[i + 1..]),
+        None => (p, ""),
+    })
+}
+
+/// The non-empty pieces of `s` between occurrences of the ASCII byte `sep`.
+/// Found byte by byte: for a path's or a query's few short pieces that is
+/// cheaper than `str::split`'s searcher, and every request is split so.
+pub(crate) fn pieces(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        while start < s.len() {
+            let end = s.as_bytes()[start..].iter().position(|b| *b == sep).map_or(s.len(), |i| start + i);
+            // `sep` is ASCII, so both ends are character boundaries.
+            let piece = &s[start..end];
+            start = end + 1;
+            if !piece.is_empty() {
+                return Some(piece);
+            }
+        }
+        None
+    })
 }
 
 /// Every parameter of a query, decoded, in order: what a reader of each
 /// key's first value (Go's Values.Get) searches. A parameter without
 /// escapes is borrowed from the query.
-pub fn query_params(query: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+pub fn query_params<'q, C: FromIterator<(Cow<'q, str>, Cow<'q, str>)>>(query: Option<&'q str>) -> C {
     query_pairs(query).map(|(k, v)| (unescape(k, true), unescape(v, true))).collect()
 }
 
@@ -74,7 +91,7 @@ pub fn query_params(query: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
 /// `URL.Query()[key]`); only the values of `key` are unescaped.
 pub fn query_values<'a>(query: Option<&'a str>, key: &'a str) -> impl Iterator<Item = String> + 'a {
     query_pairs(query)
-        .filter(move |(k, _)| *k == key || (k.contains(['%', '+']) && query_unescape(k) == key))
+        .filter(move |(k, _)| *k == key || (escaped(k, true) && query_unescape(k) == key))
         .map(|(_, v)| query_unescape(v))
 }
 
@@ -95,12 +112,17 @@ pub fn path_unescape(s: &str) -> String {
     unescape(s, false).into_owned()
 }
 
+/// Whether `s` has anything [`unescape`] would change.
+fn escaped(s: &str, plus_is_space: bool) -> bool {
+    // A plain scan: memchr's setup costs more than a key or value is long.
+    s.bytes().any(|b| b == b'%' || (plus_is_space && b == b'+'))
+}
+
 /// `s` unescaped, or `s` as it is when its escaping is not valid (Go's
 /// unescapers refuse it; upstream then keeps the raw text).
 fn unescape(s: &str, plus_is_space: bool) -> Cow<'_, str> {
-    let special = |b: &u8| *b == b'%' || (plus_is_space && *b == b'+');
     // Most segments and parameters have nothing to unescape.
-    if !s.as_bytes().iter().any(special) {
+    if !escaped(s, plus_is_space) {
         return Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
@@ -135,11 +157,11 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     };
     // On the stack: a resource path has at most eight segments but for a
     // proxy's tail, and this runs for every request.
-    let segments = path.split('/').filter(|s| !s.is_empty());
+    let segments = pieces(path, b'/');
     // Most paths have nothing escaped: their segments are borrowed unchecked.
-    let parts: smallvec::SmallVec<[Cow<'_, str>; 8]> = match memchr::memchr(b'%', path.as_bytes()) {
-        None => segments.map(Cow::Borrowed).collect(),
-        Some(_) => segments.map(|s| unescape(s, false)).collect(),
+    let parts: smallvec::SmallVec<[Cow<'_, str>; 8]> = match escaped(path, false) {
+        false => segments.map(Cow::Borrowed).collect(),
+        true => segments.map(|s| unescape(s, false)).collect(),
     };
     let mut parts = parts.as_slice();
     let next = |parts: &mut &[Cow<'_, str>]| {
@@ -300,7 +322,7 @@ mod tests {
         assert_eq!(i.name, "a+b");
         let i = p("GET", "/api/v1/namespaces/ns/configmaps/a%2Bb");
         assert_eq!(i.name, "a+b");
-        let q = query_params(Some("labelSelector=app%3Dweb&limit=5&limit=6"));
+        let q: Vec<_> = query_params(Some("labelSelector=app%3Dweb&limit=5&limit=6"));
         let q: Vec<(&str, &str)> = q.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
         assert_eq!(q, [("labelSelector", "app=web"), ("limit", "5"), ("limit", "6")]);
         let q = Some("limit=5&label%53elector=app%3Dweb&limit=6&watch");
@@ -308,5 +330,18 @@ mod tests {
         assert_eq!(query_param(q, "limit").as_deref(), Some("5"), "the first value, as Go's Get");
         assert_eq!(query_param(q, "watch").as_deref(), Some(""));
         assert_eq!(query_param(q, "continue"), None);
+    }
+
+    #[test]
+    fn pieces_skip_empty_ones() {
+        let split = |s, sep| pieces(s, sep).collect::<Vec<_>>();
+        assert_eq!(split("/api//v1/pods/", b'/'), ["api", "v1", "pods"]);
+        assert_eq!(split("//", b'/'), Vec::<&str>::new());
+        assert_eq!(split("", b'/'), Vec::<&str>::new());
+        assert_eq!(split("é/ü", b'/'), ["é", "ü"]);
+        let pairs: Vec<_> = query_pairs(Some("&a=1&&b&c=&=d&e=f=g")).collect();
+        assert_eq!(pairs, [("a", "1"), ("b", ""), ("c", ""), ("", "d"), ("e", "f=g")]);
+        let i = p("GET", "//api//v1/namespaces//ns/pods/web/");
+        assert_eq!((i.namespace.as_str(), i.resource.as_str(), i.name.as_str()), ("ns", "pods", "web"));
     }
 }

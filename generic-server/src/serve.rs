@@ -16,9 +16,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::authn::user_from_certificate;
+use crate::context::{Peer, RequestContext};
 pub use crate::deadlines::ServingLimits;
 use crate::deadlines::{Activity, Watched};
-use crate::filters::{Arrival, HttpService, Peer};
+use crate::filters::HttpService;
 use crate::handler::Response;
 use crate::status::StatusError;
 
@@ -87,7 +88,7 @@ async fn read_and_serve(
     };
     let mut req = http::Request::from_parts(parts, bytes);
     // The request timeout counts from the head's arrival, body read included.
-    req.extensions_mut().insert(Arrival { at: received, peer });
+    req.extensions_mut().insert(RequestContext::new(received, peer));
     service.serve(req).await
 }
 
@@ -235,7 +236,7 @@ async fn serve_connections(
                 })
             };
             let io = TokioIo::new(Watched::new(stream, activity.clone()));
-            let expired = crate::deadlines::expired(&activity, &limits);
+            let mut expired = crate::deadlines::Watchdog::start(activity.clone(), limits.clone());
             // As Go's server: HTTP/2 only when ALPN chose it.
             let ended = if activity.is_http2() {
                 let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -243,8 +244,9 @@ async fn serve_connections(
                 let conn = builder.serve_connection(io, handler);
                 tokio::pin!(conn);
                 tokio::select! {
+                    biased;
                     r = conn.as_mut() => r,
-                    _ = expired => {
+                    _ = &mut expired => {
                         tracing::debug!(%peer, "closing an HTTP/2 connection idle past its idle timeout");
                         conn.as_mut().graceful_shutdown();
                         tokio::time::timeout(std::time::Duration::from_secs(5), conn).await.unwrap_or(Ok(()))
@@ -258,9 +260,10 @@ async fn serve_connections(
                     .max_headers(MAX_HTTP1_HEADERS);
                 let conn = builder.serve_connection(io, handler);
                 tokio::select! {
+                    biased;
                     r = conn => r,
                     // Closed as Go does it: no answer, the connection just ends.
-                    _ = expired => {
+                    _ = &mut expired => {
                         tracing::debug!(%peer, "closing an HTTP/1 connection past its header or idle timeout");
                         Ok(())
                     }

@@ -36,7 +36,8 @@ use serde_json::{json, Value};
 
 use crate::authn::UserInfo;
 use crate::body;
-use crate::filters::{is_long_running, Arrival};
+use crate::context::RequestContext;
+use crate::filters::is_long_running;
 use crate::handler::{Request, Response};
 use crate::request_info::RequestInfo;
 use crate::status::StatusError;
@@ -170,8 +171,8 @@ fn micro_time(t: chrono::DateTime<chrono::Utc>) -> String {
 
 impl Event {
     fn new(id: &str, req: &Request, info: &RequestInfo, user: Option<&UserInfo>, level: Level) -> Event {
-        let received = match Arrival::of(req) {
-            Some(a) => chrono::Utc::now() - chrono::Duration::from_std(a.at.elapsed()).unwrap_or_default(),
+        let received = match RequestContext::of(req) {
+            Some(c) => chrono::Utc::now() - chrono::Duration::from_std(c.arrived.elapsed()).unwrap_or_default(),
             None => chrono::Utc::now(),
         };
         let mut user_agent = req
@@ -277,7 +278,7 @@ fn source_ips(req: &Request) -> Vec<String> {
             ips.push(ip);
         }
     }
-    if let Some(addr) = Arrival::of(req).and_then(|a| a.peer.addr) {
+    if let Some(addr) = RequestContext::of(req).and_then(|c| c.peer.addr) {
         let ip = addr.ip().to_canonical();
         if ips.last() != Some(&ip) {
             ips.push(ip);
@@ -561,7 +562,7 @@ fn auth_methods(req: &Request) -> String {
     if crate::request_info::query_param(req.uri().query(), "access_token").is_some_and(|t| !t.trim().is_empty()) {
         methods.push("access_token");
     }
-    if Arrival::of(req).is_some_and(|a| a.peer.user.is_some() || a.peer.chain.is_some()) {
+    if RequestContext::of(req).is_some_and(|c| c.peer.user.is_some() || c.peer.chain.is_some()) {
         methods.push("x509");
     }
     if methods.is_empty() {
@@ -756,7 +757,7 @@ mod tests {
     fn request(path: &str) -> Request {
         let mut req = http::Request::builder().uri(path).body(bytes::Bytes::new()).expect("request");
         let info = crate::request_info::parse(&http::Method::GET, path, None);
-        req.extensions_mut().insert(Arc::new(info));
+        RequestContext::of_mut(&mut req).set_info(Arc::new(info));
         req.extensions_mut().insert(Arc::new(UserInfo {
             name: "alice".into(),
             groups: vec!["devs".into()],
@@ -825,9 +826,9 @@ mod tests {
             .header("X-Real-Ip", "10.0.0.2")
             .body(bytes::Bytes::new())
             .expect("request");
-        let from = |addr: &str| Arrival {
-            at: std::time::Instant::now(),
-            peer: Arc::new(crate::filters::Peer { addr: Some(addr.parse().expect("addr")), ..Default::default() }),
+        let from = |addr: &str| {
+            let peer = crate::context::Peer { addr: Some(addr.parse().expect("addr")), ..Default::default() };
+            RequestContext::new(std::time::Instant::now(), Arc::new(peer))
         };
         req.extensions_mut().insert(from("127.0.0.1:4000"));
         assert_eq!(source_ips(&req), vec!["10.0.0.1", "10.0.0.2", "127.0.0.1"]);

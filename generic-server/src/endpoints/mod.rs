@@ -273,7 +273,7 @@ impl Handler for ResourceServer {
                 Some(Unstored::ReadOnly(resource)) => {
                     // Upstream warns on every request to a deprecated API, refused ones too.
                     if let Some(w) = resource.deprecation {
-                        crate::registry::admission::notes_of(&req).warn(w);
+                        crate::context::notes_of(&req).warn(w);
                     }
                     serve_read_only(resource, &req, &info).await.unwrap_or_else(StatusError::into_response)
                 }
@@ -282,7 +282,7 @@ impl Handler for ResourceServer {
         };
         // Upstream warns on every request to a deprecated API, refused ones too.
         if let Some(w) = store.deprecation {
-            crate::registry::admission::notes_of(&req).warn(w);
+            crate::context::notes_of(&req).warn(w);
         }
         match serve_resource(&store, &req, &info).await {
             Ok(resp) => resp,
@@ -311,8 +311,9 @@ impl Handler for ResourceServer {
 }
 
 /// Query parameters of a resource request, decoded, in order; a key's
-/// value is its first (Go's Values.Get).
-pub(crate) struct Params<'q>(Vec<(Cow<'q, str>, Cow<'q, str>)>);
+/// value is its first (Go's Values.Get). Most requests send one or two
+/// (a GET its resourceVersion): those are held without an allocation.
+pub(crate) struct Params<'q>(smallvec::SmallVec<[(Cow<'q, str>, Cow<'q, str>); 2]>);
 
 impl<'q> Params<'q> {
     fn of(req: &'q Request) -> Self {
@@ -354,7 +355,7 @@ impl<'q> Params<'q> {
             field_validation: FieldValidation::parse(self.get("fieldValidation"))?,
             field_manager: None,
             user: requester(req),
-            notes: crate::registry::admission::notes_of(req),
+            notes: crate::context::notes_of(req),
         })
     }
 
@@ -437,51 +438,75 @@ pub fn decode_body(req: &Request) -> Result<Value> {
 /// as (HTTP method, verb); none means no route has this path (404), and a
 /// method missing among them is 405. A namespaced resource has list and watch
 /// across all namespaces but nothing else there: its writes, and deletecollection
-/// above all, exist only under a namespace. On the stack: every resource
-/// request asks.
-fn routes(r: &ResourceInfo, info: &RequestInfo) -> Routes {
+/// above all, exist only under a namespace.
+fn routes<'r>(r: &'r ResourceInfo, info: &RequestInfo) -> Routes<'r> {
     let parts = info.parts_len;
     let has_path = |s: &Subresource| matches!(s, Subresource::Handler(h) if h.takes_path());
     let path_allowed = parts > 3 && r.subresources.iter().any(|s| s.name() == info.subresource && has_path(s));
+    let none = Routes { candidates: &[], verbs: Cow::Borrowed(&[]) };
     if parts == 0 || (parts > 3 && !path_allowed) || (info.namespace_in_path && !r.namespaced) {
-        return Routes::new();
+        return none;
     }
     let all_namespaces = r.namespaced && !info.namespace_in_path;
-    let (candidates, verbs): (&[(&str, &str)], Cow<'_, [&str]>) = match (parts, info.watch_prefix) {
+    let candidates: &'static [(&str, &str)] = match (parts, info.watch_prefix) {
         // Upstream's WATCHLIST needs both verbs.
-        (1, true) if r.verbs.contains(&"list") => (&[("GET", "watch")], Cow::Borrowed(r.verbs)),
-        (1, true) => (&[], Cow::Borrowed(&[])),
-        (1, false) if all_namespaces => (&[("GET", "list")], Cow::Borrowed(r.verbs)),
-        (1, false) => (&[("GET", "list"), ("POST", "create"), ("DELETE", "deletecollection")], Cow::Borrowed(r.verbs)),
-        _ if all_namespaces => (&[], Cow::Borrowed(&[])),
-        (2, true) => (&[("GET", "watch")], Cow::Borrowed(r.verbs)),
-        (2, false) => {
-            (&[("GET", "get"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete")], Cow::Borrowed(r.verbs))
+        (1, true) if r.verbs.contains(&"list") => &[("GET", "watch")],
+        (1, true) => return none,
+        (1, false) if all_namespaces => &[("GET", "list")],
+        (1, false) => &[("GET", "list"), ("POST", "create"), ("DELETE", "deletecollection")],
+        _ if all_namespaces => return none,
+        (2, true) => &[("GET", "watch")],
+        (2, false) => &[("GET", "get"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete")],
+        (_, true) => return none,
+        _ => {
+            return match r.subresources.iter().find(|s| s.name() == info.subresource) {
+                Some(s) => Routes {
+                    candidates: &[
+                        ("GET", "get"),
+                        ("POST", "create"),
+                        ("PUT", "update"),
+                        ("PATCH", "patch"),
+                        ("DELETE", "delete"),
+                    ],
+                    verbs: Cow::Owned(discovery::subresource_verbs(r, s)),
+                },
+                None => none,
+            }
         }
-        (_, true) => (&[], Cow::Borrowed(&[])),
-        _ => match r.subresources.iter().find(|s| s.name() == info.subresource) {
-            Some(s) => (
-                &[("GET", "get"), ("POST", "create"), ("PUT", "update"), ("PATCH", "patch"), ("DELETE", "delete")],
-                Cow::Owned(discovery::subresource_verbs(r, s)),
-            ),
-            None => (&[], Cow::Borrowed(&[])),
-        },
     };
-    candidates.iter().filter(|(_, v)| verbs.contains(v)).copied().collect()
+    Routes { candidates, verbs: Cow::Borrowed(r.verbs) }
 }
 
-/// A path has at most five routes (an object's).
-type Routes = smallvec::SmallVec<[(&'static str, &'static str); 5]>;
+/// The (HTTP method, verb) pairs a path could have, and the verbs the
+/// resource (or subresource) serves: a route is a candidate whose verb is
+/// served. Looked through lazily: a request asks only whether its own
+/// method is served, which is usually the first candidate.
+struct Routes<'r> {
+    candidates: &'static [(&'static str, &'static str)],
+    verbs: Cow<'r, [&'static str]>,
+}
+
+impl Routes<'_> {
+    fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.candidates.iter().filter(|(_, v)| self.verbs.contains(v)).copied()
+    }
+
+    /// A 404 when nothing is served at the path, a 405 when `method` is not.
+    fn admit(&self, method: &http::Method, info: &RequestInfo) -> Result<()> {
+        let mut served = self.iter().peekable();
+        if served.peek().is_none() {
+            return Err(StatusError::not_found_resource_type(info));
+        }
+        match served.any(|(m, _)| m == method.as_str()) {
+            true => Ok(()),
+            false => Err(StatusError::method_not_allowed()),
+        }
+    }
+}
 
 async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -> Result<Response> {
     let params = Params::of(req);
-    let routes = routes(&store.info, info);
-    if routes.is_empty() {
-        return Err(StatusError::not_found_resource_type(info));
-    }
-    if !routes.iter().any(|(method, _)| *method == req.method().as_str()) {
-        return Err(StatusError::method_not_allowed());
-    }
+    routes(&store.info, info).admit(req.method(), info)?;
     // A list route answers `?watch=` too, or says the resource cannot be watched.
     if info.verb == "watch" && !store.info.verbs.contains(&"watch") {
         return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "watch"));
@@ -640,13 +665,7 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
 /// gives a Getter and Lister, lists filtered by label and name selectors.
 async fn serve_read_only(resource: &ReadOnly, req: &Request, info: &RequestInfo) -> Result<Response> {
     let i = &resource.info;
-    let routes = routes(i, info);
-    if routes.is_empty() {
-        return Err(StatusError::not_found_resource_type(info));
-    }
-    if !routes.iter().any(|(method, _)| *method == req.method().as_str()) {
-        return Err(StatusError::method_not_allowed());
-    }
+    routes(i, info).admit(req.method(), info)?;
     let ns = if i.namespaced { info.namespace.as_str() } else { "" };
     match info.verb.as_str() {
         "get" => match resource.reader.get(ns, &info.name).await? {
@@ -697,7 +716,7 @@ async fn serve_handler(
             }
             let kind = handler.discovery().kind;
             let mut object = connect_options(&store.info, kind, &spec, req, info)?;
-            let (user, notes) = (requester(req), crate::registry::admission::notes_of(req));
+            let (user, notes) = (requester(req), crate::context::notes_of(req));
             let call = SubresourceAdmission {
                 operation: Operation::Connect,
                 namespace: ns,
@@ -814,7 +833,7 @@ fn delete_options(req: &Request, params: &Params) -> Result<DeleteOptions> {
     let body = if req.body().is_empty() { Value::Null } else { decode_body(req)? };
     let mut opts = DeleteOptions::from_body(&body)?;
     opts.user = requester(req);
-    opts.notes = crate::registry::admission::notes_of(req);
+    opts.notes = crate::context::notes_of(req);
     if params.dry_run()? {
         opts.dry_run = true;
     }

@@ -236,9 +236,3 @@ impl Notes {
         std::mem::take(&mut self.state().warnings)
     }
 }
-
-/// The notes of the request being served, put into it by the filter chain;
-/// a request that bypassed the chain (a test's) gets notes nobody reads.
-pub fn notes_of(req: &crate::handler::Request) -> Arc<Notes> {
-    req.extensions().get::<Arc<Notes>>().cloned().unwrap_or_default()
-}

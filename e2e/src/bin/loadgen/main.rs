@@ -99,6 +99,12 @@ struct Opts {
     /// The server binary (default: target/release/kube-apiserver).
     #[arg(long)]
     server_binary: Option<PathBuf>,
+    /// Run no scenario: serve the bare HTTP stack, answering every request
+    /// with DIR/body.json, until killed. Its CA, client certificate and key
+    /// go to DIR (ca.crt, client.crt, client.key) and its URL to DIR/url,
+    /// for `bench/instructions.sh stack`.
+    #[arg(long, value_name = "DIR")]
+    serve_stack: Option<PathBuf>,
 }
 
 /// The resolved settings of a run.
@@ -412,6 +418,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let opts = Opts::parse();
+    if let Some(dir) = &opts.serve_stack {
+        if let Err(e) = serve_stack(dir) {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -432,6 +445,21 @@ fn main() {
     }
     // Watch streams and spawned servers may still hold tasks; do not wait for them.
     runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// `--serve-stack`: the GET baseline alone, for counting its instructions.
+fn serve_stack(dir: &Path) -> Result<(), String> {
+    let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("reading {f}: {e}"));
+    let stack = StackServer::start(Answer::Fixed(read("body.json")?.into()))?;
+    let c = &stack.creds;
+    for (f, bytes) in [("ca.crt", &c.ca_pem), ("client.crt", &c.cert_pem), ("client.key", &c.key_pem)] {
+        std::fs::write(dir.join(f), bytes).map_err(|e| format!("writing {f}: {e}"))?;
+    }
+    // Written last: its presence says the stack is serving.
+    std::fs::write(dir.join("url"), &c.server).map_err(|e| format!("writing url: {e}"))?;
+    loop {
+        std::thread::park();
+    }
 }
 
 fn workspace_root() -> PathBuf {
