@@ -644,7 +644,12 @@ fn is_apply(req: &Request) -> bool {
 /// Upstream's cleanDryRun: every dryRun value, sorted and deduplicated, or
 /// "invalid" if one is not "All".
 fn clean_dry_run(query: Option<&str>) -> String {
-    let values: std::collections::BTreeSet<String> = query_values(query, "dryRun").collect();
+    let mut values = query_values(query, "dryRun").peekable();
+    // Most requests are not dry runs: no set to build.
+    if values.peek().is_none() {
+        return String::new();
+    }
+    let values: std::collections::BTreeSet<String> = values.collect();
     if values.iter().any(|v| v != "All") {
         return "invalid".into();
     }

@@ -55,9 +55,30 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 /// The `key=value` pairs of a query as sent (still escaped), in order; a
 /// pair without '=' has an empty value.
 pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
-    pieces(query.unwrap_or(""), b'&').map(|p| match p.bytes().position(|b| b == b'=') {
-        Some(i) => (&p[..i], &p[i + 1..]),
-        None => (p, ""),
+    let q = query.unwrap_or("");
+    let bytes = q.as_bytes();
+    let mut at = 0;
+    // One pass finds both a pair's end and its first '='; every request's
+    // query is read so, several times.
+    std::iter::from_fn(move || {
+        while at < bytes.len() {
+            let (start, mut eq) = (at, None);
+            while at < bytes.len() && bytes[at] != b'&' {
+                if bytes[at] == b'=' && eq.is_none() {
+                    eq = Some(at);
+                }
+                at += 1;
+            }
+            let end = at;
+            at += 1;
+            // '&' and '=' are ASCII: every index here is a character boundary.
+            match eq {
+                _ if end == start => continue,
+                Some(eq) => return Some((&q[start..eq], &q[eq + 1..end])),
+                None => return Some((&q[start..end], "")),
+            }
+        }
+        None
     })
 }
 
@@ -84,14 +105,20 @@ pub(crate) fn pieces(s: &str, sep: u8) -> impl Iterator<Item = &str> {
 /// key's first value (Go's Values.Get) searches. A parameter without
 /// escapes is borrowed from the query.
 pub fn query_params<'q, C: FromIterator<(Cow<'q, str>, Cow<'q, str>)>>(query: Option<&'q str>) -> C {
+    // One look at the whole query spares most queries one per key and value.
+    if !query.is_some_and(|q| escaped(q, true)) {
+        return query_pairs(query).map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v))).collect();
+    }
     query_pairs(query).map(|(k, v)| (unescape(k, true), unescape(v, true))).collect()
 }
 
 /// Every value of `key` in `query`, unescaped, in order (Go's
 /// `URL.Query()[key]`); only the values of `key` are unescaped.
 pub fn query_values<'a>(query: Option<&'a str>, key: &'a str) -> impl Iterator<Item = String> + 'a {
+    // Keys are compared as sent unless the query escapes something.
+    let escapes = query.is_some_and(|q| escaped(q, true));
     query_pairs(query)
-        .filter(move |(k, _)| *k == key || (escaped(k, true) && query_unescape(k) == key))
+        .filter(move |(k, _)| *k == key || (escapes && escaped(k, true) && query_unescape(k) == key))
         .map(|(_, v)| query_unescape(v))
 }
 
