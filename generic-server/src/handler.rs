@@ -39,14 +39,9 @@ pub struct NotFoundHandler;
 #[async_trait::async_trait]
 impl Handler for NotFoundHandler {
     async fn handle(&self, req: Request) -> Response {
-        let info = RequestInfo::of(&req);
-        let err = match info {
-            Some(info) if info.is_resource_request => StatusError::not_found_resource_type(info),
-            _ => StatusError::new(
-                404,
-                crate::status::Reason::NotFound,
-                "the server could not find the requested resource",
-            ),
+        let err = match RequestInfo::of(&req) {
+            Some(info) if info.is_resource_request => StatusError::no_route(),
+            _ => StatusError::path_not_found(),
         };
         err.into_response()
     }

@@ -108,16 +108,7 @@ pub fn openapi(cache: &OpenApiCache, chain: &dyn Handler, req: &Request) -> Opti
         ("/openapi/v3", _) => (rendered.v3_index.clone(), rendered.v3_index_etag.clone(), "application/json"),
         (p, _) => match rendered.v3_document(p.trim_start_matches("/openapi/v3/")) {
             Some((b, e)) => (b.clone(), e.clone(), "application/json"),
-            None => {
-                return Some(
-                    StatusError::new(
-                        404,
-                        crate::status::Reason::NotFound,
-                        "the server could not find the requested resource",
-                    )
-                    .into_response(),
-                )
-            }
+            None => return Some(StatusError::path_not_found().into_response()),
         },
     };
     // The rendered ETags are already quoted, as HTTP wants them.

@@ -5,7 +5,6 @@ use serde_json::{json, Value};
 
 use crate::body;
 use crate::handler::Response;
-use crate::request_info::RequestInfo;
 
 /// One field-level cause of an Invalid error, as in `metav1.StatusCause`.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,11 +190,15 @@ impl StatusError {
         Self::new(404, Reason::NotFound, format!("{} {name:?} not found", qualified(group, resource)))
             .with_details(name, group, resource)
     }
-    /// A path no route serves: upstream's router error, as its
+    /// A resource path no route serves: upstream's router error, as its
     /// serviceErrorHandler turns it into a Status (empty details).
-    pub fn not_found_resource_type(info: &RequestInfo) -> Self {
-        let _ = info;
-        Self::new(404, Reason::NotFound, "the server could not find the requested resource").with_empty_details()
+    pub fn no_route() -> Self {
+        Self::path_not_found().with_empty_details()
+    }
+    /// A path nothing serves outside the API's routes (upstream's
+    /// NotFoundHandler, an OpenAPI document nobody has): no details.
+    pub fn path_not_found() -> Self {
+        Self::new(404, Reason::NotFound, "the server could not find the requested resource")
     }
     /// A method no route serves at a path that has routes, as upstream's router
     /// answers it.

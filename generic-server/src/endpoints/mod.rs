@@ -492,10 +492,10 @@ impl Routes<'_> {
     }
 
     /// A 404 when nothing is served at the path, a 405 when `method` is not.
-    fn admit(&self, method: &http::Method, info: &RequestInfo) -> Result<()> {
+    fn admit(&self, method: &http::Method) -> Result<()> {
         let mut served = self.iter().peekable();
         if served.peek().is_none() {
-            return Err(StatusError::not_found_resource_type(info));
+            return Err(StatusError::no_route());
         }
         match served.any(|(m, _)| m == method.as_str()) {
             true => Ok(()),
@@ -506,7 +506,7 @@ impl Routes<'_> {
 
 async fn serve_resource(store: &Arc<Store>, req: &Request, info: &RequestInfo) -> Result<Response> {
     let params = Params::of(req);
-    routes(&store.info, info).admit(req.method(), info)?;
+    routes(&store.info, info).admit(req.method())?;
     // A list route answers `?watch=` too, or says the resource cannot be watched.
     if info.verb == "watch" && !store.info.verbs.contains(&"watch") {
         return Err(StatusError::method_not_supported(&store.info.group, &store.info.plural, "watch"));
@@ -621,7 +621,7 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
     let ns = info.namespace.as_str();
     let addressed_ns = info.subresource == "namespaces";
     if (i.namespaced && ns.is_empty()) || (!i.namespaced && addressed_ns) {
-        return Err(StatusError::not_found_resource_type(info));
+        return Err(StatusError::no_route());
     }
     if info.verb != "create" || !info.name.is_empty() || !info.subresource.is_empty() {
         return Err(StatusError::method_not_supported(&i.group, &i.plural, &info.verb));
@@ -665,7 +665,7 @@ async fn serve_create_only(resource: &CreateOnly, req: &Request, info: &RequestI
 /// gives a Getter and Lister, lists filtered by label and name selectors.
 async fn serve_read_only(resource: &ReadOnly, req: &Request, info: &RequestInfo) -> Result<Response> {
     let i = &resource.info;
-    routes(i, info).admit(req.method(), info)?;
+    routes(i, info).admit(req.method())?;
     let ns = if i.namespaced { info.namespace.as_str() } else { "" };
     match info.verb.as_str() {
         "get" => match resource.reader.get(ns, &info.name).await? {
