@@ -55,37 +55,17 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 /// The `key=value` pairs of a query as sent (still escaped), in order; a
 /// pair without '=' has an empty value.
 pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
-    let q = query.unwrap_or("");
-    let bytes = q.as_bytes();
-    let mut at = 0;
-    // One pass finds both a pair's end and its first '='; every request's
-    // query is read so, several times.
-    std::iter::from_fn(move || {
-        while at < bytes.len() {
-            let (start, mut eq) = (at, None);
-            while at < bytes.len() && bytes[at] != b'&' {
-                if bytes[at] == b'=' && eq.is_none() {
-                    eq = Some(at);
-                }
-                at += 1;
-            }
-            let end = at;
-            at += 1;
-            // '&' and '=' are ASCII: every index here is a character boundary.
-            match eq {
-                _ if end == start => continue,
-                Some(eq) => return Some((&q[start..eq], &q[eq + 1..end])),
-                None => return Some((&q[start..end], "")),
-            }
-        }
-        None
+    pieces(query.unwrap_or(""), b'&').map(|p| match p.bytes().position(|b| b == b'=') {
+        // '=' is ASCII: both sides of it are character boundaries.
+        Some(eq) => (&p[..eq], &p[eq + 1..]),
+        None => (p, ""),
     })
 }
 
 /// The non-empty pieces of `s` between occurrences of the ASCII byte `sep`.
 /// Found byte by byte: for a path's or a query's few short pieces that is
 /// cheaper than `str::split`'s searcher, and every request is split so.
-pub(crate) fn pieces(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+fn pieces(s: &str, sep: u8) -> impl Iterator<Item = &str> {
     let mut start = 0;
     std::iter::from_fn(move || {
         while start < s.len() {
