@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redb::{Database, ReadableTable, TableDefinition};
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
 use super::{
     op, timed, EventType, GetOptions, KeyValue, ListOptions, ListResult, ProgressRequests, PutOptions, Remaining,
@@ -70,13 +70,99 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 #[derive(Clone)]
 pub struct EmbeddedStorage {
     db: Arc<Database>,
-    events: broadcast::Sender<Arc<WatchEvent>>,
+    watchers: Arc<Watchers>,
     /// The revision of the last committed write, stored just before its
-    /// event goes to `events`; a write is acknowledged only after, so this
+    /// event goes to `watchers`; a write is acknowledged only after, so this
     /// is the store's current revision as far as any reader or watcher can
     /// tell, read without a transaction.
     published: Arc<AtomicU64>,
     writes: std::sync::mpsc::Sender<WriteOp>,
+}
+
+/// The live watches, each sent only the events under its own prefix: a
+/// write wakes the watches of its resource, not every watch of the store
+/// (a cache and an informer or two for each of some thirty resources).
+struct Watchers {
+    open: std::sync::Mutex<Vec<Subscriber>>,
+    /// Every event up to this revision is in its watchers' queues: what a
+    /// progress notification may claim once its queue is drained.
+    dispatched: tokio::sync::watch::Sender<u64>,
+}
+
+struct Subscriber {
+    prefix: String,
+    queue: mpsc::Sender<Arc<WatchEvent>>,
+    fell_behind: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// One watch's queue of live events.
+struct Subscription {
+    queue: mpsc::Receiver<Arc<WatchEvent>>,
+    fell_behind: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchers {
+    /// Watchers of a store whose events up to `revision` are all in its log.
+    fn new(revision: u64) -> Self {
+        Watchers { open: Default::default(), dispatched: tokio::sync::watch::channel(revision).0 }
+    }
+
+    fn subscribe(&self, prefix: &str) -> Subscription {
+        let (queue, rx) = mpsc::channel(WATCH_BUFFER);
+        let fell_behind = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let subscriber = Subscriber { prefix: prefix.to_string(), queue, fell_behind: fell_behind.clone() };
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).push(subscriber);
+        Subscription { queue: rx, fell_behind }
+    }
+
+    /// Queues `e` for the watches under its key, in the writer's order;
+    /// forgets watches that ended, and cuts off any whose queue is full.
+    fn send(&self, e: &Arc<WatchEvent>) {
+        use mpsc::error::TrySendError;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|s| {
+            if !e.kv.key.starts_with(s.prefix.as_str()) {
+                return !s.queue.is_closed();
+            }
+            match s.queue.try_send(e.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    // Dropping the sender ends its stream once it is drained.
+                    s.fell_behind.store(true, Ordering::Release);
+                    false
+                }
+                Err(TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+}
+
+impl Subscription {
+    /// The next live event; None when the store is gone; an error when this
+    /// watch fell too far behind and was cut off.
+    async fn recv(&mut self) -> Result<Option<Arc<WatchEvent>>> {
+        match self.queue.recv().await {
+            Some(e) => Ok(Some(e)),
+            None => self.ended(),
+        }
+    }
+
+    /// What is queued now, without waiting: Ok(None) when nothing is.
+    fn try_recv(&mut self) -> std::result::Result<Option<Arc<WatchEvent>>, Option<StorageError>> {
+        use mpsc::error::TryRecvError;
+        match self.queue.try_recv() {
+            Ok(e) => Ok(Some(e)),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(self.ended().err()),
+        }
+    }
+
+    fn ended(&self) -> Result<Option<Arc<WatchEvent>>> {
+        match self.fell_behind.load(Ordering::Acquire) {
+            true => Err(StorageError::Unavailable("watcher fell behind".into())),
+            false => Ok(None),
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> StorageError {
@@ -148,20 +234,20 @@ impl EmbeddedStorage {
         }
         txn.commit().map_err(internal)?;
         let published = Arc::new(AtomicU64::new(meta_value(&db.begin_read().map_err(internal)?, REVISION)?));
-        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let watchers = Arc::new(Watchers::new(published.load(Ordering::Acquire)));
         let db = Arc::new(db);
         let (writes, queue) = std::sync::mpsc::channel();
         {
             // Weak, so dropping the last handle closes the file at once.
             let db = Arc::downgrade(&db);
-            let events = events.clone();
+            let watchers = watchers.clone();
             let published = published.clone();
             std::thread::Builder::new()
                 .name("embedded-writer".into())
-                .spawn(move || writer(&db, &queue, &events, &published))
+                .spawn(move || writer(&db, &queue, &watchers, &published))
                 .map_err(internal)?;
         }
-        let storage = EmbeddedStorage { db, events, published, writes };
+        let storage = EmbeddedStorage { db, watchers, published, writes };
         {
             let weak = Arc::downgrade(&storage.db);
             let writes = storage.writes.clone();
@@ -252,7 +338,7 @@ impl EmbeddedStorage {
 fn writer(
     db: &std::sync::Weak<Database>,
     queue: &std::sync::mpsc::Receiver<WriteOp>,
-    events: &broadcast::Sender<Arc<WatchEvent>>,
+    watchers: &Watchers,
     published: &AtomicU64,
 ) {
     while let Ok(first) = queue.recv() {
@@ -272,9 +358,13 @@ fn writer(
             // Published in revision order, before anyone hears back, and
             // each revision before its event: whoever has seen a change must
             // find it in a consistent read, which reads up to `published`.
+            let last = logged.last().map(WatchEvent::revision);
             for e in logged {
                 published.store(e.revision(), Ordering::Release);
-                let _ = events.send(Arc::new(e));
+                watchers.send(&Arc::new(e));
+            }
+            if let Some(last) = last {
+                watchers.dispatched.send_replace(last);
             }
         }
         for done in completions {
@@ -639,7 +729,7 @@ impl Storage for EmbeddedStorage {
         let after = opts.after;
         // Subscribe before reading the log so nothing committed in between is
         // missed; duplicates are dropped by revision below.
-        let live = self.events.subscribe();
+        let live = self.watchers.subscribe(prefix);
         let p = prefix.to_string();
         let backlog = self
             .blocking(move |db| {
@@ -679,42 +769,54 @@ impl Storage for EmbeddedStorage {
         use futures::StreamExt;
         let (backlog, logged) = backlog;
         let last = backlog.last().map(|e| e.revision()).unwrap_or(after);
-        let prefix = prefix.to_string();
         if let Some(requests) = opts.progress {
             let watch = ProgressWatch {
                 backlog: backlog.into(),
                 live,
-                prefix,
                 last,
                 seen: logged.max(after),
                 requests,
                 published: self.published.clone(),
+                dispatched: self.watchers.dispatched.subscribe(),
                 asked: None,
                 ended: false,
             };
             return Ok(futures::stream::unfold(watch, ProgressWatch::next).boxed());
         }
-        let backlog = backlog.into_iter().map(Arc::new).collect();
-        let keep = move |e: &Arc<WatchEvent>| e.revision() > last && e.kv.key.starts_with(prefix.as_str());
-        Ok(super::replay_then_follow(backlog, live, keep).map(|r| r.map(|e| (*e).clone())).boxed())
+        let live = futures::stream::unfold((live, false), move |(mut live, ended)| async move {
+            loop {
+                if ended {
+                    return None;
+                }
+                match live.recv().await {
+                    // Also in the log read after subscribing: delivered already.
+                    Ok(Some(e)) if e.revision() <= last => continue,
+                    Ok(Some(e)) => return Some((Ok((*e).clone()), (live, false))),
+                    Ok(None) => return None,
+                    Err(e) => return Some((Err(e), (live, true))),
+                }
+            }
+        });
+        Ok(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed())
     }
 }
 
-/// A watch that also answers progress requests. Every write of the store
-/// passes through its receiver (those under other prefixes are only
-/// counted), so once it has seen the revision published when asked, every
-/// change up to it has been delivered.
+/// A watch that also answers progress requests. Asked, it answers at the
+/// revision published then, once every event up to it has been queued (the
+/// writer's `dispatched`) and it has passed on what its queue holds: the
+/// events under its prefix up to that revision are then all delivered.
 struct ProgressWatch {
     backlog: VecDeque<WatchEvent>,
-    live: broadcast::Receiver<Arc<WatchEvent>>,
-    prefix: String,
+    live: Subscription,
     /// The last revision delivered from the log; live events up to it are
     /// duplicates.
     last: u64,
-    /// Every change up to this revision has been delivered or skipped.
+    /// Every change under the prefix up to this revision has been delivered
+    /// (once the backlog has been).
     seen: u64,
     requests: ProgressRequests,
     published: Arc<AtomicU64>,
+    dispatched: tokio::sync::watch::Receiver<u64>,
     /// The revision a pending request must be answered at.
     asked: Option<u64>,
     ended: bool,
@@ -722,7 +824,6 @@ struct ProgressWatch {
 
 impl ProgressWatch {
     async fn next(mut self) -> Option<(Result<WatchEvent>, Self)> {
-        use broadcast::error::RecvError;
         loop {
             if self.ended {
                 return None;
@@ -731,38 +832,49 @@ impl ProgressWatch {
                 return Some((Ok(e), self));
             }
             if let Some(at) = self.asked {
-                if self.seen >= at {
-                    self.asked = None;
-                    return Some((Ok(WatchEvent::progress(self.seen)), self));
+                // The writer queues each event right after publishing its
+                // revision, and says so per batch.
+                if self.dispatched.wait_for(|d| *d >= at).await.is_err() {
+                    return None;
+                }
+                match self.live.try_recv() {
+                    Ok(Some(e)) => match self.deliver(e) {
+                        Some(e) => return Some((Ok(e), self)),
+                        None => continue,
+                    },
+                    Ok(None) => {
+                        self.asked = None;
+                        self.seen = self.seen.max(at);
+                        return Some((Ok(WatchEvent::progress(self.seen)), self));
+                    }
+                    Err(e) => {
+                        self.ended = true;
+                        return e.map(|e| (Err(e), self));
+                    }
                 }
             }
-            let received = if self.asked.is_some() {
-                // What is owed is in the buffer or about to be: the writer
-                // sends each event right after publishing its revision.
-                self.live.recv().await
-            } else {
-                tokio::select! {
-                    _ = self.requests.requested() => {
-                        self.asked = Some(self.published.load(Ordering::Acquire));
-                        continue;
+            tokio::select! {
+                _ = self.requests.requested() => self.asked = Some(self.published.load(Ordering::Acquire)),
+                r = self.live.recv() => match r {
+                    Ok(Some(e)) => {
+                        if let Some(e) = self.deliver(e) {
+                            return Some((Ok(e), self));
+                        }
                     }
-                    r = self.live.recv() => r,
-                }
-            };
-            match received {
-                Ok(e) => {
-                    self.seen = self.seen.max(e.revision());
-                    if e.revision() > self.last && e.kv.key.starts_with(self.prefix.as_str()) {
-                        return Some((Ok((*e).clone()), self));
+                    Ok(None) => return None,
+                    Err(e) => {
+                        self.ended = true;
+                        return Some((Err(e), self));
                     }
-                }
-                Err(RecvError::Lagged(_)) => {
-                    self.ended = true;
-                    return Some((Err(StorageError::Unavailable("watcher fell behind".into())), self));
-                }
-                Err(RecvError::Closed) => return None,
+                },
             }
         }
+    }
+
+    /// A live event to pass on, unless the log already gave it.
+    fn deliver(&mut self, e: Arc<WatchEvent>) -> Option<WatchEvent> {
+        self.seen = self.seen.max(e.revision());
+        (e.revision() > self.last).then(|| (*e).clone())
     }
 }
 
@@ -770,6 +882,46 @@ impl ProgressWatch {
 mod tests {
     use super::*;
     use futures::StreamExt;
+
+    #[test]
+    fn a_watch_is_sent_only_its_prefix_and_cut_off_when_full() {
+        let watchers = Watchers::new(0);
+        let mut a = watchers.subscribe("/registry/a/");
+        let event = |key: &str, rev| Arc::new(put_event(key, &Bytes::new(), rev, rev, None));
+        watchers.send(&event("/registry/b/x", 1));
+        assert!(matches!(a.try_recv(), Ok(None)), "an event elsewhere reached the watch");
+        watchers.send(&event("/registry/a/x", 2));
+        assert!(matches!(a.try_recv(), Ok(Some(e)) if e.revision() == 2));
+        for rev in 3..(3 + WATCH_BUFFER as u64 + 1) {
+            watchers.send(&event("/registry/a/x", rev));
+        }
+        // What was queued still comes, then the watch ends as cut off.
+        for rev in 3..(3 + WATCH_BUFFER as u64) {
+            assert!(matches!(a.try_recv(), Ok(Some(e)) if e.revision() == rev));
+        }
+        assert!(matches!(a.try_recv(), Err(Some(StorageError::Unavailable(_)))));
+        // A watch that ended is forgotten by the next send.
+        drop(a);
+        watchers.send(&event("/registry/a/x", 1 << 20));
+        assert!(watchers.open.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn progress_on_a_reopened_store_before_any_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let written = {
+            let s = EmbeddedStorage::open(&path).unwrap();
+            s.create("/registry/a/x", Bytes::from_static(b"1"), PutOptions::default()).await.unwrap()
+        };
+        let s = EmbeddedStorage::open(&path).unwrap();
+        let progress = ProgressRequests::default();
+        let opts = WatchOptions { after: written, progress: Some(progress.clone()) };
+        let mut w = s.watch("/registry/b/", opts).await.unwrap();
+        progress.request();
+        let e = tokio::time::timeout(std::time::Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!((e.event_type, e.revision()), (EventType::Progress, written));
+    }
 
     #[tokio::test]
     async fn crud_and_revisions() {
